@@ -1,0 +1,133 @@
+"""Low-level codec pieces shared by every GBCS structure.
+
+Everything here is sans-IO: bytes in, values out. A `DecodeError` always names the byte offset
+(relative to the outermost buffer being decoded) and the field, so a lab engineer can find the bad
+byte in a captured frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class DecodeError(ValueError):
+    """Malformed input. `offset` is the byte offset of the failing field, `field` its name."""
+
+    def __init__(self, message: str, offset: int = 0, field: str = "") -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.field = field
+
+    def shifted(self, by: int, prefix: str = "") -> "DecodeError":
+        """The same error seen from an enclosing buffer that starts `by` bytes earlier."""
+        name = f"{prefix}.{self.field}" if prefix and self.field else (prefix or self.field)
+        return DecodeError(str(self), self.offset + by, name)
+
+    def __str__(self) -> str:  # one line: "offset 12 (field): message"
+        base = super().__str__()
+        where = f"offset {self.offset}" + (f" ({self.field})" if self.field else "")
+        return f"{where}: {base}"
+
+
+class EncodeError(ValueError):
+    """A value cannot be encoded (out of range, wrong length)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One line of the annotated tree shown by `gbhub decode --tree`: field, its bytes, meaning."""
+
+    name: str
+    raw: bytes = b""
+    meaning: str = ""
+    children: tuple["Node", ...] = field(default=())
+
+
+def read_length(buf: bytes, pos: int, what: str = "length") -> tuple[int, int]:
+    """DER-style definite length at `pos`: returns (length, new_pos). Only minimal forms are
+    accepted, so that every accepted frame re-encodes byte-exactly."""
+    try:
+        first = buf[pos]
+    except IndexError:
+        raise DecodeError("truncated", pos, what) from None
+    if first < 0x80:
+        return first, pos + 1
+    n = first & 0x7F
+    if n == 0 or n > 3:
+        raise DecodeError(f"unsupported length form 0x{first:02X}", pos, what)
+    end = pos + 1 + n
+    if end > len(buf):
+        raise DecodeError("truncated", pos, what)
+    value = int.from_bytes(buf[pos + 1 : end], "big")
+    if value < 0x80 or value < (1 << (8 * (n - 1))):
+        raise DecodeError(f"non-minimal length encoding", pos, what)
+    return value, end
+
+
+def encode_length(n: int) -> bytes:
+    """Minimal DER-style definite length."""
+    if n < 0:
+        raise EncodeError("negative length")
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x100:
+        return bytes((0x81, n))
+    if n < 0x10000:
+        return b"\x82" + n.to_bytes(2, "big")
+    if n < 0x1000000:
+        return b"\x83" + n.to_bytes(3, "big")
+    raise EncodeError("length too large")
+
+
+def take(buf: bytes, pos: int, n: int, what: str) -> tuple[bytes, int]:
+    """`n` bytes at `pos`, or a DecodeError naming `what`."""
+    end = pos + n
+    if n < 0 or end > len(buf):
+        raise DecodeError(f"truncated: need {n} bytes, have {max(0, len(buf) - pos)}", pos, what)
+    return buf[pos:end], end
+
+
+def eui_hex(eui: bytes) -> str:
+    """EUI-64 as 16 upper-case hex digits, the form used in DCC tools and file names."""
+    return eui.hex().upper()
+
+
+def parse_eui(text: str | bytes) -> bytes:
+    """Accepts 16 hex digits, optionally with '-', ':' or spaces; or 8 raw bytes."""
+    if isinstance(text, bytes):
+        if len(text) != 8:
+            raise ValueError("an EUI-64 is 8 bytes")
+        return text
+    cleaned = text.replace("-", "").replace(":", "").replace(" ", "")
+    try:
+        raw = bytes.fromhex(cleaned)
+    except ValueError:
+        raise ValueError(f"not an EUI-64: {text!r}") from None
+    if len(raw) != 8:
+        raise ValueError(f"not an EUI-64 (need 16 hex digits): {text!r}")
+    return raw
+
+
+def jsonable(value):
+    """Turn decoded values into JSON-ready data: bytes become upper-case hex, dataclasses dicts,
+    enums their names. Payload classes may define `to_json()` to override."""
+    import dataclasses
+    import enum
+
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex().upper()
+    if isinstance(value, enum.Enum):
+        return value.name
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {"type": type(value).__name__}
+        for f in dataclasses.fields(value):
+            if f.name.startswith("_"):
+                continue
+            out[f.name] = jsonable(getattr(value, f.name))
+        return out
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value

@@ -1,0 +1,39 @@
+"""Keystore folders on disk (DCC naming). The only place key files are read or written."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gbcs.keystore import NAME_RE, Keystore, KeystoreError
+
+
+def load_keystore(*folders: str | os.PathLike) -> Keystore:
+    """Load one or more DCC-style key folders into one keystore; later folders win."""
+    ks = Keystore()
+    for folder in folders:
+        path = Path(folder)
+        if not path.is_dir():
+            raise KeystoreError(f"key folder not found: {path}")
+        for entry in sorted(path.iterdir()):
+            if entry.is_file() and NAME_RE.match(entry.name):
+                ks.add_file(entry.name, entry.read_bytes())
+    return ks
+
+
+def save_keystore(ks: Keystore, folder: str | os.PathLike) -> list[Path]:
+    """Write every certificate and key as DCC-named files; private keys are made 0600. Each file
+    is written to a temporary name and renamed, so a crash never leaves half a key."""
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in ks.files().items():
+        target = path / name
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if name.endswith(".key") else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        written.append(target)
+    return written
