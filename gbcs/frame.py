@@ -454,12 +454,15 @@ class Reassembler:
         self.max_blocks = max_blocks
         self._partial: dict[tuple[bytes, int], dict[int, GbtBlock]] = {}
         self._last: dict[tuple[bytes, int], int] = {}
+        self._done: dict[tuple[bytes, int], None] = {}  # recently completed: late duplicates ignored
 
     def add(self, block: GbtBlock) -> bytes | None:
         """Add one block; returns the whole message bytes once every block is present."""
         if block.block_number < 1 or block.block_number > self.max_blocks:
             raise DecodeError(f"block number {block.block_number} out of range", 0, "gbt.block_number")
         key = (block.originator, block.originator_counter)
+        if key in self._done:
+            return None
         blocks = self._partial.get(key)
         if blocks is None:
             if len(self._partial) >= self.max_partial:
@@ -475,6 +478,9 @@ class Reassembler:
             return None
         self._partial.pop(key)
         self._last.pop(key)
+        self._done[key] = None
+        if len(self._done) > 4 * self.max_partial:
+            self._done.pop(next(iter(self._done)))
         return b"".join(blocks[n].data for n in range(1, last + 1))
 
     @property

@@ -1,0 +1,239 @@
+"""`gbhub` command line. Each subcommand lives beside the code it drives; this file only wires them.
+
+Errors a user can cause (bad hex, missing key folder, unknown use case) end in one line on stderr
+and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+from pathlib import Path
+
+from gbcs.codec import DecodeError, Node, parse_eui
+
+RTDS_ACB = "90B3D51F30000002"
+
+
+class UsageError(Exception):
+    """A bad argument or input: printed as one line, exit 2."""
+
+
+# --------------------------------------------------------------------------------------------
+# input helpers
+# --------------------------------------------------------------------------------------------
+
+_HEX_CHARS = set("0123456789abcdefABCDEF")
+
+
+def parse_frame_text(text: str) -> bytes:
+    """Hex (spaces, colons, dashes allowed) or base64 → bytes."""
+    compact = "".join(text.split())
+    if not compact:
+        raise UsageError("empty input")
+    hexish = compact.replace(":", "").replace("-", "")
+    if hexish and set(hexish) <= _HEX_CHARS:
+        if len(hexish) % 2:
+            raise UsageError(f"odd number of hex digits ({len(hexish)})")
+        return bytes.fromhex(hexish)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError("input is neither hex nor base64") from None
+
+
+def read_input(arg: str | None) -> str | bytes:
+    """The argument itself, `@file` (text or raw binary), or stdin for None / '-'."""
+    if arg is None or arg == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("no input: give HEX, @FILE, or pipe it on stdin")
+        return sys.stdin.buffer.read()
+    if arg.startswith("@"):
+        path = Path(arg[1:])
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return arg
+
+
+def _as_frame(blob: str | bytes) -> bytes:
+    if isinstance(blob, bytes):
+        if blob[:1] in (b"\xdd", b"\xdf"):
+            return blob  # raw binary capture
+        try:
+            blob = blob.decode("ascii")
+        except UnicodeDecodeError:
+            raise UsageError("input is neither hex, base64 nor a binary GBCS frame") from None
+    return parse_frame_text(blob)
+
+
+def load_keys(folders: list[str] | None):
+    from gbcs.keystore import Keystore, KeystoreError
+    from tools.keys import load_keystore
+
+    if not folders:
+        return Keystore()
+    try:
+        return load_keystore(*folders)
+    except KeystoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def resolve_acb(arg: str | None, keystore) -> bytes:
+    """--acb, else the keystore's access control broker (role 4), else the RTDS/DCC Boxed ACB."""
+    if arg:
+        try:
+            return parse_eui(arg)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    for eui in keystore.euis():
+        if keystore.role(eui) == 4:
+            return eui
+    return parse_eui(RTDS_ACB)
+
+
+# --------------------------------------------------------------------------------------------
+# gbhub decode
+# --------------------------------------------------------------------------------------------
+
+
+def render_tree(node: Node, indent: str = "", out: list[str] | None = None) -> list[str]:
+    out = [] if out is None else out
+    raw = node.raw.hex().upper()
+    if len(raw) > 64:
+        raw = raw[:60] + f"…({len(node.raw)} bytes)"
+    line = f"{indent}{node.name}"
+    if raw:
+        line += f"  [{raw}]"
+    if node.meaning:
+        line += f"  {node.meaning}"
+    out.append(line)
+    for child in node.children:
+        render_tree(child, indent + "  ", out)
+    return out
+
+
+def cmd_decode(args) -> int:
+    from gbcs.analyse import analyse
+    from gbcs.security import SecretCache
+
+    keystore = load_keys(args.keys)
+    acb = resolve_acb(args.acb, keystore)
+    secrets = SecretCache()
+    if args.batch:
+        return _decode_batch(args, keystore, acb, secrets)
+    frame = _as_frame(read_input(args.input))
+    try:
+        result = analyse(frame, keystore, acb, secrets)
+    except DecodeError as exc:
+        print(f"gbhub decode: parse error at {exc}", file=sys.stderr)
+        return 2
+    if args.tree:
+        print("\n".join(render_tree(result.tree())))
+    else:
+        print(json.dumps(result.to_json(), indent=None if args.compact else 2))
+    if result.payload_error is not None:
+        print(f"gbhub decode: payload parse error at {result.payload_error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _decode_batch(args, keystore, acb, secrets) -> int:
+    from gbcs.analyse import analyse
+
+    stream = sys.stdin if args.input in (None, "-") else None
+    if stream is None:
+        blob = read_input(args.input)
+        lines = (blob.decode("ascii", "replace") if isinstance(blob, bytes) else blob).splitlines()
+    else:
+        lines = stream
+    bad = 0
+    write = sys.stdout.write
+    dumps = json.dumps
+    for n, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            result = analyse(parse_frame_text(text), keystore, acb, secrets)
+            obj = result.to_json()
+            if result.payload_error is not None:
+                bad += 1
+        except (DecodeError, UsageError) as exc:
+            bad += 1
+            obj = {"line": n, "error": str(exc)}
+        else:
+            obj = {"line": n, **obj}
+        write(dumps(obj) + "\n")
+    sys.stdout.flush()
+    return 2 if bad else 0
+
+
+# --------------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gbhub", description="GB smart-metering (SMETS2/GBCS) premises emulator")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("decode", help="decode and verify a GBCS frame")
+    d.add_argument("input", nargs="?", help="hex or base64 frame, @FILE, or - / nothing for stdin")
+    d.add_argument("--keys", action="append", metavar="DIR", help="DCC-style key folder (repeatable)")
+    d.add_argument("--acb", metavar="EUI", help="access control broker EUI (default: keystore's ACB, else 90B3D51F30000002)")
+    d.add_argument("--tree", action="store_true", help="annotated tree: field, bytes, meaning")
+    d.add_argument("--batch", action="store_true", help="one message per input line, one JSON object per output line")
+    d.add_argument("--compact", action="store_true", help="single-line JSON")
+    d.set_defaults(func=cmd_decode)
+
+    b = sub.add_parser("bench", help="benchmarks (codec, e2e)")
+    b.add_argument("what", choices=["codec", "e2e"], help="which benchmark")
+    b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    b.add_argument("--vectors", metavar="DIR", help="RTDS vectors (default $GBHUB_VECTORS or ../shared/vectors)")
+    b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e)")
+    b.set_defaults(func=cmd_bench)
+
+    for module in ("tools.pki", "tools.run"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ImportError:
+            continue
+        mod.register(sub)
+    return p
+
+
+def cmd_bench(args) -> int:
+    from tools import bench
+
+    return bench.run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"gbhub {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `gbhub decode --batch ... | head` closes the pipe early: not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
