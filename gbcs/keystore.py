@@ -1,7 +1,7 @@
 """In-memory keystore in the DCC naming: `<eui>[-pp]-(ka|ds).(pem|key)`.
 
 `.pem` holds an X.509 certificate, `.key` a PKCS#8 private key. `-pp` marks a supplier's
-prepayment KA key (UTRNs). The folder read/write is in `tools.pki` (gbcs does no I/O); here names
+prepayment KA key (UTRNs). The folder read/write is in `tools.keys` (gbcs does no I/O); here names
 and bytes go in and come out.
 """
 from __future__ import annotations
