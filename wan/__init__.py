@@ -1,1 +1,42 @@
+"""WAN: bridges between the hub's WAN port and head-ends, and the head-end client core."""
+from .bridge import (
+    DEFAULT_MAX_FRAME,
+    FrameError,
+    FrameSplitter,
+    HubPort,
+    InProcessBridge,
+    InProcessClient,
+    TcpBridge,
+    TcpClient,
+    WanClosed,
+    WanDown,
+    WanError,
+    WanLink,
+    encode_frame,
+    peek_header,
+)
+from .headend import Alert, HeadEnd, HeadEndError, MissingKey, Reply, RequestTimeout, VerificationError
 
+__all__ = [
+    "Alert",
+    "DEFAULT_MAX_FRAME",
+    "FrameError",
+    "FrameSplitter",
+    "HeadEnd",
+    "HeadEndError",
+    "HubPort",
+    "InProcessBridge",
+    "InProcessClient",
+    "MissingKey",
+    "Reply",
+    "RequestTimeout",
+    "TcpBridge",
+    "TcpClient",
+    "VerificationError",
+    "WanClosed",
+    "WanDown",
+    "WanError",
+    "WanLink",
+    "encode_frame",
+    "peek_header",
+]

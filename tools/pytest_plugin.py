@@ -1,0 +1,1 @@
+"""pytest plugin (entry point `gbhub`): the `premises` fixture lands here with the virtual premises."""

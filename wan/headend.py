@@ -1,0 +1,532 @@
+"""Head-end client core: what the DCC and a DUIS user do between them for one command.
+
+`HeadEnd.request` builds a CRA command, signs it with the originator's Digital-Signing key when
+critical (the Known Remote Party's signature), MACs it as the DCC Access Control Broker does
+(ECDH(ACB KA, device KA), KDF over the message's own originator/counter/recipient), sends it over a
+WAN link, waits for the response carrying the same counter from that device, and verifies it:
+a response to a critical command must be signed by the device, any other response MACed for its
+recipient (ECDH(our originator's KA, device KA), mode = response) [FRAMING.md §4, FACTS.md 1.5].
+
+Alerts arriving unasked are verified the same way and kept in `received_alerts`.
+
+Payloads are the caller's: `request()` takes ready content bytes (use cases are layered on top).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+from gbcs.codec import DecodeError, encode_length, eui_hex, parse_eui
+from gbcs.frame import CRA, SECURITY_HEADER_MAC, Message, Reassembler, decode_gbt_block, decode_message
+from gbcs.keystore import Keystore
+from gbcs.security import (
+    SecretCache,
+    check_mac,
+    check_signature,
+    default_secrets,
+    encryption_key,
+    gmac,
+    message_key,
+    sign,
+)
+
+from .bridge import WanClosed, WanError, WanLink, peek_header
+
+log = logging.getLogger(__name__)
+
+_MAC_PREFIX = b"\xdd\x00\x00\x00\x00\x00\x00"
+_UTRN_LOW_MASK = 0xFFFFFFFF
+_COUNTER_MAX = (1 << 64) - 1
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and results
+# --------------------------------------------------------------------------------------------
+
+
+class HeadEndError(WanError):
+    """Base of the head-end's errors."""
+
+
+class RequestTimeout(HeadEndError, TimeoutError):
+    """No response with the command's counter arrived in time."""
+
+
+class VerificationError(HeadEndError):
+    """A response arrived but its MAC or signature does not verify; `reply` holds it."""
+
+    def __init__(self, message: str, reply: "Reply") -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+class MissingKey(HeadEndError):
+    """The keystore lacks a key needed to sign or MAC a command."""
+
+
+def _valid(mac: str, signature: str, need_signature: bool) -> bool:
+    if mac == "invalid" or signature == "invalid":
+        return False
+    return signature == "valid" if need_signature else mac == "valid"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A verified (or, with `verify=False`, merely matched) response.
+
+    Verdicts use the `gbhub decode` vocabulary: mac valid/invalid/unknown/absent; signature
+    valid/invalid/unverified/absent/empty. `critical` says which of the two must be valid.
+    """
+
+    message: Message
+    raw: bytes
+    mac: str
+    signature: str
+    critical: bool = False
+
+    @property
+    def valid(self) -> bool:
+        return _valid(self.mac, self.signature, self.critical)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert as received, with its verdicts. Critical alerts are signed by the device,
+    non-critical ones MACed for their recipient; `valid` says whether the one present verifies."""
+
+    message: Message
+    raw: bytes
+    mac: str
+    signature: str
+    received_at: float = 0.0
+
+    @property
+    def critical(self) -> bool:
+        return bool(self.message.signature)
+
+    @property
+    def valid(self) -> bool:
+        return _valid(self.mac, self.signature, self.critical)
+
+
+def _clock_fn(clock: Any) -> Callable[[], float]:
+    """Unix time in seconds from `clock`: None (wall clock), a callable, or an object with
+    `time()` or `now()` (epoch seconds or a datetime, e.g. `firmware.clock.Clock`)."""
+    if clock is None:
+        return time.time
+    if callable(getattr(clock, "time", None)):
+        return clock.time
+    if callable(getattr(clock, "now", None)):
+        def now() -> float:
+            t = clock.now()
+            return t.timestamp() if hasattr(t, "timestamp") else float(t)
+
+        return now
+    if callable(clock):
+        return clock
+    raise TypeError("clock must be callable or have time() / now()")
+
+
+# --------------------------------------------------------------------------------------------
+# The head-end
+# --------------------------------------------------------------------------------------------
+
+
+class HeadEnd:
+    """One head-end (DCC + DUIS users) on a WAN link.
+
+    `supplier` is the default originator of commands; `acb` is the Access Control Broker whose KA
+    key MACs every command. `keystore` must hold the ACB's KA private key, the originators' DS
+    private keys (critical commands) and KA private keys (response MACs), and the devices' KA and
+    DS public keys.
+    """
+
+    def __init__(
+        self,
+        link: WanLink,
+        keystore: Keystore,
+        *,
+        supplier: bytes | str,
+        acb: bytes | str,
+        secrets: SecretCache | None = None,
+        clock: Any = None,
+        counter_seed: int | None = None,
+    ) -> None:
+        self.link = link
+        self.keystore = keystore
+        self.supplier = parse_eui(supplier)
+        self.acb = parse_eui(acb)
+        self.secrets = secrets if secrets is not None else default_secrets
+        self._now = _clock_fn(clock)
+        self._counter_seed = counter_seed
+        self._counters: dict[bytes, int] = {}
+        self._pending: dict[tuple[bytes, bytes, int], asyncio.Future] = {}
+        self._raw_waiters: dict[int, list[asyncio.Future]] = {}
+        self._alert_waiters: list[asyncio.Future] = []
+        self._reassembler = Reassembler()
+        self.received_alerts: list[Alert] = []
+        self.late_responses: list[Reply] = []  # responses no request was waiting for
+        self.undecodable = 0  # frames up that did not decode as GBCS
+        self._closed = False
+        link.set_receiver(self._on_frame, self._on_link_closed)
+
+    # -- counters --------------------------------------------------------------------------
+    def next_counter(self, party: bytes | str | None = None, utrn: bool = False) -> int:
+        """The next originator counter for `party` (default the supplier): strictly greater than
+        any used before, milliseconds since the epoch by default. With `utrn=True` the low 32 bits
+        are 0 (top-ups, CS01a: the high half is the UTRN counter)."""
+        party = self.supplier if party is None else parse_eui(party)
+        last = self._counters.get(party)
+        if self._counter_seed is not None:
+            floor = self._counter_seed
+        else:
+            floor = int(self._now() * 1000)
+        if utrn:
+            base = max(last + 1 if last is not None else 0, floor)
+            counter = ((base + _UTRN_LOW_MASK) >> 32) << 32  # round up to a multiple of 2**32
+        else:
+            counter = floor if last is None or floor > last else last + 1
+        if counter > _COUNTER_MAX:
+            raise HeadEndError("originator counter exhausted")
+        self._counters[party] = counter
+        return counter
+
+    def note_counter(self, party: bytes | str, counter: int) -> None:
+        """Record a counter used outside `next_counter` so later ones stay above it."""
+        party = parse_eui(party)
+        last = self._counters.get(party)
+        if last is None or counter > last:
+            self._counters[party] = counter
+
+    def last_counter(self, party: bytes | str | None = None) -> int | None:
+        return self._counters.get(self.supplier if party is None else parse_eui(party))
+
+    # -- keys ------------------------------------------------------------------------------
+    def _secret(self, a: bytes, b: bytes) -> bytes | None:
+        """Static ECDH secret between parties a and b, from whichever side's private key we hold."""
+        ks = self.keystore
+        priv = ks.private_key(a, "ka")
+        if priv is not None:
+            pub = ks.public_key(b, "ka")
+            if pub is not None:
+                return self.secrets.secret(priv, pub)
+        priv = ks.private_key(b, "ka")
+        if priv is not None:
+            pub = ks.public_key(a, "ka")
+            if pub is not None:
+                return self.secrets.secret(priv, pub)
+        return None
+
+    def verdicts(self, message: Message) -> tuple[str, str]:
+        """(mac, signature) verdicts of a response or alert from a device."""
+        if message.mac is None:
+            mac = "absent"
+        else:
+            secret = self._secret(message.recipient, message.originator)
+            mac = "unknown" if secret is None else ("valid" if check_mac(secret, message) else "invalid")
+        sig = message.signature
+        if sig is None:
+            signature = "absent"
+        elif not sig:
+            signature = "empty"
+        else:
+            pub = self.keystore.public_key(message.originator, "ds")
+            if pub is None:
+                signature = "unverified"
+            else:
+                signature = "valid" if check_signature(pub, message) else "invalid"
+        return mac, signature
+
+    def content_key(self, message: Message) -> bytes | None:
+        """AES key of the encrypted parts of a device's response/alert (mode 04), or None when
+        the keystore cannot make it."""
+        party = message.supplementary_remote_party_id or message.recipient
+        secret = self._secret(party, message.originator)
+        return None if secret is None else encryption_key(secret, message)
+
+    # -- building --------------------------------------------------------------------------
+    def build_command(
+        self,
+        *,
+        recipient: bytes | str,
+        message_code: int,
+        content: bytes,
+        critical: bool,
+        originator: bytes | str | None = None,
+        counter: int | None = None,
+        utrn: bool = False,
+        supplementary_remote_party_id: bytes | str | None = None,
+        supplementary_remote_party_counter: int | None = None,
+        date_time: bytes | None = None,
+        sign_command: bool | None = None,
+    ) -> tuple[Message, bytes]:
+        """A signed (if critical, or `sign_command=True`) and ACB-MACed command: (message, frame).
+
+        `counter` defaults to `next_counter(originator, utrn)`; an explicit one is recorded so later
+        counters stay above it (pass an old one for replay tests)."""
+        recipient = parse_eui(recipient)
+        originator = self.supplier if originator is None else parse_eui(originator)
+        if counter is None:
+            counter = self.next_counter(originator, utrn)
+        else:
+            self.note_counter(originator, counter)
+        srp = None if supplementary_remote_party_id is None else parse_eui(supplementary_remote_party_id)
+        msg = Message(
+            cra=CRA.COMMAND,
+            originator_counter=counter,
+            originator=originator,
+            recipient=recipient,
+            message_code=message_code,
+            content=bytes(content),
+            date_time=date_time,
+            supplementary_remote_party_id=srp,
+            supplementary_remote_party_counter=supplementary_remote_party_counter,
+            signature=b"",
+        )
+        if critical if sign_command is None else sign_command:
+            ds = self.keystore.private_key(originator, "ds")
+            if ds is None:
+                raise MissingKey(f"no DS private key for originator {eui_hex(originator)}")
+            msg = dataclasses.replace(msg, signature=sign(ds, msg.signed_bytes()))
+        acb_ka = self.keystore.private_key(self.acb, "ka")
+        if acb_ka is None:
+            raise MissingKey(f"no KA private key for the ACB {eui_hex(self.acb)}")
+        device_ka = self.keystore.public_key(recipient, "ka")
+        if device_ka is None:
+            raise MissingKey(f"no KA public key for recipient {eui_hex(recipient)}")
+        secret = self.secrets.secret(acb_ka, device_ka)
+        apdu = msg.general_signing()
+        mac = gmac(message_key(secret, msg), originator, apdu)
+        frame = _MAC_PREFIX + encode_length(5 + len(apdu) + len(mac)) + SECURITY_HEADER_MAC + apdu + mac
+        return dataclasses.replace(msg, mac=mac), frame
+
+    # -- exchanging ------------------------------------------------------------------------
+    async def request(
+        self,
+        *,
+        recipient: bytes | str,
+        message_code: int,
+        content: bytes,
+        critical: bool,
+        originator: bytes | str | None = None,
+        supplementary_remote_party_id: bytes | str | None = None,
+        supplementary_remote_party_counter: int | None = None,
+        timeout: float | None = 5.0,
+        verify: bool = True,
+        counter: int | None = None,
+        utrn: bool = False,
+        date_time: bytes | None = None,
+        sign_command: bool | None = None,
+    ) -> Reply:
+        """Send one command and return its verified response.
+
+        Raises `RequestTimeout`, `VerificationError` (unless `verify=False`), `MissingKey`, or the
+        link's `WanDown` / `WanClosed`."""
+        msg, frame = self.build_command(
+            recipient=recipient,
+            message_code=message_code,
+            content=content,
+            critical=critical,
+            originator=originator,
+            counter=counter,
+            utrn=utrn,
+            supplementary_remote_party_id=supplementary_remote_party_id,
+            supplementary_remote_party_counter=supplementary_remote_party_counter,
+            date_time=date_time,
+            sign_command=sign_command,
+        )
+        return await self.exchange(msg, frame, critical=critical, timeout=timeout, verify=verify)
+
+    async def exchange(
+        self, command: Message, frame: bytes, *, critical: bool, timeout: float | None = 5.0, verify: bool = True
+    ) -> Reply:
+        """Send a prepared command frame (`command` is its decoded form) and await the response."""
+        if self._closed:
+            raise WanClosed("head-end closed")
+        key = (command.recipient, command.originator, command.originator_counter)
+        if key in self._pending:
+            raise HeadEndError(f"counter {command.originator_counter} to {eui_hex(command.recipient)} already in flight")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending[key] = fut
+        timer = None
+        try:
+            await self.link.send(frame)
+            if not fut.done():
+                if timeout is not None:
+                    what = f"no response to counter {command.originator_counter} from {eui_hex(command.recipient)}"
+                    timer = loop.call_later(timeout, _expire, fut, what, timeout)
+                await fut
+            response, raw = fut.result()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if self._pending.get(key) is fut:
+                del self._pending[key]
+        mac, signature = self.verdicts(response)
+        reply = Reply(response, raw, mac, signature, critical)
+        if verify and not reply.valid:
+            what = "signature" if critical else "MAC"
+            raise VerificationError(
+                f"response {command.originator_counter} from {eui_hex(response.originator)}: "
+                f"{what} does not verify (mac {mac}, signature {signature})",
+                reply,
+            )
+        return reply
+
+    async def send_raw(self, frame: bytes, timeout: float | None = 5.0, *, counter: int | None = None) -> bytes:
+        """Send a prepared frame as is; return the first response frame carrying its originator
+        counter (or `counter`). Nothing is checked: this is for replay and negative tests."""
+        if counter is None:
+            header = peek_header(frame)
+            if header is None:
+                raise HeadEndError("cannot read an originator counter from the frame; pass counter=")
+            counter = header[1]
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._raw_waiters.setdefault(counter, []).append(fut)
+        timer = None
+        try:
+            await self.link.send(bytes(frame))
+            if not fut.done():
+                if timeout is not None:
+                    timer = loop.call_later(timeout, _expire, fut, f"no response with counter {counter}", timeout)
+                await fut
+            return fut.result()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            waiters = self._raw_waiters.get(counter)
+            if waiters is not None:
+                if fut in waiters:
+                    waiters.remove(fut)
+                if not waiters:
+                    del self._raw_waiters[counter]
+
+    # -- alerts ----------------------------------------------------------------------------
+    async def alerts(self, since: int = 0) -> AsyncIterator[Alert]:
+        """Every alert from index `since` of `received_alerts` on, then each new one as it comes
+        (never ends on its own; stops when the head-end or its link closes)."""
+        i = since
+        while True:
+            while i < len(self.received_alerts):
+                yield self.received_alerts[i]
+                i += 1
+            if self._closed:
+                return
+            fut = asyncio.get_running_loop().create_future()
+            self._alert_waiters.append(fut)
+            await fut
+
+    async def wait_alert(
+        self, predicate: Callable[[Alert], bool] | None = None, *, since: int = 0, timeout: float | None = 5.0
+    ) -> Alert:
+        """The first alert (from index `since`) that satisfies `predicate`."""
+
+        async def find() -> Alert:
+            async for alert in self.alerts(since):
+                if predicate is None or predicate(alert):
+                    return alert
+            raise WanClosed("head-end closed while waiting for an alert")
+
+        try:
+            if timeout is None:
+                return await find()
+            return await asyncio.wait_for(find(), timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"no matching alert within {timeout} s") from None
+
+    # -- receiving -------------------------------------------------------------------------
+    def _on_frame(self, frame: bytes) -> None:
+        try:
+            if len(frame) > 1 and frame[0] == 0xDD and frame[1] == 0x09:
+                whole = self._reassembler.add(decode_gbt_block(frame))
+                if whole is None:
+                    return
+                frame = whole
+            msg = decode_message(frame)
+        except DecodeError as exc:
+            self.undecodable += 1
+            log.warning("undecodable frame from the WAN (%s): %s", exc, frame[:48].hex().upper())
+            return
+        cra = msg.cra
+        if cra is CRA.RESPONSE:
+            matched = False
+            fut = self._pending.get((msg.originator, msg.recipient, msg.originator_counter))
+            if fut is not None and not fut.done():
+                fut.set_result((msg, frame))
+                matched = True
+            waiters = self._raw_waiters.get(msg.originator_counter)
+            if waiters:
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(frame)
+                        matched = True
+            if not matched:
+                mac, signature = self.verdicts(msg)
+                self.late_responses.append(Reply(msg, frame, mac, signature, bool(msg.signature)))
+                log.info("response %d from %s matched no request", msg.originator_counter, eui_hex(msg.originator))
+        elif cra is CRA.ALERT:
+            mac, signature = self.verdicts(msg)
+            alert = Alert(msg, frame, mac, signature, self._now())
+            if not alert.valid:
+                log.warning("alert %d from %s fails verification (mac %s, signature %s)",
+                            msg.originator_counter, eui_hex(msg.originator), mac, signature)
+            self.received_alerts.append(alert)
+            self._wake_alert_waiters()
+        else:
+            # A raw waiter may still want it (negative tests echoing a command); nothing else does.
+            log.warning("command frame came up the WAN from %s: ignored", eui_hex(msg.originator))
+
+    def _wake_alert_waiters(self) -> None:
+        waiters, self._alert_waiters = self._alert_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _on_link_closed(self) -> None:
+        self._fail_all(WanClosed("WAN link closed"))
+
+    def _fail_all(self, exc: Exception) -> None:
+        for fut in list(self._pending.values()):
+            if not fut.done():
+                fut.set_exception(exc)
+        for waiters in list(self._raw_waiters.values()):
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(exc)
+        self._closed = True
+        self._wake_alert_waiters()
+
+    async def close(self, close_link: bool = True) -> None:
+        """Detach from the link (and close it), failing requests still waiting."""
+        self.link.set_receiver(None)
+        self._fail_all(WanClosed("head-end closed"))
+        if close_link:
+            await self.link.close()
+
+    async def __aenter__(self) -> "HeadEnd":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+def _expire(fut: asyncio.Future, what: str, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(RequestTimeout(f"{what} within {timeout} s"))
+
+
+__all__ = [
+    "Alert",
+    "HeadEnd",
+    "HeadEndError",
+    "MissingKey",
+    "Reply",
+    "RequestTimeout",
+    "VerificationError",
+]
