@@ -1,0 +1,364 @@
+"""The GBCS security services every emulated smart-metering device runs: checking an incoming
+command (MAC, signature, role, counter, recipient), answering it (MAC or signature), and raising
+alerts. Device applications (`hub/`, `meter/`) subclass `GbcsDevice` and implement `execute()`.
+
+Every rejected command is logged in the security log, answered with the alert in
+`SECURITY_ALERTS`, and changes no state: `execute()` and the counter update run inside one NVM
+transaction that only commits when the command was accepted and executed.
+
+Which alert for which failure is not fixed by the facts we have [U]; the choice below follows the
+alert names in GBCS Appendix B and is configurable per device (`security_alerts=`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gbcs import catalogue
+from gbcs.catalogue import RemotePartyRole
+from gbcs.codec import DecodeError, eui_hex
+from gbcs.frame import CRA, Message, decode_message
+from gbcs.keystore import Keystore
+from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, kdf, sign
+
+from .device import Device
+
+log = logging.getLogger("gbhub.device")
+
+# failure -> alert code (GBCS Appendix B names)
+SECURITY_ALERTS: dict[str, int] = {
+    "malformed": 0x8F1E,  # Integrity check of content or format of command failed
+    "authentication": 0x8F3D,  # Trusted Source Authentication Failure (bad MAC or signature)
+    "unknown_party": 0x8F3D,  # originator not in the device's trust anchors
+    "role": 0x8F30,  # Source Does not have Authority for Command
+    "replay": 0x8F53,  # Failed Authentication or Authorisation not covered by other codes
+    "recipient": 0x8F53,
+    "unsupported": 0x8F1E,
+}
+
+GENERIC_CRITICAL_ALERT = 0x1000
+GENERIC_NON_CRITICAL_ALERT = 0x1001
+
+
+@dataclass(frozen=True)
+class RemoteParty:
+    """One trust anchor: an organisation the device accepts commands from / reports to."""
+
+    eui: bytes
+    role: RemotePartyRole
+    ds_public: ec.EllipticCurvePublicKey | None = None
+    ka_public: ec.EllipticCurvePublicKey | None = None
+
+
+class TrustAnchors:
+    """The device's trust anchor cells, by EUI and by role (first party of a role wins)."""
+
+    def __init__(self, parties: Iterable[RemoteParty] = ()) -> None:
+        self._by_eui: dict[bytes, RemoteParty] = {}
+        self._by_role: dict[RemotePartyRole, RemoteParty] = {}
+        for p in parties:
+            self.add(p)
+
+    def add(self, party: RemoteParty) -> None:
+        self._by_eui[party.eui] = party
+        self._by_role.setdefault(party.role, party)
+
+    def by_eui(self, eui: bytes) -> RemoteParty | None:
+        return self._by_eui.get(eui)
+
+    def by_role(self, role: RemotePartyRole) -> RemoteParty | None:
+        return self._by_role.get(role)
+
+    def __iter__(self):
+        return iter(self._by_eui.values())
+
+    @classmethod
+    def from_keystore(cls, keystore: Keystore, euis: Iterable[bytes] | None = None) -> "TrustAnchors":
+        """Every organisation (certificate with a role) in `keystore`, or just `euis`."""
+        anchors = cls()
+        for eui in euis if euis is not None else keystore.euis():
+            role = keystore.role(eui)
+            if role is None:
+                continue
+            try:
+                role = RemotePartyRole(role)
+            except ValueError:
+                continue
+            anchors.add(RemoteParty(eui, role, keystore.public_key(eui, "ds"), keystore.public_key(eui, "ka")))
+        return anchors
+
+    @classmethod
+    def rtds(cls, keystore: Keystore) -> "TrustAnchors":
+        """RTDS keystores carry roles in their organisation certificates too."""
+        return cls.from_keystore(keystore)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The device's own private keys (KA for MACs and encryption, DS for signatures)."""
+
+    ka: ec.EllipticCurvePrivateKey
+    ds: ec.EllipticCurvePrivateKey | None = None
+
+    @classmethod
+    def from_keystore(cls, keystore: Keystore, eui: bytes) -> "Credentials":
+        ka = keystore.private_key(eui, "ka")
+        if ka is None:
+            raise ValueError(f"no KA private key for {eui_hex(eui)} in the keystore")
+        return cls(ka=ka, ds=keystore.private_key(eui, "ds"))
+
+
+class CommandRejected(Exception):
+    """Raised by a security check or by `execute()`: the command is refused, nothing changes."""
+
+    def __init__(self, reason: str, detail: str = "", alert: bool = True) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.alert = alert
+
+
+@dataclass
+class Outcome:
+    """What `execute()` returns: the response content, optionally a date-time for the header."""
+
+    content: bytes
+    date_time: bytes | None = None
+    after: Callable[[], Any] | None = None  # run once the response has been sent
+
+
+SendGbcs = Callable[[bytes], Awaitable[Any]]
+
+
+class GbcsDevice(Device):
+    """A device that speaks GBCS end to end. `send_gbcs` (set by the wiring) carries messages
+    it originates (responses, alerts) towards the Comms Hub; `handle(frame)` takes a command."""
+
+    alert_payload = "dlms"  # 'dlms' or 'gbz': how this device encodes its alerts
+
+    def __init__(
+        self,
+        eui: bytes | str,
+        *,
+        clock,
+        credentials: Credentials,
+        trust: TrustAnchors,
+        nvm=None,
+        secrets: SecretCache | None = None,
+        send_gbcs: SendGbcs | None = None,
+        security_alerts: dict[str, int] | None = None,
+        alert_recipient: bytes | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(eui, clock=clock, nvm=nvm, **kw)
+        self.credentials = credentials
+        self.trust = trust
+        self.secrets = secrets or SecretCache()
+        self.send_gbcs = send_gbcs
+        self.security_alerts = dict(SECURITY_ALERTS, **(security_alerts or {}))
+        self._alert_recipient = alert_recipient
+        self.rejected = 0
+        self.accepted = 0
+
+    # ------------------------------------------------------------------ hooks
+    def supports(self, message_code: int) -> bool:
+        """Use cases this device implements."""
+        return False
+
+    def execute(self, message: Message) -> Outcome:
+        """Carry out an authenticated, authorised, fresh command; return the response content.
+        Runs inside an NVM transaction, so it is synchronous (never await inside a transaction):
+        raise `CommandRejected` to refuse with no state change; put follow-up async work
+        (forwarding, alerts) in `Outcome.after`."""
+        raise CommandRejected("unsupported", f"message code 0x{message.message_code:04X}")
+
+    def alert_content(self, alert_code: int, counter: int, elements: tuple = ()) -> bytes:
+        """Payload of an alert (DLMS DATA-NOTIFICATION by default; GBZ devices override)."""
+        from gbcs.dlms import DataNotification
+
+        return DataNotification.build(counter, alert_code, self.clock.utcnow(), *elements).encode()
+
+    # ------------------------------------------------------------------ inbox
+    async def handle(self, item: Any) -> Any:
+        if isinstance(item, (bytes, bytearray)):
+            return await self.process(bytes(item))
+        return await self.handle_other(item)
+
+    async def handle_other(self, item: Any) -> Any:
+        raise TypeError(f"{self.kind} cannot handle {type(item).__name__}")
+
+    async def process(self, frame: bytes) -> bytes | None:
+        """Check and execute one command; send and return its response (None if rejected)."""
+        try:
+            msg = decode_message(frame)
+        except DecodeError as exc:
+            await self._reject(None, CommandRejected("malformed", str(exc)))
+            return None
+        if msg.cra != CRA.COMMAND:
+            self.log_security("unexpected_message", cra=msg.cra.name.lower(), message_code=msg.message_code)
+            return None
+        try:
+            party = self.authenticate(msg)
+        except CommandRejected as exc:
+            await self._reject(msg, exc)
+            return None
+        nvm = self.nvm
+        try:
+            with nvm.transaction():
+                if not self.accept_counter(msg.originator, msg.originator_counter):
+                    raise CommandRejected("replay", f"counter {msg.originator_counter} not above {self.counters.last(msg.originator)}")
+                outcome = self.execute(msg)
+        except CommandRejected as exc:
+            await self._reject(msg, exc)
+            return None
+        self.accepted += 1
+        response = self.respond(msg, outcome, party)
+        await self._send(response)
+        if outcome.after is not None:
+            result = outcome.after()
+            if hasattr(result, "__await__"):
+                await result
+        return response
+
+    def authenticate(self, msg: Message) -> RemoteParty:
+        """MAC (ACB), recipient, originator known, role allowed, signature of critical commands."""
+        if msg.recipient != self.eui:
+            raise CommandRejected("recipient", f"addressed to {eui_hex(msg.recipient)}")
+        use_case = catalogue.by_message_code(msg.message_code)
+        if use_case is None or not self.supports(msg.message_code):
+            raise CommandRejected("unsupported", f"message code 0x{msg.message_code:04X}")
+        party = self.trust.by_eui(msg.originator)
+        if party is None:
+            raise CommandRejected("unknown_party", f"originator {eui_hex(msg.originator)} not a trust anchor")
+        if msg.mac is None:
+            raise CommandRejected("authentication", "command carries no MAC")
+        acb = self.trust.by_role(RemotePartyRole.ACCESS_CONTROL_BROKER)
+        if acb is None or acb.ka_public is None:
+            raise CommandRejected("authentication", "no ACB trust anchor to check the MAC")
+        if not check_mac(self.secrets.secret(self.credentials.ka, acb.ka_public), msg):
+            raise CommandRejected("authentication", "MAC does not verify")
+        if party.role not in catalogue.allowed_remote_party_roles(msg.message_code):
+            raise CommandRejected("role", f"{party.role.name} may not send {use_case.use_case}")
+        if catalogue.is_critical_command(msg.message_code):
+            if not msg.signature or party.ds_public is None or not check_signature(party.ds_public, msg):
+                raise CommandRejected("authentication", "critical command signature missing or invalid")
+        return party
+
+    # ------------------------------------------------------------------ outgoing
+    def respond(self, command: Message, outcome: Outcome, party: RemoteParty | None = None) -> bytes:
+        """Response: same counter and other-information; signed if the command was critical,
+        else MACed for the command's originator."""
+        msg = Message(
+            cra=CRA.RESPONSE,
+            originator_counter=command.originator_counter,
+            originator=self.eui,
+            recipient=command.originator,
+            message_code=command.message_code,
+            content=outcome.content,
+            date_time=outcome.date_time,
+            supplementary_remote_party_id=command.supplementary_remote_party_id,
+            supplementary_remote_party_counter=command.supplementary_remote_party_counter,
+            supplementary_originator_counter=command.supplementary_originator_counter,
+            signature=b"",
+        )
+        critical = catalogue.is_critical_command(command.message_code)
+        party = party or self.trust.by_eui(command.originator)
+        return self.seal(msg, critical=critical, peer=party)
+
+    def seal(self, msg: Message, *, critical: bool, peer: RemoteParty | None) -> bytes:
+        """Sign (critical) or MAC (non-critical, needs the peer's KA key) and encode."""
+        if critical:
+            if self.credentials.ds is None:
+                raise ValueError(f"{self.kind} {self.eui_hex} has no DS key to sign with")
+            return dataclasses.replace(msg, signature=sign(self.credentials.ds, msg.signed_bytes())).encode()
+        if peer is None or peer.ka_public is None:
+            raise ValueError(f"no KA key for {eui_hex(msg.recipient)} to MAC with")
+        secret = self.secrets.secret(self.credentials.ka, peer.ka_public)
+        msg = dataclasses.replace(msg, mac=b"\x00" * 12)
+        return dataclasses.replace(msg, mac=compute_mac(secret, msg)).encode()
+
+    def encryption_key_for(self, command: Message) -> bytes:
+        """Key for encrypted parts of the response to `command` (mode 04)."""
+        party = command.supplementary_remote_party_id or command.originator
+        anchor = self.trust.by_eui(party)
+        if anchor is None or anchor.ka_public is None:
+            raise CommandRejected("unknown_party", f"no KA key for {eui_hex(party)} to encrypt for", alert=False)
+        secret = self.secrets.secret(self.credentials.ka, anchor.ka_public)
+        counter = command.supplementary_originator_counter
+        return kdf(secret, self.eui, 4, command.originator_counter if counter is None else counter, party)
+
+    @property
+    def alert_recipient(self) -> RemoteParty | None:
+        if self._alert_recipient is not None:
+            return self.trust.by_eui(self._alert_recipient)
+        return self.trust.by_role(RemotePartyRole.SUPPLIER)
+
+    def build_alert(
+        self,
+        alert_code: int,
+        *,
+        critical: bool = False,
+        message_code: int | None = None,
+        content: bytes | None = None,
+        elements: tuple = (),
+        recipient: RemoteParty | None = None,
+    ) -> bytes:
+        recipient = recipient or self.alert_recipient
+        if recipient is None:
+            raise ValueError("no alert recipient (supplier trust anchor) configured")
+        counter = self.next_counter("alert", floor=int(self.clock.now() * 1000))
+        if content is None:
+            content = self.alert_content(alert_code, counter, elements)
+        if message_code is None:
+            message_code = GENERIC_CRITICAL_ALERT if critical else GENERIC_NON_CRITICAL_ALERT
+        msg = Message(
+            cra=CRA.ALERT,
+            originator_counter=counter,
+            originator=self.eui,
+            recipient=recipient.eui,
+            message_code=message_code,
+            content=content,
+            signature=b"",
+        )
+        return self.seal(msg, critical=critical, peer=recipient)
+
+    async def raise_alert(self, alert_code: int, **kw: Any) -> bytes | None:
+        """Build and send an alert; logged in the event log. Never raises (an alert that can't
+        be built or sent is logged instead)."""
+        try:
+            frame = self.build_alert(alert_code, **kw)
+        except Exception as exc:  # noqa: BLE001 - a device must not crash on its own alert
+            log.warning("%s %s: cannot build alert %04X: %s", self.kind, self.eui_hex, alert_code, exc)
+            return None
+        self.log_event("alert", alert_code=f"{alert_code:04X}")
+        await self._send(frame)
+        return frame
+
+    async def _send(self, frame: bytes) -> None:
+        if self.send_gbcs is None:
+            log.debug("%s %s: no uplink, frame dropped", self.kind, self.eui_hex)
+            return
+        try:
+            await self.send_gbcs(frame)
+        except Exception as exc:  # noqa: BLE001 - HAN trouble is logged, the device lives on
+            self.log_event("uplink_failure", error=str(exc))
+            log.info("%s %s: uplink failed: %s", self.kind, self.eui_hex, exc)
+
+    async def _reject(self, msg: Message | None, exc: CommandRejected) -> None:
+        self.rejected += 1
+        detail = {"reason": exc.reason, "detail": exc.detail}
+        if msg is not None:
+            detail.update(
+                message_code=f"{msg.message_code:04X}",
+                originator=eui_hex(msg.originator),
+                counter=msg.originator_counter,
+            )
+        self.log_security("command_rejected", **detail)
+        log.info("%s %s rejected a command: %s", self.kind, self.eui_hex, exc)
+        code = self.security_alerts.get(exc.reason)
+        if exc.alert and code is not None:
+            await self.raise_alert(code)

@@ -1,0 +1,463 @@
+"""Non-volatile memory: namespaced key/value pairs and bounded logs, durable before return.
+
+`Nvm(path)` keeps the data in SQLite (WAL, synchronous=FULL by default), so a SIGKILL or a power
+cut right after a call returns loses nothing. `Nvm(None)` keeps it in memory only, for fast test
+premises. Both behave the same: values go through the same JSON rules (a tuple comes back as a
+list, a dict key as a str), reads come from an in-memory cache, and `transaction()` is atomic in
+both.
+
+Values: None, bool, int, float, str, bytes, or lists/dicts of those (bytes nested in a container
+are kept as bytes). Keys and namespaces are str. Log entries are dicts of the same.
+
+Scopes: `nvm.scope(name)` is a view whose namespaces and log names are prefixed `name/`, so many
+devices share one database file (one per rig data folder). One process per file; use it from one
+thread at a time (the event loop's).
+
+Transactions are synchronous: never `await` inside `with nvm.transaction():` (another task
+would write into it; that write raises RuntimeError).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["Nvm", "NvmView", "NvmError"]
+
+log = logging.getLogger(__name__)
+
+_SCALARS = (type(None), bool, int, float, str)
+_BYTES_TAG = "$bytes"
+_MISSING = object()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    ns    TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB,
+    PRIMARY KEY (ns, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+    name  TEXT NOT NULL,
+    seq   INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (name, seq)
+) WITHOUT ROWID;
+"""
+
+
+class NvmError(Exception):
+    """Misuse of NVM (closed store, cross-task write inside a transaction)."""
+
+
+class _Json(str):
+    """A container value held as its JSON text, so callers never share a mutable object."""
+
+    __slots__ = ()
+
+
+def _tag_bytes(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {_BYTES_TAG: bytes(obj).hex()}
+    raise TypeError(f"NVM cannot store {type(obj).__name__}")
+
+
+def _untag_bytes(d: dict) -> Any:
+    if len(d) == 1 and _BYTES_TAG in d:
+        return bytes.fromhex(d[_BYTES_TAG])
+    return d
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_tag_bytes, separators=(",", ":"))
+
+
+def _loads(text: str) -> Any:
+    if _BYTES_TAG in text:
+        return json.loads(text, object_hook=_untag_bytes)
+    return json.loads(text)
+
+
+def _to_cache(value: Any) -> Any:
+    """The cached (immutable) form of a value; raises TypeError for what NVM cannot store."""
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return _Json(_dumps(value))
+
+
+def _from_cache(cached: Any) -> Any:
+    return _loads(cached) if type(cached) is _Json else cached
+
+
+def _to_db(cached: Any) -> Any:
+    if type(cached) is bytes:
+        return cached
+    if type(cached) is _Json:
+        return str(cached)
+    return json.dumps(cached)
+
+
+def _from_db(raw: Any) -> Any:
+    if isinstance(raw, bytes):
+        return raw
+    value = _loads(raw)
+    return value if type(value) in _SCALARS else _Json(raw)
+
+
+def _current_task() -> asyncio.Task | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+class _Log:
+    __slots__ = ("entries", "last_seq")
+
+    def __init__(self) -> None:
+        self.entries: deque[str] = deque()  # JSON texts, oldest first
+        self.last_seq = 0  # seq of the newest entry (or of the last dropped one)
+
+
+class _Store:
+    """The shared state behind every view: caches, the SQLite connection, the transaction."""
+
+    def __init__(self, path: str | Path | None, synchronous: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.kv: dict[str, dict[str, Any]] = {}
+        self.logs: dict[str, _Log] = {}
+        self.depth = 0
+        self.owner: asyncio.Task | None = None
+        self.undo: list[Any] = []
+        self.closed = False
+        self.db: sqlite3.Connection | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                db.close()
+                raise NvmError(f"cannot put {self.path} in WAL mode (got {mode})")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+            self.db = db
+
+    # -- loading (lazy, per namespace / log) --
+    def ns(self, ns: str) -> dict[str, Any]:
+        d = self.kv.get(ns)
+        if d is None:
+            if self.closed:
+                raise NvmError("NVM is closed")
+            d = {}
+            if self.db is not None:
+                for key, raw in self.db.execute("SELECT key, value FROM kv WHERE ns=?", (ns,)):
+                    d[key] = _from_db(raw)
+            self.kv[ns] = d
+        return d
+
+    def log(self, name: str) -> _Log:
+        lg = self.logs.get(name)
+        if lg is None:
+            if self.closed:
+                raise NvmError("NVM is closed")
+            lg = _Log()
+            if self.db is not None:
+                for seq, entry in self.db.execute(
+                    "SELECT seq, entry FROM log WHERE name=? ORDER BY seq", (name,)
+                ):
+                    lg.entries.append(entry)
+                    lg.last_seq = seq
+            self.logs[name] = lg
+        return lg
+
+    # -- writes --
+    def check_writer(self) -> None:
+        if self.closed:
+            raise NvmError("NVM is closed")
+        if self.depth and self.owner is not _current_task():
+            raise NvmError("an NVM transaction is open in another task (await inside transaction()?)")
+
+    def run(self, statements: list[tuple[str, tuple]]) -> None:
+        """Execute statements durably: inside the open transaction, or as one committed unit."""
+        db = self.db
+        if self.depth:
+            for sql, params in statements:
+                db.execute(sql, params)
+            return
+        if len(statements) == 1:
+            db.execute(*statements[0])  # autocommit: one durable transaction
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                db.execute(sql, params)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def rollback_to(self, mark: int) -> None:
+        undo = self.undo
+        while len(undo) > mark:
+            item = undo.pop()
+            if type(item) is tuple:
+                d, key, old = item
+                if old is _MISSING:
+                    d.pop(key, None)
+                else:
+                    d[key] = old
+            else:
+                try:
+                    item()
+                except Exception:  # a rollback hook must not stop the others
+                    log.exception("NVM rollback hook failed")
+
+
+class _Transaction:
+    __slots__ = ("_store", "_depth", "_mark")
+
+    def __init__(self, store: _Store) -> None:
+        self._store = store
+
+    def __enter__(self) -> "_Transaction":
+        store = self._store
+        if store.closed:
+            raise NvmError("NVM is closed")
+        task = _current_task()
+        if store.depth and store.owner is not task:
+            raise NvmError("an NVM transaction is open in another task (await inside transaction()?)")
+        self._depth = depth = store.depth
+        self._mark = len(store.undo)
+        if store.db is not None:
+            store.db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT s{depth}")
+        if depth == 0:
+            store.owner = task
+        store.depth = depth + 1
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        store, depth = self._store, self._depth
+        store.depth = depth
+        db = store.db
+        try:
+            if exc_type is None:
+                if db is not None:
+                    try:
+                        db.execute("COMMIT" if depth == 0 else f"RELEASE s{depth}")
+                    except BaseException:
+                        self._rollback_db(db, depth)
+                        store.rollback_to(self._mark)
+                        raise
+            else:
+                if db is not None:
+                    self._rollback_db(db, depth)
+                store.rollback_to(self._mark)
+        finally:
+            if depth == 0:
+                store.undo.clear()
+                store.owner = None
+
+    @staticmethod
+    def _rollback_db(db: sqlite3.Connection, depth: int) -> None:
+        if depth == 0:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        else:
+            db.execute(f"ROLLBACK TO s{depth}")
+            db.execute(f"RELEASE s{depth}")
+
+
+class NvmView:
+    """The NVM API over a store, with a name prefix (see `scope`)."""
+
+    __slots__ = ("_store", "prefix")
+
+    def __init__(self, store: _Store, prefix: str) -> None:
+        self._store = store
+        self.prefix = prefix
+
+    def scope(self, name: str) -> "NvmView":
+        """A view whose namespaces and logs live under `name/` (e.g. a device's EUI in hex)."""
+        if not name or "/" in name:
+            raise ValueError("scope name must be non-empty and contain no '/'")
+        return NvmView(self._store, f"{self.prefix}{name}/")
+
+    @property
+    def persistent(self) -> bool:
+        return self._store.db is not None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._store.depth > 0
+
+    # -- key/value --
+    def get(self, ns: str, key: str, default: Any = None) -> Any:
+        cached = self._store.ns(self.prefix + ns).get(key, _MISSING)
+        if cached is _MISSING:
+            return default
+        return _loads(cached) if type(cached) is _Json else cached
+
+    def put(self, ns: str, key: str, value: Any) -> None:
+        """Store `value`; durable when this returns (or when the enclosing transaction commits)."""
+        if type(key) is not str:
+            raise TypeError("NVM keys are str")
+        store = self._store
+        cached = _to_cache(value)
+        full = self.prefix + ns
+        d = store.ns(full)
+        if store.depth:
+            store.check_writer()
+            if store.db is not None:
+                store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))])
+            store.undo.append((d, key, d.get(key, _MISSING)))
+        elif store.db is not None:
+            store.check_writer()
+            store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))])
+        d[key] = cached
+
+    def delete(self, ns: str, key: str) -> bool:
+        """Remove `key`; returns whether it was there."""
+        store = self._store
+        full = self.prefix + ns
+        d = store.ns(full)
+        if key not in d:
+            return False
+        store.check_writer()
+        if store.db is not None:
+            store.run([("DELETE FROM kv WHERE ns=? AND key=?", (full, key))])
+        if store.depth:
+            store.undo.append((d, key, d[key]))
+        del d[key]
+        return True
+
+    def items(self, ns: str) -> list[tuple[str, Any]]:
+        """(key, value) pairs of a namespace, in key order."""
+        return [(k, _from_cache(v)) for k, v in sorted(self._store.ns(self.prefix + ns).items())]
+
+    def keys(self, ns: str) -> list[str]:
+        return sorted(self._store.ns(self.prefix + ns))
+
+    def clear(self, ns: str) -> None:
+        """Remove every key of a namespace."""
+        store = self._store
+        full = self.prefix + ns
+        d = store.ns(full)
+        store.check_writer()
+        if store.db is not None:
+            store.run([("DELETE FROM kv WHERE ns=?", (full,))])
+        if store.depth:
+            snapshot = dict(d)
+            store.undo.append(lambda: (d.clear(), d.update(snapshot)))
+        d.clear()
+
+    # -- transactions --
+    def transaction(self) -> _Transaction:
+        """`with nvm.transaction():` — every write inside lands together or not at all (an
+        exception leaving the block undoes them, in the cache too). Nests (inner blocks are
+        savepoints). Covers the whole store, not just this view's scope."""
+        return _Transaction(self._store)
+
+    def on_rollback(self, callback: Callable[[], Any]) -> None:
+        """Inside a transaction: call `callback()` if it rolls back (for RAM state derived from
+        NVM writes). Outside a transaction: nothing."""
+        if self._store.depth:
+            self._store.undo.append(callback)
+
+    # -- bounded logs --
+    def log_append(self, name: str, entry: dict, capacity: int = 100) -> None:
+        """Append `entry`; beyond `capacity` entries the oldest are dropped (FIFO)."""
+        if not isinstance(entry, dict):
+            raise TypeError("log entries are dicts")
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        store = self._store
+        full = self.prefix + name
+        lg = store.log(full)
+        text = _dumps(entry)
+        seq = lg.last_seq + 1
+        if store.depth or store.db is not None:
+            store.check_writer()
+        if store.db is not None:
+            store.run(
+                [
+                    ("INSERT INTO log VALUES (?,?,?)", (full, seq, text)),
+                    ("DELETE FROM log WHERE name=? AND seq<=?", (full, seq - capacity)),
+                ]
+            )
+        entries = lg.entries
+        if store.depth:
+            snapshot, last = list(entries), lg.last_seq
+            store.undo.append(lambda: (entries.clear(), entries.extend(snapshot), setattr(lg, "last_seq", last)))
+        entries.append(text)
+        lg.last_seq = seq
+        while len(entries) > capacity:
+            entries.popleft()
+
+    def log_entries(self, name: str) -> list[dict]:
+        """All entries, oldest first."""
+        return [_loads(t) for t in self._store.log(self.prefix + name).entries]
+
+    def log_len(self, name: str) -> int:
+        return len(self._store.log(self.prefix + name).entries)
+
+    def log_clear(self, name: str) -> None:
+        store = self._store
+        full = self.prefix + name
+        lg = store.log(full)
+        store.check_writer()
+        if store.db is not None:
+            store.run([("DELETE FROM log WHERE name=?", (full,))])
+        entries = lg.entries
+        if store.depth:
+            snapshot = list(entries)
+            store.undo.append(lambda: (entries.clear(), entries.extend(snapshot)))
+        entries.clear()
+
+    def __repr__(self) -> str:
+        where = self._store.path or "memory"
+        return f"<NvmView {where} {self.prefix!r}>"
+
+
+class Nvm(NvmView):
+    """The root of one store: `Nvm(path)` for SQLite in WAL mode, `Nvm(None)` for memory only.
+
+    `synchronous` is SQLite's PRAGMA synchronous: FULL (default) survives power cuts; NORMAL
+    survives process kills but may lose the last commits on power loss."""
+
+    __slots__ = ()
+
+    def __init__(self, path: str | Path | None = None, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"bad synchronous mode {synchronous!r}")
+        super().__init__(_Store(path, synchronous.upper()), "")
+
+    @property
+    def path(self) -> Path | None:
+        return self._store.path
+
+    def close(self) -> None:
+        store = self._store
+        if store.closed:
+            return
+        if store.depth:
+            raise NvmError("cannot close NVM inside a transaction")
+        store.closed = True
+        store.kv.clear()
+        store.logs.clear()
+        if store.db is not None:
+            store.db.close()
+            store.db = None
+
+    def __enter__(self) -> "Nvm":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
