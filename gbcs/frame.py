@@ -86,6 +86,9 @@ class Message:
                 if self.supplementary_originator_counter is not None:
                     out += self.supplementary_originator_counter.to_bytes(8, "big")
                 if self.remote_party_ka_certificate is not None:
+                    if len(self.remote_party_ka_certificate) == 8 and self.supplementary_originator_counter is None:
+                        # other-information of 26 bytes means "supplementary originator counter"
+                        raise EncodeError("an 8-byte certificate cannot be told from a counter")
                     out += self.remote_party_ka_certificate
         return out
 
