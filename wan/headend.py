@@ -93,6 +93,18 @@ class Reply:
         return _valid(self.mac, self.signature, self.critical)
 
 
+@dataclass(frozen=True)
+class UseCaseReply:
+    """A verified response to a named use case and its interpretation (`summary`, JSON-able)."""
+
+    reply: "Reply"
+    summary: dict
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.summary.get("ok")) and self.reply.valid
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """An alert as received, with its verdicts. Critical alerts are signed by the device,
@@ -340,6 +352,63 @@ class HeadEnd:
             sign_command=sign_command,
         )
         return await self.exchange(msg, frame, critical=critical, timeout=timeout, verify=verify)
+
+    async def send_use_case(
+        self,
+        use_case: str,
+        *,
+        recipient: bytes | str,
+        params: dict | None = None,
+        timeout: float | None = 5.0,
+        verify: bool = True,
+        counter: int | None = None,
+        originator: bytes | str | None = None,
+    ) -> "UseCaseReply":
+        """Build the named use case (gbcs.usecases), send it, verify and interpret the response.
+
+        CHF use cases are originated by the ACB on behalf of the supplier (supplementary remote
+        party = supplier, with the supplier's own counter); CS01a gets a UTRN-shaped counter."""
+        from gbcs import usecases
+
+        definition = usecases.get(use_case)
+        params = dict(params or {})
+        recipient = parse_eui(recipient)
+        srp = srp_counter = None
+        if originator is None:
+            originator = self.acb if definition.originator == "acb" else self.supplier
+        originator = parse_eui(originator)
+        if originator == self.acb and definition.originator == "acb":
+            srp = self.supplier
+            srp_counter = self.next_counter(self.supplier)
+        if counter is None:
+            counter = self.next_counter(originator, utrn=definition.utrn)
+        content = usecases.build_content(
+            definition.use_case, counter, originator=originator, recipient=recipient, **params
+        )
+        reply = await self.request(
+            recipient=recipient,
+            message_code=definition.message_code,
+            content=content,
+            critical=definition.critical,
+            originator=originator,
+            supplementary_remote_party_id=srp,
+            supplementary_remote_party_counter=srp_counter,
+            timeout=timeout,
+            verify=verify,
+            counter=counter,
+        )
+        key = self.content_key(reply.message)
+        decrypt = None
+        if key is not None:
+            from gbcs.security import decrypt_part
+
+            originator_eui = reply.message.originator
+
+            def decrypt(block: bytes, _k=key, _o=originator_eui) -> bytes:
+                return decrypt_part(_k, _o, block)
+
+        summary = definition.interpret(reply.message, decrypt=decrypt, message=reply.message)
+        return UseCaseReply(reply=reply, summary=summary)
 
     async def exchange(
         self, command: Message, frame: bytes, *, critical: bool, timeout: float | None = 5.0, verify: bool = True

@@ -1,0 +1,248 @@
+"""`gbhub run`, `gbhub send`, `gbhub send-raw`: a premises as a process, and a head-end client for it."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from gbcs.codec import eui_hex, parse_eui
+
+
+def register(sub) -> None:
+    r = sub.add_parser("run", help="run a premises (demo without a rig file)")
+    r.add_argument("rig", nargs="?", help="rig file (TOML); default: the demo premises")
+    r.add_argument("--data", metavar="DIR", help="data folder (default ./gbhub-data, or the rig's `data`)")
+    r.add_argument("--wan-port", type=int, metavar="N", help="TCP WAN port (default: the rig's, else any free port)")
+    r.add_argument("--wan-host", metavar="HOST", help="TCP WAN address (default 127.0.0.1)")
+    r.add_argument("--trace", metavar="FILE", help="append one JSON line per WAN frame")
+    r.add_argument("--speed", type=float, metavar="N", help="run the clock N times faster than real time")
+    r.add_argument("--status-every", type=float, default=60.0, metavar="S", help="print a status line every S seconds (0: never)")
+    r.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds of real time")
+    r.add_argument("-v", "--verbose", action="store_true", help="log device activity")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("send", help="send a use case to a running premises and print the decoded response")
+    s.add_argument("use_case", help="use case name, e.g. ECS17b, CCS01 (see README)")
+    s.add_argument("params", nargs="*", metavar="key=value", help="use-case parameters")
+    s.add_argument("--to", metavar="esme|chf|gpf|EUI", help="recipient (default: the use case's device)")
+    _client_args(s)
+    s.set_defaults(func=cmd_send)
+
+    w = sub.add_parser("send-raw", help="send a prepared GBCS frame and print the response frame's hex")
+    w.add_argument("frame", help="hex or base64 frame, @FILE, or - for stdin")
+    _client_args(w)
+    w.set_defaults(func=cmd_send_raw)
+
+
+def _client_args(p) -> None:
+    p.add_argument("--wan", metavar="HOST:PORT", help="premises WAN address (default: from DATA/premises.json)")
+    p.add_argument("--keys", action="append", metavar="DIR", help="key folder(s) (default: the premises' keys)")
+    p.add_argument("--data", metavar="DIR", default="gbhub-data", help="data folder of the running premises (default ./gbhub-data)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the response (default 10)")
+
+
+# ----------------------------------------------------------------------------------------------
+# gbhub run
+# ----------------------------------------------------------------------------------------------
+
+
+def cmd_run(args) -> int:
+    from tools.cli import UsageError
+    from tools.rig import RigError, default_rig, load_rig
+
+    try:
+        if args.rig:
+            rig = load_rig(args.rig)
+            if args.data:
+                rig.data = Path(args.data).resolve()
+            elif rig.data is None:
+                rig.data = Path("gbhub-data").resolve()
+        else:
+            rig = default_rig(Path(args.data or "gbhub-data").resolve())
+    except RigError as exc:
+        raise UsageError(str(exc)) from None
+    if args.wan_port is not None:
+        if not 0 <= args.wan_port < 65536:
+            raise UsageError("--wan-port must be 0..65535")
+        rig.wan_port = args.wan_port
+    if args.wan_host:
+        rig.wan_host = args.wan_host
+    if args.trace:
+        rig.trace = Path(args.trace)
+    if args.speed is not None:
+        if args.speed <= 0:
+            raise UsageError("--speed must be positive")
+        rig.speed = args.speed
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(_run(rig, args))
+    except RigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def _run(rig, args) -> int:
+    from tools.premises import Premises
+
+    premises = Premises(rig, tcp=True, sim=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    print(f"gbhub: starting premises (data {rig.data})", flush=True)
+    await premises.start()
+    try:
+        m = premises.manifest()
+        print(f"gbhub: WAN (TCP) on {rig.wan_host}:{premises.wan_port}", flush=True)
+        for kind, eui in m["devices"].items():
+            print(f"gbhub:   {kind:5} {eui}", flush=True)
+        print(f"gbhub:   keys {', '.join(m['keys'])}; ACB {m['acb']}, supplier {m['supplier']}", flush=True)
+        print("gbhub: running; try `gbhub send ECS17b` in another shell. Ctrl-C stops.", flush=True)
+        deadline = loop.time() + args.duration if args.duration else None
+        while not stop.is_set():
+            wait = args.status_every if args.status_every > 0 else 3600.0
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - loop.time()))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                pass
+            if deadline is not None and loop.time() >= deadline:
+                break
+            if args.status_every > 0 and not stop.is_set():
+                print("gbhub: " + json.dumps(premises.status()), flush=True)
+    finally:
+        print("gbhub: stopping", flush=True)
+        await premises.stop()
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# gbhub send / send-raw
+# ----------------------------------------------------------------------------------------------
+
+
+def _manifest(args) -> dict:
+    path = Path(args.data) / "premises.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass
+    return {}
+
+
+async def _headend(args, need_keys: bool = True):
+    from tools.cli import UsageError, load_keys
+    from wan.bridge import TcpClient
+    from wan.headend import HeadEnd
+
+    m = _manifest(args)
+    wan = args.wan
+    if wan is None:
+        if not m.get("wan"):
+            raise UsageError(f"no --wan given and no running premises found in {args.data}/premises.json")
+        wan = f"{m['wan']['host']}:{m['wan']['port']}"
+    host, _, port = wan.rpartition(":")
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise UsageError(f"--wan must be HOST:PORT, got {wan!r}") from None
+    keys = load_keys(args.keys or m.get("keys"))
+    if not len(keys) and not need_keys:
+        from gbcs.catalogue import RTDS_ACB, RTDS_SUPPLIER
+
+        client = TcpClient(host or "127.0.0.1", port_n)
+        try:
+            await client.connect()
+        except OSError as exc:
+            raise UsageError(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
+        return HeadEnd(client, keys, supplier=RTDS_SUPPLIER, acb=RTDS_ACB), m
+    if not len(keys):
+        raise UsageError("no keys: give --keys DIR (or run the premises with a data folder)")
+    roles = {keys.role(e): e for e in keys.euis() if keys.role(e) is not None}
+    acb = parse_eui(m["acb"]) if m.get("acb") else roles.get(4)
+    supplier = parse_eui(m["supplier"]) if m.get("supplier") else roles.get(2)
+    if acb is None or supplier is None:
+        raise UsageError("the keystore has no ACB / supplier organisation certificate")
+    client = TcpClient(host or "127.0.0.1", port_n)
+    try:
+        await client.connect()
+    except OSError as exc:
+        raise UsageError(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
+    return HeadEnd(client, keys, supplier=supplier, acb=acb), m
+
+
+def cmd_send(args) -> int:
+    return asyncio.run(_send(args))
+
+
+async def _send(args) -> int:
+    from gbcs import usecases
+    from gbcs.analyse import analyse
+    from tools.cli import UsageError
+    from wan.headend import HeadEndError
+
+    try:
+        definition = usecases.get(args.use_case)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0] if exc.args else exc)) from None
+    try:
+        params = usecases.parse_params(definition.use_case, args.params)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    headend, m = await _headend(args)
+    try:
+        to = args.to or definition.target
+        devices = m.get("devices", {})
+        if to in devices:
+            recipient = parse_eui(devices[to])
+        else:
+            try:
+                recipient = parse_eui(to)
+            except ValueError:
+                raise UsageError(f"--to: unknown device {to!r} (known: {', '.join(devices) or 'none'})") from None
+        try:
+            result = await headend.send_use_case(definition.use_case, recipient=recipient, params=params,
+                                                 timeout=args.timeout, verify=False)
+        except (HeadEndError, TimeoutError) as exc:
+            print(f"gbhub send: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        reply = result.reply
+        report = analyse(reply.raw, headend.keystore, headend.acb).to_json()
+        out = {"use_case": definition.use_case, "ok": result.ok, "summary": result.summary, "response": report}
+        print(json.dumps(out, indent=2, default=str))
+        if not reply.valid:
+            print(f"gbhub send: response failed verification (mac {reply.mac}, signature {reply.signature})", file=sys.stderr)
+            return 1
+        return 0 if result.ok else 1
+    finally:
+        await headend.close()
+
+
+def cmd_send_raw(args) -> int:
+    return asyncio.run(_send_raw(args))
+
+
+async def _send_raw(args) -> int:
+    from tools.cli import _as_frame, read_input
+    from wan.headend import HeadEndError
+
+    frame = _as_frame(read_input(args.frame))
+    headend, _ = await _headend(args, need_keys=False)
+    try:
+        try:
+            response = await headend.send_raw(frame, timeout=args.timeout)
+        except (HeadEndError, TimeoutError) as exc:
+            print(f"gbhub send-raw: no response: {exc}", file=sys.stderr)
+            return 1
+        print(response.hex().upper())
+        return 0
+    finally:
+        await headend.close()
