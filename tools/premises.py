@@ -45,28 +45,28 @@ DEFAULT_SIM_START = 1767225600.0  # 2026-01-01T00:00:00Z: a fixed start makes si
 
 @dataclass
 class Identity:
-    """Where the keys of a premises come from and who the remote parties are."""
+    """Where the keys of a premises come from and who the remote parties are. `trust` holds
+    the organisations the devices accept (their trust anchors); `keystore` everything the
+    head-end needs (remote parties' private keys, devices' public keys)."""
 
     keystore: Keystore
+    trust: TrustAnchors
     acb: bytes
     supplier: bytes
     network_operator: bytes | None
 
 
 def ensure_keys(rig: Rig) -> Identity:
-    """Load the rig's key folders, or create (first start) / reuse the test PKI in DATA/keys."""
-    from tools.keys import load_keystore
+    """Keys for a rig.
+
+    Without `[keystore] folders`: a test PKI in DATA/keys, created on first start and reused.
+    With folders (e.g. the RTDS keystore): the remote parties come from those folders only; a
+    device whose private keys are not there gets fresh ones, kept in DATA/keys so a restart
+    reuses them (an RTDS device has no DS private key: its signatures then verify with the DS
+    public key gbhub writes beside it, not with the RTDS certificate)."""
+    from tools.keys import load_keystore, save_keystore
     from tools.pki import add_device, init_pki, load_pki
 
-    if rig.key_folders:
-        folders = list(rig.key_folders) + [d.keys for d in rig.devices if d.keys is not None]
-        ks = load_keystore(*dict.fromkeys(folders))
-        roles = {ks.role(e): e for e in ks.euis() if ks.role(e) is not None}
-        acb = rig.acb or roles.get(4)
-        supplier = rig.supplier or roles.get(2)
-        if acb is None or supplier is None:
-            raise RigError("[keystore]: no ACB / supplier found (give acb = ... and supplier = ...)")
-        return Identity(ks, acb, supplier, rig.network_operator or roles.get(3))
     folder = (rig.data / "keys") if rig.data is not None else None
     if folder is None:
         import tempfile
@@ -74,12 +74,61 @@ def ensure_keys(rig: Rig) -> Identity:
         folder = Path(tempfile.mkdtemp(prefix="gbhub-keys-"))
     if not (folder / "pki.json").is_file():
         init_pki(folder, not_before=_pki_not_before(rig))
-    pki = load_pki(folder)
+    if not rig.key_folders:
+        pki = load_pki(folder)
+        for d in rig.devices:
+            if d.type in ("chf", "gpf", "esme") and d.eui not in pki.devices:
+                add_device(folder, d.eui, d.type, not_before=_pki_not_before(rig))
+        pki = load_pki(folder)
+        ks = pki.keystore
+        for d in rig.devices:
+            if d.keys is not None:
+                ks.merge(load_keystore(d.keys))
+        return Identity(ks, TrustAnchors.from_keystore(ks), rig.acb or pki.acb, rig.supplier or pki.supplier,
+                        rig.network_operator or pki.network_operator)
+    # Remote parties from the rig's folders; devices' missing keys made here.
+    parties = load_keystore(*dict.fromkeys(rig.key_folders))
+    device_folders = [d.keys for d in rig.devices if d.keys is not None]
+    devices = load_keystore(*dict.fromkeys(device_folders)) if device_folders else Keystore()
+    own = load_keystore(folder)
     for d in rig.devices:
-        if d.type in ("chf", "gpf", "esme") and eui_hex(d.eui) not in {eui_hex(e) for e in pki.devices}:
+        if d.type not in ("chf", "gpf", "esme"):
+            continue
+        if devices.private_key(d.eui, "ka") is None and own.private_key(d.eui, "ka") is None:
             add_device(folder, d.eui, d.type, not_before=_pki_not_before(rig))
-    pki = load_pki(folder)
-    return Identity(pki.keystore, rig.acb or pki.acb, rig.supplier or pki.supplier, pki.network_operator)
+            own = load_keystore(folder)
+        elif devices.private_key(d.eui, "ds") is None and own.private_key(d.eui, "ds") is None:
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            extra = Keystore()
+            key = ec.generate_private_key(ec.SECP256R1())
+            extra.add_private_key(d.eui, "ds", key)
+            extra.add_public_key(d.eui, "ds", key.public_key())
+            save_keystore(extra, folder)
+            own = load_keystore(folder)
+    ks = Keystore()
+    ks.merge(parties)
+    ks.merge(devices)
+    for eui in own.euis():  # only our devices' keys, never our test organisations
+        if own.role(eui) is None:
+            mine = Keystore()
+            for usage in ("ka", "ds"):
+                slot = own.slot(eui, usage)
+                if slot is None:
+                    continue
+                if slot.private_key is not None:
+                    mine.add_private_key(eui, usage, slot.private_key)
+                    pub = slot.public_key
+                    if pub is not None:
+                        mine.add_public_key(eui, usage, pub)
+            ks.merge(mine)
+    roles = {parties.role(e): e for e in parties.euis() if parties.role(e) is not None}
+    acb = rig.acb or roles.get(4)
+    supplier = rig.supplier or roles.get(2)
+    if acb is None or supplier is None:
+        raise RigError("[keystore]: no ACB / supplier found in the folders (give acb = ... and supplier = ...)")
+    trust = TrustAnchors.from_keystore(parties)
+    return Identity(ks, trust, acb, supplier, rig.network_operator or roles.get(3))
 
 
 def _pki_not_before(rig: Rig):
@@ -113,7 +162,7 @@ class Premises:
         self.bridge = TcpBridge(rig.wan_host, rig.wan_port) if self.use_tcp else InProcessBridge()
         if rig.trace is not None:
             self.bridge.trace_to(rig.trace)
-        self.trust = TrustAnchors.from_keystore(ks)
+        self.trust = self.identity.trust
         self.specs = {d.type: d for d in rig.devices}
         chf_spec = self.specs["chf"]
         self.chf = Chf(chf_spec.eui, clock=self.clock, credentials=Credentials.from_keystore(ks, chf_spec.eui),

@@ -59,7 +59,7 @@ def cmd_run(args) -> int:
             if args.data:
                 rig.data = Path(args.data).resolve()
             elif rig.data is None:
-                rig.data = Path("gbhub-data").resolve()
+                rig.data = Path(f"gbhub-data-{Path(args.rig).stem}").resolve()
         else:
             rig = default_rig(Path(args.data or "gbhub-data").resolve())
     except RigError as exc:
