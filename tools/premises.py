@@ -334,7 +334,7 @@ class Premises:
             d = self.ihd.display
             out["ihd"] = {"status": d.status, "demand_w": d.instantaneous_demand_w, "today_kwh": d.today_import_kwh,
                           "price": d.current_price, "credit": d.credit}
-        out["wan_queue"] = len(getattr(self.chf, "_queue", ()) or ())
+        out["wan_queue"] = self.chf.wan_queue_length
         return out
 
 
