@@ -166,6 +166,7 @@ TIME_STATUS_MASTER_SUPERSEDING = 0x09  # Time cluster TimeStatus: Master (bit 0)
 PHYSICAL_ENVIRONMENT_MIRROR_CAPABLE = 0x01  # Basic cluster, required of the CHF [S HG ch.c]
 
 _LOG_NS = "chf_device_log"
+_MISSING_ENTRY = object()
 _HISTORIC_NS = "chf_historic_log"
 _JOINING_NS = "chf_joining"
 _QUEUE_NS = "chf_wan_queue"
@@ -343,6 +344,7 @@ class Chf(GbcsDevice):
         self._han_locks: dict[bytes, asyncio.Lock] = {}
         self._han_stats: dict[bytes, list[int]] = {}  # eui -> [successes, failures]
         self._last_comm: dict[bytes, float] = {}
+        self._log_cache: dict[bytes, Any] = {}
         # counters for tests and diagnostics
         self.delivery_failures = 0
         self.wan_dropped = 0  # WAN frames lost because the CHF was off
@@ -415,6 +417,7 @@ class Chf(GbcsDevice):
             self._start_drain()
 
     def on_power_off(self) -> None:
+        self._log_cache.clear()
         self._tunnels = None
         self._join_server = None
         self._queue = deque()
@@ -453,8 +456,19 @@ class Chf(GbcsDevice):
         return [self._with_ram(ChfDeviceLogEntry.from_nvm(v)) for _, v in self.nvm.items(_LOG_NS)]
 
     def device_log_entry(self, eui: bytes | str) -> ChfDeviceLogEntry | None:
-        raw = self.nvm.get(_LOG_NS, eui_hex(parse_eui(eui)))
-        return None if raw is None else self._with_ram(ChfDeviceLogEntry.from_nvm(raw))
+        # Looked up for every routed frame: entries are frozen, so a RAM copy is shared safely;
+        # every write to the log clears it (also on rollback).
+        eui = parse_eui(eui)
+        hit = self._log_cache.get(eui, _MISSING_ENTRY)
+        if hit is _MISSING_ENTRY:
+            raw = self.nvm.get(_LOG_NS, eui_hex(eui))
+            hit = None if raw is None else ChfDeviceLogEntry.from_nvm(raw)
+            self._log_cache[eui] = hit
+        return None if hit is None else self._with_ram(hit)
+
+    def _log_changed(self) -> None:
+        self._log_cache.clear()
+        self.nvm.on_rollback(self._log_cache.clear)
 
     def historic_log(self) -> list[HistoricLogEntry]:
         """The CHF Historic Device Log, oldest first."""
@@ -468,6 +482,7 @@ class Chf(GbcsDevice):
 
     def _put_entry(self, entry: ChfDeviceLogEntry) -> None:
         self.nvm.put(_LOG_NS, eui_hex(entry.eui), entry.to_nvm())
+        self._log_changed()
 
     def register_device(
         self, eui: bytes | str, install_code: bytes, *, key_type: int = KEY_TYPE_INSTALL_CODE, registration_option: int = 0
@@ -507,6 +522,7 @@ class Chf(GbcsDevice):
             return HARDWARE_FAULT, False
         entry = ChfDeviceLogEntry.from_nvm(raw)
         self.nvm.delete(_LOG_NS, eui_hex(eui))
+        self._log_changed()
         if entry.tc_link_key is not None:
             historic = [h for h in self.historic_log() if h.eui != eui]
             historic.append(HistoricLogEntry(eui, entry.tc_link_key, entry.device_type, self.clock.now()))
@@ -855,12 +871,16 @@ class Chf(GbcsDevice):
     def _note_communication(self, eui: bytes) -> None:
         now = self.clock.now()
         self._last_comm[eui] = now
+        entry = self._log_cache.get(eui)
+        if entry is not None and entry.last_communication is not None and now - entry.last_communication < _LAST_COMM_PERSIST:
+            return
         raw = self.nvm.get(_LOG_NS, eui_hex(eui))
         if raw is not None:
             last = raw.get("last_communication")
             if last is None or now - last >= _LAST_COMM_PERSIST:
                 raw["last_communication"] = now
                 self.nvm.put(_LOG_NS, eui_hex(eui), raw)
+                self._log_changed()
 
     async def _from_han(self, peer: bytes, message: bytes) -> None:
         entry = self.device_log_entry(peer)
