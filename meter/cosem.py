@@ -1,0 +1,297 @@
+"""A small COSEM server: interface objects addressed by (class id, OBIS), with attributes and
+methods, answering the Get / Set / Action requests of a GBCS DLMS ACCESS.request generically.
+
+The ESME projects its state into such objects (getters and setters are closures over the device),
+so a use case needs no code of its own unless it has a semantic hook (load switch script, clock
+adjustment, tariff activation, top-up). Failures are `CosemError(result)` with the DLMS
+data-access-result / action-result code that goes into the ACCESS.response.
+
+Also here: profile-generic helpers (compact arrays, as GBCS returns log buffers) and the GBCS
+forms of range selective access. Sans-IO: nothing here touches NVM or the clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Sequence
+
+from gbcs.codec import encode_length
+from gbcs.dlms import Data, DataType, DlmsDateTime, RequestKind, RequestSpec, obis, obis_text
+
+# DLMS data-access-result / action-result codes (Green Book; gbcs.dlms names them)
+SUCCESS = 0
+HARDWARE_FAULT = 1
+TEMPORARY_FAILURE = 2
+READ_WRITE_DENIED = 3
+OBJECT_UNDEFINED = 4
+OBJECT_CLASS_INCONSISTENT = 9
+OBJECT_UNAVAILABLE = 11
+TYPE_UNMATCHED = 12
+SCOPE_OF_ACCESS_VIOLATED = 13
+OTHER_REASON = 250
+
+# Profile-generic selective access (Blue Book): 1 = range descriptor, 2 = entry descriptor
+RANGE_SELECTOR = 1
+
+# GBCS counts "seconds since 2000-01-01T00:00Z" in log buffers (RTDS ECS22b/ECS35a buffers) [O].
+EPOCH_2000 = 946684800
+
+# A-XDR type tags used in compact-array type descriptions
+DOUBLE_LONG_UNSIGNED = 0x06
+OCTET_STRING = 0x09
+LONG_UNSIGNED = 0x12
+UNSIGNED = 0x11
+ENUM = 0x16
+
+
+class CosemError(Exception):
+    """A request on a COSEM object failed; `result` goes into the response."""
+
+    def __init__(self, result: int, detail: str = "") -> None:
+        super().__init__(detail or f"result {result}")
+        self.result = result
+        self.detail = detail
+
+
+Getter = Callable[[], Data]
+Setter = Callable[[Data], None]
+Selector = Callable[[int, Data], Data]  # (selector, parameters) -> value
+Method = Callable[[Data], "Data | None"]
+
+
+@dataclass(slots=True)
+class Attribute:
+    """One attribute: readable with `get`, writable with `set`, selectively readable with
+    `select` (profile buffers)."""
+
+    get: Getter | None = None
+    set: Setter | None = None
+    select: Selector | None = None
+
+
+@dataclass(slots=True)
+class CosemObject:
+    """An interface object. Attribute 1 (logical_name) is always readable."""
+
+    class_id: int
+    obis: bytes
+    attributes: dict[int, Attribute] = field(default_factory=dict)
+    methods: dict[int, Method] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.obis = obis(self.obis)
+        self.attributes.setdefault(1, Attribute(get=lambda ln=self.obis: Data.octet_string(ln)))
+
+    @property
+    def key(self) -> tuple[int, bytes]:
+        return (self.class_id, self.obis)
+
+    def __repr__(self) -> str:
+        return f"<CosemObject {self.class_id}/{obis_text(self.obis)} {self.name}>"
+
+
+class ObjectModel:
+    """The objects a device exposes, and generic Get / Set / Action on them."""
+
+    def __init__(self, objects: Iterable[CosemObject] = ()) -> None:
+        self._objects: dict[tuple[int, bytes], CosemObject] = {}
+        self._by_obis: dict[bytes, CosemObject] = {}
+        for o in objects:
+            self.add(o)
+
+    def add(self, obj: CosemObject) -> CosemObject:
+        self._objects[obj.key] = obj
+        self._by_obis[obj.obis] = obj
+        return obj
+
+    def __iter__(self):
+        return iter(self._objects.values())
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def find(self, class_id: int, ln: bytes | str) -> CosemObject:
+        ln = obis(ln)
+        obj = self._objects.get((class_id, ln))
+        if obj is not None:
+            return obj
+        if ln in self._by_obis:
+            raise CosemError(OBJECT_CLASS_INCONSISTENT, f"{obis_text(ln)} is not of class {class_id}")
+        raise CosemError(OBJECT_UNDEFINED, f"no object {class_id}/{obis_text(ln)}")
+
+    def get(self, class_id: int, ln: bytes | str, attribute: int,
+            selector: int | None = None, parameters: Data | None = None) -> Data:
+        attr = self.find(class_id, ln).attributes.get(attribute)
+        if attr is None:
+            raise CosemError(OBJECT_UNDEFINED, f"no attribute {attribute}")
+        if selector:
+            if attr.select is None:
+                raise CosemError(SCOPE_OF_ACCESS_VIOLATED, f"attribute {attribute} has no selective access")
+            return attr.select(selector, parameters if parameters is not None else Data.null())
+        if attr.get is None:
+            raise CosemError(READ_WRITE_DENIED, f"attribute {attribute} is write-only")
+        return attr.get()
+
+    def set(self, class_id: int, ln: bytes | str, attribute: int, value: Data) -> None:
+        attr = self.find(class_id, ln).attributes.get(attribute)
+        if attr is None:
+            raise CosemError(OBJECT_UNDEFINED, f"no attribute {attribute}")
+        if attr.set is None:
+            raise CosemError(READ_WRITE_DENIED, f"attribute {attribute} is read-only")
+        attr.set(value)
+
+    def action(self, class_id: int, ln: bytes | str, method: int, parameters: Data) -> Data | None:
+        m = self.find(class_id, ln).methods.get(method)
+        if m is None:
+            raise CosemError(OBJECT_UNDEFINED, f"no method {method}")
+        return m(parameters)
+
+    def serve(self, spec: RequestSpec, value: Data) -> Data | None:
+        """One request specification (with its data item): the return value, or CosemError."""
+        kind = spec.kind
+        if kind is RequestKind.GET:
+            return self.get(spec.class_id, spec.obis, spec.id)
+        if kind is RequestKind.GET_WITH_SELECTION:
+            return self.get(spec.class_id, spec.obis, spec.id, spec.selector, spec.parameters)
+        if kind is RequestKind.SET:
+            self.set(spec.class_id, spec.obis, spec.id, value)
+            return None
+        if kind is RequestKind.ACTION:
+            return self.action(spec.class_id, spec.obis, spec.id, value)
+        raise CosemError(SCOPE_OF_ACCESS_VIOLATED, f"{kind.name} not supported")
+
+
+def stored(initial: Data, load: Callable[[], Data | None], store: Callable[[Data], None] | None,
+           check: Callable[[Data], bool] | None = None) -> Attribute:
+    """An attribute kept by the device (`load`/`store`), `initial` until first written; `check`
+    refuses values of the wrong shape (type-unmatched)."""
+
+    def get() -> Data:
+        value = load()
+        return initial if value is None else value
+
+    def put(value: Data) -> None:
+        if check is not None and not check(value):
+            raise CosemError(TYPE_UNMATCHED, "value has the wrong shape")
+        assert store is not None
+        store(value)
+
+    return Attribute(get=get, set=put if store is not None else None)
+
+
+# ------------------------------------------------------------------------------------ values
+def t2000(epoch: float) -> int:
+    """Epoch seconds as GBCS log-buffer time (seconds since 2000-01-01Z; double-long-unsigned,
+    so clamped to its range)."""
+    return max(0, min(0xFFFFFFFF, int(epoch) - EPOCH_2000))
+
+
+def timestamp(epoch: float) -> Data:
+    """A GBCS date-time value (octet-string of the 12-byte DLMS date-time, whole seconds)."""
+    return Data.timestamp(datetime.fromtimestamp(int(epoch), timezone.utc))
+
+
+def datetime_bytes(epoch: float) -> bytes:
+    return DlmsDateTime.from_datetime(datetime.fromtimestamp(int(epoch), timezone.utc)).to_bytes()
+
+
+def epoch_of(value: Data) -> float | None:
+    """A time given as a DLMS date-time octet-string (or date-time) or as seconds since 2000 (any
+    unsigned integer); None when unspecified or malformed."""
+    v = value.value
+    if value.type in (DataType.OCTET_STRING, DataType.DATE_TIME) and isinstance(v, bytes) and len(v) == 12:
+        try:
+            return DlmsDateTime.from_bytes(v).to_datetime().timestamp()
+        except (ValueError, OverflowError):
+            return None
+    if value.type in (DataType.DOUBLE_LONG_UNSIGNED, DataType.LONG64_UNSIGNED, DataType.DOUBLE_LONG) and isinstance(v, int):
+        return float(v + EPOCH_2000)
+    return None
+
+
+def range_bounds(parameters: Data) -> tuple[float, float]:
+    """(from, to) epoch seconds of a GBCS range selective access, inclusive. Accepts the full
+    DLMS range_descriptor {restricting object, from, to, selected values} with seconds since 2000
+    (RTDS ECS35a/b) and the short {from, to} date-time form (RTDS ECS22b, ECS21a) [O]."""
+    if parameters.type is not DataType.STRUCTURE:
+        raise CosemError(OTHER_REASON, "range descriptor must be a structure")
+    items = parameters.value
+    if len(items) == 2:
+        lo, hi = items
+    elif len(items) == 4:
+        lo, hi = items[1], items[2]
+    else:
+        raise CosemError(OTHER_REASON, "range descriptor has 2 or 4 elements")
+    t0, t1 = epoch_of(lo), epoch_of(hi)
+    if t0 is None or t1 is None:
+        raise CosemError(OTHER_REASON, "range bounds are not times")
+    return t0, t1
+
+
+# ------------------------------------------------------------------------------ compact arrays
+TypeDesc = Any  # int tag | ("structure", (TypeDesc, ...)) | ("array", n, TypeDesc)
+
+
+def structure(*members: TypeDesc) -> TypeDesc:
+    return ("structure", tuple(members))
+
+
+def array(n: int, element: TypeDesc) -> TypeDesc:
+    return ("array", n, element)
+
+
+def type_description(desc: TypeDesc) -> bytes:
+    if isinstance(desc, int):
+        return bytes((desc,))
+    if desc[0] == "structure":
+        return bytes((0x02, len(desc[1]))) + b"".join(type_description(d) for d in desc[1])
+    _, n, element = desc
+    return b"\x01" + n.to_bytes(2, "big") + type_description(element)
+
+
+_FIXED = {DOUBLE_LONG_UNSIGNED: 4, LONG_UNSIGNED: 2, UNSIGNED: 1, ENUM: 1, 0x05: 4, 0x10: 2, 0x0F: 1, 0x15: 8, 0x14: 8}
+_SIGNED = {0x05, 0x10, 0x0F, 0x14}
+
+
+def _untagged(desc: TypeDesc, value: Any, out: bytearray) -> None:
+    if isinstance(desc, int):
+        if desc == OCTET_STRING:
+            raw = bytes(value)
+            out += encode_length(len(raw))
+            out += raw
+            return
+        size = _FIXED[desc]
+        out += int(value).to_bytes(size, "big", signed=desc in _SIGNED)
+        return
+    if desc[0] == "structure":
+        members = desc[1]
+        if len(value) != len(members):
+            raise ValueError(f"structure of {len(members)} needs {len(members)} values, got {len(value)}")
+        for d, v in zip(members, value):
+            _untagged(d, v, out)
+        return
+    _, n, element = desc
+    if len(value) != n:
+        raise ValueError(f"array of {n} needs {n} values, got {len(value)}")
+    for v in value:
+        _untagged(element, v, out)
+
+
+def compact_array(desc: TypeDesc, rows: Sequence[Any]) -> Data:
+    """A DLMS compact-array (how GBCS returns profile and log buffers): one type description, then
+    the untagged values of every row. Integers are Python ints, octet strings bytes, structures
+    and arrays sequences."""
+    contents = bytearray()
+    for row in rows:
+        _untagged(desc, row, contents)
+    return Data.compact_array(type_description(desc) + encode_length(len(contents)) + bytes(contents))
+
+
+__all__ = [
+    "Attribute", "CosemError", "CosemObject", "ObjectModel", "stored", "compact_array", "structure", "array",
+    "type_description", "range_bounds", "epoch_of", "t2000", "timestamp", "datetime_bytes", "EPOCH_2000",
+    "RANGE_SELECTOR", "SUCCESS", "HARDWARE_FAULT", "TEMPORARY_FAILURE", "READ_WRITE_DENIED", "OBJECT_UNDEFINED",
+    "OBJECT_CLASS_INCONSISTENT", "OBJECT_UNAVAILABLE", "TYPE_UNMATCHED", "SCOPE_OF_ACCESS_VIOLATED", "OTHER_REASON",
+    "DOUBLE_LONG_UNSIGNED", "OCTET_STRING", "LONG_UNSIGNED", "UNSIGNED", "ENUM",
+]

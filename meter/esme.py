@@ -1,0 +1,1408 @@
+"""The electricity meter (ESME): the GBCS use cases an SMETS2 ESME answers, over a small COSEM
+object model projected from its state, with metering driven by a seeded consumption model.
+
+What it keeps in NVM (survives power cuts and SIGKILL; `self.nvm`, scoped to the EUI):
+registers (import / export / reactive, 48 TOU registers), the half-hourly profile log (13 months)
+and the daily read log, the supply switch state (enabled / disabled / armed), the clock offset
+(device clock = shared clock + offset), tariff objects (active and passive), pending future-dated
+tariff activations, prepayment (mode, credit, emergency credit, debt, UTRN counter cache), and
+its own device log of HAN devices.
+
+Use cases (message code → what it touches; response shapes follow the RTDS response vectors):
+  ECS17b 0x0027  Get Protected Attributes of 0-0:94.44.34.10 (import Wh + reactive varh), encrypted
+  ECS17c 0x0028  Get 1/0-0:94.44.34.20/2 instantaneous power
+  ECS22b 0x0037  Get Protected Attributes of the profile 7/0-0:99.1.0.255 by range, encrypted
+  ECS21a 0x0033  Get Protected Attributes of the daily read log 7/0-0:98.1.9.255 by range, encrypted
+  ECS24  0x003A  Gets on the tariff objects (calendar, charges, thresholds, special days)
+  ECS01a 0x0019 / ECS01b 0x00A2  Sets on the passive tariff + activation times (now, future, never;
+                 a future one runs on time and alerts 0x8F66 in message code 0x00CC); ACTIVATIONS
+  ECS35a/b 0x0048/0x0049  event / security log by range (compact arrays)
+  ECS42/43/44 0x004F-0x0051  load switch script table 9/0-0:10.0.106.255 scripts 51 / 52 / 54
+  ECS45  0x0052  disconnect control 70/0-0:96.3.10.255 control_state
+  ECS52  0x0059  firmware version 1/0-0:0.2.1.255
+  ECS70  0x0062  clock: preset with validity window, adjust, read back
+  CS01a  0x0007  top-up: UTRN into the token gateway 115/0-0:19.40.0.255 (gbcs.utrn)
+  CS03A1/CS03B/CS04AC/CS04B/CS07  the ESME's own device log (ASN.1)
+
+Choices no source fixes are tagged [I]/[U] where they are made.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from firmware.clock import HALF_HOUR, DAY
+from firmware.device import EVENT_LOG, SECURITY_LOG
+from firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome
+from gbcs.asn1 import (
+    DeviceJoinDetails,
+    DeviceLogEntry,
+    JoinDevice,
+    JoinResponse,
+    JoinResponseCode,
+    ReadDeviceJoinDetails,
+    UnjoinDevice,
+    UnjoinResponse,
+    UnjoinResponseCode,
+    decode_asn1,
+)
+from gbcs.catalogue import DeviceType, RemotePartyRole
+from gbcs.codec import DecodeError, eui_hex, parse_eui
+from gbcs.dlms import (
+    AccessRequest,
+    AccessResponse,
+    Data,
+    DataNotification,
+    DataType,
+    DlmsDateTime,
+    FutureDatedAlert,
+    ProtectedData,
+    ProtectionParameters,
+    RequestKind,
+    decode_apdu,
+    decode_data,
+    obis,
+    obis_text,
+)
+from gbcs.frame import Message, segment
+from gbcs.security import encrypt_part
+from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck, UtrnCounterCache, UtrnStatus, validate_utrn
+from han.aps import TUNNELING_CLUSTER
+from han.transport import ClusterDispatch
+from han.tunnel import TunnelHost, TunnelServer
+
+from . import cosem
+from .cosem import (
+    DOUBLE_LONG_UNSIGNED,
+    LONG_UNSIGNED,
+    OCTET_STRING,
+    Attribute,
+    CosemError,
+    CosemObject,
+    ObjectModel,
+    compact_array,
+)
+from .model import ConsumptionModel
+
+log = logging.getLogger("gbhub.esme")
+
+# ------------------------------------------------------------------------------------------ data
+# NVM namespaces and logs (all under the device's EUI scope)
+NS = "meter"
+COSEM_NS = "cosem"
+PENDING_NS = "pending"
+DEVICE_LOG_NS = "device_log"
+PROFILE_LOG = "profile"
+DAILY_LOG = "daily"
+TOPUP_LOG = "topup"
+
+PROFILE_LOG_CAPACITY = 13 * 31 * 48  # 13 months of half-hours [S FACTS 3.4, L+G E470]
+DAILY_LOG_CAPACITY = 731  # [U] two years of midnight snapshots
+DEVICE_LOG_CAPACITY = 16  # [U] HAN devices the ESME keeps in its own Device Log
+TOPUP_LOG_CAPACITY = 5  # ZSE Prepayment top-up log has five slots [S gbcs.zcl attribute table]
+CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when catching up after downtime
+TOU_TIERS = 48
+BLOCKS, BLOCK_TIERS = 4, 8
+REACTIVE_RATIO = 0.2  # [I] varh per Wh the model draws (the model is active power only)
+
+SUPPLY_ENABLED, SUPPLY_DISABLED, SUPPLY_ARMED = "enabled", "disabled", "armed"
+SUPPLY_STATES = (SUPPLY_ENABLED, SUPPLY_DISABLED, SUPPLY_ARMED)
+CONTROL_STATE = {SUPPLY_DISABLED: 0, SUPPLY_ENABLED: 1, SUPPLY_ARMED: 2}  # DLMS disconnect control
+ZCL_SUPPLY_STATUS = {SUPPLY_DISABLED: 0, SUPPLY_ARMED: 1, SUPPLY_ENABLED: 2}  # ZSE Metering SupplyStatus
+SCRIPT_ENABLE, SCRIPT_DISABLE, SCRIPT_ARM = 51, 52, 54  # load switch scripts [O RTDS ECS42/43/44]
+
+# Message codes this ESME answers
+ECS01A, ECS01B = 0x0019, 0x00A2
+ECS17B, ECS17C = 0x0027, 0x0028
+ECS21A, ECS22B, ECS24 = 0x0033, 0x0037, 0x003A
+ECS35A, ECS35B = 0x0048, 0x0049
+ECS42, ECS43, ECS44, ECS45 = 0x004F, 0x0050, 0x0051, 0x0052
+ECS52, ECS70 = 0x0059, 0x0062
+CS01A = 0x0007
+CS03A1, CS03B, CS04AC, CS04B, CS07 = 0x000D, 0x000E, 0x000F, 0x0010, 0x0013
+FUTURE_DATED_DLMS_ALERT = 0x00CC
+
+# Alert and event codes (ALERTS.md)
+ALERT_CREDIT_ADDED_LOCALLY = 0x810E
+ALERT_CLOCK_ADJUSTED = 0x8145
+ALERT_CLOCK_OUTSIDE_TOLERANCE = 0x81C6
+ALERT_CLOCK_ADJUSTMENT_TOO_LARGE = 0x8F0C
+ALERT_CREDIT_BELOW_DISABLEMENT = 0x8F0F
+ALERT_SUPPLY_ARMED = 0x8F32
+ALERT_FUTURE_DATED_OK = 0x8F66
+EVENT_UI_COMMAND_OK = 0x8161
+EVENT_UI_COMMAND_FAILED = 0x8162
+EVENT_JOIN_OK, EVENT_JOIN_FAILED = 0x8F49, 0x8F48
+EVENT_UNJOIN_OK, EVENT_UNJOIN_FAILED = 0x8F4B, 0x8F4A
+HAN_CLOCK_TOLERANCE = 10.0  # seconds: a HAN time sync never moves the clock further (alert 0x8F0C) [I]
+
+# The responses that carry a date-time in their grouping header [O RTDS: CS01a, ECS01b, ECS17b/c ...]
+DATED_RESPONSES = frozenset({CS01A, ECS01A, ECS01B, ECS17B, ECS17C})
+
+
+def is_critical_alert(alert_code: int) -> bool:
+    """0x8Fxx alerts are signed (critical), the others MACed [I from RTDS: GCA carries 0x8F30,
+    GNCA 0x810E; FACTS Appendix C]."""
+    return alert_code & 0xFF00 == 0x8F00
+
+
+# ---------------------------------------------------------------------------------- OBIS codes
+def _ln(text: str) -> bytes:
+    return obis(text)
+
+
+LN_IMPORT_REGISTERS = _ln("0-0:94.44.34.10")
+LN_POWER = _ln("0-0:94.44.34.20")
+LN_PROFILE = _ln("0-0:99.1.0.255")
+LN_DAILY_LOG = _ln("0-0:98.1.9.255")
+LN_EVENT_LOG = _ln("0-0:99.98.0.255")
+LN_SECURITY_LOG = _ln("0-0:99.98.1.255")
+LN_LOAD_SWITCH = _ln("0-0:10.0.106.255")
+LN_DISCONNECT = _ln("0-0:96.3.10.255")
+LN_FIRMWARE = _ln("0-0:0.2.1.255")
+LN_CLOCK = _ln("0-0:1.0.0.255")
+LN_TOKEN_GATEWAY = _ln("0-0:19.40.0.255")
+LN_CALENDAR = _ln("0-0:13.0.0.255")
+LN_SPECIAL_DAYS = _ln("0-0:11.0.0.255")
+LN_SPECIAL_DAYS_PASSIVE = _ln("0-1:11.0.0.255")
+LN_BLOCK_THRESHOLDS = tuple(_ln(f"0-0:16.0.{11 + i}.255") for i in range(8))
+LN_BLOCK_THRESHOLDS_PASSIVE = tuple(_ln(f"0-0:16.1.{11 + i}.255") for i in range(8))
+LN_BLOCK_MODE = _ln("0-0:94.44.2.0")  # class 9000: attr 2 block mode active, 4 passive, 6 activation time
+LN_SPECIAL_DAYS_SWITCH = _ln("0-0:94.44.128.29")  # class 9000 attr 6: special days activation time [I]
+LN_THRESHOLDS_SWITCH = _ln("0-0:63.1.1.255")  # class 9000 attr 6: block thresholds activation time [I]
+LN_PRICE_SCALE = _ln("0-0:94.44.1.7")  # class 3: currency units / price scale [U meaning]
+LN_STANDING_CHARGE = _ln("0-0:19.20.4.255")
+LN_UNIT_CHARGE = _ln("0-0:19.20.0.255")
+LN_PROTECTED_DAILY = _ln("0-0:43.2.5.255")
+LN_PROTECTED_PROFILE = _ln("0-0:43.2.7.255")
+LN_PROTECTED_REGISTERS = _ln("0-0:43.2.8.255")
+LN_TOU_SCRIPTS = _ln("0-0:10.0.100.255")
+LN_ACTIVE_IMPORT = _ln("1-0:1.8.0.255")
+
+_G, _GS, _S, _A = RequestKind.GET, RequestKind.GET_WITH_SELECTION, RequestKind.SET, RequestKind.ACTION
+_TARIFF_OBJECTS = (
+    [(3, LN_PRICE_SCALE), (20, LN_CALENDAR), (11, LN_SPECIAL_DAYS), (11, LN_SPECIAL_DAYS_PASSIVE),
+     (9000, LN_BLOCK_MODE), (9000, LN_SPECIAL_DAYS_SWITCH), (9000, LN_THRESHOLDS_SWITCH),
+     (113, LN_STANDING_CHARGE), (113, LN_UNIT_CHARGE)]
+    + [(21, ln) for ln in LN_BLOCK_THRESHOLDS + LN_BLOCK_THRESHOLDS_PASSIVE]
+)
+
+# Tariff switching: writing an activation attribute (key) copies passive values to active ones.
+# Layout of ECS01a as a DCC/GFI test message sets it (gbcs.usecases) [O there; meanings I].
+_Attr = tuple  # (class id, OBIS, attribute)
+ACTIVATIONS: dict[_Attr, tuple[tuple[_Attr, _Attr], ...]] = {
+    (20, LN_CALENDAR, 10): tuple(((20, LN_CALENDAR, p), (20, LN_CALENDAR, a)) for p, a in ((6, 2), (7, 3), (8, 4), (9, 5))),
+    (113, LN_STANDING_CHARGE, 7): (((113, LN_STANDING_CHARGE, 6), (113, LN_STANDING_CHARGE, 5)),),
+    (113, LN_UNIT_CHARGE, 7): (((113, LN_UNIT_CHARGE, 6), (113, LN_UNIT_CHARGE, 5)),),
+    (9000, LN_BLOCK_MODE, 6): (((9000, LN_BLOCK_MODE, 4), (9000, LN_BLOCK_MODE, 2)),),
+    (9000, LN_SPECIAL_DAYS_SWITCH, 6): (((11, LN_SPECIAL_DAYS_PASSIVE, 2), (11, LN_SPECIAL_DAYS, 2)),),
+    (9000, LN_THRESHOLDS_SWITCH, 6): tuple(((21, p, 2), (21, a, 2)) for p, a in zip(LN_BLOCK_THRESHOLDS_PASSIVE,
+                                                                                      LN_BLOCK_THRESHOLDS)),
+}
+# What a tariff command may write: passive values, activation times, the currency register [I].
+TARIFF_WRITABLE: frozenset[_Attr] = frozenset(
+    [(20, LN_CALENDAR, a) for a in (6, 7, 8, 9)] + [(3, LN_PRICE_SCALE, 2), (3, LN_PRICE_SCALE, 3)]
+    + [src for copies in ACTIVATIONS.values() for src, _dst in copies] + list(ACTIVATIONS)
+)
+
+# What the content of each message code may ask for: (request kind, class id, OBIS). A command
+# whose content asks for anything else fails the "integrity check of content" [I].
+ALLOWED: dict[int, frozenset[tuple[RequestKind, int, bytes]]] = {
+    ECS17B: frozenset({(_A, 30, LN_PROTECTED_REGISTERS)}),
+    ECS17C: frozenset({(_G, 1, LN_POWER)}),
+    ECS22B: frozenset({(_A, 30, LN_PROTECTED_PROFILE)}),
+    ECS21A: frozenset({(_A, 30, LN_PROTECTED_DAILY)}),
+    ECS24: frozenset((_G, c, ln) for c, ln in _TARIFF_OBJECTS),
+    ECS01A: frozenset([(_S, c, ln) for c, ln, _a in TARIFF_WRITABLE] + [(_A, 20, LN_CALENDAR)]),
+    ECS01B: frozenset({(_S, 113, LN_STANDING_CHARGE), (_S, 113, LN_UNIT_CHARGE)}),
+    ECS35A: frozenset({(_GS, 7, LN_EVENT_LOG), (_G, 7, LN_EVENT_LOG)}),
+    ECS35B: frozenset({(_GS, 7, LN_SECURITY_LOG), (_G, 7, LN_SECURITY_LOG)}),
+    ECS42: frozenset({(_A, 9, LN_LOAD_SWITCH)}),
+    ECS43: frozenset({(_A, 9, LN_LOAD_SWITCH)}),
+    ECS44: frozenset({(_A, 9, LN_LOAD_SWITCH)}),
+    ECS45: frozenset({(_G, 70, LN_DISCONNECT)}),
+    ECS52: frozenset({(_G, 1, LN_FIRMWARE)}),
+    ECS70: frozenset({(_S, 8, LN_CLOCK), (_A, 8, LN_CLOCK), (_G, 8, LN_CLOCK)}),
+    CS01A: frozenset({(_A, 115, LN_TOKEN_GATEWAY)}),
+}
+# Objects a Get Protected Attributes request of each use case may read.
+PROTECTED_OBJECTS: dict[int, frozenset[tuple[int, bytes]]] = {
+    ECS17B: frozenset({(1, LN_IMPORT_REGISTERS)}),
+    ECS22B: frozenset({(7, LN_PROFILE)}),
+    ECS21A: frozenset({(7, LN_DAILY_LOG)}),
+}
+LOAD_SWITCH_SCRIPT = {ECS42: SCRIPT_ENABLE, ECS43: SCRIPT_DISABLE, ECS44: SCRIPT_ARM}
+ASN1_CODES = frozenset({CS03A1, CS03B, CS04AC, CS04B, CS07})
+SUPPORTED = frozenset(ALLOWED) | ASN1_CODES
+
+# Device types each join method may add to the ESME's log [I]: Method A for devices that exchange
+# GBCS messages with the ESME (PPMID, HCALCS), Method B for Type 2 devices (IHD/CAD) and the GPF.
+JOIN_METHOD_A_TYPES = frozenset({DeviceType.PPMID, DeviceType.HCALCS})
+JOIN_METHOD_B_TYPES = frozenset({DeviceType.TYPE2, DeviceType.GPF})
+
+
+# ------------------------------------------------------------------------------- tariff defaults
+def _never() -> Data:
+    return Data.timestamp(None)
+
+
+def _charge(commodity_scale: int, price_scale: int, commodity: Data, table: Iterable[tuple[bytes, int]]) -> Data:
+    """Charge (class 113) unit_charge: {{commodity scale, price scale}, commodity reference, table}."""
+    return Data.structure(
+        Data.structure(Data.integer(commodity_scale), Data.integer(price_scale)),
+        commodity,
+        Data.array(*(Data.structure(Data.octet_string(i), Data.long(c)) for i, c in table)),
+    )
+
+
+def _charge_indices() -> list[bytes]:
+    """The unit-charge table indices as RTDS lists them: TOU tiers 01..30 (hex), then block
+    prices A1..A8, B1..B8, C1..C8, D1..D8 [O RTDS ECS24]."""
+    return [bytes((t,)) for t in range(1, TOU_TIERS + 1)] + [
+        bytes((0xA0 + 0x10 * b + t,)) for b in range(BLOCKS) for t in range(1, BLOCK_TIERS + 1)
+    ]
+
+
+def default_tariff() -> dict[tuple[int, bytes, int], Data]:
+    """Factory tariff: a single-rate day (tier 1 from 00:00), 25 p/kWh, 50 p/day standing charge
+    [I]. Keys are (class id, OBIS, attribute)."""
+    season = Data.array(Data.structure(Data.octet_string(b"\x01"), Data.timestamp(datetime(2000, 1, 1, tzinfo=timezone.utc)),
+                                       Data.octet_string(b"\x01")))
+    week = Data.array(Data.structure(Data.octet_string(b"\x01"), *(Data.unsigned(1) for _ in range(7))))
+    day = Data.array(Data.structure(Data.unsigned(1), Data.array(
+        Data.structure(Data.octet_string(b"\x00\x00\x00\x00"), Data.obis(LN_TOU_SCRIPTS), Data.long_unsigned(1)))))
+    name = Data.octet_string(b"\x01")
+    unit = _charge(3, -5, Data.structure(Data.long_unsigned(3), Data.obis(LN_ACTIVE_IMPORT), Data.integer(2)),
+                   [(i, 25000 if i == b"\x01" else 0) for i in _charge_indices()])
+    standing = _charge(0, -4, Data.structure(Data.long_unsigned(0), Data.octet_string(bytes(6)), Data.integer(0)),
+                       [(b"", 5000)])
+    no_thresholds = Data.array(*(Data.double_long_unsigned(0xFFFFFFFF) for _ in range(3)))
+    values: dict[tuple[int, bytes, int], Data] = {
+        (3, LN_PRICE_SCALE, 2): Data.double_long_unsigned(1),
+        (3, LN_PRICE_SCALE, 3): Data.structure(Data.integer(-5), Data.enum(254)),
+        (20, LN_CALENDAR, 2): name, (20, LN_CALENDAR, 3): season, (20, LN_CALENDAR, 4): week,
+        (20, LN_CALENDAR, 5): day, (20, LN_CALENDAR, 6): name, (20, LN_CALENDAR, 7): season,
+        (20, LN_CALENDAR, 8): week, (20, LN_CALENDAR, 9): day, (20, LN_CALENDAR, 10): _never(),
+        (11, LN_SPECIAL_DAYS, 2): Data.array(), (11, LN_SPECIAL_DAYS_PASSIVE, 2): Data.array(),
+        (9000, LN_BLOCK_MODE, 2): Data.boolean(False), (9000, LN_BLOCK_MODE, 4): Data.boolean(False),
+        (9000, LN_BLOCK_MODE, 6): _never(), (9000, LN_SPECIAL_DAYS_SWITCH, 6): _never(),
+        (9000, LN_THRESHOLDS_SWITCH, 6): _never(),
+        (113, LN_STANDING_CHARGE, 5): standing, (113, LN_STANDING_CHARGE, 6): standing,
+        (113, LN_STANDING_CHARGE, 7): _never(),
+        (113, LN_UNIT_CHARGE, 5): unit, (113, LN_UNIT_CHARGE, 6): unit, (113, LN_UNIT_CHARGE, 7): _never(),
+    }
+    for ln in LN_BLOCK_THRESHOLDS + LN_BLOCK_THRESHOLDS_PASSIVE:
+        values[(21, ln, 2)] = no_thresholds
+    return values
+
+
+
+def _key(class_id: int, ln: bytes, attribute: int) -> str:
+    return f"{class_id}/{ln.hex()}/{attribute}"
+
+
+def _octets(value: Data) -> bytes:
+    if value.type is not DataType.OCTET_STRING:
+        raise ValueError("octet-string expected")
+    return value.value
+
+
+def _clamp(value: float, lo: int, hi: int) -> int:
+    return max(lo, min(hi, int(round(value))))
+
+
+def _shape_like(template: Data) -> Callable[[Data], bool]:
+    """A value check: same top-level DLMS type as the factory value."""
+    return lambda value: value.type is template.type
+
+
+# ------------------------------------------------------------------------------------------ Esme
+class Esme(GbcsDevice):
+    """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
+
+    `prepayment_key` is the supplier's prepayment KA public key (its prePaymentTopUp trust anchor,
+    for UTRNs), `prepayment_supplier` the supplier EUI it belongs to (default: the supplier trust
+    anchor). `chf_eui` is the Comms Hub Function whose tunnel the ESME serves (None: any).
+    `model` / `export_model` say what the premises draw / generate; `registers` gives the
+    factory register values (`import_wh`, `export_wh`, `reactive_varh`) used on first boot only.
+    With `gbt_block_size`, messages longer than that go up in GBT blocks (FACTS 1.9).
+    """
+
+    kind = "esme"
+    alert_payload = "dlms"
+
+    def __init__(
+        self,
+        eui: bytes | str,
+        *,
+        clock,
+        credentials,
+        trust,
+        nvm=None,
+        prepayment_key: ec.EllipticCurvePublicKey | None = None,
+        prepayment_supplier: bytes | str | None = None,
+        chf_eui: bytes | str | None = None,
+        model: ConsumptionModel | None = None,
+        export_model: ConsumptionModel | None = None,
+        registers: dict[str, int] | None = None,
+        clock_offset: float = 0.0,
+        payment_mode: str = "credit",
+        credit_pence: float = 0.0,
+        emergency_credit_pence: float = 0.0,
+        utrn_cache_size: int = DEFAULT_CACHE_SIZE,
+        gbt_block_size: int | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
+        if payment_mode not in ("credit", "prepayment"):
+            raise ValueError("payment_mode is 'credit' or 'prepayment'")
+        self.prepayment_key = prepayment_key
+        self._prepayment_supplier = None if prepayment_supplier is None else parse_eui(prepayment_supplier)
+        self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
+        self.model = model if model is not None else ConsumptionModel()
+        self.export_model = export_model
+        self.utrn_cache_size = utrn_cache_size
+        self.gbt_block_size = gbt_block_size
+        self._factory = {
+            "registers": dict(registers or {}),
+            "clock_offset": float(clock_offset),
+            "payment_mode": payment_mode,
+            "credit": float(credit_pence),
+            "ec": float(emergency_credit_pence),
+        }
+        self._defaults = default_tariff()
+        self.objects = self._build_objects()
+        self._alerts: list[tuple[int, dict]] = []
+        self._command: Message | None = None
+        self._utrn_command = False
+        self._rearm_after = False
+        self.han_port = None
+        self._profile_t: list[int] = []
+        self._profile_wh: list[int] = []
+        self._profile_ex: list[int] = []
+        self._profile_loaded = False
+        self._half_hour_timer = None
+        self._pending_timers: dict[str, Any] = {}
+        self.tunnel: TunnelServer | None = None
+        self.tunnel_host: TunnelHost | None = None
+        self.han_dispatch: ClusterDispatch | None = None
+        self._last_tunnel_peer: bytes | None = None
+
+    # ============================================================================ lifecycle
+    async def on_boot(self) -> None:
+        self._ensure_state()
+        self._load_profile()
+        now = self.device_now()
+        self._alerts.clear()
+        self._catch_up(now)
+        alerts = self._take_alerts()
+        self._arm_half_hour()
+        self._arm_pending()
+        if alerts:
+            self.spawn(self._send_alerts(alerts))
+
+    def on_power_off(self) -> None:
+        self._half_hour_timer = None
+        self._pending_timers.clear()
+        self._profile_loaded = False
+        self._profile_t, self._profile_wh, self._profile_ex = [], [], []
+        self._alerts.clear()
+
+    def _ensure_state(self) -> None:
+        if self.nvm.get(NS, "metering") is not None:
+            return
+        f = self._factory
+        reg = f["registers"]
+        with self.nvm.transaction():
+            now = self.clock.now() + f["clock_offset"]
+            last = math.floor(now / HALF_HOUR + 1e-9) * HALF_HOUR
+            self.nvm.put(NS, "clock_offset", f["clock_offset"])
+            self.nvm.put(NS, "registers", {
+                "import_wh": int(reg.get("import_wh", 0)),
+                "export_wh": int(reg.get("export_wh", 0)),
+                "reactive_varh": int(reg.get("reactive_varh", 0)),
+                "tou_wh": [0] * TOU_TIERS,
+                "block_wh": [[0] * BLOCK_TIERS for _ in range(BLOCKS)],
+                "day_start_wh": int(reg.get("import_wh", 0)),
+                "previous_day_wh": 0,
+            })
+            self.nvm.put(NS, "metering", {"last_period": last, "acc_t": now, "acc_wh": 0.0, "acc_ex": 0.0})
+            self.nvm.put(NS, "supply", {"state": SUPPLY_ENABLED, "cause": None})
+            self.nvm.put(NS, "prepayment", {
+                "mode": f["payment_mode"], "credit": f["credit"], "ec_limit": f["ec"], "ec_remaining": f["ec"],
+                "debt": 0.0, "total_added": 0.0,
+            })
+            self.nvm.put(NS, "utrn_counters", [])
+
+    # ============================================================================ clock
+    @property
+    def clock_offset(self) -> float:
+        return float(self.nvm.get(NS, "clock_offset", self._factory["clock_offset"]))
+
+    def device_now(self) -> float:
+        """The meter's own clock: the shared clock plus the persisted offset."""
+        return self.clock.now() + self.clock_offset
+
+    def _set_device_time(self, target: float) -> float:
+        """Move the device clock to `target` (inside a transaction). Energy accounting follows
+        true time, so the open interval shifts with the clock. Returns the adjustment."""
+        old_now = self.device_now()
+        delta = round(target - old_now, 3)
+        self._account(old_now)
+        m = self.nvm.get(NS, "metering")
+        m["acc_t"] = m["acc_t"] + delta
+        self.nvm.put(NS, "metering", m)
+        self.nvm.put(NS, "clock_offset", round(self.clock_offset + delta, 3))
+        self._catch_up(self.device_now())
+        return delta
+
+    def sync_clock(self, reference: float) -> bool:
+        """A time sync from the HAN time server (the CHF's Time cluster): adjust within
+        HAN_CLOCK_TOLERANCE seconds, else leave the clock and raise 0x8F0C [I]."""
+        self._check_alive()
+        self._alerts.clear()
+        with self.nvm.transaction():
+            delta = reference - self.device_now()
+            if abs(delta) > HAN_CLOCK_TOLERANCE:
+                self._queue_alert(ALERT_CLOCK_ADJUSTMENT_TOO_LARGE)
+                ok = False
+            else:
+                self._set_device_time(reference)
+                ok = True
+        self._after_local(self._take_alerts(), rearm=ok)
+        return ok
+
+    def _rearm_timers(self) -> None:
+        if self.state == "off":
+            return
+        self._arm_half_hour()
+        self._arm_pending()
+
+    # ============================================================================ metering
+    def _arm_half_hour(self) -> None:
+        if self._half_hour_timer is not None:
+            self._half_hour_timer.cancel()
+        # device boundaries k*1800 fall at shared times k*1800 - offset
+        self._half_hour_timer = self.every(HALF_HOUR, self._on_half_hour, offset=(-self.clock_offset) % HALF_HOUR)
+
+    def _on_half_hour(self, _t: float) -> None:
+        self._alerts.clear()
+        self._catch_up(self.device_now())
+        alerts = self._take_alerts()
+        if alerts:
+            self.spawn(self._send_alerts(alerts))
+
+    def _supply_state(self) -> str:
+        return self.nvm.get(NS, "supply", {"state": SUPPLY_ENABLED})["state"]
+
+    def _account(self, until: float) -> None:
+        """Add the energy drawn (and generated) since the last accounting to the open interval;
+        nothing flows while the load switch is open."""
+        m = self.nvm.get(NS, "metering")
+        if until <= m["acc_t"]:
+            return
+        if self._supply_state() == SUPPLY_ENABLED:
+            m["acc_wh"] += self.model.energy_wh(m["acc_t"], until)
+            if self.export_model is not None:
+                m["acc_ex"] += self.export_model.energy_wh(m["acc_t"], until)
+        m["acc_t"] = until
+        self.nvm.put(NS, "metering", m)
+
+    def _catch_up(self, now: float) -> int:
+        """Close every half-hour boundary up to `now` (device time); bounded by the profile
+        capacity. Returns how many were closed."""
+        m = self.nvm.get(NS, "metering")
+        last = m["last_period"]
+        newest = math.floor(now / HALF_HOUR + 1e-9) * HALF_HOUR
+        if newest <= last:
+            return 0
+        first = last + HALF_HOUR
+        if (newest - last) / HALF_HOUR > PROFILE_LOG_CAPACITY:
+            first = newest - (PROFILE_LOG_CAPACITY - 1) * HALF_HOUR
+            with self.nvm.transaction():
+                m.update(last_period=first - HALF_HOUR, acc_t=max(m["acc_t"], first - HALF_HOUR), acc_wh=0.0, acc_ex=0.0)
+                self.nvm.put(NS, "metering", m)
+            log.info("esme %s: downtime longer than the profile log; older half-hours skipped", self.eui_hex)
+        done = 0
+        b = first
+        while b <= newest + 1e-6:
+            with self.nvm.transaction():
+                for _ in range(CATCH_UP_CHUNK):
+                    if b > newest + 1e-6:
+                        break
+                    self._close_period(b)
+                    b += HALF_HOUR
+                    done += 1
+        return done
+
+    def _close_period(self, end: float) -> None:
+        """Close the half hour ending at `end`: registers, profile entry, midnight snapshot,
+        prepayment charges — written together (caller holds the transaction)."""
+        self._account(end)
+        m = self.nvm.get(NS, "metering")
+        reg = self.nvm.get(NS, "registers")
+        wh = int(math.floor(m["acc_wh"] + 0.5))
+        ex = int(math.floor(m["acc_ex"] + 0.5))
+        m["acc_wh"] -= wh  # the rounding remainder stays in the next interval
+        m["acc_ex"] -= ex
+        m["last_period"] = end
+        tier = self._tier_at(end - HALF_HOUR)
+        reg["import_wh"] += wh
+        reg["export_wh"] += ex
+        reg["reactive_varh"] += int(math.floor(wh * REACTIVE_RATIO + 0.5))
+        reg["tou_wh"][tier - 1] += wh
+        self._charge_energy(wh, tier, end)
+        self._append_profile(int(end), wh, ex)
+        if int(end) % int(DAY) == 0:
+            reg["previous_day_wh"] = reg["import_wh"] - reg["day_start_wh"]
+            reg["day_start_wh"] = reg["import_wh"]
+            self.nvm.log_append(DAILY_LOG, {
+                "t": int(end), "import_wh": reg["import_wh"], "tou_wh": list(reg["tou_wh"]),
+                "block_wh": [list(b) for b in reg["block_wh"]],
+            }, DAILY_LOG_CAPACITY)
+            self._charge_standing(end)
+        self.nvm.put(NS, "registers", reg)
+        self.nvm.put(NS, "metering", m)
+
+    # -- profile cache (RAM copy of the NVM profile log, for range reads) --
+    def _load_profile(self) -> None:
+        entries = self.nvm.log_entries(PROFILE_LOG)
+        self._profile_t = [e["t"] for e in entries]
+        self._profile_wh = [e["wh"] for e in entries]
+        self._profile_ex = [e.get("ex", 0) for e in entries]
+        self._profile_loaded = True
+
+    def _append_profile(self, t: int, wh: int, ex: int) -> None:
+        self.nvm.log_append(PROFILE_LOG, {"t": t, "wh": wh, "ex": ex}, PROFILE_LOG_CAPACITY)
+        if not self._profile_loaded:
+            self._load_profile()
+            return
+        self._profile_t.append(t)
+        self._profile_wh.append(wh)
+        self._profile_ex.append(ex)
+        extra = len(self._profile_t) - PROFILE_LOG_CAPACITY
+        if extra > 0:
+            del self._profile_t[:extra], self._profile_wh[:extra], self._profile_ex[:extra]
+        self.nvm.on_rollback(self._load_profile)
+
+    def profile(self, start: float | None = None, end: float | None = None) -> list[tuple[int, int, int]]:
+        """Half-hourly profile entries (capture time epoch, import Wh, export Wh), oldest first,
+        optionally only those with start <= time <= end."""
+        if not self._profile_loaded:
+            self._load_profile()
+        ts = self._profile_t
+        lo = 0 if start is None else bisect.bisect_left(ts, start)
+        hi = len(ts) if end is None else bisect.bisect_right(ts, end)
+        return [(ts[i], self._profile_wh[i], self._profile_ex[i]) for i in range(lo, hi)]
+
+    def daily_log(self) -> list[dict]:
+        return self.nvm.log_entries(DAILY_LOG)
+
+    def registers(self) -> dict[str, Any]:
+        """Live register values (what a read returns now): Wh/varh/W."""
+        reg = self.nvm.get(NS, "registers")
+        m = self.nvm.get(NS, "metering")
+        now = self.device_now()
+        acc_wh, acc_ex = m["acc_wh"], m["acc_ex"]
+        if self._supply_state() == SUPPLY_ENABLED and now > m["acc_t"]:
+            acc_wh += self.model.energy_wh(m["acc_t"], now)
+            if self.export_model is not None:
+                acc_ex += self.export_model.energy_wh(m["acc_t"], now)
+        partial = int(math.floor(acc_wh + 0.5))
+        return {
+            "import_wh": reg["import_wh"] + partial,
+            "export_wh": reg["export_wh"] + int(math.floor(acc_ex + 0.5)),
+            "reactive_varh": reg["reactive_varh"] + int(math.floor(partial * REACTIVE_RATIO + 0.5)),
+            "tou_wh": list(reg["tou_wh"]),
+            "block_wh": [list(b) for b in reg["block_wh"]],
+            "power_w": self.power_w(),
+            "current_day_wh": reg["import_wh"] + partial - reg["day_start_wh"],
+            "previous_day_wh": reg["previous_day_wh"],
+            "last_period": m["last_period"],
+        }
+
+    def power_w(self) -> int:
+        if self._supply_state() != SUPPLY_ENABLED:
+            return 0
+        return int(round(self.model.power_w(self.device_now())))
+
+    # ============================================================================ tariff
+    def _tariff_value(self, class_id: int, ln: bytes, attribute: int) -> Data:
+        raw = self.nvm.get(COSEM_NS, _key(class_id, ln, attribute))
+        if raw is None:
+            return self._defaults[(class_id, ln, attribute)]
+        return decode_data(raw)
+
+    def _store_tariff_value(self, class_id: int, ln: bytes, attribute: int, value: Data) -> None:
+        self.nvm.put(COSEM_NS, _key(class_id, ln, attribute), value.encode())
+
+    def _tier_at(self, t: float) -> int:
+        """The TOU tier in force at device time `t` from the active calendar (season → week, or a
+        special day → day profile → script selector); selector n or 100 + n means tier n [I].
+        Tier 1 when the calendar cannot be read."""
+        try:
+            dt = datetime.fromtimestamp(t, timezone.utc)
+            seasons = self._tariff_value(20, LN_CALENDAR, 3).value
+            weeks = self._tariff_value(20, LN_CALENDAR, 4).value
+            days = self._tariff_value(20, LN_CALENDAR, 5).value
+            week_name = seasons[0].value[2].value
+            best = None
+            for s in seasons:
+                start = cosem.epoch_of(s.value[1])
+                if start is not None and start <= t and (best is None or start >= best):
+                    best, week_name = start, s.value[2].value
+            week = next(w for w in weeks if w.value[0].value == week_name)
+            day_id = week.value[1 + dt.weekday()].value
+            for special in self._tariff_value(11, LN_SPECIAL_DAYS, 2).value:  # {index, date(5), day id}
+                date = _octets(special.value[1])
+                year = int.from_bytes(date[0:2], "big")
+                if len(date) == 5 and year in (dt.year, 0xFFFF) and date[2] in (dt.month, 0xFF) and date[3] == dt.day:
+                    day_id = special.value[2].value
+            day = next(d for d in days if d.value[0].value == day_id)
+            now_tod = bytes((dt.hour, dt.minute, dt.second, 0))
+            selector = None
+            for action in day.value[1].value:
+                start = _octets(action.value[0])[:4].replace(b"\xff", b"\x00")
+                if start <= now_tod:
+                    selector = action.value[2].value
+            if selector is None:  # before the first switch of the day: the last of the day applies
+                selector = day.value[1].value[-1].value[2].value
+            tier = int(selector) % 100
+            return tier if 1 <= tier <= TOU_TIERS else 1
+        except (AttributeError, IndexError, KeyError, StopIteration, TypeError, ValueError, OverflowError):
+            return 1
+
+    def _charge_table(self, ln: bytes) -> tuple[int, int, dict[bytes, int]]:
+        """(commodity scale, price scale, {index: charge}) of an active unit charge; empty when
+        what was written does not have that shape."""
+        value = self._tariff_value(113, ln, 5)
+        try:
+            scaling, _commodity, table = value.value
+            cs, ps = scaling.value[0].value, scaling.value[1].value
+            if type(cs) is not int or type(ps) is not int or not (-20 <= cs <= 20 and -20 <= ps <= 20):
+                raise ValueError("scaling")
+            charges = {}
+            for e in table.value:
+                charge = e.value[1].value
+                if type(charge) is not int:
+                    raise ValueError("charge")
+                charges[_octets(e.value[0])] = charge
+            return cs, ps, charges
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return 0, 0, {}
+
+    def unit_price_pence(self, tier: int) -> float:
+        """Price per kWh of a TOU tier in pence, from the active unit charge."""
+        cs, ps, table = self._charge_table(LN_UNIT_CHARGE)
+        charge = table.get(bytes((tier,)), 0)
+        return charge * 10.0 ** ps * 100.0 * 1000.0 / 10.0 ** cs
+
+    def standing_charge_pence(self) -> float:
+        _cs, ps, table = self._charge_table(LN_STANDING_CHARGE)
+        return (next(iter(table.values())) if table else 0) * 10.0 ** ps * 100.0
+
+    def _activate(self, key: _Attr) -> None:
+        for src, dst in ACTIVATIONS[key]:
+            self._store_tariff_value(*dst, self._tariff_value(*src))
+        self.log_event("tariff_activated", object=f"{key[0]}/{obis_text(key[1])}/{key[2]}")
+
+    def _set_activation(self, key: _Attr, value: Data) -> None:
+        """Activation time written: 'now' (all zero, or past) activates at once, 'never' (all FF)
+        cancels a pending activation, a future time is stored and alerts 0x8F66 when it runs."""
+        if value.type is not DataType.OCTET_STRING or len(value.value) != 12:
+            raise CosemError(cosem.TYPE_UNMATCHED, "activation time must be a 12-byte date-time")
+        class_id, ln, attribute = key
+        self._store_tariff_value(class_id, ln, attribute, value)
+        pending_key = _key(class_id, ln, attribute)
+        self._rearm_after = True  # pending activations changed: their timers follow after the response
+        dt = DlmsDateTime.from_bytes(value.value)
+        if dt.is_never:
+            self.nvm.delete(PENDING_NS, pending_key)
+            return
+        when = None if dt.is_immediate else cosem.epoch_of(value)
+        if not dt.is_immediate and when is None:
+            raise CosemError(cosem.OTHER_REASON, "activation time not understood")
+        if when is None or when <= self.device_now():
+            self.nvm.delete(PENDING_NS, pending_key)
+            self._activate(key)
+            return
+        command = self._command
+        self.nvm.put(PENDING_NS, pending_key, {
+            "due": when, "class_id": class_id, "obis": ln.hex(), "attribute": attribute,
+            "message_code": command.message_code if command else 0,
+            "counter": command.originator_counter if command else 0,
+        })
+
+    def _arm_pending(self) -> None:
+        for timer in self._pending_timers.values():
+            timer.cancel()
+        self._pending_timers.clear()
+        for key, entry in self.nvm.items(PENDING_NS):
+            shared = entry["due"] - self.clock_offset
+            self._pending_timers[key] = self.call_at(max(shared, self.clock.now()), self._run_pending, key)
+
+    def _run_pending(self, key: str) -> None:
+        self._pending_timers.pop(key, None)
+        entry = self.nvm.get(PENDING_NS, key)
+        if entry is None:
+            return
+        self._alerts.clear()
+        with self.nvm.transaction():
+            ln = bytes.fromhex(entry["obis"])
+            self.nvm.delete(PENDING_NS, key)
+            self._activate((entry["class_id"], ln, entry["attribute"]))
+            note = FutureDatedAlert(entry["message_code"], entry["counter"], entry["class_id"], ln, entry["attribute"])
+            self._queue_alert(ALERT_FUTURE_DATED_OK, message_code=FUTURE_DATED_DLMS_ALERT,
+                              elements=(Data.octet_string(note.to_bytes()),))
+        self.spawn(self._send_alerts(self._take_alerts()))
+
+    def pending_activations(self) -> dict[str, dict]:
+        return dict(self.nvm.items(PENDING_NS))
+
+    # ============================================================================ prepayment
+    def _prepay(self) -> dict:
+        return self.nvm.get(NS, "prepayment")
+
+    @property
+    def payment_mode(self) -> str:
+        return self._prepay()["mode"]
+
+    @property
+    def credit_pence(self) -> float:
+        return self._prepay()["credit"]
+
+    def _charge_energy(self, wh: int, tier: int, at: float) -> None:
+        if wh and self._prepay()["mode"] == "prepayment":
+            self._debit(wh / 1000.0 * self.unit_price_pence(tier), at)
+
+    def _charge_standing(self, at: float) -> None:
+        if self._prepay()["mode"] == "prepayment":
+            self._debit(self.standing_charge_pence(), at)
+
+    def _debit(self, pence: float, at: float) -> None:
+        """Take a charge from credit; emergency credit (when granted) covers a shortfall. When
+        both are gone the supply is disabled (alert 0x8F0F)."""
+        p = self._prepay()
+        was_exhausted = p["credit"] <= 0 and p["ec_remaining"] <= 0
+        p["credit"] -= pence
+        if p["credit"] < 0 and p["ec_remaining"] > 0:
+            take = min(p["ec_remaining"], -p["credit"])
+            p["ec_remaining"] -= take
+            p["credit"] += take
+        self.nvm.put(NS, "prepayment", p)
+        exhausted = p["credit"] <= 0 and p["ec_remaining"] <= 0
+        if exhausted and not was_exhausted and self._supply_state() == SUPPLY_ENABLED:
+            self._set_supply(SUPPLY_DISABLED, cause="credit", at=at)
+            self._queue_alert(ALERT_CREDIT_BELOW_DISABLEMENT)
+
+    def _add_credit(self, pence: int, origin: str) -> None:
+        """A top-up first pays back emergency credit used [I], the rest is credit."""
+        p = self._prepay()
+        repay = max(0.0, min(float(pence), p["ec_limit"] - p["ec_remaining"]))
+        p["ec_remaining"] += repay
+        p["credit"] += pence - repay
+        p["total_added"] += pence
+        self.nvm.put(NS, "prepayment", p)
+        self.nvm.log_append(TOPUP_LOG, {"t": int(self.device_now()), "pence": pence, "origin": origin}, TOPUP_LOG_CAPACITY)
+        supply = self.nvm.get(NS, "supply")
+        if supply["state"] == SUPPLY_DISABLED and supply.get("cause") == "credit" and p["credit"] > 0:
+            self._set_supply(SUPPLY_ARMED, cause="credit")  # the consumer re-enables locally [I]
+
+    def _utrn_cache(self) -> UtrnCounterCache:
+        return UtrnCounterCache(self.nvm.get(NS, "utrn_counters", []), size=self.utrn_cache_size)
+
+    @property
+    def prepayment_supplier(self) -> bytes | None:
+        if self._prepayment_supplier is not None:
+            return self._prepayment_supplier
+        anchor = self.trust.by_role(RemotePartyRole.SUPPLIER)
+        return None if anchor is None else anchor.eui
+
+    def _check_utrn(self, utrn: bytes | str, supplier: bytes | None, target: bytes | None,
+                    originator_counter: int | None) -> UtrnCheck:
+        if self.prepayment_key is None or supplier is None:
+            return UtrnCheck(UtrnStatus.NOT_AUTHENTIC)
+        cache = self._utrn_cache()
+        check = validate_utrn(utrn, supplier=supplier, device=self.eui, private_key=self.credentials.ka,
+                              public_key=self.prepayment_key, cache=cache, target=target,
+                              originator_counter=originator_counter, secrets=self.secrets)
+        if check.accepted:
+            self.nvm.put(NS, "utrn_counters", cache.counters())
+        return check
+
+    def enter_utrn(self, utrn: str) -> UtrnCheck:
+        """A UTRN typed on the meter's keypad (or relayed by a PPMID): credit added locally
+        (alert 0x810E), or the rejection alert (0x8F51 / 0x8F63 / 0x8F64)."""
+        self._check_alive()
+        self._alerts.clear()
+        with self.nvm.transaction():
+            check = self._check_utrn(utrn, self.prepayment_supplier, None, None)
+            if check.accepted:
+                self._add_credit(check.amount_pennies, "local")
+                self._queue_alert(ALERT_CREDIT_ADDED_LOCALLY)
+            else:
+                self._queue_alert(check.alert_code)
+        self._after_local(self._take_alerts())
+        return check
+
+    # ============================================================================ supply switch
+    @property
+    def supply_state(self) -> str:
+        return self._supply_state()
+
+    def _set_supply(self, state: str, cause: str | None = None, at: float | None = None) -> None:
+        if state not in SUPPLY_STATES:
+            raise ValueError(state)
+        self._account(self.device_now() if at is None else at)  # energy so far was drawn in the old state
+        self.nvm.put(NS, "supply", {"state": state, "cause": cause})
+        self.log_event("supply", state=state, cause=cause)
+        if state == SUPPLY_ARMED:
+            self._queue_alert(ALERT_SUPPLY_ARMED)
+
+    def _run_script(self, script: int) -> None:
+        state = self._supply_state()
+        if script == SCRIPT_ENABLE:
+            if state != SUPPLY_ENABLED:
+                self._set_supply(SUPPLY_ENABLED, cause="remote")
+        elif script == SCRIPT_DISABLE:
+            if state != SUPPLY_DISABLED:
+                self._set_supply(SUPPLY_DISABLED, cause="remote")
+        elif script == SCRIPT_ARM:
+            if state == SUPPLY_DISABLED:  # arming an enabled supply changes nothing [I]
+                self._set_supply(SUPPLY_ARMED, cause="remote")
+        else:
+            raise CosemError(cosem.OBJECT_UNAVAILABLE, f"no script {script}")
+
+    def press_button(self) -> bool:
+        """The consumer presses the meter's button: an armed supply is enabled (event 0x8161);
+        anything else is logged as not actioned (0x8162)."""
+        self._check_alive()
+        self._alerts.clear()
+        with self.nvm.transaction():
+            if self._supply_state() == SUPPLY_ARMED:
+                self._set_supply(SUPPLY_ENABLED, cause="local")
+                self.log_event(EVENT_UI_COMMAND_OK, action="enable_supply")
+                ok = True
+            else:
+                self.log_event(EVENT_UI_COMMAND_FAILED, action="enable_supply")
+                ok = False
+        self._after_local(self._take_alerts())
+        return ok
+
+    # ============================================================================ device log
+    def device_log(self) -> dict[bytes, int]:
+        return {bytes.fromhex(k): v for k, v in self.nvm.items(DEVICE_LOG_NS)}
+
+    def in_device_log(self, eui: bytes | str) -> bool:
+        return self.nvm.get(DEVICE_LOG_NS, parse_eui(eui).hex()) is not None
+
+    def _join(self, message_code: int, join: JoinDevice) -> int:
+        role, other, dtype = int(join.join_method_and_role), join.other_entity_id, int(join.other_device_type)
+        if message_code == CS03A1:
+            if role not in (0, 1):
+                return JoinResponseCode.INVALID_MESSAGE_CODE_FOR_JOIN_METHOD_AND_ROLE
+            if dtype not in JOIN_METHOD_A_TYPES:
+                return JoinResponseCode.INVALID_JOIN_METHOD_AND_ROLE
+        else:
+            if role != 2:
+                return JoinResponseCode.INVALID_MESSAGE_CODE_FOR_JOIN_METHOD_AND_ROLE
+            if dtype not in JOIN_METHOD_B_TYPES:
+                return JoinResponseCode.INVALID_JOIN_METHOD_AND_ROLE
+        existing = self.nvm.get(DEVICE_LOG_NS, other.hex())
+        if existing is not None:
+            return JoinResponseCode.SUCCESS if existing == dtype else JoinResponseCode.INCOMPATIBLE_WITH_EXISTING_ENTRY
+        if len(self.nvm.keys(DEVICE_LOG_NS)) >= DEVICE_LOG_CAPACITY:
+            return JoinResponseCode.DEVICE_LOG_FULL
+        self.nvm.put(DEVICE_LOG_NS, other.hex(), dtype)
+        return JoinResponseCode.SUCCESS
+
+    # ============================================================================ COSEM model
+    def _build_objects(self) -> ObjectModel:
+        model = ObjectModel()
+        add = model.add
+        add(CosemObject(1, LN_IMPORT_REGISTERS, {2: Attribute(get=self._get_import_registers)}, name="import registers"))
+        add(CosemObject(1, LN_POWER, {2: Attribute(get=self._get_power)}, name="instantaneous power"))
+        add(CosemObject(1, LN_FIRMWARE, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))},
+                        name="firmware version"))
+        add(CosemObject(7, LN_PROFILE, {
+            2: Attribute(get=lambda: self._profile_buffer(None), select=lambda s, p: self._profile_buffer(self._range(s, p))),
+            7: Attribute(get=lambda: Data.double_long_unsigned(len(self.profile()))),
+            8: Attribute(get=lambda: Data.double_long_unsigned(PROFILE_LOG_CAPACITY)),
+        }, name="profile data log"))
+        add(CosemObject(7, LN_DAILY_LOG, {
+            2: Attribute(get=lambda: self._daily_buffer(None), select=lambda s, p: self._daily_buffer(self._range(s, p))),
+            7: Attribute(get=lambda: Data.double_long_unsigned(len(self.daily_log()))),
+            8: Attribute(get=lambda: Data.double_long_unsigned(DAILY_LOG_CAPACITY)),
+        }, name="daily read log"))
+        add(CosemObject(7, LN_EVENT_LOG, {
+            2: Attribute(get=lambda: self._log_buffer(EVENT_LOG, None),
+                         select=lambda s, p: self._log_buffer(EVENT_LOG, self._range(s, p))),
+        }, name="event log"))
+        add(CosemObject(7, LN_SECURITY_LOG, {
+            2: Attribute(get=lambda: self._log_buffer(SECURITY_LOG, None),
+                         select=lambda s, p: self._log_buffer(SECURITY_LOG, self._range(s, p))),
+        }, name="security log"))
+        add(CosemObject(9, LN_LOAD_SWITCH, {}, {1: self._execute_script}, name="load switch scripts"))
+        add(CosemObject(70, LN_DISCONNECT, {
+            2: Attribute(get=lambda: Data.boolean(self._supply_state() == SUPPLY_ENABLED)),
+            3: Attribute(get=lambda: Data.enum(CONTROL_STATE[self._supply_state()])),
+            4: Attribute(get=lambda: Data.enum(0)),
+        }, name="disconnect control"))
+        add(CosemObject(8, LN_CLOCK, {
+            2: Attribute(get=lambda: cosem.timestamp(self.device_now())),
+            3: Attribute(get=lambda: Data.long(0)),
+            4: Attribute(get=lambda: Data.unsigned(0)),
+            9: cosem.stored(Data.enum(1), lambda: self._cosem_raw("clock_base"),
+                            lambda v: self._cosem_store("clock_base", v), _shape_like(Data.enum(0))),
+        }, {4: self._adjust_to_preset, 5: self._preset_adjusting_time}, name="clock"))
+        add(CosemObject(115, LN_TOKEN_GATEWAY, {}, {1: self._enter_token}, name="token gateway"))
+        for ln in (LN_PROTECTED_REGISTERS, LN_PROTECTED_PROFILE, LN_PROTECTED_DAILY):
+            add(CosemObject(30, ln, {}, {1: self._get_protected_attributes}, name="data protection"))
+        self._add_tariff_objects(model)
+        return model
+
+    def _add_tariff_objects(self, model: ObjectModel) -> None:
+        by_object: dict[tuple[int, bytes], dict[int, Attribute]] = {}
+        methods: dict[tuple[int, bytes], dict[int, Callable]] = {(20, LN_CALENDAR): {1: self._activate_calendar}}
+        for (class_id, ln, attribute), initial in self._defaults.items():
+            attrs = by_object.setdefault((class_id, ln), {})
+
+            def load(c=class_id, l=ln, a=attribute) -> Data:
+                return self._tariff_value(c, l, a)
+
+            if (class_id, ln, attribute) in TARIFF_WRITABLE:
+                if (class_id, ln, attribute) in ACTIVATIONS:
+                    def store(v: Data, k=(class_id, ln, attribute)) -> None:
+                        self._set_activation(k, v)
+                else:
+                    def store(v: Data, c=class_id, l=ln, a=attribute, t=initial) -> None:
+                        if v.type is not t.type:
+                            raise CosemError(cosem.TYPE_UNMATCHED, "value has the wrong shape")
+                        self._store_tariff_value(c, l, a, v)
+                attrs[attribute] = Attribute(get=load, set=store)
+            else:
+                attrs[attribute] = Attribute(get=load)
+        for (class_id, ln), attrs in by_object.items():
+            model.add(CosemObject(class_id, ln, attrs, methods.get((class_id, ln), {}), name="tariff"))
+
+    def _cosem_raw(self, name: str) -> Data | None:
+        raw = self.nvm.get(COSEM_NS, name)
+        return None if raw is None else decode_data(raw)
+
+    def _cosem_store(self, name: str, value: Data) -> None:
+        self.nvm.put(COSEM_NS, name, value.encode())
+
+    # -- attribute getters --
+    def _get_import_registers(self) -> Data:
+        r = self.registers()
+        return Data.structure(
+            Data.double_long_unsigned(r["import_wh"] & 0xFFFFFFFF),
+            Data.structure(Data.integer(0), Data.enum(30)),  # Wh
+            Data.double_long_unsigned(r["reactive_varh"] & 0xFFFFFFFF),
+            Data.structure(Data.integer(0), Data.enum(32)),  # varh
+        )
+
+    def _get_power(self) -> Data:
+        p = self.power_w()
+        # {active power import, scaler-unit W, element/phase 1 power [U: third value; equal for a
+        # single-element meter]}
+        return Data.structure(Data.double_long_unsigned(p), Data.structure(Data.integer(0), Data.enum(27)),
+                              Data.double_long_unsigned(p))
+
+    @staticmethod
+    def _range(selector: int, parameters: Data) -> tuple[float, float]:
+        if selector != cosem.RANGE_SELECTOR:
+            raise CosemError(cosem.SCOPE_OF_ACCESS_VIOLATED, f"selector {selector} not supported")
+        return cosem.range_bounds(parameters)
+
+    def _profile_buffer(self, bounds: tuple[float, float] | None) -> Data:
+        rows = self.profile(*bounds) if bounds else self.profile()
+        return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED),
+                             [(cosem.t2000(t), wh & 0xFFFFFFFF) for t, wh, _ex in rows])
+
+    def _daily_buffer(self, bounds: tuple[float, float] | None) -> Data:
+        rows = []
+        for e in self.daily_log():
+            if bounds is not None and not bounds[0] <= e["t"] <= bounds[1]:
+                continue
+            rows.append((cosem.t2000(e["t"]), e["import_wh"] & 0xFFFFFFFF, [v & 0xFFFFFFFF for v in e["tou_wh"]],
+                         *([v & 0xFFFFFFFF for v in b] for b in e["block_wh"])))
+        desc = cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED, cosem.array(TOU_TIERS, DOUBLE_LONG_UNSIGNED),
+                               *(cosem.array(BLOCK_TIERS, DOUBLE_LONG_UNSIGNED) for _ in range(BLOCKS)))
+        return compact_array(desc, rows)
+
+    def _log_code(self, entry: dict) -> int | None:
+        """The GBCS event code of a log entry (ints as logged; alerts by their code; rejected
+        commands by the alert their reason raises); None for internal records."""
+        code = entry.get("code")
+        if isinstance(code, int) and 0 <= code <= 0xFFFF:
+            return code
+        if code == "alert":
+            try:
+                return int(entry.get("alert_code", ""), 16)
+            except ValueError:
+                return None
+        if code == "command_rejected":
+            return self.security_alerts.get(entry.get("reason", ""), 0x8F53)
+        if code == "unexpected_message":
+            return 0x8F60  # unusual numbers of malformed, out-of-order or unexpected commands [I]
+        return None
+
+    def _log_buffer(self, name: str, bounds: tuple[float, float] | None) -> Data:
+        rows = []
+        for e in self.read_log(name):
+            t = e.get("time", 0)
+            if bounds is not None and not bounds[0] <= t <= bounds[1]:
+                continue
+            code = self._log_code(e)
+            if code is None:
+                continue
+            if name == SECURITY_LOG:
+                rows.append((cosem.t2000(t), code))
+            else:
+                extra = b""
+                mc = e.get("message_code")
+                if isinstance(mc, str) and len(mc) == 4:
+                    try:
+                        extra = bytes.fromhex(mc)
+                    except ValueError:
+                        extra = b""
+                rows.append((cosem.t2000(t), code, extra))
+        if name == SECURITY_LOG:
+            return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, LONG_UNSIGNED), rows)
+        return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, LONG_UNSIGNED, OCTET_STRING), rows)
+
+    # -- methods --
+    def _execute_script(self, parameters: Data) -> None:
+        if parameters.type is not DataType.LONG_UNSIGNED:
+            raise CosemError(cosem.TYPE_UNMATCHED, "script id must be long-unsigned")
+        self._run_script(parameters.value)
+        return None
+
+    def _preset_adjusting_time(self, parameters: Data) -> None:
+        if parameters.type is not DataType.STRUCTURE or len(parameters.value) != 3:
+            raise CosemError(cosem.TYPE_UNMATCHED, "preset_adjusting_time takes {preset, start, end}")
+        preset, start, end = (cosem.epoch_of(v) for v in parameters.value)
+        self.ram["clock_preset"] = (preset, start, end)
+        return None
+
+    def _adjust_to_preset(self, _parameters: Data) -> None:
+        """ECS70: set the clock to the preset time or, when the preset is unspecified (as DCC
+        sends it), to the HAN time master's time (the Comms Hub; here the shared clock) — only
+        while that time lies inside the validity window: alert 0x8145 adjusted, else 0x81C6 not
+        adjusted and the action fails [I; RTDS ECS70 reads back the CH time, not the window's
+        middle]."""
+        preset = self.ram.pop("clock_preset", None)
+        if preset is None:
+            raise CosemError(cosem.TEMPORARY_FAILURE, "no preset time")
+        target, start, end = preset
+        reference = self.clock.now()
+        if (start is not None and reference < start) or (end is not None and reference > end):
+            self._queue_alert(ALERT_CLOCK_OUTSIDE_TOLERANCE)
+            raise CosemError(cosem.OTHER_REASON, "outside the validity window")
+        self._set_device_time(reference if target is None else target)
+        self._rearm_after = True
+        self._queue_alert(ALERT_CLOCK_ADJUSTED)
+        return None
+
+    def _activate_calendar(self, _parameters: Data) -> None:
+        self._activate((20, LN_CALENDAR, 10))
+        return None
+
+    def _enter_token(self, parameters: Data) -> None:
+        """CS01a: a UTRN carried by the supplier's command (its counter = UTRN counter ‖ 0)."""
+        command = self._command
+        if parameters.type is not DataType.OCTET_STRING or command is None:
+            raise CosemError(cosem.TYPE_UNMATCHED, "token must be an octet-string")
+        check = self._check_utrn(parameters.value, command.originator, command.recipient, command.originator_counter)
+        if not check.accepted:
+            self._queue_alert(check.alert_code)
+            self.log_event("top_up_rejected", status=check.status.value, message_code=f"{command.message_code:04X}")
+            raise CosemError(cosem.OTHER_REASON, f"UTRN {check.status.value}")  # [I] result code
+        self._add_credit(check.amount_pennies, "remote")
+        self.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter)
+        return None
+
+    def _get_protected_attributes(self, parameters: Data) -> Data:
+        """Get Protected Attributes (class 30 method 1): read the listed attributes (with their
+        selective access) and return them encrypted for the requesting party (FACTS 1.6)."""
+        command = self._command
+        if command is None:
+            raise CosemError(cosem.TEMPORARY_FAILURE, "no command")
+        try:
+            objects, _params = parameters.value
+            if objects.type is not DataType.ARRAY:
+                raise ValueError("objects")
+            refs = []
+            for o in objects.value:
+                cid, ln, attr, _index, access = o.value[:5]
+                if (cid.type is not DataType.LONG_UNSIGNED or ln.type is not DataType.OCTET_STRING
+                        or len(ln.value) != 6 or type(attr.value) is not int):
+                    raise ValueError("object reference")
+                selector, sel_params = 0, None
+                if access.type is DataType.STRUCTURE:
+                    selector, sel_params = access.value[0].value, access.value[1]
+                    if type(selector) is not int:
+                        raise ValueError("selector")
+                refs.append((cid.value, ln.value, attr.value, selector, sel_params))
+        except (AttributeError, TypeError, ValueError, IndexError):
+            raise CosemError(cosem.TYPE_UNMATCHED, "not a Get Protected Attributes request") from None
+        allowed = PROTECTED_OBJECTS.get(command.message_code, frozenset())
+        values = []
+        for cid, ln, attr, selector, sel_params in refs:
+            if (cid, ln) not in allowed:
+                raise CosemError(cosem.READ_WRITE_DENIED, f"{cid}/{obis_text(ln)} not readable by this use case")
+            values.append(self.objects.get(cid, ln, attr, selector or None, sel_params))
+        party = command.supplementary_remote_party_id or command.originator
+        counter = command.supplementary_originator_counter
+        counter = command.originator_counter if counter is None else counter
+        key = self.encryption_key_for(command)
+        pp = ProtectionParameters.build(counter, self.eui, party)
+        return ProtectedData.build(pp, Data.structure(*values), lambda pt: encrypt_part(key, self.eui, pt))
+
+    # ============================================================================ GBCS
+    def supports(self, message_code: int) -> bool:
+        return message_code in SUPPORTED
+
+    def authenticate(self, msg: Message):
+        self._utrn_command = False
+        party = super().authenticate(msg)
+        # Top-ups are protected by the UTRN counter cache, not the supplier's command counter: their
+        # originator counter is UTRN counter ‖ 00000000 [S FACTS 1.8].
+        self._utrn_command = msg.message_code == CS01A
+        return party
+
+    def accept_counter(self, party: bytes, counter: int) -> bool:
+        if self._utrn_command:
+            self._utrn_command = False
+            return True
+        return super().accept_counter(party, counter)
+
+    def execute(self, message: Message) -> Outcome:
+        self._alerts.clear()
+        self._command = message
+        self._rearm_after = False
+        self.ram.pop("clock_preset", None)  # a preset only lives within its own command
+        try:
+            if message.message_code in ASN1_CODES:
+                content = self._execute_asn1(message)
+            else:
+                content = self._execute_dlms(message)
+        finally:
+            self._command = None
+        date_time = None
+        if message.message_code in DATED_RESPONSES:
+            date_time = cosem.datetime_bytes(self.device_now())
+        alerts = self._take_alerts()
+        rearm = self._rearm_after
+        self._rearm_after = False
+
+        async def after() -> None:
+            if rearm:
+                self._rearm_timers()
+            await self._send_alerts(alerts)
+
+        return Outcome(content, date_time, after if (alerts or rearm) else None)
+
+    def _execute_dlms(self, message: Message) -> bytes:
+        try:
+            request = decode_apdu(message.content, message_code=message.message_code)
+        except DecodeError as exc:
+            raise CommandRejected("malformed", str(exc)) from None
+        if not isinstance(request, AccessRequest) or len(request.data) != len(request.specs):
+            raise CommandRejected("malformed", "not an ACCESS.request")
+        allowed = ALLOWED.get(message.message_code, frozenset())
+        script = LOAD_SWITCH_SCRIPT.get(message.message_code)
+        for spec, value in zip(request.specs, request.data):
+            if (spec.kind, spec.class_id, bytes(spec.obis)) not in allowed:
+                raise CommandRejected("malformed", f"{spec.kind.name} {spec.class_id}/{obis_text(spec.obis)} "
+                                                   f"not part of use case 0x{message.message_code:04X}")
+            if script is not None and (value.type is not DataType.LONG_UNSIGNED or value.value != script):
+                raise CommandRejected("malformed", f"use case 0x{message.message_code:04X} runs script {script}")
+        data: list[Data | None] = []
+        results: list[int] = []
+        for spec, value in zip(request.specs, request.data):
+            try:
+                data.append(self.objects.serve(spec, value))
+                results.append(cosem.SUCCESS)
+            except CosemError as exc:
+                log.debug("esme %s: %s on %s: %s", self.eui_hex, spec.kind.name, obis_text(spec.obis), exc)
+                data.append(None)
+                results.append(exc.result)
+        return AccessResponse.answer(request, data, results).encode()
+
+    def _execute_asn1(self, message: Message) -> bytes:
+        code = message.message_code
+        try:
+            payload = decode_asn1(message.content, message_code=code, cra=1)
+        except DecodeError as exc:
+            raise CommandRejected("malformed", str(exc)) from None
+        if code in (CS03A1, CS03B):
+            if not isinstance(payload, JoinDevice):
+                raise CommandRejected("malformed", "not a Join Device command")
+            rc = self._join(code, payload)
+            self.log_event(EVENT_JOIN_OK if rc == 0 else EVENT_JOIN_FAILED, entity=eui_hex(payload.other_entity_id),
+                           message_code=f"{code:04X}")
+            return JoinResponse(code=rc).encode()
+        if code in (CS04AC, CS04B):
+            if not isinstance(payload, UnjoinDevice):
+                raise CommandRejected("malformed", "not an Unjoin command")
+            removed = self.nvm.delete(DEVICE_LOG_NS, payload.entity_id.hex())
+            rc = UnjoinResponseCode.SUCCESS if removed else UnjoinResponseCode.NOT_IN_DEVICE_LOG
+            self.log_event(EVENT_UNJOIN_OK if removed else EVENT_UNJOIN_FAILED, entity=eui_hex(payload.entity_id),
+                           message_code=f"{code:04X}")
+            return UnjoinResponse(code=rc).encode()
+        if code == CS07:
+            if not isinstance(payload, ReadDeviceJoinDetails):
+                raise CommandRejected("malformed", "not a Read Device Join Details command")
+            entries = tuple(DeviceLogEntry(entity_id=eui, device_type=t) for eui, t in sorted(self.device_log().items()))
+            return DeviceJoinDetails(entries=entries).encode()
+        raise CommandRejected("unsupported", f"message code 0x{code:04X}")  # pragma: no cover
+
+    # -- alerts --
+    def _queue_alert(self, code: int | None, **kw: Any) -> None:
+        if code is not None:
+            self._alerts.append((code, kw))
+
+    def _take_alerts(self) -> list[tuple[int, dict]]:
+        alerts, self._alerts = self._alerts, []
+        return alerts
+
+    async def _send_alerts(self, alerts: list[tuple[int, dict]]) -> None:
+        for code, kw in alerts:
+            await self.raise_alert(code, **kw)
+
+    def _after_local(self, alerts: list[tuple[int, dict]], rearm: bool = False) -> None:
+        """Follow-up of a local action (button, keypad, HAN time): send its alerts."""
+        if rearm:
+            self._rearm_timers()
+        if alerts and self.state != "off":
+            self.spawn(self._send_alerts(alerts))
+
+    async def _send(self, frame: bytes) -> None:
+        size = self.gbt_block_size
+        if not size or len(frame) <= size:
+            await super()._send(frame)
+            return
+        for block in segment(frame, size):
+            await super()._send(block.encode())
+
+    async def raise_alert(self, alert_code: int, **kw: Any) -> bytes | None:
+        kw.setdefault("critical", is_critical_alert(alert_code))
+        return await super().raise_alert(alert_code, **kw)
+
+    def alert_content(self, alert_code: int, counter: int, elements: tuple = ()) -> bytes:
+        when = datetime.fromtimestamp(int(self.device_now()), timezone.utc)
+        return DataNotification.build(counter, alert_code, when, *elements).encode()
+
+    def append_log(self, name: str, code: Any, **detail: Any) -> dict:
+        detail.setdefault("time", self.device_now())  # logs are kept in device time
+        return super().append_log(name, code, **detail)
+
+    # ============================================================================ HAN
+    def attach_han(self, transport, *, endpoint: int = 1) -> ClusterDispatch:
+        """Attach to a HAN transport and serve the GB-HGRP tunnel the CHF opens to this ESME:
+        commands arriving through it are processed as from the WAN, and responses and alerts go
+        back through it (unless `send_gbcs` was wired elsewhere). Returns the port's dispatcher,
+        to which other cluster servers (Metering, Prepayment ... for IHDs) can be added."""
+        dispatch = ClusterDispatch()
+        port = transport.attach(self.eui, dispatch)
+        host = TunnelHost(port, endpoint=endpoint, clock=self.clock, on_message=self._on_tunnel_message)
+        self.tunnel = host.serve(accept=self._accept_tunnel)
+        dispatch.add(TUNNELING_CLUSTER, host.handle)
+        self.tunnel_host = host
+        self.han_port = port
+        self.han_dispatch = dispatch
+        if self.send_gbcs is None:
+            self.send_gbcs = self._send_via_tunnel
+        return dispatch
+
+    def _accept_tunnel(self, eui: bytes) -> bool | None:
+        if self.chf_eui is None or eui == self.chf_eui:
+            return True
+        return None  # not our Comms Hub: ignored
+
+    def _on_tunnel_message(self, peer: bytes, message: bytes) -> None:
+        if self.chf_eui is not None and peer != self.chf_eui:
+            return
+        self._last_tunnel_peer = peer
+        self.post(bytes(message))
+
+    async def _send_via_tunnel(self, frame: bytes) -> None:
+        peer = self.chf_eui or self._last_tunnel_peer
+        if self.tunnel is None or peer is None:
+            raise ConnectionError("no tunnel to a Comms Hub")
+        await self.tunnel.send_gbcs(peer, frame)
+
+    def zcl_attributes(self) -> dict[int, Callable[[], dict[int, Any]]]:
+        """Live ZCL attribute values per cluster (Basic, Metering, Price, Prepayment, Messaging),
+        for the ZCL server an IHD/PPMID reads. Units: Wh with Divisor 1000 (kWh), W for demand,
+        pence for credit."""
+        return {
+            0x0000: self._zcl_basic,
+            0x0702: self._zcl_metering,
+            0x0700: self._zcl_price,
+            0x0705: self._zcl_prepayment,
+            0x0703: lambda: {},  # Messaging has commands only
+        }
+
+    def _zcl_basic(self) -> dict[int, Any]:
+        return {0x0000: 3, 0x0001: 1, 0x0003: 1, 0x0004: "gbhub", 0x0005: "gbhub ESME", 0x0007: 0x01,
+                0x4000: self.firmware_version.hex().upper()}
+
+    def _zcl_metering(self) -> dict[int, Any]:
+        r = self.registers()
+        values: dict[int, Any] = {
+            0x0000: r["import_wh"], 0x0001: r["export_wh"], 0x0014: ZCL_SUPPLY_STATUS[self._supply_state()],
+            0x000E: 0,  # CurrentBlock: no block tariff in use
+            0x0020: self._tier_at(self.device_now()),
+            0x0200: 0, 0x0300: 0, 0x0301: 1, 0x0302: 1000, 0x0303: 0x33, 0x0306: 0,
+            0x0400: _clamp(r["power_w"], 0, (1 << 23) - 1), 0x0401: _clamp(r["current_day_wh"], 0, 0xFFFFFF),
+            0x0403: _clamp(r["previous_day_wh"], 0, 0xFFFFFF),
+        }
+        for tier in range(1, TOU_TIERS + 1):
+            values[0x0100 + 2 * (tier - 1)] = r["tou_wh"][tier - 1]
+        return values
+
+    def _zcl_price(self) -> dict[int, Any]:
+        _cs, _ps, table = self._charge_table(LN_UNIT_CHARGE)
+        tiers = [t for t in range(1, TOU_TIERS + 1) if table.get(bytes((t,)), 0)]
+        values: dict[int, Any] = {
+            0x0300: 0, 0x0301: _clamp(self.standing_charge_pence() * 1000, 0, 0xFFFFFFFF), 0x0611: len(tiers),
+            0x0615: 0, 0x0616: 826, 0x0617: 0x30,  # GBP, 3 digits after the point (milli-pence) [I]
+        }
+        for t in tiers:
+            values[0x0400 + 16 * t] = _clamp(self.unit_price_pence(t) * 1000, 0, 0xFFFFFFFF)
+        return values
+
+    def _zcl_prepayment(self) -> dict[int, Any]:
+        p = self._prepay()
+        return {
+            0x0000: 0x0001 if p["mode"] == "prepayment" else 0x0000,
+            0x0001: _clamp(math.floor(p["credit"]), -(1 << 31), (1 << 31) - 1),
+            0x0002: _clamp(math.floor(p["ec_remaining"]), -(1 << 31), (1 << 31) - 1),
+            0x0004: _clamp(self.device_now() - cosem.EPOCH_2000, 0, 0xFFFFFFFE),
+            0x0005: _clamp(p["debt"], -(1 << 31), (1 << 31) - 1), 0x0010: _clamp(p["ec_limit"], 0, 0xFFFFFFFF),
+            0x0020: _clamp(p["total_added"], 0, (1 << 48) - 1),
+            0x0501: 0, 0x0502: 0x00, 0x0503: 826,  # kWh; credit in whole pence; GBP
+        }
+
+
+__all__ = [
+    "Esme",
+    "ConsumptionModel",
+    "default_tariff",
+    "is_critical_alert",
+    "SUPPLY_ENABLED",
+    "SUPPLY_DISABLED",
+    "SUPPLY_ARMED",
+    "SUPPORTED",
+    "PROFILE_LOG_CAPACITY",
+    "DAILY_LOG_CAPACITY",
+    "DEVICE_LOG_CAPACITY",
+]
