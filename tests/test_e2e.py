@@ -81,11 +81,17 @@ async def test_clock_tariff_and_top_up(premises):
     counter = 7
     utrn = generate_utrn(value=500, utrn_counter=counter, supplier=p.identity.supplier, device=p.esme.eui,
                          private_key=ks.private_key(p.identity.supplier, "pp-ka"), public_key=ks.public_key(p.esme.eui, "ka"))
-    before = p.esme.credit_pence if hasattr(p.esme, "credit_pence") else None
-    r = await _send(p, "CS01a", utrn=str(utrn))
-    assert r.ok
-    if before is not None:
-        assert p.esme.credit_pence == before + 500
+    before = p.esme.credit_pence
+    # a top-up's originator counter is its UTRN counter << 32 (freshness comes from the UTRN cache)
+    r = await p.headend.send_use_case("CS01a", recipient=p.esme.eui, params={"utrn": str(utrn)}, counter=counter << 32)
+    assert r.ok and r.reply.mac == "valid"
+    assert p.esme.credit_pence == before + 500
+    # the same UTRN again: rejected (duplicate UTRN alert 0x8F51), credit unchanged
+    since = len(p.headend.received_alerts)
+    again = await p.headend.send_use_case("CS01a", recipient=p.esme.eui, params={"utrn": str(utrn)}, counter=counter << 32)
+    assert not again.ok
+    await _alert_after(p, since, 0x8F51)
+    assert p.esme.credit_pence == before + 500
 
 
 async def test_device_logs(premises):
@@ -308,3 +314,25 @@ async def test_rtds_command_accepted(row, rtds_identity, rtds_keystore):
 def rig_keys(rtds_identity):
     rig, _ = rtds_identity
     return rig.data / "keys"
+
+
+async def test_reference_ecs01a_accepted(rtds_identity, rtds_keystore):
+    """RTDS has no ECS01a vector; extra.json carries a reference ECS01a (tariff) command for the
+    RTDS ESME, signed by the RTDS supplier and MACed by the RTDS ACB."""
+    import json
+
+    from tools.premises import Premises
+
+    example = next(e for e in json.loads((VECTORS / "extra.json").read_text()) if "ecs01a" in e["name"])
+    frame = bytes.fromhex(example["hex"])
+    rig, identity = rtds_identity
+    rig = dataclasses.replace(rig, data=None, clock="sim",
+                              start=dt.datetime(2015, 1, 1, 0, 0, 30, tzinfo=dt.timezone.utc).timestamp())
+    p = Premises(rig, tcp=True, sim=True, identity=identity)
+    await p.start()
+    try:
+        response = decode_message(await p.headend.send_raw(frame, timeout=5))
+        assert response.message_code == 0x0019 and response.originator_counter == decode_message(frame).originator_counter
+        assert usecases.interpret("ECS01a", response)["ok"]
+    finally:
+        await p.stop()
