@@ -54,6 +54,11 @@ class NvmError(Exception):
     """Misuse of NVM (closed store, cross-task write inside a transaction)."""
 
 
+# id(stored JSON text) -> (that text, its decoded value); the text object is kept alive with its
+# value, so an id can only match the very same stored version.
+_PEEK_MEMO: dict[int, tuple[Any, Any]] = {}
+
+
 class _Json(str):
     """A container value held as its JSON text, so callers never share a mutable object."""
 
@@ -304,6 +309,25 @@ class NvmView:
         if cached is _MISSING:
             return default
         return _loads(cached) if type(cached) is _Json else cached
+
+    def peek(self, ns: str, key: str, default: Any = None) -> Any:
+        """Like `get`, but the value may be shared with other callers: never mutate it. Decoded
+        once per stored version, so hot read paths (a register read per command) skip the JSON
+        decode that `get` pays to hand out a private copy."""
+        cached = self._store.ns(self.prefix + ns).get(key, _MISSING)
+        if cached is _MISSING:
+            return default
+        if type(cached) is not _Json:
+            return cached
+        memo = _PEEK_MEMO
+        hit = memo.get(id(cached))
+        if hit is not None and hit[0] is cached:
+            return hit[1]
+        value = _loads(cached)
+        if len(memo) >= 4096:
+            memo.clear()
+        memo[id(cached)] = (cached, value)
+        return value
 
     def put(self, ns: str, key: str, value: Any) -> None:
         """Store `value`; durable when this returns (or when the enclosing transaction commits)."""

@@ -605,8 +605,8 @@ class Esme(GbcsDevice):
 
     def registers(self) -> dict[str, Any]:
         """Live register values (what a read returns now): Wh/varh/W."""
-        reg = self.nvm.get(NS, "registers")
-        m = self.nvm.get(NS, "metering")
+        reg = self.nvm.peek(NS, "registers")  # read-only: copied below where handed out
+        m = self.nvm.peek(NS, "metering")
         now = self.device_now()
         acc_wh, acc_ex = m["acc_wh"], m["acc_ex"]
         if self._supply_state() == SUPPLY_ENABLED and now > m["acc_t"]:
