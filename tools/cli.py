@@ -236,4 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the package module, not this __main__ copy, so its exception classes are the ones raised
+    from tools.cli import main as _main
+
+    sys.exit(_main())
