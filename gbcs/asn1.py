@@ -34,34 +34,12 @@ from asn1crypto import core as _core
 from asn1crypto import csr as _csr
 from asn1crypto import x509 as _x509
 
+from .catalogue import DeviceType, RemotePartyRole  # one enum each, shared with the catalogue
 from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, jsonable, parse_eui
 
 # --------------------------------------------------------------------------------------------
 # Enumerations (FACTS.md §3.2, §3.5, §4.2, §4.3, §5)
 # --------------------------------------------------------------------------------------------
-
-
-class DeviceType(IntEnum):
-    GSME = 0
-    ESME = 1
-    CHF = 2
-    GPF = 3
-    HCALCS = 4
-    PPMID = 5
-    TYPE_2 = 6
-
-
-class RemotePartyRole(IntEnum):
-    ROOT = 0
-    RECOVERY = 1
-    SUPPLIER = 2
-    NETWORK_OPERATOR = 3
-    ACCESS_CONTROL_BROKER = 4
-    TRANSITIONAL_COS = 5
-    WAN_PROVIDER = 6
-    ISSUING_AUTHORITY = 7
-    LOAD_CONTROLLER = 8
-    OTHER = 127
 
 
 class KeyUsage(IntFlag):

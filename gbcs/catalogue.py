@@ -53,12 +53,12 @@ class DeviceType(IntEnum):
     GPF = 3
     HCALCS = 4
     PPMID = 5
-    TYPE2 = 6  # e.g. IHD
+    TYPE_2 = 6  # e.g. IHD
 
 
 DEVICE_TYPE_BY_NAME: dict[str, DeviceType] = {
     "gsme": DeviceType.GSME, "esme": DeviceType.ESME, "chf": DeviceType.CHF, "gpf": DeviceType.GPF,
-    "hcalcs": DeviceType.HCALCS, "ppmid": DeviceType.PPMID, "type2": DeviceType.TYPE2,
+    "hcalcs": DeviceType.HCALCS, "ppmid": DeviceType.PPMID, "type2": DeviceType.TYPE_2,
 }
 
 # The role a DUIS user's command carries when it reaches a device: the grouping-header originator

@@ -243,7 +243,7 @@ SUPPORTED = frozenset(ALLOWED) | ASN1_CODES
 # Device types each join method may add to the ESME's log [I]: Method A for devices that exchange
 # GBCS messages with the ESME (PPMID, HCALCS), Method B for Type 2 devices (IHD/CAD) and the GPF.
 JOIN_METHOD_A_TYPES = frozenset({DeviceType.PPMID, DeviceType.HCALCS})
-JOIN_METHOD_B_TYPES = frozenset({DeviceType.TYPE2, DeviceType.GPF})
+JOIN_METHOD_B_TYPES = frozenset({DeviceType.TYPE_2, DeviceType.GPF})
 
 
 # ------------------------------------------------------------------------------- tariff defaults

@@ -279,7 +279,7 @@ class Ihd(Device):
             self.chf_eui,
             self.install_code,
             dispatch=self.dispatch,
-            device_type=DeviceType.TYPE2,
+            device_type=DeviceType.TYPE_2,
             tc_link_key=self.tc_link_key,
             clock=self.clock,
             timeout=self.response_timeout,
