@@ -745,9 +745,23 @@ class Chf(GbcsDevice):
             await self._delivery_failure(msg, "recipient not in the CHF device log")
         elif not entry.joined:
             await self._delivery_failure(msg, "recipient has not joined the HAN")
+        elif self._tunnel_ready(entry):
+            # Open tunnel, nothing in flight to this device: a send only hands the frame to the
+            # air, so deliver inline and save a task per command (the hot path of every read).
+            await self._deliver_han(msg.recipient, frame, msg)
         else:
             self.spawn(self._deliver_han(msg.recipient, frame, msg), name=f"chf-deliver-{eui_hex(msg.recipient)}")
         return None
+
+    def _tunnel_ready(self, entry: ChfDeviceLogEntry) -> bool:
+        host = self._tunnels
+        if host is None or entry.device_type not in TUNNEL_SERVER_TYPES or entry.device_type == DeviceType.GSME:
+            return False
+        lock = self._han_locks.get(entry.eui)
+        if lock is not None and lock.locked():
+            return False
+        client = host.clients.get(entry.eui)
+        return client is not None and client.tunnel_id is not None
 
     async def _delivery_failure(self, command: Message, reason: str) -> None:
         """Report an undeliverable remote-party message to its originator (0x00D5 / 0x8F84)."""
