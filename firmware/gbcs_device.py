@@ -91,11 +91,6 @@ class TrustAnchors:
             anchors.add(RemoteParty(eui, role, keystore.public_key(eui, "ds"), keystore.public_key(eui, "ka")))
         return anchors
 
-    @classmethod
-    def rtds(cls, keystore: Keystore) -> "TrustAnchors":
-        """RTDS keystores carry roles in their organisation certificates too."""
-        return cls.from_keystore(keystore)
-
 
 @dataclass(frozen=True)
 class Credentials:
@@ -138,8 +133,6 @@ class GbcsDevice(Device):
     """A device that speaks GBCS end to end. `send_gbcs` (set by the wiring) carries messages
     it originates (responses, alerts) towards the Comms Hub; `handle(frame)` takes a command."""
 
-    alert_payload = "dlms"  # 'dlms' or 'gbz': how this device encodes its alerts
-
     def __init__(
         self,
         eui: bytes | str,
@@ -176,6 +169,12 @@ class GbcsDevice(Device):
         (forwarding, alerts) in `Outcome.after`."""
         raise CommandRejected("unsupported", f"message code 0x{message.message_code:04X}")
 
+    def check_freshness(self, message: Message) -> bool:
+        """Anti-replay: the originator counter must be above the last one accepted from that
+        party (persisted in the caller's transaction). Use cases with their own freshness rule
+        (CS01a top-ups: the UTRN counter cache) override this."""
+        return self.accept_counter(message.originator, message.originator_counter)
+
     def alert_content(self, alert_code: int, counter: int, elements: tuple = ()) -> bytes:
         """Payload of an alert (DLMS DATA-NOTIFICATION by default; GBZ devices override)."""
         from gbcs.dlms import DataNotification
@@ -209,7 +208,7 @@ class GbcsDevice(Device):
         nvm = self.nvm
         try:
             with nvm.transaction():
-                if not self.accept_counter(msg.originator, msg.originator_counter):
+                if not self.check_freshness(msg):
                     raise CommandRejected("replay", f"counter {msg.originator_counter} not above {self.counters.last(msg.originator)}")
                 outcome = self.execute(msg)
         except CommandRejected as exc:

@@ -334,7 +334,6 @@ class Esme(GbcsDevice):
     """
 
     kind = "esme"
-    alert_payload = "dlms"
 
     def __init__(
         self,
@@ -379,7 +378,6 @@ class Esme(GbcsDevice):
         self.objects = self._build_objects()
         self._alerts: list[tuple[int, dict]] = []
         self._command: Message | None = None
-        self._utrn_command = False
         self._rearm_after = False
         self.han_port = None
         self._profile_t: list[int] = []
@@ -1169,19 +1167,12 @@ class Esme(GbcsDevice):
     def supports(self, message_code: int) -> bool:
         return message_code in SUPPORTED
 
-    def authenticate(self, msg: Message):
-        self._utrn_command = False
-        party = super().authenticate(msg)
+    def check_freshness(self, message: Message) -> bool:
         # Top-ups are protected by the UTRN counter cache, not the supplier's command counter: their
         # originator counter is UTRN counter ‖ 00000000 [S FACTS 1.8].
-        self._utrn_command = msg.message_code == CS01A
-        return party
-
-    def accept_counter(self, party: bytes, counter: int) -> bool:
-        if self._utrn_command:
-            self._utrn_command = False
+        if message.message_code == CS01A:
             return True
-        return super().accept_counter(party, counter)
+        return super().check_freshness(message)
 
     def execute(self, message: Message) -> Outcome:
         self._alerts.clear()
