@@ -250,8 +250,4 @@ def _content_offset(data: bytes, m: Message) -> int:
     return start + len(apdu) - tail - len(m.content)
 
 
-def role_of(keystore: Keystore | None, eui: bytes) -> int | None:
-    return keystore.role(eui) if keystore is not None else None
-
-
 __all__ = ["Analysis", "analyse", "dlms_datetime_iso", "mac_parties"]

@@ -503,7 +503,7 @@ def _tree(m: Message) -> Node:
         Node("originator_counter", ctr, str(m.originator_counter)),
         Node("originator", m.originator, eui_hex(m.originator)),
         Node("recipient", m.recipient, eui_hex(m.recipient)),
-        Node("date_time", m.date_time or b"", "absent" if m.date_time is None else _dlms_datetime_text(m.date_time)),
+        Node("date_time", m.date_time or b"", "absent" if m.date_time is None else _datetime_text(m.date_time)),
         Node("message_code", m.message_code.to_bytes(2, "big"), f"0x{m.message_code:04X}"),
     ]
     if m.supplementary_remote_party_id is not None:
@@ -530,11 +530,7 @@ def _tree(m: Message) -> Node:
     return Node("GBCS message", b"", m.frame, tuple(parts))
 
 
-def _dlms_datetime_text(raw: bytes) -> str:
-    year = int.from_bytes(raw[0:2], "big")
-    month, day, _dow, hour, minute, second = raw[2], raw[3], raw[4], raw[5], raw[6], raw[7]
+def _datetime_text(raw: bytes) -> str:
+    from .dlms import DlmsDateTime  # the one DLMS date-time type; only the tree needs it
 
-    def f(v: int, width: int = 2) -> str:
-        return "?" * width if v in (0xFF, 0xFFFF) else str(v).zfill(width)
-
-    return f"{f(year, 4)}-{f(month)}-{f(day)} {f(hour)}:{f(minute)}:{f(second)}"
+    return DlmsDateTime.from_bytes(raw).text()

@@ -386,7 +386,7 @@ class GbzPayload:
 
     @property
     def encryption_status(self) -> str:
-        """none / decrypted / not_decrypted (the `Verdict.encrypted` values)."""
+        """none / decrypted / not_decrypted (the `encrypted` verdict of gbcs.analyse)."""
         return _encryption_status(self.components)
 
     def tree(self) -> Node:

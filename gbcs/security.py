@@ -6,7 +6,6 @@ All crypto goes through `cryptography`. Nothing here does I/O: keys come in as o
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Iterable
 
@@ -197,12 +196,3 @@ class CounterStore:
 
     def items(self) -> list[tuple[bytes, int]]:
         return list(self._last.items())
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Outcome of checking one message against a keystore (`gbhub decode` fields)."""
-
-    mac: str  # valid / invalid / unknown / absent
-    signature: str  # valid / invalid / unverified / absent / empty
-    encrypted: str = "none"  # none / decrypted / not_decrypted

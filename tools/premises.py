@@ -340,7 +340,3 @@ class Premises:
 
 def _firmware(spec) -> dict:
     return {"firmware_version": spec.firmware_version} if spec.firmware_version else {}
-
-
-def demo_rig(data: Path | None) -> Rig:
-    return default_rig(data)

@@ -156,21 +156,16 @@ async def _headend(args, need_keys: bool = True):
         raise UsageError(f"--wan must be HOST:PORT, got {wan!r}") from None
     keys = load_keys(args.keys or m.get("keys"))
     if not len(keys) and not need_keys:
-        from gbcs.catalogue import RTDS_ACB, RTDS_SUPPLIER
-
-        client = TcpClient(host or "127.0.0.1", port_n)
-        try:
-            await client.connect()
-        except OSError as exc:
-            raise UsageError(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
-        return HeadEnd(client, keys, supplier=RTDS_SUPPLIER, acb=RTDS_ACB), m
-    if not len(keys):
-        raise UsageError("no keys: give --keys DIR (or run the premises with a data folder)")
-    roles = {keys.role(e): e for e in keys.euis() if keys.role(e) is not None}
-    acb = parse_eui(m["acb"]) if m.get("acb") else roles.get(4)
-    supplier = parse_eui(m["supplier"]) if m.get("supplier") else roles.get(2)
-    if acb is None or supplier is None:
-        raise UsageError("the keystore has no ACB / supplier organisation certificate")
+        # send-raw only relays bytes: no keys needed, the EUIs just fill the head-end's slots
+        from gbcs.catalogue import RTDS_ACB as acb, RTDS_SUPPLIER as supplier
+    else:
+        if not len(keys):
+            raise UsageError("no keys: give --keys DIR (or run the premises with a data folder)")
+        roles = {keys.role(e): e for e in keys.euis() if keys.role(e) is not None}
+        acb = parse_eui(m["acb"]) if m.get("acb") else roles.get(4)
+        supplier = parse_eui(m["supplier"]) if m.get("supplier") else roles.get(2)
+        if acb is None or supplier is None:
+            raise UsageError("the keystore has no ACB / supplier organisation certificate")
     client = TcpClient(host or "127.0.0.1", port_n)
     try:
         await client.connect()
