@@ -11,7 +11,6 @@ alert names in GBCS Appendix B and is configurable per device (`security_alerts=
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gbcs import catalogue
 from gbcs.catalogue import RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
-from gbcs.frame import CRA, Message, decode_message
+from gbcs.frame import CRA, Message, decode_message, mac_frame
 from gbcs.keystore import Keystore
 from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, kdf, sign
 
@@ -273,12 +272,12 @@ class GbcsDevice(Device):
         if critical:
             if self.credentials.ds is None:
                 raise ValueError(f"{self.kind} {self.eui_hex} has no DS key to sign with")
-            return dataclasses.replace(msg, signature=sign(self.credentials.ds, msg.signed_bytes())).encode()
+            return msg.signed(sign(self.credentials.ds, msg.signed_bytes())).encode()
         if peer is None or peer.ka_public is None:
             raise ValueError(f"no KA key for {eui_hex(msg.recipient)} to MAC with")
         secret = self.secrets.secret(self.credentials.ka, peer.ka_public)
-        msg = dataclasses.replace(msg, mac=b"\x00" * 12)
-        return dataclasses.replace(msg, mac=compute_mac(secret, msg)).encode()
+        msg = msg.with_apdu()  # encoded once for the MAC and the frame
+        return mac_frame(msg.general_signing(), compute_mac(secret, msg))
 
     def encryption_key_for(self, command: Message) -> bytes:
         """Key for encrypted parts of the response to `command` (mode 04)."""

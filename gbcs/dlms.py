@@ -129,6 +129,9 @@ class Data:
 
     type: DataType
     value: object = None
+    # The encoding of an immutable array/structure, once known (decoded from a recurring
+    # subtree, or `frozen()`): encoding copies it instead of walking the subtree again.
+    _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- constructors ---------------------------------------------------------------------------
     @staticmethod
@@ -292,6 +295,7 @@ class Data:
 _new = object.__new__
 _set_type = Data.__dict__["type"].__set__  # type: ignore[attr-defined]
 _set_value = Data.__dict__["value"].__set__  # type: ignore[attr-defined]
+_set_raw = Data.__dict__["_raw"].__set__  # type: ignore[attr-defined]
 
 
 def _mk(t: DataType, v: object) -> Data:
@@ -299,6 +303,15 @@ def _mk(t: DataType, v: object) -> Data:
     d = _new(Data)
     _set_type(d, t)
     _set_value(d, v)
+    _set_raw(d, None)
+    return d
+
+
+def frozen(d: Data) -> Data:
+    """`d` with its encoding remembered, for constant subtrees that builders put into many
+    messages (scaler-units, key info, object references): encoding them is then one copy."""
+    if (d.type is DataType.ARRAY or d.type is DataType.STRUCTURE) and d._raw is None:
+        _set_raw(d, d.encode())
     return d
 
 
@@ -320,6 +333,13 @@ _ENUM_2 = Data(DataType.ENUM, 2)
 # several times cheaper than building the object. Bounded: cleared when full.
 _LEAVES: dict[bytes, Data] = {}
 _LEAVES_MAX = 8192
+# Decoded structures/arrays of 8..64 bytes by their first 8 bytes, with their whole encoding:
+# object references, key info and scaler-units recur in every command and response, and a
+# prefix probe plus one comparison is far cheaper than decoding the subtree again. One entry
+# per prefix (the last seen); a probe that does not match the whole encoding decodes normally.
+_SUBTREES: dict[bytes, tuple[bytes, Data]] = {}
+_PROBE = 8
+_SUBTREE_MAX = 64
 
 
 # -- A-XDR lengths ------------------------------------------------------------------------------
@@ -392,6 +412,13 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
     tag = buf[pos]
     p = pos + 1
     if tag == 0x02 or tag == 0x01:  # structure / array
+        probe = buf[pos : pos + _PROBE]
+        hit = _SUBTREES.get(probe)
+        if hit is not None:
+            raw, d = hit
+            q = pos + len(raw)
+            if q <= end and buf.startswith(raw, pos):
+                return d, q
         if p < end and buf[p] < 0x80:
             n = buf[p]
             p += 1
@@ -410,6 +437,14 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
         d = _new(Data)
         _set_type(d, _STRUCTURE if tag == 2 else _ARRAY)
         _set_value(d, tuple(items))
+        if _PROBE <= p - pos <= _SUBTREE_MAX:
+            if len(_SUBTREES) >= _LEAVES_MAX:
+                _SUBTREES.clear()
+            raw = buf[pos:p]
+            _set_raw(d, raw)
+            _SUBTREES[probe] = (raw, d)
+        else:
+            _set_raw(d, None)
         return d, p
     if tag == 0x09 or tag == 0x0A or tag == 0x0C:  # octet / visible / utf8 string
         if p < end and buf[p] < 0x80:
@@ -665,6 +700,10 @@ def _encode_data(d: Data, out: bytearray, depth: int) -> None:
     except TypeError:
         raise EncodeError(f"not a DataType: {d.type!r}") from None
     if tag == 2 or tag == 1:
+        raw = d._raw
+        if raw is not None:
+            out += raw
+            return
         if not isinstance(v, tuple):
             if not isinstance(v, list):
                 raise EncodeError(f"{_type_label(tag)} needs a tuple of Data")
@@ -946,12 +985,25 @@ def _datetime_bytes(value) -> bytes:
     raise EncodeError(f"not a date-time: {value!r}")
 
 
+_OBIS_PARSED: dict[str, bytes] = {}
+
+
 def obis(text: "str | bytes") -> bytes:
     """OBIS logical name "A-B:C.D.E.F" (or six dot-separated numbers) → 6 bytes."""
     if isinstance(text, (bytes, bytearray)):
         if len(text) != 6:
             raise ValueError("an OBIS code is 6 bytes")
         return bytes(text)
+    hit = _OBIS_PARSED.get(text)
+    if hit is not None:  # builders name the same few logical names on every command
+        return hit
+    raw = _parse_obis(text)
+    if len(_OBIS_PARSED) < 4096:
+        _OBIS_PARSED[text] = raw
+    return raw
+
+
+def _parse_obis(text: str) -> bytes:
     parts = text.strip().replace("-", ".").replace(":", ".").split(".")
     if len(parts) == 5:
         parts.append("255")
@@ -1305,7 +1357,7 @@ class ProtectionParameters:
         ))
 
 
-_GBCS_KEY_INFO = Data.structure(Data.enum(2), Data.structure(Data.octet_string(b"\x02"), Data.octet_string(b"")))
+_GBCS_KEY_INFO = frozen(Data.structure(Data.enum(2), Data.structure(Data.octet_string(b"\x02"), Data.octet_string(b""))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ and decoded on demand by `gbcs.payload`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
 
 from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, read_length, take
@@ -107,12 +107,44 @@ class Message:
         apdu = self.general_signing()
         if self.mac is None:
             return apdu
-        if len(self.mac) != MAC_LENGTH:
-            raise EncodeError("MAC must be 12 bytes")
-        return _MAC_PREFIX + encode_length(5 + len(apdu) + MAC_LENGTH) + SECURITY_HEADER_MAC + apdu + self.mac
+        return mac_frame(apdu, self.mac)
+
+    def with_apdu(self) -> "Message":
+        """This message with its General-Signing APDU encoded once and kept, so MAC, signature
+        and frame building that follow do not re-encode it. Only for a message just built (it
+        sets the cached field in place)."""
+        if not self._apdu:
+            object.__setattr__(self, "_apdu", _encode_general_signing(self))
+        return self
+
+    def signed(self, signature: bytes) -> "Message":
+        """A copy carrying `signature` (cheaper than dataclasses.replace on this hot path)."""
+        return _copy(self, signature=signature)
+
+    def with_mac(self, mac: bytes) -> "Message":
+        """A copy carrying `mac`, keeping the encoded APDU (the MAC does not cover itself)."""
+        out = _copy(self, mac=mac)
+        object.__setattr__(out, "_apdu", self._apdu)
+        return out
 
     def tree(self) -> Node:
         return _tree(self)
+
+
+_MESSAGE_FIELDS = tuple(f.name for f in fields(Message) if f.init)
+
+
+def _copy(m: Message, **changes) -> Message:
+    kw = {name: getattr(m, name) for name in _MESSAGE_FIELDS}
+    kw.update(changes)
+    return Message(**kw)
+
+
+def mac_frame(apdu: bytes, mac: bytes) -> bytes:
+    """The MACed frame (shapes 1 and 2): General-Ciphering header ‖ APDU ‖ 12-byte MAC."""
+    if len(mac) != MAC_LENGTH:
+        raise EncodeError("MAC must be 12 bytes")
+    return _MAC_PREFIX + encode_length(5 + len(apdu) + MAC_LENGTH) + SECURITY_HEADER_MAC + apdu + mac
 
 
 def _encode_general_signing(m: Message) -> bytes:

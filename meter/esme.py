@@ -66,6 +66,7 @@ from gbcs.dlms import (
     RequestKind,
     decode_apdu,
     decode_data,
+    frozen,
     obis,
     obis_text,
 )
@@ -95,6 +96,10 @@ log = logging.getLogger("gbhub.esme")
 # NVM namespaces and logs (all under the device's EUI scope)
 NS = "meter"
 COSEM_NS = "cosem"
+# scaler-units (scaler 0) of the register reads, encoded once
+_SCALER_UNIT_WH = frozen(Data.structure(Data.integer(0), Data.enum(30)))
+_SCALER_UNIT_VARH = frozen(Data.structure(Data.integer(0), Data.enum(32)))
+_SCALER_UNIT_W = frozen(Data.structure(Data.integer(0), Data.enum(27)))
 PENDING_NS = "pending"
 DEVICE_LOG_NS = "device_log"
 PROFILE_LOG = "profile"
@@ -496,7 +501,8 @@ class Esme(GbcsDevice):
             self.spawn(self._send_alerts(alerts))
 
     def _supply_state(self) -> str:
-        return self.nvm.get(NS, "supply", {"state": SUPPLY_ENABLED})["state"]
+        supply = self.nvm.peek(NS, "supply")  # read-only: asked on every register read
+        return SUPPLY_ENABLED if supply is None else supply["state"]
 
     def _account(self, until: float) -> None:
         """Add the energy drawn (and generated) since the last accounting to the open interval;
@@ -1000,16 +1006,16 @@ class Esme(GbcsDevice):
         r = self.registers()
         return Data.structure(
             Data.double_long_unsigned(r["import_wh"] & 0xFFFFFFFF),
-            Data.structure(Data.integer(0), Data.enum(30)),  # Wh
+            _SCALER_UNIT_WH,
             Data.double_long_unsigned(r["reactive_varh"] & 0xFFFFFFFF),
-            Data.structure(Data.integer(0), Data.enum(32)),  # varh
+            _SCALER_UNIT_VARH,
         )
 
     def _get_power(self) -> Data:
         p = self.power_w()
         # {active power import, scaler-unit W, element/phase 1 power [U: third value; equal for a
         # single-element meter]}
-        return Data.structure(Data.double_long_unsigned(p), Data.structure(Data.integer(0), Data.enum(27)),
+        return Data.structure(Data.double_long_unsigned(p), _SCALER_UNIT_W,
                               Data.double_long_unsigned(p))
 
     @staticmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 MINUTE = 60
 _MASK64 = (1 << 64) - 1
@@ -52,6 +53,9 @@ class ConsumptionModel:
         return min(1.0, 0.45 * _bump(hour, 7.5, 1.0) + 1.0 * _bump(hour, 18.5, 1.6) + 0.15 * _bump(hour, 13.0, 2.5))
 
     def _minute_power(self, minute: int) -> float:
+        return _minute_power(self, minute)
+
+    def _compute_minute_power(self, minute: int) -> float:
         t = minute * MINUTE + MINUTE / 2
         level = self.shape(t)
         if self.export:
@@ -84,5 +88,9 @@ class ConsumptionModel:
         """Energy of the half hour ending at `end` (a profile entry's capture time)."""
         return self.energy_wh(end - 1800.0, end)
 
+
+# Every register read asks for the current minute again: remember recent minutes per model
+# (models are frozen, so hashable; the value is a pure function of model and minute).
+_minute_power = lru_cache(maxsize=4096)(ConsumptionModel._compute_minute_power)
 
 __all__ = ["ConsumptionModel"]

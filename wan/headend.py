@@ -14,14 +14,13 @@ Payloads are the caller's: `request()` takes ready content bytes (use cases are 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
-from gbcs.codec import DecodeError, encode_length, eui_hex, parse_eui
-from gbcs.frame import CRA, SECURITY_HEADER_MAC, Message, Reassembler, decode_gbt_block, decode_message
+from gbcs.codec import DecodeError, eui_hex, parse_eui
+from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, mac_frame
 from gbcs.keystore import Keystore
 from gbcs.security import (
     SecretCache,
@@ -38,7 +37,6 @@ from .bridge import WanClosed, WanError, WanLink, peek_header
 
 log = logging.getLogger(__name__)
 
-_MAC_PREFIX = b"\xdd\x00\x00\x00\x00\x00\x00"
 _UTRN_LOW_MASK = 0xFFFFFFFF
 _COUNTER_MAX = (1 << 64) - 1
 
@@ -303,7 +301,7 @@ class HeadEnd:
             ds = self.keystore.private_key(originator, "ds")
             if ds is None:
                 raise MissingKey(f"no DS private key for originator {eui_hex(originator)}")
-            msg = dataclasses.replace(msg, signature=sign(ds, msg.signed_bytes()))
+            msg = msg.signed(sign(ds, msg.signed_bytes()))
         acb_ka = self.keystore.private_key(self.acb, "ka")
         if acb_ka is None:
             raise MissingKey(f"no KA private key for the ACB {eui_hex(self.acb)}")
@@ -311,10 +309,10 @@ class HeadEnd:
         if device_ka is None:
             raise MissingKey(f"no KA public key for recipient {eui_hex(recipient)}")
         secret = self.secrets.secret(acb_ka, device_ka)
+        msg = msg.with_apdu()
         apdu = msg.general_signing()
         mac = gmac(message_key(secret, msg), originator, apdu)
-        frame = _MAC_PREFIX + encode_length(5 + len(apdu) + len(mac)) + SECURITY_HEADER_MAC + apdu + mac
-        return dataclasses.replace(msg, mac=mac), frame
+        return msg.with_mac(mac), mac_frame(apdu, mac)
 
     # -- exchanging ------------------------------------------------------------------------
     async def request(
