@@ -333,12 +333,12 @@ _ENUM_2 = Data(DataType.ENUM, 2)
 # several times cheaper than building the object. Bounded: cleared when full.
 _LEAVES: dict[bytes, Data] = {}
 _LEAVES_MAX = 8192
-# Decoded structures/arrays of 8..64 bytes by their first 8 bytes, with their whole encoding:
+# Decoded structures/arrays of 6..64 bytes by their first 6 bytes, with their whole encoding:
 # object references, key info and scaler-units recur in every command and response, and a
 # prefix probe plus one comparison is far cheaper than decoding the subtree again. One entry
 # per prefix (the last seen); a probe that does not match the whole encoding decodes normally.
 _SUBTREES: dict[bytes, tuple[bytes, Data]] = {}
-_PROBE = 8
+_PROBE = 6
 _SUBTREE_MAX = 64
 
 
@@ -1322,16 +1322,23 @@ class ProtectionParameters:
         return None
 
     def to_data(self) -> Data:
-        return _mk(_STRUCTURE, (
+        tid, orig, recip, other = (bytes(self.transaction_id), bytes(self.originator), bytes(self.recipient),
+                                   bytes(self.other_information))
+        d = _mk(_STRUCTURE, (
             _ENUM_2 if self.protection_type == 2 else _mk(_ENUM, self.protection_type),
             _mk(_STRUCTURE, (
-                _mk(_OCTET_STRING, bytes(self.transaction_id)),
-                _mk(_OCTET_STRING, bytes(self.originator)),
-                _mk(_OCTET_STRING, bytes(self.recipient)),
-                _mk(_OCTET_STRING, bytes(self.other_information)),
+                _mk(_OCTET_STRING, tid),
+                _mk(_OCTET_STRING, orig),
+                _mk(_OCTET_STRING, recip),
+                _mk(_OCTET_STRING, other),
                 self.key_info,
             )),
         ))
+        if (self.protection_type == 2 and self.key_info is _GBCS_KEY_INFO and len(tid) == 9 and len(orig) == 8
+                and len(recip) == 8 and not other):
+            # The GBCS form, in every protected read and its response: encoded by template.
+            _set_raw(d, _GBCS_PARAMETERS_HEAD + tid + b"\x09\x08" + orig + b"\x09\x08" + recip + _GBCS_PARAMETERS_TAIL)
+        return d
 
     @classmethod
     def from_data(cls, d: Data) -> "ProtectionParameters | None":
@@ -1358,6 +1365,9 @@ class ProtectionParameters:
 
 
 _GBCS_KEY_INFO = frozen(Data.structure(Data.enum(2), Data.structure(Data.octet_string(b"\x02"), Data.octet_string(b""))))
+# structure{enum 2, structure{octet-string(9) ... | octet-string(0), key info}} around the three fields
+_GBCS_PARAMETERS_HEAD = b"\x02\x02\x16\x02\x02\x05\x09\x09"
+_GBCS_PARAMETERS_TAIL = b"\x09\x00" + _GBCS_KEY_INFO.encode()
 
 
 @dataclass(frozen=True, slots=True)

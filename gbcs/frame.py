@@ -132,6 +132,14 @@ class Message:
 
 
 _MESSAGE_FIELDS = tuple(f.name for f in fields(Message) if f.init)
+_new_message = object.__new__
+(_set_cra, _set_counter, _set_originator, _set_recipient, _set_message_code, _set_content, _set_date_time,
+ _set_rp_id, _set_rp_counter, _set_orig_counter, _set_cert, _set_signature, _set_mac, _set_apdu) = (
+    Message.__dict__[name].__set__ for name in (
+        "cra", "originator_counter", "originator", "recipient", "message_code", "content", "date_time",
+        "supplementary_remote_party_id", "supplementary_remote_party_counter", "supplementary_originator_counter",
+        "remote_party_ka_certificate", "signature", "mac", "_apdu"))
+assert len(_MESSAGE_FIELDS) == 13, "a new Message field must be set in _decode_general_signing too"
 
 
 def _copy(m: Message, **changes) -> Message:
@@ -281,21 +289,23 @@ def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool) -> 
             raise DecodeError(f"signature length must be 0 or 64, got {sig_len}", pos, "signature.length")
         if pos != end:
             raise DecodeError(f"{end - pos} unexpected trailing bytes", pos, "trailer")
-    msg = Message(
-        cra=cra,
-        originator_counter=counter,
-        originator=originator,
-        recipient=recipient,
-        message_code=message_code,
-        content=content,
-        date_time=date_time,
-        supplementary_remote_party_id=rp_id,
-        supplementary_remote_party_counter=rp_ctr,
-        supplementary_originator_counter=orig_ctr,
-        remote_party_ka_certificate=cert,
-        signature=signature,
-    )
-    object.__setattr__(msg, "_apdu", data[start:end])
+    # Built through the slot descriptors: the frozen-dataclass __init__ costs about twice as much,
+    # and every routed message is decoded at least twice.
+    msg = _new_message(Message)
+    _set_cra(msg, cra)
+    _set_counter(msg, counter)
+    _set_originator(msg, originator)
+    _set_recipient(msg, recipient)
+    _set_message_code(msg, message_code)
+    _set_content(msg, content)
+    _set_date_time(msg, date_time)
+    _set_rp_id(msg, rp_id)
+    _set_rp_counter(msg, rp_ctr)
+    _set_orig_counter(msg, orig_ctr)
+    _set_cert(msg, cert)
+    _set_signature(msg, signature)
+    _set_mac(msg, None)
+    _set_apdu(msg, data[start:end])
     return msg
 
 

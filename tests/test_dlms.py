@@ -678,3 +678,32 @@ def test_protected_response_roundtrip(counter, plain):
     assert back == resp
     (p,) = back.protected
     assert p.plaintext == plain and p.counter == counter
+
+
+@given(st.integers(0, 2**64 - 1), st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8))
+@settings(max_examples=50)
+def test_protection_parameters_template_matches_tree_encoding(counter, originator, recipient):
+    """The GBCS protection parameters are encoded by template; it must equal the tree's encoding."""
+    from gbcs.dlms import ProtectionParameters, decode_data
+
+    d = ProtectionParameters.build(counter, originator, recipient).to_data()
+    tree = Data.structure(d.value[0], Data.structure(*d.value[1].value))  # same values, no template
+    assert d.encode() == tree.encode()
+    assert decode_data(d.encode()) == d
+    again = ProtectionParameters.from_data(decode_data(d.encode()))
+    assert again.counter == counter and again.originator == originator and again.recipient == recipient
+
+
+def test_frozen_and_recurring_subtrees_encode_like_fresh_trees():
+    from gbcs.dlms import decode_data, frozen
+
+    fresh = Data.structure(Data.integer(0), Data.enum(30))
+    kept = frozen(Data.structure(Data.integer(0), Data.enum(30)))
+    assert kept == fresh and kept.encode() == fresh.encode() == bytes.fromhex("02020F00161E")
+    outer = Data.structure(Data.double_long_unsigned(7), kept)
+    raw = outer.encode()
+    first, second = decode_data(raw), decode_data(raw)  # the second decode hits the subtree memo
+    assert first == second == outer and second.encode() == raw
+    # a different subtree sharing the probe prefix decodes as itself
+    other = Data.structure(Data.double_long_unsigned(7), Data.structure(Data.integer(0), Data.enum(27)))
+    assert decode_data(other.encode()) == other

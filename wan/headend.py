@@ -17,15 +17,18 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, AsyncIterator, Callable
 
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, mac_frame
+from gbcs import usecases
 from gbcs.keystore import Keystore
 from gbcs.security import (
     SecretCache,
     check_mac,
     check_signature,
+    decrypt_part,
     default_secrets,
     encryption_key,
     gmac,
@@ -366,8 +369,6 @@ class HeadEnd:
 
         CHF use cases are originated by the ACB on behalf of the supplier (supplementary remote
         party = supplier, with the supplier's own counter); CS01a gets a UTRN-shaped counter."""
-        from gbcs import usecases
-
         definition = usecases.get(use_case)
         params = dict(params or {})
         recipient = parse_eui(recipient)
@@ -396,15 +397,7 @@ class HeadEnd:
             counter=counter,
         )
         key = self.content_key(reply.message)
-        decrypt = None
-        if key is not None:
-            from gbcs.security import decrypt_part
-
-            originator_eui = reply.message.originator
-
-            def decrypt(block: bytes, _k=key, _o=originator_eui) -> bytes:
-                return decrypt_part(_k, _o, block)
-
+        decrypt = None if key is None else partial(decrypt_part, key, reply.message.originator)
         summary = definition.interpret(reply.message, decrypt=decrypt, message=reply.message)
         return UseCaseReply(reply=reply, summary=summary)
 
@@ -425,8 +418,7 @@ class HeadEnd:
             await self.link.send(frame)
             if not fut.done():
                 if timeout is not None:
-                    what = f"no response to counter {command.originator_counter} from {eui_hex(command.recipient)}"
-                    timer = loop.call_later(timeout, _expire, fut, what, timeout)
+                    timer = loop.call_later(timeout, _expire_command, fut, command, timeout)
                 await fut
             response, raw = fut.result()
         finally:
@@ -585,6 +577,12 @@ class HeadEnd:
 
 def _expire(fut: asyncio.Future, what: str, timeout: float) -> None:
     if not fut.done():
+        fut.set_exception(RequestTimeout(f"{what} within {timeout} s"))
+
+
+def _expire_command(fut: asyncio.Future, command: Message, timeout: float) -> None:
+    if not fut.done():  # the text is made only when it is needed
+        what = f"no response to counter {command.originator_counter} from {eui_hex(command.recipient)}"
         fut.set_exception(RequestTimeout(f"{what} within {timeout} s"))
 
 
