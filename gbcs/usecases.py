@@ -7,7 +7,8 @@ is critical, who originates it, its typed parameters (with defaults) and two fun
 
 * `build(counter, **params) -> bytes` — the content (DLMS ACCESS.request or ASN.1 DER). Every layout
   was taken from the use case's RTDS COMMAND/PRECOMMAND vectors, and with a vector's own parameters
-  and counter the build reproduces its content byte-exactly (tests/test_usecases.py).
+  and counter the build reproduces its content byte-exactly (tests/test_usecases.py) — except
+  CCS03, which has no vector nor source: its layout is ours [U] (`_b_ccs03`, hub/chf.py).
 * `interpret(response, *, decrypt=None) -> dict` — the response as a lab engineer wants it
   (`{"import_kwh": 0.01, "unit": "Wh", ...}`), falling back to the generic payload JSON for any
   shape the use case does not expect.
@@ -58,6 +59,7 @@ from .dlms import (
     RequestSpec,
     decode_apdu,
     decode_compact_array,
+    frozen,
 )
 from .frame import Message, decode_message
 from .payload import Decrypt, decode_payload
@@ -103,6 +105,8 @@ PARAM_TYPES: dict[str, str] = {
     "day_profiles": "profiles separated by ';', switches by ',': HH:MM[:SS]=T<n>|B<n> (00:00=T1;07:00=B1,17:00=B2)",
     "seasons": "name@YYYY-MM-DD=week, comma-separated (all@2015-01-01=1)",
     "special_days": "YYYY-MM-DD=day, comma-separated (2015-12-25=2)",
+    "devices": "EUI:INSTALL_CODE pairs, comma-separated: 16 and 32 hex digits "
+               "(00DB1234567890A0:30313233343536373839414243444546,00DB1234567890A1:...)",
 }
 
 
@@ -167,6 +171,8 @@ def _format_value(p: Param, v: Any) -> str:
         return ",".join(f"{n}@{d.isoformat()}={w}" for n, d, w in v) or "(none)"
     if p.type == "special_days":
         return ",".join(f"{d.isoformat()}={day}" for d, day in v) or "(none)"
+    if p.type == "devices":
+        return ",".join(f"{eui.hex().upper()}:{code.hex().upper()}" for eui, code in v) or "(none)"
     return str(v)
 
 
@@ -488,11 +494,39 @@ def _c_special_days(p: Param, v: Any) -> tuple[tuple[_dt.date, int], ...]:
     return tuple(out)
 
 
+def _c_devices(p: Param, v: Any) -> tuple[tuple[bytes, bytes], ...]:
+    """(EUI, install code) pairs: text 'EUI:CODE,...' or a sequence of pairs; codes of 16 bytes."""
+    if isinstance(v, str):
+        items = []
+        for text in (x for x in v.split(",") if x.strip()):
+            parts = text.split(":")
+            if len(parts) != 2:
+                raise ValueError(f"device {text.strip()!r} is not EUI:INSTALL_CODE")
+            items.append(tuple(parts))
+        v = items
+    out = []
+    for i, item in enumerate(_as_sequence(v, "a list of (EUI, install code) pairs")):
+        if isinstance(item, (str, bytes, bytearray)) or not isinstance(item, Iterable):
+            raise ValueError(f"device {i + 1}: expected an (EUI, install code) pair")
+        pair = list(item)
+        if len(pair) != 2:
+            raise ValueError(f"device {i + 1}: expected an (EUI, install code) pair")
+        try:
+            eui = _c_eui(p, pair[0])
+            code = _c_hex(p, pair[1])
+        except ValueError as exc:
+            raise ValueError(f"device {i + 1}: {exc}") from None
+        if len(code) != 16:
+            raise ValueError(f"device {i + 1}: install code must be 16 bytes, got {len(code)}")
+        out.append((eui, code))
+    return tuple(out)
+
+
 _COERCE: dict[str, Callable[[Param, Any], Any]] = {
     "int": _c_int, "float": _c_float, "bool": _c_bool, "str": _c_str, "hex": _c_hex, "eui": _c_eui,
     "enum": _c_enum, "datetime": _c_datetime, "when": _c_when, "utrn": _c_utrn, "ints": _c_ints,
     "int_rows": _c_int_rows, "day_profiles": _c_day_profiles, "seasons": _c_seasons,
-    "special_days": _c_special_days,
+    "special_days": _c_special_days, "devices": _c_devices,
 }
 assert set(_COERCE) == set(PARAM_TYPES)
 
@@ -660,11 +694,21 @@ def _protected_get(counter: int, protection_obis: str, objects: Sequence[tuple[i
     structure{array of structure{class long-unsigned, LN, attribute integer, data index 0,
     structure{access selector enum, access parameters}}, array{protection parameters}}; the
     response carries the values encrypted for the requester [O RTDS ECS17b/ECS21a/ECS22b]."""
-    items = [Data.structure(Data.long_unsigned(cid), Data.obis(ln), Data.integer(attr), Data.long_unsigned(0),
-                            Data.structure(Data.enum(selector), parameters))
-             for cid, ln, attr, selector, parameters in objects]
+    key = tuple(objects)
+    listed = _PROTECTED_OBJECTS.get(key)
+    if listed is None:  # the same object list on every read of a kind: encode it once
+        listed = frozen(Data.array(*(
+            Data.structure(Data.long_unsigned(cid), Data.obis(ln), Data.integer(attr), Data.long_unsigned(0),
+                           Data.structure(Data.enum(selector), parameters))
+            for cid, ln, attr, selector, parameters in objects)))
+        if len(_PROTECTED_OBJECTS) >= 1024:
+            _PROTECTED_OBJECTS.clear()
+        _PROTECTED_OBJECTS[key] = listed
     params = ProtectionParameters.build(counter, originator, recipient).to_data()
-    return _request(counter, (RequestSpec.action(30, protection_obis, 1), Data.structure(Data.array(*items), Data.array(params))))
+    return _request(counter, (RequestSpec.action(30, protection_obis, 1), Data.structure(listed, Data.array(params))))
+
+
+_PROTECTED_OBJECTS: dict[tuple, Data] = {}
 
 
 def _log_range(start: _dt.datetime, end: _dt.datetime) -> Data:
@@ -686,6 +730,21 @@ def _b_ccs01(counter: int, *, device: bytes, install_code: bytes, join_timeout: 
         counter,
         (RequestSpec.action(104, _ZNC, 1), Data.structure(Data.octet_string(device), Data.enum(key_type),
                                                           Data.octet_string(install_code), Data.enum(option))),
+        (RequestSpec.set(104, _ZNC, 3), Data.long_unsigned(join_timeout)),
+        (RequestSpec.set(104, _ZNC, 2), Data.boolean(enable_joining)),
+    )
+
+
+def _b_ccs03(counter: int, *, extended_pan_id: bytes, devices: tuple[tuple[bytes, bytes], ...], join_timeout: int,
+             enable_joining: bool, key_type: int, option: int) -> bytes:
+    """CCS03 Restore CHF Device Log [U: no source gives the payload; our layout on DLMS class 104
+    (hub/chf.py module doc)]: action 5 restore_PAN(structure{extended PAN id, array of CCS01
+    register_device structures}), then join_timeout and enable_disable_joining as CCS01."""
+    backup = Data.array(*(Data.structure(Data.octet_string(eui), Data.enum(key_type), Data.octet_string(code),
+                                         Data.enum(option)) for eui, code in devices))
+    return _request(
+        counter,
+        (RequestSpec.action(104, _ZNC, 5), Data.structure(Data.octet_string(extended_pan_id), backup)),
         (RequestSpec.set(104, _ZNC, 3), Data.long_unsigned(join_timeout)),
         (RequestSpec.set(104, _ZNC, 2), Data.boolean(enable_joining)),
     )
@@ -961,6 +1020,21 @@ def _seconds_text(n: int) -> str:
 
 def _datetime_text(raw: bytes) -> str:
     """A 12-byte DLMS date-time as ISO 8601 when fully specified, else its `text()` form."""
+    if raw.__class__ is not bytes:
+        raw = bytes(raw)
+    text = _DATETIME_TEXTS.get(raw)
+    if text is None:  # responses in the same second carry the same date-time
+        text = _datetime_text_of(raw)
+        if len(_DATETIME_TEXTS) >= 4096:
+            _DATETIME_TEXTS.clear()
+        _DATETIME_TEXTS[raw] = text
+    return text
+
+
+_DATETIME_TEXTS: dict[bytes, str] = {}
+
+
+def _datetime_text_of(raw: bytes) -> str:
     if len(raw) != 12:
         return raw.hex().upper()
     d = DlmsDateTime.from_bytes(raw)
@@ -1265,6 +1339,19 @@ def _i_ecs70(p: Any, m: Message | None) -> dict:
 
 def _i_ccs01(p: Any, m: Message | None) -> dict:
     return _results(_access_response(p), ("register_device", "join_timeout", "enable_joining"))
+
+
+_RESTORE_ENTRY_RESULTS = {0: "restored", 1: "invalid_entry", 2: "device_log_full"}  # [U] hub/chf.py
+
+
+def _i_ccs03(p: Any, m: Message | None) -> dict:
+    """results of the three requests, and `entries`: restore_PAN's per-backup-entry results in
+    order (restored / invalid_entry / device_log_full) when the CHF returned them."""
+    r = _access_response(p)
+    out = _results(r, ("restore_pan", "join_timeout", "enable_joining"))
+    if r.data and r.data[0].type is DataType.ARRAY:
+        out["entries"] = [_RESTORE_ENTRY_RESULTS.get(n, f"unknown ({n})") for n in map(_int, _items(r.data[0]))]
+    return out
 
 
 def _i_tariff_write(names: Sequence[str]) -> Callable[[Any, Message | None], dict]:
@@ -1593,6 +1680,17 @@ _DEFS: tuple[UseCaseDef, ...] = (
     _def("CCS02", target="chf", originator="acb", build=_b_ccs02, interpret=_i_action, params=(
         Param("device", "eui", catalogue.RTDS_ESME, "EUI-64 of the device to remove from the CHF device log"),
     ), response="ACCESS.response: one action result"),
+    _def("CCS03", target="chf", originator="acb", build=_b_ccs03, interpret=_i_ccs03, params=(
+        Param("extended_pan_id", "eui", catalogue.RTDS_GPF, "ZigBee extended PAN id the CHF adopts (normally the "
+              "GPF's EUI; CS14 reports the current one)"),
+        Param("devices", "devices", ((catalogue.RTDS_ESME, b"0123456789ABCDEF"),),
+              "the backup: every device the CHF device log is to hold, with its 16-byte install code "
+              "(CS14 lists the EUIs); others are removed"),
+        Param("join_timeout", "int", 90, "join_timeout attribute, as CCS01", min=0, max=65535),
+        Param("enable_joining", "bool", True, "enable_disable_joining attribute, as CCS01"),
+        Param("key_type", "int", 1, "key type of every entry (1: install code), as CCS01", min=0, max=255),
+        Param("option", "int", 0, "fourth element of every entry, as CCS01 (meaning not found [U])", min=0, max=255),
+    ), response="ACCESS.response: action (return data: array of per-entry enum) + 2 set results [U]"),
     _def("CCS06", target="chf", originator="acb", build=_b_ccs06, interpret=_i_ccs06,
          response="ACCESS.response: array of 14-element active_device structures"),
     _def("ECS17b", target="esme", build=_b_ecs17b, interpret=_i_ecs17b, params=(_ORIGINATOR, _RECIPIENT),

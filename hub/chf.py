@@ -15,6 +15,8 @@ Use cases (DLMS ACCESS on ZigBee Network Control, class 104, OBIS 0-0:30.3.0.255
                 set 3 join_timeout, set 2 enable_disable_joining. Already in the log: success,
                 key ignored [S DT].
   CCS02 0x0002  action 2 unregister_device(eui); not in the log: action-result 1 [O RTDS ERROR].
+  CCS03 0x0003  action 5 restore_PAN, set 3 join_timeout, set 2 enable_disable_joining [U: our
+                layout, see below].
   CCS05CCS04 0x0004, CCS06 0x010F, CCS07 0x00FE  get 4 active_devices (and 2, 3).
   ECS52 0x0059  get class 1, 0-0:0.2.1.255, attribute 2: firmware version (CH variant of ECS52).
 Requests are executed in order; with the invoke-id's break-on-error bit (always set in GBCS) the
@@ -22,8 +24,24 @@ first failure stops execution and the rest answer other-reason (250), as the RTD
 response shows. Requests outside the use case's objects reject the command (alert 0x8F1E).
 After every change of the log (add, remove, join) the CHF sends CS14 (0x0018, alert 0x8F12) to
 the ACB: DATA-NOTIFICATION structure{alert, time, structure{time, extended PAN id, array of
-structure{eui, hash}}} — byte-identical in shape to RTDS NA_CS14. CCS03 (restore) is not
-implemented: no source gives its payload.
+structure{eui, hash}}} — byte-identical in shape to RTDS NA_CS14.
+
+CCS03 Restore CHF Device Log [U]: no source gives its payload (FACTS §3.2 only says it "restores
+device log and PAN (network formed with given Extended PAN ID)" [S DT]), so we chose one on the
+DLMS Blue Book's class 104, whose method 5 restore_PAN "restores a PAN using backup information":
+  action 5 restore_PAN(structure{extended PAN id octet-string(8), array of register_device
+  structures (as CCS01)}), then set 3 join_timeout and set 2 enable_disable_joining, as CCS01.
+The Device Log becomes exactly the backup, in one NVM transaction: entries not in it are removed
+(TC link key → historic log, as CCS02), entries already in the log are kept as they are (key
+ignored, as CCS01), new ones are registered from their install code (taking a historic TC link key
+along, as CCS01); the extended PAN id is adopted and persisted (`extended_pan_id`, carried by CS14).
+Devices that must (re)join do so during the join window the two sets open. The action's return
+data is an array of enum, one per backup entry in order: 0 restored/kept, 1 invalid entry (key
+type not install code, bad install code, EUI repeated), 2 device log full (beyond
+`device_log_capacity`). Any non-zero entry makes the action result other-reason (250) [I] and
+nothing changes; an extended PAN id not of 8 bytes or a malformed structure answers
+type-unmatched (12), nothing changes. A change raises CS14 (and removed devices lose their HAN
+tunnels), as CCS01/CCS02 do.
 
 Semantics we chose where no source reaches [I]/[U]:
 * register_device key_type 1 = install code (the only one accepted); the 4th element (RTDS: enum 0)
@@ -109,6 +127,7 @@ log = logging.getLogger("gbhub.chf")
 # -- message codes and alerts ------------------------------------------------------------------
 CCS01 = 0x0001  # Add Device to CHF device log
 CCS02 = 0x0002  # Remove device from CHF device log
+CCS03 = 0x0003  # Restore CHF Device Log
 CCS05CCS04 = 0x0004  # Read CHF Device Log
 CCS06 = 0x010F  # Read CHF device log and check HAN communications
 CCS07 = 0x00FE  # Read CHF Device Logs
@@ -126,6 +145,7 @@ JOIN_TIMEOUT = 3
 ACTIVE_DEVICES = 4
 REGISTER_DEVICE = 1
 UNREGISTER_DEVICE = 2
+RESTORE_PAN = 5
 FIRMWARE_VERSION_CLASS = 1
 FIRMWARE_VERSION = obis("0-0:0.2.1.255")
 KEY_TYPE_INSTALL_CODE = 1
@@ -137,6 +157,7 @@ _READ_LOG = frozenset({(_G, *_NC, ACTIVE_DEVICES), (_G, *_NC, ENABLE_DISABLE_JOI
 USE_CASE_REQUESTS: dict[int, frozenset[tuple]] = {
     CCS01: frozenset({(_A, *_NC, REGISTER_DEVICE), (_S, *_NC, JOIN_TIMEOUT), (_S, *_NC, ENABLE_DISABLE_JOINING)}),
     CCS02: frozenset({(_A, *_NC, UNREGISTER_DEVICE)}),
+    CCS03: frozenset({(_A, *_NC, RESTORE_PAN), (_S, *_NC, JOIN_TIMEOUT), (_S, *_NC, ENABLE_DISABLE_JOINING)}),
     CCS05CCS04: _READ_LOG,
     CCS06: _READ_LOG,
     CCS07: _READ_LOG,
@@ -150,6 +171,11 @@ READ_WRITE_DENIED = 3
 OBJECT_UNDEFINED = 4
 TYPE_UNMATCHED = 12
 OTHER_REASON = 250
+
+# restore_PAN per-entry results (the action's return data) [U, see module doc]
+RESTORED = 0
+INVALID_ENTRY = 1
+DEVICE_LOG_FULL = 2
 
 #: Device types the CHF opens a GB-HGRP tunnel to (FACTS §6); the GSME opens its own to the CHF.
 TUNNEL_SERVER_TYPES = frozenset({DeviceType.ESME, DeviceType.PPMID, DeviceType.HCALCS})
@@ -169,6 +195,7 @@ _LOG_NS = "chf_device_log"
 _MISSING_ENTRY = object()
 _HISTORIC_NS = "chf_historic_log"
 _JOINING_NS = "chf_joining"
+_NETWORK_NS = "chf_network"  # the extended PAN id a CCS03 restore set
 _QUEUE_NS = "chf_wan_queue"
 _QUEUE_META_NS = "chf_wan_meta"
 _TUNNEL_CHECK = 3600.0  # how often the tunnel ages are checked
@@ -227,6 +254,26 @@ class HistoricLogEntry:
 
     def to_nvm(self) -> dict:
         return {"eui": self.eui, "tc_link_key": self.tc_link_key, "device_type": self.device_type, "removed_at": self.removed_at}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLogRestore:
+    """What `Chf.restore_device_log` did: the DLMS action result, one result per backup entry
+    (RESTORED / INVALID_ENTRY / DEVICE_LOG_FULL), and on success what changed."""
+
+    result: int
+    entries: tuple[int, ...]
+    added: tuple[bytes, ...] = ()
+    removed: tuple[bytes, ...] = ()
+    extended_pan_id_changed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.extended_pan_id_changed)
+
+
+class _RestoreAborted(Exception):
+    """Rolls a restore's NVM savepoint back."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,7 +402,11 @@ class Chf(GbcsDevice):
     # ------------------------------------------------------------------ wiring
     @property
     def extended_pan_id(self) -> bytes:
-        """ZigBee Extended PAN ID = the GPF's EUI [S FACTS §3.1], unless given."""
+        """ZigBee Extended PAN ID = the GPF's EUI [S FACTS §3.1], unless given; once a CCS03
+        restore has set one, that one (persisted)."""
+        restored = self.nvm.get(_NETWORK_NS, "extended_pan_id")
+        if restored is not None:
+            return restored
         if self._extended_pan_id is not None:
             return self._extended_pan_id
         return self.gpf.eui if self.gpf is not None else self.eui
@@ -530,6 +581,54 @@ class Chf(GbcsDevice):
         self.log_event("device_removed", eui=eui_hex(eui))
         return SUCCESS, True
 
+    def restore_device_log(
+        self, extended_pan_id: bytes | str, devices: Iterable[tuple[bytes, int, bytes, int]]
+    ) -> DeviceLogRestore:
+        """Make the Device Log exactly the backup `devices` ((eui, key_type, install_code,
+        registration_option) each, as register_device takes them) and adopt `extended_pan_id`:
+        all or nothing (CCS03, module doc). Synchronous (for `execute`); a savepoint of the
+        caller's transaction when there is one."""
+        pan = parse_eui(extended_pan_id)
+        devices = [(parse_eui(eui), key_type, bytes(code), option) for eui, key_type, code, option in devices]
+        present = {e.eui for e in self.device_log()}
+        codes: list[int] = []
+        seen: set[bytes] = set()
+        slots = 0
+        for eui, key_type, code, _ in devices:
+            if eui in seen or (eui not in present and not _valid_install_code_entry(key_type, code)):
+                codes.append(INVALID_ENTRY)
+            elif slots >= self.device_log_capacity:
+                codes.append(DEVICE_LOG_FULL)
+            else:
+                codes.append(RESTORED)
+                slots += 1
+            seen.add(eui)
+        if any(codes):
+            self.log_event("device_log_restore_failed", invalid=codes.count(INVALID_ENTRY), full=codes.count(DEVICE_LOG_FULL))
+            return DeviceLogRestore(OTHER_REASON, tuple(codes))
+        removed = [eui for eui in sorted(present) if eui not in seen]
+        added: list[bytes] = []
+        try:
+            with self.nvm.transaction():
+                for eui in removed:
+                    if self.unregister_device(eui)[0] != SUCCESS:
+                        raise _RestoreAborted(eui_hex(eui))
+                for eui, key_type, code, option in devices:
+                    result, changed = self.register_device(eui, code, key_type=key_type, registration_option=option)
+                    if result != SUCCESS:
+                        raise _RestoreAborted(eui_hex(eui))
+                    if changed:
+                        added.append(eui)
+                pan_changed = pan != self.extended_pan_id
+                if self.nvm.get(_NETWORK_NS, "extended_pan_id") != pan:
+                    self.nvm.put(_NETWORK_NS, "extended_pan_id", pan)
+                self.log_event("device_log_restored", kept=len(devices) - len(added), added=len(added),
+                               removed=len(removed), extended_pan_id=eui_hex(pan))
+        except _RestoreAborted as exc:  # not expected after the checks above; nothing changed
+            self.log_event("device_log_restore_failed", entry=str(exc))
+            return DeviceLogRestore(OTHER_REASON, tuple(codes))
+        return DeviceLogRestore(SUCCESS, tuple(codes), tuple(added), tuple(removed), pan_changed)
+
     async def add_device(self, eui: bytes | str, install_code: bytes, *, join_window: float | None = None) -> bool:
         """Rig convenience (no WAN needed): whitelist a device, optionally open joining for
         `join_window` seconds, and send CS14 if the log changed. Returns whether it changed."""
@@ -608,18 +707,19 @@ class Chf(GbcsDevice):
         results: list[int] = []
         added: list[bytes] = []
         removed: list[bytes] = []
+        restored: list[DeviceLogRestore] = []
         failed = False
         for spec, value in zip(apdu.specs, apdu.data):
             if failed and break_on_error:
                 data.append(None)
                 results.append(OTHER_REASON)
                 continue
-            out, code = self._access(spec, value, added, removed)
+            out, code = self._access(spec, value, added, removed, restored)
             data.append(out)
             results.append(code)
             failed = failed or code != SUCCESS
         content = AccessResponse.answer(apdu, data, results).encode()
-        if not added and not removed:
+        if not added and not removed and not any(r.changed for r in restored):
             return Outcome(content)
 
         async def after() -> None:
@@ -629,7 +729,7 @@ class Chf(GbcsDevice):
 
         return Outcome(content, after=after)
 
-    def _access(self, spec, value: Data, added: list, removed: list) -> tuple[Data | None, int]:
+    def _access(self, spec, value: Data, added: list, removed: list, restored: list) -> tuple[Data | None, int]:
         kind, ident = spec.kind, spec.id
         if spec.class_id == FIRMWARE_VERSION_CLASS:
             return Data.octet_string(self.firmware_version), SUCCESS
@@ -658,6 +758,15 @@ class Chf(GbcsDevice):
             if changed:
                 added.append(eui)
             return None, result
+        if ident == RESTORE_PAN:
+            backup = _restore_pan_fields(value)
+            if backup is None:
+                return None, TYPE_UNMATCHED
+            outcome = self.restore_device_log(*backup)
+            restored.append(outcome)
+            added.extend(outcome.added)
+            removed.extend(outcome.removed)
+            return Data.array(*(Data.enum(c) for c in outcome.entries)), outcome.result
         if value.type is not DataType.OCTET_STRING or len(value.value) != 8:
             return None, TYPE_UNMATCHED
         result, changed = self.unregister_device(value.value)
@@ -1088,9 +1197,38 @@ def _register_device_fields(value: Data) -> tuple[bytes, int, bytes, int] | None
     return eui.value, key_type.value, key.value, option
 
 
+def _restore_pan_fields(value: Data) -> tuple[bytes, list[tuple[bytes, int, bytes, int]]] | None:
+    """restore_PAN data [U: our layout, module doc]: structure{extended PAN id octet-string(8),
+    array of register_device structures}."""
+    if value.type is not DataType.STRUCTURE or len(value.value) != 2:
+        return None
+    pan, backup = value.value
+    if pan.type is not DataType.OCTET_STRING or len(pan.value) != 8 or backup.type is not DataType.ARRAY:
+        return None
+    devices = []
+    for item in backup.value:
+        fields = _register_device_fields(item)
+        if fields is None:
+            return None
+        devices.append(fields)
+    return pan.value, devices
+
+
+def _valid_install_code_entry(key_type: int, install_code: bytes) -> bool:
+    """Whether register_device would accept this key (install code, of a ZigBee length)."""
+    if key_type != KEY_TYPE_INSTALL_CODE:
+        return False
+    try:
+        link_key_from_install_code(install_code)
+    except ValueError:
+        return False
+    return True
+
+
 __all__ = [
     "Chf",
     "ChfDeviceLogEntry",
+    "DeviceLogRestore",
     "HistoricLogEntry",
     "active_device",
     "cs14_content",
@@ -1098,6 +1236,7 @@ __all__ = [
     "device_log_backup",
     "CCS01",
     "CCS02",
+    "CCS03",
     "CCS05CCS04",
     "CCS06",
     "CCS07",

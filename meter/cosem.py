@@ -193,7 +193,19 @@ def timestamp(epoch: float) -> Data:
 
 
 def datetime_bytes(epoch: float) -> bytes:
-    return DlmsDateTime.from_datetime(datetime.fromtimestamp(int(epoch), timezone.utc)).to_bytes()
+    """12-byte DLMS date-time of a whole UTC second (the last few are remembered: every dated
+    response in the same second asks for the same one)."""
+    second = int(epoch)
+    hit = _DATETIME_BYTES.get(second)
+    if hit is None:
+        hit = DlmsDateTime.from_datetime(datetime.fromtimestamp(second, timezone.utc)).to_bytes()
+        if len(_DATETIME_BYTES) >= 64:
+            _DATETIME_BYTES.clear()
+        _DATETIME_BYTES[second] = hit
+    return hit
+
+
+_DATETIME_BYTES: dict[int, bytes] = {}
 
 
 def epoch_of(value: Data) -> float | None:

@@ -114,6 +114,31 @@ async def test_device_logs(premises):
     assert newcomer.hex().upper() not in str((await _send(p, "CCS06")).summary).upper()
 
 
+async def test_chf_device_log_restore(premises):
+    """CCS03 (our [U] layout): the CHF log becomes the backup, CS14 carries the new extended PAN
+    id, the ESME stays routable; a backup larger than the log is refused whole."""
+    p = premises
+    newcomer = bytes.fromhex("02474248400000B3")
+    pan = bytes.fromhex("02474248400000F3")
+    devices = [(p.esme.eui, p.specs["esme"].install_code), (p.ihd.eui, p.specs["ihd"].install_code),
+               (newcomer, bytes(range(16)))]
+    since = len(p.headend.received_alerts)
+    r = await _send(p, "CCS03", extended_pan_id=pan, devices=devices)
+    assert r.ok and r.summary["entries"] == ["restored"] * 3
+    alert = await p.headend.wait_alert(lambda a: a.message.message_code == 0x0018, since=since, timeout=5)
+    assert alert.valid and alert.mac == "valid"
+    cs14 = usecases.interpret("CS14", alert)
+    assert cs14["extended_pan_id"] == pan.hex().upper()
+    assert sorted(d["eui"] for d in cs14["devices"]) == sorted(e.hex().upper() for e, _ in devices)
+    assert sorted(d["eui"] for d in (await _send(p, "CCS06")).summary["devices"]) == \
+        sorted(e.hex().upper() for e, _ in devices)
+    assert (await _send(p, "ECS17b")).ok
+    too_many = devices + [(bytes.fromhex(f"02474248400001{i:02X}"), bytes(16)) for i in range(16)]
+    r = await _send(p, "CCS03", devices=too_many)
+    assert not r.ok and r.summary["entries"] == ["restored"] * 16 + ["device_log_full"] * 3
+    assert len(p.chf.device_log()) == 3 and p.chf.extended_pan_id == pan
+
+
 # -- negative: each gives the alert, a security-log entry and no state change -----------------
 
 

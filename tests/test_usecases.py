@@ -433,6 +433,9 @@ def _strategy(p: Param):
         return st.one_of(st.none(), st.just("never"), _times)
     if kind == "ints":
         return st.lists(_ints(p), max_size=48).map(tuple)
+    if kind == "devices":
+        return st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.binary(min_size=16, max_size=16)),
+                        max_size=4).map(tuple)
     raise AssertionError(f"no generic strategy for {p.type}")
 
 
