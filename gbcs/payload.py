@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .codec import DecodeError, Node
+from .dlms import decode_apdu
 from .frame import Message
 
 Decrypt = Callable[[bytes], bytes]
@@ -27,11 +28,17 @@ class RawPayload:
         return {"type": "RawPayload", "hex": self.data.hex().upper()}
 
 
+_asn1_codes: frozenset | None = None  # loaded on first use (asn1crypto is a slow import)
+
+
 def payload_kind(message: Message) -> str:
     """'asn1', 'gbz', 'dlms' or 'raw', without decoding."""
-    from .asn1 import ASN1_MESSAGE_CODES
+    global _asn1_codes
+    if _asn1_codes is None:
+        from .asn1 import ASN1_MESSAGE_CODES
 
-    if message.message_code in ASN1_MESSAGE_CODES:
+        _asn1_codes = frozenset(ASN1_MESSAGE_CODES)
+    if message.message_code in _asn1_codes:
         return "asn1"
     head = message.content[:2]
     if head == b"\x01\x09":
@@ -54,8 +61,6 @@ def decode_payload(message: Message, decrypt: Decrypt | None = None):
 
         return decode_gbz(content, cra=int(message.cra), message_code=message.message_code, decrypt=decrypt)
     if kind == "dlms":
-        from .dlms import decode_apdu
-
         return decode_apdu(content, message_code=message.message_code, decrypt=decrypt)
     return RawPayload(content)
 

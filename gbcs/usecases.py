@@ -1089,6 +1089,9 @@ def _plain(d: Data) -> Any:
 
 
 def _int(d: Data) -> int:
+    v = d.value
+    if v.__class__ is int:  # the common case, cheaply (bool is not int here)
+        return v
     if d.type in (DataType.ARRAY, DataType.STRUCTURE, DataType.COMPACT_ARRAY) or isinstance(d.value, bool) \
             or not isinstance(d.value, int):
         raise _Unexpected(f"expected an integer, got {d.type.name.lower()}")

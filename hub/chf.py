@@ -444,7 +444,7 @@ class Chf(GbcsDevice):
         return self.han_dispatch(frame)
 
     def _zcl_allowed(self, eui: bytes) -> bool:
-        entry = self.device_log_entry(eui)
+        entry = self._entry(eui)
         return entry is not None and entry.joined
 
     @property
@@ -507,15 +507,20 @@ class Chf(GbcsDevice):
         return [self._with_ram(ChfDeviceLogEntry.from_nvm(v)) for _, v in self.nvm.items(_LOG_NS)]
 
     def device_log_entry(self, eui: bytes | str) -> ChfDeviceLogEntry | None:
+        """The entry for `eui` (with its latest communication time), or None."""
+        hit = self._entry(parse_eui(eui))
+        return None if hit is None else self._with_ram(hit)
+
+    def _entry(self, eui: bytes) -> ChfDeviceLogEntry | None:
         # Looked up for every routed frame: entries are frozen, so a RAM copy is shared safely;
-        # every write to the log clears it (also on rollback).
-        eui = parse_eui(eui)
+        # every write to the log clears it (also on rollback). Routing needs no communication
+        # time, so it skips `_with_ram`.
         hit = self._log_cache.get(eui, _MISSING_ENTRY)
         if hit is _MISSING_ENTRY:
             raw = self.nvm.get(_LOG_NS, eui_hex(eui))
             hit = None if raw is None else ChfDeviceLogEntry.from_nvm(raw)
             self._log_cache[eui] = hit
-        return None if hit is None else self._with_ram(hit)
+        return hit
 
     def _log_changed(self) -> None:
         self._log_cache.clear()
@@ -849,7 +854,7 @@ class Chf(GbcsDevice):
         if msg.cra is not CRA.COMMAND:
             self.log_security("unexpected_message", cra=msg.cra.name.lower(), recipient=eui_hex(msg.recipient))
             return None
-        entry = self.device_log_entry(msg.recipient)
+        entry = self._entry(msg.recipient)
         if entry is None:
             await self._delivery_failure(msg, "recipient not in the CHF device log")
         elif not entry.joined:
@@ -988,7 +993,7 @@ class Chf(GbcsDevice):
         self.log_event("tunnel_error", eui=eui_hex(peer), status=int(status))
 
     def _accept_tunnel(self, client: bytes) -> bool | None:
-        entry = self.device_log_entry(client)
+        entry = self._entry(client)
         return True if entry is not None and entry.joined else None
 
     def _note_communication(self, eui: bytes) -> None:
@@ -1006,7 +1011,7 @@ class Chf(GbcsDevice):
                 self._log_changed()
 
     async def _from_han(self, peer: bytes, message: bytes) -> None:
-        entry = self.device_log_entry(peer)
+        entry = self._entry(peer)
         if entry is None or not entry.joined:
             self.han_refused += 1
             self.log_security("han_message_refused", eui=eui_hex(peer))
@@ -1019,7 +1024,7 @@ class Chf(GbcsDevice):
                 if self.gpf is not None and recipient == self.gpf.eui:
                     self.gpf.post(message)
                     return
-                other = self.device_log_entry(recipient)
+                other = self._entry(recipient)
                 if other is not None and other.joined:
                     self.spawn(self._deliver_han(recipient, message, None), name=f"chf-relay-{eui_hex(recipient)}")
                     return
@@ -1040,7 +1045,7 @@ class Chf(GbcsDevice):
 
     async def _han_send(self, eui: bytes, frame: bytes) -> str | None:
         """Send over the tunnel; None on success, else why not."""
-        entry = self.device_log_entry(eui)
+        entry = self._entry(eui)
         if entry is None or not entry.joined:
             return "recipient left the CHF device log"
         host = self._tunnels
