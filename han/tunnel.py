@@ -490,6 +490,27 @@ def encode_tunnel_command(
     return TunnelFrame.build(command, direction, sequence, disable_default_response=disable_default_response).encode()
 
 
+# TransferData carries every GBCS message: its frames are built and recognised by a fixed
+# three-byte header (frame control, sequence, command id), bypassing the general codec. The
+# general path stays the reference; tests check both give the same bytes.
+_TRANSFER_DATA_FC = {d: ZclHeader(_COMMAND_IDS[d][TransferData], 0, d).encode()[0] for d in Direction}
+_TRANSFER_DATA_ID = {d: _COMMAND_IDS[d][TransferData] for d in Direction}
+
+
+def _fast_transfer_data(payload: bytes, direction: Direction) -> "TransferData | None":
+    """The TransferData in `payload` if it is one sent in `direction`, else None (→ general path)."""
+    if len(payload) >= 5 and payload[0] == _TRANSFER_DATA_FC[direction] and payload[2] == _TRANSFER_DATA_ID[direction]:
+        return TransferData(payload[3] | (payload[4] << 8), bytes(payload[5:]))
+    return None
+
+
+def _transfer_data_frame(direction: Direction, sequence: int, tunnel_id: int, data: bytes) -> bytes:
+    if not 0 <= tunnel_id <= 0xFFFF:
+        raise EncodeError("tunnel_id must fit in two bytes")
+    return bytes((_TRANSFER_DATA_FC[direction], sequence, _TRANSFER_DATA_ID[direction],
+                  tunnel_id & 0xFF, tunnel_id >> 8)) + data
+
+
 # ---------------------------------------------------------------------------------------------
 # GB-HGRP data: what TransferData carries
 # ---------------------------------------------------------------------------------------------
@@ -636,9 +657,11 @@ class TunnelEndpoint:
         command: TunnelCommand,
         sequence: int | None = None,
     ) -> bool:
-        payload = encode_tunnel_command(
-            command, self.send_direction, self._next_sequence() if sequence is None else sequence
-        )
+        seq = self._next_sequence() if sequence is None else sequence
+        if type(command) is TransferData:
+            payload = _transfer_data_frame(self.send_direction, seq, command.tunnel_id, command.data)
+        else:
+            payload = encode_tunnel_command(command, self.send_direction, seq)
         return await self.port.send(
             ApsFrame(self.eui, dst, self.endpoint, dst_endpoint, TUNNELING_CLUSTER, payload)
         )
@@ -832,6 +855,9 @@ class TunnelServer(TunnelEndpoint):
     # -- receiving --------------------------------------------------------------------------
 
     def handle(self, frame: ApsFrame) -> "Awaitable[Any] | None":
+        command = _fast_transfer_data(frame.payload, self.expected_direction)
+        if command is not None:
+            return self._on_transfer_data(frame, command)
         decoded = self._decode(frame)
         if decoded is None:
             return None
@@ -904,8 +930,11 @@ class TunnelServer(TunnelEndpoint):
         if status is not None:
             self.errors += 1
             return self._send(frame.src, frame.src_endpoint, TransferDataError(command.tunnel_id, status))
+        raw = command.data
+        if raw and raw[0] > HGRP_PUT:  # a plain GBCS message (DD/DF): no GB-HGRP wrapper to read
+            return self._deliver(frame.src, raw)
         try:
-            data = decode_tunnel_data(command.data)
+            data = decode_tunnel_data(raw)
         except DecodeError as exc:
             self.errors += 1
             log.warning("bad tunnel data from %s: %s", frame.src.hex().upper(), exc)
@@ -1123,6 +1152,9 @@ class TunnelClient(TunnelEndpoint):
         if frame.src != self.server_eui:
             self.errors += 1
             return None
+        command = _fast_transfer_data(frame.payload, self.expected_direction)
+        if command is not None:
+            return self._on_transfer_data(frame, command)
         decoded = self._decode(frame)
         if decoded is None:
             return None
@@ -1155,8 +1187,11 @@ class TunnelClient(TunnelEndpoint):
             return self._send(
                 frame.src, frame.src_endpoint, TransferDataError(command.tunnel_id, TransferDataStatus.NO_SUCH_TUNNEL)
             )
+        raw = command.data
+        if raw and raw[0] > HGRP_PUT:  # a plain GBCS message (DD/DF): no GB-HGRP wrapper to read
+            return self._deliver(frame.src, raw)
         try:
-            data = decode_tunnel_data(command.data)
+            data = decode_tunnel_data(raw)
         except DecodeError as exc:
             self.errors += 1
             log.warning("bad tunnel data from %s: %s", frame.src.hex().upper(), exc)

@@ -743,3 +743,17 @@ def test_endpoints_survive_random_frames(data, to_client):
         assert (CHF, GBCS_A) in p.at_esme
 
     asyncio.run(run())
+
+
+@given(st.sampled_from(list(Direction)), st.integers(0, 255), st.integers(0, 0xFFFF), st.binary(max_size=64))
+@settings(max_examples=200)
+def test_transfer_data_fast_path_matches_the_general_codec(direction, sequence, tunnel_id, data):
+    """TransferData frames are built and recognised by a fixed header on the hot path; the bytes
+    and the decoded command must be exactly what the general tunnel codec gives."""
+    from han.tunnel import _fast_transfer_data, _transfer_data_frame
+
+    general = encode_tunnel_command(TransferData(tunnel_id, data), direction, sequence)
+    assert _transfer_data_frame(direction, sequence, tunnel_id, data) == general
+    assert _fast_transfer_data(general, direction) == decode_tunnel_frame(general).command
+    other = Direction(1 - direction)
+    assert _fast_transfer_data(general, other) is None  # the other direction's frame is not taken
