@@ -333,13 +333,13 @@ _ENUM_2 = Data(DataType.ENUM, 2)
 # several times cheaper than building the object. Bounded: cleared when full.
 _LEAVES: dict[bytes, Data] = {}
 _LEAVES_MAX = 8192
-# Decoded structures/arrays of 6..64 bytes by their first 6 bytes, with their whole encoding:
+# Decoded structures/arrays of 6..32 bytes by their first 6 bytes, with their whole encoding:
 # object references, key info and scaler-units recur in every command and response, and a
 # prefix probe plus one comparison is far cheaper than decoding the subtree again. One entry
 # per prefix (the last seen); a probe that does not match the whole encoding decodes normally.
 _SUBTREES: dict[bytes, tuple[bytes, Data]] = {}
 _PROBE = 6
-_SUBTREE_MAX = 64
+_SUBTREE_MAX = 32
 
 
 # -- A-XDR lengths ------------------------------------------------------------------------------

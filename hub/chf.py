@@ -841,31 +841,43 @@ class Chf(GbcsDevice):
             if whole is None:
                 return None
             frame = whole
-        try:
-            msg = decode_message(frame)
-        except DecodeError:
-            return await self.process(frame)  # rejected there as malformed (alert 0x8F1E)
-        if msg.recipient == self.eui:
+        # Routing reads only the header (the message is checked by the device it is for); a
+        # frame whose header cannot be read is rejected here as malformed (alert 0x8F1E).
+        header = peek_header(frame)
+        if header is None:
             return await self.process(frame)
-        if self.gpf is not None and msg.recipient == self.gpf.eui:
+        cra, counter, _originator, recipient, _final = header
+        if recipient == self.eui:
+            return await self.process(frame)
+        if self.gpf is not None and recipient == self.gpf.eui:
             if not self.gpf.post(frame):
-                self.log_event("gpf_unavailable", counter=msg.originator_counter)
+                self.log_event("gpf_unavailable", counter=counter)
             return None
-        if msg.cra is not CRA.COMMAND:
-            self.log_security("unexpected_message", cra=msg.cra.name.lower(), recipient=eui_hex(msg.recipient))
+        if cra != CRA.COMMAND:
+            self.log_security("unexpected_message", cra=CRA(cra).name.lower() if cra in (1, 2, 3) else cra,
+                              recipient=eui_hex(recipient))
             return None
-        entry = self._entry(msg.recipient)
+        entry = self._entry(recipient)
         if entry is None:
-            await self._delivery_failure(msg, "recipient not in the CHF device log")
+            await self._undeliverable(frame, "recipient not in the CHF device log")
         elif not entry.joined:
-            await self._delivery_failure(msg, "recipient has not joined the HAN")
+            await self._undeliverable(frame, "recipient has not joined the HAN")
         elif self._tunnel_ready(entry):
             # Open tunnel, nothing in flight to this device: a send only hands the frame to the
             # air, so deliver inline and save a task per command (the hot path of every read).
-            await self._deliver_han(msg.recipient, frame, msg)
+            await self._deliver_han(recipient, frame, True)
         else:
-            self.spawn(self._deliver_han(msg.recipient, frame, msg), name=f"chf-deliver-{eui_hex(msg.recipient)}")
+            self.spawn(self._deliver_han(recipient, frame, True), name=f"chf-deliver-{eui_hex(recipient)}")
         return None
+
+    async def _undeliverable(self, frame: bytes, reason: str) -> None:
+        """Report a WAN command that cannot reach its HAN device (0x00D5 / 0x8F84)."""
+        try:
+            command = decode_message(frame)
+        except DecodeError:
+            await self.process(frame)  # not a message at all: rejected as malformed (alert 0x8F1E)
+            return
+        await self._delivery_failure(command, reason)
 
     def _tunnel_ready(self, entry: ChfDeviceLogEntry) -> bool:
         host = self._tunnels
@@ -1026,11 +1038,13 @@ class Chf(GbcsDevice):
                     return
                 other = self._entry(recipient)
                 if other is not None and other.joined:
-                    self.spawn(self._deliver_han(recipient, message, None), name=f"chf-relay-{eui_hex(recipient)}")
+                    self.spawn(self._deliver_han(recipient, message, False), name=f"chf-relay-{eui_hex(recipient)}")
                     return
         await self.uplink(message)
 
-    async def _deliver_han(self, eui: bytes, frame: bytes, command: Message | None) -> None:
+    async def _deliver_han(self, eui: bytes, frame: bytes, report: bool) -> None:
+        """Send `frame` to a HAN device; a failure is reported to the originator (WAN commands,
+        `report`) or logged (messages relayed between HAN devices)."""
         lock = self._han_locks.get(eui)
         if lock is None:
             lock = self._han_locks[eui] = asyncio.Lock()
@@ -1038,8 +1052,8 @@ class Chf(GbcsDevice):
             error = await self._han_send(eui, frame)
         if error is None:
             return
-        if command is not None:
-            await self._delivery_failure(command, error)
+        if report:
+            await self._undeliverable(frame, error)
         else:
             self.log_event("han_relay_failure", recipient=eui_hex(eui), reason=error)
 
