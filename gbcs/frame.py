@@ -38,7 +38,7 @@ class CRA(IntEnum):
 _CRA = {1: CRA.COMMAND, 2: CRA.RESPONSE, 3: CRA.ALERT}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Message:
     """One GBCS message. `mac` is None for the bare General-Signing shapes (3 and 4).
 
@@ -61,6 +61,40 @@ class Message:
     mac: bytes | None = None
     # Raw General-Signing APDU as decoded; saves a re-encode when checking the MAC/signature.
     _apdu: bytes = field(default=b"", init=False, repr=False, compare=False)
+
+    def __init__(
+        self,
+        cra: CRA,
+        originator_counter: int,
+        originator: bytes,
+        recipient: bytes,
+        message_code: int,
+        content: bytes,
+        date_time: bytes | None = None,
+        supplementary_remote_party_id: bytes | None = None,
+        supplementary_remote_party_counter: int | None = None,
+        supplementary_originator_counter: int | None = None,
+        remote_party_ka_certificate: bytes | None = None,
+        signature: bytes | None = b"",
+        mac: bytes | None = None,
+    ) -> None:
+        # Written out (not dataclass-generated) to set the slots through their descriptors:
+        # the generated frozen __init__ costs about twice as much, and every command, response
+        # and alert builds one or more.
+        _set_cra(self, cra)
+        _set_counter(self, originator_counter)
+        _set_originator(self, originator)
+        _set_recipient(self, recipient)
+        _set_message_code(self, message_code)
+        _set_content(self, content)
+        _set_date_time(self, date_time)
+        _set_rp_id(self, supplementary_remote_party_id)
+        _set_rp_counter(self, supplementary_remote_party_counter)
+        _set_orig_counter(self, supplementary_originator_counter)
+        _set_cert(self, remote_party_ka_certificate)
+        _set_signature(self, signature)
+        _set_mac(self, mac)
+        _set_apdu(self, b"")
 
     # -- derived views ---------------------------------------------------------------------
     @property
@@ -132,7 +166,6 @@ class Message:
 
 
 _MESSAGE_FIELDS = tuple(f.name for f in fields(Message) if f.init)
-_new_message = object.__new__
 (_set_cra, _set_counter, _set_originator, _set_recipient, _set_message_code, _set_content, _set_date_time,
  _set_rp_id, _set_rp_counter, _set_orig_counter, _set_cert, _set_signature, _set_mac, _set_apdu) = (
     Message.__dict__[name].__set__ for name in (
@@ -143,9 +176,7 @@ assert len(_MESSAGE_FIELDS) == 13, "a new Message field must be set in _decode_g
 
 
 def _copy(m: Message, **changes) -> Message:
-    kw = {name: getattr(m, name) for name in _MESSAGE_FIELDS}
-    kw.update(changes)
-    return Message(**kw)
+    return Message(*(changes[name] if name in changes else getattr(m, name) for name in _MESSAGE_FIELDS))
 
 
 def mac_frame(apdu: bytes, mac: bytes) -> bytes:
@@ -289,22 +320,8 @@ def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool) -> 
             raise DecodeError(f"signature length must be 0 or 64, got {sig_len}", pos, "signature.length")
         if pos != end:
             raise DecodeError(f"{end - pos} unexpected trailing bytes", pos, "trailer")
-    # Built through the slot descriptors: the frozen-dataclass __init__ costs about twice as much,
-    # and every routed message is decoded at least twice.
-    msg = _new_message(Message)
-    _set_cra(msg, cra)
-    _set_counter(msg, counter)
-    _set_originator(msg, originator)
-    _set_recipient(msg, recipient)
-    _set_message_code(msg, message_code)
-    _set_content(msg, content)
-    _set_date_time(msg, date_time)
-    _set_rp_id(msg, rp_id)
-    _set_rp_counter(msg, rp_ctr)
-    _set_orig_counter(msg, orig_ctr)
-    _set_cert(msg, cert)
-    _set_signature(msg, signature)
-    _set_mac(msg, None)
+    msg = Message(cra, counter, originator, recipient, message_code, content, date_time, rp_id, rp_ctr, orig_ctr,
+                  cert, signature)
     _set_apdu(msg, data[start:end])
     return msg
 
