@@ -412,6 +412,10 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
     tag = buf[pos]
     p = pos + 1
     if tag == 0x02 or tag == 0x01:  # structure / array
+        if tag == 0x02 and buf.startswith(_GBCS_PARAMETERS_HEAD, pos):
+            fast = _gbcs_parameters_at(buf, pos, end)
+            if fast is not None:
+                return fast
         probe = buf[pos : pos + _PROBE]
         hit = _SUBTREES.get(probe)
         if hit is not None:
@@ -1368,6 +1372,30 @@ _GBCS_KEY_INFO = frozen(Data.structure(Data.enum(2), Data.structure(Data.octet_s
 # structure{enum 2, structure{octet-string(9) ... | octet-string(0), key info}} around the three fields
 _GBCS_PARAMETERS_HEAD = b"\x02\x02\x16\x02\x02\x05\x09\x09"
 _GBCS_PARAMETERS_TAIL = b"\x09\x00" + _GBCS_KEY_INFO.encode()
+_GBCS_PARAMETERS_SIZE = len(_GBCS_PARAMETERS_HEAD) + 9 + 2 + 8 + 2 + 8 + len(_GBCS_PARAMETERS_TAIL)
+
+
+def _gbcs_parameters_at(buf: bytes, pos: int, end: int) -> "tuple[Data, int] | None":
+    """The GBCS protection parameters (every protected read and its response carry them) read by
+    their template, byte by byte, into the same tree the general decoder makes; None when `buf`
+    differs anywhere from the template (→ general decoder)."""
+    q = pos + 8
+    e = pos + _GBCS_PARAMETERS_SIZE
+    if (e > end or buf[q + 9] != 0x09 or buf[q + 10] != 0x08 or buf[q + 19] != 0x09 or buf[q + 20] != 0x08
+            or not buf.startswith(_GBCS_PARAMETERS_TAIL, q + 29)):
+        return None
+    d = _mk(_STRUCTURE, (_ENUM_2, _mk(_STRUCTURE, (
+        _mk(_OCTET_STRING, buf[q : q + 9]),
+        _mk(_OCTET_STRING, buf[q + 11 : q + 19]),
+        _mk(_OCTET_STRING, buf[q + 21 : q + 29]),
+        _EMPTY_OCTETS,
+        _GBCS_KEY_INFO,
+    ))))
+    _set_raw(d, buf[pos:e])
+    return d, e
+
+
+_EMPTY_OCTETS = Data.octet_string(b"")
 
 
 @dataclass(frozen=True, slots=True)

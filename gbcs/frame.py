@@ -166,6 +166,7 @@ class Message:
 
 
 _MESSAGE_FIELDS = tuple(f.name for f in fields(Message) if f.init)
+_MISSING = object()
 (_set_cra, _set_counter, _set_originator, _set_recipient, _set_message_code, _set_content, _set_date_time,
  _set_rp_id, _set_rp_counter, _set_orig_counter, _set_cert, _set_signature, _set_mac, _set_apdu) = (
     Message.__dict__[name].__set__ for name in (
@@ -175,8 +176,11 @@ _MESSAGE_FIELDS = tuple(f.name for f in fields(Message) if f.init)
 assert len(_MESSAGE_FIELDS) == 13, "a new Message field must be set in _decode_general_signing too"
 
 
-def _copy(m: Message, **changes) -> Message:
-    return Message(*(changes[name] if name in changes else getattr(m, name) for name in _MESSAGE_FIELDS))
+def _copy(m: Message, *, signature: bytes | None | object = _MISSING, mac: bytes | None | object = _MISSING) -> Message:
+    return Message(m.cra, m.originator_counter, m.originator, m.recipient, m.message_code, m.content, m.date_time,
+                   m.supplementary_remote_party_id, m.supplementary_remote_party_counter,
+                   m.supplementary_originator_counter, m.remote_party_ka_certificate,
+                   m.signature if signature is _MISSING else signature, m.mac if mac is _MISSING else mac)
 
 
 def mac_frame(apdu: bytes, mac: bytes) -> bytes:

@@ -707,3 +707,40 @@ def test_frozen_and_recurring_subtrees_encode_like_fresh_trees():
     # a different subtree sharing the probe prefix decodes as itself
     other = Data.structure(Data.double_long_unsigned(7), Data.structure(Data.integer(0), Data.enum(27)))
     assert decode_data(other.encode()) == other
+
+
+@given(st.integers(0, 2**64 - 1), st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8),
+       st.integers(0, 60), st.integers(0, 255))
+@settings(max_examples=200)
+def test_protection_parameters_read_by_template_equal_the_general_decode(counter, originator, recipient, index, byte):
+    """The template reader must give the general decoder's tree for the GBCS form, and step aside
+    (same result as the general decoder, or the same DecodeError) for anything else."""
+    from gbcs.dlms import ProtectionParameters, decode_data
+
+    raw = Data.array(ProtectionParameters.build(counter, originator, recipient).to_data()).encode()
+    assert decode_data(raw).value[0] == ProtectionParameters.build(counter, originator, recipient).to_data()
+    general = Data.array(Data.structure(Data.enum(2), Data.structure(
+        Data.octet_string(b"\x04" + counter.to_bytes(8, "big")), Data.octet_string(originator),
+        Data.octet_string(recipient), Data.octet_string(b""),
+        Data.structure(Data.enum(2), Data.structure(Data.octet_string(b"\x02"), Data.octet_string(b""))))))
+    assert decode_data(raw) == general and decode_data(raw).encode() == raw
+    mutated = bytearray(raw)
+    mutated[index % len(raw)] = byte
+    mutated = bytes(mutated)
+    try:
+        fast = decode_data(mutated)
+    except DecodeError as exc:
+        fast = ("error", str(exc))
+    try:  # the general decoder alone: a template head that never matches
+        from gbcs import dlms
+        head, dlms._GBCS_PARAMETERS_HEAD = dlms._GBCS_PARAMETERS_HEAD, b"\xff" * 8
+        dlms._SUBTREES.clear()
+        try:
+            slow = decode_data(mutated)
+        finally:
+            dlms._GBCS_PARAMETERS_HEAD = head
+    except DecodeError as exc:
+        slow = ("error", str(exc))
+    assert fast == slow
+    if not isinstance(fast, tuple):
+        assert fast.encode() == mutated
