@@ -1353,7 +1353,8 @@ class ProtectionParameters:
         if ptype.type is not _T.ENUM or opts.type is not _T.STRUCTURE or len(opts.value) != 5:
             return None
         tid, orig, recip, other, key_info = opts.value
-        if any(x.type is not _T.OCTET_STRING for x in (tid, orig, recip, other)) or key_info.type is not _T.STRUCTURE:
+        o = _T.OCTET_STRING
+        if tid.type is not o or orig.type is not o or recip.type is not o or other.type is not o or key_info.type is not _T.STRUCTURE:
             return None
         return cls(tid.value, orig.value, recip.value, other.value, key_info, ptype.value)
 
