@@ -38,6 +38,7 @@ __all__ = [
     "AccessRequest", "AccessResponse", "DataNotification", "ProtectionParameters", "ProtectedData",
     "FutureDatedAlert", "FirmwareDistributionReceipt", "BillingDataLogAlert", "FailureToDeliverAlert",
     "MeterIntegrityWarning", "Apdu", "decode_apdu", "decode_data", "decode_compact_array", "get_protected_attributes_request",
+    "frozen",
 ]
 
 

@@ -148,7 +148,7 @@ class Message:
         and frame building that follow do not re-encode it. Only for a message just built (it
         sets the cached field in place)."""
         if not self._apdu:
-            object.__setattr__(self, "_apdu", _encode_general_signing(self))
+            _set_apdu(self, _encode_general_signing(self))
         return self
 
     def signed(self, signature: bytes) -> "Message":
@@ -158,22 +158,19 @@ class Message:
     def with_mac(self, mac: bytes) -> "Message":
         """A copy carrying `mac`, keeping the encoded APDU (the MAC does not cover itself)."""
         out = _copy(self, mac=mac)
-        object.__setattr__(out, "_apdu", self._apdu)
+        _set_apdu(out, self._apdu)
         return out
 
     def tree(self) -> Node:
         return _tree(self)
 
 
-_MESSAGE_FIELDS = tuple(f.name for f in fields(Message) if f.init)
 _MISSING = object()
+# Slot setters in field order; adding a Message field breaks this unpacking at import, so
+# __init__ and _copy cannot silently miss it.
 (_set_cra, _set_counter, _set_originator, _set_recipient, _set_message_code, _set_content, _set_date_time,
  _set_rp_id, _set_rp_counter, _set_orig_counter, _set_cert, _set_signature, _set_mac, _set_apdu) = (
-    Message.__dict__[name].__set__ for name in (
-        "cra", "originator_counter", "originator", "recipient", "message_code", "content", "date_time",
-        "supplementary_remote_party_id", "supplementary_remote_party_counter", "supplementary_originator_counter",
-        "remote_party_ka_certificate", "signature", "mac", "_apdu"))
-assert len(_MESSAGE_FIELDS) == 13, "a new Message field must be set in _decode_general_signing too"
+    Message.__dict__[f.name].__set__ for f in fields(Message))
 
 
 def _copy(m: Message, *, signature: bytes | None | object = _MISSING, mac: bytes | None | object = _MISSING) -> Message:

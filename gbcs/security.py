@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .frame import CRA, MAC_LENGTH, Message
+from .frame import MAC_LENGTH, Message
 
 ALGORITHM_ID = bytes.fromhex("60857406080300")  # DLMS OID 2.16.756.5.8.3.0, aes-gcm-128
 MAC_AAD_PREFIX = b"\x11\x00\x00\x00\x00\x00"

@@ -280,3 +280,22 @@ def test_counter_store_strictly_greater():
     assert store.accept(party, 6)
     assert store.last(party) == 6
     assert store.accept(b"\2" * 8, 1)
+
+
+@given(st.binary(min_size=16, max_size=16), st.binary(min_size=8, max_size=8), st.binary(max_size=300),
+       st.integers(0, 10_000), st.integers(1, 255))
+@settings(max_examples=200)
+def test_encrypted_part_matches_gcm_and_any_flip_is_refused(key, orig, plaintext, where, flip):
+    """decrypt_part reads GCM with a 12-byte tag through AESGCM (keystream + tag re-check): it must
+    agree with a plain Cipher GCM decryption and refuse every altered byte."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    block = security.encrypt_part(key, orig, plaintext)
+    assert security.decrypt_part(key, orig, block) == plaintext
+    dec = Cipher(algorithms.AES(key), modes.GCM(orig + bytes(4), block[-12:], min_tag_length=12)).decryptor()
+    dec.authenticate_additional_data(security.ENCRYPTED_AAD)
+    assert dec.update(block[5:-12]) + dec.finalize() == plaintext
+    bad = bytearray(block)
+    bad[5 + where % (len(block) - 5)] ^= flip  # ciphertext or tag
+    with pytest.raises(security.SecurityError):
+        security.decrypt_part(key, orig, bytes(bad))
