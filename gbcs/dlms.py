@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
+from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 from .codec import DecodeError, EncodeError, Node, eui_hex
@@ -990,24 +991,16 @@ def _datetime_bytes(value) -> bytes:
     raise EncodeError(f"not a date-time: {value!r}")
 
 
-_OBIS_PARSED: dict[str, bytes] = {}
-
-
 def obis(text: "str | bytes") -> bytes:
     """OBIS logical name "A-B:C.D.E.F" (or six dot-separated numbers) → 6 bytes."""
     if isinstance(text, (bytes, bytearray)):
         if len(text) != 6:
             raise ValueError("an OBIS code is 6 bytes")
         return bytes(text)
-    hit = _OBIS_PARSED.get(text)
-    if hit is not None:  # builders name the same few logical names on every command
-        return hit
-    raw = _parse_obis(text)
-    if len(_OBIS_PARSED) < 4096:
-        _OBIS_PARSED[text] = raw
-    return raw
+    return _parse_obis(text)
 
 
+@lru_cache(maxsize=4096)  # builders name the same few logical names on every command
 def _parse_obis(text: str) -> bytes:
     parts = text.strip().replace("-", ".").replace(":", ".").split(".")
     if len(parts) == 5:

@@ -34,6 +34,7 @@ import enum
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import catalogue
@@ -694,21 +695,17 @@ def _protected_get(counter: int, protection_obis: str, objects: Sequence[tuple[i
     structure{array of structure{class long-unsigned, LN, attribute integer, data index 0,
     structure{access selector enum, access parameters}}, array{protection parameters}}; the
     response carries the values encrypted for the requester [O RTDS ECS17b/ECS21a/ECS22b]."""
-    key = tuple(objects)
-    listed = _PROTECTED_OBJECTS.get(key)
-    if listed is None:  # the same object list on every read of a kind: encode it once
-        listed = frozen(Data.array(*(
-            Data.structure(Data.long_unsigned(cid), Data.obis(ln), Data.integer(attr), Data.long_unsigned(0),
-                           Data.structure(Data.enum(selector), parameters))
-            for cid, ln, attr, selector, parameters in objects)))
-        if len(_PROTECTED_OBJECTS) >= 1024:
-            _PROTECTED_OBJECTS.clear()
-        _PROTECTED_OBJECTS[key] = listed
     params = ProtectionParameters.build(counter, originator, recipient).to_data()
+    listed = _protected_objects(tuple(objects))
     return _request(counter, (RequestSpec.action(30, protection_obis, 1), Data.structure(listed, Data.array(params))))
 
 
-_PROTECTED_OBJECTS: dict[tuple, Data] = {}
+@lru_cache(maxsize=1024)  # the same object list on every read of a kind: encode it once
+def _protected_objects(objects: tuple[tuple[int, str, int, int, Data], ...]) -> Data:
+    return frozen(Data.array(*(
+        Data.structure(Data.long_unsigned(cid), Data.obis(ln), Data.integer(attr), Data.long_unsigned(0),
+                       Data.structure(Data.enum(selector), parameters))
+        for cid, ln, attr, selector, parameters in objects)))
 
 
 def _log_range(start: _dt.datetime, end: _dt.datetime) -> Data:
@@ -724,12 +721,16 @@ def _log_range(start: _dt.datetime, end: _dt.datetime) -> Data:
 _ZNC = "0-0:30.3.0.255"
 
 
+def _register_device(eui: bytes, key_type: int, install_code: bytes, option: int) -> Data:
+    """register_device's structure{eui, key type, install code, option} (CCS01; each CCS03 entry)."""
+    return Data.structure(Data.octet_string(eui), Data.enum(key_type), Data.octet_string(install_code), Data.enum(option))
+
+
 def _b_ccs01(counter: int, *, device: bytes, install_code: bytes, join_timeout: int, enable_joining: bool,
              key_type: int, option: int) -> bytes:
     return _request(
         counter,
-        (RequestSpec.action(104, _ZNC, 1), Data.structure(Data.octet_string(device), Data.enum(key_type),
-                                                          Data.octet_string(install_code), Data.enum(option))),
+        (RequestSpec.action(104, _ZNC, 1), _register_device(device, key_type, install_code, option)),
         (RequestSpec.set(104, _ZNC, 3), Data.long_unsigned(join_timeout)),
         (RequestSpec.set(104, _ZNC, 2), Data.boolean(enable_joining)),
     )
@@ -740,8 +741,7 @@ def _b_ccs03(counter: int, *, extended_pan_id: bytes, devices: tuple[tuple[bytes
     """CCS03 Restore CHF Device Log [U: no source gives the payload; our layout on DLMS class 104
     (hub/chf.py module doc)]: action 5 restore_PAN(structure{extended PAN id, array of CCS01
     register_device structures}), then join_timeout and enable_disable_joining as CCS01."""
-    backup = Data.array(*(Data.structure(Data.octet_string(eui), Data.enum(key_type), Data.octet_string(code),
-                                         Data.enum(option)) for eui, code in devices))
+    backup = Data.array(*(_register_device(eui, key_type, code, option) for eui, code in devices))
     return _request(
         counter,
         (RequestSpec.action(104, _ZNC, 5), Data.structure(Data.octet_string(extended_pan_id), backup)),
@@ -1020,20 +1020,10 @@ def _seconds_text(n: int) -> str:
 
 def _datetime_text(raw: bytes) -> str:
     """A 12-byte DLMS date-time as ISO 8601 when fully specified, else its `text()` form."""
-    if raw.__class__ is not bytes:
-        raw = bytes(raw)
-    text = _DATETIME_TEXTS.get(raw)
-    if text is None:  # responses in the same second carry the same date-time
-        text = _datetime_text_of(raw)
-        if len(_DATETIME_TEXTS) >= 4096:
-            _DATETIME_TEXTS.clear()
-        _DATETIME_TEXTS[raw] = text
-    return text
+    return _datetime_text_of(raw if raw.__class__ is bytes else bytes(raw))
 
 
-_DATETIME_TEXTS: dict[bytes, str] = {}
-
-
+@lru_cache(maxsize=4096)  # responses in the same second carry the same date-time
 def _datetime_text_of(raw: bytes) -> str:
     if len(raw) != 12:
         return raw.hex().upper()

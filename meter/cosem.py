@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
 from gbcs.codec import encode_length
@@ -193,19 +194,12 @@ def timestamp(epoch: float) -> Data:
 
 
 def datetime_bytes(epoch: float) -> bytes:
-    """12-byte DLMS date-time of a whole UTC second (the last few are remembered: every dated
-    response in the same second asks for the same one)."""
-    second = int(epoch)
-    hit = _DATETIME_BYTES.get(second)
-    if hit is None:
-        hit = DlmsDateTime.from_datetime(datetime.fromtimestamp(second, timezone.utc)).to_bytes()
-        if len(_DATETIME_BYTES) >= 64:
-            _DATETIME_BYTES.clear()
-        _DATETIME_BYTES[second] = hit
-    return hit
+    return _second_bytes(int(epoch))
 
 
-_DATETIME_BYTES: dict[int, bytes] = {}
+@lru_cache(maxsize=64)  # every dated response in the same second asks for the same one
+def _second_bytes(second: int) -> bytes:
+    return DlmsDateTime.from_datetime(datetime.fromtimestamp(second, timezone.utc)).to_bytes()
 
 
 def epoch_of(value: Data) -> float | None:
