@@ -11,7 +11,7 @@ setup() {
   if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
   fi
-  if ! .venv/bin/python -c "import gbcs, tools.cli, pytest, hypothesis, pytest_asyncio" 2>/dev/null \
+  if ! .venv/bin/python -c "import gbcs, gbhub.tools.cli, pytest, hypothesis, pytest_asyncio" 2>/dev/null \
      || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e '.[test,mqtt,serial]'
@@ -23,7 +23,7 @@ case "${1:-}" in
   setup) setup ;;
   test)
     shift; setup
-    exec .venv/bin/python -m pytest "$@" ;;
+    exec .venv/bin/python -P -m pytest "$@" ;;
   demo)
     shift; setup
     exec .venv/bin/gbhub run "$@" ;;

@@ -90,7 +90,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty
 from gbcs import catalogue
 from gbcs.catalogue import DeviceType, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex, parse_eui
@@ -108,8 +108,8 @@ from gbcs.dlms import (
 )
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message
 from gbcs.zcl import utc_seconds
-from han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
-from han.join import (
+from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
+from gbhub.han.join import (
     JOIN_CLUSTER,
     JoinServer,
     JoinStatus,
@@ -117,10 +117,10 @@ from han.join import (
     link_key_from_install_code,
     tc_link_key_hash,
 )
-from han.transport import ClusterDispatch, HanPort, HanTransport
-from han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
-from han.zcl_server import ZclServer
-from wan.bridge import HubPort, WanDown, peek_header
+from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
+from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
+from gbhub.han.zcl_server import ZclServer
+from gbhub.wan.bridge import HubPort, WanDown, peek_header
 
 log = logging.getLogger("gbhub.chf")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty
 from gbcs.asn1 import (
     DeviceJoinDetails,
     DeviceLogEntry,

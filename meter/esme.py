@@ -36,9 +36,9 @@ from typing import Any, Callable, Iterable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware.clock import HALF_HOUR, DAY
-from firmware.device import EVENT_LOG, SECURITY_LOG
-from firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome
+from gbhub.firmware.clock import HALF_HOUR, DAY
+from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome
 from gbcs.asn1 import (
     DeviceJoinDetails,
     DeviceLogEntry,
@@ -73,9 +73,9 @@ from gbcs.dlms import (
 from gbcs.frame import Message, segment
 from gbcs.security import encrypt_part
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck, UtrnCounterCache, UtrnStatus, validate_utrn
-from han.aps import TUNNELING_CLUSTER
-from han.transport import ClusterDispatch
-from han.tunnel import TunnelHost, TunnelServer
+from gbhub.han.aps import TUNNELING_CLUSTER
+from gbhub.han.transport import ClusterDispatch
+from gbhub.han.tunnel import TunnelHost, TunnelServer
 
 from . import cosem
 from .cosem import (

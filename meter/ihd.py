@@ -19,16 +19,16 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
-from firmware.clock import DAY, Clock, to_datetime
-from firmware.device import Device
-from firmware.nvm import NvmView
+from gbhub.firmware.clock import DAY, Clock, to_datetime
+from gbhub.firmware.device import Device
+from gbhub.firmware.nvm import NvmView
 from gbcs.catalogue import DeviceType
 from gbcs.codec import parse_eui
 from gbcs.zcl import ZCL_EPOCH, ClusterCommand, Status
-from han.aps import HanError
-from han.join import join
-from han.transport import ClusterDispatch, HanPort, HanTransport
-from han.zcl_server import ZclClient, ZclError, ZclStatusError, ZclTimeout
+from gbhub.han.aps import HanError
+from gbhub.han.join import join
+from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
+from gbhub.han.zcl_server import ZclClient, ZclError, ZclStatusError, ZclTimeout
 
 __all__ = ["Display", "Ihd", "DISPLAY_STATUSES"]
 

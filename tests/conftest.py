@@ -38,7 +38,7 @@ def rtds():
 
 @pytest.fixture(scope="session")
 def rtds_keystore():
-    from tools.keys import load_keystore
+    from gbhub.tools.keys import load_keystore
 
     base = vectors_dir()
     return load_keystore(base / "keys" / "rtds", base / "keys" / "device-test")

@@ -11,18 +11,18 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from firmware.clock import SimClock
-from firmware.gbcs_device import CommandRejected, Credentials, TrustAnchors
-from firmware.nvm import Nvm
+from gbhub.firmware.clock import SimClock
+from gbhub.firmware.gbcs_device import CommandRejected, Credentials, TrustAnchors
+from gbhub.firmware.nvm import Nvm
 from gbcs import catalogue, usecases
 from gbcs.catalogue import DeviceType, RemotePartyRole
 from gbcs.codec import eui_hex
 from gbcs.dlms import AccessRequest, AccessResponse, Data, DataType, RequestKind, RequestSpec, decode_apdu, obis
 from gbcs.frame import CRA, Message
 from gbcs.payload import decode_payload
-from han.join import KeyKind, join
-from hub.chf import CCS03, CS14, DEVICE_LOG_FULL, INVALID_ENTRY, RESTORED, Chf
-from tools.pki import add_device, init_pki, load_pki
+from gbhub.han.join import KeyKind, join
+from gbhub.hub.chf import CCS03, CS14, DEVICE_LOG_FULL, INVALID_ENTRY, RESTORED, Chf
+from gbhub.tools.pki import add_device, init_pki, load_pki
 
 from test_hub import (
     CHF,
@@ -534,7 +534,7 @@ async def test_replacement_hub_restored_from_the_first_ones_log(premises_factory
 
 def test_gbhub_send_ccs03(tmp_path):
     from test_cli_run import Running, gbhub, send
-    from tools.rig import DEFAULT_INSTALL_CODES
+    from gbhub.tools.rig import DEFAULT_INSTALL_CODES
 
     data = tmp_path / "site"
     run = Running("--data", str(data))

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import VECTORS, rtds_rows, vectors_dir
-from tools.cli import UsageError, parse_frame_text
+from gbhub.tools.cli import UsageError, parse_frame_text
 
 ROWS = rtds_rows()
 
 
 def gbhub(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tools.cli", *args], input=stdin, capture_output=True, timeout=120
+        [sys.executable, "-m", "gbhub", *args], input=stdin, capture_output=True, timeout=120
     )
 
 

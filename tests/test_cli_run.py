@@ -19,13 +19,13 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 
 
 def gbhub(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gbhub", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=ENV)
 
 
 class Running:
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", *args, "--status-every", "0"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "gbhub", "run", *args, "--status-every", "0"],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
         self.lines: list[str] = []
         deadline = time.time() + 60

@@ -174,7 +174,7 @@ async def test_replayed_counter_rejected(premises):
 
 
 def catalogue_alert(reason: str) -> int:
-    from firmware.gbcs_device import SECURITY_ALERTS
+    from gbhub.firmware.gbcs_device import SECURITY_ALERTS
 
     return SECURITY_ALERTS[reason]
 
@@ -295,8 +295,8 @@ RTDS_COMMANDS = _rtds_esme_commands()
 @pytest.fixture(scope="module")
 def rtds_identity(tmp_path_factory):
     vectors_dir()
-    from tools.premises import ensure_keys
-    from tools.rig import load_rig
+    from gbhub.tools.premises import ensure_keys
+    from gbhub.tools.rig import load_rig
 
     from pathlib import Path
 
@@ -307,7 +307,7 @@ def rtds_identity(tmp_path_factory):
 
 @pytest.mark.parametrize("row", RTDS_COMMANDS, ids=lambda r: r["file"].split("/")[-1])
 async def test_rtds_command_accepted(row, rtds_identity, rtds_keystore):
-    from tools.premises import Premises
+    from gbhub.tools.premises import Premises
 
     rig, identity = rtds_identity
     rig = dataclasses.replace(rig, data=None, clock="sim",
@@ -327,7 +327,7 @@ async def test_rtds_command_accepted(row, rtds_identity, rtds_keystore):
         else:
             # RTDS publishes no DS private key for the ESME: the signature verifies with the DS
             # public key gbhub made for it (data folder), not with the RTDS certificate.
-            from tools.keys import load_keystore
+            from gbhub.tools.keys import load_keystore
 
             own = analyse(response, load_keystore(VECTORS / "keys" / "rtds", rig_keys(rtds_identity)),
                           bytes.fromhex("90B3D51F30000002"))
@@ -346,7 +346,7 @@ async def test_reference_ecs01a_accepted(rtds_identity, rtds_keystore):
     RTDS ESME, signed by the RTDS supplier and MACed by the RTDS ACB."""
     import json
 
-    from tools.premises import Premises
+    from gbhub.tools.premises import Premises
 
     example = next(e for e in json.loads((VECTORS / "extra.json").read_text()) if "ecs01a" in e["name"])
     frame = bytes.fromhex(example["hex"])

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.clock import SimClock
-from firmware.gbcs_device import Credentials, TrustAnchors
-from firmware.nvm import Nvm
+from gbhub.firmware.clock import SimClock
+from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
+from gbhub.firmware.nvm import Nvm
 from gbcs import catalogue
 from gbcs.analyse import analyse
 from gbcs.asn1 import (
@@ -40,13 +40,13 @@ from gbcs.frame import decode_message
 from gbcs.security import check_signature
 from gbcs.utrn import generate_utrn, originator_counter
 from gbcs.zcl import attribute_type, encode_attribute_value
-from han.aps import TUNNELING_CLUSTER
-from han.transport import ClusterDispatch
-from han.tunnel import TunnelHost, TunnelTimeout
-from han.virtual import VirtualAir
-from meter import cosem
-from meter.cosem import CosemError
-from meter.esme import (
+from gbhub.han.aps import TUNNELING_CLUSTER
+from gbhub.han.transport import ClusterDispatch
+from gbhub.han.tunnel import TunnelHost, TunnelTimeout
+from gbhub.han.virtual import VirtualAir
+from gbhub.meter import cosem
+from gbhub.meter.cosem import CosemError
+from gbhub.meter.esme import (
     LN_CALENDAR,
     LN_CLOCK,
     LN_DAILY_LOG,
@@ -68,10 +68,10 @@ from meter.esme import (
     SUPPORTED,
     Esme,
 )
-from meter.model import ConsumptionModel
-from tools.pki import add_device, init_pki, load_pki
-from wan.bridge import InProcessBridge
-from wan.headend import HeadEnd
+from gbhub.meter.model import ConsumptionModel
+from gbhub.tools.pki import add_device, init_pki, load_pki
+from gbhub.wan.bridge import InProcessBridge
+from gbhub.wan.headend import HeadEnd
 
 T0 = datetime(2024, 3, 4, 0, 10, tzinfo=timezone.utc)  # a Monday, 00:10 UTC (off a boundary)
 ESME_EUI = bytes.fromhex("0247424840000001")
@@ -846,7 +846,7 @@ async def test_restart_keeps_registers_counters_logs_and_catches_up(pki, tmp_pat
 
 
 async def test_catch_up_after_long_downtime_is_bounded(pki, monkeypatch):
-    import meter.esme as esme_module
+    import gbhub.meter.esme as esme_module
 
     monkeypatch.setattr(esme_module, "PROFILE_LOG_CAPACITY", 96)
     clock = SimClock(T0)

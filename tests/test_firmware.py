@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware import (
+from gbhub.firmware import (
     DAY,
     EVENT_LOG_CLEARED,
     HALF_HOUR,
@@ -332,7 +332,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {root!r})
-    from firmware import Nvm
+    from gbhub.firmware import Nvm
     nvm = Nvm({path!r}).scope("0011223344556677")
     i = 0
     while True:

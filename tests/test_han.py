@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.clock import SimClock
+from gbhub.firmware.clock import SimClock
 from gbcs.codec import DecodeError
-from han import (
+from gbhub.han import (
     ApsFrame,
     ClusterDispatch,
     DeviceAsleep,
@@ -22,7 +22,7 @@ from han import (
     eui_from_ieee,
     ieee_from_eui,
 )
-from han.tunnel import (
+from gbhub.han.tunnel import (
     AckTransferData,
     CloseTunnel,
     Direction,
@@ -53,7 +53,7 @@ from han.tunnel import (
     decode_tunnel_frame,
     encode_tunnel_command,
 )
-from han.virtual import DELIVERED, DROPPED, LINK_DOWN, LOST
+from gbhub.han.virtual import DELIVERED, DROPPED, LINK_DOWN, LOST
 
 # RTDS entity ids (FACTS §3.1): ESME …A0, GSME …A1, CHF …A2, GPF …A3, PPMID …A4.
 ESME = bytes.fromhex("00DB1234567890A0")
@@ -750,7 +750,7 @@ def test_endpoints_survive_random_frames(data, to_client):
 def test_transfer_data_fast_path_matches_the_general_codec(direction, sequence, tunnel_id, data):
     """TransferData frames are built and recognised by a fixed header on the hot path; the bytes
     and the decoded command must be exactly what the general tunnel codec gives."""
-    from han.tunnel import _fast_transfer_data, _transfer_data_frame
+    from gbhub.han.tunnel import _fast_transfer_data, _transfer_data_frame
 
     general = encode_tunnel_command(TransferData(tunnel_id, data), direction, sequence)
     assert _transfer_data_frame(direction, sequence, tunnel_id, data) == general

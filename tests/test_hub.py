@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.clock import SimClock
-from firmware.gbcs_device import Credentials, GbcsDevice, Outcome, TrustAnchors
-from firmware.nvm import Nvm
+from gbhub.firmware.clock import SimClock
+from gbhub.firmware.gbcs_device import Credentials, GbcsDevice, Outcome, TrustAnchors
+from gbhub.firmware.nvm import Nvm
 from gbcs.asn1 import (
     DeviceJoinDetails,
     DeviceLogEntry,
@@ -41,8 +41,8 @@ from gbcs.dlms import (
     decode_apdu,
 )
 from gbcs.frame import CRA, decode_message, segment
-from han import ClusterDispatch, TUNNELING_CLUSTER, VirtualAir
-from han.join import (
+from gbhub.han import ClusterDispatch, TUNNELING_CLUSTER, VirtualAir
+from gbhub.han.join import (
     Challenge,
     JoinProof,
     JoinRefused,
@@ -58,8 +58,8 @@ from han.join import (
     mmo_hash,
     tc_link_key_hash,
 )
-from han.tunnel import TunnelServer
-from hub.chf import (
+from gbhub.han.tunnel import TunnelServer
+from gbhub.hub.chf import (
     CCS01,
     CCS02,
     CCS06,
@@ -72,10 +72,10 @@ from hub.chf import (
     active_device,
     cs14_content,
 )
-from hub.gpf import CS03B, CS04B, CS07, GCS62, GCS62_ALERT, Gpf
-from tools.pki import add_device, init_pki, load_pki
-from wan.bridge import InProcessBridge, TcpBridge, TcpClient, WanDown
-from wan.headend import HeadEnd
+from gbhub.hub.gpf import CS03B, CS04B, CS07, GCS62, GCS62_ALERT, Gpf
+from gbhub.tools.pki import add_device, init_pki, load_pki
+from gbhub.wan.bridge import InProcessBridge, TcpBridge, TcpClient, WanDown
+from gbhub.wan.headend import HeadEnd
 
 CHF = bytes.fromhex("0247424840000002")
 GPF = bytes.fromhex("0247424840000003")
@@ -770,7 +770,7 @@ class SleepyMeter(Meter):
 
 
 async def test_gsme_pulls_its_commands_through_its_tunnel(premises):
-    from han.tunnel import TunnelClient
+    from gbhub.han.tunnel import TunnelClient
 
     p = premises
     await p.add(GSME, IC2)
@@ -832,7 +832,7 @@ async def test_powered_off_chf_hears_nothing(premises):
 
 
 async def test_tunnel_is_re_requested_every_0xffff_seconds(premises):
-    from han.tunnel import RequestTunnel, decode_tunnel_frame
+    from gbhub.han.tunnel import RequestTunnel, decode_tunnel_frame
 
     p = premises
     await joined_meter(p)
@@ -871,7 +871,7 @@ def bare(pki):
 @given(st.sampled_from(sorted(_SEEDS)), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
        st.integers(0, 60))
 def test_chf_execute_never_crashes(bare, code, mutations, cut):
-    from firmware.gbcs_device import CommandRejected
+    from gbhub.firmware.gbcs_device import CommandRejected
     from gbcs.frame import Message
 
     chf, _ = bare
@@ -890,7 +890,7 @@ def test_chf_execute_never_crashes(bare, code, mutations, cut):
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from([CS07, CS03B, CS04B, 0x008C]), st.binary(max_size=40))
 def test_gpf_execute_never_crashes(bare, code, content):
-    from firmware.gbcs_device import CommandRejected
+    from gbhub.firmware.gbcs_device import CommandRejected
     from gbcs.frame import Message
 
     _, gpf = bare

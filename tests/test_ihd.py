@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.clock import SimClock
+from gbhub.firmware.clock import SimClock
 from gbcs.zcl import (
     ClusterCommand,
     DefaultResponse,
@@ -18,8 +18,8 @@ from gbcs.zcl import (
     ZclType,
     decode_zcl,
 )
-from han import ApsFrame, ClusterDispatch, HanError, NoRoute, VirtualAir
-from han.zcl_server import (
+from gbhub.han import ApsFrame, ClusterDispatch, HanError, NoRoute, VirtualAir
+from gbhub.han.zcl_server import (
     Report,
     ZclClient,
     ZclServer,
@@ -424,11 +424,11 @@ def test_fuzz_server_and_client_never_raise(payload: bytes, cluster: int):
 import json  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 
-from firmware.nvm import Nvm  # noqa: E402
+from gbhub.firmware.nvm import Nvm  # noqa: E402
 from gbcs.zcl import utc_seconds  # noqa: E402
-from han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind, link_key_from_install_code  # noqa: E402
-from meter.ihd import Display, Ihd  # noqa: E402
-from meter.model import ConsumptionModel  # noqa: E402
+from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind, link_key_from_install_code  # noqa: E402
+from gbhub.meter.ihd import Display, Ihd  # noqa: E402
+from gbhub.meter.model import ConsumptionModel  # noqa: E402
 
 INSTALL_CODE = bytes.fromhex("83FED3407A939723A5C639B26916D505")
 WINTER = datetime(2024, 1, 15, 8, 0, tzinfo=timezone.utc).timestamp()
@@ -683,16 +683,16 @@ async def test_display_to_json():
 # ESME's device log (through the CHF's tunnel), the IHD joins and reads the ESME over ZCL.
 # ---------------------------------------------------------------------------------------------
 
-from firmware.gbcs_device import Credentials, TrustAnchors  # noqa: E402
+from gbhub.firmware.gbcs_device import Credentials, TrustAnchors  # noqa: E402
 from gbcs import usecases  # noqa: E402
 from gbcs.asn1 import DeviceType as Asn1DeviceType, JoinMethodAndRole  # noqa: E402
 from gbcs.catalogue import DeviceType  # noqa: E402
-from han.join import join  # noqa: E402
-from hub.chf import Chf  # noqa: E402
-from meter.esme import Esme  # noqa: E402
-from tools.pki import add_device, init_pki, load_pki  # noqa: E402
-from wan.bridge import InProcessBridge  # noqa: E402
-from wan.headend import HeadEnd  # noqa: E402
+from gbhub.han.join import join  # noqa: E402
+from gbhub.hub.chf import Chf  # noqa: E402
+from gbhub.meter.esme import Esme  # noqa: E402
+from gbhub.tools.pki import add_device, init_pki, load_pki  # noqa: E402
+from gbhub.wan.bridge import InProcessBridge  # noqa: E402
+from gbhub.wan.headend import HeadEnd  # noqa: E402
 
 E2E_CHF = bytes.fromhex("02474248400000A2")
 E2E_ESME = bytes.fromhex("02474248400000A0")

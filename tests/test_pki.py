@@ -22,8 +22,8 @@ from gbcs.codec import DecodeError
 from gbcs.frame import CRA, Message, decode_message
 from gbcs.keystore import HARDWARE_MODULE_NAME, NAME_RE, X500_UNIQUE_IDENTIFIER, certificate_device_eui, certificate_org_eui
 from gbcs.security import check_mac, check_signature, compute_mac, sign
-from tools.keys import load_keystore
-from tools.pki import (
+from gbhub.tools.keys import load_keystore
+from gbhub.tools.pki import (
     DEFAULT_EUIS,
     DEVICE_POLICY,
     DEVICE_TYPES,

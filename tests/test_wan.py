@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gbcs.frame import CRA, Message, decode_message, segment
 from gbcs.keystore import Keystore
 from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, sign
-from wan import (
+from gbhub.wan import (
     FrameError,
     FrameSplitter,
     HeadEnd,
@@ -282,7 +282,7 @@ async def test_tcp_frames_cross_in_both_directions_in_partial_writes():
 
 
 async def test_tcp_bad_prefix_closes_only_that_client(caplog):
-    caplog.set_level(logging.WARNING, logger="wan.bridge")
+    caplog.set_level(logging.WARNING, logger="gbhub.wan.bridge")
     got: list[bytes] = []
     async with TcpBridge(max_frame=1024) as bridge:
         async def handler(frame):

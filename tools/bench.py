@@ -54,7 +54,7 @@ def codec(vectors: Path, progress=print) -> dict:
     from gbcs.frame import decode_message
     from gbcs.payload import decode_payload
     from gbcs.security import SecretCache, check_mac, check_signature
-    from tools.keys import load_keystore
+    from gbhub.tools.keys import load_keystore
 
     rows = [json.loads(l) for l in (vectors / "rtds" / "expected.jsonl").read_text().splitlines()]
     frames = [bytes.fromhex((vectors / "rtds" / r["file"]).read_text().strip()) for r in rows]
@@ -127,7 +127,7 @@ def environment() -> dict:
 
 
 def run(args) -> int:
-    from tools.cli import UsageError
+    from gbhub.tools.cli import UsageError
 
     if args.what == "codec":
         vectors = vectors_path(args.vectors)
@@ -136,7 +136,7 @@ def run(args) -> int:
         figures = codec(vectors, progress=lambda s: print(s, file=sys.stderr))
     else:
         try:
-            from tools import bench_e2e
+            from gbhub.tools import bench_e2e
         except ImportError:
             raise UsageError("the e2e benchmark is not available in this build") from None
         figures = bench_e2e.run(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))

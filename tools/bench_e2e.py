@@ -38,8 +38,8 @@ async def _measure(p, use_cases: list[str], seconds: float, window: int) -> tupl
 
 
 async def _bench(seconds: float, window: int, progress) -> dict:
-    from tools.premises import Premises
-    from tools.rig import default_rig
+    from gbhub.tools.premises import Premises
+    from gbhub.tools.rig import default_rig
 
     out: dict = {"seconds_per_figure": seconds, "window": window}
     for tcp in (False, True):

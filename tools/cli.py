@@ -73,7 +73,7 @@ def _as_frame(blob: str | bytes) -> bytes:
 
 def load_keys(folders: list[str] | None):
     from gbcs.keystore import Keystore, KeystoreError
-    from tools.keys import load_keystore
+    from gbhub.tools.keys import load_keystore
 
     if not folders:
         return Keystore()
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e)")
     b.set_defaults(func=cmd_bench)
 
-    for module in ("tools.pki", "tools.run"):
+    for module in ("gbhub.tools.pki", "gbhub.tools.run"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ImportError:
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_bench(args) -> int:
-    from tools import bench
+    from gbhub.tools import bench
 
     return bench.run(args)
 
@@ -237,6 +237,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # run the package module, not this __main__ copy, so its exception classes are the ones raised
-    from tools.cli import main as _main
+    from gbhub.tools.cli import main as _main
 
     sys.exit(_main())

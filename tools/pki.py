@@ -42,7 +42,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from gbcs.codec import eui_hex, parse_eui
 from gbcs.keystore import HARDWARE_MODULE_NAME, NAME_RE, X500_UNIQUE_IDENTIFIER, Keystore, KeystoreError
-from tools.keys import load_keystore, save_keystore
+from gbhub.tools.keys import load_keystore, save_keystore
 
 MANIFEST = "pki.json"
 MANIFEST_FORMAT = "gbhub-pki/1"

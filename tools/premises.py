@@ -21,20 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware import Nvm, RealClock, SimClock
-from firmware.gbcs_device import Credentials, TrustAnchors
+from gbhub.firmware import Nvm, RealClock, SimClock
+from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
 from gbcs.catalogue import DeviceType
 from gbcs.codec import eui_hex
 from gbcs.keystore import Keystore
-from han.join import join
-from han.virtual import VirtualAir
-from han.zcl_server import ZclServer
-from hub.chf import Chf
-from hub.gpf import Gpf
-from meter.esme import Esme
-from meter.ihd import Ihd
-from wan.bridge import InProcessBridge, TcpBridge
-from wan.headend import HeadEnd
+from gbhub.han.join import join
+from gbhub.han.virtual import VirtualAir
+from gbhub.han.zcl_server import ZclServer
+from gbhub.hub.chf import Chf
+from gbhub.hub.gpf import Gpf
+from gbhub.meter.esme import Esme
+from gbhub.meter.ihd import Ihd
+from gbhub.wan.bridge import InProcessBridge, TcpBridge
+from gbhub.wan.headend import HeadEnd
 
 from .rig import Rig, RigError, default_rig
 
@@ -64,8 +64,8 @@ def ensure_keys(rig: Rig) -> Identity:
     device whose private keys are not there gets fresh ones, kept in DATA/keys so a restart
     reuses them (an RTDS device has no DS private key: its signatures then verify with the DS
     public key gbhub writes beside it, not with the RTDS certificate)."""
-    from tools.keys import load_keystore, save_keystore
-    from tools.pki import add_device, init_pki, load_pki
+    from gbhub.tools.keys import load_keystore, save_keystore
+    from gbhub.tools.pki import add_device, init_pki, load_pki
 
     folder = (rig.data / "keys") if rig.data is not None else None
     if folder is None:
@@ -222,7 +222,7 @@ class Premises:
 
     async def connect_headend(self) -> HeadEnd:
         if self.use_tcp:
-            from wan.bridge import TcpClient
+            from gbhub.wan.bridge import TcpClient
 
             self._client = TcpClient(self.rig.wan_host if self.rig.wan_host != "0.0.0.0" else "127.0.0.1", self.bridge.port)
             await self._client.connect()

@@ -26,8 +26,8 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def gbhub_identity(tmp_path_factory):
     """One test PKI per session (key generation is the slow part of building a premises)."""
-    from tools.premises import ensure_keys
-    from tools.rig import default_rig
+    from gbhub.tools.premises import ensure_keys
+    from gbhub.tools.rig import default_rig
 
     rig = default_rig(tmp_path_factory.mktemp("gbhub-pki"))
     rig.clock = "sim"
@@ -39,8 +39,8 @@ async def premises_factory(gbhub_identity):
     """`await make(data=None, tcp=True, start=None, commission=True, ihd=True)` → started Premises;
     all are stopped at teardown. With the same `data` folder a second call restarts the same
     premises from its stored state."""
-    from tools.premises import Premises
-    from tools.rig import default_rig
+    from gbhub.tools.premises import Premises
+    from gbhub.tools.rig import default_rig
 
     made = []
 

@@ -50,8 +50,8 @@ def _client_args(p) -> None:
 
 
 def cmd_run(args) -> int:
-    from tools.cli import UsageError
-    from tools.rig import RigError, default_rig, load_rig
+    from gbhub.tools.cli import UsageError
+    from gbhub.tools.rig import RigError, default_rig, load_rig
 
     try:
         if args.rig:
@@ -85,7 +85,7 @@ def cmd_run(args) -> int:
 
 
 async def _run(rig, args) -> int:
-    from tools.premises import Premises
+    from gbhub.tools.premises import Premises
 
     premises = Premises(rig, tcp=True, sim=False)
     stop = asyncio.Event()
@@ -139,9 +139,9 @@ def _manifest(args) -> dict:
 
 
 async def _headend(args, need_keys: bool = True):
-    from tools.cli import UsageError, load_keys
-    from wan.bridge import TcpClient
-    from wan.headend import HeadEnd
+    from gbhub.tools.cli import UsageError, load_keys
+    from gbhub.wan.bridge import TcpClient
+    from gbhub.wan.headend import HeadEnd
 
     m = _manifest(args)
     wan = args.wan
@@ -181,8 +181,8 @@ def cmd_send(args) -> int:
 async def _send(args) -> int:
     from gbcs import usecases
     from gbcs.analyse import analyse
-    from tools.cli import UsageError
-    from wan.headend import HeadEndError
+    from gbhub.tools.cli import UsageError
+    from gbhub.wan.headend import HeadEndError
 
     try:
         definition = usecases.get(args.use_case)
@@ -226,8 +226,8 @@ def cmd_send_raw(args) -> int:
 
 
 async def _send_raw(args) -> int:
-    from tools.cli import _as_frame, read_input
-    from wan.headend import HeadEndError
+    from gbhub.tools.cli import _as_frame, read_input
+    from gbhub.wan.headend import HeadEndError
 
     frame = _as_frame(read_input(args.frame))
     headend, _ = await _headend(args, need_keys=False)
