@@ -9,6 +9,7 @@ Confidence tags as in FACTS.md: [S] stated in a source, [O] observed in RTDS, [I
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -947,3 +948,49 @@ def allowed_remote_party_roles(message_code: int) -> frozenset[RemotePartyRole]:
 
 def alert_name(code: int) -> str | None:
     return ALERT_CODES.get(code)
+
+
+# -- importable names ------------------------------------------------------------------------------
+# The tables above as enums, so code above gbcs/ names what it means (`MessageCode.ECS17b`,
+# `AlertCode.CLOCK_ADJUSTED`) instead of retyping numbers. Both are derived from the tables, never
+# written a second time.
+
+def _identifier(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+def _message_code_names() -> dict[str, int]:
+    """Use-case ids with the spec's spelling ("ECS17b", "CS03A1", "FDA_DLMS"); a use case with several
+    message codes (CS02b, CS02g) contributes one name per mode (its first alias)."""
+    names: dict[str, int] = {}
+    for code, uc in MESSAGE_CODES.items():
+        if uc.use_case.lower() in _SHARED_NAMES:
+            alias = next(a for a, c in _ALIASES.items() if c == code)
+            names[_identifier(alias)] = code
+        else:
+            names[_identifier(uc.use_case)] = code
+    return names
+
+
+def _alert_code_names() -> dict[str, int]:
+    """Appendix B alert names as identifiers ("Clock adjusted" -> CLOCK_ADJUSTED). The bracketed
+    qualifier is dropped unless two alerts would then share a name ("Clock not adjusted (outside
+    tolerance)" -> CLOCK_NOT_ADJUSTED_OUTSIDE_TOLERANCE)."""
+    short = {code: _identifier(re.sub(r"\(.*?\)", "", name)).upper() for code, name in ALERT_CODES.items()}
+    seen: dict[str, int] = {}
+    for name in short.values():
+        seen[name] = seen.get(name, 0) + 1
+    names: dict[str, int] = {}
+    for code, name in short.items():
+        if seen[name] > 1:
+            name = _identifier(ALERT_CODES[code]).upper()
+        if name in names:  # still ambiguous: the code tells them apart
+            name = f"{name}_{code:04X}"
+        names[name] = code
+    return names
+
+
+MessageCode = IntEnum("MessageCode", _message_code_names(), module=__name__)
+MessageCode.__doc__ = "GBCS message codes by use case (`MessageCode.ECS17b == 0x0027`), from the use-case table."
+AlertCode = IntEnum("AlertCode", _alert_code_names(), module=__name__)
+AlertCode.__doc__ = "GBCS alert codes by their Appendix B names (`AlertCode.CLOCK_ADJUSTED == 0x8145`)."

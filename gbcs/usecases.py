@@ -57,12 +57,14 @@ from .dlms import (
     DataType,
     DlmsDateTime,
     ProtectionParameters,
+    RequestKind,
     RequestSpec,
     decode_apdu,
     decode_compact_array,
     frozen,
 )
 from .frame import Message, decode_message
+from .obis import BLOCK_THRESHOLDS, BLOCK_THRESHOLDS_PASSIVE, OBIS
 from .payload import Decrypt, decode_payload
 
 __all__ = [
@@ -567,10 +569,18 @@ class UseCaseDef:
     payload: str = "dlms"
     utrn: bool = False
     response: str = ""
+    requests: frozenset[tuple] = frozenset()
 
     @property
     def is_alert(self) -> bool:
         return self.build is None
+
+    def allows(self, spec: RequestSpec) -> bool:
+        """Whether a DLMS request of this use case's content may ask for `spec`: the use case's
+        `requests` are (kind, class id, logical name, attribute or method id, or None for any).
+        A device refuses a command whose content asks for anything else."""
+        key = (spec.kind, spec.class_id, bytes(spec.obis))
+        return key + (spec.id,) in self.requests or key + (None,) in self.requests
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -1640,6 +1650,54 @@ _STRUCTURE_DEFAULTS = {
 }
 
 
+def _requests(*items: tuple) -> frozenset[tuple]:
+    """(kind, CosemObjectId[, id, ...]) -> the (kind, class id, obis, id|None) keys `UseCaseDef.allows` looks up."""
+    out = set()
+    for kind, obj, *ids in items:
+        for i in ids or (None,):
+            out.add((kind, obj.class_id, obj.obis, i))
+    return frozenset(out)
+
+
+_G, _GS, _S, _A = RequestKind.GET, RequestKind.GET_WITH_SELECTION, RequestKind.SET, RequestKind.ACTION
+_NC = OBIS.ZIGBEE_NETWORK_CONTROL
+# ZigBee network control (class 104) attributes and methods [O RTDS CCS01/02/06; U restore_PAN]
+NC_ENABLE_DISABLE_JOINING, NC_JOIN_TIMEOUT, NC_ACTIVE_DEVICES = 2, 3, 4
+NC_REGISTER_DEVICE, NC_UNREGISTER_DEVICE, NC_RESTORE_PAN = 1, 2, 5
+_READ_CHF_LOG = _requests((_G, _NC, NC_ACTIVE_DEVICES, NC_ENABLE_DISABLE_JOINING, NC_JOIN_TIMEOUT))
+_TARIFF_OBJECTS = (OBIS.CURRENCY_UNITS, OBIS.ACTIVITY_CALENDAR, OBIS.SPECIAL_DAYS_TABLE, OBIS.SPECIAL_DAYS_TABLE_PASSIVE,
+                   OBIS.BLOCK_MODE, OBIS.SPECIAL_DAYS_SWITCH, OBIS.BLOCK_THRESHOLDS_SWITCH, OBIS.STANDING_CHARGE,
+                   OBIS.UNIT_CHARGE, *BLOCK_THRESHOLDS, *BLOCK_THRESHOLDS_PASSIVE)
+# what a tariff command may write: passive values, activation times, the currency register [I]
+_TARIFF_WRITES = (OBIS.CURRENCY_UNITS, OBIS.ACTIVITY_CALENDAR, OBIS.SPECIAL_DAYS_TABLE_PASSIVE, OBIS.BLOCK_MODE,
+                  OBIS.SPECIAL_DAYS_SWITCH, OBIS.BLOCK_THRESHOLDS_SWITCH, OBIS.STANDING_CHARGE, OBIS.UNIT_CHARGE,
+                  *BLOCK_THRESHOLDS_PASSIVE)
+_REQUESTS: dict[str, frozenset[tuple]] = {
+    "CCS01": _requests((_A, _NC, NC_REGISTER_DEVICE), (_S, _NC, NC_JOIN_TIMEOUT, NC_ENABLE_DISABLE_JOINING)),
+    "CCS02": _requests((_A, _NC, NC_UNREGISTER_DEVICE)),
+    "CCS03": _requests((_A, _NC, NC_RESTORE_PAN), (_S, _NC, NC_JOIN_TIMEOUT, NC_ENABLE_DISABLE_JOINING)),
+    "CCS05CCS04": _READ_CHF_LOG,
+    "CCS06": _READ_CHF_LOG,
+    "CCS07": _READ_CHF_LOG,
+    "ECS17b": _requests((_A, OBIS.ENERGY_REGISTERS_PROTECTION)),
+    "ECS17c": _requests((_G, OBIS.INSTANTANEOUS_ACTIVE_POWER_IMPORT)),
+    "ECS22b": _requests((_A, OBIS.PROFILE_DATA_PROTECTION)),
+    "ECS21a": _requests((_A, OBIS.DAILY_READ_PROTECTION)),
+    "ECS24": _requests(*((_G, o) for o in _TARIFF_OBJECTS)),
+    "ECS01a": _requests(*((_S, o) for o in _TARIFF_WRITES), (_A, OBIS.ACTIVITY_CALENDAR)),
+    "ECS01b": _requests((_S, OBIS.STANDING_CHARGE), (_S, OBIS.UNIT_CHARGE)),
+    "ECS35a": _requests((_GS, OBIS.EVENT_LOG), (_G, OBIS.EVENT_LOG)),
+    "ECS35b": _requests((_GS, OBIS.SECURITY_LOG), (_G, OBIS.SECURITY_LOG)),
+    "ECS42": _requests((_A, OBIS.LOAD_SWITCH_SCRIPT_TABLE)),
+    "ECS43": _requests((_A, OBIS.LOAD_SWITCH_SCRIPT_TABLE)),
+    "ECS44": _requests((_A, OBIS.LOAD_SWITCH_SCRIPT_TABLE)),
+    "ECS45": _requests((_G, OBIS.DISCONNECT_CONTROL)),
+    "ECS52": _requests((_G, OBIS.DEVICE_FIRMWARE_VERSION, 2)),
+    "ECS70": _requests((_S, OBIS.CLOCK), (_A, OBIS.CLOCK), (_G, OBIS.CLOCK)),
+    "CS01a": _requests((_A, OBIS.TOKEN_GATEWAY)),
+}
+
+
 def _def(use_case: str, *, target: str, build: Callable[..., bytes] | None, interpret: Callable, params: tuple[Param, ...] = (),
          originator: str = "supplier", targets: tuple[str, ...] = (), utrn: bool = False, response: str = "") -> UseCaseDef:
     uc = catalogue.by_use_case(use_case)
@@ -1658,6 +1716,7 @@ def _def(use_case: str, *, target: str, build: Callable[..., bytes] | None, inte
         payload=uc.payload or "dlms",
         utrn=utrn,
         response=response,
+        requests=_REQUESTS.get(use_case, frozenset()),
     )
 
 
