@@ -24,7 +24,7 @@ from gbcs.usecases import REQUIRED, USE_CASES, Param, build_content, get, parse_
 from gbcs.utrn import Utrn, ValueClass
 
 UTC = dt.timezone.utc
-LISTED = ("CCS01 CCS02 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a ECS35b ECS42 ECS43 ECS44 ECS45 ECS52 ECS70 "
+LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a ECS35b ECS42 ECS43 ECS44 ECS45 ECS52 ECS70 "
           "ECS01a CS01a CS03B CS04B CS07 CS14").split()
 
 # --------------------------------------------------------------------------------------------
@@ -36,6 +36,7 @@ _DAY = dict(start="2014-12-31", end="2015-01-01")
 _FOLDERS: dict[str, tuple[str, dict]] = {
     "8.11_CCS01": ("CCS01", {}),
     "8.11_CCS02": ("CCS02", {}),
+    "8.9_CCS05CCS04": ("CCS05CCS04", {}),
     "8.9_CCS06": ("CCS06", {}),
     "4.1.1_ECS17b": ("ECS17b", {}),
     "4.16_ECS17c": ("ECS17c", {}),
@@ -386,11 +387,56 @@ def test_defaults_round_trip_through_their_text():
             assert p.coerce(p.default_text()) == p.default, (d.use_case, p.name)
 
 
-def test_time_defaults_are_whole_days_before_today():
-    content = build_content("ECS35a", 1)
+def test_time_defaults_are_whole_days():
+    content = build_content("ECS35a", 1, now=dt.datetime(2026, 1, 1, 9, 30, tzinfo=UTC))
     req = decode_payload(Message(CRA.COMMAND, 1, RTDS_SUPPLIER, RTDS_ESME, 0x0048, content))
     start, end = (x.value for x in req.specs[0].parameters.value[1:3])
     assert end - start == 86400 and end % 86400 == 0
+
+
+@pytest.mark.parametrize("now", [dt.datetime(2026, 3, 5, 13, 45, 12, 340000, tzinfo=UTC), dt.datetime(2026, 3, 5, tzinfo=UTC),
+                                 dt.datetime(2026, 3, 6, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))])
+def test_default_ranges_include_now_s_day(now):
+    """With neither 'start' nor 'end', a range covers the use case's days up to the end of `now`'s
+    UTC day (2026-03-05 for each `now` here); a given start alone still gives start + days."""
+    for name, start in (("ECS22b", "2026-03-05"), ("ECS35a", "2026-03-05"), ("ECS35b", "2026-03-05"),
+                        ("ECS21a", "2026-03-04")):
+        assert build_content(name, 7, now=now) == build_content(name, 7, start=start, end="2026-03-06"), name
+        assert build_content(name, 7, now=now, start=start) == build_content(name, 7, start=start), name
+        assert build_content(name, 7, now=now, end="2026-03-06") == build_content(name, 7, start=start, end="2026-03-06")
+    assert build_content("ECS70", 7, now=now) == build_content(
+        "ECS70", 7, validity_start=now.astimezone(UTC).replace(microsecond=0))
+
+
+def test_time_defaults_without_now_raise():
+    for name in ("ECS21a", "ECS22b", "ECS35a", "ECS35b"):
+        with pytest.raises(ValueError, match=f"^{name}: parameters 'start' and 'end' default .*now="):
+            build_content(name, 1)
+        build_content(name, 1, start="2015-01-01")  # explicit times need no now
+        build_content(name, 1, end="2015-01-01")
+    with pytest.raises(ValueError, match="^ECS70: parameter 'validity_start' defaults to now.*now="):
+        build_content("ECS70", 1)
+    with pytest.raises(ValueError, match="^ECS70: parameter 'validity_start' defaults to now"):
+        get("ECS70").build(1)
+    build_content("ECS70", 1, validity_start="2015-01-01T00:00:00Z")
+    assert build_content("ECS45", 1) == build_content("ECS45", 1, now=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="'now' must be a timezone-aware datetime"):
+        build_content("ECS22b", 1, now=dt.datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="'now' must be a timezone-aware datetime"):
+        build_content("ECS45", 1, now="2026-01-01")
+
+
+def test_chf_device_log_reads_share_one_layout(rtds):
+    """CCS05CCS04 (RTDS vector above), CCS06 and CCS07 (no vector) get active_devices alike; the
+    CCS07 interpreter reads the CCS05CCS04 response."""
+    assert build_content("CCS07", 0x514) == build_content("CCS06", 0x514) == build_content("CCS05CCS04", 0x514)
+    for name in ("CCS05CCS04", "CCS06", "CCS07"):
+        assert get(name).originator == "acb" and get(name).target == "chf"
+        assert get(name).requests == get("CCS06").requests
+    row = _row(rtds, "CCS05CCS04_8.9_SUCCESS_RESPONSE_GBCS.HEX")
+    out = usecases.interpret("CCS07", row["bytes"])
+    assert [x["eui"] for x in out["devices"]] == ["00DB1234567890A0", "00DB1234567890A1"]
+    assert out["warning"].startswith("message code 0004")
 
 
 def test_table_documents_every_parameter():
@@ -480,6 +526,7 @@ def _use_case_and_params(draw):
             params[p.name] = draw(st.lists(row, max_size=8).map(tuple))
         elif draw(st.booleans()) or p.required:
             params[p.name] = draw(_strategy(p))
+    params["now"] = draw(_times)  # the caller's clock, for time defaults
     for a, b in (("start", "end"), ("validity_start", "validity_end")):
         if a in params and b in params and params[b] < params[a]:
             params[a], params[b] = params[b], params[a]

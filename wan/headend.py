@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any, AsyncIterator, Callable
 
@@ -186,6 +187,10 @@ class HeadEnd:
         self.undecodable = 0  # frames up that did not decode as GBCS
         self._closed = False
         link.set_receiver(self._on_frame, self._on_link_closed)
+
+    def utcnow(self) -> datetime:
+        """The head-end clock's time as an aware UTC datetime (what use-case builders take as `now`)."""
+        return datetime.fromtimestamp(self._now(), timezone.utc)
 
     # -- counters --------------------------------------------------------------------------
     def next_counter(self, party: bytes | str | None = None, utrn: bool = False) -> int:
@@ -368,7 +373,8 @@ class HeadEnd:
         """Build the named use case (gbcs.usecases), send it, verify and interpret the response.
 
         CHF use cases are originated by the ACB on behalf of the supplier (supplementary remote
-        party = supplier, with the supplier's own counter); CS01a gets a UTRN-shaped counter."""
+        party = supplier, with the supplier's own counter); CS01a gets a UTRN-shaped counter.
+        Time defaults (ECS70's window, read ranges) come from the head-end's clock."""
         definition = usecases.get(use_case)
         params = dict(params or {})
         recipient = parse_eui(recipient)
@@ -382,7 +388,7 @@ class HeadEnd:
         if counter is None:
             counter = self.next_counter(originator, utrn=definition.utrn)
         content = usecases.build_content(
-            definition.use_case, counter, originator=originator, recipient=recipient, **params
+            definition.use_case, counter, now=self.utcnow(), originator=originator, recipient=recipient, **params
         )
         reply = await self.request(
             recipient=recipient,
