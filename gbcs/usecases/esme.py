@@ -70,8 +70,11 @@ _RECIPIENT = Param("recipient", "eui", catalogue.RTDS_ESME,
 
 
 def _range_params(what: str, days: int) -> tuple[Param, Param]:
+    """A read range; with neither end given it is the `days` days up to the end of today (UTC, by
+    the caller's clock), so a fresh premises reads today's entries."""
     return (Param("start", "datetime", None, f"start of the {what} (UTC); default: {days} day(s) before 'end'"),
-            Param("end", "datetime", None, f"end of the {what} (UTC); default: 'start' + {days} day(s), or today 00:00 UTC"))
+            Param("end", "datetime", None, f"end of the {what} (UTC); default: 'start' + {days} day(s), or the end "
+                  "of today (the next 00:00 UTC after now)"))
 
 
 _UNITS = {27: "W", 28: "VA", 29: "var", 30: "Wh", 31: "VAh", 32: "varh", 33: "A", 35: "V", 44: "Hz", 254: "other",
@@ -257,31 +260,29 @@ def _b_log(log: CosemObjectId) -> Callable[..., bytes]:
     return build
 
 
-def _i_log() -> Callable[[Any, Message | None], dict]:
-    def interp(p: Any, m: Message | None) -> dict:
-        r = access_response(p)
-        out = results(r)
-        if not out["ok"]:
-            return out
-        events = []
-        for e in elements(r.data[0], (DataType.ARRAY, DataType.COMPACT_ARRAY)):
-            items = elements(e, (DataType.STRUCTURE,))
-            code = as_int(items[1])
-            ev: dict[str, Any] = {"time": seconds_text(as_int(items[0])), "event_code": f"{code:04X}",
-                                  "event": catalogue.alert_name(code)}
-            if len(items) > 2:
-                ev["data"] = plain_value(items[2]) if items[2].type is not DataType.OCTET_STRING else octets(items[2]).hex().upper()
-            events.append(ev)
-        out["events"] = events
+def _i_log(p: Any, m: Message | None) -> dict:
+    r = access_response(p)
+    out = results(r)
+    if not out["ok"]:
         return out
-    return interp
+    events = []
+    for e in elements(r.data[0], (DataType.ARRAY, DataType.COMPACT_ARRAY)):
+        items = elements(e, (DataType.STRUCTURE,))
+        code = as_int(items[1])
+        ev: dict[str, Any] = {"time": seconds_text(as_int(items[0])), "event_code": f"{code:04X}",
+                              "event": catalogue.alert_name(code)}
+        if len(items) > 2:
+            ev["data"] = plain_value(items[2]) if items[2].type is not DataType.OCTET_STRING else octets(items[2]).hex().upper()
+        events.append(ev)
+    out["events"] = events
+    return out
 
 
-define("ECS35a", target="esme", build=_b_log(OBIS.EVENT_LOG), interpret=_i_log(),
+define("ECS35a", target="esme", build=_b_log(OBIS.EVENT_LOG), interpret=_i_log,
        params=_range_params("event log range", 1),
        requests=request_keys((_GS, OBIS.EVENT_LOG), (_G, OBIS.EVENT_LOG)),
        response="ACCESS.response: compact-array of {time, event code, data}")
-define("ECS35b", target="esme", build=_b_log(OBIS.SECURITY_LOG), interpret=_i_log(),
+define("ECS35b", target="esme", build=_b_log(OBIS.SECURITY_LOG), interpret=_i_log,
        params=_range_params("security log range", 1),
        requests=request_keys((_GS, OBIS.SECURITY_LOG), (_G, OBIS.SECURITY_LOG)),
        response="ACCESS.response: compact-array of {time, event code}")
@@ -407,6 +408,7 @@ define("ECS70", target="esme", build=_b_ecs70, interpret=_i_ecs70, params=(
 
 # -- tariff and prices: shared by ECS01a, ECS01b and ECS24 -------------------------------------------------------
 
+
 def _price_index(tariff: int, band: int) -> int:
     """Price-matrix index of block tariff `tariff` (0..7), price band `band` (0..3): A1..A8, B1..,
     C1.., D1..D8 as bytes 0xA1.. [O RTDS ECS01b / ECS24: A/B = band, digit = block tariff]."""
@@ -435,8 +437,6 @@ def _unit_charges(standing_charge: int, standing_charge_scale: int, price_scale:
 
 _PRICE = dict(min=-32768, max=32767)
 _SCALE = dict(min=-128, max=127)
-
-
 _PRICE_PARAMS: tuple[Param, ...] = (
     Param("standing_charge", "int", 20000, "standing charge per day, in units of 10^standing_charge_scale", **_PRICE),
     Param("standing_charge_scale", "int", -5, "decimal exponent of the standing charge", **_SCALE),
@@ -460,8 +460,7 @@ def _i_tariff_write(names: Sequence[str]) -> Callable[[Any, Message | None], dic
     return interp
 
 
-# what a tariff read may get, and a tariff command may write: passive values, activation times,
-# the currency register [I]
+# what a tariff read (ECS24) may get [I]
 _TARIFF_OBJECTS = (OBIS.CURRENCY_UNITS, OBIS.ACTIVITY_CALENDAR, OBIS.SPECIAL_DAYS_TABLE, OBIS.SPECIAL_DAYS_TABLE_PASSIVE,
                    OBIS.BLOCK_MODE, OBIS.SPECIAL_DAYS_SWITCH, OBIS.BLOCK_THRESHOLDS_SWITCH, OBIS.STANDING_CHARGE,
                    OBIS.UNIT_CHARGE, *BLOCK_THRESHOLDS, *BLOCK_THRESHOLDS_PASSIVE)
