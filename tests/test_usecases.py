@@ -548,6 +548,7 @@ def test_random_valid_params_build_decodable_content(case):
     assert payload.encode() == content
     if isinstance(payload, AccessRequest):
         assert payload.invoke_id == invoke_id_for(counter)
+        assert all(d.allows(spec) for spec in payload.specs), d.use_case  # requests declared with the definition
     else:
         assert isinstance(payload, Asn1Payload) and d.payload == "asn1"
     # a response answering it (random result codes, null data) interprets without raising

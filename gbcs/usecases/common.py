@@ -41,6 +41,7 @@ from .params import Param, iso, utc
 _EPOCH_2000 = _dt.datetime(2000, 1, 1, tzinfo=_dt.timezone.utc)
 _U32 = 0xFFFFFFFF
 _DAY = _dt.timedelta(days=1)
+_UTC = _dt.timezone.utc
 _GET_PROTECTED_ATTRIBUTES = 1  # data protection (class 30) method [O RTDS ECS17b]
 _TIME_VALUE = 2  # the UTC time object's attribute: value
 
@@ -137,8 +138,8 @@ def _check_counter(uc: str, counter: Any, utrn: bool) -> int:
 
 
 def _check_now(uc: str, now: Any) -> _dt.datetime | None:
-    if now is None:
-        return None
+    if now is None or (now.__class__ is _dt.datetime and now.tzinfo is _UTC):
+        return now
     if not isinstance(now, _dt.datetime) or now.utcoffset() is None:
         raise ValueError(f"{uc}: 'now' must be a timezone-aware datetime (the caller's clock), got {now!r}")
     return now.astimezone(_dt.timezone.utc)
@@ -282,24 +283,23 @@ def day_range(start: _dt.datetime | None, end: _dt.datetime | None, days: int,
     return start, end
 
 
-def protected_get(counter: int, protection: CosemObjectId, objects: Sequence[tuple[CosemObjectId, int, int, Data]],
+def protected_get(counter: int, protection: CosemObjectId, objects: tuple[tuple[CosemObjectId, int, int, Data], ...],
                   originator: bytes, recipient: bytes) -> bytes:
     """GBCS Get Protected Attributes: action on the data-protection object (class 30) method 1 with
     structure{array of structure{class long-unsigned, LN, attribute integer, data index 0,
     structure{access selector enum, access parameters}}, array{protection parameters}}; the
     response carries the values encrypted for the requester [O RTDS ECS17b/ECS21a/ECS22b]."""
     params = ProtectionParameters.build(counter, originator, recipient).to_data()
-    listed = _protected_objects(tuple((o.class_id, o.obis, attr, selector, parameters)
-                                      for o, attr, selector, parameters in objects))
+    listed = _protected_objects(objects)
     return access_request(counter, (invoke(protection, _GET_PROTECTED_ATTRIBUTES), Data.structure(listed, Data.array(params))))
 
 
 @lru_cache(maxsize=1024)  # the same object list on every read of a kind: encode it once
-def _protected_objects(objects: tuple[tuple[int, bytes, int, int, Data], ...]) -> Data:
+def _protected_objects(objects: tuple[tuple[CosemObjectId, int, int, Data], ...]) -> Data:
     return frozen(Data.array(*(
-        Data.structure(Data.long_unsigned(cid), Data.obis(ln), Data.integer(attr), Data.long_unsigned(0),
+        Data.structure(Data.long_unsigned(o.class_id), Data.obis(o.obis), Data.integer(attr), Data.long_unsigned(0),
                        Data.structure(Data.enum(selector), parameters))
-        for cid, ln, attr, selector, parameters in objects)))
+        for o, attr, selector, parameters in objects)))
 
 
 def log_range(start: _dt.datetime, end: _dt.datetime) -> Data:

@@ -98,7 +98,7 @@ def _scaled(value: int, scaler: int) -> float:
 
 
 def _b_ecs17b(counter: int, *, originator: bytes, recipient: bytes) -> bytes:
-    return protected_get(counter, OBIS.ENERGY_REGISTERS_PROTECTION, [(OBIS.IMPORT_ENERGY_REGISTERS, _VALUE, 0, Data.null())],
+    return protected_get(counter, OBIS.ENERGY_REGISTERS_PROTECTION, ((OBIS.IMPORT_ENERGY_REGISTERS, _VALUE, 0, Data.null()),),
                          originator, recipient)
 
 
@@ -180,7 +180,7 @@ def _window(start: _dt.datetime, end: _dt.datetime) -> Data:
 def _b_ecs21a(counter: int, *, originator: bytes, recipient: bytes, start: _dt.datetime | None,
               end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
     window = _window(*day_range(start, end, 2, now))
-    return protected_get(counter, OBIS.DAILY_READ_PROTECTION, [(OBIS.DAILY_READ_LOG, _BUFFER, _RANGE, window)],
+    return protected_get(counter, OBIS.DAILY_READ_PROTECTION, ((OBIS.DAILY_READ_LOG, _BUFFER, _RANGE, window),),
                          originator, recipient)
 
 
@@ -219,7 +219,7 @@ define("ECS21a", target="esme", build=_b_ecs21a, interpret=_i_ecs21a,
 def _b_ecs22b(counter: int, *, originator: bytes, recipient: bytes, start: _dt.datetime | None,
               end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
     window = _window(*day_range(start, end, 1, now))
-    return protected_get(counter, OBIS.PROFILE_DATA_PROTECTION, [(OBIS.ACTIVE_IMPORT_PROFILE, _BUFFER, _RANGE, window)],
+    return protected_get(counter, OBIS.PROFILE_DATA_PROTECTION, ((OBIS.ACTIVE_IMPORT_PROFILE, _BUFFER, _RANGE, window),),
                          originator, recipient)
 
 
@@ -579,7 +579,7 @@ define("ECS01a", target="esme", build=_b_ecs01a, interpret=_i_tariff_write(_ECS0
     Param("block_thresholds", "int_rows", ((_U32,),) * 8,
           "per block tariff 1..8, up to 3 thresholds (missing rows: 4294967295)", min=0, max=_U32,
           check=rows_check(8, 3, "block tariffs")),
-    Param("block_mode", "bool", None, "tariff flag 0-0:94.44.2.0; default: true iff a day profile uses a "
+    Param("block_mode", "bool", None, f"tariff flag {OBIS.BLOCK_MODE.text}; default: true iff a day profile uses a "
           "block tariff [I]"),
     *_PRICE_PARAMS,
 ), requests=request_keys(*((_S, o) for o in _TARIFF_WRITES), (_A, OBIS.ACTIVITY_CALENDAR)),
