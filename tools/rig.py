@@ -220,6 +220,8 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise RigError("device: expected [[device]] tables")
     rig.devices = parse_devices(tables, base) if tables else default_rig(data).devices
+    if sum(1 for d in rig.devices if d.type == "chf") != 1:
+        raise RigError("a rig needs exactly one chf device")
     return rig
 
 

@@ -178,7 +178,7 @@ async def _headend(args, need_keys: bool = True):
     return HeadEnd(client, keys, supplier=supplier, acb=acb), m
 
 
-def recipient_of(to: str, manifest: dict) -> bytes:
+def recipient_of(to: str | None, manifest: dict, default: str = "esme") -> bytes:
     """The EUI `--to` names in a running premises (premises.json `devices` and `types`; a
     manifest without `types` is from before devices had names other than their type)."""
     from gbhub.tools.cli import UsageError
@@ -187,9 +187,10 @@ def recipient_of(to: str, manifest: dict) -> bytes:
     devices = manifest.get("devices", {})
     types = manifest.get("types") or {name: name for name in devices}
     try:
-        return parse_eui(resolve_device(to, devices, types))
+        return parse_eui(resolve_device(to or default, devices, types))
     except AddressError as exc:
-        raise UsageError(f"--to: {exc.args[0]}") from None
+        where = "--to" if to else "no --to given (default: the use case's device type)"
+        raise UsageError(f"{where}: {exc.args[0]}") from None
 
 
 def cmd_send(args) -> int:
@@ -212,7 +213,7 @@ async def _send(args) -> int:
         raise UsageError(str(exc)) from None
     headend, m = await _headend(args)
     try:
-        recipient = recipient_of(args.to or definition.target, m)
+        recipient = recipient_of(args.to, m, definition.target)
         try:
             result = await headend.send_use_case(definition.use_case, recipient=recipient, params=params,
                                                  timeout=args.timeout, verify=False)
