@@ -130,9 +130,10 @@ def test_parsed_rigs_have_unique_names_and_euis(tables, data):
         return
     names = [d.name for d in rig.devices]
     assert len(set(names)) == len(names) and len({d.eui for d in rig.devices}) == len(names)
+    assert [d.type for d in rig.devices] == [t["type"] for t in tables]
+    assert all(d.name == t["name"] for d, t in zip(rig.devices, tables) if "name" in t)
     by_name = {d.name: d for d in rig.devices}
     for d in rig.devices:
-        assert d.type == next(t["type"] for t in [tables[names.index(d.name)]])
         if d.type == "ihd":
             assert by_name[d.meter].type == "esme"
         if d.name in ("esme", "ihd", "gpf", "chf"):
