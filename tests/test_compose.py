@@ -180,6 +180,44 @@ def test_resolve_device():
     assert resolve_device("esme", {"meter": "02474248400000A0"}, {"meter": "esme"}) == "02474248400000A0"
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TABLE, max_size=8))
+def test_every_device_is_addressable(tables):
+    """In any valid rig every device answers to its EUI, every name that is not a shared type
+    answers to its device, and a shared type is refused naming each of its devices."""
+    try:
+        rig = rig_of(CHF, *tables)
+    except RigError:
+        return
+    devices = {d.name: eui_hex(d.eui) for d in rig.devices}
+    types = {d.name: d.type for d in rig.devices}
+    for d in rig.devices:
+        assert resolve_device(eui_hex(d.eui), devices, types) == eui_hex(d.eui)
+        shared = sum(t == d.name for t in types.values()) > 1
+        if shared:
+            with pytest.raises(AddressError) as err:
+                resolve_device(d.name, devices, types)
+            assert all(f"{n} {devices[n]}" in str(err.value) for n in devices if types[n] == d.name)
+        else:
+            assert resolve_device(d.name, devices, types) == eui_hex(d.eui)
+
+
+def test_send_target_from_premises_json():
+    from gbhub.tools.cli import UsageError
+    from gbhub.tools.run import recipient_of
+
+    manifest = {"devices": DEVICES, "types": TYPES}
+    assert recipient_of("esme-2", manifest) == bytes.fromhex(DEVICES["esme-2"])
+    assert recipient_of(None, manifest, "chf") == bytes.fromhex(DEVICES["chf"])
+    with pytest.raises(UsageError, match=r"^--to: 'esme' is ambiguous"):
+        recipient_of("esme", manifest)
+    with pytest.raises(UsageError, match=r"^no --to given .*'esme' is ambiguous"):
+        recipient_of(None, manifest, "esme")
+    # a premises.json written before devices had names (no `types`): names are types
+    old = {"devices": {"chf": DEVICES["chf"], "esme": DEVICES["esme"]}}
+    assert recipient_of(None, old, "esme") == bytes.fromhex(DEVICES["esme"])
+
+
 # -- two ESMEs and an IHD with the fixture -------------------------------------------------------
 
 

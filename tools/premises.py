@@ -3,13 +3,14 @@ HAN and a WAN bridge, with a head-end.
 
 This is the composition root (`gbhub run`, the `premises` pytest fixture, `gbhub bench e2e`): it
 turns a `Rig` into running devices, each built and attached by its type's registration
-(`gbhub.firmware.registry`; the registrations live in `hub/__init__.py` and `meter/__init__.py`). State lives in the rig's data folder — `nvm.sqlite` (SQLite
-WAL, every device's NVM), `keys/` (test PKI in DCC naming, created on first start and reused),
-`premises.json` (what `gbhub send` needs: WAN address, EUIs, roles) — or in memory when the rig has
+(`gbhub.firmware.registry`; the registrations live in `hub/__init__.py` and `meter/__init__.py`).
+State lives in the rig's data folder — `nvm.sqlite` (SQLite WAL, every device's NVM under its EUI),
+`keys/` (test PKI in DCC naming, created on first start and reused), `premises.json` (what `gbhub
+send` needs: WAN address, device names -> EUIs and types, roles) — or in memory when the rig has
 no data folder (tests, benchmarks).
 
 Commissioning (first start, or whenever a device is missing from the logs), for every HAN device
-in rig order: the head-end, as the ACB, adds it to the CHF device log (CCS01); an ESME joins the
+(each after the meter it pairs with): the head-end, as the ACB, adds it to the CHF device log (CCS01); an ESME joins the
 HAN with its install code; the supplier adds an IHD to its own meter's HAN device log (CS03B); the
 IHD then joins and binds by itself.
 """
@@ -229,9 +230,6 @@ class Premises:
     def first(self, type_: str) -> Any:
         """The first device of a type in the rig, or None."""
         return next((d for n, d in self.devices_by_name.items() if self.types[n] == type_), None)
-
-    def of_type(self, type_: str) -> list:
-        return [d for n, d in self.devices_by_name.items() if self.types[n] == type_]
 
     def name_of(self, device: Any) -> str:
         return next(n for n, d in self.devices_by_name.items() if d is device)

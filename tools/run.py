@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gbcs.codec import eui_hex, parse_eui
+from gbcs.codec import parse_eui
 
 
 def register(sub) -> None:
