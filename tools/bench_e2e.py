@@ -43,9 +43,8 @@ async def _bench(seconds: float, window: int, progress) -> dict:
 
     out: dict = {"seconds_per_figure": seconds, "window": window}
     for tcp in (False, True):
-        rig = default_rig(None)
+        rig = default_rig(None, ihd=False)
         rig.clock = "sim"
-        rig.devices = [d for d in rig.devices if d.type != "ihd"]
         p = Premises(rig, tcp=tcp, sim=True)
         await p.start()
         try:

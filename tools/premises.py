@@ -1,14 +1,18 @@
-"""A premises: CHF + GPF + ESME + IHD wired on a HAN and a WAN bridge, with a head-end.
+"""A premises: one CHF and any number of registered devices (GPF, ESMEs, IHDs ...) wired on a
+HAN and a WAN bridge, with a head-end.
 
 This is the composition root (`gbhub run`, the `premises` pytest fixture, `gbhub bench e2e`): it
-turns a `Rig` into running devices. State lives in the rig's data folder — `nvm.sqlite` (SQLite
-WAL, every device's NVM), `keys/` (test PKI in DCC naming, created on first start and reused),
-`premises.json` (what `gbhub send` needs: WAN address, EUIs, roles) — or in memory when the rig has
+turns a `Rig` into running devices, each built and attached by its type's registration
+(`gbhub.firmware.registry`; the registrations live in `hub/__init__.py` and `meter/__init__.py`).
+State lives in the rig's data folder — `nvm.sqlite` (SQLite WAL, every device's NVM under its EUI),
+`keys/` (test PKI in DCC naming, created on first start and reused), `premises.json` (what `gbhub
+send` needs: WAN address, device names -> EUIs and types, roles) — or in memory when the rig has
 no data folder (tests, benchmarks).
 
-Commissioning (first start, or whenever a device is missing from the logs): the head-end, as the
-ACB, adds the ESME and IHD to the CHF device log (CCS01); the ESME joins the HAN with its install
-code; the supplier adds the IHD to the ESME's HAN device log (CS03B); the IHD joins and binds.
+Commissioning (first start, or whenever a device is missing from the logs), for every HAN device
+(each after the meter it pairs with): the head-end, as the ACB, adds it to the CHF device log (CCS01); an ESME joins the
+HAN with its install code; the supplier adds an IHD to its own meter's HAN device log (CS03B); the
+IHD then joins and binds by itself.
 """
 from __future__ import annotations
 
@@ -21,22 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gbhub.firmware import Nvm, RealClock, SimClock
-from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
-from gbcs.catalogue import DeviceType
-from gbcs.codec import eui_hex
+from gbcs.codec import eui_hex, parse_eui
 from gbcs.keystore import Keystore
-from gbhub.han.join import join
+from gbhub.firmware import Nvm, RealClock, SimClock
+from gbhub.firmware.gbcs_device import TrustAnchors
+from gbhub.firmware.registry import DeviceContext, device_kind, device_kinds
 from gbhub.han.virtual import VirtualAir
-from gbhub.han.zcl_server import ZclServer
-from gbhub.hub.chf import Chf
-from gbhub.hub.gpf import Gpf
-from gbhub.meter.esme import Esme
-from gbhub.meter.ihd import Ihd
 from gbhub.wan.bridge import InProcessBridge, TcpBridge
 from gbhub.wan.headend import HeadEnd
 
-from .rig import Rig, RigError, default_rig
+from .rig import AddressError, Rig, RigError, resolve_device
 
 log = logging.getLogger("gbhub.premises")
 
@@ -54,6 +52,16 @@ class Identity:
     acb: bytes
     supplier: bytes
     network_operator: bytes | None
+    pki: Path | None = None  # the test PKI folder, where keys for more devices can be made
+
+    def ensure_devices(self, rig: Rig) -> None:
+        """Keys for every GBCS device of `rig` that this identity lacks (e.g. a second ESME
+        added to a premises built on a shared test PKI); needs the test PKI folder."""
+        from gbhub.tools.pki import add_device
+
+        for d in rig.devices:
+            if device_kind(d.type).keys and self.keystore.private_key(d.eui, "ka") is None and self.pki is not None:
+                self.keystore.merge(add_device(self.pki, d.eui, d.type, not_before=_pki_not_before(rig)))
 
 
 def ensure_keys(rig: Rig) -> Identity:
@@ -77,7 +85,7 @@ def ensure_keys(rig: Rig) -> Identity:
     if not rig.key_folders:
         pki = load_pki(folder)
         for d in rig.devices:
-            if d.type in ("chf", "gpf", "esme") and d.eui not in pki.devices:
+            if device_kind(d.type).keys and d.eui not in pki.devices:
                 add_device(folder, d.eui, d.type, not_before=_pki_not_before(rig))
         pki = load_pki(folder)
         ks = pki.keystore
@@ -85,14 +93,14 @@ def ensure_keys(rig: Rig) -> Identity:
             if d.keys is not None:
                 ks.merge(load_keystore(d.keys))
         return Identity(ks, TrustAnchors.from_keystore(ks), rig.acb or pki.acb, rig.supplier or pki.supplier,
-                        rig.network_operator or pki.network_operator)
+                        rig.network_operator or pki.network_operator, pki=folder)
     # Remote parties from the rig's folders; devices' missing keys made here.
     parties = load_keystore(*dict.fromkeys(rig.key_folders))
     device_folders = [d.keys for d in rig.devices if d.keys is not None]
     devices = load_keystore(*dict.fromkeys(device_folders)) if device_folders else Keystore()
     own = load_keystore(folder)
     for d in rig.devices:
-        if d.type not in ("chf", "gpf", "esme"):
+        if not device_kind(d.type).keys:
             continue
         if devices.private_key(d.eui, "ka") is None and own.private_key(d.eui, "ka") is None:
             add_device(folder, d.eui, d.type, not_before=_pki_not_before(rig))
@@ -141,14 +149,24 @@ def _pki_not_before(rig: Rig):
 
 
 class Premises:
-    """Running devices of one premises plus a connected head-end."""
+    """Running devices of one premises plus a connected head-end.
+
+    `devices_by_name` holds every device under its rig name, in the order they were built (the
+    CHF first, then each device after the ones it needs); `device(name_or_eui)` finds one;
+    `.chf`, `.gpf`, `.esme`, `.ihd` (an attribute per registered type) are the first device of
+    that type, or None."""
+
+    chf: Any
+    gpf: Any
+    esme: Any
+    ihd: Any
 
     def __init__(self, rig: Rig, *, tcp: bool | None = None, sim: bool | None = None, identity: Identity | None = None) -> None:
         self.rig = rig
         self.sim = (rig.clock == "sim") if sim is None else sim
         self.use_tcp = tcp if tcp is not None else True
         self.identity = identity or ensure_keys(rig)
-        ks = self.identity.keystore
+        self.identity.ensure_devices(rig)
         if self.sim:
             self.clock = SimClock(rig.start if rig.start is not None else DEFAULT_SIM_START)
         else:
@@ -163,60 +181,97 @@ class Premises:
         if rig.trace is not None:
             self.bridge.trace_to(rig.trace)
         self.trust = self.identity.trust
-        self.specs = {d.type: d for d in rig.devices}
-        chf_spec = self.specs["chf"]
-        self.chf = Chf(chf_spec.eui, clock=self.clock, credentials=Credentials.from_keystore(ks, chf_spec.eui),
-                       trust=self.trust, nvm=self.nvm, **_firmware(chf_spec), **chf_spec.options)
-        self.gpf = None
-        if "gpf" in self.specs:
-            s = self.specs["gpf"]
-            self.gpf = Gpf(s.eui, clock=self.clock, credentials=Credentials.from_keystore(ks, s.eui), trust=self.trust,
-                           nvm=self.nvm, **_firmware(s), **s.options)
-        self.esme = self.esme_zcl = None
-        if "esme" in self.specs:
-            s = self.specs["esme"]
-            self.esme = Esme(s.eui, clock=self.clock, credentials=Credentials.from_keystore(ks, s.eui), trust=self.trust,
-                             nvm=self.nvm, chf_eui=chf_spec.eui, prepayment_key=ks.public_key(self.identity.supplier, "pp-ka"),
-                             prepayment_supplier=self.identity.supplier, **_firmware(s), **s.options)
-        self.ihd = None
-        if "ihd" in self.specs and self.esme is not None:
-            s = self.specs["ihd"]
-            self.ihd = Ihd(s.eui, clock=self.clock, han=self.air, chf_eui=chf_spec.eui, esme_eui=self.esme.eui,
-                           install_code=s.install_code, nvm=self.nvm, **s.options)
+        self.specs = {d.name: d for d in rig.devices}
+        self.types = {d.name: d.type for d in rig.devices}
+        self.devices_by_name: dict[str, Any] = {}
+        self.contexts: dict[str, DeviceContext] = {}
+        self.attachments: dict[str, Any] = {}  # what each device's attachment serves (e.g. its ZCL server)
+        self._building: set[str] = set()
+        chf_spec = rig.device("chf")
+        if chf_spec is None:
+            raise RigError("a rig needs exactly one chf device")
+        self.chf = None
+        self.chf = self._build(chf_spec.name)
+        for spec in rig.devices:
+            self._build(spec.name)
+        for kind in device_kinds():
+            if kind.type.isidentifier() and not hasattr(type(self), kind.type):  # never shadow a method
+                setattr(self, kind.type, self.first(kind.type))
+        self.esme_zcl = None
         self.headend: HeadEnd | None = None
         self._client = None
         self.started = False
 
-    # ------------------------------------------------------------------ lifecycle
+    def _build(self, name: str) -> Any:
+        """Build the device `name` (and, through its context's lookups, those it needs first)."""
+        device = self.devices_by_name.get(name)
+        if device is not None:
+            return device
+        spec = self.specs.get(name)
+        if spec is None:
+            raise RigError(f"no device named {name!r} in the rig")
+        if name in self._building:
+            raise RigError(f"{name}: its devices depend on each other in a circle")
+        self._building.add(name)
+        ctx = DeviceContext(spec, clock=self.clock, nvm=self.nvm, keystore=self.identity.keystore, trust=self.trust,
+                            supplier=self.identity.supplier, han=self.air, wan=self.bridge, chf=self.chf,
+                            lookup=self._build)
+        device = device_kind(spec.type).create(ctx)
+        self._building.discard(name)
+        self.contexts[name] = ctx
+        self.devices_by_name[name] = device
+        return device
+
+    # ------------------------------------------------------------------ lookup
     @property
     def devices(self) -> list:
-        return [d for d in (self.chf, self.gpf, self.esme, self.ihd) if d is not None]
+        return list(self.devices_by_name.values())
+
+    def first(self, type_: str) -> Any:
+        """The first device of a type in the rig, or None."""
+        return next((d for n, d in self.devices_by_name.items() if self.types[n] == type_), None)
+
+    def name_of(self, device: Any) -> str:
+        return next(n for n, d in self.devices_by_name.items() if d is device)
+
+    def device(self, who: str | bytes) -> Any:
+        """The device a name, a unique type or an EUI names (AddressError otherwise)."""
+        if isinstance(who, str) and who in self.devices_by_name and sum(t == who for t in self.types.values()) <= 1:
+            return self.devices_by_name[who]
+        eui = self.eui_of(who)
+        for d in self.devices_by_name.values():
+            if d.eui == eui:
+                return d
+        raise AddressError(f"no device {eui_hex(eui)} in this premises")
 
     @property
     def wan_port(self) -> int | None:
         return getattr(self.bridge, "port", None)
 
+    # ------------------------------------------------------------------ lifecycle
     async def start(self, *, commission: bool | None = None) -> None:
         """Start the bridge and the devices, connect the head-end, commission if needed."""
         if self.use_tcp:
             await self.bridge.start()
-        self.chf.attach_wan(self.bridge)
-        self.chf.attach_han(self.air)
-        if self.gpf is not None:
-            self.chf.attach_gpf(self.gpf)
+        for name, device in self.devices_by_name.items():
+            kind = device_kind(self.types[name])
+            if kind.attach is not None:
+                self.attachments[name] = kind.attach(device, self.contexts[name])
         if self.esme is not None:
-            dispatch = self.esme.attach_han(self.air)
-            self.esme_zcl = ZclServer(dispatch, clusters=self.esme.zcl_attributes(), allow=self.esme.in_device_log,
-                                      port=self.esme.han_port, clock=self.clock)
-        for device in (self.chf, self.gpf, self.esme):
-            if device is not None:
+            self.esme_zcl = self.attachments.get(self.name_of(self.esme))
+        late = []
+        for name, device in self.devices_by_name.items():
+            if device_kind(self.types[name]).starts_after_commissioning:
+                late.append(device)
+            else:
                 await device.start()
         await self.connect_headend()
         self.started = True
         if commission if commission is not None else self.rig.commission:
             await self.commission()
-        if self.ihd is not None:
-            await self.ihd.start()
+        for device in late:
+            await device.start()
+        if late:
             await self._settle()
         self.write_manifest()
 
@@ -239,36 +294,36 @@ class Premises:
             await asyncio.sleep(max(seconds, 0.01))
 
     async def commission(self) -> None:
-        """Bring the HAN into its working state; idempotent (skips what is already done)."""
-        chf, esme, ihd = self.chf, self.esme, self.ihd
-        he = self.headend
+        """Bring the HAN into its working state; idempotent (skips what is already done). Every
+        HAN device, in rig order: CCS01 into the CHF device log; a device its type joins (an
+        ESME) joins; a device that pairs with a meter (an IHD) goes into that meter's device
+        log (CS03B) and joins by itself once started."""
+        chf, he = self.chf, self.headend
         assert he is not None
-        if esme is not None:
-            entry = chf.device_log_entry(esme.eui)
+        for name, device in self.devices_by_name.items():
+            kind, spec = device_kind(self.types[name]), self.specs[name]
+            if not kind.han_member:
+                continue
+            entry = chf.device_log_entry(device.eui)
             if entry is None:
                 r = await he.send_use_case("CCS01", recipient=chf.eui, params={
-                    "device": esme.eui, "install_code": self.specs["esme"].install_code})
+                    "device": device.eui, "install_code": spec.install_code})
                 if not r.ok:
-                    raise RuntimeError(f"CCS01 for the ESME failed: {r.summary}")
-                entry = chf.device_log_entry(esme.eui)
-            if not entry.joined:
-                await join(esme.han_port, chf.eui, self.specs["esme"].install_code, dispatch=esme.han_dispatch,
-                           device_type=DeviceType.ESME, clock=self.clock)
+                    raise RuntimeError(f"CCS01 for {name} failed: {r.summary}")
+                entry = chf.device_log_entry(device.eui)
+            if kind.join is not None and not entry.joined:
+                await kind.join(device, self.contexts[name])
                 await self._settle(1)
-        if ihd is not None and esme is not None:
-            if chf.device_log_entry(ihd.eui) is None:
-                r = await he.send_use_case("CCS01", recipient=chf.eui, params={
-                    "device": ihd.eui, "install_code": self.specs["ihd"].install_code})
-                if not r.ok:
-                    raise RuntimeError(f"CCS01 for the IHD failed: {r.summary}")
-            if not esme.in_device_log(ihd.eui):
-                from gbcs.asn1 import DeviceType as Asn1DeviceType, JoinMethodAndRole
+            if kind.pairs_with is not None:
+                meter = self.devices_by_name[spec.meter]
+                if not meter.in_device_log(device.eui):
+                    from gbcs.asn1 import JoinMethodAndRole
 
-                r = await he.send_use_case("CS03B", recipient=esme.eui, params={
-                    "other_entity_id": ihd.eui, "other_device_type": Asn1DeviceType.TYPE_2,
-                    "join_method_and_role": JoinMethodAndRole.METHOD_B})
-                if not r.ok:
-                    raise RuntimeError(f"CS03B for the IHD failed: {r.summary}")
+                    r = await he.send_use_case("CS03B", recipient=meter.eui, params={
+                        "other_entity_id": device.eui, "other_device_type": kind.device_type,
+                        "join_method_and_role": JoinMethodAndRole.METHOD_B})
+                    if not r.ok:
+                        raise RuntimeError(f"CS03B for {name} on {spec.meter} failed: {r.summary}")
 
     async def stop(self) -> None:
         """Clean shutdown: devices off (NVM keeps state), head-end and bridge closed."""
@@ -292,24 +347,26 @@ class Premises:
 
     # ------------------------------------------------------------------ convenience
     async def send(self, use_case: str, to: str | bytes = "esme", **params: Any):
-        """Send a named use case to 'esme', 'chf', 'gpf' or an EUI; returns a UseCaseReply."""
+        """Send a named use case to a device name, a unique type ('esme', 'chf', ...) or an EUI;
+        returns a UseCaseReply."""
         assert self.headend is not None
         return await self.headend.send_use_case(use_case, recipient=self.eui_of(to), params=params)
 
     def eui_of(self, who: str | bytes) -> bytes:
+        """The EUI a device name, a unique type or an EUI (text or bytes) names."""
         if isinstance(who, bytes):
             return who
-        if who in self.specs:
-            return self.specs[who].eui
-        from gbcs.codec import parse_eui
+        return parse_eui(resolve_device(who, self.manifest_devices(), self.types))
 
-        return parse_eui(who)
+    def manifest_devices(self) -> dict[str, str]:
+        return {d.name: eui_hex(d.eui) for d in self.rig.devices}
 
     def manifest(self) -> dict:
         return {
             "pid": os.getpid(),
             "wan": {"host": self.rig.wan_host, "port": self.wan_port} if self.use_tcp else None,
-            "devices": {d.type: eui_hex(d.eui) for d in self.rig.devices},
+            "devices": self.manifest_devices(),
+            "types": dict(self.types),
             "acb": eui_hex(self.identity.acb),
             "supplier": eui_hex(self.identity.supplier),
             "keys": [str(p) for p in (self.rig.key_folders or ([self.rig.data / "keys"] if self.rig.data else []))],
@@ -325,18 +382,12 @@ class Premises:
         os.replace(tmp, path)
 
     def status(self) -> dict:
+        """One status line: the time, the WAN port, each device's part (its type's `status`,
+        under its name), the CHF's WAN queue."""
         out = {"time": self.clock.utcnow().isoformat(), "wan_port": self.wan_port}
-        if self.esme is not None:
-            regs = self.esme.registers()
-            out["esme"] = {"import_kwh": regs.get("import_wh", 0) / 1000, "today_kwh": regs.get("current_day_wh", 0) / 1000,
-                           "power_w": self.esme.power_w(), "supply": getattr(self.esme, "supply_state", None)}
-        if self.ihd is not None:
-            d = self.ihd.display
-            out["ihd"] = {"status": d.status, "demand_w": d.instantaneous_demand_w, "today_kwh": d.today_import_kwh,
-                          "price": d.current_price, "credit": d.credit}
+        for name, device in self.devices_by_name.items():
+            kind = device_kind(self.types[name])
+            if kind.status is not None:
+                out[name] = kind.status(device)
         out["wan_queue"] = self.chf.wan_queue_length
         return out
-
-
-def _firmware(spec) -> dict:
-    return {"firmware_version": spec.firmware_version} if spec.firmware_version else {}

@@ -8,8 +8,10 @@
 
 `premises` is a commissioned CHF + GPF + ESME + IHD on the virtual HAN, with a head-end on a TCP
 WAN bridge, on a simulated clock starting 2026-01-01T00:00Z, state in memory. Mark a test with
-`@pytest.mark.premises(tcp=False, start=..., commission=False, ihd=False)` to change that, or use
-`premises_factory` to build several / restart one over a data folder.
+`@pytest.mark.premises(tcp=False, start=..., commission=False, ihd=False, devices=[...])` to change
+that, or use `premises_factory` to build several / restart one over a data folder. `devices` adds
+[[device]] tables as in a rig file: `devices=[{"type": "esme"}]` adds a second ESME (named
+`esme-2`, EUI 02474248400001A0), `{"type": "ihd", "meter": "esme-2"}` an IHD paired with it.
 
 Needs pytest-asyncio (installed with gbhub[test]).
 """
@@ -20,7 +22,7 @@ import pytest_asyncio
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "premises(tcp=True, start=None, commission=True, ihd=True): premises fixture options")
+    config.addinivalue_line("markers", "premises(tcp=True, start=None, commission=True, ihd=True, devices=()): premises fixture options")
 
 
 @pytest.fixture(scope="session")
@@ -36,22 +38,21 @@ def gbhub_identity(tmp_path_factory):
 
 @pytest_asyncio.fixture
 async def premises_factory(gbhub_identity):
-    """`await make(data=None, tcp=True, start=None, commission=True, ihd=True)` → started Premises;
-    all are stopped at teardown. With the same `data` folder a second call restarts the same
-    premises from its stored state."""
+    """`await make(data=None, tcp=True, start=None, commission=True, ihd=True, devices=())` →
+    started Premises; all are stopped at teardown. `devices`: extra [[device]] tables (dicts, as
+    in a rig file) beside the default CHF, GPF, ESME (and IHD). With the same `data` folder (and
+    devices) a second call restarts the same premises from its stored state."""
     from gbhub.tools.premises import Premises
     from gbhub.tools.rig import default_rig
 
     made = []
 
-    async def make(data=None, *, tcp=True, start=None, commission=True, ihd=True, rig=None):
+    async def make(data=None, *, tcp=True, start=None, commission=True, ihd=True, devices=(), rig=None):
         if rig is None:
-            rig = default_rig(data)
+            rig = default_rig(data, devices, ihd=ihd)
             rig.clock = "sim"
             if start is not None:
                 rig.start = start
-            if not ihd:
-                rig.devices = [d for d in rig.devices if d.type != "ihd"]
         p = Premises(rig, tcp=tcp, sim=True, identity=gbhub_identity if rig.key_folders == [] else None)
         await p.start(commission=commission)
         made.append(p)

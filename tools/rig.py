@@ -6,6 +6,7 @@ from the environment, with GBHUB_VECTORS defaulting to ../shared/vectors beside 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -13,22 +14,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gbcs.codec import parse_eui
+import gbhub.hub  # noqa: F401  (registers chf, gpf)
+import gbhub.meter  # noqa: F401  (registers esme, ihd)
+from gbcs.codec import eui_hex, parse_eui
+from gbhub.firmware.registry import device_kind, device_kinds
 
-DEVICE_TYPES = ("chf", "gpf", "esme", "ihd")
 CLOCK_MODES = ("real", "sim")
 HAN_TRANSPORTS = ("virtual", "zigbee", "serial", "ble")
 
-DEFAULT_EUIS = {
-    "chf": "02474248400000A2",
-    "gpf": "02474248400000A3",
-    "esme": "02474248400000A0",
-    "ihd": "02474248400000A6",
-}
-DEFAULT_INSTALL_CODES = {
-    "esme": "83FED3407A939723A5C639B26916D505",
-    "ihd": "3D6F7A24CF1B8E42A1F0C6B3E27D9A15",
-}
+DEVICE_KEYS = frozenset({"name", "type", "eui", "install_code", "firmware_version", "keys", "options"})
+PAIRING_KEY = "meter"  # a HAN device's meter (types registered with `pairs_with`)
+
+# The demo premises (`gbhub run` without a rig, the `premises` fixture): [[device]] tables.
+DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (
+    {"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "ihd", "meter": "esme"},
+)
+
+# The first device of each type in a rig without `eui` / `install_code` (from the registrations).
+DEFAULT_EUIS = {k.type: k.default_eui for k in device_kinds()}
+DEFAULT_INSTALL_CODES = {k.type: k.default_install_code for k in device_kinds() if k.default_install_code}
+
+
+def device_types() -> tuple[str, ...]:
+    """The registered device types (`gbhub.firmware.registry`), in registration order."""
+    return tuple(k.type for k in device_kinds())
+
+
+def default_eui(type_: str, n: int = 1) -> bytes:
+    """The default EUI of the n-th device of a type: the registered one, with byte 6 = n - 1."""
+    base = bytearray(bytes.fromhex(device_kind(type_).default_eui))
+    base[6] = (base[6] + n - 1) & 0xFF
+    return bytes(base)
+
+
+def default_install_code(type_: str, eui: bytes, n: int = 1) -> bytes | None:
+    """The registered install code for the first device of a type; later ones get one derived
+    from their EUI, so no two devices of a rig share a link key."""
+    code = device_kind(type_).default_install_code
+    if code is None:
+        return None
+    if n == 1:
+        return bytes.fromhex(code)
+    return hashlib.sha256(b"gbhub install code" + eui).digest()[:16]
 
 
 class RigError(ValueError):
@@ -37,6 +64,9 @@ class RigError(ValueError):
 
 @dataclass
 class DeviceSpec:
+    """One [[device]] table, with defaults filled in: a unique `name` (default: the type, then
+    `esme-2`, `esme-3` ...), a unique EUI, and for a HAN device the name of its `meter`."""
+
     name: str
     type: str
     eui: bytes
@@ -44,6 +74,7 @@ class DeviceSpec:
     firmware_version: str | None = None
     keys: Path | None = None  # keystore folder holding this device's private keys
     options: dict[str, Any] = field(default_factory=dict)
+    meter: str | None = None  # the meter a HAN device pairs with (its rig name)
 
 
 @dataclass
@@ -68,16 +99,16 @@ class Rig:
     source: Path | None = None
 
     def device(self, type_: str) -> DeviceSpec | None:
+        """The first device of a type."""
         return next((d for d in self.devices if d.type == type_), None)
 
 
-def default_rig(data: Path | None) -> Rig:
-    """The demo premises: CHF, GPF, ESME and IHD on the virtual HAN, test PKI in DATA/keys."""
-    devices = [
-        DeviceSpec(t, t, bytes.fromhex(DEFAULT_EUIS[t]), bytes.fromhex(DEFAULT_INSTALL_CODES[t]) if t in DEFAULT_INSTALL_CODES else None)
-        for t in DEVICE_TYPES
-    ]
-    return Rig(data=data, devices=devices)
+
+def default_rig(data: Path | None, extra: list[dict] | tuple[dict, ...] = (), *, ihd: bool = True) -> Rig:
+    """The demo premises (CHF, GPF, ESME and IHD on the virtual HAN, test PKI in DATA/keys), plus
+    `extra` [[device]] tables as in a rig file (e.g. `[{"type": "esme"}]` for a second ESME)."""
+    tables = [dict(t) for t in DEFAULT_DEVICES if ihd or t["type"] != "ihd"] + [dict(t) for t in extra]
+    return Rig(data=data, devices=parse_devices(tables, Path.cwd()))
 
 
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
@@ -185,37 +216,149 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
         if role in ks:
             setattr(rig, role, _eui(ks[role], f"[keystore] {role}"))
 
-    seen: set[bytes] = set()
-    for i, dev in enumerate(doc.get("device", [])):
-        where = f"[[device]] #{i + 1}"
-        _check_keys(dev, {"name", "type", "eui", "install_code", "firmware_version", "keys", "options"}, where)
-        dtype = dev.get("type")
-        if dtype not in DEVICE_TYPES:
-            raise RigError(f"{where} type: expected one of {DEVICE_TYPES}, got {dtype!r}")
-        eui = _eui(dev.get("eui", DEFAULT_EUIS[dtype]), f"{where} eui")
-        if eui in seen:
-            raise RigError(f"{where} eui: {eui.hex().upper()} used twice")
-        seen.add(eui)
-        code = dev.get("install_code", DEFAULT_INSTALL_CODES.get(dtype))
-        try:
-            install = bytes.fromhex(code.replace(" ", "").replace("-", "")) if code else None
-        except ValueError:
-            raise RigError(f"{where} install_code: not hex") from None
-        if install is not None and len(install) not in (6, 8, 12, 16):
-            raise RigError(f"{where} install_code: expected 6, 8, 12 or 16 bytes (the CRC is added by the hub)")
-        rig.devices.append(
-            DeviceSpec(
-                name=str(dev.get("name", dtype)),
-                type=dtype,
-                eui=eui,
-                install_code=install,
-                firmware_version=dev.get("firmware_version"),
-                keys=_path(dev["keys"], base, f"{where} keys") if "keys" in dev else None,
-                options=dict(dev.get("options", {})),
-            )
-        )
-    if not rig.devices:
-        rig.devices = default_rig(data).devices
+    tables = doc.get("device", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise RigError("device: expected [[device]] tables")
+    rig.devices = parse_devices(tables, base) if tables else default_rig(data).devices
     if sum(1 for d in rig.devices if d.type == "chf") != 1:
         raise RigError("a rig needs exactly one chf device")
     return rig
+
+
+def parse_devices(tables: list[dict], base: Path) -> list[DeviceSpec]:
+    """[[device]] tables -> specs with unique names and EUIs, HAN devices paired with their
+    meter; RigError names the table and key of the first problem."""
+    types = device_types()
+    count: dict[str, int] = {}
+    specs: list[DeviceSpec] = []
+    explicit_names = {str(t["name"]) for t in tables if "name" in t}
+    explicit_euis: set[bytes] = set()
+    for i, dev in enumerate(tables):
+        if "eui" in dev:
+            explicit_euis.add(_eui(dev["eui"], f"[[device]] #{i + 1} eui"))
+    seen_euis: set[bytes] = set()
+    seen_names: set[str] = set()
+    for i, dev in enumerate(tables):
+        where = f"[[device]] #{i + 1}"
+        dtype = dev.get("type")
+        if dtype not in types:
+            raise RigError(f"{where} type: expected one of {types}, got {dtype!r}")
+        kind = device_kind(dtype)
+        _check_keys(dev, DEVICE_KEYS | ({PAIRING_KEY} if kind.pairs_with else set()), f"{where} ({dtype})")
+        n = count[dtype] = count.get(dtype, 0) + 1
+        if kind.max_count is not None and n > kind.max_count:
+            raise RigError(f"{where}: a rig holds at most {kind.max_count} {dtype} device(s)")
+        # name: given, else the type, then type-2, type-3 ... (skipping names in use)
+        if "name" in dev:
+            name = dev["name"]
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", name):
+                raise RigError(f"{where} name: expected a name of letters, digits, '-', '_' or '.', starting "
+                               f"with a letter, got {name!r}")
+            if name in types and name != dtype:
+                raise RigError(f"{where} name: {name!r} is another device type")
+            if name in seen_names:
+                raise RigError(f"{where} name: {name!r} used twice")
+            if _looks_like_eui(name):
+                raise RigError(f"{where} name: {name!r} reads as an EUI")
+        else:
+            name, k = dtype, 1
+            while name in seen_names or name in explicit_names:
+                k += 1
+                name = f"{dtype}-{k}"
+        seen_names.add(name)
+        # EUI: given, else the type's default for the n-th device (skipping EUIs in use)
+        if "eui" in dev:
+            eui = _eui(dev["eui"], f"{where} eui")
+            if eui in seen_euis:
+                raise RigError(f"{where} eui: {eui_hex(eui)} used twice")
+        else:
+            k = n
+            eui = default_eui(dtype, k)
+            while eui in seen_euis or eui in explicit_euis:
+                k += 1
+                eui = default_eui(dtype, k)
+        seen_euis.add(eui)
+        if "install_code" in dev:
+            code = dev["install_code"]
+            try:
+                install = bytes.fromhex(str(code).replace(" ", "").replace("-", "")) if code else None
+            except ValueError:
+                raise RigError(f"{where} install_code: not hex") from None
+        else:
+            install = default_install_code(dtype, eui, n)
+        if install is not None and len(install) not in (6, 8, 12, 16):
+            raise RigError(f"{where} install_code: expected 6, 8, 12 or 16 bytes (the CRC is added by the hub)")
+        if kind.han_member and install is None:
+            raise RigError(f"{where} install_code: a {dtype} joins the HAN and needs one")
+        options = dev.get("options", {})
+        if not isinstance(options, dict):
+            raise RigError(f"{where} options: expected a table")
+        meter = dev.get(PAIRING_KEY)
+        if meter is not None and not isinstance(meter, str):
+            raise RigError(f"{where} {PAIRING_KEY}: expected a device name")
+        specs.append(DeviceSpec(
+            name=name, type=dtype, eui=eui, install_code=install, firmware_version=dev.get("firmware_version"),
+            keys=_path(dev["keys"], base, f"{where} keys") if "keys" in dev else None,
+            options=dict(options), meter=meter,
+        ))
+    _pair(specs)
+    return specs
+
+
+def _pair(specs: list[DeviceSpec]) -> None:
+    """Give each HAN device its meter: the one its `meter` key names, else the only one of the
+    type it pairs with."""
+    by_name = {d.name: d for d in specs}
+    for d in specs:
+        wanted = device_kind(d.type).pairs_with
+        if wanted is None:
+            continue
+        if d.meter is not None:
+            meter = by_name.get(d.meter)
+            if meter is None:
+                raise RigError(f"{d.name}: {PAIRING_KEY} {d.meter!r} is no device of this rig "
+                               f"(its {wanted} devices: {', '.join(m.name for m in specs if m.type == wanted) or 'none'})")
+            if meter.type != wanted:
+                raise RigError(f"{d.name}: {PAIRING_KEY} {d.meter!r} is a {meter.type}, not a {wanted}")
+            continue
+        meters = [m for m in specs if m.type == wanted]
+        if not meters:
+            raise RigError(f"{d.name}: a {d.type} pairs with a {wanted}, and this rig has none")
+        if len(meters) > 1:
+            raise RigError(f"{d.name}: the rig has {len(meters)} {wanted} devices "
+                           f"({', '.join(m.name for m in meters)}); say which with {PAIRING_KEY} = \"...\"")
+        d.meter = meters[0].name
+
+
+def _looks_like_eui(text: str) -> bool:
+    try:
+        parse_eui(text)
+    except ValueError:
+        return False
+    return True
+
+
+class AddressError(LookupError):
+    """`--to` / `premises.send(to=...)` names no device, or a type several devices share."""
+
+
+def resolve_device(who: str, devices: dict[str, str], types: dict[str, str]) -> str:
+    """The EUI (hex, as in `devices`) of the device `who` names: a device name, a device type
+    when exactly one device has it, or an EUI (any EUI: a frame may go to a device the premises
+    does not hold). A type several devices share is ambiguous even when the first of them is
+    named after it: the message names them all with their EUIs."""
+    of_type = [name for name, t in types.items() if t == who]
+    if len(of_type) > 1:
+        others = [n for n in of_type if n != who]
+        hint = "give one of their EUIs" + (f" or names ({', '.join(others)})" if others else "")
+        listed = ", ".join(f"{n} {devices[n]}" for n in of_type)
+        raise AddressError(f"{who!r} is ambiguous: this premises has {len(of_type)} {who} devices ({listed}); {hint}")
+    if who in devices:
+        return devices[who]
+    if of_type:
+        return devices[of_type[0]]
+    try:
+        return eui_hex(parse_eui(who))
+    except ValueError:
+        raise AddressError(f"unknown device {who!r} (give a device name: {', '.join(devices) or 'none'}; "
+                           "a type; or an EUI)") from None

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gbcs.codec import eui_hex, parse_eui
+from gbcs.codec import parse_eui
 
 
 def register(sub) -> None:
@@ -27,7 +27,9 @@ def register(sub) -> None:
     s = sub.add_parser("send", help="send a use case to a running premises and print the decoded response")
     s.add_argument("use_case", help="use case name, e.g. ECS17b, CCS01 (see README)")
     s.add_argument("params", nargs="*", metavar="key=value", help="use-case parameters")
-    s.add_argument("--to", metavar="esme|chf|gpf|EUI", help="recipient (default: the use case's device)")
+    s.add_argument("--to", metavar="NAME|TYPE|EUI",
+                   help="recipient: a device name (esme-2), a type when only one device has it (esme, chf), or an EUI "
+                        "(default: the use case's device type)")
     _client_args(s)
     s.set_defaults(func=cmd_send)
 
@@ -100,8 +102,10 @@ async def _run(rig, args) -> int:
     try:
         m = premises.manifest()
         print(f"gbhub: WAN (TCP) on {rig.wan_host}:{premises.wan_port}", flush=True)
-        for kind, eui in m["devices"].items():
-            print(f"gbhub:   {kind:5} {eui}", flush=True)
+        for name, eui in m["devices"].items():
+            kind = m["types"][name]
+            label = name if name == kind else f"{name} ({kind})"
+            print(f"gbhub:   {label:5} {eui}", flush=True)
         print(f"gbhub:   keys {', '.join(m['keys'])}; ACB {m['acb']}, supplier {m['supplier']}", flush=True)
         print("gbhub: running; try `gbhub send ECS17b` in another shell. Ctrl-C stops.", flush=True)
         deadline = loop.time() + args.duration if args.duration else None
@@ -174,6 +178,21 @@ async def _headend(args, need_keys: bool = True):
     return HeadEnd(client, keys, supplier=supplier, acb=acb), m
 
 
+def recipient_of(to: str | None, manifest: dict, default: str = "esme") -> bytes:
+    """The EUI `--to` names in a running premises (premises.json `devices` and `types`; a
+    manifest without `types` is from before devices had names other than their type)."""
+    from gbhub.tools.cli import UsageError
+    from gbhub.tools.rig import AddressError, resolve_device
+
+    devices = manifest.get("devices", {})
+    types = manifest.get("types") or {name: name for name in devices}
+    try:
+        return parse_eui(resolve_device(to or default, devices, types))
+    except AddressError as exc:
+        where = "--to" if to else "no --to given (default: the use case's device type)"
+        raise UsageError(f"{where}: {exc.args[0]}") from None
+
+
 def cmd_send(args) -> int:
     return asyncio.run(_send(args))
 
@@ -194,15 +213,7 @@ async def _send(args) -> int:
         raise UsageError(str(exc)) from None
     headend, m = await _headend(args)
     try:
-        to = args.to or definition.target
-        devices = m.get("devices", {})
-        if to in devices:
-            recipient = parse_eui(devices[to])
-        else:
-            try:
-                recipient = parse_eui(to)
-            except ValueError:
-                raise UsageError(f"--to: unknown device {to!r} (known: {', '.join(devices) or 'none'})") from None
+        recipient = recipient_of(args.to, m, definition.target)
         try:
             result = await headend.send_use_case(definition.use_case, recipient=recipient, params=params,
                                                  timeout=args.timeout, verify=False)
