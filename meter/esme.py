@@ -77,8 +77,8 @@ from gbhub.han.aps import TUNNELING_CLUSTER
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
 
-from . import cosem
-from .cosem import (
+from gbhub.firmware import cosem
+from gbhub.firmware.cosem import (
     DOUBLE_LONG_UNSIGNED,
     LONG_UNSIGNED,
     OCTET_STRING,
