@@ -20,7 +20,7 @@ Use cases (DLMS ACCESS on ZigBee Network Control, class 104, `OBIS.ZIGBEE_NETWOR
   CCS03 0x0003  action 5 restore_PAN, set 3 join_timeout, set 2 enable_disable_joining [U: our
                 layout, see below].
   CCS05CCS04 0x0004, CCS06 0x010F, CCS07 0x00FE  get 4 active_devices (and 2, 3).
-  ECS52 0x0059  get class 1, 0-0:0.2.1.255, attribute 2: firmware version (CH variant of ECS52).
+  ECS52 0x0059  get attribute 2 of the firmware version object: firmware version (CH variant of ECS52).
 Requests are executed in order; with the invoke-id's break-on-error bit (always set in GBCS) the
 first failure stops execution and the rest answer other-reason (250), as the RTDS CCS01 ERROR
 response shows. Requests outside the use case's objects reject the command (alert 0x8F1E).

@@ -891,9 +891,9 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
             except ValueError:
                 return None
         if code == "command_rejected":
-            return self.security_alerts.get(entry.get("reason", ""), 0x8F53)
+            return self.security_alerts.get(entry.get("reason", ""), AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES)
         if code == "unexpected_message":
-            return 0x8F60  # unusual numbers of malformed, out-of-order or unexpected commands [I]
+            return _UNEXPECTED_MESSAGE
         return None
 
     def _log_buffer(self, name: str, bounds: tuple[float, float] | None) -> Data:
