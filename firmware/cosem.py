@@ -303,7 +303,7 @@ _FIXED = {DOUBLE_LONG_UNSIGNED: 4, LONG_UNSIGNED: 2, UNSIGNED: 1, ENUM: 1, 0x05:
 _SIGNED = {0x05, 0x10, 0x0F, 0x14}
 
 
-def _untagged(desc: TypeDesc, value: Any, out: bytearray) -> None:
+def _append_untagged(desc: TypeDesc, value: Any, out: bytearray) -> None:
     if isinstance(desc, int):
         if desc == OCTET_STRING:
             raw = bytes(value)
@@ -318,13 +318,13 @@ def _untagged(desc: TypeDesc, value: Any, out: bytearray) -> None:
         if len(value) != len(members):
             raise ValueError(f"structure of {len(members)} needs {len(members)} values, got {len(value)}")
         for d, v in zip(members, value):
-            _untagged(d, v, out)
+            _append_untagged(d, v, out)
         return
     _, n, element = desc
     if len(value) != n:
         raise ValueError(f"array of {n} needs {n} values, got {len(value)}")
     for v in value:
-        _untagged(element, v, out)
+        _append_untagged(element, v, out)
 
 
 def compact_array(desc: TypeDesc, rows: Sequence[Any]) -> Data:
@@ -333,7 +333,7 @@ def compact_array(desc: TypeDesc, rows: Sequence[Any]) -> Data:
     and arrays sequences."""
     contents = bytearray()
     for row in rows:
-        _untagged(desc, row, contents)
+        _append_untagged(desc, row, contents)
     return Data.compact_array(type_description(desc) + encode_length(len(contents)) + bytes(contents))
 
 
