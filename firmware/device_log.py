@@ -71,8 +71,9 @@ class DeviceLog:
         self.namespace = namespace
         self.capacity = capacity
         self.on_change = on_change
+        # join use case -> device types it may add (empty: any), from the device's `join` entries
         self.types: dict[int, frozenset[int]] = {
-            code: h.run.types for code, h in device.HANDLERS.items() if code in JOIN_ROLES  # type: ignore[attr-defined]
+            code: h.run.types for code, h in device.HANDLERS.items() if isinstance(h.run, _Join)
         }
         self.roles = frozenset(r for code in self.types for r in JOIN_ROLES[code])
 

@@ -45,7 +45,7 @@ from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
 from gbhub.han.zcl_server import ZclServer
 from gbhub.wan.bridge import HubPort, peek_header
 
-from .chf_log import LOG_NS, NETWORK_NS, ChfDeviceLog, ChfDeviceLogEntry, _LogChanges, delivery_failure_body
+from .chf_log import LOG_NS, NETWORK_NS, ChfDeviceLog, ChfDeviceLogEntry, LogChanges
 from .wan_queue import QUEUE_NS, WanQueue
 
 log = logging.getLogger("gbhub.chf")
@@ -58,6 +58,11 @@ PHYSICAL_ENVIRONMENT_MIRROR_CAPABLE = 0x01  # Basic cluster, required of the CHF
 
 _TUNNEL_CHECK = 3600.0  # how often the tunnel ages are checked
 _LAST_COMM_PERSIST = 60.0  # seconds between persisted last-communication updates per device
+
+
+def delivery_failure_body(command: Message) -> bytes:
+    """0x00D5 body: originator ‖ recipient ‖ CRA ‖ originator counter of the undelivered message."""
+    return command.originator + command.recipient + bytes((int(command.cra),)) + command.originator_counter.to_bytes(8, "big")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +137,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self._han_stats: dict[bytes, list[int]] = {}  # eui -> [successes, failures]
         self._last_comm: dict[bytes, float] = {}
         self._log_cache: dict[bytes, Any] = {}
-        self._changes = _LogChanges()  # what the command being executed changed in the log
+        self._changes = LogChanges()  # what the command being executed changed in the log
         self.objects = ObjectModel([
             self.network_control(),
             CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))}),
@@ -250,7 +255,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
     def execute(self, message: Message) -> Outcome:
         """A use case through the handler table; a change of the log is followed by CS14 (and
         removed devices lose their HAN tunnels) once the response is out."""
-        changes = self._changes = _LogChanges()
+        changes = self._changes = LogChanges()
         outcome = super().execute(message)
         if not changes:
             return outcome
@@ -575,4 +580,4 @@ def _uk_dst(year: int) -> tuple[int, int]:
 
 
 
-__all__ = ["Chf", "TUNNEL_SERVER_TYPES"]
+__all__ = ["Chf", "TUNNEL_SERVER_TYPES", "delivery_failure_body"]

@@ -67,7 +67,6 @@ from typing import Iterable
 
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.codec import eui_hex, parse_eui
-from gbcs.frame import Message
 from gbcs.dlms import BitString, Data, DataNotification, DataType, DlmsDateTime
 from gbcs.obis import OBIS
 from gbhub.firmware.cosem import (
@@ -235,17 +234,12 @@ def active_device(
     )
 
 
-def delivery_failure_body(command: Message) -> bytes:
-    """0x00D5 body: originator ‖ recipient ‖ CRA ‖ originator counter of the undelivered message."""
-    return command.originator + command.recipient + bytes((int(command.cra),)) + command.originator_counter.to_bytes(8, "big")
-
-
 # ---------------------------------------------------------------------------------------------
 # The CHF's device log, mixed into Chf
 # ---------------------------------------------------------------------------------------------
 
 
-class _LogChanges:
+class LogChanges:
     """What the DLMS requests of one command changed in the log (for CS14 and the tunnels)."""
 
     __slots__ = ("added", "removed", "pan_changed")
@@ -591,7 +585,7 @@ __all__ = [
     "HistoricLogEntry",
     "active_device",
     "cs14_content",
-    "delivery_failure_body",
+    "LogChanges",
     "device_log_backup",
     "RESTORED",
     "INVALID_ENTRY",
