@@ -84,6 +84,26 @@ async def test_device_log_full_alike_on_esme_and_gpf(premises, kind):
     assert len(device.joined_devices) == DEVICE_LOG_CAPACITY and OTHER not in device.joined_devices
 
 
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_joins_and_unjoins_agree_on_esme_and_gpf(premises, seed):
+    """A differential check: any sequence of Method B/C (or unknown method) joins of device types
+    both may add, and unjoins, leaves both logs answering and holding the same."""
+    import random
+
+    rng = random.Random(seed)
+    pool = [bytes.fromhex(f"02474248420000{i:02X}") for i in range(20)]
+    esme, gpf = premises.esme.joined_devices, premises.gpf.joined_devices
+    for _ in range(120):
+        eui = rng.choice(pool)
+        if rng.random() < 0.3:
+            assert esme.remove(eui) == gpf.remove(eui)
+            continue
+        join = JoinDevice(rng.choice([B, B, B, C, 4, 9]), eui, rng.choice([DeviceType.TYPE_2, DeviceType.GPF]))
+        assert esme.join_code(CS03B, join) == gpf.join_code(CS03B, join), join
+    assert esme.entries() == gpf.entries()
+    assert len(esme) <= DEVICE_LOG_CAPACITY
+
+
 async def test_method_a_through_cs03b_depends_on_the_methods_a_device_takes_part_in(premises):
     """FACTS §3.2: 1 = message code wrong for the method, 2 = bad method. The ESME takes part in
     Method A (CS03A1): a CS03B carrying it has the wrong message code. The GPF joins by Method B
