@@ -41,12 +41,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gbcs import catalogue, usecases
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
-from gbcs.dlms import AccessRequest, RequestSpec, decode_apdu, obis_text
+from gbcs.dlms import AccessRequest, Data, RequestSpec, decode_apdu, obis_text
 from gbcs.frame import CRA, Message, decode_message, mac_frame
 from gbcs.keystore import Keystore
+from gbcs.obis import OBIS
 from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, kdf, sign
 
-from .cosem import datetime_bytes
+from .cosem import Attribute, CosemObject, datetime_bytes
 from .device import Device
 
 log = logging.getLogger("gbhub.device")
@@ -275,6 +276,10 @@ class GbcsDevice(Device):
         if handler.dated:
             out.date_time = self.response_date_time()
         return out
+
+    def firmware_version_object(self) -> CosemObject:
+        """The firmware version object (ECS52 reads attribute 2) every DLMS device exposes."""
+        return CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))})
 
     def response_date_time(self) -> bytes:
         """The date-time a dated response carries (the device's clock, whole seconds)."""

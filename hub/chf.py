@@ -34,9 +34,8 @@ from gbcs.catalogue import AlertCode, DeviceType, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.dlms import Data
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message
-from gbcs.obis import OBIS
 from gbcs.zcl import utc_seconds
-from gbhub.firmware.cosem import Attribute, CosemObject, ObjectModel
+from gbhub.firmware.cosem import ObjectModel
 from gbhub.firmware.gbcs_device import GbcsDevice, Outcome, RemoteParty, dlms, handlers
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
@@ -140,7 +139,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self._changes = LogChanges()  # what the command being executed changed in the log
         self.objects = ObjectModel([
             self.network_control(),
-            CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))}),
+            self.firmware_version_object(),
         ])
         # counters for tests and diagnostics
         self.delivery_failures = 0

@@ -771,7 +771,7 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         add = model.add
         add(CosemObject.of(OBIS.IMPORT_ENERGY_REGISTERS, {2: Attribute(get=self._get_import_registers)}))
         add(CosemObject.of(OBIS.INSTANTANEOUS_ACTIVE_POWER_IMPORT, {2: Attribute(get=self._get_power)}))
-        add(CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))}))
+        add(self.firmware_version_object())
         add(CosemObject.of(OBIS.ACTIVE_IMPORT_PROFILE, {
             2: Attribute(get=lambda: self._profile_buffer(None), select=lambda s, p: self._profile_buffer(self._range(s, p))),
             7: Attribute(get=lambda: Data.double_long_unsigned(len(self.profile()))),
