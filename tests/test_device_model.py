@@ -4,6 +4,8 @@ definitions), and the COSEM object model's break-on-error — on a running premi
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gbcs import usecases
 from gbcs.asn1 import (
@@ -219,3 +221,38 @@ def test_object_model_answers_in_order_with_break_on_error(break_on_error):
         assert [r.result for r in response.results] == [3, SUCCESS, SUCCESS]
         assert log == [Data.null(), Data.long(2)] and response.data[2] == Data.long(1)
     assert response.data[0] == Data.enum(9)  # return data of a failed action
+
+
+@settings(max_examples=60, deadline=None)
+@given(outcomes=st.lists(st.sampled_from([None, 1, 3, 4, 12, 250]), min_size=1, max_size=6),
+       flag=st.booleans(), honour=st.booleans())
+def test_object_model_answer_matches_a_plain_loop(outcomes, flag, honour):
+    """Each request in order; with the flag honoured, everything after the first failure is other-reason."""
+    calls = []
+
+    def method(i):
+        def run(_value):
+            calls.append(i)
+            if outcomes[i] is not None:
+                raise CosemError(outcomes[i])
+            return Data.long(i)
+        return run
+
+    model = ObjectModel([CosemObject.of(OBIS.CLOCK, {}, {i + 1: method(i) for i in range(len(outcomes))})])
+    request = AccessRequest.build(3, [RequestSpec.action(*OBIS.CLOCK.key, i + 1) for i in range(len(outcomes))])
+    if not flag:  # the same request without the invoke-id's break-on-error flag
+        raw = bytearray(request.encode())
+        raw[1] &= ~(BREAK_ON_ERROR >> 24)
+        request = decode_apdu(bytes(raw))
+    assert bool(request.invoke_id & BREAK_ON_ERROR) == flag
+    stop = honour and flag
+    expected, served, failed = [], [], False
+    for i, o in enumerate(outcomes):
+        if failed and stop:
+            expected.append(OTHER_REASON)
+            continue
+        served.append(i)
+        expected.append(SUCCESS if o is None else o)
+        failed = failed or o is not None
+    response = model.answer(request, break_on_error=honour)
+    assert [r.result for r in response.results] == expected and calls == served
