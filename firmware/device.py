@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, ClassVar
 
+from gbcs.catalogue import AlertCode
 from gbcs.codec import eui_hex, parse_eui
 from gbcs.security import CounterStore
 
@@ -44,7 +45,7 @@ KINDS = ("chf", "gpf", "esme", "gsme", "ihd", "ppmid")
 EVENT_LOG = "event"
 SECURITY_LOG = "security"
 LOG_CAPACITY = 100  # event and security logs: 100 entries FIFO [S FACTS 3.4]
-EVENT_LOG_CLEARED = 0x8F52  # "Event Log Cleared", recorded in the security log [S ALERTS]
+EVENT_LOG_CLEARED = int(AlertCode.EVENT_LOG_CLEARED)  # recorded in the security log [S ALERTS]
 
 _SYS_NS = "sys"  # boot count, firmware slots
 _COUNTERS_NS = "counters"  # anti-replay: last accepted counter per remote party (hex EUI)

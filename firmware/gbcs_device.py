@@ -1,6 +1,26 @@
 """The GBCS security services every emulated smart-metering device runs: checking an incoming
 command (MAC, signature, role, counter, recipient), answering it (MAC or signature), and raising
-alerts. Device applications (`hub/`, `meter/`) subclass `GbcsDevice` and implement `execute()`.
+alerts; and the handler table through which a device declares the use cases it serves.
+
+Handler table: a device application (`hub/`, `meter/`) subclasses `GbcsDevice` and sets the class
+attribute `HANDLERS`, built with `handlers(...)` from one entry per use case, keyed by
+`gbcs.catalogue.MessageCode`:
+
+    HANDLERS = handlers(
+        dlms(MessageCode.ECS17c),                    # served by the device's ObjectModel
+        dlms(MessageCode.ECS42, check=runs_script),  # ... with a content check of its own
+        call(MessageCode.GCS59, _restore),           # a function (device, command) -> content
+        join(MessageCode.CS03B, DeviceType.TYPE_2),  # the device-log service (firmware.device_log)
+    )
+
+Each entry is a `Handler(message_code, run, use_case, dated)`: `run(device, command)` returns the
+response content (bytes) or an `Outcome`; `use_case` is the `gbcs.usecases` definition when there
+is one; `dated` puts a date-time in the response's header. A `dlms` binding decodes the
+ACCESS.request, refuses (`malformed`, alert 0x8F1E) any request the use case's definition does not
+allow (`UseCaseDef.allows` — the allowed requests are written once, in `gbcs.usecases`), and
+answers through `device.objects` (`firmware.cosem.ObjectModel.answer`; `BREAK_ON_ERROR` says
+whether the device honours the invoke-id's break-on-error flag). `supports()` is derived from the
+table; a command whose use case is not in it is refused `unsupported` (alert 0x8F1E).
 
 Every rejected command is logged in the security log, answered with the alert in
 `SECURITY_ALERTS`, and changes no state: `execute()` and the counter update run inside one NVM
@@ -13,34 +33,38 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from types import MappingProxyType
+from typing import Any, Awaitable, Callable, ClassVar, Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gbcs import catalogue
-from gbcs.catalogue import RemotePartyRole
+from gbcs import catalogue, usecases
+from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
+from gbcs.dlms import AccessRequest, Data, RequestSpec, decode_apdu, obis_text
 from gbcs.frame import CRA, Message, decode_message, mac_frame
 from gbcs.keystore import Keystore
+from gbcs.obis import OBIS
 from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, kdf, sign
 
+from .cosem import Attribute, CosemObject, datetime_bytes
 from .device import Device
 
 log = logging.getLogger("gbhub.device")
 
 # failure -> alert code (GBCS Appendix B names)
 SECURITY_ALERTS: dict[str, int] = {
-    "malformed": 0x8F1E,  # Integrity check of content or format of command failed
-    "authentication": 0x8F3D,  # Trusted Source Authentication Failure (bad MAC or signature)
-    "unknown_party": 0x8F3D,  # originator not in the device's trust anchors
-    "role": 0x8F30,  # Source Does not have Authority for Command
-    "replay": 0x8F53,  # Failed Authentication or Authorisation not covered by other codes
-    "recipient": 0x8F53,
-    "unsupported": 0x8F1E,
+    "malformed": AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED,
+    "authentication": AlertCode.TRUSTED_SOURCE_AUTHENTICATION_FAILURE,  # bad MAC or signature
+    "unknown_party": AlertCode.TRUSTED_SOURCE_AUTHENTICATION_FAILURE,  # originator not a trust anchor
+    "role": AlertCode.SOURCE_DOES_NOT_HAVE_AUTHORITY_FOR_COMMAND,
+    "replay": AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES,
+    "recipient": AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES,
+    "unsupported": AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED,
 }
 
-GENERIC_CRITICAL_ALERT = 0x1000
-GENERIC_NON_CRITICAL_ALERT = 0x1001
+GENERIC_CRITICAL_ALERT = MessageCode.GCA
+GENERIC_NON_CRITICAL_ALERT = MessageCode.GNCA
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,74 @@ class Outcome:
 SendGbcs = Callable[[bytes], Awaitable[Any]]
 
 
+# ------------------------------------------------------------------------------- handler table
+Run = Callable[[Any, Message], "bytes | Outcome"]  # (device, command) -> response content or Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """What executes one use case on a device (module doc: the handler table)."""
+
+    message_code: MessageCode
+    run: Run
+    use_case: "usecases.UseCaseDef | None" = None
+    dated: bool = False  # the response carries a date-time in its header [O RTDS]
+
+
+def handlers(*entries: Handler) -> Mapping[int, Handler]:
+    """A device's handler table (`HANDLERS`) from its entries; one entry per message code."""
+    table: dict[int, Handler] = {}
+    for h in entries:
+        if h.message_code in table:
+            raise ValueError(f"{h.message_code.name} has two handlers")
+        table[h.message_code] = h
+    return MappingProxyType(table)
+
+
+def definition(message_code: MessageCode) -> "usecases.UseCaseDef | None":
+    """The `gbcs.usecases` definition of a use case, None when it has none yet."""
+    try:
+        return usecases.get(message_code.name)
+    except KeyError:
+        return None
+
+
+def call(message_code: MessageCode, run: Run, *, dated: bool = False) -> Handler:
+    """A use case executed by a function `run(device, command)` -> content bytes or `Outcome`."""
+    return Handler(message_code, run, definition(message_code), dated)
+
+
+RequestCheck = Callable[[RequestSpec, Any], None]  # raises CommandRejected
+
+
+def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated: bool = False) -> Handler:
+    """A use case served by the device's ObjectModel (`device.objects`): its ACCESS.request may
+    carry only what the use case's definition allows; `check(spec, value)` refuses content the
+    definition cannot express (a script id)."""
+    uc = definition(message_code)
+    if uc is None or not uc.requests:
+        raise ValueError(f"{message_code.name}: no use-case definition says which DLMS requests it carries")
+    allows = uc.allows
+    name = message_code.name
+
+    def run(device: "GbcsDevice", message: Message) -> bytes:
+        try:
+            request = decode_apdu(message.content, message_code=message.message_code)
+        except DecodeError as exc:
+            raise CommandRejected("malformed", str(exc)) from None
+        if not isinstance(request, AccessRequest) or len(request.data) != len(request.specs):
+            raise CommandRejected("malformed", "not an ACCESS.request")
+        for spec, value in zip(request.specs, request.data):
+            if not allows(spec):
+                raise CommandRejected("malformed", f"{spec.kind.name} {spec.class_id}/{obis_text(spec.obis)}/{spec.id} "
+                                                   f"is not part of {name}")
+            if check is not None:
+                check(spec, value)
+        return device.objects.answer(request, break_on_error=device.BREAK_ON_ERROR).encode()
+
+    return Handler(message_code, run, uc, dated)
+
+
 class GbcsDevice(Device):
     """A device that speaks GBCS end to end. `send_gbcs` (set by the wiring) carries messages
     it originates (responses, alerts) towards the Comms Hub; `handle(frame)` takes a command."""
@@ -156,17 +248,40 @@ class GbcsDevice(Device):
         self.rejected = 0
         self.accepted = 0
 
+    #: The use cases this device serves and what executes each (module doc).
+    HANDLERS: ClassVar[Mapping[int, Handler]] = MappingProxyType({})
+    #: Whether DLMS requests honour the invoke-id's break-on-error flag (`ObjectModel.answer`).
+    BREAK_ON_ERROR: ClassVar[bool] = True
+    #: The device's COSEM objects, for `dlms` handlers (set by devices that serve DLMS).
+    objects: Any = None
+
     # ------------------------------------------------------------------ hooks
     def supports(self, message_code: int) -> bool:
-        """Use cases this device implements."""
-        return False
+        """Use cases this device implements: those in its handler table."""
+        return message_code in self.HANDLERS
 
     def execute(self, message: Message) -> Outcome:
-        """Carry out an authenticated, authorised, fresh command; return the response content.
-        Runs inside an NVM transaction, so it is synchronous (never await inside a transaction):
-        raise `CommandRejected` to refuse with no state change; put follow-up async work
-        (forwarding, alerts) in `Outcome.after`."""
-        raise CommandRejected("unsupported", f"message code 0x{message.message_code:04X}")
+        """Carry out an authenticated, authorised, fresh command through its handler; return the
+        response. Runs inside an NVM transaction, so it is synchronous (never await inside a
+        transaction): raise `CommandRejected` to refuse with no state change; put follow-up async
+        work (forwarding, alerts) in `Outcome.after`."""
+        handler = self.HANDLERS.get(message.message_code)
+        if handler is None:
+            raise CommandRejected("unsupported", f"message code 0x{message.message_code:04X}")
+        out = handler.run(self, message)
+        if type(out) is not Outcome:
+            out = Outcome(out)
+        if handler.dated:
+            out.date_time = self.response_date_time()
+        return out
+
+    def firmware_version_object(self) -> CosemObject:
+        """The firmware version object (ECS52 reads attribute 2) every DLMS device exposes."""
+        return CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))})
+
+    def response_date_time(self) -> bytes:
+        """The date-time a dated response carries (the device's clock, whole seconds)."""
+        return datetime_bytes(self.clock.now())
 
     def check_freshness(self, message: Message) -> bool:
         """Anti-replay: the originator counter must be above the last one accepted from that

@@ -5,7 +5,8 @@ Both register as device types (`gbhub.firmware.registry`), so a rig composes the
 from gbcs.catalogue import DeviceType
 from gbhub.firmware.registry import DeviceContext, DeviceKind, register_device_type
 
-from .chf import Chf, ChfDeviceLogEntry, HistoricLogEntry
+from .chf import Chf
+from .chf_log import ChfDeviceLogEntry, HistoricLogEntry
 from .gpf import Gpf
 
 __all__ = ["Chf", "ChfDeviceLogEntry", "Gpf", "HistoricLogEntry"]

@@ -1,28 +1,30 @@
-"""The electricity meter (ESME): the GBCS use cases an SMETS2 ESME answers, over a small COSEM
-object model projected from its state, with metering driven by a seeded consumption model.
+"""The electricity meter (ESME): the GBCS use cases an SMETS2 ESME answers, over a COSEM object
+model projected from its state (`firmware.cosem`), with metering driven by a seeded consumption
+model. Prepayment is in `meter.prepayment`, the ZCL projection IHDs read in `meter.esme_zcl`.
 
 What it keeps in NVM (survives power cuts and SIGKILL; `self.nvm`, scoped to the EUI):
 registers (import / export / reactive, 48 TOU registers), the half-hourly profile log (13 months)
 and the daily read log, the supply switch state (enabled / disabled / armed), the clock offset
 (device clock = shared clock + offset), tariff objects (active and passive), pending future-dated
 tariff activations, prepayment (mode, credit, emergency credit, debt, UTRN counter cache), and
-its own device log of HAN devices.
+its own device log of HAN devices (`firmware.device_log`).
 
-Use cases (message code → what it touches; response shapes follow the RTDS response vectors):
-  ECS17b 0x0027  Get Protected Attributes of 0-0:94.44.34.10 (import Wh + reactive varh), encrypted
-  ECS17c 0x0028  Get 1/0-0:94.44.34.20/2 instantaneous power
-  ECS22b 0x0037  Get Protected Attributes of the profile 7/0-0:99.1.0.255 by range, encrypted
-  ECS21a 0x0033  Get Protected Attributes of the daily read log 7/0-0:98.1.9.255 by range, encrypted
-  ECS24  0x003A  Gets on the tariff objects (calendar, charges, thresholds, special days)
-  ECS01a 0x0019 / ECS01b 0x00A2  Sets on the passive tariff + activation times (now, future, never;
-                 a future one runs on time and alerts 0x8F66 in message code 0x00CC); ACTIVATIONS
-  ECS35a/b 0x0048/0x0049  event / security log by range (compact arrays)
-  ECS42/43/44 0x004F-0x0051  load switch script table 9/0-0:10.0.106.255 scripts 51 / 52 / 54
-  ECS45  0x0052  disconnect control 70/0-0:96.3.10.255 control_state
-  ECS52  0x0059  firmware version 1/0-0:0.2.1.255
-  ECS70  0x0062  clock: preset with validity window, adjust, read back
-  CS01a  0x0007  top-up: UTRN into the token gateway 115/0-0:19.40.0.255 (gbcs.utrn)
-  CS03A1/CS03B/CS04AC/CS04B/CS07  the ESME's own device log (ASN.1)
+Use cases (`Esme.HANDLERS`; what each may ask for is the use case's definition in `gbcs.usecases`;
+response shapes follow the RTDS response vectors):
+  ECS17b  Get Protected Attributes of the import registers (import Wh + reactive varh), encrypted
+  ECS17c  Get instantaneous power
+  ECS22b  Get Protected Attributes of the half-hour profile by range, encrypted
+  ECS21a  Get Protected Attributes of the daily read log by range, encrypted
+  ECS24   Gets on the tariff objects (calendar, charges, thresholds, special days)
+  ECS01a / ECS01b  Sets on the passive tariff + activation times (now, future, never; a future
+          one runs on time and alerts 0x8F66 in message code FDA_DLMS); ACTIVATIONS
+  ECS35a/b  event / security log by range (compact arrays)
+  ECS42/43/44  load switch script table, scripts 51 / 52 / 54
+  ECS45   disconnect control control_state
+  ECS52   firmware version
+  ECS70   clock: preset with validity window, adjust, read back
+  CS01a   top-up: UTRN into the token gateway (gbcs.utrn)
+  CS03A1/CS03B/CS04AC/CS04B/CS07  the ESME's own device log (ASN.1, `firmware.device_log`)
 
 Choices no source fixes are tagged [I]/[U] where they are made.
 """
@@ -32,30 +34,14 @@ import bisect
 import logging
 import math
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Callable, Iterable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gbhub.firmware.clock import HALF_HOUR, DAY
-from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
-from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome
-from gbcs.asn1 import (
-    DeviceJoinDetails,
-    DeviceLogEntry,
-    JoinDevice,
-    JoinResponse,
-    JoinResponseCode,
-    ReadDeviceJoinDetails,
-    UnjoinDevice,
-    UnjoinResponse,
-    UnjoinResponseCode,
-    decode_asn1,
-)
-from gbcs.catalogue import DeviceType, RemotePartyRole
-from gbcs.codec import DecodeError, eui_hex, parse_eui
+from gbcs.catalogue import AlertCode, DeviceType, MessageCode
+from gbcs.codec import parse_eui
 from gbcs.dlms import (
-    AccessRequest,
-    AccessResponse,
     Data,
     DataNotification,
     DataType,
@@ -63,22 +49,18 @@ from gbcs.dlms import (
     FutureDatedAlert,
     ProtectedData,
     ProtectionParameters,
-    RequestKind,
-    decode_apdu,
+    RequestSpec,
     decode_data,
     frozen,
-    obis,
     obis_text,
 )
 from gbcs.frame import Message, segment
+from gbcs.obis import BLOCK_THRESHOLDS, BLOCK_THRESHOLDS_PASSIVE, OBIS, CosemObjectId
 from gbcs.security import encrypt_part
-from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck, UtrnCounterCache, UtrnStatus, validate_utrn
-from gbhub.han.aps import TUNNELING_CLUSTER
-from gbhub.han.transport import ClusterDispatch
-from gbhub.han.tunnel import TunnelHost, TunnelServer
-
-from . import cosem
-from .cosem import (
+from gbcs.utrn import DEFAULT_CACHE_SIZE
+from gbhub.firmware import cosem
+from gbhub.firmware.clock import DAY, HALF_HOUR
+from gbhub.firmware.cosem import (
     DOUBLE_LONG_UNSIGNED,
     LONG_UNSIGNED,
     OCTET_STRING,
@@ -88,66 +70,52 @@ from .cosem import (
     ObjectModel,
     compact_array,
 )
+from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
+from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, dlms, handlers
+from gbhub.han.aps import TUNNELING_CLUSTER
+from gbhub.han.transport import ClusterDispatch
+from gbhub.han.tunnel import TunnelHost, TunnelServer
+
+from .esme_state import (
+    BLOCK_TIERS,
+    BLOCKS,
+    COSEM_NS,
+    DAILY_LOG,
+    DEVICE_LOG_NS,
+    NS,
+    PENDING_NS,
+    PROFILE_LOG,
+    SUPPLY_ARMED,
+    SUPPLY_DISABLED,
+    SUPPLY_ENABLED,
+    SUPPLY_STATES,
+    TOU_TIERS,
+)
+from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel
+from .prepayment import Prepayment
 
 log = logging.getLogger("gbhub.esme")
 
 # ------------------------------------------------------------------------------------------ data
-# NVM namespaces and logs (all under the device's EUI scope)
-NS = "meter"
-COSEM_NS = "cosem"
 # scaler-units (scaler 0) of the register reads, encoded once
 _SCALER_UNIT_WH = frozen(Data.structure(Data.integer(0), Data.enum(30)))
 _SCALER_UNIT_VARH = frozen(Data.structure(Data.integer(0), Data.enum(32)))
 _SCALER_UNIT_W = frozen(Data.structure(Data.integer(0), Data.enum(27)))
-PENDING_NS = "pending"
-DEVICE_LOG_NS = "device_log"
-PROFILE_LOG = "profile"
-DAILY_LOG = "daily"
-TOPUP_LOG = "topup"
 
 PROFILE_LOG_CAPACITY = 13 * 31 * 48  # 13 months of half-hours [S FACTS 3.4, L+G E470]
 DAILY_LOG_CAPACITY = 731  # [U] two years of midnight snapshots
 DEVICE_LOG_CAPACITY = 16  # [U] HAN devices the ESME keeps in its own Device Log
-TOPUP_LOG_CAPACITY = 5  # ZSE Prepayment top-up log has five slots [S gbcs.zcl attribute table]
 CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when catching up after downtime
-TOU_TIERS = 48
-BLOCKS, BLOCK_TIERS = 4, 8
 REACTIVE_RATIO = 0.2  # [I] varh per Wh the model draws (the model is active power only)
 
-SUPPLY_ENABLED, SUPPLY_DISABLED, SUPPLY_ARMED = "enabled", "disabled", "armed"
-SUPPLY_STATES = (SUPPLY_ENABLED, SUPPLY_DISABLED, SUPPLY_ARMED)
 CONTROL_STATE = {SUPPLY_DISABLED: 0, SUPPLY_ENABLED: 1, SUPPLY_ARMED: 2}  # DLMS disconnect control
-ZCL_SUPPLY_STATUS = {SUPPLY_DISABLED: 0, SUPPLY_ARMED: 1, SUPPLY_ENABLED: 2}  # ZSE Metering SupplyStatus
 SCRIPT_ENABLE, SCRIPT_DISABLE, SCRIPT_ARM = 51, 52, 54  # load switch scripts [O RTDS ECS42/43/44]
 
-# Message codes this ESME answers
-ECS01A, ECS01B = 0x0019, 0x00A2
-ECS17B, ECS17C = 0x0027, 0x0028
-ECS21A, ECS22B, ECS24 = 0x0033, 0x0037, 0x003A
-ECS35A, ECS35B = 0x0048, 0x0049
-ECS42, ECS43, ECS44, ECS45 = 0x004F, 0x0050, 0x0051, 0x0052
-ECS52, ECS70 = 0x0059, 0x0062
-CS01A = 0x0007
-CS03A1, CS03B, CS04AC, CS04B, CS07 = 0x000D, 0x000E, 0x000F, 0x0010, 0x0013
-FUTURE_DATED_DLMS_ALERT = 0x00CC
-
-# Alert and event codes (ALERTS.md)
-ALERT_CREDIT_ADDED_LOCALLY = 0x810E
-ALERT_CLOCK_ADJUSTED = 0x8145
-ALERT_CLOCK_OUTSIDE_TOLERANCE = 0x81C6
-ALERT_CLOCK_ADJUSTMENT_TOO_LARGE = 0x8F0C
-ALERT_CREDIT_BELOW_DISABLEMENT = 0x8F0F
-ALERT_SUPPLY_ARMED = 0x8F32
-ALERT_FUTURE_DATED_OK = 0x8F66
-EVENT_UI_COMMAND_OK = 0x8161
-EVENT_UI_COMMAND_FAILED = 0x8162
-EVENT_JOIN_OK, EVENT_JOIN_FAILED = 0x8F49, 0x8F48
-EVENT_UNJOIN_OK, EVENT_UNJOIN_FAILED = 0x8F4B, 0x8F4A
 HAN_CLOCK_TOLERANCE = 10.0  # seconds: a HAN time sync never moves the clock further (alert 0x8F0C) [I]
-
-# The responses that carry a date-time in their grouping header [O RTDS: CS01a, ECS01b, ECS17b/c ...]
-DATED_RESPONSES = frozenset({CS01A, ECS01A, ECS01B, ECS17B, ECS17C})
+# security-log code of an unexpected message [I]
+_UNEXPECTED_MESSAGE = AlertCode.UNUSUAL_NUMBERS_OF_MALFORMED_OUT_OF_ORDER_OR_UNEXPECTED_COMMANDS_RECEIVED
 
 
 def is_critical_alert(alert_code: int) -> bool:
@@ -156,99 +124,48 @@ def is_critical_alert(alert_code: int) -> bool:
     return alert_code & 0xFF00 == 0x8F00
 
 
-# ---------------------------------------------------------------------------------- OBIS codes
-def _ln(text: str) -> bytes:
-    return obis(text)
+# ---------------------------------------------------------------------------------- objects
+_Attr = tuple  # (class id, OBIS, attribute)
 
 
-LN_IMPORT_REGISTERS = _ln("0-0:94.44.34.10")
-LN_POWER = _ln("0-0:94.44.34.20")
-LN_PROFILE = _ln("0-0:99.1.0.255")
-LN_DAILY_LOG = _ln("0-0:98.1.9.255")
-LN_EVENT_LOG = _ln("0-0:99.98.0.255")
-LN_SECURITY_LOG = _ln("0-0:99.98.1.255")
-LN_LOAD_SWITCH = _ln("0-0:10.0.106.255")
-LN_DISCONNECT = _ln("0-0:96.3.10.255")
-LN_FIRMWARE = _ln("0-0:0.2.1.255")
-LN_CLOCK = _ln("0-0:1.0.0.255")
-LN_TOKEN_GATEWAY = _ln("0-0:19.40.0.255")
-LN_CALENDAR = _ln("0-0:13.0.0.255")
-LN_SPECIAL_DAYS = _ln("0-0:11.0.0.255")
-LN_SPECIAL_DAYS_PASSIVE = _ln("0-1:11.0.0.255")
-LN_BLOCK_THRESHOLDS = tuple(_ln(f"0-0:16.0.{11 + i}.255") for i in range(8))
-LN_BLOCK_THRESHOLDS_PASSIVE = tuple(_ln(f"0-0:16.1.{11 + i}.255") for i in range(8))
-LN_BLOCK_MODE = _ln("0-0:94.44.2.0")  # class 9000: attr 2 block mode active, 4 passive, 6 activation time
-LN_SPECIAL_DAYS_SWITCH = _ln("0-0:94.44.128.29")  # class 9000 attr 6: special days activation time [I]
-LN_THRESHOLDS_SWITCH = _ln("0-0:63.1.1.255")  # class 9000 attr 6: block thresholds activation time [I]
-LN_PRICE_SCALE = _ln("0-0:94.44.1.7")  # class 3: currency units / price scale [U meaning]
-LN_STANDING_CHARGE = _ln("0-0:19.20.4.255")
-LN_UNIT_CHARGE = _ln("0-0:19.20.0.255")
-LN_PROTECTED_DAILY = _ln("0-0:43.2.5.255")
-LN_PROTECTED_PROFILE = _ln("0-0:43.2.7.255")
-LN_PROTECTED_REGISTERS = _ln("0-0:43.2.8.255")
-LN_TOU_SCRIPTS = _ln("0-0:10.0.100.255")
-LN_ACTIVE_IMPORT = _ln("1-0:1.8.0.255")
+def _attr(oid: CosemObjectId, attribute: int) -> _Attr:
+    return (oid.class_id, oid.obis, attribute)
 
-_G, _GS, _S, _A = RequestKind.GET, RequestKind.GET_WITH_SELECTION, RequestKind.SET, RequestKind.ACTION
-_TARIFF_OBJECTS = (
-    [(3, LN_PRICE_SCALE), (20, LN_CALENDAR), (11, LN_SPECIAL_DAYS), (11, LN_SPECIAL_DAYS_PASSIVE),
-     (9000, LN_BLOCK_MODE), (9000, LN_SPECIAL_DAYS_SWITCH), (9000, LN_THRESHOLDS_SWITCH),
-     (113, LN_STANDING_CHARGE), (113, LN_UNIT_CHARGE)]
-    + [(21, ln) for ln in LN_BLOCK_THRESHOLDS + LN_BLOCK_THRESHOLDS_PASSIVE]
-)
 
 # Tariff switching: writing an activation attribute (key) copies passive values to active ones.
 # Layout of ECS01a as a DCC/GFI test message sets it (gbcs.usecases) [O there; meanings I].
-_Attr = tuple  # (class id, OBIS, attribute)
 ACTIVATIONS: dict[_Attr, tuple[tuple[_Attr, _Attr], ...]] = {
-    (20, LN_CALENDAR, 10): tuple(((20, LN_CALENDAR, p), (20, LN_CALENDAR, a)) for p, a in ((6, 2), (7, 3), (8, 4), (9, 5))),
-    (113, LN_STANDING_CHARGE, 7): (((113, LN_STANDING_CHARGE, 6), (113, LN_STANDING_CHARGE, 5)),),
-    (113, LN_UNIT_CHARGE, 7): (((113, LN_UNIT_CHARGE, 6), (113, LN_UNIT_CHARGE, 5)),),
-    (9000, LN_BLOCK_MODE, 6): (((9000, LN_BLOCK_MODE, 4), (9000, LN_BLOCK_MODE, 2)),),
-    (9000, LN_SPECIAL_DAYS_SWITCH, 6): (((11, LN_SPECIAL_DAYS_PASSIVE, 2), (11, LN_SPECIAL_DAYS, 2)),),
-    (9000, LN_THRESHOLDS_SWITCH, 6): tuple(((21, p, 2), (21, a, 2)) for p, a in zip(LN_BLOCK_THRESHOLDS_PASSIVE,
-                                                                                      LN_BLOCK_THRESHOLDS)),
+    _attr(OBIS.ACTIVITY_CALENDAR, 10): tuple((_attr(OBIS.ACTIVITY_CALENDAR, p), _attr(OBIS.ACTIVITY_CALENDAR, a))
+                                             for p, a in ((6, 2), (7, 3), (8, 4), (9, 5))),
+    _attr(OBIS.STANDING_CHARGE, 7): ((_attr(OBIS.STANDING_CHARGE, 6), _attr(OBIS.STANDING_CHARGE, 5)),),
+    _attr(OBIS.UNIT_CHARGE, 7): ((_attr(OBIS.UNIT_CHARGE, 6), _attr(OBIS.UNIT_CHARGE, 5)),),
+    _attr(OBIS.BLOCK_MODE, 6): ((_attr(OBIS.BLOCK_MODE, 4), _attr(OBIS.BLOCK_MODE, 2)),),
+    _attr(OBIS.SPECIAL_DAYS_SWITCH, 6): ((_attr(OBIS.SPECIAL_DAYS_TABLE_PASSIVE, 2), _attr(OBIS.SPECIAL_DAYS_TABLE, 2)),),
+    _attr(OBIS.BLOCK_THRESHOLDS_SWITCH, 6): tuple((_attr(p, 2), _attr(a, 2))
+                                                  for p, a in zip(BLOCK_THRESHOLDS_PASSIVE, BLOCK_THRESHOLDS)),
 }
 # What a tariff command may write: passive values, activation times, the currency register [I].
 TARIFF_WRITABLE: frozenset[_Attr] = frozenset(
-    [(20, LN_CALENDAR, a) for a in (6, 7, 8, 9)] + [(3, LN_PRICE_SCALE, 2), (3, LN_PRICE_SCALE, 3)]
+    [_attr(OBIS.ACTIVITY_CALENDAR, a) for a in (6, 7, 8, 9)] + [_attr(OBIS.CURRENCY_UNITS, 2), _attr(OBIS.CURRENCY_UNITS, 3)]
     + [src for copies in ACTIVATIONS.values() for src, _dst in copies] + list(ACTIVATIONS)
 )
-
-# What the content of each message code may ask for: (request kind, class id, OBIS). A command
-# whose content asks for anything else fails the "integrity check of content" [I].
-ALLOWED: dict[int, frozenset[tuple[RequestKind, int, bytes]]] = {
-    ECS17B: frozenset({(_A, 30, LN_PROTECTED_REGISTERS)}),
-    ECS17C: frozenset({(_G, 1, LN_POWER)}),
-    ECS22B: frozenset({(_A, 30, LN_PROTECTED_PROFILE)}),
-    ECS21A: frozenset({(_A, 30, LN_PROTECTED_DAILY)}),
-    ECS24: frozenset((_G, c, ln) for c, ln in _TARIFF_OBJECTS),
-    ECS01A: frozenset([(_S, c, ln) for c, ln, _a in TARIFF_WRITABLE] + [(_A, 20, LN_CALENDAR)]),
-    ECS01B: frozenset({(_S, 113, LN_STANDING_CHARGE), (_S, 113, LN_UNIT_CHARGE)}),
-    ECS35A: frozenset({(_GS, 7, LN_EVENT_LOG), (_G, 7, LN_EVENT_LOG)}),
-    ECS35B: frozenset({(_GS, 7, LN_SECURITY_LOG), (_G, 7, LN_SECURITY_LOG)}),
-    ECS42: frozenset({(_A, 9, LN_LOAD_SWITCH)}),
-    ECS43: frozenset({(_A, 9, LN_LOAD_SWITCH)}),
-    ECS44: frozenset({(_A, 9, LN_LOAD_SWITCH)}),
-    ECS45: frozenset({(_G, 70, LN_DISCONNECT)}),
-    ECS52: frozenset({(_G, 1, LN_FIRMWARE)}),
-    ECS70: frozenset({(_S, 8, LN_CLOCK), (_A, 8, LN_CLOCK), (_G, 8, LN_CLOCK)}),
-    CS01A: frozenset({(_A, 115, LN_TOKEN_GATEWAY)}),
+# What each data protection object (class 30) lets a Get Protected Attributes read: its
+# protection_object_list (Blue Book class 30 attribute 3) [O RTDS ECS17b/ECS21a/ECS22b].
+PROTECTION_OBJECTS: dict[CosemObjectId, frozenset[tuple[int, bytes]]] = {
+    OBIS.ENERGY_REGISTERS_PROTECTION: frozenset({OBIS.IMPORT_ENERGY_REGISTERS.key}),
+    OBIS.PROFILE_DATA_PROTECTION: frozenset({OBIS.ACTIVE_IMPORT_PROFILE.key}),
+    OBIS.DAILY_READ_PROTECTION: frozenset({OBIS.DAILY_READ_LOG.key}),
 }
-# Objects a Get Protected Attributes request of each use case may read.
-PROTECTED_OBJECTS: dict[int, frozenset[tuple[int, bytes]]] = {
-    ECS17B: frozenset({(1, LN_IMPORT_REGISTERS)}),
-    ECS22B: frozenset({(7, LN_PROFILE)}),
-    ECS21A: frozenset({(7, LN_DAILY_LOG)}),
-}
-LOAD_SWITCH_SCRIPT = {ECS42: SCRIPT_ENABLE, ECS43: SCRIPT_DISABLE, ECS44: SCRIPT_ARM}
-ASN1_CODES = frozenset({CS03A1, CS03B, CS04AC, CS04B, CS07})
-SUPPORTED = frozenset(ALLOWED) | ASN1_CODES
 
-# Device types each join method may add to the ESME's log [I]: Method A for devices that exchange
-# GBCS messages with the ESME (PPMID, HCALCS), Method B for Type 2 devices (IHD/CAD) and the GPF.
-JOIN_METHOD_A_TYPES = frozenset({DeviceType.PPMID, DeviceType.HCALCS})
-JOIN_METHOD_B_TYPES = frozenset({DeviceType.TYPE_2, DeviceType.GPF})
+
+def _runs_script(script: int) -> Callable[[RequestSpec, Data], None]:
+    """ECS42/43/44 each run one load switch script: content asking for another is malformed."""
+
+    def check(spec: RequestSpec, value: Data) -> None:
+        if value.type is not DataType.LONG_UNSIGNED or value.value != script:
+            raise CommandRejected("malformed", f"this use case runs script {script}")
+
+    return check
 
 
 # ------------------------------------------------------------------------------- tariff defaults
@@ -280,29 +197,29 @@ def default_tariff() -> dict[tuple[int, bytes, int], Data]:
                                        Data.octet_string(b"\x01")))
     week = Data.array(Data.structure(Data.octet_string(b"\x01"), *(Data.unsigned(1) for _ in range(7))))
     day = Data.array(Data.structure(Data.unsigned(1), Data.array(
-        Data.structure(Data.octet_string(b"\x00\x00\x00\x00"), Data.obis(LN_TOU_SCRIPTS), Data.long_unsigned(1)))))
+        Data.structure(Data.octet_string(b"\x00\x00\x00\x00"), Data.obis(OBIS.TARIFF_SWITCHING_SCRIPT_TABLE.obis), Data.long_unsigned(1)))))
     name = Data.octet_string(b"\x01")
-    unit = _charge(3, -5, Data.structure(Data.long_unsigned(3), Data.obis(LN_ACTIVE_IMPORT), Data.integer(2)),
+    unit = _charge(3, -5, Data.structure(Data.long_unsigned(3), Data.obis(OBIS.ACTIVE_IMPORT_REGISTER.obis), Data.integer(2)),
                    [(i, 25000 if i == b"\x01" else 0) for i in _charge_indices()])
     standing = _charge(0, -4, Data.structure(Data.long_unsigned(0), Data.octet_string(bytes(6)), Data.integer(0)),
                        [(b"", 5000)])
     no_thresholds = Data.array(*(Data.double_long_unsigned(0xFFFFFFFF) for _ in range(3)))
     values: dict[tuple[int, bytes, int], Data] = {
-        (3, LN_PRICE_SCALE, 2): Data.double_long_unsigned(1),
-        (3, LN_PRICE_SCALE, 3): Data.structure(Data.integer(-5), Data.enum(254)),
-        (20, LN_CALENDAR, 2): name, (20, LN_CALENDAR, 3): season, (20, LN_CALENDAR, 4): week,
-        (20, LN_CALENDAR, 5): day, (20, LN_CALENDAR, 6): name, (20, LN_CALENDAR, 7): season,
-        (20, LN_CALENDAR, 8): week, (20, LN_CALENDAR, 9): day, (20, LN_CALENDAR, 10): _never(),
-        (11, LN_SPECIAL_DAYS, 2): Data.array(), (11, LN_SPECIAL_DAYS_PASSIVE, 2): Data.array(),
-        (9000, LN_BLOCK_MODE, 2): Data.boolean(False), (9000, LN_BLOCK_MODE, 4): Data.boolean(False),
-        (9000, LN_BLOCK_MODE, 6): _never(), (9000, LN_SPECIAL_DAYS_SWITCH, 6): _never(),
-        (9000, LN_THRESHOLDS_SWITCH, 6): _never(),
-        (113, LN_STANDING_CHARGE, 5): standing, (113, LN_STANDING_CHARGE, 6): standing,
-        (113, LN_STANDING_CHARGE, 7): _never(),
-        (113, LN_UNIT_CHARGE, 5): unit, (113, LN_UNIT_CHARGE, 6): unit, (113, LN_UNIT_CHARGE, 7): _never(),
+        _attr(OBIS.CURRENCY_UNITS, 2): Data.double_long_unsigned(1),
+        _attr(OBIS.CURRENCY_UNITS, 3): Data.structure(Data.integer(-5), Data.enum(254)),
+        _attr(OBIS.ACTIVITY_CALENDAR, 2): name, _attr(OBIS.ACTIVITY_CALENDAR, 3): season, _attr(OBIS.ACTIVITY_CALENDAR, 4): week,
+        _attr(OBIS.ACTIVITY_CALENDAR, 5): day, _attr(OBIS.ACTIVITY_CALENDAR, 6): name, _attr(OBIS.ACTIVITY_CALENDAR, 7): season,
+        _attr(OBIS.ACTIVITY_CALENDAR, 8): week, _attr(OBIS.ACTIVITY_CALENDAR, 9): day, _attr(OBIS.ACTIVITY_CALENDAR, 10): _never(),
+        _attr(OBIS.SPECIAL_DAYS_TABLE, 2): Data.array(), _attr(OBIS.SPECIAL_DAYS_TABLE_PASSIVE, 2): Data.array(),
+        _attr(OBIS.BLOCK_MODE, 2): Data.boolean(False), _attr(OBIS.BLOCK_MODE, 4): Data.boolean(False),
+        _attr(OBIS.BLOCK_MODE, 6): _never(), _attr(OBIS.SPECIAL_DAYS_SWITCH, 6): _never(),
+        _attr(OBIS.BLOCK_THRESHOLDS_SWITCH, 6): _never(),
+        _attr(OBIS.STANDING_CHARGE, 5): standing, _attr(OBIS.STANDING_CHARGE, 6): standing,
+        _attr(OBIS.STANDING_CHARGE, 7): _never(),
+        _attr(OBIS.UNIT_CHARGE, 5): unit, _attr(OBIS.UNIT_CHARGE, 6): unit, _attr(OBIS.UNIT_CHARGE, 7): _never(),
     }
-    for ln in LN_BLOCK_THRESHOLDS + LN_BLOCK_THRESHOLDS_PASSIVE:
-        values[(21, ln, 2)] = no_thresholds
+    for o in BLOCK_THRESHOLDS + BLOCK_THRESHOLDS_PASSIVE:
+        values[_attr(o, 2)] = no_thresholds
     return values
 
 
@@ -317,17 +234,13 @@ def _octets(value: Data) -> bytes:
     return value.value
 
 
-def _clamp(value: float, lo: int, hi: int) -> int:
-    return max(lo, min(hi, int(round(value))))
-
-
 def _shape_like(template: Data) -> Callable[[Data], bool]:
     """A value check: same top-level DLMS type as the factory value."""
     return lambda value: value.type is template.type
 
 
 # ------------------------------------------------------------------------------------------ Esme
-class Esme(GbcsDevice):
+class Esme(Prepayment, EsmeZcl, GbcsDevice):
     """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
 
     `prepayment_key` is the supplier's prepayment KA public key (its prePaymentTopUp trust anchor,
@@ -339,6 +252,34 @@ class Esme(GbcsDevice):
     """
 
     kind = "esme"
+
+    HANDLERS = handlers(
+        dlms(MessageCode.ECS17b, dated=True),
+        dlms(MessageCode.ECS17c, dated=True),
+        dlms(MessageCode.ECS22b),
+        dlms(MessageCode.ECS21a),
+        dlms(MessageCode.ECS24),
+        dlms(MessageCode.ECS01a, dated=True),
+        dlms(MessageCode.ECS01b, dated=True),
+        dlms(MessageCode.ECS35a),
+        dlms(MessageCode.ECS35b),
+        dlms(MessageCode.ECS42, check=_runs_script(SCRIPT_ENABLE)),
+        dlms(MessageCode.ECS43, check=_runs_script(SCRIPT_DISABLE)),
+        dlms(MessageCode.ECS44, check=_runs_script(SCRIPT_ARM)),
+        dlms(MessageCode.ECS45),
+        dlms(MessageCode.ECS52),
+        dlms(MessageCode.ECS70),
+        dlms(MessageCode.CS01a, dated=True),
+        # Method A for devices that exchange GBCS messages with the ESME (PPMID, HCALCS), Method B
+        # for Type 2 devices (IHD/CAD) and the GPF [I]
+        join(MessageCode.CS03A1, DeviceType.PPMID, DeviceType.HCALCS),
+        join(MessageCode.CS03B, DeviceType.TYPE_2, DeviceType.GPF),
+        unjoin(MessageCode.CS04AC),
+        unjoin(MessageCode.CS04B),
+        read(MessageCode.CS07),
+    )
+    # Every request of a command is served on its own (no break-on-error) [I].
+    BREAK_ON_ERROR = False
 
     def __init__(
         self,
@@ -381,6 +322,7 @@ class Esme(GbcsDevice):
         }
         self._defaults = default_tariff()
         self.objects = self._build_objects()
+        self.joined_devices = DeviceLog(self, namespace=DEVICE_LOG_NS, capacity=DEVICE_LOG_CAPACITY)
         self._alerts: list[tuple[int, dict]] = []
         self._command: Message | None = None
         self._rearm_after = False
@@ -399,6 +341,7 @@ class Esme(GbcsDevice):
     # ============================================================================ lifecycle
     async def on_boot(self) -> None:
         self._ensure_state()
+        self.joined_devices.migrate()
         self._load_profile()
         now = self.device_now()
         self._alerts.clear()
@@ -472,7 +415,7 @@ class Esme(GbcsDevice):
         with self.nvm.transaction():
             delta = reference - self.device_now()
             if abs(delta) > HAN_CLOCK_TOLERANCE:
-                self._queue_alert(ALERT_CLOCK_ADJUSTMENT_TOO_LARGE)
+                self._queue_alert(AlertCode.CLOCK_NOT_ADJUSTED_ADJUSTMENT_GREATER_THAN_10_SECONDS)
                 ok = False
             else:
                 self._set_device_time(reference)
@@ -642,6 +585,9 @@ class Esme(GbcsDevice):
             return self._defaults[(class_id, ln, attribute)]
         return decode_data(raw)
 
+    def _tariff(self, oid: CosemObjectId, attribute: int) -> Data:
+        return self._tariff_value(oid.class_id, oid.obis, attribute)
+
     def _store_tariff_value(self, class_id: int, ln: bytes, attribute: int, value: Data) -> None:
         self.nvm.put(COSEM_NS, _key(class_id, ln, attribute), value.encode())
 
@@ -651,9 +597,9 @@ class Esme(GbcsDevice):
         Tier 1 when the calendar cannot be read."""
         try:
             dt = datetime.fromtimestamp(t, timezone.utc)
-            seasons = self._tariff_value(20, LN_CALENDAR, 3).value
-            weeks = self._tariff_value(20, LN_CALENDAR, 4).value
-            days = self._tariff_value(20, LN_CALENDAR, 5).value
+            seasons = self._tariff(OBIS.ACTIVITY_CALENDAR, 3).value
+            weeks = self._tariff(OBIS.ACTIVITY_CALENDAR, 4).value
+            days = self._tariff(OBIS.ACTIVITY_CALENDAR, 5).value
             week_name = seasons[0].value[2].value
             best = None
             for s in seasons:
@@ -662,7 +608,7 @@ class Esme(GbcsDevice):
                     best, week_name = start, s.value[2].value
             week = next(w for w in weeks if w.value[0].value == week_name)
             day_id = week.value[1 + dt.weekday()].value
-            for special in self._tariff_value(11, LN_SPECIAL_DAYS, 2).value:  # {index, date(5), day id}
+            for special in self._tariff(OBIS.SPECIAL_DAYS_TABLE, 2).value:  # {index, date(5), day id}
                 date = _octets(special.value[1])
                 year = int.from_bytes(date[0:2], "big")
                 if len(date) == 5 and year in (dt.year, 0xFFFF) and date[2] in (dt.month, 0xFF) and date[3] == dt.day:
@@ -681,10 +627,10 @@ class Esme(GbcsDevice):
         except (AttributeError, IndexError, KeyError, StopIteration, TypeError, ValueError, OverflowError):
             return 1
 
-    def _charge_table(self, ln: bytes) -> tuple[int, int, dict[bytes, int]]:
+    def _charge_table(self, charge: CosemObjectId) -> tuple[int, int, dict[bytes, int]]:
         """(commodity scale, price scale, {index: charge}) of an active unit charge; empty when
         what was written does not have that shape."""
-        value = self._tariff_value(113, ln, 5)
+        value = self._tariff(charge, 5)
         try:
             scaling, _commodity, table = value.value
             cs, ps = scaling.value[0].value, scaling.value[1].value
@@ -702,12 +648,12 @@ class Esme(GbcsDevice):
 
     def unit_price_pence(self, tier: int) -> float:
         """Price per kWh of a TOU tier in pence, from the active unit charge."""
-        cs, ps, table = self._charge_table(LN_UNIT_CHARGE)
+        cs, ps, table = self._charge_table(OBIS.UNIT_CHARGE)
         charge = table.get(bytes((tier,)), 0)
         return charge * 10.0 ** ps * 100.0 * 1000.0 / 10.0 ** cs
 
     def standing_charge_pence(self) -> float:
-        _cs, ps, table = self._charge_table(LN_STANDING_CHARGE)
+        _cs, ps, table = self._charge_table(OBIS.STANDING_CHARGE)
         return (next(iter(table.values())) if table else 0) * 10.0 ** ps * 100.0
 
     def _activate(self, key: _Attr) -> None:
@@ -761,100 +707,13 @@ class Esme(GbcsDevice):
             self.nvm.delete(PENDING_NS, key)
             self._activate((entry["class_id"], ln, entry["attribute"]))
             note = FutureDatedAlert(entry["message_code"], entry["counter"], entry["class_id"], ln, entry["attribute"])
-            self._queue_alert(ALERT_FUTURE_DATED_OK, message_code=FUTURE_DATED_DLMS_ALERT,
+            self._queue_alert(AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_SUCCESSFULLY_ACTIONED, message_code=MessageCode.FDA_DLMS,
                               elements=(Data.octet_string(note.to_bytes()),))
         self.spawn(self._send_alerts(self._take_alerts()))
 
     def pending_activations(self) -> dict[str, dict]:
         return dict(self.nvm.items(PENDING_NS))
 
-    # ============================================================================ prepayment
-    def _prepay(self) -> dict:
-        return self.nvm.get(NS, "prepayment")
-
-    @property
-    def payment_mode(self) -> str:
-        return self._prepay()["mode"]
-
-    @property
-    def credit_pence(self) -> float:
-        return self._prepay()["credit"]
-
-    def _charge_energy(self, wh: int, tier: int, at: float) -> None:
-        if wh and self._prepay()["mode"] == "prepayment":
-            self._debit(wh / 1000.0 * self.unit_price_pence(tier), at)
-
-    def _charge_standing(self, at: float) -> None:
-        if self._prepay()["mode"] == "prepayment":
-            self._debit(self.standing_charge_pence(), at)
-
-    def _debit(self, pence: float, at: float) -> None:
-        """Take a charge from credit; emergency credit (when granted) covers a shortfall. When
-        both are gone the supply is disabled (alert 0x8F0F)."""
-        p = self._prepay()
-        was_exhausted = p["credit"] <= 0 and p["ec_remaining"] <= 0
-        p["credit"] -= pence
-        if p["credit"] < 0 and p["ec_remaining"] > 0:
-            take = min(p["ec_remaining"], -p["credit"])
-            p["ec_remaining"] -= take
-            p["credit"] += take
-        self.nvm.put(NS, "prepayment", p)
-        exhausted = p["credit"] <= 0 and p["ec_remaining"] <= 0
-        if exhausted and not was_exhausted and self._supply_state() == SUPPLY_ENABLED:
-            self._set_supply(SUPPLY_DISABLED, cause="credit", at=at)
-            self._queue_alert(ALERT_CREDIT_BELOW_DISABLEMENT)
-
-    def _add_credit(self, pence: int, origin: str) -> None:
-        """A top-up first pays back emergency credit used [I], the rest is credit."""
-        p = self._prepay()
-        repay = max(0.0, min(float(pence), p["ec_limit"] - p["ec_remaining"]))
-        p["ec_remaining"] += repay
-        p["credit"] += pence - repay
-        p["total_added"] += pence
-        self.nvm.put(NS, "prepayment", p)
-        self.nvm.log_append(TOPUP_LOG, {"t": int(self.device_now()), "pence": pence, "origin": origin}, TOPUP_LOG_CAPACITY)
-        supply = self.nvm.get(NS, "supply")
-        if supply["state"] == SUPPLY_DISABLED and supply.get("cause") == "credit" and p["credit"] > 0:
-            self._set_supply(SUPPLY_ARMED, cause="credit")  # the consumer re-enables locally [I]
-
-    def _utrn_cache(self) -> UtrnCounterCache:
-        return UtrnCounterCache(self.nvm.get(NS, "utrn_counters", []), size=self.utrn_cache_size)
-
-    @property
-    def prepayment_supplier(self) -> bytes | None:
-        if self._prepayment_supplier is not None:
-            return self._prepayment_supplier
-        anchor = self.trust.by_role(RemotePartyRole.SUPPLIER)
-        return None if anchor is None else anchor.eui
-
-    def _check_utrn(self, utrn: bytes | str, supplier: bytes | None, target: bytes | None,
-                    originator_counter: int | None) -> UtrnCheck:
-        if self.prepayment_key is None or supplier is None:
-            return UtrnCheck(UtrnStatus.NOT_AUTHENTIC)
-        cache = self._utrn_cache()
-        check = validate_utrn(utrn, supplier=supplier, device=self.eui, private_key=self.credentials.ka,
-                              public_key=self.prepayment_key, cache=cache, target=target,
-                              originator_counter=originator_counter, secrets=self.secrets)
-        if check.accepted:
-            self.nvm.put(NS, "utrn_counters", cache.counters())
-        return check
-
-    def enter_utrn(self, utrn: str) -> UtrnCheck:
-        """A UTRN typed on the meter's keypad (or relayed by a PPMID): credit added locally
-        (alert 0x810E), or the rejection alert (0x8F51 / 0x8F63 / 0x8F64)."""
-        self._check_alive()
-        self._alerts.clear()
-        with self.nvm.transaction():
-            check = self._check_utrn(utrn, self.prepayment_supplier, None, None)
-            if check.accepted:
-                self._add_credit(check.amount_pennies, "local")
-                self._queue_alert(ALERT_CREDIT_ADDED_LOCALLY)
-            else:
-                self._queue_alert(check.alert_code)
-        self._after_local(self._take_alerts())
-        return check
-
-    # ============================================================================ supply switch
     @property
     def supply_state(self) -> str:
         return self._supply_state()
@@ -866,7 +725,7 @@ class Esme(GbcsDevice):
         self.nvm.put(NS, "supply", {"state": state, "cause": cause})
         self.log_event("supply", state=state, cause=cause)
         if state == SUPPLY_ARMED:
-            self._queue_alert(ALERT_SUPPLY_ARMED)
+            self._queue_alert(AlertCode.SUPPLY_ARMED)
 
     def _run_script(self, script: int) -> None:
         state = self._supply_state()
@@ -890,89 +749,69 @@ class Esme(GbcsDevice):
         with self.nvm.transaction():
             if self._supply_state() == SUPPLY_ARMED:
                 self._set_supply(SUPPLY_ENABLED, cause="local")
-                self.log_event(EVENT_UI_COMMAND_OK, action="enable_supply")
+                self.log_event(int(AlertCode.USER_INTERFACE_COMMAND_INPUT_AND_SUCCESSFULLY_ACTIONED), action="enable_supply")
                 ok = True
             else:
-                self.log_event(EVENT_UI_COMMAND_FAILED, action="enable_supply")
+                self.log_event(int(AlertCode.USER_INTERFACE_COMMAND_INPUT_BUT_NOT_SUCCESSFULLY_ACTIONED), action="enable_supply")
                 ok = False
         self._after_local(self._take_alerts())
         return ok
 
     # ============================================================================ device log
     def device_log(self) -> dict[bytes, int]:
-        return {bytes.fromhex(k): v for k, v in self.nvm.items(DEVICE_LOG_NS)}
+        """The ESME's own Device Log: {EUI: device type}."""
+        return {e.entity_id: int(e.device_type) for e in self.joined_devices.entries()}
 
     def in_device_log(self, eui: bytes | str) -> bool:
-        return self.nvm.get(DEVICE_LOG_NS, parse_eui(eui).hex()) is not None
-
-    def _join(self, message_code: int, join: JoinDevice) -> int:
-        role, other, dtype = int(join.join_method_and_role), join.other_entity_id, int(join.other_device_type)
-        if message_code == CS03A1:
-            if role not in (0, 1):
-                return JoinResponseCode.INVALID_MESSAGE_CODE_FOR_JOIN_METHOD_AND_ROLE
-            if dtype not in JOIN_METHOD_A_TYPES:
-                return JoinResponseCode.INVALID_JOIN_METHOD_AND_ROLE
-        else:
-            if role != 2:
-                return JoinResponseCode.INVALID_MESSAGE_CODE_FOR_JOIN_METHOD_AND_ROLE
-            if dtype not in JOIN_METHOD_B_TYPES:
-                return JoinResponseCode.INVALID_JOIN_METHOD_AND_ROLE
-        existing = self.nvm.get(DEVICE_LOG_NS, other.hex())
-        if existing is not None:
-            return JoinResponseCode.SUCCESS if existing == dtype else JoinResponseCode.INCOMPATIBLE_WITH_EXISTING_ENTRY
-        if len(self.nvm.keys(DEVICE_LOG_NS)) >= DEVICE_LOG_CAPACITY:
-            return JoinResponseCode.DEVICE_LOG_FULL
-        self.nvm.put(DEVICE_LOG_NS, other.hex(), dtype)
-        return JoinResponseCode.SUCCESS
+        return eui in self.joined_devices
 
     # ============================================================================ COSEM model
     def _build_objects(self) -> ObjectModel:
         model = ObjectModel()
         add = model.add
-        add(CosemObject(1, LN_IMPORT_REGISTERS, {2: Attribute(get=self._get_import_registers)}, name="import registers"))
-        add(CosemObject(1, LN_POWER, {2: Attribute(get=self._get_power)}, name="instantaneous power"))
-        add(CosemObject(1, LN_FIRMWARE, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))},
-                        name="firmware version"))
-        add(CosemObject(7, LN_PROFILE, {
+        add(CosemObject.of(OBIS.IMPORT_ENERGY_REGISTERS, {2: Attribute(get=self._get_import_registers)}))
+        add(CosemObject.of(OBIS.INSTANTANEOUS_ACTIVE_POWER_IMPORT, {2: Attribute(get=self._get_power)}))
+        add(self.firmware_version_object())
+        add(CosemObject.of(OBIS.ACTIVE_IMPORT_PROFILE, {
             2: Attribute(get=lambda: self._profile_buffer(None), select=lambda s, p: self._profile_buffer(self._range(s, p))),
             7: Attribute(get=lambda: Data.double_long_unsigned(len(self.profile()))),
             8: Attribute(get=lambda: Data.double_long_unsigned(PROFILE_LOG_CAPACITY)),
-        }, name="profile data log"))
-        add(CosemObject(7, LN_DAILY_LOG, {
+        }))
+        add(CosemObject.of(OBIS.DAILY_READ_LOG, {
             2: Attribute(get=lambda: self._daily_buffer(None), select=lambda s, p: self._daily_buffer(self._range(s, p))),
             7: Attribute(get=lambda: Data.double_long_unsigned(len(self.daily_log()))),
             8: Attribute(get=lambda: Data.double_long_unsigned(DAILY_LOG_CAPACITY)),
-        }, name="daily read log"))
-        add(CosemObject(7, LN_EVENT_LOG, {
+        }))
+        add(CosemObject.of(OBIS.EVENT_LOG, {
             2: Attribute(get=lambda: self._log_buffer(EVENT_LOG, None),
                          select=lambda s, p: self._log_buffer(EVENT_LOG, self._range(s, p))),
-        }, name="event log"))
-        add(CosemObject(7, LN_SECURITY_LOG, {
+        }))
+        add(CosemObject.of(OBIS.SECURITY_LOG, {
             2: Attribute(get=lambda: self._log_buffer(SECURITY_LOG, None),
                          select=lambda s, p: self._log_buffer(SECURITY_LOG, self._range(s, p))),
-        }, name="security log"))
-        add(CosemObject(9, LN_LOAD_SWITCH, {}, {1: self._execute_script}, name="load switch scripts"))
-        add(CosemObject(70, LN_DISCONNECT, {
+        }))
+        add(CosemObject.of(OBIS.LOAD_SWITCH_SCRIPT_TABLE, {}, {1: self._execute_script}))
+        add(CosemObject.of(OBIS.DISCONNECT_CONTROL, {
             2: Attribute(get=lambda: Data.boolean(self._supply_state() == SUPPLY_ENABLED)),
             3: Attribute(get=lambda: Data.enum(CONTROL_STATE[self._supply_state()])),
             4: Attribute(get=lambda: Data.enum(0)),
-        }, name="disconnect control"))
-        add(CosemObject(8, LN_CLOCK, {
+        }))
+        add(CosemObject.of(OBIS.CLOCK, {
             2: Attribute(get=lambda: cosem.timestamp(self.device_now())),
             3: Attribute(get=lambda: Data.long(0)),
             4: Attribute(get=lambda: Data.unsigned(0)),
             9: cosem.stored(Data.enum(1), lambda: self._cosem_raw("clock_base"),
                             lambda v: self._cosem_store("clock_base", v), _shape_like(Data.enum(0))),
-        }, {4: self._adjust_to_preset, 5: self._preset_adjusting_time}, name="clock"))
-        add(CosemObject(115, LN_TOKEN_GATEWAY, {}, {1: self._enter_token}, name="token gateway"))
-        for ln in (LN_PROTECTED_REGISTERS, LN_PROTECTED_PROFILE, LN_PROTECTED_DAILY):
-            add(CosemObject(30, ln, {}, {1: self._get_protected_attributes}, name="data protection"))
+        }, {4: self._adjust_to_preset, 5: self._preset_adjusting_time}))
+        add(CosemObject.of(OBIS.TOKEN_GATEWAY, {}, {1: self._enter_token}))
+        for protection, readable in PROTECTION_OBJECTS.items():
+            add(CosemObject.of(protection, {}, {1: partial(self._get_protected_attributes, readable)}))
         self._add_tariff_objects(model)
         return model
 
     def _add_tariff_objects(self, model: ObjectModel) -> None:
         by_object: dict[tuple[int, bytes], dict[int, Attribute]] = {}
-        methods: dict[tuple[int, bytes], dict[int, Callable]] = {(20, LN_CALENDAR): {1: self._activate_calendar}}
+        methods: dict[tuple[int, bytes], dict[int, Callable]] = {OBIS.ACTIVITY_CALENDAR.key: {1: self._activate_calendar}}
         for (class_id, ln, attribute), initial in self._defaults.items():
             attrs = by_object.setdefault((class_id, ln), {})
 
@@ -992,7 +831,7 @@ class Esme(GbcsDevice):
             else:
                 attrs[attribute] = Attribute(get=load)
         for (class_id, ln), attrs in by_object.items():
-            model.add(CosemObject(class_id, ln, attrs, methods.get((class_id, ln), {}), name="tariff"))
+            model.add(CosemObject(class_id, ln, attrs, methods.get((class_id, ln), {})))
 
     def _cosem_raw(self, name: str) -> Data | None:
         raw = self.nvm.get(COSEM_NS, name)
@@ -1052,9 +891,9 @@ class Esme(GbcsDevice):
             except ValueError:
                 return None
         if code == "command_rejected":
-            return self.security_alerts.get(entry.get("reason", ""), 0x8F53)
+            return self.security_alerts.get(entry.get("reason", ""), AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES)
         if code == "unexpected_message":
-            return 0x8F60  # unusual numbers of malformed, out-of-order or unexpected commands [I]
+            return _UNEXPECTED_MESSAGE
         return None
 
     def _log_buffer(self, name: str, bounds: tuple[float, float] | None) -> Data:
@@ -1107,34 +946,21 @@ class Esme(GbcsDevice):
         target, start, end = preset
         reference = self.clock.now()
         if (start is not None and reference < start) or (end is not None and reference > end):
-            self._queue_alert(ALERT_CLOCK_OUTSIDE_TOLERANCE)
+            self._queue_alert(AlertCode.CLOCK_NOT_ADJUSTED_OUTSIDE_TOLERANCE)
             raise CosemError(cosem.OTHER_REASON, "outside the validity window")
         self._set_device_time(reference if target is None else target)
         self._rearm_after = True
-        self._queue_alert(ALERT_CLOCK_ADJUSTED)
+        self._queue_alert(AlertCode.CLOCK_ADJUSTED)
         return None
 
     def _activate_calendar(self, _parameters: Data) -> None:
-        self._activate((20, LN_CALENDAR, 10))
+        self._activate(_attr(OBIS.ACTIVITY_CALENDAR, 10))
         return None
 
-    def _enter_token(self, parameters: Data) -> None:
-        """CS01a: a UTRN carried by the supplier's command (its counter = UTRN counter ‖ 0)."""
-        command = self._command
-        if parameters.type is not DataType.OCTET_STRING or command is None:
-            raise CosemError(cosem.TYPE_UNMATCHED, "token must be an octet-string")
-        check = self._check_utrn(parameters.value, command.originator, command.recipient, command.originator_counter)
-        if not check.accepted:
-            self._queue_alert(check.alert_code)
-            self.log_event("top_up_rejected", status=check.status.value, message_code=f"{command.message_code:04X}")
-            raise CosemError(cosem.OTHER_REASON, f"UTRN {check.status.value}")  # [I] result code
-        self._add_credit(check.amount_pennies, "remote")
-        self.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter)
-        return None
-
-    def _get_protected_attributes(self, parameters: Data) -> Data:
+    def _get_protected_attributes(self, allowed: frozenset[tuple[int, bytes]], parameters: Data) -> Data:
         """Get Protected Attributes (class 30 method 1): read the listed attributes (with their
-        selective access) and return them encrypted for the requesting party (FACTS 1.6)."""
+        selective access; only `allowed` objects, the protection object's list) and return them
+        encrypted for the requesting party (FACTS 1.6)."""
         command = self._command
         if command is None:
             raise CosemError(cosem.TEMPORARY_FAILURE, "no command")
@@ -1156,7 +982,6 @@ class Esme(GbcsDevice):
                 refs.append((cid.value, ln.value, attr.value, selector, sel_params))
         except (AttributeError, TypeError, ValueError, IndexError):
             raise CosemError(cosem.TYPE_UNMATCHED, "not a Get Protected Attributes request") from None
-        allowed = PROTECTED_OBJECTS.get(command.message_code, frozenset())
         values = []
         for cid, ln, attr, selector, sel_params in refs:
             if (cid, ln) not in allowed:
@@ -1170,13 +995,10 @@ class Esme(GbcsDevice):
         return ProtectedData.build(pp, Data.structure(*values), lambda pt: encrypt_part(key, self.eui, pt))
 
     # ============================================================================ GBCS
-    def supports(self, message_code: int) -> bool:
-        return message_code in SUPPORTED
-
     def check_freshness(self, message: Message) -> bool:
         # Top-ups are protected by the UTRN counter cache, not the supplier's command counter: their
         # originator counter is UTRN counter ‖ 00000000 [S FACTS 1.8].
-        if message.message_code == CS01A:
+        if message.message_code in _UTRN_COUNTERS:
             return True
         return super().check_freshness(message)
 
@@ -1186,80 +1008,29 @@ class Esme(GbcsDevice):
         self._rearm_after = False
         self.ram.pop("clock_preset", None)  # a preset only lives within its own command
         try:
-            if message.message_code in ASN1_CODES:
-                content = self._execute_asn1(message)
-            else:
-                content = self._execute_dlms(message)
+            outcome = super().execute(message)
         finally:
             self._command = None
-        date_time = None
-        if message.message_code in DATED_RESPONSES:
-            date_time = cosem.datetime_bytes(self.device_now())
         alerts = self._take_alerts()
         rearm = self._rearm_after
         self._rearm_after = False
+        if alerts or rearm:
+            then = outcome.after
 
-        async def after() -> None:
-            if rearm:
-                self._rearm_timers()
-            await self._send_alerts(alerts)
+            async def after() -> None:
+                if rearm:
+                    self._rearm_timers()
+                await self._send_alerts(alerts)
+                if then is not None:
+                    result = then()
+                    if hasattr(result, "__await__"):
+                        await result
 
-        return Outcome(content, date_time, after if (alerts or rearm) else None)
+            outcome.after = after
+        return outcome
 
-    def _execute_dlms(self, message: Message) -> bytes:
-        try:
-            request = decode_apdu(message.content, message_code=message.message_code)
-        except DecodeError as exc:
-            raise CommandRejected("malformed", str(exc)) from None
-        if not isinstance(request, AccessRequest) or len(request.data) != len(request.specs):
-            raise CommandRejected("malformed", "not an ACCESS.request")
-        allowed = ALLOWED.get(message.message_code, frozenset())
-        script = LOAD_SWITCH_SCRIPT.get(message.message_code)
-        for spec, value in zip(request.specs, request.data):
-            if (spec.kind, spec.class_id, bytes(spec.obis)) not in allowed:
-                raise CommandRejected("malformed", f"{spec.kind.name} {spec.class_id}/{obis_text(spec.obis)} "
-                                                   f"not part of use case 0x{message.message_code:04X}")
-            if script is not None and (value.type is not DataType.LONG_UNSIGNED or value.value != script):
-                raise CommandRejected("malformed", f"use case 0x{message.message_code:04X} runs script {script}")
-        data: list[Data | None] = []
-        results: list[int] = []
-        for spec, value in zip(request.specs, request.data):
-            try:
-                data.append(self.objects.serve(spec, value))
-                results.append(cosem.SUCCESS)
-            except CosemError as exc:
-                log.debug("esme %s: %s on %s: %s", self.eui_hex, spec.kind.name, obis_text(spec.obis), exc)
-                data.append(None)
-                results.append(exc.result)
-        return AccessResponse.answer(request, data, results).encode()
-
-    def _execute_asn1(self, message: Message) -> bytes:
-        code = message.message_code
-        try:
-            payload = decode_asn1(message.content, message_code=code, cra=1)
-        except DecodeError as exc:
-            raise CommandRejected("malformed", str(exc)) from None
-        if code in (CS03A1, CS03B):
-            if not isinstance(payload, JoinDevice):
-                raise CommandRejected("malformed", "not a Join Device command")
-            rc = self._join(code, payload)
-            self.log_event(EVENT_JOIN_OK if rc == 0 else EVENT_JOIN_FAILED, entity=eui_hex(payload.other_entity_id),
-                           message_code=f"{code:04X}")
-            return JoinResponse(code=rc).encode()
-        if code in (CS04AC, CS04B):
-            if not isinstance(payload, UnjoinDevice):
-                raise CommandRejected("malformed", "not an Unjoin command")
-            removed = self.nvm.delete(DEVICE_LOG_NS, payload.entity_id.hex())
-            rc = UnjoinResponseCode.SUCCESS if removed else UnjoinResponseCode.NOT_IN_DEVICE_LOG
-            self.log_event(EVENT_UNJOIN_OK if removed else EVENT_UNJOIN_FAILED, entity=eui_hex(payload.entity_id),
-                           message_code=f"{code:04X}")
-            return UnjoinResponse(code=rc).encode()
-        if code == CS07:
-            if not isinstance(payload, ReadDeviceJoinDetails):
-                raise CommandRejected("malformed", "not a Read Device Join Details command")
-            entries = tuple(DeviceLogEntry(entity_id=eui, device_type=t) for eui, t in sorted(self.device_log().items()))
-            return DeviceJoinDetails(entries=entries).encode()
-        raise CommandRejected("unsupported", f"message code 0x{code:04X}")  # pragma: no cover
+    def response_date_time(self) -> bytes:
+        return cosem.datetime_bytes(self.device_now())
 
     # -- alerts --
     def _queue_alert(self, code: int | None, **kw: Any) -> None:
@@ -1336,59 +1107,11 @@ class Esme(GbcsDevice):
             raise ConnectionError("no tunnel to a Comms Hub")
         await self.tunnel.send_gbcs(peer, frame)
 
-    def zcl_attributes(self) -> dict[int, Callable[[], dict[int, Any]]]:
-        """Live ZCL attribute values per cluster (Basic, Metering, Price, Prepayment, Messaging),
-        for the ZCL server an IHD/PPMID reads. Units: Wh with Divisor 1000 (kWh), W for demand,
-        pence for credit."""
-        return {
-            0x0000: self._zcl_basic,
-            0x0702: self._zcl_metering,
-            0x0700: self._zcl_price,
-            0x0705: self._zcl_prepayment,
-            0x0703: lambda: {},  # Messaging has commands only
-        }
 
-    def _zcl_basic(self) -> dict[int, Any]:
-        return {0x0000: 3, 0x0001: 1, 0x0003: 1, 0x0004: "gbhub", 0x0005: "gbhub ESME", 0x0007: 0x01,
-                0x4000: self.firmware_version.hex().upper()}
 
-    def _zcl_metering(self) -> dict[int, Any]:
-        r = self.registers()
-        values: dict[int, Any] = {
-            0x0000: r["import_wh"], 0x0001: r["export_wh"], 0x0014: ZCL_SUPPLY_STATUS[self._supply_state()],
-            0x000E: 0,  # CurrentBlock: no block tariff in use
-            0x0020: self._tier_at(self.device_now()),
-            0x0200: 0, 0x0300: 0, 0x0301: 1, 0x0302: 1000, 0x0303: 0x33, 0x0306: 0,
-            0x0400: _clamp(r["power_w"], 0, (1 << 23) - 1), 0x0401: _clamp(r["current_day_wh"], 0, 0xFFFFFF),
-            0x0403: _clamp(r["previous_day_wh"], 0, 0xFFFFFF),
-        }
-        for tier in range(1, TOU_TIERS + 1):
-            values[0x0100 + 2 * (tier - 1)] = r["tou_wh"][tier - 1]
-        return values
 
-    def _zcl_price(self) -> dict[int, Any]:
-        _cs, _ps, table = self._charge_table(LN_UNIT_CHARGE)
-        tiers = [t for t in range(1, TOU_TIERS + 1) if table.get(bytes((t,)), 0)]
-        values: dict[int, Any] = {
-            0x0300: 0, 0x0301: _clamp(self.standing_charge_pence() * 1000, 0, 0xFFFFFFFF), 0x0611: len(tiers),
-            0x0615: 0, 0x0616: 826, 0x0617: 0x30,  # GBP, 3 digits after the point (milli-pence) [I]
-        }
-        for t in tiers:
-            values[0x0400 + 16 * t] = _clamp(self.unit_price_pence(t) * 1000, 0, 0xFFFFFFFF)
-        return values
-
-    def _zcl_prepayment(self) -> dict[int, Any]:
-        p = self._prepay()
-        return {
-            0x0000: 0x0001 if p["mode"] == "prepayment" else 0x0000,
-            0x0001: _clamp(math.floor(p["credit"]), -(1 << 31), (1 << 31) - 1),
-            0x0002: _clamp(math.floor(p["ec_remaining"]), -(1 << 31), (1 << 31) - 1),
-            0x0004: _clamp(self.device_now() - cosem.EPOCH_2000, 0, 0xFFFFFFFE),
-            0x0005: _clamp(p["debt"], -(1 << 31), (1 << 31) - 1), 0x0010: _clamp(p["ec_limit"], 0, 0xFFFFFFFF),
-            0x0020: _clamp(p["total_added"], 0, (1 << 48) - 1),
-            0x0501: 0, 0x0502: 0x00, 0x0503: 826,  # kWh; credit in whole pence; GBP
-        }
-
+# Use cases whose originator counter is a top-up counter (`UseCaseDef.utrn`): CS01a.
+_UTRN_COUNTERS = frozenset(code for code, h in Esme.HANDLERS.items() if h.use_case is not None and h.use_case.utrn)
 
 __all__ = [
     "Esme",
@@ -1398,7 +1121,6 @@ __all__ = [
     "SUPPLY_ENABLED",
     "SUPPLY_DISABLED",
     "SUPPLY_ARMED",
-    "SUPPORTED",
     "PROFILE_LOG_CAPACITY",
     "DAILY_LOG_CAPACITY",
     "DEVICE_LOG_CAPACITY",

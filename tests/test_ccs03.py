@@ -15,13 +15,14 @@ from gbhub.firmware.clock import SimClock
 from gbhub.firmware.gbcs_device import CommandRejected, Credentials, TrustAnchors
 from gbhub.firmware.nvm import Nvm
 from gbcs import catalogue, usecases
-from gbcs.catalogue import DeviceType, RemotePartyRole
+from gbcs.catalogue import DeviceType, MessageCode, RemotePartyRole
 from gbcs.codec import eui_hex
 from gbcs.dlms import AccessRequest, AccessResponse, Data, DataType, RequestKind, RequestSpec, decode_apdu, obis
 from gbcs.frame import CRA, Message
 from gbcs.payload import decode_payload
 from gbhub.han.join import KeyKind, join
-from gbhub.hub.chf import CCS03, CS14, DEVICE_LOG_FULL, INVALID_ENTRY, RESTORED, Chf
+from gbhub.hub.chf import Chf
+from gbhub.hub.chf_log import DEVICE_LOG_FULL, INVALID_ENTRY, RESTORED
 from gbhub.tools.pki import add_device, init_pki, load_pki
 
 from test_hub import (
@@ -44,6 +45,7 @@ from test_hub import (
     results,
 )
 
+CCS03, CS14 = MessageCode.CCS03, MessageCode.CS14
 NEW_PAN = bytes.fromhex("0247424840000099")
 NEWCOMER = bytes.fromhex("02474248400000B7")
 

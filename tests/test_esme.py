@@ -44,34 +44,24 @@ from gbhub.han.aps import TUNNELING_CLUSTER
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelTimeout
 from gbhub.han.virtual import VirtualAir
-from gbhub.meter import cosem
-from gbhub.meter.cosem import CosemError
-from gbhub.meter.esme import (
-    LN_CALENDAR,
-    LN_CLOCK,
-    LN_DAILY_LOG,
-    LN_DISCONNECT,
-    LN_EVENT_LOG,
-    LN_FIRMWARE,
-    LN_IMPORT_REGISTERS,
-    LN_LOAD_SWITCH,
-    LN_POWER,
-    LN_PROFILE,
-    LN_PROTECTED_DAILY,
-    LN_PROTECTED_PROFILE,
-    LN_PROTECTED_REGISTERS,
-    LN_SECURITY_LOG,
-    LN_STANDING_CHARGE,
-    LN_TOKEN_GATEWAY,
-    LN_TOU_SCRIPTS,
-    LN_UNIT_CHARGE,
-    SUPPORTED,
-    Esme,
-)
+from gbcs.obis import OBIS
+from gbhub.firmware import cosem
+from gbhub.firmware.cosem import CosemError
+from gbhub.meter.esme import Esme
 from gbhub.meter.model import ConsumptionModel
 from gbhub.tools.pki import add_device, init_pki, load_pki
 from gbhub.wan.bridge import InProcessBridge
 from gbhub.wan.headend import HeadEnd
+
+SUPPORTED = frozenset(Esme.HANDLERS)
+LN_CALENDAR, LN_CLOCK, LN_DAILY_LOG = OBIS.ACTIVITY_CALENDAR.obis, OBIS.CLOCK.obis, OBIS.DAILY_READ_LOG.obis
+LN_DISCONNECT, LN_EVENT_LOG, LN_FIRMWARE = OBIS.DISCONNECT_CONTROL.obis, OBIS.EVENT_LOG.obis, OBIS.DEVICE_FIRMWARE_VERSION.obis
+LN_IMPORT_REGISTERS, LN_LOAD_SWITCH = OBIS.IMPORT_ENERGY_REGISTERS.obis, OBIS.LOAD_SWITCH_SCRIPT_TABLE.obis
+LN_POWER, LN_PROFILE = OBIS.INSTANTANEOUS_ACTIVE_POWER_IMPORT.obis, OBIS.ACTIVE_IMPORT_PROFILE.obis
+LN_PROTECTED_DAILY, LN_PROTECTED_PROFILE = OBIS.DAILY_READ_PROTECTION.obis, OBIS.PROFILE_DATA_PROTECTION.obis
+LN_PROTECTED_REGISTERS, LN_SECURITY_LOG = OBIS.ENERGY_REGISTERS_PROTECTION.obis, OBIS.SECURITY_LOG.obis
+LN_STANDING_CHARGE, LN_TOKEN_GATEWAY = OBIS.STANDING_CHARGE.obis, OBIS.TOKEN_GATEWAY.obis
+LN_TOU_SCRIPTS, LN_UNIT_CHARGE = OBIS.TARIFF_SWITCHING_SCRIPT_TABLE.obis, OBIS.UNIT_CHARGE.obis
 
 T0 = datetime(2024, 3, 4, 0, 10, tzinfo=timezone.utc)  # a Monday, 00:10 UTC (off a boundary)
 ESME_EUI = bytes.fromhex("0247424840000001")

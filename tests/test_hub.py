@@ -28,7 +28,7 @@ from gbcs.asn1 import (
     UnjoinResponse,
     decode_asn1,
 )
-from gbcs.catalogue import DeviceType
+from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError
 from gbcs.dlms import (
     AccessRequest,
@@ -59,23 +59,18 @@ from gbhub.han.join import (
     tc_link_key_hash,
 )
 from gbhub.han.tunnel import TunnelServer
-from gbhub.hub.chf import (
-    CCS01,
-    CCS02,
-    CCS06,
-    CS14,
-    CS14_ALERT,
-    DELIVERY_FAILURE,
-    DELIVERY_FAILURE_ALERT,
-    ECS52,
-    Chf,
-    active_device,
-    cs14_content,
-)
-from gbhub.hub.gpf import CS03B, CS04B, CS07, GCS62, GCS62_ALERT, Gpf
+from gbhub.hub.chf import Chf
+from gbhub.hub.chf_log import active_device, cs14_content
+from gbhub.hub.gpf import Gpf
 from gbhub.tools.pki import add_device, init_pki, load_pki
 from gbhub.wan.bridge import InProcessBridge, TcpBridge, TcpClient, WanDown
 from gbhub.wan.headend import HeadEnd
+
+CCS01, CCS02, CCS06, CS14, ECS52 = MessageCode.CCS01, MessageCode.CCS02, MessageCode.CCS06, MessageCode.CS14, MessageCode.ECS52
+CS14_ALERT = AlertCode.CHF_DEVICE_LOG_CHANGED
+DELIVERY_FAILURE, DELIVERY_FAILURE_ALERT = MessageCode.MessageDeliveryFailure, AlertCode.FAILURE_TO_DELIVER_REMOTE_PARTY_MESSAGE_TO_ESME
+CS03B, CS04B, CS07, GCS62 = MessageCode.CS03B, MessageCode.CS04B, MessageCode.CS07, MessageCode.GCS62
+GCS62_ALERT = AlertCode.GPF_DEVICE_LOG_CHANGED
 
 CHF = bytes.fromhex("0247424840000002")
 GPF = bytes.fromhex("0247424840000003")

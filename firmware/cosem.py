@@ -1,23 +1,29 @@
-"""A small COSEM server: interface objects addressed by (class id, OBIS), with attributes and
-methods, answering the Get / Set / Action requests of a GBCS DLMS ACCESS.request generically.
+"""The COSEM object model every device serving DLMS uses (ESME, CHF, GPF): interface objects
+addressed by (class id, OBIS), with attributes and methods, answering the Get / Set / Action
+requests of a GBCS DLMS ACCESS.request generically (`ObjectModel.answer`).
 
-The ESME projects its state into such objects (getters and setters are closures over the device),
-so a use case needs no code of its own unless it has a semantic hook (load switch script, clock
-adjustment, tariff activation, top-up). Failures are `CosemError(result)` with the DLMS
-data-access-result / action-result code that goes into the ACCESS.response.
+A device projects its state into such objects (getters, setters and methods are closures over the
+device), so a use case needs no code of its own unless it has a semantic hook (load switch script,
+clock adjustment, tariff activation, top-up, CHF device log). Failures are `CosemError(result)`
+with the DLMS data-access-result / action-result code that goes into the ACCESS.response (and,
+rarely, return data that goes with a failure: CCS03's per-entry results).
 
 Also here: profile-generic helpers (compact arrays, as GBCS returns log buffers) and the GBCS
 forms of range selective access. Sans-IO: nothing here touches NVM or the clock.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
 from gbcs.codec import encode_length
-from gbcs.dlms import Data, DataType, DlmsDateTime, RequestKind, RequestSpec, obis, obis_text
+from gbcs.dlms import AccessRequest, AccessResponse, Data, DataType, DlmsDateTime, RequestKind, RequestSpec, obis, obis_text
+from gbcs.obis import CosemObjectId
+
+log = logging.getLogger("gbhub.cosem")
 
 # DLMS data-access-result / action-result codes (Green Book; gbcs.dlms names them)
 SUCCESS = 0
@@ -30,6 +36,10 @@ OBJECT_UNAVAILABLE = 11
 TYPE_UNMATCHED = 12
 SCOPE_OF_ACCESS_VIOLATED = 13
 OTHER_REASON = 250
+
+# DLMS invoke-id-and-priority flag: stop at the first failing request (GBCS always sets it);
+# the rest answer other-reason.
+BREAK_ON_ERROR = 0x20000000
 
 # Profile-generic selective access (Blue Book): 1 = range descriptor, 2 = entry descriptor
 RANGE_SELECTOR = 1
@@ -46,12 +56,14 @@ ENUM = 0x16
 
 
 class CosemError(Exception):
-    """A request on a COSEM object failed; `result` goes into the response."""
+    """A request on a COSEM object failed; `result` goes into the response, with `data` (return
+    data of a failed action, when it has any)."""
 
-    def __init__(self, result: int, detail: str = "") -> None:
+    def __init__(self, result: int, detail: str = "", data: Data | None = None) -> None:
         super().__init__(detail or f"result {result}")
         self.result = result
         self.detail = detail
+        self.data = data
 
 
 Getter = Callable[[], Data]
@@ -83,6 +95,12 @@ class CosemObject:
     def __post_init__(self) -> None:
         self.obis = obis(self.obis)
         self.attributes.setdefault(1, Attribute(get=lambda ln=self.obis: Data.octet_string(ln)))
+
+    @classmethod
+    def of(cls, oid: CosemObjectId, attributes: dict[int, Attribute] | None = None,
+           methods: dict[int, Method] | None = None) -> "CosemObject":
+        """The object named by `oid` (`gbcs.obis.OBIS.CLOCK`), with the device's attributes and methods."""
+        return cls(oid.class_id, oid.obis, attributes or {}, methods or {}, name=oid.name)
 
     @property
     def key(self) -> tuple[int, bytes]:
@@ -161,6 +179,31 @@ class ObjectModel:
         if kind is RequestKind.ACTION:
             return self.action(spec.class_id, spec.obis, spec.id, value)
         raise CosemError(SCOPE_OF_ACCESS_VIOLATED, f"{kind.name} not supported")
+
+    def answer(self, request: AccessRequest, *, break_on_error: bool = False) -> AccessResponse:
+        """Serve every request of an ACCESS.request in order: the ACCESS.response. With
+        `break_on_error`, a request whose invoke-id sets the break-on-error flag stops at the
+        first failure and the rest answer other-reason (as the RTDS CCS01 ERROR response shows);
+        without it every request is served on its own."""
+        data: list[Data | None] = []
+        results: list[int] = []
+        stop = break_on_error and bool(request.invoke_id & BREAK_ON_ERROR)
+        failed = False
+        serve = self.serve
+        for spec, value in zip(request.specs, request.data):
+            if failed:
+                data.append(None)
+                results.append(OTHER_REASON)
+                continue
+            try:
+                data.append(serve(spec, value))
+                results.append(SUCCESS)
+            except CosemError as exc:
+                log.debug("%s %s: %s", spec.kind.name, obis_text(spec.obis), exc)
+                data.append(exc.data)
+                results.append(exc.result)
+                failed = stop
+        return AccessResponse.answer(request, data, results)
 
 
 def stored(initial: Data, load: Callable[[], Data | None], store: Callable[[Data], None] | None,
@@ -260,7 +303,7 @@ _FIXED = {DOUBLE_LONG_UNSIGNED: 4, LONG_UNSIGNED: 2, UNSIGNED: 1, ENUM: 1, 0x05:
 _SIGNED = {0x05, 0x10, 0x0F, 0x14}
 
 
-def _untagged(desc: TypeDesc, value: Any, out: bytearray) -> None:
+def _append_untagged(desc: TypeDesc, value: Any, out: bytearray) -> None:
     if isinstance(desc, int):
         if desc == OCTET_STRING:
             raw = bytes(value)
@@ -275,13 +318,13 @@ def _untagged(desc: TypeDesc, value: Any, out: bytearray) -> None:
         if len(value) != len(members):
             raise ValueError(f"structure of {len(members)} needs {len(members)} values, got {len(value)}")
         for d, v in zip(members, value):
-            _untagged(d, v, out)
+            _append_untagged(d, v, out)
         return
     _, n, element = desc
     if len(value) != n:
         raise ValueError(f"array of {n} needs {n} values, got {len(value)}")
     for v in value:
-        _untagged(element, v, out)
+        _append_untagged(element, v, out)
 
 
 def compact_array(desc: TypeDesc, rows: Sequence[Any]) -> Data:
@@ -290,14 +333,14 @@ def compact_array(desc: TypeDesc, rows: Sequence[Any]) -> Data:
     and arrays sequences."""
     contents = bytearray()
     for row in rows:
-        _untagged(desc, row, contents)
+        _append_untagged(desc, row, contents)
     return Data.compact_array(type_description(desc) + encode_length(len(contents)) + bytes(contents))
 
 
 __all__ = [
     "Attribute", "CosemError", "CosemObject", "ObjectModel", "stored", "compact_array", "structure", "array",
     "type_description", "range_bounds", "epoch_of", "t2000", "timestamp", "datetime_bytes", "EPOCH_2000",
-    "RANGE_SELECTOR", "SUCCESS", "HARDWARE_FAULT", "TEMPORARY_FAILURE", "READ_WRITE_DENIED", "OBJECT_UNDEFINED",
+    "RANGE_SELECTOR", "BREAK_ON_ERROR", "SUCCESS", "HARDWARE_FAULT", "TEMPORARY_FAILURE", "READ_WRITE_DENIED", "OBJECT_UNDEFINED",
     "OBJECT_CLASS_INCONSISTENT", "OBJECT_UNAVAILABLE", "TYPE_UNMATCHED", "SCOPE_OF_ACCESS_VIOLATED", "OTHER_REASON",
     "DOUBLE_LONG_UNSIGNED", "OCTET_STRING", "LONG_UNSIGNED", "UNSIGNED", "ENUM",
 ]

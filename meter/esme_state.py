@@ -1,0 +1,22 @@
+"""Where the ESME keeps its state: NVM namespaces and logs (under the device's EUI scope), and the
+supply switch states. Shared by `meter.esme`, `meter.prepayment` and `meter.esme_zcl`."""
+from __future__ import annotations
+
+NS = "meter"  # registers, metering, supply, prepayment, clock offset, UTRN counters
+COSEM_NS = "cosem"  # tariff objects and other written COSEM attributes
+PENDING_NS = "pending"  # future-dated activations
+DEVICE_LOG_NS = "device_log"  # the ESME's own Device Log (firmware.device_log)
+PROFILE_LOG = "profile"
+DAILY_LOG = "daily"
+TOPUP_LOG = "topup"
+
+TOU_TIERS = 48
+BLOCKS, BLOCK_TIERS = 4, 8
+
+SUPPLY_ENABLED, SUPPLY_DISABLED, SUPPLY_ARMED = "enabled", "disabled", "armed"
+SUPPLY_STATES = (SUPPLY_ENABLED, SUPPLY_DISABLED, SUPPLY_ARMED)
+
+
+def clamp(value: float, lo: int, hi: int) -> int:
+    """`value` rounded into [lo, hi] (a register or attribute of fixed width)."""
+    return max(lo, min(hi, int(round(value))))

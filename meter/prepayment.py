@@ -1,0 +1,124 @@
+"""ESME prepayment: credit, emergency credit and debt, charged per half hour and per day from the
+active tariff; top-ups by UTRN, remote (CS01a through the token gateway) or typed locally, checked
+against the UTRN counter cache (`gbcs.utrn`). Mixed into `meter.esme.Esme` (`Prepayment`): its
+state is the ESME's NVM (`esme_state.NS`, keys "prepayment" and "utrn_counters", the top-up log),
+and running out of credit disables the ESME's supply (alert 0x8F0F)."""
+from __future__ import annotations
+
+from gbcs.catalogue import AlertCode, RemotePartyRole
+from gbcs.dlms import Data, DataType
+from gbcs.utrn import UtrnCheck, UtrnCounterCache, UtrnStatus, validate_utrn
+from gbhub.firmware import cosem
+from gbhub.firmware.cosem import CosemError
+
+from .esme_state import NS, SUPPLY_ARMED, SUPPLY_DISABLED, SUPPLY_ENABLED, TOPUP_LOG
+
+TOPUP_LOG_CAPACITY = 5  # ZSE Prepayment top-up log has five slots [S gbcs.zcl attribute table]
+
+
+class Prepayment:
+    """The prepayment part of `Esme` (module doc)."""
+
+    def _prepay(self) -> dict:
+        return self.nvm.get(NS, "prepayment")
+
+    @property
+    def payment_mode(self) -> str:
+        return self._prepay()["mode"]
+
+    @property
+    def credit_pence(self) -> float:
+        return self._prepay()["credit"]
+
+    def _charge_energy(self, wh: int, tier: int, at: float) -> None:
+        if wh and self._prepay()["mode"] == "prepayment":
+            self._debit(wh / 1000.0 * self.unit_price_pence(tier), at)
+
+    def _charge_standing(self, at: float) -> None:
+        if self._prepay()["mode"] == "prepayment":
+            self._debit(self.standing_charge_pence(), at)
+
+    def _debit(self, pence: float, at: float) -> None:
+        """Take a charge from credit; emergency credit (when granted) covers a shortfall. When
+        both are gone the supply is disabled (alert 0x8F0F)."""
+        p = self._prepay()
+        was_exhausted = p["credit"] <= 0 and p["ec_remaining"] <= 0
+        p["credit"] -= pence
+        if p["credit"] < 0 and p["ec_remaining"] > 0:
+            take = min(p["ec_remaining"], -p["credit"])
+            p["ec_remaining"] -= take
+            p["credit"] += take
+        self.nvm.put(NS, "prepayment", p)
+        exhausted = p["credit"] <= 0 and p["ec_remaining"] <= 0
+        if exhausted and not was_exhausted and self._supply_state() == SUPPLY_ENABLED:
+            self._set_supply(SUPPLY_DISABLED, cause="credit", at=at)
+            self._queue_alert(AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
+
+    def _add_credit(self, pence: int, origin: str) -> None:
+        """A top-up first pays back emergency credit used [I], the rest is credit."""
+        p = self._prepay()
+        repay = max(0.0, min(float(pence), p["ec_limit"] - p["ec_remaining"]))
+        p["ec_remaining"] += repay
+        p["credit"] += pence - repay
+        p["total_added"] += pence
+        self.nvm.put(NS, "prepayment", p)
+        self.nvm.log_append(TOPUP_LOG, {"t": int(self.device_now()), "pence": pence, "origin": origin}, TOPUP_LOG_CAPACITY)
+        supply = self.nvm.get(NS, "supply")
+        if supply["state"] == SUPPLY_DISABLED and supply.get("cause") == "credit" and p["credit"] > 0:
+            self._set_supply(SUPPLY_ARMED, cause="credit")  # the consumer re-enables locally [I]
+
+    def _utrn_cache(self) -> UtrnCounterCache:
+        return UtrnCounterCache(self.nvm.get(NS, "utrn_counters", []), size=self.utrn_cache_size)
+
+    @property
+    def prepayment_supplier(self) -> bytes | None:
+        if self._prepayment_supplier is not None:
+            return self._prepayment_supplier
+        anchor = self.trust.by_role(RemotePartyRole.SUPPLIER)
+        return None if anchor is None else anchor.eui
+
+    def _check_utrn(self, utrn: bytes | str, supplier: bytes | None, target: bytes | None,
+                    originator_counter: int | None) -> UtrnCheck:
+        if self.prepayment_key is None or supplier is None:
+            return UtrnCheck(UtrnStatus.NOT_AUTHENTIC)
+        cache = self._utrn_cache()
+        check = validate_utrn(utrn, supplier=supplier, device=self.eui, private_key=self.credentials.ka,
+                              public_key=self.prepayment_key, cache=cache, target=target,
+                              originator_counter=originator_counter, secrets=self.secrets)
+        if check.accepted:
+            self.nvm.put(NS, "utrn_counters", cache.counters())
+        return check
+
+    def enter_utrn(self, utrn: str) -> UtrnCheck:
+        """A UTRN typed on the meter's keypad (or relayed by a PPMID): credit added locally
+        (alert 0x810E), or the rejection alert (0x8F51 / 0x8F63 / 0x8F64)."""
+        self._check_alive()
+        self._alerts.clear()
+        with self.nvm.transaction():
+            check = self._check_utrn(utrn, self.prepayment_supplier, None, None)
+            if check.accepted:
+                self._add_credit(check.amount_pennies, "local")
+                self._queue_alert(AlertCode.CREDIT_ADDED_LOCALLY)
+            else:
+                self._queue_alert(check.alert_code)
+        self._after_local(self._take_alerts())
+        return check
+
+
+    def _enter_token(self, parameters: Data) -> None:
+        """CS01a: a UTRN carried by the supplier's command (its counter = UTRN counter ‖ 0)."""
+        command = self._command
+        if parameters.type is not DataType.OCTET_STRING or command is None:
+            raise CosemError(cosem.TYPE_UNMATCHED, "token must be an octet-string")
+        check = self._check_utrn(parameters.value, command.originator, command.recipient, command.originator_counter)
+        if not check.accepted:
+            self._queue_alert(check.alert_code)
+            self.log_event("top_up_rejected", status=check.status.value, message_code=f"{command.message_code:04X}")
+            raise CosemError(cosem.OTHER_REASON, f"UTRN {check.status.value}")  # [I] result code
+        self._add_credit(check.amount_pennies, "remote")
+        self.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter)
+        return None
+
+
+
+__all__ = ["Prepayment", "TOPUP_LOG_CAPACITY"]
