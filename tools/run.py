@@ -107,7 +107,9 @@ async def _run(rig, args) -> int:
             label = name if name == kind else f"{name} ({kind})"
             print(f"gbhub:   {label:5} {eui}", flush=True)
         print(f"gbhub:   keys {', '.join(m['keys'])}; ACB {m['acb']}, supplier {m['supplier']}", flush=True)
-        print("gbhub: running; try `gbhub send ECS17b` in another shell. Ctrl-C stops.", flush=True)
+        meters = [name for name, kind in m["types"].items() if kind == "esme"]
+        hint = "`gbhub send ECS17b`" if len(meters) <= 1 else f"`gbhub send ECS17b --to {meters[-1]}`"
+        print(f"gbhub: running; try {hint} in another shell. Ctrl-C stops.", flush=True)
         deadline = loop.time() + args.duration if args.duration else None
         while not stop.is_set():
             wait = args.status_every if args.status_every > 0 else 3600.0
