@@ -120,7 +120,8 @@ from gbhub.han.join import (
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
 from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
 from gbhub.han.zcl_server import ZclServer
-from gbhub.wan.bridge import HubPort, WanDown, peek_header
+from gbcs.frame import peek_header
+from gbhub.wan.bridge import HubPort, WanDown
 
 log = logging.getLogger("gbhub.chf")
 
