@@ -846,6 +846,7 @@ class Direction(IntEnum):
     SERVER_TO_CLIENT = 1
 
 
+FC_FRAME_TYPE = 0x03
 FC_MANUFACTURER_SPECIFIC = 0x04
 FC_DIRECTION = 0x08
 FC_DISABLE_DEFAULT_RESPONSE = 0x10
@@ -907,7 +908,7 @@ class ZclHeader:
             end = len(data)
         _need(data, pos, 3, end, "zcl_header")
         fc = data[pos]
-        frame_type = fc & 0x03
+        frame_type = fc & FC_FRAME_TYPE
         if frame_type > 1:
             raise DecodeError(f"reserved ZCL frame type {frame_type}", pos, "zcl_header.frame_control")
         p = pos + 1
