@@ -267,7 +267,7 @@ class Data:
     # -- encoding -------------------------------------------------------------------------------
     def encode(self) -> bytes:
         out = bytearray()
-        _encode_data(self, out, 0)
+        _encode_data_into(self, out, 0)
         return bytes(out)
 
     # -- presentation ---------------------------------------------------------------------------
@@ -310,10 +310,12 @@ def _mk(t: DataType, v: object) -> Data:
 
 
 def frozen(d: Data) -> Data:
-    """`d` with its encoding remembered, for constant subtrees that builders put into many
-    messages (scaler-units, key info, object references): encoding them is then one copy."""
+    """A copy of `d` with its encoding remembered, for constant subtrees that builders put into
+    many messages (scaler-units, key info, object references): encoding them is then one copy."""
     if (d.type is DataType.ARRAY or d.type is DataType.STRUCTURE) and d._raw is None:
-        _set_raw(d, d.encode())
+        raw = d.encode()
+        d = _mk(d.type, d.value)
+        _set_raw(d, raw)
     return d
 
 
@@ -532,10 +534,10 @@ def decode_compact_array(value: "Data | bytes") -> tuple[Data, ...]:
     n, p = read_length(raw, p, end, "compact_array.length")
     if p + n != end:
         raise DecodeError("compact-array length does not match its contents", p, "compact_array.length")
-    budget = [8 * n + 64]  # guards against descriptions of zero-size elements
+    budget = 8 * n + 64  # guards against descriptions of zero-size elements
     out = []
     while p < end:
-        d, q = _decode_untagged(raw, p, end, desc, budget)
+        d, q, budget = _decode_untagged(raw, p, end, desc, budget)
         if q == p:
             raise DecodeError("zero-size compact-array element", p, "compact_array")
         out.append(d)
@@ -569,28 +571,30 @@ def _parse_type_description(buf: bytes, pos: int, end: int, depth: int):
     raise DecodeError(f"unknown type in type description 0x{tag:02X}", pos, "type_description")
 
 
-def _decode_untagged(buf: bytes, pos: int, end: int, desc, budget: list) -> tuple[Data, int]:
-    budget[0] -= 1
-    if budget[0] < 0:
+def _decode_untagged(buf: bytes, pos: int, end: int, desc, budget: int) -> tuple[Data, int, int]:
+    """One compact-array element of type `desc` at `pos`: (Data, next position, budget left)."""
+    budget -= 1
+    if budget < 0:
         raise DecodeError("compact-array expands too far", pos, "compact_array")
     tag = desc[0]
     if tag == 1:
         items = []
         p = pos
         for _ in range(desc[1]):
-            d, p = _decode_untagged(buf, p, end, desc[2], budget)
+            d, p, budget = _decode_untagged(buf, p, end, desc[2], budget)
             items.append(d)
-        return Data(DataType.ARRAY, tuple(items)), p
+        return Data(DataType.ARRAY, tuple(items)), p, budget
     if tag == 2:
         items = []
         p = pos
         for sub in desc[1]:
-            d, p = _decode_untagged(buf, p, end, sub, budget)
+            d, p, budget = _decode_untagged(buf, p, end, sub, budget)
             items.append(d)
-        return Data(DataType.STRUCTURE, tuple(items)), p
+        return Data(DataType.STRUCTURE, tuple(items)), p, budget
     if tag in (0, 0xFF):
-        return Data(_TYPES[tag], None), pos
-    return _decode_scalar(buf, pos, end, tag, pos)
+        return Data(_TYPES[tag], None), pos, budget
+    d, p = _decode_scalar(buf, pos, end, tag, pos)
+    return d, p, budget
 
 
 def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Data, int]:
@@ -643,7 +647,7 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
 # -- Data encoding ------------------------------------------------------------------------------
 
 
-def _encode_data(d: Data, out: bytearray, depth: int) -> None:
+def _encode_data_into(d: Data, out: bytearray, depth: int) -> None:
     """Append the encoding of `d`. Tags are compared as plain ints: hashing or comparing IntEnum
     members goes through Python-level Enum methods and costs several times more."""
     v = d.value
@@ -671,7 +675,7 @@ def _encode_data(d: Data, out: bytearray, depth: int) -> None:
         for item in v:
             if item.__class__ is not Data:
                 raise EncodeError(f"{_type_label(tag)} element is not Data: {item!r}")
-            _encode_data(item, out, d1)
+            _encode_data_into(item, out, d1)
         return
     if tag == 9:
         if not isinstance(v, bytes):
@@ -1059,7 +1063,7 @@ class RequestSpec:
         """The access-response-specification kind that answers this request."""
         return _RESPONSE_FOR[self.kind + 0]
 
-    def _encode(self, out: bytearray) -> None:
+    def _encode_into(self, out: bytearray) -> None:
         try:
             kind = int(self.kind)
             if kind not in _REQ_KINDS:
@@ -1080,7 +1084,7 @@ class RequestSpec:
             if not 0 <= self.selector < 256:
                 raise EncodeError("selector must be 0..255")
             out.append(self.selector)
-            _encode_data(self.parameters, out, 0)
+            _encode_data_into(self.parameters, out, 0)
         elif self.selector is not None or self.parameters is not None:
             raise EncodeError(f"{RequestKind(kind).name} carries no selective access")
 
@@ -1097,7 +1101,7 @@ class RequestSpec:
             children.append(self.parameters.tree("parameters"))
         raw = bytearray()
         try:
-            self._encode(raw)
+            self._encode_into(raw)
         except EncodeError:
             raw = bytearray()
         return Node(name, bytes(raw), f"{self.kind.name.lower().replace('_', '-')} {self.class_id}/{_obis_str(self.obis)}/{self.id}", tuple(children))
@@ -1204,7 +1208,7 @@ def _read_request_specs(buf: bytes, pos: int, end: int, what: str) -> tuple[tupl
     return tuple(specs), p
 
 
-def _enc_header(tag: int, invoke_id: int, date_time: bytes | None, out: bytearray) -> None:
+def _encode_header_into(tag: int, invoke_id: int, date_time: bytes | None, out: bytearray) -> None:
     out.append(tag)
     try:
         out += invoke_id.to_bytes(4, "big")
@@ -1598,17 +1602,17 @@ class AccessRequest:
         if self._raw:
             return self._raw
         out = bytearray()
-        _enc_header(ACCESS_REQUEST, self.invoke_id, self.date_time, out)
+        _encode_header_into(ACCESS_REQUEST, self.invoke_id, self.date_time, out)
         out += encode_length(len(self.specs))
         for s in self.specs:
             if not isinstance(s, RequestSpec):
                 raise EncodeError(f"not a RequestSpec: {s!r}")
-            s._encode(out)
+            s._encode_into(out)
         out += encode_length(len(self.data))
         for d in self.data:
             if not isinstance(d, Data):
                 raise EncodeError(f"not Data: {d!r}")
-            _encode_data(d, out, 0)
+            _encode_data_into(d, out, 0)
         return bytes(out)
 
     def tree(self) -> Node:
@@ -1685,19 +1689,19 @@ class AccessResponse:
         if self._raw:
             return self._raw
         out = bytearray()
-        _enc_header(ACCESS_RESPONSE, self.invoke_id, self.date_time, out)
+        _encode_header_into(ACCESS_RESPONSE, self.invoke_id, self.date_time, out)
         if self.request_specs is None:
             out.append(0)
         else:
             out.append(1)
             out += encode_length(len(self.request_specs))
             for s in self.request_specs:
-                s._encode(out)
+                s._encode_into(out)
         out += encode_length(len(self.data))
         for d in self.data:
             if not isinstance(d, Data):
                 raise EncodeError(f"not Data: {d!r}")
-            _encode_data(d, out, 0)
+            _encode_data_into(d, out, 0)
         out += encode_length(len(self.results))
         for r in self.results:
             try:
@@ -1800,10 +1804,10 @@ class DataNotification:
         if self._raw:
             return self._raw
         out = bytearray()
-        _enc_header(DATA_NOTIFICATION, self.invoke_id, self.date_time, out)
+        _encode_header_into(DATA_NOTIFICATION, self.invoke_id, self.date_time, out)
         if not isinstance(self.body, Data):
             raise EncodeError("body must be Data")
-        _encode_data(self.body, out, 0)
+        _encode_data_into(self.body, out, 0)
         return bytes(out)
 
     def tree(self) -> Node:

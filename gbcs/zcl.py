@@ -869,7 +869,7 @@ class ZclHeader:
             object.__setattr__(self, "frame_type", FrameType(self.frame_type))
         if type(self.direction) is not Direction:
             object.__setattr__(self, "direction", Direction(self.direction))
-        _plain_ints(self, "command_id", "sequence", "manufacturer_code", "reserved")
+        _set_plain_ints(self, "command_id", "sequence", "manufacturer_code", "reserved")
 
     @property
     def frame_control(self) -> int:
@@ -966,7 +966,7 @@ class GeneralCommand(IntEnum):
     DISCOVER_ATTRIBUTES_RESPONSE = 0x0D
 
 
-def _plain_ints(obj: Any, *names: str) -> None:
+def _set_plain_ints(obj: Any, *names: str) -> None:
     """Store enum members given by a caller as plain ints, so built and decoded objects
     compare, print and serialise alike."""
     for name in names:
@@ -1028,7 +1028,7 @@ class ReadAttributeRecord:
     value: Any = None
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "attribute_id", "status", "type_id")
+        _set_plain_ints(self, "attribute_id", "status", "type_id")
 
     @classmethod
     def success(cls, attribute_id: int, type_id: int, value: Any) -> "ReadAttributeRecord":
@@ -1101,7 +1101,7 @@ class AttributeValue:
     value: Any
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "attribute_id", "type_id")
+        _set_plain_ints(self, "attribute_id", "type_id")
 
     def encode(self) -> bytes:
         return _u16(self.attribute_id, "attribute id") + _u8(self.type_id, "data type") + encode_attribute_value(self.type_id, self.value)
@@ -1130,7 +1130,7 @@ class WriteAttributes:
     command_id: int = 0x02
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "command_id")
+        _set_plain_ints(self, "command_id")
 
     def encode(self) -> bytes:
         return b"".join(r.encode() for r in self.records)
@@ -1307,7 +1307,7 @@ class DefaultResponse:
     command_id: ClassVar[int] = GeneralCommand.DEFAULT_RESPONSE
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "command_id_answered", "status")
+        _set_plain_ints(self, "command_id_answered", "status")
 
     def encode(self) -> bytes:
         return _u8(self.command_id_answered, "command id") + _u8(self.status, "status")
@@ -1905,7 +1905,7 @@ def command_name(cluster_id: int | None, frame_type: int, direction: int, comman
 Fields = tuple[tuple[str, Any], ...]
 
 
-def _decode_fields(spec: tuple, data: bytes, pos: int, end: int, out: list, scope: dict) -> int:
+def _decode_fields_into(spec: tuple, data: bytes, pos: int, end: int, out: list, scope: dict) -> int:
     optional = False
     for item in spec:
         if type(item) is tuple:
@@ -1931,7 +1931,7 @@ def _decode_fields(spec: tuple, data: bytes, pos: int, end: int, out: list, scop
                 while pos < end:
                     sub: list = []
                     start = pos
-                    pos = _decode_fields(item.fields, data, pos, end, sub, {})
+                    pos = _decode_fields_into(item.fields, data, pos, end, sub, {})
                     if pos == start:  # pragma: no cover - every group field takes bytes
                         raise DecodeError("empty repeated group", pos, item.name)
                     groups.append(tuple(sub))
@@ -1943,13 +1943,13 @@ def _decode_fields(spec: tuple, data: bytes, pos: int, end: int, out: list, scop
                     raise DecodeError(f"{item.count} = {count} exceeds the bytes left", pos, item.name)
                 for _ in range(count):
                     sub = []
-                    pos = _decode_fields(item.fields, data, pos, end, sub, {})
+                    pos = _decode_fields_into(item.fields, data, pos, end, sub, {})
                     groups.append(tuple(sub))
             value = tuple(groups)
             out.append((item.name, value))
             scope[item.name] = value
         else:  # Switch
-            pos = _decode_fields(item.cases.get(scope.get(item.selector), item.default), data, pos, end, out, scope)
+            pos = _decode_fields_into(item.cases.get(scope.get(item.selector), item.default), data, pos, end, out, scope)
     return pos
 
 
@@ -1961,14 +1961,14 @@ def _item_name(item) -> str | None:
     return None
 
 
-def _encode_fields(spec: tuple, values: Mapping[str, Any], out: list) -> None:
+def _encode_fields_into(spec: tuple, values: Mapping[str, Any], out: list) -> None:
     optional = False
     for index, item in enumerate(spec):
         if item is OPTIONAL:
             optional = True
             continue
         if type(item) is Switch:
-            _encode_fields(item.cases.get(values.get(item.selector), item.default), values, out)
+            _encode_fields_into(item.cases.get(values.get(item.selector), item.default), values, out)
             continue
         name = item[0] if type(item) is tuple else item.name
         if name not in values:
@@ -1983,7 +1983,7 @@ def _encode_fields(spec: tuple, values: Mapping[str, Any], out: list) -> None:
             if not isinstance(value, (tuple, list)):
                 raise EncodeError(f"{name} must be a sequence of groups")
             for group in value:
-                _encode_fields(item.fields, dict(group), out)
+                _encode_fields_into(item.fields, dict(group), out)
             continue
         type_id = item[1]
         if type_id == REST:
@@ -2050,7 +2050,7 @@ class ClusterCommand:
     extra: bytes = b""
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "cluster_id", "command_id")
+        _set_plain_ints(self, "cluster_id", "command_id")
 
     @property
     def name(self) -> str:
@@ -2105,7 +2105,7 @@ class ClusterCommand:
         if spec is None:
             raise EncodeError(f"no layout for {cluster_name(self.cluster_id)} command 0x{self.command_id:02X}")
         out: list = []
-        _encode_fields(spec[1], dict(self.fields), out)
+        _encode_fields_into(spec[1], dict(self.fields), out)
         return b"".join(out) + self.extra
 
     def tree(self, cluster_id: int | None = None) -> Node:
@@ -2284,7 +2284,7 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
             return RawPayload(bytes(data[pos:end]))
         out: list = []
         try:
-            stop = _decode_fields(spec[1], data, pos, end, out, {})
+            stop = _decode_fields_into(spec[1], data, pos, end, out, {})
         except DecodeError as exc:
             if strict:
                 raise

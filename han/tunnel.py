@@ -743,11 +743,9 @@ class TunnelHost:
         self.unrouted = 0
 
     def _defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs.setdefault("endpoint", self.endpoint)
-        kwargs.setdefault("clock", self.clock)
-        kwargs.setdefault("on_message", self.on_message)
-        kwargs.setdefault("on_error", self.on_error)
-        return kwargs
+        """`kwargs` over this host's endpoint, clock and callbacks (a new dict)."""
+        return {"endpoint": self.endpoint, "clock": self.clock, "on_message": self.on_message,
+                "on_error": self.on_error, **kwargs}
 
     def serve(self, **kwargs: Any) -> TunnelServer:
         """Create this device's tunnel server (keyword arguments as for TunnelServer)."""
