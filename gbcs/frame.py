@@ -279,7 +279,7 @@ def decode_message(data: bytes) -> Message:
                 raise DecodeError("GBT block, not a whole message", 1, "mac_header.transaction_id")
             bad = next((i for i in range(1, min(7, n)) if data[i] != 0), min(7, n))
             raise DecodeError("MAC header must carry six empty fields", bad, "mac_header")
-        length, pos = read_length(data, 7, what="mac_header.length")
+        length, pos = read_length(data, 7, n, "mac_header.length")
         if pos + length != n:
             raise DecodeError(f"MAC header length {length} does not match {n - pos} bytes that follow", 7, "mac_header.length")
         if data[pos : pos + 5] != SECURITY_HEADER_MAC:
@@ -325,7 +325,7 @@ def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool) -> 
         raise DecodeError(f"date-time length must be 0 or 12, got {dt_len}", pos, "date_time")
     if pos >= end:
         raise DecodeError("truncated", pos, "other_information")
-    other_len, p2 = read_length(data, pos, what="other_information.length")
+    other_len, p2 = read_length(data, pos, len(data), "other_information.length")
     if other_len < 2:
         raise DecodeError("other-information must hold the message code", pos, "other_information.length")
     other, pos = take(data, p2, other_len, "other_information")
@@ -337,7 +337,7 @@ def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool) -> 
         rp_id, rp_ctr, orig_ctr, cert = _split_other_information(other, p2)
     if pos >= end:
         raise DecodeError("truncated", pos, "content.length")
-    content_len, p3 = read_length(data, pos, what="content.length")
+    content_len, p3 = read_length(data, pos, len(data), "content.length")
     content, pos = take(data, p3, content_len, "content")
     if pos > end:
         raise DecodeError("content runs past the end of the General-Signing APDU", p3, "content")
