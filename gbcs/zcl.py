@@ -1682,10 +1682,20 @@ COMMANDS: dict[tuple[int, bool, int], tuple[str, tuple]] = {
     (Cluster.TUNNELING, _C2S, 0x01): ("CloseTunnel", (("tunnel_id", U16),)),
     (Cluster.TUNNELING, _C2S, 0x02): ("TransferData", (("tunnel_id", U16), ("data", REST))),
     (Cluster.TUNNELING, _C2S, 0x03): ("TransferDataError", (("tunnel_id", U16), ("transfer_data_status", U8))),
+    (Cluster.TUNNELING, _C2S, 0x04): ("AckTransferData", (("tunnel_id", U16), ("number_of_bytes_left", U16))),
+    (Cluster.TUNNELING, _C2S, 0x05): ("ReadyData", (("tunnel_id", U16), ("number_of_octets_left", U16))),
+    (Cluster.TUNNELING, _C2S, 0x06): ("GetSupportedTunnelProtocols", (("protocol_offset", U8),)),
     (Cluster.TUNNELING, _S2C, 0x00): ("RequestTunnelResponse", (("tunnel_id", U16), ("tunnel_status", U8), ("maximum_incoming_transfer_size", U16))),
     (Cluster.TUNNELING, _S2C, 0x01): ("TransferDataServer", (("tunnel_id", U16), ("data", REST))),
     (Cluster.TUNNELING, _S2C, 0x02): ("TransferDataErrorServer", (("tunnel_id", U16), ("transfer_data_status", U8))),
-    (Cluster.TUNNELING, _S2C, 0x05): ("TunnelClosureNotification", (("tunnel_id", U16),)),
+    (Cluster.TUNNELING, _S2C, 0x03): ("AckTransferDataServer", (("tunnel_id", U16), ("number_of_bytes_left", U16))),
+    (Cluster.TUNNELING, _S2C, 0x04): ("ReadyDataServer", (("tunnel_id", U16), ("number_of_octets_left", U16))),
+    (Cluster.TUNNELING, _S2C, 0x05): (
+        "SupportedTunnelProtocolsResponse",
+        (("protocol_list_complete", BOOL), ("protocol_count", U8),
+         Rep("protocols", (("manufacturer_code", U16), ("protocol_id", U8)), count="protocol_count")),
+    ),
+    (Cluster.TUNNELING, _S2C, 0x06): ("TunnelClosureNotification", (("tunnel_id", U16),)),
     # Prepayment: client -> server
     (Cluster.PREPAYMENT, _C2S, 0x00): ("SelectAvailableEmergencyCredit", (("command_issue_date_time", UTC), ("originating_device", E8))),
     (Cluster.PREPAYMENT, _C2S, 0x02): (

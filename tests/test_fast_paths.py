@@ -9,7 +9,8 @@ wherever the general path accepts the input, and step aside (or fail the same wa
 | `gbcs.frame.peek_header` (routing by header) | `gbcs.frame.decode` |
 | DLMS leaf and recurring-subtree memos, protection-parameters template (`gbcs.dlms`) | the decoder with memos and template off |
 | `gbcs.dlms.frozen` encodings, the protection-parameters template writer | fresh trees' general encoding |
-| `gbcs.hgrp.transfer_data_frame` / `recognise_transfer_data` | `encode_tunnel_command` / `decode_tunnel_frame` |
+| `gbcs.hgrp.transfer_data_frame` / `recognise_transfer_data` | `encode_tunnel_command` / `decode_tunnel_frame`, and `gbcs.zcl.decode_zcl` |
+| `gbcs.hgrp`'s typed tunnel commands | `gbcs.zcl`'s command layout table |
 | `Message.__init__` through slot setters, `_copy` (`signed`, `with_mac`, `with_apdu`) | the dataclass fields |
 | `AccessResponse.answer` / decoded APDUs through slot setters | the dataclass constructors |
 | `SecretCache` by key objects | a plain ECDH exchange |
@@ -46,9 +47,24 @@ from gbcs.dlms import (
     frozen,
 )
 from gbcs.frame import CRA, GbtBlock, Message, _copy, decode, peek_header, segment
-from gbcs.hgrp import TransferData, decode_tunnel_frame, encode_tunnel_command, recognise_transfer_data, transfer_data_frame
+from gbcs.hgrp import (
+    AckTransferData,
+    CloseTunnel,
+    GetSupportedTunnelProtocols,
+    ReadyData,
+    RequestTunnel,
+    RequestTunnelResponse,
+    SupportedTunnelProtocolsResponse,
+    TransferData,
+    TransferDataError,
+    TunnelClosureNotification,
+    decode_tunnel_frame,
+    encode_tunnel_command,
+    recognise_transfer_data,
+    transfer_data_frame,
+)
 from gbcs.security import SecretCache
-from gbcs.zcl import Direction
+from gbcs.zcl import Cluster, Direction, decode_zcl
 
 _eui = st.binary(min_size=8, max_size=8)
 
@@ -272,6 +288,10 @@ def _check_transfer_data(raw: bytes, direction: Direction) -> None:
     usual = (type(general.command) is TransferData and header.direction == direction
              and header.disable_default_response and header.manufacturer_code is None)
     assert fast == (general.command if usual else None)
+    if fast is not None:  # and the ZCL layout table reads the same fields
+        zcl = decode_zcl(raw, Cluster.TUNNELING, strict=True)
+        assert zcl.header.direction == direction
+        assert zcl.payload.fields == (("tunnel_id", fast.tunnel_id), ("data", fast.data))
 
 
 @settings(max_examples=500, deadline=None)
@@ -291,6 +311,47 @@ def test_transfer_data_fast_path_on_mutated_frames(direction, sequence, tunnel_i
 def test_transfer_data_fast_path_on_random_bytes(raw):
     for d in Direction:
         _check_transfer_data(raw, d)
+
+
+def _wire_values(command) -> tuple:
+    """A tunnel command's field values in wire order (the count of a repeated group included)."""
+    if isinstance(command, SupportedTunnelProtocolsResponse):
+        return command.protocol_list_complete, len(command.protocols), command.protocols
+    return dataclasses.astuple(command)
+
+
+def _zcl_values(fields) -> tuple:
+    return tuple(tuple(tuple(v for _, v in group) for group in value) if isinstance(value, tuple) else value
+                 for _, value in fields)
+
+
+_u16 = st.integers(0, 0xFFFF)
+_tunnel_commands = st.one_of(
+    st.tuples(st.builds(RequestTunnel, st.integers(0, 255), _u16, st.booleans(), _u16), st.just(Direction.CLIENT_TO_SERVER)),
+    st.tuples(st.builds(RequestTunnelResponse, _u16, st.integers(0, 255), _u16), st.just(Direction.SERVER_TO_CLIENT)),
+    st.tuples(st.builds(CloseTunnel, _u16), st.just(Direction.CLIENT_TO_SERVER)),
+    st.tuples(st.builds(TunnelClosureNotification, _u16), st.just(Direction.SERVER_TO_CLIENT)),
+    st.tuples(st.builds(GetSupportedTunnelProtocols, st.integers(0, 255)), st.just(Direction.CLIENT_TO_SERVER)),
+    st.tuples(st.builds(SupportedTunnelProtocolsResponse, st.booleans(),
+                        st.lists(st.tuples(_u16, st.integers(0, 255)), max_size=4).map(tuple)),
+              st.just(Direction.SERVER_TO_CLIENT)),
+    st.tuples(st.one_of(st.builds(TransferData, _u16, st.binary(max_size=40)),
+                        st.builds(TransferDataError, _u16, st.integers(0, 255)),
+                        st.builds(AckTransferData, _u16, _u16), st.builds(ReadyData, _u16, _u16)),
+              st.sampled_from(list(Direction))),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_tunnel_commands, st.integers(0, 255))
+def test_tunnel_commands_read_alike_by_the_zcl_layout_table(pair, sequence):
+    """gbcs.hgrp's typed commands and gbcs.zcl's layout table describe the same wire format."""
+    command, direction = pair
+    raw = encode_tunnel_command(command, direction, sequence)
+    zcl = decode_zcl(raw, Cluster.TUNNELING, strict=True)
+    assert zcl.header == decode_tunnel_frame(raw).header and zcl.encode() == raw
+    assert zcl.payload.name.removesuffix("Server") == type(command).__name__
+    assert _zcl_values(zcl.payload.fields) == _wire_values(command)
 
 
 # ---------------------------------------------------------------------------------------------
