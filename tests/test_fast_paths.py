@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import rtds_rows
 from gbcs import dlms
 from gbcs.codec import DecodeError
 from gbcs.dlms import (
@@ -145,9 +144,8 @@ def test_peek_header_on_random_bytes(head, tail):
     _check_peek(head + tail)
 
 
-def test_peek_header_on_every_rtds_vector():
-    rows = rtds_rows()
-    for row in rows:
+def test_peek_header_on_every_rtds_vector(rtds):
+    for row in rtds:
         assert peek_header(row["bytes"]) == _header_of(decode(row["bytes"])), row["file"]
 
 
