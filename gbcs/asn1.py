@@ -35,7 +35,7 @@ from asn1crypto import csr as _csr
 from asn1crypto import x509 as _x509
 
 from .catalogue import DeviceType, RemotePartyRole  # one enum each, shared with the catalogue
-from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, jsonable, parse_eui
+from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, jsonable, parse_eui, read_length
 
 # --------------------------------------------------------------------------------------------
 # Enumerations (FACTS.md §3.2, §3.5, §4.2, §4.3, §5)
@@ -1104,20 +1104,9 @@ def _walk(buf: bytes, start: int, end: int, depth: int) -> tuple[DerNode, ...]:
                 raise DecodeError("tag number too large", at, "asn1")
         if pos >= end:
             raise DecodeError("truncated: no length", pos, "asn1")
-        lb = buf[pos]
-        pos += 1
-        if lb < 0x80:
-            length = lb
-        elif lb == 0x80:
-            raise DecodeError("indefinite length is not DER", pos - 1, "asn1")
-        else:
-            n = lb & 0x7F
-            if n > 4:
-                raise DecodeError(f"length of {n} octets not supported", pos - 1, "asn1")
-            if pos + n > end:
-                raise DecodeError("truncated length", pos - 1, "asn1")
-            length = int.from_bytes(buf[pos : pos + n], "big")
-            pos += n
+        if buf[pos] == 0x80:
+            raise DecodeError("indefinite length is not DER", pos, "asn1")
+        length, pos = read_length(buf, pos, end, "asn1", minimal=False)  # long forms as some RTDS use
         if length > end - pos:
             raise DecodeError(f"truncated: value needs {length} bytes, {end - pos} left", at, "asn1")
         constructed = bool(first & 0x20)
@@ -1134,13 +1123,7 @@ def _canonical(node: DerNode) -> bytes:
         body = node.contents
     else:
         body = b"".join(_canonical(c) for c in node.children)
-    n = len(body)
-    if n < 0x80:
-        length = bytes((n,))
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes((0x80 | len(raw),)) + raw
-    return node.header[:ident_len] + length + body
+    return node.header[:ident_len] + encode_length(len(body)) + body
 
 
 def _identifier_length(header: bytes) -> int:
@@ -1280,15 +1263,11 @@ def _encode_value(kind: str, arg, value, spec: type, params: dict | None, fresh:
 
 def _single_tlv_length(raw: bytes) -> int:
     """Total size the outer TLV of `raw` claims (one-byte identifier), or -1."""
-    if len(raw) < 2:
+    try:
+        length, pos = read_length(raw, 1, len(raw), minimal=False)
+    except DecodeError:
         return -1
-    lb = raw[1]
-    if lb < 0x80:
-        return 2 + lb
-    n = lb & 0x7F
-    if n == 0 or n > 4 or len(raw) < 2 + n:
-        return -1
-    return 2 + n + int.from_bytes(raw[2 : 2 + n], "big")
+    return pos + length
 
 
 def _encode_obj(obj: Asn1Payload, fresh: bool) -> bytes:

@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-class DecodeError(ValueError):
+class GbcsError(ValueError):
+    """Base of every error `gbcs` raises on purpose (a ValueError: the input or a value is wrong)."""
+
+
+class DecodeError(GbcsError):
     """Malformed input. `offset` is the byte offset of the failing field, `field` its name."""
 
     def __init__(self, message: str, offset: int = 0, field: str = "") -> None:
@@ -28,8 +32,16 @@ class DecodeError(ValueError):
         return f"{where}: {base}"
 
 
-class EncodeError(ValueError):
+class EncodeError(GbcsError):
     """A value cannot be encoded (out of range, wrong length)."""
+
+
+class SecurityError(GbcsError):
+    """A MAC, signature or decryption check failed, or a key is missing."""
+
+
+class KeystoreError(GbcsError):
+    """A key or certificate cannot be loaded, or does not fit the entity it is filed under."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,32 +54,36 @@ class Node:
     children: tuple["Node", ...] = field(default=())
 
 
-def read_length(buf: bytes, pos: int, what: str = "length") -> tuple[int, int]:
-    """DER-style definite length at `pos`: returns (length, new_pos). Only minimal forms are
-    accepted, so that every accepted frame re-encodes byte-exactly."""
-    try:
-        first = buf[pos]
-    except IndexError:
-        raise DecodeError("truncated", pos, what) from None
+def read_length(buf: bytes, pos: int, end: int | None = None, what: str = "length", minimal: bool = True) -> tuple[int, int]:
+    """The one length codec of `gbcs`: a definite length at `pos` (BER/DER X.690 8.1.3, which the
+    DLMS A-XDR variable-length integer and the GBCS frame lengths share), one byte below 0x80,
+    else 0x8n and n = 1..4 big-endian bytes. Returns (length, new_pos). `end` bounds the read
+    (default: the buffer's end). Only minimal forms are accepted unless `minimal` is False, so
+    that every accepted structure re-encodes byte-exactly."""
+    if end is None:
+        end = len(buf)
+    if pos >= end:
+        raise DecodeError("truncated", pos, what)
+    first = buf[pos]
     if first < 0x80:
         return first, pos + 1
     n = first & 0x7F
-    if n == 0 or n > 3:
+    if n == 0 or n > 4:
         raise DecodeError(f"unsupported length form 0x{first:02X}", pos, what)
-    end = pos + 1 + n
-    if end > len(buf):
+    stop = pos + 1 + n
+    if stop > end:
         raise DecodeError("truncated", pos, what)
-    value = int.from_bytes(buf[pos + 1 : end], "big")
-    if value < 0x80 or value < (1 << (8 * (n - 1))):
-        raise DecodeError(f"non-minimal length encoding", pos, what)
-    return value, end
+    value = int.from_bytes(buf[pos + 1 : stop], "big")
+    if minimal and (value < 0x80 or value < (1 << (8 * (n - 1)))):
+        raise DecodeError("non-minimal length encoding", pos, what)
+    return value, stop
 
 
 def encode_length(n: int) -> bytes:
-    """Minimal DER-style definite length."""
-    if n < 0:
-        raise EncodeError("negative length")
+    """The minimal definite length `read_length` reads."""
     if n < 0x80:
+        if n < 0:
+            raise EncodeError("negative length")
         return bytes((n,))
     if n < 0x100:
         return bytes((0x81, n))
@@ -75,6 +91,8 @@ def encode_length(n: int) -> bytes:
         return b"\x82" + n.to_bytes(2, "big")
     if n < 0x1000000:
         return b"\x83" + n.to_bytes(3, "big")
+    if n < 0x100000000:
+        return b"\x84" + n.to_bytes(4, "big")
     raise EncodeError("length too large")
 
 

@@ -24,7 +24,7 @@ from enum import IntEnum
 from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple, Sequence
 
-from .codec import DecodeError, EncodeError, Node, eui_hex
+from .codec import DecodeError, EncodeError, Node, SecurityError, encode_length, eui_hex, read_length
 
 ACCESS_REQUEST = 0xD9
 ACCESS_RESPONSE = 0xDA
@@ -267,7 +267,7 @@ class Data:
     # -- encoding -------------------------------------------------------------------------------
     def encode(self) -> bytes:
         out = bytearray()
-        _encode_data(self, out, 0)
+        _encode_data_into(self, out, 0)
         return bytes(out)
 
     # -- presentation ---------------------------------------------------------------------------
@@ -310,10 +310,12 @@ def _mk(t: DataType, v: object) -> Data:
 
 
 def frozen(d: Data) -> Data:
-    """`d` with its encoding remembered, for constant subtrees that builders put into many
-    messages (scaler-units, key info, object references): encoding them is then one copy."""
+    """A copy of `d` with its encoding remembered, for constant subtrees that builders put into
+    many messages (scaler-units, key info, object references): encoding them is then one copy."""
     if (d.type is DataType.ARRAY or d.type is DataType.STRUCTURE) and d._raw is None:
-        _set_raw(d, d.encode())
+        raw = d.encode()
+        d = _mk(d.type, d.value)
+        _set_raw(d, raw)
     return d
 
 
@@ -342,60 +344,6 @@ _LEAVES_MAX = 8192
 _SUBTREES: dict[bytes, tuple[bytes, Data]] = {}
 _PROBE = 6
 _SUBTREE_MAX = 32
-
-
-# -- A-XDR lengths ------------------------------------------------------------------------------
-
-
-def _read_len(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    """A-XDR variable-length integer (lengths and counts). Minimal forms only, so every accepted
-    input re-encodes byte-exactly."""
-    if pos >= end:
-        raise DecodeError("truncated", pos, what)
-    first = buf[pos]
-    if first < 0x80:
-        return first, pos + 1
-    n = first & 0x7F
-    if n == 0 or n > 4:
-        raise DecodeError(f"unsupported length form 0x{first:02X}", pos, what)
-    stop = pos + 1 + n
-    if stop > end:
-        raise DecodeError("truncated", pos, what)
-    value = int.from_bytes(buf[pos + 1 : stop], "big")
-    if value < 0x80 or value < (1 << (8 * (n - 1))):
-        raise DecodeError("non-minimal length encoding", pos, what)
-    return value, stop
-
-
-def _enc_len(n: int) -> bytes:
-    if n < 0x80:
-        if n < 0:
-            raise EncodeError("negative length")
-        return bytes((n,))
-    if n < 0x100:
-        return bytes((0x81, n))
-    if n < 0x10000:
-        return b"\x82" + n.to_bytes(2, "big")
-    if n < 0x1000000:
-        return b"\x83" + n.to_bytes(3, "big")
-    if n < 0x100000000:
-        return b"\x84" + n.to_bytes(4, "big")
-    raise EncodeError("length too large")
-
-
-def _der_len(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    if pos >= end:
-        raise DecodeError("truncated", pos, what)
-    first = buf[pos]
-    if first < 0x80:
-        return first, pos + 1
-    n = first & 0x7F
-    if n == 0 or n > 3 or pos + 1 + n > end:
-        raise DecodeError("bad DER length", pos, what)
-    value = int.from_bytes(buf[pos + 1 : pos + 1 + n], "big")
-    if value < 0x80 or value < (1 << (8 * (n - 1))):
-        raise DecodeError("non-minimal DER length", pos, what)
-    return value, pos + 1 + n
 
 
 # -- Data decoding ------------------------------------------------------------------------------
@@ -429,7 +377,7 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
             n = buf[p]
             p += 1
         else:
-            n, p = _read_len(buf, p, end, "data.count")
+            n, p = read_length(buf, p, end, "data.count")
         if n > end - p:
             raise DecodeError(f"{n} elements cannot fit in {end - p} bytes", pos, "data.count")
         if depth >= MAX_DEPTH:
@@ -457,7 +405,7 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
             q = p + 1 + buf[p]
             p += 1
         else:
-            n, p = _read_len(buf, p, end, "data.length")
+            n, p = read_length(buf, p, end, "data.length")
             q = p + n
         if q > end:
             raise DecodeError(f"truncated: string of {q - p} bytes, {end - p} left", pos, "data")
@@ -527,14 +475,14 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
         return _decode_scalar(buf, p, end, tag, pos)
     if tag == 0x13:
         q = _skip_type_description(buf, p, end, depth)
-        n, q = _read_len(buf, q, end, "data.compact_array.length")
+        n, q = read_length(buf, q, end, "data.compact_array.length")
         if q + n > end:
             raise DecodeError("truncated compact-array contents", pos, "data")
         return _mk(_T.COMPACT_ARRAY, buf[p : q + n]), q + n
     if tag == 0xFF:
         return _DONT_CARE, p
     if tag == 0x30 and der:
-        n, q = _der_len(buf, p, end, "data.der_length")
+        n, q = read_length(buf, p, end, "data.der_length")
         if q + n > end:
             raise DecodeError("truncated DER SEQUENCE", pos, "data")
         return _mk(_T.DER_SEQUENCE, buf[q : q + n]), q + n
@@ -552,7 +500,7 @@ def _skip_type_description(buf: bytes, pos: int, end: int, depth: int) -> int:
             raise DecodeError("truncated type description", pos, "type_description")
         return _skip_type_description(buf, pos + 3, end, depth + 1)
     if tag == 2:
-        n, p = _read_len(buf, pos + 1, end, "type_description.count")
+        n, p = read_length(buf, pos + 1, end, "type_description.count")
         if n > end - p:
             raise DecodeError("type description count too large", pos, "type_description")
         for _ in range(n):
@@ -583,13 +531,13 @@ def decode_compact_array(value: "Data | bytes") -> tuple[Data, ...]:
     raw = bytes(raw)
     end = len(raw)
     desc, p = _parse_type_description(raw, 0, end, 0)
-    n, p = _read_len(raw, p, end, "compact_array.length")
+    n, p = read_length(raw, p, end, "compact_array.length")
     if p + n != end:
         raise DecodeError("compact-array length does not match its contents", p, "compact_array.length")
-    budget = [8 * n + 64]  # guards against descriptions of zero-size elements
+    budget = 8 * n + 64  # guards against descriptions of zero-size elements
     out = []
     while p < end:
-        d, q = _decode_untagged(raw, p, end, desc, budget)
+        d, q, budget = _decode_untagged(raw, p, end, desc, budget)
         if q == p:
             raise DecodeError("zero-size compact-array element", p, "compact_array")
         out.append(d)
@@ -610,7 +558,7 @@ def _parse_type_description(buf: bytes, pos: int, end: int, depth: int):
         inner, p = _parse_type_description(buf, pos + 3, end, depth + 1)
         return (1, count, inner), p
     if tag == 2:
-        n, p = _read_len(buf, pos + 1, end, "type_description.count")
+        n, p = read_length(buf, pos + 1, end, "type_description.count")
         if n > end - p:
             raise DecodeError("type description count too large", pos, "type_description")
         parts = []
@@ -623,28 +571,30 @@ def _parse_type_description(buf: bytes, pos: int, end: int, depth: int):
     raise DecodeError(f"unknown type in type description 0x{tag:02X}", pos, "type_description")
 
 
-def _decode_untagged(buf: bytes, pos: int, end: int, desc, budget: list) -> tuple[Data, int]:
-    budget[0] -= 1
-    if budget[0] < 0:
+def _decode_untagged(buf: bytes, pos: int, end: int, desc, budget: int) -> tuple[Data, int, int]:
+    """One compact-array element of type `desc` at `pos`: (Data, next position, budget left)."""
+    budget -= 1
+    if budget < 0:
         raise DecodeError("compact-array expands too far", pos, "compact_array")
     tag = desc[0]
     if tag == 1:
         items = []
         p = pos
         for _ in range(desc[1]):
-            d, p = _decode_untagged(buf, p, end, desc[2], budget)
+            d, p, budget = _decode_untagged(buf, p, end, desc[2], budget)
             items.append(d)
-        return Data(DataType.ARRAY, tuple(items)), p
+        return Data(DataType.ARRAY, tuple(items)), p, budget
     if tag == 2:
         items = []
         p = pos
         for sub in desc[1]:
-            d, p = _decode_untagged(buf, p, end, sub, budget)
+            d, p, budget = _decode_untagged(buf, p, end, sub, budget)
             items.append(d)
-        return Data(DataType.STRUCTURE, tuple(items)), p
+        return Data(DataType.STRUCTURE, tuple(items)), p, budget
     if tag in (0, 0xFF):
-        return Data(_TYPES[tag], None), pos
-    return _decode_scalar(buf, pos, end, tag, pos)
+        return Data(_TYPES[tag], None), pos, budget
+    d, p = _decode_scalar(buf, pos, end, tag, pos)
+    return d, p, budget
 
 
 def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Data, int]:
@@ -657,7 +607,7 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
             raise DecodeError("truncated integer", pos, "data")
         return Data(_TYPES[tag], int.from_bytes(buf[p:q], "big", signed=signed)), q
     if tag in (0x09, 0x0A, 0x0C):
-        n, p = _read_len(buf, p, end, "data.length")
+        n, p = read_length(buf, p, end, "data.length")
         q = p + n
         if q > end:
             raise DecodeError("truncated string", pos, "data")
@@ -670,7 +620,7 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
         b = buf[p]
         return Data(_T.BOOLEAN, False if b == 0 else True if b == 0xFF else b), p + 1
     if tag == 0x04:
-        nbits, p = _read_len(buf, p, end, "data.length")
+        nbits, p = read_length(buf, p, end, "data.length")
         q = p + (nbits + 7) // 8
         if q > end:
             raise DecodeError("truncated bit-string", pos, "data")
@@ -697,7 +647,7 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
 # -- Data encoding ------------------------------------------------------------------------------
 
 
-def _encode_data(d: Data, out: bytearray, depth: int) -> None:
+def _encode_data_into(d: Data, out: bytearray, depth: int) -> None:
     """Append the encoding of `d`. Tags are compared as plain ints: hashing or comparing IntEnum
     members goes through Python-level Enum methods and costs several times more."""
     v = d.value
@@ -720,12 +670,12 @@ def _encode_data(d: Data, out: bytearray, depth: int) -> None:
         if n < 0x80:
             out.append(n)
         else:
-            out += _enc_len(n)
+            out += encode_length(n)
         d1 = depth + 1
         for item in v:
             if item.__class__ is not Data:
                 raise EncodeError(f"{_type_label(tag)} element is not Data: {item!r}")
-            _encode_data(item, out, d1)
+            _encode_data_into(item, out, d1)
         return
     if tag == 9:
         if not isinstance(v, bytes):
@@ -737,7 +687,7 @@ def _encode_data(d: Data, out: bytearray, depth: int) -> None:
         if n < 0x80:
             out.append(n)
         else:
-            out += _enc_len(n)
+            out += encode_length(n)
         out += v
         return
     size_signed = _INT_SIZES.get(tag)
@@ -771,7 +721,7 @@ def _encode_data(d: Data, out: bytearray, depth: int) -> None:
         else:
             raise EncodeError(f"{_type_label(tag)} needs str or bytes, got {v!r}")
         out.append(tag)
-        out += _enc_len(len(raw))
+        out += encode_length(len(raw))
         out += raw
         return
     if tag == 3:
@@ -796,7 +746,7 @@ def _encode_data(d: Data, out: bytearray, depth: int) -> None:
         if not isinstance(v, BitString) or not isinstance(v.data, (bytes, bytearray)) or len(v.data) != (v.nbits + 7) // 8:
             raise EncodeError("bit-string needs a BitString with ceil(nbits/8) bytes")
         out.append(4)
-        out += _enc_len(v.nbits)
+        out += encode_length(v.nbits)
         out += v.data
         return
     if tag == 23 or tag == 24:
@@ -820,7 +770,7 @@ def _encode_data(d: Data, out: bytearray, depth: int) -> None:
         if len(v) >= 0x1000000:
             raise EncodeError("DER SEQUENCE too long")
         out.append(0x30)
-        out += _enc_len(len(v))
+        out += encode_length(len(v))
         out += v
         return
     raise EncodeError(f"not a DataType: {d.type!r}")
@@ -1113,7 +1063,7 @@ class RequestSpec:
         """The access-response-specification kind that answers this request."""
         return _RESPONSE_FOR[self.kind + 0]
 
-    def _encode(self, out: bytearray) -> None:
+    def _encode_into(self, out: bytearray) -> None:
         try:
             kind = int(self.kind)
             if kind not in _REQ_KINDS:
@@ -1134,7 +1084,7 @@ class RequestSpec:
             if not 0 <= self.selector < 256:
                 raise EncodeError("selector must be 0..255")
             out.append(self.selector)
-            _encode_data(self.parameters, out, 0)
+            _encode_data_into(self.parameters, out, 0)
         elif self.selector is not None or self.parameters is not None:
             raise EncodeError(f"{RequestKind(kind).name} carries no selective access")
 
@@ -1151,7 +1101,7 @@ class RequestSpec:
             children.append(self.parameters.tree("parameters"))
         raw = bytearray()
         try:
-            self._encode(raw)
+            self._encode_into(raw)
         except EncodeError:
             raw = bytearray()
         return Node(name, bytes(raw), f"{self.kind.name.lower().replace('_', '-')} {self.class_id}/{_obis_str(self.obis)}/{self.id}", tuple(children))
@@ -1226,7 +1176,7 @@ _rs_par = RequestSpec.__dict__["parameters"].__set__  # type: ignore[attr-define
 
 
 def _read_octets(buf: bytes, pos: int, end: int, what: str) -> tuple[bytes, int]:
-    n, p = _read_len(buf, pos, end, what)
+    n, p = read_length(buf, pos, end, what)
     q = p + n
     if q > end:
         raise DecodeError("truncated", pos, what)
@@ -1234,7 +1184,7 @@ def _read_octets(buf: bytes, pos: int, end: int, what: str) -> tuple[bytes, int]
 
 
 def _read_data_list(buf: bytes, pos: int, end: int, what: str) -> tuple[tuple[Data, ...], int]:
-    n, p = _read_len(buf, pos, end, f"{what}.count")
+    n, p = read_length(buf, pos, end, f"{what}.count")
     if n > end - p:
         raise DecodeError(f"{n} items cannot fit in {end - p} bytes", pos, f"{what}.count")
     items = []
@@ -1248,7 +1198,7 @@ def _read_data_list(buf: bytes, pos: int, end: int, what: str) -> tuple[tuple[Da
 
 
 def _read_request_specs(buf: bytes, pos: int, end: int, what: str) -> tuple[tuple[RequestSpec, ...], int]:
-    n, p = _read_len(buf, pos, end, f"{what}.count")
+    n, p = read_length(buf, pos, end, f"{what}.count")
     if n > (end - p) // 10:
         raise DecodeError(f"{n} specifications cannot fit in {end - p} bytes", pos, f"{what}.count")
     specs = []
@@ -1258,14 +1208,14 @@ def _read_request_specs(buf: bytes, pos: int, end: int, what: str) -> tuple[tupl
     return tuple(specs), p
 
 
-def _enc_header(tag: int, invoke_id: int, date_time: bytes | None, out: bytearray) -> None:
+def _encode_header_into(tag: int, invoke_id: int, date_time: bytes | None, out: bytearray) -> None:
     out.append(tag)
     try:
         out += invoke_id.to_bytes(4, "big")
     except (OverflowError, AttributeError):
         raise EncodeError("invoke_id must be a 32-bit unsigned int") from None
     if date_time:
-        out += _enc_len(len(date_time))
+        out += encode_length(len(date_time))
         out += date_time
     else:
         out.append(0)
@@ -1284,7 +1234,7 @@ def _header_nodes(tag: int, invoke_id: int, date_time: bytes | None) -> list[Nod
     return [
         Node("tag", bytes((tag,)), {0xD9: "ACCESS.request", 0xDA: "ACCESS.response", 0x0F: "DATA-NOTIFICATION"}[tag]),
         Node("invoke_id", invoke_id.to_bytes(4, "big"), f"id {invoke_id & 0xFFFFFF}" + (f" ({', '.join(flags)})" if flags else "")),
-        Node("date_time", (_enc_len(len(date_time)) + date_time) if date_time else b"\x00",
+        Node("date_time", (encode_length(len(date_time)) + date_time) if date_time else b"\x00",
              "absent" if not date_time else (DlmsDateTime.from_bytes(date_time).text() if len(date_time) == 12 else date_time.hex().upper())),
     ]
 
@@ -1458,8 +1408,6 @@ def _protected_view(params: Data, block: Data, index: int | None, decrypt) -> Pr
         return None
     if decrypt is None:
         return ProtectedData(pp, raw, index)  # type: ignore[arg-type]
-    from .security import SecurityError
-
     try:
         pt = decrypt(raw)
     except SecurityError as exc:
@@ -1654,24 +1602,24 @@ class AccessRequest:
         if self._raw:
             return self._raw
         out = bytearray()
-        _enc_header(ACCESS_REQUEST, self.invoke_id, self.date_time, out)
-        out += _enc_len(len(self.specs))
+        _encode_header_into(ACCESS_REQUEST, self.invoke_id, self.date_time, out)
+        out += encode_length(len(self.specs))
         for s in self.specs:
             if not isinstance(s, RequestSpec):
                 raise EncodeError(f"not a RequestSpec: {s!r}")
-            s._encode(out)
-        out += _enc_len(len(self.data))
+            s._encode_into(out)
+        out += encode_length(len(self.data))
         for d in self.data:
             if not isinstance(d, Data):
                 raise EncodeError(f"not Data: {d!r}")
-            _encode_data(d, out, 0)
+            _encode_data_into(d, out, 0)
         return bytes(out)
 
     def tree(self) -> Node:
         children = _header_nodes(ACCESS_REQUEST, self.invoke_id, self.date_time)
-        children.append(Node("specs", _enc_len(len(self.specs)), f"{len(self.specs)} request specification(s)",
+        children.append(Node("specs", encode_length(len(self.specs)), f"{len(self.specs)} request specification(s)",
                              tuple(s.tree(f"[{i}]") for i, s in enumerate(self.specs))))
-        children.append(Node("data", _enc_len(len(self.data)), f"{len(self.data)} data item(s)",
+        children.append(Node("data", encode_length(len(self.data)), f"{len(self.data)} data item(s)",
                              tuple(d.tree(f"[{i}]") for i, d in enumerate(self.data))))
         return Node("DLMS ACCESS.request", b"", f"{len(self.specs)} request(s)", tuple(children))
 
@@ -1741,20 +1689,20 @@ class AccessResponse:
         if self._raw:
             return self._raw
         out = bytearray()
-        _enc_header(ACCESS_RESPONSE, self.invoke_id, self.date_time, out)
+        _encode_header_into(ACCESS_RESPONSE, self.invoke_id, self.date_time, out)
         if self.request_specs is None:
             out.append(0)
         else:
             out.append(1)
-            out += _enc_len(len(self.request_specs))
+            out += encode_length(len(self.request_specs))
             for s in self.request_specs:
-                s._encode(out)
-        out += _enc_len(len(self.data))
+                s._encode_into(out)
+        out += encode_length(len(self.data))
         for d in self.data:
             if not isinstance(d, Data):
                 raise EncodeError(f"not Data: {d!r}")
-            _encode_data(d, out, 0)
-        out += _enc_len(len(self.results))
+            _encode_data_into(d, out, 0)
+        out += encode_length(len(self.results))
         for r in self.results:
             try:
                 kind = int(r.kind)
@@ -1771,7 +1719,7 @@ class AccessResponse:
         if self.request_specs is None:
             children.append(Node("request_specs", b"\x00", "absent"))
         else:
-            children.append(Node("request_specs", b"\x01" + _enc_len(len(self.request_specs)), f"{len(self.request_specs)} echoed",
+            children.append(Node("request_specs", b"\x01" + encode_length(len(self.request_specs)), f"{len(self.request_specs)} echoed",
                                  tuple(s.tree(f"[{i}]") for i, s in enumerate(self.request_specs))))
         prot = {p.index: p for p in self.protected}
         items = []
@@ -1781,8 +1729,8 @@ class AccessResponse:
                 items.append(Node(node.name, node.raw, "Get Protected Attributes response", (prot[i].tree(),)))
             else:
                 items.append(d.tree(f"[{i}]"))
-        children.append(Node("data", _enc_len(len(self.data)), f"{len(self.data)} data item(s)", tuple(items)))
-        children.append(Node("results", _enc_len(len(self.results)), f"{len(self.results)} result(s)",
+        children.append(Node("data", encode_length(len(self.data)), f"{len(self.data)} data item(s)", tuple(items)))
+        children.append(Node("results", encode_length(len(self.results)), f"{len(self.results)} result(s)",
                              tuple(r.tree(f"[{i}]") for i, r in enumerate(self.results))))
         ok = all(r.ok for r in self.results)
         return Node("DLMS ACCESS.response", b"", "all success" if ok else "with errors", tuple(children))
@@ -1856,10 +1804,10 @@ class DataNotification:
         if self._raw:
             return self._raw
         out = bytearray()
-        _enc_header(DATA_NOTIFICATION, self.invoke_id, self.date_time, out)
+        _encode_header_into(DATA_NOTIFICATION, self.invoke_id, self.date_time, out)
         if not isinstance(self.body, Data):
             raise EncodeError("body must be Data")
-        _encode_data(self.body, out, 0)
+        _encode_data_into(self.body, out, 0)
         return bytes(out)
 
     def tree(self) -> Node:
@@ -1946,7 +1894,7 @@ def _decode_apdu(data: bytes, end: int, tag: int, message_code, decrypt):
         else:
             raise DecodeError(f"OPTIONAL flag must be 00 or 01, got 0x{flag:02X}", pos, "request_specs")
         items, pos = _read_data_list(data, pos, end, "data")
-        n, pos = _read_len(data, pos, end, "results.count")
+        n, pos = read_length(data, pos, end, "results.count")
         if 2 * n > end - pos:
             raise DecodeError(f"{n} results cannot fit in {end - pos} bytes", pos, "results.count")
         results = []
@@ -1979,7 +1927,7 @@ def _decode_apdu(data: bytes, end: int, tag: int, message_code, decrypt):
 
 def _decode_notification_structure(data: bytes, pos: int, end: int) -> tuple[Data, int]:
     """Top-level notification structure whose direct elements may be DER SEQUENCEs (0x00D5)."""
-    n, p = _read_len(data, pos + 1, end, "body.count")
+    n, p = read_length(data, pos + 1, end, "body.count")
     if n > end - p:
         raise DecodeError(f"{n} elements cannot fit in {end - p} bytes", pos, "body.count")
     items = []

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 
 from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, read_length, take
+from .dlms import DlmsDateTime  # the one DLMS date-time type (the tree shows the header's)
 
 GENERAL_CIPHERING = 0xDD
 GENERAL_SIGNING = 0xDF
@@ -144,12 +145,13 @@ class Message:
         return mac_frame(apdu, self.mac)
 
     def with_apdu(self) -> "Message":
-        """This message with its General-Signing APDU encoded once and kept, so MAC, signature
-        and frame building that follow do not re-encode it. Only for a message just built (it
-        sets the cached field in place)."""
-        if not self._apdu:
-            _set_apdu(self, _encode_general_signing(self))
-        return self
+        """This message with its General-Signing APDU encoded once and kept (a copy, unless this
+        one has it already), so MAC, signature and frame building that follow do not re-encode it."""
+        if self._apdu:
+            return self
+        out = _copy(self)
+        _set_apdu(out, _encode_general_signing(self))
+        return out
 
     def signed(self, signature: bytes) -> "Message":
         """A copy carrying `signature` (cheaper than dataclasses.replace on this hot path)."""
@@ -230,6 +232,40 @@ def decode(data: bytes) -> "Message | GbtBlock":
     return decode_message(data)
 
 
+def peek_header(frame: bytes) -> tuple[int, int, bytes, bytes, bool] | None:
+    """(cra, originator_counter, originator, recipient, final) from a GBCS frame's header, or None.
+
+    Reads only fixed offsets (DF grouping header, inside a DD MAC header or not; DD 09 GBT routing
+    header), never raises. `final` is False for a GBT block other than the last one. The CHF and
+    the WAN bridge route every frame by it without decoding; wherever `decode` accepts a frame the
+    two agree (property-tested).
+    """
+    try:
+        n = len(frame)
+        tag = frame[0]
+        if tag == 0xDF:
+            s = 0
+        elif tag == 0xDD:
+            if frame[1] == 0x09:  # GBT routing header
+                if n < 36:
+                    return None
+                final = True
+                first = frame[34]
+                pos = 35 if first < 0x80 else 35 + (first & 0x7F)
+                if pos + 6 < n and frame[pos + 5] == 0xE0:
+                    final = bool(frame[pos + 6] & 0x80)
+                return frame[2], int.from_bytes(frame[3:11], "big"), frame[12:20], frame[21:29], final
+            first = frame[7]
+            s = 8 + 5 if first < 0x80 else 8 + (first & 0x7F) + 5
+        else:
+            return None
+        if n < s + 29 or frame[s] != 0xDF:
+            return None
+        return frame[s + 2], int.from_bytes(frame[s + 3 : s + 11], "big"), frame[s + 12 : s + 20], frame[s + 21 : s + 29], True
+    except IndexError:
+        return None
+
+
 def decode_message(data: bytes) -> Message:
     """Decode a whole GBCS message; raises DecodeError naming the offset and field."""
     data = bytes(data)
@@ -243,7 +279,7 @@ def decode_message(data: bytes) -> Message:
                 raise DecodeError("GBT block, not a whole message", 1, "mac_header.transaction_id")
             bad = next((i for i in range(1, min(7, n)) if data[i] != 0), min(7, n))
             raise DecodeError("MAC header must carry six empty fields", bad, "mac_header")
-        length, pos = read_length(data, 7, "mac_header.length")
+        length, pos = read_length(data, 7, n, "mac_header.length")
         if pos + length != n:
             raise DecodeError(f"MAC header length {length} does not match {n - pos} bytes that follow", 7, "mac_header.length")
         if data[pos : pos + 5] != SECURITY_HEADER_MAC:
@@ -289,7 +325,7 @@ def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool) -> 
         raise DecodeError(f"date-time length must be 0 or 12, got {dt_len}", pos, "date_time")
     if pos >= end:
         raise DecodeError("truncated", pos, "other_information")
-    other_len, p2 = read_length(data, pos, "other_information.length")
+    other_len, p2 = read_length(data, pos, len(data), "other_information.length")
     if other_len < 2:
         raise DecodeError("other-information must hold the message code", pos, "other_information.length")
     other, pos = take(data, p2, other_len, "other_information")
@@ -301,7 +337,7 @@ def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool) -> 
         rp_id, rp_ctr, orig_ctr, cert = _split_other_information(other, p2)
     if pos >= end:
         raise DecodeError("truncated", pos, "content.length")
-    content_len, p3 = read_length(data, pos, "content.length")
+    content_len, p3 = read_length(data, pos, len(data), "content.length")
     content, pos = take(data, p3, content_len, "content")
     if pos > end:
         raise DecodeError("content runs past the end of the General-Signing APDU", p3, "content")
@@ -453,7 +489,7 @@ def decode_gbt_block(data: bytes) -> GbtBlock:
     code = int.from_bytes(data[31:33], "big")
     if data[33] != 0:
         raise DecodeError("routing header key-info must be absent", 33, "routing_header.key_info")
-    length, pos = read_length(data, 34, "routing_header.length")
+    length, pos = read_length(data, 34, what="routing_header.length")
     if pos + length != len(data):
         raise DecodeError("routing header length does not match the bytes that follow", 34, "routing_header.length")
     sc = data[pos]
@@ -465,7 +501,7 @@ def decode_gbt_block(data: bytes) -> GbtBlock:
     control = data[pos + 1]
     number = int.from_bytes(data[pos + 2 : pos + 4], "big")
     ack = int.from_bytes(data[pos + 4 : pos + 6], "big")
-    dlen, p = read_length(data, pos + 6, "gbt.length")
+    dlen, p = read_length(data, pos + 6, what="gbt.length")
     if p + dlen != len(data):
         raise DecodeError("GBT block length does not match the bytes that follow", pos + 6, "gbt.length")
     return GbtBlock(
@@ -591,6 +627,4 @@ def _tree(m: Message) -> Node:
 
 
 def _datetime_text(raw: bytes) -> str:
-    from .dlms import DlmsDateTime  # the one DLMS date-time type; only the tree needs it
-
     return DlmsDateTime.from_bytes(raw).text()

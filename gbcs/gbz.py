@@ -577,7 +577,7 @@ def _decode_alert(data: bytes, message_code: int | None, decrypt: Decrypt | None
     elif message_code == FIRMWARE_DISTRIBUTION_RECEIPT_ALERT_GBZ:
         if not rest or rest[0] != 0x09:
             raise DecodeError("expected a DLMS octet-string (09) holding the hash", 9, "calculated_manufacturer_hash")
-        length, p = read_length(data, 10, "calculated_manufacturer_hash.length")
+        length, p = read_length(data, 10, what="calculated_manufacturer_hash.length")
         if p + length != n:
             raise DecodeError(f"hash length {length} does not match the {n - p} bytes that follow", 10, "calculated_manufacturer_hash.length")
         body = FirmwareDistributionReceipt(bytes(data[p:]))

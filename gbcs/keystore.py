@@ -14,15 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from .codec import eui_hex, parse_eui
+from .codec import KeystoreError, eui_hex, parse_eui
 
 NAME_RE = re.compile(r"^(?P<eui>[0-9a-fA-F]{16})(?P<pp>-pp)?-(?P<usage>ka|ds)\.(?P<kind>pem|key)$")
 HARDWARE_MODULE_NAME = ObjectIdentifier("1.3.6.1.5.5.7.8.4")
 X500_UNIQUE_IDENTIFIER = ObjectIdentifier("2.5.4.45")
-
-
-class KeystoreError(ValueError):
-    pass
 
 
 @dataclass

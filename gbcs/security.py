@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .codec import SecurityError
 from .frame import MAC_LENGTH, Message
 
 ALGORITHM_ID = bytes.fromhex("60857406080300")  # DLMS OID 2.16.756.5.8.3.0, aes-gcm-128
@@ -34,10 +35,6 @@ class KdfMode(IntEnum):
     RESPONSE = 2
     ALERT = 3
     ENCRYPTION = 4
-
-
-class SecurityError(ValueError):
-    """A MAC, signature or decryption check failed, or a key is missing."""
 
 
 def kdf(secret: bytes, originator: bytes, mode: int, counter: int, recipient: bytes) -> bytes:

@@ -846,6 +846,7 @@ class Direction(IntEnum):
     SERVER_TO_CLIENT = 1
 
 
+FC_FRAME_TYPE = 0x03
 FC_MANUFACTURER_SPECIFIC = 0x04
 FC_DIRECTION = 0x08
 FC_DISABLE_DEFAULT_RESPONSE = 0x10
@@ -868,7 +869,7 @@ class ZclHeader:
             object.__setattr__(self, "frame_type", FrameType(self.frame_type))
         if type(self.direction) is not Direction:
             object.__setattr__(self, "direction", Direction(self.direction))
-        _plain_ints(self, "command_id", "sequence", "manufacturer_code", "reserved")
+        _set_plain_ints(self, "command_id", "sequence", "manufacturer_code", "reserved")
 
     @property
     def frame_control(self) -> int:
@@ -907,7 +908,7 @@ class ZclHeader:
             end = len(data)
         _need(data, pos, 3, end, "zcl_header")
         fc = data[pos]
-        frame_type = fc & 0x03
+        frame_type = fc & FC_FRAME_TYPE
         if frame_type > 1:
             raise DecodeError(f"reserved ZCL frame type {frame_type}", pos, "zcl_header.frame_control")
         p = pos + 1
@@ -965,7 +966,7 @@ class GeneralCommand(IntEnum):
     DISCOVER_ATTRIBUTES_RESPONSE = 0x0D
 
 
-def _plain_ints(obj: Any, *names: str) -> None:
+def _set_plain_ints(obj: Any, *names: str) -> None:
     """Store enum members given by a caller as plain ints, so built and decoded objects
     compare, print and serialise alike."""
     for name in names:
@@ -1027,7 +1028,7 @@ class ReadAttributeRecord:
     value: Any = None
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "attribute_id", "status", "type_id")
+        _set_plain_ints(self, "attribute_id", "status", "type_id")
 
     @classmethod
     def success(cls, attribute_id: int, type_id: int, value: Any) -> "ReadAttributeRecord":
@@ -1100,7 +1101,7 @@ class AttributeValue:
     value: Any
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "attribute_id", "type_id")
+        _set_plain_ints(self, "attribute_id", "type_id")
 
     def encode(self) -> bytes:
         return _u16(self.attribute_id, "attribute id") + _u8(self.type_id, "data type") + encode_attribute_value(self.type_id, self.value)
@@ -1129,7 +1130,7 @@ class WriteAttributes:
     command_id: int = 0x02
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "command_id")
+        _set_plain_ints(self, "command_id")
 
     def encode(self) -> bytes:
         return b"".join(r.encode() for r in self.records)
@@ -1306,7 +1307,7 @@ class DefaultResponse:
     command_id: ClassVar[int] = GeneralCommand.DEFAULT_RESPONSE
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "command_id_answered", "status")
+        _set_plain_ints(self, "command_id_answered", "status")
 
     def encode(self) -> bytes:
         return _u8(self.command_id_answered, "command id") + _u8(self.status, "status")
@@ -1681,10 +1682,20 @@ COMMANDS: dict[tuple[int, bool, int], tuple[str, tuple]] = {
     (Cluster.TUNNELING, _C2S, 0x01): ("CloseTunnel", (("tunnel_id", U16),)),
     (Cluster.TUNNELING, _C2S, 0x02): ("TransferData", (("tunnel_id", U16), ("data", REST))),
     (Cluster.TUNNELING, _C2S, 0x03): ("TransferDataError", (("tunnel_id", U16), ("transfer_data_status", U8))),
+    (Cluster.TUNNELING, _C2S, 0x04): ("AckTransferData", (("tunnel_id", U16), ("number_of_bytes_left", U16))),
+    (Cluster.TUNNELING, _C2S, 0x05): ("ReadyData", (("tunnel_id", U16), ("number_of_octets_left", U16))),
+    (Cluster.TUNNELING, _C2S, 0x06): ("GetSupportedTunnelProtocols", (("protocol_offset", U8),)),
     (Cluster.TUNNELING, _S2C, 0x00): ("RequestTunnelResponse", (("tunnel_id", U16), ("tunnel_status", U8), ("maximum_incoming_transfer_size", U16))),
     (Cluster.TUNNELING, _S2C, 0x01): ("TransferDataServer", (("tunnel_id", U16), ("data", REST))),
     (Cluster.TUNNELING, _S2C, 0x02): ("TransferDataErrorServer", (("tunnel_id", U16), ("transfer_data_status", U8))),
-    (Cluster.TUNNELING, _S2C, 0x05): ("TunnelClosureNotification", (("tunnel_id", U16),)),
+    (Cluster.TUNNELING, _S2C, 0x03): ("AckTransferDataServer", (("tunnel_id", U16), ("number_of_bytes_left", U16))),
+    (Cluster.TUNNELING, _S2C, 0x04): ("ReadyDataServer", (("tunnel_id", U16), ("number_of_octets_left", U16))),
+    (Cluster.TUNNELING, _S2C, 0x05): (
+        "SupportedTunnelProtocolsResponse",
+        (("protocol_list_complete", BOOL), ("protocol_count", U8),
+         Rep("protocols", (("manufacturer_code", U16), ("protocol_id", U8)), count="protocol_count")),
+    ),
+    (Cluster.TUNNELING, _S2C, 0x06): ("TunnelClosureNotification", (("tunnel_id", U16),)),
     # Prepayment: client -> server
     (Cluster.PREPAYMENT, _C2S, 0x00): ("SelectAvailableEmergencyCredit", (("command_issue_date_time", UTC), ("originating_device", E8))),
     (Cluster.PREPAYMENT, _C2S, 0x02): (
@@ -1904,7 +1915,7 @@ def command_name(cluster_id: int | None, frame_type: int, direction: int, comman
 Fields = tuple[tuple[str, Any], ...]
 
 
-def _decode_fields(spec: tuple, data: bytes, pos: int, end: int, out: list, scope: dict) -> int:
+def _decode_fields_into(spec: tuple, data: bytes, pos: int, end: int, out: list, scope: dict) -> int:
     optional = False
     for item in spec:
         if type(item) is tuple:
@@ -1930,7 +1941,7 @@ def _decode_fields(spec: tuple, data: bytes, pos: int, end: int, out: list, scop
                 while pos < end:
                     sub: list = []
                     start = pos
-                    pos = _decode_fields(item.fields, data, pos, end, sub, {})
+                    pos = _decode_fields_into(item.fields, data, pos, end, sub, {})
                     if pos == start:  # pragma: no cover - every group field takes bytes
                         raise DecodeError("empty repeated group", pos, item.name)
                     groups.append(tuple(sub))
@@ -1942,13 +1953,13 @@ def _decode_fields(spec: tuple, data: bytes, pos: int, end: int, out: list, scop
                     raise DecodeError(f"{item.count} = {count} exceeds the bytes left", pos, item.name)
                 for _ in range(count):
                     sub = []
-                    pos = _decode_fields(item.fields, data, pos, end, sub, {})
+                    pos = _decode_fields_into(item.fields, data, pos, end, sub, {})
                     groups.append(tuple(sub))
             value = tuple(groups)
             out.append((item.name, value))
             scope[item.name] = value
         else:  # Switch
-            pos = _decode_fields(item.cases.get(scope.get(item.selector), item.default), data, pos, end, out, scope)
+            pos = _decode_fields_into(item.cases.get(scope.get(item.selector), item.default), data, pos, end, out, scope)
     return pos
 
 
@@ -1960,14 +1971,14 @@ def _item_name(item) -> str | None:
     return None
 
 
-def _encode_fields(spec: tuple, values: Mapping[str, Any], out: list) -> None:
+def _encode_fields_into(spec: tuple, values: Mapping[str, Any], out: list) -> None:
     optional = False
     for index, item in enumerate(spec):
         if item is OPTIONAL:
             optional = True
             continue
         if type(item) is Switch:
-            _encode_fields(item.cases.get(values.get(item.selector), item.default), values, out)
+            _encode_fields_into(item.cases.get(values.get(item.selector), item.default), values, out)
             continue
         name = item[0] if type(item) is tuple else item.name
         if name not in values:
@@ -1982,7 +1993,7 @@ def _encode_fields(spec: tuple, values: Mapping[str, Any], out: list) -> None:
             if not isinstance(value, (tuple, list)):
                 raise EncodeError(f"{name} must be a sequence of groups")
             for group in value:
-                _encode_fields(item.fields, dict(group), out)
+                _encode_fields_into(item.fields, dict(group), out)
             continue
         type_id = item[1]
         if type_id == REST:
@@ -2049,7 +2060,7 @@ class ClusterCommand:
     extra: bytes = b""
 
     def __post_init__(self) -> None:
-        _plain_ints(self, "cluster_id", "command_id")
+        _set_plain_ints(self, "cluster_id", "command_id")
 
     @property
     def name(self) -> str:
@@ -2104,7 +2115,7 @@ class ClusterCommand:
         if spec is None:
             raise EncodeError(f"no layout for {cluster_name(self.cluster_id)} command 0x{self.command_id:02X}")
         out: list = []
-        _encode_fields(spec[1], dict(self.fields), out)
+        _encode_fields_into(spec[1], dict(self.fields), out)
         return b"".join(out) + self.extra
 
     def tree(self, cluster_id: int | None = None) -> Node:
@@ -2283,7 +2294,7 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
             return RawPayload(bytes(data[pos:end]))
         out: list = []
         try:
-            stop = _decode_fields(spec[1], data, pos, end, out, {})
+            stop = _decode_fields_into(spec[1], data, pos, end, out, {})
         except DecodeError as exc:
             if strict:
                 raise

@@ -1,15 +1,13 @@
-"""The GB-HGRP tunnel: GBCS Remote Party Messages over the ZSE Tunneling cluster (0x0704).
+"""The GB-HGRP tunnel endpoints: GBCS Remote Party Messages over the ZSE Tunneling cluster (0x0704).
 
-Three layers, bottom up:
+The wire format (commands, ZCL frames, GB-HGRP GET / GET-RESPONSE / PUT) is `gbcs.hgrp`; this
+module runs tunnels over a `HanPort`, with timers and queues:
 
-1. Codec (sans-IO): the ZCL header, the Tunneling cluster commands, and the GB-HGRP data framing
-   of the sleepy-GSME tunnel (GET `01`, GET-RESPONSE `02 ‖ remaining ‖ message`, PUT
-   `03 ‖ message`; FACTS §3.3). Malformed input only ever raises `gbcs.codec.DecodeError`.
-2. Endpoints: `TunnelServer` (accepts RequestTunnel: the ESME/PPMID/HCALCS for the CHF's tunnels,
-   and the CHF for the GSME's tunnel) and `TunnelClient` (requests the tunnel: the CHF towards
-   the ESME/PPMID/HCALCS, and the GSME towards the CHF). Both give `await send_gbcs(...)` and
-   call `on_message(peer_eui, message)` for every GBCS message received.
-3. `TunnelHost`: one device's server and clients behind one port, for the CHF which is both.
+- `TunnelServer` accepts RequestTunnel (the ESME/PPMID/HCALCS for the CHF's tunnels, and the CHF
+  for the GSME's tunnel); `TunnelClient` requests the tunnel (the CHF towards the ESME/PPMID/
+  HCALCS, and the GSME towards the CHF). Both give `await send_gbcs(...)` and call
+  `on_message(peer_eui, message)` for every GBCS message received.
+- `TunnelHost`: one device's server and clients behind one port, for the CHF which is both.
 
 Large GBCS messages pass through whole: APS fragmentation is the radio's business, and GBCS-level
 splitting (GBT) belongs to the devices.
@@ -19,52 +17,51 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import struct
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Awaitable, Callable, ClassVar, Iterable, Union
+from typing import Any, Awaitable, Callable, ClassVar, Iterable
 
-from gbcs.codec import DecodeError, EncodeError
+from gbcs.codec import DecodeError
+from gbcs.hgrp import (
+    DEFAULT_MAX_TRANSFER_SIZE,
+    GB_HGRP_MANUFACTURER_CODE,
+    GB_HGRP_PROTOCOL_ID,
+    HGRP_PUT,
+    INVALID_TUNNEL_ID,
+    CloseTunnel,
+    Get,
+    GetResponse,
+    GetSupportedTunnelProtocols,
+    Put,
+    Raw,
+    RequestTunnel,
+    RequestTunnelResponse,
+    SupportedTunnelProtocolsResponse,
+    TransferData,
+    TransferDataError,
+    TransferDataStatus,
+    TunnelClosureNotification,
+    TunnelCommand,
+    TunnelFrame,
+    TunnelStatus,
+    decode_tunnel_data,
+    decode_tunnel_frame,
+    encode_tunnel_command,
+    recognise_transfer_data,
+    transfer_data_frame,
+)
+from gbcs.zcl import FC_DIRECTION, FC_FRAME_TYPE, Direction
 
 from .aps import TUNNELING_CLUSTER, ApsFrame, HanError
 from .transport import Clock, HanPort, LoopClock, spawn
 
 log = logging.getLogger("gbhub.han")
 
-# ---------------------------------------------------------------------------------------------
-# Constants (ZSE Tunneling cluster; GBCS 10.2.2 as quoted in FACTS §6)
-# ---------------------------------------------------------------------------------------------
-
-GB_HGRP_PROTOCOL_ID = 6
-GB_HGRP_MANUFACTURER_CODE = 0xFFFF
-DEFAULT_MAX_TRANSFER_SIZE = 1500
-INVALID_TUNNEL_ID = 0xFFFF
 #: The CHF re-requests its tunnels this often (seconds since the last RequestTunnelResponse).
 TUNNEL_REFRESH_INTERVAL = 0xFFFF
 #: Retry delay after a Busy RequestTunnelResponse (seconds).
 BUSY_RETRY_DELAY = 180.0
-
-
-class Direction(IntEnum):
-    """ZCL frame-control direction bit."""
-
-    CLIENT_TO_SERVER = 0
-    SERVER_TO_CLIENT = 1
-
-
-class TunnelStatus(IntEnum):
-    SUCCESS = 0
-    BUSY = 1
-    NO_MORE_TUNNEL_IDS = 2
-    PROTOCOL_NOT_SUPPORTED = 3
-    FLOW_CONTROL_NOT_SUPPORTED = 4
-
-
-class TransferDataStatus(IntEnum):
-    NO_SUCH_TUNNEL = 0
-    WRONG_DEVICE = 1
-    DATA_OVERFLOW = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,495 +99,6 @@ def _status_name(enum: type[IntEnum], value: int) -> str:
         return enum(value).name
     except ValueError:
         return f"0x{value:02X}"
-
-
-def _enum_or_int(enum: type[IntEnum], value: int) -> int:
-    try:
-        return enum(value)
-    except ValueError:
-        return value
-
-
-# ---------------------------------------------------------------------------------------------
-# ZCL header
-# ---------------------------------------------------------------------------------------------
-
-_FC_CLUSTER_SPECIFIC = 0x01
-_FC_FRAME_TYPE = 0x03
-_FC_MANUFACTURER = 0x04
-_FC_DIRECTION = 0x08
-_FC_DISABLE_DEFAULT_RESPONSE = 0x10
-_FC_RESERVED = 0xE0
-
-
-@dataclass(frozen=True, slots=True)
-class ZclHeader:
-    """ZCL frame header: frame control ‖ [manufacturer code, LE] ‖ sequence ‖ command id."""
-
-    command_id: int
-    sequence: int
-    direction: Direction = Direction.CLIENT_TO_SERVER
-    cluster_specific: bool = True
-    disable_default_response: bool = True
-    manufacturer_code: int | None = None
-
-    def encode(self) -> bytes:
-        if not (0 <= self.command_id <= 0xFF and 0 <= self.sequence <= 0xFF):
-            raise EncodeError("ZCL command id and sequence are one byte each")
-        fc = (
-            (_FC_CLUSTER_SPECIFIC if self.cluster_specific else 0)
-            | (_FC_DIRECTION if self.direction else 0)
-            | (_FC_DISABLE_DEFAULT_RESPONSE if self.disable_default_response else 0)
-        )
-        if self.manufacturer_code is None:
-            return bytes((fc, self.sequence, self.command_id))
-        if not 0 <= self.manufacturer_code <= 0xFFFF:
-            raise EncodeError("manufacturer code is two bytes")
-        return struct.pack("<BHBB", fc | _FC_MANUFACTURER, self.manufacturer_code, self.sequence, self.command_id)
-
-    @classmethod
-    def decode(cls, data: bytes, pos: int = 0) -> tuple["ZclHeader", int]:
-        """Header at `pos`; returns (header, position of the command payload)."""
-        if len(data) - pos < 1:
-            raise DecodeError("truncated ZCL header", pos, "frame_control")
-        fc = data[pos]
-        if fc & _FC_RESERVED:
-            raise DecodeError(f"reserved frame-control bits set (0x{fc:02X})", pos, "frame_control")
-        frame_type = fc & _FC_FRAME_TYPE
-        if frame_type > 1:
-            raise DecodeError(f"reserved ZCL frame type {frame_type}", pos, "frame_control")
-        manufacturer_code = None
-        at = pos + 1
-        if fc & _FC_MANUFACTURER:
-            if len(data) - at < 2:
-                raise DecodeError("truncated manufacturer code", at, "manufacturer_code")
-            manufacturer_code = data[at] | (data[at + 1] << 8)
-            at += 2
-        if len(data) - at < 2:
-            raise DecodeError("truncated ZCL header", len(data), "sequence" if len(data) == at else "command_id")
-        header = cls(
-            command_id=data[at + 1],
-            sequence=data[at],
-            direction=Direction.SERVER_TO_CLIENT if fc & _FC_DIRECTION else Direction.CLIENT_TO_SERVER,
-            cluster_specific=frame_type == 1,
-            disable_default_response=bool(fc & _FC_DISABLE_DEFAULT_RESPONSE),
-            manufacturer_code=manufacturer_code,
-        )
-        return header, at + 2
-
-
-# ---------------------------------------------------------------------------------------------
-# Tunneling cluster commands
-# ---------------------------------------------------------------------------------------------
-
-
-def _u16(value: int, what: str) -> bytes:
-    if not 0 <= value <= 0xFFFF:
-        raise EncodeError(f"{what} must fit in two bytes")
-    return value.to_bytes(2, "little")
-
-
-def _u8(value: int, what: str) -> bytes:
-    if not 0 <= value <= 0xFF:
-        raise EncodeError(f"{what} must fit in one byte")
-    return bytes((value,))
-
-
-def _fixed(data: bytes, offset: int, size: int, name: str) -> None:
-    if len(data) < size:
-        raise DecodeError(f"truncated {name}: need {size} bytes, have {len(data)}", offset + len(data), name)
-    if len(data) > size:
-        raise DecodeError(f"{len(data) - size} trailing bytes after {name}", offset + size, name)
-
-
-def _bool(value: int, offset: int, what: str) -> bool:
-    if value > 1:
-        raise DecodeError(f"boolean must be 0 or 1, got 0x{value:02X}", offset, what)
-    return bool(value)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestTunnel:
-    """Client → server 0x00."""
-
-    protocol_id: int = GB_HGRP_PROTOCOL_ID
-    manufacturer_code: int = GB_HGRP_MANUFACTURER_CODE
-    flow_control_support: bool = False
-    max_incoming_transfer_size: int = DEFAULT_MAX_TRANSFER_SIZE
-
-    def encode_payload(self) -> bytes:
-        return (
-            _u8(self.protocol_id, "protocol_id")
-            + _u16(self.manufacturer_code, "manufacturer_code")
-            + (b"\x01" if self.flow_control_support else b"\x00")
-            + _u16(self.max_incoming_transfer_size, "max_incoming_transfer_size")
-        )
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "RequestTunnel":
-        _fixed(data, offset, 6, "RequestTunnel")
-        protocol_id, manufacturer_code, flow, size = struct.unpack("<BHBH", data)
-        return cls(protocol_id, manufacturer_code, _bool(flow, offset + 3, "flow_control_support"), size)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestTunnelResponse:
-    """Server → client 0x00. `tunnel_id` is 0xFFFF when the status is not SUCCESS."""
-
-    tunnel_id: int
-    status: int
-    max_incoming_transfer_size: int = DEFAULT_MAX_TRANSFER_SIZE
-
-    def encode_payload(self) -> bytes:
-        return (
-            _u16(self.tunnel_id, "tunnel_id")
-            + _u8(self.status, "status")
-            + _u16(self.max_incoming_transfer_size, "max_incoming_transfer_size")
-        )
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "RequestTunnelResponse":
-        _fixed(data, offset, 5, "RequestTunnelResponse")
-        tunnel_id, status, size = struct.unpack("<HBH", data)
-        return cls(tunnel_id, _enum_or_int(TunnelStatus, status), size)
-
-
-@dataclass(frozen=True, slots=True)
-class CloseTunnel:
-    """Client → server 0x01."""
-
-    tunnel_id: int
-
-    def encode_payload(self) -> bytes:
-        return _u16(self.tunnel_id, "tunnel_id")
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "CloseTunnel":
-        _fixed(data, offset, 2, "CloseTunnel")
-        return cls(data[0] | (data[1] << 8))
-
-
-@dataclass(frozen=True, slots=True)
-class TunnelClosureNotification:
-    """Server → client 0x06: the server closed the tunnel."""
-
-    tunnel_id: int
-
-    def encode_payload(self) -> bytes:
-        return _u16(self.tunnel_id, "tunnel_id")
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "TunnelClosureNotification":
-        _fixed(data, offset, 2, "TunnelClosureNotification")
-        return cls(data[0] | (data[1] << 8))
-
-
-@dataclass(frozen=True, slots=True)
-class TransferData:
-    """Both directions (client → server 0x02, server → client 0x01): tunnel id ‖ data to the end."""
-
-    tunnel_id: int
-    data: bytes
-
-    def encode_payload(self) -> bytes:
-        return _u16(self.tunnel_id, "tunnel_id") + self.data
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "TransferData":
-        if len(data) < 2:
-            raise DecodeError("truncated TransferData tunnel id", offset + len(data), "tunnel_id")
-        return cls(data[0] | (data[1] << 8), bytes(data[2:]))
-
-
-@dataclass(frozen=True, slots=True)
-class TransferDataError:
-    """Both directions (client → server 0x03, server → client 0x02)."""
-
-    tunnel_id: int
-    status: int
-
-    def encode_payload(self) -> bytes:
-        return _u16(self.tunnel_id, "tunnel_id") + _u8(self.status, "status")
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "TransferDataError":
-        _fixed(data, offset, 3, "TransferDataError")
-        return cls(data[0] | (data[1] << 8), _enum_or_int(TransferDataStatus, data[2]))
-
-
-@dataclass(frozen=True, slots=True)
-class AckTransferData:
-    """Both directions (client → server 0x04, server → client 0x03); flow control only."""
-
-    tunnel_id: int
-    num_bytes_left: int
-
-    def encode_payload(self) -> bytes:
-        return _u16(self.tunnel_id, "tunnel_id") + _u16(self.num_bytes_left, "num_bytes_left")
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "AckTransferData":
-        _fixed(data, offset, 4, "AckTransferData")
-        return cls(*struct.unpack("<HH", data))
-
-
-@dataclass(frozen=True, slots=True)
-class ReadyData:
-    """Both directions (client → server 0x05, server → client 0x04); flow control only."""
-
-    tunnel_id: int
-    num_octets_left: int
-
-    def encode_payload(self) -> bytes:
-        return _u16(self.tunnel_id, "tunnel_id") + _u16(self.num_octets_left, "num_octets_left")
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "ReadyData":
-        _fixed(data, offset, 4, "ReadyData")
-        return cls(*struct.unpack("<HH", data))
-
-
-@dataclass(frozen=True, slots=True)
-class GetSupportedTunnelProtocols:
-    """Client → server 0x06."""
-
-    protocol_offset: int = 0
-
-    def encode_payload(self) -> bytes:
-        return _u8(self.protocol_offset, "protocol_offset")
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "GetSupportedTunnelProtocols":
-        _fixed(data, offset, 1, "GetSupportedTunnelProtocols")
-        return cls(data[0])
-
-
-@dataclass(frozen=True, slots=True)
-class SupportedTunnelProtocolsResponse:
-    """Server → client 0x05: complete flag ‖ count ‖ count × (manufacturer code LE, protocol id)."""
-
-    protocol_list_complete: bool = True
-    protocols: tuple[tuple[int, int], ...] = ((GB_HGRP_MANUFACTURER_CODE, GB_HGRP_PROTOCOL_ID),)
-
-    def encode_payload(self) -> bytes:
-        if len(self.protocols) > 0xFF:
-            raise EncodeError("at most 255 protocols")
-        out = bytearray((1 if self.protocol_list_complete else 0, len(self.protocols)))
-        for manufacturer_code, protocol_id in self.protocols:
-            out += _u16(manufacturer_code, "manufacturer_code") + _u8(protocol_id, "protocol_id")
-        return bytes(out)
-
-    @classmethod
-    def decode_payload(cls, data: bytes, offset: int = 0) -> "SupportedTunnelProtocolsResponse":
-        if len(data) < 2:
-            raise DecodeError("truncated SupportedTunnelProtocolsResponse", offset + len(data), "count")
-        complete = _bool(data[0], offset, "protocol_list_complete")
-        count = data[1]
-        _fixed(data[2:], offset + 2, 3 * count, "protocols")
-        protocols = tuple(
-            (data[i] | (data[i + 1] << 8), data[i + 2]) for i in range(2, 2 + 3 * count, 3)
-        )
-        return cls(complete, protocols)
-
-
-TunnelCommand = Union[
-    RequestTunnel,
-    RequestTunnelResponse,
-    CloseTunnel,
-    TunnelClosureNotification,
-    TransferData,
-    TransferDataError,
-    AckTransferData,
-    ReadyData,
-    GetSupportedTunnelProtocols,
-    SupportedTunnelProtocolsResponse,
-]
-
-#: Command ids per direction (ZSE Tunneling cluster).
-COMMANDS: dict[Direction, dict[int, type]] = {
-    Direction.CLIENT_TO_SERVER: {
-        0x00: RequestTunnel,
-        0x01: CloseTunnel,
-        0x02: TransferData,
-        0x03: TransferDataError,
-        0x04: AckTransferData,
-        0x05: ReadyData,
-        0x06: GetSupportedTunnelProtocols,
-    },
-    Direction.SERVER_TO_CLIENT: {
-        0x00: RequestTunnelResponse,
-        0x01: TransferData,
-        0x02: TransferDataError,
-        0x03: AckTransferData,
-        0x04: ReadyData,
-        0x05: SupportedTunnelProtocolsResponse,
-        0x06: TunnelClosureNotification,
-    },
-}
-_COMMAND_IDS: dict[Direction, dict[type, int]] = {
-    direction: {cls: cid for cid, cls in table.items()} for direction, table in COMMANDS.items()
-}
-
-
-def command_id(command: TunnelCommand, direction: Direction) -> int:
-    """The command id of `command` sent in `direction`; EncodeError if it has none there."""
-    try:
-        return _COMMAND_IDS[direction][type(command)]
-    except KeyError:
-        raise EncodeError(f"{type(command).__name__} is not sent {Direction(direction).name}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class TunnelFrame:
-    """One Tunneling-cluster ZCL frame: header ‖ command payload."""
-
-    header: ZclHeader
-    command: TunnelCommand
-
-    @classmethod
-    def build(
-        cls,
-        command: TunnelCommand,
-        direction: Direction,
-        sequence: int,
-        *,
-        disable_default_response: bool = True,
-    ) -> "TunnelFrame":
-        header = ZclHeader(command_id(command, direction), sequence, direction, True, disable_default_response)
-        return cls(header, command)
-
-    def encode(self) -> bytes:
-        header = self.header
-        if not header.cluster_specific or header.manufacturer_code is not None:
-            raise EncodeError("tunnel commands are cluster-specific and not manufacturer-specific")
-        if command_id(self.command, header.direction) != header.command_id:
-            raise EncodeError("header command id does not match the command")
-        return header.encode() + self.command.encode_payload()
-
-
-def decode_tunnel_frame(data: bytes) -> TunnelFrame:
-    """Decode a Tunneling-cluster ZCL frame (an `ApsFrame.payload`)."""
-    header, pos = ZclHeader.decode(data)
-    if not header.cluster_specific:
-        raise DecodeError(f"global ZCL command 0x{header.command_id:02X}, not a tunnel command", 0, "frame_control")
-    if header.manufacturer_code is not None:
-        raise DecodeError("manufacturer-specific tunnel command", 0, "frame_control")
-    cls = COMMANDS[header.direction].get(header.command_id)
-    if cls is None:
-        raise DecodeError(
-            f"unknown tunnel command 0x{header.command_id:02X} ({header.direction.name})", pos - 1, "command_id"
-        )
-    return TunnelFrame(header, cls.decode_payload(data[pos:], pos))
-
-
-def encode_tunnel_command(
-    command: TunnelCommand, direction: Direction, sequence: int, *, disable_default_response: bool = True
-) -> bytes:
-    """ZCL frame bytes for `command` (what goes in `ApsFrame.payload`)."""
-    return TunnelFrame.build(command, direction, sequence, disable_default_response=disable_default_response).encode()
-
-
-# TransferData carries every GBCS message: its frames are built and recognised by a fixed
-# three-byte header (frame control, sequence, command id), bypassing the general codec. The
-# general path stays the reference; tests check both give the same bytes.
-_TRANSFER_DATA_FC = {d: ZclHeader(_COMMAND_IDS[d][TransferData], 0, d).encode()[0] for d in Direction}
-_TRANSFER_DATA_ID = {d: _COMMAND_IDS[d][TransferData] for d in Direction}
-
-
-def _fast_transfer_data(payload: bytes, direction: Direction) -> "TransferData | None":
-    """The TransferData in `payload` if it is one sent in `direction`, else None (→ general path)."""
-    if len(payload) >= 5 and payload[0] == _TRANSFER_DATA_FC[direction] and payload[2] == _TRANSFER_DATA_ID[direction]:
-        return TransferData(payload[3] | (payload[4] << 8), bytes(payload[5:]))
-    return None
-
-
-def _transfer_data_frame(direction: Direction, sequence: int, tunnel_id: int, data: bytes) -> bytes:
-    if not 0 <= tunnel_id <= 0xFFFF:
-        raise EncodeError("tunnel_id must fit in two bytes")
-    return bytes((_TRANSFER_DATA_FC[direction], sequence, _TRANSFER_DATA_ID[direction],
-                  tunnel_id & 0xFF, tunnel_id >> 8)) + data
-
-
-# ---------------------------------------------------------------------------------------------
-# GB-HGRP data: what TransferData carries
-# ---------------------------------------------------------------------------------------------
-
-HGRP_GET = 0x01
-HGRP_GET_RESPONSE = 0x02
-HGRP_PUT = 0x03
-
-
-@dataclass(frozen=True, slots=True)
-class Get:
-    """Sleepy device → CHF: give me the next queued message."""
-
-    def encode(self) -> bytes:
-        return b"\x01"
-
-
-@dataclass(frozen=True, slots=True)
-class GetResponse:
-    """CHF → sleepy device: `remaining` messages still queued after this one; `message` empty
-    (and `remaining` 0) when nothing was queued."""
-
-    remaining: int = 0
-    message: bytes = b""
-
-    def encode(self) -> bytes:
-        if not 0 <= self.remaining <= 0xFF:
-            raise EncodeError("remaining count is one byte")
-        if not self.message and self.remaining:
-            raise EncodeError("an empty GET-RESPONSE cannot announce remaining messages")
-        return bytes((HGRP_GET_RESPONSE, self.remaining)) + self.message
-
-
-@dataclass(frozen=True, slots=True)
-class Put:
-    """Sleepy device → CHF: a GBCS message (response, alert, GBT block)."""
-
-    message: bytes
-
-    def encode(self) -> bytes:
-        if not self.message:
-            raise EncodeError("PUT carries a message")
-        return b"\x03" + self.message
-
-
-@dataclass(frozen=True, slots=True)
-class Raw:
-    """A GBCS message sent as-is (non-sleepy devices; first byte 0xDD or 0xDF)."""
-
-    message: bytes
-
-    def encode(self) -> bytes:
-        if not self.message or self.message[0] in (HGRP_GET, HGRP_GET_RESPONSE, HGRP_PUT):
-            raise EncodeError("a raw tunnel message must be non-empty and not start with 01/02/03")
-        return self.message
-
-
-TunnelData = Union[Get, GetResponse, Put, Raw]
-
-
-def decode_tunnel_data(data: bytes) -> TunnelData:
-    """Classify TransferData contents by their first byte (FACTS §3.3, §6)."""
-    if not data:
-        raise DecodeError("empty tunnel data", 0, "data")
-    kind = data[0]
-    if kind == HGRP_GET:
-        if len(data) != 1:
-            raise DecodeError("GET carries no message", 1, "data")
-        return Get()
-    if kind == HGRP_GET_RESPONSE:
-        if len(data) < 2:
-            raise DecodeError("truncated GET-RESPONSE", 1, "remaining")
-        if len(data) == 2 and data[1]:
-            raise DecodeError("empty GET-RESPONSE announces remaining messages", 1, "remaining")
-        return GetResponse(data[1], bytes(data[2:]))
-    if kind == HGRP_PUT:
-        if len(data) < 2:
-            raise DecodeError("PUT without a message", 1, "message")
-        return Put(bytes(data[1:]))
-    return Raw(bytes(data))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,7 +167,7 @@ class TunnelEndpoint:
     ) -> bool:
         seq = self._next_sequence() if sequence is None else sequence
         if type(command) is TransferData:
-            payload = _transfer_data_frame(self.send_direction, seq, command.tunnel_id, command.data)
+            payload = transfer_data_frame(self.send_direction, seq, command.tunnel_id, command.data)
         else:
             payload = encode_tunnel_command(command, self.send_direction, seq)
         return await self.port.send(
@@ -670,7 +178,7 @@ class TunnelEndpoint:
         try:
             decoded = decode_tunnel_frame(frame.payload)
         except DecodeError as exc:
-            if frame.payload[:1] and not frame.payload[0] & _FC_FRAME_TYPE:
+            if frame.payload[:1] and not frame.payload[0] & FC_FRAME_TYPE:
                 log.debug("ignoring global ZCL command on the tunnel cluster from %s", frame.src.hex())
                 return None
             self.errors += 1
@@ -855,7 +363,7 @@ class TunnelServer(TunnelEndpoint):
     # -- receiving --------------------------------------------------------------------------
 
     def handle(self, frame: ApsFrame) -> "Awaitable[Any] | None":
-        command = _fast_transfer_data(frame.payload, self.expected_direction)
+        command = recognise_transfer_data(frame.payload, self.expected_direction)
         if command is not None:
             return self._on_transfer_data(frame, command)
         decoded = self._decode(frame)
@@ -898,7 +406,9 @@ class TunnelServer(TunnelEndpoint):
                     log.info("RequestTunnel from %s ignored", client.hex().upper())
                     return None
                 if verdict is not True:
-                    status = _enum_or_int(TunnelStatus, int(verdict))
+                    status = int(verdict)
+                    if status in TunnelStatus._value2member_map_:
+                        status = TunnelStatus(status)
         tunnel_id = INVALID_TUNNEL_ID
         if status == TunnelStatus.SUCCESS:
             tunnel = self._by_eui.get(client)
@@ -1115,7 +625,7 @@ class TunnelClient(TunnelEndpoint):
         if not message:
             raise ValueError("empty GBCS message")
         tunnel_id = await self.open()
-        data = b"\x03" + message if self.sleepy else message
+        data = Put(message).encode() if self.sleepy else message
         return await self._send(self.server_eui, self.server_endpoint, TransferData(tunnel_id, data))
 
     async def get(self) -> GetResponse:
@@ -1124,7 +634,7 @@ class TunnelClient(TunnelEndpoint):
         future = asyncio.get_running_loop().create_future()
         self._waiting_get = future
         try:
-            if not await self._send(self.server_eui, self.server_endpoint, TransferData(tunnel_id, b"\x01")):
+            if not await self._send(self.server_eui, self.server_endpoint, TransferData(tunnel_id, Get().encode())):
                 raise TunnelTimeout("GET lost on the air")
             response = await self._await(future)
         finally:
@@ -1152,7 +662,7 @@ class TunnelClient(TunnelEndpoint):
         if frame.src != self.server_eui:
             self.errors += 1
             return None
-        command = _fast_transfer_data(frame.payload, self.expected_direction)
+        command = recognise_transfer_data(frame.payload, self.expected_direction)
         if command is not None:
             return self._on_transfer_data(frame, command)
         decoded = self._decode(frame)
@@ -1233,11 +743,9 @@ class TunnelHost:
         self.unrouted = 0
 
     def _defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs.setdefault("endpoint", self.endpoint)
-        kwargs.setdefault("clock", self.clock)
-        kwargs.setdefault("on_message", self.on_message)
-        kwargs.setdefault("on_error", self.on_error)
-        return kwargs
+        """`kwargs` over this host's endpoint, clock and callbacks (a new dict)."""
+        return {"endpoint": self.endpoint, "clock": self.clock, "on_message": self.on_message,
+                "on_error": self.on_error, **kwargs}
 
     def serve(self, **kwargs: Any) -> TunnelServer:
         """Create this device's tunnel server (keyword arguments as for TunnelServer)."""
@@ -1259,7 +767,7 @@ class TunnelHost:
 
     def handle(self, frame: ApsFrame) -> "Awaitable[Any] | None":
         payload = frame.payload
-        if payload and payload[0] & _FC_DIRECTION:
+        if payload and payload[0] & FC_DIRECTION:
             endpoint: TunnelEndpoint | None = self.clients.get(frame.src)
         else:
             endpoint = self.server

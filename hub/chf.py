@@ -33,7 +33,7 @@ from typing import Any
 from gbcs.catalogue import AlertCode, DeviceType, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.dlms import Data
-from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message
+from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, peek_header
 from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
 from gbhub.firmware.gbcs_device import GbcsDevice, Outcome, RemoteParty, dlms, handlers
@@ -42,7 +42,7 @@ from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
 from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
 from gbhub.han.zcl_server import ZclServer
-from gbhub.wan.bridge import HubPort, peek_header
+from gbhub.wan.bridge import HubPort
 
 from .chf_log import LOG_NS, NETWORK_NS, ChfDeviceLog, ChfDeviceLogEntry, LogChanges
 from .wan_queue import QUEUE_NS, WanQueue

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import VECTORS, rtds_rows, vectors_dir
-from gbhub.tools.cli import UsageError, parse_frame_text
+from gbhub.tools.inputs import UsageError, parse_frame_text
 
 ROWS = rtds_rows()
 

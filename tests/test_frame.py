@@ -76,7 +76,7 @@ def _extra():
 
 @pytest.mark.parametrize("example", _extra(), ids=lambda e: e["name"][:60])
 def test_extra_examples(example):
-    from gbhub.tools.cli import parse_frame_text
+    from gbhub.tools.inputs import parse_frame_text
     from gbhub.tools.keys import load_keystore
 
     data = parse_frame_text(example["hex"])

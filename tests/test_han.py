@@ -22,16 +22,13 @@ from gbhub.han import (
     eui_from_ieee,
     ieee_from_eui,
 )
-from gbhub.han.tunnel import (
+from gbcs.hgrp import (
     AckTransferData,
     CloseTunnel,
-    Direction,
     Get,
     GetResponse,
     GetSupportedTunnelProtocols,
-    NoTunnel,
     Put,
-    QueueFull,
     Raw,
     ReadyData,
     RequestTunnel,
@@ -40,18 +37,22 @@ from gbhub.han.tunnel import (
     TransferData,
     TransferDataError,
     TransferDataStatus,
-    TunnelClient,
     TunnelClosureNotification,
     TunnelFrame,
-    TunnelHost,
-    TunnelRejected,
-    TunnelServer,
     TunnelStatus,
-    TunnelTimeout,
-    ZclHeader,
     decode_tunnel_data,
     decode_tunnel_frame,
     encode_tunnel_command,
+)
+from gbcs.zcl import Direction, FrameType, ZclHeader
+from gbhub.han.tunnel import (
+    NoTunnel,
+    QueueFull,
+    TunnelClient,
+    TunnelHost,
+    TunnelRejected,
+    TunnelServer,
+    TunnelTimeout,
 )
 from gbhub.han.virtual import DELIVERED, DROPPED, LINK_DOWN, LOST
 
@@ -285,7 +286,7 @@ def test_request_tunnel_bytes():
     assert data == bytes.fromhex("11 42 00 06 FFFF 00 DC05")
     decoded = decode_tunnel_frame(data)
     assert decoded.command == RequestTunnel(6, 0xFFFF, False, 1500)
-    assert decoded.header == ZclHeader(0x00, 0x42, Direction.CLIENT_TO_SERVER, True, True, None)
+    assert decoded.header == ZclHeader(FrameType.CLUSTER, 0x00, 0x42, Direction.CLIENT_TO_SERVER, True, None)
 
 
 @pytest.mark.parametrize(
@@ -750,10 +751,10 @@ def test_endpoints_survive_random_frames(data, to_client):
 def test_transfer_data_fast_path_matches_the_general_codec(direction, sequence, tunnel_id, data):
     """TransferData frames are built and recognised by a fixed header on the hot path; the bytes
     and the decoded command must be exactly what the general tunnel codec gives."""
-    from gbhub.han.tunnel import _fast_transfer_data, _transfer_data_frame
+    from gbcs.hgrp import recognise_transfer_data, transfer_data_frame
 
     general = encode_tunnel_command(TransferData(tunnel_id, data), direction, sequence)
-    assert _transfer_data_frame(direction, sequence, tunnel_id, data) == general
-    assert _fast_transfer_data(general, direction) == decode_tunnel_frame(general).command
+    assert transfer_data_frame(direction, sequence, tunnel_id, data) == general
+    assert recognise_transfer_data(general, direction) == decode_tunnel_frame(general).command
     other = Direction(1 - direction)
-    assert _fast_transfer_data(general, other) is None  # the other direction's frame is not taken
+    assert recognise_transfer_data(general, other) is None  # the other direction's frame is not taken

@@ -827,7 +827,7 @@ async def test_powered_off_chf_hears_nothing(premises):
 
 
 async def test_tunnel_is_re_requested_every_0xffff_seconds(premises):
-    from gbhub.han.tunnel import RequestTunnel, decode_tunnel_frame
+    from gbcs.hgrp import RequestTunnel, decode_tunnel_frame
 
     p = premises
     await joined_meter(p)

@@ -28,8 +28,8 @@ from gbhub.wan import (
     WanClosed,
     WanDown,
     encode_frame,
-    peek_header,
 )
+from gbcs.frame import peek_header
 
 SUPPLIER = bytes.fromhex("90B3D51F30010000")
 NETWORK_OPERATOR = bytes.fromhex("90B3D51F30020000")

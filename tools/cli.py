@@ -6,95 +6,14 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
 import os
 import sys
-from pathlib import Path
 
-from gbcs.codec import DecodeError, Node, parse_eui
+from gbcs.codec import DecodeError, Node
 
-RTDS_ACB = "90B3D51F30000002"
-
-
-class UsageError(Exception):
-    """A bad argument or input: printed as one line, exit 2."""
-
-
-# --------------------------------------------------------------------------------------------
-# input helpers
-# --------------------------------------------------------------------------------------------
-
-_HEX_CHARS = set("0123456789abcdefABCDEF")
-
-
-def parse_frame_text(text: str) -> bytes:
-    """Hex (spaces, colons, dashes allowed) or base64 → bytes."""
-    compact = "".join(text.split())
-    if not compact:
-        raise UsageError("empty input")
-    hexish = compact.replace(":", "").replace("-", "")
-    if hexish and set(hexish) <= _HEX_CHARS:
-        if len(hexish) % 2:
-            raise UsageError(f"odd number of hex digits ({len(hexish)})")
-        return bytes.fromhex(hexish)
-    try:
-        return base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        raise UsageError("input is neither hex nor base64") from None
-
-
-def read_input(arg: str | None) -> str | bytes:
-    """The argument itself, `@file` (text or raw binary), or stdin for None / '-'."""
-    if arg is None or arg == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("no input: give HEX, @FILE, or pipe it on stdin")
-        return sys.stdin.buffer.read()
-    if arg.startswith("@"):
-        path = Path(arg[1:])
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    return arg
-
-
-def _as_frame(blob: str | bytes) -> bytes:
-    if isinstance(blob, bytes):
-        if blob[:1] in (b"\xdd", b"\xdf"):
-            return blob  # raw binary capture
-        try:
-            blob = blob.decode("ascii")
-        except UnicodeDecodeError:
-            raise UsageError("input is neither hex, base64 nor a binary GBCS frame") from None
-    return parse_frame_text(blob)
-
-
-def load_keys(folders: list[str] | None):
-    from gbcs.keystore import Keystore, KeystoreError
-    from gbhub.tools.keys import load_keystore
-
-    if not folders:
-        return Keystore()
-    try:
-        return load_keystore(*folders)
-    except KeystoreError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def resolve_acb(arg: str | None, keystore) -> bytes:
-    """--acb, else the keystore's access control broker (role 4), else the RTDS/DCC Boxed ACB."""
-    if arg:
-        try:
-            return parse_eui(arg)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    for eui in keystore.euis():
-        if keystore.role(eui) == 4:
-            return eui
-    return parse_eui(RTDS_ACB)
-
+from . import bench, pki, run
+from .inputs import UsageError, load_keys, parse_frame_text, read_frame, read_input, resolve_acb
 
 # --------------------------------------------------------------------------------------------
 # gbhub decode
@@ -126,7 +45,7 @@ def cmd_decode(args) -> int:
     secrets = SecretCache()
     if args.batch:
         return _decode_batch(args, keystore, acb, secrets)
-    frame = _as_frame(read_input(args.input))
+    frame = read_frame(args.input)
     try:
         result = analyse(frame, keystore, acb, secrets)
     except DecodeError as exc:
@@ -191,26 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--compact", action="store_true", help="single-line JSON")
     d.set_defaults(func=cmd_decode)
 
-    b = sub.add_parser("bench", help="benchmarks (codec, e2e)")
-    b.add_argument("what", choices=["codec", "e2e"], help="which benchmark")
-    b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    b.add_argument("--vectors", metavar="DIR", help="RTDS vectors (default $GBHUB_VECTORS or ../shared/vectors)")
-    b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e)")
-    b.set_defaults(func=cmd_bench)
-
-    for module in ("gbhub.tools.pki", "gbhub.tools.run"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ImportError:
-            continue
-        mod.register(sub)
+    # every subcommand module registers its own parser; listed here, so a broken one fails loudly
+    bench.register(sub)
+    pki.register(sub)
+    run.register(sub)
     return p
-
-
-def cmd_bench(args) -> int:
-    from gbhub.tools import bench
-
-    return bench.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,7 @@ def _client_args(p) -> None:
 
 
 def cmd_run(args) -> int:
-    from gbhub.tools.cli import UsageError
+    from gbhub.tools.inputs import UsageError
     from gbhub.tools.rig import RigError, default_rig, load_rig
 
     try:
@@ -145,7 +145,7 @@ def _manifest(args) -> dict:
 
 
 async def _headend(args, need_keys: bool = True):
-    from gbhub.tools.cli import UsageError, load_keys
+    from gbhub.tools.inputs import UsageError, load_keys
     from gbhub.wan.bridge import TcpClient
     from gbhub.wan.headend import HeadEnd
 
@@ -183,7 +183,7 @@ async def _headend(args, need_keys: bool = True):
 def recipient_of(to: str | None, manifest: dict, default: str = "esme") -> bytes:
     """The EUI `--to` names in a running premises (premises.json `devices` and `types`; a
     manifest without `types` is from before devices had names other than their type)."""
-    from gbhub.tools.cli import UsageError
+    from gbhub.tools.inputs import UsageError
     from gbhub.tools.rig import AddressError, resolve_device
 
     devices = manifest.get("devices", {})
@@ -202,7 +202,7 @@ def cmd_send(args) -> int:
 async def _send(args) -> int:
     from gbcs import usecases
     from gbcs.analyse import analyse
-    from gbhub.tools.cli import UsageError
+    from gbhub.tools.inputs import UsageError
     from gbhub.wan.headend import HeadEndError
 
     try:
@@ -239,10 +239,10 @@ def cmd_send_raw(args) -> int:
 
 
 async def _send_raw(args) -> int:
-    from gbhub.tools.cli import _as_frame, read_input
+    from gbhub.tools.inputs import read_frame
     from gbhub.wan.headend import HeadEndError
 
-    frame = _as_frame(read_input(args.frame))
+    frame = read_frame(args.frame)
     headend, _ = await _headend(args, need_keys=False)
     try:
         try:

@@ -13,7 +13,6 @@ from .bridge import (
     WanError,
     WanLink,
     encode_frame,
-    peek_header,
 )
 from .headend import Alert, HeadEnd, HeadEndError, MissingKey, Reply, RequestTimeout, VerificationError
 
@@ -38,5 +37,4 @@ __all__ = [
     "WanError",
     "WanLink",
     "encode_frame",
-    "peek_header",
 ]

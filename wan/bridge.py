@@ -28,6 +28,8 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
+from gbcs.frame import peek_header
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_FRAME = 64 * 1024
@@ -120,38 +122,6 @@ class FrameSplitter:
     def pending(self) -> int:
         """Bytes buffered that do not yet make a whole frame."""
         return len(self._buf) - self._pos
-
-
-def peek_header(frame: bytes) -> tuple[int, int, bytes, bytes, bool] | None:
-    """(cra, originator_counter, originator, recipient, final) from a GBCS frame's header, or None.
-
-    Reads only fixed offsets (DF grouping header, inside a DD MAC header or not; DD 09 GBT routing
-    header), never raises. `final` is False for a GBT block other than the last one.
-    """
-    try:
-        n = len(frame)
-        tag = frame[0]
-        if tag == 0xDF:
-            s = 0
-        elif tag == 0xDD:
-            if frame[1] == 0x09:  # GBT routing header
-                if n < 36:
-                    return None
-                final = True
-                first = frame[34]
-                pos = 35 if first < 0x80 else 35 + (first & 0x7F)
-                if pos + 6 < n and frame[pos + 5] == 0xE0:
-                    final = bool(frame[pos + 6] & 0x80)
-                return frame[2], int.from_bytes(frame[3:11], "big"), frame[12:20], frame[21:29], final
-            first = frame[7]
-            s = 8 + 5 if first < 0x80 else 8 + (first & 0x7F) + 5
-        else:
-            return None
-        if n < s + 29 or frame[s] != 0xDF:
-            return None
-        return frame[s + 2], int.from_bytes(frame[s + 3 : s + 11], "big"), frame[s + 12 : s + 20], frame[s + 21 : s + 29], True
-    except IndexError:
-        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -693,5 +663,4 @@ __all__ = [
     "WanError",
     "WanLink",
     "encode_frame",
-    "peek_header",
 ]

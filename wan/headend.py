@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, AsyncIterator, Callable
 
 from gbcs.codec import DecodeError, eui_hex, parse_eui
-from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, mac_frame
+from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, mac_frame, peek_header
 from gbcs import usecases
 from gbcs.keystore import Keystore
 from gbcs.security import (
@@ -37,7 +37,7 @@ from gbcs.security import (
     sign,
 )
 
-from .bridge import WanClosed, WanError, WanLink, peek_header
+from .bridge import WanClosed, WanError, WanLink
 
 log = logging.getLogger(__name__)
 
