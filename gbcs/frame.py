@@ -145,13 +145,12 @@ class Message:
         return mac_frame(apdu, self.mac)
 
     def with_apdu(self) -> "Message":
-        """This message with its General-Signing APDU encoded once and kept (a copy, unless this
-        one has it already), so MAC, signature and frame building that follow do not re-encode it."""
-        if self._apdu:
-            return self
-        out = _copy(self)
-        _set_apdu(out, _encode_general_signing(self))
-        return out
+        """This message, its General-Signing APDU encoded once and memoised on it, so MAC,
+        signature and frame building that follow do not re-encode it. The memo is derived from
+        the fields, so the message does not change (no copy on this hot path)."""
+        if not self._apdu:
+            _set_apdu(self, _encode_general_signing(self))
+        return self
 
     def signed(self, signature: bytes) -> "Message":
         """A copy carrying `signature` (cheaper than dataclasses.replace on this hot path)."""

@@ -183,6 +183,8 @@ class Premises:
         self.trust = self.identity.trust
         self.specs = {d.name: d for d in rig.devices}
         self.types = {d.name: d.type for d in rig.devices}
+        self._euis = {d.name: eui_hex(d.eui) for d in rig.devices}
+        self._addresses: dict[str, bytes] = {}  # resolved `to=` names: every send asks again
         self.devices_by_name: dict[str, Any] = {}
         self.contexts: dict[str, DeviceContext] = {}
         self.attachments: dict[str, Any] = {}  # what each device's attachment serves (e.g. its ZCL server)
@@ -356,10 +358,13 @@ class Premises:
         """The EUI a device name, a unique type or an EUI (text or bytes) names."""
         if isinstance(who, bytes):
             return who
-        return parse_eui(resolve_device(who, self.manifest_devices(), self.types))
+        eui = self._addresses.get(who)
+        if eui is None:
+            eui = self._addresses[who] = parse_eui(resolve_device(who, self._euis, self.types))
+        return eui
 
     def manifest_devices(self) -> dict[str, str]:
-        return {d.name: eui_hex(d.eui) for d in self.rig.devices}
+        return dict(self._euis)
 
     def manifest(self) -> dict:
         return {

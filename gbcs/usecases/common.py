@@ -445,6 +445,16 @@ def protected_plaintext(r: AccessResponse, index: int, out: dict) -> Data | None
     return prot.plaintext
 
 
+def protected_read(p: Any) -> tuple[dict, Data | None]:
+    """A Get Protected Attributes response (ECS17b, ECS21a, ECS22b): the summary so far, and the
+    decrypted value of its one item, or None when the read failed or is still encrypted."""
+    r = access_response(p)
+    out = results(r)
+    if not out["ok"]:
+        return out, None
+    return out, protected_plaintext(r, 0, out)
+
+
 def single_value(plain: Data) -> Data:
     """Get Protected Attributes plaintext: structure of one value per requested object."""
     items = elements(plain, (DataType.STRUCTURE,))

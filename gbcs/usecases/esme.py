@@ -36,7 +36,7 @@ from .common import (
     octets,
     plain_value,
     protected_get,
-    protected_plaintext,
+    protected_read,
     request_keys,
     results,
     seconds_text,
@@ -103,11 +103,7 @@ def _b_ecs17b(counter: int, *, originator: bytes, recipient: bytes) -> bytes:
 
 
 def _i_ecs17b(p: Any, m: Message | None) -> dict:
-    r = access_response(p)
-    out = results(r)
-    if not out["ok"]:
-        return out
-    plain = protected_plaintext(r, 0, out)
+    out, plain = protected_read(p)
     if plain is None:
         return out
     regs = elements(single_value(plain), (DataType.STRUCTURE,))
@@ -185,11 +181,7 @@ def _b_ecs21a(counter: int, *, originator: bytes, recipient: bytes, start: _dt.d
 
 
 def _i_ecs21a(p: Any, m: Message | None) -> dict:
-    r = access_response(p)
-    out = results(r)
-    if not out["ok"]:
-        return out
-    plain = protected_plaintext(r, 0, out)
+    out, plain = protected_read(p)
     if plain is None:
         return out
     entries = []
@@ -224,11 +216,7 @@ def _b_ecs22b(counter: int, *, originator: bytes, recipient: bytes, start: _dt.d
 
 
 def _i_ecs22b(p: Any, m: Message | None) -> dict:
-    r = access_response(p)
-    out = results(r)
-    if not out["ok"]:
-        return out
-    plain = protected_plaintext(r, 0, out)
+    out, plain = protected_read(p)
     if plain is None:
         return out
     entries = []
