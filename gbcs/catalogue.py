@@ -950,6 +950,13 @@ def alert_name(code: int) -> str | None:
     return ALERT_CODES.get(code)
 
 
+def alert_label(code: int) -> str:
+    """An alert code as people read it: '0x8F1E Integrity check of content or format of command
+    failed' (the hex code alone when Appendix B has no name for it)."""
+    name = ALERT_CODES.get(code)
+    return f"0x{code:04X} {name}" if name else f"0x{code:04X}"
+
+
 # -- importable names ------------------------------------------------------------------------------
 # The tables above as enums, so code above gbcs/ names what it means (`MessageCode.ECS17b`,
 # `AlertCode.CLOCK_ADJUSTED`) instead of retyping numbers. Both are derived from the tables, never

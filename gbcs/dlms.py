@@ -24,6 +24,7 @@ from enum import IntEnum
 from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple, Sequence
 
+from .catalogue import alert_label, alert_name
 from .codec import DecodeError, EncodeError, Node, SecurityError, encode_length, eui_hex, read_length
 
 ACCESS_REQUEST = 0xD9
@@ -1816,7 +1817,7 @@ class DataNotification:
         code = self.alert_code
         if code is not None and body.children:
             kids = list(body.children)
-            kids[0] = Node("alert_code", kids[0].raw, f"0x{code:04X}")
+            kids[0] = Node("alert_code", kids[0].raw, alert_label(code))
             if len(kids) > 1 and self.alert_time is not None:
                 kids[1] = Node("alert_time", kids[1].raw, DlmsDateTime.from_bytes(self.alert_time).text())
             body = Node(body.name, body.raw, body.meaning, tuple(kids))
@@ -1824,12 +1825,14 @@ class DataNotification:
         extra = _details_tree(self.details)
         if extra is not None:
             children.append(extra)
-        return Node("DLMS DATA-NOTIFICATION", b"", f"alert 0x{code:04X}" if code is not None else "", tuple(children))
+        return Node("DLMS DATA-NOTIFICATION", b"", f"alert {alert_label(code)}" if code is not None else "", tuple(children))
 
     def to_json(self):
+        code = self.alert_code
         out = {"type": "DataNotification", "invoke_id": self.invoke_id,
                "date_time": self.date_time.hex().upper() if self.date_time else None,
-               "alert_code": self.alert_code, "body": self.body.to_json()}
+               "alert_code": None if code is None else f"0x{code:04X}",
+               "alert_name": None if code is None else alert_name(code), "body": self.body.to_json()}
         d = self.details
         if isinstance(d, BillingDataLogAlert):
             out["details"] = {"type": "BillingDataLogAlert", "protected": _protected_json(d.protected)}

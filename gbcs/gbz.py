@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Union
 
+from .catalogue import alert_label, alert_name
 from .codec import DecodeError, EncodeError, Node, read_length, encode_length
 from .frame import CRA
 from .security import SecurityError, decrypt_part, encrypt_part
@@ -545,7 +546,7 @@ class GbzAlert:
         children = [
             Node("profile_id", PROFILE_ID, "ZigBee Smart Energy (0x0109)"),
             Node("component_count", bytes((self.component_count,)), str(self.component_count)),
-            Node("alert_code", self.alert_code.to_bytes(2, "big"), f"0x{self.alert_code:04X}"),
+            Node("alert_code", self.alert_code.to_bytes(2, "big"), alert_label(self.alert_code)),
             Node("timestamp", self.timestamp.to_bytes(4, "big"), utc_text(self.timestamp)),
         ]
         body = self.body
@@ -556,7 +557,13 @@ class GbzAlert:
                 children.append(Node("use_case_specific_data", body, f"{len(body)} bytes"))
         else:
             children.append(body.tree())
-        return Node("GBZ alert", b"", f"alert 0x{self.alert_code:04X}", tuple(children))
+        return Node("GBZ alert", b"", f"alert {alert_label(self.alert_code)}", tuple(children))
+
+    def to_json(self) -> dict:
+        from .codec import jsonable
+
+        return {"type": "GbzAlert", "alert_code": f"0x{self.alert_code:04X}", "alert_name": alert_name(self.alert_code),
+                "timestamp": self.timestamp, "component_count": self.component_count, "body": jsonable(self.body)}
 
 
 def _decode_alert(data: bytes, message_code: int | None, decrypt: Decrypt | None, strict: bool) -> GbzAlert:

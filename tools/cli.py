@@ -1,7 +1,8 @@
 """`gbhub` command line. Each subcommand lives beside the code it drives; this file only wires them.
 
-Errors a user can cause (bad hex, missing key folder, unknown use case) end in one line on stderr
-and exit code 2, never a traceback.
+Errors a user can cause (bad hex, missing key folder, unknown use case, a bad option) end in one
+line on stderr and exit code 2; what the environment or the premises did (no connection, no answer,
+a rejection) in one line and exit code 1; never a traceback.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import sys
 
 from gbcs.codec import DecodeError, Node
 
-from . import bench, pki, run
-from .inputs import UsageError, load_keys, parse_frame_text, read_frame, read_input, resolve_acb
+from . import bench, client, pki, run
+from .inputs import Failure, UsageError, load_keys, parse_frame_line, read_frame, read_input, resolve_acb
 
 # --------------------------------------------------------------------------------------------
 # gbhub decode
@@ -78,7 +79,7 @@ def _decode_batch(args, keystore, acb, secrets) -> int:
         if not text or text.startswith("#"):
             continue
         try:
-            result = analyse(parse_frame_text(text), keystore, acb, secrets)
+            result = analyse(parse_frame_line(text), keystore, acb, secrets)
             obj = result.to_json()
             if result.payload_error is not None:
                 bad += 1
@@ -97,16 +98,28 @@ def _decode_batch(args, keystore, acb, secrets) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`gbhub send: unrecognized arguments: --foo`), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gbhub", description="GB smart-metering (SMETS2/GBCS) premises emulator")
+    from gbhub import __version__
+
+    p = Parser(prog="gbhub", description="GB smart-metering (SMETS2/GBCS) premises emulator")
+    p.add_argument("--version", action="version", version=f"gbhub {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.commands = sub.choices  # name -> subcommand parser (main parses some of them intermixed)
 
     d = sub.add_parser("decode", help="decode and verify a GBCS frame")
     d.add_argument("input", nargs="?", help="hex or base64 frame, @FILE, or - / nothing for stdin")
     d.add_argument("--keys", action="append", metavar="DIR", help="DCC-style key folder (repeatable)")
     d.add_argument("--acb", metavar="EUI", help="access control broker EUI (default: keystore's ACB, else 90B3D51F30000002)")
     d.add_argument("--tree", action="store_true", help="annotated tree: field, bytes, meaning")
-    d.add_argument("--batch", action="store_true", help="one message per input line, one JSON object per output line")
+    d.add_argument("--batch", action="store_true",
+                   help="one message per input line (a frame, or a gbhub trace JSON line), one JSON object per output line")
     d.add_argument("--compact", action="store_true", help="single-line JSON")
     d.set_defaults(func=cmd_decode)
 
@@ -114,12 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.register(sub)
     pki.register(sub)
     run.register(sub)
+    client.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = parser.commands.get(argv[0]) if argv else None
+    if command is not None and command.get_default("intermixed"):
+        # options anywhere on the line: `gbhub send ECS22b --to esme start=...`
+        args = command.parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -128,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"gbhub {args.command}: {exc}", file=sys.stderr)
         return 2
+    except Failure as exc:
+        print(f"gbhub {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -1,10 +1,13 @@
-"""What a user hands the `gbhub` subcommands: frames (hex, base64, @file, stdin), key folders,
-an ACB EUI; and `UsageError`, the one-line complaint (exit 2) about any of them. Below every
+"""What a user hands the `gbhub` subcommands: frames (hex, base64, @file, stdin, gbhub trace lines),
+key folders, an ACB EUI, the reference vectors; `UsageError`, the one-line complaint (exit 2) about
+any of them, and `Failure`, the one-line report (exit 1) of what the environment did. Below every
 subcommand module, so they share it without importing the CLI that wires them."""
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +21,11 @@ RTDS_ACB = "90B3D51F30000002"
 
 class UsageError(Exception):
     """A bad argument or input: printed as one line, exit 2."""
+
+
+class Failure(Exception):
+    """Something the environment or the premises did (no connection, no answer, a rejection):
+    printed as one line, exit 1."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -41,6 +49,39 @@ def parse_frame_text(text: str) -> bytes:
         return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         raise UsageError("input is neither hex nor base64") from None
+
+
+def parse_frame_line(text: str) -> bytes:
+    """One line of `gbhub decode --batch` input: a frame as `parse_frame_text` reads it, or a
+    line of gbhub's own WAN trace (`{"t": ..., "dir": "down"|"up", "hex": "DF09..."}`)."""
+    text = text.strip()
+    if not text.startswith("{"):
+        return parse_frame_text(text)
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise UsageError("a line starting with '{' must be a gbhub trace JSON object") from None
+    frame = obj.get("hex") if isinstance(obj, dict) else None
+    if not isinstance(frame, str):
+        raise UsageError("trace line has no \"hex\" string")
+    return parse_frame_text(frame)
+
+
+def default_vectors() -> Path:
+    """The DCC reference vectors: $GBHUB_VECTORS, else `shared/vectors` beside the project checkout
+    or beside the current folder. An installed gbhub has no checkout: then a `Failure` says to set
+    GBHUB_VECTORS."""
+    env = os.environ.get("GBHUB_VECTORS")
+    if env:
+        return Path(env)
+    project = Path(__file__).resolve().parent.parent
+    candidates = [Path.cwd().parent / "shared" / "vectors"]
+    if (project / "pyproject.toml").is_file():  # a checkout (editable install), not site-packages
+        candidates.insert(0, project.parent / "shared" / "vectors")
+    for cand in candidates:
+        if cand.is_dir():
+            return cand
+    raise Failure("no reference vectors found: set GBHUB_VECTORS to the vectors folder (the one holding rtds/ and keys/)")
 
 
 def read_input(arg: str | None) -> str | bytes:

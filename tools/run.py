@@ -1,4 +1,4 @@
-"""`gbhub run`, `gbhub send`, `gbhub send-raw`: a premises as a process, and a head-end client for it."""
+"""`gbhub run`: a premises as a process; and how a head-end client (tools/client.py) reaches it."""
 from __future__ import annotations
 
 import asyncio
@@ -24,26 +24,13 @@ def register(sub) -> None:
     r.add_argument("-v", "--verbose", action="store_true", help="log device activity")
     r.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("send", help="send a use case to a running premises and print the decoded response")
-    s.add_argument("use_case", help="use case name, e.g. ECS17b, CCS01 (see README)")
-    s.add_argument("params", nargs="*", metavar="key=value", help="use-case parameters")
-    s.add_argument("--to", metavar="NAME|TYPE|EUI",
-                   help="recipient: a device name (esme-2), a type when only one device has it (esme, chf), or an EUI "
-                        "(default: the use case's device type)")
-    _client_args(s)
-    s.set_defaults(func=cmd_send)
 
-    w = sub.add_parser("send-raw", help="send a prepared GBCS frame and print the response frame's hex")
-    w.add_argument("frame", help="hex or base64 frame, @FILE, or - for stdin")
-    _client_args(w)
-    w.set_defaults(func=cmd_send_raw)
-
-
-def _client_args(p) -> None:
+def _client_args(p, timeout: float | None = 10.0) -> None:
     p.add_argument("--wan", metavar="HOST:PORT", help="premises WAN address (default: from DATA/premises.json)")
     p.add_argument("--keys", action="append", metavar="DIR", help="key folder(s) (default: the premises' keys)")
     p.add_argument("--data", metavar="DIR", default="gbhub-data", help="data folder of the running premises (default ./gbhub-data)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the response (default 10)")
+    p.add_argument("--timeout", type=float, default=timeout, metavar="S",
+                   help=f"seconds to wait for the answer (default {timeout or 'none'})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,20 +131,24 @@ def _manifest(args) -> dict:
     return {}
 
 
-async def _headend(args, need_keys: bool = True):
-    from gbhub.tools.inputs import UsageError, load_keys
+async def _headend(args, need_keys: bool = True, connect: bool = True):
+    """The head-end the client commands share (premises.json, key folders, counters); with
+    `connect=False` (gbhub build) on a link nothing listens on."""
+    from gbhub.tools.inputs import Failure, UsageError, load_keys
     from gbhub.wan.bridge import TcpClient
     from gbhub.wan.headend import HeadEnd
 
     m = _manifest(args)
     wan = args.wan
-    if wan is None:
+    if wan is None and connect:
         if not m.get("wan"):
             raise UsageError(f"no --wan given and no running premises found in {args.data}/premises.json")
         wan = f"{m['wan']['host']}:{m['wan']['port']}"
-    host, _, port = wan.rpartition(":")
+    host, _, port = (wan or ":0").rpartition(":")
     try:
         port_n = int(port)
+        if not 0 <= port_n < 65536:
+            raise ValueError
     except ValueError:
         raise UsageError(f"--wan must be HOST:PORT, got {wan!r}") from None
     keys = load_keys(args.keys or m.get("keys"))
@@ -172,11 +163,15 @@ async def _headend(args, need_keys: bool = True):
         supplier = parse_eui(m["supplier"]) if m.get("supplier") else roles.get(2)
         if acb is None or supplier is None:
             raise UsageError("the keystore has no ACB / supplier organisation certificate")
+    if not connect:
+        from gbhub.wan.bridge import InProcessBridge
+
+        return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb), m
     client = TcpClient(host or "127.0.0.1", port_n)
     try:
         await client.connect()
     except OSError as exc:
-        raise UsageError(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
+        raise Failure(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
     return HeadEnd(client, keys, supplier=supplier, acb=acb), m
 
 
@@ -193,64 +188,3 @@ def recipient_of(to: str | None, manifest: dict, default: str = "esme") -> bytes
     except AddressError as exc:
         where = "--to" if to else "no --to given (default: the use case's device type)"
         raise UsageError(f"{where}: {exc.args[0]}") from None
-
-
-def cmd_send(args) -> int:
-    return asyncio.run(_send(args))
-
-
-async def _send(args) -> int:
-    from gbcs import usecases
-    from gbcs.analyse import analyse
-    from gbhub.tools.inputs import UsageError
-    from gbhub.wan.headend import HeadEndError
-
-    try:
-        definition = usecases.get(args.use_case)
-    except KeyError as exc:
-        raise UsageError(str(exc.args[0] if exc.args else exc)) from None
-    try:
-        params = usecases.parse_params(definition.use_case, args.params)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    headend, m = await _headend(args)
-    try:
-        recipient = recipient_of(args.to, m, definition.target)
-        try:
-            result = await headend.send_use_case(definition.use_case, recipient=recipient, params=params,
-                                                 timeout=args.timeout, verify=False)
-        except (HeadEndError, TimeoutError) as exc:
-            print(f"gbhub send: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-        reply = result.reply
-        report = analyse(reply.raw, headend.keystore, headend.acb).to_json()
-        out = {"use_case": definition.use_case, "ok": result.ok, "summary": result.summary, "response": report}
-        print(json.dumps(out, indent=2, default=str))
-        if not reply.valid:
-            print(f"gbhub send: response failed verification (mac {reply.mac}, signature {reply.signature})", file=sys.stderr)
-            return 1
-        return 0 if result.ok else 1
-    finally:
-        await headend.close()
-
-
-def cmd_send_raw(args) -> int:
-    return asyncio.run(_send_raw(args))
-
-
-async def _send_raw(args) -> int:
-    from gbhub.tools.inputs import read_frame
-    from gbhub.wan.headend import HeadEndError
-
-    frame = read_frame(args.frame)
-    headend, _ = await _headend(args, need_keys=False)
-    try:
-        try:
-            response = await headend.send_raw(frame, timeout=args.timeout)
-        except (HeadEndError, TimeoutError) as exc:
-            print(f"gbhub send-raw: no response: {exc}", file=sys.stderr)
-            return 1
-        print(response.hex().upper())
-        return 0
-    finally:
-        await headend.close()

@@ -14,10 +14,11 @@ from .bridge import (
     WanLink,
     encode_frame,
 )
-from .headend import Alert, HeadEnd, HeadEndError, MissingKey, Reply, RequestTimeout, VerificationError
+from .headend import Alert, CommandRejected, HeadEnd, HeadEndError, MissingKey, Reply, RequestTimeout, VerificationError
 
 __all__ = [
     "Alert",
+    "CommandRejected",
     "DEFAULT_MAX_FRAME",
     "FrameError",
     "FrameSplitter",

@@ -9,6 +9,17 @@ recipient (ECDH(our originator's KA, device KA), mode = response) [FRAMING.md §
 
 Alerts arriving unasked are verified the same way and kept in `received_alerts`.
 
+Rejections: a device that refuses a command sends no response but an alert (GBCS security alerts
+0x8F1E, 0x8F30, 0x8F3D, 0x8F53; the CHF's 0x8F84 in message code 0x00D5 when it cannot deliver).
+The waiting request then fails at once with `CommandRejected` instead of timing out. The 0x00D5
+alert names the undelivered command (originator, recipient, counter) and matches it exactly. The
+security alerts carry only their code and a time, so they are matched by device and time: a
+verifying (or, without keys, unverifiable) rejection alert from a device fails the oldest command
+still pending to that device. A device executes its commands in order and answers each before
+taking the next, so that is the command it refused — unless another client's command to the same
+device was refused in the same moment, which this matching cannot tell apart. The alert stays in
+`received_alerts` either way, and a response arriving later goes to `late_responses`.
+
 Payloads are the caller's: `request()` takes ready content bytes (use cases are layered on top).
 """
 from __future__ import annotations
@@ -23,7 +34,10 @@ from typing import Any, AsyncIterator, Callable
 
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, mac_frame, peek_header
-from gbcs import usecases
+from gbcs.payload import decode_payload
+from gbcs import catalogue, usecases
+from gbcs.catalogue import AlertCode, MessageCode
+from gbcs.dlms import FailureToDeliverAlert
 from gbcs.keystore import Keystore
 from gbcs.security import (
     SecretCache,
@@ -40,6 +54,16 @@ from gbcs.security import (
 from .bridge import WanClosed, WanError, WanLink
 
 log = logging.getLogger(__name__)
+
+#: Alerts a device sends instead of a response to a command it refuses (firmware.gbcs_device
+#: SECURITY_ALERTS; module doc: Rejections). 0x8F84 (in 0x00D5) is matched by its own body.
+REJECTION_ALERTS = frozenset({
+    AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED,
+    AlertCode.SOURCE_DOES_NOT_HAVE_AUTHORITY_FOR_COMMAND,
+    AlertCode.TRUSTED_SOURCE_AUTHENTICATION_FAILURE,
+    AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES,
+})
+_ALERT_MESSAGE_CODES = frozenset({MessageCode.GCA, MessageCode.GNCA, MessageCode.MessageDeliveryFailure})
 
 _UTRN_LOW_MASK = 0xFFFFFFFF
 _COUNTER_MAX = (1 << 64) - 1
@@ -68,6 +92,19 @@ class VerificationError(HeadEndError):
 
 class MissingKey(HeadEndError):
     """The keystore lacks a key needed to sign or MAC a command."""
+
+
+class CommandRejected(HeadEndError):
+    """The device answered the command with an alert instead of a response (module doc:
+    Rejections). `alert` is the Alert received; `code` its alert code (0x8F53), `name` the
+    Appendix B name, `device` the EUI of the device that raised it."""
+
+    def __init__(self, alert: "Alert", code: int) -> None:
+        self.alert = alert
+        self.code = code
+        self.name = catalogue.alert_name(code) or "unknown alert"
+        self.device = alert.message.originator
+        super().__init__(f"{eui_hex(self.device)} rejected the command: alert 0x{code:04X} {self.name}")
 
 
 def _valid(mac: str, signature: str, need_signature: bool) -> bool:
@@ -126,6 +163,19 @@ class Alert:
     def valid(self) -> bool:
         return _valid(self.mac, self.signature, self.critical)
 
+    @property
+    def code(self) -> int | None:
+        """The alert code (0x8F53) its payload carries, None when it carries none we can read."""
+        return alert_code(self.message)
+
+
+def alert_code(message: Message) -> int | None:
+    """The alert code of an alert message's payload (DLMS DATA-NOTIFICATION or GBZ alert)."""
+    try:
+        return getattr(decode_payload(message), "alert_code", None)
+    except (DecodeError, ValueError):
+        return None
+
 
 def _clock_fn(clock: Any) -> Callable[[], float]:
     """Unix time in seconds from `clock`: None (wall clock), a callable, or an object with
@@ -169,6 +219,7 @@ class HeadEnd:
         secrets: SecretCache | None = None,
         clock: Any = None,
         counter_seed: int | None = None,
+        rejection_alerts: frozenset[int] = REJECTION_ALERTS,
     ) -> None:
         self.link = link
         self.keystore = keystore
@@ -180,6 +231,9 @@ class HeadEnd:
         self._counters: dict[bytes, int] = {}
         self._pending: dict[tuple[bytes, bytes, int], asyncio.Future] = {}
         self._raw_waiters: dict[int, list[asyncio.Future]] = {}
+        # every command awaiting its response, oldest first, with its recipient (rejections)
+        self._awaiting: dict[asyncio.Future, bytes] = {}
+        self.rejection_alerts = frozenset(rejection_alerts)
         self._alert_waiters: list[asyncio.Future] = []
         self._reassembler = Reassembler()
         self.received_alerts: list[Alert] = []
@@ -359,22 +413,21 @@ class HeadEnd:
         )
         return await self.exchange(msg, frame, critical=critical, timeout=timeout, verify=verify)
 
-    async def send_use_case(
+    def build_use_case(
         self,
         use_case: str,
         *,
         recipient: bytes | str,
         params: dict | None = None,
-        timeout: float | None = 5.0,
-        verify: bool = True,
         counter: int | None = None,
         originator: bytes | str | None = None,
-    ) -> "UseCaseReply":
-        """Build the named use case (gbcs.usecases), send it, verify and interpret the response.
+    ) -> tuple["usecases.UseCaseDef", Message, bytes]:
+        """The named use case (gbcs.usecases) as a ready command: (definition, message, frame).
 
         CHF use cases are originated by the ACB on behalf of the supplier (supplementary remote
         party = supplier, with the supplier's own counter); CS01a gets a UTRN-shaped counter.
-        Time defaults (ECS70's window, read ranges) come from the head-end's clock."""
+        Time defaults (ECS70's window, read ranges) come from the head-end's clock. Raises
+        ValueError for parameters the use case refuses (and for an alert: nothing to build)."""
         definition = usecases.get(use_case)
         params = dict(params or {})
         recipient = parse_eui(recipient)
@@ -390,7 +443,7 @@ class HeadEnd:
         content = usecases.build_content(
             definition.use_case, counter, now=self.utcnow(), originator=originator, recipient=recipient, **params
         )
-        reply = await self.request(
+        msg, frame = self.build_command(
             recipient=recipient,
             message_code=definition.message_code,
             content=content,
@@ -398,13 +451,33 @@ class HeadEnd:
             originator=originator,
             supplementary_remote_party_id=srp,
             supplementary_remote_party_counter=srp_counter,
-            timeout=timeout,
-            verify=verify,
             counter=counter,
         )
+        return definition, msg, frame
+
+    async def send_use_case(
+        self,
+        use_case: str,
+        *,
+        recipient: bytes | str,
+        params: dict | None = None,
+        timeout: float | None = 5.0,
+        verify: bool = True,
+        counter: int | None = None,
+        originator: bytes | str | None = None,
+    ) -> "UseCaseReply":
+        """Build the named use case (`build_use_case`), send it, verify and interpret the response.
+        A device that refuses it raises `CommandRejected` at once (module doc: Rejections)."""
+        definition, msg, frame = self.build_use_case(use_case, recipient=recipient, params=params, counter=counter,
+                                                     originator=originator)
+        reply = await self.exchange(msg, frame, critical=definition.critical, timeout=timeout, verify=verify)
+        return self.interpret(definition.use_case, reply)
+
+    def interpret(self, use_case: str, reply: Reply) -> "UseCaseReply":
+        """A response to the named use case, decrypted where our keys allow and interpreted."""
         key = self.content_key(reply.message)
         decrypt = None if key is None else partial(decrypt_part, key, reply.message.originator)
-        summary = definition.interpret(reply.message, decrypt=decrypt, message=reply.message)
+        summary = usecases.get(use_case).interpret(reply.message, decrypt=decrypt, message=reply.message)
         return UseCaseReply(reply=reply, summary=summary)
 
     async def exchange(
@@ -419,6 +492,7 @@ class HeadEnd:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending[key] = fut
+        self._awaiting[fut] = command.recipient
         timer = None
         try:
             await self.link.send(frame)
@@ -432,6 +506,7 @@ class HeadEnd:
                 timer.cancel()
             if self._pending.get(key) is fut:
                 del self._pending[key]
+            self._awaiting.pop(fut, None)
         mac, signature = self.verdicts(response)
         reply = Reply(response, raw, mac, signature, critical)
         if verify and not reply.valid:
@@ -445,15 +520,18 @@ class HeadEnd:
 
     async def send_raw(self, frame: bytes, timeout: float | None = 5.0, *, counter: int | None = None) -> bytes:
         """Send a prepared frame as is; return the first response frame carrying its originator
-        counter (or `counter`). Nothing is checked: this is for replay and negative tests."""
+        counter (or `counter`). Nothing is checked: this is for replay and negative tests. A
+        rejection alert from the frame's recipient raises `CommandRejected` (module doc)."""
+        header = peek_header(frame)
         if counter is None:
-            header = peek_header(frame)
             if header is None:
                 raise HeadEndError("cannot read an originator counter from the frame; pass counter=")
             counter = header[1]
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._raw_waiters.setdefault(counter, []).append(fut)
+        if header is not None:
+            self._awaiting[fut] = bytes(header[3])
         timer = None
         try:
             await self.link.send(bytes(frame))
@@ -465,6 +543,7 @@ class HeadEnd:
         finally:
             if timer is not None:
                 timer.cancel()
+            self._awaiting.pop(fut, None)
             waiters = self._raw_waiters.get(counter)
             if waiters is not None:
                 if fut in waiters:
@@ -543,9 +622,37 @@ class HeadEnd:
                             msg.originator_counter, eui_hex(msg.originator), mac, signature)
             self.received_alerts.append(alert)
             self._wake_alert_waiters()
+            if self._awaiting and msg.message_code in _ALERT_MESSAGE_CODES and alert.mac != "invalid" \
+                    and alert.signature != "invalid":
+                self._match_rejection(alert)
         else:
             # A raw waiter may still want it (negative tests echoing a command); nothing else does.
             log.warning("command frame came up the WAN from %s: ignored", eui_hex(msg.originator))
+
+    def _match_rejection(self, alert: Alert) -> None:
+        """Fail the command this alert refuses, if one is waiting (module doc: Rejections)."""
+        msg = alert.message
+        try:
+            payload = decode_payload(msg)
+        except (DecodeError, ValueError):
+            return
+        code = getattr(payload, "alert_code", None)
+        failed = getattr(payload, "details", None)
+        if isinstance(failed, FailureToDeliverAlert):  # names the command: exact match
+            target = [self._pending.get((failed.recipient, failed.originator, failed.originator_counter))]
+            target += [w for w in self._raw_waiters.get(failed.originator_counter, ())
+                       if self._awaiting.get(w) == failed.recipient]
+        elif code in self.rejection_alerts:  # names no command: the oldest one pending to the device
+            device = msg.originator
+            target = [next((f for f, to in self._awaiting.items() if to == device and not f.done()), None)]
+        else:
+            return
+        for fut in target:
+            if fut is not None and not fut.done():
+                exc = CommandRejected(alert, code)
+                fut.set_exception(exc)
+                log.info("%s", exc)
+                return
 
     def _wake_alert_waiters(self) -> None:
         waiters, self._alert_waiters = self._alert_waiters, []
@@ -593,11 +700,14 @@ def _expire_command(fut: asyncio.Future, command: Message, timeout: float) -> No
 
 
 __all__ = [
+    "REJECTION_ALERTS",
     "Alert",
+    "CommandRejected",
     "HeadEnd",
     "HeadEndError",
     "MissingKey",
     "Reply",
     "RequestTimeout",
     "VerificationError",
+    "alert_code",
 ]
