@@ -3,6 +3,7 @@
 #   ./dev.sh demo    set up and run the demo premises (or `gbhub decode` on an example until it lands)
 #   ./dev.sh test    set up and run the whole test suite
 #   ./dev.sh setup   only create .venv and install gbhub with its test extras
+#   ./dev.sh gbhub ARGS   run the gbhub command installed in .venv (e.g. ./dev.sh gbhub send ECS17b)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -26,7 +27,11 @@ case "${1:-}" in
     exec .venv/bin/python -P -m pytest "$@" ;;
   demo)
     shift; setup
+    echo "gbhub: in another shell, from $(pwd): ./dev.sh gbhub send ECS17b (or .venv/bin/gbhub ..., or source .venv/bin/activate first)" >&2
     exec .venv/bin/gbhub run "$@" ;;
+  gbhub)
+    shift; setup
+    exec .venv/bin/gbhub "$@" ;;
   *)
-    echo "usage: ./dev.sh demo|test|setup [args...]" >&2; exit 2 ;;
+    echo "usage: ./dev.sh demo|test|setup|gbhub [args...]" >&2; exit 2 ;;
 esac

@@ -23,20 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from .inputs import UsageError
+from .inputs import UsageError, default_vectors
 
 
 def vectors_path(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    env = os.environ.get("GBHUB_VECTORS")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent.parent
-    for cand in (Path.cwd().parent / "shared" / "vectors", here.parent / "shared" / "vectors"):
-        if (cand / "rtds").is_dir():
-            return cand
-    return here.parent / "shared" / "vectors"
+    return Path(arg) if arg else default_vectors()
 
 
 def _per_call_us(fn, arg, budget_ns: int = 2_000_000) -> float:

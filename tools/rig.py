@@ -2,7 +2,8 @@
 
 Every key is documented in the README ("Rig file"). Unknown keys are errors (a typo must not be
 silently ignored on a lab rig). Paths are relative to the rig file; `$VARS` and `${VARS}` expand
-from the environment, with GBHUB_VECTORS defaulting to ../shared/vectors beside the project.
+from the environment, with GBHUB_VECTORS defaulting to ../shared/vectors beside the project checkout
+(an installed gbhub has no checkout: a rig naming $GBHUB_VECTORS then fails in one line saying to set it).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import gbhub.hub  # noqa: F401  (registers chf, gpf)
 import gbhub.meter  # noqa: F401  (registers esme, ihd)
 from gbcs.codec import eui_hex, parse_eui
 from gbhub.firmware.registry import device_kind, device_kinds
+
+from .inputs import Failure, default_vectors
 
 CLOCK_MODES = ("real", "sim")
 HAN_TRANSPORTS = ("virtual", "zigbee", "serial", "ble")
@@ -118,7 +121,10 @@ def _expand(text: str, base: Path) -> str:
     def repl(m: re.Match) -> str:
         name = m.group(1) or m.group(2)
         if name == "GBHUB_VECTORS" and name not in os.environ:
-            return str(Path(__file__).resolve().parent.parent.parent / "shared" / "vectors")
+            try:
+                return str(default_vectors())
+            except Failure as exc:
+                raise RigError(str(exc)) from None
         if name not in os.environ:
             raise RigError(f"environment variable ${name} is not set")
         return os.environ[name]
