@@ -10,8 +10,11 @@ import sys
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT
+from gbhub.tools.inputs import UsageError, parse_frame_line
 from test_cli_run import ENV, Running, gbhub
 
 CHF = "02474248400000A2"
@@ -220,3 +223,74 @@ def test_wan_pointing_at_another_server_is_one_line(site):
     free.close()
     assert "cannot connect" in one_line(gbhub("send", "ECS17b", "--wan", f"127.0.0.1:{port}", "--data", str(site)), 1)
     assert "HOST:PORT" in one_line(gbhub("send", "ECS17b", "--wan", "nowhere", "--data", str(site)), 2)
+
+
+# -- parsers of outside input ---------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.text(max_size=80),
+    st.builds(lambda h, t: json.dumps({"t": t, "dir": "up", "hex": h}), st.text(max_size=40), st.floats()),
+    st.builds(json.dumps, st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                                       lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                                       max_leaves=8)),
+))
+def test_parse_frame_line_only_usage_errors(text):
+    """A `decode --batch` line (frame text or trace JSON) gives bytes or a UsageError, nothing else."""
+    try:
+        parse_frame_line(text)
+    except UsageError:
+        pass
+
+
+@given(st.binary(min_size=1, max_size=60), st.sampled_from(["down", "up"]))
+def test_trace_line_reads_as_its_frame(frame, direction):
+    line = json.dumps({"t": 1767225600.25, "dir": direction, "hex": frame.hex().upper()})
+    assert parse_frame_line(line) == frame == parse_frame_line(frame.hex())
+
+
+def test_send_verbose_logs_the_command(site):
+    """Defect 10: `-v` logged almost nothing."""
+    out = send(site, "ECS17b", "-v", "--summary")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"send ECS17b counter \d+ originator \w{16} recipient " + ESME, out.stderr)
+    assert "ECS17b answered: ok True" in out.stderr
+
+
+def test_examples_name_files_that_exist():
+    """Defect 10: examples/rtds.toml named a vector file that does not exist."""
+    from conftest import VECTORS, vectors_dir
+
+    vectors_dir()
+    named = [m for f in (ROOT / "examples").glob("*.toml")
+             for m in re.findall(r"\$GBHUB_VECTORS/(\S+)", f.read_text())]
+    assert named
+    for rel in named:
+        assert (VECTORS / rel.strip('"],')).exists(), rel
+
+
+def test_vectors_default_outside_a_checkout_is_one_line(tmp_path):
+    """Defect 10: after `pip install .` the default vectors path pointed into site-packages; it
+    now fails in one line saying to set GBHUB_VECTORS. An installed copy of gbhub (no checkout
+    beside it), run from a folder with no ../shared/vectors."""
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+                          str(ROOT)], capture_output=True, text=True, timeout=300)
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install a copy: {pip.stderr.strip().splitlines()[-1:]}")
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    env = {k: v for k, v in ENV.items() if k != "GBHUB_VECTORS"}
+    env["PYTHONPATH"] = str(target)
+
+    def installed(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-P", "-m", "gbhub", *args], capture_output=True, text=True,
+                              timeout=120, cwd=work, env=env)
+
+    assert "GBHUB_VECTORS" in one_line(installed("bench", "codec"), 1)
+    # a rig naming $GBHUB_VECTORS (before: a traceback, and a stray data folder)
+    out = installed("run", str(ROOT / "examples" / "rtds.toml"), "--data", str(tmp_path / "data"), "--for", "1")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1 and "GBHUB_VECTORS" in lines[0], out.stderr
+    assert not (tmp_path / "data").exists()
