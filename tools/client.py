@@ -180,7 +180,7 @@ def _brief(response: dict) -> dict:
 
 
 def summary_line(use_case: str, ok: bool, summary: dict) -> str:
-    rest = {k: v for k, v in summary.items() if k not in ("ok", "payload")}
+    rest = {k: v for k, v in summary.items() if k not in ("ok", "payload", "use_case", "message_code", "cra")}
     return f"{use_case} {'ok' if ok else 'failed'} " + json.dumps(rest, separators=(", ", ": "), default=str)
 
 

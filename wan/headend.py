@@ -36,7 +36,7 @@ from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, mac_frame, peek_header
 from gbcs.payload import decode_payload
 from gbcs import catalogue, usecases
-from gbcs.catalogue import AlertCode, MessageCode
+from gbcs.catalogue import MessageCode
 from gbcs.dlms import FailureToDeliverAlert
 from gbcs.keystore import Keystore
 from gbcs.security import (
@@ -51,18 +51,15 @@ from gbcs.security import (
     sign,
 )
 
+from gbhub.firmware.gbcs_device import SECURITY_ALERTS
+
 from .bridge import WanClosed, WanError, WanLink
 
 log = logging.getLogger(__name__)
 
-#: Alerts a device sends instead of a response to a command it refuses (firmware.gbcs_device
-#: SECURITY_ALERTS; module doc: Rejections). 0x8F84 (in 0x00D5) is matched by its own body.
-REJECTION_ALERTS = frozenset({
-    AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED,
-    AlertCode.SOURCE_DOES_NOT_HAVE_AUTHORITY_FOR_COMMAND,
-    AlertCode.TRUSTED_SOURCE_AUTHENTICATION_FAILURE,
-    AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES,
-})
+#: Alerts a device sends instead of a response to a command it refuses: the emulated devices'
+#: security alerts (module doc: Rejections). 0x8F84 (in 0x00D5) is matched by its own body.
+REJECTION_ALERTS = frozenset(SECURITY_ALERTS.values())
 _ALERT_MESSAGE_CODES = frozenset({MessageCode.GCA, MessageCode.GNCA, MessageCode.MessageDeliveryFailure})
 
 _UTRN_LOW_MASK = 0xFFFFFFFF
