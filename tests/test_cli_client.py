@@ -63,6 +63,7 @@ def test_send_raw_rejection_prints_alert(site):
     assert first.returncode == 0 and re.fullmatch(r"[0-9A-F]+", first.stdout.strip()), first.stderr
     line = one_line(gbhub("send-raw", hex_frame, "--data", str(site), "--timeout", "120"), 1)
     assert "0x8F53" in line and "Failed Authentication or Authorisation not covered by other codes" in line and ESME in line
+    assert "not a GBCS frame" in one_line(gbhub("send-raw", "DF00", "--data", str(site)), 2)
 
 
 # -- gbhub send ---------------------------------------------------------------------------------
@@ -294,3 +295,18 @@ def test_vectors_default_outside_a_checkout_is_one_line(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert out.returncode != 0 and len(lines) == 1 and "GBHUB_VECTORS" in lines[0], out.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_readme_next_command_after_demo_runs():
+    """Defect 10: after `./dev.sh demo`, the README's next command (`gbhub send ...`) failed: gbhub
+    lives in .venv, not on PATH. The README now says to run it as `./dev.sh gbhub ...`."""
+    readme = (ROOT / "README.md").read_text()
+    demo = readme.index("./dev.sh demo")
+    assert "./dev.sh gbhub send ECS17b" in readme[demo:demo + 800]
+    venv = ROOT / ".venv"
+    if not (venv / "bin" / "gbhub").exists() or not (venv / ".installed").exists() \
+            or (ROOT / "pyproject.toml").stat().st_mtime > (venv / ".installed").stat().st_mtime:
+        pytest.skip("no set-up .venv here (./dev.sh setup makes one)")
+    out = subprocess.run(["bash", str(ROOT / "dev.sh"), "gbhub", "--version"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.startswith("gbhub "), out.stderr

@@ -242,7 +242,11 @@ async def _send_raw(args) -> int:
     from gbhub.wan.bridge import WanClosed
     from gbhub.wan.headend import CommandRejected, HeadEndError
 
+    from gbcs.frame import peek_header
+
     frame = read_frame(args.frame)
+    if peek_header(frame) is None:
+        raise UsageError("not a GBCS frame: its header (originator counter, recipient) cannot be read")
     headend, _ = await _headend(args, need_keys=False)
     try:
         try:
