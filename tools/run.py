@@ -5,7 +5,6 @@ import asyncio
 import json
 import logging
 import signal
-import sys
 from pathlib import Path
 
 from gbcs.codec import parse_eui
