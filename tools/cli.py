@@ -12,7 +12,7 @@ import sys
 
 from gbcs.codec import DecodeError, Node
 
-from . import bench, pki, run
+from . import bench, control, pki, run
 from .inputs import UsageError, load_keys, parse_frame_text, read_frame, read_input, resolve_acb
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.register(sub)
     pki.register(sub)
     run.register(sub)
+    control.register(sub)
     return p
 
 

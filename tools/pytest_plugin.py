@@ -43,7 +43,7 @@ async def premises_factory(gbhub_identity):
     in a rig file) beside the default CHF, GPF, ESME (and IHD). With the same `data` folder (and
     devices) a second call restarts the same premises from its stored state."""
     from gbhub.tools.premises import Premises
-    from gbhub.tools.rig import default_rig
+    from gbhub.tools.rig import default_rig, parse_start
 
     made = []
 
@@ -52,7 +52,7 @@ async def premises_factory(gbhub_identity):
             rig = default_rig(data, devices, ihd=ihd)
             rig.clock = "sim"
             if start is not None:
-                rig.start = start
+                rig.start = parse_start(start)  # Unix seconds, a datetime or ISO 8601 text
         p = Premises(rig, tcp=tcp, sim=True, identity=gbhub_identity if rig.key_folders == [] else None)
         await p.start(commission=commission)
         made.append(p)

@@ -38,11 +38,10 @@ from gbcs.security import (
 )
 
 from .bridge import WanClosed, WanError, WanLink
+from .counters import HeadEndCounters
 
 log = logging.getLogger(__name__)
 
-_UTRN_LOW_MASK = 0xFFFFFFFF
-_COUNTER_MAX = (1 << 64) - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,6 +168,7 @@ class HeadEnd:
         secrets: SecretCache | None = None,
         clock: Any = None,
         counter_seed: int | None = None,
+        counters: HeadEndCounters | None = None,
     ) -> None:
         self.link = link
         self.keystore = keystore
@@ -177,7 +177,10 @@ class HeadEnd:
         self.secrets = secrets if secrets is not None else default_secrets
         self._now = _clock_fn(clock)
         self._counter_seed = counter_seed
-        self._counters: dict[bytes, int] = {}
+        # persisted counters (a data folder's counters.json) start from the clock only once;
+        # in memory they follow the clock as before
+        self._timed = counters is None
+        self.counters = counters if counters is not None else HeadEndCounters(None)
         self._pending: dict[tuple[bytes, bytes, int], asyncio.Future] = {}
         self._raw_waiters: dict[int, list[asyncio.Future]] = {}
         self._alert_waiters: list[asyncio.Future] = []
@@ -195,33 +198,37 @@ class HeadEnd:
     # -- counters --------------------------------------------------------------------------
     def next_counter(self, party: bytes | str | None = None, utrn: bool = False) -> int:
         """The next originator counter for `party` (default the supplier): strictly greater than
-        any used before, milliseconds since the epoch by default. With `utrn=True` the low 32 bits
-        are 0 (top-ups, CS01a: the high half is the UTRN counter)."""
+        any used before (`self.counters`); in memory at least the clock's milliseconds since the
+        epoch, persisted at least them only for an originator the store has never seen. With
+        `utrn=True` the low 32 bits are 0 (top-ups, CS01a: the high half is the UTRN counter)."""
         party = self.supplier if party is None else parse_eui(party)
-        last = self._counters.get(party)
+        counters = self.counters
         if self._counter_seed is not None:
             floor = self._counter_seed
-        else:
+        elif self._timed or counters.last(party) is None and counters.floor(party) == 0:
             floor = int(self._now() * 1000)
-        if utrn:
-            base = max(last + 1 if last is not None else 0, floor)
-            counter = ((base + _UTRN_LOW_MASK) >> 32) << 32  # round up to a multiple of 2**32
         else:
-            counter = floor if last is None or floor > last else last + 1
-        if counter > _COUNTER_MAX:
-            raise HeadEndError("originator counter exhausted")
-        self._counters[party] = counter
-        return counter
+            floor = 0
+        try:
+            return counters.take(party, floor, align=32 if utrn else 0)
+        except OverflowError:
+            raise HeadEndError("originator counter exhausted") from None
 
     def note_counter(self, party: bytes | str, counter: int) -> None:
         """Record a counter used outside `next_counter` so later ones stay above it."""
-        party = parse_eui(party)
-        last = self._counters.get(party)
-        if last is None or counter > last:
-            self._counters[party] = counter
+        self.counters.note(parse_eui(party), counter)
 
     def last_counter(self, party: bytes | str | None = None) -> int | None:
-        return self._counters.get(self.supplier if party is None else parse_eui(party))
+        return self.counters.last(self.supplier if party is None else parse_eui(party))
+
+    def resync_counter(self, party: bytes | str | None = None) -> int:
+        """After a replay rejection: continue above every counter reserved in the counter file
+        (another process may have used ours); logged. Returns the next counter's lower bound."""
+        party = self.supplier if party is None else parse_eui(party)
+        before = self.counters.last(party)
+        after = self.counters.resync(party)
+        log.warning("originator counter of %s resynchronised: %s -> %d", eui_hex(party), before, after)
+        return after
 
     # -- keys ------------------------------------------------------------------------------
     def _secret(self, a: bytes, b: bytes) -> bytes | None:
