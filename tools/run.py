@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -298,10 +299,16 @@ def _counters(args, manifest: dict):
     from gbhub.tools.datafolder import COUNTERS
     from gbhub.wan.counters import HeadEndCounters
 
+    from gbhub.wan.counters import CounterFileError
+
     data = Path(args.data)
-    if not manifest or not data.is_dir():
+    if not manifest or not data.is_dir() or not os.access(data, os.W_OK):
         return None
-    return HeadEndCounters(data / COUNTERS)
+    try:
+        return HeadEndCounters(data / COUNTERS)
+    except CounterFileError as exc:  # the clock's milliseconds then, as without a data folder
+        print(f"gbhub: warning: {exc}", file=sys.stderr)
+        return None
 
 
 def recipient_of(to: str | None, manifest: dict, default: str = "esme") -> bytes:
