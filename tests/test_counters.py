@@ -142,3 +142,27 @@ async def test_nvm_write_failure_answers_with_an_alert(premises_factory, tmp_pat
     assert alert.message.originator == p.esme.eui
     assert AlertCode.ERROR_NON_VOLATILE_MEMORY.to_bytes(2, "big") in alert.message.content
     assert p.esme.supply_state == "enabled"  # nothing changed
+
+
+async def test_headend_resynchronises_once_after_a_replay_rejection(premises_factory, tmp_path):
+    """Defect 8: a head-end that meets a replay rejection resynchronises once and says so. Two
+    head-ends on one counter file (two processes): the second reserves a block above the first's
+    and uses it, so the first's next counter is a replay; after the rejection it continues above."""
+    from gbhub.wan.bridge import TcpClient
+    from gbhub.wan.headend import HeadEnd, RequestTimeout
+
+    site = tmp_path / "site"
+    p = await premises_factory(site)
+    first = p.headend
+    assert (await p.send("ECS17b")).ok
+    client = await TcpClient("127.0.0.1", p.wan_port).connect()
+    ident = p.identity
+    second = HeadEnd(client, ident.keystore, supplier=ident.supplier, acb=ident.acb, clock=p.clock,
+                     counters=HeadEndCounters(site / "counters.json"))
+    try:
+        assert (await second.send_use_case("ECS17b", recipient=p.esme.eui)).ok
+        with pytest.raises(RequestTimeout):
+            await first.send_use_case("ECS17b", recipient=p.esme.eui, timeout=2)
+        assert (await first.send_use_case("ECS17b", recipient=p.esme.eui)).ok
+    finally:
+        await second.close()

@@ -9,7 +9,8 @@
 `premises` is a commissioned CHF + GPF + ESME + IHD on the virtual HAN, with a head-end on a TCP
 WAN bridge, on a simulated clock starting 2026-01-01T00:00Z, state in memory. Mark a test with
 `@pytest.mark.premises(tcp=False, start=..., commission=False, ihd=False, devices=[...])` to change
-that, or use `premises_factory` to build several / restart one over a data folder. `devices` adds
+that (`start`: Unix seconds, a datetime or ISO 8601 text), or use `premises_factory` to build
+several / restart one over a data folder (its head-end counters then persist in DATA/counters.json). `devices` adds
 [[device]] tables as in a rig file: `devices=[{"type": "esme"}]` adds a second ESME (named
 `esme-2`, EUI 02474248400001A0), `{"type": "ihd", "meter": "esme-2"}` an IHD paired with it.
 

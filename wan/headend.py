@@ -180,6 +180,7 @@ class HeadEnd:
         # persisted counters (a data folder's counters.json) start from the clock only once;
         # in memory they follow the clock as before
         self._timed = counters is None
+        self._resynced: set[tuple[bytes, int]] = set()  # commands whose rejection made us resynchronise
         self.counters = counters if counters is not None else HeadEndCounters(None)
         self._pending: dict[tuple[bytes, bytes, int], asyncio.Future] = {}
         self._raw_waiters: dict[int, list[asyncio.Future]] = {}
@@ -229,6 +230,26 @@ class HeadEnd:
         after = self.counters.resync(party)
         log.warning("originator counter of %s resynchronised: %s -> %d", eui_hex(party), before, after)
         return after
+
+    def _after_rejection(self, alert: Message) -> None:
+        """Alert 0x8F53 from a device a command of ours waits on may be a replay rejection (another
+        head-end on the counter file used higher counters): that command's originator continues
+        above the file, once per command."""
+        from gbcs.catalogue import AlertCode
+        from gbcs.dlms import DataNotification, decode_apdu
+
+        try:
+            note = decode_apdu(alert.content, message_code=alert.message_code)
+        except Exception:  # noqa: BLE001 - not a DLMS alert: not a rejection we can read
+            return
+        if not isinstance(note, DataNotification) or \
+                note.alert_code != AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES:
+            return
+        for device, originator, counter in list(self._pending):
+            if device == alert.originator and (originator, counter) not in self._resynced:
+                self._resynced.add((originator, counter))
+                log.warning("device %s rejected counter %d (alert 0x8F53): resynchronising", eui_hex(device), counter)
+                self.resync_counter(originator)
 
     # -- keys ------------------------------------------------------------------------------
     def _secret(self, a: bytes, b: bytes) -> bytes | None:
@@ -549,6 +570,8 @@ class HeadEnd:
                 log.warning("alert %d from %s fails verification (mac %s, signature %s)",
                             msg.originator_counter, eui_hex(msg.originator), mac, signature)
             self.received_alerts.append(alert)
+            if self._pending and not self._timed and alert.valid:
+                self._after_rejection(msg)
             self._wake_alert_waiters()
         else:
             # A raw waiter may still want it (negative tests echoing a command); nothing else does.
