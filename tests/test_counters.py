@@ -46,9 +46,27 @@ def test_corrupt_counter_file_is_one_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(CounterFileError, match="corrupt"):
         HeadEndCounters(path)
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(CounterFileError, match="corrupt"):
+        HeadEndCounters(path)
     path.write_text('{"0247424830010000": -5}')
     with pytest.raises(CounterFileError):
         HeadEndCounters(path)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(st.text(max_size=60), st.dictionaries(st.text(max_size=18), st.one_of(
+    st.integers(-5, 2**65), st.text(max_size=4), st.none(), st.booleans()), max_size=3).map(json.dumps)))
+def test_property_counter_file_content_loads_or_is_one_error(tmp_path_factory, text):
+    """A counter file edited or damaged by hand: it loads, or CounterFileError says it is corrupt."""
+    path = tmp_path_factory.mktemp("c") / "counters.json"
+    path.write_text(text)
+    try:
+        counters = HeadEndCounters(path)
+    except CounterFileError as exc:
+        assert "corrupt" in str(exc)
+        return
+    assert counters.take(A) >= 0
 
 
 @settings(max_examples=60, deadline=None)

@@ -172,7 +172,9 @@ def _start(rig, args) -> int:
 
 
 def _log_file(data: Path, verbose: bool) -> logging.Handler:
-    """DATA/gbhub.log: 1 MB x 5 files, INFO and above (the console shows them with -v)."""
+    """DATA/gbhub.log: 1 MB x 5 files, INFO and above (the console shows them with -v). Device
+    activity (every command executed or rejected) is logged only with -v: a flood of frames
+    must not become a flood of log writes."""
     from logging.handlers import RotatingFileHandler
 
     from gbhub.tools.datafolder import LOG
@@ -187,6 +189,7 @@ def _log_file(data: Path, verbose: bool) -> logging.Handler:
             if h is not handler:
                 h.setLevel(logging.WARNING)
         root.setLevel(logging.INFO)
+        logging.getLogger("gbhub.device").setLevel(logging.WARNING)
     return handler
 
 

@@ -107,13 +107,13 @@ class HeadEndCounters:
 
     def _read(self) -> dict[bytes, int]:
         try:
-            text = self.path.read_text()
+            blob = self.path.read_bytes()
         except FileNotFoundError:
             return {}
         except OSError as exc:
             raise CounterFileError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
-            doc = json.loads(text)
+            doc = json.loads(blob.decode("utf-8"))
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
             return {bytes.fromhex(k): _counter(v) for k, v in doc.items()}
