@@ -280,13 +280,12 @@ class Premises:
     async def start(self, *, commission: bool | None = None, listen_when_ready: bool = False) -> None:
         """Start the bridge and the devices, connect the head-end, commission if needed.
 
-        `listen_when_ready` (gbhub run): commission through a private loopback port, and open the
-        rig's WAN address only once commissioning is done, so no outside command meets a half-built
-        premises."""
-        host, port = self.rig.wan_host, self.rig.wan_port
-        if self.use_tcp:
-            if listen_when_ready:
-                self.bridge.host, self.bridge.port = "127.0.0.1", 0
+        `listen_when_ready` (gbhub run): the rig's WAN address opens only once commissioning is
+        done, so no outside command meets a half-built premises; commissioning, when anything is
+        left to do, runs through a private loopback port, and the premises keeps no head-end of its
+        own afterwards (`headend` is None), so frames the CHF queued are left for real head-ends."""
+        private = self.use_tcp and listen_when_ready
+        if self.use_tcp and not private:
             await self.bridge.start()
         for name, device in self.devices_by_name.items():
             kind = device_kind(self.types[name])
@@ -301,23 +300,46 @@ class Premises:
             else:
                 await device.start()
         self.raise_counter_floors()
-        await self.connect_headend()
+        commissioning = commission if commission is not None else self.rig.commission
+        if private:
+            commissioning = commissioning and self.needs_commissioning()
+            if commissioning:
+                host, port = self.bridge.host, self.bridge.port
+                self.bridge.host, self.bridge.port = "127.0.0.1", 0
+                await self.bridge.start()
+        if commissioning or not private:
+            await self.connect_headend()
         self.started = True
-        if commission if commission is not None else self.rig.commission:
+        if commissioning:
             await self.commission()
         for device in late:
             await device.start()
         if late:
             await self._settle()
-        if self.use_tcp and listen_when_ready:
-            await self.headend.close()
-            await self.bridge.close()
-            self.bridge.host, self.bridge.port = host, port
+        if private:
+            if commissioning:
+                await self.headend.close()
+                self.headend = None
+                await self.bridge.close()
+                self.bridge.host, self.bridge.port = host, port
+                if self.rig.trace is not None:
+                    self.bridge.trace_to(self.rig.trace)
             await self.bridge.start()
-            if self.rig.trace is not None:
-                self.bridge.trace_to(self.rig.trace)
-            await self.connect_headend()
         self.write_manifest()
+
+    def needs_commissioning(self) -> bool:
+        """Whether `commission()` has anything left to do (the steps it would skip, checked)."""
+        chf = self.chf
+        for name, device in self.devices_by_name.items():
+            kind, spec = device_kind(self.types[name]), self.specs[name]
+            if not kind.han_member:
+                continue
+            entry = chf.device_log_entry(device.eui)
+            if entry is None or (kind.join is not None and not entry.joined):
+                return True
+            if kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
+                return True
+        return False
 
     def raise_counter_floors(self) -> None:
         """The head-end's counters never start below what a device already accepted (a counter
