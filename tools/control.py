@@ -81,6 +81,8 @@ def premises_status(premises, started_at: float) -> dict:
             d["supply"] = device.supply_state
             d["credit"] = round(device.credit_pence / 100, 5)
             d["registers"] = {k: regs[k] for k in ("import_wh", "export_wh", "reactive_varh") if k in regs}
+        elif isinstance(d.get("credit"), (int, float)):  # what a display shows, in pence: pounds here too
+            d["credit"] = round(d["credit"] / 100, 5)
         devices.append(d)
     log_entries = [{"eui": eui_hex(e.eui), "device_type": e.device_type, "joined": e.joined,
                     "added_at": e.added_at, "joined_at": e.joined_at, "last_communication": e.last_communication}
