@@ -179,7 +179,16 @@ def _log_file(data: Path, verbose: bool) -> logging.Handler:
 
     from gbhub.tools.datafolder import LOG
 
-    handler = RotatingFileHandler(data / LOG, maxBytes=1_000_000, backupCount=5, encoding="utf-8")
+    class LogFile(RotatingFileHandler):
+        warned = False
+
+        def handleError(self, record) -> None:  # a full disk: one line, not a traceback per record
+            if not self.warned:
+                self.warned = True
+                print(f"gbhub run: cannot write the log file {self.baseFilename}; its records are lost until it can",
+                      file=sys.stderr, flush=True)
+
+    handler = LogFile(data / LOG, maxBytes=1_000_000, backupCount=5, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
