@@ -21,7 +21,7 @@ from gbcs.codec import eui_hex, parse_eui
 from gbcs.security import CounterStore
 
 from .clock import Clock, Repeating, TimerHandle
-from .nvm import Nvm, NvmView
+from .nvm import Nvm, NvmError, NvmView
 
 __all__ = [
     "KINDS",
@@ -197,6 +197,7 @@ class Device:
         self._tasks: set[asyncio.Future] = set()
         self._timers: set[TimerHandle | Repeating] = set()
         self._counters: CounterStore | None = None
+        self._unsaved_counters: dict[str, int] = {}  # own counters NVM failed to store
         self._busy = False
         self._idle_waiter: asyncio.Future | None = None
         self._background: set[asyncio.Future] = set()
@@ -522,8 +523,11 @@ class Device:
     def next_counter(self, name: str = "originator", floor: int = 0) -> int:
         """This device's own strictly increasing counter `name` (persisted): max(last + 1, floor).
         `floor` allows time-based counters."""
-        value = max(self.nvm.get(_OWN_COUNTERS_NS, name, 0) + 1, floor)
-        self.nvm.put(_OWN_COUNTERS_NS, name, value)
+        value = max(self.nvm.get(_OWN_COUNTERS_NS, name, 0) + 1, floor, self._unsaved_counters.get(name, -1) + 1)
+        try:
+            self.nvm.put(_OWN_COUNTERS_NS, name, value)
+        except NvmError:  # NVM failing: stay increasing in RAM, so the alert saying so still goes out
+            self._unsaved_counters[name] = value
         return value
 
     # ------------------------------------------------------------------ firmware identity

@@ -49,6 +49,7 @@ from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, 
 
 from .cosem import Attribute, CosemObject, datetime_bytes
 from .device import Device
+from .nvm import NvmError
 
 log = logging.getLogger("gbhub.device")
 
@@ -328,7 +329,16 @@ class GbcsDevice(Device):
         except CommandRejected as exc:
             await self._reject(msg, exc)
             return None
+        except NvmError as exc:  # nothing was stored: answer, never stay silent
+            self.rejected += 1
+            log.error("%s %s cannot store a command's effects: %s", self.kind, self.eui_hex, exc)
+            await self.raise_alert(AlertCode.ERROR_NON_VOLATILE_MEMORY)
+            return None
         self.accepted += 1
+        if log.isEnabledFor(logging.INFO):  # `gbhub run -v`: every command
+            uc = catalogue.by_message_code(msg.message_code)
+            log.info("%s %s executed %s from %s (counter %d)", self.kind, self.eui_hex,
+                     uc.use_case if uc else f"0x{msg.message_code:04X}", eui_hex(msg.originator), msg.originator_counter)
         response = self.respond(msg, outcome, party)
         await self._send(response)
         if outcome.after is not None:
@@ -447,7 +457,10 @@ class GbcsDevice(Device):
         except Exception as exc:  # noqa: BLE001 - a device must not crash on its own alert
             log.warning("%s %s: cannot build alert %04X: %s", self.kind, self.eui_hex, alert_code, exc)
             return None
-        self.log_event("alert", alert_code=f"{alert_code:04X}")
+        try:
+            self.log_event("alert", alert_code=f"{alert_code:04X}")
+        except NvmError as exc:  # the alert still goes out (it may be the one reporting this)
+            log.warning("%s %s: alert %04X not logged: %s", self.kind, self.eui_hex, alert_code, exc)
         await self._send(frame)
         return frame
 

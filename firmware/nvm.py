@@ -51,7 +51,12 @@ CREATE TABLE IF NOT EXISTS log (
 
 
 class NvmError(Exception):
-    """Misuse of NVM (closed store, cross-task write inside a transaction)."""
+    """Misuse of NVM (closed store, cross-task write inside a transaction), or the store failing
+    to read or write (disk full, read-only, corrupt file): the message says which."""
+
+
+def _failed(path: Path | None, exc: sqlite3.Error) -> NvmError:
+    return NvmError(f"NVM {path}: {exc}")
 
 
 # id(stored JSON text) -> (that text, its decoded value); the text object is kept alive with its
@@ -144,14 +149,19 @@ class _Store:
         self.db: sqlite3.Connection | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                db.close()
-                raise NvmError(f"cannot put {self.path} in WAL mode (got {mode})")
-            db.execute(f"PRAGMA synchronous={synchronous}")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
+            db = None
+            try:
+                db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise NvmError(f"cannot put {self.path} in WAL mode (got {mode})")
+                db.execute(f"PRAGMA synchronous={synchronous}")
+                db.execute("PRAGMA busy_timeout=5000")
+                db.executescript(_SCHEMA)
+            except (sqlite3.Error, NvmError) as exc:
+                if db is not None:
+                    db.close()
+                raise exc if isinstance(exc, NvmError) else _failed(self.path, exc) from None
             self.db = db
 
     # -- loading (lazy, per namespace / log) --
@@ -190,24 +200,28 @@ class _Store:
             raise NvmError("an NVM transaction is open in another task (await inside transaction()?)")
 
     def run(self, statements: list[tuple[str, tuple]]) -> None:
-        """Execute statements durably: inside the open transaction, or as one committed unit."""
+        """Execute statements durably: inside the open transaction, or as one committed unit.
+        A failing write (disk full, read-only) raises NvmError."""
         db = self.db
-        if self.depth:
-            for sql, params in statements:
-                db.execute(sql, params)
-            return
-        if len(statements) == 1:
-            db.execute(*statements[0])  # autocommit: one durable transaction
-            return
-        db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in statements:
-                db.execute(sql, params)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            if self.depth:
+                for sql, params in statements:
+                    db.execute(sql, params)
+                return
+            if len(statements) == 1:
+                db.execute(*statements[0])  # autocommit: one durable transaction
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    db.execute(sql, params)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _failed(self.path, exc) from None
 
     def rollback_to(self, mark: int) -> None:
         undo = self.undo
@@ -242,7 +256,10 @@ class _Transaction:
         self._depth = depth = store.depth
         self._mark = len(store.undo)
         if store.db is not None:
-            store.db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT s{depth}")
+            try:
+                store.db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT s{depth}")
+            except sqlite3.Error as exc:
+                raise _failed(store.path, exc) from None
         if depth == 0:
             store.owner = task
         store.depth = depth + 1
@@ -257,9 +274,11 @@ class _Transaction:
                 if db is not None:
                     try:
                         db.execute("COMMIT" if depth == 0 else f"RELEASE s{depth}")
-                    except BaseException:
+                    except BaseException as exc:
                         self._rollback_db(db, depth)
                         store.rollback_to(self._mark)
+                        if isinstance(exc, sqlite3.Error):
+                            raise _failed(store.path, exc) from None
                         raise
             else:
                 if db is not None:
@@ -272,12 +291,15 @@ class _Transaction:
 
     @staticmethod
     def _rollback_db(db: sqlite3.Connection, depth: int) -> None:
-        if depth == 0:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-        else:
-            db.execute(f"ROLLBACK TO s{depth}")
-            db.execute(f"RELEASE s{depth}")
+        try:
+            if depth == 0:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            else:
+                db.execute(f"ROLLBACK TO s{depth}")
+                db.execute(f"RELEASE s{depth}")
+        except sqlite3.Error as exc:  # the store is failing; the caller's error says why
+            log.warning("NVM rollback failed: %s", exc)
 
 
 class NvmView:

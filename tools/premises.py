@@ -32,6 +32,7 @@ from gbhub.firmware.gbcs_device import TrustAnchors
 from gbhub.firmware.registry import DeviceContext, device_kind, device_kinds
 from gbhub.han.virtual import VirtualAir
 from gbhub.wan.bridge import InProcessBridge, TcpBridge
+from gbhub.wan.counters import HeadEndCounters
 from gbhub.wan.headend import HeadEnd
 
 from .rig import AddressError, Rig, RigError, resolve_device
@@ -72,14 +73,30 @@ def ensure_keys(rig: Rig) -> Identity:
     device whose private keys are not there gets fresh ones, kept in DATA/keys so a restart
     reuses them (an RTDS device has no DS private key: its signatures then verify with the DS
     public key gbhub writes beside it, not with the RTDS certificate)."""
+    if rig.data is None:
+        import tempfile
+
+        return _ensure_keys(rig, Path(tempfile.mkdtemp(prefix="gbhub-keys-")))
+    folder = rig.data / "keys"
+    if folder.is_dir():
+        return _ensure_keys(rig, folder)
+    # first start: make every key in a partial folder and rename it when complete, so a kill
+    # during key generation leaves no half PKI (the next start makes it again)
+    import shutil
+
+    partial = rig.data / ".keys-partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    identity = _ensure_keys(rig, partial)
+    os.rename(partial, folder)
+    if identity.pki is not None:
+        identity.pki = folder
+    return identity
+
+
+def _ensure_keys(rig: Rig, folder: Path) -> Identity:
     from gbhub.tools.keys import load_keystore, save_keystore
     from gbhub.tools.pki import add_device, init_pki, load_pki
 
-    folder = (rig.data / "keys") if rig.data is not None else None
-    if folder is None:
-        import tempfile
-
-        folder = Path(tempfile.mkdtemp(prefix="gbhub-keys-"))
     if not (folder / "pki.json").is_file():
         init_pki(folder, not_before=_pki_not_before(rig))
     if not rig.key_folders:
@@ -167,6 +184,13 @@ class Premises:
         self.use_tcp = tcp if tcp is not None else True
         self.identity = identity or ensure_keys(rig)
         self.identity.ensure_devices(rig)
+        for d in rig.devices:
+            if device_kind(d.type).keys and self.identity.keystore.private_key(d.eui, "ka") is None:
+                from .datafolder import DataFolderError
+
+                where = f" in {rig.data / 'keys'}" if rig.data is not None else ""
+                raise DataFolderError(f"{d.name}: no KA private key for {eui_hex(d.eui)}{where}; restore the key files"
+                                      + (f", or start over with `gbhub run --reset --data {rig.data}`" if rig.data else ""))
         if self.sim:
             self.clock = SimClock(rig.start if rig.start is not None else DEFAULT_SIM_START)
         else:
@@ -174,8 +198,10 @@ class Premises:
         if rig.data is not None:
             rig.data.mkdir(parents=True, exist_ok=True)
             self.nvm = Nvm(rig.data / "nvm.sqlite")
+            self.counters: HeadEndCounters | None = HeadEndCounters(rig.data / "counters.json")
         else:
             self.nvm = Nvm(None)
+            self.counters = None
         self.air = VirtualAir(clock=self.clock, latency=rig.han_latency, loss=rig.han_loss, seed=rig.han_seed)
         self.bridge = TcpBridge(rig.wan_host, rig.wan_port) if self.use_tcp else InProcessBridge()
         if rig.trace is not None:
@@ -251,9 +277,15 @@ class Premises:
         return getattr(self.bridge, "port", None)
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, *, commission: bool | None = None) -> None:
-        """Start the bridge and the devices, connect the head-end, commission if needed."""
-        if self.use_tcp:
+    async def start(self, *, commission: bool | None = None, listen_when_ready: bool = False) -> None:
+        """Start the bridge and the devices, connect the head-end, commission if needed.
+
+        `listen_when_ready` (gbhub run): the rig's WAN address opens only once commissioning is
+        done, so no outside command meets a half-built premises; commissioning, when anything is
+        left to do, runs through a private loopback port, and the premises keeps no head-end of its
+        own afterwards (`headend` is None), so frames the CHF queued are left for real head-ends."""
+        private = self.use_tcp and listen_when_ready
+        if self.use_tcp and not private:
             await self.bridge.start()
         for name, device in self.devices_by_name.items():
             kind = device_kind(self.types[name])
@@ -267,15 +299,59 @@ class Premises:
                 late.append(device)
             else:
                 await device.start()
-        await self.connect_headend()
+        self.raise_counter_floors()
+        commissioning = commission if commission is not None else self.rig.commission
+        if private:
+            commissioning = commissioning and self.needs_commissioning()
+            if commissioning:
+                host, port = self.bridge.host, self.bridge.port
+                self.bridge.host, self.bridge.port = "127.0.0.1", 0
+                await self.bridge.start()
+        if commissioning or not private:
+            await self.connect_headend()
         self.started = True
-        if commission if commission is not None else self.rig.commission:
+        if commissioning:
             await self.commission()
         for device in late:
             await device.start()
         if late:
             await self._settle()
+        if private:
+            if commissioning:
+                await self.headend.close()
+                self.headend = None
+                await self.bridge.close()
+                self.bridge.host, self.bridge.port = host, port
+                if self.rig.trace is not None:
+                    self.bridge.trace_to(self.rig.trace)
+            await self.bridge.start()
         self.write_manifest()
+
+    def needs_commissioning(self) -> bool:
+        """Whether `commission()` has anything left to do (the steps it would skip, checked)."""
+        chf = self.chf
+        for name, device in self.devices_by_name.items():
+            kind, spec = device_kind(self.types[name]), self.specs[name]
+            if not kind.han_member:
+                continue
+            entry = chf.device_log_entry(device.eui)
+            if entry is None or (kind.join is not None and not entry.joined):
+                return True
+            if kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
+                return True
+        return False
+
+    def raise_counter_floors(self) -> None:
+        """The head-end's counters never start below what a device already accepted (a counter
+        file lost or older than the NVM)."""
+        if self.counters is None:
+            return
+        for device in self.devices:
+            counters = getattr(device, "counters", None)
+            if counters is None or not hasattr(counters, "items"):
+                continue
+            for party, counter in counters.items():
+                self.counters.raise_floor(party, counter)
 
     async def connect_headend(self) -> HeadEnd:
         if self.use_tcp:
@@ -286,7 +362,7 @@ class Premises:
         else:
             self._client = self.bridge.client()
         self.headend = HeadEnd(self._client, self.identity.keystore, supplier=self.identity.supplier,
-                               acb=self.identity.acb, clock=self.clock)
+                               acb=self.identity.acb, clock=self.clock, counters=self.counters)
         return self.headend
 
     async def _settle(self, seconds: float = 0.0) -> None:
@@ -308,12 +384,14 @@ class Premises:
                 continue
             entry = chf.device_log_entry(device.eui)
             if entry is None:
+                log.info("commissioning %s %s: CCS01 into the CHF device log", name, eui_hex(device.eui))
                 r = await he.send_use_case("CCS01", recipient=chf.eui, params={
                     "device": device.eui, "install_code": spec.install_code})
                 if not r.ok:
                     raise RuntimeError(f"CCS01 for {name} failed: {r.summary}")
                 entry = chf.device_log_entry(device.eui)
             if kind.join is not None and not entry.joined:
+                log.info("commissioning %s: joining the HAN", name)
                 await kind.join(device, self.contexts[name])
                 await self._settle(1)
             if kind.pairs_with is not None:
@@ -321,6 +399,7 @@ class Premises:
                 if not meter.in_device_log(device.eui):
                     from gbcs.asn1 import JoinMethodAndRole
 
+                    log.info("commissioning %s: CS03B into %s's device log", name, spec.meter)
                     r = await he.send_use_case("CS03B", recipient=meter.eui, params={
                         "other_entity_id": device.eui, "other_device_type": kind.device_type,
                         "join_method_and_role": JoinMethodAndRole.METHOD_B})
@@ -376,6 +455,7 @@ class Premises:
             "supplier": eui_hex(self.identity.supplier),
             "keys": [str(p) for p in (self.rig.key_folders or ([self.rig.data / "keys"] if self.rig.data else []))],
             "clock": self.rig.clock,
+            "state": "ready",
         }
 
     def write_manifest(self) -> None:

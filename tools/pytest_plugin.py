@@ -9,7 +9,8 @@
 `premises` is a commissioned CHF + GPF + ESME + IHD on the virtual HAN, with a head-end on a TCP
 WAN bridge, on a simulated clock starting 2026-01-01T00:00Z, state in memory. Mark a test with
 `@pytest.mark.premises(tcp=False, start=..., commission=False, ihd=False, devices=[...])` to change
-that, or use `premises_factory` to build several / restart one over a data folder. `devices` adds
+that (`start`: Unix seconds, a datetime or ISO 8601 text), or use `premises_factory` to build
+several / restart one over a data folder (its head-end counters then persist in DATA/counters.json). `devices` adds
 [[device]] tables as in a rig file: `devices=[{"type": "esme"}]` adds a second ESME (named
 `esme-2`, EUI 02474248400001A0), `{"type": "ihd", "meter": "esme-2"}` an IHD paired with it.
 
@@ -43,7 +44,7 @@ async def premises_factory(gbhub_identity):
     in a rig file) beside the default CHF, GPF, ESME (and IHD). With the same `data` folder (and
     devices) a second call restarts the same premises from its stored state."""
     from gbhub.tools.premises import Premises
-    from gbhub.tools.rig import default_rig
+    from gbhub.tools.rig import default_rig, parse_start
 
     made = []
 
@@ -52,7 +53,7 @@ async def premises_factory(gbhub_identity):
             rig = default_rig(data, devices, ihd=ihd)
             rig.clock = "sim"
             if start is not None:
-                rig.start = start
+                rig.start = parse_start(start)  # Unix seconds, a datetime or ISO 8601 text
         p = Premises(rig, tcp=tcp, sim=True, identity=gbhub_identity if rig.key_folders == [] else None)
         await p.start(commission=commission)
         made.append(p)

@@ -139,6 +139,39 @@ def _path(value: Any, base: Path, key: str) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RigError(f"{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RigError(f"{key}: expected an integer, got {value!r}")
+    return value
+
+
+def parse_start(value: Any, key: str = "start") -> float:
+    """A clock start: an ISO 8601 date-time (text, or a TOML / Python datetime; no zone means
+    UTC) or Unix seconds -> Unix seconds."""
+    import datetime as dt
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise RigError(f"{key}: not an ISO 8601 date-time: {value!r}") from None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.timestamp()
+    raise RigError(f"{key}: expected an ISO 8601 date-time, got {value!r}")
+
+
 def _eui(value: Any, key: str) -> bytes:
     try:
         return parse_eui(str(value))
@@ -167,31 +200,20 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     _check_keys(doc, {"data", "clock", "han", "wan", "keystore", "device", "commission"}, "rig")
     data = _path(doc["data"], base, "data") if "data" in doc else None
     rig = Rig(data=data, devices=[], source=source)
-    rig.commission = bool(doc.get("commission", True))
+    rig.commission = doc.get("commission", True)
+    if not isinstance(rig.commission, bool):
+        raise RigError(f"commission: expected true or false, got {rig.commission!r}")
 
     clock = doc.get("clock", {})
     _check_keys(clock, {"mode", "speed", "start"}, "[clock]")
     rig.clock = clock.get("mode", "real")
     if rig.clock not in CLOCK_MODES:
         raise RigError(f"[clock] mode: expected one of {CLOCK_MODES}, got {rig.clock!r}")
-    rig.speed = float(clock.get("speed", 1.0))
+    rig.speed = _number(clock.get("speed", 1.0), "[clock] speed")
     if rig.speed <= 0:
         raise RigError("[clock] speed: must be positive")
     if "start" in clock:
-        import datetime as dt
-
-        start = clock["start"]
-        if isinstance(start, str):
-            try:
-                start = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
-            except ValueError:
-                raise RigError(f"[clock] start: not an ISO date-time: {start!r}") from None
-        if isinstance(start, dt.datetime):
-            if start.tzinfo is None:
-                start = start.replace(tzinfo=dt.timezone.utc)
-            rig.start = start.timestamp()
-        else:
-            raise RigError("[clock] start: expected an ISO date-time")
+        rig.start = parse_start(clock["start"], "[clock] start")
 
     han = doc.get("han", {})
     _check_keys(han, {"transport", "latency", "loss", "seed"}, "[han]")
@@ -200,16 +222,20 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
         raise RigError(f"[han] transport: expected one of {HAN_TRANSPORTS}, got {rig.han!r}")
     if rig.han != "virtual":
         raise RigError(f"[han] transport {rig.han!r}: only 'virtual' is available in this build")
-    rig.han_latency = float(han.get("latency", 0.0))
-    rig.han_loss = float(han.get("loss", 0.0))
+    rig.han_latency = _number(han.get("latency", 0.0), "[han] latency")
+    if rig.han_latency < 0:
+        raise RigError("[han] latency: must not be negative")
+    rig.han_loss = _number(han.get("loss", 0.0), "[han] loss")
     if not 0.0 <= rig.han_loss < 1.0:
         raise RigError("[han] loss: must be in [0, 1)")
-    rig.han_seed = int(han.get("seed", 0))
+    rig.han_seed = _integer(han.get("seed", 0), "[han] seed")
 
     wan = doc.get("wan", {})
     _check_keys(wan, {"host", "port", "trace"}, "[wan]")
-    rig.wan_host = str(wan.get("host", "127.0.0.1"))
-    rig.wan_port = int(wan.get("port", 0))
+    rig.wan_host = wan.get("host", "127.0.0.1")
+    if not isinstance(rig.wan_host, str) or not rig.wan_host:
+        raise RigError("[wan] host: expected an address string")
+    rig.wan_port = _integer(wan.get("port", 0), "[wan] port")
     if not 0 <= rig.wan_port < 65536:
         raise RigError("[wan] port: must be 0..65535")
     if "trace" in wan:
@@ -217,7 +243,10 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
 
     ks = doc.get("keystore", {})
     _check_keys(ks, {"folders", "acb", "supplier", "network_operator"}, "[keystore]")
-    rig.key_folders = [_path(f, base, "[keystore] folders") for f in ks.get("folders", [])]
+    folders = ks.get("folders", [])
+    if not isinstance(folders, list):
+        raise RigError("[keystore] folders: expected a list of paths")
+    rig.key_folders = [_path(f, base, "[keystore] folders") for f in folders]
     for role in ("acb", "supplier", "network_operator"):
         if role in ks:
             setattr(rig, role, _eui(ks[role], f"[keystore] {role}"))

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 from gbcs.codec import parse_eui
@@ -20,7 +22,9 @@ def register(sub) -> None:
     r.add_argument("--speed", type=float, metavar="N", help="run the clock N times faster than real time")
     r.add_argument("--status-every", type=float, default=60.0, metavar="S", help="print a status line every S seconds (0: never)")
     r.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds of real time")
-    r.add_argument("-v", "--verbose", action="store_true", help="log device activity")
+    r.add_argument("--reset", action="store_true",
+                   help="start over: delete the data folder's keys, NVM, counters and manifest (listed first)")
+    r.add_argument("-v", "--verbose", action="store_true", help="log commissioning steps and every command")
     r.set_defaults(func=cmd_run)
 
 
@@ -61,20 +65,136 @@ def cmd_run(args) -> int:
     if args.trace:
         rig.trace = Path(args.trace)
     if args.speed is not None:
-        if args.speed <= 0:
+        if not args.speed > 0:
             raise UsageError("--speed must be positive")
         rig.speed = args.speed
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return asyncio.run(_run(rig, args))
+        return _start(rig, args)
     except RigError as exc:
         raise UsageError(str(exc)) from None
+    except _ENVIRONMENT_ERRORS() as exc:
+        print(f"gbhub run: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
-async def _run(rig, args) -> int:
+def _ENVIRONMENT_ERRORS() -> tuple[type[BaseException], ...]:
+    """What the environment or the data folder can do to a start: one line, exit 1."""
+    import sqlite3
+
+    from gbhub.firmware.nvm import NvmError
+    from gbhub.tools.datafolder import DataFolderError
+    from gbhub.tools.pki import PkiError
+    from gbhub.wan.counters import CounterFileError
+    from gbhub.wan.bridge import WanError
+    from gbcs.keystore import KeystoreError
+
+    # RuntimeError: commissioning that failed (a device refused CCS01 ...)
+    return (DataFolderError, NvmError, CounterFileError, PkiError, KeystoreError, WanError, sqlite3.Error, OSError,
+            RuntimeError)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_port(host: str, port: int) -> None:
+    """A taken WAN port is reported before commissioning, not after it."""
+    import socket
+
+    from gbhub.tools.datafolder import DataFolderError
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DataFolderError(f"WAN address {host}:{port}: {exc.strerror or exc}") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise DataFolderError(f"WAN port {host}:{port} is not available: {exc.strerror or exc}") from None
+
+
+def _start(rig, args) -> int:
+    """Everything `gbhub run` checks before the premises runs, in the order that leaves nothing
+    behind: rig folders exist (before the data folder is made), the folder, its lock, --reset,
+    the folder's state, the NVM, the WAN port."""
+    from gbhub.tools import datafolder as df
+
+    missing = [p for p in [*rig.key_folders, *(d.keys for d in rig.devices if d.keys is not None)] if not p.is_dir()]
+    if missing:
+        raise df.DataFolderError(f"key folder {missing[0]} (named in {rig.source or 'the rig'}) does not exist")
+    data = rig.data
+    df.make_folder(data)
+    lock = df.FolderLock(data).acquire()
+    try:
+        if args.reset:
+            gone = df.reset_targets(data)
+            if gone:
+                print(f"gbhub run --reset: deleting {', '.join(str(p) for p in gone)}", flush=True)
+            else:
+                print(f"gbhub run --reset: nothing to delete in {data}", flush=True)
+            df.reset(data)
+        df.check_resumable(data, needs_pki=not rig.key_folders)
+        df.check_nvm(data)
+        _check_port(rig.wan_host, rig.wan_port)
+        resumed = df.commissioned(data)
+        df.mark_manifest(data, "starting")
+        handler = _log_file(data, args.verbose)
+        try:
+            return asyncio.run(_run(rig, args, resumed))
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    finally:
+        lock.release()
+
+
+def _log_file(data: Path, verbose: bool) -> logging.Handler:
+    """DATA/gbhub.log: 1 MB x 5 files, INFO and above (the console shows them with -v). Device
+    activity (every command executed or rejected) is logged only with -v: a flood of frames
+    must not become a flood of log writes."""
+    from logging.handlers import RotatingFileHandler
+
+    from gbhub.tools.datafolder import LOG
+
+    class LogFile(RotatingFileHandler):
+        warned = False
+
+        def handleError(self, record) -> None:  # a full disk: one line, not a traceback per record
+            if not self.warned:
+                self.warned = True
+                print(f"gbhub run: cannot write the log file {self.baseFilename}; its records are lost until it can",
+                      file=sys.stderr, flush=True)
+
+    handler = LogFile(data / LOG, maxBytes=1_000_000, backupCount=5, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if not verbose:  # the console stays at WARNING: its handler filters, the file takes INFO
+        for h in root.handlers:
+            if h is not handler:
+                h.setLevel(logging.WARNING)
+        root.setLevel(logging.INFO)
+        logging.getLogger("gbhub.device").setLevel(logging.WARNING)
+    return handler
+
+
+async def _run(rig, args, resumed: bool) -> int:
+    from gbhub.tools.control import ControlServer
+    from gbhub.tools.datafolder import mark_manifest
     from gbhub.tools.premises import Premises
 
+    print(f"gbhub: starting premises (data {rig.data})", flush=True)
     premises = Premises(rig, tcp=True, sim=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,10 +203,12 @@ async def _run(rig, args) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    print(f"gbhub: starting premises (data {rig.data})", flush=True)
-    await premises.start()
+    control = ControlServer(rig.data, premises, stop)
     try:
+        await premises.start(listen_when_ready=True)
+        control.start()
         m = premises.manifest()
+        print(f"gbhub: premises {'resumed' if resumed else 'commissioned'}", flush=True)
         print(f"gbhub: WAN (TCP) on {rig.wan_host}:{premises.wan_port}", flush=True)
         for name, eui in m["devices"].items():
             kind = m["types"][name]
@@ -95,7 +217,7 @@ async def _run(rig, args) -> int:
         print(f"gbhub:   keys {', '.join(m['keys'])}; ACB {m['acb']}, supplier {m['supplier']}", flush=True)
         meters = [name for name, kind in m["types"].items() if kind == "esme"]
         hint = "`gbhub send ECS17b`" if len(meters) <= 1 else f"`gbhub send ECS17b --to {meters[-1]}`"
-        print(f"gbhub: running; try {hint} in another shell. Ctrl-C stops.", flush=True)
+        print(f"gbhub: running; try {hint} in another shell. Ctrl-C or `gbhub stop` stops.", flush=True)
         deadline = loop.time() + args.duration if args.duration else None
         while not stop.is_set():
             wait = args.status_every if args.status_every > 0 else 3600.0
@@ -111,7 +233,11 @@ async def _run(rig, args) -> int:
                 print("gbhub: " + json.dumps(premises.status()), flush=True)
     finally:
         print("gbhub: stopping", flush=True)
-        await premises.stop()
+        await control.close()
+        try:
+            await premises.stop()
+        finally:
+            mark_manifest(rig.data, "stopped")
     return 0
 
 
@@ -165,13 +291,29 @@ async def _headend(args, need_keys: bool = True, connect: bool = True):
     if not connect:
         from gbhub.wan.bridge import InProcessBridge
 
-        return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb), m
+        return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb, counters=_counters(args, m)), m
     client = TcpClient(host or "127.0.0.1", port_n)
     try:
         await client.connect()
     except OSError as exc:
         raise Failure(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
-    return HeadEnd(client, keys, supplier=supplier, acb=acb), m
+    return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m)), m
+
+
+def _counters(args, manifest: dict):
+    """The data folder's counter file when it belongs to the premises we talk to (`gbhub run`
+    keeps it there): counters then only grow, whatever the clocks say (`--speed`)."""
+    from gbhub.tools.datafolder import COUNTERS
+    from gbhub.wan.counters import CounterFileError, HeadEndCounters
+
+    data = Path(args.data)
+    if not manifest or not data.is_dir() or not os.access(data, os.W_OK):
+        return None
+    try:
+        return HeadEndCounters(data / COUNTERS)
+    except CounterFileError as exc:  # the clock's milliseconds then, as without a data folder
+        print(f"gbhub: warning: {exc}", file=sys.stderr)
+        return None
 
 
 def recipient_of(to: str | None, manifest: dict, default: str = "esme") -> bytes:

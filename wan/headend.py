@@ -36,7 +36,7 @@ from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, mac_frame, peek_header
 from gbcs.payload import decode_payload
 from gbcs import catalogue, usecases
-from gbcs.catalogue import MessageCode
+from gbcs.catalogue import AlertCode, MessageCode
 from gbcs.dlms import FailureToDeliverAlert
 from gbcs.keystore import Keystore
 from gbcs.security import (
@@ -54,16 +54,16 @@ from gbcs.security import (
 from gbhub.firmware.gbcs_device import SECURITY_ALERTS
 
 from .bridge import WanClosed, WanError, WanLink
+from .counters import HeadEndCounters
 
 log = logging.getLogger(__name__)
 
 #: Alerts a device sends instead of a response to a command it refuses: the emulated devices'
-#: security alerts (module doc: Rejections). 0x8F84 (in 0x00D5) is matched by its own body.
-REJECTION_ALERTS = frozenset(SECURITY_ALERTS.values())
+#: security alerts (module doc: Rejections), and Error Non Volatile Memory for a command it could
+#: not store. 0x8F84 (in 0x00D5) is matched by its own body.
+REJECTION_ALERTS = frozenset(SECURITY_ALERTS.values()) | {AlertCode.ERROR_NON_VOLATILE_MEMORY}
 _ALERT_MESSAGE_CODES = frozenset({MessageCode.GCA, MessageCode.GNCA, MessageCode.MessageDeliveryFailure})
 
-_UTRN_LOW_MASK = 0xFFFFFFFF
-_COUNTER_MAX = (1 << 64) - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,6 +217,7 @@ class HeadEnd:
         clock: Any = None,
         counter_seed: int | None = None,
         rejection_alerts: frozenset[int] = REJECTION_ALERTS,
+        counters: HeadEndCounters | None = None,
     ) -> None:
         self.link = link
         self.keystore = keystore
@@ -225,7 +226,11 @@ class HeadEnd:
         self.secrets = secrets if secrets is not None else default_secrets
         self._now = _clock_fn(clock)
         self._counter_seed = counter_seed
-        self._counters: dict[bytes, int] = {}
+        # persisted counters (a data folder's counters.json) start from the clock only once;
+        # in memory they follow the clock as before
+        self._timed = counters is None
+        self._resynced: set[tuple[bytes, int]] = set()  # commands whose rejection made us resynchronise
+        self.counters = counters if counters is not None else HeadEndCounters(None)
         self._pending: dict[tuple[bytes, bytes, int], asyncio.Future] = {}
         self._raw_waiters: dict[int, list[asyncio.Future]] = {}
         # every command awaiting its response, oldest first, with its recipient (rejections)
@@ -246,33 +251,57 @@ class HeadEnd:
     # -- counters --------------------------------------------------------------------------
     def next_counter(self, party: bytes | str | None = None, utrn: bool = False) -> int:
         """The next originator counter for `party` (default the supplier): strictly greater than
-        any used before, milliseconds since the epoch by default. With `utrn=True` the low 32 bits
-        are 0 (top-ups, CS01a: the high half is the UTRN counter)."""
+        any used before (`self.counters`); in memory at least the clock's milliseconds since the
+        epoch, persisted at least them only for an originator the store has never seen. With
+        `utrn=True` the low 32 bits are 0 (top-ups, CS01a: the high half is the UTRN counter)."""
         party = self.supplier if party is None else parse_eui(party)
-        last = self._counters.get(party)
+        counters = self.counters
         if self._counter_seed is not None:
             floor = self._counter_seed
-        else:
+        elif self._timed or counters.last(party) is None and counters.floor(party) == 0:
             floor = int(self._now() * 1000)
-        if utrn:
-            base = max(last + 1 if last is not None else 0, floor)
-            counter = ((base + _UTRN_LOW_MASK) >> 32) << 32  # round up to a multiple of 2**32
         else:
-            counter = floor if last is None or floor > last else last + 1
-        if counter > _COUNTER_MAX:
-            raise HeadEndError("originator counter exhausted")
-        self._counters[party] = counter
-        return counter
+            floor = 0
+        try:
+            return counters.take(party, floor, align=32 if utrn else 0)
+        except OverflowError:
+            raise HeadEndError("originator counter exhausted") from None
 
     def note_counter(self, party: bytes | str, counter: int) -> None:
         """Record a counter used outside `next_counter` so later ones stay above it."""
-        party = parse_eui(party)
-        last = self._counters.get(party)
-        if last is None or counter > last:
-            self._counters[party] = counter
+        self.counters.note(parse_eui(party), counter)
 
     def last_counter(self, party: bytes | str | None = None) -> int | None:
-        return self._counters.get(self.supplier if party is None else parse_eui(party))
+        return self.counters.last(self.supplier if party is None else parse_eui(party))
+
+    def resync_counter(self, party: bytes | str | None = None) -> int:
+        """After a replay rejection: continue above every counter reserved in the counter file
+        (another process may have used ours); logged. Returns the next counter's lower bound."""
+        party = self.supplier if party is None else parse_eui(party)
+        before = self.counters.last(party)
+        after = self.counters.resync(party)
+        log.warning("originator counter of %s resynchronised: %s -> %d", eui_hex(party), before, after)
+        return after
+
+    def _after_rejection(self, alert: Message) -> None:
+        """Alert 0x8F53 from a device a command of ours waits on may be a replay rejection (another
+        head-end on the counter file used higher counters): that command's originator continues
+        above the file, once per command."""
+        from gbcs.catalogue import AlertCode
+        from gbcs.dlms import DataNotification, decode_apdu
+
+        try:
+            note = decode_apdu(alert.content, message_code=alert.message_code)
+        except Exception:  # noqa: BLE001 - not a DLMS alert: not a rejection we can read
+            return
+        if not isinstance(note, DataNotification) or \
+                note.alert_code != AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES:
+            return
+        for device, originator, counter in list(self._pending):
+            if device == alert.originator and (originator, counter) not in self._resynced:
+                self._resynced.add((originator, counter))
+                log.warning("device %s rejected counter %d (alert 0x8F53): resynchronising", eui_hex(device), counter)
+                self.resync_counter(originator)
 
     # -- keys ------------------------------------------------------------------------------
     def _secret(self, a: bytes, b: bytes) -> bytes | None:
@@ -618,6 +647,8 @@ class HeadEnd:
                 log.warning("alert %d from %s fails verification (mac %s, signature %s)",
                             msg.originator_counter, eui_hex(msg.originator), mac, signature)
             self.received_alerts.append(alert)
+            if self._pending and not self._timed and alert.valid:
+                self._after_rejection(msg)
             self._wake_alert_waiters()
             if self._awaiting and msg.message_code in _ALERT_MESSAGE_CODES and alert.mac != "invalid" \
                     and alert.signature != "invalid":
