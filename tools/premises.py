@@ -161,7 +161,8 @@ class Premises:
     esme: Any
     ihd: Any
 
-    def __init__(self, rig: Rig, *, tcp: bool | None = None, sim: bool | None = None, identity: Identity | None = None) -> None:
+    def __init__(self, rig: Rig, *, tcp: bool | None = None, sim: bool | None = None, identity: Identity | None = None,
+                 headend_takes_queued: bool = True) -> None:
         self.rig = rig
         self.sim = (rig.clock == "sim") if sim is None else sim
         self.use_tcp = tcp if tcp is not None else True
@@ -177,7 +178,10 @@ class Premises:
         else:
             self.nvm = Nvm(None)
         self.air = VirtualAir(clock=self.clock, latency=rig.han_latency, loss=rig.han_loss, seed=rig.han_seed)
-        self.bridge = TcpBridge(rig.wan_host, rig.wan_port) if self.use_tcp else InProcessBridge()
+        # No head-end attached counts as WAN down: the CHF keeps alerts until one takes them.
+        self.headend_takes_queued = headend_takes_queued
+        self.bridge = (TcpBridge(rig.wan_host, rig.wan_port, require_client=True) if self.use_tcp
+                       else InProcessBridge(require_client=True))
         if rig.trace is not None:
             self.bridge.trace_to(rig.trace)
         self.trust = self.identity.trust
@@ -286,7 +290,7 @@ class Premises:
         else:
             self._client = self.bridge.client()
         self.headend = HeadEnd(self._client, self.identity.keystore, supplier=self.identity.supplier,
-                               acb=self.identity.acb, clock=self.clock)
+                               acb=self.identity.acb, clock=self.clock, take_queued=self.headend_takes_queued)
         return self.headend
 
     async def _settle(self, seconds: float = 0.0) -> None:

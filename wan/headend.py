@@ -7,7 +7,11 @@ WAN link, waits for the response carrying the same counter from that device, and
 a response to a critical command must be signed by the device, any other response MACed for its
 recipient (ECDH(our originator's KA, device KA), mode = response) [FRAMING.md §4, FACTS.md 1.5].
 
-Alerts arriving unasked are verified the same way and kept in `received_alerts`.
+Alerts arriving unasked are verified the same way and kept in `received_alerts`. With
+`take_queued=True` (the default) the head-end also takes the frames the CHF queued while no
+head-end was attached, and its link acknowledges each once it is kept here (`wan.bridge`
+module doc); a head-end that only sends commands (`gbhub send`) passes False and leaves them for
+the one that watches alerts.
 
 Payloads are the caller's: `request()` takes ready content bytes (use cases are layered on top).
 """
@@ -169,6 +173,7 @@ class HeadEnd:
         secrets: SecretCache | None = None,
         clock: Any = None,
         counter_seed: int | None = None,
+        take_queued: bool = True,
     ) -> None:
         self.link = link
         self.keystore = keystore
@@ -187,6 +192,9 @@ class HeadEnd:
         self.undecodable = 0  # frames up that did not decode as GBCS
         self._closed = False
         link.set_receiver(self._on_frame, self._on_link_closed)
+        take = getattr(link, "take_stored", None)
+        if take is not None:
+            take(take_queued)
 
     def utcnow(self) -> datetime:
         """The head-end clock's time as an aware UTC datetime (what use-case builders take as `now`)."""
