@@ -357,11 +357,18 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
 
     async def _from_wan(self, frame: bytes, source: Any = None) -> bytes | None:
         if len(frame) >= 2 and frame[0] == 0xDD and frame[1] == 0x09:
+            reassembler = self._reassembler
+            dropped = reassembler.overflows + reassembler.expired
             try:
-                whole = self._reassembler.add(decode_gbt_block(frame), sender=source, now=self.clock.now())
+                whole = reassembler.add(decode_gbt_block(frame), sender=source, now=self.clock.now())
             except DecodeError as exc:
-                self.log_security("malformed_gbt_block", detail=str(exc))
+                await self._reject(None, CommandRejected("malformed", f"GBT block: {exc}"))
                 return None
+            if reassembler.overflows + reassembler.expired != dropped:
+                n = reassembler.overflows + reassembler.expired
+                if n & (n - 1) == 0:  # 1, 2, 4, 8 ...: logged, not flooded
+                    log.warning("CHF %s: GBT reassembly bounds: %d partial messages dropped (%d over a bound, %d expired)",
+                                self.eui_hex, n, reassembler.overflows, reassembler.expired)
             if whole is None:
                 return None
             frame = whole
@@ -370,26 +377,36 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         header = peek_header(frame)
         if header is None:
             return await self.process(frame)
-        cra, counter, _originator, recipient, _final = header
+        cra, counter, originator, recipient, _final = header
+        if cra not in (CRA.COMMAND, CRA.RESPONSE, CRA.ALERT):
+            # No message at all, whoever it names: answered here (alert 0x8F1E), never dropped.
+            await self._reject(None, CommandRejected("malformed", f"CRA byte {cra} in a frame for {eui_hex(recipient)}"))
+            return None
+        error = None
+        if cra == CRA.COMMAND:
+            # Only a command that decodes earns its sender the response (`HubPort.note_command`):
+            # garbage repeating a pending command's header never diverts it. The CHF cannot check
+            # a MAC meant for a meter, so correlation is per frame, not per header.
+            try:
+                decode_message(frame)
+            except DecodeError as exc:
+                error = exc
+            else:
+                if source is not None and self.wan is not None:
+                    self.wan.note_command(source, originator, counter)
         if recipient == self.eui:
             return await self.process(frame)
         if self.gpf is not None and recipient == self.gpf.eui:
             if not self.gpf.post(frame):
                 self.log_event("gpf_unavailable", counter=counter)
             return None
-        if cra not in (CRA.COMMAND, CRA.RESPONSE, CRA.ALERT):
-            await self._reject(None, CommandRejected("malformed", f"CRA byte {cra} in a frame for {eui_hex(recipient)}"))
-            return None
         if cra != CRA.COMMAND:
-            self.log_security("unexpected_message", cra=CRA(cra).name.lower() if cra in (1, 2, 3) else cra,
-                              recipient=eui_hex(recipient))
+            self.log_security("unexpected_message", cra=CRA(cra).name.lower(), recipient=eui_hex(recipient))
             return None
-        # A HAN device gets whole messages only: the CHF cannot check their MAC, but it answers a
-        # frame that does not decode itself (0x8F1E) instead of spending air time on it.
-        try:
-            decode_message(frame)
-        except DecodeError as exc:
-            await self._reject(None, CommandRejected("malformed", f"for {eui_hex(recipient)}: {exc}"))
+        if error is not None:
+            # A HAN device gets whole messages only: a frame that does not decode is answered
+            # here (0x8F1E) instead of spending air time on it.
+            await self._reject(None, CommandRejected("malformed", f"for {eui_hex(recipient)}: {error}"))
             return None
         entry = self._entry(recipient)
         if entry is None:

@@ -250,6 +250,21 @@ class HubPort:
         for client in targets:
             self._deliver_up(client, frame)
 
+    def note_command(self, source: Any, originator: bytes, counter: int) -> None:
+        """Remember that `source` sent a command (originator, counter): its response goes there.
+        A hub that registered `with_source` calls this for the commands it passes on (so a
+        frame it refuses, e.g. garbage repeating a pending header, never earns a copy); for
+        other hubs the bridge notes every command-shaped frame itself."""
+        inflight = self._inflight
+        key = (originator, counter)
+        candidates = inflight.get(key)
+        if candidates is None:
+            if len(inflight) >= _MAX_INFLIGHT:
+                inflight.pop(next(iter(inflight)))
+            inflight[key] = [source]
+        elif source not in candidates and len(candidates) < _MAX_CANDIDATES:
+            candidates.append(source)
+
     def routes(self, frame: bytes) -> bool:
         """True if `frame` is a response that an attached client is waiting for."""
         return self._link_enabled and self._route(frame, peek=True) is not None
@@ -425,17 +440,10 @@ class HubPort:
             return
         if self._trace_file is not None:
             self._trace("down", frame)
-        h = peek_header(frame)
-        if h is not None and h[0] == 1:
-            inflight = self._inflight
-            key = (h[2], h[1])
-            candidates = inflight.get(key)
-            if candidates is None:
-                if len(inflight) >= _MAX_INFLIGHT:
-                    inflight.pop(next(iter(inflight)))
-                inflight[key] = [client]
-            elif client not in candidates and len(candidates) < _MAX_CANDIDATES:
-                candidates.append(client)
+        if not self._with_source:
+            h = peek_header(frame)
+            if h is not None and h[0] == 1:
+                self.note_command(client, h[2], h[1])
         handler = self._handler
         if handler is None:
             log.warning("WAN frame down but no hub handler registered: dropped")
