@@ -10,12 +10,13 @@ the head-end and calls `send_up` for responses and alerts. Two transports implem
 On the head-end side both give a client ("link") with `send`, `recv` / `async for`, `close`, and
 `set_receiver` (frames delivered by callback, skipping a queue and a task switch).
 
-Routing of frames going up, when several clients are attached: a response goes to every client
-that sent a command with its (originator, originator counter) header while it was pending. The
-CHF cannot check a MAC meant for a meter, so a client that repeats a pending command's header
-(a spoofed or guessed counter) can at most receive a copy: it never diverts or suppresses the
-response of the client whose command was executed. Anything unmatched, and every alert, goes to
-all clients.
+Routing of frames going up: a response goes to every attached client that sent a command with
+its (originator, originator counter) header while it was pending — with a hub registered
+`with_source` (the CHF), only commands the hub accepted as whole messages count
+(`note_command`). The CHF cannot check a MAC meant for a meter, so a client that repeats a
+pending command's header with garbage gets nothing, and one with a well-formed forgery (a
+guessed counter) at most a copy: neither diverts nor suppresses the response of the client
+whose command was executed. Anything unmatched, and every alert, goes to all clients.
 
 Delivery of queued frames (the CHF's WAN outage queue) is acknowledged, so nothing queued is lost
 to a client that merely connects (a port probe) or vanishes. Control frames on the same framing
@@ -53,7 +54,7 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from gbcs.frame import peek_header
 
@@ -205,7 +206,6 @@ class HubPort:
         self._listeners: list[LinkListener] = []
         self._gone_listeners: list[Callable[[Any], Any]] = []
         self._taker_listeners: list[Callable[[], Any]] = []
-        self._sent_stored: dict[Any, int] = {}
         self._clients: list[Any] = []
         self._takers: list[Any] = []
         self._acked: dict[Any, int] = {}
@@ -282,7 +282,6 @@ class HubPort:
                 self._trace("up", frame)
             self._deliver_stored(client, seq, frame)
         last = batch[-1][0]
-        self._sent_stored[client] = last
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ack_timeout
         while self._acked.get(client, -1) < last and client in self._takers:
@@ -389,7 +388,6 @@ class HubPort:
             self._clients.remove(client)
         self._set_taker(client, False)
         self._acked.pop(client, None)
-        self._sent_stored.pop(client, None)
         for listener in list(self._gone_listeners):
             try:
                 listener(client)
