@@ -75,7 +75,7 @@ async def test_queued_alerts_survive_a_restart_and_a_port_probe(premises_factory
     rig = default_rig(tmp_path / "site")
     rig.clock = "sim"
     rig.start = p.clock.now()
-    q = Premises(rig, tcp=True, sim=True, identity=gbhub_identity, headend_takes_queued=False)  # as `gbhub run`
+    q = Premises(rig, tcp=True, sim=True, identity=gbhub_identity, headend_takes_queued=False)  # as `gbhub run` does
     await q.start()
     try:
         assert q.bridge.link_enabled and not q.bridge.up  # no head-end takes frames: WAN down
@@ -94,11 +94,14 @@ async def test_queued_alerts_survive_a_restart_and_a_port_probe(premises_factory
         await q.clock.advance(1)
         assert q.chf.wan_queue()[: len(queued)] == queued
         link = await TcpClient("127.0.0.1", q.wan_port).connect()
-        he = headend_for(q, link)
+        bystander = headend_for(q, await TcpClient("127.0.0.1", q.wan_port).connect())  # `gbhub send`: takes nothing
+        he = headend_for(q, link, take_queued=True)
         await wait_for(lambda: q.chf.wan_queue_length == 0)
         assert [a.raw for a in he.received_alerts][: len(queued)] == queued
         assert all(a.valid for a in he.received_alerts)
+        assert not any(a.raw in queued for a in bystander.received_alerts)
         await he.close()
+        await bystander.close()
     finally:
         await q.stop()
 

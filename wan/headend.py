@@ -8,10 +8,10 @@ a response to a critical command must be signed by the device, any other respons
 recipient (ECDH(our originator's KA, device KA), mode = response) [FRAMING.md §4, FACTS.md 1.5].
 
 Alerts arriving unasked are verified the same way and kept in `received_alerts`. With
-`take_queued=True` (the default) the head-end also takes the frames the CHF queued while no
-head-end was attached, and its link acknowledges each once it is kept here (`wan.bridge`
-module doc); a head-end that only sends commands (`gbhub send`) passes False and leaves them for
-the one that watches alerts.
+`take_queued=True` the head-end also takes the frames the CHF queued while no head-end was
+attached, and its link acknowledges each once it is kept here (`wan.bridge` module doc); with
+False it leaves them for a head-end that watches alerts; None (the default) leaves the link as
+it is (an in-process client takes them, a TCP client does not).
 
 Payloads are the caller's: `request()` takes ready content bytes (use cases are layered on top).
 """
@@ -173,7 +173,7 @@ class HeadEnd:
         secrets: SecretCache | None = None,
         clock: Any = None,
         counter_seed: int | None = None,
-        take_queued: bool = True,
+        take_queued: bool | None = None,
     ) -> None:
         self.link = link
         self.keystore = keystore
@@ -186,14 +186,14 @@ class HeadEnd:
         self._pending: dict[tuple[bytes, bytes, int], asyncio.Future] = {}
         self._raw_waiters: dict[int, list[asyncio.Future]] = {}
         self._alert_waiters: list[asyncio.Future] = []
-        self._reassembler = Reassembler()
+        self._reassembler = Reassembler(max_sender_partial=32, max_sender_bytes=8 << 20)  # one sender: the hub
         self.received_alerts: list[Alert] = []
         self.late_responses: list[Reply] = []  # responses no request was waiting for
         self.undecodable = 0  # frames up that did not decode as GBCS
         self._closed = False
         link.set_receiver(self._on_frame, self._on_link_closed)
         take = getattr(link, "take_stored", None)
-        if take is not None:
+        if take is not None and take_queued is not None:
             take(take_queued)
 
     def utcnow(self) -> datetime:
