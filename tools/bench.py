@@ -20,7 +20,10 @@ blocks of 60 kB of messages that never complete; 50 blocks/s). Every client read
 (the head-end's alert list is emptied each second, as a consumer would). Figures: legitimate
 commands answered (ok responses / sent), their p50/p99/max latency, RSS growth of the process
 (/proc/self/status VmRSS after warm-up to the largest seen), frames rejected with alerts (the
-CHF's and ESME's rejections), and what the bounds refused.
+CHF's and ESME's rejections), and what the bounds refused. Before the steady phase it checks
+the two goals once: a read sent right after another connection wrote 30,000 garbage frames
+(`burst_read_ms`), and RSS growth while one connection sends 32 messages x 300 GBT blocks of
+60 kB that never complete (`gbt_32x300x60kB_growth_mb`); both count in `rss_growth_mb`.
 """
 from __future__ import annotations
 
@@ -311,6 +314,10 @@ async def _soak(seconds: float, progress) -> dict:
         rejected_start = rejected()
         progress(f"soak: one premises (TCP), 4 legitimate commands in flight, 3 hostile clients, {seconds:.0f} s; "
                  f"RSS {rss_start:.0f} MB")
+        burst_ms, gbt_growth = await _soak_goals(p, port)
+        rss_max = max(rss_max, rss_start + gbt_growth)
+        progress(f"  goals: a read under a 30,000-frame garbage burst took {burst_ms:.1f} ms; "
+                 f"32 x 300 GBT blocks of 60 kB grew RSS by {gbt_growth:.1f} MB")
         t_start = time.perf_counter()
         tasks = [asyncio.ensure_future(legit(i)) for i in range(4)]
         tasks += [asyncio.ensure_future(raw_client(body)) for body in (garbage, spoofer, fragments)]
@@ -348,6 +355,8 @@ async def _soak(seconds: float, progress) -> dict:
             "rss_start_mb": round(rss_start, 1),
             "rss_end_mb": round(rss_end, 1),
             "rss_growth_mb": round(rss_max - rss_start, 1),
+            "burst_read_ms": round(burst_ms, 1),
+            "gbt_32x300x60kB_growth_mb": round(gbt_growth, 1),
             "rejected_with_alerts": rejected() - rejected_start,
             "garbage_sent": counts["garbage"],
             "spoofs_sent": counts["spoofs"],
@@ -365,6 +374,48 @@ async def _soak(seconds: float, progress) -> dict:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await p.stop()
+
+
+async def _soak_goals(p, port: int) -> tuple[float, float]:
+    """The issue's two goals, once: (ms for an ECS17b sent right after another connection wrote
+    30,000 garbage frames of 20 bytes; RSS growth in MB while one connection sends 32 messages x
+    300 GBT blocks of 60 kB that never complete)."""
+    from gbcs.frame import CRA, GbtBlock
+    from gbhub.wan.bridge import encode_frame
+
+    async def hostile():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def drain_reads() -> None:
+            while await reader.read(65536):
+                pass
+
+        return writer, asyncio.ensure_future(drain_reads())
+
+    writer, reading = await hostile()
+    writer.write(b"".join(encode_frame(b"\xdf" + os.urandom(19)) for _ in range(30_000)))
+    await asyncio.sleep(0)
+    t0 = time.perf_counter()
+    await p.send("ECS17b", "esme")
+    burst_ms = (time.perf_counter() - t0) * 1000
+    writer.close()
+    reading.cancel()
+    writer, reading = await hostile()
+    rss0 = peak = _rss_mb()
+    data = os.urandom(60_000)
+    for counter in range(1, 33):
+        for number in range(1, 301):
+            block = GbtBlock(CRA.COMMAND, counter, p.headend.supplier, p.esme.eui, 0x0027, number, data)
+            writer.write(encode_frame(block.encode()))
+            if number % 20 == 0:
+                await writer.drain()
+        peak = max(peak, _rss_mb())
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    peak = max(peak, _rss_mb())
+    writer.close()
+    reading.cancel()
+    return burst_ms, peak - rss0
 
 
 def soak(seconds: float | None = None, progress=print) -> dict:
