@@ -606,7 +606,7 @@ class Reassembler:
         if block.block_number not in blocks:
             totals = self._senders[sender]
             if totals[1] + size > self.max_sender_bytes or self.bytes + size > self.max_bytes:
-                self._drop(key)  # this message alone would pass a bound: it can never complete
+                self._drop(key)  # over a bound: the message growing goes, older ones keep their place
                 return None
             blocks[block.block_number] = block
             entry[2] += size

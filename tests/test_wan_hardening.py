@@ -302,3 +302,28 @@ async def test_malformed_frame_for_a_han_device_gets_0x8f1e(premises, damage):
     alert = await p.headend.wait_alert(lambda a: alert_code(a) == MALFORMED, since=since, timeout=5)
     assert alert.valid and alert.message.originator == p.chf.eui
     assert any(e["code"] == "command_rejected" and e["reason"] == "malformed" for e in p.chf.security_log())
+
+
+# --------------------------------------------------------------------------------------------
+# gbhub bench soak
+# --------------------------------------------------------------------------------------------
+
+
+def test_bench_soak_reports_its_figures():
+    """`gbhub bench soak --seconds S` as a process: JSON figures on stdout, progress on stderr,
+    every legitimate command answered."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "gbhub", "bench", "soak", "--seconds", "2"], capture_output=True,
+                          text=True, timeout=180, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = json.loads(proc.stdout)
+    assert figures["legitimate_sent"] > 0 and figures["answered_pct"] == 100.0
+    for key in ("p99_ms", "rss_growth_mb", "rejected_with_alerts", "burst_read_ms", "gbt_32x300x60kB_growth_mb"):
+        assert key in figures
+    assert figures["rejected_with_alerts"] > 0
+    assert "soak:" in proc.stderr
