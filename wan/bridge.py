@@ -428,8 +428,9 @@ class HubPort:
         elif len(frame) == 10 and frame[1] == ACK:
             self._on_ack(client, int.from_bytes(frame[2:10], "big"))
         else:
-            self.stats["control_errors"] += 1
-            log.info("WAN client %s sent an unknown control frame %s", client, frame[:12].hex().upper())
+            n = self.stats["control_errors"] = self.stats["control_errors"] + 1
+            if n & (n - 1) == 0:
+                log.info("WAN client %s sent an unknown control frame %s (%d so far)", client, frame[:12].hex().upper(), n)
 
     async def _down(self, client: Any, frame: bytes) -> None:
         """A frame from a head-end client: note it for routing and hand it to the hub."""
@@ -760,9 +761,10 @@ class TcpBridge(HubPort):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._clients) >= self.max_connections:
-            self.stats["connections_refused"] += 1
-            log.warning("WAN client %s refused: %d connections already", writer.get_extra_info("peername"),
-                        self.max_connections)
+            n = self.stats["connections_refused"] = self.stats["connections_refused"] + 1
+            if n & (n - 1) == 0:  # 1, 2, 4, 8 ...: logged, not flooded
+                log.warning("WAN client %s refused: %d connections already (%d refused so far)",
+                            writer.get_extra_info("peername"), self.max_connections, n)
             writer.close()
             return
         task = asyncio.current_task()
