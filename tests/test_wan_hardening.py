@@ -153,6 +153,26 @@ async def test_live_alerts_reach_every_connected_head_end(premises):
     await raw.close()
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=24).map(lambda b: b"\x00" + b))
+def test_control_frames_from_outside_never_break_the_bridge(frame):
+    """Defect 1 (new parser of outside input): any control frame from a client is either TAKE,
+    LEAVE or a well-formed ACK, or counted and ignored; it never reaches the hub."""
+    bridge = InProcessBridge(require_client=True)
+    got = []
+
+    async def handler(f):
+        got.append(f)
+
+    bridge.on_frame(handler)
+    client = bridge.client(take_stored=False)
+    asyncio.run(bridge._down(client, frame))
+    assert got == []
+    known = frame in (TAKE, b"\x00\x00") or (len(frame) == 10 and frame[1] == 0x03)
+    assert bridge.stats["control_errors"] == (0 if known else 1)
+    assert bridge.up == (frame == TAKE)
+
+
 # --------------------------------------------------------------------------------------------
 # Defect 2: a spoofed header never diverts or suppresses a response
 # --------------------------------------------------------------------------------------------
