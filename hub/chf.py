@@ -6,7 +6,10 @@ GPF is posted to it, for anything else is a command for a HAN device: it must be
 joined, and goes through the GB-HGRP tunnel (CHF → ESME/PPMID/HCALCS TunnelClient; GSME via the
 CHF's tunnel server queue). Any failure is reported to the command's originator with alert 0x8F84
 in message code 0x00D5 (body: octet-string originator ‖ recipient ‖ CRA ‖ counter [U: layout from
-the DCC parser, no RTDS sample]) — never silence. Messages from HAN devices go up unchanged; one
+the DCC parser, no RTDS sample]) — never silence. WAN frames wait in a fair inbox, bounded per
+connection and served round-robin (`_on_wan_frame`); a frame naming a HAN device that is not a
+whole message (bad CRA byte, does not decode, bad GBT block) is answered here with 0x8F1E, and
+only a command that decodes earns its connection the response (`HubPort.note_command`). Messages from HAN devices go up unchanged; one
 addressed to another joined HAN device (PPMID → GSME) or the GPF is forwarded there instead.
 
 HAN wiring (`attach_han`): one port, receiving through a power gate (a CHF that is off hears
