@@ -9,8 +9,9 @@ in message code 0x00D5 (body: octet-string originator ‖ recipient ‖ CRA ‖ 
 the DCC parser, no RTDS sample]) — never silence. WAN frames wait in a fair inbox, bounded per
 connection and served round-robin (`_on_wan_frame`); a frame naming a HAN device that is not a
 whole message (bad CRA byte, does not decode, bad GBT block) is answered here with 0x8F1E, and
-only a command that decodes earns its connection the response (`HubPort.note_command`). Messages from HAN devices go up unchanged; one
-addressed to another joined HAN device (PPMID → GSME) or the GPF is forwarded there instead.
+only a command that decodes earns its connection the response (`HubPort.note_command`).
+Messages from HAN devices go up unchanged; one addressed to another joined HAN device (PPMID →
+GSME) or the GPF is forwarded there instead.
 
 HAN wiring (`attach_han`): one port, receiving through a power gate (a CHF that is off hears
 nothing) into `han_dispatch`: Tunneling 0x0704 (the CHF's TunnelHost: clients towards the
