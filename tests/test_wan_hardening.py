@@ -287,14 +287,15 @@ async def test_gbt_partials_bounded_per_sender_and_freed_on_disconnect(premises)
 # --------------------------------------------------------------------------------------------
 
 
-async def test_garbage_flood_does_not_starve_a_read(premises):
-    """Defect 4: while another connection sends 30,000 garbage frames, a read is answered (within
-    the head-end's 5 s timeout; the goal, 1 s, is checked by `gbhub bench soak`)."""
-    p = premises
+async def test_garbage_flood_does_not_starve_a_read(premises_factory, tmp_path):
+    """Defect 4: while another connection sends 30,000 garbage frames (each rejected with an
+    alert and a security-log line in SQLite, as under `gbhub run`), a read is answered within a
+    bounded wait (2 s here; the goal, 1 s, is measured by `gbhub bench soak`: ~50 ms)."""
+    p = await premises_factory(tmp_path / "site")
     r, w = await asyncio.open_connection("127.0.0.1", p.wan_port)
     w.write(b"".join(encode_frame(b"\xdf" + os.urandom(19)) for _ in range(30_000)))
     await asyncio.sleep(0.01)
-    reply = await p.headend.send_use_case("ECS17b", recipient=p.esme.eui, timeout=5)
+    reply = await p.headend.send_use_case("ECS17b", recipient=p.esme.eui, timeout=2)
     assert reply.ok
     assert p.chf.wan_inbox_dropped > 0
     w.close()
