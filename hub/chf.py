@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -61,6 +62,8 @@ PHYSICAL_ENVIRONMENT_MIRROR_CAPABLE = 0x01  # Basic cluster, required of the CHF
 
 _TUNNEL_CHECK = 3600.0  # how often the tunnel ages are checked
 _WAN_TURN = object()  # inbox token: serve the next WAN connection's next frame (fair inbox)
+_WAN_SLICE = 0.002  # host seconds of WAN turns before the CHF lets the event loop run (a queue
+# that is never empty never suspends its reader: the bridge could not read the other connections)
 _LAST_COMM_PERSIST = 60.0  # seconds between persisted last-communication updates per device
 
 
@@ -144,6 +147,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self._reassembler = Reassembler(**self._reassembly_limits)
         self._wan_in: dict[Any, list] = {}  # source -> [deque of frames, bytes]: the fair WAN inbox
         self._wan_turn_posted = False
+        self._wan_slice_start = 0.0
         self._han_locks: dict[bytes, asyncio.Lock] = {}
         self._han_stats: dict[bytes, list[int]] = {}  # eui -> [successes, failures]
         self._last_comm: dict[bytes, float] = {}
@@ -324,6 +328,10 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         if share[0]:
             inbox[source] = share  # to the back of the round
         self._wan_turn_posted = bool(inbox) and self.post(_WAN_TURN)
+        now = time.perf_counter()
+        if now - self._wan_slice_start > _WAN_SLICE:
+            await asyncio.sleep(0)
+            self._wan_slice_start = time.perf_counter()
         return await self._from_wan(frame, source)
 
     def _on_wan_client_gone(self, source: Any) -> None:

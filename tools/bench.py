@@ -11,7 +11,8 @@ checks MAC, signature, role and counter, executes, and answers (MAC or signature
 for ECS17b); the head-end matches, verifies and interprets (decrypting) the response. `window`
 commands are kept in flight. Figures: completed commands / elapsed seconds.
 
-Method (soak): one premises on the TCP bridge, several clients at once for `--seconds`: the
+Method (soak): one premises on the TCP bridge, its NVM in SQLite in a temporary data folder (as
+under `gbhub run`), several clients at once for `--seconds`: the
 premises' head-end keeps 4 legitimate commands in flight (ECS17b reads and ECS42/ECS43 critical
 commands in turn), while hostile raw TCP clients send garbage frames (20 bytes, bursts of 500
 every 20 ms), spoofed headers (each repeating the header of a command about to be pending, by
@@ -229,10 +230,18 @@ async def _soak(seconds: float, progress) -> dict:
     from gbhub.wan.bridge import encode_frame
     from gbhub.wan.headend import HeadEndError
 
-    rig = default_rig(None, ihd=False)
+    import shutil
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="gbhub-soak-"))  # SQLite NVM, as under `gbhub run`
+    rig = default_rig(data, ihd=False)
     rig.clock = "sim"
     p = Premises(rig, tcp=True, sim=True)
-    await p.start()
+    try:
+        await p.start()
+    except BaseException:
+        shutil.rmtree(data, ignore_errors=True)
+        raise
     he, esme, chf = p.headend, p.esme, p.chf
     port = p.wan_port
     latencies: list[float] = []
@@ -374,6 +383,7 @@ async def _soak(seconds: float, progress) -> dict:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await p.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def _soak_goals(p, port: int) -> tuple[float, float]:
