@@ -226,7 +226,7 @@ def test_reassembler_bounds_hold_for_any_input(blocks, max_partial, max_sender_p
     now = 0.0
     for sender, counter, number, size, last in blocks:
         now += 0.5
-        r.add(GbtBlock(CRA.COMMAND, counter, ORIG, RECIP, 0x0027, number, b"x" * size, last=last), sender=sender, now=now)
+        r.add(GbtBlock(CRA.COMMAND, counter, ORIG, RECIP, MessageCode.ECS17b, number, b"x" * size, last=last), sender=sender, now=now)
         held = {}
         for key, entry in r._partial.items():
             n, b = held.get(key[0], (0, 0))
@@ -242,9 +242,9 @@ def test_reassembler_bounds_hold_for_any_input(blocks, max_partial, max_sender_p
 def test_reassembler_expires_old_partials():
     """Defect 3: a partial message older than `max_age` is dropped and counted."""
     r = Reassembler(max_age=60.0)
-    r.add(GbtBlock(CRA.COMMAND, 1, ORIG, RECIP, 0x0027, 1, b"abc"), sender="a", now=0.0)
+    r.add(GbtBlock(CRA.COMMAND, 1, ORIG, RECIP, MessageCode.ECS17b, 1, b"abc"), sender="a", now=0.0)
     assert r.pending == 1
-    r.add(GbtBlock(CRA.COMMAND, 2, ORIG, RECIP, 0x0027, 1, b"abc"), sender="b", now=61.0)
+    r.add(GbtBlock(CRA.COMMAND, 2, ORIG, RECIP, MessageCode.ECS17b, 1, b"abc"), sender="b", now=61.0)
     assert r.pending == 1 and r.expired == 1 and r.bytes == 3
 
 
@@ -273,7 +273,7 @@ async def test_gbt_partials_bounded_per_sender_and_freed_on_disconnect(premises)
     r, w = await asyncio.open_connection("127.0.0.1", p.wan_port)
     for counter in range(1, 41):
         for number in range(1, 6):
-            block = GbtBlock(CRA.COMMAND, counter, ORIG, p.esme.eui, 0x0027, number, os.urandom(60_000))
+            block = GbtBlock(CRA.COMMAND, counter, ORIG, p.esme.eui, MessageCode.ECS17b, number, os.urandom(60_000))
             w.write(encode_frame(block.encode()))
         await w.drain()
     await wait_for(lambda: p.chf._reassembler.overflows > 0)

@@ -224,6 +224,7 @@ def _rss_mb() -> float:
 
 
 async def _soak(seconds: float, progress) -> dict:
+    from gbcs.catalogue import MessageCode
     from gbcs.frame import CRA, GbtBlock, Message
     from gbhub.tools.premises import Premises
     from gbhub.tools.rig import default_rig
@@ -294,7 +295,7 @@ async def _soak(seconds: float, progress) -> dict:
         while not stop.is_set():
             last = he.last_counter() or 0
             for guess in (last + 1, last + 2):
-                header = Message(CRA.COMMAND, guess, he.supplier, esme.eui, 0x0027, b"\x00" * 40, mac=b"\x00" * 12).encode()
+                header = Message(CRA.COMMAND, guess, he.supplier, esme.eui, MessageCode.ECS17b, b"\x00" * 40, mac=b"\x00" * 12).encode()
                 writer.write(encode_frame(header[:60] + os.urandom(20)))
                 counts["spoofs"] += 1
             await writer.drain()
@@ -304,7 +305,7 @@ async def _soak(seconds: float, progress) -> dict:
         counter = 1
         while not stop.is_set():
             for number in range(1, 6):
-                block = GbtBlock(CRA.COMMAND, counter, he.supplier, esme.eui, 0x0027, number, os.urandom(60_000))
+                block = GbtBlock(CRA.COMMAND, counter, he.supplier, esme.eui, MessageCode.ECS17b, number, os.urandom(60_000))
                 writer.write(encode_frame(block.encode()))
                 counts["gbt_blocks"] += 1
             counter += 1
@@ -390,6 +391,7 @@ async def _soak_goals(p, port: int) -> tuple[float, float]:
     """The issue's two goals, once: (ms for an ECS17b sent right after another connection wrote
     30,000 garbage frames of 20 bytes; RSS growth in MB while one connection sends 32 messages x
     300 GBT blocks of 60 kB that never complete)."""
+    from gbcs.catalogue import MessageCode
     from gbcs.frame import CRA, GbtBlock
     from gbhub.wan.bridge import encode_frame
 
@@ -415,7 +417,7 @@ async def _soak_goals(p, port: int) -> tuple[float, float]:
     data = os.urandom(60_000)
     for counter in range(1, 33):
         for number in range(1, 301):
-            block = GbtBlock(CRA.COMMAND, counter, p.headend.supplier, p.esme.eui, 0x0027, number, data)
+            block = GbtBlock(CRA.COMMAND, counter, p.headend.supplier, p.esme.eui, MessageCode.ECS17b, number, data)
             writer.write(encode_frame(block.encode()))
             if number % 20 == 0:
                 await writer.drain()
