@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
+from typing import Any
 
 from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, read_length, take
 from .dlms import DlmsDateTime  # the one DLMS date-time type (the tree shows the header's)
@@ -543,47 +544,121 @@ def segment(message: bytes, block_size: int) -> list[GbtBlock]:
 class Reassembler:
     """Collects GBT blocks (in any order, duplicates ignored) and yields whole messages.
 
-    Keyed by (originator, originator counter). A bounded number of partial messages is kept; the
-    oldest is dropped when more arrive, so a flood of first blocks cannot exhaust memory.
+    Partial messages are keyed by (sender, originator, originator counter): `sender` is whoever
+    fed the block (e.g. a WAN connection; None when there is only one). Everything held is fed by
+    unauthenticated input, so it is bounded in count and bytes, per sender and in total; when a
+    bound would be passed the oldest partial messages (of that sender first) are dropped and
+    counted in `overflows`. A partial older than `max_age` seconds (by the `now` the caller
+    passes; sans-IO) is dropped and counted in `expired`. `discard(sender)` frees a sender's
+    partials (a closed connection).
     """
 
-    def __init__(self, max_partial: int = 32, max_blocks: int = 1024) -> None:
+    def __init__(
+        self,
+        max_partial: int = 32,
+        max_blocks: int = 1024,
+        *,
+        max_bytes: int = 8 << 20,
+        max_sender_partial: int = 8,
+        max_sender_bytes: int = 1 << 20,
+        max_age: float = 60.0,
+    ) -> None:
         self.max_partial = max_partial
         self.max_blocks = max_blocks
-        self._partial: dict[tuple[bytes, int], dict[int, GbtBlock]] = {}
-        self._last: dict[tuple[bytes, int], int] = {}
-        self._done: dict[tuple[bytes, int], None] = {}  # recently completed: late duplicates ignored
+        self.max_bytes = max_bytes
+        self.max_sender_partial = max_sender_partial
+        self.max_sender_bytes = max_sender_bytes
+        self.max_age = max_age
+        # key -> [blocks by number, last block number or 0, bytes held, first seen]
+        self._partial: dict[tuple, list] = {}
+        self._senders: dict[Any, list] = {}  # sender -> [partials, bytes]
+        self._done: dict[tuple, None] = {}  # recently completed: late duplicates ignored
+        self.bytes = 0
+        self.overflows = 0
+        self.expired = 0
 
-    def add(self, block: GbtBlock) -> bytes | None:
+    def add(self, block: GbtBlock, *, sender: Any = None, now: float | None = None) -> bytes | None:
         """Add one block; returns the whole message bytes once every block is present."""
         if block.block_number < 1 or block.block_number > self.max_blocks:
             raise DecodeError(f"block number {block.block_number} out of range", 0, "gbt.block_number")
-        key = (block.originator, block.originator_counter)
+        key = (sender, block.originator, block.originator_counter)
         if key in self._done:
             return None
-        blocks = self._partial.get(key)
-        if blocks is None:
-            if len(self._partial) >= self.max_partial:
-                oldest = next(iter(self._partial))
-                self._partial.pop(oldest)
-                self._last.pop(oldest, None)
-            blocks = self._partial[key] = {}
-        blocks.setdefault(block.block_number, block)
+        if now is not None and self._partial:
+            self._expire(now)
+        entry = self._partial.get(key)
+        size = len(block.data)
+        if entry is None:
+            if size > self.max_sender_bytes or size > self.max_bytes:
+                self.overflows += 1
+                return None
+            totals = self._senders.get(sender)
+            if totals is None:
+                totals = self._senders[sender] = [0, 0]
+            while totals[0] >= self.max_sender_partial or totals[0] and totals[1] + size > self.max_sender_bytes:
+                self._drop(self._oldest(sender))
+            while len(self._partial) >= self.max_partial or self._partial and self.bytes + size > self.max_bytes:
+                self._drop(next(iter(self._partial)))
+            totals = self._senders.setdefault(sender, [0, 0])
+            entry = self._partial[key] = [{}, 0, 0, now]
+            totals[0] += 1
+        blocks = entry[0]
+        if block.block_number not in blocks:
+            totals = self._senders[sender]
+            if totals[1] + size > self.max_sender_bytes or self.bytes + size > self.max_bytes:
+                self._drop(key)  # over a bound: the message growing goes, older ones keep their place
+                return None
+            blocks[block.block_number] = block
+            entry[2] += size
+            totals[1] += size
+            self.bytes += size
         if block.last:
-            self._last[key] = block.block_number
-        last = self._last.get(key)
-        if last is None or len(blocks) < last or any(n not in blocks for n in range(1, last + 1)):
+            entry[1] = block.block_number
+        last = entry[1]
+        if not last or len(blocks) < last or any(n not in blocks for n in range(1, last + 1)):
             return None
-        self._partial.pop(key)
-        self._last.pop(key)
+        self._remove(key)
         self._done[key] = None
         if len(self._done) > 4 * self.max_partial:
             self._done.pop(next(iter(self._done)))
         return b"".join(blocks[n].data for n in range(1, last + 1))
 
+    def discard(self, sender: Any) -> None:
+        """Free every partial message of `sender`."""
+        for key in [k for k in self._partial if k[0] == sender]:
+            self._remove(key)
+        self._senders.pop(sender, None)
+        self._done = {k: None for k in self._done if k[0] != sender}
+
     @property
     def pending(self) -> int:
         return len(self._partial)
+
+    def _oldest(self, sender: Any) -> tuple:
+        return next(k for k in self._partial if k[0] == sender)
+
+    def _expire(self, now: float) -> None:
+        limit = now - self.max_age
+        for key, entry in list(self._partial.items()):
+            if entry[3] is not None and entry[3] < limit:
+                self._remove(key)
+                self.expired += 1
+            else:
+                break  # insertion order: the rest are younger
+
+    def _drop(self, key: tuple) -> None:
+        self._remove(key)
+        self.overflows += 1
+
+    def _remove(self, key: tuple) -> None:
+        entry = self._partial.pop(key)
+        self.bytes -= entry[2]
+        totals = self._senders.get(key[0])
+        if totals is not None:
+            totals[0] -= 1
+            totals[1] -= entry[2]
+            if totals[0] <= 0:
+                del self._senders[key[0]]
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,8 +6,12 @@ GPF is posted to it, for anything else is a command for a HAN device: it must be
 joined, and goes through the GB-HGRP tunnel (CHF → ESME/PPMID/HCALCS TunnelClient; GSME via the
 CHF's tunnel server queue). Any failure is reported to the command's originator with alert 0x8F84
 in message code 0x00D5 (body: octet-string originator ‖ recipient ‖ CRA ‖ counter [U: layout from
-the DCC parser, no RTDS sample]) — never silence. Messages from HAN devices go up unchanged; one
-addressed to another joined HAN device (PPMID → GSME) or the GPF is forwarded there instead.
+the DCC parser, no RTDS sample]) — never silence. WAN frames wait in a fair inbox, bounded per
+connection and served round-robin (`_on_wan_frame`); a frame naming a HAN device that is not a
+whole message (bad CRA byte, does not decode, bad GBT block) is answered here with 0x8F1E, and
+only a command that decodes earns its connection the response (`HubPort.note_command`).
+Messages from HAN devices go up unchanged; one addressed to another joined HAN device (PPMID →
+GSME) or the GPF is forwarded there instead.
 
 HAN wiring (`attach_han`): one port, receiving through a power gate (a CHF that is off hears
 nothing) into `han_dispatch`: Tunneling 0x0704 (the CHF's TunnelHost: clients towards the
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -36,7 +41,7 @@ from gbcs.dlms import Data
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, peek_header
 from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
-from gbhub.firmware.gbcs_device import GbcsDevice, Outcome, RemoteParty, dlms, handlers
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, dlms, handlers
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
@@ -56,6 +61,9 @@ TIME_STATUS_MASTER_SUPERSEDING = 0x09  # Time cluster TimeStatus: Master (bit 0)
 PHYSICAL_ENVIRONMENT_MIRROR_CAPABLE = 0x01  # Basic cluster, required of the CHF [S HG ch.c]
 
 _TUNNEL_CHECK = 3600.0  # how often the tunnel ages are checked
+_WAN_TURN = object()  # inbox token: serve the next WAN connection's next frame (fair inbox)
+_WAN_SLICE = 0.002  # host seconds of WAN turns before the CHF lets the event loop run (a queue
+# that is never empty never suspends its reader: the bridge could not read the other connections)
 _LAST_COMM_PERSIST = 60.0  # seconds between persisted last-communication updates per device
 
 
@@ -107,6 +115,9 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         han_endpoint: int = 1,
         tunnel_response_timeout: float = 10.0,
         han_retries: int = 1,
+        wan_inbox_frames: int = 256,
+        wan_inbox_bytes: int = 1 << 20,
+        reassembly: dict | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -120,6 +131,9 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self.han_endpoint = han_endpoint
         self.tunnel_response_timeout = tunnel_response_timeout
         self.han_retries = han_retries
+        self.wan_inbox_frames = wan_inbox_frames
+        self.wan_inbox_bytes = wan_inbox_bytes
+        self._reassembly_limits = dict(reassembly or {})
         self.han_dispatch = ClusterDispatch()
         self.han_port: HanPort | None = None
         self.zcl_server: ZclServer | None = None
@@ -130,7 +144,10 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self._join_server: JoinServer | None = None
         self._queue: deque[tuple[str, bytes]] = deque()
         self._draining = False
-        self._reassembler = Reassembler()
+        self._reassembler = Reassembler(**self._reassembly_limits)
+        self._wan_in: dict[Any, list] = {}  # source -> [deque of frames, bytes]: the fair WAN inbox
+        self._wan_turn_posted = False
+        self._wan_slice_start = 0.0
         self._han_locks: dict[bytes, asyncio.Lock] = {}
         self._han_stats: dict[bytes, list[int]] = {}  # eui -> [successes, failures]
         self._last_comm: dict[bytes, float] = {}
@@ -144,6 +161,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self.delivery_failures = 0
         self.wan_dropped = 0  # WAN frames lost because the CHF was off
         self.han_refused = 0  # HAN messages from devices not joined / not in the log
+        self.wan_inbox_dropped = 0  # WAN frames refused because their connection's share was full
         if gpf is not None:
             self.attach_gpf(gpf)
 
@@ -168,7 +186,9 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         if self._wan_unlisten is not None:
             self._wan_unlisten()
         self.wan = port
-        port.on_frame(self._on_wan_frame)
+        port.on_frame(self._on_wan_frame, with_source=True)
+        port.on_client_gone(self._on_wan_client_gone)
+        port.on_taker(self._on_wan_taker)
         self._wan_unlisten = port.on_link_change(self._on_wan_link)
         if self._alive and port.up and self._queue:
             self._start_drain()
@@ -209,7 +229,9 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
     async def on_boot(self) -> None:
         self._queue = deque((k, v) for k, v in self.nvm.items(QUEUE_NS))
         self._draining = False
-        self._reassembler = Reassembler()
+        self._reassembler = Reassembler(**self._reassembly_limits)
+        self._wan_in = {}
+        self._wan_turn_posted = False
         if self.han_port is not None:
             self._start_han()
         if self.wan is not None and self.wan.up and self._queue:
@@ -221,6 +243,9 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self._join_server = None
         self._queue = deque()
         self._draining = False
+        self._wan_in = {}
+        self._wan_turn_posted = False
+        self._reassembler = Reassembler(**self._reassembly_limits)
         self._han_locks.clear()
         self._han_stats.clear()
         self._last_comm.clear()
@@ -267,16 +292,64 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         return outcome
 
     # ------------------------------------------------------------------ WAN side
-    async def _on_wan_frame(self, frame: bytes) -> None:
-        # Queue the work: over TCP the bridge stops reading while this runs.
-        if not self.post(frame):
+    async def _on_wan_frame(self, frame: bytes, source: Any = None) -> None:
+        """The fair WAN inbox: each connection (`source`) has its own bounded FIFO
+        (`wan_inbox_frames` frames, `wan_inbox_bytes` bytes; beyond, frames are refused and
+        counted in `wan_inbox_dropped`), and one inbox token serves them round-robin, one frame
+        per turn, so a flood from one connection delays another's command by at most one frame
+        per flooding connection. Over TCP the bridge stops reading while this runs: it only queues."""
+        if not self._alive:
             self.wan_dropped += 1
+            return
+        inbox = self._wan_in
+        share = inbox.get(source)
+        if share is None:
+            share = inbox[source] = [deque(), 0]
+        elif len(share[0]) >= self.wan_inbox_frames or share[1] + len(frame) > self.wan_inbox_bytes:
+            self.wan_inbox_dropped += 1
+            if self.wan_inbox_dropped & (self.wan_inbox_dropped - 1) == 0:  # 1, 2, 4, 8 ...: logged, not flooded
+                log.warning("CHF %s: WAN inbox share of %s full: %d frames refused so far", self.eui_hex, source,
+                            self.wan_inbox_dropped)
+            return
+        share[0].append(frame)
+        share[1] += len(frame)
+        if not self._wan_turn_posted:
+            self._wan_turn_posted = self.post(_WAN_TURN)
+
+    async def _wan_turn(self) -> Any:
+        inbox = self._wan_in
+        if not inbox:
+            self._wan_turn_posted = False
+            return None
+        source = next(iter(inbox))
+        share = inbox.pop(source)
+        frame = share[0].popleft()
+        share[1] -= len(frame)
+        if share[0]:
+            inbox[source] = share  # to the back of the round
+        self._wan_turn_posted = bool(inbox) and self.post(_WAN_TURN)
+        now = time.perf_counter()
+        if now - self._wan_slice_start > _WAN_SLICE:
+            await asyncio.sleep(0)
+            self._wan_slice_start = time.perf_counter()
+        return await self._from_wan(frame, source)
+
+    def _on_wan_client_gone(self, source: Any) -> None:
+        """A WAN connection closed: its queued frames and partial GBT messages go."""
+        self._wan_in.pop(source, None)
+        self._reassembler.discard(source)
 
     def _on_wan_link(self, up: bool) -> None:
         if up and self._alive and self._queue:
             self._start_drain()
 
+    def _on_wan_taker(self) -> None:
+        if self._alive and self._queue and self.wan is not None and self.wan.up:
+            self._start_drain()
+
     async def handle(self, item: Any) -> Any:
+        if item is _WAN_TURN:
+            return await self._wan_turn()
         if isinstance(item, (bytes, bytearray)):
             return await self._from_wan(bytes(item))
         return await self.handle_other(item)
@@ -294,13 +367,20 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
                 return None
         return await super().handle_other(item)
 
-    async def _from_wan(self, frame: bytes) -> bytes | None:
+    async def _from_wan(self, frame: bytes, source: Any = None) -> bytes | None:
         if len(frame) >= 2 and frame[0] == 0xDD and frame[1] == 0x09:
+            reassembler = self._reassembler
+            dropped = reassembler.overflows + reassembler.expired
             try:
-                whole = self._reassembler.add(decode_gbt_block(frame))
+                whole = reassembler.add(decode_gbt_block(frame), sender=source, now=self.clock.now())
             except DecodeError as exc:
-                self.log_security("malformed_gbt_block", detail=str(exc))
+                await self._reject(None, CommandRejected("malformed", f"GBT block: {exc}"))
                 return None
+            if reassembler.overflows + reassembler.expired != dropped:
+                n = reassembler.overflows + reassembler.expired
+                if n & (n - 1) == 0:  # 1, 2, 4, 8 ...: logged, not flooded
+                    log.warning("CHF %s: GBT reassembly bounds: %d partial messages dropped (%d over a bound, %d expired)",
+                                self.eui_hex, n, reassembler.overflows, reassembler.expired)
             if whole is None:
                 return None
             frame = whole
@@ -309,7 +389,23 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         header = peek_header(frame)
         if header is None:
             return await self.process(frame)
-        cra, counter, _originator, recipient, _final = header
+        cra, counter, originator, recipient, _final = header
+        if cra not in (CRA.COMMAND, CRA.RESPONSE, CRA.ALERT):
+            # No message at all, whoever it names: answered here (alert 0x8F1E), never dropped.
+            await self._reject(None, CommandRejected("malformed", f"CRA byte {cra} in a frame for {eui_hex(recipient)}"))
+            return None
+        error = None
+        if cra == CRA.COMMAND:
+            # Only a command that decodes earns its sender the response (`HubPort.note_command`):
+            # garbage repeating a pending command's header never diverts it. The CHF cannot check
+            # a MAC meant for a meter, so correlation is per frame, not per header.
+            try:
+                decode_message(frame)
+            except DecodeError as exc:
+                error = exc
+            else:
+                if source is not None and self.wan is not None:
+                    self.wan.note_command(source, originator, counter)
         if recipient == self.eui:
             return await self.process(frame)
         if self.gpf is not None and recipient == self.gpf.eui:
@@ -317,8 +413,12 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
                 self.log_event("gpf_unavailable", counter=counter)
             return None
         if cra != CRA.COMMAND:
-            self.log_security("unexpected_message", cra=CRA(cra).name.lower() if cra in (1, 2, 3) else cra,
-                              recipient=eui_hex(recipient))
+            self.log_security("unexpected_message", cra=CRA(cra).name.lower(), recipient=eui_hex(recipient))
+            return None
+        if error is not None:
+            # A HAN device gets whole messages only: a frame that does not decode is answered
+            # here (0x8F1E) instead of spending air time on it.
+            await self._reject(None, CommandRejected("malformed", f"for {eui_hex(recipient)}: {error}"))
             return None
         entry = self._entry(recipient)
         if entry is None:

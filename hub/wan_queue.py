@@ -8,12 +8,16 @@ NVM, bounded by `wan_queue_limit` (default 1000). When full, the new frame is dr
 counted (`wan_queue_dropped`, persisted); the first drop of an outage is logged
 (`wan_queue_overflow` event) and once the queue has drained after the WAN returns, an event
 `wan_queue_overflow_reported` records how many were lost. The queue is released in order when the
-WAN comes back (`HubPort.on_link_change`) or at boot.
+WAN comes back (`HubPort.on_link_change`), a head-end that takes queued frames attaches, or at
+boot; a frame leaves the queue only once a head-end acknowledged it (`HubPort.deliver_stored`),
+so a client that connects and closes takes nothing away. A response to a command whose client is
+still attached goes to it at once, even while older frames wait in the queue.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from itertools import islice
 
 from gbhub.wan.bridge import WanDown
 
@@ -31,12 +35,15 @@ class WanQueue:
     async def uplink(self, frame: bytes) -> None:
         """Send a frame up the WAN, or queue it (in order, persisted) while the WAN is down."""
         port = self.wan
-        if port is not None and port.up and not self._queue:
-            try:
-                await port.send_up(frame)
-                return
-            except WanDown:
-                pass
+        if port is not None:
+            if not self._queue or port.routes(frame):
+                try:
+                    await port.send_up(frame)
+                    return
+                except WanDown:
+                    pass  # send_up copied it to the attached clients that take nothing
+            else:
+                port.copy_to_watchers(frame)
         self._enqueue(frame)
 
     @property
@@ -82,22 +89,20 @@ class WanQueue:
             port = self.wan
             queue = self._queue
             while queue and port is not None and port.up:
-                sent: list[str] = []
+                batch = [(int(key), frame) for key, frame in islice(queue, _DRAIN_BATCH)]
                 try:
-                    while queue and len(sent) < _DRAIN_BATCH:
-                        key, frame = queue[0]
-                        await port.send_up(frame)
-                        queue.popleft()
-                        sent.append(key)
+                    acked = await port.deliver_stored(batch)
                 except WanDown:
-                    pass
-                finally:
-                    # One NVM commit per batch; a power cut before it re-sends the batch
-                    # (at least once, never lost).
-                    if sent:
-                        with self.nvm.transaction():
-                            for key in sent:
-                                self.nvm.delete(QUEUE_NS, key)
+                    break
+                taken: list[str] = []
+                while queue and int(queue[0][0]) <= acked:
+                    taken.append(queue.popleft()[0])
+                # One NVM commit per batch; a power cut before it re-sends the batch
+                # (at least once, never lost).
+                if taken:
+                    with self.nvm.transaction():
+                        for key in taken:
+                            self.nvm.delete(QUEUE_NS, key)
                 await asyncio.sleep(0)  # let the rest of the hub breathe between batches
             if not queue:
                 pending = self.nvm.get(QUEUE_META_NS, "dropped_pending", 0)
@@ -107,7 +112,7 @@ class WanQueue:
                         self.log_event("wan_queue_overflow_reported", dropped=pending, total=self.wan_queue_dropped)
         finally:
             self._draining = False
-        if self._queue and self.wan is not None and self.wan.up:
+        if self._queue and self.wan is not None and self.wan.up and self.wan.takers:
             self._start_drain()  # went down and up again while we were sending
 
 

@@ -1,4 +1,4 @@
-"""`gbhub bench codec|e2e`: the figures the README's Performance section quotes.
+"""`gbhub bench codec|e2e|soak`: the figures the README's Performance section quotes.
 
 Method (codec): every RTDS vector is taken in turn; for each, the operation is repeated enough
 times to last ~2 ms and the per-call time recorded; the figure is the median over messages.
@@ -10,6 +10,21 @@ bridge, is routed by the CHF through the GB-HGRP tunnel on the virtual HAN to th
 checks MAC, signature, role and counter, executes, and answers (MAC or signature, encrypted parts
 for ECS17b); the head-end matches, verifies and interprets (decrypting) the response. `window`
 commands are kept in flight. Figures: completed commands / elapsed seconds.
+
+Method (soak): one premises on the TCP bridge, its NVM in SQLite in a temporary data folder (as
+under `gbhub run`), several clients at once for `--seconds`: the
+premises' head-end keeps 4 legitimate commands in flight (ECS17b reads and ECS42/ECS43 critical
+commands in turn), while hostile raw TCP clients send garbage frames (20 bytes, bursts of 500
+every 20 ms), spoofed headers (each repeating the header of a command about to be pending, by
+guessing the head-end's next counters, with garbage after it; 200/s) and GBT fragments (first
+blocks of 60 kB of messages that never complete; 50 blocks/s). Every client reads what comes up
+(the head-end's alert list is emptied each second, as a consumer would). Figures: legitimate
+commands answered (ok responses / sent), their p50/p99/max latency, RSS growth of the process
+(/proc/self/status VmRSS after warm-up to the largest seen), frames rejected with alerts (the
+CHF's and ESME's rejections), and what the bounds refused. Before the steady phase it checks
+the two goals once: a read sent right after another connection wrote 30,000 garbage frames
+(`burst_read_ms`), and RSS growth while one connection sends 32 messages x 300 GBT blocks of
+60 kB that never complete (`gbt_32x300x60kB_growth_mb`); both count in `rss_growth_mb`.
 """
 from __future__ import annotations
 
@@ -183,6 +198,233 @@ def e2e(seconds: float | None = None, window: int = 32, progress=print) -> dict:
     return asyncio.run(_bench(seconds, window, progress))
 
 
+# --------------------------------------------------------------------------------------------
+# soak
+# --------------------------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+async def _soak(seconds: float, progress) -> dict:
+    from gbcs.catalogue import MessageCode
+    from gbcs.frame import CRA, GbtBlock, Message
+    from gbhub.tools.premises import Premises
+    from gbhub.tools.rig import default_rig
+    from gbhub.wan.bridge import encode_frame
+    from gbhub.wan.headend import HeadEndError
+
+    import shutil
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="gbhub-soak-"))  # SQLite NVM, as under `gbhub run`
+    rig = default_rig(data, ihd=False)
+    rig.clock = "sim"
+    p = Premises(rig, tcp=True, sim=True)
+    try:
+        await p.start()
+    except BaseException:
+        shutil.rmtree(data, ignore_errors=True)
+        raise
+    he, esme, chf = p.headend, p.esme, p.chf
+    port = p.wan_port
+    latencies: list[float] = []
+    sent = answered = 0
+    counts = {"garbage": 0, "spoofs": 0, "gbt_blocks": 0}
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+
+    async def legit(slot: int) -> None:
+        nonlocal sent, answered
+        i = slot
+        while not stop.is_set():
+            uc = ("ECS17b", "ECS42", "ECS17b", "ECS43")[i % 4]
+            i += 1
+            sent += 1
+            t0 = time.perf_counter()
+            try:
+                r = await p.send(uc, "esme")
+            except HeadEndError as exc:
+                progress(f"  legitimate {uc} failed: {type(exc).__name__}: {exc}")
+                continue
+            latencies.append(time.perf_counter() - t0)
+            if r.ok:
+                answered += 1
+            else:
+                progress(f"  legitimate {uc} not ok: {r.summary}")
+
+    async def raw_client(body) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def drain_reads() -> None:
+            while await reader.read(65536):
+                pass
+
+        reading = asyncio.ensure_future(drain_reads())
+        try:
+            await body(writer)
+        finally:
+            reading.cancel()
+            writer.close()
+
+    async def garbage(writer) -> None:
+        while not stop.is_set():
+            writer.write(b"".join(encode_frame(b"\xdf" + os.urandom(19)) for _ in range(500)))
+            counts["garbage"] += 500
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    async def spoofer(writer) -> None:
+        while not stop.is_set():
+            last = he.last_counter() or 0
+            for guess in (last + 1, last + 2):
+                header = Message(CRA.COMMAND, guess, he.supplier, esme.eui, MessageCode.ECS17b, b"\x00" * 40, mac=b"\x00" * 12).encode()
+                writer.write(encode_frame(header[:60] + os.urandom(20)))
+                counts["spoofs"] += 1
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    async def fragments(writer) -> None:
+        counter = 1
+        while not stop.is_set():
+            for number in range(1, 6):
+                block = GbtBlock(CRA.COMMAND, counter, he.supplier, esme.eui, MessageCode.ECS17b, number, os.urandom(60_000))
+                writer.write(encode_frame(block.encode()))
+                counts["gbt_blocks"] += 1
+            counter += 1
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    def rejected() -> int:
+        return chf.rejected + esme.rejected + (p.gpf.rejected if p.gpf is not None else 0)
+
+    try:
+        # warm-up: caches, secrets, imports
+        for uc in ("ECS17b", "ECS42", "ECS43"):
+            await p.send(uc, "esme")
+        gc.collect()
+        rss_start = rss_max = _rss_mb()
+        rejected_start = rejected()
+        progress(f"soak: one premises (TCP), 4 legitimate commands in flight, 3 hostile clients, {seconds:.0f} s; "
+                 f"RSS {rss_start:.0f} MB")
+        burst_ms, gbt_growth = await _soak_goals(p, port)
+        rss_max = max(rss_max, rss_start + gbt_growth)
+        progress(f"  goals: a read under a 30,000-frame garbage burst took {burst_ms:.1f} ms; "
+                 f"32 x 300 GBT blocks of 60 kB grew RSS by {gbt_growth:.1f} MB")
+        t_start = time.perf_counter()
+        tasks = [asyncio.ensure_future(legit(i)) for i in range(4)]
+        tasks += [asyncio.ensure_future(raw_client(body)) for body in (garbage, spoofer, fragments)]
+        next_report = t_start + 10
+        while (now := time.perf_counter()) < t_start + seconds:
+            await asyncio.sleep(min(1.0, t_start + seconds - now))
+            he.received_alerts.clear()  # a consumer takes them away
+            he.late_responses.clear()
+            rss_max = max(rss_max, _rss_mb())
+            if time.perf_counter() >= next_report:
+                next_report += 10
+                lat = sorted(latencies)
+                p99 = lat[int(0.99 * (len(lat) - 1))] * 1000 if lat else float("nan")
+                progress(f"  {time.perf_counter() - t_start:5.0f} s: {answered}/{sent} answered, p99 {p99:.1f} ms, "
+                         f"RSS {_rss_mb():.0f} MB, {rejected() - rejected_start} rejected with alerts")
+        stop.set()
+        await asyncio.wait(tasks, timeout=10)
+        elapsed = time.perf_counter() - t_start
+        rss_end = _rss_mb()
+        rss_max = max(rss_max, rss_end)
+        lat = sorted(latencies)
+
+        def pct(q: float) -> float:
+            return round(lat[int(q * (len(lat) - 1))] * 1000, 2) if lat else float("nan")
+
+        out = {
+            "seconds": round(elapsed, 1),
+            "clients": 4,
+            "legitimate_sent": sent,
+            "legitimate_answered": answered,
+            "answered_pct": round(100.0 * answered / sent, 3) if sent else 0.0,
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": round(lat[-1] * 1000, 2) if lat else float("nan"),
+            "rss_start_mb": round(rss_start, 1),
+            "rss_end_mb": round(rss_end, 1),
+            "rss_growth_mb": round(rss_max - rss_start, 1),
+            "burst_read_ms": round(burst_ms, 1),
+            "gbt_32x300x60kB_growth_mb": round(gbt_growth, 1),
+            "rejected_with_alerts": rejected() - rejected_start,
+            "garbage_sent": counts["garbage"],
+            "spoofs_sent": counts["spoofs"],
+            "gbt_blocks_sent": counts["gbt_blocks"],
+            "wan_inbox_dropped": chf.wan_inbox_dropped,
+            "gbt_partials_dropped": chf._reassembler.overflows + chf._reassembler.expired,
+            "bridge": dict(p.bridge.stats),
+        }
+        progress(f"soak: {answered}/{sent} legitimate commands answered ({out['answered_pct']}%), p99 {out['p99_ms']} ms, "
+                 f"RSS growth {out['rss_growth_mb']} MB, {out['rejected_with_alerts']} frames rejected with alerts")
+        return out
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await p.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def _soak_goals(p, port: int) -> tuple[float, float]:
+    """The issue's two goals, once: (ms for an ECS17b sent right after another connection wrote
+    30,000 garbage frames of 20 bytes; RSS growth in MB while one connection sends 32 messages x
+    300 GBT blocks of 60 kB that never complete)."""
+    from gbcs.catalogue import MessageCode
+    from gbcs.frame import CRA, GbtBlock
+    from gbhub.wan.bridge import encode_frame
+
+    async def hostile():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def drain_reads() -> None:
+            while await reader.read(65536):
+                pass
+
+        return writer, asyncio.ensure_future(drain_reads())
+
+    writer, reading = await hostile()
+    writer.write(b"".join(encode_frame(b"\xdf" + os.urandom(19)) for _ in range(30_000)))
+    await asyncio.sleep(0)
+    t0 = time.perf_counter()
+    await p.send("ECS17b", "esme")
+    burst_ms = (time.perf_counter() - t0) * 1000
+    writer.close()
+    reading.cancel()
+    writer, reading = await hostile()
+    rss0 = peak = _rss_mb()
+    data = os.urandom(60_000)
+    for counter in range(1, 33):
+        for number in range(1, 301):
+            block = GbtBlock(CRA.COMMAND, counter, p.headend.supplier, p.esme.eui, MessageCode.ECS17b, number, data)
+            writer.write(encode_frame(block.encode()))
+            if number % 20 == 0:
+                await writer.drain()
+        peak = max(peak, _rss_mb())
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    peak = max(peak, _rss_mb())
+    writer.close()
+    reading.cancel()
+    return burst_ms, peak - rss0
+
+
+def soak(seconds: float | None = None, progress=print) -> dict:
+    return asyncio.run(_soak(60.0 if seconds is None else seconds, progress))
+
+
 def environment() -> dict:
     return {
         "python": platform.python_version(),
@@ -193,11 +435,11 @@ def environment() -> dict:
 
 
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks (codec, e2e)")
-    b.add_argument("what", choices=["codec", "e2e"], help="which benchmark")
+    b = sub.add_parser("bench", help="benchmarks (codec, e2e, soak)")
+    b.add_argument("what", choices=["codec", "e2e", "soak"], help="which benchmark")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.add_argument("--vectors", metavar="DIR", help="RTDS vectors (default $GBHUB_VECTORS or ../shared/vectors)")
-    b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e)")
+    b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e), or of the whole run (soak, default 60)")
     b.set_defaults(func=run)
 
 
@@ -207,6 +449,8 @@ def run(args) -> int:
         if not (vectors / "rtds" / "expected.jsonl").is_file():
             raise UsageError(f"RTDS vectors not found at {vectors} (use --vectors or GBHUB_VECTORS)")
         figures = codec(vectors, progress=lambda s: print(s, file=sys.stderr))
+    elif args.what == "soak":
+        figures = soak(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
     else:
         figures = e2e(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
     figures["environment"] = environment()

@@ -95,8 +95,10 @@ def premises_status(premises, started_at: float) -> dict:
         "uptime_s": round(time.monotonic() - started_at, 3),
         "devices": devices,
         "chf_device_log": log_entries,
-        "wan": {"host": premises.rig.wan_host, "port": premises.wan_port, "up": bridge.up,
-                "clients": bridge.clients, "queue": chf.wan_queue_length},
+        "wan": {"host": premises.rig.wan_host, "port": premises.wan_port, "link": bridge.link_enabled,
+                "up": bridge.up, "clients": bridge.clients, "takers": bridge.takers,
+                "queue": chf.wan_queue_length, "queue_dropped": chf.wan_queue_dropped,
+                "inbox_dropped": chf.wan_inbox_dropped, **{k: v for k, v in bridge.stats.items() if v}},
     }
 
 

@@ -178,7 +178,8 @@ class Premises:
     esme: Any
     ihd: Any
 
-    def __init__(self, rig: Rig, *, tcp: bool | None = None, sim: bool | None = None, identity: Identity | None = None) -> None:
+    def __init__(self, rig: Rig, *, tcp: bool | None = None, sim: bool | None = None, identity: Identity | None = None,
+                 headend_takes_queued: bool | None = None) -> None:
         self.rig = rig
         self.sim = (rig.clock == "sim") if sim is None else sim
         self.use_tcp = tcp if tcp is not None else True
@@ -203,7 +204,12 @@ class Premises:
             self.nvm = Nvm(None)
             self.counters = None
         self.air = VirtualAir(clock=self.clock, latency=rig.han_latency, loss=rig.han_loss, seed=rig.han_seed)
-        self.bridge = TcpBridge(rig.wan_host, rig.wan_port) if self.use_tcp else InProcessBridge()
+        # No head-end attached counts as WAN down: the CHF keeps alerts until one takes them. The
+        # premises' own head-end takes them on a simulated clock (tests, benchmarks), not on a
+        # real one (`gbhub run`: they wait for a head-end such as `gbhub alerts`).
+        self.headend_takes_queued = self.sim if headend_takes_queued is None else headend_takes_queued
+        self.bridge = (TcpBridge(rig.wan_host, rig.wan_port, require_client=True) if self.use_tcp
+                       else InProcessBridge(require_client=True))
         if rig.trace is not None:
             self.bridge.trace_to(rig.trace)
         self.trust = self.identity.trust
@@ -362,7 +368,8 @@ class Premises:
         else:
             self._client = self.bridge.client()
         self.headend = HeadEnd(self._client, self.identity.keystore, supplier=self.identity.supplier,
-                               acb=self.identity.acb, clock=self.clock, counters=self.counters)
+                               acb=self.identity.acb, clock=self.clock, counters=self.counters,
+                               take_queued=self.headend_takes_queued)
         return self.headend
 
     async def _settle(self, seconds: float = 0.0) -> None:

@@ -256,9 +256,10 @@ def _manifest(args) -> dict:
     return {}
 
 
-async def _headend(args, need_keys: bool = True, connect: bool = True):
+async def _headend(args, need_keys: bool = True, connect: bool = True, take_queued: bool | None = None):
     """The head-end the client commands share (premises.json, key folders, counters); with
-    `connect=False` (gbhub build) on a link nothing listens on."""
+    `connect=False` (gbhub build) on a link nothing listens on; `take_queued=True` (gbhub alerts)
+    takes, and acknowledges, the frames the CHF queued while no head-end was attached."""
     from gbhub.tools.inputs import Failure, UsageError, load_keys
     from gbhub.wan.bridge import TcpClient
     from gbhub.wan.headend import HeadEnd
@@ -297,7 +298,7 @@ async def _headend(args, need_keys: bool = True, connect: bool = True):
         await client.connect()
     except OSError as exc:
         raise Failure(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
-    return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m)), m
+    return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m), take_queued=take_queued), m
 
 
 def _counters(args, manifest: dict):

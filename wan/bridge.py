@@ -10,13 +10,43 @@ the head-end and calls `send_up` for responses and alerts. Two transports implem
 On the head-end side both give a client ("link") with `send`, `recv` / `async for`, `close`, and
 `set_receiver` (frames delivered by callback, skipping a queue and a task switch).
 
-Routing of frames going up, when several clients are attached: a response goes to the client that
-sent the command with the same originator counter (command originator == response recipient);
-anything unmatched, and every alert, goes to all clients.
+Routing of frames going up: a response goes to every attached client that sent a command with
+its (originator, originator counter) header while it was pending — with a hub registered
+`with_source` (the CHF), only commands the hub accepted as whole messages count
+(`note_command`). The CHF cannot check a MAC meant for a meter, so a client that repeats a
+pending command's header with garbage gets nothing, and one with a well-formed forgery (a
+guessed counter) at most a copy: neither diverts nor suppresses the response of the client
+whose command was executed. Anything unmatched, and every alert, goes to all clients.
 
-The WAN can be cut for tests (`set_link(False)`): `send_up` then raises `WanDown`, and frames
-from head-ends are lost (in-process `send` raises `WanDown`; over TCP they are dropped, as a real
-outage would). Buffering during an outage is the CHF's job, not the bridge's.
+Delivery of queued frames (the CHF's WAN outage queue) is acknowledged, so nothing queued is lost
+to a client that merely connects (a port probe) or vanishes. Control frames on the same framing
+start with 0x00 (no GBCS frame does) and never reach the hub:
+
+- `00 01` TAKE (client -> hub): "I am a head-end that takes queued frames and acknowledges them";
+  `00 00` LEAVE withdraws it.
+- `00 02 ‖ seq(8) ‖ frame` STORED (hub -> client): a queued frame with its queue sequence number.
+- `00 03 ‖ seq(8)` ACK (client -> hub): every STORED frame up to `seq` on this connection was taken.
+
+`TcpClient` acknowledges a STORED frame once its receiver callback returned (the `HeadEnd`
+stored it) or `recv()` returned it; `HeadEnd(take_queued=True)` sends TAKE. In process, a client is
+a taker unless made with `client(take_stored=False)`, and acknowledges the same way. With
+`require_client=True` the WAN counts as up only while a taker is attached; the outage queue is
+released only to takers, in order, and a frame leaves the queue only when acknowledged (a taker
+that does not acknowledge within `ack_timeout` loses its taker status). Live alerts go to every
+attached client; an alert that goes into the queue (no taker attached, or older frames still
+waiting) is also copied at once to every attached client that is not a taker, so a head-end
+waiting for a command's rejection, or watching, sees it without taking it from the queue.
+
+The WAN can be cut at run time (`set_link(False)`, never persisted): `send_up` then raises
+`WanDown`, and frames from head-ends are lost (in-process `send` raises `WanDown`; over TCP they
+are dropped, as a real outage would). Buffering during an outage is the CHF's job.
+
+Bounds on what unauthenticated clients can make the TCP bridge hold (constructor arguments):
+`max_frame` (64 KiB: a larger length prefix closes the connection), one partial frame per
+connection (the receive buffer never exceeds `max_frame` + one read), `max_connections` (64;
+more are closed at once), `idle_timeout` (30 s with half a frame pending and no bytes coming:
+closed), `max_buffer` (16 MiB waiting for a client that does not read: closed). Every refusal is
+counted in `stats` and logged.
 """
 from __future__ import annotations
 
@@ -26,16 +56,24 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from gbcs.frame import peek_header
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_FRAME = 64 * 1024
-_MAX_INFLIGHT = 65536  # remembered (originator, counter) -> client entries, oldest dropped first
+_MAX_INFLIGHT = 65536  # remembered (originator, counter) -> clients entries, oldest dropped first
+_MAX_CANDIDATES = 16  # clients remembered per pending (originator, counter)
 
-FrameHandler = Callable[[bytes], Awaitable[None]]
+# Control frames (module doc): first byte 0x00, never the first byte of a GBCS frame.
+CONTROL = 0x00
+LEAVE = b"\x00\x00"
+TAKE = b"\x00\x01"
+STORED = 0x02
+ACK = 0x03
+
+FrameHandler = Callable[..., Awaitable[None]]
 Receiver = Callable[[bytes], Any]
 CloseCallback = Callable[[], Any]
 LinkListener = Callable[[bool], Any]
@@ -70,6 +108,16 @@ class FrameError(WanError):
 def encode_frame(frame: bytes) -> bytes:
     """One frame as sent on a TCP bridge: 4-byte big-endian length ‖ frame."""
     return len(frame).to_bytes(4, "big") + frame
+
+
+def stored_frame(seq: int, frame: bytes) -> bytes:
+    """STORED control frame body: a queued frame and its sequence number."""
+    return bytes((CONTROL, STORED)) + seq.to_bytes(8, "big") + frame
+
+
+def ack_frame(seq: int) -> bytes:
+    """ACK control frame body: STORED frames up to `seq` were taken."""
+    return bytes((CONTROL, ACK)) + seq.to_bytes(8, "big")
 
 
 class FrameSplitter:
@@ -132,58 +180,152 @@ class FrameSplitter:
 class HubPort:
     """The hub's WAN port, shared by every bridge.
 
-    - `on_frame(handler)`: the CHF's coroutine for frames coming down (one handler). Over TCP the
-      frames of one connection are handed over in order, one at a time (reading pauses while the
-      handler runs, so it should queue work rather than wait for a HAN round trip); in-process,
-      each `send` awaits the handler directly.
-    - `await send_up(frame)`: a response or alert going up; raises `WanDown` while `up` is False.
+    - `on_frame(handler, with_source=False)`: the CHF's coroutine for frames coming down (one
+      handler), called `handler(frame)` or, `with_source`, `handler(frame, source)` where
+      `source` is the client connection (an opaque tag: per-connection fairness and bounds).
+      Over TCP the frames of one connection are handed over in order, one at a time (reading
+      pauses while the handler runs, so it should queue work rather than wait for a HAN round
+      trip); in-process, each `send` awaits the handler directly.
+    - `on_client_gone(callback)`: `callback(source)` when a client disconnects.
+    - `await send_up(frame)`: a response or alert going up; raises `WanDown` while the link is
+      cut, or when nobody can take it (module doc). `routes(frame)`: it is a response a client
+      is waiting for.
+    - `await deliver_stored(batch)`: queued frames, acknowledged (module doc).
     - `up`, `set_link(up)`, `on_link_change(callback)`, `await wait_up()`: link state.
-      With `require_client=True` the WAN only counts as up while a head-end is attached, so the
-      CHF keeps its alerts until one connects.
     - `trace_to(path)`: append one JSON line per frame crossing the bridge.
     """
 
-    def __init__(self, *, require_client: bool = False) -> None:
+    def __init__(self, *, require_client: bool = False, ack_timeout: float = 10.0) -> None:
         self.require_client = require_client
+        self.ack_timeout = ack_timeout
         self._handler: FrameHandler | None = None
+        self._with_source = False
         self._link_enabled = True
         self._up = not require_client
         self._up_event = asyncio.Event()
         if self._up:
             self._up_event.set()
         self._listeners: list[LinkListener] = []
+        self._gone_listeners: list[Callable[[Any], Any]] = []
+        self._taker_listeners: list[Callable[[], Any]] = []
         self._clients: list[Any] = []
-        self._inflight: dict[tuple[bytes, int], Any] = {}
+        self._takers: list[Any] = []
+        self._acked: dict[Any, int] = {}
+        self._ack_waiters: dict[Any, asyncio.Future] = {}
+        self._inflight: dict[tuple[bytes, int], list] = {}
         self._trace_file = None
         self._tasks: set[asyncio.Task] = set()
+        self.stats: dict[str, int] = {"connections_refused": 0, "idle_closed": 0, "frame_errors": 0,
+                                      "slow_readers_closed": 0, "takers_demoted": 0, "control_errors": 0}
 
     # -- hub-facing API ----------------------------------------------------------------------
-    def on_frame(self, handler: FrameHandler | None) -> None:
+    def on_frame(self, handler: FrameHandler | None, *, with_source: bool = False) -> None:
         """Register the coroutine that receives frames coming down from the head-end."""
         self._handler = handler
+        self._with_source = with_source
+
+    def on_client_gone(self, callback: Callable[[Any], Any]) -> None:
+        """Call `callback(source)` when a client disconnects (its per-connection state can go)."""
+        self._gone_listeners.append(callback)
+
+    def on_taker(self, callback: Callable[[], Any]) -> None:
+        """Call `callback()` when a head-end declares it takes queued frames."""
+        self._taker_listeners.append(callback)
 
     @property
     def up(self) -> bool:
         return self._up
 
     async def send_up(self, frame: bytes) -> None:
-        if not self._up:
+        if not self._link_enabled:
             raise WanDown("WAN is down")
         if self._trace_file is not None:
             self._trace("up", frame)
-        clients = self._clients
-        if len(clients) > 1:
-            clients = self._route(frame)
-        elif not clients:
-            log.debug("WAN frame up with no head-end attached: dropped")
-            return
-        for client in clients:
+        targets = self._route(frame)
+        if targets is None:
+            if not self._up:
+                self.copy_to_watchers(frame)
+                raise WanDown("no head-end attached")
+            targets = self._clients
+            if not targets:
+                log.debug("WAN frame up with no head-end attached: dropped")
+                return
+        for client in targets:
             self._deliver_up(client, frame)
 
+    def copy_to_watchers(self, frame: bytes) -> None:
+        """A live copy of an alert that is going into the outage queue, for every attached client
+        that does not take queued frames (a `gbhub send` waiting for its rejection, a watcher):
+        the frame still waits in the queue for a taker, which gets it there, in order."""
+        if not self._link_enabled:
+            return
+        for client in self._clients:
+            if client not in self._takers:
+                if self._trace_file is not None:
+                    self._trace("up", frame)
+                self._deliver_up(client, frame)
+
+    def note_command(self, source: Any, originator: bytes, counter: int) -> None:
+        """Remember that `source` sent a command (originator, counter): its response goes there.
+        A hub that registered `with_source` calls this for the commands it passes on (so a
+        frame it refuses, e.g. garbage repeating a pending header, never earns a copy); for
+        other hubs the bridge notes every command-shaped frame itself."""
+        inflight = self._inflight
+        key = (originator, counter)
+        candidates = inflight.get(key)
+        if candidates is None:
+            if len(inflight) >= _MAX_INFLIGHT:
+                inflight.pop(next(iter(inflight)))
+            inflight[key] = [source]
+        elif source not in candidates and len(candidates) < _MAX_CANDIDATES:
+            candidates.append(source)
+
+    def routes(self, frame: bytes) -> bool:
+        """True if `frame` is a response that an attached client is waiting for."""
+        return self._link_enabled and self._route(frame, peek=True) is not None
+
+    async def deliver_stored(self, batch: list[tuple[int, bytes]]) -> int:
+        """Hand queued frames `(sequence, frame)`, in order, to one taker (the longest attached)
+        and return the highest sequence it acknowledged (-1 if none): the caller drops exactly
+        those from its queue. Raises `WanDown` when the link is cut or no taker is attached. A
+        taker that does not acknowledge within `ack_timeout` seconds loses its taker status."""
+        if not self._link_enabled or not self._takers:
+            raise WanDown("no head-end takes queued frames")
+        client = self._takers[0]
+        for seq, frame in batch:
+            if self._trace_file is not None:
+                self._trace("up", frame)
+            self._deliver_stored(client, seq, frame)
+        last = batch[-1][0]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ack_timeout
+        while self._acked.get(client, -1) < last and client in self._takers:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("WAN client %s took no queued frames for %.0f s: no longer a taker", client, self.ack_timeout)
+                self.stats["takers_demoted"] += 1
+                self._set_taker(client, False)
+                break
+            fut = self._ack_waiters[client] = loop.create_future()
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                if self._ack_waiters.get(client) is fut:
+                    del self._ack_waiters[client]
+        return min(self._acked.get(client, -1), last)  # never more than it was given
+
     def set_link(self, up: bool) -> None:
-        """Cut (False) or restore (True) the WAN, for tests and outage scenarios."""
+        """Cut (False) or restore (True) the WAN at run time (never persisted), for tests,
+        outage scenarios and `gbhub ctl wan down|up`."""
         self._link_enabled = bool(up)
         self._update_up()
+
+    @property
+    def link_enabled(self) -> bool:
+        """False while the WAN is cut by `set_link(False)`."""
+        return self._link_enabled
 
     def on_link_change(self, callback: LinkListener) -> Callable[[], None]:
         """Call `callback(up)` whenever the link state changes (a coroutine function is scheduled
@@ -206,6 +348,11 @@ class HubPort:
         """Number of head-ends attached."""
         return len(self._clients)
 
+    @property
+    def takers(self) -> int:
+        """Number of attached head-ends that take queued frames."""
+        return len(self._takers)
+
     # -- tracing ---------------------------------------------------------------------------
     def trace_to(self, path: str | os.PathLike | None) -> None:
         """Append `{"t", "dir", "hex"}` JSON lines for every WAN frame to `path` (None stops)."""
@@ -224,7 +371,7 @@ class HubPort:
 
     # -- shared plumbing -----------------------------------------------------------------------
     def _update_up(self) -> None:
-        new = self._link_enabled and (not self.require_client or bool(self._clients))
+        new = self._link_enabled and (not self.require_client or bool(self._takers))
         if new == self._up:
             return
         self._up = new
@@ -246,50 +393,103 @@ class HubPort:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _add_client(self, client: Any) -> None:
+    def _add_client(self, client: Any, take: bool = False) -> None:
         self._clients.append(client)
-        if self.require_client:
-            self._update_up()
+        if take:
+            self._set_taker(client, True)
 
     def _remove_client(self, client: Any) -> None:
         if client in self._clients:
             self._clients.remove(client)
-        if self.require_client:
-            self._update_up()
+        self._set_taker(client, False)
+        self._acked.pop(client, None)
+        for listener in list(self._gone_listeners):
+            try:
+                listener(client)
+            except Exception:
+                log.exception("WAN client-gone listener failed")
+
+    def _set_taker(self, client: Any, take: bool) -> None:
+        if take and client not in self._takers and client in self._clients:
+            self._takers.append(client)
+        elif not take and client in self._takers:
+            self._takers.remove(client)
+            waiter = self._ack_waiters.get(client)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        else:
+            return
+        self._update_up()
+        if take:
+            for listener in list(self._taker_listeners):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("WAN taker listener failed")
+
+    def _on_ack(self, client: Any, seq: int) -> None:
+        if seq > self._acked.get(client, -1):
+            self._acked[client] = seq
+        waiter = self._ack_waiters.get(client)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _control(self, client: Any, frame: bytes) -> None:
+        """A control frame from a client (module doc); anything else is counted and ignored."""
+        if frame == TAKE:
+            self._set_taker(client, True)
+        elif frame == LEAVE:
+            self._set_taker(client, False)
+        elif len(frame) == 10 and frame[1] == ACK:
+            self._on_ack(client, int.from_bytes(frame[2:10], "big"))
+        else:
+            n = self.stats["control_errors"] = self.stats["control_errors"] + 1
+            if n & (n - 1) == 0:
+                log.info("WAN client %s sent an unknown control frame %s (%d so far)", client, frame[:12].hex().upper(), n)
 
     async def _down(self, client: Any, frame: bytes) -> None:
         """A frame from a head-end client: note it for routing and hand it to the hub."""
+        if frame[0] == CONTROL:
+            self._control(client, frame)
+            return
         if self._trace_file is not None:
             self._trace("down", frame)
-        if len(self._clients) > 1:
+        if not self._with_source:
             h = peek_header(frame)
             if h is not None and h[0] == 1:
-                inflight = self._inflight
-                if len(inflight) >= _MAX_INFLIGHT:
-                    inflight.pop(next(iter(inflight)))
-                inflight[(h[2], h[1])] = client
+                self.note_command(client, h[2], h[1])
         handler = self._handler
         if handler is None:
             log.warning("WAN frame down but no hub handler registered: dropped")
             return
         try:
-            await handler(frame)
+            if self._with_source:
+                await handler(frame, client)
+            else:
+                await handler(frame)
         except Exception:
             log.exception("hub WAN handler failed on frame %s", frame[:40].hex().upper())
 
-    def _route(self, frame: bytes) -> Iterable[Any]:
+    def _route(self, frame: bytes, peek: bool = False) -> list | None:
+        """The clients a response is for (those that sent a command with its header while it was
+        pending and are still attached), or None (not a response, or nobody waits for it)."""
         h = peek_header(frame)
-        if h is not None and h[0] == 2:
-            key = (h[3], h[1])
-            client = self._inflight.get(key)
-            if client is not None:
-                if h[4]:
-                    del self._inflight[key]
-                if client in self._clients:
-                    return (client,)
-        return list(self._clients)
+        if h is None or h[0] != 2:
+            return None
+        key = (h[3], h[1])
+        candidates = self._inflight.get(key)
+        if candidates is None:
+            return None
+        if h[4] and not peek:
+            del self._inflight[key]
+        clients = self._clients
+        live = [c for c in candidates if c in clients]
+        return live or None
 
     def _deliver_up(self, client: Any, frame: bytes) -> None:
+        raise NotImplementedError
+
+    def _deliver_stored(self, client: Any, seq: int, frame: bytes) -> None:
         raise NotImplementedError
 
 
@@ -311,10 +511,11 @@ class WanLink(Protocol):
 
 
 class _ClientBase:
-    """Frames up are handed to the receiver callback if one is set, else queued for `recv`."""
+    """Frames up are handed to the receiver callback if one is set, else queued for `recv`.
+    A queued (STORED) frame is acknowledged once the receiver returned or `recv` returned it."""
 
     def __init__(self) -> None:
-        self._queue: deque[bytes] = deque()
+        self._queue: deque = deque()  # frames, or (frame, sequence) for STORED frames
         self._waiter: asyncio.Future | None = None
         self._receiver: Receiver | None = None
         self._on_close: CloseCallback | None = None
@@ -327,7 +528,14 @@ class _ClientBase:
         self._on_close = on_close
         if on_frame is not None:
             while self._queue:
-                self._call_receiver(on_frame, self._queue.popleft())
+                self._hand_over(on_frame, self._queue.popleft())
+
+    def _hand_over(self, receiver: Receiver, item) -> None:
+        if type(item) is tuple:
+            self._call_receiver(receiver, item[0])
+            self._ack(item[1])
+        else:
+            self._call_receiver(receiver, item)
 
     def _call_receiver(self, receiver: Receiver, frame: bytes) -> None:
         try:
@@ -335,12 +543,20 @@ class _ClientBase:
         except Exception:
             log.exception("WAN receiver failed")
 
-    def _push(self, frame: bytes) -> None:
+    def take_stored(self, take: bool = True) -> None:
+        """Declare (or withdraw) that this head-end takes queued frames (module doc)."""
+
+    def _ack(self, seq: int) -> None:
+        """Tell the hub that the STORED frame `seq` (and those before it) was taken."""
+
+    def _push(self, frame: bytes, seq: int | None = None) -> None:
         receiver = self._receiver
         if receiver is not None:
             self._call_receiver(receiver, frame)
+            if seq is not None:
+                self._ack(seq)
             return
-        self._queue.append(frame)
+        self._queue.append(frame if seq is None else (frame, seq))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -364,7 +580,13 @@ class _ClientBase:
 
     def recv_nowait(self) -> bytes | None:
         """The next queued frame, or None."""
-        return self._queue.popleft() if self._queue else None
+        return self._take(self._queue.popleft()) if self._queue else None
+
+    def _take(self, item) -> bytes:
+        if type(item) is tuple:
+            self._ack(item[1])
+            return item[0]
+        return item
 
     async def recv(self) -> bytes:
         """Next frame coming up; raises `WanClosed` once the link is closed and drained."""
@@ -377,7 +599,7 @@ class _ClientBase:
                 await self._waiter
             finally:
                 self._waiter = None
-        return queue.popleft()
+        return self._take(queue.popleft())
 
     def __aiter__(self):
         return self
@@ -414,11 +636,17 @@ class InProcessClient(_ClientBase):
         super().__init__()
         self._bridge = bridge
 
+    def take_stored(self, take: bool = True) -> None:
+        self._bridge._set_taker(self, take)
+
+    def _ack(self, seq: int) -> None:
+        self._bridge._on_ack(self, seq)
+
     async def send(self, frame: bytes) -> None:
         if self._closed:
             raise WanClosed("link closed")
         bridge = self._bridge
-        if not bridge._up:
+        if not bridge._link_enabled:
             raise WanDown("WAN is down")
         if type(frame) is not bytes:
             frame = bytes(frame)
@@ -432,13 +660,17 @@ class InProcessClient(_ClientBase):
 class InProcessBridge(HubPort):
     """Head-end and hub in one event loop; `client()` attaches a head-end."""
 
-    def client(self) -> InProcessClient:
+    def client(self, *, take_stored: bool = True) -> InProcessClient:
+        """Attach a head-end; it takes queued frames unless `take_stored=False`."""
         c = InProcessClient(self)
-        self._add_client(c)
+        self._add_client(c, take_stored)
         return c
 
     def _deliver_up(self, client: InProcessClient, frame: bytes) -> None:
         client._push(frame)
+
+    def _deliver_stored(self, client: InProcessClient, seq: int, frame: bytes) -> None:
+        client._push(frame, seq)
 
     async def close(self) -> None:
         for c in list(self._clients):
@@ -458,7 +690,7 @@ class InProcessBridge(HubPort):
 
 
 class _TcpConnection:
-    __slots__ = ("writer", "peer")
+    __slots__ = ("writer", "peer", "__weakref__")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -471,8 +703,8 @@ class _TcpConnection:
 class TcpBridge(HubPort):
     """The hub's WAN port as a TCP server (`await start()`; `port` is the bound port).
 
-    A client that sends a bad length prefix is disconnected (logged); the server carries on. A
-    client that stops reading is disconnected once `max_buffer` bytes are waiting for it.
+    Bounds (module doc) are constructor arguments; a client that breaks one is disconnected
+    (counted in `stats`, logged); the server carries on.
     """
 
     def __init__(
@@ -482,13 +714,18 @@ class TcpBridge(HubPort):
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
         max_buffer: int = 16 * 1024 * 1024,
+        max_connections: int = 64,
+        idle_timeout: float = 30.0,
         require_client: bool = False,
+        ack_timeout: float = 10.0,
     ) -> None:
-        super().__init__(require_client=require_client)
+        super().__init__(require_client=require_client, ack_timeout=ack_timeout)
         self.host = host
         self.port = port
         self.max_frame = max_frame
         self.max_buffer = max_buffer
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self._server: asyncio.AbstractServer | None = None
         self._conn_tasks: set[asyncio.Task] = set()
 
@@ -529,11 +766,22 @@ class TcpBridge(HubPort):
             return
         if transport.get_write_buffer_size() > self.max_buffer:
             log.warning("WAN client %s is not reading: disconnected", conn.peer)
+            self.stats["slow_readers_closed"] += 1
             conn.writer.close()
             return
         conn.writer.write(len(frame).to_bytes(4, "big") + frame)
 
+    def _deliver_stored(self, conn: _TcpConnection, seq: int, frame: bytes) -> None:
+        self._deliver_up(conn, stored_frame(seq, frame))
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._clients) >= self.max_connections:
+            n = self.stats["connections_refused"] = self.stats["connections_refused"] + 1
+            if n & (n - 1) == 0:  # 1, 2, 4, 8 ...: logged, not flooded
+                log.warning("WAN client %s refused: %d connections already (%d refused so far)",
+                            writer.get_extra_info("peername"), self.max_connections, n)
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._conn_tasks.add(task)
@@ -541,18 +789,28 @@ class TcpBridge(HubPort):
         log.info("WAN client %s connected", conn.peer)
         self._add_client(conn)
         splitter = FrameSplitter(self.max_frame)
+        idle = self.idle_timeout
         try:
             while True:
-                data = await reader.read(65536)
+                if splitter.pending and idle:
+                    try:
+                        data = await asyncio.wait_for(reader.read(65536), idle)
+                    except asyncio.TimeoutError:
+                        self.stats["idle_closed"] += 1
+                        log.warning("WAN client %s: half a frame and nothing for %.0f s; connection closed", conn.peer, idle)
+                        break
+                else:
+                    data = await reader.read(65536)
                 if not data:
                     break
                 splitter.feed(data)
                 while (frame := splitter.next_frame()) is not None:
-                    if not self._up:
+                    if not self._link_enabled:
                         log.info("WAN down: frame from %s dropped", conn.peer)
                         continue
                     await self._down(conn, frame)
         except FrameError as exc:
+            self.stats["frame_errors"] += 1
             log.warning("WAN client %s: %s; connection closed", conn.peer, exc)
         except (ConnectionError, OSError) as exc:
             log.info("WAN client %s: %s", conn.peer, exc)
@@ -582,6 +840,7 @@ class TcpClient(_ClientBase):
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task | None = None
+        self._taking = False
 
     async def connect(self) -> "TcpClient":
         if self._writer is not None and not self._closed:
@@ -589,7 +848,22 @@ class TcpClient(_ClientBase):
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         self._closed = False
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        if self._taking:
+            self._control(TAKE)
         return self
+
+    def take_stored(self, take: bool = True) -> None:
+        if take != self._taking:
+            self._taking = take
+            self._control(TAKE if take else LEAVE)
+
+    def _ack(self, seq: int) -> None:
+        self._control(ack_frame(seq))
+
+    def _control(self, body: bytes) -> None:
+        writer = self._writer
+        if writer is not None and not self._closed and not writer.transport.is_closing():
+            writer.write(len(body).to_bytes(4, "big") + body)
 
     @property
     def connected(self) -> bool:
@@ -619,6 +893,10 @@ class TcpClient(_ClientBase):
                     break
                 splitter.feed(data)
                 while (frame := splitter.next_frame()) is not None:
+                    if frame[0] == CONTROL:
+                        if len(frame) > 10 and frame[1] == STORED:
+                            self._push(frame[10:], int.from_bytes(frame[2:10], "big"))
+                        continue
                     self._push(frame)
         except FrameError as exc:
             log.warning("WAN bridge sent %s; connection closed", exc)
@@ -662,5 +940,7 @@ __all__ = [
     "WanDown",
     "WanError",
     "WanLink",
+    "ack_frame",
     "encode_frame",
+    "stored_frame",
 ]

@@ -7,7 +7,11 @@ WAN link, waits for the response carrying the same counter from that device, and
 a response to a critical command must be signed by the device, any other response MACed for its
 recipient (ECDH(our originator's KA, device KA), mode = response) [FRAMING.md §4, FACTS.md 1.5].
 
-Alerts arriving unasked are verified the same way and kept in `received_alerts`.
+Alerts arriving unasked are verified the same way and kept in `received_alerts`. With
+`take_queued=True` the head-end also takes the frames the CHF queued while no head-end was
+attached, and its link acknowledges each once it is kept here (`wan.bridge` module doc); with
+False it leaves them for a head-end that watches alerts; None (the default) leaves the link as
+it is (an in-process client takes them, a TCP client does not).
 
 Rejections: a device that refuses a command sends no response but an alert (GBCS security alerts
 0x8F1E, 0x8F30, 0x8F3D, 0x8F53; the CHF's 0x8F84 in message code 0x00D5 when it cannot deliver).
@@ -218,6 +222,7 @@ class HeadEnd:
         counter_seed: int | None = None,
         rejection_alerts: frozenset[int] = REJECTION_ALERTS,
         counters: HeadEndCounters | None = None,
+        take_queued: bool | None = None,
     ) -> None:
         self.link = link
         self.keystore = keystore
@@ -237,12 +242,15 @@ class HeadEnd:
         self._awaiting: dict[asyncio.Future, bytes] = {}
         self.rejection_alerts = frozenset(rejection_alerts)
         self._alert_waiters: list[asyncio.Future] = []
-        self._reassembler = Reassembler()
+        self._reassembler = Reassembler(max_sender_partial=32, max_sender_bytes=8 << 20)  # one sender: the hub
         self.received_alerts: list[Alert] = []
         self.late_responses: list[Reply] = []  # responses no request was waiting for
         self.undecodable = 0  # frames up that did not decode as GBCS
         self._closed = False
         link.set_receiver(self._on_frame, self._on_link_closed)
+        take = getattr(link, "take_stored", None)
+        if take is not None and take_queued is not None:
+            take(take_queued)
 
     def utcnow(self) -> datetime:
         """The head-end clock's time as an aware UTC datetime (what use-case builders take as `now`)."""
