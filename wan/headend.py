@@ -475,7 +475,7 @@ class HeadEnd:
         if counter is None:
             counter = self.next_counter(originator, utrn=definition.utrn)
         content = usecases.build_content(
-            definition.use_case, counter, now=self.utcnow(), originator=originator, recipient=recipient, **params
+            definition, counter, now=self.utcnow(), originator=originator, recipient=recipient, **params
         )
         msg, frame = self.build_command(
             recipient=recipient,

@@ -68,15 +68,15 @@ def get(name: str) -> UseCaseDef:
     return d
 
 
-def build_content(name: str, counter: int, *, now: _dt.datetime | None = None, originator: bytes | str | None = None,
-                  recipient: bytes | str | None = None, **params: Any) -> bytes:
-    """Content of use case `name` for `counter`. `now` (aware datetime, the caller's clock) resolves
-    time defaults; `originator` / `recipient` are the message header's EUIs: passed on only to use
-    cases that name them in their content."""
-    d = get(name)
+def build_content(name: "str | UseCaseDef", counter: int, *, now: _dt.datetime | None = None,
+                  originator: bytes | str | None = None, recipient: bytes | str | None = None, **params: Any) -> bytes:
+    """Content of use case `name` (or its definition) for `counter`. `now` (aware datetime, the
+    caller's clock) resolves time defaults; `originator` / `recipient` are the message header's
+    EUIs: passed on only to use cases that name them in their content."""
+    d = name if isinstance(name, UseCaseDef) else get(name)
     if d.build is None:
         raise ValueError(f"{d.use_case} is an alert: there is nothing to build")
-    names = {p.name for p in d.params}
+    names = d.param_names
     if originator is not None and "originator" in names:
         params["originator"] = originator
     if recipient is not None and "recipient" in names:

@@ -78,6 +78,7 @@ class UseCaseDef:
     utrn: bool = False
     response: str = ""
     requests: frozenset[tuple] = frozenset()
+    param_names: frozenset[str] = frozenset()  # of `params`; `define` fills it
 
     @property
     def is_alert(self) -> bool:
@@ -211,6 +212,7 @@ def define(use_case: str, *, target: str, build: Callable[..., bytes] | None, in
         utrn=utrn,
         response=response,
         requests=requests,
+        param_names=frozenset(p.name for p in params),
     )
     REGISTRY[use_case] = d
     return d
