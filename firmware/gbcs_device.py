@@ -471,7 +471,10 @@ class GbcsDevice(Device):
         try:
             await self.send_gbcs(frame)
         except Exception as exc:  # noqa: BLE001 - HAN trouble is logged, the device lives on
-            self.log_event("uplink_failure", error=str(exc))
+            try:
+                self.log_event("uplink_failure", error=str(exc))
+            except NvmError:
+                pass
             log.info("%s %s: uplink failed: %s", self.kind, self.eui_hex, exc)
 
     async def _reject(self, msg: Message | None, exc: CommandRejected) -> None:
@@ -483,7 +486,10 @@ class GbcsDevice(Device):
                 originator=eui_hex(msg.originator),
                 counter=msg.originator_counter,
             )
-        self.log_security("command_rejected", **detail)
+        try:
+            self.log_security("command_rejected", **detail)
+        except NvmError as err:  # a full or read-only NVM: the rejection is still answered
+            log.warning("%s %s: security log not written: %s", self.kind, self.eui_hex, err)
         log.info("%s %s rejected a command: %s", self.kind, self.eui_hex, exc)
         code = self.security_alerts.get(exc.reason)
         if exc.alert and code is not None:

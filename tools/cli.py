@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except OSError as exc:  # the environment (a full disk, the counter file ...): one line, exit 1
+        text = f"{exc.filename}: {exc.strerror}" if exc.strerror and exc.filename else exc
+        print(f"gbhub {args.command}: {text}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
