@@ -18,17 +18,19 @@ from conftest import ROOT, VECTORS, vectors_dir
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 
 
-def gbhub(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def gbhub(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gbhub", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=ENV)
 
 
 class Running:
+    """`gbhub run ... --status-every 0` in the background, returned once it says it runs."""
+
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "gbhub", "run", *args, "--status-every", "0"],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
         self.lines: list[str] = []
-        deadline = time.time() + 60
+        deadline = time.time() + 90
         while time.time() < deadline:
             line = self.proc.stdout.readline()
             if not line:
@@ -40,6 +42,10 @@ class Running:
         raise AssertionError("gbhub run did not start:\n" + "".join(self.lines))
 
     @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    @property
     def port(self) -> int:
         return int(re.search(r"127\.0\.0\.1:(\d+)", "".join(self.lines)).group(1))
 
@@ -49,7 +55,8 @@ class Running:
         self.proc.wait(timeout=30)
 
     def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=60)
 
 

@@ -4,64 +4,23 @@ counters that work with `--speed`, and `gbhub status` / `stop` / `wait` / `ctl`.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 
 from conftest import ROOT
 
-ENV = dict(os.environ, PYTHONUNBUFFERED="1")
-
-
-def gbhub(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gbhub", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
+from test_cli_run import ENV, Running, gbhub  # one process helper for every CLI test
 
 
 def one_line(out: subprocess.CompletedProcess) -> str:
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     return lines[0]
-
-
-class Running:
-    """`gbhub run ... --status-every 0` in the background, returned once it says it runs."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gbhub", "run", *args, "--status-every", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
-        self.lines: list[str] = []
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if "running;" in line:
-                return
-        self.kill()
-        raise AssertionError("gbhub run did not start:\n" + "".join(self.lines))
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout=60)
 
 
 def test_second_run_on_a_folder_is_refused_naming_the_pid(tmp_path):

@@ -173,11 +173,19 @@ def _window(start: _dt.datetime, end: _dt.datetime) -> Data:
     return Data.structure(Data.octet_string(dlms_dt(start)), Data.octet_string(dlms_dt(end)))
 
 
-def _b_ecs21a(counter: int, *, originator: bytes, recipient: bytes, start: _dt.datetime | None,
+def _protected_log_read(protection: CosemObjectId, log: CosemObjectId, days: int) -> Callable[..., bytes]:
+    """Builder of a Get Protected Attributes read of a profile's buffer over a date range (ECS21a,
+    ECS22b): the range defaults to `days` whole days up to the end of today."""
+
+    def build(counter: int, *, originator: bytes, recipient: bytes, start: _dt.datetime | None,
               end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
-    window = _window(*day_range(start, end, 2, now))
-    return protected_get(counter, OBIS.DAILY_READ_PROTECTION, ((OBIS.DAILY_READ_LOG, _BUFFER, _RANGE, window),),
-                         originator, recipient)
+        window = _window(*day_range(start, end, days, now))
+        return protected_get(counter, protection, ((log, _BUFFER, _RANGE, window),), originator, recipient)
+
+    return build
+
+
+_b_ecs21a = _protected_log_read(OBIS.DAILY_READ_PROTECTION, OBIS.DAILY_READ_LOG, 2)
 
 
 def _i_ecs21a(p: Any, m: Message | None) -> dict:
@@ -208,11 +216,7 @@ define("ECS21a", target="esme", build=_b_ecs21a, interpret=_i_ecs21a,
        response="ACCESS.response: protected compact-array of daily reads")
 
 
-def _b_ecs22b(counter: int, *, originator: bytes, recipient: bytes, start: _dt.datetime | None,
-              end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
-    window = _window(*day_range(start, end, 1, now))
-    return protected_get(counter, OBIS.PROFILE_DATA_PROTECTION, ((OBIS.ACTIVE_IMPORT_PROFILE, _BUFFER, _RANGE, window),),
-                         originator, recipient)
+_b_ecs22b = _protected_log_read(OBIS.PROFILE_DATA_PROTECTION, OBIS.ACTIVE_IMPORT_PROFILE, 1)
 
 
 def _i_ecs22b(p: Any, m: Message | None) -> dict:
