@@ -179,7 +179,7 @@ class Premises:
     ihd: Any
 
     def __init__(self, rig: Rig, *, tcp: bool | None = None, sim: bool | None = None, identity: Identity | None = None,
-                 headend_takes_queued: bool | None = None) -> None:
+                 headend_takes_queued: bool = True) -> None:
         self.rig = rig
         self.sim = (rig.clock == "sim") if sim is None else sim
         self.use_tcp = tcp if tcp is not None else True
@@ -205,9 +205,9 @@ class Premises:
             self.counters = None
         self.air = VirtualAir(clock=self.clock, latency=rig.han_latency, loss=rig.han_loss, seed=rig.han_seed)
         # No head-end attached counts as WAN down: the CHF keeps alerts until one takes them. The
-        # premises' own head-end takes them on a simulated clock (tests, benchmarks), not on a
-        # real one (`gbhub run`: they wait for a head-end such as `gbhub alerts`).
-        self.headend_takes_queued = self.sim if headend_takes_queued is None else headend_takes_queued
+        # premises' own head-end takes them (tests, benchmarks) unless told not to (`gbhub run`:
+        # they wait for a head-end such as `gbhub alerts`).
+        self.headend_takes_queued = headend_takes_queued
         self.bridge = (TcpBridge(rig.wan_host, rig.wan_port, require_client=True) if self.use_tcp
                        else InProcessBridge(require_client=True))
         if rig.trace is not None:

@@ -195,7 +195,7 @@ async def _run(rig, args, resumed: bool) -> int:
     from gbhub.tools.premises import Premises
 
     print(f"gbhub: starting premises (data {rig.data})", flush=True)
-    premises = Premises(rig, tcp=True, sim=False)
+    premises = Premises(rig, tcp=True, sim=False, headend_takes_queued=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

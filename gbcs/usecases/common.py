@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
@@ -78,7 +78,10 @@ class UseCaseDef:
     utrn: bool = False
     response: str = ""
     requests: frozenset[tuple] = frozenset()
-    param_names: frozenset[str] = frozenset()  # of `params`; `define` fills it
+    param_names: frozenset[str] = field(init=False, default=frozenset())  # of `params`, kept for speed
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "param_names", frozenset(p.name for p in self.params))
 
     @property
     def is_alert(self) -> bool:
@@ -212,7 +215,6 @@ def define(use_case: str, *, target: str, build: Callable[..., bytes] | None, in
         utrn=utrn,
         response=response,
         requests=requests,
-        param_names=frozenset(p.name for p in params),
     )
     REGISTRY[use_case] = d
     return d
