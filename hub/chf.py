@@ -41,6 +41,7 @@ from gbcs.dlms import Data
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, peek_header
 from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
+from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, dlms, handlers
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
@@ -96,6 +97,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         dlms(MessageCode.CCS06),
         dlms(MessageCode.CCS07),
         dlms(MessageCode.ECS52),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
     )
 
     def __init__(

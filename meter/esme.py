@@ -70,6 +70,7 @@ from gbhub.firmware.cosem import (
     ObjectModel,
     compact_array,
 )
+from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, dlms, handlers
@@ -277,6 +278,7 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         unjoin(MessageCode.CS04AC),
         unjoin(MessageCode.CS04B),
         read(MessageCode.CS07),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
     )
     # Every request of a command is served on its own (no break-on-error) [I].
     BREAK_ON_ERROR = False
