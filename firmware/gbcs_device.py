@@ -50,6 +50,7 @@ from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, 
 
 from .cosem import Attribute, CosemObject, datetime_bytes
 from .device import Device
+from .trust import DeviceTrust, arm_pending, own_credentials
 from .nvm import NvmError
 
 log = logging.getLogger("gbhub.device")
@@ -259,10 +260,9 @@ class GbcsDevice(Device):
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, nvm=nvm, **kw)
-        from .credentials import DeviceTrust, own_credentials  # persisted over what commissioning gave
-
+        # the device's own cells and keys, as persisted over what commissioning gave (firmware.trust)
         self.credentials = own_credentials(self, credentials)
-        self.trust = DeviceTrust.of(self, trust)
+        self.trust = DeviceTrust.of(self, trust, RemoteParty)
         self.secrets = secrets or SecretCache()
         self.send_gbcs = send_gbcs
         self.security_alerts = dict(SECURITY_ALERTS, **(security_alerts or {}))
@@ -280,8 +280,6 @@ class GbcsDevice(Device):
     async def start(self) -> None:
         await super().start()
         if self.state == "on":
-            from .credentials import arm_pending
-
             arm_pending(self)  # future-dated credential updates kept in NVM
 
     # ------------------------------------------------------------------ hooks

@@ -83,7 +83,7 @@ def test_every_cs02_folder_has_commands():
 
 @pytest.mark.parametrize("row", COMMANDS, ids=lambda r: r["file"].split("/")[-1])
 async def test_rtds_cs02_command_answered_like_reference(row, rtds_identity, rtds_keystore):
-    from gbhub.firmware.credentials import inject_failure
+    from gbhub.firmware.trust import inject_failure
     from gbhub.tools.keys import load_keystore
     from gbhub.tools.premises import Premises
 

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from test_credentials import credential_templates
 from gbhub.firmware.clock import SimClock
 from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
 from gbhub.firmware.nvm import Nvm
@@ -517,6 +518,7 @@ VALID_CONTENT = {
     CS04B: lambda r: UnjoinDevice(entity_id=IHD_EUI).encode(),
     CS07: lambda r: ReadDeviceJoinDetails().encode(),
 }
+VALID_CONTENT.update(credential_templates())  # CS02a-g
 
 
 def test_every_supported_code_has_a_fuzz_template():

@@ -508,6 +508,25 @@ def _ecs01a_params(draw):
     )
 
 
+_CERT: list[bytes] = []
+
+
+def _certificate() -> bytes:
+    """One organisation certificate (DER) for the credential use cases' certificate parameters."""
+    if not _CERT:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATIONAL_UNIT_NAME, "02")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(dt.datetime(2015, 1, 1)).not_valid_after(dt.datetime(2035, 1, 1))
+                .sign(key, hashes.SHA256()))
+        _CERT.append(cert.public_bytes(serialization.Encoding.DER))
+    return _CERT[0]
+
+
 @st.composite
 def _use_case_and_params(draw):
     d = draw(st.sampled_from([x for x in USE_CASES.values() if not x.is_alert]))
@@ -521,6 +540,14 @@ def _use_case_and_params(draw):
         return d, utrn_counter << 32, {"utrn": utrn.encode()}
     params = {}
     for p in d.params:
+        if p.name.endswith("certificate"):  # whole certificates (CS02b/CS02d): real DER or none
+            if p.required or draw(st.booleans()) or not any(params.get(k) for k in ("ds_certificate", "ka_certificate")):
+                params[p.name] = _certificate()
+            continue
+        if p.name == "roles":  # CS02a/CS02f: remote-party roles, comma-separated
+            params[p.name] = ",".join(draw(st.lists(st.sampled_from([r.name.lower() for r in catalogue.RemotePartyRole]),
+                                                    min_size=1, max_size=4)))
+            continue
         if p.type == "int_rows":
             row = st.lists(_ints(p), max_size=4 if p.name == "block_prices" else 3).map(tuple)
             params[p.name] = draw(st.lists(row, max_size=8).map(tuple))

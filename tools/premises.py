@@ -367,9 +367,12 @@ class Premises:
             await self._client.connect()
         else:
             self._client = self.bridge.client()
+        from gbhub.tools.pki import ca_certificates
+
         self.headend = HeadEnd(self._client, self.identity.keystore, supplier=self.identity.supplier,
                                acb=self.identity.acb, clock=self.clock, counters=self.counters,
-                               take_queued=self.headend_takes_queued)
+                               take_queued=self.headend_takes_queued,
+                               ca_certificates=ca_certificates(self.identity.pki) if self.identity.pki else ())
         return self.headend
 
     async def _settle(self, seconds: float = 0.0) -> None:

@@ -34,15 +34,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, mac_frame, peek_header
 from gbcs.payload import decode_payload
 from gbcs import catalogue, usecases
-from gbcs.catalogue import AlertCode, MessageCode
+from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.dlms import FailureToDeliverAlert
 from gbcs.keystore import Keystore
+from gbcs.usecases.credentials import fill_certificates
 from gbcs.security import (
     SecretCache,
     check_mac,
@@ -223,8 +224,11 @@ class HeadEnd:
         rejection_alerts: frozenset[int] = REJECTION_ALERTS,
         counters: HeadEndCounters | None = None,
         take_queued: bool | None = None,
+        ca_certificates: Iterable[bytes] = (),
     ) -> None:
         self.link = link
+        # CA certificates (DER) a CS02b/CS02g carries as its certification path (`gbcs.usecases.credentials`)
+        self.ca_certificates = tuple(ca_certificates)
         self.keystore = keystore
         self.supplier = parse_eui(supplier)
         self.acb = parse_eui(acb)
@@ -410,6 +414,23 @@ class HeadEnd:
         mac = gmac(message_key(secret, msg), originator, apdu)
         return msg.with_mac(mac), mac_frame(apdu, mac)
 
+    def party(self, role: str) -> bytes:
+        """The EUI originating a use case whose definition names `role` ('supplier', 'acb',
+        'transitional_cos', 'recovery', ...): the head-end's supplier / ACB, else the first
+        organisation of that role in the keystore. MissingKey when there is none."""
+        if role == "supplier":
+            return self.supplier
+        if role == "acb":
+            return self.acb
+        try:
+            code = RemotePartyRole[role.upper()]
+        except KeyError:
+            raise MissingKey(f"no remote-party role {role!r}") from None
+        eui = next((e for e in self.keystore.euis() if self.keystore.role(e) == code), None)
+        if eui is None:
+            raise MissingKey(f"the keystore holds no {role} organisation")
+        return eui
+
     # -- exchanging ------------------------------------------------------------------------
     async def request(
         self,
@@ -467,8 +488,10 @@ class HeadEnd:
         recipient = parse_eui(recipient)
         srp = srp_counter = None
         if originator is None:
-            originator = self.acb if definition.originator == "acb" else self.supplier
+            originator = self.party(definition.originator)
         originator = parse_eui(originator)
+        params = fill_certificates(definition.use_case, params, self.keystore, issuers=self.ca_certificates,
+                                   parties={RemotePartyRole.SUPPLIER: self.supplier, RemotePartyRole.ACCESS_CONTROL_BROKER: self.acb})
         if originator == self.acb and definition.originator == "acb":
             srp = self.supplier
             srp_counter = self.next_counter(self.supplier)

@@ -238,14 +238,14 @@ def fill_certificates(use_case: str, params: dict, keystore: Any, *, parties: di
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    out = dict(params)
+    definition = REGISTRY[use_case]
+    out = {k: definition.param(k).coerce(v) if k in definition.param_names else v for k, v in params.items()}
     target = _R(out.get("target_role", MODE_ROLES[mode][1]))
     party = out.get("new_party") or parties.get(target)
     if party is None:
         party = next((e for e in keystore.euis() if keystore.role(e) == int(target)), None)
     if party is None:
         return out
-    party = bytes.fromhex(party) if isinstance(party, str) else bytes(party)
     names = {"ds_certificate": "ds", "ka_certificate": "ka"}
     if target == _R.SUPPLIER:
         names["pp_certificate"] = "pp-ka"
