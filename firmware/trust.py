@@ -295,6 +295,11 @@ class DeviceTrust:
     def cell(self, role: int, usage: str, cell_usage: int = MANAGEMENT) -> Cell | None:
         return self.cells().get((int(role), usage, int(cell_usage)))
 
+    def replaced(self, role: int, usage: str, cell_usage: int = MANAGEMENT) -> Cell | None:
+        """The cell if a CS02b/CS02g replaced it; None while it is as commissioned."""
+        key = (int(role), usage, int(cell_usage))
+        return self.cell(*key) if self._nvm.get(CELLS_NS, _cell_key(key)) is not None else None
+
     def cells_of(self, role: int) -> list[Cell]:
         """A role's cells in the order CS02a lists them: DS, KA, KA prepayment [O RTDS]."""
         order = {(DS, MANAGEMENT): 0, (KA, MANAGEMENT): 1, (KA, PREPAYMENT): 2}

@@ -70,8 +70,17 @@ class Prepayment:
     def _utrn_cache(self) -> UtrnCounterCache:
         return UtrnCounterCache(self.nvm.get(NS, "utrn_counters", []), size=self.utrn_cache_size)
 
+    def _prepayment_cell(self):
+        """The supplier's prepayment KA trust anchor once a CS02b replaced it (change of supplier:
+        UTRNs then come from the new supplier, `firmware.trust`); None while as commissioned."""
+        replaced = getattr(self.trust, "replaced", None)
+        return None if replaced is None else replaced(RemotePartyRole.SUPPLIER, "ka", 1)
+
     @property
     def prepayment_supplier(self) -> bytes | None:
+        cell = self._prepayment_cell()
+        if cell is not None:
+            return cell.eui
         if self._prepayment_supplier is not None:
             return self._prepayment_supplier
         anchor = self.trust.by_role(RemotePartyRole.SUPPLIER)
@@ -79,11 +88,13 @@ class Prepayment:
 
     def _check_utrn(self, utrn: bytes | str, supplier: bytes | None, target: bytes | None,
                     originator_counter: int | None) -> UtrnCheck:
-        if self.prepayment_key is None or supplier is None:
+        cell = self._prepayment_cell()
+        key = self.prepayment_key if cell is None else cell.public_key
+        if key is None or supplier is None:
             return UtrnCheck(UtrnStatus.NOT_AUTHENTIC)
         cache = self._utrn_cache()
         check = validate_utrn(utrn, supplier=supplier, device=self.eui, private_key=self.credentials.ka,
-                              public_key=self.prepayment_key, cache=cache, target=target,
+                              public_key=key, cache=cache, target=target,
                               originator_counter=originator_counter, secrets=self.secrets)
         if check.accepted:
             self.nvm.put(NS, "utrn_counters", cache.counters())

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.payload import decode_payload
+from gbcs.utrn import generate_utrn
 from gbhub.firmware.trust import CELLS_NS, CertificateError, parse_certificate
 from gbhub.firmware.gbcs_device import SECURITY_ALERTS
 from gbhub.tools.pki import add_organisation, certify_request
@@ -117,6 +118,15 @@ async def test_change_of_supplier(premises):
     details = await _as(p, "CS02a", NEW_SUPPLIER, roles="supplier")
     supplier = details.summary["roles"][0]
     assert {c["eui"] for c in supplier["cells"]} == {NEW_SUPPLIER.hex().upper()} and len(supplier["cells"]) == 3
+    # top-ups: UTRNs from the new supplier's prepayment key credit the meter, the old one's do not
+    ks = p.identity.keystore
+    for supplier, counter, ok in ((old, 7, False), (NEW_SUPPLIER, 8, True)):
+        utrn = generate_utrn(value=500, utrn_counter=counter, supplier=supplier, device=p.esme.eui,
+                             private_key=ks.private_key(supplier, "pp-ka"), public_key=ks.public_key(p.esme.eui, "ka"))
+        before = p.esme.credit_pence
+        r = await p.headend.send_use_case("CS01a", recipient=p.esme.eui, params={"utrn": str(utrn)},
+                                          counter=counter << 32, originator=NEW_SUPPLIER)
+        assert r.ok is ok and p.esme.credit_pence == before + (500 if ok else 0)
     # alerts now go to the new supplier
     since = len(p.headend.received_alerts)
     await p.esme.raise_alert(AlertCode.UPDATE_SECURITY_CREDENTIALS)

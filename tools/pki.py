@@ -580,10 +580,10 @@ def load_pki(folder: str | os.PathLike) -> Pki:
 
 # -- CLI -----------------------------------------------------------------------------------------
 def register(subparsers) -> argparse.ArgumentParser:
-    """Add `pki init DIR [--force]`, `pki device DIR EUI [--type T] [--force]` and
-    `pki org DIR ROLE EUI [--name NAME] [--force]`."""
+    """Add `pki init DIR [--force]`, `pki device DIR EUI [--type T] [--force]`,
+    `pki org DIR ROLE EUI [--name NAME] [--force]` and `pki certify DIR REQUEST_HEX`."""
     p = subparsers.add_parser("pki", help="create a private test PKI and device keys (DCC file naming)")
-    sub = p.add_subparsers(dest="pki_command", metavar="{init,device,org}")
+    sub = p.add_subparsers(dest="pki_command", metavar="{init,device,org,certify}")
     sub.required = True
     init = sub.add_parser("init", help="new root/device/organisation CAs and organisation keys")
     init.add_argument("dir", help="folder to write (DCC-named key files, ca/, pki.json)")
@@ -600,6 +600,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     org.add_argument("eui", help="its EUI-64: 16 hex digits")
     org.add_argument("--name", help="its name in pki.json (default ROLE-EUI)")
     org.add_argument("--force", action="store_true", help="replace an organisation of that name or EUI")
+    cert = sub.add_parser("certify", help="a device certificate (hex DER) for a device's CS02c certification request")
+    cert.add_argument("dir", help="folder holding a PKI made by 'pki init'")
+    cert.add_argument("request", help="the request as hex (the certification_request of `gbhub send CS02c`)")
     p.set_defaults(func=run)
     return p
 
@@ -625,6 +628,13 @@ def run(args: argparse.Namespace) -> int:
                 return _fail(f"gbhub pki org: {exc}", 2)
             add_organisation(args.dir, role, eui, name=args.name, force=args.force)
             print(f"{role} {eui_hex(eui)}: organisation keys and certificates written to {args.dir}")
+            return 0
+        if args.pki_command == "certify":
+            try:
+                request = bytes.fromhex("".join(args.request.split()))
+            except ValueError:
+                return _fail("gbhub pki certify: the request is not hex", 2)
+            print(certify_request(args.dir, request).hex().upper())
             return 0
         if args.pki_command == "device":
             try:

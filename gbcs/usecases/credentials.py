@@ -153,7 +153,7 @@ def _cs02b_builder(mode: int):
     authoriser, default_target = MODE_ROLES[mode]
 
     def build(counter: int, *, new_party: bytes | None, target_role: RemotePartyRole, ds_certificate: bytes,
-              ka_certificate: bytes, pp_certificate: bytes, path_certificate: bytes, floor: int,
+              ka_certificate: bytes, pp_certificate: bytes, path_certificate: bytes, floor: int, floors: bool,
               execution: Any, time_checks: bool, seq_number: int | None) -> bytes:
         target = _R(target_role)
         replacements = []
@@ -165,11 +165,14 @@ def _cs02b_builder(mode: int):
         if not replacements:
             raise ValueError("give at least one of ds_certificate, ka_certificate, pp_certificate (hex DER), or "
                              "new_party with a head-end keystore that holds its certificates")
+        # seq number floors as RTDS sets them [O]: none for TransCoS-by-TransCoS
         specialist = ((SpecialistSeqNumber(SeqNumberUsage.PREPAYMENT_TOP_UP, 0),) if target == _R.SUPPLIER else None)
         new_floor = other = None
-        if target == authoriser:
+        if mode == _M.TRANS_COS_BY_TRANS_COS or not floors:
+            specialist = None
+        elif target == authoriser:
             new_floor = floor
-        elif mode != _M.TRANS_COS_BY_TRANS_COS:
+        else:
             other = (RemotePartySeqNumberChange(target, floor, specialist),)
             specialist = None
         control = AuthorisingRemotePartyControl(
@@ -220,6 +223,7 @@ for _uc, _mode in CS02B_MODES.items():
                Param("pp_certificate", "hex", b"", "DER of the new prepayment KA certificate (supplier; default: new_party's)"),
                Param("path_certificate", "hex", b"", "DER of the issuing CA certificate (default: the head-end's CA)"),
                Param("floor", "int", 0, "new floor seq number of the replaced role", min=0),
+               Param("floors", "bool", True, "set the replaced role's floor seq numbers (floor=, prepayment 0)"),
                Param("execution", "when", None, "immediate, an execution date-time, or never (cancels a pending one)"),
                Param("time_checks", "bool", False, "apply the time-based certificate path checks"),
                Param("seq_number", "int", None, "authorising seq number (default: the originator counter)", min=0),

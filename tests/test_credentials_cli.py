@@ -1,0 +1,52 @@
+"""Change of supplier from the command line, as the README's "Security credentials" section says:
+`gbhub pki org` makes the new supplier's keys in the data folder, `gbhub send
+CS02bSupplierByTransCoS new_party=EUI` puts them into the ESME, and `--as` picks the originator."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_cli_run import Running, gbhub
+
+NEW = "0247424830030000"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    data = tmp_path_factory.mktemp("credentials") / "site"
+    run = Running("--data", str(data))
+    try:
+        yield data
+    finally:
+        assert run.stop() == 0
+
+
+def test_change_of_supplier_from_the_command_line(site):
+    keys = site / "keys"
+    made = gbhub("pki", "org", str(keys), "supplier", NEW, "--name", "new_supplier")
+    assert made.returncode == 0, made.stderr
+    assert json.loads((keys / "pki.json").read_text())["roles"]["new_supplier"]["eui"] == NEW
+    # a CS02b needs certificates: the head-end takes them from the keys folder, the path from ca/
+    built = gbhub("build", "CS02bSupplierByTransCoS", f"new_party={NEW}", "--data", str(site))
+    assert built.returncode == 0, built.stderr
+    decoded = json.loads(gbhub("decode", built.stdout.strip(), "--keys", str(keys)).stdout)
+    assert decoded["signature"] == "valid" and decoded["originator"] == "0247424830000004"  # the transitional CoS party
+    assert len(decoded["payload"]["replacements"]) == 3 and len(decoded["payload"]["certification_path_certificates"]) == 1
+
+    before = gbhub("send", "ECS17b", "--as", "new_supplier", "--data", str(site))
+    assert before.returncode == 1 and "0x8F3D" in before.stderr  # not a trust anchor yet
+    cos = gbhub("send", "CS02bSupplierByTransCoS", f"new_party={NEW}", "--summary", "--data", str(site))
+    assert cos.returncode == 0, cos.stderr
+    assert cos.stdout.startswith("CS02bSupplierByTransCoS ok") and '"to": "' + NEW in cos.stdout
+    old = gbhub("send", "ECS17b", "--data", str(site))
+    assert old.returncode == 1 and "0x8F3D" in old.stderr and len(old.stderr.strip().splitlines()) == 1
+    new = gbhub("send", "ECS17b", "--as", "new_supplier", "--summary", "--data", str(site))
+    assert new.returncode == 0 and new.stdout.startswith("ECS17b ok"), new.stderr
+    bad = gbhub("send", "ECS17b", "--as", "nobody", "--data", str(site))
+    assert bad.returncode == 2 and "--as nobody" in bad.stderr
+
+
+def test_cs02b_help_and_alias():
+    out = gbhub("send", "CS02b", "--help")
+    assert out.returncode == 0 and "new_party" in out.stdout and "CS02bSupplierBySupplier" in out.stdout
