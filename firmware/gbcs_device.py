@@ -261,6 +261,7 @@ class GbcsDevice(Device):
     ) -> None:
         super().__init__(eui, clock=clock, nvm=nvm, **kw)
         # the device's own cells and keys, as persisted over what commissioning gave (firmware.trust)
+        self._commissioned_credentials = credentials
         self.credentials = own_credentials(self, credentials)
         self.trust = DeviceTrust.of(self, trust, RemoteParty)
         self.secrets = secrets or SecretCache()
@@ -278,9 +279,12 @@ class GbcsDevice(Device):
     objects: Any = None
 
     async def start(self) -> None:
+        if self.state == "off":  # a reboot reads what NVM holds, as a real device would
+            self.credentials = own_credentials(self, self._commissioned_credentials)
+            self.trust.forget()
         await super().start()
         if self.state == "on":
-            arm_pending(self)  # future-dated credential updates kept in NVM
+            arm_pending(self)  # future-dated credential updates kept in NVM  # future-dated credential updates kept in NVM
 
     # ------------------------------------------------------------------ hooks
     def supports(self, message_code: int) -> bool:

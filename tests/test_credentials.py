@@ -215,6 +215,18 @@ async def test_future_dated_change_of_supplier_and_cancellation(premises):
     assert (await _as(p, "ECS17b", NEW_SUPPLIER)).ok
 
 
+async def test_future_dated_change_of_supplier_survives_restart(site, tmp_path):
+    p = await site(tmp_path / "site")
+    _new_supplier(p)
+    assert (await _as(p, "CS02bSupplierByTransCoS", new_party=NEW_SUPPLIER, execution=_iso(p.clock.now() + HOUR))).ok
+    await p.stop()
+    q = await site(tmp_path / "site", start=p.clock.now() + 60)
+    assert q.esme.trust.by_role(RemotePartyRole.SUPPLIER).eui == p.identity.supplier
+    await q.clock.advance(2 * HOUR)
+    assert q.esme.trust.by_role(RemotePartyRole.SUPPLIER).eui == NEW_SUPPLIER
+    assert (await _as(q, "ECS17b", NEW_SUPPLIER)).ok
+
+
 async def test_device_certificate_renewal(premises):
     """CS02c makes a key pair and a request; the PKI certifies it; CS02d installs it; CS02e and
     the device's next signatures show the new key."""

@@ -10,6 +10,7 @@ import pytest
 from test_cli_run import Running, gbhub
 
 NEW = "0247424830030000"
+ESME = "02474248400000A0"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,27 @@ def test_change_of_supplier_from_the_command_line(site):
     assert new.returncode == 0 and new.stdout.startswith("ECS17b ok"), new.stderr
     bad = gbhub("send", "ECS17b", "--as", "nobody", "--data", str(site))
     assert bad.returncode == 2 and "--as nobody" in bad.stderr
+
+
+def test_device_certificate_from_the_command_line(site):
+    """After the change of supplier above: the new supplier renews the ESME's DS certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    request = gbhub("send", "CS02c", "key_usage=DIGITAL_SIGNATURE", "--as", "new_supplier", "--data", str(site))
+    assert request.returncode == 0, request.stderr
+    csr = json.loads(request.stdout)["summary"]["certification_request"]
+    cert = gbhub("pki", "certify", str(site / "keys"), csr)
+    assert cert.returncode == 0, cert.stderr
+    installed = gbhub("send", "CS02d", f"certificate={cert.stdout.strip()}", "--as", "new_supplier", "--summary",
+                      "--data", str(site))
+    assert installed.returncode == 0 and installed.stdout.startswith("CS02d ok"), installed.stdout + installed.stderr
+    # the head-end learns the new certificate from the keys folder
+    der = bytes.fromhex(cert.stdout.strip())
+    (site / "keys" / f"{ESME.lower()}-ds.pem").write_bytes(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM))
+    signed = gbhub("send", "ECS43", "--as", "new_supplier", "--data", str(site))
+    assert signed.returncode == 0 and json.loads(signed.stdout)["response"]["signature"] == "valid", signed.stdout + signed.stderr
+    assert gbhub("pki", "certify", str(site / "keys"), "00").returncode == 1
 
 
 def test_cs02b_help_and_alias():
