@@ -215,6 +215,29 @@ async def test_future_dated_change_of_supplier_and_cancellation(premises):
     assert (await _as(p, "ECS17b", NEW_SUPPLIER)).ok
 
 
+async def test_other_devices_and_modes(premises):
+    """The CHF and GPF serve the same use cases from the same model; the ACB renews its own KA
+    cell (MACed command, signed response); the CHF holds a WAN-provider cell, the ESME none."""
+    p = premises
+    acb = p.identity.acb
+    for device in ("chf", "gpf"):
+        reply = await p.headend.send_use_case("CS02a", recipient=p.eui_of(device), originator=acb,
+                                              params={"roles": "access_control_broker,wan_provider",
+                                                      "authorising_role": "ACCESS_CONTROL_BROKER"})
+        statuses = [r["status"] for r in reply.summary["roles"]]
+        assert reply.reply.valid and statuses == ["SUCCESS", "SUCCESS" if device == "chf" else "TRUST_ANCHOR_NOT_FOUND"]
+    ka = p.identity.keystore.certificate(acb, "ka").public_bytes(_DER)
+    reply = await _as(p, "CS02bAccessControlBrokerByACB", ka_certificate=ka)
+    assert reply.reply.valid and reply.reply.mac == "absent" and reply.reply.signature == "valid"
+    assert reply.summary["replacements"][0]["status"] == "SUCCESS"
+    assert (await _as(p, "ECS17b")).ok  # the same key: MACs still verify
+    # the ESME has no WAN-provider cell to replace
+    wp = p.identity.keystore.euis()
+    wan_provider = next(e for e in wp if p.identity.keystore.role(e) == RemotePartyRole.WAN_PROVIDER)
+    await _refused(p, "unknown_party", "CS02bWanProviderByWanProvider", wan_provider,
+                   ds_certificate=p.identity.keystore.certificate(wan_provider, "ds").public_bytes(_DER))
+
+
 async def test_future_dated_change_of_supplier_survives_restart(site, tmp_path):
     p = await site(tmp_path / "site")
     _new_supplier(p)

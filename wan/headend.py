@@ -112,7 +112,10 @@ class CommandRejected(HeadEndError):
 def _valid(mac: str, signature: str, need_signature: bool) -> bool:
     if mac == "invalid" or signature == "invalid":
         return False
-    return signature == "valid" if need_signature else mac == "valid"
+    if need_signature:
+        return signature == "valid"
+    # a signed response to a non-critical command (CS02b ACB-by-ACB [O RTDS]) is at least as good
+    return mac == "valid" or (mac == "absent" and signature == "valid")
 
 
 @dataclass(frozen=True, slots=True)
