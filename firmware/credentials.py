@@ -3,6 +3,9 @@ read the trust anchor cells, CS02b / CS02g replace them (rules, seq numbers, fut
 `firmware.trust`), CS02c / CS02d / CS02e the device's own key pairs and certificates. A device
 type serves them all with `*credential_handlers()` in its `HANDLERS`.
 
+A device keeps at most `PENDING_LIMIT` (8) future-dated CS02b/CS02g; one more is answered at once
+with every replacement INSUFFICIENT_MEMORY and nothing replaced [I].
+
 **Responses** are signed for every CS02b/CS02g mode (the ACB-by-ACB command is only MACed, its
 response still signed [O RTDS]) and for signature-only CS02a/CS02e/CS02f; MACed otherwise. CS02a
 and CS02f answer per role asked: TRUST_ANCHOR_NOT_FOUND for a role the device holds no cell for,
@@ -82,6 +85,7 @@ from .trust import (
 if TYPE_CHECKING:
     from .gbcs_device import GbcsDevice
 
+PENDING_LIMIT = 8  # future-dated CS02b/CS02g a device keeps; more are answered INSUFFICIENT_MEMORY [I]
 HW_TYPE = ObjectIdentifier("1.2.826.0.1.8641679.1.2.2.1")  # hwType of GB device certificates [V FACTS §5]
 
 def _rejected(reason: str, detail: str) -> CommandRejected:
@@ -161,6 +165,8 @@ def update_credentials(device: "GbcsDevice", message: Message):
         trust.set_seq(mode.authoriser, control.authorising_seq_number)
         return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
     forced = _injected(device, message.message_code)
+    if when is not None and when.timestamp() > device.clock.now() and len(device.nvm.keys(PENDING_NS)) >= PENDING_LIMIT:
+        forced, when = StatusCode.INSUFFICIENT_MEMORY, None  # answered at once, nothing replaced [I]
     if when is not None and when.timestamp() > device.clock.now():
         key = str(message.originator_counter)
         device.nvm.put(PENDING_NS, key, {"code": message.message_code, "originator": eui_hex(message.originator),

@@ -238,6 +238,19 @@ async def test_other_devices_and_modes(premises):
                    ds_certificate=p.identity.keystore.certificate(wan_provider, "ds").public_bytes(_DER))
 
 
+async def test_future_dated_updates_are_bounded(premises):
+    from gbhub.firmware.credentials import PENDING_LIMIT
+
+    p = premises
+    _new_supplier(p)
+    later = _iso(p.clock.now() + 30 * 86400)
+    for _ in range(PENDING_LIMIT):
+        assert not (await _as(p, "CS02bSupplierByTransCoS", new_party=NEW_SUPPLIER, execution=later)).summary["executed"]
+    full = await _as(p, "CS02bSupplierByTransCoS", new_party=NEW_SUPPLIER, execution=later)
+    assert {r["status"] for r in full.summary["replacements"]} == {"INSUFFICIENT_MEMORY"}
+    assert p.esme.trust.by_role(RemotePartyRole.SUPPLIER).eui == p.identity.supplier
+
+
 async def test_future_dated_change_of_supplier_survives_restart(site, tmp_path):
     p = await site(tmp_path / "site")
     _new_supplier(p)

@@ -501,8 +501,10 @@ def certify_request(folder: str | os.PathLike, request: bytes, *, not_before: dt
     if eui is None:
         raise PkiError("the request names no device EUI (hardwareModuleName)")
     usage = "ds" if ku.digital_signature else "ka"
-    cert = device_certificate(_load_issuer(Path(folder), "device-ca"), csr.public_key(), eui, usage,  # type: ignore[arg-type]
-                              _start_of_day(not_before))
+    key = csr.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or ku.digital_signature == ku.key_agreement:
+        raise PkiError("the request is not for one P-256 DS or KA key")
+    cert = device_certificate(_load_issuer(Path(folder), "device-ca"), key, eui, usage, _start_of_day(not_before))
     assert certificate_device_eui(cert) == eui
     return cert.public_bytes(serialization.Encoding.DER)
 

@@ -212,7 +212,9 @@ def _i_cs02b(p: Any, m: Message | None) -> dict:
 for _uc, _mode in CS02B_MODES.items():
     _build, _target = _cs02b_builder(_mode)
     _authoriser = MODE_ROLES[_mode][0]
-    define(_uc, target="esme", targets=_SERVED_BY, build=_build, interpret=_i_cs02b,
+    # only the CHF holds a WAN-provider cell [O RTDS CS02bWPByWP]
+    define(_uc, target="chf" if _mode == _M.WAN_PROVIDER_BY_WAN_PROVIDER else "esme",
+           targets=("chf",) if _mode == _M.WAN_PROVIDER_BY_WAN_PROVIDER else _SERVED_BY, build=_build, interpret=_i_cs02b,
            originator=_ORIGINATOR[_authoriser], response="command accepted, with the per-cell outcome unless future-dated",
            params=(
                Param("new_party", "eui", None, "the organisation whose certificates go in (default: the party now in "
