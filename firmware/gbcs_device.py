@@ -50,8 +50,8 @@ from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, 
 
 from .cosem import Attribute, CosemObject, datetime_bytes
 from .device import Device
-from .trust import DeviceTrust, arm_pending, own_credentials
 from .nvm import NvmError
+from .trust import DeviceTrust, arm_pending, own_credentials
 
 log = logging.getLogger("gbhub.device")
 
@@ -85,7 +85,7 @@ class RemoteParty:
     ds_public: ec.EllipticCurvePublicKey | None = None
     ka_public: ec.EllipticCurvePublicKey | None = None
     # Its certificates (DER) by usage ("ds", "ka", "pp-ka": the supplier's prepayment KA), for
-    # the trust anchor cells (`firmware.credentials`); the prepayment KA public key.
+    # the trust anchor cells (`firmware.trust`); the prepayment KA public key.
     certificates: tuple[tuple[str, bytes], ...] = ()
     pp_public: ec.EllipticCurvePublicKey | None = None
 
@@ -284,7 +284,7 @@ class GbcsDevice(Device):
             self.trust.forget()
         await super().start()
         if self.state == "on":
-            arm_pending(self)  # future-dated credential updates kept in NVM  # future-dated credential updates kept in NVM
+            arm_pending(self)  # future-dated credential updates kept in NVM
 
     # ------------------------------------------------------------------ hooks
     def supports(self, message_code: int) -> bool:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -222,6 +223,15 @@ class Cell:
                    public_key, d.get("certificate") or b"", d.get("owner_role"))  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=1024)
+def _certificate_key_id(der: bytes) -> bytes | None:
+    """Subject key id of a commissioned certificate (every device of a premises reads the same)."""
+    try:
+        return parse_certificate(der).key_id
+    except CertificateError:
+        return None
+
+
 def _cell_key(key: tuple[int, str, int]) -> str:
     return f"{key[0]}/{key[1]}/{key[2]}"
 
@@ -269,12 +279,7 @@ class DeviceTrust:
                 if key is None:
                     continue
                 der = certs.get(name, b"")
-                key_id = key_id_of(key)
-                if der:
-                    try:
-                        key_id = parse_certificate(der).key_id
-                    except CertificateError:
-                        pass
+                key_id = (_certificate_key_id(der) if der else None) or key_id_of(key)
                 cells[(int(role), usage, cu)] = Cell(int(role), usage, cu, party.eui, key_id, key, der, int(role))
         return cells
 
