@@ -37,7 +37,7 @@ def test_change_of_supplier_from_the_command_line(site):
 
     before = gbhub("send", "ECS17b", "--as", "new_supplier", "--data", str(site))
     assert before.returncode == 1 and "0x8F3D" in before.stderr  # not a trust anchor yet
-    cos = gbhub("send", "CS02bSupplierByTransCoS", f"new_party={NEW}", "--summary", "--data", str(site))
+    cos = gbhub("send", "CS02bSupplierByTransCoS", "--summary", "--data", str(site))  # new_party: the other supplier
     assert cos.returncode == 0, cos.stderr
     assert cos.stdout.startswith("CS02bSupplierByTransCoS ok") and '"to": "' + NEW in cos.stdout
     old = gbhub("send", "ECS17b", "--data", str(site))

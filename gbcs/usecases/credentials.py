@@ -218,7 +218,8 @@ for _uc, _mode in CS02B_MODES.items():
            originator=_ORIGINATOR[_authoriser], response="command accepted, with the per-cell outcome unless future-dated",
            params=(
                Param("new_party", "eui", None, "the organisation whose certificates go in (default: the party now in "
-                     "the target role); the head-end takes its certificates from its keystore"),
+                     "the target role; CS02bSupplierByTransCoS: another supplier in the keystore); the head-end "
+                     "takes its certificates from its keystore"),
                Param("target_role", "enum", _target, "the role whose cells are replaced", enum=_R),
                Param("ds_certificate", "hex", b"", "DER of the new Digital Signing certificate (default: new_party's)"),
                Param("ka_certificate", "hex", b"", "DER of the new Key Agreement certificate (default: new_party's)"),
@@ -235,7 +236,8 @@ for _uc, _mode in CS02B_MODES.items():
 def fill_certificates(use_case: str, params: dict, keystore: Any, *, parties: dict[RemotePartyRole, bytes],
                       issuers: Iterable[bytes] = ()) -> dict:
     """`params` of a CS02b/CS02g use case with empty certificate parameters taken from `keystore`
-    (a gbcs.keystore.Keystore): `new_party`'s (default: `parties[target role]`, else the first
+    (a gbcs.keystore.Keystore): `new_party`'s (default: for a change of supplier the keystore's
+    first supplier other than `parties[SUPPLIER]`; else `parties[target role]`, else the first
     keystore organisation of that role) DS / KA / prepayment-KA certificates, and the issuer
     among `issuers` (DER) as the path certificate. Other use cases: `params` unchanged."""
     mode = CS02B_MODES.get(use_case)
@@ -247,7 +249,11 @@ def fill_certificates(use_case: str, params: dict, keystore: Any, *, parties: di
     definition = REGISTRY[use_case]
     out = {k: definition.param(k).coerce(v) if k in definition.param_names else v for k, v in params.items()}
     target = _R(out.get("target_role", MODE_ROLES[mode][1]))
-    party = out.get("new_party") or parties.get(target)
+    party = out.get("new_party")
+    if party is None and mode == _M.SUPPLIER_BY_TRANS_COS:  # change of supplier: another supplier
+        party = next((e for e in keystore.euis() if keystore.role(e) == int(_R.SUPPLIER)
+                      and e != parties.get(_R.SUPPLIER) and keystore.certificate(e, "ds") is not None), None)
+    party = party or parties.get(target)
     if party is None:
         party = next((e for e in keystore.euis() if keystore.role(e) == int(target)), None)
     if party is None:
