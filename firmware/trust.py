@@ -38,6 +38,9 @@ message code 0x00CB (CS02g: 0x0124) to the originator, signed, with the outcome 
 "never" date (9999-12-31T23:59:59Z) cancels every pending one of that message code from that
 originator [I]; answered "command accepted".
 
+ACB-by-ACB is accepted MAC-only by every device, the CHF included (GBCS signs it for the CHF
+[S FACTS §5]; the head-end MACs non-critical commands only) [I].
+
 Not modelled: the root cell. The certification path is not checked up to a root, so a path
 certificate with a broken signature is not noticed [I] (RTDS publishes no root certificate; the
 reference device answered NO_TRUST_ANCHOR for one [O RTDS CS02g IMMEDIATE_ERROR]: fail-next).
