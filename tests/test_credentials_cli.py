@@ -69,6 +69,19 @@ def test_device_certificate_from_the_command_line(site):
     assert gbhub("pki", "certify", str(site / "keys"), "00").returncode == 1
 
 
+def test_certificate_parameters_from_files(site, tmp_path):
+    keys = site / "keys"
+    pem = keys / "0247424830010000-ds.pem"
+    built = gbhub("build", "CS02b", f"ds_certificate=@{pem}", "--data", str(site), "--as", "supplier")
+    assert built.returncode == 0, built.stderr
+    decoded = json.loads(gbhub("decode", built.stdout.strip(), "--keys", str(keys)).stdout)
+    assert len(decoded["payload"]["replacements"]) == 1
+    (tmp_path / "junk.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    for arg in (f"ds_certificate=@{tmp_path / 'junk.pem'}", f"ds_certificate=@{tmp_path / 'missing.pem'}"):
+        out = gbhub("build", "CS02b", arg, "--data", str(site))
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "ds_certificate" in out.stderr
+
+
 def test_cs02b_help_and_alias():
     out = gbhub("send", "CS02b", "--help")
     assert out.returncode == 0 and "new_party" in out.stdout and "CS02bSupplierBySupplier" in out.stdout

@@ -133,6 +133,7 @@ def _params(definition, items: list[str]) -> dict:
     if definition.is_alert:
         raise UsageError(f"{definition.use_case} is an alert a device sends: there is nothing to send "
                          f"(`gbhub alerts` prints alerts as they come)")
+    items = [_certificate_file(item) for item in items]
     try:
         params = usecases.parse_params(definition.use_case, items)
         if definition.use_case in usecases.credentials.CS02B_MODES:
@@ -142,6 +143,26 @@ def _params(definition, items: list[str]) -> dict:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return params
+
+
+def _certificate_file(item: str) -> str:
+    """`ds_certificate=@cert.pem` (any `*certificate=@FILE`, PEM or DER) as hex."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip().replace("-", "_").endswith("certificate") or not value.startswith("@"):
+        return item
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    path = Path(value[1:])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise UsageError(f"{key}: {path} is not a certificate: {exc}") from None
+    return f"{key}={cert.public_bytes(Encoding.DER).hex()}"
 
 
 def _recipient(args, definition, manifest: dict) -> bytes:
