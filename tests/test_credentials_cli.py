@@ -85,3 +85,23 @@ def test_certificate_parameters_from_files(site, tmp_path):
 def test_cs02b_help_and_alias():
     out = gbhub("send", "CS02b", "--help")
     assert out.returncode == 0 and "new_party" in out.stdout and "CS02bSupplierBySupplier" in out.stdout
+
+
+def test_change_of_supplier_survives_sigkill(tmp_path):
+    """Acknowledged means stored: SIGKILL right after the CS02b response, then restart."""
+    data = tmp_path / "site"
+    run = Running("--data", str(data))
+    try:
+        assert gbhub("pki", "org", str(data / "keys"), "supplier", NEW, "--name", "new_supplier").returncode == 0
+        cos = gbhub("send", "CS02bSupplierByTransCoS", "--summary", "--data", str(data))
+        assert cos.returncode == 0, cos.stderr
+    finally:
+        run.kill()  # SIGKILL: no clean shutdown
+    run = Running("--data", str(data))
+    try:
+        old = gbhub("send", "ECS17b", "--data", str(data))
+        assert old.returncode == 1 and "0x8F3D" in old.stderr
+        new = gbhub("send", "ECS17b", "--as", "new_supplier", "--summary", "--data", str(data))
+        assert new.returncode == 0, new.stderr
+    finally:
+        assert run.stop() == 0
