@@ -58,3 +58,104 @@ async def test_ppmid_top_up_duplicate_and_forged(premises):
     mistyped = utrn[:-1] + str((int(utrn[-1]) + 1) % 10)
     assert (await ppmid.enter_utrn(mistyped))["result"] == "invalid"
     assert [r["result"] for r in ppmid.results][-3:] == ["ACCEPTED_SUPPLY_ENABLED", "REJECTED_DUPLICATE", "REJECTED_INVALID"]
+
+
+PREPAY_ESME = {"type": "esme", "options": {"payment_mode": "prepayment", "credit_pence": 1.0,
+                                          "emergency_credit_pence": 500.0, "emergency_credit_activation": "consumer"}}
+
+
+@pytest.mark.premises(devices=[PREPAY_ESME, {"type": "ppmid", "meter": "esme-2"}])
+async def test_ppmid_emergency_credit_arms_a_supply_out_of_credit(premises):
+    ppmid, esme = premises.ppmid, premises.device("esme-2")
+    await premises.clock.advance(3 * 3600)  # energy uses the penny up; emergency credit waits to be asked for
+    assert esme.supply_state == "disabled" and esme.credit_pence <= 0
+    since = len(premises.headend.received_alerts)
+    out = await ppmid.activate_emergency_credit()
+    assert out["accepted"] and out["result"] == "activated"
+    assert esme.supply_state == "armed"
+    await premises.headend.wait_alert(
+        lambda a: a.code == AlertCode.SUPPLY_DISABLED_THEN_ARMED_ACTIVATE_EMERGENCY_CREDIT_TRIGGERED, since=since)
+    assert esme.press_button() and esme.supply_state == "enabled"
+    # a top-up repays the emergency credit used first
+    used = 500.0 - esme._prepay()["ec_remaining"]
+    out = await ppmid.enter_utrn(vend(premises, 3, 2000, device=esme.eui))
+    assert out["accepted"] and esme._prepay()["ec_remaining"] == pytest.approx(500.0)
+    assert esme.credit_pence == pytest.approx(2000 - used, abs=1)
+    assert premises.esme.activate_emergency_credit() is False  # a meter with no emergency credit refuses
+
+
+def _gsme_keys(premises):
+    """A GSME's keys from the premises' test PKI (no GSME device runs here)."""
+    from gbhub.tools.pki import add_device
+
+    eui = bytes.fromhex("02474248400000A1")
+    ks = premises.identity.keystore
+    if ks.private_key(eui, "ka") is None:
+        ks.merge(add_device(premises.identity.pki, eui, "gsme"))
+    return eui, ks
+
+
+@pytest.mark.premises(devices=[PPMID])
+async def test_ppmid_pcs01_and_pcs02_for_a_gsme(premises):
+    """CS03C gives the PPMID the GSME's KA certificate; its PCS01 / PCS02 are MACed with it and
+    carry the typed UTRN; the GSME's answer (MACed back) updates the display, once."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gbcs.asn1 import DeviceType, JoinMethodAndRole
+    from gbcs.frame import CRA, Message, decode_message, mac_frame
+    from gbcs.gbz import GbzComponent, GbzPayload
+    from gbcs.payload import decode_payload
+    from gbcs.security import check_mac, compute_mac
+    from gbcs.usecases.ppmid import TopUpResult
+    from gbcs.zcl import Cluster, ClusterCommand
+
+    ppmid = premises.ppmid
+    gsme, ks = _gsme_keys(premises)
+    cert = ks.certificate(gsme, "ka").public_bytes(Encoding.DER)
+    r = await premises.send("CS03C", "ppmid", other_entity_id=gsme, other_device_type=DeviceType.GSME,
+                            join_method_and_role=JoinMethodAndRole.METHOD_C, ka_certificate=cert)
+    assert r.ok and ppmid.paired_with(gsme)
+    secret = ks.private_key(gsme, "ka").exchange(__import__("cryptography.hazmat.primitives.asymmetric.ec",
+                                                            fromlist=["ECDH"]).ECDH(), ks.public_key(ppmid.eui, "ka"))
+    utrn = vend(premises, 4, 700, device=gsme)
+    frame, counter = ppmid.build_gas_command(MessageCode.PCS01, utrn=utrn)
+    m = decode_message(frame)
+    assert (m.originator, m.recipient, m.message_code, m.cra) == (ppmid.eui, gsme, MessageCode.PCS01, CRA.COMMAND)
+    assert check_mac(secret, m) and not m.signature
+    (comp,) = decode_payload(m).components
+    assert comp.payload.name == "ConsumerTopUp" and comp.payload["top_up_code"] == utrn.encode()
+    frame2, counter2 = ppmid.build_gas_command(MessageCode.PCS02, now=premises.clock.utcnow())
+    assert counter2 > counter
+    assert decode_payload(decode_message(frame2)).components[0].payload.name == "SelectAvailableEmergencyCredit"
+    # a top-up typed for gas goes to the GSME (through the CHF) and waits for its answer
+    out = await ppmid.enter_utrn(utrn, fuel="gas")
+    assert out["result"] == "pending" and out["counter"] in ppmid.pending_gas
+    answer = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=int(TopUpResult.ACCEPTED),
+                                  top_up_value=700, source_of_top_up=2, credit_remaining=4200)
+    content = GbzPayload.build([GbzComponent.build(Cluster.PREPAYMENT, answer, disable_default_response=True)]).encode()
+    resp = Message(CRA.RESPONSE, out["counter"], gsme, ppmid.eui, MessageCode.PCS01, content, signature=b"").with_apdu()
+    forged = mac_frame(resp.general_signing(), bytes(12))
+    await ppmid.process(forged)
+    assert out["counter"] in ppmid.pending_gas  # a bad MAC changes nothing
+    await ppmid.process(mac_frame(resp.general_signing(), compute_mac(secret, resp)))
+    assert ppmid.pending_gas == {} and ppmid.display.gas.credit == 4200
+    assert ppmid.last_gas_result["accepted"] and ppmid.last_gas_result["amount"] == 700
+    await ppmid.process(mac_frame(resp.general_signing(), compute_mac(secret, resp)))  # replayed: ignored
+    assert [r["fuel"] for r in ppmid.results] == ["gas"]
+
+
+@given(st.integers(0, 0x3FF), st.sampled_from(list(ValueClass)), st.integers(0, 8191), st.binary(min_size=4, max_size=4),
+       st.sampled_from(["", " ", "-", "  "]))
+def test_parse_utrn_text_accepts_grouped_utrns(counter, value_class, value, mac, sep):
+    text = Utrn(counter, value_class, value, mac).encode()
+    typed = sep.join(text[i:i + 4] for i in range(0, 20, 4))
+    assert parse_utrn_text(typed) == text
+
+
+@given(st.text(max_size=40))
+def test_parse_utrn_text_refuses_anything_else_with_a_decode_error(text):
+    try:
+        out = parse_utrn_text(text)
+    except DecodeError:
+        return
+    assert len(out) == 20 and out.isdigit() and check_digit(out[:-1]) == out[-1]
