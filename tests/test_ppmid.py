@@ -159,3 +159,41 @@ def test_parse_utrn_text_refuses_anything_else_with_a_decode_error(text):
     except DecodeError:
         return
     assert len(out) == 20 and out.isdigit() and check_digit(out[:-1]) == out[-1]
+
+
+LOW_CREDIT_ESME = {"type": "esme", "options": {"payment_mode": "prepayment", "credit_pence": 1.0}}
+
+
+@pytest.mark.premises(devices=[LOW_CREDIT_ESME, {"type": "ppmid", "meter": "esme-2"}])
+async def test_no_wan_prepayment_top_up_and_alerts_in_order_when_the_wan_returns(premises):
+    """With the WAN cut the PPMID still tops the ESME up (no WAN needed): the supply that ran out
+    of credit re-arms, the consumer enables it, and every alert of the outage reaches the
+    head-end in the order raised once the WAN returns."""
+    ppmid, esme = premises.ppmid, premises.device("esme-2")
+    he = premises.headend
+    premises.bridge.set_link(False)  # gbhub ctl wan down
+    since = len(he.received_alerts)
+    await premises.clock.advance(3 * 3600)
+    assert esme.supply_state == "disabled"
+    forged = vend(premises, 9, 500, device=premises.esme.eui)  # another meter's token
+    assert (await ppmid.enter_utrn(forged))["result"] == "REJECTED_INVALID"
+    out = await ppmid.enter_utrn(vend(premises, 9, 1500, device=esme.eui))
+    assert out["accepted"] and out["result"] == "ACCEPTED_SUPPLY_ARMED" and esme.supply_state == "armed"
+    assert esme.press_button() and esme.supply_state == "enabled"
+    await ppmid.poll_now()
+    assert ppmid.display.electricity.credit == pytest.approx(esme.credit_pence, abs=1)
+    await premises.clock.advance(60)
+    from_esme = [a for a in he.received_alerts[since:] if a.message.originator == esme.eui]
+    assert from_esme == []  # nothing crossed the cut WAN
+    assert premises.chf.wan_queue_length >= 4
+    premises.bridge.set_link(True)  # gbhub ctl wan up
+    wanted = [AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD, AlertCode.UTRN_NOT_AUTHENTIC, AlertCode.CREDIT_ADDED_LOCALLY]
+    await he.wait_alert(lambda a: a.message.originator == esme.eui and a.code == wanted[-1], since=since)
+    await premises.clock.advance(1)
+    arrived = [a for a in he.received_alerts[since:] if a.message.originator == esme.eui]
+    codes = [a.code for a in arrived]
+    assert [c for c in codes if c in wanted] == wanted
+    assert len(codes) >= 4  # ... and the supply enabled by the button after them
+    counters = [a.message.originator_counter for a in arrived]
+    assert counters == sorted(counters) and all(a.valid for a in arrived)
+    assert premises.chf.wan_queue_length == 0

@@ -1,0 +1,75 @@
+"""Crash safety of PPMID top-ups: `gbhub run` in a child process, UTRNs typed on the PPMID
+(`gbhub ctl utrn`) while the process is SIGKILLed at random instants, restarted over its data
+folder. No acknowledged top-up is lost and none is applied twice.
+
+Each UTRN carries a different power of two in pennies, so the ESME's credit (a credit-mode ESME:
+nothing is charged against it) says exactly which top-ups it applied."""
+from __future__ import annotations
+
+import json
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+from test_cli_run import Running, gbhub
+
+from gbhub.tools.utrn import vend
+
+ESME = "02474248400000A0"
+
+
+def _type(data: Path, utrn: str) -> dict | None:
+    """The PPMID's answer (`ctl utrn` exits 1 for a refused UTRN, with the answer on stdout), or
+    None when the premises did not answer (killed)."""
+    out = gbhub("ctl", "--data", str(data), "--timeout", "5", "utrn", "ppmid", utrn, timeout=60)
+    if not out.stdout.strip():
+        return None
+    answer = json.loads(out.stdout)
+    assert (out.returncode == 0) == (answer["accepted"] is not False)
+    return answer
+
+
+def _credit_pence(data: Path) -> int:
+    out = gbhub("status", "--data", str(data), timeout=60)
+    assert out.returncode == 0, out.stderr
+    (esme,) = [d for d in json.loads(out.stdout)["devices"] if d["eui"] == ESME]
+    return round(esme["credit"] * 100)
+
+
+def test_sigkill_while_the_ppmid_tops_up_loses_nothing_acknowledged_and_applies_nothing_twice(tmp_path):
+    data = tmp_path / "site"
+    rng = random.Random(20261205)
+    run = Running("--data", str(data))
+    utrns: dict[str, int] = {}  # sent UTRN -> pennies
+    acked: set[str] = set()
+    bit = 0
+    try:
+        for _round in range(3):
+            killer = threading.Timer(rng.uniform(0.3, 2.5), run.kill)
+            killer.start()
+            while run.proc.poll() is None and bit < 13:
+                utrn = vend(data, ESME, f"{(1 << bit) / 100:.2f}")["utrn"]  # counter advanced before use
+                utrns[utrn] = 1 << bit
+                bit += 1
+                answer = _type(data, utrn)
+                if answer is not None and answer.get("accepted"):
+                    acked.add(utrn)
+            killer.join()
+            run.kill()
+            assert run.proc.returncode == -signal.SIGKILL
+            run = Running("--data", str(data))
+        credit = _credit_pence(data)
+        applied = {u for u, v in utrns.items() if credit & v}
+        assert credit == sum(utrns[u] for u in applied)  # only values that were sent, each once
+        assert acked <= applied  # nothing acknowledged was lost
+        # typing every UTRN again: an applied one is a duplicate, a lost one (never acknowledged) goes in now
+        for utrn, value in utrns.items():
+            answer = _type(data, utrn)
+            assert answer is not None
+            assert answer["result"] == ("REJECTED_DUPLICATE" if utrn in applied else "ACCEPTED_SUPPLY_ENABLED"), answer
+        assert _credit_pence(data) == sum(utrns.values())
+        assert len(acked) >= 1 and bit >= 3
+    finally:
+        run.kill()
