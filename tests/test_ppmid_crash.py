@@ -73,3 +73,28 @@ def test_sigkill_while_the_ppmid_tops_up_loses_nothing_acknowledged_and_applies_
         assert len(acked) >= 1 and bit >= 3
     finally:
         run.kill()
+
+
+def test_gbhub_utrn_prints_a_valid_utrn_and_refuses_bad_input_in_one_line(tmp_path):
+    from gbcs.utrn import ValueClass, decode_utrn
+
+    data = tmp_path / "site"
+    run = Running("--data", str(data), "--for", "60")
+    try:
+        out = gbhub("utrn", "--data", str(data), "--to", "esme", "--value", "12.50")
+        assert out.returncode == 0, out.stderr
+        first = decode_utrn(out.stdout.strip())
+        assert (first.value_class, first.value, first.truncated_counter) == (ValueClass.PENNIES, 1250, 1)
+        big = json.loads(gbhub("utrn", "--data", str(data), "--to", ESME, "--value", "£100", "--json").stdout)
+        assert (big["value_class"], big["value"], big["utrn_counter"]) == ("POUNDS", 100, 2)
+        answer = _type(data, out.stdout.strip())
+        assert answer["accepted"] and answer["amount"] == 1250
+        for bad in (("--value", "0"), ("--value", "1.005"), ("--value", "9000"), ("--value", "ten"),
+                    ("--to", "nosuch", "--value", "1")):
+            args = ["utrn", "--data", str(data), "--to", "esme", *bad]
+            out = gbhub(*args)
+            assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+        assert json.loads((data / "utrn-counters.json").read_text()) == {
+            f"{json.loads((data / 'premises.json').read_text())['supplier']}:{ESME}": 2}
+    finally:
+        run.kill()
