@@ -197,3 +197,24 @@ async def test_no_wan_prepayment_top_up_and_alerts_in_order_when_the_wan_returns
     counters = [a.message.originator_counter for a in arrived]
     assert counters == sorted(counters) and all(a.valid for a in arrived)
     assert premises.chf.wan_queue_length == 0
+
+
+@given(st.text(max_size=30))
+def test_gbhub_utrn_amounts_are_refused_as_usage_errors_or_fit_13_bits(text):
+    from gbhub.tools.inputs import UsageError
+    from gbhub.tools.utrn import parse_amount
+
+    try:
+        value_class, value = parse_amount(text)
+    except UsageError:
+        return
+    assert 0 < value <= 8191 and value_class in (ValueClass.PENNIES, ValueClass.POUNDS)
+
+
+def test_gbhub_utrn_amounts():
+    from gbhub.tools.utrn import parse_amount
+
+    assert parse_amount("12.50") == (ValueClass.PENNIES, 1250)
+    assert parse_amount("£81.91") == (ValueClass.PENNIES, 8191)
+    assert parse_amount("82") == (ValueClass.POUNDS, 82)
+    assert parse_amount(" 8191 ") == (ValueClass.POUNDS, 8191)

@@ -89,6 +89,9 @@ def test_gbhub_utrn_prints_a_valid_utrn_and_refuses_bad_input_in_one_line(tmp_pa
         assert (big["value_class"], big["value"], big["utrn_counter"]) == ("POUNDS", 100, 2)
         answer = _type(data, out.stdout.strip())
         assert answer["accepted"] and answer["amount"] == 1250
+        status = json.loads(gbhub("status", "--data", str(data)).stdout)
+        (ppmid,) = [d for d in status["devices"] if d["type"] == "ppmid"]
+        assert ppmid["credit"] == 12.5 and ppmid["message"] == "ACCEPTED_SUPPLY_ENABLED"
         for bad in (("--value", "0"), ("--value", "1.005"), ("--value", "9000"), ("--value", "ten"),
                     ("--to", "nosuch", "--value", "1")):
             args = ["utrn", "--data", str(data), "--to", "esme", *bad]
