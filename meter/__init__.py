@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gbcs.catalogue import DeviceType
+from gbcs.catalogue import DeviceType, MessageCode
 from gbhub.firmware.registry import DeviceContext, DeviceKind, register_device_type
 from gbhub.han.join import join
 from gbhub.han.zcl_server import ZclServer
@@ -79,12 +79,16 @@ register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType
 
 # ---------------------------------------------------------------------------------------------- PPMID
 def _ppmid_gsme(ctx: DeviceContext) -> Any:
+    """The GSME a PPMID pairs with: option `gsme` (a device name, default "gsme"), when the rig
+    has it and it serves the Method C join (CS03C) with a device log."""
     name = ctx.spec.options.get("gsme", "gsme")
     try:
         device = ctx.device(name)
     except Exception:  # noqa: BLE001 - no such device: a PPMID for electricity only
         return None
-    return device if getattr(device, "kind", None) == "gsme" else None
+    if getattr(device, "kind", None) != "gsme" or not hasattr(device, "in_device_log"):
+        return None
+    return device if device.supports(MessageCode.CS03C) else None
 
 
 def _create_ppmid(ctx: DeviceContext) -> Ppmid:

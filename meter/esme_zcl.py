@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from gbcs.catalogue import DeviceType
 from gbcs.obis import OBIS
 from gbcs.usecases.ppmid import TopUpResult
 from gbcs.utrn import UtrnStatus
@@ -43,7 +44,17 @@ class EsmeZcl:
             (Cluster.PREPAYMENT, 0x00): self._zcl_select_emergency_credit,  # SelectAvailableEmergencyCredit
         }
 
-    def _zcl_consumer_top_up(self, frame: Any, command: ClusterCommand) -> ClusterCommand:
+    def _from_ppmid(self, frame: Any, command: ClusterCommand) -> bool:
+        """Only a PPMID in the device log may top up or ask for emergency credit [I] (an IHD
+        there may read, not pay); anything else is logged and refused NOT_AUTHORIZED."""
+        if self.joined_devices.device_type(frame.src) == DeviceType.PPMID:
+            return True
+        self.log_security("zcl_command_refused", command=command.name, src=frame.src.hex().upper())
+        return False
+
+    def _zcl_consumer_top_up(self, frame: Any, command: ClusterCommand) -> ClusterCommand | int:
+        if not self._from_ppmid(frame, command):
+            return Status.NOT_AUTHORIZED
         code = command["top_up_code"]
         check = self.enter_utrn(bytes(code).decode("ascii", "replace"), origin="ppmid")
         if check.accepted:
@@ -56,6 +67,8 @@ class EsmeZcl:
                                     credit_remaining=clamp(math.floor(self.credit_pence), -(1 << 31), (1 << 31) - 1))
 
     def _zcl_select_emergency_credit(self, frame: Any, command: ClusterCommand) -> int:
+        if not self._from_ppmid(frame, command):
+            return Status.NOT_AUTHORIZED
         return Status.SUCCESS if self.activate_emergency_credit() else Status.FAILURE
 
     def _zcl_basic(self) -> dict[int, Any]:

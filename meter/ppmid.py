@@ -63,6 +63,7 @@ NS = "ppmid"
 DEVICE_LOG_NS = "ppmid_device_log"
 DEVICE_LOG_CAPACITY = 4  # an ESME, a GSME and room to change them [I]
 RESULTS_KEPT = 5  # last top-up results remembered (like a meter's top-up log)
+PENDING_GAS_MAX = 8  # gas requests awaiting the GSME's answer; the oldest is forgotten beyond [I]
 
 # ZSE Prepayment attributes read from the ESME (gbcs.zcl.ATTRIBUTES names)
 PAYMENT_CONTROL_CONFIGURATION, CREDIT_REMAINING, EMERGENCY_CREDIT_REMAINING, ACCUMULATED_DEBT = 0x0000, 0x0001, 0x0002, 0x0005
@@ -113,7 +114,8 @@ class PpmidDisplay:
 class Ppmid(TunnelServed, GbcsDevice):
     """A PPMID (module doc). `esme_eui` is the meter whose ZSE clusters it reads and tops up
     (the rig's `meter`); `gsme_eui` the gas meter, when there is one; `gas_source` the
-    (EUI, endpoint) of a ZCL server mirroring the GSME's Prepayment cluster, if any."""
+    (EUI, endpoint) of a ZCL server mirroring the GSME's Prepayment cluster, if any (rig option
+    `gas_source = "EUI:ENDPOINT"`)."""
 
     kind = "ppmid"
 
@@ -135,7 +137,7 @@ class Ppmid(TunnelServed, GbcsDevice):
         chf_eui: bytes | str | None = None,
         esme_eui: bytes | str | None = None,
         gsme_eui: bytes | str | None = None,
-        gas_source: tuple[bytes, int] | None = None,
+        gas_source: tuple[bytes, int] | str | None = None,
         install_code: bytes | str | None = None,
         poll_interval: float = 30.0,
         response_timeout: float = 2.0,
@@ -147,6 +149,9 @@ class Ppmid(TunnelServed, GbcsDevice):
         self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
         self.esme_eui = None if esme_eui is None else parse_eui(esme_eui)
         self.gsme_eui = None if gsme_eui is None else parse_eui(gsme_eui)
+        if isinstance(gas_source, str):  # rig option "EUI" or "EUI:ENDPOINT"
+            eui, _, endpoint = gas_source.partition(":")
+            gas_source = (parse_eui(eui), int(endpoint or 1))
         self.gas_source = gas_source
         self.install_code = bytes.fromhex(install_code) if isinstance(install_code, str) else install_code
         self.poll_interval = float(poll_interval)
@@ -358,8 +363,11 @@ class Ppmid(TunnelServed, GbcsDevice):
         if gsme is None:
             return {"accepted": False, "fuel": "gas", "result": "no_meter", "reason": "joined to no GSME"}
         frame, counter = self.build_gas_command(code, **params)
-        self.nvm.put(NS, "pending_gas", {**self.nvm.get(NS, "pending_gas", {}),
-                                        str(counter): {"use_case": code.name, "t": int(self.clock.now())}})
+        pending = self.nvm.get(NS, "pending_gas", {})
+        pending[str(counter)] = {"use_case": code.name, "t": int(self.clock.now())}
+        for old in sorted(pending, key=int)[:-PENDING_GAS_MAX]:
+            del pending[old]
+        self.nvm.put(NS, "pending_gas", pending)
         await self._send(frame)
         self.log_event("gas_request_sent", use_case=code.name, counter=counter)
         return {"accepted": None, "fuel": "gas", "result": "pending", "counter": counter}

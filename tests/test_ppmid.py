@@ -218,3 +218,24 @@ def test_gbhub_utrn_amounts():
     assert parse_amount("£81.91") == (ValueClass.PENNIES, 8191)
     assert parse_amount("82") == (ValueClass.POUNDS, 82)
     assert parse_amount(" 8191 ") == (ValueClass.POUNDS, 8191)
+
+
+@pytest.mark.premises(tcp=False)
+async def test_esme_takes_top_ups_and_emergency_credit_requests_from_its_ppmid_only(premises):
+    """The IHD is in the ESME's device log (it reads) but may not pay; a device not in it at all
+    is refused by the ZCL server. Neither changes the credit; both refusals are logged."""
+    from gbcs.zcl import Status
+    from gbcs.usecases.ppmid import consumer_top_up, select_emergency_credit
+    from gbhub.han.zcl_server import ZclStatusError
+
+    esme, ihd = premises.esme, premises.ihd
+    before = esme.credit_pence
+    utrn = vend(premises, 11, 100)
+    for command in (consumer_top_up(utrn), select_emergency_credit(0)):
+        with pytest.raises(ZclStatusError) as refused:
+            await ihd.zcl.command(esme.eui, command)
+        assert refused.value.status == Status.NOT_AUTHORIZED
+    assert esme.credit_pence == before
+    assert [e["code"] for e in esme.security_log()][-2:] == ["zcl_command_refused"] * 2
+    out = await premises.ppmid.enter_utrn(utrn)  # the same UTRN was never used: the PPMID's goes in
+    assert out["accepted"] and esme.credit_pence == before + 100

@@ -92,6 +92,9 @@ def test_gbhub_utrn_prints_a_valid_utrn_and_refuses_bad_input_in_one_line(tmp_pa
         status = json.loads(gbhub("status", "--data", str(data)).stdout)
         (ppmid,) = [d for d in status["devices"] if d["type"] == "ppmid"]
         assert ppmid["credit"] == 12.5 and ppmid["message"] == "ACCEPTED_SUPPLY_ENABLED"
+        ec = gbhub("ctl", "--data", str(data), "emergency-credit", "ppmid")  # the demo ESME has none
+        assert ec.returncode == 1 and json.loads(ec.stdout)["result"] == "FAILURE"
+        assert gbhub("ctl", "--data", str(data), "utrn", "chf", "1" * 20).returncode == 1  # no keypad
         for bad in (("--value", "0"), ("--value", "1.005"), ("--value", "9000"), ("--value", "ten"),
                     ("--to", "nosuch", "--value", "1")):
             args = ["utrn", "--data", str(data), "--to", "esme", *bad]
