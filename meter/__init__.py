@@ -38,14 +38,9 @@ def _attach_esme(esme: Esme, ctx: DeviceContext) -> ZclServer:
                      clock=ctx.clock, commands=esme.zcl_commands())
 
 
-def _han_join(device_type: DeviceType):
-    """Commissioning's join of a device that serves the CHF's tunnel (ESME, PPMID)."""
-
-    async def join_han(device, ctx: DeviceContext) -> None:
-        await join(device.han_port, ctx.chf.eui, ctx.spec.install_code, dispatch=device.han_dispatch,
-                   device_type=device_type, clock=ctx.clock)
-
-    return join_han
+async def _join_esme(esme: Esme, ctx: DeviceContext) -> None:
+    await join(esme.han_port, ctx.chf.eui, ctx.spec.install_code, dispatch=esme.han_dispatch,
+               device_type=DeviceType.ESME, clock=ctx.clock)
 
 
 def _esme_status(esme: Esme) -> dict:
@@ -69,7 +64,7 @@ def _ihd_status(ihd: Ihd) -> dict:
 register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=DeviceType.ESME,
                                 default_eui="02474248400000A0",
                                 default_install_code="83FED3407A939723A5C639B26916D505",
-                                keys=True, han_member=True, join=_han_join(DeviceType.ESME), status=_esme_status))
+                                keys=True, han_member=True, join=_join_esme, status=_esme_status))
 register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType.TYPE_2,
                                 default_eui="02474248400000A6",
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",
@@ -102,6 +97,11 @@ def _create_ppmid(ctx: DeviceContext) -> Ppmid:
 
 def _attach_ppmid(ppmid: Ppmid, ctx: DeviceContext) -> None:
     ppmid.attach_han(ctx.han)
+
+
+async def _join_ppmid(ppmid: Ppmid, ctx: DeviceContext) -> None:
+    await join(ppmid.han_port, ctx.chf.eui, ctx.spec.install_code, dispatch=ppmid.han_dispatch,
+               device_type=DeviceType.PPMID, clock=ctx.clock)
 
 
 def _ka_certificate(ctx: DeviceContext, eui: bytes) -> bytes:
@@ -155,5 +155,5 @@ def _ppmid_status(ppmid: Ppmid) -> dict:
 register_device_type(DeviceKind("ppmid", _create_ppmid, _attach_ppmid, device_type=DeviceType.PPMID,
                                 default_eui="02474248400000A4",
                                 default_install_code="5C2E9A71D4B03F68E1A7C95B20D84F3E",
-                                keys=True, han_member=True, join=_han_join(DeviceType.PPMID), pairs_with="esme",
+                                keys=True, han_member=True, join=_join_ppmid, pairs_with="esme",
                                 pair=_pair_ppmid, paired=_ppmid_paired, status=_ppmid_status))

@@ -24,6 +24,7 @@ response shapes follow the RTDS response vectors):
   ECS52   firmware version
   ECS70   clock: preset with validity window, adjust, read back
   CS01a   top-up: UTRN into the token gateway (gbcs.utrn)
+  PECS01/PECS02  its PPMID's ZSE ConsumerTopUp / SelectAvailableEmergencyCredit (`meter.esme_zcl`)
   CS03A1/CS03B/CS04AC/CS04B/CS07  the ESME's own device log (ASN.1, `firmware.device_log`)
 
 Choices no source fixes are tagged [I]/[U] where they are made.

@@ -26,6 +26,8 @@ TOPUP_LOG_CAPACITY = 5  # ZSE Prepayment top-up log has five slots [S gbcs.zcl a
 class Prepayment:
     """The prepayment part of `Esme` (module doc)."""
 
+    emergency_credit_activation = "auto"  # or "consumer" (module doc); the ESME takes it as an option
+
     def _prepay(self) -> dict:
         return self.nvm.get(NS, "prepayment")
 
@@ -69,7 +71,7 @@ class Prepayment:
         p["ec_remaining"] += repay
         p["credit"] += pence - repay
         p["total_added"] += pence
-        if p.get("ec_active") and p["ec_remaining"] >= p["ec_limit"]:
+        if self.emergency_credit_activation == "consumer" and p.get("ec_active") and p["ec_remaining"] >= p["ec_limit"]:
             p["ec_active"] = False  # repaid in full: the next use needs a new activation
         self.nvm.put(NS, "prepayment", p)
         self.nvm.log_append(TOPUP_LOG, {"t": int(self.device_now()), "pence": pence, "origin": origin}, TOPUP_LOG_CAPACITY)
