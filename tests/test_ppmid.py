@@ -239,3 +239,92 @@ async def test_esme_takes_top_ups_and_emergency_credit_requests_from_its_ppmid_o
     assert [e["code"] for e in esme.security_log()][-2:] == ["zcl_command_refused"] * 2
     out = await premises.ppmid.enter_utrn(utrn)  # the same UTRN was never used: the PPMID's goes in
     assert out["accepted"] and esme.credit_pence == before + 100
+
+
+# -- the PPMID's own GBCS security and device log ----------------------------------------------------
+async def test_ppmid_device_log_and_security(premises):
+    """Join codes on the PPMID's log (Method A via CS03A2, Method C via CS03C), CS07 reads it, and a
+    replayed or wrongly-signed command is refused with the security alert and changes nothing."""
+    from gbcs.asn1 import DeviceType, JoinDevice, JoinMethodAndRole as Role, ReadDeviceJoinDetails, decode_asn1
+    from gbhub.wan.headend import CommandRejected
+
+    p, ppmid = premises, premises.ppmid
+    he = p.headend
+
+    async def join(code, payload, counter=None):
+        reply = await he.request(recipient=ppmid.eui, message_code=code, content=payload.encode(), critical=True,
+                                 counter=counter)
+        assert reply.valid and reply.message.originator == ppmid.eui
+        return decode_asn1(reply.message.content, message_code=code, cra=2).code, reply
+
+    other = bytes.fromhex("0247424841000077")
+    assert (await join(MessageCode.CS03A2, JoinDevice(Role.METHOD_C, other, DeviceType.GSME)))[0] == 1  # C: CS03C's
+    assert (await join(MessageCode.CS03A2, JoinDevice(Role.METHOD_B, other, DeviceType.TYPE_2)))[0] == 2  # B: not here
+    assert (await join(MessageCode.CS03A2, JoinDevice(Role.METHOD_A_RESPONDER, other, DeviceType.GSME)))[0] == 2
+    code, reply = await join(MessageCode.CS03A2, JoinDevice(Role.METHOD_A_RESPONDER, other, DeviceType.ESME))
+    assert code == 0 and ppmid.paired_with(other)
+    read = await he.request(recipient=ppmid.eui, message_code=MessageCode.CS07, content=ReadDeviceJoinDetails().encode(),
+                            critical=False)
+    entries = decode_asn1(read.message.content, message_code=MessageCode.CS07, cra=2).entries
+    assert {(e.entity_id, e.device_type) for e in entries} == {(p.esme.eui, DeviceType.ESME), (other, DeviceType.ESME)}
+    # the same command again (its counter already used): refused, logged, nothing changes
+    again = bytes.fromhex("0247424841000078")
+    with pytest.raises(CommandRejected) as refused:
+        await join(MessageCode.CS03A2, JoinDevice(Role.METHOD_A_RESPONDER, again, DeviceType.ESME),
+                   counter=reply.message.originator_counter)
+    assert refused.value.code == AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES
+    assert not ppmid.paired_with(again) and ppmid.security_log()[-1]["code"] == "command_rejected"
+    # critical without the supplier's signature
+    with pytest.raises(CommandRejected) as unsigned:
+        await he.request(recipient=ppmid.eui, message_code=MessageCode.CS03A2, critical=False,
+                         content=JoinDevice(Role.METHOD_A_RESPONDER, again, DeviceType.ESME).encode())
+    assert unsigned.value.code == AlertCode.TRUSTED_SOURCE_AUTHENTICATION_FAILURE and not ppmid.paired_with(again)
+
+
+# -- with a GSME (runs once a GSME type that takes the PPMID's join and PCS01 is registered) ----------
+def _gsme_ready() -> bool:
+    from gbhub.firmware.registry import device_kinds
+
+    kinds = {k.type: k for k in device_kinds()}
+    if "gsme" not in kinds:
+        return False
+    from gbhub.meter import gsme as module  # noqa: F401  (the gas helper's module)
+
+    handlers = getattr(getattr(module, "Gsme", None), "HANDLERS", {})
+    return MessageCode.PCS01 in handlers and MessageCode.CS03C in handlers
+
+
+needs_gsme = pytest.mark.skipif(not _gsme_ready(), reason="no GSME serving CS03C and PCS01 in this build")
+
+
+@needs_gsme
+@pytest.mark.premises(devices=[{"type": "gsme"}, {"type": "ppmid"}])
+async def test_ppmid_tops_up_the_gsme_through_the_chf_queue(premises):
+    ppmid, gsme = premises.ppmid, premises.gsme
+    assert ppmid.paired_with(gsme.eui) and gsme.in_device_log(ppmid.eui)
+    before = gsme.credit_pence
+    out = await ppmid.enter_utrn(vend(premises, 5, 900, device=gsme.eui), fuel="gas")
+    assert out["result"] == "pending"
+    gsme.press_button()  # wake it rather than wait half an hour
+    await premises.clock.advance(60)
+    assert ppmid.pending_gas == {} and ppmid.last_gas_result["accepted"]
+    assert gsme.credit_pence == pytest.approx(before + 900)
+
+
+@needs_gsme
+@pytest.mark.premises(devices=[{"type": "gsme"}, {"type": "ppmid"}])
+async def test_no_wan_gas_top_up_from_the_ppmid(premises):
+    """PPMID → CHF → GSME is HAN only: with the WAN cut a gas top-up still applies, and the GSME's
+    alerts reach the head-end when the WAN returns."""
+    ppmid, gsme, he = premises.ppmid, premises.gsme, premises.headend
+    premises.bridge.set_link(False)
+    since = len(he.received_alerts)
+    before = gsme.credit_pence
+    out = await ppmid.enter_utrn(vend(premises, 6, 400, device=gsme.eui), fuel="gas")
+    assert out["result"] == "pending"
+    gsme.press_button()
+    await premises.clock.advance(60)
+    assert ppmid.last_gas_result["accepted"] and gsme.credit_pence == pytest.approx(before + 400)
+    premises.bridge.set_link(True)
+    await he.wait_alert(lambda a: a.message.originator == gsme.eui and a.code == AlertCode.CREDIT_ADDED_LOCALLY,
+                        since=since)
