@@ -23,8 +23,8 @@ The GSME is sleepy: PCS01 / PCS02 go up the tunnel to the CHF, which queues them
 next wake, so a gas request returns `pending` and its answer arrives later (`display.gas`,
 `last_gas_result`). Outgoing gas requests are kept in NVM until answered (`pending_gas`).
 
-State in NVM (namespace "ppmid"): HAN network credentials, the GSME's KA certificate, the gas
-requests awaiting an answer, the last top-up results; its device log (`firmware.device_log`).
+State in NVM (namespace "ppmid"): the gas requests awaiting an answer, the last top-up results;
+its device log (`firmware.device_log`, which keeps the GSME's KA certificate from CS03C).
 """
 from __future__ import annotations
 
@@ -34,10 +34,8 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gbcs.asn1 import JoinDevice
 from gbcs.catalogue import DeviceType, MessageCode
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.frame import CRA, Message, decode_message, mac_frame
@@ -48,8 +46,8 @@ from gbcs.utrn import UTRN_LENGTH, UtrnError, decode_utrn
 from gbcs.zcl import Cluster, Status
 from gbhub.firmware.clock import to_datetime
 from gbhub.firmware.cosem import EPOCH_2000
-from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gbcs_device import GbcsDevice, Outcome, handlers
+from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
+from gbhub.firmware.gbcs_device import GbcsDevice, handlers
 from gbhub.han.aps import HanError
 from gbhub.han.zcl_server import ZclClient, ZclError, ZclStatusError, ZclTimeout
 
@@ -194,24 +192,17 @@ class Ppmid(TunnelServed, GbcsDevice):
     def paired_with(self, eui: bytes) -> bool:
         return eui in self.joined_devices
 
-    def execute(self, message: Message) -> Outcome:
-        out = super().execute(message)
-        if message.message_code == MessageCode.CS03C:
-            joined = command_payload(message, JoinDevice)
-            if joined.ka_certificate and joined.other_entity_id in self.joined_devices:
-                # the GSME's KA certificate: what PCS01 / PCS02 are MACed with
-                self.nvm.put(NS, "gsme", {"eui": eui_hex(joined.other_entity_id), "certificate": joined.ka_certificate.hex()})
-        return out
-
     def _gsme(self) -> tuple[bytes, ec.EllipticCurvePublicKey] | None:
-        saved = self.nvm.get(NS, "gsme")
-        if saved is None:
-            return None
-        eui = bytes.fromhex(saved["eui"])
-        if eui not in self.joined_devices:
-            return None
-        key = x509.load_der_x509_certificate(bytes.fromhex(saved["certificate"])).public_key()
-        return eui, key  # type: ignore[return-value]
+        """The GSME joined by Method C (CS03C), with the KA key its certificate gave; the
+        configured one when `gsme_eui` is set."""
+        log = self.joined_devices
+        candidates = [self.gsme_eui] if self.gsme_eui is not None else [
+            e.entity_id for e in log.entries() if e.device_type == DeviceType.GSME]
+        for eui in candidates:
+            key = log.ka_key(eui)
+            if key is not None:
+                return eui, key
+        return None
 
     @property
     def esme(self) -> bytes | None:

@@ -328,3 +328,85 @@ async def test_no_wan_gas_top_up_from_the_ppmid(premises):
     premises.bridge.set_link(True)
     await he.wait_alert(lambda a: a.message.originator == gsme.eui and a.code == AlertCode.CREDIT_ADDED_LOCALLY,
                         since=since)
+
+
+# -- the receiving side of PCS01: the shared device-to-device check in GbcsDevice ----------------------
+async def test_pcs01_is_authenticated_by_the_method_c_certificate_on_the_receiving_device(premises):
+    """A GBCS device that takes PCS01 (as a GSME does) checks it with the KA key of the PPMID that
+    CS03C put in its device log (`GbcsDevice.peer_device_key`), answers it MACed for the PPMID,
+    and refuses PCS01 from a device not joined by Method C, with a bad MAC or a replayed counter.
+    Here a minimal device stands in for the GSME (the gas helper's GSME plugs into the same)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gbcs.asn1 import DeviceType, JoinDevice, JoinMethodAndRole
+    from gbcs.frame import decode_message
+    from gbcs.gbz import GbzComponent, GbzPayload
+    from gbcs.payload import decode_payload
+    from gbcs.usecases.ppmid import TopUpResult
+    from gbcs.zcl import Cluster, ClusterCommand
+    from gbhub.firmware import Nvm
+    from gbhub.firmware.device_log import DeviceLog, join
+    from gbhub.firmware.gbcs_device import Credentials, GbcsDevice, call, handlers
+
+    def top_up(device, message):
+        (comp,) = decode_payload(message).components
+        device.topped_up.append(comp.payload["top_up_code"].decode())
+        answer = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=int(TopUpResult.ACCEPTED),
+                                      top_up_value=300, source_of_top_up=comp.payload["originating_device"],
+                                      credit_remaining=1300)
+        return GbzPayload.build([GbzComponent.build(Cluster.PREPAYMENT, answer, disable_default_response=True)]).encode()
+
+    class GasMeter(GbcsDevice):
+        kind = "gsme"
+        HANDLERS = handlers(join(MessageCode.CS03C, DeviceType.PPMID), call(MessageCode.PCS01, top_up))
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.joined_devices = DeviceLog(self, namespace="gas_device_log", capacity=4)
+            self.topped_up = []
+
+    ppmid, he = premises.ppmid, premises.headend
+    eui, ks = _gsme_keys(premises)
+    sent: list[bytes] = []
+
+    async def uplink(frame: bytes) -> None:
+        sent.append(frame)
+
+    gas = GasMeter(eui, clock=premises.clock, credentials=Credentials.from_keystore(ks, eui), trust=premises.trust,
+                   nvm=Nvm(None), send_gbcs=uplink)
+    await gas.start()
+    try:
+        utrn = vend(premises, 2, 300, device=eui)
+        await _joined_gsme(premises, eui, ks)
+        frame, _ = ppmid.build_gas_command(MessageCode.PCS01, utrn=utrn)
+        assert await gas.process(frame) is None  # the GSME has not joined the PPMID yet: unknown party
+        cert = ks.certificate(ppmid.eui, "ka").public_bytes(Encoding.DER)
+        _, join_frame = he.build_command(recipient=eui, message_code=MessageCode.CS03C, critical=True, content=JoinDevice(
+            JoinMethodAndRole.METHOD_C, ppmid.eui, DeviceType.PPMID, cert).encode())
+        assert await gas.process(join_frame) is not None and ppmid.eui in gas.joined_devices
+        forged = frame[:-12] + bytes(12)
+        assert await gas.process(forged) is None  # bad MAC
+        response = await gas.process(frame)
+        assert response is not None and gas.topped_up == [utrn]
+        assert await gas.process(frame) is None  # replayed
+        assert [e["reason"] for e in gas.security_log() if e["code"] == "command_rejected"] == [
+            "unknown_party", "authentication", "replay"]
+        # the answer, MACed for the PPMID, is what the PPMID accepts
+        counter = decode_message(frame).originator_counter
+        ppmid.nvm.put("ppmid", "pending_gas", {str(counter): {"use_case": "PCS01", "t": 0}})
+        await ppmid.process(response)
+        assert ppmid.pending_gas == {} and ppmid.display.gas.credit == 1300 and ppmid.last_gas_result["amount"] == 300
+    finally:
+        await gas.stop()
+
+
+async def _joined_gsme(premises, eui, ks):
+    """CS03C to the PPMID: it joins the GSME `eui` with the GSME's KA certificate."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gbcs.asn1 import DeviceType, JoinMethodAndRole
+
+    r = await premises.send("CS03C", "ppmid", other_entity_id=eui, other_device_type=DeviceType.GSME,
+                            join_method_and_role=JoinMethodAndRole.METHOD_C,
+                            ka_certificate=ks.certificate(eui, "ka").public_bytes(Encoding.DER))
+    assert r.ok
