@@ -31,6 +31,17 @@ def _type(data: Path, utrn: str) -> dict | None:
     return answer
 
 
+def _type_fast(data: Path, utrn: str) -> dict | None:
+    """The same request through the control channel in-process (no client start-up per UTRN, so
+    the kills land while top-ups are under way)."""
+    from gbhub.tools.control import ControlError, request
+
+    try:
+        return request(data, {"op": "utrn", "eui": "ppmid", "utrn": utrn}, 5.0)
+    except ControlError:
+        return None
+
+
 def _credit_pence(data: Path) -> int:
     out = gbhub("status", "--data", str(data), timeout=60)
     assert out.returncode == 0, out.stderr
@@ -46,14 +57,14 @@ def test_sigkill_while_the_ppmid_tops_up_loses_nothing_acknowledged_and_applies_
     acked: set[str] = set()
     bit = 0
     try:
-        for _round in range(3):
-            killer = threading.Timer(rng.uniform(0.3, 2.5), run.kill)
+        for _round in range(5):
+            killer = threading.Timer(rng.uniform(0.05, 0.6), run.kill)
             killer.start()
             while run.proc.poll() is None and bit < 13:
                 utrn = vend(data, ESME, f"{(1 << bit) / 100:.2f}")["utrn"]  # counter advanced before use
                 utrns[utrn] = 1 << bit
                 bit += 1
-                answer = _type(data, utrn)
+                answer = _type_fast(data, utrn)
                 if answer is not None and answer.get("accepted"):
                     acked.add(utrn)
             killer.join()
@@ -64,13 +75,20 @@ def test_sigkill_while_the_ppmid_tops_up_loses_nothing_acknowledged_and_applies_
         applied = {u for u, v in utrns.items() if credit & v}
         assert credit == sum(utrns[u] for u in applied)  # only values that were sent, each once
         assert acked <= applied  # nothing acknowledged was lost
-        # typing every UTRN again: an applied one is a duplicate, a lost one (never acknowledged) goes in now
-        for utrn, value in utrns.items():
-            answer = _type(data, utrn)
+        # typing every UTRN again: an applied one is a duplicate; one never applied goes in now, or
+        # is refused as possibly used when it is older than all the meter's UTRN counter cache holds
+        late = set()
+        for utrn in utrns:
+            answer = _type_fast(data, utrn)
             assert answer is not None
-            assert answer["result"] == ("REJECTED_DUPLICATE" if utrn in applied else "ACCEPTED_SUPPLY_ENABLED"), answer
-        assert _credit_pence(data) == sum(utrns.values())
-        assert len(acked) >= 1 and bit >= 3
+            if utrn in applied:
+                assert answer["result"] == "REJECTED_DUPLICATE", answer
+            elif answer["accepted"]:
+                late.add(utrn)
+            else:
+                assert answer["result"] == "REJECTED_DUPLICATE", answer
+        assert _credit_pence(data) == sum(utrns[u] for u in applied | late)
+        assert len(acked) >= 3 and bit >= 8
     finally:
         run.kill()
 
