@@ -92,7 +92,7 @@ def _create_ppmid(ctx: DeviceContext) -> Ppmid:
     gsme = _ppmid_gsme(ctx)
     return Ppmid(s.eui, clock=ctx.clock, credentials=ctx.credentials(), trust=ctx.trust, nvm=ctx.nvm,
                  chf_eui=ctx.chf.eui, esme_eui=ctx.meter.eui, gsme_eui=None if gsme is None else gsme.eui,
-                 install_code=s.install_code, **ctx.firmware(), **options)
+                 **ctx.firmware(), **options)
 
 
 def _attach_ppmid(ppmid: Ppmid, ctx: DeviceContext) -> None:

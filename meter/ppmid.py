@@ -118,7 +118,7 @@ class Ppmid(TunnelServed, GbcsDevice):
     kind = "ppmid"
 
     HANDLERS = handlers(
-        join(MessageCode.CS03A2, DeviceType.ESME, DeviceType.HCALCS),
+        join(MessageCode.CS03A2, DeviceType.ESME),
         join(MessageCode.CS03C, DeviceType.GSME),
         unjoin(MessageCode.CS04AC),
         read(MessageCode.CS07),
@@ -136,7 +136,6 @@ class Ppmid(TunnelServed, GbcsDevice):
         esme_eui: bytes | str | None = None,
         gsme_eui: bytes | str | None = None,
         gas_source: tuple[bytes, int] | str | None = None,
-        install_code: bytes | str | None = None,
         poll_interval: float = 30.0,
         response_timeout: float = 2.0,
         **kw: Any,
@@ -151,7 +150,6 @@ class Ppmid(TunnelServed, GbcsDevice):
             eui, _, endpoint = gas_source.partition(":")
             gas_source = (parse_eui(eui), int(endpoint or 1))
         self.gas_source = gas_source
-        self.install_code = bytes.fromhex(install_code) if isinstance(install_code, str) else install_code
         self.poll_interval = float(poll_interval)
         self.response_timeout = response_timeout
         self.joined_devices = DeviceLog(self, namespace=DEVICE_LOG_NS, capacity=DEVICE_LOG_CAPACITY)

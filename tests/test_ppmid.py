@@ -24,11 +24,6 @@ def vend(premises, counter: int, pence: int, device=None):
                          private_key=ks.private_key(supplier, "pp-ka"), public_key=ks.public_key(device, "ka")).encode()
 
 
-def alerts_with(premises, code, since=0):
-    from gbcs.dlms import DataNotification  # noqa: F401
-    return [a for a in premises.headend.received_alerts[since:] if a.code == code]
-
-
 @pytest.mark.premises(devices=[PPMID])
 async def test_ppmid_joins_esme_and_shows_credit(premises):
     ppmid, esme = premises.ppmid, premises.esme
@@ -142,6 +137,10 @@ async def test_ppmid_pcs01_and_pcs02_for_a_gsme(premises):
     assert ppmid.last_gas_result["accepted"] and ppmid.last_gas_result["amount"] == 700
     await ppmid.process(mac_frame(resp.general_signing(), compute_mac(secret, resp)))  # replayed: ignored
     assert [r["fuel"] for r in ppmid.results] == ["gas"]
+    # gas figures from a ZCL server mirroring the GSME's Prepayment cluster (here the ESME's stands in)
+    ppmid.gas_source = (premises.esme.eui, 1)
+    shown = await ppmid.poll_now()
+    assert shown.gas.credit == premises.esme.credit_pence and shown.gas.prepayment is False
 
 
 @given(st.integers(0, 0x3FF), st.sampled_from(list(ValueClass)), st.integers(0, 8191), st.binary(min_size=4, max_size=4),
@@ -410,3 +409,17 @@ async def _joined_gsme(premises, eui, ks):
                             join_method_and_role=JoinMethodAndRole.METHOD_C,
                             ka_certificate=ks.certificate(eui, "ka").public_bytes(Encoding.DER))
     assert r.ok
+
+
+def test_rig_file_with_a_ppmid(tmp_path):
+    from gbhub.tools.rig import RigError, load_rig
+
+    rig = tmp_path / "rig.toml"
+    rig.write_text('[[device]]\ntype = "chf"\n[[device]]\ntype = "esme"\n[[device]]\ntype = "ppmid"\n'
+                   'options = { poll_interval = 5.0, gas_source = "02474248400000A3:2" }\n')
+    (ppmid,) = [d for d in load_rig(rig).devices if d.type == "ppmid"]
+    assert (ppmid.name, ppmid.meter, ppmid.eui.hex().upper()) == ("ppmid", "esme", "02474248400000A4")
+    assert ppmid.options == {"poll_interval": 5.0, "gas_source": "02474248400000A3:2"}
+    rig.write_text('[[device]]\ntype = "chf"\n[[device]]\ntype = "ppmid"\n')
+    with pytest.raises(RigError, match="pairs with a esme"):
+        load_rig(rig)

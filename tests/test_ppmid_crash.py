@@ -10,7 +10,6 @@ import json
 import random
 import signal
 import threading
-import time
 from pathlib import Path
 
 from test_cli_run import Running, gbhub
