@@ -112,6 +112,10 @@ def test_gbhub_utrn_prints_a_valid_utrn_and_refuses_bad_input_in_one_line(tmp_pa
         ec = gbhub("ctl", "--data", str(data), "emergency-credit", "ppmid")  # the demo ESME has none
         assert ec.returncode == 1 and json.loads(ec.stdout)["result"] == "FAILURE"
         assert gbhub("ctl", "--data", str(data), "utrn", "chf", "1" * 20).returncode == 1  # no keypad
+        sent = gbhub("send", "PCS01", f"utrn={first.encode()}", "--to", "ppmid", "--data", str(data))
+        assert sent.returncode == 2 and "sent by a PPMID over the HAN" in sent.stderr  # not a head-end's
+        read = json.loads(gbhub("send", "CS07", "--to", "ppmid", "--data", str(data)).stdout)
+        assert read["ok"] and read["summary"]["devices"] == [{"eui": ESME, "device_type": "ESME"}]
         for bad in (("--value", "0"), ("--value", "1.005"), ("--value", "9000"), ("--value", "ten"),
                     ("--to", "nosuch", "--value", "1")):
             args = ["utrn", "--data", str(data), "--to", "esme", *bad]

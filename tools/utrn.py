@@ -20,9 +20,8 @@ from pathlib import Path
 from gbcs.codec import eui_hex
 from gbcs.utrn import MAX_UTRN_COUNTER, MAX_VALUE, ValueClass, generate_utrn
 
+from .datafolder import UTRN_COUNTERS as COUNTER_FILE
 from .inputs import Failure, UsageError
-
-COUNTER_FILE = "utrn-counters.json"
 
 
 def parse_amount(text: str) -> tuple[ValueClass, int]:
