@@ -423,3 +423,17 @@ def test_rig_file_with_a_ppmid(tmp_path):
     rig.write_text('[[device]]\ntype = "chf"\n[[device]]\ntype = "ppmid"\n')
     with pytest.raises(RigError, match="pairs with a esme"):
         load_rig(rig)
+
+
+async def test_ppmid_survives_a_power_cut(premises):
+    """Its device log (the ESME it serves) is in NVM: after a power cut it reads and tops up again
+    without being paired anew; what it displayed is gone until the next read."""
+    ppmid = premises.ppmid
+    await ppmid.poll_now()
+    await ppmid.power_off()
+    await ppmid.start()
+    assert ppmid.paired_with(premises.esme.eui) and ppmid.display.electricity.credit is None
+    await premises.clock.advance(ppmid.poll_interval + 1)
+    assert ppmid.display.status == "ok"
+    out = await ppmid.enter_utrn(vend(premises, 21, 50))
+    assert out["accepted"] and out["amount"] == 50

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -214,7 +215,7 @@ class ControlServer:
         enter = getattr(device, "enter_utrn", None)
         if enter is None:
             raise ControlError(f"{self.premises.name_of(device)} ({eui_hex(device.eui)}) has no keypad")
-        if not asyncio.iscoroutinefunction(enter):  # a meter's keypad takes the bare digits
+        if not inspect.iscoroutinefunction(enter):  # a meter's keypad takes the bare digits
             digits = "".join(c for c in digits if c not in " \t-")
         result = enter(digits, fuel=fuel) if fuel is not None else enter(digits)
         if asyncio.iscoroutine(result):
