@@ -437,3 +437,18 @@ async def test_ppmid_survives_a_power_cut(premises):
     assert ppmid.display.status == "ok"
     out = await ppmid.enter_utrn(vend(premises, 21, 50))
     assert out["accepted"] and out["amount"] == 50
+
+
+def test_gbhub_utrn_counters_never_repeat_under_concurrent_vending(tmp_path):
+    """Counters advance under a lock and are on disk before a UTRN is returned."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gbhub.tools.utrn import next_utrn_counter
+
+    supplier, device = bytes(range(8)), bytes(range(8, 16))
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: next_utrn_counter(tmp_path, supplier, device), range(40)))
+    assert sorted(got) == list(range(1, 41))
+    assert json.loads((tmp_path / "utrn-counters.json").read_text()) == {
+        f"{supplier.hex().upper()}:{device.hex().upper()}": 40}

@@ -6,9 +6,9 @@ The amount is in pounds (`12.50`, `£12.50`): it travels in pennies when that fi
 value (up to £81.91), else in whole pounds (up to £8191) [FACTS §6]; anything else is refused.
 Each supplier / device pair has its own UTRN counter, kept in `DATA/utrn-counters.json` and
 written (temporary file, fsync, rename) before the UTRN is printed, so a crash never hands out one
-counter twice. Counters start at 1 [I]; a device rebuilds them within ±512 of the highest it has
-accepted, so a data folder that lost its counter file can repeat UTRNs the device then refuses as
-duplicates.
+counter twice; a lock file keeps two `gbhub utrn` at once apart. Counters start at 1 [I]; a device
+rebuilds them within ±512 of the highest it has accepted, so a data folder that lost its counter
+file can repeat UTRNs the device then refuses as duplicates.
 """
 from __future__ import annotations
 
@@ -45,8 +45,21 @@ def parse_amount(text: str) -> tuple[ValueClass, int]:
 
 
 def next_utrn_counter(data: Path, supplier: bytes, device: bytes) -> int:
-    """Advance and persist the pair's UTRN counter; the new value."""
+    """Advance and persist the pair's UTRN counter; the new value. Under an exclusive lock, so two
+    `gbhub utrn` at once never take the same counter."""
+    import fcntl
+
     path = data / COUNTER_FILE
+    try:
+        lock = open(path.with_name(path.name + ".lock"), "a")
+    except OSError as exc:
+        raise Failure(f"cannot lock the UTRN counters in {data}: {exc.strerror}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _advance(path, supplier, device)
+
+
+def _advance(path: Path, supplier: bytes, device: bytes) -> int:
     try:
         counters = json.loads(path.read_text()) if path.exists() else {}
         if not isinstance(counters, dict):
