@@ -377,13 +377,28 @@ class GbcsDevice(Device):
                 await result
         return response
 
+    def peer_device_key(self, eui: bytes) -> ec.EllipticCurvePublicKey | None:
+        """KA public key of a HAN device allowed to send this one HAN-only commands (a GSME's
+        PPMID: PCS01 / PCS02): the certificate a Method C join left in the device log."""
+        log = getattr(self, "joined_devices", None)
+        return None if log is None else log.ka_key(eui)
+
     def authenticate(self, msg: Message) -> RemoteParty:
-        """MAC (ACB), recipient, originator known, role allowed, signature of critical commands."""
+        """MAC (ACB), recipient, originator known, role allowed, signature of critical commands.
+        A HAN-only device-to-device command (PCS01 / PCS02) instead carries a MAC from the KA keys
+        of the two devices, and its originator must be a device joined by Method C."""
         if msg.recipient != self.eui:
             raise CommandRejected("recipient", f"addressed to {eui_hex(msg.recipient)}")
         use_case = catalogue.by_message_code(msg.message_code)
         if use_case is None or not self.supports(msg.message_code):
             raise CommandRejected("unsupported", f"message code 0x{msg.message_code:04X}")
+        if use_case.message_type == catalogue.SME_C_PPMID_GSME:
+            key = self.peer_device_key(msg.originator)
+            if key is None:
+                raise CommandRejected("unknown_party", f"originator {eui_hex(msg.originator)} has not joined by Method C")
+            if msg.mac is None or not check_mac(self.secrets.secret(self.credentials.ka, key), msg):
+                raise CommandRejected("authentication", "device-to-device MAC does not verify")
+            return RemoteParty(msg.originator, RemotePartyRole.OTHER, ka_public=key)  # a device, not a party [I]
         party = self.trust.by_eui(msg.originator)
         if party is None:
             raise CommandRejected("unknown_party", f"originator {eui_hex(msg.originator)} not a trust anchor")

@@ -36,7 +36,7 @@ OTHER = bytes.fromhex("02474248400000E2")
 B, C = JoinMethodAndRole.METHOD_B, JoinMethodAndRole.METHOD_C
 INTEGRITY = AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED
 
-pytestmark = pytest.mark.premises(tcp=False, ihd=False)
+pytestmark = pytest.mark.premises(tcp=False, ihd=False, ppmid=False)
 
 
 async def asn1(p, device, code, payload, **kw):

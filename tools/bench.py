@@ -168,7 +168,7 @@ async def _bench(seconds: float, window: int, progress) -> dict:
 
     out: dict = {"seconds_per_figure": seconds, "window": window}
     for tcp in (False, True):
-        rig = default_rig(None, ihd=False)
+        rig = default_rig(None, ihd=False, ppmid=False)
         rig.clock = "sim"
         p = Premises(rig, tcp=tcp, sim=True)
         await p.start()
@@ -226,7 +226,7 @@ async def _soak(seconds: float, progress) -> dict:
     import tempfile
 
     data = Path(tempfile.mkdtemp(prefix="gbhub-soak-"))  # SQLite NVM, as under `gbhub run`
-    rig = default_rig(data, ihd=False)
+    rig = default_rig(data, ihd=False, ppmid=False)
     rig.clock = "sim"
     p = Premises(rig, tcp=True, sim=True)
     try:

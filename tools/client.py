@@ -133,6 +133,9 @@ def _params(definition, items: list[str]) -> dict:
     if definition.is_alert:
         raise UsageError(f"{definition.use_case} is an alert a device sends: there is nothing to send "
                          f"(`gbhub alerts` prints alerts as they come)")
+    if definition.originator == "ppmid":
+        raise UsageError(f"{definition.use_case} is sent by a PPMID over the HAN, not by a head-end: type the UTRN "
+                         f"on the PPMID (`gbhub ctl utrn ppmid DIGITS --fuel gas`, `gbhub ctl emergency-credit ppmid --fuel gas`)")
     items = [_certificate_file(item) for item in items]
     try:
         params = usecases.parse_params(definition.use_case, items)

@@ -343,7 +343,10 @@ class Premises:
             entry = chf.device_log_entry(device.eui)
             if entry is None or (kind.join is not None and not entry.joined):
                 return True
-            if kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
+            if kind.pair is not None:
+                if not kind.paired(device, self.contexts[name]):
+                    return True
+            elif kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
                 return True
         return False
 
@@ -404,7 +407,11 @@ class Premises:
                 log.info("commissioning %s: joining the HAN", name)
                 await kind.join(device, self.contexts[name])
                 await self._settle(1)
-            if kind.pairs_with is not None:
+            if kind.pair is not None:
+                if not kind.paired(device, self.contexts[name]):
+                    log.info("commissioning %s: pairing with its meters", name)
+                    await kind.pair(device, self.contexts[name], he)
+            elif kind.pairs_with is not None:
                 meter = self.devices_by_name[spec.meter]
                 if not meter.in_device_log(device.eui):
                     from gbcs.asn1 import JoinMethodAndRole
