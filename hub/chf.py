@@ -41,7 +41,8 @@ from gbcs.dlms import Data
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, peek_header
 from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
-from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, dlms, handlers
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, dlms, handlers
+from gbhub.firmware.update import activate_firmware
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
@@ -96,6 +97,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         dlms(MessageCode.CCS06),
         dlms(MessageCode.CCS07),
         dlms(MessageCode.ECS52),
+        call(MessageCode.CS06, activate_firmware, dated=True),
     )
 
     def __init__(
