@@ -106,6 +106,7 @@ class FirmwareUpdates:
         self._staged: bytearray = bytearray()  # received bytes not yet in NVM (beyond the last chunk)
         self._transfer: dict | None = None
         self.activation = FutureDatedActivation(self)
+        self.ota_client: Any = None  # what fetches images over the HAN (`han.ota.OtaClient`), if any
 
     # ------------------------------------------------------------------ boot
     async def start(self) -> None:
@@ -133,6 +134,8 @@ class FirmwareUpdates:
         await super().start()
         if self.state == "on":
             self.activation.arm()
+            if self.ota_client is not None:
+                self.ota_client.on_boot()
             if alert is not None:
                 self.spawn(self.raise_alert(alert, critical=True), name=f"{self.kind}-firmware-boot")
 

@@ -22,7 +22,8 @@ the Device Log and the join window; refusals go to the security log), and a `Zcl
 CHF records the TC link key (CS14 if the log changed) and opens the tunnel to tunnel-server types.
 
 The CHF Device Log and the ZigBee Network Control object live in `hub.chf_log`, the WAN outage
-queue in `hub.wan_queue`; both are mixed into `Chf`.
+queue in `hub.wan_queue`, firmware distribution (OTA Upgrade server, CCS08) in `hub.chf_ota`; all
+are mixed into `Chf`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
 from gbhub.han.zcl_server import ZclServer
 from gbhub.wan.bridge import HubPort
 
+from .chf_ota import ChfFirmware
 from .chf_log import LOG_NS, NETWORK_NS, ChfDeviceLog, ChfDeviceLogEntry, LogChanges
 from .wan_queue import QUEUE_NS, WanQueue
 
@@ -78,7 +80,7 @@ def delivery_failure_body(command: Message) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
-class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
+class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
     """The Communications Hub Function (see module doc).
 
     Wiring: `attach_wan(hub_port)`, `attach_han(transport)` (returns the HAN port; other cluster
@@ -203,6 +205,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self.han_port = port = transport.attach(self.eui, self._han_receive)
         self.zcl_server = ZclServer(self.han_dispatch, endpoint=self.han_endpoint, clusters=self.zcl_attributes(),
                                     allow=self._zcl_allowed, port=port, clock=self.clock)
+        self._start_ota()
         if self._alive:
             self._start_han()
         return port
@@ -266,6 +269,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
             if entry.joined and entry.device_type in TUNNEL_SERVER_TYPES:
                 self.spawn(self._open_tunnel(entry.eui), name=f"chf-tunnel-{eui_hex(entry.eui)}")
         self.every(_TUNNEL_CHECK, self._refresh_tunnels, align=False)
+        self._start_ota()
 
     def _refresh_tunnels(self, t: float) -> None:
         """Re-request each tunnel 0xFFFF s after its last RequestTunnelResponse [S FACTS §6]."""

@@ -7,6 +7,7 @@ IHD pairs with the meter the rig names (`meter = "esme-2"`)."""
 from gbcs.catalogue import DeviceType
 from gbhub.firmware.registry import DeviceContext, DeviceKind, register_device_type
 from gbhub.han.join import join
+from gbhub.han.ota import OtaClient
 from gbhub.han.zcl_server import ZclServer
 
 from .esme import Esme
@@ -26,8 +27,10 @@ def _attach_esme(esme: Esme, ctx: DeviceContext) -> ZclServer:
     """On the HAN: the GB-HGRP tunnel from the CHF, and the ZCL clusters (Metering, Price,
     Prepayment ...) that the HAN devices in its device log read."""
     dispatch = esme.attach_han(ctx.han)
-    return ZclServer(dispatch, clusters=esme.zcl_attributes(), allow=esme.in_device_log, port=esme.han_port,
-                     clock=ctx.clock)
+    server = ZclServer(dispatch, clusters=esme.zcl_attributes(), allow=esme.in_device_log, port=esme.han_port,
+                       clock=ctx.clock)
+    OtaClient(esme, esme.han_port, dispatch, server=ctx.chf.eui, clock=ctx.clock)  # firmware from the CHF
+    return server
 
 
 async def _join_esme(esme: Esme, ctx: DeviceContext) -> None:
