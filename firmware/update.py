@@ -17,7 +17,7 @@ the Firmware Distribution Receipt alert 0x8F72 (message code FDRA-DLMS 0x00CE, s
 calculated manufacturer image hash); a bad one changes nothing and is reported with 0x8F1C (same
 body) [S FACTS §4.2]. GBZ devices (GSME) override `firmware_receipt_alert` for FDRA-ZigBee.
 
-Activation (CS06, `activate_firmware`, critical; response dated [O RTDS]): the hash must name the
+Activation (CS06, `firmware.activate.activate_firmware`, critical; response dated [O RTDS]): the hash must name the
 image in the inactive slot (else 1 "no image held" when the slot holds no received image, 2 "hash
 mismatch"); the slots swap and a boot trial is recorded in the same NVM transaction as the
 command's counter; the response (0 success + the new version) goes out, then the device reboots.
@@ -49,11 +49,10 @@ import hashlib
 import logging
 from typing import Any, Iterable
 
-from gbcs.asn1 import ActivateFirmware, ActivateFirmwareAlert, ActivateFirmwareCode, ActivateFirmwareOutcome, CommandAccepted
+from gbcs.asn1 import ActivateFirmwareAlert, ActivateFirmwareCode, ActivateFirmwareOutcome
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.dlms import Data
-from gbcs.frame import Message
 from gbcs.ota import OtaHeader, OtaImage
 
 from .device import FirmwareImage, FirmwareSlots
@@ -319,28 +318,4 @@ class FutureDatedActivation:
             device.schedule_reboot()
 
 
-def activate_firmware(device: Any, message: Message) -> Any:
-    """CS06 Activate Firmware (handler-table function; module doc)."""
-    from .device_log import command_payload
-    from .gbcs_device import CommandRejected, Outcome
-
-    command = command_payload(message, ActivateFirmware)
-    if command.originator_counter != message.originator_counter:
-        raise CommandRejected("malformed", "CS06 originator counter differs from the message's")
-    if len(command.manufacturer_image_hash) != 32:
-        raise CommandRejected("malformed", "manufacturer image hash is not 32 bytes")
-    when = command.execution_date_time
-    if when is not None:
-        activation = device.activation
-        if command.is_cancellation:
-            activation.cancel()
-        else:
-            activation.set(command.manufacturer_image_hash, when.timestamp(), message.originator_counter,
-                           message.originator)
-        return Outcome(CommandAccepted().encode(), after=activation.arm)
-    code = device.activate_image(command.manufacturer_image_hash)
-    outcome = ActivateFirmwareOutcome(code=code, firmware_version=device.firmware_version).encode()
-    return Outcome(outcome, after=device.schedule_reboot if code == ActivateFirmwareCode.SUCCESS else None)
-
-
-__all__ = ["UPDATE_NS", "CHUNK", "FirmwareUpdates", "FutureDatedActivation", "activate_firmware"]
+__all__ = ["UPDATE_NS", "CHUNK", "FirmwareUpdates", "FutureDatedActivation"]

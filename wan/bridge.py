@@ -81,6 +81,7 @@ STORED = 0x02
 ACK = 0x03
 UPDATE_FIRMWARE = 0x04
 FIRMWARE_EVENT = 0x05
+_EVENT_PREFIX = bytes((CONTROL, FIRMWARE_EVENT))
 
 FrameHandler = Callable[..., Awaitable[None]]
 Receiver = Callable[[bytes], Any]
@@ -573,8 +574,8 @@ class _ClientBase:
     on_control: Callable[[bytes], Any] | None = None  # FIRMWARE_EVENT frames (module doc)
 
     def _push(self, frame: bytes, seq: int | None = None) -> None:
-        if frame[:1] == b"\x00" and seq is None:
-            if self.on_control is not None and frame[1:2] == bytes((FIRMWARE_EVENT,)):
+        if seq is None and frame[:2] == _EVENT_PREFIX:
+            if self.on_control is not None:
                 self.on_control(frame)
             return
         receiver = self._receiver

@@ -1,0 +1,329 @@
+"""Firmware updates end to end: OTA images built and signed, distributed by the CHF over the OTA
+Upgrade cluster on the virtual HAN, checked by the device, activated by CS06 (immediate,
+future-dated, cancelled), booted with a boot check and rollback; the RTDS CS06 and firmware-alert
+vectors; property tests of the image parser."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gbcs.asn1 import ActivateFirmwareAlert, FirmwareTransferAlert
+from gbcs.catalogue import AlertCode, MessageCode
+from gbcs.codec import DecodeError
+from gbcs.dlms import DataNotification
+from gbcs.frame import decode_message
+from gbcs.ota import OtaHeader, OtaImage, build_image
+from gbcs.payload import decode_payload
+from gbcs.usecases import build_content
+
+from conftest import rtds_rows, vectors_dir
+
+UTC = dt.timezone.utc
+_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _supplier_key(premises):
+    return premises.identity.keystore.private_key(premises.identity.supplier, "ds")
+
+
+def _image(premises, version=0x00020000, size=3000, **kw):
+    return build_image(bytes(range(256)) * (size // 256) + b"x" * (size % 256), manufacturer_code=0x1234, image_type=1,
+                       version=version, sign_key=kw.pop("sign_key", None) or _supplier_key(premises), **kw)
+
+
+async def _alert(premises, code, pred=lambda a: True):
+    return await premises.headend.wait_alert(lambda a: a.message.message_code == code and pred(a), timeout=30)
+
+
+def _alert_code(alert):
+    p = decode_payload(alert.message)
+    return p.alert_code if isinstance(p, DataNotification) else getattr(p, "alert_code", None)
+
+
+async def _distribute(premises, image, target):
+    events = []
+    premises.chf.ota_listeners.append(events.append)
+    premises.chf.distribute_firmware(image.encode(), [target.eui])
+    await premises.clock.advance(image.size / 48 * 0.02 + 10)
+    return events
+
+
+# ------------------------------------------------------------------------------------- end to end
+async def test_esme_update_success(premises):
+    esme = premises.esme
+    image = _image(premises, size=20000)
+    events = await _distribute(premises, image, esme)
+    assert [e["event"] for e in events][-1] == "transferred" and events[-1]["verified"]
+    receipt = await _alert(premises, MessageCode.FDRA_DLMS)
+    assert receipt.signature == "valid" and _alert_code(receipt) == AlertCode.FIRMWARE_VERIFICATION_SUCCESSFUL
+    assert decode_payload(receipt.message).details.hash == image.image_hash
+    ccs08 = await _alert(premises, MessageCode.CCS08)
+    body = decode_payload(ccs08.message)
+    assert isinstance(body, FirmwareTransferAlert) and body.alert_code == AlertCode.FIRMWARE_TRANSFER_ALERT_SUCCESS
+    assert body.entity_id == esme.eui and body.firmware_version == bytes.fromhex("00020000") and int(body.code) == 0
+    assert esme.firmware.standby.image_hash == image.image_hash
+    before = (await premises.send("ECS52")).summary["firmware_version"]
+    reply = await premises.send("CS06", hash=image.image_hash.hex())
+    assert reply.ok and reply.summary == {**reply.summary, "code": "SUCCESS", "firmware_version": "00020000"}
+    await premises.clock.advance(1)
+    change = await _alert(premises, MessageCode.GCA,
+                          lambda a: _alert_code(a) == AlertCode.CHANGE_IN_THE_EXECUTING_FIRMWARE_VERSION)
+    assert change.signature == "valid"
+    after = await premises.send("ECS52")
+    assert after.summary["firmware_version"] == "00020000" != before
+    # the previous image stays in the inactive slot; activating it again is a hash mismatch
+    again = await premises.send("CS06", hash=image.image_hash.hex())
+    assert again.summary["code"] == "NO_IMAGE_HELD"
+
+
+async def test_chf_updates_itself(premises):
+    chf = premises.chf
+    image = _image(premises, version=0x00030000)
+    events = await _distribute(premises, image, chf)
+    assert events[-1]["event"] == "transferred" and events[-1]["verified"]
+    await _alert(premises, MessageCode.FDRA_DLMS, lambda a: a.message.originator == chf.eui)
+    await _alert(premises, MessageCode.CCS08)
+    reply = await premises.send("CS06", to="chf", hash=image.image_hash.hex())
+    assert reply.summary["code"] == "SUCCESS"
+    await premises.clock.advance(1)
+    assert (await premises.send("ECS52", to="chf")).summary["firmware_version"] == "00030000"
+    assert (await premises.send("ECS17b")).ok  # the HAN still routes after the CHF's reboot
+
+
+async def test_gpf_updates_itself(premises):
+    gpf = premises.gpf
+    image = _image(premises, version=0x00030001)
+    events = await _distribute(premises, image, gpf)
+    assert events[-1]["verified"]
+    reply = await premises.send("CS06", to="gpf", hash=image.image_hash.hex())
+    assert reply.summary["code"] == "SUCCESS"
+    await premises.clock.advance(1)
+    assert gpf.firmware_version == bytes.fromhex("00030001")
+
+
+async def test_bad_signature_refused(premises):
+    esme = premises.esme
+    image = _image(premises, sign_key=_KEY)  # not the supplier's key
+    events = await _distribute(premises, image, esme)
+    assert events[-1]["event"] == "transferred" and not events[-1]["verified"]
+    receipt = await _alert(premises, MessageCode.FDRA_DLMS)
+    assert _alert_code(receipt) == AlertCode.FIRMWARE_VERIFICATION_FAILED
+    assert decode_payload(receipt.message).details.hash == image.image_hash
+    ccs08 = decode_payload((await _alert(premises, MessageCode.CCS08)).message)
+    assert ccs08.alert_code == AlertCode.FIRMWARE_TRANSFER_ALERT_FAIL and ccs08.code.name == "IMAGE_DISCARDED"
+    assert esme.firmware.standby is None
+    reply = await premises.send("CS06", hash=image.image_hash.hex())
+    assert reply.summary["code"] == "NO_IMAGE_HELD"
+
+
+async def test_wrong_hardware_version(premises):
+    esme = premises.esme
+    image = _image(premises, hw_min=5, hw_max=9)  # the ESME is hardware version 1
+    events = await _distribute(premises, image, esme)
+    assert events[-1]["event"] == "failed" and events[-1]["code"] == "HARDWARE_VERSION_MISMATCH"
+    ccs08 = decode_payload((await _alert(premises, MessageCode.CCS08)).message)
+    assert ccs08.code.name == "HARDWARE_VERSION_MISMATCH" and esme.firmware.standby is None
+
+
+async def test_hash_mismatch_at_activation(premises):
+    image = _image(premises)
+    await _distribute(premises, image, premises.esme)
+    reply = await premises.send("CS06", hash="11" * 32)
+    assert not reply.ok and reply.summary["code"] == "HASH_MISMATCH"
+    assert premises.esme.firmware_version != image.version
+
+
+async def test_future_dated_activation_fires_at_simulated_time(premises):
+    esme = premises.esme
+    image = _image(premises)
+    await _distribute(premises, image, esme)
+    when = dt.datetime.fromtimestamp(premises.clock.now(), UTC).replace(microsecond=0) + dt.timedelta(hours=2)
+    reply = await premises.send("CS06", hash=image.image_hash.hex(), execution_date_time=when)
+    assert reply.ok and reply.summary["accepted"]
+    await premises.clock.advance(3600)
+    assert esme.firmware_version != image.version
+    await premises.clock.advance(3600 + 2)
+    alert = await _alert(premises, MessageCode.FDA_CS06)
+    body = decode_payload(alert.message)
+    assert isinstance(body, ActivateFirmwareAlert) and alert.signature == "valid"
+    assert body.alert_code == AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_SUCCESSFULLY_ACTIONED
+    assert body.execution_date_time == when and body.originator_counter == reply.reply.message.originator_counter
+    assert body.outcome.firmware_version == image.version
+    assert esme.firmware_version == image.version
+
+
+async def test_future_dated_activation_survives_restart(premises_factory, tmp_path):
+    p = await premises_factory(tmp_path / "site", ihd=False)
+    image = _image(p)
+    await _distribute(p, image, p.esme)
+    when = dt.datetime.fromtimestamp(p.clock.now(), UTC).replace(microsecond=0) + dt.timedelta(hours=1)
+    assert (await p.send("CS06", hash=image.image_hash.hex(), execution_date_time=when)).ok
+    start = p.clock.now()
+    await p.stop()
+    p2 = await premises_factory(tmp_path / "site", ihd=False, start=start + 7200)
+    await p2.clock.advance(2)
+    body = decode_payload((await _alert(p2, MessageCode.FDA_CS06)).message)
+    assert int(body.outcome.code) == 0
+    await p2.clock.advance(1)
+    assert p2.esme.firmware_version == image.version
+
+
+async def test_future_dated_activation_cancelled(premises):
+    esme = premises.esme
+    image = _image(premises)
+    await _distribute(premises, image, esme)
+    when = dt.datetime.fromtimestamp(premises.clock.now(), UTC).replace(microsecond=0) + dt.timedelta(hours=1)
+    assert (await premises.send("CS06", hash=image.image_hash.hex(), execution_date_time=when)).ok
+    cancel = await premises.send("CS06", hash=image.image_hash.hex(), execution_date_time="never")
+    assert cancel.ok and cancel.summary["accepted"] and esme.activation.pending is None
+    await premises.clock.advance(7200)
+    assert esme.firmware_version != image.version
+    with pytest.raises(Exception):
+        await premises.headend.wait_alert(lambda a: a.message.message_code == MessageCode.FDA_CS06, timeout=1)
+
+
+@pytest.mark.premises(devices=[])
+async def test_boot_check_failure_rolls_back(premises_factory):
+    p = await premises_factory(devices=[{"type": "esme", "name": "meter2", "options": {"boot_fail_versions": ["00020000"]}}])
+    meter = p.device("meter2")
+    good = meter.firmware_version
+    image = _image(p)
+    await _distribute(p, image, meter)
+    reply = await p.send("CS06", to="meter2", hash=image.image_hash.hex())
+    assert reply.summary["code"] == "SUCCESS"  # accepted: the check happens at boot
+    await p.clock.advance(1)
+    alert = await _alert(p, MessageCode.GCA, lambda a: _alert_code(a) == AlertCode.FIRMWARE_VERIFICATION_FAILED_AT_POWER_ON)
+    assert alert.message.originator == meter.eui and alert.signature == "valid"
+    assert meter.firmware_version == good
+    assert (await p.send("ECS52", to="meter2")).summary["firmware_version"] == good.hex().upper()
+
+
+async def test_transfer_resumes_after_power_cut(premises):
+    esme = premises.esme
+    image = _image(premises, size=30000)
+    premises.chf.distribute_firmware(image.encode(), [esme.eui])
+    await premises.clock.advance(400 * 0.02)  # about 19 kB through
+    got = esme.transfer["offset"]
+    assert 4096 <= got < image.size
+    await esme.power_off()
+    await esme.start()
+    assert esme.transfer["offset"] == got // 4096 * 4096  # whole chunks survive
+    events = []
+    premises.chf.ota_listeners.append(events.append)
+    await premises.clock.advance(image.size / 48 * 0.02 + 10)
+    assert events[-1]["event"] == "transferred" and events[-1]["verified"]
+    assert esme.firmware.standby.image_hash == image.image_hash
+
+
+async def test_cs06_rejects_counter_mismatch_and_short_hash(premises):
+    from gbcs.asn1 import ActivateFirmware
+
+    from gbhub.wan.headend import CommandRejected
+
+    he = premises.headend
+    with pytest.raises(CommandRejected):
+        await he.request(recipient=premises.esme.eui, message_code=MessageCode.CS06, critical=True,
+                         content=ActivateFirmware(b"\x01" * 32, 7).encode())
+    with pytest.raises(ValueError):
+        build_content("CS06", 1, hash="0102")
+
+
+# ------------------------------------------------------------------------------------- RTDS
+def _rtds(folder):
+    vectors_dir()
+    return sorted((r for r in rtds_rows() if r["file"].startswith(folder + "/")), key=lambda r: r["file"])
+
+
+def test_rtds_firmware_vectors_decode_and_reencode():
+    for folder in ("11.3_CS06", "NA_CCS08", "NA_FDRA-DLMS", "NA_FDRA-ZigBee"):
+        rows = _rtds(folder)
+        assert rows
+        for row in rows:
+            m = decode_message(row["bytes"])
+            assert m.encode() == row["bytes"]
+            p = decode_payload(m)
+            assert p.encode() == m.content, row["file"]
+            if "_COMMAND_" in row["file"] or "PRECOMMAND" in row["file"]:
+                kw = {"hash": p.manufacturer_image_hash}
+                if p.execution_date_time is not None:
+                    kw["execution_date_time"] = "never" if p.is_cancellation else p.execution_date_time
+                assert build_content("CS06", m.originator_counter, **kw) == m.content
+
+
+async def test_rtds_cs06_answered_like_reference_with_held_image(tmp_path_factory, rtds_keystore):
+    """examples/rtds.toml declares the image RTDS names (hash AA75...) held by the ESME with
+    version 0123ABCE: the RTDS CS06 commands, sent in counter order, get the reference answers."""
+    from pathlib import Path
+
+    from gbhub.tools.premises import Premises, ensure_keys
+    from gbhub.tools.rig import load_rig
+
+    vectors_dir()
+    rig = load_rig(Path(__file__).resolve().parent.parent / "examples" / "rtds.toml")
+    rig.data = tmp_path_factory.mktemp("rtds-cs06")
+    identity = ensure_keys(rig)
+    rig = dataclasses.replace(rig, data=None, clock="sim", start=dt.datetime(2015, 1, 1, tzinfo=UTC).timestamp())
+    p = Premises(rig, tcp=False, sim=True, identity=identity)
+    await p.start()
+    try:
+        rows = {r["file"]: r["bytes"] for r in _rtds("11.3_CS06")}
+        commands = sorted((decode_message(b).originator_counter, f, b) for f, b in rows.items()
+                          if "_COMMAND_" in f and "PRECOMMAND" not in f)
+        for _, name, frame in commands:
+            ours = decode_message(await p.headend.send_raw(frame, timeout=5))
+            theirs = decode_message(rows[name.replace("_COMMAND_", "_RESPONSE_")])
+            assert (ours.message_code, ours.originator_counter, ours.recipient, ours.frame) == \
+                (theirs.message_code, theirs.originator_counter, theirs.recipient, theirs.frame), name
+            assert ours.date_time[:6] == theirs.date_time[:6], name  # dated by the device's clock: 2015-01-01
+            mine, ref = decode_payload(ours), decode_payload(theirs)
+            assert type(mine) is type(ref), name
+            if "IMMEDIATE_SUCCESS" in name or type(ref).__name__ == "CommandAccepted":
+                assert ours.content == theirs.content, name
+            else:  # the error answer names the version running (ours: the one activated above)
+                assert mine.code == ref.code, name
+            await p.clock.advance(0)
+    finally:
+        await p.stop()
+
+
+# ------------------------------------------------------------------------------------- parser
+def test_image_round_trip_and_fields():
+    image = build_image(b"firmware", manufacturer_code=0x1234, image_type=7, version=0x0123ABCD, sign_key=_KEY,
+                        hw_min=1, hw_max=2, header_string="I am a GFI ESME[] firmware image")
+    data = image.encode()
+    assert data[:4] == bytes.fromhex("1EF1EE0B") and data[6:8] == (60).to_bytes(2, "little")
+    assert OtaImage.decode(data) == image and image.verify(_KEY.public_key())
+    assert image.version == bytes.fromhex("0123ABCD") and image.header.field_control == 4
+    assert data[-66:-64] == b"\x00\x40"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_image_parser_takes_any_bytes(data):
+    try:
+        image = OtaImage.decode(data)
+    except DecodeError:
+        return
+    assert image.encode() == data
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF),
+       st.one_of(st.none(), st.integers(0, 0xFFFF)), st.binary(max_size=32), st.integers(0, 255), st.data())
+def test_image_round_trips_and_mutations_never_crash(body, mc, it, version, hw, text, force, data):
+    header = OtaHeader(mc, it, version, text, hw, None if hw is None else 0xFFFF)
+    image = OtaImage(header, body, bytes(64), force)
+    encoded = image.encode()
+    again = OtaImage.decode(encoded)
+    assert again.encode() == encoded and again.manufacturer_image == body and again.header.file_version == version
+    i = data.draw(st.integers(0, len(encoded) - 1))
+    mutated = encoded[:i] + bytes([encoded[i] ^ data.draw(st.integers(1, 255))]) + encoded[i + 1:]
+    try:
+        OtaImage.decode(mutated[: data.draw(st.integers(0, len(mutated)))])
+    except DecodeError:
+        pass
