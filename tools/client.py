@@ -99,6 +99,9 @@ def _params(definition, items: list[str]) -> dict:
     if definition.is_alert:
         raise UsageError(f"{definition.use_case} is an alert a device sends: there is nothing to send "
                          f"(`gbhub alerts` prints alerts as they come)")
+    from .firmware import expand_image_param
+
+    items = expand_image_param(definition.use_case, items)  # CS06 image=FILE
     try:
         params = usecases.parse_params(definition.use_case, items)
         counter = 1 << 32 if definition.utrn else 1
