@@ -5,8 +5,8 @@
 NO_IMAGE_AVAILABLE when nothing is offered to that device, or when the device's hardware version
 is outside the image's range, which ends the offer as a hardware-version mismatch),
 ImageBlockRequest (up to `block_size` bytes, never more than the client's maximum data size; ABORT
-for an image not offered), and UpgradeEndRequest (the device's verdict). After each answered
-block it waits `block_period` seconds of its clock: the HAN pace (default 0.02 s, so a 200 KiB
+for an image not offered), and UpgradeEndRequest (the device's verdict). Offers are notified again every
+minute to a device that has not asked for one (`renotify`). After each answered block it waits `block_period` seconds of its clock: the HAN pace (default 0.02 s, so a 200 KiB
 image in 48-byte blocks reaches an awake device in about 90 s; a realistic ZigBee pace is about
 one block per 0.25-1 s [I]). Offering an image sends ImageNotify to the device; a sleepy device
 learns of it instead from `pending_for(eui)` (the GPF sets FunctionalNotificationFlags bit 0 "New
@@ -53,6 +53,7 @@ class Offer:
     image: OtaImage
     data: bytes
     sent: int = 0  # highest offset served + block
+    last_request: float = float("-inf")  # clock time of the device's last request
 
 
 class OtaServer:
@@ -76,6 +77,14 @@ class OtaServer:
         if notify:
             asyncio.ensure_future(self._notify(eui, image))
         return image
+
+    def renotify(self, now: float, quiet: float = 60.0) -> None:
+        """ImageNotify again to devices that have not asked for `quiet` seconds (they or the CHF
+        restarted, or the first notice was lost); sleepy ones ask on their own."""
+        for eui, offer in self.offers.items():
+            if now - offer.last_request >= quiet:
+                offer.last_request = now
+                asyncio.ensure_future(self._notify(eui, offer.image))
 
     def withdraw(self, eui: bytes) -> None:
         self.offers.pop(eui, None)
@@ -104,6 +113,8 @@ class OtaServer:
 
     def _query(self, frame: ApsFrame, command: ClusterCommand) -> ClusterCommand:
         offer = self.offers.get(frame.src)
+        if offer is not None:
+            offer.last_request = self.clock.now()
         if offer is None:
             return ClusterCommand.build(OTA_CLUSTER, "QueryNextImageResponse", server_to_client=True,
                                         status=Status.NO_IMAGE_AVAILABLE)
@@ -127,6 +138,7 @@ class OtaServer:
         if self.block_period > 0:
             await self.clock.sleep(self.block_period)
         offset = command["file_offset"]
+        offer.last_request = self.clock.now()
         chunk = offer.data[offset:offset + max(1, min(self.block_size, command["maximum_data_size"]))]
         self.blocks_served += 1
         if offset + len(chunk) > offer.sent:
@@ -193,7 +205,15 @@ class OtaClient:
             return
         if self.device.state != "on":
             return
-        self._running = self.device.spawn(self.fetch(), name=f"{self.device.kind}-ota")
+        self._running = self.device.spawn(self._fetch_logged(), name=f"{self.device.kind}-ota")
+
+    async def _fetch_logged(self) -> None:
+        try:
+            result = await self.fetch()
+        except (ZclError, HanError) as exc:  # the CHF away or refusing: it notifies again later
+            log.info("%s %s: firmware fetch stopped: %s", self.device.kind, self.device.eui_hex, exc)
+            return
+        log.info("%s %s: firmware fetch %s", self.device.kind, self.device.eui_hex, result)
 
     async def fetch(self, max_blocks: int | None = None) -> str:
         """Query, then fetch blocks; "none" (nothing offered), "paused" (after `max_blocks`),

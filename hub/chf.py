@@ -205,9 +205,10 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
         self.han_port = port = transport.attach(self.eui, self._han_receive)
         self.zcl_server = ZclServer(self.han_dispatch, endpoint=self.han_endpoint, clusters=self.zcl_attributes(),
                                     allow=self._zcl_allowed, port=port, clock=self.clock)
-        self._start_ota()
         if self._alive:
             self._start_han()
+        else:
+            self._start_ota()
         return port
 
     def _han_receive(self, frame):

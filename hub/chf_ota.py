@@ -67,6 +67,12 @@ class ChfFirmware:
                 self.ota_server.offer(bytes.fromhex(key), data, notify=False)
         if self.wan is not None:
             self.wan.on_firmware(self._on_firmware_control)
+        if self.state in ("on", "booting"):
+            self.every(60.0, self._renotify, align=False)
+
+    def _renotify(self, t: float) -> None:
+        if self.ota_server is not None and self.ota_server.offers:
+            self.ota_server.renotify(t)
 
     # ------------------------------------------------------------------ requests
     def distribute_firmware(self, data: bytes, targets: list[bytes], request: int = 0) -> OtaImage:
