@@ -177,6 +177,7 @@ class OtaClient:
         self.max_data_size = max_data_size
         self.zcl = ZclClient(port, dispatch, clock=clock, timeout=timeout, retries=retries)
         self._running: asyncio.Future | None = None
+        self._busy = False
         if OTA_CLUSTER not in dispatch.handlers:
             dispatch.add(OTA_CLUSTER, self._on_frame)
         self._claim_fallback(dispatch)
@@ -217,7 +218,16 @@ class OtaClient:
 
     async def fetch(self, max_blocks: int | None = None) -> str:
         """Query, then fetch blocks; "none" (nothing offered), "paused" (after `max_blocks`),
-        "aborted", "verified" or "invalid"."""
+        "aborted", "verified", "invalid", or "busy" (a fetch is already under way)."""
+        if self._busy:
+            return "busy"
+        self._busy = True
+        try:
+            return await self._fetch(max_blocks)
+        finally:
+            self._busy = False
+
+    async def _fetch(self, max_blocks: int | None) -> str:
         d = self.device
         query = ClusterCommand.build(OTA_CLUSTER, "QueryNextImageRequest", field_control=1,
                                      manufacturer_code=d.manufacturer_code or 0, image_type=d.image_type or 0,

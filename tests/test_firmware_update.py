@@ -327,3 +327,90 @@ def test_image_round_trips_and_mutations_never_crash(body, mc, it, version, hw, 
         OtaImage.decode(mutated[: data.draw(st.integers(0, len(mutated)))])
     except DecodeError:
         pass
+
+
+# ------------------------------------------------------------------------------------- WAN, wakes, CLI
+async def test_update_firmware_request_over_the_wan(premises):
+    """The distribution request as a head-end sends it (UPDATE_FIRMWARE control frames over the
+    TCP bridge, in parts), and the CHF's events coming back to that head-end."""
+    import asyncio
+
+    image = _image(premises, size=70000)  # more than one control frame
+    he = premises.headend
+    request = await he.update_firmware(image.encode(), [premises.esme.eui, b"\x00\x11" * 4])
+    for _ in range(500):
+        if len(he.firmware_events) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    by = {e["device"]: e for e in he.firmware_events}
+    assert by["0011001100110011"]["event"] == "failed" and by["0011001100110011"]["code"] == "FILE_TRANSFER_FAILURE"
+    assert by[premises.esme.eui_hex]["event"] == "offered" and by[premises.esme.eui_hex]["request"] == request
+    await premises.clock.advance(image.size / 48 * 0.02 + 10)
+    for _ in range(200):
+        if he.firmware_events[-1]["event"] == "transferred":
+            break
+        await asyncio.sleep(0.01)
+    events = [e for e in he.firmware_events if e["device"] == premises.esme.eui_hex]
+    assert [e["event"] for e in events][0] == "offered" and "progress" in [e["event"] for e in events]
+    assert events[-1] == {**events[-1], "event": "transferred", "verified": True, "request": request, "version": "00020000"}
+    # a part that does not follow the previous one drops the upload; a too-large image is refused
+    await he.link.send(bytes((0, 4)) + (7).to_bytes(4, "big") + (1 << 30).to_bytes(4, "big") + bytes(4) + b"\x01" + bytes(8) + b"x")
+    for _ in range(200):
+        if he.firmware_events[-1].get("request") == 7:
+            break
+        await asyncio.sleep(0.01)
+    assert he.firmware_events[-1]["code"] == "REQUEST_REFUSED"
+
+
+async def test_fetch_spread_over_wakes(premises):
+    """A sleepy device (as the GSME will be) misses the ImageNotify and fetches a limited number
+    of blocks per wake; the transfer continues across wakes and ends verified."""
+    import asyncio
+
+    esme, air, clock = premises.esme, premises.air, premises.clock
+    image = _image(premises, size=12000)
+    air.set_sleepy(esme.eui, True)
+    premises.chf.distribute_firmware(image.encode(), [esme.eui])
+    await clock.advance(120)
+    assert esme.transfer is None and premises.chf.ota_server.pending_for(esme.eui)
+    wakes, result = 0, "paused"
+    while result == "paused":
+        air.set_sleepy(esme.eui, False)
+        task = asyncio.ensure_future(esme.ota_client.fetch(max_blocks=60))
+        while not task.done():
+            await clock.advance(0.5)
+        result = task.result()
+        air.set_sleepy(esme.eui, True)
+        wakes += 1
+        await clock.advance(1800)
+    assert result == "verified" and wakes == -(-image.size // (48 * 60))
+    assert esme.firmware.standby.image_hash == image.image_hash and not premises.chf.ota_server.pending_for(esme.eui)
+
+
+def test_cli_build_inspect(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+
+    from conftest import ROOT
+
+    key = tmp_path / "supplier-ds.key"
+    key.write_bytes(_KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    (tmp_path / "fw.bin").write_bytes(b"firmware" * 100)
+
+    def gbhub(*args):
+        return subprocess.run([sys.executable, "-m", "gbhub", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    out = gbhub("firmware", "build", "--manufacturer-code", "4660", "--image-type", "0x0002", "--version", "0x0123ABCE",
+                "--hw-min", "1", "--hw-max", "3", "--sign-key", str(key), str(tmp_path / "fw.bin"), str(tmp_path / "fw.ota"))
+    assert out.returncode == 0, out.stderr
+    info = json.loads(gbhub("firmware", "inspect", str(tmp_path / "fw.ota")).stdout)
+    assert info["manufacturer_code"] == "0x1234" and info["version"] == "0123ABCE" and info["hw_max"] == 3
+    assert info["signature"] == "unverified" and len(info["manufacturer_image_hash"]) == 64
+    bad = gbhub("firmware", "inspect", str(tmp_path / "fw.bin"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not an OTA image" in bad.stderr
+    assert gbhub("firmware", "build", "--manufacturer-code", "x", "--image-type", "1", "--version", "1", "--sign-key",
+                 str(key), "a", "b").returncode == 2

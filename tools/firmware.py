@@ -9,6 +9,7 @@ progress is a bar on stderr when stdout is a terminal, else JSON lines on stdout
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -54,7 +55,7 @@ def _int(text: str) -> int:
     try:
         return int(text, 0)
     except ValueError:
-        raise UsageError(f"not a number: {text!r} (decimal or 0x-hex)") from None
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (decimal or 0x-hex)") from None
 
 
 def _read(path: str) -> bytes:
