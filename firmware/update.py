@@ -17,7 +17,7 @@ the Firmware Distribution Receipt alert 0x8F72 (message code FDRA-DLMS 0x00CE, s
 calculated manufacturer image hash); a bad one changes nothing and is reported with 0x8F1C (same
 body) [S FACTS §4.2]. GBZ devices (GSME) override `firmware_receipt_alert` for FDRA-ZigBee.
 
-Activation (CS06, `firmware.activate.activate_firmware`, critical; response dated [O RTDS]): the hash must name the
+Activation (CS06, `firmware.update_handlers.activate_firmware`, critical; response dated [O RTDS]): the hash must name the
 image in the inactive slot (else 1 "no image held" when the slot holds no received image, 2 "hash
 mismatch"); the slots swap and a boot trial is recorded in the same NVM transaction as the
 command's counter; the response (0 success + the new version) goes out, then the device reboots.

@@ -43,7 +43,7 @@ from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_messa
 from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, dlms, handlers
-from gbhub.firmware.activate import activate_firmware
+from gbhub.firmware.update_handlers import activate_firmware
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport

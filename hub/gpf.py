@@ -18,7 +18,7 @@ from typing import Any
 
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
 from gbhub.firmware.gbcs_device import GbcsDevice, Outcome, RemoteParty, call, handlers
-from gbhub.firmware.activate import activate_firmware
+from gbhub.firmware.update_handlers import activate_firmware
 from gbcs.asn1 import DeviceLogEntry, GpfDeviceLogBackupAlert, GpfDeviceLogRestore, GpfDeviceLogRestoreResponse
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.frame import Message

@@ -74,7 +74,7 @@ from gbhub.firmware.cosem import (
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
-from gbhub.firmware.activate import activate_firmware
+from gbhub.firmware.update_handlers import activate_firmware
 from gbhub.han.aps import TUNNELING_CLUSTER
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer

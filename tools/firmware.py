@@ -161,7 +161,6 @@ async def _push(args) -> int:
     from gbcs.payload import decode_payload
     from gbcs.usecases import parse_params
 
-    from .client import alert_json
     from .run import _headend, recipient_of
 
     image = load_image(args.file)
@@ -221,7 +220,8 @@ async def _push(args) -> int:
             for t, row in rows.items():
                 ccs08 = alert.message.message_code == MessageCode.CCS08
                 if _names(alert, t, MessageCode, decode_payload) if ccs08 else alert.message.originator == t:
-                    row["alerts"].append(alert_json(headend, alert)["code"])
+                    code = alert.code
+                    row["alerts"].append(None if code is None else f"0x{code:04X}")
         for row in rows.values():
             print(json.dumps(row), flush=True)
         summary = {"devices": len(rows), "verified": sum(r["verified"] for r in rows.values()),

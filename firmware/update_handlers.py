@@ -1,12 +1,21 @@
-"""The CS06 Activate Firmware handler (`HANDLERS` line: `call(MessageCode.CS06, activate_firmware,
-dated=True)`), apart from `firmware.update` so that module stays below `gbcs_device`. What it does
-is described in `firmware.update`.
+"""Handler-table functions of the firmware use cases, apart from `firmware.update` so that module
+stays below `gbcs_device` (what they do is described there):
+
+    call(MessageCode.CS06, activate_firmware, dated=True)   # every device (ESME, CHF, GPF; GSME, PPMID)
+    call(MessageCode.CS08, read_firmware_version)           # PPMID / HCALCS (ECS52 is DLMS, GCS38 GBZ)
 """
 from __future__ import annotations
 
 from typing import Any
 
-from gbcs.asn1 import ActivateFirmware, ActivateFirmwareCode, ActivateFirmwareOutcome, CommandAccepted
+from gbcs.asn1 import (
+    ActivateFirmware,
+    ActivateFirmwareCode,
+    ActivateFirmwareOutcome,
+    CommandAccepted,
+    FirmwareVersionResponse,
+    ReadFirmwareVersion,
+)
 from gbcs.frame import Message
 
 from .device_log import command_payload
@@ -34,4 +43,10 @@ def activate_firmware(device: Any, message: Message) -> Any:
     return Outcome(outcome, after=device.schedule_reboot if code == ActivateFirmwareCode.SUCCESS else None)
 
 
-__all__ = ["activate_firmware"]
+def read_firmware_version(device: Any, message: Message) -> bytes:
+    """CS08 Read PPMID/HCALCS Firmware Version: the running image's version."""
+    command_payload(message, ReadFirmwareVersion)
+    return FirmwareVersionResponse(firmware_version=device.firmware_version).encode()
+
+
+__all__ = ["activate_firmware", "read_firmware_version"]
