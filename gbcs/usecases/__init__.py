@@ -17,7 +17,7 @@ may carry (`requests`, `allows`: devices derive their checks from them) and two 
 
 The use cases live by device family, each one's parameters, builder, interpreter and definition
 side by side: `chf` (CHF device log), `esme`, `devicelog` (device-to-device log use cases several
-device types serve); `common` holds the definition and shared helpers, `params` the parameter types.
+device types serve), `firmware` (CS06, CS08); `common` holds the definition and shared helpers, `params` the parameter types.
 
 Message-level matters stay with the caller (`wan.headend.HeadEnd.build_command`): the originator
 (`UseCaseDef.originator`: the supplier, or the DCC's ACB for CHF use cases, which then carry the
