@@ -214,6 +214,7 @@ class FirmwareUpdates:
                                           else AlertCode.FIRMWARE_VERIFICATION_FAILED, digest)
         if not ok:
             log.info("%s %s: received image refused: %s", self.kind, self.eui_hex, reason)
+            self.log_security("firmware_rejected", reason=reason, image_hash=digest.hex().upper())
         return ok, reason
 
     def check_image(self, data: bytes) -> tuple[str, OtaImage | None]:

@@ -162,6 +162,13 @@ class ChfFirmware:
             self.wan.send_control(client, bytes((0, FIRMWARE_EVENT)) + json.dumps(record).encode())
 
     # ------------------------------------------------------------------ WAN control frames
+    def _note_requester(self, request: int, client: Any) -> None:
+        """Where a request's events go (the last 64 requests are remembered)."""
+        self._requesters.pop(request, None)
+        self._requesters[request] = client
+        while len(self._requesters) > 64:
+            self._requesters.pop(next(iter(self._requesters)))
+
     def _on_firmware_control(self, client: Any, frame: bytes) -> None:
         """UPDATE_FIRMWARE parts (wan.bridge doc): bounded (`_MAX_UPLOADS` partial uploads, each
         at most `ota_max_image_size`); a bad part drops its upload."""
@@ -174,7 +181,7 @@ class ChfFirmware:
         key = (client, request)
         if not targets or len(frame) < 15 + 8 * n or total > self.ota_max_image_size or total == 0:
             self._uploads.pop(key, None)
-            self._requesters[request] = client
+            self._note_requester(request, client)
             self._emit(b"\x00" * 8, "failed", request=request, code="REQUEST_REFUSED")
             return
         upload = self._uploads.get(key)
@@ -189,9 +196,7 @@ class ChfFirmware:
         if len(upload["data"]) < total:
             return
         del self._uploads[key]
-        self._requesters[request] = client
-        while len(self._requesters) > 64:
-            self._requesters.pop(next(iter(self._requesters)))
+        self._note_requester(request, client)
         try:
             self.distribute_firmware(bytes(upload["data"]), targets, request)
         except ValueError as exc:

@@ -182,7 +182,7 @@ def test_tables_are_derived_not_restated():
             assert isinstance(handler, Handler) and handler.message_code == code
             if handler.use_case is not None:
                 assert handler.use_case.message_code == code
-    assert set(Gpf.HANDLERS) == {MessageCode.CS07, MessageCode.CS03B, MessageCode.CS04B, MessageCode.GCS59}
+    assert set(Gpf.HANDLERS) == {MessageCode.CS07, MessageCode.CS03B, MessageCode.CS04B, MessageCode.GCS59, MessageCode.CS06}
     assert {MessageCode.CCS01, MessageCode.CCS06, MessageCode.ECS52} <= set(Chf.HANDLERS)
     # an object-model binding needs a definition that says what its content may carry
     with pytest.raises(ValueError):

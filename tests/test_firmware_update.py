@@ -414,3 +414,24 @@ def test_cli_build_inspect(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not an OTA image" in bad.stderr
     assert gbhub("firmware", "build", "--manufacturer-code", "x", "--image-type", "1", "--version", "1", "--sign-key",
                  str(key), "a", "b").returncode == 2
+
+
+async def test_distribution_requests_from_outside_are_bounded(premises):
+    """Random UPDATE_FIRMWARE frames (outside input) never crash the CHF and never make it hold
+    more than a few partial uploads or remember unbounded requesters."""
+    import random
+
+    chf, rng = premises.chf, random.Random(0)
+    for i in range(3000):
+        head = bytes((0, 4)) + rng.randbytes(4) + rng.randrange(1 << 21).to_bytes(4, "big")
+        frame = head + rng.choice([bytes(4), rng.randbytes(4)]) + bytes((rng.randrange(4),)) + rng.randbytes(rng.randrange(80))
+        chf._on_firmware_control(object(), frame)
+        assert len(chf._uploads) <= 4 and len(chf._requesters) <= 64
+    assert chf.fault_count == 0 and not chf.ota_server.offers
+
+
+async def test_bad_image_is_in_the_security_log(premises):
+    image = _image(premises, sign_key=_KEY)
+    await _distribute(premises, image, premises.esme)
+    entry = premises.esme.security_log()[-1]
+    assert entry["code"] == "firmware_rejected" and "signature" in entry["reason"]
