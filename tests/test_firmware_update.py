@@ -79,6 +79,13 @@ async def test_esme_update_success(premises):
     # the previous image stays in the inactive slot; activating it again is a hash mismatch
     again = await premises.send("CS06", hash=image.image_hash.hex())
     assert again.summary["code"] == "NO_IMAGE_HELD"
+    import json
+
+    from gbhub.tools.control import premises_status
+
+    status = json.loads(json.dumps(premises_status(premises, 0.0)))  # `gbhub status`
+    shown = next(d for d in status["devices"] if d["name"] == "esme")["firmware"]
+    assert shown["version"] == "00020000" and shown["standby"] == before and shown["transfer"] is None
 
 
 async def test_chf_updates_itself(premises):
