@@ -19,7 +19,8 @@ body) [S FACTS §4.2]. GBZ devices (GSME) override `firmware_receipt_alert` for 
 
 Activation (CS06, `firmware.update_handlers.activate_firmware`, critical; response dated [O RTDS]): the hash must name the
 image in the inactive slot (else 1 "no image held" when the slot holds no received image, 2 "hash
-mismatch"); the slots swap and a boot trial is recorded in the same NVM transaction as the
+mismatch", 3 "activation failure" when that image already failed its boot check on this device
+[I]); the slots swap and a boot trial is recorded in the same NVM transaction as the
 command's counter; the response (0 success + the new version) goes out, then the device reboots.
 At boot (`start`), a trial is settled first: the image passes its boot check (alert 0x8F43 Change
 in the executing firmware version) or fails it (the slots swap back to the last good image; alert
@@ -120,6 +121,7 @@ class FirmwareUpdates:
                     self.nvm.delete(UPDATE_NS, "trial")
                     if self.firmware_version in self.boot_fail_versions:
                         bad = self.firmware_version
+                        self.nvm.put(UPDATE_NS, "failed_boot", self.firmware.running.image_hash)
                         self.set_firmware(self.firmware.swapped())
                         alert = AlertCode.FIRMWARE_VERIFICATION_FAILED_AT_POWER_ON
                         self.log_event("firmware_boot_check_failed", version=bad.hex().upper())
@@ -203,6 +205,7 @@ class FirmwareUpdates:
         with self.nvm.transaction():
             if image is not None:
                 self.set_firmware(self.firmware.with_standby(FirmwareImage(image.version, image.image_hash)))
+                self.nvm.delete(UPDATE_NS, "failed_boot")  # received anew: may be tried again
             self.nvm.delete(UPDATE_NS, "transfer")
             self.nvm.clear(UPDATE_NS + ".chunks")
             self.log_event("firmware_received", version=f"{t['file_version']:08X}", verified=image is not None,
@@ -252,6 +255,8 @@ class FirmwareUpdates:
             return ActivateFirmwareCode.NO_IMAGE_HELD
         if standby.image_hash != image_hash:
             return ActivateFirmwareCode.HASH_MISMATCH
+        if self.nvm.get(UPDATE_NS, "failed_boot") == image_hash:  # it failed its boot check here before
+            return ActivateFirmwareCode.ACTIVATION_FAILURE
         self.set_firmware(slots.swapped())
         self.nvm.put(UPDATE_NS, "trial", {"from": slots.running.version.hex(), "to": standby.version.hex()})
         return ActivateFirmwareCode.SUCCESS

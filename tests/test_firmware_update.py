@@ -208,6 +208,8 @@ async def test_boot_check_failure_rolls_back(premises_factory):
     assert alert.message.originator == meter.eui and alert.signature == "valid"
     assert meter.firmware_version == good
     assert (await p.send("ECS52", to="meter2")).summary["firmware_version"] == good.hex().upper()
+    # the image that failed its boot check is not tried again: activation failure
+    assert (await p.send("CS06", to="meter2", hash=image.image_hash.hex())).summary["code"] == "ACTIVATION_FAILURE"
 
 
 async def test_transfer_resumes_after_power_cut(premises):
