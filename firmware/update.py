@@ -15,9 +15,10 @@ against the device's supplier trust anchor (its DS key). A good image goes into 
 (version + manufacturer image hash; the emulated device keeps no more of it) and the device sends
 the Firmware Distribution Receipt alert 0x8F72 (message code FDRA-DLMS 0x00CE, signed, body: the
 calculated manufacturer image hash); a bad one changes nothing and is reported with 0x8F1C (same
-body) [S FACTS §4.2]. GBZ devices (GSME) override `firmware_receipt_alert` for FDRA-ZigBee.
+body) [S FACTS §4.2]; a GBZ device (the GSME) sets `RECEIPT_FORM = "gbz"` for FDRA-ZigBee 0x00CF.
 
-Activation (CS06, `firmware.update_handlers.activate_firmware`, critical; response dated [O RTDS]): the hash must name the
+Activation (CS06, `firmware.update_handlers.activate_firmware`, critical; response dated [O RTDS]):
+the hash must name the
 image in the inactive slot (else 1 "no image held" when the slot holds no received image, 2 "hash
 mismatch", 3 "activation failure" when that image already failed its boot check on this device
 [I]); the slots swap and a boot trial is recorded in the same NVM transaction as the
@@ -48,12 +49,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import logging
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 from gbcs.asn1 import ActivateFirmwareAlert, ActivateFirmwareCode, ActivateFirmwareOutcome
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.dlms import Data
+from gbcs.gbz import FirmwareDistributionReceipt, GbzAlert
 from gbcs.ota import OtaHeader, OtaImage
 
 from .device import FirmwareImage, FirmwareSlots
@@ -64,6 +66,7 @@ UPDATE_NS = "firmware_update"
 CHUNK = 4096  # bytes of a transfer written to NVM at once
 _SYS_NS = "sys"
 _UTC = _dt.timezone.utc
+_EPOCH_2000 = 946684800  # GBZ times count seconds from 2000-01-01T00:00Z
 
 
 def _hex_bytes(value: Any) -> bytes:
@@ -240,8 +243,17 @@ class FirmwareUpdates:
             return "supplier signature does not verify", None
         return "verified", image
 
+    #: Form of the distribution receipt alert: "dlms" (FDRA-DLMS 0x00CE: ESME, CHF, GPF) or "gbz"
+    #: (FDRA-ZigBee 0x00CF, a GBZ alert: the GSME sets it) [O RTDS FDRA-*].
+    RECEIPT_FORM: ClassVar[str] = "dlms"
+
     async def firmware_receipt_alert(self, alert_code: int, image_hash: bytes) -> None:
-        """Firmware Distribution Receipt alert, DLMS form (GBZ devices override)."""
+        """Firmware Distribution Receipt alert: the calculated manufacturer image hash, signed."""
+        if self.RECEIPT_FORM == "gbz":
+            now = int(self.clock.now()) - _EPOCH_2000
+            content = GbzAlert.build(alert_code, now, FirmwareDistributionReceipt(image_hash)).encode()
+            await self.raise_alert(alert_code, critical=True, message_code=MessageCode.FDRA_ZigBee, content=content)
+            return
         await self.raise_alert(alert_code, critical=True, message_code=MessageCode.FDRA_DLMS,
                                elements=(Data.octet_string(image_hash),))
 

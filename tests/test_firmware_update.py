@@ -444,3 +444,18 @@ async def test_bad_image_is_in_the_security_log(premises):
     await _distribute(premises, image, premises.esme)
     entry = premises.esme.security_log()[-1]
     assert entry["code"] == "firmware_rejected" and "signature" in entry["reason"]
+
+
+async def test_gbz_receipt_form_matches_rtds(premises):
+    """The GSME's form of the receipt (FDRA-ZigBee, GBZ alert) as the RTDS vector has it; the GPF
+    stands in for a GBZ device here (the GSME arrives with the gas issue)."""
+    vectors_dir()
+    row = next(r for r in rtds_rows() if r["file"].startswith("NA_FDRA-ZigBee/"))
+    reference = decode_payload(decode_message(row["bytes"]))
+    gpf = premises.gpf
+    gpf.RECEIPT_FORM = "gbz"
+    await gpf.firmware_receipt_alert(AlertCode.FIRMWARE_VERIFICATION_SUCCESSFUL, reference.body.manufacturer_hash)
+    alert = await _alert(premises, MessageCode.FDRA_ZigBee)
+    ours, theirs = alert.message.content, decode_message(row["bytes"]).content
+    assert ours[:5] + ours[9:] == theirs[:5] + theirs[9:] and alert.signature == "valid"  # all but the time
+    assert decode_payload(alert.message).timestamp == int(premises.clock.now()) - 946684800
