@@ -5,13 +5,18 @@
 NO_IMAGE_AVAILABLE when nothing is offered to that device, or when the device's hardware version
 is outside the image's range, which ends the offer as a hardware-version mismatch),
 ImageBlockRequest (up to `block_size` bytes, never more than the client's maximum data size; ABORT
-for an image not offered), and UpgradeEndRequest (the device's verdict). Offers are notified again every
-minute to a device that has not asked for one (`renotify`). After each answered block it waits `block_period` seconds of its clock: the HAN pace (default 0.02 s, so a 200 KiB
+for an image not offered), and UpgradeEndRequest (the device's verdict). After each answered
+block it waits `block_period` seconds of its clock: the HAN pace (default 0.02 s, so a 200 KiB
 image in 48-byte blocks reaches an awake device in about 90 s; a realistic ZigBee pace is about
-one block per 0.25-1 s [I]). Offering an image sends ImageNotify to the device; a sleepy device
-learns of it instead from `pending_for(eui)` (the GPF sets FunctionalNotificationFlags bit 0 "New
-OTA firmware" [S FACTS §3.3]) and fetches across wakes. Outcomes go to `on_event(eui, event,
-detail)`: "progress" (bytes), "transferred" (verified or not), "failed" (a `FirmwareTransferCode`).
+one block per 0.25-1 s [I]). Offering an image sends ImageNotify to the device, again every minute
+while it does not ask (`renotify`: it or the CHF restarted); a sleepy device learns of it instead
+from `pending_for(eui)` (the GPF sets FunctionalNotificationFlags bit 0 "New OTA firmware" [S FACTS
+§3.3]) and fetches across wakes. Outcomes go to `on_event(eui, event, detail)`: "progress"
+(bytes), "transferred" (verified or not), "failed" (a `FirmwareTransferCode`).
+
+A device that fetched an image ends with UpgradeEnd: SUCCESS when it verified the image,
+INVALID_IMAGE when its checks refused it, ABORT when it would not take it (too large); an
+UpgradeEnd about an image no longer offered (replaced meanwhile) changes nothing.
 
 `OtaClient` (every device that takes images over the HAN) fetches the offered image block by
 block into the device's staging (`firmware.update.FirmwareUpdates.ota_begin/ota_block/ota_end`),
@@ -150,15 +155,19 @@ class OtaServer:
                                     file_version=h.file_version, file_offset=offset, image_data=chunk)
 
     def _end(self, frame: ApsFrame, command: ClusterCommand) -> ClusterCommand | int:
-        offer = self.offers.pop(frame.src, None)
-        if offer is None:
-            return Status.SUCCESS
-        h = offer.image.header
+        offer = self.offers.get(frame.src)
+        h = None if offer is None else offer.image.header
+        if offer is None or (command["manufacturer_code"], command["image_type"], command["file_version"]) != \
+                (h.manufacturer_code, h.image_type, h.file_version):
+            return Status.SUCCESS  # about an image no longer offered: nothing to end
+        del self.offers[frame.src]
         status = command["status"]
         if status == Status.SUCCESS:
             self._event(frame.src, "transferred", verified=True, image=offer.image)
         elif status == Status.INVALID_IMAGE:
             self._event(frame.src, "transferred", verified=False, image=offer.image)
+        elif status == Status.ABORT:  # the device would not take it (too large for it)
+            self._event(frame.src, "failed", code=FirmwareTransferCode.IMAGE_DISCARDED, image=offer.image)
         else:
             self._event(frame.src, "failed", code=FirmwareTransferCode.FILE_TRANSFER_FAILURE, image=offer.image)
         now = utc_seconds(self.clock.utcnow()) if hasattr(self.clock, "utcnow") else 0

@@ -459,3 +459,10 @@ async def test_gbz_receipt_form_matches_rtds(premises):
     ours, theirs = alert.message.content, decode_message(row["bytes"]).content
     assert ours[:5] + ours[9:] == theirs[:5] + theirs[9:] and alert.signature == "valid"  # all but the time
     assert decode_payload(alert.message).timestamp == int(premises.clock.now()) - 946684800
+
+
+@pytest.mark.premises(devices=[{"type": "esme", "name": "small", "options": {"max_image_size": 2000}}])
+async def test_image_too_large_for_the_device(premises):
+    events = await _distribute(premises, _image(premises, size=5000), premises.device("small"))
+    assert events[-1]["event"] == "failed" and events[-1]["code"] == "IMAGE_DISCARDED"
+    assert not premises.chf.ota_server.offers
