@@ -42,7 +42,9 @@ Emulation knobs (device options, rig `options`): `hardware_version` (default 1),
 first start the inactive slot already holds an image under that manufacturer image hash, for labs
 replaying DCC scripts whose hashes name images they do not have), `boot_fail_versions` (versions,
 hex, whose images fail their boot check) [I: no source gives the boot check or rollback rules;
-FACTS §4.3 marks them U].
+FACTS §4.3 marks them U], `version_behaviour` (`{version: {option: value}}`: while an image of
+that version runs, those device options take those values, e.g. an ESME's `gbt_block_size`, so a
+campaign has behaviour to check beyond the version; an unknown option fails the first boot).
 """
 from __future__ import annotations
 
@@ -95,8 +97,10 @@ class FirmwareUpdates:
 
     def __init__(self, eui: Any, *, hardware_version: int = 1, manufacturer_code: int | None = None,
                  image_type: int | None = None, max_image_size: int = 1 << 20, held_image: dict | None = None,
-                 boot_fail_versions: Iterable[Any] = (), **kw: Any) -> None:
+                 boot_fail_versions: Iterable[Any] = (), version_behaviour: dict | None = None, **kw: Any) -> None:
         super().__init__(eui, **kw)
+        self.version_behaviour = {_hex_bytes(v): dict(attrs) for v, attrs in (version_behaviour or {}).items()}
+        self._base_behaviour: dict[str, Any] | None = None  # the options as built (taken at first boot)
         self.hardware_version = int(hardware_version)
         self.manufacturer_code = None if manufacturer_code is None else int(manufacturer_code)
         self.image_type = None if image_type is None else int(image_type)
@@ -133,6 +137,7 @@ class FirmwareUpdates:
                         self.log_event("firmware_activated", version=self.firmware_version.hex().upper())
             self._staged = bytearray()
             self._transfer = self.nvm.get(UPDATE_NS, "transfer")
+            self._apply_version_behaviour()
         else:
             alert = None
         await super().start()
@@ -142,6 +147,18 @@ class FirmwareUpdates:
                 self.ota_client.on_boot()
             if alert is not None:
                 self.spawn(self.raise_alert(alert, critical=True), name=f"{self.kind}-firmware-boot")
+
+    def _apply_version_behaviour(self) -> None:
+        """Set the options the running version's `version_behaviour` names (others as built)."""
+        if self._base_behaviour is None:
+            names = {name for attrs in self.version_behaviour.values() for name in attrs}
+            unknown = sorted(n for n in names if n.startswith("_") or not hasattr(self, n))
+            if unknown:
+                raise ValueError(f"version_behaviour: a {self.kind} has no option {unknown[0]!r}")
+            self._base_behaviour = {name: getattr(self, name) for name in names}
+        behaviour = self.version_behaviour.get(self.firmware_version, {})
+        for name, base in self._base_behaviour.items():
+            setattr(self, name, behaviour.get(name, base))
 
     # ------------------------------------------------------------------ receiving
     @property

@@ -466,3 +466,20 @@ async def test_image_too_large_for_the_device(premises):
     events = await _distribute(premises, _image(premises, size=5000), premises.device("small"))
     assert events[-1]["event"] == "failed" and events[-1]["code"] == "IMAGE_DISCARDED"
     assert not premises.chf.ota_server.offers
+
+
+@pytest.mark.premises(devices=[{"type": "esme", "name": "v2", "options": {"version_behaviour": {"00020000": {"gbt_block_size": 64}}}}])
+async def test_rig_declared_behaviour_per_version(premises):
+    meter = premises.device("v2")
+    assert meter.gbt_block_size is None
+    image = _image(premises)
+    await _distribute(premises, image, meter)
+    assert (await premises.send("CS06", to="v2", hash=image.image_hash.hex())).summary["code"] == "SUCCESS"
+    await premises.clock.advance(1)
+    assert meter.gbt_block_size == 64  # the new image answers in GBT blocks of 64 bytes
+    reply = await premises.send("ECS17b", to="v2")
+    assert reply.ok and len(reply.reply.raw) > 64
+    other = type(meter)(b"\x00" * 8, clock=premises.clock, credentials=meter.credentials, trust=meter.trust,
+                        version_behaviour={"00020000": {"no_such_option": 1}})
+    with pytest.raises(ValueError):
+        await other.start()
