@@ -35,6 +35,7 @@ from gbcs.asn1 import FirmwareTransferCode
 from gbcs.codec import eui_hex
 from gbcs.ota import OtaImage, file_version
 from gbcs.zcl import Cluster, ClusterCommand, Status, ZclFrame, utc_seconds
+from gbhub.firmware.nvm import NvmError
 
 from .aps import ApsFrame, HanError
 from .transport import ClusterDispatch, HanPort
@@ -220,7 +221,7 @@ class OtaClient:
     async def _fetch_logged(self) -> None:
         try:
             result = await self.fetch()
-        except (ZclError, HanError) as exc:  # the CHF away or refusing: it notifies again later
+        except (ZclError, HanError, NvmError) as exc:  # the CHF away or refusing, or NVM full: notified again later
             log.info("%s %s: firmware fetch stopped: %s", self.device.kind, self.device.eui_hex, exc)
             return
         log.info("%s %s: firmware fetch %s", self.device.kind, self.device.eui_hex, result)
