@@ -23,18 +23,13 @@ from ..asn1 import (
 )
 from ..frame import Message
 from .common import Unexpected, define
-from .params import Param
+from .params import Param, length
 
 _ALL = ("esme", "chf", "gpf", "gsme", "ppmid")
 
 
 def _name(v: Any) -> Any:
     return v.name if isinstance(v, enum.Enum) else v
-
-
-def _check_hash(v: bytes) -> None:
-    if len(v) != 32:
-        raise ValueError(f"a manufacturer image hash is 32 bytes (64 hex digits), got {len(v)}")
 
 
 # -- CS06 Activate Firmware ----------------------------------------------------------------------------------
@@ -55,7 +50,7 @@ def _i_cs06(p: Any, m: Message | None) -> dict:
 
 define("CS06", target="esme", targets=_ALL, build=_b_cs06, interpret=_i_cs06, params=(
     Param("hash", "hex", help="manufacturer image hash (SHA-256 of the manufacturer image, 32 bytes) of the image "
-                              "to activate", check=_check_hash),
+                              "to activate", check=length(32)),
     Param("execution_date_time", "when", None, "when to activate: a date-time (future-dated: answered "
           "'accepted', then alert 0x8F66/0x8F67), immediate (default) or never (cancels a pending one)"),
 ), response="ASN.1 {code, firmware version}, or NULL (accepted) when future-dated or cancelled")
