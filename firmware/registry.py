@@ -84,6 +84,8 @@ class DeviceKind:
     pairs_with: str | None = None  # type of the meter it pairs with (rig key `meter`; CS03B on that meter)
     starts_after_commissioning: bool = False
     status: Callable[[Any], dict] | None = None  # its part of `gbhub run`'s status line
+    ota: bool = False  # takes firmware images from the CHF over the HAN: the composition root gives it
+    # a `han.ota.OtaClient` on its `han_port` / `han_dispatch` once attached (README "Firmware")
 
 
 _KINDS: dict[str, DeviceKind] = {}

@@ -9,7 +9,8 @@ Offers are kept in NVM (images once, by manufacturer image hash), so a CHF resta
 them. For each target the CHF sends CCS08 Firmware Transfer Alert (message code 0x0128, signed,
 to the ACB): 0x8F8A with code 0 when the device received and verified the image; 0x8F89 with code
 1 (image discarded: the device's checks refused it), 2 (hardware version outside the image's
-range) or 3 (transfer failure: not in the device log or not joined, or the transfer aborted)
+range) or 3 (transfer failure: not in the device log, not joined, a Type 2 device (IHD: no GBCS
+firmware), or the transfer aborted)
 [S FACTS §4.2; which failure gets which code is ours: I].
 
 Events (`ota_listeners`, and FIRMWARE_EVENT JSON): `{"request", "device", "event": "offered" |
@@ -22,7 +23,7 @@ import logging
 from typing import Any, Callable
 
 from gbcs.asn1 import FirmwareTransferAlert, FirmwareTransferCode
-from gbcs.catalogue import AlertCode, MessageCode
+from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.ota import OtaImage
 from gbhub.han.ota import DEFAULT_BLOCK_PERIOD, DEFAULT_BLOCK_SIZE, OtaServer
@@ -93,7 +94,7 @@ class ChfFirmware:
                 self.spawn(self._update_local(target, image, data, request), name=f"chf-ota-{eui_hex(eui)}")
                 continue
             entry = self._entry(eui)
-            if entry is None or not entry.joined or self.ota_server is None:
+            if entry is None or not entry.joined or self.ota_server is None or entry.device_type == DeviceType.TYPE_2:
                 self._emit(eui, "failed", request=request, code=FirmwareTransferCode.FILE_TRANSFER_FAILURE.name)
                 self.spawn(self._ccs08(eui, image, FirmwareTransferCode.FILE_TRANSFER_FAILURE))
                 continue

@@ -7,7 +7,6 @@ IHD pairs with the meter the rig names (`meter = "esme-2"`)."""
 from gbcs.catalogue import DeviceType
 from gbhub.firmware.registry import DeviceContext, DeviceKind, register_device_type
 from gbhub.han.join import join
-from gbhub.han.ota import OtaClient
 from gbhub.han.zcl_server import ZclServer
 
 from .esme import Esme
@@ -27,10 +26,8 @@ def _attach_esme(esme: Esme, ctx: DeviceContext) -> ZclServer:
     """On the HAN: the GB-HGRP tunnel from the CHF, and the ZCL clusters (Metering, Price,
     Prepayment ...) that the HAN devices in its device log read."""
     dispatch = esme.attach_han(ctx.han)
-    server = ZclServer(dispatch, clusters=esme.zcl_attributes(), allow=esme.in_device_log, port=esme.han_port,
-                       clock=ctx.clock)
-    OtaClient(esme, esme.han_port, dispatch, server=ctx.chf.eui, clock=ctx.clock)  # firmware from the CHF
-    return server
+    return ZclServer(dispatch, clusters=esme.zcl_attributes(), allow=esme.in_device_log, port=esme.han_port,
+                     clock=ctx.clock)
 
 
 async def _join_esme(esme: Esme, ctx: DeviceContext) -> None:
@@ -59,7 +56,7 @@ def _ihd_status(ihd: Ihd) -> dict:
 register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=DeviceType.ESME,
                                 default_eui="02474248400000A0",
                                 default_install_code="83FED3407A939723A5C639B26916D505",
-                                keys=True, han_member=True, join=_join_esme, status=_esme_status))
+                                keys=True, han_member=True, join=_join_esme, status=_esme_status, ota=True))
 register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType.TYPE_2,
                                 default_eui="02474248400000A6",
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",

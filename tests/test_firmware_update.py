@@ -483,3 +483,10 @@ async def test_rig_declared_behaviour_per_version(premises):
                         version_behaviour={"00020000": {"no_such_option": 1}})
     with pytest.raises(ValueError):
         await other.start()
+
+
+async def test_no_firmware_for_an_ihd(premises):
+    events = await _distribute(premises, _image(premises), premises.ihd)
+    assert events[-1]["event"] == "failed" and events[-1]["code"] == "FILE_TRANSFER_FAILURE"
+    ccs08 = decode_payload((await _alert(premises, MessageCode.CCS08)).message)
+    assert ccs08.entity_id == premises.ihd.eui and ccs08.code.name == "FILE_TRANSFER_FAILURE"

@@ -160,6 +160,8 @@ async def _push(args) -> int:
     from gbcs.catalogue import MessageCode
     from gbcs.payload import decode_payload
     from gbcs.usecases import parse_params
+    from gbhub.wan.bridge import WanClosed
+    from gbhub.wan.headend import RequestTimeout
 
     from .run import _headend, recipient_of
 
@@ -188,8 +190,13 @@ async def _push(args) -> int:
         while len(done) < len(targets):
             try:
                 event = await headend.next_firmware_event(seen, timeout=max(0.1, deadline - loop.time()))
-            except Exception as exc:  # noqa: BLE001 - RequestTimeout or a closed link
-                raise Failure(f"distribution not finished: {exc}") from None
+            except RequestTimeout:
+                for t, row in rows.items():
+                    if t not in done:
+                        row["code"] = "TIMEOUT"
+                break
+            except WanClosed:
+                raise Failure("the WAN connection closed before the distribution finished") from None
             seen += 1
             if event.get("request") != request:
                 continue
