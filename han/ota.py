@@ -47,6 +47,7 @@ OTA_CLUSTER = Cluster.OTA_UPGRADE
 QUERY_NEXT_IMAGE, IMAGE_BLOCK, UPGRADE_END = 0x01, 0x03, 0x06
 DEFAULT_BLOCK_SIZE = 48  # bytes of image per block: ZigBee OTA with APS security [I FACTS §1.9: 61-byte fragments]
 DEFAULT_BLOCK_PERIOD = 0.02  # seconds between blocks (HAN pace) [I]
+_MAX_STALLS = 3  # answers in a row that do not move the transfer on before the client gives up
 _UPGRADE_LATER = 0xFFFFFFFF  # UpgradeEndResponse upgrade time: wait for the activation command (CS06)
 
 Event = Callable[[bytes, str, dict], Any]
@@ -257,7 +258,7 @@ class OtaClient:
             log.info("%s %s: image refused: %s", d.kind, d.eui_hex, exc)
             await self._upgrade_end(Status.ABORT, ident)
             return "aborted"
-        blocks = 0
+        blocks = stalls = 0
         while offset < size:
             if max_blocks is not None and blocks >= max_blocks:
                 return "paused"
@@ -267,7 +268,12 @@ class OtaClient:
             if block is None or block["status"] != Status.SUCCESS:
                 d.ota_abort()
                 return "aborted"
-            offset = d.ota_block(block["file_offset"], block["image_data"])
+            before, offset = offset, d.ota_block(block["file_offset"], block["image_data"])
+            stalls = stalls + 1 if offset == before else 0
+            if stalls >= _MAX_STALLS:  # a server that answers with other offsets or no data
+                d.ota_abort()
+                await self._upgrade_end(Status.ABORT, ident)
+                return "aborted"
             blocks += 1
         ok, _ = await d.ota_end()
         await self._upgrade_end(Status.SUCCESS if ok else Status.INVALID_IMAGE, ident)

@@ -490,3 +490,19 @@ async def test_no_firmware_for_an_ihd(premises):
     assert events[-1]["event"] == "failed" and events[-1]["code"] == "FILE_TRANSFER_FAILURE"
     ccs08 = decode_payload((await _alert(premises, MessageCode.CCS08)).message)
     assert ccs08.entity_id == premises.ihd.eui and ccs08.code.name == "FILE_TRANSFER_FAILURE"
+
+
+async def test_a_server_that_does_not_move_the_transfer_on_is_given_up(premises):
+    """A misbehaving OTA server (the CHF's handler answering blocks for other offsets than asked)
+    never loops the client forever: it gives up, ends with ABORT, and keeps nothing."""
+    server = premises.chf.ota_server
+    real = server._block
+
+    async def wrong_offset(frame, command):
+        answer = await real(frame, command)
+        return answer.__class__.build(answer.cluster_id, "ImageBlockResponse", server_to_client=True,
+                                      **{**answer.as_dict(), "file_offset": answer["file_offset"] + 1})
+
+    premises.chf.zcl_server.add_command(0x0019, 0x03, wrong_offset)
+    events = await _distribute(premises, _image(premises), premises.esme)
+    assert events[-1]["event"] == "failed" and premises.esme.transfer is None
