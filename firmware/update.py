@@ -179,10 +179,11 @@ class FirmwareUpdates:
         current = self._transfer
         if current is not None and all(current[k] == v for k, v in ident.items()):
             return current["offset"] + len(self._staged)
+        transfer = dict(ident, offset=0, server=None if server is None else eui_hex(server))
         with self.nvm.transaction():
             self.nvm.clear(UPDATE_NS + ".chunks")
-            self._transfer = dict(ident, offset=0, server=None if server is None else eui_hex(server))
-            self.nvm.put(UPDATE_NS, "transfer", self._transfer)
+            self.nvm.put(UPDATE_NS, "transfer", transfer)
+        self._transfer = transfer
         self._staged = bytearray()
         return 0
 
