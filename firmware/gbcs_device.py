@@ -50,6 +50,7 @@ from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, 
 
 from .cosem import Attribute, CosemObject, datetime_bytes
 from .device import Device
+from .update import FirmwareUpdates
 from .nvm import NvmError
 from .trust import DeviceTrust, arm_pending, own_credentials
 
@@ -241,7 +242,7 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
     return Handler(message_code, run, uc, dated)
 
 
-class GbcsDevice(Device):
+class GbcsDevice(FirmwareUpdates, Device):
     """A device that speaks GBCS end to end. `send_gbcs` (set by the wiring) carries messages
     it originates (responses, alerts) towards the Comms Hub; `handle(frame)` takes a command."""
 

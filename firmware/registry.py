@@ -88,6 +88,8 @@ class DeviceKind:
     pair: Callable[[Any, DeviceContext, Any], Awaitable[Any]] | None = None
     paired: Callable[[Any, DeviceContext], bool] | None = None
     status: Callable[[Any], dict] | None = None  # its part of `gbhub run`'s status line
+    ota: bool = False  # takes firmware images from the CHF over the HAN: the composition root gives it
+    # a `han.ota.OtaClient` on its `han_port` / `han_dispatch` once attached (README "Firmware")
 
 
 _KINDS: dict[str, DeviceKind] = {}

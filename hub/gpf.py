@@ -19,6 +19,7 @@ from typing import Any
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
 from gbhub.firmware.gbcs_device import GbcsDevice, Outcome, RemoteParty, call, handlers
+from gbhub.firmware.update_handlers import activate_firmware
 from gbcs.asn1 import DeviceLogEntry, GpfDeviceLogBackupAlert, GpfDeviceLogRestore, GpfDeviceLogRestoreResponse
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.frame import Message
@@ -44,6 +45,7 @@ class Gpf(GbcsDevice):
         unjoin(MessageCode.CS04B),
         call(MessageCode.GCS59, _restore),
         *credential_handlers(),  # CS02a-g (firmware.credentials)
+        call(MessageCode.CS06, activate_firmware, dated=True),
     )
 
     def __init__(self, eui: bytes | str, *, clock, credentials, trust, nvm=None, device_log_capacity: int = 16, **kw: Any) -> None:

@@ -64,7 +64,7 @@ def _ihd_status(ihd: Ihd) -> dict:
 register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=DeviceType.ESME,
                                 default_eui="02474248400000A0",
                                 default_install_code="83FED3407A939723A5C639B26916D505",
-                                keys=True, han_member=True, join=_join_esme, status=_esme_status))
+                                keys=True, han_member=True, join=_join_esme, status=_esme_status, ota=True))
 register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType.TYPE_2,
                                 default_eui="02474248400000A6",
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",

@@ -22,6 +22,7 @@ response shapes follow the RTDS response vectors):
   ECS42/43/44  load switch script table, scripts 51 / 52 / 54
   ECS45   disconnect control control_state
   ECS52   firmware version
+  CS06    activate firmware (immediate, future-dated, cancelled; `firmware.update`)
   ECS70   clock: preset with validity window, adjust, read back
   CS01a   top-up: UTRN into the token gateway (gbcs.utrn)
   PECS01/PECS02  its PPMID's ZSE ConsumerTopUp / SelectAvailableEmergencyCredit (`meter.esme_zcl`)
@@ -74,7 +75,9 @@ from gbhub.firmware.cosem import (
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
-from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, dlms, handlers
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
+from gbhub.firmware.update_handlers import activate_firmware
+from gbhub.han.aps import TUNNELING_CLUSTER
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
 
@@ -270,6 +273,7 @@ class Esme(Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
         dlms(MessageCode.ECS44, check=_runs_script(SCRIPT_ARM)),
         dlms(MessageCode.ECS45),
         dlms(MessageCode.ECS52),
+        call(MessageCode.CS06, activate_firmware, dated=True),
         dlms(MessageCode.ECS70),
         dlms(MessageCode.CS01a, dated=True),
         # Method A for devices that exchange GBCS messages with the ESME (PPMID, HCALCS), Method B

@@ -185,7 +185,7 @@ def test_tables_are_derived_not_restated():
     from gbhub.firmware.credentials import credential_handlers
 
     credentials = {h.message_code for h in credential_handlers()}  # CS02a-g: every GBCS device
-    assert set(Gpf.HANDLERS) == {MessageCode.CS07, MessageCode.CS03B, MessageCode.CS04B, MessageCode.GCS59} | credentials
+    assert set(Gpf.HANDLERS) == {MessageCode.CS07, MessageCode.CS03B, MessageCode.CS04B, MessageCode.GCS59, MessageCode.CS06} | credentials
     assert credentials <= set(Esme.HANDLERS) and credentials <= set(Chf.HANDLERS)
     assert {MessageCode.CCS01, MessageCode.CCS06, MessageCode.ECS52} <= set(Chf.HANDLERS)
     # an object-model binding needs a definition that says what its content may carry

@@ -479,8 +479,8 @@ def _strategy(p: Param):
         return st.booleans()
     if kind == "eui":
         return st.binary(min_size=8, max_size=8)
-    if kind == "hex":
-        return st.binary(min_size=16, max_size=16)
+    if kind == "hex":  # install codes: 16 bytes; CS06's manufacturer image hash: 32
+        return st.binary(min_size=32, max_size=32) if p.name == "hash" else st.binary(min_size=16, max_size=16)
     if kind == "enum":
         return st.sampled_from(list(p.enum))
     if kind == "datetime":

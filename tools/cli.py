@@ -13,7 +13,7 @@ import sys
 
 from gbcs.codec import DecodeError, Node
 
-from . import bench, client, control, pki, run, utrn
+from . import bench, client, control, firmware, pki, run, utrn
 from .inputs import Failure, UsageError, load_keys, parse_frame_line, read_frame, read_input, resolve_acb
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.register(sub)
     control.register(sub)
     utrn.register(sub)
+    firmware.register(sub)
     return p
 
 

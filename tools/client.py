@@ -137,6 +137,9 @@ def _params(definition, items: list[str]) -> dict:
         raise UsageError(f"{definition.use_case} is sent by a PPMID over the HAN, not by a head-end: type the UTRN "
                          f"on the PPMID (`gbhub ctl utrn ppmid DIGITS --fuel gas`, `gbhub ctl emergency-credit ppmid --fuel gas`)")
     items = [_certificate_file(item) for item in items]
+    from .firmware import expand_image_param
+
+    items = expand_image_param(definition.use_case, items)  # CS06 image=FILE
     try:
         params = usecases.parse_params(definition.use_case, items)
         if definition.use_case in usecases.credentials.CS02B_MODES:

@@ -78,6 +78,11 @@ def premises_status(premises, started_at: float) -> dict:
                              "state": device.state}
         if kind.status is not None:
             d.update(kind.status(device))
+        if hasattr(device, "activation"):  # a GBCS device: its firmware (README "Firmware")
+            slots = device.firmware
+            d["firmware"] = {"version": slots.running.version.hex().upper(), "slot": slots.active,
+                             "standby": None if slots.standby is None else slots.standby.version.hex().upper(),
+                             "transfer": device.transfer, "pending_activation": device.activation.pending}
         if hasattr(device, "credit_pence") and hasattr(device, "registers"):  # a meter
             regs = device.registers()
             d["supply"] = device.supply_state

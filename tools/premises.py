@@ -30,6 +30,7 @@ from gbcs.keystore import Keystore
 from gbhub.firmware import Nvm, RealClock, SimClock
 from gbhub.firmware.gbcs_device import TrustAnchors
 from gbhub.firmware.registry import DeviceContext, device_kind, device_kinds
+from gbhub.han.ota import OtaClient
 from gbhub.han.virtual import VirtualAir
 from gbhub.wan.bridge import InProcessBridge, TcpBridge
 from gbhub.wan.counters import HeadEndCounters
@@ -297,6 +298,8 @@ class Premises:
             kind = device_kind(self.types[name])
             if kind.attach is not None:
                 self.attachments[name] = kind.attach(device, self.contexts[name])
+            if kind.ota and device.ota_client is None:  # firmware images from the CHF (README "Firmware")
+                OtaClient(device, device.han_port, device.han_dispatch, server=self.chf.eui, clock=self.clock)
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
         late = []

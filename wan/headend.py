@@ -29,7 +29,9 @@ Payloads are the caller's: `request()` takes ready content bytes (use cases are 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,7 +60,7 @@ from gbcs.security import (
 
 from gbhub.firmware.gbcs_device import SECURITY_ALERTS
 
-from .bridge import WanClosed, WanError, WanLink
+from .bridge import UPDATE_FIRMWARE, WanClosed, WanError, WanLink
 from .counters import HeadEndCounters
 
 log = logging.getLogger(__name__)
@@ -254,7 +256,11 @@ class HeadEnd:
         self.late_responses: list[Reply] = []  # responses no request was waiting for
         self.undecodable = 0  # frames up that did not decode as GBCS
         self._closed = False
+        self.firmware_events: list[dict] = []  # FIRMWARE_EVENT records (update_firmware), in arrival order
+        self._firmware_waiters: list[asyncio.Future] = []
         link.set_receiver(self._on_frame, self._on_link_closed)
+        if hasattr(link, "on_control"):
+            link.on_control = self._on_control
         take = getattr(link, "take_stored", None)
         if take is not None and take_queued is not None:
             take(take_queued)
@@ -735,6 +741,50 @@ class HeadEnd:
                     fut.set_exception(exc)
         self._closed = True
         self._wake_alert_waiters()
+        for fut in self._firmware_waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- firmware distribution (DUIS 11.1; wan.bridge UPDATE_FIRMWARE / FIRMWARE_EVENT) ----------
+    async def update_firmware(self, image: bytes, targets: Iterable[bytes | str], *, request: int | None = None,
+                              part_size: int = 60000) -> int:
+        """Ask the hub to distribute OTA `image` to `targets` (EUIs); returns the request id. The
+        hub's progress comes back as events (`firmware_events`, `next_firmware_event`)."""
+        euis = [parse_eui(t) for t in targets]
+        if not 0 < len(euis) < 256:
+            raise ValueError("1..255 target devices")
+        request = int.from_bytes(os.urandom(4), "big") if request is None else request
+        head = request.to_bytes(4, "big") + len(image).to_bytes(4, "big")
+        tail = bytes((len(euis),)) + b"".join(euis)
+        for offset in range(0, len(image), part_size):
+            await self.link.send(bytes((0, UPDATE_FIRMWARE)) + head + offset.to_bytes(4, "big") + tail
+                                 + image[offset:offset + part_size])
+        return request
+
+    async def next_firmware_event(self, since: int, timeout: float | None = None) -> dict:
+        """`firmware_events[since]`, waiting for it (RequestTimeout after `timeout` s)."""
+        while len(self.firmware_events) <= since:
+            if self._closed:
+                raise WanClosed("head-end closed")
+            fut = asyncio.get_running_loop().create_future()
+            self._firmware_waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise RequestTimeout(f"no firmware event within {timeout} s") from None
+        return self.firmware_events[since]
+
+    def _on_control(self, frame: bytes) -> None:
+        try:
+            record = json.loads(frame[2:].decode())
+        except (UnicodeDecodeError, ValueError):
+            return
+        if isinstance(record, dict):
+            self.firmware_events.append(record)
+            waiters, self._firmware_waiters = self._firmware_waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def close(self, close_link: bool = True) -> None:
         """Detach from the link (and close it), failing requests still waiting."""
