@@ -204,6 +204,9 @@ class Premises:
             self.nvm = Nvm(None)
             self.counters = None
         self.air = VirtualAir(clock=self.clock, latency=rig.han_latency, loss=rig.han_loss, seed=rig.han_seed)
+        from .radio import han_link
+
+        self.han = han_link(rig, self.clock, self.air)  # the rig's [han] transport (tools/radio.py)
         # No head-end attached counts as WAN down: the CHF keeps alerts until one takes them. The
         # premises' own head-end takes them (tests, benchmarks) unless told not to (`gbhub run`:
         # they wait for a head-end such as `gbhub alerts`).
@@ -248,7 +251,7 @@ class Premises:
             raise RigError(f"{name}: its devices depend on each other in a circle")
         self._building.add(name)
         ctx = DeviceContext(spec, clock=self.clock, nvm=self.nvm, keystore=self.identity.keystore, trust=self.trust,
-                            supplier=self.identity.supplier, han=self.air, wan=self.bridge, chf=self.chf,
+                            supplier=self.identity.supplier, han=self.han.transport_for(spec), wan=self.bridge, chf=self.chf,
                             lookup=self._build)
         device = device_kind(spec.type).create(ctx)
         self._building.discard(name)
@@ -293,6 +296,7 @@ class Premises:
         private = self.use_tcp and listen_when_ready
         if self.use_tcp and not private:
             await self.bridge.start()
+        await self.han.start(self)
         for name, device in self.devices_by_name.items():
             kind = device_kind(self.types[name])
             if kind.attach is not None:
@@ -420,6 +424,7 @@ class Premises:
                 await device.stop()
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("stopping %s", device)
+        await self.han.stop()
         if self.headend is not None:
             await self.headend.close()
         await self.bridge.close()

@@ -24,6 +24,8 @@ from .inputs import Failure, default_vectors
 
 CLOCK_MODES = ("real", "sim")
 HAN_TRANSPORTS = ("virtual", "zigbee", "serial", "ble")
+HAN_TRANSPORTS_BUILT = ("virtual", "zigbee")
+RADIO_TYPES = ("auto", "ezsp", "znp", "deconz", "virtual")  # [han] radio (gbhub.han.zigbee.RADIO_TYPES + probing)
 
 DEVICE_KEYS = frozenset({"name", "type", "eui", "install_code", "firmware_version", "keys", "options"})
 PAIRING_KEY = "meter"  # a HAN device's meter (types registered with `pairs_with`)
@@ -91,6 +93,11 @@ class Rig:
     han_latency: float = 0.0
     han_loss: float = 0.0
     han_seed: int = 0
+    han_radio: str = "virtual"  # zigbee: radio type (RADIO_TYPES)
+    han_port: str | None = None  # zigbee: the radio's serial port (None: probe the serial ports)
+    han_baudrate: int | None = None  # zigbee: the radio's baud rate (None: the radio library's default)
+    han_channel: int | None = None  # zigbee: 11..26 (None: the radio picks by energy scan; virtual: 15)
+    han_pcap: Path | None = None  # HAN capture file (pcap, `gbhub.han.capture`)
     wan_host: str = "127.0.0.1"
     wan_port: int = 0
     trace: Path | None = None
@@ -216,12 +223,34 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
         rig.start = parse_start(clock["start"], "[clock] start")
 
     han = doc.get("han", {})
-    _check_keys(han, {"transport", "latency", "loss", "seed"}, "[han]")
+    _check_keys(han, {"transport", "latency", "loss", "seed", "radio", "port", "baudrate", "channel", "pcap"}, "[han]")
     rig.han = han.get("transport", "virtual")
     if rig.han not in HAN_TRANSPORTS:
         raise RigError(f"[han] transport: expected one of {HAN_TRANSPORTS}, got {rig.han!r}")
-    if rig.han != "virtual":
-        raise RigError(f"[han] transport {rig.han!r}: only 'virtual' is available in this build")
+    if rig.han not in HAN_TRANSPORTS_BUILT:
+        raise RigError(f"[han] transport {rig.han!r}: not available in this build (use {' or '.join(map(repr, HAN_TRANSPORTS_BUILT))})")
+    radio_keys = {"radio", "port", "baudrate", "channel"} & set(han)
+    if radio_keys and rig.han != "zigbee":
+        raise RigError(f"[han] {', '.join(sorted(radio_keys))}: only with transport = \"zigbee\"")
+    rig.han_radio = han.get("radio", "auto" if "port" in han else "virtual")
+    if rig.han_radio not in RADIO_TYPES:
+        raise RigError(f"[han] radio: expected one of {RADIO_TYPES}, got {rig.han_radio!r}")
+    if "port" in han:
+        if not isinstance(han["port"], str) or not han["port"]:
+            raise RigError("[han] port: expected a serial port path such as \"/dev/ttyUSB0\"")
+        rig.han_port = _expand(han["port"], base)
+    if rig.han == "zigbee" and rig.han_radio not in ("virtual", "auto") and rig.han_port is None:
+        raise RigError(f"[han] port: radio {rig.han_radio!r} needs the serial port it is on")
+    if "baudrate" in han:
+        rig.han_baudrate = _integer(han["baudrate"], "[han] baudrate")
+        if rig.han_baudrate <= 0:
+            raise RigError("[han] baudrate: must be positive")
+    if "channel" in han:
+        rig.han_channel = _integer(han["channel"], "[han] channel")
+        if not 11 <= rig.han_channel <= 26:
+            raise RigError("[han] channel: must be 11..26")
+    if "pcap" in han:
+        rig.han_pcap = _path(han["pcap"], base, "[han] pcap")
     rig.han_latency = _number(han.get("latency", 0.0), "[han] latency")
     if rig.han_latency < 0:
         raise RigError("[han] latency: must not be negative")
