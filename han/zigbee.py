@@ -307,7 +307,9 @@ class ZigbeeTransport:
         return local.endpoint
 
     def descriptors(self) -> list[zdo.SimpleDescriptor]:
-        return [l.descriptor for l in self._local.values() if l.descriptor is not None]
+        """The Smart Energy endpoints served: local devices that are attached (a GPF reaches the
+        HAN through the CHF and has no port of its own, so no endpoint)."""
+        return [l.descriptor for l in self._local.values() if l.descriptor is not None and l.port is not None]
 
     def endpoint_of(self, eui: bytes) -> int | None:
         local = self._local.get(eui)
@@ -410,6 +412,10 @@ class ZigbeeTransport:
             spawn(self._remove(device))
 
     async def _remove(self, device: Any) -> None:
+        try:
+            await self.app.force_remove(device)  # the radio's own leave (not every radio has one)
+        except Exception as exc:
+            log.info("radio could not force %s off: %s", device.ieee, exc)
         try:
             await self.app.remove(device.ieee)
         except Exception as exc:
@@ -539,7 +545,9 @@ class ZigbeeTransport:
                 command, tsn, _ = zdo.decode_endpoint_table(data)
                 if command != 1:
                     return True
-                table = {l.endpoint: l.eui for l in self._local.values() if l.descriptor is not None}
+                table = {d.endpoint: self._by_endpoint[d.endpoint].eui for d in self.descriptors()}
+                if self.coordinator in self._local:
+                    table[ZDO_ENDPOINT] = self.coordinator  # the trust centre: join handshake
                 answer = (zdo.ENDPOINT_TABLE_CLUSTER, zdo.endpoint_table_response(tsn, table))
             elif cluster == zdo.MATCH_DESC_REQ:
                 request = zdo.decode_match_desc_request(data)

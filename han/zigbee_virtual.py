@@ -330,7 +330,8 @@ class ZigbeeNode:
 
     # -- the air ----------------------------------------------------------------------------
     def _transmit(self, nwk: int, src_ep: int, dst_ep: int, profile: int, cluster: int, data: bytes) -> bool:
-        assert self.nwk is not None
+        if self.nwk is None:
+            raise NotOnNetwork("this node is not on the network")
         packet = zt.ZigbeePacket(
             src=zt.AddrModeAddress(addr_mode=zt.AddrMode.NWK, address=zt.NWK(self.nwk)), src_ep=src_ep,
             dst=zt.AddrModeAddress(addr_mode=zt.AddrMode.NWK, address=zt.NWK(nwk)), dst_ep=dst_ep,
@@ -356,7 +357,8 @@ class ZigbeeNode:
             src = self._table.get(packet.src_ep)
             if src is None and packet.src_ep != 0:
                 self.errors += 1
-                spawn(self.endpoint_table(refresh=True))
+                if self.nwk is not None:
+                    spawn(self.endpoint_table(refresh=True))
                 log.info("node %s: frame from unknown coordinator endpoint %s dropped", port.eui.hex().upper(), packet.src_ep)
                 return True
             if src is None:

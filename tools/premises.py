@@ -296,11 +296,11 @@ class Premises:
         private = self.use_tcp and listen_when_ready
         if self.use_tcp and not private:
             await self.bridge.start()
-        await self.han.start(self)
         for name, device in self.devices_by_name.items():
             kind = device_kind(self.types[name])
             if kind.attach is not None:
                 self.attachments[name] = kind.attach(device, self.contexts[name])
+        await self.han.start(self)  # after attaching: a radio registers the endpoints of attached devices
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
         late = []
