@@ -207,6 +207,12 @@ class Premises:
         from .radio import han_link
 
         self.han = han_link(rig, self.clock, self.air)  # the rig's [han] transport (tools/radio.py)
+        self.capture = None
+        if rig.han_pcap is not None:
+            from gbhub.han.capture import HanCapture
+
+            self.capture = HanCapture(rig.han_pcap, coordinator=rig.device("chf").eui)
+            self.capture.attach(self.han.transport)
         # No head-end attached counts as WAN down: the CHF keeps alerts until one takes them. The
         # premises' own head-end takes them (tests, benchmarks) unless told not to (`gbhub run`:
         # they wait for a head-end such as `gbhub alerts`).
@@ -425,6 +431,8 @@ class Premises:
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("stopping %s", device)
         await self.han.stop()
+        if self.capture is not None:
+            self.capture.close()
         if self.headend is not None:
             await self.headend.close()
         await self.bridge.close()
