@@ -1,0 +1,95 @@
+"""CBKE maths (gbcs/cbke.py): sect283k1 / sect163k1, ECQV implicit certificates, ECMQV.
+
+Vectors: the sect283k1 example of ZigBee SE 1.2 Annex C.5 (CA public key, two device key pairs,
+the initiator's implicit certificate), as published in open ZigBee stacks' test suites."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gbcs.cbke import (
+    SECT163K1,
+    SECT283K1,
+    CbkeError,
+    Certificate283,
+    confirmation_macs,
+    decode_certificate283,
+    ecmqv,
+    issue,
+    kdf,
+    reconstruct_public_key,
+)
+from gbcs.codec import DecodeError
+
+CA_PUBLIC = bytes.fromhex("0207A445022D9F39F49BDC38380026A27A9E0A1799313AB28C5C1A1C6B605154DB1DFF6752")
+PRIVATE_1 = bytes.fromhex("0151CD0DBCB80474BF7AC9FEEBE39C7A32A63518938FCA9754AAE132BC9C73BE94A7E1BE")
+PUBLIC_1 = bytes.fromhex("0202F4FA2A3040433C6820299D182A1042E41404E337C57F47716B42DFAF970F1580A04C9B")
+PRIVATE_2 = bytes.fromhex("00F2561ADB39EF49C1D62EF5186C6E0C158A5A45BFCE38660931ACC3694592D5ACDE9006")
+PUBLIC_2 = bytes.fromhex("03030E56F7ADE866E76372764BA20A9FF1FE4CAE522F94839E70F2ADFC1CA3E97F4DDCAF2E")
+CERT_1 = bytes.fromhex(
+    "002622A505E8938F270D081112131415161718005292A35BFFFFFFFF0A0B0C0D0E0F1011"
+    "880303B4E9DC543A64333C982308022B54E67E2F15F532551B0A11E2E2C1C1D3097A4324E7ED")
+
+
+@pytest.mark.parametrize("curve", [SECT283K1, SECT163K1], ids=lambda c: c.name)
+def test_curve_parameters(curve):
+    assert curve.on_curve(curve.g)
+    assert curve.multiply(curve.n, curve.g) is None
+
+
+@pytest.mark.parametrize("private, public", [(PRIVATE_1, PUBLIC_1), (PRIVATE_2, PUBLIC_2)])
+def test_published_key_pairs(private, public):
+    c = SECT283K1
+    assert c.compress(c.multiply(int.from_bytes(private, "big"), c.g)) == public
+    assert c.compress(c.public_key(public)) == public
+
+
+def test_published_implicit_certificate_reconstructs_its_public_key():
+    cert = decode_certificate283(CERT_1)
+    assert cert.encode() == CERT_1 and cert.subject == bytes.fromhex("0A0B0C0D0E0F1011")
+    assert reconstruct_public_key(CERT_1, cert.reconstruction, CA_PUBLIC, SECT283K1) == PUBLIC_1
+
+
+@pytest.mark.parametrize("curve", [SECT283K1, SECT163K1], ids=lambda c: c.name)
+def test_two_parties_agree(curve):
+    """A test CA issues implicit certificates; ECMQV gives both ends the same keys and MACs."""
+    ca_private, ca_point = curve.generate()
+    ca_public = curve.compress(ca_point)
+    subjects = (bytes.fromhex("02474248400000A2"), bytes.fromhex("02474248400000A6"))
+    certs, keys = [], []
+    for subject in subjects:
+        def build(reconstruction, subject=subject):
+            return Certificate283(bytes(8), bytes(8), 0, 0xFFFFFFFF, subject, 0x88, reconstruction).encode()
+
+        cert, d = issue(build, ca_private, curve)
+        public = reconstruct_public_key(cert, cert[37:], ca_public, curve)
+        assert curve.compress(curve.multiply(d, curve.g)) == public  # ECQV: the private key fits
+        certs.append(cert)
+        keys.append(d)
+    eph_u, eph_v = curve.generate(), curve.generate()
+    qe_u, qe_v = curve.compress(eph_u[1]), curve.compress(eph_v[1])
+    q_u, q_v = (curve.compress(curve.multiply(d, curve.g)) for d in keys)
+    z_u = ecmqv(keys[0], eph_u, q_v, qe_v, curve)
+    z_v = ecmqv(keys[1], eph_v, q_u, qe_u, curve)
+    assert z_u == z_v
+    mac_key, key_data = kdf(z_u)
+    assert len(key_data) == 16
+    assert confirmation_macs(mac_key, *subjects, qe_u, qe_v) == confirmation_macs(kdf(z_v)[0], *subjects, qe_u, qe_v)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=40))
+def test_points_from_outside_raise_only_cbke_error(data):
+    try:
+        SECT283K1.decompress(data)
+    except CbkeError:
+        pass
+
+
+@given(st.binary(max_size=80))
+def test_certificates_from_outside_raise_only_decode_error(data):
+    try:
+        assert decode_certificate283(data).encode() == data
+    except DecodeError:
+        pass
