@@ -24,8 +24,10 @@ Test vectors used (tests/test_cbke.py): the key pairs and implicit certificates 
 """
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import dataclass
+from enum import IntEnum
 
 from .codec import DecodeError
 
@@ -304,8 +306,9 @@ def ecmqv(d_static: int, ephemeral: tuple[int, tuple[int, int]], peer_static: by
           curve: Curve) -> bytes:
     """The shared secret Z (x coordinate, `curve.size` bytes) of ECMQV."""
     r, big_r = ephemeral
-    q2 = curve.public_key(peer_static)
-    r2 = curve.public_key(peer_ephemeral)
+    # Embedded validation (on the curve) suffices: the cofactor h in Z kills small-subgroup parts.
+    q2 = curve.decompress(peer_static)
+    r2 = curve.decompress(peer_ephemeral)
     s = (r + _xbar(big_r, curve) * d_static) % curve.n
     point = curve.multiply((curve.h * s) % curve.n, curve.add(r2, curve.multiply(_xbar(r2, curve), q2)))
     if point is None:
@@ -367,3 +370,190 @@ def decode_certificate283(data: bytes) -> Certificate283:
         raise DecodeError(f"a suite 2 certificate is 74 bytes, not {len(data)}", len(data), "certificate")
     return Certificate283(data[1:9], data[11:19], int.from_bytes(data[19:24], "big"), int.from_bytes(data[24:28], "big"),
                           data[28:36], data[36], data[37:74], data[0], data[9], data[10])
+
+
+# ---------------------------------------------------------------------------------------------
+# The Key Establishment exchange (cluster 0x0800), sans-IO
+# ---------------------------------------------------------------------------------------------
+
+#: KeyEstablishmentSuite bitmap values.
+SUITE_1 = 0x0001  # sect163k1, 48-byte certificates
+SUITE_2 = 0x0002  # sect283k1, 74-byte certificates
+CURVES = {SUITE_1: SECT163K1, SUITE_2: SECT283K1}
+
+# Command ids (the same in both directions).
+INITIATE, EPHEMERAL, CONFIRM, TERMINATE = 0x00, 0x01, 0x02, 0x03
+
+
+class Terminate(IntEnum):
+    """Terminate Key Establishment status codes."""
+
+    UNKNOWN_ISSUER = 0x01
+    BAD_KEY_CONFIRM = 0x02
+    BAD_MESSAGE = 0x03
+    NO_RESOURCES = 0x04
+    UNSUPPORTED_SUITE = 0x05
+    INVALID_CERTIFICATE = 0x06
+
+
+class KeyEstablishmentFailed(CbkeError):
+    def __init__(self, status: int, message: str = "") -> None:
+        self.status = status
+        name = status.name if isinstance(status, Terminate) else f"status {status}"
+        super().__init__(f"key establishment terminated: {name}" + (f" ({message})" if message else ""))
+
+
+@dataclass(frozen=True)
+class CbkeIdentity:
+    """What one party holds: its implicit certificate and private key, and the CA public key
+    it trusts (suite 2)."""
+
+    certificate: bytes
+    private_key: int
+    ca_public: bytes
+    suite: int = SUITE_2
+
+    @property
+    def curve(self) -> Curve:
+        return CURVES[self.suite]
+
+    @property
+    def subject(self) -> bytes:
+        return decode_certificate283(self.certificate).subject
+
+    @property
+    def issuer(self) -> bytes:
+        return decode_certificate283(self.certificate).issuer
+
+
+class TestCa:
+    """A gbhub test certification authority for emulated devices (suite 2)."""
+
+    def __init__(self, issuer: bytes | None = None, private_key: int | None = None, random_bytes=os.urandom) -> None:
+        curve = SECT283K1
+        self._random = random_bytes
+        if private_key is None:
+            private_key, point = curve.generate(random_bytes)
+        else:
+            point = curve.multiply(private_key, curve.g)
+        self.private_key = private_key
+        self.public = curve.compress(point)
+        # default issuer id: from the CA key, so two test CAs never pass for each other
+        self.issuer = bytes(issuer) if issuer is not None else aes_mmo(self.public)[:8]
+        self._serial = 0
+
+    def issue(self, subject: bytes, *, valid_from: int = 0, valid_to: int = 0xFFFFFFFF) -> CbkeIdentity:
+        self._serial += 1
+        serial = self._serial.to_bytes(8, "big")
+
+        def build(reconstruction: bytes) -> bytes:
+            return Certificate283(serial, self.issuer, valid_from, valid_to, bytes(subject), 0x88, reconstruction).encode()
+
+        cert, d = issue(build, self.private_key, SECT283K1, random_bytes=self._random)
+        return CbkeIdentity(cert, d, self.public)
+
+
+def _peer_public(identity: CbkeIdentity, certificate: bytes) -> tuple[bytes, bytes]:
+    """(subject, public key) of a peer certificate; KeyEstablishmentFailed when unusable."""
+    try:
+        cert = decode_certificate283(certificate)
+    except DecodeError:
+        raise KeyEstablishmentFailed(Terminate.BAD_MESSAGE, "malformed certificate") from None
+    if cert.issuer != identity.issuer:
+        raise KeyEstablishmentFailed(Terminate.UNKNOWN_ISSUER)
+    try:
+        public = reconstruct_public_key(certificate, cert.reconstruction, identity.ca_public, identity.curve)
+    except CbkeError:
+        raise KeyEstablishmentFailed(Terminate.INVALID_CERTIFICATE) from None
+    return cert.subject, public
+
+
+def _suite_field(payload: bytes) -> int:
+    return int.from_bytes(payload[:2], "little")
+
+
+def initiate_payload(identity: CbkeIdentity, ephemeral_time: int = 10, confirm_time: int = 10) -> bytes:
+    """Initiate Key Establishment Request/Response payload."""
+    return identity.suite.to_bytes(2, "little") + bytes((ephemeral_time, confirm_time)) + identity.certificate
+
+
+def terminate_payload(status: int, suite: int = SUITE_2, wait: int = 10) -> bytes:
+    return bytes((int(status), wait)) + suite.to_bytes(2, "little")
+
+
+class _Party:
+    def __init__(self, identity: CbkeIdentity, random_bytes=os.urandom) -> None:
+        self.identity = identity
+        self._random = random_bytes
+        self.peer: bytes | None = None
+        self.peer_public: bytes | None = None
+        self.ephemeral: tuple[int, tuple[int, int]] | None = None
+        self.key: bytes | None = None  # the established link key (KeyData)
+        self._macs: tuple[bytes, bytes] | None = None
+
+    def _accept_identity(self, payload: bytes) -> None:
+        if len(payload) < 4:
+            raise KeyEstablishmentFailed(Terminate.BAD_MESSAGE)
+        if _suite_field(payload) != self.identity.suite:
+            raise KeyEstablishmentFailed(Terminate.UNSUPPORTED_SUITE)
+        self.peer, self.peer_public = _peer_public(self.identity, payload[4:])
+
+    def _agree(self, qe_u: bytes, qe_v: bytes, own_ephemeral_first: bool) -> None:
+        curve = self.identity.curve
+        peer_qe = qe_v if own_ephemeral_first else qe_u
+        try:
+            z = ecmqv(self.identity.private_key, self.ephemeral, self.peer_public, peer_qe, curve)
+        except CbkeError:
+            raise KeyEstablishmentFailed(Terminate.BAD_MESSAGE, "bad ephemeral data") from None
+        mac_key, key_data = kdf(z)
+        id_u, id_v = (self.identity.subject, self.peer) if own_ephemeral_first else (self.peer, self.identity.subject)
+        self._macs = confirmation_macs(mac_key, id_u, id_v, qe_u, qe_v)
+        self._key_data = key_data
+
+
+class Initiator(_Party):
+    """The client end: `initiate()`, then feed each response payload to `on_<step>`; each
+    returns the next request payload (KeyEstablishmentFailed on a bad answer)."""
+
+    def initiate(self) -> bytes:
+        return initiate_payload(self.identity)
+
+    def on_initiate_response(self, payload: bytes) -> bytes:
+        self._accept_identity(payload)
+        self.ephemeral = self.identity.curve.generate(self._random)
+        self._qe_u = self.identity.curve.compress(self.ephemeral[1])
+        return self._qe_u
+
+    def on_ephemeral_response(self, payload: bytes) -> bytes:
+        self._agree(self._qe_u, bytes(payload), own_ephemeral_first=True)
+        return self._macs[0]
+
+    def on_confirm_response(self, payload: bytes) -> bytes:
+        if not hmac.compare_digest(bytes(payload), self._macs[1]):
+            raise KeyEstablishmentFailed(Terminate.BAD_KEY_CONFIRM)
+        self.key = self._key_data
+        return self.key
+
+
+class Responder(_Party):
+    """The server end: each `on_<step>(request payload)` returns the response payload."""
+
+    def on_initiate(self, payload: bytes) -> bytes:
+        self._accept_identity(payload)
+        return initiate_payload(self.identity)
+
+    def on_ephemeral(self, payload: bytes) -> bytes:
+        if self.peer is None:
+            raise KeyEstablishmentFailed(Terminate.BAD_MESSAGE, "ephemeral data before initiate")
+        self.ephemeral = self.identity.curve.generate(self._random)
+        qe_v = self.identity.curve.compress(self.ephemeral[1])
+        self._agree(bytes(payload), qe_v, own_ephemeral_first=False)
+        return qe_v
+
+    def on_confirm(self, payload: bytes) -> bytes:
+        if self._macs is None:
+            raise KeyEstablishmentFailed(Terminate.BAD_MESSAGE, "confirm before ephemeral data")
+        if not hmac.compare_digest(bytes(payload), self._macs[0]):
+            raise KeyEstablishmentFailed(Terminate.BAD_KEY_CONFIRM)
+        self.key = self._key_data
+        return self._macs[1]

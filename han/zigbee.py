@@ -262,9 +262,11 @@ class ZigbeeTransport:
         clock: Clock | None = None,
         joinable: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
         allowed: Callable[[bytes], bool] | None = None,
-        on_refused: Callable[[bytes, str], Any] | None = None,
+        on_refused: Callable[[bytes, str, str], Any] | None = None,
         trust_poll: float = 5.0,
         first_endpoint: int = 1,
+        cbke: Any = None,
+        on_key_established: Callable[[bytes, bytes], Any] | None = None,
     ) -> None:
         if not isinstance(app, SmartEnergyCoordinator):
             raise TypeError("app must be built from coordinator_class(<radio ControllerApplication>)")
@@ -284,6 +286,12 @@ class ZigbeeTransport:
         self._observers: list[Callable[[AirEvent], Any]] = []
         self._permitted: dict[bytes, tuple[bytes, float]] = {}
         self._poll = None
+        #: The trust centre's CBKE identity (`gbcs.cbke.CbkeIdentity`): with one, the coordinator
+        #: answers Key Establishment on the CHF's endpoint itself, as a radio stack's CBKE does.
+        self.cbke = cbke
+        self.on_key_established = on_key_established
+        self.link_keys: dict[bytes, bytes] = {}  # APS link keys established by CBKE, by EUI
+        self._responders: dict[bytes, Any] = {}
 
     # -- local devices --------------------------------------------------------------------
     def _entry(self, eui: bytes) -> _Local:
@@ -397,14 +405,20 @@ class ZigbeeTransport:
     def _joined(self, ieee: bytes) -> None:
         eui = eui_from_ieee(ieee)
         self._permitted.pop(eui, None)
+        self.link_keys.pop(eui, None)
         if self.allowed is None or self.allowed(eui):
             return
+        self._refuse(eui, "joined the radio's network but is not in the CHF device log")
+
+    def _refuse(self, eui: bytes, reason: str, status: str = "NOT_IN_DEVICE_LOG") -> None:
+        """Take a device off the network and report why (`on_refused(eui, status, reason)`: the
+        CHF's security log)."""
         self.counters.refused += 1
-        reason = "joined the radio's network but is not in the CHF device log"
+        ieee = ieee_from_eui(eui)
         log.warning("%s %s: removing it", eui.hex().upper(), reason)
         if self.on_refused is not None:
             try:
-                self.on_refused(eui, reason)
+                self.on_refused(eui, status, reason)
             except Exception:
                 log.exception("on_refused failed")
         device = self.app.devices.get(zt.EUI64(ieee))
@@ -521,6 +535,9 @@ class ZigbeeTransport:
             self.counters.ignored += 1
             log.debug("Smart Energy frame for endpoint %s: no local device", packet.dst_ep)
             return True
+        if cluster == KEY_ESTABLISHMENT_CLUSTER and self.cbke is not None and local.eui == self.coordinator:
+            self._key_establishment(source[0], packet.src_ep, local.endpoint, data)
+            return True
         frame = ApsFrame(source[0], local.eui, packet.src_ep, local.own_endpoint, cluster, data, profile=profile)
         self._arrive(local, frame)
         return True
@@ -582,6 +599,70 @@ class ZigbeeTransport:
                                    expect_reply=False)
         except (zigpy.exceptions.DeliveryError, TimeoutError) as exc:
             log.info("ZDP answer to %s lost: %s", eui.hex().upper(), exc)
+
+
+    # -- CBKE (Key Establishment cluster, server side) -----------------------------------------
+    #: At most this many key establishments in progress (outside input never grows memory).
+    MAX_RESPONDERS = 16
+
+    def _key_establishment(self, eui: bytes, src_ep: int, own_ep: int, data: bytes) -> None:
+        from gbcs import cbke
+
+        if len(data) < 3 or data[0] & 0x0B != 0x01:  # cluster-specific, client to server
+            self.counters.ignored += 1
+            return
+        sequence, command, payload = data[1], data[2], data[3:]
+        if command == cbke.TERMINATE:
+            self._responders.pop(eui, None)
+            return
+        try:
+            if command == cbke.INITIATE:
+                responder = cbke.Responder(self.cbke)
+                self._responders[eui] = responder
+                while len(self._responders) > self.MAX_RESPONDERS:
+                    self._responders.pop(next(iter(self._responders)))
+                answer = responder.on_initiate(payload)
+                if responder.peer != eui:
+                    raise cbke.KeyEstablishmentFailed(cbke.Terminate.INVALID_CERTIFICATE, "certificate of another device")
+            else:
+                responder = self._responders.get(eui)
+                if responder is None:
+                    raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE, "no key establishment in progress")
+                if command == cbke.EPHEMERAL:
+                    answer = responder.on_ephemeral(payload)
+                elif command == cbke.CONFIRM:
+                    answer = responder.on_confirm(payload)
+                else:
+                    raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE, f"unknown command 0x{command:02X}")
+        except cbke.KeyEstablishmentFailed as exc:
+            self._responders.pop(eui, None)
+            frame = bytes((0x19, sequence, cbke.TERMINATE)) + cbke.terminate_payload(exc.status)
+            spawn(self._send_raw(eui, own_ep, src_ep, KEY_ESTABLISHMENT_CLUSTER, frame))
+            self._refuse(eui, f"CBKE failed: {exc}", "CBKE_FAILED")
+            return
+        frame = bytes((0x19, sequence, command)) + answer
+        spawn(self._send_raw(eui, own_ep, src_ep, KEY_ESTABLISHMENT_CLUSTER, frame))
+        if command == cbke.CONFIRM:
+            self._responders.pop(eui, None)
+            self.link_keys[eui] = responder.key
+            log.info("CBKE with %s complete", eui.hex().upper())
+            if self.on_key_established is not None:
+                self.on_key_established(eui, responder.key)
+
+    async def _send_raw(self, eui: bytes, src_ep: int, dst_ep: int, cluster: int, payload: bytes) -> bool:
+        device = self.app.devices.get(zt.EUI64(ieee_from_eui(eui)))
+        if device is None:
+            return False
+        frame = ApsFrame(self.coordinator, eui, src_ep, dst_ep, cluster, payload)
+        try:
+            await self.app.request(device, SMART_ENERGY_PROFILE, cluster, src_ep, dst_ep, _sequence(payload), payload,
+                                   expect_reply=False)
+        except (zigpy.exceptions.DeliveryError, TimeoutError) as exc:
+            log.info("frame to %s lost: %s", eui.hex().upper(), exc)
+            self._emit(frame, LOST)
+            return False
+        self._emit(frame, DELIVERED)
+        return True
 
 
 def _sequence(payload: bytes) -> int:

@@ -233,8 +233,12 @@ class ZigbeeNode:
 
     def __init__(self, network: VirtualZigbeeNetwork, *, install_code: bytes | None = None,
                  link_key: bytes | None = None, device_type: int = DeviceType.TYPE_2,
-                 clock: Clock | None = None, timeout: float = 10.0) -> None:
+                 clock: Clock | None = None, timeout: float = 10.0, cbke: Any = None) -> None:
         self.network = network
+        #: This device's CBKE identity (`gbcs.cbke.CbkeIdentity`): with one, the node runs key
+        #: establishment with the trust centre right after joining, as SE devices do.
+        self.cbke = cbke
+        self.link_key_established: bytes | None = None
         self.link_key = link_key if link_key is not None else (
             None if install_code is None else link_key_from_install_code(install_code))
         self.device_type = int(device_type)
@@ -277,6 +281,58 @@ class ZigbeeNode:
         await self.network.associate(self)
         self._table.clear()
         self._matches.clear()
+        if self.cbke is not None:
+            try:
+                self.link_key_established = await self.key_establishment()
+            except Exception as exc:
+                self.network.leave(self)
+                raise NotOnNetwork(f"key establishment with the trust centre failed: {exc}") from exc
+
+    async def key_establishment(self) -> bytes:
+        """CBKE with the trust centre (the coordinator endpoint the endpoint table names for
+        entity 0 that serves Key Establishment): returns the established link key."""
+        from gbcs import cbke
+
+        from .aps import KEY_ESTABLISHMENT_CLUSTER
+
+        table = await self.endpoint_table()
+        trust_centre = table.get(0)
+        served = await self.match(KEY_ESTABLISHMENT_CLUSTER)
+        endpoint = next((ep for ep in served if table.get(ep) == trust_centre), None)
+        if endpoint is None:
+            raise NoRoute("no Key Establishment server on the trust centre")
+        initiator = cbke.Initiator(self.cbke)
+        answer = await self._ke(endpoint, cbke.INITIATE, initiator.initiate())
+        answer = await self._ke(endpoint, cbke.EPHEMERAL, initiator.on_initiate_response(answer))
+        answer = await self._ke(endpoint, cbke.CONFIRM, initiator.on_ephemeral_response(answer))
+        return initiator.on_confirm_response(answer)
+
+    async def _ke(self, endpoint: int, command: int, payload: bytes) -> bytes:
+        from gbcs import cbke
+
+        from .aps import KEY_ESTABLISHMENT_CLUSTER
+
+        tsn = next(self._tsn) & 0xFF
+        frame = bytes((0x11, tsn, command)) + payload  # cluster-specific, client→server, no default response
+        future = asyncio.get_running_loop().create_future()
+        key = (KEY_ESTABLISHMENT_CLUSTER, tsn)
+        self._waiting[key] = future
+        timer = self.clock.call_at(self.clock.now() + self.timeout,
+                                   lambda: future.done() or future.set_exception(NoRoute("no answer from the trust centre")))
+        try:
+            self._transmit(0x0000, self.port.endpoint if self.port else 1, endpoint, SMART_ENERGY_PROFILE,
+                           KEY_ESTABLISHMENT_CLUSTER, frame)
+            data = await future
+        finally:
+            timer.cancel()
+            self._waiting.pop(key, None)
+        if len(data) < 3:
+            raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE)
+        if data[2] == cbke.TERMINATE:
+            raise cbke.KeyEstablishmentFailed(data[3] if len(data) > 3 else cbke.Terminate.BAD_MESSAGE)
+        if data[2] != command:
+            raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE, f"answer 0x{data[2]:02X} to 0x{command:02X}")
+        return data[3:]
 
     def leave(self) -> None:
         self.network.leave(self)
@@ -353,6 +409,11 @@ class ZigbeeNode:
         if packet.profile_id == ZDP_PROFILE and packet.dst_ep == 0 and packet.cluster_id != JOIN_CLUSTER:
             self._zdp(src_nwk, packet.src_ep, packet.cluster_id, data)
             return True
+        if packet.cluster_id == 0x0800 and packet.profile_id == SMART_ENERGY_PROFILE and len(data) >= 2:
+            future = self._waiting.get((0x0800, data[1]))
+            if future is not None and not future.done():
+                future.set_result(data)
+                return True
         if src_nwk == 0x0000:
             src = self._table.get(packet.src_ep)
             if src is None and packet.src_ep != 0:

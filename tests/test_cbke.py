@@ -93,3 +93,32 @@ def test_certificates_from_outside_raise_only_decode_error(data):
         assert decode_certificate283(data).encode() == data
     except DecodeError:
         pass
+
+
+def test_the_exchange_and_its_failures():
+    from gbcs.cbke import Initiator, KeyEstablishmentFailed, Responder, Terminate, TestCa
+
+    ca = TestCa()
+    u, v = ca.issue(bytes.fromhex("02474248400000A6")), ca.issue(bytes.fromhex("02474248400000A2"))
+    i, r = Initiator(u), Responder(v)
+    answer = r.on_initiate(i.initiate())
+    assert r.peer == u.subject
+    answer = r.on_ephemeral(i.on_initiate_response(answer))
+    mac_u = i.on_ephemeral_response(answer)
+    with pytest.raises(KeyEstablishmentFailed) as bad:
+        Responder(v).on_confirm(mac_u)  # no exchange in progress
+    assert bad.value.status == Terminate.BAD_MESSAGE
+    assert i.on_confirm_response(r.on_confirm(mac_u)) == r.key == i.key
+    # a wrong confirmation MAC, a foreign CA, an unsupported suite
+    i2, r2 = Initiator(u), Responder(v)
+    r2.on_ephemeral(i2.on_initiate_response(r2.on_initiate(i2.initiate())))
+    with pytest.raises(KeyEstablishmentFailed) as bad:
+        r2.on_confirm(bytes(16))
+    assert bad.value.status == Terminate.BAD_KEY_CONFIRM
+    stranger = TestCa().issue(u.subject)
+    with pytest.raises(KeyEstablishmentFailed) as bad:
+        Responder(v).on_initiate(Initiator(stranger).initiate())
+    assert bad.value.status == Terminate.UNKNOWN_ISSUER
+    with pytest.raises(KeyEstablishmentFailed) as bad:
+        Responder(v).on_initiate(b"\x01\x00\x0a\x0a" + u.certificate)
+    assert bad.value.status == Terminate.UNSUPPORTED_SUITE

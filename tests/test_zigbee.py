@@ -51,6 +51,10 @@ async def test_ihd_joins_over_zigbee_and_reads_the_esme(zpremises):
     display = await p.ihd.poll_now()
     assert display.status == "ok", display
     assert link.transport.counters.received > 0
+    # CBKE with the trust centre completed as part of the join: both ends hold the same link key
+    node = p.ihd.han
+    assert node.link_key_established is not None and len(node.link_key_established) == 16
+    assert link.transport.link_keys[p.ihd.eui] == node.link_key_established
 
 
 async def test_endpoints_are_discovered_by_match_desc(zpremises):
@@ -121,6 +125,28 @@ async def test_a_device_the_radio_let_in_but_the_log_refuses_is_removed_and_logg
     assert node.nwk is None or node.nwk not in p.han.network.nodes
     refused = [e for e in p.chf.security_log() if e.get("code") == "join_refused"]
     assert refused and refused[-1]["eui"] == stranger.hex().upper()
+
+
+@pytest.mark.parametrize("case", ["other CA", "certificate of another device"])
+async def test_cbke_with_a_bad_certificate_is_refused_and_logged(zpremises, case):
+    from gbcs.cbke import TestCa
+    from gbhub.han.aps import ApsFrame, METERING_CLUSTER
+    from gbhub.han.zigbee_virtual import NotOnNetwork, ZigbeeNode
+
+    p = await zpremises()
+    device = bytes.fromhex("00DB1234567890FC")
+    code = bytes(range(16))
+    await p.chf.add_device(device, code, join_window=600)
+    ca = TestCa() if case == "other CA" else p.han.ca
+    identity = ca.issue(device if case == "other CA" else p.ihd.eui)
+    node = ZigbeeNode(p.han.network, install_code=code, clock=p.clock, cbke=identity)
+    port = node.attach(device, lambda frame: None)
+    with pytest.raises(NotOnNetwork, match="key establishment"):
+        await port.send(ApsFrame(device, p.esme.eui, 1, 1, METERING_CLUSTER, b"\x00\x01\x00\x00\x00"))
+    assert device not in p.han.transport.link_keys
+    refused = [e for e in p.chf.security_log() if e.get("code") == "join_refused" and e.get("eui") == device.hex().upper()]
+    assert refused and refused[-1]["status"] == "CBKE_FAILED"
+    assert ("UNKNOWN_ISSUER" if case == "other CA" else "INVALID_CERTIFICATE") in refused[-1]["reason"]
 
 
 # -- ZDP frames (han/zdo.py): outside input, property-tested ------------------------------------

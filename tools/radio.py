@@ -69,8 +69,17 @@ class ZigbeeLink:
             app = build_app(self.radio, path, rig.han_baudrate, channel=channel)
         except RadioError as exc:
             raise Failure(str(exc)) from None
+        self.ca = None
+        identity = None
+        if rig.han_cbke_identity is not None:  # a lab's own certificate for the hub's EUI
+            identity = rig.han_cbke_identity
+        elif rig.han_cbke if rig.han_cbke is not None else self.radio == "virtual":
+            from gbcs.cbke import TestCa
+
+            self.ca = TestCa()  # gbhub's test CA: certificates for the emulated devices of this run
+            identity = self.ca.issue(chf.eui)
         self.transport = ZigbeeTransport(app, coordinator=chf.eui, clock=clock, joinable=self._joinable,
-                                         allowed=self._allowed, on_refused=self._refused)
+                                         allowed=self._allowed, on_refused=self._refused, cbke=identity)
         self.chf: Any = None
         self.local: set[bytes] = set()
 
@@ -80,7 +89,7 @@ class ZigbeeLink:
             from gbhub.han.zigbee_virtual import ZigbeeNode
 
             return ZigbeeNode(self.network, install_code=spec.install_code, device_type=kind.device_type,
-                              clock=self.clock)
+                              clock=self.clock, cbke=None if self.ca is None else self.ca.issue(spec.eui))
         if kind.device_type is not None:
             self.transport.describe(spec.eui, kind.device_type)
         self.local.add(spec.eui)
@@ -111,9 +120,9 @@ class ZigbeeLink:
         chf = self.chf
         return chf is not None and chf.device_log_entry(eui) is not None
 
-    def _refused(self, eui: bytes, reason: str) -> None:
+    def _refused(self, eui: bytes, status: str, reason: str) -> None:
         if self.chf is not None:
-            self.chf.log_security("join_refused", eui=eui_hex(eui), status="NOT_IN_DEVICE_LOG", reason=reason)
+            self.chf.log_security("join_refused", eui=eui_hex(eui), status=status, reason=reason)
 
 
 def han_link(rig: Rig, clock: Any, air: Any) -> Any:

@@ -98,6 +98,8 @@ class Rig:
     han_baudrate: int | None = None  # zigbee: the radio's baud rate (None: the radio library's default)
     han_channel: int | None = None  # zigbee: 11..26 (None: the radio picks by energy scan; virtual: 15)
     han_pcap: Path | None = None  # HAN capture file (pcap, `gbhub.han.capture`)
+    han_cbke: bool | None = None  # zigbee: key establishment (None: on with the virtual radio's test CA)
+    han_cbke_identity: Any = None  # zigbee: a lab's CBKE certificate + key for the hub (gbcs.cbke.CbkeIdentity)
     wan_host: str = "127.0.0.1"
     wan_port: int = 0
     trace: Path | None = None
@@ -223,13 +225,14 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
         rig.start = parse_start(clock["start"], "[clock] start")
 
     han = doc.get("han", {})
-    _check_keys(han, {"transport", "latency", "loss", "seed", "radio", "port", "baudrate", "channel", "pcap"}, "[han]")
+    _check_keys(han, {"transport", "latency", "loss", "seed", "radio", "port", "baudrate", "channel", "pcap",
+                      "cbke", "certificate", "private_key", "ca_public"}, "[han]")
     rig.han = han.get("transport", "virtual")
     if rig.han not in HAN_TRANSPORTS:
         raise RigError(f"[han] transport: expected one of {HAN_TRANSPORTS}, got {rig.han!r}")
     if rig.han not in HAN_TRANSPORTS_BUILT:
         raise RigError(f"[han] transport {rig.han!r}: not available in this build (use {' or '.join(map(repr, HAN_TRANSPORTS_BUILT))})")
-    radio_keys = {"radio", "port", "baudrate", "channel"} & set(han)
+    radio_keys = {"radio", "port", "baudrate", "channel", "cbke", "certificate", "private_key", "ca_public"} & set(han)
     if radio_keys and rig.han != "zigbee":
         raise RigError(f"[han] {', '.join(sorted(radio_keys))}: only with transport = \"zigbee\"")
     rig.han_radio = han.get("radio", "auto" if "port" in han else "virtual")
@@ -251,6 +254,15 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
             raise RigError("[han] channel: must be 11..26")
     if "pcap" in han:
         rig.han_pcap = _path(han["pcap"], base, "[han] pcap")
+    if "cbke" in han:
+        if not isinstance(han["cbke"], bool):
+            raise RigError(f"[han] cbke: expected true or false, got {han['cbke']!r}")
+        rig.han_cbke = han["cbke"]
+    lab = [k for k in ("certificate", "private_key", "ca_public") if k in han]
+    if lab:
+        if len(lab) != 3:
+            raise RigError("[han] certificate, private_key and ca_public: give all three (a lab's CBKE identity)")
+        rig.han_cbke_identity = _cbke_identity(han)
     rig.han_latency = _number(han.get("latency", 0.0), "[han] latency")
     if rig.han_latency < 0:
         raise RigError("[han] latency: must not be negative")
@@ -287,6 +299,28 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     if sum(1 for d in rig.devices if d.type == "chf") != 1:
         raise RigError("a rig needs exactly one chf device")
     return rig
+
+
+def _cbke_identity(han: dict) -> Any:
+    """A suite 2 CBKE identity from hex: the 74-byte implicit certificate issued for the hub's
+    EUI, its 36-byte private key, the CA's 37-byte compressed public key."""
+    from gbcs.cbke import CbkeIdentity, decode_certificate283
+    from gbcs.codec import DecodeError
+
+    values = {}
+    for key, size in (("certificate", 74), ("private_key", 36), ("ca_public", 37)):
+        try:
+            value = bytes.fromhex(str(han[key]).replace(" ", "").replace(":", ""))
+        except ValueError:
+            raise RigError(f"[han] {key}: not hex") from None
+        if len(value) != size:
+            raise RigError(f"[han] {key}: expected {size} bytes, got {len(value)}")
+        values[key] = value
+    try:
+        decode_certificate283(values["certificate"])
+    except DecodeError as exc:
+        raise RigError(f"[han] certificate: {exc}") from None
+    return CbkeIdentity(values["certificate"], int.from_bytes(values["private_key"], "big"), values["ca_public"])
 
 
 def parse_devices(tables: list[dict], base: Path) -> list[DeviceSpec]:
