@@ -525,11 +525,14 @@ class JoinClient:
         clock: Clock | None = None,
         timeout: float = 10.0,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        link_key: bytes | None = None,
     ) -> None:
         self.port = port
         self.eui: bytes = port.eui
         self.chf_eui = bytes(chf_eui)
-        self.link_key = None if install_code is None else link_key_from_install_code(install_code)
+        # the install-code link key: derived from the code, or given (a trust centre that joins
+        # for a physical device holds only the key it gave the radio)
+        self.link_key = link_key if install_code is None else link_key_from_install_code(install_code)
         self.tc_link_key = None if tc_link_key is None else bytes(tc_link_key)
         self.device_type = int(device_type)
         self.clock: Clock = clock if clock is not None else LoopClock()

@@ -267,6 +267,7 @@ class ZigbeeTransport:
         first_endpoint: int = 1,
         cbke: Any = None,
         on_key_established: Callable[[bytes, bytes], Any] | None = None,
+        proxy_joins: bool = False,
     ) -> None:
         if not isinstance(app, SmartEnergyCoordinator):
             raise TypeError("app must be built from coordinator_class(<radio ControllerApplication>)")
@@ -292,6 +293,11 @@ class ZigbeeTransport:
         self.on_key_established = on_key_established
         self.link_keys: dict[bytes, bytes] = {}  # APS link keys established by CBKE, by EUI
         self._responders: dict[bytes, Any] = {}
+        #: Physical devices never speak gbhub's join handshake (`han.join`): with `proxy_joins`
+        #: the trust centre runs it for them with the key the radio admitted them with, so the
+        #: CHF device log records the join (real radios; gbhub's own end devices join themselves).
+        self.proxy_joins = proxy_joins
+        self.proxied: list[bytes] = []
 
     # -- local devices --------------------------------------------------------------------
     def _entry(self, eui: bytes) -> _Local:
@@ -404,11 +410,35 @@ class ZigbeeTransport:
 
     def _joined(self, ieee: bytes) -> None:
         eui = eui_from_ieee(ieee)
-        self._permitted.pop(eui, None)
+        permit = self._permitted.pop(eui, None)
         self.link_keys.pop(eui, None)
-        if self.allowed is None or self.allowed(eui):
+        if self.allowed is not None and not self.allowed(eui):
+            self._refuse(eui, "joined the radio's network but is not in the CHF device log")
             return
-        self._refuse(eui, "joined the radio's network but is not in the CHF device log")
+        if self.proxy_joins and permit is not None and eui not in self._local:
+            spawn(self._proxy_join(eui, permit[0]))
+
+    async def _proxy_join(self, eui: bytes, link_key: bytes, device_type: int = DeviceType.TYPE_2) -> None:
+        """gbhub's join handshake with the CHF on behalf of a physical device, through a local
+        stand-in port that exists only for the handshake. The device type is not known at that
+        point: TYPE_2 (an IHD-like HAN device) [I]."""
+        from .join import JoinClient, JoinError
+
+        if self.coordinator not in self._local:
+            return
+        client = JoinClient(ZigbeePort(self, eui), self.coordinator, None, link_key=link_key,
+                            device_type=device_type, clock=self.clock)
+        stand_in = self._local[eui] = _Local(eui, client.handle, 0, port=client.port)  # no endpoint of its own
+        try:
+            await client.join()
+            self.proxied.append(eui)
+            del self.proxied[:-64]
+        except (JoinError, HanError) as exc:
+            log.warning("join of %s refused by the CHF: %s", eui.hex().upper(), exc)
+            self._refuse(eui, f"the CHF refused its join: {exc}", "JOIN_REFUSED")
+        finally:
+            if self._local.get(eui) is stand_in:
+                del self._local[eui]
 
     def _refuse(self, eui: bytes, reason: str, status: str = "NOT_IN_DEVICE_LOG") -> None:
         """Take a device off the network and report why (`on_refused(eui, status, reason)`: the

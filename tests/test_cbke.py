@@ -122,3 +122,10 @@ def test_the_exchange_and_its_failures():
     with pytest.raises(KeyEstablishmentFailed) as bad:
         Responder(v).on_initiate(b"\x01\x00\x0a\x0a" + u.certificate)
     assert bad.value.status == Terminate.UNSUPPORTED_SUITE
+
+
+def test_bench_cbke_reports_cbke_s():
+    from gbhub.tools.bench import cbke
+
+    figures = cbke(runs=1, progress=lambda s: None)
+    assert figures["cbke_s"] > 0 and figures["suite"] == 2

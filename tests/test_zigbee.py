@@ -149,6 +149,29 @@ async def test_cbke_with_a_bad_certificate_is_refused_and_logged(zpremises, case
     assert ("UNKNOWN_ISSUER" if case == "other CA" else "INVALID_CERTIFICATE") in refused[-1]["reason"]
 
 
+async def test_a_physical_device_s_radio_join_is_recorded_in_the_chf_device_log(zpremises):
+    """A device that only joins the radio (no gbhub handshake, like a physical IHD): with
+    proxy_joins the trust centre runs the handshake for it with the admitted key."""
+    import asyncio
+
+    from gbhub.han.zigbee_virtual import ZigbeeNode
+
+    p = await zpremises()
+    p.han.transport.proxy_joins = True
+    device, code = bytes.fromhex("00DB1234567890FB"), bytes(range(16, 32))
+    await p.chf.add_device(device, code, join_window=600)
+    node = ZigbeeNode(p.han.network, install_code=code, clock=p.clock)
+    node.attach(device, lambda frame: None)
+    await node.ensure_joined()
+    for _ in range(100):
+        entry = p.chf.device_log_entry(device)
+        if entry.joined and p.han.transport.proxied:
+            break
+        await asyncio.sleep(0)
+    assert entry.joined and device in p.han.transport.proxied
+    assert device not in p.han.transport._local  # the stand-in is gone
+
+
 # -- ZDP frames (han/zdo.py): outside input, property-tested ------------------------------------
 
 from hypothesis import given  # noqa: E402

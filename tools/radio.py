@@ -79,7 +79,8 @@ class ZigbeeLink:
             self.ca = TestCa()  # gbhub's test CA: certificates for the emulated devices of this run
             identity = self.ca.issue(chf.eui)
         self.transport = ZigbeeTransport(app, coordinator=chf.eui, clock=clock, joinable=self._joinable,
-                                         allowed=self._allowed, on_refused=self._refused, cbke=identity)
+                                         allowed=self._allowed, on_refused=self._refused, cbke=identity,
+                                         proxy_joins=self.network is None)
         self.chf: Any = None
         self.local: set[bytes] = set()
 
