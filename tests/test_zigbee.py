@@ -225,3 +225,33 @@ def test_rig_keys_for_the_zigbee_transport(tmp_path):
                          ({"transport": "serial"}, "not available")):
         with pytest.raises(RigError, match=message):
             parse_rig({"han": bad}, tmp_path)
+
+
+def test_gbhub_radios_without_a_radio_says_so_in_one_line(monkeypatch, capsys):
+    from gbhub.tools import radio
+
+    monkeypatch.setattr(radio, "serial_ports", lambda: [])
+    assert radio.cmd_radios(type("Args", (), {"probe": False})()) == 0
+    assert capsys.readouterr().out == "no serial ports found: no ZigBee radio is attached\n"
+
+
+def test_gbhub_radios_names_known_usb_radios(monkeypatch, capsys):
+    from gbhub.tools import radio
+
+    monkeypatch.setattr(radio, "serial_ports", lambda: [
+        {"port": "/dev/ttyUSB0", "vid": 0x1A86, "pid": 0x55D4, "description": "Sonoff"},
+        {"port": "/dev/ttyACM0", "vid": 0x1234, "pid": 0x5678, "description": "a modem"},
+        {"port": "/dev/serial0", "vid": None, "pid": None, "description": "UART (Raspberry Pi)"}])
+    assert radio.cmd_radios(type("Args", (), {"probe": False})()) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("/dev/ttyUSB0") and "'ezsp'" in lines[0]
+    assert "USB 1234:5678" in lines[1] and "->" not in lines[1]
+    assert lines[2].startswith("/dev/serial0") and "'znp'" in lines[2]
+
+
+def test_gbhub_radios_process_exits_0():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "radios"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() and not out.stderr

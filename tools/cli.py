@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     client.register(sub)
     control.register(sub)
+    from . import radio
+
+    radio.register(sub)
     return p
 
 

@@ -11,13 +11,14 @@ join over the air. `radio = "auto"` probes the serial ports (`gbhub radios`).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gbcs.codec import eui_hex
-from gbhub.firmware.registry import device_kind
 
 from .inputs import Failure
-from .rig import Rig
+
+if TYPE_CHECKING:
+    from .rig import Rig
 
 log = logging.getLogger("gbhub.radio")
 
@@ -85,6 +86,8 @@ class ZigbeeLink:
         self.local: set[bytes] = set()
 
     def transport_for(self, spec: Any) -> Any:
+        from gbhub.firmware.registry import device_kind
+
         kind = device_kind(spec.type)
         if self.network is not None and (kind.pairs_with is not None or spec.type in END_DEVICE_TYPES):
             from gbhub.han.zigbee_virtual import ZigbeeNode
@@ -132,6 +135,100 @@ def han_link(rig: Rig, clock: Any, air: Any) -> Any:
     return VirtualLink(air)
 
 
+# -- gbhub radios ---------------------------------------------------------------------------
+
+#: USB vendor:product ids of ZigBee radios and their usual radio types [I] (a CP210x or FTDI bridge
+#: carries several kinds of radio: the library probes tell them apart).
+USB_RADIOS: dict[tuple[int, int], tuple[str, tuple[str, ...]]] = {
+    (0x1A86, 0x55D4): ("CH9102 bridge (e.g. Sonoff ZBDongle-E, EFR32)", ("ezsp",)),
+    (0x10C4, 0xEA60): ("Silicon Labs CP210x bridge (e.g. Sonoff ZBDongle-P, Home Assistant SkyConnect)", ("znp", "ezsp")),
+    (0x1CF1, 0x0030): ("dresden elektronik ConBee II", ("deconz",)),
+    (0x0403, 0x6015): ("FTDI bridge (e.g. ConBee III)", ("deconz", "ezsp", "znp")),
+    (0x0451, 0x16A8): ("TI CC2531", ("znp",)),
+    (0x0451, 0xBEF3): ("TI LaunchPad (XDS110)", ("znp",)),
+}
+#: UART radios on a Raspberry Pi (RaspBee, Zigbee HATs) are on these when the UART is enabled.
+UART_PATHS = ("/dev/serial0", "/dev/ttyAMA0")
+
+
+def serial_ports() -> list[dict]:
+    """Serial ports with their USB ids, plus a Raspberry Pi's UART when present."""
+    ports: list[dict] = []
+    try:
+        from serial.tools import list_ports
+    except ImportError:
+        raise Failure("listing serial ports needs pyserial: pip install 'gbhub[serial]'") from None
+    import os
+
+    for p in list_ports.comports():
+        if p.vid is None and p.description in ("n/a", None):
+            continue  # a legacy ttySn with no device behind it
+        ports.append({"port": p.device, "vid": p.vid, "pid": p.pid, "description": p.description or ""})
+    for path in UART_PATHS:
+        if os.path.exists(path) and all(os.path.realpath(path) != os.path.realpath(q["port"]) for q in ports):
+            ports.append({"port": path, "vid": None, "pid": None, "description": "UART (Raspberry Pi)"})
+    return ports
+
+
+def identify(port: dict) -> tuple[str, tuple[str, ...]]:
+    """(what the USB ids say, candidate radio types)."""
+    if port.get("vid") is not None:
+        hit = USB_RADIOS.get((port["vid"], port["pid"]))
+        if hit is not None:
+            return hit
+        return (f"USB {port['vid']:04X}:{port['pid']:04X} {port['description']}".strip(), ())
+    return (port["description"], ("ezsp", "znp", "deconz"))
+
+
+async def probe(port: str, candidates: tuple[str, ...], baudrate: int | None = None) -> str | None:
+    """The first radio type whose library's probe answers on `port` (opens the port)."""
+    from gbhub.han.zigbee import radio_class, zigpy_config
+
+    for radio in candidates:
+        try:
+            cls = radio_class(radio)
+            config = zigpy_config(port, baudrate)["device"]
+            if await cls.probe(config):
+                return radio
+        except Exception as exc:  # a library that cannot even try: next one
+            log.debug("probe %s on %s: %s", radio, port, exc)
+    return None
+
+
 def probe_radio(port: str | None) -> tuple[str, str]:
-    """(radio type, port) of the first ZigBee radio found (`port`, or every serial port)."""
-    raise Failure("[han] radio \"auto\": no ZigBee radio found (name it with [han] radio and port)")
+    """(radio type, port) of the first ZigBee radio the probes find (`port`, or every port)."""
+    import asyncio
+
+    ports = [{"port": port, "vid": None, "pid": None, "description": ""}] if port else serial_ports()
+    for p in ports:
+        _, candidates = identify(p)
+        radio = asyncio.run(probe(p["port"], candidates or ("ezsp", "znp", "deconz")))
+        if radio is not None:
+            return radio, p["port"]
+    raise Failure("[han] radio \"auto\": no ZigBee radio found (attach one, or name it with [han] radio and port)")
+
+
+def register(sub) -> None:
+    r = sub.add_parser("radios", help="list serial ports and the ZigBee radios on them")
+    r.add_argument("--probe", action="store_true",
+                   help="also run each radio library's probe on the ports (opens them and talks to them)")
+    r.set_defaults(func=cmd_radios)
+
+
+def cmd_radios(args) -> int:
+    import asyncio
+
+    ports = serial_ports()
+    if not ports:
+        print("no serial ports found: no ZigBee radio is attached")
+        return 0
+    for p in ports:
+        what, candidates = identify(p)
+        line = f"{p['port']}  {what}"
+        if args.probe:
+            radio = asyncio.run(probe(p["port"], candidates or ("ezsp", "znp", "deconz")))
+            line += f"  -> radio = \"{radio}\"" if radio else "  -> no ZigBee radio answered"
+        elif candidates:
+            line += f"  -> radio {' or '.join(map(repr, candidates))} (--probe to check)"
+        print(line)
+    return 0
