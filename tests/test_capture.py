@@ -89,3 +89,27 @@ async def test_run_captures_the_han(tmp_path, gbhub_identity, transport):
         assert "Attribute: Current Summation Delivered (0x0000)" in out
         assert "Cluster: Tunneling (0x0704)" in out and "GBCS Message" in out
         assert "ECS17b" in out
+
+
+def test_gbhub_run_pcap_of_the_demo_premises(tmp_path):
+    import sys
+
+    pcap = tmp_path / "han.pcap"
+    out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "run", "--pcap", str(pcap), "--data", str(tmp_path / "d"),
+                          "--for", "6"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    _, records = read_pcap(pcap.read_bytes())
+    frames = [parse_frame(r) for _, r in records]
+    assert any(f.cluster == 0x0702 for f in frames)
+    if shutil.which("tshark"):
+        text = subprocess.run(["tshark", "-r", str(pcap), "-V"], capture_output=True, text=True, timeout=120).stdout
+        assert "Attribute: Current Summation Delivered (0x0000)" in text
+
+
+def test_gbhub_run_pcap_into_a_missing_folder_fails_in_one_line(tmp_path):
+    import sys
+
+    out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "run", "--pcap", str(tmp_path / "no" / "han.pcap"),
+                          "--data", str(tmp_path / "d"), "--for", "1"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("gbhub run: HAN capture: cannot write")

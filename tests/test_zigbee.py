@@ -57,6 +57,21 @@ async def test_ihd_joins_over_zigbee_and_reads_the_esme(zpremises):
     assert link.transport.link_keys[p.ihd.eui] == node.link_key_established
 
 
+async def test_the_ihd_receives_metering_reports_over_zigbee(zpremises):
+    from gbhub.han.aps import METERING_CLUSTER
+
+    p = await zpremises()
+    await p.ihd.poll_now()
+    reports = []
+    p.ihd.zcl.on_report = reports.append
+    await p.ihd.zcl.configure_reporting(p.esme.eui, METERING_CLUSTER, 0x0000, min_interval=0, max_interval=60,
+                                        reportable_change=0)
+    for _ in range(3):
+        await p.clock.advance(61)
+    assert reports and reports[-1].src == p.esme.eui and 0x0000 in reports[-1].values
+    assert reports[-1].cluster == METERING_CLUSTER
+
+
 async def test_endpoints_are_discovered_by_match_desc(zpremises):
     from gbhub.han.aps import BASIC_CLUSTER, METERING_CLUSTER, TIME_CLUSTER
     from gbhub.han.zigbee_virtual import ZigbeeNode

@@ -211,7 +211,12 @@ class Premises:
         if rig.han_pcap is not None:
             from gbhub.han.capture import HanCapture
 
-            self.capture = HanCapture(rig.han_pcap, coordinator=rig.device("chf").eui)
+            try:
+                self.capture = HanCapture(rig.han_pcap, coordinator=rig.device("chf").eui)
+            except OSError as exc:
+                from .inputs import Failure
+
+                raise Failure(f"HAN capture: cannot write {rig.han_pcap}: {exc.strerror}") from None
             self.capture.attach(self.han.transport)
         # No head-end attached counts as WAN down: the CHF keeps alerts until one takes them. The
         # premises' own head-end takes them (tests, benchmarks) unless told not to (`gbhub run`:
