@@ -168,7 +168,11 @@ class SmartEnergyCoordinator:
             except Exception:  # a bad frame from the air must never stop the radio's reader
                 log.exception("Smart Energy intercept failed on %r", packet)
                 return None
-        return super().packet_received(packet)  # type: ignore[misc]
+        try:
+            return super().packet_received(packet)  # type: ignore[misc]
+        except Exception:  # zigpy raises on some malformed frames; the radio's reader must go on
+            log.warning("zigpy could not take a frame from the air: %r", packet, exc_info=True)
+            return None
 
     async def register_endpoints(self) -> None:
         transport = self.gbhub_transport

@@ -36,7 +36,7 @@ from gbcs.catalogue import DeviceType
 from gbcs.codec import DecodeError
 
 from . import zdo
-from .aps import SMART_ENERGY_PROFILE, ApsFrame, HanError, LinkDown, NoRoute, PortClosed, eui_from_ieee, ieee_from_eui
+from .aps import KEY_ESTABLISHMENT_CLUSTER, SMART_ENERGY_PROFILE, ApsFrame, HanError, LinkDown, NoRoute, PortClosed, eui_from_ieee, ieee_from_eui
 from .join import JOIN_CLUSTER, ZDP_PROFILE, link_key_from_install_code
 from .transport import Clock, LoopClock, Receiver, deliver, spawn
 
@@ -293,8 +293,6 @@ class ZigbeeNode:
         entity 0 that serves Key Establishment): returns the established link key."""
         from gbcs import cbke
 
-        from .aps import KEY_ESTABLISHMENT_CLUSTER
-
         table = await self.endpoint_table()
         trust_centre = table.get(0)
         served = await self.match(KEY_ESTABLISHMENT_CLUSTER)
@@ -309,8 +307,6 @@ class ZigbeeNode:
 
     async def _ke(self, endpoint: int, command: int, payload: bytes) -> bytes:
         from gbcs import cbke
-
-        from .aps import KEY_ESTABLISHMENT_CLUSTER
 
         tsn = next(self._tsn) & 0xFF
         frame = bytes((0x11, tsn, command)) + payload  # cluster-specific, client→server, no default response
@@ -409,8 +405,8 @@ class ZigbeeNode:
         if packet.profile_id == ZDP_PROFILE and packet.dst_ep == 0 and packet.cluster_id != JOIN_CLUSTER:
             self._zdp(src_nwk, packet.src_ep, packet.cluster_id, data)
             return True
-        if packet.cluster_id == 0x0800 and packet.profile_id == SMART_ENERGY_PROFILE and len(data) >= 2:
-            future = self._waiting.get((0x0800, data[1]))
+        if packet.cluster_id == KEY_ESTABLISHMENT_CLUSTER and packet.profile_id == SMART_ENERGY_PROFILE and len(data) >= 2:
+            future = self._waiting.get((KEY_ESTABLISHMENT_CLUSTER, data[1]))
             if future is not None and not future.done():
                 future.set_result(data)
                 return True

@@ -3,6 +3,8 @@ the CHF as coordinator and trust centre, Smart Energy endpoints served below zig
 gbhub's IHD joining as a ZigBee end device with its install code."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 pytest.importorskip("zigpy")
@@ -185,6 +187,36 @@ async def test_a_physical_device_s_radio_join_is_recorded_in_the_chf_device_log(
         await asyncio.sleep(0)
     assert entry.joined and device in p.han.transport.proxied
     assert device not in p.han.transport._local  # the stand-in is gone
+
+
+async def test_garbage_from_the_air_changes_nothing(zpremises):
+    """Random packets from a joined device and from unknown addresses, on every cluster the
+    transport takes below zigpy's dispatch: none raises, and the HAN still works afterwards."""
+    import random
+
+    import zigpy.types as zt
+
+    from gbhub.han.aps import KEY_ESTABLISHMENT_CLUSTER, METERING_CLUSTER, TUNNELING_CLUSTER
+
+    p = await zpremises()
+    radio, node = p.han.transport.app, p.ihd.han
+    log_before = [(e.eui, e.joined) for e in p.chf.device_log()]
+    rng = random.Random(7)
+    clusters = [zdo.MATCH_DESC_REQ, zdo.SIMPLE_DESC_REQ, zdo.ACTIVE_EP_REQ, zdo.ENDPOINT_TABLE_CLUSTER, 0xFC47,
+                KEY_ESTABLISHMENT_CLUSTER, METERING_CLUSTER, TUNNELING_CLUSTER, 0x0000, 0x1234]
+    for _ in range(400):
+        cluster = rng.choice(clusters)
+        profile = 0x0000 if cluster in clusters[:5] else rng.choice([0x0109, 0x0104, 0x0000])
+        packet = zt.ZigbeePacket(
+            src=zt.AddrModeAddress(addr_mode=zt.AddrMode.NWK, address=zt.NWK(rng.choice([node.nwk, 0x4242]))),
+            src_ep=rng.randrange(256), dst=zt.AddrModeAddress(addr_mode=zt.AddrMode.NWK, address=zt.NWK(0)),
+            dst_ep=rng.choice([0, 1, 2, 3, 200]), profile_id=profile, cluster_id=cluster,
+            data=zt.SerializableBytes(bytes(rng.randrange(256) for _ in range(rng.randrange(40)))))
+        radio.packet_received(packet)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert [(e.eui, e.joined) for e in p.chf.device_log()] == log_before
+    assert (await p.ihd.poll_now()).status == "ok"
 
 
 # -- ZDP frames (han/zdo.py): outside input, property-tested ------------------------------------
