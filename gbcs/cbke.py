@@ -25,9 +25,10 @@ Test vectors used (tests/test_cbke.py): the key pairs and implicit certificates 
 from __future__ import annotations
 
 import hmac
-import os
 from dataclasses import dataclass
 from enum import IntEnum
+from secrets import token_bytes
+from typing import Callable
 
 from .codec import DecodeError
 
@@ -215,7 +216,7 @@ class Curve:
     def private_key_bytes(self, d: int) -> bytes:
         return d.to_bytes(self.size, "big")
 
-    def generate(self, random_bytes=os.urandom) -> tuple[int, tuple[int, int]]:
+    def generate(self, random_bytes=token_bytes) -> tuple[int, tuple[int, int]]:
         """(d, Q = d·G) with d uniform in 1..n-1."""
         while True:
             d = int.from_bytes(random_bytes(self.size + 8), "big") % self.n
@@ -280,8 +281,8 @@ def reconstruct_public_key(certificate: bytes, reconstruction: bytes, ca_public:
     return curve.compress(q)
 
 
-def issue(certificate_without_key: "callable", ca_private: int, curve: Curve, *, request: tuple[int, tuple[int, int]] | None = None,
-          random_bytes=os.urandom) -> tuple[bytes, int]:
+def issue(certificate_without_key: Callable[[bytes], bytes], ca_private: int, curve: Curve, *, request: tuple[int, tuple[int, int]] | None = None,
+          random_bytes=token_bytes) -> tuple[bytes, int]:
     """A CA's side of ECQV: `certificate_without_key(reconstruction_point_bytes) -> certificate`
     builds the certificate around P; returns (certificate, subject private key d)."""
     k, ru = request if request is not None else curve.generate(random_bytes)
@@ -429,7 +430,7 @@ class CbkeIdentity:
 class TestCa:
     """A gbhub test certification authority for emulated devices (suite 2)."""
 
-    def __init__(self, issuer: bytes | None = None, private_key: int | None = None, random_bytes=os.urandom) -> None:
+    def __init__(self, issuer: bytes | None = None, private_key: int | None = None, random_bytes=token_bytes) -> None:
         curve = SECT283K1
         self._random = random_bytes
         if private_key is None:
@@ -482,7 +483,7 @@ def terminate_payload(status: int, suite: int = SUITE_2, wait: int = 10) -> byte
 
 
 class _Party:
-    def __init__(self, identity: CbkeIdentity, random_bytes=os.urandom) -> None:
+    def __init__(self, identity: CbkeIdentity, random_bytes=token_bytes) -> None:
         self.identity = identity
         self._random = random_bytes
         self.peer: bytes | None = None

@@ -74,6 +74,32 @@ async def test_the_ihd_receives_metering_reports_over_zigbee(zpremises):
     assert reports[-1].cluster == METERING_CLUSTER
 
 
+async def test_a_gsme_s_tunnel_to_the_chf_works_over_zigbee(zpremises):
+    """A sleepy GSME-type end device joins (radio, CBKE, handshake), opens its GB-HGRP tunnel to
+    the CHF through the coordinator's Tunneling endpoint, and pulls its messages."""
+    from gbcs.catalogue import DeviceType
+    from gbhub.han.aps import TUNNELING_CLUSTER
+    from gbhub.han.join import join
+    from gbhub.han.transport import ClusterDispatch
+    from gbhub.han.tunnel import TunnelClient
+    from gbhub.han.zigbee_virtual import ZigbeeNode
+
+    p = await zpremises()
+    gsme, code = bytes.fromhex("02474248400000A1"), bytes(range(32, 48))
+    await p.chf.add_device(gsme, code, join_window=600)
+    node = ZigbeeNode(p.han.network, install_code=code, clock=p.clock, device_type=DeviceType.GSME,
+                      cbke=p.han.ca.issue(gsme))
+    dispatch = ClusterDispatch()
+    port = node.attach(gsme, dispatch)
+    await join(port, p.chf.eui, code, dispatch=dispatch, device_type=DeviceType.GSME, clock=p.clock)
+    entry = p.chf.device_log_entry(gsme)
+    assert entry.joined and entry.device_type == DeviceType.GSME and gsme in p.han.transport.link_keys
+    client = TunnelClient(port, p.chf.eui, clock=p.clock, sleepy=True)
+    dispatch.add(TUNNELING_CLUSTER, client.handle)
+    assert await client.open() is not None
+    assert await client.poll() == 0  # nothing queued for it yet: an answered GET
+
+
 async def test_endpoints_are_discovered_by_match_desc(zpremises):
     from gbhub.han.aps import BASIC_CLUSTER, METERING_CLUSTER, TIME_CLUSTER
     from gbhub.han.zigbee_virtual import ZigbeeNode
@@ -302,3 +328,11 @@ def test_gbhub_radios_process_exits_0():
 
     out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "radios"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() and not out.stderr
+
+
+async def test_radio_auto_without_a_radio_fails_in_one_line(gbhub_identity, tmp_path):
+    from gbhub.tools.inputs import Failure
+
+    rig = zigbee_rig(radio="auto", port=str(tmp_path / "ttyNONE"))
+    with pytest.raises(Failure, match="no ZigBee radio found"):
+        Premises(rig, tcp=False, sim=True, identity=gbhub_identity)

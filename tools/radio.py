@@ -66,8 +66,11 @@ class ZigbeeLink:
             path, channel = rig.han_port, rig.han_channel
             if self.radio == "auto":
                 self.radio, path = probe_radio(rig.han_port)
+        # zigpy's own device database beside the NVM on a real radio, so devices that joined
+        # before a restart are known at once; the virtual network lives only as long as the run
+        database = str(rig.data / "zigbee.sqlite") if rig.data is not None and self.network is None else None
         try:
-            app = build_app(self.radio, path, rig.han_baudrate, channel=channel)
+            app = build_app(self.radio, path, rig.han_baudrate, channel=channel, database=database)
         except RadioError as exc:
             raise Failure(str(exc)) from None
         self.ca = None
@@ -202,10 +205,24 @@ def probe_radio(port: str | None) -> tuple[str, str]:
     ports = [{"port": port, "vid": None, "pid": None, "description": ""}] if port else serial_ports()
     for p in ports:
         _, candidates = identify(p)
-        radio = asyncio.run(probe(p["port"], candidates or ("ezsp", "znp", "deconz")))
+        radio = _run_apart(probe(p["port"], candidates or ("ezsp", "znp", "deconz")))
         if radio is not None:
             return radio, p["port"]
     raise Failure("[han] radio \"auto\": no ZigBee radio found (attach one, or name it with [han] radio and port)")
+
+
+def _run_apart(coro):
+    """Run a coroutine to completion from sync code, also when called inside a running loop
+    (the premises is built in one): in a thread with its own loop."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def register(sub) -> None:
