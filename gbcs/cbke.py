@@ -373,6 +373,34 @@ def decode_certificate283(data: bytes) -> Certificate283:
                           data[28:36], data[36], data[37:74], data[0], data[9], data[10])
 
 
+@dataclass(frozen=True, slots=True)
+class Certificate163:
+    """Crypto suite 1 implicit certificate (48 bytes): reconstruction(22) subject(8) issuer(8)
+    profile attribute data(10) [S ZigBee SE 1.1 C.4.2.2.4]."""
+
+    reconstruction: bytes
+    subject: bytes
+    issuer: bytes
+    profile_data: bytes = bytes(10)
+
+    LENGTH = 48
+
+    def encode(self) -> bytes:
+        return self.reconstruction + self.subject + self.issuer + self.profile_data
+
+
+def decode_certificate163(data: bytes) -> Certificate163:
+    data = bytes(data)
+    if len(data) != Certificate163.LENGTH:
+        raise DecodeError(f"a suite 1 certificate is 48 bytes, not {len(data)}", len(data), "certificate")
+    return Certificate163(data[:22], data[22:30], data[30:38], data[38:48])
+
+
+def decode_certificate(suite: int, data: bytes) -> "Certificate163 | Certificate283":
+    """The certificate of a key establishment suite (DecodeError for a malformed one)."""
+    return decode_certificate163(data) if suite == SUITE_1 else decode_certificate283(data)
+
+
 # ---------------------------------------------------------------------------------------------
 # The Key Establishment exchange (cluster 0x0800), sans-IO
 # ---------------------------------------------------------------------------------------------
@@ -420,18 +448,20 @@ class CbkeIdentity:
 
     @property
     def subject(self) -> bytes:
-        return decode_certificate283(self.certificate).subject
+        return decode_certificate(self.suite, self.certificate).subject
 
     @property
     def issuer(self) -> bytes:
-        return decode_certificate283(self.certificate).issuer
+        return decode_certificate(self.suite, self.certificate).issuer
 
 
 class TestCa:
-    """A gbhub test certification authority for emulated devices (suite 2)."""
+    """A gbhub test certification authority for emulated devices (suite 2, or suite 1)."""
 
-    def __init__(self, issuer: bytes | None = None, private_key: int | None = None, random_bytes=token_bytes) -> None:
-        curve = SECT283K1
+    def __init__(self, issuer: bytes | None = None, private_key: int | None = None, random_bytes=token_bytes,
+                 suite: int = SUITE_2) -> None:
+        self.suite = suite
+        self.curve = curve = CURVES[suite]
         self._random = random_bytes
         if private_key is None:
             private_key, point = curve.generate(random_bytes)
@@ -448,16 +478,18 @@ class TestCa:
         serial = self._serial.to_bytes(8, "big")
 
         def build(reconstruction: bytes) -> bytes:
+            if self.suite == SUITE_1:
+                return Certificate163(reconstruction, bytes(subject), self.issuer).encode()
             return Certificate283(serial, self.issuer, valid_from, valid_to, bytes(subject), 0x88, reconstruction).encode()
 
-        cert, d = issue(build, self.private_key, SECT283K1, random_bytes=self._random)
-        return CbkeIdentity(cert, d, self.public)
+        cert, d = issue(build, self.private_key, self.curve, random_bytes=self._random)
+        return CbkeIdentity(cert, d, self.public, self.suite)
 
 
 def _peer_public(identity: CbkeIdentity, certificate: bytes) -> tuple[bytes, bytes]:
     """(subject, public key) of a peer certificate; KeyEstablishmentFailed when unusable."""
     try:
-        cert = decode_certificate283(certificate)
+        cert = decode_certificate(identity.suite, certificate)
     except DecodeError:
         raise KeyEstablishmentFailed(Terminate.BAD_MESSAGE, "malformed certificate") from None
     if cert.issuer != identity.issuer:

@@ -1,7 +1,8 @@
 """CBKE maths (gbcs/cbke.py): sect283k1 / sect163k1, ECQV implicit certificates, ECMQV.
 
 Vectors: the sect283k1 example of ZigBee SE 1.2 Annex C.5 (CA public key, two device key pairs,
-the initiator's implicit certificate), as published in open ZigBee stacks' test suites."""
+the initiator's implicit certificate), as published in open ZigBee stacks' test suites; Certicom's
+published suite 1 (sect163k1) test certificates with their private and public keys."""
 from __future__ import annotations
 
 import pytest
@@ -22,6 +23,7 @@ from gbcs.cbke import (
 )
 from gbcs.codec import DecodeError
 
+# Suite 2: the ZigBee SE 1.2 Annex C.5 example (as published in open stacks' test suites).
 CA_PUBLIC = bytes.fromhex("0207A445022D9F39F49BDC38380026A27A9E0A1799313AB28C5C1A1C6B605154DB1DFF6752")
 PRIVATE_1 = bytes.fromhex("0151CD0DBCB80474BF7AC9FEEBE39C7A32A63518938FCA9754AAE132BC9C73BE94A7E1BE")
 PUBLIC_1 = bytes.fromhex("0202F4FA2A3040433C6820299D182A1042E41404E337C57F47716B42DFAF970F1580A04C9B")
@@ -30,6 +32,39 @@ PUBLIC_2 = bytes.fromhex("03030E56F7ADE866E76372764BA20A9FF1FE4CAE522F94839E70F2
 CERT_1 = bytes.fromhex(
     "002622A505E8938F270D081112131415161718005292A35BFFFFFFFF0A0B0C0D0E0F1011"
     "880303B4E9DC543A64333C982308022B54E67E2F15F532551B0A11E2E2C1C1D3097A4324E7ED")
+
+
+#: Certicom's published suite 1 test certificates (CA "TESTSECA"): certificate, private key, public key.
+SUITE1_CA = bytes.fromhex("0200FDE8A7F3D1084224962A4E7C54E69AC3F04DA6B8")
+SUITE1 = [
+    ("02020882B1D7DF05538F37CDD09A4F6B15368998642B002208000000000154455354534543410109108301234567890A",
+     "0392BA4AFC2453A49EEBE9BCA8DE73210F02479A4A", "0207D1CA014786B5E552CFD5F04339A2E856F00EAAEF"),
+    ("0200CAA15B4BEEDE65C3139A5C3BC40C9AD153854A270022A300001731F354455354534543410109108301234567890A",
+     "019FCC486FC46980AB4A612725B36F005EDFF075FE", "020366D312A0ABF55654EAD3E1624C31FAED89C3BB20"),
+]
+
+
+@pytest.mark.parametrize("cert, private, public", SUITE1)
+def test_published_suite1_certificates(cert, private, public):
+    from gbcs.cbke import decode_certificate163
+
+    c, cert, public = SECT163K1, bytes.fromhex(cert), bytes.fromhex(public)
+    assert c.compress(c.multiply(int(private, 16), c.g)) == public
+    decoded = decode_certificate163(cert)
+    assert decoded.encode() == cert and decoded.issuer == b"TESTSECA"
+    assert reconstruct_public_key(cert, decoded.reconstruction, SUITE1_CA, c) == public
+
+
+def test_suite1_exchange_between_the_published_certificates():
+    from gbcs.cbke import SUITE_1, CbkeIdentity, Initiator, Responder
+
+    (c1, d1, _), (c2, d2, _) = SUITE1
+    u = CbkeIdentity(bytes.fromhex(c1), int(d1, 16), SUITE1_CA, SUITE_1)
+    v = CbkeIdentity(bytes.fromhex(c2), int(d2, 16), SUITE1_CA, SUITE_1)
+    i, r = Initiator(u), Responder(v)
+    answer = r.on_ephemeral(i.on_initiate_response(r.on_initiate(i.initiate())))
+    assert i.on_confirm_response(r.on_confirm(i.on_ephemeral_response(answer))) == r.key
+    assert r.peer == bytes.fromhex("0022080000000001")
 
 
 @pytest.mark.parametrize("curve", [SECT283K1, SECT163K1], ids=lambda c: c.name)

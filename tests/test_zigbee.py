@@ -336,3 +336,24 @@ async def test_radio_auto_without_a_radio_fails_in_one_line(gbhub_identity, tmp_
     rig = zigbee_rig(radio="auto", port=str(tmp_path / "ttyNONE"))
     with pytest.raises(Failure, match="no ZigBee radio found"):
         Premises(rig, tcp=False, sim=True, identity=gbhub_identity)
+
+
+def test_rig_keys_for_a_lab_cbke_certificate(tmp_path):
+    from gbcs.cbke import SUITE_1, SUITE_2
+    from gbhub.tools.rig import RigError, parse_rig
+
+    suite1 = {"certificate": "02020882B1D7DF05538F37CDD09A4F6B15368998642B002208000000000154455354534543410109108301234567890A",
+              "private_key": "0392BA4AFC2453A49EEBE9BCA8DE73210F02479A4A", "ca_public": "0200FDE8A7F3D1084224962A4E7C54E69AC3F04DA6B8"}
+    rig = parse_rig({"han": {"transport": "zigbee", **suite1}}, tmp_path)
+    assert rig.han_cbke_identity.suite == SUITE_1 and rig.han_cbke_identity.issuer == b"TESTSECA"
+    suite2 = {"certificate": "002622A505E8938F270D081112131415161718005292A35BFFFFFFFF0A0B0C0D0E0F1011"
+                             "880303B4E9DC543A64333C982308022B54E67E2F15F532551B0A11E2E2C1C1D3097A4324E7ED",
+              "private_key": "0151CD0DBCB80474BF7AC9FEEBE39C7A32A63518938FCA9754AAE132BC9C73BE94A7E1BE",
+              "ca_public": "0207A445022D9F39F49BDC38380026A27A9E0A1799313AB28C5C1A1C6B605154DB1DFF6752"}
+    assert parse_rig({"han": {"transport": "zigbee", **suite2}}, tmp_path).han_cbke_identity.suite == SUITE_2
+    for bad, message in (({"certificate": suite1["certificate"]}, "all three"),
+                         ({**suite1, "private_key": "00"}, "private_key: expected 21 bytes"),
+                         ({**suite1, "certificate": "zz"}, "not hex"),
+                         ({**suite1, "certificate": "00" * 50}, "74 bytes")):
+        with pytest.raises(RigError, match=message):
+            parse_rig({"han": {"transport": "zigbee", **bad}}, tmp_path)

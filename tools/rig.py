@@ -302,25 +302,29 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
 
 
 def _cbke_identity(han: dict) -> Any:
-    """A suite 2 CBKE identity from hex: the 74-byte implicit certificate issued for the hub's
-    EUI, its 36-byte private key, the CA's 37-byte compressed public key."""
-    from gbcs.cbke import CbkeIdentity, decode_certificate283
+    """A CBKE identity from hex: the implicit certificate issued for the hub's EUI (74 bytes:
+    crypto suite 2, sect283k1; 48 bytes: suite 1, sect163k1), its private key (36 / 21 bytes)
+    and the CA's compressed public key (37 / 22 bytes)."""
+    from gbcs.cbke import SUITE_1, SUITE_2, CbkeIdentity, decode_certificate
     from gbcs.codec import DecodeError
 
     values = {}
-    for key, size in (("certificate", 74), ("private_key", 36), ("ca_public", 37)):
+    for key in ("certificate", "private_key", "ca_public"):
         try:
-            value = bytes.fromhex(str(han[key]).replace(" ", "").replace(":", ""))
+            values[key] = bytes.fromhex(str(han[key]).replace(" ", "").replace(":", ""))
         except ValueError:
             raise RigError(f"[han] {key}: not hex") from None
-        if len(value) != size:
-            raise RigError(f"[han] {key}: expected {size} bytes, got {len(value)}")
-        values[key] = value
+    suite = {74: SUITE_2, 48: SUITE_1}.get(len(values["certificate"]))
+    if suite is None:
+        raise RigError(f"[han] certificate: expected 74 bytes (suite 2) or 48 (suite 1), got {len(values['certificate'])}")
+    for key, size in (("private_key", 36 if suite == SUITE_2 else 21), ("ca_public", 37 if suite == SUITE_2 else 22)):
+        if len(values[key]) != size:
+            raise RigError(f"[han] {key}: expected {size} bytes for suite {suite}, got {len(values[key])}")
     try:
-        decode_certificate283(values["certificate"])
+        decode_certificate(suite, values["certificate"])
     except DecodeError as exc:
         raise RigError(f"[han] certificate: {exc}") from None
-    return CbkeIdentity(values["certificate"], int.from_bytes(values["private_key"], "big"), values["ca_public"])
+    return CbkeIdentity(values["certificate"], int.from_bytes(values["private_key"], "big"), values["ca_public"], suite)
 
 
 def parse_devices(tables: list[dict], base: Path) -> list[DeviceSpec]:
