@@ -591,6 +591,7 @@ class ZigbeeTransport:
             self._arrive(local, ApsFrame(eui, self.coordinator, src_ep, JOIN_ENDPOINT, cluster, data, profile=ZDP_PROFILE))
             return True
         own = 0x0000 if self.app.state.node_info is None else int(self.app.state.node_info.nwk)
+        self._emit(ApsFrame(eui, self.coordinator, src_ep, ZDO_ENDPOINT, cluster, data, profile=ZDP_PROFILE), DELIVERED)
         try:
             if cluster == zdo.ENDPOINT_TABLE_CLUSTER:
                 command, tsn, _ = zdo.decode_endpoint_table(data)
@@ -628,11 +629,15 @@ class ZigbeeTransport:
         device = self.app.devices.get(zt.EUI64(ieee_from_eui(eui)))
         if device is None:
             return
+        frame = ApsFrame(self.coordinator, eui, ZDO_ENDPOINT, dst_ep, cluster, payload, profile=ZDP_PROFILE)
         try:
             await self.app.request(device, ZDP_PROFILE, cluster, ZDO_ENDPOINT, dst_ep, payload[0], payload,
                                    expect_reply=False)
         except (zigpy.exceptions.DeliveryError, TimeoutError) as exc:
             log.info("ZDP answer to %s lost: %s", eui.hex().upper(), exc)
+            self._emit(frame, LOST)
+            return
+        self._emit(frame, DELIVERED)
 
 
     # -- CBKE (Key Establishment cluster, server side) -----------------------------------------
@@ -646,6 +651,7 @@ class ZigbeeTransport:
             self.counters.ignored += 1
             return
         sequence, command, payload = data[1], data[2], data[3:]
+        self._emit(ApsFrame(eui, self.coordinator, src_ep, own_ep, KEY_ESTABLISHMENT_CLUSTER, data), DELIVERED)
         if command == cbke.TERMINATE:
             self._responders.pop(eui, None)
             return
