@@ -380,3 +380,17 @@ def test_gbhub_run_the_zigbee_example(tmp_path):
     assert ke == [0, 0, 1, 1, 2, 2]  # Initiate, Ephemeral Data, Confirm Key: request and response each
     assert any(f.cluster == 0x0702 for f in frames)  # and the IHD reads the ESME's Metering
     assert "CBKE with 02474248400000A6 complete" in (tmp_path / "d" / "gbhub.log").read_text()
+
+
+async def test_zigpy_features_that_reach_out_are_off(zpremises):
+    import zigpy.config as zconf
+
+    p = await zpremises()
+    app = p.han.transport.app
+    ota = app.config[zconf.CONF_OTA]
+    assert not ota[zconf.CONF_OTA_ENABLED] and not ota[zconf.CONF_OTA_BROADCAST_ENABLED]
+    assert ota[zconf.CONF_OTA_PROVIDERS] == [] and ota[zconf.CONF_OTA_EXTRA_PROVIDERS] == []
+    assert not app.config[zconf.CONF_TOPO_SCAN_ENABLED] and not app.config[zconf.CONF_NWK_BACKUP_ENABLED]
+    # only the Smart Energy endpoints are registered with the radio (no HA, ZLL or Green Power ones)
+    assert {d.profile for d in app.endpoints.values()} == {0x0109}
+    assert sorted(app.endpoints) == sorted(d.endpoint for d in p.han.transport.descriptors())
