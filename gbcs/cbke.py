@@ -60,6 +60,10 @@ def _clmul(a: int, b: int) -> int:
     return result
 
 
+#: Each byte with a zero bit inserted after every bit (b7..b0 → 0b7 0b6 ... 0b0): squaring.
+_SPREAD = tuple(sum(((b >> i) & 1) << (2 * i) for i in range(8)) for b in range(256))
+
+
 @dataclass(frozen=True)
 class Curve:
     """A Koblitz curve y² + xy = x³ + a·x² + b over GF(2^m) with reduction polynomial `poly`."""
@@ -84,18 +88,31 @@ class Curve:
         return 1 + self.size
 
     # -- field --------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        # x^m = the reduction polynomial's lower terms: their exponents fold the high part down
+        object.__setattr__(self, "_taps", tuple(k for k in range(self.m) if self.poly >> k & 1))
+        object.__setattr__(self, "_mask", (1 << self.m) - 1)
+
     def reduce(self, v: int) -> int:
-        m, poly = self.m, self.poly
-        while v.bit_length() > m:
-            shift = v.bit_length() - 1 - m
-            v ^= poly << shift
+        m, mask, taps = self.m, self._mask, self._taps
+        while v >> m:
+            high = v >> m
+            v &= mask
+            for k in taps:
+                v ^= high << k
         return v
 
     def mul(self, a: int, b: int) -> int:
         return self.reduce(_clmul(a, b))
 
     def sqr(self, a: int) -> int:
-        return self.reduce(_clmul(a, a))
+        """Squaring in GF(2^m) spreads the bits (x^i → x^2i), a byte at a time."""
+        out, shift = 0, 0
+        while a:
+            out |= _SPREAD[a & 0xFF] << shift
+            a >>= 8
+            shift += 16
+        return self.reduce(out)
 
     def inv(self, a: int) -> int:
         """Inverse by the extended Euclidean algorithm on polynomials."""

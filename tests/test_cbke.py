@@ -164,3 +164,32 @@ def test_bench_cbke_reports_cbke_s():
 
     figures = cbke(runs=1, progress=lambda s: None)
     assert figures["cbke_s"] > 0 and figures["suite"] == 2
+
+
+def _reference_product(curve, a: int, b: int) -> int:
+    """Schoolbook GF(2^m) product: shift-and-add, reduce one bit at a time."""
+    product = 0
+    for i in range(b.bit_length()):
+        if b >> i & 1:
+            product ^= a << i
+    while product.bit_length() > curve.m:
+        product ^= curve.poly << (product.bit_length() - 1 - curve.m)
+    return product
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([SECT283K1, SECT163K1]), st.data())
+def test_field_arithmetic_against_the_schoolbook(curve, data):
+    a = data.draw(st.integers(0, (1 << curve.m) - 1))
+    b = data.draw(st.integers(0, (1 << curve.m) - 1))
+    assert curve.mul(a, b) == _reference_product(curve, a, b)
+    assert curve.sqr(a) == _reference_product(curve, a, a)
+    if a:
+        assert curve.mul(a, curve.inv(a)) == 1
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, SECT163K1.n - 1), st.integers(1, SECT163K1.n - 1))
+def test_scalar_multiplication_is_linear(j, k):
+    c = SECT163K1
+    assert c.add(c.multiply(j, c.g), c.multiply(k, c.g)) == c.multiply((j + k) % c.n, c.g)

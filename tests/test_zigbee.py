@@ -394,3 +394,15 @@ async def test_zigpy_features_that_reach_out_are_off(zpremises):
     # only the Smart Energy endpoints are registered with the radio (no HA, ZLL or Green Power ones)
     assert {d.profile for d in app.endpoints.values()} == {0x0109}
     assert sorted(app.endpoints) == sorted(d.endpoint for d in p.han.transport.descriptors())
+
+
+def test_a_missing_radio_fails_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    rig = tmp_path / "rig.toml"
+    rig.write_text('[han]\ntransport = "zigbee"\nradio = "znp"\nport = "/dev/ttyGBHUBNONE"\n')
+    out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "run", str(rig), "--data", str(tmp_path / "d"), "--for", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("gbhub run: cannot start the ZigBee radio:")
