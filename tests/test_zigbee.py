@@ -406,3 +406,35 @@ def test_a_missing_radio_fails_in_one_line(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("gbhub run: cannot start the ZigBee radio:")
+
+
+async def test_a_lab_certificate_must_name_the_hub_and_fit_its_key(gbhub_identity):
+    from gbcs.cbke import TestCa
+    from gbhub.tools.inputs import Failure
+
+    rig = zigbee_rig()
+    chf = rig.device("chf").eui
+    ca = TestCa()
+    rig.han_cbke_identity = ca.issue(bytes.fromhex("0011223344556677"))
+    with pytest.raises(Failure, match="issued for 0011223344556677, not the hub's EUI"):
+        Premises(rig, tcp=False, sim=True, identity=gbhub_identity)
+    good = ca.issue(chf)
+    rig.han_cbke_identity = type(good)(good.certificate, good.private_key + 1, good.ca_public)
+    with pytest.raises(Failure, match="does not fit the certificate"):
+        Premises(rig, tcp=False, sim=True, identity=gbhub_identity)
+
+
+async def test_a_lab_certificate_serves_the_trust_centre(zpremises):
+    """A lab CA's certificate for the hub (here made by another test CA): the IHD, holding one
+    from the same CA, completes CBKE with it."""
+    from gbcs.cbke import TestCa
+
+    rig = zigbee_rig()
+    lab = TestCa()
+    rig.han_cbke_identity = lab.issue(rig.device("chf").eui)
+    p = await zpremises(rig)
+    assert p.han.transport.cbke is rig.han_cbke_identity and p.han.ca is None
+    # without the test CA, gbhub's own nodes run no CBKE; give the IHD a lab certificate and rejoin
+    node = p.ihd.han
+    node.cbke = lab.issue(p.ihd.eui)
+    assert await node.key_establishment() == p.han.transport.link_keys[p.ihd.eui]

@@ -77,6 +77,7 @@ class ZigbeeLink:
         identity = None
         if rig.han_cbke_identity is not None:  # a lab's own certificate for the hub's EUI
             identity = rig.han_cbke_identity
+            _check_identity(identity, chf.eui)
         elif rig.han_cbke if rig.han_cbke is not None else self.radio == "virtual":
             from gbcs.cbke import TestCa
 
@@ -130,6 +131,22 @@ class ZigbeeLink:
     def _refused(self, eui: bytes, status: str, reason: str) -> None:
         if self.chf is not None:
             self.chf.log_security("join_refused", eui=eui_hex(eui), status=status, reason=reason)
+
+
+def _check_identity(identity: Any, eui: bytes) -> None:
+    """A lab certificate must name the hub and fit its private key (Failure otherwise)."""
+    from gbcs.cbke import CbkeError, decode_certificate, reconstruct_public_key
+
+    cert = decode_certificate(identity.suite, identity.certificate)
+    if cert.subject != eui:
+        raise Failure(f"[han] certificate: issued for {eui_hex(cert.subject)}, not the hub's EUI {eui_hex(eui)}")
+    curve = identity.curve
+    try:
+        public = reconstruct_public_key(identity.certificate, cert.reconstruction, identity.ca_public, curve)
+    except CbkeError as exc:
+        raise Failure(f"[han] certificate: {exc}") from None
+    if curve.compress(curve.multiply(identity.private_key, curve.g)) != public:
+        raise Failure("[han] private_key: does not fit the certificate (with this ca_public)")
 
 
 def han_link(rig: Rig, clock: Any, air: Any) -> Any:
