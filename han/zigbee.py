@@ -326,8 +326,32 @@ class ZigbeeTransport:
 
     def descriptors(self) -> list[zdo.SimpleDescriptor]:
         """The Smart Energy endpoints served: local devices that are attached (a GPF reaches the
-        HAN through the CHF and has no port of its own, so no endpoint)."""
-        return [l.descriptor for l in self._local.values() if l.descriptor is not None and l.port is not None]
+        HAN through the CHF and has no port of its own, so no endpoint), each advertising only the
+        server clusters of SE_ENDPOINTS it really serves (Match_Desc must not promise more)."""
+        out = []
+        for local in self._local.values():
+            d = local.descriptor
+            if d is None or local.port is None:
+                continue
+            served = self._served(local)
+            if served is not None:
+                d = zdo.SimpleDescriptor(d.endpoint, d.profile, d.device_id, d.device_version,
+                                         tuple(c for c in d.in_clusters if c in served), d.out_clusters)
+            out.append(d)
+        return out
+
+    def _served(self, local: _Local) -> set[int] | None:
+        """Clusters a local device handles: its receiver's ClusterDispatch (the receiver itself,
+        or the `han_dispatch` of the object whose method it is); None when that cannot be seen."""
+        handlers = getattr(local.receive, "handlers", None)
+        if handlers is None:
+            handlers = getattr(getattr(getattr(local.receive, "__self__", None), "han_dispatch", None), "handlers", None)
+        if handlers is None:
+            return None
+        served = set(handlers)
+        if self.cbke is not None and local.eui == self.coordinator:
+            served.add(KEY_ESTABLISHMENT_CLUSTER)  # answered by the transport itself
+        return served
 
     def endpoint_of(self, eui: bytes) -> int | None:
         local = self._local.get(eui)

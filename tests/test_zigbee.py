@@ -101,7 +101,8 @@ async def test_a_gsme_s_tunnel_to_the_chf_works_over_zigbee(zpremises):
 
 
 async def test_endpoints_are_discovered_by_match_desc(zpremises):
-    from gbhub.han.aps import BASIC_CLUSTER, METERING_CLUSTER, TIME_CLUSTER
+    from gbhub.han.aps import (BASIC_CLUSTER, KEY_ESTABLISHMENT_CLUSTER, MESSAGING_CLUSTER, METERING_CLUSTER,
+                               OTA_UPGRADE_CLUSTER, TIME_CLUSTER)
     from gbhub.han.zigbee_virtual import ZigbeeNode
 
     p = await zpremises()
@@ -113,6 +114,9 @@ async def test_endpoints_are_discovered_by_match_desc(zpremises):
     assert await node.match(METERING_CLUSTER) == (esme_ep,)
     assert await node.match(TIME_CLUSTER) == (chf_ep,)
     assert set(await node.match(BASIC_CLUSTER)) == {esme_ep, chf_ep}
+    assert await node.match(KEY_ESTABLISHMENT_CLUSTER) == (chf_ep,)  # the trust centre only
+    assert await node.match(OTA_UPGRADE_CLUSTER) == ()  # advertised only when served
+    assert await node.match(MESSAGING_CLUSTER) == (esme_ep,)
     table = await node.endpoint_table(refresh=True)
     assert table[esme_ep] == p.esme.eui and table[chf_ep] == p.chf.eui and table[0] == p.chf.eui
 
