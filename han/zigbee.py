@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import zigpy.config as zconf
@@ -229,7 +229,7 @@ class ZigbeeCounters(AirCounters):
     received: int = 0  # frames from remote devices handed to local devices
     refused: int = 0  # joins undone because the device log refused the device
     ignored: int = 0  # Smart Energy frames for no local endpoint, or malformed ZDP requests
-    permits: list = field(default_factory=list)
+    permits: int = 0  # install-code keys given to the radio
 
 
 class ZigbeePort:
@@ -415,8 +415,7 @@ class ZigbeeTransport:
         await self.app.permit_with_link_key(node=zt.EUI64(ieee_from_eui(eui)), link_key=zt.KeyData(link_key),
                                             time_s=seconds)
         self._permitted[bytes(eui)] = (bytes(link_key), self.clock.now() + seconds)
-        self.counters.permits.append(bytes(eui))
-        del self.counters.permits[:-64]
+        self.counters.permits += 1
 
     async def sync_trust_centre(self) -> int:
         """Give the radio the key of every device the CHF accepts now and that lacks a live
