@@ -519,6 +519,27 @@ async def _firmware(progress) -> dict:
         shutil.rmtree(data, ignore_errors=True)
 
 
+def cbke(runs: int = 5, progress=print) -> dict:
+    """One CBKE (crypto suite 2, sect283k1) between two parties holding test-CA certificates:
+    both ends' work, from Initiate Key Establishment to the confirmed key (median of `runs`)."""
+    from gbcs.cbke import Initiator, Responder, TestCa
+
+    ca = TestCa()
+    u, v = ca.issue(bytes.fromhex("02474248400000A6")), ca.issue(bytes.fromhex("02474248400000A2"))
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        i, r = Initiator(u), Responder(v)
+        answer = r.on_ephemeral(i.on_initiate_response(r.on_initiate(i.initiate())))
+        i.on_confirm_response(r.on_confirm(i.on_ephemeral_response(answer)))
+        times.append(time.perf_counter() - start)
+        assert i.key == r.key
+    times.sort()
+    figure = round(times[len(times) // 2], 3)
+    progress(f"cbke: {figure} s per key establishment (median of {runs}; goal < 2 s)")
+    return {"cbke_s": figure, "runs": runs, "suite": 2, "curve": "sect283k1"}
+
+
 def environment() -> dict:
     return {
         "python": platform.python_version(),
@@ -529,8 +550,8 @@ def environment() -> dict:
 
 
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks (codec, e2e, soak, firmware)")
-    b.add_argument("what", choices=["codec", "e2e", "soak", "firmware"], help="which benchmark")
+    b = sub.add_parser("bench", help="benchmarks (codec, e2e, soak, firmware, cbke)")
+    b.add_argument("what", choices=["codec", "e2e", "soak", "firmware", "cbke"], help="which benchmark")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.add_argument("--vectors", metavar="DIR", help="RTDS vectors (default $GBHUB_VECTORS or ../shared/vectors)")
     b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e), or of the whole run (soak, default 60)")
@@ -547,6 +568,8 @@ def run(args) -> int:
         figures = firmware(progress=lambda s: print(s, file=sys.stderr))
     elif args.what == "soak":
         figures = soak(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
+    elif args.what == "cbke":
+        figures = cbke(progress=lambda s: print(s, file=sys.stderr))
     else:
         figures = e2e(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
     figures["environment"] = environment()

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     control.register(sub)
     utrn.register(sub)
     firmware.register(sub)
+    from . import radio
+
+    radio.register(sub)
     return p
 
 

@@ -205,6 +205,20 @@ class Premises:
             self.nvm = Nvm(None)
             self.counters = None
         self.air = VirtualAir(clock=self.clock, latency=rig.han_latency, loss=rig.han_loss, seed=rig.han_seed)
+        from .radio import han_link
+
+        self.han = han_link(rig, self.clock, self.air)  # the rig's [han] transport (tools/radio.py)
+        self.capture = None
+        if rig.han_pcap is not None:
+            from gbhub.han.capture import HanCapture
+
+            try:
+                self.capture = HanCapture(rig.han_pcap, coordinator=rig.device("chf").eui)
+            except OSError as exc:
+                from .inputs import Failure
+
+                raise Failure(f"HAN capture: cannot write {rig.han_pcap}: {exc.strerror}") from None
+            self.capture.attach(self.han.transport)
         # No head-end attached counts as WAN down: the CHF keeps alerts until one takes them. The
         # premises' own head-end takes them (tests, benchmarks) unless told not to (`gbhub run`:
         # they wait for a head-end such as `gbhub alerts`).
@@ -249,7 +263,7 @@ class Premises:
             raise RigError(f"{name}: its devices depend on each other in a circle")
         self._building.add(name)
         ctx = DeviceContext(spec, clock=self.clock, nvm=self.nvm, keystore=self.identity.keystore, trust=self.trust,
-                            supplier=self.identity.supplier, han=self.air, wan=self.bridge, chf=self.chf,
+                            supplier=self.identity.supplier, han=self.han.transport_for(spec), wan=self.bridge, chf=self.chf,
                             lookup=self._build)
         device = device_kind(spec.type).create(ctx)
         self._building.discard(name)
@@ -300,6 +314,7 @@ class Premises:
                 self.attachments[name] = kind.attach(device, self.contexts[name])
             if kind.ota and device.ota_client is None:  # firmware images from the CHF (README "Firmware")
                 OtaClient(device, device.han_port, device.han_dispatch, server=self.chf.eui, clock=self.clock)
+        await self.han.start(self)  # after attaching: a radio registers the endpoints of attached devices
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
         late = []
@@ -433,6 +448,9 @@ class Premises:
                 await device.stop()
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("stopping %s", device)
+        await self.han.stop()
+        if self.capture is not None:
+            self.capture.close()
         if self.headend is not None:
             await self.headend.close()
         await self.bridge.close()

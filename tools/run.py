@@ -19,6 +19,7 @@ def register(sub) -> None:
     r.add_argument("--wan-port", type=int, metavar="N", help="TCP WAN port (default: the rig's, else any free port)")
     r.add_argument("--wan-host", metavar="HOST", help="TCP WAN address (default 127.0.0.1)")
     r.add_argument("--trace", metavar="FILE", help="append one JSON line per WAN frame")
+    r.add_argument("--pcap", metavar="FILE", help="write all HAN traffic as a pcap for Wireshark (rig key [han] pcap)")
     r.add_argument("--speed", type=float, metavar="N", help="run the clock N times faster than real time")
     r.add_argument("--status-every", type=float, default=60.0, metavar="S", help="print a status line every S seconds (0: never)")
     r.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds of real time")
@@ -64,6 +65,8 @@ def cmd_run(args) -> int:
         rig.wan_host = args.wan_host
     if args.trace:
         rig.trace = Path(args.trace)
+    if getattr(args, "pcap", None):
+        rig.han_pcap = Path(args.pcap)
     if args.speed is not None:
         if not args.speed > 0:
             raise UsageError("--speed must be positive")
