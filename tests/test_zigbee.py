@@ -115,7 +115,7 @@ async def test_endpoints_are_discovered_by_match_desc(zpremises):
     assert await node.match(TIME_CLUSTER) == (chf_ep,)
     assert set(await node.match(BASIC_CLUSTER)) == {esme_ep, chf_ep}
     assert await node.match(KEY_ESTABLISHMENT_CLUSTER) == (chf_ep,)  # the trust centre only
-    assert await node.match(OTA_UPGRADE_CLUSTER) == ()  # advertised only when served
+    assert await node.match(OTA_UPGRADE_CLUSTER) == (chf_ep,)  # the CHF serves firmware images (README "Firmware")
     assert await node.match(MESSAGING_CLUSTER) == (esme_ep,)
     table = await node.endpoint_table(refresh=True)
     assert table[esme_ep] == p.esme.eui and table[chf_ep] == p.chf.eui and table[0] == p.chf.eui
