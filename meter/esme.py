@@ -56,6 +56,7 @@ from gbcs.dlms import (
 )
 from gbcs.frame import Message, segment
 from gbcs.obis import BLOCK_THRESHOLDS, BLOCK_THRESHOLDS_PASSIVE, OBIS, CosemObjectId
+from gbcs.usecases.esme_config import POLYPHASE_ONLY, TWIN_ONLY
 from gbcs.security import encrypt_part
 from gbcs.utrn import DEFAULT_CACHE_SIZE
 from gbhub.firmware import cosem
@@ -92,6 +93,7 @@ from .esme_state import (
     SUPPLY_STATES,
     TOU_TIERS,
 )
+from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, VARIANTS, EsmeObjects
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel
 from .prepayment import Prepayment
@@ -240,7 +242,7 @@ def _shape_like(template: Data) -> Callable[[Data], bool]:
 
 
 # ------------------------------------------------------------------------------------------ Esme
-class Esme(Prepayment, EsmeZcl, GbcsDevice):
+class Esme(EsmeObjects, Prepayment, EsmeZcl, GbcsDevice):
     """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
 
     `prepayment_key` is the supplier's prepayment KA public key (its prePaymentTopUp trust anchor,
@@ -248,7 +250,8 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
     anchor). `chf_eui` is the Comms Hub Function whose tunnel the ESME serves (None: any).
     `model` / `export_model` say what the premises draw / generate; `registers` gives the
     factory register values (`import_wh`, `export_wh`, `reactive_varh`) used on first boot only.
-    With `gbt_block_size`, messages longer than that go up in GBT blocks (FACTS 1.9).
+    With `gbt_block_size`, messages longer than that go up in GBT blocks (FACTS 1.9). `variant`
+    is the meter variant (`meter.esme_objects`): single, twin, polyphase or twin-polyphase.
     """
 
     kind = "esme"
@@ -270,6 +273,28 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         dlms(MessageCode.ECS52),
         dlms(MessageCode.ECS70),
         dlms(MessageCode.CS01a, dated=True),
+        # the further ESME use cases (gbcs.usecases.esme_config; objects: meter.esme_objects)
+        *(dlms(code) for code in (
+            MessageCode.ECS02, MessageCode.ECS03, MessageCode.ECS04a, MessageCode.ECS04b, MessageCode.ECS05,
+            MessageCode.ECS07, MessageCode.ECS08, MessageCode.ECS08a, MessageCode.ECS09, MessageCode.ECS10,
+            MessageCode.ECS12, MessageCode.ECS14, MessageCode.ECS15a, MessageCode.ECS15c, MessageCode.ECS16,
+            MessageCode.ECS17a, MessageCode.ECS17d, MessageCode.ECS18a, MessageCode.ECS18b,
+            MessageCode.ECS20a, MessageCode.ECS20d, MessageCode.ECS21b, MessageCode.ECS21c,
+            MessageCode.ECS22a, MessageCode.ECS22c, MessageCode.ECS23, MessageCode.ECS23b,
+            MessageCode.ECS25a, MessageCode.ECS25b, MessageCode.ECS25a1, MessageCode.ECS25a2, MessageCode.ECS25a3,
+            MessageCode.ECS25b3, MessageCode.ECS25r1, MessageCode.ECS25r2,
+            MessageCode.ECS26a, MessageCode.ECS26b, MessageCode.ECS26c, MessageCode.ECS26d, MessageCode.ECS26e,
+            MessageCode.ECS26f, MessageCode.ECS26j, MessageCode.ECS26k, MessageCode.ECS26l, MessageCode.ECS26m,
+            MessageCode.ECS27, MessageCode.ECS28a, MessageCode.ECS28b, MessageCode.ECS29a, MessageCode.ECS29b,
+            MessageCode.ECS29c, MessageCode.ECS29d, MessageCode.ECS29e, MessageCode.ECS29f, MessageCode.ECS30,
+            MessageCode.ECS30a, MessageCode.ECS34, MessageCode.ECS35e, MessageCode.ECS35f, MessageCode.ECS35g,
+            MessageCode.ECS37, MessageCode.ECS38, MessageCode.ECS39a, MessageCode.ECS39b, MessageCode.ECS40,
+            MessageCode.ECS46a, MessageCode.ECS46c, MessageCode.ECS46d, MessageCode.ECS47, MessageCode.ECS47a,
+            MessageCode.ECS47e, MessageCode.ECS48, MessageCode.ECS50, MessageCode.ECS57, MessageCode.ECS61a,
+            MessageCode.ECS61c, MessageCode.ECS61d, MessageCode.ECS61e, MessageCode.ECS62, MessageCode.ECS81,
+            MessageCode.ECS82)),
+        *(dlms(code, dated=True) for code in (MessageCode.ECS17e, MessageCode.ECS19, MessageCode.ECS20b,
+                                              MessageCode.ECS20c, MessageCode.ECS66)),
         # Method A for devices that exchange GBCS messages with the ESME (PPMID, HCALCS), Method B
         # for Type 2 devices (IHD/CAD) and the GPF [I]
         join(MessageCode.CS03A1, DeviceType.PPMID, DeviceType.HCALCS),
@@ -301,6 +326,7 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         emergency_credit_pence: float = 0.0,
         utrn_cache_size: int = DEFAULT_CACHE_SIZE,
         gbt_block_size: int | None = None,
+        variant: str = "single",
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -320,7 +346,12 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
             "credit": float(credit_pence),
             "ec": float(emergency_credit_pence),
         }
+        if variant not in VARIANTS:
+            raise ValueError(f"variant is one of {', '.join(VARIANTS)}")
+        self.variant = variant
         self._defaults = default_tariff()
+        self._defaults.update(self._config_defaults())
+        self._activations = {**ACTIVATIONS, **CONFIG_ACTIVATIONS}
         self.objects = self._build_objects()
         self.joined_devices = DeviceLog(self, namespace=DEVICE_LOG_NS, capacity=DEVICE_LOG_CAPACITY)
         self._alerts: list[tuple[int, dict]] = []
@@ -510,7 +541,7 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
             reg["day_start_wh"] = reg["import_wh"]
             self.nvm.log_append(DAILY_LOG, {
                 "t": int(end), "import_wh": reg["import_wh"], "tou_wh": list(reg["tou_wh"]),
-                "block_wh": [list(b) for b in reg["block_wh"]],
+                "block_wh": [list(b) for b in reg["block_wh"]], "prepayment": self._prepayment_values(),
             }, DAILY_LOG_CAPACITY)
             self._charge_standing(end)
         self.nvm.put(NS, "registers", reg)
@@ -657,8 +688,12 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         return (next(iter(table.values())) if table else 0) * 10.0 ** ps * 100.0
 
     def _activate(self, key: _Attr) -> None:
-        for src, dst in ACTIVATIONS[key]:
+        for src, dst in self._activations[key]:
             self._store_tariff_value(*dst, self._tariff_value(*src))
+        if key == PAYMENT_MODE_ACTIVATION:
+            self._payment_mode_activated()
+        elif key == _attr(OBIS.UNIT_CHARGE, 7):
+            self._billing_snapshot()  # a tariff change snapshots the billing data log (ECS20b) [I]
         self.log_event("tariff_activated", object=f"{key[0]}/{obis_text(key[1])}/{key[2]}")
 
     def _set_activation(self, key: _Attr, value: Data) -> None:
@@ -807,12 +842,15 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         for protection, readable in PROTECTION_OBJECTS.items():
             add(CosemObject.of(protection, {}, {1: partial(self._get_protected_attributes, readable)}))
         self._add_tariff_objects(model)
+        self._add_config_objects(model)
         return model
 
     def _add_tariff_objects(self, model: ObjectModel) -> None:
         by_object: dict[tuple[int, bytes], dict[int, Attribute]] = {}
         methods: dict[tuple[int, bytes], dict[int, Callable]] = {OBIS.ACTIVITY_CALENDAR.key: {1: self._activate_calendar}}
         for (class_id, ln, attribute), initial in self._defaults.items():
+            if (class_id, ln, attribute) in self._config_modes:
+                continue  # meter.esme_objects builds those
             attrs = by_object.setdefault((class_id, ln), {})
 
             def load(c=class_id, l=ln, a=attribute) -> Data:
@@ -843,12 +881,11 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
     # -- attribute getters --
     def _get_import_registers(self) -> Data:
         r = self.registers()
-        return Data.structure(
-            Data.double_long_unsigned(r["import_wh"] & 0xFFFFFFFF),
-            _SCALER_UNIT_WH,
-            Data.double_long_unsigned(r["reactive_varh"] & 0xFFFFFFFF),
-            _SCALER_UNIT_VARH,
-        )
+        values = [Data.double_long_unsigned(r["import_wh"] & 0xFFFFFFFF), _SCALER_UNIT_WH,
+                  Data.double_long_unsigned(r["reactive_varh"] & 0xFFFFFFFF), _SCALER_UNIT_VARH]
+        if self.twin:  # the secondary element's import register [O RTDS ECS17b TWIN]; the model feeds only the primary [I]
+            values.append(Data.double_long_unsigned(0))
+        return Data.structure(*values)
 
     def _get_power(self) -> Data:
         p = self.power_w()
@@ -865,19 +902,16 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
 
     def _profile_buffer(self, bounds: tuple[float, float] | None) -> Data:
         rows = self.profile(*bounds) if bounds else self.profile()
+        if self.twin:  # secondary element column [O RTDS ECS22b TWIN]
+            return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED),
+                                 [(cosem.t2000(t), wh & 0xFFFFFFFF, 0) for t, wh, _ex in rows])
         return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED),
                              [(cosem.t2000(t), wh & 0xFFFFFFFF) for t, wh, _ex in rows])
 
     def _daily_buffer(self, bounds: tuple[float, float] | None) -> Data:
-        rows = []
-        for e in self.daily_log():
-            if bounds is not None and not bounds[0] <= e["t"] <= bounds[1]:
-                continue
-            rows.append((cosem.t2000(e["t"]), e["import_wh"] & 0xFFFFFFFF, [v & 0xFFFFFFFF for v in e["tou_wh"]],
-                         *([v & 0xFFFFFFFF for v in b] for b in e["block_wh"])))
-        desc = cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED, cosem.array(TOU_TIERS, DOUBLE_LONG_UNSIGNED),
-                               *(cosem.array(BLOCK_TIERS, DOUBLE_LONG_UNSIGNED) for _ in range(BLOCKS)))
-        return compact_array(desc, rows)
+        rows = [self._billing_row(e, None) for e in self.daily_log()
+                if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
+        return compact_array(self._billing_desc(prepayment=False), rows)  # twin: [O RTDS ECS21a TWIN]
 
     def _log_code(self, entry: dict) -> int | None:
         """The GBCS event code of a log entry (ints as logged; alerts by their code; rejected
@@ -995,6 +1029,14 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         return ProtectedData.build(pp, Data.structure(*values), lambda pt: encrypt_part(key, self.eui, pt))
 
     # ============================================================================ GBCS
+    def supports(self, message_code: int) -> bool:
+        """The handler table, less the use cases this meter variant does not serve [I]."""
+        if message_code in _POLYPHASE_CODES and not self.polyphase:
+            return False
+        if message_code in _TWIN_CODES and not self.twin:
+            return False
+        return message_code in self.HANDLERS
+
     def check_freshness(self, message: Message) -> bool:
         # Top-ups are protected by the UTRN counter cache, not the supplier's command counter: their
         # originator counter is UTRN counter ‖ 00000000 [S FACTS 1.8].
@@ -1109,6 +1151,9 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
 
 
 
+
+_POLYPHASE_CODES = frozenset(MessageCode[n] for n in POLYPHASE_ONLY if n in MessageCode.__members__)
+_TWIN_CODES = frozenset(MessageCode[n] for n in TWIN_ONLY if n in MessageCode.__members__)
 
 # Use cases whose originator counter is a top-up counter (`UseCaseDef.utrn`): CS01a.
 _UTRN_COUNTERS = frozenset(code for code, h in Esme.HANDLERS.items() if h.use_case is not None and h.use_case.utrn)

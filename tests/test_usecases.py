@@ -479,6 +479,10 @@ def _strategy(p: Param):
         return st.one_of(st.none(), st.just("never"), _times)
     if kind == "ints":
         return st.lists(_ints(p), max_size=48).map(tuple)
+    if kind == "str":
+        return st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ abc", max_size=20)
+    if kind == "dlms":
+        return st.just(p.default)  # a structured value: its default (the parser is tested in test_dlms)
     if kind == "devices":
         return st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.binary(min_size=16, max_size=16)),
                         max_size=4).map(tuple)

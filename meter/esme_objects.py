@@ -1,0 +1,550 @@
+"""The rest of the ESME's COSEM object list (`gbcs.usecases.esme_config` use cases): configuration
+objects kept as written, with their factory values, and the objects that show the meter's state
+(prepayment registers, meter balance, maximum demand, export and TOU registers, billing and
+consumption logs). Mixed into `meter.esme.Esme` (`EsmeObjects`).
+
+Factory values have the types the RTDS ESME answered with [O]; the values themselves are ours
+where RTDS's were test data [I]. A Set is refused type-unmatched unless the value has the factory
+value's shape (same types, structures alike, arrays of alike elements). Passive values take effect
+through the activation attributes (`CONFIG_ACTIVATIONS`, run by the ESME's future-dated activation
+machinery: now, a future date-time, or never).
+
+Meter variants (`variant` option, rig `options = { variant = "..." }`): "single" (single element,
+single phase), "twin" (twin element: a secondary import register in the register reads, daily read
+and billing logs and half-hour profile [O RTDS TWIN_]), "polyphase" (three phases: per-phase
+voltage objects and the 3-phase use cases ECS23b, ECS26k, ECS29b/d/f) and "twin-polyphase"
+(both; what the RTDS reference device answered) [I]. A use case the variant does not serve is
+refused as unsupported (alert 0x8F1E), like any use case the device does not implement [I].
+
+Money is held in units of 10^-5 GBP on the COSEM side (the RTDS ECS26a charges use scaler -5) and
+in pence in `meter.prepayment` [I].
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from gbcs.dlms import BitString, Data, DataType, decode_data
+from gbcs.obis import OBIS, CosemObjectId
+from gbhub.firmware import cosem
+from gbhub.firmware.cosem import DOUBLE_LONG_UNSIGNED, Attribute, CosemError, CosemObject, ObjectModel, compact_array
+
+from .esme_state import BLOCK_TIERS, BLOCKS, NS, TOU_TIERS
+
+VARIANTS = ("single", "twin", "polyphase", "twin-polyphase")
+MONEY_PER_PENNY = 1000  # 10^-5 GBP per penny [I]
+DOUBLE_LONG = 0x05
+
+
+def _dlu(n: int) -> Data:
+    return Data.double_long_unsigned(n)
+
+
+def _dl(n: int) -> Data:
+    return Data.double_long(n)
+
+
+def _su(scaler: int, unit: int) -> Data:
+    return Data.structure(Data.integer(scaler), Data.enum(unit))
+
+
+def _never() -> Data:
+    return Data.timestamp(None)
+
+
+def _at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> Data:
+    return Data.timestamp(datetime(year, month, day, hour, minute, tzinfo=timezone.utc))
+
+
+def _x(hextext: str) -> Data:
+    return decode_data(bytes.fromhex(hextext))
+
+
+_CHARGE = _x("0203" "0202" "0f00" "0ffb" "0203" "120000" "0906000000000000" "0f00" "0101" "0202" "0900" "10" "1388")
+_CREDIT_CHARGE = _x("0102" + ("0203" "0906" "0000130a00ff" "0906" "0000131400ff" "0403e0") * 2)
+_SPECIAL_DAYS = _x("0101" "0203" "120001" "0905" "ffff0c19ff" "1101")
+_SCHEDULE_ENTRY = ("020a" "120001" "03ff" "0906" "00000a006aff" "120020" "0904" "00000000" "12ffff" "0407fe" "0400"
+                   "0905" "ffffffffff" "0905" "ffffffffff")
+_SCHEDULE = _x("0101" + _SCHEDULE_ENTRY)
+_MD_SCHEDULE = _x("0102" "020a" "120000" "03ff" "0906" "00000a8064ff" "120001" "0904" "11000000" "12ffff" "0407fe"
+                  "0400" "0905" "000001ffff" "0905" "ffffffffff"
+                  "020a" "120001" "03ff" "0906" "00000a8064ff" "120002" "0904" "13000000" "12ffff" "0407fe" "0400"
+                  "0905" "000001ffff" "0905" "ffffffffff")
+_BILLING_DATES = _x("0101" "0202" "0904" "00000000" "0905" "ffffff01ff")
+_MASK = Data.bit_string(BitString(512, bytes(64)))
+
+# (object, attribute) -> factory value; W = writable, A = writable with any type (the RTDS ESME
+# took both a long-unsigned (ECS47) and a date-time (ECS47a) in 0-0:94.44.117.1) [O]
+_R, _W, _A = "r", "w", "a"
+_P = "passive"  # passive value: written, copied to attribute 2 by its activation (attribute 6)
+
+
+def _factory(polyphase: bool) -> dict[tuple[CosemObjectId, int], tuple[Data, str]]:
+    o = OBIS
+    f: dict[tuple[CosemObjectId, int], tuple[Data, str]] = {}
+
+    def add(obj: CosemObjectId, attr: int, value: Data, mode: str = _R) -> None:
+        f[(obj, attr)] = (value, mode)
+
+    # prepayment configuration (ECS08a, ECS26a)
+    for obj, value, typ in ((o.MAX_METER_BALANCE, 10000000, _dl), (o.MAX_CREDIT_THRESHOLD, 5000000, _dl),
+                            (o.LOW_CREDIT_THRESHOLD, 100000, _dl), (o.EMERGENCY_CREDIT_THRESHOLD, 300000, _dl),
+                            (o.EMERGENCY_CREDIT_LIMIT, 200000, _dl), (o.DEBT_RECOVERY_CAP_PERIOD, 30, Data.long_unsigned),
+                            (o.DEBT_RECOVERY_CAP_AMOUNT, 604800, _dl)):
+        add(obj, 2, typ(value))
+        add(obj, 4, typ(value), _W)
+        add(obj, 6, _never(), _W)
+    add(o.NON_DISABLEMENT_SPECIAL_DAYS, 2, _SPECIAL_DAYS)
+    add(o.NON_DISABLEMENT_SPECIAL_DAYS_PASSIVE, 2, _SPECIAL_DAYS, _W)
+    add(o.NON_DISABLEMENT_SPECIAL_DAYS_SWITCH, 6, _never(), _W)
+    add(o.NON_DISABLEMENT_SCHEDULE, 2, _SCHEDULE)
+    add(o.NON_DISABLEMENT_SCHEDULE_PASSIVE, 2, _SCHEDULE, _W)
+    add(o.NON_DISABLEMENT_SCHEDULE_SWITCH, 6, _never(), _W)
+    for debt in (o.TIME_DEBT_1, o.TIME_DEBT_2):
+        add(debt, 5, _CHARGE)
+        add(debt, 8, _dlu(86400))
+    add(o.PAYMENT_DEBT, 13, Data.long_unsigned(5000))
+    add(o.DEBT_RECOVERY_THRESHOLD, 2, Data.array(_dl(-500000)))
+    add(o.ACCOUNT, 11, _CREDIT_CHARGE)
+    add(o.ACCOUNT, 16, _dl(500000))
+    add(o.ACCOUNT, 18, Data.long_unsigned(10000))
+    add(o.ACCOUNT, 19, _dl(604800))
+    add(o.ACCOUNT_PASSIVE, 2, Data.structure(Data.enum(1), Data.enum(1)), _W)
+    add(o.ACCOUNT_PASSIVE, 11, _CREDIT_CHARGE, _W)
+    add(o.ACCOUNT_PASSIVE, 13, _never(), _W)
+    add(o.EMERGENCY_CREDIT, 9, _dl(2500000))
+    add(o.EMERGENCY_CREDIT, 10, _dl(100000))
+    # consumer-facing, identities
+    add(o.CHANGE_OF_TENANCY, 2, _never(), _W)
+    add(o.MPAN_IMPORT, 2, Data.octet_string(b"0000000000000"), _W)
+    add(o.MPAN_EXPORT, 2, Data.octet_string(b"0000000000000"), _W)
+    add(o.CIN, 2, Data.octet_string(b"0000"), _W)
+    add(o.SUPPLIER_MESSAGE, 2, Data.octet_string(b""), _W)
+    add(o.SUPPLIER_CONTACT, 2, Data.octet_string(b""), _W)
+    add(o.PRIVACY_PIN, 2, Data.boolean(True), _W)
+    add(o.SUPPLY_TAMPER_STATE, 2, Data.boolean(False), _W)
+    add(o.DEVICE_TYPE_ID, 2, Data.octet_string(b"GBHUB-ESME"))
+    for obj in (o.ALERT_BEHAVIOURS_SUPPLIER, o.ALERT_BEHAVIOURS_NETWORK_OPERATOR, o.EVENT_BEHAVIOURS_HAN,
+                o.EVENT_BEHAVIOURS_AUDIBLE, o.EVENT_BEHAVIOURS_LOG, o.EVENT_BEHAVIOURS_LOG_NETWORK_OPERATOR):
+        add(obj, 2, _MASK, _W)
+    # randomisation, billing calendar, block counter reset
+    add(o.RANDOMISED_OFFSET_LIMIT, 2, Data.long_unsigned(200))
+    add(o.RANDOMISED_OFFSET, 2, Data.long_unsigned(1000), _W)
+    add(o.RANDOMISED_OFFSET_PERIOD, 2, Data.long_unsigned(2000))
+    add(o.BILLING_CALENDAR, 4, _BILLING_DATES, _W)
+    add(o.BLOCK_COUNTER_RESET, 4, _x("0101" "0202" "0904" "00000000" "0905" "ffffffffff"), _W)
+    # maximum demand configuration
+    add(o.MAX_DEMAND_SCHEDULE, 2, _MD_SCHEDULE, _W)
+    add(o.MAX_DEMAND_PERIOD_START, 2, _at(2000, 1, 1, 17))
+    add(o.MAX_DEMAND_PERIOD_END, 2, _at(2000, 1, 1, 19))
+    # load limiting, power thresholds
+    add(o.LOAD_LIMIT_SUPPLY_STATE, 2, Data.boolean(False), _W)
+    add(o.VOLTAGE_MONITOR, 4, _dlu(6900), _W)
+    add(o.VOLTAGE_MONITOR, 6, _dlu(300), _W)
+    add(o.VOLTAGE_MONITOR, 7, _dlu(30), _W)
+    add(o.LOAD_LIMIT_COUNTER, 3, _su(0, 255))
+    add(o.POWER_THRESHOLDS, 2, Data.structure(_dlu(4000), _dlu(8000), _dlu(12000)), _W)
+    # voltage quality (GB nominal 230 V; thresholds as RTDS) [I]
+    for obj, volts in ((o.AVERAGE_OVER_VOLTAGE, 253), (o.AVERAGE_UNDER_VOLTAGE, 216), (o.EXTREME_OVER_VOLTAGE, 287),
+                       (o.EXTREME_UNDER_VOLTAGE, 180)):
+        add(obj, 4, _dlu(volts), _W)
+        add(obj, 6, _dlu(30), _W)
+    phases = [("", o.RMS_VOLTAGE_PROFILE, o.SAG_THRESHOLD, o.SWELL_THRESHOLD, o.SAG_COUNTER, o.SWELL_COUNTER,
+               o.AVERAGE_RMS_VOLTAGE)]
+    if polyphase:
+        phases += [("2", o.RMS_VOLTAGE_PROFILE_L2, o.SAG_THRESHOLD_L2, o.SWELL_THRESHOLD_L2, o.SAG_COUNTER_L2,
+                    o.SWELL_COUNTER_L2, o.AVERAGE_RMS_VOLTAGE_L2),
+                   ("3", o.RMS_VOLTAGE_PROFILE_L3, o.SAG_THRESHOLD_L3, o.SWELL_THRESHOLD_L3, o.SAG_COUNTER_L3,
+                    o.SWELL_COUNTER_L3, o.AVERAGE_RMS_VOLTAGE_L3)]
+    for _n, profile, sag, swell, sag_c, swell_c, avg in phases:
+        add(profile, 4, _dlu(1800), _W)
+        add(sag, 2, _dlu(200), _W)
+        add(swell, 2, _dlu(264), _W)
+        for counter in (sag_c, swell_c):
+            add(counter, 2, _dlu(0))
+            add(counter, 3, _su(0, 255))
+        add(avg, 2, Data.long_unsigned(230))
+        add(avg, 3, _su(0, 35))
+    for dur in (o.SAG_DURATION, o.SWELL_DURATION):
+        add(dur, 2, _dlu(0))
+        add(dur, 3, _su(0, 7))
+    # auxiliary load control
+    for i in range(1, 6):
+        add(getattr(o, f"ALCS_LABEL_{i}"), 2, Data.visible_string(f"ALCS_{i}"), _W)
+        add(getattr(o, f"ALCS_HCALCS_{i}"), 2, Data.octet_string(bytes(8)), _W)
+        add(getattr(o, f"BOOST_BUTTON_{i}"), 2, Data.boolean(False), _W)
+    add(o.AUX_SPECIAL_DAYS, 2, _SPECIAL_DAYS)
+    add(o.AUX_SPECIAL_DAYS_PASSIVE, 2, _SPECIAL_DAYS, _W)
+    add(o.AUX_SPECIAL_DAYS_SWITCH, 6, _never(), _W)
+    add(o.AUX_SCHEDULE, 2, _SCHEDULE)
+    add(o.AUX_SCHEDULE_PASSIVE, 2, _SCHEDULE, _W)
+    add(o.AUX_SCHEDULE_SWITCH, 6, _never(), _W)
+    for obj in (o.BOOST_DURATION, o.BOOST_DURATION_2):
+        add(obj, 2, Data.long_unsigned(30), _A)
+    for obj in (o.APC_INPUT_START, o.APC_INPUT_END, o.AUX_STATE_START, o.AUX_STATE_END):
+        add(obj, 2, _never(), _A)
+    return f
+
+
+def _attr(obj: CosemObjectId, attribute: int) -> tuple[int, bytes, int]:
+    return (obj.class_id, obj.obis, attribute)
+
+
+# activation attribute -> (passive, active) pairs, as meter.esme.ACTIVATIONS [O RTDS ECS08a/ECS46d/ECS02 layouts; I]
+CONFIG_ACTIVATIONS: dict[tuple, tuple] = {
+    **{_attr(obj, 6): ((_attr(obj, 4), _attr(obj, 2)),) for obj in (
+        OBIS.MAX_METER_BALANCE, OBIS.MAX_CREDIT_THRESHOLD, OBIS.LOW_CREDIT_THRESHOLD, OBIS.EMERGENCY_CREDIT_THRESHOLD,
+        OBIS.EMERGENCY_CREDIT_LIMIT, OBIS.DEBT_RECOVERY_CAP_PERIOD, OBIS.DEBT_RECOVERY_CAP_AMOUNT)},
+    _attr(OBIS.NON_DISABLEMENT_SPECIAL_DAYS_SWITCH, 6): ((_attr(OBIS.NON_DISABLEMENT_SPECIAL_DAYS_PASSIVE, 2),
+                                                         _attr(OBIS.NON_DISABLEMENT_SPECIAL_DAYS, 2)),),
+    _attr(OBIS.NON_DISABLEMENT_SCHEDULE_SWITCH, 6): ((_attr(OBIS.NON_DISABLEMENT_SCHEDULE_PASSIVE, 2),
+                                                     _attr(OBIS.NON_DISABLEMENT_SCHEDULE, 2)),),
+    _attr(OBIS.AUX_SPECIAL_DAYS_SWITCH, 6): ((_attr(OBIS.AUX_SPECIAL_DAYS_PASSIVE, 2), _attr(OBIS.AUX_SPECIAL_DAYS, 2)),),
+    _attr(OBIS.AUX_SCHEDULE_SWITCH, 6): ((_attr(OBIS.AUX_SCHEDULE_PASSIVE, 2), _attr(OBIS.AUX_SCHEDULE, 2)),),
+    _attr(OBIS.ACCOUNT_PASSIVE, 13): ((_attr(OBIS.ACCOUNT_PASSIVE, 11), _attr(OBIS.ACCOUNT, 11)),),
+}
+PAYMENT_MODE_ACTIVATION = _attr(OBIS.ACCOUNT_PASSIVE, 13)
+PAYMENT_MODES = {1: "credit", 2: "prepayment"}  # account_mode_and_status mode [O RTDS ECS02: 1; I]
+
+# What each new data protection object lets a Get Protected Attributes read [O RTDS].
+CONFIG_PROTECTION: dict[CosemObjectId, frozenset[tuple[int, bytes]]] = {
+    OBIS.TOU_BLOCK_PROTECTION: frozenset({OBIS.REGISTERS_TOU_BLOCK.key}),
+    OBIS.PREPAYMENT_PROTECTION: frozenset({OBIS.PREPAYMENT_REGISTERS.key}),
+    OBIS.BILLING_LOG_CHANGE_PROTECTION: frozenset({OBIS.BILLING_LOG_CHANGE.key}),
+    OBIS.BILLING_LOG_CALENDAR_PROTECTION: frozenset({OBIS.BILLING_LOG_CALENDAR.key, OBIS.BILLING_LOG_CALENDAR_PREPAYMENT.key}),
+    OBIS.DAILY_CONSUMPTION_PROTECTION: frozenset({OBIS.DAILY_CONSUMPTION_LOG.key}),
+}
+
+
+def same_shape(template: Data, value: Data) -> bool:
+    """Whether `value` has `template`'s DLMS shape: same types; structures member by member;
+    arrays with every element shaped like the template's first (any length)."""
+    if template.type is not value.type:
+        return False
+    if template.type is DataType.STRUCTURE:
+        return len(template.value) == len(value.value) and all(same_shape(t, v) for t, v in zip(template.value, value.value))
+    if template.type is DataType.ARRAY:
+        return not template.value or all(same_shape(template.value[0], v) for v in value.value)
+    return True
+
+
+class EsmeObjects:
+    """The configuration and state objects of `Esme` (module doc)."""
+
+    variant: str = "twin-polyphase"
+
+    @property
+    def twin(self) -> bool:
+        return self.variant.startswith("twin")
+
+    @property
+    def polyphase(self) -> bool:
+        return self.variant.endswith("polyphase")
+
+    def _config_defaults(self) -> dict[tuple[int, bytes, int], Data]:
+        self._config_modes = {}
+        out = {}
+        for (obj, attr), (value, mode) in _factory(self.polyphase).items():
+            out[_attr(obj, attr)] = value
+            self._config_modes[_attr(obj, attr)] = mode
+        return out
+
+    # -- building --------------------------------------------------------------------------------
+    def _add_config_objects(self, model: ObjectModel) -> None:
+        objects: dict[tuple[int, bytes], CosemObject] = {}
+
+        def obj_of(oid: CosemObjectId) -> CosemObject:
+            key = oid.key
+            if key not in objects:
+                try:
+                    objects[key] = model.find(*key)
+                except CosemError:
+                    objects[key] = model.add(CosemObject.of(oid))
+            return objects[key]
+
+        by_key = {o.key: o for o in OBIS}
+        for (class_id, ln, attribute), mode in self._config_modes.items():
+            oid = by_key[(class_id, ln)]
+            key = (class_id, ln, attribute)
+            load = (lambda k=key: self._tariff_value(*k))
+            if mode == _R:
+                obj_of(oid).attributes[attribute] = Attribute(get=load)
+            elif key in self._activations:
+                obj_of(oid).attributes[attribute] = Attribute(get=load, set=lambda v, k=key: self._set_activation(k, v))
+            else:
+                template = self._defaults[key]
+                check = None if mode == _A else template
+
+                def store(v: Data, k=key, t=check) -> None:
+                    if t is not None and not same_shape(t, v):
+                        raise CosemError(cosem.TYPE_UNMATCHED, "value has the wrong shape")
+                    self._store_tariff_value(*k, v)
+                obj_of(oid).attributes[attribute] = Attribute(get=load, set=store)
+        o = OBIS
+        live: dict[CosemObjectId, dict[int, Attribute]] = {
+            o.ACCOUNT: {2: Attribute(get=self._account_mode)},
+            o.PREPAYMENT_REGISTERS: {2: Attribute(get=self._prepayment_registers)},
+            o.METER_BALANCE: {2: Attribute(get=lambda: _dl(self._money(self._prepay()["credit"]))),
+                              3: Attribute(get=lambda: _su(-5, 254))},
+            o.EXPORT_ENERGY_REGISTER: {2: Attribute(get=lambda: _dlu(self.registers()["export_wh"] & 0xFFFFFFFF)),
+                                       3: Attribute(get=lambda: _su(0, 30))},
+            o.REACTIVE_EXPORT_REGISTER: {2: Attribute(get=lambda: _dlu(0)), 3: Attribute(get=lambda: _su(0, 32))},
+            o.TOU_REGISTERS: {2: Attribute(get=lambda: Data.array(*(_dlu(v & 0xFFFFFFFF) for v in self.registers()["tou_wh"])))},
+            o.REGISTERS_TOU_BLOCK: {2: Attribute(get=self._tou_block_registers)},
+            o.LOAD_LIMIT_COUNTER: {2: Attribute(get=lambda: _dlu(int(self.nvm.get(NS, "load_limit_counter", 0))))},
+            o.DEVICE_IDENTITY: {2: Attribute(get=lambda: Data.octet_string(self.eui))},
+            o.DAILY_CONSUMPTION_LOG: self._buffer(self._daily_consumption_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
+            o.BILLING_LOG_CHANGE: self._buffer(self._billing_change_rows, self._billing_desc(prepayment=True)),
+            o.BILLING_LOG_CALENDAR: self._buffer(self._billing_calendar_rows, self._billing_desc(prepayment=False)),
+            o.BILLING_LOG_CALENDAR_PREPAYMENT: self._buffer(self._billing_prepayment_rows, cosem.structure(
+                DOUBLE_LONG_UNSIGNED, *(DOUBLE_LONG,) * 6)),
+            o.DEBT_PAYMENT_LOG: self._buffer(lambda b: [], cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
+            o.PREPAYMENT_CREDIT_LOG: self._buffer(self._credit_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED,
+                                                                                    cosem.ENUM)),
+            o.PREPAYMENT_DAILY_READ_LOG: self._buffer(self._prepayment_daily_rows, cosem.structure(
+                DOUBLE_LONG_UNSIGNED, *(DOUBLE_LONG,) * 6)),
+            o.EXPORT_DAILY_READ_LOG: self._buffer(lambda b: [], cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
+            o.EXPORT_PROFILE: self._buffer(self._export_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED,
+                                                                              DOUBLE_LONG_UNSIGNED)),
+            o.REACTIVE_IMPORT_PROFILE: self._buffer(self._reactive_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
+            o.ALCS_EVENT_LOG: self._buffer(self._alcs_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED,
+                                                                            cosem.ENUM, DOUBLE_LONG_UNSIGNED)),
+            o.POWER_EVENT_LOG: self._buffer(lambda b: [], cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED)),
+        }
+        for i in range(1, 6):
+            live[getattr(o, f"ALCS_{i}")] = {2: Attribute(get=lambda i=i: Data.boolean(bool(self._alcs_state().get(str(i)))))}
+        for md, export in ((o.MAX_DEMAND_IMPORT, False), (o.MAX_DEMAND_IMPORT_PERIOD, False), (o.MAX_DEMAND_EXPORT, True)):
+            live[md] = {2: Attribute(get=lambda m=md, e=export: _dlu(self._max_demand(m, e)[0])),
+                        3: Attribute(get=lambda: _su(0, 27)),
+                        5: Attribute(get=lambda m=md, e=export: cosem.timestamp(self._max_demand(m, e)[1]))}
+        for oid, attrs in live.items():
+            obj_of(oid).attributes.update(attrs)
+        methods: dict[CosemObjectId, dict[int, Callable]] = {
+            o.TOKEN_CREDIT: {1: self._adjust_balance, 2: self._reset_balance},
+            o.EMERGENCY_CREDIT: {3: self._activate_emergency_credit},
+            o.TIME_DEBT_1: {4: lambda p: self._adjust_debt("time_debt_1", p)},
+            o.TIME_DEBT_2: {4: lambda p: self._adjust_debt("time_debt_2", p)},
+            o.PAYMENT_DEBT: {4: lambda p: self._adjust_debt("payment_debt", p)},
+            o.EVENT_LOG: {1: self._clear_event_log},
+            o.ALCS_EVENT_LOG: {1: lambda p: self.nvm.log_clear("alcs_events")},
+            o.REGISTERS_TOU_BLOCK: {1: self._reset_block_counters},
+            o.LOAD_LIMIT_COUNTER: {1: lambda p: self.nvm.put(NS, "load_limit_counter", 0)},
+            o.AUX_SWITCH_SCRIPT_TABLE: {1: self._aux_script},
+            o.MAX_DEMAND_IMPORT: {1: lambda p: self._reset_max_demand(o.MAX_DEMAND_IMPORT)},
+            o.MAX_DEMAND_IMPORT_PERIOD: {1: lambda p: self._reset_max_demand(o.MAX_DEMAND_IMPORT_PERIOD)},
+            o.MAX_DEMAND_EXPORT: {1: lambda p: self._reset_max_demand(o.MAX_DEMAND_EXPORT)},
+        }
+        counters = [o.SAG_COUNTER, o.SWELL_COUNTER] + ([o.SAG_COUNTER_L2, o.SWELL_COUNTER_L2, o.SAG_COUNTER_L3,
+                                                        o.SWELL_COUNTER_L3] if self.polyphase else [])
+        for c in counters:
+            methods[c] = {1: lambda p, c=c: self._store_tariff_value(c.class_id, c.obis, 2, _dlu(0))}
+        for oid, ms in methods.items():
+            obj_of(oid).methods.update(ms)
+        for protection, readable in CONFIG_PROTECTION.items():
+            obj_of(protection).methods[1] = lambda p, r=readable: self._get_protected_attributes(r, p)
+
+    def _buffer(self, rows: Callable[[tuple[float, float] | None], list], desc: Any) -> dict[int, Attribute]:
+        return {2: Attribute(get=lambda: compact_array(desc, rows(None)),
+                             select=lambda s, p: compact_array(desc, rows(self._range(s, p))))}
+
+    # -- values ----------------------------------------------------------------------------------
+    @staticmethod
+    def _money(pence: float) -> int:
+        return max(-(2 ** 31), min(2 ** 31 - 1, int(round(pence * MONEY_PER_PENNY))))
+
+    def _account_mode(self) -> Data:
+        mode = 2 if self._prepay()["mode"] == "prepayment" else 1
+        return Data.structure(Data.enum(mode), Data.enum(1))
+
+    def _prepayment_values(self) -> list[int]:
+        """meter balance, emergency credit balance, accumulated debt, time debt 1, time debt 2,
+        payment-based debt (10^-5 GBP) [I order]."""
+        p = self._prepay()
+        debts = [p.get(k, 0.0) for k in ("time_debt_1", "time_debt_2", "payment_debt")]
+        return [self._money(p["credit"]), self._money(p["ec_remaining"]), self._money(p.get("debt", 0.0) + sum(debts)),
+                *(self._money(d) for d in debts)]
+
+    def _prepayment_registers(self) -> Data:
+        return Data.structure(*(_dl(v) for v in self._prepayment_values()))
+
+    def _tou_block_registers(self) -> Data:
+        """48 TOU registers then the first 16 block counters (blocks 1-2, tiers 1-8) [O 64 values; meaning U]."""
+        r = self.registers()
+        values = list(r["tou_wh"]) + [v for b in r["block_wh"][:2] for v in b]
+        return Data.structure(Data.array(*(_dlu(v & 0xFFFFFFFF) for v in values[:64])))
+
+    # -- logs ------------------------------------------------------------------------------------
+    def _daily(self, bounds: tuple[float, float] | None) -> list[dict]:
+        return [e for e in self.daily_log() if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
+
+    def _daily_consumption_rows(self, bounds):
+        out, previous = [], None
+        for e in self.daily_log():
+            if previous is not None and (bounds is None or bounds[0] <= e["t"] <= bounds[1]):
+                out.append((cosem.t2000(e["t"]), max(0, e["import_wh"] - previous) & 0xFFFFFFFF))
+            previous = e["import_wh"]
+        return out
+
+    def _billing_desc(self, prepayment: bool) -> Any:
+        d = DOUBLE_LONG_UNSIGNED
+        members = [d, d] + ([d] if self.twin else []) + [cosem.array(TOU_TIERS, d)]
+        if self.twin:
+            members.append(cosem.array(4, d))
+        members += [cosem.array(BLOCK_TIERS, d) for _ in range(BLOCKS)]
+        if prepayment:
+            members += [DOUBLE_LONG] * 6
+        return cosem.structure(*members)
+
+    def _billing_row(self, e: dict, prepayment: list[int] | None) -> tuple:
+        row: list[Any] = [cosem.t2000(e["t"]), e["import_wh"] & 0xFFFFFFFF]
+        if self.twin:
+            row.append(e.get("secondary_wh", 0) & 0xFFFFFFFF)
+        row.append([v & 0xFFFFFFFF for v in e["tou_wh"]])
+        if self.twin:
+            row.append([0] * 4)
+        row += [[v & 0xFFFFFFFF for v in b] for b in e["block_wh"]]
+        if prepayment is not None:
+            row += prepayment
+        return tuple(row)
+
+    def _billing_change_rows(self, bounds):
+        """Snapshots taken when the payment mode or tariff changed (NVM log "billing_change")."""
+        return [self._billing_row(e, e.get("prepayment", [0] * 6)) for e in self.nvm.log_entries("billing_change")
+                if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
+
+    def _billing_calendar_entries(self, bounds) -> list[dict]:
+        """The billing calendar's snapshots: the daily reads taken on the first of a month (the
+        factory billing calendar) [I]."""
+        return [e for e in self._daily(bounds) if datetime.fromtimestamp(e["t"], timezone.utc).day == 1]
+
+    def _billing_calendar_rows(self, bounds):
+        return [self._billing_row(e, None) for e in self._billing_calendar_entries(bounds)]
+
+    def _billing_prepayment_rows(self, bounds):
+        return [(cosem.t2000(e["t"]), *e.get("prepayment", [0] * 6)) for e in self._billing_calendar_entries(bounds)]
+
+    def _prepayment_daily_rows(self, bounds):
+        return [(cosem.t2000(e["t"]), *e.get("prepayment", [0] * 6)) for e in self._daily(bounds)]
+
+    def _credit_rows(self, bounds):
+        rows = []
+        for e in self.nvm.log_entries("topup"):
+            if bounds is None or bounds[0] <= e["t"] <= bounds[1]:
+                rows.append((cosem.t2000(e["t"]), self._money(e["pence"]) & 0xFFFFFFFF, 1 if e.get("origin") == "remote" else 0))
+        return rows
+
+    def _export_rows(self, bounds):
+        rows = self.profile(*bounds) if bounds else self.profile()
+        return [(cosem.t2000(t), ex & 0xFFFFFFFF, 0) for t, _wh, ex in rows]
+
+    def _reactive_rows(self, bounds):
+        rows = self.profile(*bounds) if bounds else self.profile()
+        return [(cosem.t2000(t), int(math.floor(wh * 0.2 + 0.5)) & 0xFFFFFFFF) for t, wh, _ex in rows]
+
+    def _alcs_rows(self, bounds):
+        return [(cosem.t2000(e["t"]), e["code"], e["alcs"], e.get("data", 0)) for e in self.nvm.log_entries("alcs_events")
+                if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
+
+    # -- maximum demand --------------------------------------------------------------------------
+    def _max_demand(self, which: CosemObjectId, export: bool) -> tuple[int, float]:
+        """Highest half-hour average power (W) since the register's last reset, and when [I]."""
+        since = float(self.nvm.get(NS, f"md_reset_{which.name.lower()}", 0.0))
+        best, when = 0, since
+        for t, wh, ex in self.profile(since + 1, None):
+            w = 2 * (ex if export else wh)
+            if w > best:
+                best, when = w, t
+        return min(best, 0xFFFFFFFF), when
+
+    def _reset_max_demand(self, which: CosemObjectId) -> None:
+        self.nvm.put(NS, f"md_reset_{which.name.lower()}", self.device_now())
+        return None
+
+    # -- methods ---------------------------------------------------------------------------------
+    def _adjust_balance(self, parameters: Data) -> None:
+        """ECS04a: add (or take) an amount to the meter balance [I: credit method update_amount]."""
+        if parameters.type is not DataType.DOUBLE_LONG:
+            raise CosemError(cosem.TYPE_UNMATCHED, "amount must be double-long")
+        p = self._prepay()
+        p["credit"] += parameters.value / MONEY_PER_PENNY
+        self.nvm.put(NS, "prepayment", p)
+        self.log_event("meter_balance_adjusted", amount=parameters.value)
+        return None
+
+    def _reset_balance(self, parameters: Data) -> None:
+        p = self._prepay()
+        p["credit"] = 0.0
+        self.nvm.put(NS, "prepayment", p)
+        self.log_event("meter_balance_reset")
+        return None
+
+    def _activate_emergency_credit(self, parameters: Data) -> None:
+        """ECS09: grant emergency credit up to the configured limit [I]."""
+        p = self._prepay()
+        limit = self._tariff_value(*_attr(OBIS.EMERGENCY_CREDIT_LIMIT, 2)).value / MONEY_PER_PENNY
+        p["ec_limit"] = max(p["ec_limit"], limit)
+        p["ec_remaining"] = p["ec_limit"]
+        self.nvm.put(NS, "prepayment", p)
+        self.log_event("emergency_credit_activated")
+        return None
+
+    def _adjust_debt(self, which: str, parameters: Data) -> None:
+        if parameters.type is not DataType.DOUBLE_LONG:
+            raise CosemError(cosem.TYPE_UNMATCHED, "amount must be double-long")
+        p = self._prepay()
+        p[which] = max(0.0, p.get(which, 0.0) + parameters.value / MONEY_PER_PENNY)
+        self.nvm.put(NS, "prepayment", p)
+        return None
+
+    def _clear_event_log(self, parameters: Data) -> None:
+        command = self._command
+        self.clear_event_log(originator=command.originator.hex().upper() if command else None)
+        return None
+
+    def _reset_block_counters(self, parameters: Data) -> None:
+        reg = self.nvm.get(NS, "registers")
+        reg["block_wh"] = [[0] * BLOCK_TIERS for _ in range(BLOCKS)]
+        self.nvm.put(NS, "registers", reg)
+        return None
+
+    def _alcs_state(self) -> dict:
+        return self.nvm.get(NS, "alcs", {})
+
+    def _aux_script(self, parameters: Data) -> None:
+        """ECS47/ECS47a: run an auxiliary switch script; the low 3 bits name the switch, bit 8
+        on/off [I: RTDS scripts 273 (ALCS 1 on), 4352, 5476, 9010 carry no further meaning we know]."""
+        if parameters.type is not DataType.LONG_UNSIGNED:
+            raise CosemError(cosem.TYPE_UNMATCHED, "script id must be long-unsigned")
+        script = parameters.value
+        switch = (script & 0x7) or 1
+        on = bool(script & 0x100) or bool(script & 0x1000)
+        state = dict(self._alcs_state())
+        state[str(switch)] = on
+        self.nvm.put(NS, "alcs", state)
+        self.nvm.log_append("alcs_events", {"t": int(self.device_now()), "code": 0x8000 | script & 0x7FFF,
+                                            "alcs": switch, "data": script}, 100)
+        return None
+
+    def _payment_mode_activated(self) -> None:
+        """The passive account's mode became active (ECS02/ECS03): change the payment mode and
+        take a billing snapshot (ECS20b) [I]."""
+        passive = self._tariff_value(*_attr(OBIS.ACCOUNT_PASSIVE, 2))
+        try:
+            mode = PAYMENT_MODES.get(passive.value[0].value)
+        except (AttributeError, IndexError, TypeError):
+            mode = None
+        if mode is not None:
+            p = self._prepay()
+            p["mode"] = mode
+            self.nvm.put(NS, "prepayment", p)
+        self._billing_snapshot()
+
+    def _billing_snapshot(self) -> None:
+        r = self.registers()
+        self.nvm.log_append("billing_change", {
+            "t": int(self.device_now()), "import_wh": r["import_wh"], "tou_wh": r["tou_wh"], "block_wh": r["block_wh"],
+            "prepayment": self._prepayment_values()}, 100)
+
+
+__all__ = ["EsmeObjects", "VARIANTS", "CONFIG_ACTIVATIONS", "CONFIG_PROTECTION", "same_shape", "MONEY_PER_PENNY"]
