@@ -467,7 +467,10 @@ class HeadEnd:
         recipient = parse_eui(recipient)
         srp = srp_counter = None
         if originator is None:
-            originator = self.acb if definition.originator == "acb" else self.supplier
+            if definition.originator == "network_operator":
+                originator = self.network_operator
+            else:
+                originator = self.acb if definition.originator == "acb" else self.supplier
         originator = parse_eui(originator)
         if originator == self.acb and definition.originator == "acb":
             srp = self.supplier
@@ -488,6 +491,15 @@ class HeadEnd:
             counter=counter,
         )
         return definition, msg, frame
+
+    @property
+    def network_operator(self) -> bytes:
+        """The network operator of the keystore (role 3), which originates distributor use cases
+        (voltage configuration, export reads ...)."""
+        for eui in self.keystore.euis():
+            if self.keystore.role(eui) == 3:
+                return eui
+        raise ValueError("the keystore holds no network operator (role 3) to originate this use case")
 
     async def send_use_case(
         self,

@@ -29,6 +29,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from .. import catalogue
 from ..dlms import BitString, Data, DataType, RequestKind, RequestSpec, decode_data
 from ..frame import Message
 from ..obis import OBIS, CosemObjectId
@@ -128,6 +129,19 @@ def _mask_bits(d: Data) -> list[int]:
 
 def _zero(_v: Any = None) -> Data:
     return Data.integer(0)
+
+
+def originator_of(use_case: str) -> str:
+    """Who sends it: the supplier when its role may, else the network operator, else the DCC's
+    ACB on behalf of the supplier (as RTDS ECS39b/ECS50 are sent) [O; I for the others]."""
+    roles = catalogue.allowed_remote_party_roles(catalogue.by_use_case(use_case).message_code)
+    if catalogue.RemotePartyRole.SUPPLIER in roles:
+        return "supplier"
+    if catalogue.RemotePartyRole.NETWORK_OPERATOR in roles:
+        return "network_operator"
+    if catalogue.RemotePartyRole.ACCESS_CONTROL_BROKER in roles:
+        return "acb"
+    return "supplier"
 
 
 # =============================================================================================
@@ -248,7 +262,7 @@ def table(use_case: str, items: Sequence[Item], *, response: str = "", extra_par
             out["values"] = values
         return out
 
-    define(use_case, target="esme", build=build, interpret=interpret, params=tuple(params),
+    define(use_case, target="esme", originator=originator_of(use_case), build=build, interpret=interpret, params=tuple(params),
            requests=request_keys(*((it.kind, it.obj, it.id) for its in alternatives for it in its)),
            response=response or _describe(items))
 
@@ -329,7 +343,7 @@ def protected_register(use_case: str, protection: CosemObjectId, obj: CosemObjec
             out.update({(names[i] if i < len(names) else f"value_{i}"): plain(x) for i, x in enumerate(members)})
         return out
 
-    define(use_case, target="esme", build=build, interpret=interpret, params=(_ORIGINATOR, _RECIPIENT),
+    define(use_case, target="esme", originator=originator_of(use_case), build=build, interpret=interpret, params=(_ORIGINATOR, _RECIPIENT),
            requests=request_keys((_A, protection)), response=response)
 
 
@@ -356,7 +370,7 @@ def protected_logs(use_case: str, protection: CosemObjectId, logs: Sequence[tupl
             out[log.name.lower()] = _rows(v, columns)
         return out
 
-    define(use_case, target="esme", build=build, interpret=interpret,
+    define(use_case, target="esme", originator=originator_of(use_case), build=build, interpret=interpret,
            params=(_ORIGINATOR, _RECIPIENT, *_range_params(what, days)),
            requests=request_keys((_A, protection)), response=response)
 
@@ -377,7 +391,7 @@ def log_read(use_case: str, log: CosemObjectId, columns: Sequence[str], days: in
             out["entries"] = _rows(r.data[0], columns)
         return out
 
-    define(use_case, target="esme", build=build, interpret=interpret, params=_range_params(what, days),
+    define(use_case, target="esme", originator=originator_of(use_case), build=build, interpret=interpret, params=_range_params(what, days),
            requests=request_keys((_GS, log), (_G, log)), response=response)
 
 
