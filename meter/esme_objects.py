@@ -62,14 +62,15 @@ def _x(hextext: str) -> Data:
 
 
 _CHARGE = _x("0203" "0202" "0f00" "0ffb" "0203" "120000" "0906000000000000" "0f00" "0101" "0202" "0900" "10" "1388")
-_CREDIT_CHARGE = _x("0102" + ("0203" "0906" "0000130a00ff" "0906" "0000131400ff" "0403e0") * 2)
+_CREDIT_CHARGE = _x("0102" "0203" "0906" "0000130a00ff" "0906" "0000131400ff" "0403e0"
+                    "0203" "0906" "0000130a00ff" "0906" "0000131404ff" "0403e0")
 _SPECIAL_DAYS = _x("0101" "0203" "120001" "0905" "ffff0c19ff" "1101")
 _SCHEDULE_ENTRY = ("020a" "120001" "03ff" "0906" "00000a006aff" "120020" "0904" "00000000" "12ffff" "0407fe" "0400"
                    "0905" "ffffffffff" "0905" "ffffffffff")
 _SCHEDULE = _x("0101" + _SCHEDULE_ENTRY)
 _MD_SCHEDULE = _x("0102" "020a" "120000" "03ff" "0906" "00000a8064ff" "120001" "0904" "11000000" "12ffff" "0407fe"
                   "0400" "0905" "000001ffff" "0905" "ffffffffff"
-                  "020a" "120001" "03ff" "0906" "00000a8064ff" "120002" "0904" "13000000" "12ffff" "0407fe" "0400"
+                  "020a" "120001" "03ff" "0906" "00000a8064ff" "120002" "0904" "16000000" "12ffff" "0407fe" "0400"
                   "0905" "000001ffff" "0905" "ffffffffff")
 _BILLING_DATES = _x("0101" "0202" "0904" "00000000" "0905" "ffffff01ff")
 _MASK = Data.bit_string(BitString(512, bytes(64)))
@@ -137,7 +138,7 @@ def _factory(polyphase: bool) -> dict[tuple[CosemObjectId, int], tuple[Data, str
     # maximum demand configuration
     add(o.MAX_DEMAND_SCHEDULE, 2, _MD_SCHEDULE, _W)
     add(o.MAX_DEMAND_PERIOD_START, 2, _at(2000, 1, 1, 17))
-    add(o.MAX_DEMAND_PERIOD_END, 2, _at(2000, 1, 1, 19))
+    add(o.MAX_DEMAND_PERIOD_END, 2, _at(2000, 1, 1, 22))
     # load limiting, power thresholds
     add(o.LOAD_LIMIT_SUPPLY_STATE, 2, Data.boolean(False), _W)
     add(o.VOLTAGE_MONITOR, 4, _dlu(6900), _W)

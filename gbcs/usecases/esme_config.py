@@ -413,7 +413,7 @@ _NEVER_END = _dt.datetime(2099, 12, 31, tzinfo=_dt.timezone.utc)
 _SCHEDULE_MD = bytes.fromhex(
     "0102" "020a" "120000" "03ff" "0906" "00000a8064ff" "120001" "0904" "11000000" "12ffff" "0407fe" "0400"
     "0905" "000001ffff" "0905" "ffffffffff"
-    "020a" "120001" "03ff" "0906" "00000a8064ff" "120002" "0904" "13000000" "12ffff" "0407fe" "0400"
+    "020a" "120001" "03ff" "0906" "00000a8064ff" "120002" "0904" "16000000" "12ffff" "0407fe" "0400"
     "0905" "000001ffff" "0905" "ffffffffff")
 _NO_ENTRIES = bytes.fromhex("0100")
 
@@ -432,8 +432,8 @@ def _account_items(mode: int) -> list[Item]:
         put(OBIS.ACCOUNT_PASSIVE, 2, "payment_mode", None, fixed=Data.structure(Data.enum(mode), Data.enum(1))),
         put(OBIS.ACCOUNT_PASSIVE, 11, "credit_charge_configuration",
             _p("credit_charge_configuration", "dlms", bytes.fromhex(
-                "0102" + "0203" "0906" "0000130a00ff" "0906" "0000131400ff" "0403e0" * 1
-                + "0203" "0906" "0000130a01ff" "0906" "0000131401ff" "0403e0"),
+                "0102" "0203" "0906" "0000130a00ff" "0906" "0000131400ff" "0403e0"
+                "0203" "0906" "0000130a00ff" "0906" "0000131404ff" "0403e0"),
                "account credit_charge_configuration: which credits pay which charges (hex of the A-XDR array) [O RTDS ECS02]"),
             _axdr),
         put(OBIS.ACCOUNT_PASSIVE, 13, "activation", _EXEC, _when),
