@@ -180,6 +180,8 @@ _ROWS: tuple[tuple[str, int, str, str], ...] = (
     ("DEVICE_IDENTITY", 1, "0-0:96.1.0.255", "device identity: meter serial number (ECS26e, ECS26m) [I]"),
     ("DEVICE_TYPE_ID", 1, "0-0:96.1.1.255", "device type / model (ECS26e, ECS26m) [I]"),
     ("METER_BALANCE", 3, "0-0:94.44.14.0", "meter balance (ECS82) [I]"),
+    ("ACTIVITY_CALENDAR_SECONDARY", 20, "0-0:13.0.1.255", "tariff calendar of the second element (ECS01c, ECS24b) [I]"),
+    ("UNIT_CHARGE_SECONDARY", 113, "0-0:19.20.5.255", "price matrix of the second element (ECS01c/d, ECS24b) [I]"),
     ("SECONDARY_IMPORT_REGISTER", 3, "1-0:1.8.1.255", "secondary element active import (twin element, ECS17b) [I]"),
     *((f"BLOCK_THRESHOLDS_{i + 1}", 21, f"0-0:16.0.{11 + i}.255", f"block tariff {i + 1} thresholds, active [O]")
       for i in range(8)),

@@ -292,7 +292,7 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, GbcsDevice):
             MessageCode.ECS46a, MessageCode.ECS46c, MessageCode.ECS46d, MessageCode.ECS47, MessageCode.ECS47a,
             MessageCode.ECS47e, MessageCode.ECS48, MessageCode.ECS50, MessageCode.ECS57, MessageCode.ECS61a,
             MessageCode.ECS61c, MessageCode.ECS61d, MessageCode.ECS61e, MessageCode.ECS62, MessageCode.ECS81,
-            MessageCode.ECS82)),
+            MessageCode.ECS82, MessageCode.ECS01c, MessageCode.ECS01d, MessageCode.ECS24b)),
         *(dlms(code, dated=True) for code in (MessageCode.ECS17e, MessageCode.ECS19, MessageCode.ECS20b,
                                               MessageCode.ECS20c, MessageCode.ECS66)),
         # Method A for devices that exchange GBCS messages with the ESME (PPMID, HCALCS), Method B
@@ -350,7 +350,7 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, GbcsDevice):
             raise ValueError(f"variant is one of {', '.join(VARIANTS)}")
         self.variant = variant
         self._defaults = default_tariff()
-        self._defaults.update(self._config_defaults())
+        self._defaults.update(self._config_defaults(self._defaults))
         self._activations = {**ACTIVATIONS, **CONFIG_ACTIVATIONS}
         self.objects = self._build_objects()
         self.joined_devices = DeviceLog(self, namespace=DEVICE_LOG_NS, capacity=DEVICE_LOG_CAPACITY)

@@ -81,7 +81,7 @@ _R, _W, _A = "r", "w", "a"
 _P = "passive"  # passive value: written, copied to attribute 2 by its activation (attribute 6)
 
 
-def _factory(polyphase: bool) -> dict[tuple[CosemObjectId, int], tuple[Data, str]]:
+def _factory(polyphase: bool, twin: bool = False, tariff: dict | None = None) -> dict[tuple[CosemObjectId, int], tuple[Data, str]]:
     o = OBIS
     f: dict[tuple[CosemObjectId, int], tuple[Data, str]] = {}
 
@@ -185,6 +185,15 @@ def _factory(polyphase: bool) -> dict[tuple[CosemObjectId, int], tuple[Data, str
         add(obj, 2, Data.long_unsigned(30), _A)
     for obj in (o.APC_INPUT_START, o.APC_INPUT_END, o.AUX_STATE_START, o.AUX_STATE_END):
         add(obj, 2, _never(), _A)
+    if twin and tariff is not None:  # the second element's tariff: the primary's factory tariff [I]
+        cal, price = o.ACTIVITY_CALENDAR, o.UNIT_CHARGE
+        for active, passive in ((3, 7), (4, 8), (5, 9)):
+            add(o.ACTIVITY_CALENDAR_SECONDARY, active, tariff[_attr(cal, active)])
+            add(o.ACTIVITY_CALENDAR_SECONDARY, passive, tariff[_attr(cal, passive)], _W)
+        add(o.ACTIVITY_CALENDAR_SECONDARY, 10, _never(), _W)
+        add(o.UNIT_CHARGE_SECONDARY, 5, tariff[_attr(price, 5)])
+        add(o.UNIT_CHARGE_SECONDARY, 6, tariff[_attr(price, 6)], _W)
+        add(o.UNIT_CHARGE_SECONDARY, 7, _never(), _W)
     return f
 
 
@@ -204,6 +213,9 @@ CONFIG_ACTIVATIONS: dict[tuple, tuple] = {
     _attr(OBIS.AUX_SPECIAL_DAYS_SWITCH, 6): ((_attr(OBIS.AUX_SPECIAL_DAYS_PASSIVE, 2), _attr(OBIS.AUX_SPECIAL_DAYS, 2)),),
     _attr(OBIS.AUX_SCHEDULE_SWITCH, 6): ((_attr(OBIS.AUX_SCHEDULE_PASSIVE, 2), _attr(OBIS.AUX_SCHEDULE, 2)),),
     _attr(OBIS.ACCOUNT_PASSIVE, 13): ((_attr(OBIS.ACCOUNT_PASSIVE, 11), _attr(OBIS.ACCOUNT, 11)),),
+    _attr(OBIS.ACTIVITY_CALENDAR_SECONDARY, 10): tuple((_attr(OBIS.ACTIVITY_CALENDAR_SECONDARY, p), _attr(OBIS.ACTIVITY_CALENDAR_SECONDARY, a))
+                                                       for p, a in ((7, 3), (8, 4), (9, 5))),
+    _attr(OBIS.UNIT_CHARGE_SECONDARY, 7): ((_attr(OBIS.UNIT_CHARGE_SECONDARY, 6), _attr(OBIS.UNIT_CHARGE_SECONDARY, 5)),),
 }
 PAYMENT_MODE_ACTIVATION = _attr(OBIS.ACCOUNT_PASSIVE, 13)
 PAYMENT_MODES = {1: "credit", 2: "prepayment"}  # account_mode_and_status mode [O RTDS ECS02: 1; I]
@@ -243,10 +255,10 @@ class EsmeObjects:
     def polyphase(self) -> bool:
         return self.variant.endswith("polyphase")
 
-    def _config_defaults(self) -> dict[tuple[int, bytes, int], Data]:
+    def _config_defaults(self, tariff: dict) -> dict[tuple[int, bytes, int], Data]:
         self._config_modes = {}
         out = {}
-        for (obj, attr), (value, mode) in _factory(self.polyphase).items():
+        for (obj, attr), (value, mode) in _factory(self.polyphase, self.twin, tariff).items():
             out[_attr(obj, attr)] = value
             self._config_modes[_attr(obj, attr)] = mode
         return out

@@ -52,7 +52,7 @@ async def test_every_esme_use_case_with_defaults(premises, use_case):
 async def test_single_element_meter_refuses_polyphase_and_twin_use_cases(premises):
     p = premises
     assert p.esme.variant == "single"
-    for use_case in sorted(esme_config.POLYPHASE_ONLY & set(usecases.USE_CASES)):
+    for use_case in sorted((esme_config.POLYPHASE_ONLY | esme_config.TWIN_ONLY) & set(usecases.USE_CASES)):
         with pytest.raises(CommandRejected) as exc:
             await p.send(use_case, "esme")
         assert exc.value.code == AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED

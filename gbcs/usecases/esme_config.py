@@ -443,15 +443,16 @@ def _account_items(mode: int) -> list[Item]:
 table("ECS02", _account_items(_MODE_CREDIT), response="signed ACCESS.response: 3 set results")
 table("ECS03", _account_items(_MODE_PREPAYMENT), response="signed ACCESS.response: 3 set results")
 
+_MONEY = dict(min=-(2**31), max=2**31 - 1)
 _AMOUNT = _p("amount", "int", 0, "amount in 10^-5 GBP (negative takes credit away)", min=-(2**31), max=2**31 - 1)
 table("ECS04a", [act(OBIS.TOKEN_CREDIT, 1, "adjust_meter_balance", _AMOUNT, _dl)])
 table("ECS04b", [act(OBIS.TOKEN_CREDIT, 2, "reset_meter_balance", fixed=Data.double_long(0))])
 # ECS05: the block counter matrix is reset by method 1 of the TOU/block register object [I]
 table("ECS05", [act(OBIS.REGISTERS_TOU_BLOCK, 1, "reset_block_counters", fixed=Data.integer(0))])
 table("ECS07", [
-    act(OBIS.TIME_DEBT_1, 4, "time_debt_1_adjustment", _p("time_debt_1", "int", 0, "time-based debt 1 adjustment, 10^-5 GBP"), _dl),
-    act(OBIS.TIME_DEBT_2, 4, "time_debt_2_adjustment", _p("time_debt_2", "int", 0, "time-based debt 2 adjustment, 10^-5 GBP"), _dl),
-    act(OBIS.PAYMENT_DEBT, 4, "payment_debt_adjustment", _p("payment_debt", "int", 0, "payment-based debt adjustment, 10^-5 GBP"), _dl),
+    act(OBIS.TIME_DEBT_1, 4, "time_debt_1_adjustment", _p("time_debt_1", "int", 0, "time-based debt 1 adjustment, 10^-5 GBP", **_MONEY), _dl),
+    act(OBIS.TIME_DEBT_2, 4, "time_debt_2_adjustment", _p("time_debt_2", "int", 0, "time-based debt 2 adjustment, 10^-5 GBP", **_MONEY), _dl),
+    act(OBIS.PAYMENT_DEBT, 4, "payment_debt_adjustment", _p("payment_debt", "int", 0, "payment-based debt adjustment, 10^-5 GBP", **_MONEY), _dl),
 ])
 
 
@@ -739,6 +740,38 @@ for _uc, _obj, _what in (("ECS25a", OBIS.ALERT_BEHAVIOURS_SUPPLIER, "alerts sent
 table("ECS25r1", [get(o, 2, o.name.lower()) for o in (OBIS.ALERT_BEHAVIOURS_SUPPLIER, OBIS.EVENT_BEHAVIOURS_HAN,
                                                      OBIS.EVENT_BEHAVIOURS_AUDIBLE, OBIS.EVENT_BEHAVIOURS_LOG)])
 table("ECS25r2", [get(o, 2, o.name.lower()) for o in (OBIS.ALERT_BEHAVIOURS_NETWORK_OPERATOR, OBIS.EVENT_BEHAVIOURS_LOG_NETWORK_OPERATOR)])
+
+# -- 1.1.2 / 1.2.2 / 4.11.2 the second element's tariff (twin element) [I: objects by analogy with ECS01a/b/ECS24]
+def _tariff_defaults() -> dict[str, bytes]:
+    season = Data.array(Data.structure(Data.octet_string(b"\x01"), Data.octet_string(
+        dlms_dt(_dt.datetime(2015, 1, 1, tzinfo=_dt.timezone.utc))), Data.octet_string(b"\x01")))
+    week = Data.array(Data.structure(Data.octet_string(b"\x01"), *(Data.unsigned(1) for _ in range(7))))
+    day = Data.array(Data.structure(Data.unsigned(1), Data.array(Data.structure(
+        Data.octet_string(bytes(4)), Data.obis(OBIS.TARIFF_SWITCHING_SCRIPT_TABLE.obis), Data.long_unsigned(1)))))
+    prices = Data.structure(
+        Data.structure(Data.integer(3), Data.integer(-5)),
+        Data.structure(Data.long_unsigned(OBIS.SECONDARY_IMPORT_REGISTER.class_id), Data.obis(OBIS.SECONDARY_IMPORT_REGISTER.obis),
+                       Data.integer(2)),
+        Data.array(*(Data.structure(Data.octet_string(bytes((i,))), Data.long(3221 if i == 1 else 0)) for i in range(1, 49))))
+    return {"seasons": season.encode(), "week_profiles": week.encode(), "day_profiles": day.encode(),
+            "price_matrix": prices.encode()}
+
+
+_T2 = _tariff_defaults()
+_CAL2, _PRICE2 = OBIS.ACTIVITY_CALENDAR_SECONDARY, OBIS.UNIT_CHARGE_SECONDARY
+_PRICE2_ITEMS = [put(_PRICE2, 6, "price_matrix", _p("price_matrix", "dlms", _T2["price_matrix"],
+                                                    "the second element's unit charge (class 113 unit_charge; default 3.221 p/kWh rate 1)"), _axdr)]
+table("ECS01c", [
+    put(_CAL2, 7, "seasons", _p("seasons", "dlms", _T2["seasons"], "season_profile_passive of the second element's calendar"), _axdr),
+    put(_CAL2, 8, "week_profiles", _p("week_profiles", "dlms", _T2["week_profiles"], "week_profile_table_passive"), _axdr),
+    put(_CAL2, 9, "day_profiles", _p("day_profiles", "dlms", _T2["day_profiles"], "day_profile_table_passive"), _axdr),
+    *_PRICE2_ITEMS,
+    put(_CAL2, 10, "calendar_activation", _EXEC, _when), put(_PRICE2, 7, "price_matrix_activation", _EXEC, _when),
+], response="signed ACCESS.response: 6 set results")
+table("ECS01d", [*_PRICE2_ITEMS, put(_PRICE2, 7, "price_matrix_activation", _EXEC, _when)],
+      response="signed ACCESS.response: 2 set results")
+table("ECS24b", [get(_CAL2, 3, "seasons"), get(_CAL2, 4, "week_profiles"), get(_CAL2, 5, "day_profiles"),
+                 get(_PRICE2, 5, "price_matrix")])
 
 # the use cases a variant of ESME serves only when it has the element / phases [I]
 POLYPHASE_ONLY = frozenset({"ECS23b", "ECS26k", "ECS29b", "ECS29d", "ECS29f"})
