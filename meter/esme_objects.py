@@ -330,7 +330,7 @@ class EsmeObjects:
         for md, export in ((o.MAX_DEMAND_IMPORT, False), (o.MAX_DEMAND_IMPORT_PERIOD, False), (o.MAX_DEMAND_EXPORT, True)):
             live[md] = {2: Attribute(get=lambda m=md, e=export: _dlu(self._max_demand(m, e)[0])),
                         3: Attribute(get=lambda: _su(0, 27)),
-                        5: Attribute(get=lambda m=md, e=export: cosem.timestamp(self._max_demand(m, e)[1]))}
+                        5: Attribute(get=lambda m=md, e=export: self._md_time(self._max_demand(m, e)[1]))}
         for oid, attrs in live.items():
             obj_of(oid).attributes.update(attrs)
         methods: dict[CosemObjectId, dict[int, Callable]] = {
@@ -463,12 +463,16 @@ class EsmeObjects:
     def _max_demand(self, which: CosemObjectId, export: bool) -> tuple[int, float]:
         """Highest half-hour average power (W) since the register's last reset, and when [I]."""
         since = float(self.nvm.get(NS, f"md_reset_{which.name.lower()}", 0.0))
-        best, when = 0, since
+        best, when = 0, None
         for t, wh, ex in self.profile(since + 1, None):
             w = 2 * (ex if export else wh)
             if w > best:
                 best, when = w, t
         return min(best, 0xFFFFFFFF), when
+
+    @staticmethod
+    def _md_time(when: float | None) -> Data:
+        return Data.timestamp(None) if when is None else cosem.timestamp(when)  # none yet: 'never'
 
     def _reset_max_demand(self, which: CosemObjectId) -> None:
         self.nvm.put(NS, f"md_reset_{which.name.lower()}", self.device_now())

@@ -205,8 +205,14 @@ def plain(d: Data) -> Any:
     return plain_value(d)
 
 
-def _scaled_register(d: Data) -> Any:
-    return plain(d)
+_UNITS = {7: "s", 27: "W", 28: "VA", 29: "var", 30: "Wh", 31: "VAh", 32: "varh", 33: "A", 35: "V", 254: "currency",
+          255: "count"}
+
+
+def scaler_unit(d: Data) -> Any:
+    """A scaler_unit structure as {"scaler": n, "unit": name} (DLMS unit enumeration) [S Blue Book]."""
+    s, u = elements(d, (DataType.STRUCTURE,))
+    return {"scaler": plain_value(s), "unit": _UNITS.get(plain_value(u), plain_value(u))}
 
 
 def table(use_case: str, items: Sequence[Item], *, response: str = "", extra_params: Sequence[Param] = (),
@@ -260,6 +266,8 @@ def table(use_case: str, items: Sequence[Item], *, response: str = "", extra_par
                 values[it.name] = plain_value(d)
         if values:
             out["values"] = values
+            if out["ok"]:
+                out.pop("results", None)  # every one succeeded: the values say it
         return out
 
     define(use_case, target="esme", originator=originator_of(use_case), build=build, interpret=interpret, params=tuple(params),
@@ -499,20 +507,20 @@ table("ECS16", [put(OBIS.SUPPLIER_CONTACT, 2, "supplier_contact",
                     _p("contact", "str", "Supplier 0800 000 000", "supplier name and telephone number (ASCII)"), _ascii)])
 
 # -- 4.x reads ---------------------------------------------------------------------------------------------
-table("ECS17a", [get(OBIS.EXPORT_ENERGY_REGISTER, 2, "export_wh"), get(OBIS.EXPORT_ENERGY_REGISTER, 3, "export_scaler_unit"),
+table("ECS17a", [get(OBIS.EXPORT_ENERGY_REGISTER, 2, "export_wh"), get(OBIS.EXPORT_ENERGY_REGISTER, 3, "export_scaler_unit", scaler_unit),
                  get(OBIS.REACTIVE_EXPORT_REGISTER, 2, "reactive_export_varh"),
-                 get(OBIS.REACTIVE_EXPORT_REGISTER, 3, "reactive_export_scaler_unit")])
+                 get(OBIS.REACTIVE_EXPORT_REGISTER, 3, "reactive_export_scaler_unit", scaler_unit)])
 table("ECS17d", [get(OBIS.TOU_REGISTERS, 2, "tou_registers_wh")])
 protected_register("ECS17e", OBIS.TOU_BLOCK_PROTECTION, OBIS.REGISTERS_TOU_BLOCK, ("tou_block_registers_wh",),
                    "ACCESS.response: protected structure{array of TOU and block registers}")
 _MD = [get(OBIS.MAX_DEMAND_PERIOD_START, 2, "period_start"), get(OBIS.MAX_DEMAND_PERIOD_END, 2, "period_end")]
-table("ECS18a", [get(OBIS.MAX_DEMAND_EXPORT, 2, "max_demand_export_w"), get(OBIS.MAX_DEMAND_EXPORT, 3, "scaler_unit"),
+table("ECS18a", [get(OBIS.MAX_DEMAND_EXPORT, 2, "max_demand_export_w"), get(OBIS.MAX_DEMAND_EXPORT, 3, "scaler_unit", scaler_unit),
                  get(OBIS.MAX_DEMAND_EXPORT, 5, "max_demand_export_time")])
 table("ECS18b", [*_MD,
-                 get(OBIS.MAX_DEMAND_IMPORT, 2, "max_demand_import_w"), get(OBIS.MAX_DEMAND_IMPORT, 3, "scaler_unit"),
+                 get(OBIS.MAX_DEMAND_IMPORT, 2, "max_demand_import_w"), get(OBIS.MAX_DEMAND_IMPORT, 3, "scaler_unit", scaler_unit),
                  get(OBIS.MAX_DEMAND_IMPORT, 5, "max_demand_import_time"),
                  get(OBIS.MAX_DEMAND_IMPORT_PERIOD, 2, "max_demand_period_w"),
-                 get(OBIS.MAX_DEMAND_IMPORT_PERIOD, 3, "period_scaler_unit"),
+                 get(OBIS.MAX_DEMAND_IMPORT_PERIOD, 3, "period_scaler_unit", scaler_unit),
                  get(OBIS.MAX_DEMAND_IMPORT_PERIOD, 5, "max_demand_period_time"),
                  get(OBIS.MAX_DEMAND_SCHEDULE, 2, "configurable_period")])
 protected_register("ECS19", OBIS.PREPAYMENT_PROTECTION, OBIS.PREPAYMENT_REGISTERS,
@@ -584,7 +592,7 @@ table("ECS26j", [get(OBIS.ACCOUNT, 2, "payment_mode")])
 table("ECS26m", [get(OBIS.DEVICE_IDENTITY, 2, "device_identity"), get(OBIS.DEVICE_TYPE_ID, 2, "device_type"),
                  get(OBIS.SUPPLY_TAMPER_STATE, 2, "supply_tamper_state")])
 table("ECS27", [get(OBIS.LOAD_LIMIT_SUPPLY_STATE, 2, "load_limit_restoration"),
-                get(OBIS.LOAD_LIMIT_COUNTER, 2, "load_limit_counter"), get(OBIS.LOAD_LIMIT_COUNTER, 3, "counter_scaler_unit"),
+                get(OBIS.LOAD_LIMIT_COUNTER, 2, "load_limit_counter"), get(OBIS.LOAD_LIMIT_COUNTER, 3, "counter_scaler_unit", scaler_unit),
                 get(OBIS.VOLTAGE_MONITOR, 4, "load_limit_threshold_w"), get(OBIS.VOLTAGE_MONITOR, 6, "load_limit_period_s"),
                 get(OBIS.VOLTAGE_MONITOR, 7, "load_limit_over_period_s")])
 table("ECS28a", [
@@ -727,7 +735,7 @@ protected_logs("ECS66", OBIS.DAILY_CONSUMPTION_PROTECTION, ((OBIS.DAILY_CONSUMPT
                "daily consumption log range", "ACCESS.response: protected compact-array of {time, consumption}")
 table("ECS81", [put(OBIS.SUPPLY_TAMPER_STATE, 2, "supply_tamper_state",
                     _p("lock_supply", "bool", True, "disable the supply when a tamper is detected"), _bool)])
-table("ECS82", [get(OBIS.METER_BALANCE, 2, "meter_balance"), get(OBIS.METER_BALANCE, 3, "scaler_unit")])
+table("ECS82", [get(OBIS.METER_BALANCE, 2, "meter_balance"), get(OBIS.METER_BALANCE, 3, "scaler_unit", scaler_unit)])
 
 # -- 6.22 alert and event behaviours ------------------------------------------------------------------------------------
 for _uc, _obj, _what in (("ECS25a", OBIS.ALERT_BEHAVIOURS_SUPPLIER, "alerts sent to the supplier"),
