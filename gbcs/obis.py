@@ -180,6 +180,12 @@ _ROWS: tuple[tuple[str, int, str, str], ...] = (
     ("DEVICE_IDENTITY", 1, "0-0:96.1.0.255", "device identity: meter serial number (ECS26e, ECS26m) [I]"),
     ("DEVICE_TYPE_ID", 1, "0-0:96.1.1.255", "device type / model (ECS26e, ECS26m) [I]"),
     ("METER_BALANCE", 3, "0-0:94.44.14.0", "meter balance (ECS82) [I]"),
+    ("LOAD_LIMIT_PASSIVE", 71, "0-1:17.0.0.255", "load limit settings, passive (ECS28a future-dated) [I]"),
+    ("LOAD_LIMIT_SUPPLY_STATE_PASSIVE", 9000, "0-1:94.44.0.3", "load limit restoration flag, passive (ECS28a) [I]"),
+    ("LOAD_LIMIT_SWITCH", 9000, "0-0:94.44.128.40", "attr 6: load limit settings activation (ECS28a) [I]"),
+    *((f"ALCS_HCALCS_{i}_PASSIVE", 1, f"0-1:94.44.0.{20 + i}", f"HCALCS {i} EUI, passive (ECS46c future-dated) [I]")
+      for i in range(1, 6)),
+    ("ALCS_CONFIG_SWITCH", 9000, "0-0:94.44.128.41", "attr 6: ALCS / HCALCS configuration activation (ECS46c) [I]"),
     ("ACTIVITY_CALENDAR_SECONDARY", 20, "0-0:13.0.1.255", "tariff calendar of the second element (ECS01c, ECS24b) [I]"),
     ("UNIT_CHARGE_SECONDARY", 113, "0-0:19.20.5.255", "price matrix of the second element (ECS01c/d, ECS24b) [I]"),
     ("SECONDARY_IMPORT_REGISTER", 3, "1-0:1.8.1.255", "secondary element active import (twin element, ECS17b) [I]"),

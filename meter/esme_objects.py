@@ -140,10 +140,12 @@ def _factory(polyphase: bool, twin: bool = False, tariff: dict | None = None) ->
     add(o.MAX_DEMAND_PERIOD_START, 2, _at(2000, 1, 1, 17))
     add(o.MAX_DEMAND_PERIOD_END, 2, _at(2000, 1, 1, 22))
     # load limiting, power thresholds
-    add(o.LOAD_LIMIT_SUPPLY_STATE, 2, Data.boolean(False), _W)
-    add(o.VOLTAGE_MONITOR, 4, _dlu(6900), _W)
-    add(o.VOLTAGE_MONITOR, 6, _dlu(300), _W)
-    add(o.VOLTAGE_MONITOR, 7, _dlu(30), _W)
+    add(o.LOAD_LIMIT_SUPPLY_STATE, 2, Data.boolean(False))
+    add(o.LOAD_LIMIT_SUPPLY_STATE_PASSIVE, 2, Data.boolean(False), _W)
+    for attr, value in ((4, 6900), (6, 300), (7, 30)):
+        add(o.VOLTAGE_MONITOR, attr, _dlu(value))
+        add(o.LOAD_LIMIT_PASSIVE, attr, _dlu(value), _W)
+    add(o.LOAD_LIMIT_SWITCH, 6, _never(), _W)
     add(o.LOAD_LIMIT_COUNTER, 3, _su(0, 255))
     add(o.POWER_THRESHOLDS, 2, Data.structure(_dlu(4000), _dlu(8000), _dlu(12000)), _W)
     # voltage quality (GB nominal 230 V; thresholds as RTDS) [I]
@@ -173,8 +175,10 @@ def _factory(polyphase: bool, twin: bool = False, tariff: dict | None = None) ->
     # auxiliary load control
     for i in range(1, 6):
         add(getattr(o, f"ALCS_LABEL_{i}"), 2, Data.visible_string(f"ALCS_{i}"), _W)
-        add(getattr(o, f"ALCS_HCALCS_{i}"), 2, Data.octet_string(bytes(8)), _W)
+        add(getattr(o, f"ALCS_HCALCS_{i}"), 2, Data.octet_string(bytes(8)))
+        add(getattr(o, f"ALCS_HCALCS_{i}_PASSIVE"), 2, Data.octet_string(bytes(8)), _W)
         add(getattr(o, f"BOOST_BUTTON_{i}"), 2, Data.boolean(False), _W)
+    add(o.ALCS_CONFIG_SWITCH, 6, _never(), _W)
     add(o.AUX_SPECIAL_DAYS, 2, _SPECIAL_DAYS)
     add(o.AUX_SPECIAL_DAYS_PASSIVE, 2, _SPECIAL_DAYS, _W)
     add(o.AUX_SPECIAL_DAYS_SWITCH, 6, _never(), _W)
@@ -216,6 +220,10 @@ CONFIG_ACTIVATIONS: dict[tuple, tuple] = {
     _attr(OBIS.ACTIVITY_CALENDAR_SECONDARY, 10): tuple((_attr(OBIS.ACTIVITY_CALENDAR_SECONDARY, p), _attr(OBIS.ACTIVITY_CALENDAR_SECONDARY, a))
                                                        for p, a in ((7, 3), (8, 4), (9, 5))),
     _attr(OBIS.UNIT_CHARGE_SECONDARY, 7): ((_attr(OBIS.UNIT_CHARGE_SECONDARY, 6), _attr(OBIS.UNIT_CHARGE_SECONDARY, 5)),),
+    _attr(OBIS.LOAD_LIMIT_SWITCH, 6): (*((_attr(OBIS.LOAD_LIMIT_PASSIVE, a), _attr(OBIS.VOLTAGE_MONITOR, a)) for a in (4, 6, 7)),
+                                       (_attr(OBIS.LOAD_LIMIT_SUPPLY_STATE_PASSIVE, 2), _attr(OBIS.LOAD_LIMIT_SUPPLY_STATE, 2))),
+    _attr(OBIS.ALCS_CONFIG_SWITCH, 6): tuple((_attr(getattr(OBIS, f"ALCS_HCALCS_{i}_PASSIVE"), 2), _attr(getattr(OBIS, f"ALCS_HCALCS_{i}"), 2))
+                                             for i in range(1, 6)),
 }
 PAYMENT_MODE_ACTIVATION = _attr(OBIS.ACCOUNT_PASSIVE, 13)
 PAYMENT_MODES = {1: "credit", 2: "prepayment"}  # account_mode_and_status mode [O RTDS ECS02: 1; I]

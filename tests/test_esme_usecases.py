@@ -130,3 +130,31 @@ async def test_wrong_shape_is_type_unmatched_and_changes_nothing(premises):
     with pytest.raises(CosemError):
         esme.objects.set(o.class_id, o.obis, 2, Data.array(Data.structure(Data.unsigned(1))))
     assert (await _send(premises, "ECS26b", "esme")).summary["values"]["sag_threshold"] == 200
+
+
+@pytest.mark.premises(ihd=False)
+async def test_future_dated_payment_mode_and_load_limit(premises):
+    """ECS03 and ECS28a with an execution date-time: accepted at once, effective at that time
+    (with the future-dated execution alert, message code FDA-DLMS); 'never' cancels."""
+    import datetime as dt
+
+    from gbcs.catalogue import MessageCode
+
+    p = premises
+    esme = p.esme
+    when = dt.datetime.fromtimestamp(p.clock.now() + 3600, dt.timezone.utc)
+    assert (await _send(p, "ECS03", "esme", execution_date_time=when)).ok
+    assert esme.payment_mode == "credit"
+    assert (await _send(p, "ECS28a", "esme", threshold_w=4000, execution_date_time=when)).ok
+    assert (await _send(p, "ECS27", "esme")).summary["values"]["load_limit_threshold_w"] == 6900
+    await p.clock.advance(2 * 3600)
+    assert esme.payment_mode == "prepayment"
+    assert (await _send(p, "ECS27", "esme")).summary["values"]["load_limit_threshold_w"] == 4000
+    alert = await p.headend.wait_alert(lambda a: a.message.message_code == MessageCode.FDA_DLMS)
+    assert alert.message.originator == esme.eui
+    # cancelled before it is due: nothing changes
+    later = dt.datetime.fromtimestamp(p.clock.now() + 3600, dt.timezone.utc)
+    assert (await _send(p, "ECS02", "esme", execution_date_time=later)).ok
+    assert (await _send(p, "ECS02", "esme", execution_date_time="never")).ok
+    await p.clock.advance(2 * 3600)
+    assert esme.payment_mode == "prepayment"

@@ -530,6 +530,8 @@ def _use_case_and_params(draw):
             params[p.name] = draw(st.lists(row, max_size=8).map(tuple))
         elif draw(st.booleans()) or p.required:
             params[p.name] = draw(_strategy(p))
+    if d.use_case == "ECS57" and not any(params.get(k, True) for k in ("import", "period", "export")):
+        params["period"] = True  # at least one register to reset (all off is refused)
     params["now"] = draw(_times)  # the caller's clock, for time defaults
     for a, b in (("start", "end"), ("validity_start", "validity_end")):
         if a in params and b in params and params[b] < params[a]:

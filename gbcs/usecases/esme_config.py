@@ -251,6 +251,8 @@ def table(use_case: str, items: Sequence[Item], *, response: str = "", extra_par
             else:
                 data = it.fixed
             pairs.append((it.spec(), data))
+        if not pairs:
+            raise ValueError(f"nothing to do: set at least one of {', '.join(sorted(set(optional.values())))}")
         return access_request(counter, *pairs)
 
     def interpret(p: Any, m: Message | None) -> dict:
@@ -595,12 +597,13 @@ table("ECS27", [get(OBIS.LOAD_LIMIT_SUPPLY_STATE, 2, "load_limit_restoration"),
                 get(OBIS.LOAD_LIMIT_COUNTER, 2, "load_limit_counter"), get(OBIS.LOAD_LIMIT_COUNTER, 3, "counter_scaler_unit", scaler_unit),
                 get(OBIS.VOLTAGE_MONITOR, 4, "load_limit_threshold_w"), get(OBIS.VOLTAGE_MONITOR, 6, "load_limit_period_s"),
                 get(OBIS.VOLTAGE_MONITOR, 7, "load_limit_over_period_s")])
-table("ECS28a", [
-    put(OBIS.VOLTAGE_MONITOR, 4, "load_limit_threshold_w", _p("threshold_w", "int", 6900, "load limit power threshold (W)", min=0, max=2**32 - 1), _dlu),
-    put(OBIS.VOLTAGE_MONITOR, 6, "load_limit_period_s", _p("period_s", "int", 300, "period over the threshold before load limiting (s)", min=0, max=2**32 - 1), _dlu),
-    put(OBIS.VOLTAGE_MONITOR, 7, "load_limit_restore_period_s", _p("restore_period_s", "int", 30, "period under the threshold before restoring (s)", min=0, max=2**32 - 1), _dlu),
-    put(OBIS.LOAD_LIMIT_SUPPLY_STATE, 2, "load_limit_restoration", _p("restore_supply", "bool", False, "restore the supply after load limiting"), _bool),
-])
+table("ECS28a", [  # passive settings and one activation time [I: the future-dated pattern of ECS08a]
+    put(OBIS.LOAD_LIMIT_PASSIVE, 4, "load_limit_threshold_w", _p("threshold_w", "int", 6900, "load limit power threshold (W)", min=0, max=2**32 - 1), _dlu),
+    put(OBIS.LOAD_LIMIT_PASSIVE, 6, "load_limit_period_s", _p("period_s", "int", 300, "period over the threshold before load limiting (s)", min=0, max=2**32 - 1), _dlu),
+    put(OBIS.LOAD_LIMIT_PASSIVE, 7, "load_limit_restore_period_s", _p("restore_period_s", "int", 30, "period under the threshold before restoring (s)", min=0, max=2**32 - 1), _dlu),
+    put(OBIS.LOAD_LIMIT_SUPPLY_STATE_PASSIVE, 2, "load_limit_restoration", _p("restore_supply", "bool", False, "restore the supply after load limiting"), _bool),
+    put(OBIS.LOAD_LIMIT_SWITCH, 6, "activation", _EXEC, _when),
+], response="signed ACCESS.response: 5 set results")
 table("ECS28b", [act(OBIS.LOAD_LIMIT_COUNTER, 1, "reset_load_limit_counter", fixed=Data.integer(0))])
 
 
@@ -666,8 +669,10 @@ table("ECS40", [get(OBIS.MPAN_IMPORT, 2, "mpan"), get(OBIS.MPAN_EXPORT, 2, "expo
 # -- 6.14 / 7.x auxiliary load control --------------------------------------------------------------------------
 table("ECS46a", [put(getattr(OBIS, f"ALCS_LABEL_{i}"), 2, f"label_{i}",
                      _p(f"label_{i}", "str", f"ALCS_{i}_Description", f"label of ALCS / HCALCS {i}"), _visible) for i in range(1, 6)])
-table("ECS46c", [put(getattr(OBIS, f"ALCS_HCALCS_{i}"), 2, f"hcalcs_{i}",
-                     _p(f"hcalcs_{i}", "hex", bytes(8), f"EUI-64 of the HCALCS at position {i} (zeros: an ALCS)"), _raw) for i in range(1, 6)])
+table("ECS46c", [*(put(getattr(OBIS, f"ALCS_HCALCS_{i}_PASSIVE"), 2, f"hcalcs_{i}",
+                      _p(f"hcalcs_{i}", "hex", bytes(8), f"EUI-64 of the HCALCS at position {i} (zeros: an ALCS)"), _raw) for i in range(1, 6)),
+                 put(OBIS.ALCS_CONFIG_SWITCH, 6, "activation", _EXEC, _when)],
+      response="signed ACCESS.response: 6 set results")
 _AUX_CALENDAR = bytes.fromhex("0101" "020a" "120001" "03ff" "0906" "00000a0067ff" "121180" "0904" "09000000" "12ffff"
                               "0407f8" "0403e0" "0905" "07df0615ff" "0905" "07df0c15ff")
 table("ECS46d", [
