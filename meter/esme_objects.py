@@ -33,6 +33,8 @@ from gbhub.firmware.cosem import DOUBLE_LONG_UNSIGNED, Attribute, CosemError, Co
 from .esme_state import BLOCK_TIERS, BLOCKS, NS, TOU_TIERS
 
 VARIANTS = ("single", "twin", "polyphase", "twin-polyphase")
+POWER_EVENT_LOG = "power_events"  # NVM log of the power event log (ECS35e)
+POWER_EVENT_LOG_CAPACITY = 100  # [U]
 MONEY_PER_PENNY = 1000  # 10^-5 GBP per penny [I]
 DOUBLE_LONG = 0x05
 
@@ -331,7 +333,7 @@ class EsmeObjects:
             o.REACTIVE_IMPORT_PROFILE: self._buffer(self._reactive_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
             o.ALCS_EVENT_LOG: self._buffer(self._alcs_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED,
                                                                             cosem.ENUM, DOUBLE_LONG_UNSIGNED)),
-            o.POWER_EVENT_LOG: self._buffer(lambda b: [], cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED)),
+            o.POWER_EVENT_LOG: self._buffer(self._power_event_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED)),
         }
         for i in range(1, 6):
             live[getattr(o, f"ALCS_{i}")] = {2: Attribute(get=lambda i=i: Data.boolean(bool(self._alcs_state().get(str(i)))))}
@@ -467,6 +469,46 @@ class EsmeObjects:
         return [(cosem.t2000(e["t"]), e["code"], e["alcs"], e.get("data", 0)) for e in self.nvm.log_entries("alcs_events")
                 if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
 
+    def _power_event_rows(self, bounds):
+        return [(cosem.t2000(e["t"]), e["code"] & 0xFFFF) for e in self.nvm.log_entries(POWER_EVENT_LOG)
+                if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
+
+    # -- hooks for what drives the meter (power and voltage faults) ---------------------------------
+    def log_power_event(self, code: int) -> None:
+        """Record a power event (supply outage / restore: alert codes 0x8F35 / 0x8F36) in the
+        power event log ECS35e reads. Call inside the caller's NVM transaction."""
+        self.nvm.log_append(POWER_EVENT_LOG, {"t": int(self.device_now()), "code": int(code)}, POWER_EVENT_LOG_CAPACITY)
+
+    def voltage_settings(self, phase: int = 1) -> dict[str, int]:
+        """The voltage quality configuration in force (ECS29*): thresholds in V, periods in s."""
+        o = OBIS
+        sfx = {1: "", 2: "_L2", 3: "_L3"}[phase]
+        value = lambda obj, attr: int(self._tariff_value(obj.class_id, obj.obis, attr).value)  # noqa: E731
+        return {
+            "average_over_voltage": value(o.AVERAGE_OVER_VOLTAGE, 4), "average_over_voltage_period": value(o.AVERAGE_OVER_VOLTAGE, 6),
+            "average_under_voltage": value(o.AVERAGE_UNDER_VOLTAGE, 4), "average_under_voltage_period": value(o.AVERAGE_UNDER_VOLTAGE, 6),
+            "extreme_over_voltage": value(o.EXTREME_OVER_VOLTAGE, 4), "extreme_over_voltage_period": value(o.EXTREME_OVER_VOLTAGE, 6),
+            "extreme_under_voltage": value(o.EXTREME_UNDER_VOLTAGE, 4), "extreme_under_voltage_period": value(o.EXTREME_UNDER_VOLTAGE, 6),
+            "sag": value(getattr(o, "SAG_THRESHOLD" + sfx), 2), "swell": value(getattr(o, "SWELL_THRESHOLD" + sfx), 2),
+            "average_period": value(getattr(o, "RMS_VOLTAGE_PROFILE" + sfx), 4),
+        }
+
+    def count_voltage_event(self, kind: str, phase: int = 1, duration_s: int = 0) -> None:
+        """A sag or swell happened (`kind` "sag" | "swell"): its counter (ECS23, reset by ECS29a/e)
+        goes up, and on phase 1 its duration is recorded. Call inside the caller's NVM transaction."""
+        sfx = {1: "", 2: "_L2", 3: "_L3"}[phase]
+        counter = getattr(OBIS, f"{kind.upper()}_COUNTER{sfx}")
+        now = self._tariff_value(counter.class_id, counter.obis, 2).value
+        self._store_tariff_value(counter.class_id, counter.obis, 2, _dlu(min(0xFFFFFFFF, now + 1)))
+        if phase == 1:
+            dur = getattr(OBIS, f"{kind.upper()}_DURATION")
+            self._store_tariff_value(dur.class_id, dur.obis, 2, _dlu(min(0xFFFFFFFF, int(duration_s))))
+
+    def set_average_voltage(self, volts: float, phase: int = 1) -> None:
+        """The average RMS voltage ECS23 reads (the measured voltage's average over the period)."""
+        obj = {1: OBIS.AVERAGE_RMS_VOLTAGE, 2: OBIS.AVERAGE_RMS_VOLTAGE_L2, 3: OBIS.AVERAGE_RMS_VOLTAGE_L3}[phase]
+        self._store_tariff_value(obj.class_id, obj.obis, 2, Data.long_unsigned(max(0, min(65535, int(round(volts))))))
+
     # -- maximum demand --------------------------------------------------------------------------
     def _max_demand(self, which: CosemObjectId, export: bool) -> tuple[int, float]:
         """Highest half-hour average power (W) since the register's last reset, and when [I]."""
@@ -572,4 +614,4 @@ class EsmeObjects:
             "prepayment": self._prepayment_values()}, 100)
 
 
-__all__ = ["EsmeObjects", "VARIANTS", "CONFIG_ACTIVATIONS", "CONFIG_PROTECTION", "same_shape", "MONEY_PER_PENNY"]
+__all__ = ["EsmeObjects", "VARIANTS", "POWER_EVENT_LOG", "CONFIG_ACTIVATIONS", "CONFIG_PROTECTION", "same_shape", "MONEY_PER_PENNY"]

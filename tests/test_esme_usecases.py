@@ -158,3 +158,26 @@ async def test_future_dated_payment_mode_and_load_limit(premises):
     assert (await _send(p, "ECS02", "esme", execution_date_time="never")).ok
     await p.clock.advance(2 * 3600)
     assert esme.payment_mode == "prepayment"
+
+
+@pytest.mark.premises(ihd=False)
+async def test_voltage_and_power_event_hooks_show_in_reads(premises):
+    """What drives the meter (fault injection) records through the ESME's hooks; ECS23, ECS35e
+    and the ECS29e reset see it."""
+    from gbcs.catalogue import AlertCode
+
+    p = premises
+    esme = p.esme
+    assert esme.voltage_settings()["sag"] == 200
+    with esme.nvm.transaction():
+        esme.count_voltage_event("sag", duration_s=12)
+        esme.count_voltage_event("swell")
+        esme.set_average_voltage(251.4)
+        esme.log_power_event(AlertCode.SUPPLY_OUTAGE_RESTORED)
+    v = (await _send(p, "ECS23", "esme")).summary["values"]
+    assert (v["sag_count"], v["swell_count"], v["sag_duration_s"], v["average_rms_voltage"]) == (1, 1, 12, 251)
+    events = (await _send(p, "ECS35e", "esme")).summary["entries"]
+    assert len(events) == 1
+    assert (await _send(p, "ECS29e", "esme")).ok
+    v = (await _send(p, "ECS23", "esme")).summary["values"]
+    assert (v["sag_count"], v["swell_count"]) == (0, 0)
