@@ -93,7 +93,7 @@ from .esme_state import (
     SUPPLY_STATES,
     TOU_TIERS,
 )
-from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, VARIANTS, EsmeObjects
+from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjects
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel
 from .prepayment import Prepayment
@@ -346,9 +346,7 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, GbcsDevice):
             "credit": float(credit_pence),
             "ec": float(emergency_credit_pence),
         }
-        if variant not in VARIANTS:
-            raise ValueError(f"variant is one of {', '.join(VARIANTS)}")
-        self.variant = variant
+        self._set_variant(variant)
         self._defaults = default_tariff()
         self._defaults.update(self._config_defaults(self._defaults))
         self._activations = {**ACTIVATIONS, **CONFIG_ACTIVATIONS}

@@ -22,6 +22,7 @@ in pence in `meter.prepayment` [I].
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -84,6 +85,22 @@ _P = "passive"  # passive value: written, copied to attribute 2 by its activatio
 
 
 def _factory(polyphase: bool, twin: bool = False, tariff: dict | None = None) -> dict[tuple[CosemObjectId, int], tuple[Data, str]]:
+    f = dict(_common_factory(polyphase))
+    if twin and tariff is not None:  # the second element's tariff: the primary's factory tariff [I]
+        o = OBIS
+        cal, price = o.ACTIVITY_CALENDAR, o.UNIT_CHARGE
+        for active, passive in ((3, 7), (4, 8), (5, 9)):
+            f[(o.ACTIVITY_CALENDAR_SECONDARY, active)] = (tariff[_attr(cal, active)], _R)
+            f[(o.ACTIVITY_CALENDAR_SECONDARY, passive)] = (tariff[_attr(cal, passive)], _W)
+        f[(o.ACTIVITY_CALENDAR_SECONDARY, 10)] = (_never(), _W)
+        f[(o.UNIT_CHARGE_SECONDARY, 5)] = (tariff[_attr(price, 5)], _R)
+        f[(o.UNIT_CHARGE_SECONDARY, 6)] = (tariff[_attr(price, 6)], _W)
+        f[(o.UNIT_CHARGE_SECONDARY, 7)] = (_never(), _W)
+    return f
+
+
+@lru_cache(maxsize=2)  # one table per phase count, shared by every ESME of a fleet (values never mutated)
+def _common_factory(polyphase: bool) -> dict[tuple[CosemObjectId, int], tuple[Data, str]]:
     o = OBIS
     f: dict[tuple[CosemObjectId, int], tuple[Data, str]] = {}
 
@@ -191,15 +208,6 @@ def _factory(polyphase: bool, twin: bool = False, tariff: dict | None = None) ->
         add(obj, 2, Data.long_unsigned(30), _A)
     for obj in (o.APC_INPUT_START, o.APC_INPUT_END, o.AUX_STATE_START, o.AUX_STATE_END):
         add(obj, 2, _never(), _A)
-    if twin and tariff is not None:  # the second element's tariff: the primary's factory tariff [I]
-        cal, price = o.ACTIVITY_CALENDAR, o.UNIT_CHARGE
-        for active, passive in ((3, 7), (4, 8), (5, 9)):
-            add(o.ACTIVITY_CALENDAR_SECONDARY, active, tariff[_attr(cal, active)])
-            add(o.ACTIVITY_CALENDAR_SECONDARY, passive, tariff[_attr(cal, passive)], _W)
-        add(o.ACTIVITY_CALENDAR_SECONDARY, 10, _never(), _W)
-        add(o.UNIT_CHARGE_SECONDARY, 5, tariff[_attr(price, 5)])
-        add(o.UNIT_CHARGE_SECONDARY, 6, tariff[_attr(price, 6)], _W)
-        add(o.UNIT_CHARGE_SECONDARY, 7, _never(), _W)
     return f
 
 
@@ -255,15 +263,16 @@ def same_shape(template: Data, value: Data) -> bool:
 class EsmeObjects:
     """The configuration and state objects of `Esme` (module doc)."""
 
-    variant: str = "twin-polyphase"
+    variant: str = "single"
+    twin: bool = False  # set from `variant` by the ESME (read on every register read: a plain attribute)
+    polyphase: bool = False
 
-    @property
-    def twin(self) -> bool:
-        return self.variant.startswith("twin")
-
-    @property
-    def polyphase(self) -> bool:
-        return self.variant.endswith("polyphase")
+    def _set_variant(self, variant: str) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"variant is one of {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.twin = variant.startswith("twin")
+        self.polyphase = variant.endswith("polyphase")
 
     def _config_defaults(self, tariff: dict) -> dict[tuple[int, bytes, int], Data]:
         self._config_modes = {}
