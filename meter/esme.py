@@ -25,6 +25,12 @@ response shapes follow the RTDS response vectors):
   ECS70   clock: preset with validity window, adjust, read back
   CS01a   top-up: UTRN into the token gateway (gbcs.utrn)
   CS03A1/CS03B/CS04AC/CS04B/CS07  the ESME's own device log (ASN.1, `firmware.device_log`)
+  the rest of the catalogue's ESME use cases (prepayment, billing, maximum demand, load limiting,
+          voltage quality, identities, event behaviours, auxiliary load control ...): tables of
+          Gets/Sets/Actions (`gbcs.usecases.esme_config`) on the objects of `meter.esme_objects`,
+          whose passive values take effect through the same activation machinery as the tariff
+          (ECS02/03, ECS08/08a, ECS28a, ECS46c/d, ECS01c/d: now, a future date-time, or never)
+  Meter variants (`variant`: single, twin, polyphase, twin-polyphase): `meter.esme_objects`.
 
 Choices no source fixes are tagged [I]/[U] where they are made.
 """
