@@ -139,6 +139,7 @@ _ROWS: tuple[tuple[str, int, str, str], ...] = (
     ("NON_DISABLEMENT_SCHEDULE_SWITCH", 9000, "0-0:94.44.128.28", "attr 6: non-disablement calendar activation (ECS08a) [O]"),
     ("NON_DISABLEMENT_SPECIAL_DAYS_SWITCH", 9000, "0-0:94.44.128.31", "attr 6: non-disablement special days activation (ECS08a) [O]"),
     ("AUX_SCHEDULE_SWITCH", 9000, "0-0:94.44.128.35", "attr 6: auxiliary calendar activation (ECS46d) [O]"),
+    ("MAX_DEMAND_SCRIPT_TABLE", 9, "0-0:10.128.100.255", "scripts the max demand period schedule runs (ECS37) [O]"),
     ("AUX_SWITCH_SCRIPT_TABLE", 9, "0-0:10.0.103.255", "auxiliary load control switch scripts (ECS47, ECS47a) [O]"),
     ("BOOST_DURATION", 1, "0-0:94.44.117.1", "ALCS boost duration (ECS47) [O; meaning I]"),
     ("BOOST_DURATION_2", 1, "0-0:94.44.117.2", "second boost duration (ECS47a) [O; meaning I]"),

@@ -26,7 +26,7 @@ from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from gbcs.dlms import BitString, Data, DataType, decode_data
+from gbcs.dlms import BitString, Data, DataType
 from gbcs.obis import OBIS, CosemObjectId
 from gbhub.firmware import cosem
 from gbhub.firmware.cosem import DOUBLE_LONG_UNSIGNED, Attribute, CosemError, CosemObject, ObjectModel, compact_array
@@ -60,22 +60,35 @@ def _at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> Data
     return Data.timestamp(datetime(year, month, day, hour, minute, tzinfo=timezone.utc))
 
 
-def _x(hextext: str) -> Data:
-    return decode_data(bytes.fromhex(hextext))
+def _time(h: int, m: int = 0) -> Data:
+    return Data.octet_string(bytes((h, m, 0, 0)))
 
 
-_CHARGE = _x("0203" "0202" "0f00" "0ffb" "0203" "120000" "0906000000000000" "0f00" "0101" "0202" "0900" "10" "1388")
-_CREDIT_CHARGE = _x("0102" "0203" "0906" "0000130a00ff" "0906" "0000131400ff" "0403e0"
-                    "0203" "0906" "0000130a00ff" "0906" "0000131404ff" "0403e0")
-_SPECIAL_DAYS = _x("0101" "0203" "120001" "0905" "ffff0c19ff" "1101")
-_SCHEDULE_ENTRY = ("020a" "120001" "03ff" "0906" "00000a006aff" "120020" "0904" "00000000" "12ffff" "0407fe" "0400"
-                   "0905" "ffffffffff" "0905" "ffffffffff")
-_SCHEDULE = _x("0101" + _SCHEDULE_ENTRY)
-_MD_SCHEDULE = _x("0102" "020a" "120000" "03ff" "0906" "00000a8064ff" "120001" "0904" "11000000" "12ffff" "0407fe"
-                  "0400" "0905" "000001ffff" "0905" "ffffffffff"
-                  "020a" "120001" "03ff" "0906" "00000a8064ff" "120002" "0904" "16000000" "12ffff" "0407fe" "0400"
-                  "0905" "000001ffff" "0905" "ffffffffff")
-_BILLING_DATES = _x("0101" "0202" "0904" "00000000" "0905" "ffffff01ff")
+def _schedule_entry(index: int, script: CosemObjectId, selector: int, at: Data, weekdays: str, special: str,
+                    begin: bytes, end: bytes) -> Data:
+    """One Schedule (class 10) entry: {index, enable, script LN, selector, switch time, validity
+    window, weekdays, special days, begin date, end date} [O RTDS ECS08a/ECS37/ECS61a]."""
+    return Data.structure(Data.long_unsigned(index), Data.boolean(True), Data.obis(script.obis), Data.long_unsigned(selector),
+                          at, Data.long_unsigned(0xFFFF), Data.bit_string(weekdays), Data.bit_string(special),
+                          Data.octet_string(begin), Data.octet_string(end))
+
+
+_ANY_DATE = bytes((0xFF,) * 5)
+_CHARGE = Data.structure(  # a time-based debt: 50.00 p per day [I]
+    Data.structure(Data.integer(0), Data.integer(-5)),
+    Data.structure(Data.long_unsigned(0), Data.octet_string(bytes(6)), Data.integer(0)),
+    Data.array(Data.structure(Data.octet_string(b""), Data.long(5000))))
+_CREDIT_CHARGE = Data.array(*(  # token credit pays the unit charge and the standing charge [O RTDS ECS02]
+    Data.structure(Data.obis(OBIS.TOKEN_CREDIT.obis), Data.obis(charge.obis), Data.bit_string("111"))
+    for charge in (OBIS.UNIT_CHARGE, OBIS.STANDING_CHARGE)))
+_SPECIAL_DAYS = Data.array(Data.structure(Data.long_unsigned(1), Data.octet_string(bytes((0xFF, 0xFF, 12, 25, 0xFF))),
+                                          Data.unsigned(1)))  # every 25 December [I]
+_SCHEDULE = Data.array(_schedule_entry(1, OBIS.LOAD_SWITCH_SCRIPT_TABLE, 32, _time(0), "1111111", "", _ANY_DATE, _ANY_DATE))
+_MD_SCHEDULE = Data.array(*(  # 17:00-22:00 every day [O RTDS ECS37]
+    _schedule_entry(i, OBIS.MAX_DEMAND_SCRIPT_TABLE, i + 1, _time(h), "1111111", "", bytes((0, 0, 1, 0xFF, 0xFF)), _ANY_DATE)
+    for i, h in ((0, 17), (1, 22))))
+_BILLING_DATES = Data.array(Data.structure(_time(0), Data.octet_string(bytes((0xFF, 0xFF, 0xFF, 1, 0xFF)))))  # monthly [I]
+_DAILY = Data.array(Data.structure(_time(0), Data.octet_string(_ANY_DATE)))
 _MASK = Data.bit_string(BitString(512, bytes(64)))
 
 # (object, attribute) -> factory value; W = writable, A = writable with any type (the RTDS ESME
@@ -153,7 +166,7 @@ def _common_factory(polyphase: bool) -> dict[tuple[CosemObjectId, int], tuple[Da
     add(o.RANDOMISED_OFFSET, 2, Data.long_unsigned(1000), _W)
     add(o.RANDOMISED_OFFSET_PERIOD, 2, Data.long_unsigned(2000))
     add(o.BILLING_CALENDAR, 4, _BILLING_DATES, _W)
-    add(o.BLOCK_COUNTER_RESET, 4, _x("0101" "0202" "0904" "00000000" "0905" "ffffffffff"), _W)
+    add(o.BLOCK_COUNTER_RESET, 4, _DAILY, _W)
     # maximum demand configuration
     add(o.MAX_DEMAND_SCHEDULE, 2, _MD_SCHEDULE, _W)
     add(o.MAX_DEMAND_PERIOD_START, 2, _at(2000, 1, 1, 17))
