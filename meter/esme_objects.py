@@ -495,6 +495,27 @@ class EsmeObjects:
         return [(cosem.t2000(e["t"]), e["code"] & 0xFFFF) for e in self.nvm.log_entries(POWER_EVENT_LOG)
                 if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
 
+    def time_debt_rates_pence(self) -> dict[str, float]:
+        """Daily recovery rate of each time-based debt in pence, from its charge (ECS26a reads
+        it: unit charge x 10^price scale GBP per period) [I: the first table entry, per day]."""
+        out = {}
+        for key, obj in (("time_debt_1", OBIS.TIME_DEBT_1), ("time_debt_2", OBIS.TIME_DEBT_2)):
+            try:
+                scaling, _commodity, table = self._tariff_value(obj.class_id, obj.obis, 5).value
+                out[key] = table.value[0].value[1].value * 10.0 ** scaling.value[1].value * 100.0
+            except (AttributeError, IndexError, TypeError, ValueError):
+                out[key] = 0.0
+        return out
+
+    def prepayment_settings(self) -> dict[str, float]:
+        """The prepayment configuration in force (ECS08a), in pence: low credit, emergency credit
+        limit and threshold, maximum meter balance and maximum credit (top-up) thresholds."""
+        o = OBIS
+        pence = lambda obj: self._tariff_value(obj.class_id, obj.obis, 2).value / MONEY_PER_PENNY  # noqa: E731
+        return {"low_credit": pence(o.LOW_CREDIT_THRESHOLD), "emergency_credit_limit": pence(o.EMERGENCY_CREDIT_LIMIT),
+                "emergency_credit_threshold": pence(o.EMERGENCY_CREDIT_THRESHOLD),
+                "max_meter_balance": pence(o.MAX_METER_BALANCE), "max_credit": pence(o.MAX_CREDIT_THRESHOLD)}
+
     # -- hooks for what drives the meter (power and voltage faults) ---------------------------------
     def log_power_event(self, code: int) -> None:
         """Record a power event (supply outage / restore: alert codes 0x8F35 / 0x8F36) in the

@@ -181,3 +181,19 @@ async def test_voltage_and_power_event_hooks_show_in_reads(premises):
     assert (await _send(p, "ECS29e", "esme")).ok
     v = (await _send(p, "ECS23", "esme")).summary["values"]
     assert (v["sag_count"], v["swell_count"]) == (0, 0)
+
+
+@pytest.mark.premises(ihd=False)
+async def test_time_debt_is_recovered_daily_in_prepayment(premises):
+    p = premises
+    esme = p.esme
+    assert (await _send(p, "ECS03", "esme")).ok
+    assert (await _send(p, "ECS04a", "esme", amount=2000000)).ok  # £20 credit
+    assert (await _send(p, "ECS07", "esme", time_debt_1=10000)).ok  # 10 p owed
+    rate = esme.time_debt_rates_pence()["time_debt_1"]
+    assert rate == pytest.approx(5.0)  # the factory charge: 5000 x 10^-5 GBP a day
+    await p.clock.advance(DAY)
+    assert (await _send(p, "ECS19", "esme")).summary["time_debt_1"] == 5000  # half recovered after a day
+    await p.clock.advance(2 * DAY)
+    assert (await _send(p, "ECS19", "esme")).summary["time_debt_1"] == 0  # never more than owed
+    assert esme.prepayment_settings()["low_credit"] == pytest.approx(100.0)
