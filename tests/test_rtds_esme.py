@@ -89,6 +89,9 @@ def payload_shape(verdict) -> object:
     if isinstance(p, AccessResponse):
         plain = {x.index: x.plaintext for x in p.protected}
         return [(res.result, shape(plain.get(i, d))) for i, (d, res) in enumerate(zip(p.data, p.results))]
+    if hasattr(p, "to_json"):  # ASN.1: the payload type and its response code, field by field
+        j = p.to_json()
+        return {k: (v if k in ("type", "kind", "code") else type(v).__name__) for k, v in j.items()}
     return type(p).__name__
 
 
