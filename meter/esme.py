@@ -1035,11 +1035,30 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, GbcsDevice):
     # ============================================================================ GBCS
     def supports(self, message_code: int) -> bool:
         """The handler table, less the use cases this meter variant does not serve [I]."""
-        if message_code in _POLYPHASE_CODES and not self.polyphase:
-            return False
-        if message_code in _TWIN_CODES and not self.twin:
+        if not self._variant_serves(message_code):
             return False
         return message_code in self.HANDLERS
+
+    def _variant_serves(self, message_code: int) -> bool:
+        if message_code in _POLYPHASE_CODES and not self.polyphase:
+            return False
+        return not (message_code in _TWIN_CODES and not self.twin)
+
+    async def _reject(self, msg: Message | None, exc: CommandRejected) -> None:
+        """An ESME use case this meter variant does not serve (a 3-phase one on a single-phase
+        meter, a second-element one on a single-element meter) is answered with ECS100 "Command
+        not supported by Device": alert 0x8F85, signed, carrying the command's message code and
+        originator counter, to the command's originator [O RTDS NA_ECS100 layout; I when]. Other
+        rejections go as `GbcsDevice` answers them."""
+        if exc.reason != "unsupported" or msg is None or self._variant_serves(msg.message_code) \
+                or msg.message_code not in self.HANDLERS:
+            await super()._reject(msg, exc)
+            return
+        await super()._reject(msg, CommandRejected(exc.reason, exc.detail, alert=False))
+        details = msg.message_code.to_bytes(2, "big") + msg.originator_counter.to_bytes(8, "big")
+        await self.raise_alert(AlertCode.COMMAND_NOT_SUPPORTED_BY_DEVICE, message_code=MessageCode.ECS100, critical=True,
+                               elements=(Data.octet_string(details),),
+                               recipient=self.trust.by_eui(msg.originator) or self.alert_recipient)
 
     def check_freshness(self, message: Message) -> bool:
         # Top-ups are protected by the UTRN counter cache, not the supplier's command counter: their

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from gbcs import usecases
-from gbcs.catalogue import AlertCode
+from gbcs.catalogue import AlertCode, MessageCode
+from gbcs.payload import decode_payload
 from gbcs.usecases import esme_config
 from gbhub.wan.headend import CommandRejected
 
@@ -52,9 +53,15 @@ async def test_single_element_meter_refuses_polyphase_and_twin_use_cases(premise
     p = premises
     assert p.esme.variant == "single"
     for use_case in sorted((esme_config.POLYPHASE_ONLY | esme_config.TWIN_ONLY) & set(usecases.USE_CASES)):
+        d, msg, frame = p.headend.build_use_case(use_case, recipient=p.esme.eui)
         with pytest.raises(CommandRejected) as exc:
-            await p.send(use_case, "esme")
-        assert exc.value.code == AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED
+            await p.headend.exchange(msg, frame, critical=d.critical)
+        assert exc.value.code == AlertCode.COMMAND_NOT_SUPPORTED_BY_DEVICE  # ECS100, as GBCS defines
+        alert = exc.value.alert
+        assert alert.message.message_code == MessageCode.ECS100 and alert.valid
+        details = decode_payload(alert.message).body.value[2].value  # the refused command [O RTDS NA_ECS100]
+        assert details == d.message_code.to_bytes(2, "big") + msg.originator_counter.to_bytes(8, "big")
+        assert p.esme.security_log()[-1]["reason"] == "unsupported"
     r = await _send(p, "ECS26b", "esme")  # single-phase voltage configuration still served
     assert r.ok and set(r.summary["values"]) >= {"sag_threshold", "swell_threshold"}
 
@@ -164,7 +171,7 @@ async def test_future_dated_payment_mode_and_load_limit(premises):
 async def test_voltage_and_power_event_hooks_show_in_reads(premises):
     """What drives the meter (fault injection) records through the ESME's hooks; ECS23, ECS35e
     and the ECS29e reset see it."""
-    from gbcs.catalogue import AlertCode
+    from gbcs.catalogue import AlertCode, MessageCode
 
     p = premises
     esme = p.esme
