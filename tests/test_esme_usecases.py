@@ -204,3 +204,21 @@ async def test_time_debt_is_recovered_daily_in_prepayment(premises):
     await p.clock.advance(2 * DAY)
     assert (await _send(p, "ECS19", "esme")).summary["time_debt_1"] == 0  # never more than owed
     assert esme.prepayment_settings()["low_credit"] == pytest.approx(100.0)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=40), st.text(max_size=40)))
+def test_dlms_parameter_parser_takes_any_input(value):
+    """`dlms` parameters (typed by a user): a DLMS value in canonical A-XDR, or ValueError."""
+    p = usecases.get("ECS37").param("configurable_period")
+    try:
+        raw = p.coerce(value)
+    except ValueError:
+        return
+    from gbcs.dlms import decode_data
+
+    assert decode_data(raw).encode() == raw
