@@ -94,7 +94,6 @@ _MASK = Data.bit_string(BitString(512, bytes(64)))
 # (object, attribute) -> factory value; W = writable, A = writable with any type (the RTDS ESME
 # took both a long-unsigned (ECS47) and a date-time (ECS47a) in 0-0:94.44.117.1) [O]
 _R, _W, _A = "r", "w", "a"
-_P = "passive"  # passive value: written, copied to attribute 2 by its activation (attribute 6)
 
 
 def _factory(polyphase: bool, twin: bool = False, tariff: dict | None = None) -> dict[tuple[CosemObjectId, int], tuple[Data, str]]:

@@ -127,10 +127,6 @@ def _mask_bits(d: Data) -> list[int]:
     return [i for i in range(len(data) * 8) if data[i // 8] & (0x80 >> (i % 8))]
 
 
-def _zero(_v: Any = None) -> Data:
-    return Data.integer(0)
-
-
 def originator_of(use_case: str) -> str:
     """Who sends it: the supplier when its role may, else the network operator, else the DCC's
     ACB on behalf of the supplier (as RTDS ECS39b/ECS50 are sent) [O; I for the others]."""
@@ -416,7 +412,6 @@ def _p(name: str, type_: str, default: Any, help_: str = "", **kw: Any) -> Param
 
 _EXEC = _p("execution_date_time", "when", None, "when the change applies: a date-time, immediate (default) or "
            "never (cancels a pending future-dated change)")
-_NEVER_END = _dt.datetime(2099, 12, 31, tzinfo=_dt.timezone.utc)
 
 # A single action schedule entry (class 10 entries / class 22 execution times) in the A-XDR form
 # the RTDS ESME used; defaults below are the RTDS values [O].
@@ -532,8 +527,6 @@ protected_register("ECS19", OBIS.PREPAYMENT_PROTECTION, OBIS.PREPAYMENT_REGISTER
 _BILLING_COLUMNS = ("time", "import_wh", "tou_registers_wh", "block_1_wh", "block_2_wh", "block_3_wh", "block_4_wh",
                     "meter_balance", "emergency_credit_balance", "accumulated_debt", "time_debt_1", "time_debt_2",
                     "payment_debt")
-_TWIN_BILLING = ("time", "import_wh", "secondary_import_wh", "tou_registers_wh", "secondary_tou_registers_wh",
-                 "block_1_wh", "block_2_wh", "block_3_wh", "block_4_wh")
 log_read("ECS20a", OBIS.DEBT_PAYMENT_LOG, ("time", "payment"), 10, "debt payment log range",
          "ACCESS.response: compact-array of {time, payment}")
 protected_logs("ECS20b", OBIS.BILLING_LOG_CHANGE_PROTECTION, ((OBIS.BILLING_LOG_CHANGE, _BILLING_COLUMNS),), 150,
