@@ -309,8 +309,9 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, GbcsDevice):
         unjoin(MessageCode.CS04B),
         read(MessageCode.CS07),
     )
-    # Every request of a command is served on its own (no break-on-error) [I].
-    BREAK_ON_ERROR = False
+    # The invoke-id's break-on-error flag is honoured: after a failing request the rest answer
+    # other-reason (250), as every RTDS ESME ERROR response shows (e.g. ECS26a: ..., 1, 250) [O].
+    BREAK_ON_ERROR = True
 
     def __init__(
         self,

@@ -568,7 +568,9 @@ async def test_ecs70_sets_clock_within_window_and_refuses_outside(pki):
         counter = rig.he.next_counter()
         reply = await rig.request(ECS70, clock_content(counter, now - 3600, now - 3500), counter=counter)
         resp = rig.payload(reply)
-        assert results(resp)[2] == cosem.OTHER_REASON and results(resp)[3] == 0
+        # break-on-error (the invoke-id flag GBCS sets): the Gets after the failing action answer
+        # other-reason too, as the RTDS ECS70 ERROR response shows [O]
+        assert results(resp)[2:] == [cosem.OTHER_REASON] * 3
         await rig.wait_alert(0x81C6)
         assert esme.clock_offset == 0
         # explicit preset time inside the window
@@ -650,10 +652,11 @@ async def test_ecs01a_writes_tariff_ecs24_reads_it_tou_registers_follow(rig):
     _, frame = rig.build(ECS01A, specs=[RequestSpec.set(11, "0-0:11.0.0.255", 2)], data=[holiday])
     assert await esme.process(frame) is None  # not part of ECS01a's content
 
-    # a value of the wrong type is refused, the others still apply
+    # a value of the wrong type is refused and, break-on-error, the rest are not done (other-reason) [O RTDS ERROR vectors]
     reply = await rig.request(ECS01A, specs=[RequestSpec.set(20, LN_CALENDAR, 9), RequestSpec.set(20, LN_CALENDAR, 6)],
                               data=[Data.unsigned(1), Data.octet_string(b"x")])
-    assert results(rig.payload(reply)) == [cosem.TYPE_UNMATCHED, 0]
+    assert results(rig.payload(reply)) == [cosem.TYPE_UNMATCHED, cosem.OTHER_REASON]
+    assert esme.objects.get(20, LN_CALENDAR, 6) != Data.octet_string(b"x")  # the second Set was not done
 
 
 async def test_ecs01b_future_dated_activation_alerts_8f66(rig):
