@@ -134,13 +134,18 @@ def variant_for(file: str) -> str:
     return "twin-polyphase" if "_TWIN_" in file else "polyphase"
 
 
+@pytest.mark.parametrize("as_is", [False, True], ids=["variant-matched", "rtds.toml"])
 @pytest.mark.parametrize("row", COMMANDS, ids=lambda r: r["file"].split("/")[-1].replace("_COMMAND_GBCS.HEX", ""))
-async def test_rtds_esme_command_answered_like_the_reference(row, rtds_identity, rtds_keystore, own_keystore):
+async def test_rtds_esme_command_answered_like_the_reference(row, as_is, rtds_identity, rtds_keystore, own_keystore):
+    """`as_is`: examples/rtds.toml's own twin-polyphase ESME answers every vector alike (code,
+    counter, MAC/signature, result codes); the shapes are compared with the variant the vector
+    was made on."""
     from gbhub.tools.premises import Premises
 
     rig, identity = rtds_identity
-    devices = [dataclasses.replace(d, options={**d.options, "variant": variant_for(row["file"])}) if d.type == "esme" else d
-               for d in rig.devices]
+    devices = rig.devices if as_is else [
+        dataclasses.replace(d, options={**d.options, "variant": variant_for(row["file"])}) if d.type == "esme" else d
+        for d in rig.devices]
     rig = dataclasses.replace(rig, data=None, clock="sim", devices=devices,
                               start=START.timestamp())
     reference = next(r for r in rtds_rows() if r["file"] == row["file"].replace("_COMMAND_", "_RESPONSE_"))
@@ -168,6 +173,8 @@ async def test_rtds_esme_command_answered_like_the_reference(row, rtds_identity,
     got, want = payload_shape(ours), payload_shape(theirs)
     if isinstance(want, list):
         assert [r for r, _ in got] == [r for r, _ in want], "result codes"
+        if as_is:
+            return
         for i, ((_, a), (_, b)) in enumerate(zip(got, want)):
             assert same_shape(a, b), f"item {i}: {a} != {b}"
     else:
