@@ -73,7 +73,7 @@ async def test_payment_mode_balance_and_debt(premises):
     assert esme.payment_mode == "credit"
     r = await _send(p, "ECS03", "esme")  # to prepayment, immediately
     assert r.ok and esme.payment_mode == "prepayment"
-    assert (await _send(p, "ECS26j", "esme")).summary["values"]["payment_mode"][0] == 2
+    assert (await _send(p, "ECS26j", "esme")).summary["values"]["payment_mode"]["payment_mode"] == "prepayment"
     before = esme.credit_pence
     assert (await _send(p, "ECS04a", "esme", amount=150000)).ok  # + £1.50 (10^-5 GBP units)
     assert esme.credit_pence == pytest.approx(before + 150)

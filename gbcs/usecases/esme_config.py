@@ -37,6 +37,7 @@ from .common import (
     Unexpected,
     access_request,
     access_response,
+    date_text,
     datetime_text,
     day_range,
     define,
@@ -50,6 +51,7 @@ from .common import (
     results,
     seconds_text,
     text_or_hex,
+    time_text,
     when_bytes,
 )
 from .params import Param
@@ -211,6 +213,64 @@ def scaler_unit(d: Data) -> Any:
     return {"scaler": plain_value(s), "unit": _UNITS.get(plain_value(u), plain_value(u))}
 
 
+def _obis_of(d: Data) -> str:
+    from ..dlms import obis_text
+    from ..obis import by_obis
+
+    raw = d.value
+    known = by_obis(raw) if isinstance(raw, bytes) and len(raw) == 6 else None
+    return known.name if known is not None else (obis_text(raw) if isinstance(raw, bytes) and len(raw) == 6 else plain(d))
+
+
+def _schedule(d: Data) -> list[dict]:
+    """Schedule (class 10) entries, named [S Blue Book class 10 attribute 2]."""
+    out = []
+    for e in elements(d):
+        x = elements(e, (DataType.STRUCTURE,))
+        if len(x) != 10:
+            raise Unexpected("schedule entry of 10 elements expected")
+        out.append({"index": plain_value(x[0]), "enabled": plain_value(x[1]), "script": _obis_of(x[2]),
+                    "selector": plain_value(x[3]), "time": time_text(x[4].value) if x[4].type is DataType.OCTET_STRING else plain(x[4]),
+                    "validity_window": plain_value(x[5]), "weekdays": plain_value(x[6]), "special_days": plain_value(x[7]),
+                    "begin": date_text(x[8].value), "end": date_text(x[9].value)})
+    return out
+
+
+def _special_days(d: Data) -> list[dict]:
+    return [{"index": plain_value(x[0]), "date": date_text(x[1].value), "day": plain_value(x[2])}
+            for x in (elements(e, (DataType.STRUCTURE,)) for e in elements(d))]
+
+
+def _execution_times(d: Data) -> list[dict]:
+    return [{"time": time_text(x[0].value), "date": date_text(x[1].value)}
+            for x in (elements(e, (DataType.STRUCTURE,)) for e in elements(d))]
+
+
+def _charge(d: Data) -> dict:
+    scaling, commodity, table_ = elements(d, (DataType.STRUCTURE,))
+    cs, ps = (plain_value(x) for x in elements(scaling))
+    return {"commodity_scale": cs, "price_scale": ps,
+            "charges": [{"index": plain(x[0]), "charge": plain_value(x[1])}
+                        for x in (elements(e, (DataType.STRUCTURE,)) for e in elements(table_))]}
+
+
+def _credit_charges(d: Data) -> list[dict]:
+    return [{"credit": _obis_of(x[0]), "charge": _obis_of(x[1]), "configuration": plain_value(x[2])}
+            for x in (elements(e, (DataType.STRUCTURE,)) for e in elements(d))]
+
+
+def _account_mode(d: Data) -> dict:
+    mode, status = (plain_value(x) for x in elements(d, (DataType.STRUCTURE,)))
+    return {"payment_mode": {1: "credit", 2: "prepayment"}.get(mode, mode), "mode": mode, "status": status}
+
+
+# readers of structured values by (interface class, attribute) [S Blue Book]
+_READERS: dict[tuple[int, int], Callable[[Data], Any]] = {
+    (10, 2): _schedule, (11, 2): _special_days, (22, 4): _execution_times, (113, 5): _charge, (113, 6): _charge,
+    (111, 11): _credit_charges, (111, 2): _account_mode,
+}
+
+
 def table(use_case: str, items: Sequence[Item], *, response: str = "", extra_params: Sequence[Param] = (),
           optional: dict[str, str] | None = None,
           choose: tuple[str, dict[str, Sequence[Item]]] | None = None) -> None:
@@ -258,14 +318,16 @@ def table(use_case: str, items: Sequence[Item], *, response: str = "", extra_par
         for it, d, res in zip(items if len(items) == len(r.results) else (), r.data, r.results):
             if it.kind is not _G or not res.ok or d is None:
                 continue
+            read = it.read or _READERS.get((it.obj.class_id, it.id), plain)
             try:
-                values[it.name] = (it.read or plain)(d)
-            except Unexpected:
+                values[it.name] = read(d)
+            except (Unexpected, AttributeError, IndexError, TypeError, ValueError):
                 values[it.name] = plain_value(d)
         if values:
             out["values"] = values
             if out["ok"]:
                 out.pop("results", None)  # every one succeeded: the values say it
+                out.pop("result", None)
         return out
 
     define(use_case, target="esme", originator=originator_of(use_case), build=build, interpret=interpret, params=tuple(params),
