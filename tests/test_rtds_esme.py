@@ -269,6 +269,8 @@ REBUILT_FILES: dict[str, dict] = {
     "ECS25a3_": dict(bits=(57, 157, 158, 170, 171, 186, 313, 413, 414, 442)),
     "ECS25b3_": dict(bits=(234, 235, 491)),
     "ECS39a_6.20.1_TWIN": dict(mpan=_text(0)),
+    "ECS47a_7.13_ALCS_ACTIVATE": dict(start="2015-01-03T00:00:00Z", end="2015-01-03T01:00:00Z"),
+    "ECS47a_7.13_APC_OUTPUT": dict(start="2015-01-03T00:00:00Z", end="2015-01-03T01:00:00Z"),
     "ECS47a_7.13_APC_INPUT": dict(switch="apc", script=9010, start="2015-01-03T00:00:00Z", end="2015-01-03T01:00:00Z"),
     "ECS47a_7.13_ALCS_DEACTIVATE": dict(switch="deactivate", script=4352, start="2015-01-03T00:00:00Z",
                                         end="2015-01-03T01:00:00Z"),

@@ -273,10 +273,12 @@ _READERS: dict[tuple[int, int], Callable[[Data], Any]] = {
 
 def table(use_case: str, items: Sequence[Item], *, response: str = "", extra_params: Sequence[Param] = (),
           optional: dict[str, str] | None = None,
-          choose: tuple[str, dict[str, Sequence[Item]]] | None = None) -> None:
+          choose: tuple[str, dict[str, Sequence[Item]]] | None = None,
+          now_defaults: Callable[[_dt.datetime | None, dict[str, Any]], dict[str, Any]] | None = None) -> None:
     """Define a use case whose content is `items`, in order. `optional` maps an item's name to the
     bool parameter that includes it (default all included); `choose` = (parameter, {value: items})
-    picks the items by an enum-like text parameter instead (ECS47a: which switch times)."""
+    picks the items by an enum-like text parameter instead (ECS47a: which switch times);
+    `now_defaults(now, given)` resolves parameters left at None (from the caller's clock)."""
     alternatives = list(choose[1].values()) if choose else [items]
     params: list[Param] = []
     for its in alternatives:
@@ -287,7 +289,9 @@ def table(use_case: str, items: Sequence[Item], *, response: str = "", extra_par
     names = [it.name for it in items]
     optional = optional or {}
 
-    def build(counter: int, **given: Any) -> bytes:
+    def build(counter: int, *, now: _dt.datetime | None = None, **given: Any) -> bytes:
+        if now_defaults is not None:
+            given = {**given, **now_defaults(now, given)}
         pairs = []
         chosen = items
         if choose is not None:
@@ -745,8 +749,20 @@ _ALCS_TIMES = {  # which pair of date-time objects an ECS47a names [O RTDS ECS47
     "deactivate": (OBIS.BOOST_DURATION, OBIS.BOOST_DURATION_2, 4352),
     "apc": (OBIS.APC_INPUT_START, OBIS.APC_INPUT_END, 9010),
 }
-_AUX_START = _p("start", "datetime", _dt.datetime(2015, 1, 3, tzinfo=_dt.timezone.utc), "start of the state (UTC)")
-_AUX_END = _p("end", "datetime", _dt.datetime(2015, 1, 3, 1, tzinfo=_dt.timezone.utc), "end of the state (UTC)")
+_AUX_START = _p("start", "datetime", None, "start of the state (UTC); default: now (the caller's clock)")
+_AUX_END = _p("end", "datetime", None, "end of the state (UTC); default: 'start' + 1 hour")
+
+
+def _hour_from(now: _dt.datetime | None, given: dict[str, Any]) -> dict[str, Any]:
+    """start: now; end: an hour after start."""
+    start = given.get("start")
+    if start is None:
+        if now is None:
+            raise ValueError("parameter 'start' defaults to now: pass it, or the caller's clock")
+        start = now.replace(microsecond=0)
+    return {"start": start, "end": given.get("end") or start + _dt.timedelta(hours=1)}
+
+
 class AuxTimes(enum.IntEnum):
     """Which pair of date-time objects an ECS47a names [O RTDS ECS47a variants]."""
 
@@ -767,10 +783,11 @@ def _aux_items(start: CosemObjectId, end: CosemObjectId) -> list[Item]:
 table("ECS47a", _aux_items(*_ALCS_TIMES["activate"][:2]),
       extra_params=(Param("switch", "enum", AuxTimes.ACTIVATE, "which times: activate, deactivate or apc [O RTDS variants]",
                           enum=AuxTimes),),
-      choose=("switch", {AuxTimes[k.upper()]: _aux_items(a, b) for k, (a, b, _s) in _ALCS_TIMES.items()}))
-table("ECS47e", [put(OBIS.APC_INPUT_START, 2, "start", _p("start", "datetime", _dt.datetime(2015, 1, 3, tzinfo=_dt.timezone.utc), "start of the APC limit (UTC)"), _stamp),
-                 put(OBIS.APC_INPUT_END, 2, "end", _p("end", "datetime", _dt.datetime(2015, 1, 3, 1, tzinfo=_dt.timezone.utc), "end of the APC limit (UTC)"), _stamp),
-                 act(OBIS.AUX_SWITCH_SCRIPT_TABLE, 1, "execute", _p("script", "int", 5477, "APC limit script [I]", min=0, max=65535), _lu)])
+      choose=("switch", {AuxTimes[k.upper()]: _aux_items(a, b) for k, (a, b, _s) in _ALCS_TIMES.items()}),
+      now_defaults=_hour_from)
+table("ECS47e", [put(OBIS.APC_INPUT_START, 2, "start", _AUX_START, _stamp), put(OBIS.APC_INPUT_END, 2, "end", _AUX_END, _stamp),
+                 act(OBIS.AUX_SWITCH_SCRIPT_TABLE, 1, "execute", _p("script", "int", 5477, "APC limit script [I]", min=0, max=65535), _lu)],
+      now_defaults=_hour_from)
 table("ECS48", [put(OBIS.BLOCK_COUNTER_RESET, 4, "daily_reset", _schedule_param(
     "daily_reset", "daily block counter reset time {time, date}", bytes.fromhex("0101" "0202" "0904" "00000000" "0905" "ffffffffff")), _axdr)])
 table("ECS50", [put(OBIS.CIN, 2, "cin", _p("cin", "str", "1234", "customer identification number (ASCII digits)"), _ascii)])
