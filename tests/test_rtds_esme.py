@@ -264,6 +264,7 @@ REBUILT_FILES: dict[str, dict] = {
     "ECS22a_": dict(start=dt.datetime(2014, 10, 1, 9, 30, tzinfo=_UTC), end=dt.datetime(2014, 10, 2, 9, 30, tzinfo=_UTC)),
     "ECS35g_": dict(start=dt.datetime(2014, 12, 15, tzinfo=_UTC), end=dt.datetime(2015, 1, 1, tzinfo=_UTC)),
     "ECS66_": dict(start=dt.datetime(2014, 12, 1, 9, tzinfo=_UTC), end=dt.datetime(2014, 12, 5, 11, 5, tzinfo=_UTC)),
+    "ECS12_": dict(change_of_tenancy_date="2014-03-27T15:45:32Z"),
     "ECS25a_": dict(bits=(58, 59, 241, 242, 498)),
     "ECS25a2_": dict(bits=(157, 158, 170, 171, 413, 414, 426, 427)),
     "ECS25a3_": dict(bits=(57, 157, 158, 170, 171, 186, 313, 413, 414, 442)),

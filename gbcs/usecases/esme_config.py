@@ -560,9 +560,18 @@ table("ECS09", [act(OBIS.EMERGENCY_CREDIT, 3, "activate_emergency_credit", fixed
 # -- 3.x consumer-facing ---------------------------------------------------------------------------------
 table("ECS10", [put(OBIS.SUPPLIER_MESSAGE, 2, "message", _p("message", "str", "Hello from your supplier",
                                                               "message for the consumer (ASCII)"), _ascii)])
+def _tenancy_from(now: _dt.datetime | None, given: dict[str, Any]) -> dict[str, Any]:
+    if given.get("change_of_tenancy_date") is not None:
+        return {}
+    if now is None:
+        raise ValueError("parameter 'change_of_tenancy_date' defaults to now: pass it, or the caller's clock")
+    return {"change_of_tenancy_date": now.replace(microsecond=0)}
+
+
 table("ECS12", [put(OBIS.CHANGE_OF_TENANCY, 2, "change_of_tenancy",
-                    _p("change_of_tenancy_date", "datetime", _dt.datetime(2014, 3, 27, 15, 45, 32, tzinfo=_dt.timezone.utc),
-                       "date-time of the change of tenancy (UTC)"), _stamp)])
+                    _p("change_of_tenancy_date", "datetime", None,
+                       "date-time of the change of tenancy (UTC); default: now (the caller's clock)"), _stamp)],
+      now_defaults=_tenancy_from)
 table("ECS14", [put(OBIS.PRIVACY_PIN, 2, "privacy_pin_protection", None, fixed=Data.boolean(False))])
 table("ECS15a", [act(OBIS.EVENT_LOG, 1, "clear_event_log", fixed=Data.integer(0))])
 table("ECS15c", [act(OBIS.ALCS_EVENT_LOG, 1, "clear_alcs_event_log", fixed=Data.integer(0))])
