@@ -85,6 +85,7 @@ from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
 
 from .esme_state import (
+    REACTIVE_RATIO,
     BLOCK_TIERS,
     BLOCKS,
     COSEM_NS,
@@ -116,7 +117,6 @@ PROFILE_LOG_CAPACITY = 13 * 31 * 48  # 13 months of half-hours [S FACTS 3.4, L+G
 DAILY_LOG_CAPACITY = 731  # [U] two years of midnight snapshots
 DEVICE_LOG_CAPACITY = 16  # [U] HAN devices the ESME keeps in its own Device Log
 CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when catching up after downtime
-REACTIVE_RATIO = 0.2  # [I] varh per Wh the model draws (the model is active power only)
 
 CONTROL_STATE = {SUPPLY_DISABLED: 0, SUPPLY_ENABLED: 1, SUPPLY_ARMED: 2}  # DLMS disconnect control
 SCRIPT_ENABLE, SCRIPT_DISABLE, SCRIPT_ARM = 51, 52, 54  # load switch scripts [O RTDS ECS42/43/44]

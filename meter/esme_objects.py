@@ -31,7 +31,7 @@ from gbcs.obis import OBIS, CosemObjectId
 from gbhub.firmware import cosem
 from gbhub.firmware.cosem import DOUBLE_LONG_UNSIGNED, Attribute, CosemError, CosemObject, ObjectModel, compact_array
 
-from .esme_state import BLOCK_TIERS, BLOCKS, NS, TOU_TIERS
+from .esme_state import BLOCK_TIERS, BLOCKS, NS, REACTIVE_RATIO, TOU_TIERS
 
 VARIANTS = ("single", "twin", "polyphase", "twin-polyphase")
 POWER_EVENT_LOG = "power_events"  # NVM log of the power event log (ECS35e)
@@ -484,7 +484,7 @@ class EsmeObjects:
 
     def _reactive_rows(self, bounds):
         rows = self.profile(*bounds) if bounds else self.profile()
-        return [(cosem.t2000(t), int(math.floor(wh * 0.2 + 0.5)) & 0xFFFFFFFF) for t, wh, _ex in rows]
+        return [(cosem.t2000(t), int(math.floor(wh * REACTIVE_RATIO + 0.5)) & 0xFFFFFFFF) for t, wh, _ex in rows]
 
     def _alcs_rows(self, bounds):
         return [(cosem.t2000(e["t"]), e["code"], e["alcs"], e.get("data", 0)) for e in self.nvm.log_entries("alcs_events")
