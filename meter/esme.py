@@ -85,7 +85,6 @@ from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
 
 from .esme_state import (
-    REACTIVE_RATIO,
     BLOCK_TIERS,
     BLOCKS,
     COSEM_NS,
@@ -94,6 +93,7 @@ from .esme_state import (
     NS,
     PENDING_NS,
     PROFILE_LOG,
+    REACTIVE_RATIO,
     SUPPLY_ARMED,
     SUPPLY_DISABLED,
     SUPPLY_ENABLED,
