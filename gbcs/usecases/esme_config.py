@@ -7,14 +7,16 @@ list of `Item`s (request kind, object, attribute or method, the summary name of 
 a Set or an Action, the parameter that carries the value): `table()` makes the builder, the
 interpreter (every value named) and the allowed requests from that one list. Reads of protected
 registers and logs (Get Protected Attributes, encrypted for the requester) and range reads of
-logs share the builders of esme.py.
+logs use the helpers below (`protected_register`, `protected_logs`, `log_read`). Who originates
+each follows its DUIS roles (`originator_of`): the supplier, else the network operator, else the
+DCC's ACB on the supplier's behalf.
 
 Layouts of use cases with an RTDS vector were taken from it (the request list and the value types
-of the COMMAND, the response types of the RESPONSE) [O]; the vector's own content is reproduced
-byte-exactly from the default parameters where tests/test_usecases.py lists the folder. Use cases
-without a vector (ECS03, ECS04a/b, ECS05, ECS07, ECS09, ECS10, ECS14, ECS15c, ECS16, ECS17a/d,
-ECS18a, ECS20d, ECS21b/c, ECS22c, ECS23/23b, ECS25a1/b/r1/r2, ECS26d/e/f/j/m, ECS28a/b, ECS29f,
-ECS30/30a, ECS34, ECS35e/f, ECS40, ECS46a/c, ECS47e, ECS61c/d/e, ECS82) are built by analogy with
+of the COMMAND, the response types of the RESPONSE) [O]; every SUCCESS vector's content is rebuilt
+byte-exactly from named parameters (tests/test_rtds_esme.py). Use cases without a vector (ECS01c/d,
+ECS03, ECS04a/b, ECS05, ECS07, ECS09, ECS10, ECS14, ECS15c, ECS16, ECS17a/d, ECS18a, ECS20d,
+ECS21b/c, ECS22c, ECS23/23b, ECS24b, ECS25a1/b/r1/r2, ECS26d/e/f/j/m, ECS28a/b, ECS29f, ECS30/30a,
+ECS34, ECS35e/f, ECS40, ECS46a/c, ECS47e, ECS61c/d/e, ECS82) are built by analogy with
 their siblings and the DLMS Blue Book classes (account 111, credit 112, charge 113, limiter 71,
 schedule 10, special days 11, single action schedule 22) [I]: they are not checked against
 reference data and may differ from a real ESME's object list.
