@@ -546,6 +546,36 @@ class EsmeObjects:
             dur = getattr(OBIS, f"{kind.upper()}_DURATION")
             self._store_tariff_value(dur.class_id, dur.obis, 2, _dlu(min(0xFFFFFFFF, int(duration_s))))
 
+    def behaviours(self) -> dict[str, frozenset[int]]:
+        """The alert and event behaviour masks (ECS25*): which bits are set, by object name
+        (ALERT_BEHAVIOURS_SUPPLIER, EVENT_BEHAVIOURS_LOG ...)."""
+        out = {}
+        for obj in (OBIS.ALERT_BEHAVIOURS_SUPPLIER, OBIS.ALERT_BEHAVIOURS_NETWORK_OPERATOR, OBIS.EVENT_BEHAVIOURS_HAN,
+                    OBIS.EVENT_BEHAVIOURS_AUDIBLE, OBIS.EVENT_BEHAVIOURS_LOG, OBIS.EVENT_BEHAVIOURS_LOG_NETWORK_OPERATOR):
+            bits = self._tariff_value(obj.class_id, obj.obis, 2).value
+            data = bits.data if isinstance(bits, BitString) else b""
+            out[obj.name] = frozenset(i for i in range(len(data) * 8) if data[i // 8] & (0x80 >> (i % 8)))
+        return out
+
+    @property
+    def supply_tamper_lock(self) -> bool:
+        """ECS81: whether a detected supply tamper disables the supply."""
+        o = OBIS.SUPPLY_TAMPER_STATE
+        return bool(self._tariff_value(o.class_id, o.obis, 2).value)
+
+    def load_limit_settings(self) -> dict[str, Any]:
+        """The load limiting configuration in force (ECS28a, ECS27)."""
+        o = OBIS.VOLTAGE_MONITOR
+        value = lambda attr: int(self._tariff_value(o.class_id, o.obis, attr).value)  # noqa: E731
+        restore = OBIS.LOAD_LIMIT_SUPPLY_STATE
+        return {"threshold_w": value(4), "period_s": value(6), "restore_period_s": value(7),
+                "restore_supply": bool(self._tariff_value(restore.class_id, restore.obis, 2).value)}
+
+    def count_load_limit(self) -> None:
+        """A load limiting event happened: the counter ECS27 reads (reset by ECS28b) goes up.
+        Call inside the caller's NVM transaction."""
+        self.nvm.put(NS, "load_limit_counter", int(self.nvm.get(NS, "load_limit_counter", 0)) + 1)
+
     def set_average_voltage(self, volts: float, phase: int = 1) -> None:
         """The average RMS voltage ECS23 reads (the measured voltage's average over the period)."""
         obj = {1: OBIS.AVERAGE_RMS_VOLTAGE, 2: OBIS.AVERAGE_RMS_VOLTAGE_L2, 3: OBIS.AVERAGE_RMS_VOLTAGE_L3}[phase]

@@ -222,3 +222,20 @@ def test_dlms_parameter_parser_takes_any_input(value):
     from gbcs.dlms import decode_data
 
     assert decode_data(raw).encode() == raw
+
+
+@pytest.mark.premises(ihd=False)
+async def test_configuration_hooks_follow_the_commands(premises):
+    """What raises alerts from causes reads the configuration through these."""
+    p = premises
+    esme = p.esme
+    assert (await _send(p, "ECS25a", "esme", bits=(1, 300))).ok
+    assert esme.behaviours()["ALERT_BEHAVIOURS_SUPPLIER"] == {1, 300}
+    assert (await _send(p, "ECS81", "esme", lock_supply=True)).ok and esme.supply_tamper_lock
+    assert (await _send(p, "ECS28a", "esme", threshold_w=3000, restore_supply=True)).ok
+    assert esme.load_limit_settings() == {"threshold_w": 3000, "period_s": 300, "restore_period_s": 30, "restore_supply": True}
+    with esme.nvm.transaction():
+        esme.count_load_limit()
+    assert (await _send(p, "ECS27", "esme")).summary["values"]["load_limit_counter"] == 1
+    assert (await _send(p, "ECS28b", "esme")).ok
+    assert (await _send(p, "ECS27", "esme")).summary["values"]["load_limit_counter"] == 0
