@@ -46,6 +46,20 @@ class Prepayment:
     def _charge_standing(self, at: float) -> None:
         if self._prepay()["mode"] == "prepayment":
             self._debit(self.standing_charge_pence(), at)
+            self._recover_time_debts(at)
+
+    def _recover_time_debts(self, at: float) -> None:
+        """Once a day in prepayment mode each time-based debt (ECS07, ECS19) is recovered at its
+        configured rate (`time_debt_rates_pence`), never more than is owed [I: daily period]."""
+        rates = self.time_debt_rates_pence()
+        for key, rate in rates.items():
+            p = self._prepay()
+            owed = p.get(key, 0.0)
+            take = min(owed, rate)
+            if take > 0:
+                p[key] = owed - take
+                self.nvm.put(NS, "prepayment", p)
+                self._debit(take, at)
 
     def _debit(self, pence: float, at: float) -> None:
         """Take a charge from credit; emergency credit (when granted) covers a shortfall. When

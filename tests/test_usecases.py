@@ -489,6 +489,10 @@ def _strategy(p: Param):
         return st.one_of(st.none(), st.just("never"), _times)
     if kind == "ints":
         return st.lists(_ints(p), max_size=48).map(tuple)
+    if kind == "str":
+        return st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ abc", max_size=20)
+    if kind == "dlms":
+        return st.just(p.default)  # a structured value: its default (the parser is tested in test_dlms)
     if kind == "devices":
         return st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.binary(min_size=16, max_size=16)),
                         max_size=4).map(tuple)
@@ -567,6 +571,8 @@ def _use_case_and_params(draw):
             params[p.name] = draw(st.lists(row, max_size=8).map(tuple))
         elif draw(st.booleans()) or p.required:
             params[p.name] = draw(_strategy(p))
+    if d.use_case == "ECS57" and not any(params.get(k, True) for k in ("import", "period", "export")):
+        params["period"] = True  # at least one register to reset (all off is refused)
     params["now"] = draw(_times)  # the caller's clock, for time defaults
     for a, b in (("start", "end"), ("validity_start", "validity_end")):
         if a in params and b in params and params[b] < params[a]:

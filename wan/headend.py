@@ -68,9 +68,23 @@ log = logging.getLogger(__name__)
 #: Alerts a device sends instead of a response to a command it refuses: the emulated devices'
 #: security alerts (module doc: Rejections), and Error Non Volatile Memory for a command it could
 #: not store. 0x8F84 (in 0x00D5) is matched by its own body.
-REJECTION_ALERTS = frozenset(SECURITY_ALERTS.values()) | {AlertCode.ERROR_NON_VOLATILE_MEMORY}
-_ALERT_MESSAGE_CODES = frozenset({MessageCode.GCA, MessageCode.GNCA, MessageCode.MessageDeliveryFailure})
+REJECTION_ALERTS = frozenset(SECURITY_ALERTS.values()) | {AlertCode.ERROR_NON_VOLATILE_MEMORY,
+                                                           AlertCode.COMMAND_NOT_SUPPORTED_BY_DEVICE}
+_ALERT_MESSAGE_CODES = frozenset({MessageCode.GCA, MessageCode.GNCA, MessageCode.MessageDeliveryFailure, MessageCode.ECS100})
 
+
+
+def _unsupported_command(payload: object) -> int | None:
+    """The originator counter an ECS100 alert names: its details are the refused command's
+    message code (2 bytes) and originator counter (8 bytes) [O RTDS NA_ECS100]."""
+    body = getattr(payload, "body", None)
+    try:
+        raw = body.value[-1].value
+        if isinstance(raw, bytes) and len(raw) == 10:
+            return int.from_bytes(raw[2:], "big")
+    except (AttributeError, IndexError, TypeError):
+        return None
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,6 +535,12 @@ class HeadEnd:
         )
         return definition, msg, frame
 
+    @property
+    def network_operator(self) -> bytes:
+        """The network operator of the keystore, which originates distributor use cases (voltage
+        configuration, export reads ...)."""
+        return self.party("network_operator")
+
     async def send_use_case(
         self,
         use_case: str,
@@ -710,6 +730,11 @@ class HeadEnd:
             target = [self._pending.get((failed.recipient, failed.originator, failed.originator_counter))]
             target += [w for w in self._raw_waiters.get(failed.originator_counter, ())
                        if self._awaiting.get(w) == failed.recipient]
+        elif msg.message_code == MessageCode.ECS100 and _unsupported_command(payload) is not None:
+            # ECS100 names the command it refuses: its message code and originator counter [O RTDS]
+            counter = _unsupported_command(payload)
+            target = [self._pending.get((msg.originator, msg.recipient, counter))]
+            target += [w for w in self._raw_waiters.get(counter, ()) if self._awaiting.get(w) == msg.originator]
         elif code in self.rejection_alerts:  # names no command: the oldest one pending to the device
             device = msg.originator
             target = [next((f for f, to in self._awaiting.items() if to == device and not f.done()), None)]
