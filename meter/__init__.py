@@ -1,4 +1,4 @@
-"""Meters and the displays paired with them: the ESME and the IHD. Imports han, wan, firmware
+"""Meters and the displays paired with them: the ESME, the GSME and the IHD. Imports han, wan, firmware
 and gbcs; never hub.
 
 Both register as device types (`gbhub.firmware.registry`), so a rig composes any number of them:
@@ -10,9 +10,10 @@ from gbhub.han.join import join
 from gbhub.han.zcl_server import ZclServer
 
 from .esme import Esme
+from .gsme import Gsme
 from .ihd import Ihd
 
-__all__ = ["Esme", "Ihd"]
+__all__ = ["Esme", "Gsme", "Ihd"]
 
 
 def _create_esme(ctx: DeviceContext) -> Esme:
@@ -38,7 +39,32 @@ async def _join_esme(esme: Esme, ctx: DeviceContext) -> None:
 def _esme_status(esme: Esme) -> dict:
     regs = esme.registers()
     return {"import_kwh": regs.get("import_wh", 0) / 1000, "today_kwh": regs.get("current_day_wh", 0) / 1000,
-            "power_w": esme.power_w(), "supply": getattr(esme, "supply_state", None)}
+            "power_w": esme.power_w(), "supply": getattr(esme, "supply_state", None),
+            "credit": round(esme.credit_pence / 100, 2)}
+
+
+def _create_gsme(ctx: DeviceContext) -> Gsme:
+    s, ks = ctx.spec, ctx.keystore
+    return Gsme(s.eui, clock=ctx.clock, credentials=ctx.credentials(), trust=ctx.trust, nvm=ctx.nvm,
+                chf_eui=ctx.chf.eui, install_code=s.install_code, prepayment_key=ks.public_key(ctx.supplier, "pp-ka"),
+                prepayment_supplier=ctx.supplier, **ctx.firmware(), **s.options)
+
+
+def _attach_gsme(gsme: Gsme, ctx: DeviceContext) -> None:
+    gsme.attach_han(ctx.han)
+
+
+async def _join_gsme(gsme: Gsme, ctx: DeviceContext) -> None:
+    await join(gsme.han_port, ctx.chf.eui, ctx.spec.install_code, dispatch=gsme.han_dispatch,
+               device_type=DeviceType.GSME, clock=ctx.clock)
+
+
+def _gsme_status(gsme: Gsme) -> dict:
+    regs = gsme.registers() if gsme.state == "on" else {}
+    return {"volume_m3": regs.get("volume_l", 0) / 1000, "supply": gsme._supply_state() if gsme.state == "on" else None,
+            "credit": round(gsme.credit_pence / 100, 2) if gsme.state == "on" else None,
+            "battery": (gsme.data.get("gas") or {}).get("battery") if gsme.state == "on" else None,
+            "wakes": gsme.wakes}
 
 
 def _create_ihd(ctx: DeviceContext) -> Ihd:
@@ -57,6 +83,10 @@ register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=
                                 default_eui="02474248400000A0",
                                 default_install_code="83FED3407A939723A5C639B26916D505",
                                 keys=True, han_member=True, join=_join_esme, status=_esme_status))
+register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=DeviceType.GSME,
+                                default_eui="02474248400000A1",
+                                default_install_code="5C7E1A3B9D2F4E6081A3C5E7092B4D6F",
+                                keys=True, han_member=True, join=_join_gsme, status=_gsme_status))
 register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType.TYPE_2,
                                 default_eui="02474248400000A6",
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",

@@ -30,7 +30,7 @@ PAIRING_KEY = "meter"  # a HAN device's meter (types registered with `pairs_with
 
 # The demo premises (`gbhub run` without a rig, the `premises` fixture): [[device]] tables.
 DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (
-    {"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "ihd", "meter": "esme"},
+    {"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "gsme"}, {"type": "ihd", "meter": "esme"},
 )
 
 # The first device of each type in a rig without `eui` / `install_code` (from the registrations).
@@ -107,10 +107,13 @@ class Rig:
 
 
 
-def default_rig(data: Path | None, extra: list[dict] | tuple[dict, ...] = (), *, ihd: bool = True) -> Rig:
-    """The demo premises (CHF, GPF, ESME and IHD on the virtual HAN, test PKI in DATA/keys), plus
-    `extra` [[device]] tables as in a rig file (e.g. `[{"type": "esme"}]` for a second ESME)."""
-    tables = [dict(t) for t in DEFAULT_DEVICES if ihd or t["type"] != "ihd"] + [dict(t) for t in extra]
+def default_rig(data: Path | None, extra: list[dict] | tuple[dict, ...] = (), *, ihd: bool = True,
+                gsme: bool = True) -> Rig:
+    """The demo premises (CHF, GPF, ESME, GSME (dual fuel) and IHD on the virtual HAN, test PKI in
+    DATA/keys), plus `extra` [[device]] tables as in a rig file (e.g. `[{"type": "esme"}]` for a
+    second ESME). `ihd=False` / `gsme=False` leave those out."""
+    left_out = {t for t, keep in (("ihd", ihd), ("gsme", gsme)) if not keep}
+    tables = [dict(t) for t in DEFAULT_DEVICES if t["type"] not in left_out] + [dict(t) for t in extra]
     return Rig(data=data, devices=parse_devices(tables, Path.cwd()))
 
 

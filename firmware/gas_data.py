@@ -1,0 +1,219 @@
+"""The gas meter's data, as the GSME keeps it and as the GPF mirrors it: one schema in NVM, one
+projection onto ZSE attributes, and one way of answering the GBZ reads (Read Attributes,
+GetSampledData, GetSnapshot), so a read answered by the GPF from its copy has exactly the shape
+of the same read answered by the GSME.
+
+`GasData(nvm)` works on an NVM view: the GSME's own (its EUI scope) or the GPF's mirror of one
+GSME (`gpf.nvm.scope("mirror-<eui>")`). Keys of namespace `NS`: registers (volume in litres,
+tier and block registers), supply (valve), prepayment (as `meter.prepayment` keeps it), gas
+(calorific value, conversion factor, battery, tamper), sync (last push). The half-hourly profile
+and the daily read log are kept one UTC day per key (`PROFILE_NS`, `DAILY_NS`), so a push of the
+same interval twice is idempotent and 13 months cost ~400 keys.
+
+Units [I]: volume registers in litres (ZSE CurrentSummationDelivered with unit m³, divisor 1000,
+as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 £ [O RTDS CS01b].
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from gbcs.gbz import GbzComponent, GbzPayload
+from gbcs.zcl import (
+    Cluster,
+    ClusterCommand,
+    DefaultResponse,
+    ReadAttributes,
+    Status,
+    ZclHeader,
+    read_attributes_response,
+)
+
+NS = "meter"  # the namespace `meter.prepayment` keeps its state in
+PROFILE_NS = "gas_profile"
+DAILY_NS = "gas_daily"
+HALF_HOUR = 1800
+DAY = 86400
+ZCL_EPOCH = 946684800  # 2000-01-01T00:00Z as Unix seconds
+PROFILE_DAYS = 13 * 31  # 13 months of half-hours [S FACTS 3.4 by analogy with the ESME; U for the GSME]
+DAILY_DAYS = 731  # [U] two years of daily reads
+MONEY = 1000  # ZSE money units (1/100000 £) per penny
+SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
+_M, _PP = Cluster.METERING, Cluster.PREPAYMENT
+_NOT_FOUND = Status.NOT_FOUND
+
+
+def zcl_seconds(t: float) -> int:
+    return max(0, int(t) - ZCL_EPOCH)
+
+
+class GasData:
+    """One GSME's data in an NVM view (module doc)."""
+
+    def __init__(self, nvm) -> None:
+        self.nvm = nvm
+
+    # -- state -------------------------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.nvm.get(NS, key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self.nvm.put(NS, key, value)
+
+    def state(self) -> dict:
+        """Everything but the logs (what a push carries)."""
+        return {k: v for k, v in self.nvm.items(NS) if k in STATE_KEYS}
+
+    def apply_state(self, state: dict) -> None:
+        for k, v in state.items():
+            if k in STATE_KEYS:
+                self.nvm.put(NS, k, v)
+
+    # -- logs ---------------------------------------------------------------------------------
+    def put_interval(self, end: int, litres: int) -> None:
+        """The half-hour ending at `end` (Unix seconds) used `litres`."""
+        start = end - HALF_HOUR
+        day = start // DAY
+        slots = list(self.nvm.get(PROFILE_NS, str(day)) or [None] * 48)
+        slots[(start % DAY) // HALF_HOUR] = litres
+        self.nvm.put(PROFILE_NS, str(day), slots)
+
+    def put_profile_day(self, day: int, slots: list) -> None:
+        """Merge a day of intervals (None = not known) into the log."""
+        mine = list(self.nvm.get(PROFILE_NS, str(day)) or [None] * 48)
+        self.nvm.put(PROFILE_NS, str(day), [s if s is not None else m for s, m in zip(slots, mine)])
+
+    def profile_day(self, day: int) -> list | None:
+        return self.nvm.get(PROFILE_NS, str(day))
+
+    def intervals(self, start: int, count: int) -> list[int | None]:
+        """`count` half-hour volumes from the interval starting at `start` (Unix, aligned)."""
+        out: list[int | None] = []
+        t = start - start % HALF_HOUR
+        cache: dict[int, list | None] = {}
+        for _ in range(count):
+            day = t // DAY
+            if day not in cache:
+                cache[day] = self.nvm.get(PROFILE_NS, str(day))
+            slots = cache[day]
+            out.append(None if slots is None else slots[(t % DAY) // HALF_HOUR])
+            t += HALF_HOUR
+        return out
+
+    def put_daily(self, entry: dict) -> None:
+        self.nvm.put(DAILY_NS, str(entry["t"] // DAY), entry)
+
+    def daily(self) -> list[dict]:
+        return sorted((v for _k, v in self.nvm.items(DAILY_NS)), key=lambda e: e["t"])
+
+    def prune(self, today: int) -> None:
+        for ns, keep in ((PROFILE_NS, PROFILE_DAYS), (DAILY_NS, DAILY_DAYS)):
+            for key in self.nvm.keys(ns):
+                if int(key) < today - keep:
+                    self.nvm.delete(ns, key)
+
+    # -- ZSE projection -----------------------------------------------------------------------
+    def metering_attributes(self, firmware_version: bytes = b"") -> dict[int, Any]:
+        reg = self.get("registers") or {}
+        gas = self.get("gas") or {}
+        supply = (self.get("supply") or {}).get("state", "enabled")
+        status = (0x01 if gas.get("battery", 100) < gas.get("low_battery", 10) else 0) | (0x02 if gas.get("tamper") else 0)
+        tiers = reg.get("tier_l", [0] * 4)
+        blocks = reg.get("block_l", [0] * 4)
+        values: dict[int, Any] = {
+            0x0000: reg.get("volume_l", 0), 0x0014: SUPPLY_ZCL.get(supply, 0), 0x0200: status,
+            0x0201: int(gas.get("battery", 100)), 0x0205: int(gas.get("battery", 100) * 36.5),
+            0x0300: 1, 0x0301: 1, 0x0302: 1000, 0x0306: 0x80,  # m³, divisor 1000 [O RTDS GCS13a]; gas mirror type
+            0x0307: gas.get("mprn", b"") or b"",
+        }
+        if firmware_version:
+            values[0x0206] = firmware_version
+        for i in range(4):
+            values[0x0100 + 2 * i] = tiers[i]  # CurrentTier<i>SummationDelivered
+            values[0x0700 + i] = blocks[i] if 0x0700 + i else 0
+        values[0x0401] = reg.get("volume_l", 0) - reg.get("day_start_l", 0)  # CurrentDayConsumptionDelivered
+        values[0x0403] = reg.get("previous_day_l", 0)
+        return values
+
+    def prepayment_attributes(self) -> dict[int, Any]:
+        p = self.get("prepayment") or {}
+        credit = int(round(p.get("credit", 0) * MONEY))
+        ec = int(round(p.get("ec_remaining", 0) * MONEY))
+        return {
+            0x0000: 0x0001 if p.get("mode") == "prepayment" else 0, 0x0001: credit, 0x0002: ec,
+            0x0003: (0x01 if credit > 0 else 0) | (0x02 if p.get("ec_active") else 0), 0x0005: int(round(p.get("debt", 0) * MONEY)),
+            0x0010: int(round(p.get("ec_limit", 0) * MONEY)), 0x0011: int(round(p.get("ec_threshold", 0) * MONEY)),
+            0x0020: int(round(p.get("total_added", 0) * MONEY)),
+        }
+
+    # -- answering GBZ reads ------------------------------------------------------------------
+    def answer(self, components: Iterable[GbzComponent], *, now: float, firmware_version: bytes = b"",
+               encrypt: Callable[[bytes], bytes] | None = None) -> bytes:
+        """The response content to GBZ reads: each component answered in order; responses that
+        carry meter data are encrypted with `encrypt` when given [O RTDS GCS13a/GCS16a/GCS17]."""
+        out = []
+        for i, c in enumerate(components):
+            out.append(self._answer_one(c, now, firmware_version, encrypt, i))
+        return GbzPayload.build(out).encode()
+
+    def _answer_one(self, c: GbzComponent, now: float, fw: bytes, encrypt, index: int) -> GbzComponent:
+        p = c.payload
+        seq = c.header.sequence
+        if isinstance(p, ReadAttributes):
+            values = self.metering_attributes(fw) if c.cluster_id == _M else self.prepayment_attributes()
+            resp = read_attributes_response(c.cluster_id, p.attribute_ids, values)
+            sensitive = encrypt is not None and not (c.cluster_id == _M and set(p.attribute_ids) <= {0x0206, 0x0014})
+            return _component(c.cluster_id, resp, seq, encrypt if sensitive else None, disable_default_response=sensitive)
+        if isinstance(p, ClusterCommand) and p.name == "GetSampledData":
+            start = p["earliest_sample_time"] + ZCL_EPOCH
+            start -= start % HALF_HOUR
+            n = min(p["number_of_samples"], 48 * PROFILE_DAYS)
+            values = self.intervals(start, n)
+            while values and values[-1] is None:
+                values.pop()
+            if not values:
+                return _component(c.cluster_id, DefaultResponse(p.command_id, _NOT_FOUND), seq, None)
+            resp = ClusterCommand.build(_M, "GetSampledDataResponse", sample_id=p["sample_id"],
+                                        sample_start_time=zcl_seconds(start), sample_type=0,
+                                        sample_request_interval=HALF_HOUR,
+                                        number_of_samples=len(values),
+                                        samples=[{"value": v or 0} for v in values])
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
+        if isinstance(p, ClusterCommand) and p.name == "GetSnapshot":
+            lo, hi = p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH
+            days = [e for e in self.daily() if lo <= e["t"] <= hi]
+            days.reverse()  # offset 0 = the most recent [I]
+            k = p["snapshot_offset"]
+            if k >= len(days):
+                return _component(c.cluster_id, DefaultResponse(p.command_id, _NOT_FOUND), seq, None)
+            e = days[k]
+            resp = _snapshot(e, len(days))
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
+        return _component(c.cluster_id, DefaultResponse(c.header.command_id, Status.UNSUP_CLUSTER_COMMAND), seq, None)
+
+
+STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync")
+
+
+def _snapshot(e: dict, total: int) -> ClusterCommand:
+    """A daily read as PublishSnapshot, payload type 6 (block tier information set delivered),
+    the GB daily snapshot [O RTDS GCS16a]."""
+    tiers = list(e.get("tier_l", [0] * 4))
+    blocks = list(e.get("block_l", [0] * 4))
+    return ClusterCommand.build(
+        _M, "PublishSnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
+        total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=1,
+        snapshot_payload_type=6, current_summation_delivered=e["volume_l"], number_of_tiers_in_use=len(tiers),
+        tier_summations=[{"value": v} for v in tiers], number_of_tiers_and_block_thresholds_in_use=len(blocks),
+        tier_block_summations=[{"value": v} for v in blocks],
+    )
+
+
+def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_default_response: bool = False) -> GbzComponent:
+    if encrypt is not None:
+        return GbzComponent.build_encrypted(cluster, payload, encrypt, sequence=sequence,
+                                            disable_default_response=disable_default_response)
+    return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
+
+
+__all__ = ["GasData", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+           "PROFILE_DAYS", "ZclHeader"]
