@@ -102,7 +102,11 @@ def _read(gsme: "Gsme", message: Message) -> Outcome:
     comps = _gbz_command(message)
     content = gsme.data.answer(comps, now=gsme.device_now(), firmware_version=gsme.firmware_version,
                                encrypt=encryptor(gsme.encryption_key_for(message), gsme.eui))
-    return Outcome(content, gsme.dated(GSME_RELIABLE))
+    undated = message.message_code in _UNDATED_READS  # [O RTDS GCS38/GCS16a/GCS17 responses carry no date-time]
+    return Outcome(content, None if undated else gsme.dated(GSME_RELIABLE))
+
+
+_UNDATED_READS = frozenset((MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17))
 
 
 def _change_supply(gsme: "Gsme", message: Message) -> bytes:

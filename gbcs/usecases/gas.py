@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import catalogue
 from ..asn1 import DeviceTimeStatus, SetTime, SetTimeResponse
+from ..codec import jsonable
 from ..frame import Message
 from ..gbz import GbzAlert, GbzPayload, GbzComponent
 from ..zcl import (
@@ -37,7 +38,7 @@ from ..zcl import (
     utc_text,
 )
 from .common import Unexpected, define
-from .params import Param
+from .params import REQUIRED, Param
 
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
 _ZCL_EPOCH = _dt.datetime(2000, 1, 1, tzinfo=_dt.timezone.utc)
@@ -101,12 +102,12 @@ def _component_summary(c: GbzComponent) -> dict:
         out: dict[str, Any] = {}
         for r in p.records:
             name = attribute_name(c.cluster_id, r.attribute_id)
-            out[name] = r.value if r.status == Status.SUCCESS else status_name(r.status)
+            out[name] = jsonable(r.value) if r.status == Status.SUCCESS else status_name(r.status)
         return {"attributes": out}
     if isinstance(p, DefaultResponse):
         return {"status": status_name(p.status), "status_code": p.status}
     if isinstance(p, ClusterCommand):
-        return {"command": p.name, "fields": p.as_dict()}
+        return {"command": p.name, "fields": jsonable(p.as_dict())}
     return {"payload": type(p).__name__}
 
 
@@ -252,7 +253,8 @@ def _b_cs01b(counter: int, *, utrn: str) -> bytes:
 
 
 define("CS01b", target="gsme", build=_b_cs01b, interpret=_i_topup, utrn=True,
-       params=(Param("utrn", "utrn", None, "the 20-digit UTRN (made with the supplier's prepayment key)"),),
+       params=(Param("utrn", "utrn", REQUIRED, "the 20-digit UTRN (made with the supplier's prepayment key; its 10 "
+                             "counter bits match the originator counter's UTRN counter)"),),
        response="GBZ: ConsumerTopUpResponse{result, value, source, credit remaining}")
 
 
