@@ -83,12 +83,12 @@ register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=
                                 default_eui="02474248400000A0",
                                 default_install_code="83FED3407A939723A5C639B26916D505",
                                 keys=True, han_member=True, join=_join_esme, status=_esme_status))
-register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=DeviceType.GSME,
-                                default_eui="02474248400000A1",
-                                default_install_code="5C7E1A3B9D2F4E6081A3C5E7092B4D6F",
-                                keys=True, han_member=True, join=_join_gsme, status=_gsme_status))
 register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType.TYPE_2,
                                 default_eui="02474248400000A6",
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",
                                 han_member=True, pairs_with="esme", starts_after_commissioning=True,
                                 status=_ihd_status))
+register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=DeviceType.GSME,
+                                default_eui="02474248400000A1",
+                                default_install_code="5C7E1A3B9D2F4E6081A3C5E7092B4D6F",
+                                keys=True, han_member=True, join=_join_gsme, status=_gsme_status))

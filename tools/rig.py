@@ -30,7 +30,7 @@ PAIRING_KEY = "meter"  # a HAN device's meter (types registered with `pairs_with
 
 # The demo premises (`gbhub run` without a rig, the `premises` fixture): [[device]] tables.
 DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (
-    {"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "gsme"}, {"type": "ihd", "meter": "esme"},
+    {"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "ihd", "meter": "esme"}, {"type": "gsme"},
 )
 
 # The first device of each type in a rig without `eui` / `install_code` (from the registrations).
