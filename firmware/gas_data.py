@@ -130,6 +130,8 @@ class GasData:
         for i in range(4):
             values[0x0100 + 2 * i] = tiers[i]  # CurrentTier<i>SummationDelivered
             values[0x0700 + i] = blocks[i] if 0x0700 + i else 0
+        values[0x0607] = 1 if gas.get("locked") else 0  # SupplyTamperState: 0 unchanged, 1 locked [I]
+        values[0x0608] = 0  # SupplyDepletionState
         values[0x0401] = reg.get("volume_l", 0) - reg.get("day_start_l", 0)  # CurrentDayConsumptionDelivered
         values[0x0403] = reg.get("previous_day_l", 0)
         return values
@@ -148,8 +150,8 @@ class GasData:
     # -- answering GBZ reads ------------------------------------------------------------------
     def answer(self, components: Iterable[GbzComponent], *, now: float, firmware_version: bytes = b"",
                encrypt: Callable[[bytes], bytes] | None = None) -> bytes:
-        """The response content to GBZ reads: each component answered in order; responses that
-        carry meter data are encrypted with `encrypt` when given [O RTDS GCS13a/GCS16a/GCS17]."""
+        """The response content to GBZ reads: each component answered in order; data components
+        encrypted with `encrypt` when given (the use cases in `gbcs.usecases.gas.ENCRYPTED_RESPONSES`)."""
         out = []
         for i, c in enumerate(components):
             out.append(self._answer_one(c, now, firmware_version, encrypt, i))
@@ -159,10 +161,10 @@ class GasData:
         p = c.payload
         seq = c.header.sequence
         if isinstance(p, ReadAttributes):
-            values = self.metering_attributes(fw) if c.cluster_id == _M else self.prepayment_attributes()
+            values = (self.metering_attributes(fw) if c.cluster_id == _M else self.prepayment_attributes() if c.cluster_id == _PP
+                      else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
             resp = read_attributes_response(c.cluster_id, p.attribute_ids, values)
-            sensitive = encrypt is not None and not (c.cluster_id == _M and set(p.attribute_ids) <= {0x0206, 0x0014})
-            return _component(c.cluster_id, resp, seq, encrypt if sensitive else None, disable_default_response=sensitive)
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=encrypt is not None)
         if isinstance(p, ClusterCommand) and p.name == "GetSampledData":
             start = p["earliest_sample_time"] + ZCL_EPOCH
             start -= start % HALF_HOUR
@@ -171,7 +173,7 @@ class GasData:
             while values and values[-1] is None:
                 values.pop()
             if not values:
-                return _component(c.cluster_id, DefaultResponse(p.command_id, _NOT_FOUND), seq, None)
+                return not_found(c)
             resp = ClusterCommand.build(_M, "GetSampledDataResponse", sample_id=p["sample_id"],
                                         sample_start_time=zcl_seconds(start), sample_type=0,
                                         sample_request_interval=HALF_HOUR,
@@ -184,11 +186,26 @@ class GasData:
             days.reverse()  # offset 0 = the most recent [I]
             k = p["snapshot_offset"]
             if k >= len(days):
-                return _component(c.cluster_id, DefaultResponse(p.command_id, _NOT_FOUND), seq, None)
+                return not_found(c)
             e = days[k]
             resp = _snapshot(e, len(days))
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
-        return _component(c.cluster_id, DefaultResponse(c.header.command_id, Status.UNSUP_CLUSTER_COMMAND), seq, None)
+        if isinstance(p, ClusterCommand) and p.name == "GetPrepaySnapshot":
+            lo, hi = p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH
+            days = [e for e in self.daily() if lo <= e["t"] <= hi and "credit" in e]
+            days.reverse()
+            k = p["snapshot_offset"]
+            if k >= len(days):
+                return not_found(c)
+            e = days[k]
+            resp = ClusterCommand.build(
+                _PP, "PublishPrepaySnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
+                total_snapshots_found=min(len(days), 255), command_index=0, total_number_of_commands=1, snapshot_cause=1,
+                snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY), type1_debt_remaining=0,
+                type2_debt_remaining=0, type3_debt_remaining=0, emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
+                credit_remaining=int(e["credit"] * MONEY))
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
+        return not_found(c)  # logs this meter keeps empty (debt payments), calendar and price reads [I]
 
 
 STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync")
@@ -208,6 +225,20 @@ def _snapshot(e: dict, total: int) -> ClusterCommand:
     )
 
 
+BASIC_ATTRIBUTES = {0x0004: "GBHUB", 0x0005: "GSME-EMULATOR"}  # manufacturer, model [I]
+
+
+def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzComponent:
+    """A Default Response to component `c`, in the opposite direction [O RTDS GCS07/GCS40a]."""
+    back = 0 if c.header.direction else 1
+    return GbzComponent.build(c.cluster_id, DefaultResponse(c.header.command_id, status), sequence=c.header.sequence,
+                              direction=back)
+
+
+def not_found(c: GbzComponent) -> GbzComponent:
+    return default_response(c, _NOT_FOUND)
+
+
 def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_default_response: bool = False) -> GbzComponent:
     if encrypt is not None:
         return GbzComponent.build_encrypted(cluster, payload, encrypt, sequence=sequence,
@@ -215,5 +246,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "ZclHeader"]

@@ -41,7 +41,7 @@ from gbcs.codec import DecodeError, eui_hex
 from gbcs.frame import CRA, decode_message
 from gbcs.gbz import GbzAlert, decode_gbz, encryptor
 from gbcs.security import check_signature
-from gbcs.usecases.gas import GPF_RELIABLE, UNRELIABLE
+from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GPF_RELIABLE, UNRELIABLE
 from gbcs.zcl import (
     Cluster,
     ClusterCommand,
@@ -96,8 +96,10 @@ def _read_from_store(gpf: "Gpf", message: Message) -> Outcome:
     if not comps or any(c.payload is None for c in comps):
         raise CommandRejected("malformed", "not a plaintext GBZ read")
     data = gpf.mirror(gsme)
+    encrypt = (encryptor(gpf.encryption_key_for(message), gpf.eui) if message.message_code in ENCRYPTED_RESPONSES
+               else None)
     content = data.answer(comps, now=gpf.clock.now(), firmware_version=bytes.fromhex(
-        (data.get("gas") or {}).get("firmware", "")) or b"", encrypt=encryptor(gpf.encryption_key_for(message), gpf.eui))
+        (data.get("gas") or {}).get("firmware", "")) or b"", encrypt=encrypt)
     return Outcome(content, datetime_bytes(gpf.clock.now())[:-1] + bytes((gpf.reliability(gsme),)))
 
 
@@ -116,6 +118,8 @@ class Gpf(GbcsDevice):
         call(MessageCode.GCS60, _read_from_store),
         call(MessageCode.GCS16a, _read_from_store),
         call(MessageCode.GCS17, _read_from_store),
+        call(MessageCode.GCS16b, _read_from_store),
+        call(MessageCode.GCS21m, _read_from_store),
     )
 
     def __init__(self, eui: bytes | str, *, clock, credentials, trust, nvm=None, device_log_capacity: int = 16,

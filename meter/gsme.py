@@ -41,12 +41,12 @@ from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, parse_eui
 from gbcs.frame import Message
 from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, decode_gbz, encryptor
-from gbcs.usecases.gas import GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
+from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
-from gbhub.firmware.gas_data import DAY, HALF_HOUR, MONEY, NS, SUPPLY_ZCL, GasData
+from gbhub.firmware.gas_data import DAY, HALF_HOUR, MONEY, NS, SUPPLY_ZCL, GasData, default_response
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
 from gbhub.han.aps import TUNNELING_CLUSTER, HanError
 from gbhub.han.transport import ClusterDispatch
@@ -100,13 +100,71 @@ def _one_command(message: Message, name: str) -> ClusterCommand:
 # ------------------------------------------------------------------------------- handlers
 def _read(gsme: "Gsme", message: Message) -> Outcome:
     comps = _gbz_command(message)
-    content = gsme.data.answer(comps, now=gsme.device_now(), firmware_version=gsme.firmware_version,
-                               encrypt=encryptor(gsme.encryption_key_for(message), gsme.eui))
+    encrypt = (encryptor(gsme.encryption_key_for(message), gsme.eui) if message.message_code in ENCRYPTED_RESPONSES
+               else None)
+    content = gsme.data.answer(comps, now=gsme.device_now(), firmware_version=gsme.firmware_version, encrypt=encrypt)
     undated = message.message_code in _UNDATED_READS  # [O RTDS GCS38/GCS16a/GCS17 responses carry no date-time]
     return Outcome(content, None if undated else gsme.dated(GSME_RELIABLE))
 
 
-_UNDATED_READS = frozenset((MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17))
+_UNDATED_READS = frozenset((MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m,
+                            MessageCode.GCS21f, MessageCode.GCS16b, MessageCode.GCS15d))
+
+# settings a command writes into the "gas" state: command name -> {field: state key} [I]
+_SETTINGS = {
+    "DisplayMessage": {"message": "message"},
+    "PublishChangeOfSupplier": {"proposed_provider_name": "supplier_name", "proposed_provider_contact_details": "supplier_contact"},
+    "RequestNewPasswordResponse": {"password_type": "pin_disabled"},
+    "SetUncontrolledFlowThreshold": {"uncontrolled_flow_threshold": "flow_threshold"},
+    "SetSupplyStatus": {"supply_tamper_state": "tamper_state", "supply_depletion_state": "depletion_state"},
+    "PublishBillingPeriod": {"billing_period_start_time": "billing_start", "billing_period_duration": "billing_duration"},
+    "PublishBlockPeriod": {"block_period_start_time": "block_start", "block_period_duration": "block_duration"},
+}
+
+
+def _settings(gsme: "Gsme", message: Message) -> bytes:
+    """Commands that only store settings: each component stored and answered with a Default
+    Response [O RTDS GCS07/GCS11/GCS24a/GCS25a/GCS44 responses]."""
+    comps = _gbz_command(message)
+    gas = gsme.nvm.get(NS, "gas")
+    out = []
+    for c in comps:
+        cmd = c.payload
+        mapping = _SETTINGS.get(getattr(cmd, "name", ""))
+        if mapping is None:
+            raise CommandRejected("malformed", f"{getattr(cmd, 'name', type(cmd).__name__)} is not part of this use case")
+        for field, key in mapping.items():
+            value = cmd[field]
+            gas[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if cmd.name == "SetUncontrolledFlowThreshold":
+            # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
+            gsme.uncontrolled_flow_lph = cmd["uncontrolled_flow_threshold"] * cmd["multiplier"] / max(1, cmd["divisor"]) * 1000
+            gas["uncontrolled_flow_lph"] = gsme.uncontrolled_flow_lph
+        out.append(default_response(c))
+    gsme.nvm.put(NS, "gas", gas)
+    return GbzPayload.build(out).encode()
+
+
+def _clear_event_log(gsme: "Gsme", message: Message) -> bytes:
+    cmd = _one_command(message, "ClearEventLogRequest")
+    gsme.clear_event_log(by=message.originator.hex())
+    resp = ClusterCommand.build(Cluster.EVENTS, "ClearEventLogResponse", cleared_event_logs=cmd["log_id"] & 0x08 or 0x08)
+    return _component(resp, Cluster.EVENTS)
+
+
+def _event_log(gsme: "Gsme", message: Message) -> bytes:
+    cmd = _one_command(message, "GetEventLog")
+    lo, hi = cmd["start_time"] + 946684800, cmd["end_time"] + 946684800
+    events = [e for e in gsme.event_log() if lo <= e["time"] <= hi and isinstance(e.get("code"), int)]
+    comp = _gbz_command(message)[0]
+    if not events:
+        return GbzPayload.build([default_response(comp, Status.NOT_FOUND)]).encode()
+    events = events[-10:]
+    resp = ClusterCommand.build(Cluster.EVENTS, "PublishEventLog", total_number_of_events=len(events), command_index=0,
+                                total_commands=1, log_payload_control=0,
+                                events=[{"log_id": 1, "event_id": e["code"] & 0xFFFF,
+                                         "event_time": max(0, int(e["time"]) - 946684800), "event_data": b""} for e in events])
+    return _component(resp, Cluster.EVENTS)
 
 
 def _change_supply(gsme: "Gsme", message: Message) -> bytes:
@@ -200,6 +258,17 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS40a, _credit_adjustment),
         call(MessageCode.GCS40b, _credit_adjustment),
         call(MessageCode.GCS28, _set_time),
+        call(MessageCode.GCS21m, _read),
+        call(MessageCode.GCS21f, _read),
+        call(MessageCode.GCS16b, _read),
+        call(MessageCode.GCS15d, _read),
+        call(MessageCode.GCS07, _settings),
+        call(MessageCode.GCS11, _settings),
+        call(MessageCode.GCS44, _settings),
+        call(MessageCode.GCS24a, _settings),
+        call(MessageCode.GCS25a, _settings),
+        call(MessageCode.CS11, _clear_event_log),
+        call(MessageCode.CS10a, _event_log),
         read(MessageCode.CS07),
         join(MessageCode.CS03B),
         unjoin(MessageCode.CS04B),
@@ -478,7 +547,9 @@ class Gsme(Prepayment, GbcsDevice):
             body: dict[str, Any] = {"profile": {str(d): self.data.profile_day(d) for d in chunk}}
             last = i == len(chunks) - 1
             if last:
-                body["state"] = self.data.state()
+                state = self.data.state()
+                state["gas"] = dict(state.get("gas") or {}, firmware=self.firmware_version.hex())
+                body["state"] = state
                 body["daily"] = daily
                 body["events"] = self.event_log()[-10:]
             body["t"] = self.device_now()

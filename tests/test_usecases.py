@@ -27,7 +27,8 @@ from gbcs.utrn import Utrn, ValueClass
 UTC = dt.timezone.utc
 LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a ECS35b ECS42 ECS43 ECS44 ECS45 ECS52 ECS70 "
           "ECS01a CS01a CS03B CS04B CS07 CS14 "
-          "GCS13a GCS38 GCS32 GCS39 CS01b GCS06 GCS40a GCS40b GCS17 GCS16a GCS28 GCS14 GCS33 GCS60").split()
+          "GCS13a GCS38 GCS32 GCS39 CS01b GCS06 GCS40a GCS40b GCS17 GCS16a GCS28 GCS14 GCS33 GCS60 "
+          "GCS07 GCS11 GCS44 CS11 CS10a GCS21m GCS21f GCS24a GCS25a GCS16b GCS15d").split()
 _NO_VECTOR = {"GCS14", "GCS33", "GCS60"}  # gas reads RTDS has no vector for (built from the catalogue)
 
 # --------------------------------------------------------------------------------------------
@@ -74,7 +75,20 @@ _FOLDERS: dict[str, tuple[str, dict]] = {
     "4.6.1_GCS16a": ("GCS16a", dict(start="2014-12-30T00:00:04Z", end="2016-01-01T00:00:03Z")),
     "6.11_GCS28": ("GCS28", dict(validity_start="2014-12-31T23:30:00Z", validity_end="2015-01-01T00:30:00Z")),
     "8.1.1_GCS28Commission": ("GCS28", dict(validity_start="2014-12-31T23:30:00Z", validity_end="2015-01-01T00:30:00Z")),
+    "3.1_GCS07": ("GCS07", dict(issuer_event_id=473385600)),
+    "3.5_GCS11": ("GCS11", dict(issuer_event_id=473385600)),
+    "3.4_GCS44": ("GCS44", dict(issuer_event_id=473385600)),
+    "3.3_CS11": ("CS11", {}),
+    "6.13_CS10a": ("CS10a", dict(start="2014-12-31T00:00:00Z", end="2030-01-01T00:00:00Z")),
+    "6.2.4_GCS21m": ("GCS21m", {}),
+    "4.11.1_GCS21f": ("GCS21f", {}),
+    "6.7_GCS24a": ("GCS24a", dict(issuer_event_id=473385600)),
+    "6.8_GCS25a": ("GCS25a", dict(issuer_event_id=473385600)),
+    "4.14_GCS16b": ("GCS16b", dict(start="2014-12-29T23:00:00Z", end="2015-01-01T00:00:00Z")),
+    "4.4.4_GCS15d": ("GCS15d", dict(start="2014-12-01T00:00:00Z", end="2020-12-31T00:00:00Z")),
 }
+# gas reads RTDS sends from the ACB (an "unknown remote party" for the GSME's trust anchors)
+_ACB_SENT_GAS = {"GCS16b_4.14_URP_SUCCESS_COMMAND_GBCS.HEX", "GCS15d_4.4.4_SUCCESS_COMMAND_GBCS.HEX"}
 # RTDS's CS01b ERROR command carries a UTRN whose check digit is wrong: our builder refuses it
 _UNBUILDABLE = {"CS01b_2.2_ERROR_COMMAND_GBCS.HEX"}
 _FILE_PARAMS: dict[str, dict] = {
@@ -90,6 +104,10 @@ _FILE_PARAMS: dict[str, dict] = {
     "GCS16a_4.6.1_ERROR": dict(start="2014-12-29T00:00:04Z"),
     "GCS17_4.8.1_NOT_FOUND": dict(start="2013-01-01T00:00:00Z", samples=8690),
     "GCS28_6.11_ERROR": dict(validity_start="2015-01-01T01:00:00Z", validity_end="2015-01-01T02:00:00Z"),
+    "GCS25a_6.8_ERROR": dict(start="2015-02-01T00:00:00Z", duration=3),
+    "CS10a_6.13_NOT_FOUND": dict(start="2030-01-26T00:00:00Z", end="2030-01-26T07:00:00Z"),
+    "GCS15d_4.4.4_NOT_FOUND": dict(start="2014-12-31T00:00:00Z", end="2014-12-31T18:00:00Z"),
+    "GCS15d_4.4.4_ERROR": dict(end="2014-12-31T00:00:00Z"),
     "GCS28Commission_8.1.1_ERROR": dict(validity_start="2015-01-01T01:00:00Z", validity_end="2015-01-01T02:00:00Z"),
 }
 
@@ -136,7 +154,8 @@ def test_rtds_command_content_rebuilt_byte_exact(row):
     # originator role as RTDS shows it: the ACB, carrying the supplier, for CHF use cases
     if d.originator == "acb":
         assert m.originator == RTDS_ACB and m.supplementary_remote_party_id == RTDS_SUPPLIER
-    elif "SUCCESS" in row["file"]:  # (the CS03B and CS07 error vectors are ACB-sent)
+    elif "SUCCESS" in row["file"] and row["file"].split("/")[-1] not in _ACB_SENT_GAS:  # (the CS03B and CS07
+        # error vectors, and two gas reads, are ACB-sent)
         assert catalogue.RTDS_REMOTE_PARTIES[m.originator] in (catalogue.RemotePartyRole.SUPPLIER,
                                                                 catalogue.RemotePartyRole.NETWORK_OPERATOR)
 
@@ -501,6 +520,8 @@ def _strategy(p: Param):
         return st.one_of(st.none(), st.just("never"), _times)
     if kind == "ints":
         return st.lists(_ints(p), max_size=48).map(tuple)
+    if kind == "str":
+        return st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
     if kind == "devices":
         return st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.binary(min_size=16, max_size=16)),
                         max_size=4).map(tuple)

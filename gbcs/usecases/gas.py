@@ -55,11 +55,15 @@ SUPPLY_READ = (SUPPLY_STATUS,)
 BALANCE_READ = (0x0001, 0x0002, 0x0005)  # credit, emergency credit remaining, accumulated debt
 PREPAYMENT_READ = (0x0000, 0x0001, 0x0002, 0x0003, 0x0005, 0x0010, 0x0011, 0x0020)
 SUPPLY_OFF, SUPPLY_ARMED, SUPPLY_ON = 0, 1, 2  # ZSE SupplyStatus: off, off/armed, on [S ZSE; O RTDS GCS39 = 1]
+#: reads whose response components carry meter data encrypted [O RTDS GCS13a/GCS15d/GCS16a/GCS16b/GCS17; I GCS14/GCS60]
+ENCRYPTED_RESPONSES = frozenset(catalogue.MessageCode[n] for n in ("GCS13a", "GCS14", "GCS60", "GCS15d", "GCS16a", "GCS16b",
+                                                                   "GCS17"))
 SNAPSHOT_COMPONENTS = 31  # GCS16a asks for 31 daily snapshots [O RTDS]
 
 
 def zcl_time(moment: _dt.datetime) -> int:
-    return utc_seconds(moment)
+    """ZCL UTCTime of `moment`, clamped to what the field holds (2000-01-01 .. 2136)."""
+    return min(max(0, utc_seconds(moment)), 0xFFFFFFFE)
 
 
 def _now_stamp(value: int | None, now: _dt.datetime | None, what: str) -> int:
@@ -70,10 +74,15 @@ def _now_stamp(value: int | None, now: _dt.datetime | None, what: str) -> int:
     return zcl_time(now)
 
 
-def gbz(*items: tuple[int, Any], renumber: bool = False) -> bytes:
-    """A GBZ command of one component per (cluster, ZCL payload): ZCL sequence 0, or with
-    `renumber` the component index (GCS16a) [O RTDS]."""
-    return GbzPayload.build([GbzComponent.build(cluster, payload) for cluster, payload in items], renumber=renumber).encode()
+def gbz(*items: tuple, renumber: bool = False) -> bytes:
+    """A GBZ command of one component per (cluster, ZCL payload[, from date-time]): ZCL sequence
+    0, or with `renumber` the component index (GCS16a) [O RTDS]."""
+    return GbzPayload.build([GbzComponent.build(item[0], item[1], from_date_time=item[2] if len(item) > 2 else None)
+                             for item in items], renumber=renumber).encode()
+
+
+def cmd(cluster: int, name: str, **fields: Any) -> tuple[int, ClusterCommand]:
+    return cluster, ClusterCommand.build(cluster, name, **fields)
 
 
 def _read(cluster: int, ids: tuple[int, ...]):
@@ -331,5 +340,165 @@ define("GCS28", target="gsme", build=_b_gcs28, interpret=_i_set_time,
                Param("validity_end", "datetime", None, "end of the validity window; default: start + 1 hour")),
        response="ASN.1 Set Time Response{device time, status 0 reliable / 1 invalid / 2 unreliable}")
 
-__all__ = ["RELIABILITY", "GPF_RELIABLE", "GSME_RELIABLE", "UNRELIABLE", "gbz", "zcl_time", "SUPPLY_OFF", "SUPPLY_ON",
+# -- more GSME use cases: messages, PIN, supplier details, event logs, flow / tamper settings, billing
+# calendar, prepayment logs and snapshots, debt, tariff read (layouts [O RTDS]) ------------------
+_MSG, _DM, _EV, _PR, _CAL = Cluster.MESSAGING, Cluster.DEVICE_MANAGEMENT, Cluster.EVENTS, Cluster.PRICE, Cluster.CALENDAR
+_NOW = "now"
+
+
+def _b_gcs07(counter: int, *, issuer_event_id: int | None, text: str, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_MSG, "DisplayMessage", message_id=event, message_control=0, start_time=0, duration_in_minutes=0xFFFF,
+                   message=text))
+
+
+define("GCS07", target="gsme", build=_b_gcs07, interpret=_i_generic, response="GBZ: DefaultResponse",
+       params=(_EVENT, Param("text", "str", "Reset", "the message the GSME shows (RTDS 'Reset')")))
+
+
+def _b_gcs11(counter: int, *, issuer_event_id: int | None, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_DM, "RequestNewPasswordResponse", issuer_event_id=event, implementation_date_time=0,
+                   duration_in_minutes=0, password_type=2, password=b""))
+
+
+define("GCS11", target="gsme", build=_b_gcs11, interpret=_i_generic, params=(_EVENT,), response="GBZ: DefaultResponse")
+
+
+def _b_gcs44(counter: int, *, issuer_event_id: int | None, name: str, contact: str, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_DM, "PublishChangeOfSupplier", current_provider_id=0, issuer_event_id=event, tariff_type=0,
+                   proposed_provider_id=0, provider_change_implementation_time=0, provider_change_control=0x1800,
+                   proposed_provider_name=name.encode(), proposed_provider_contact_details=contact.encode()))
+
+
+define("GCS44", target="gsme", build=_b_gcs44, interpret=_i_generic, response="GBZ: DefaultResponse",
+       params=(_EVENT, Param("name", "str", "E-ON", "supplier name (RTDS E-ON)"),
+               Param("contact", "str", "0333 202 4650", "supplier contact details")))
+
+
+def _b_cs11(counter: int, *, log_id: int) -> bytes:
+    return gbz(cmd(_EV, "ClearEventLogRequest", log_id=log_id))
+
+
+define("CS11", target="gsme", targets=("gsme", "esme", "ppmid"), build=_b_cs11, interpret=_i_generic,
+       params=(Param("log_id", "int", 3, "logs to clear (bitmap; RTDS 3)", min=0, max=255),),
+       response="GBZ: ClearEventLogResponse{cleared logs}")
+
+
+def _b_cs10a(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, log_id: int,
+             now: _dt.datetime | None) -> bytes:
+    if end is None:
+        if now is None:
+            raise ValueError("end defaults to the caller's time; none was given")
+        end = now
+    if start is None:
+        start = end - _dt.timedelta(days=1)
+    return gbz(cmd(_EV, "GetEventLog", event_control_log_id=log_id, event_id=0, start_time=zcl_time(start),
+                   end_time=zcl_time(end), number_of_events=0, event_offset=0))
+
+
+define("CS10a", target="gsme", targets=("gsme", "ppmid"), build=_b_cs10a, interpret=_i_generic,
+       params=(Param("start", "datetime", None, "earliest event (UTC); default: a day before 'end'"),
+               Param("end", "datetime", None, "latest event (UTC); default: now"),
+               Param("log_id", "int", 0x13, "event control / log id (RTDS 0x13)", min=0, max=255)),
+       response="GBZ: PublishEventLog or DefaultResponse NOT_FOUND")
+
+
+def _b_gcs21m(counter: int) -> bytes:
+    return gbz((Cluster.BASIC, ReadAttributes((4, 5))), (_M, ReadAttributes((0x0608, 0x0607))), renumber=True)
+
+
+define("GCS21m", target="gsme", targets=("gsme", "gpf"), build=_b_gcs21m, interpret=_i_generic,
+       response="GBZ: Basic{manufacturer, model} + Metering{tamper / depletion states}")
+
+
+def _b_gcs21f(counter: int) -> bytes:
+    never = 0xFFFFFFFF
+    return gbz((_PR, ReadAttributes((0x0203, 0x0202, 0x0100, 0x0101, 0x0102, 0x0615, 0x0400, 0x0401, 0x0402, 0x0403,
+                                     0x0410, 0x0420, 0x0430, 0x0440, 0x0616, 0x0617, 0x0301))),
+               cmd(_CAL, "GetDayProfiles", provider_id=0, issuer_calendar_id=never, start_day_id=1, number_of_days=0),
+               cmd(_CAL, "GetWeekProfiles", provider_id=0, issuer_calendar_id=never, start_week_id=1, number_of_weeks=0),
+               cmd(_CAL, "GetSeasons", provider_id=0, issuer_calendar_id=never),
+               cmd(_CAL, "GetSpecialDays", start_time=0, number_of_events=0, calendar_type=0, provider_id=0,
+                   issuer_calendar_id=never),
+               cmd(_PR, "GetCurrentPrice", command_options=0), renumber=True)
+
+
+define("GCS21f", target="gsme", build=_b_gcs21f, interpret=_i_generic,
+       response="GBZ: Price attributes, calendar day/week profiles, seasons, special days, current price")
+
+
+def _b_gcs24a(counter: int, *, issuer_event_id: int | None, threshold: int, tamper_state: int,
+              now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_M, "SetUncontrolledFlowThreshold", provider_id=0, issuer_event_id=event,
+                   uncontrolled_flow_threshold=threshold, unit_of_measure=1, multiplier=1, divisor=10000,
+                   stabilisation_period=60, measurement_period=300),
+               cmd(_M, "SetSupplyStatus", issuer_event_id=event, supply_tamper_state=tamper_state,
+                   supply_depletion_state=3, supply_uncontrolled_flow_state=0, load_limit_supply_state=3), renumber=True)
+
+
+define("GCS24a", target="gsme", build=_b_gcs24a, interpret=_i_generic,
+       params=(_EVENT, Param("threshold", "int", 61680, "uncontrolled flow threshold, m³/h × 10000 (RTDS 61680)",
+                             min=0, max=0xFFFF),
+               Param("tamper_state", "int", 3, "supply tamper state (RTDS 3)", min=0, max=255)),
+       response="GBZ: DefaultResponse per component")
+
+
+def _b_gcs25a(counter: int, *, issuer_event_id: int | None, start: _dt.datetime | None, duration: int,
+              now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    t = event if start is None else zcl_time(start)
+    return gbz(cmd(_PR, "PublishBillingPeriod", provider_id=0, issuer_event_id=event, billing_period_start_time=t,
+                   billing_period_duration=duration, billing_period_duration_type=35, tariff_type=0),
+               cmd(_PR, "PublishBlockPeriod", provider_id=0, issuer_event_id=event, block_period_start_time=t,
+                   block_period_duration=duration, block_period_control=2, block_period_duration_type=35, tariff_type=0,
+                   tariff_resolution_period=1), renumber=True)
+
+
+define("GCS25a", target="gsme", build=_b_gcs25a, interpret=_i_generic,
+       params=(_EVENT, Param("start", "datetime", None, "billing period start (UTC); default: issuer_event_id"),
+               Param("duration", "int", 6, "billing period duration in its units (type 35: months [I]; RTDS 6)",
+                     min=1, max=0xFFFFFF)),
+       response="GBZ: DefaultResponse per component")
+
+
+def _prepay_snapshots(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
+    if end is None:
+        if now is None:
+            raise ValueError("end defaults to the caller's time; none was given")
+        end = now
+    if start is None:
+        start = end - _dt.timedelta(days=2)
+    e0, e1 = zcl_time(start), zcl_time(end)
+    return gbz(*(cmd(_PP, "GetPrepaySnapshot", earliest_start_time=e0, latest_end_time=e1, snapshot_offset=i,
+                     snapshot_cause=1) for i in range(SNAPSHOT_COMPONENTS)), renumber=True)
+
+
+define("GCS16b", target="gsme", targets=("gsme", "gpf"), build=_prepay_snapshots, interpret=_i_generic,
+       params=(Param("start", "datetime", None, "earliest (UTC); default: two days before 'end'"),
+               Param("end", "datetime", None, "latest (UTC); default: now")),
+       response="GBZ: 31 components, encrypted PublishPrepaySnapshot or DefaultResponse NOT_FOUND")
+
+
+def _b_gcs15d(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, debts: int,
+              now: _dt.datetime | None) -> bytes:
+    if end is None:
+        if now is None:
+            raise ValueError("end defaults to the caller's time; none was given")
+        end = now
+    if start is None:
+        start = end - _dt.timedelta(days=31)
+    return gbz((_PP, ClusterCommand.build(_PP, "GetDebtRepaymentLog", latest_end_time=zcl_time(end), number_of_debts=debts,
+                                          debt_type=2), zcl_time(start)))
+
+
+define("GCS15d", target="gsme", build=_b_gcs15d, interpret=_i_generic,
+       params=(Param("start", "datetime", None, "from (UTC; the component's from date-time); default: 31 days before 'end'"),
+               Param("end", "datetime", None, "latest (UTC); default: now"),
+               Param("debts", "int", 10, "number of debt payments (RTDS 10)", min=0, max=255)),
+       response="GBZ: encrypted PublishDebtLog or DefaultResponse NOT_FOUND")
+
+__all__ = ["ENCRYPTED_RESPONSES", "RELIABILITY", "GPF_RELIABLE", "GSME_RELIABLE", "UNRELIABLE", "gbz", "zcl_time", "SUPPLY_OFF", "SUPPLY_ON",
            "SUPPLY_ARMED", "REGISTER_READ", "catalogue"]
