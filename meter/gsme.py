@@ -350,6 +350,11 @@ class Gsme(Prepayment, GbcsDevice):
         self._wake_lock = None
         self.awake = False
 
+    @property
+    def supply_state(self) -> str:
+        """The valve: enabled (open), disabled (closed) or armed."""
+        return self._supply_state()
+
     # -- hooks `meter.prepayment` needs --
     def _supply_state(self) -> str:
         return (self.nvm.peek(NS, "supply") or {}).get("state", ENABLED)
@@ -487,6 +492,10 @@ class Gsme(Prepayment, GbcsDevice):
             opened = True
         self.spawn(self.wake("button"))
         return {"woken": True, "valve_opened": opened}
+
+    def press_button(self) -> dict:
+        """`gbhub ctl press EUI`."""
+        return self.press()
 
     async def wake(self, reason: str = "timer") -> dict:
         """One wake: catch up, push to the GPF, pull and execute queued messages."""

@@ -242,3 +242,35 @@ async def test_a_premises_may_leave_the_gsme_out(premises):
 async def test_status_shows_credit(premises):
     status = premises.status()
     assert "credit" in status["gsme"] and "credit" in status["esme"]
+
+
+# -------------------------------------------------------------------------------- the CLI, as processes
+
+
+def test_cli_send_to_the_sleepy_gsme_waits_for_its_wake_or_wakes_it(tmp_path):
+    import json
+
+    from test_cli_run import Running, gbhub
+
+    data = tmp_path / "site"
+    run = Running("--data", str(data), "--speed", "300")  # a wake every 6 s of real time
+    try:
+        manifest = json.loads((data / "premises.json").read_text())
+        assert manifest["wake"]["gsme"] == pytest.approx(6.0)
+        out = gbhub("send", "GCS32", "--data", str(data), "--summary")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "queued for gsme" in out.stderr and "next wake" in out.stderr
+        assert out.stdout.startswith("GCS32 ok") and '"supply": "disabled"' in out.stdout
+        out = gbhub("send", "GCS13a", "--to", "gsme", "--wake", "--data", str(data), "--summary", "--timeout", "5")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "queued" not in out.stderr and '"reliability": "gsme"' in out.stdout
+        assert gbhub("send", "ECS17b", "--wake", "--data", str(data)).returncode == 2  # not a sleepy GSME
+        fault = gbhub("ctl", "fault", "gsme", "battery", "5", "--data", str(data))
+        assert fault.returncode == 0 and json.loads(fault.stdout)["percent"] == 5
+        bad = gbhub("ctl", "fault", "gsme", "battery", "lots", "--data", str(data))
+        assert bad.returncode == 1 and "PERCENT" in bad.stderr
+        status = json.loads(gbhub("status", "--data", str(data)).stdout)
+        devices = status.get("devices", status)
+        assert "credit" in json.dumps(devices)
+    finally:
+        assert run.stop() == 0

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from gbcs.codec import eui_hex
 
@@ -31,6 +32,8 @@ def register(sub) -> None:
     s.add_argument("params", nargs="*", metavar="key=value", help="use-case parameters (gbhub send USE_CASE --help)")
     _to_arg(s)
     s.add_argument("--summary", action="store_true", help="print one line (use case, ok, interpreted response) instead of JSON")
+    s.add_argument("--wake", action="store_true",
+                   help="a sleepy GSME: press its button first (gbhub ctl press) instead of waiting for its next wake")
     s.add_argument("--full", action="store_true", help="include the response's decoded payload tree in the JSON")
     s.add_argument("--list", action="store_true", help="list the use cases and exit")
     s.add_argument("-h", "--help", action="store_true", help="this help, or with USE_CASE its parameters")
@@ -200,8 +203,9 @@ async def _send(args) -> int:
             raise UsageError(str(exc)) from None
         log.info("send %s counter %d originator %s recipient %s", definition.use_case, command.originator_counter,
                  eui_hex(command.originator), eui_hex(recipient))
+        timeout = await _sleepy_wait(args, definition, m, recipient)
         try:
-            reply = await headend.exchange(command, frame, critical=definition.critical, timeout=args.timeout,
+            reply = await headend.exchange(command, frame, critical=definition.critical, timeout=timeout,
                                            verify=False)
         except CommandRejected as exc:
             log.info("%s rejected: alert 0x%04X", definition.use_case, exc.code)
@@ -225,6 +229,31 @@ async def _send(args) -> int:
         return 0 if result.ok else 1
     finally:
         await headend.close()
+
+
+async def _sleepy_wait(args, definition, manifest: dict, recipient: bytes) -> float | None:
+    """A command for a sleepy GSME is queued by the Comms Hub until the GSME's next wake: say so
+    and wait up to its wake interval (`premises.json` "wake", real seconds) plus --timeout; with
+    --wake, press its button first (control channel) and wait --timeout only."""
+    types = manifest.get("types") or {}
+    name = next((n for n, e in (manifest.get("devices") or {}).items()
+                 if types.get(n) == "gsme" and e.upper() == eui_hex(recipient)), None)
+    if name is None:
+        if args.wake:
+            raise UsageError("--wake is for a sleepy GSME: --to names none")
+        return args.timeout
+    if args.wake:
+        from .control import ControlError, request
+
+        try:
+            await asyncio.to_thread(request, Path(args.data), {"op": "press", "eui": eui_hex(recipient)}, 10.0)
+        except ControlError as exc:
+            raise Failure(f"--wake: {exc}") from None
+        return args.timeout
+    wake = float((manifest.get("wake") or {}).get(name, 1800.0))
+    print(f"gbhub send: {definition.use_case} queued for {name} ({eui_hex(recipient)}), a sleepy GSME; waiting for its "
+          f"next wake (up to {wake:g} s; --wake presses its button)", file=sys.stderr)
+    return None if args.timeout is None else args.timeout + wake
 
 
 # ----------------------------------------------------------------------------------------------
