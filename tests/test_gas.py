@@ -274,3 +274,50 @@ def test_cli_send_to_the_sleepy_gsme_waits_for_its_wake_or_wakes_it(tmp_path):
         assert "credit" in json.dumps(devices)
     finally:
         assert run.stop() == 0
+
+
+def test_crash_while_the_gsme_syncs_loses_and_doubles_nothing(tmp_path):
+    """`gbhub run` SIGKILLed at random moments while the GSME wakes and pushes every 3 s of real
+    time; after each restart every interval the GPF acknowledged is still there, equal to the
+    GSME's own, and the GSME's register is the sum of its intervals (none counted twice)."""
+    import json
+    import random
+    import time
+
+    from test_cli_run import Running
+
+    from gbhub.firmware.gas_data import DAILY_NS, NS, PROFILE_NS
+    from gbhub.firmware.nvm import Nvm
+
+    data = tmp_path / "site"
+    rng = random.Random(20261205)
+    for _ in range(4):
+        run = Running("--data", str(data), "--speed", "600")
+        time.sleep(rng.uniform(0.5, 4.0))
+        run.kill()
+    run = Running("--data", str(data), "--speed", "600")
+    time.sleep(2.0)
+    assert run.stop() == 0
+    devices = json.loads((data / "premises.json").read_text())["devices"]
+    nvm = Nvm(data / "nvm.sqlite")
+    try:
+        gsme = nvm.scope(devices["gsme"])
+        mirror = nvm.scope(devices["gpf"]).scope("mirror-" + devices["gsme"])
+        regs = gsme.get(NS, "registers")
+        days = {int(k): v for k, v in gsme.items(PROFILE_NS)}
+        assert regs["volume_l"] == sum(v for slots in days.values() for v in slots if v is not None)
+        pushed_to = gsme.get(NS, "sync")["pushed_to"]
+        assert pushed_to > min(days) * 86400, "the GSME never synced"
+        mirrored = {int(k): v for k, v in mirror.items(PROFILE_NS)}
+        for day, slots in days.items():
+            theirs = mirrored.get(day, [None] * 48)
+            for i, (mine, copy) in enumerate(zip(slots, theirs)):
+                end = day * 86400 + (i + 1) * 1800
+                if end <= pushed_to:  # acknowledged by the GPF: kept, and equal
+                    assert copy == mine, (day, i)
+                else:
+                    assert copy in (None, mine), (day, i)
+        assert mirror.get(NS, "registers")["volume_l"] <= regs["volume_l"]
+        assert set(k for k, _ in mirror.items(DAILY_NS)) <= set(k for k, _ in gsme.items(DAILY_NS))
+    finally:
+        nvm.close()
