@@ -321,3 +321,11 @@ def test_crash_while_the_gsme_syncs_loses_and_doubles_nothing(tmp_path):
         assert set(k for k, _ in mirror.items(DAILY_NS)) <= set(k for k, _ in gsme.items(DAILY_NS))
     finally:
         nvm.close()
+
+
+def test_bench_gas_returns_the_right_slices_at_small_scale():
+    from gbhub.tools.bench import gas
+
+    out = gas(days=3, progress=lambda s: None)
+    assert out["slices_ok"] and out["wakes"] >= 3 * 48 - 2 and out["gpf_syncs"] >= out["wakes"] - 2
+    assert "thirteen_months_s" not in out  # only the full run reports the figure
