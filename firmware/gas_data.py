@@ -42,6 +42,12 @@ _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
 _NOT_FOUND = Status.NOT_FOUND
 
 
+def _octets(v: Any) -> bytes:
+    if v is None:
+        return b""
+    return v.encode() if isinstance(v, str) else bytes(v)
+
+
 def zcl_seconds(t: float) -> int:
     return max(0, int(t) - ZCL_EPOCH)
 
@@ -123,7 +129,7 @@ class GasData:
             0x0000: reg.get("volume_l", 0), 0x0014: SUPPLY_ZCL.get(supply, 0), 0x0200: status,
             0x0201: int(gas.get("battery", 100)), 0x0205: int(gas.get("battery", 100) * 36.5),
             0x0300: 1, 0x0301: 1, 0x0302: 1000, 0x0306: 0x80,  # m³, divisor 1000 [O RTDS GCS13a]; gas mirror type
-            0x0307: gas.get("mprn", b"") or b"",
+            0x0307: _octets(gas.get("mprn")),
         }
         if firmware_version:
             values[0x0206] = firmware_version
@@ -134,6 +140,10 @@ class GasData:
         values[0x0608] = 0  # SupplyDepletionState
         values[0x0401] = reg.get("volume_l", 0) - reg.get("day_start_l", 0)  # CurrentDayConsumptionDelivered
         values[0x0403] = reg.get("previous_day_l", 0)
+        daily = self.daily()[-9:]
+        for n in range(2, 9):  # PreviousDay<n>ConsumptionDelivered from the daily read log
+            if len(daily) > n:
+                values[0x0420 + 2 * (n - 2)] = daily[-n]["volume_l"] - daily[-n - 1]["volume_l"]
         return values
 
     def prepayment_attributes(self) -> dict[int, Any]:
@@ -145,6 +155,8 @@ class GasData:
             0x0003: (0x01 if credit > 0 else 0) | (0x02 if p.get("ec_active") else 0), 0x0005: int(round(p.get("debt", 0) * MONEY)),
             0x0010: int(round(p.get("ec_limit", 0) * MONEY)), 0x0011: int(round(p.get("ec_threshold", 0) * MONEY)),
             0x0020: int(round(p.get("total_added", 0) * MONEY)),
+            0x0006: int(round(p.get("debt_cap", 0) * MONEY)), 0x0021: int(round(p.get("max_credit", 25000) * MONEY)),
+            0x0022: int(round(p.get("max_top_up", 25000) * MONEY)), 0x0031: int(round(p.get("low_credit", 500) * MONEY)),
         }
 
     # -- answering GBZ reads ------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any
 
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.frame import CRA, decode_message
-from gbcs.gbz import GbzAlert, decode_gbz, encryptor
+from gbcs.gbz import GbzAlert, GbzPayload, decode_gbz, encryptor
 from gbcs.security import check_signature
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GPF_RELIABLE, UNRELIABLE
 from gbcs.zcl import (
@@ -55,7 +55,7 @@ from gbcs.zcl import (
     decode_payload,
 )
 from gbhub.firmware.cosem import datetime_bytes
-from gbhub.firmware.gas_data import MONEY, GasData
+from gbhub.firmware.gas_data import MONEY, GasData, default_response
 from gbhub.firmware.gbcs_device import CommandRejected
 
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
@@ -103,6 +103,19 @@ def _read_from_store(gpf: "Gpf", message: Message) -> Outcome:
     return Outcome(content, datetime_bytes(gpf.clock.now())[:-1] + bytes((gpf.reliability(gsme),)))
 
 
+def _change_of_tenancy(gpf: "Gpf", message: Message) -> bytes:
+    """GCS09 on the GPF: the date that limits what the consumer may read of the store [I]."""
+    try:
+        p = decode_gbz(message.content, cra=message.cra)
+        c = p.components[0]
+        date = c.payload["implementation_date_time"]
+    except (DecodeError, AttributeError, IndexError, KeyError, TypeError):
+        raise CommandRejected("malformed", "not a PublishChangeOfTenancy") from None
+    gpf.nvm.put(MIRRORS_NS + "_tenancy", "date", date)
+    gpf.log_event("change_of_tenancy", date=date)
+    return GbzPayload.build([default_response(c)]).encode()
+
+
 class Gpf(GbcsDevice):
     kind = "gpf"
 
@@ -120,6 +133,9 @@ class Gpf(GbcsDevice):
         call(MessageCode.GCS17, _read_from_store),
         call(MessageCode.GCS16b, _read_from_store),
         call(MessageCode.GCS21m, _read_from_store),
+        call(MessageCode.GCS09, _change_of_tenancy),
+        *(call(MessageCode[n], _read_from_store) for n in ("GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j",
+                                                           "GCS46", "GCS61")),
     )
 
     def __init__(self, eui: bytes | str, *, clock, credentials, trust, nvm=None, device_log_capacity: int = 16,
@@ -133,6 +149,7 @@ class Gpf(GbcsDevice):
         self._taps: dict[tuple[bytes, int], tuple[bytes, Message]] = {}
         self.syncs = 0
         self.not_retrieved = 0
+        self._pruned: dict[bytes, int] = {}
 
     # ------------------------------------------------------------------ the data store
     def mirror(self, gsme: bytes) -> GasData:
@@ -212,7 +229,10 @@ class Gpf(GbcsDevice):
                 events = body.get("events") or []
                 if events:
                     store.put("events", events)
-            store.prune(int(self.clock.now()) // 86400)
+            today = int(self.clock.now()) // 86400
+            if self._pruned.get(gsme) != today:  # once a day: the logs keep 13 months
+                store.prune(today)
+                self._pruned[gsme] = today
             self.nvm.put(MIRRORS_NS, eui_hex(gsme), {"last_sync": self.clock.now()})
         self.syncs += 1
         return True

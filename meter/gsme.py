@@ -119,6 +119,12 @@ _SETTINGS = {
     "SetSupplyStatus": {"supply_tamper_state": "tamper_state", "supply_depletion_state": "depletion_state"},
     "PublishBillingPeriod": {"billing_period_start_time": "billing_start", "billing_period_duration": "billing_duration"},
     "PublishBlockPeriod": {"block_period_start_time": "block_start", "block_period_duration": "block_duration"},
+    "PublishChangeOfTenancy": {"implementation_date_time": "tenancy_date"},
+    "UpdateSiteId": {"site_id": "mprn"},
+    "UpdateCIN": {"customer_id_number": "cin"},
+    "PublishConversionFactor": {},
+    "PublishCalorificValue": {},
+    "ChangeDebt": {},
 }
 
 
@@ -136,6 +142,18 @@ def _settings(gsme: "Gsme", message: Message) -> bytes:
         for field, key in mapping.items():
             value = cmd[field]
             gas[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if cmd.name == "PublishConversionFactor":
+            gas["cf"] = cmd["conversion_factor"] / 10 ** (cmd["conversion_factor_trailing_digit"] >> 4)
+        elif cmd.name == "PublishCalorificValue":
+            gas["cv"] = cmd["calorific_value"] / 10 ** (cmd["calorific_value_trailing_digit"] >> 4)
+        elif cmd.name == "ChangeDebt":  # debt registers 1..3 by amount type (1/2 debt 1, 3/4 debt 2, 5/6 debt 3) [I]
+            p = gsme._prepay()
+            debts = list(p.get("debts", [0.0, 0.0, 0.0]))
+            slot = min(2, max(0, (cmd["debt_amount_type"] - 1) // 2))
+            debts[slot] = cmd["debt_amount"] / MONEY
+            p["debts"] = debts
+            p["debt"] = sum(debts)
+            gsme.nvm.put(NS, "prepayment", p)
         if cmd.name == "SetUncontrolledFlowThreshold":
             # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
             gsme.uncontrolled_flow_lph = cmd["uncontrolled_flow_threshold"] * cmd["multiplier"] / max(1, cmd["divisor"]) * 1000
@@ -143,6 +161,18 @@ def _settings(gsme: "Gsme", message: Message) -> bytes:
         out.append(default_response(c))
     gsme.nvm.put(NS, "gas", gas)
     return GbzPayload.build(out).encode()
+
+
+def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
+    cmd = _one_command(message, "ChangePaymentMode")
+    p = gsme._prepay()
+    p["mode"] = "prepayment" if cmd["proposed_payment_control_configuration"] & 0x0001 else "credit"
+    gsme.nvm.put(NS, "prepayment", p)
+    gsme.log_event("payment_mode", mode=p["mode"])
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ChangePaymentModeResponse", friendly_credit=0,
+                                friendly_credit_calendar_id=0, emergency_credit_limit=int(p["ec_limit"] * MONEY),
+                                emergency_credit_threshold=int(p.get("ec_threshold", 0) * MONEY))
+    return _component(resp, Cluster.PREPAYMENT)
 
 
 def _clear_event_log(gsme: "Gsme", message: Message) -> bytes:
@@ -268,6 +298,17 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS24a, _settings),
         call(MessageCode.GCS25a, _settings),
         call(MessageCode.CS11, _clear_event_log),
+        call(MessageCode.GCS02, _payment_mode),
+        call(MessageCode.GCS03, _payment_mode),
+        call(MessageCode.GCS40c, _credit_adjustment),
+        call(MessageCode.GCS40d, _credit_adjustment),
+        call(MessageCode.GCS04, _settings),
+        call(MessageCode.GCS09, _settings),
+        call(MessageCode.GCS23, _settings),
+        call(MessageCode.GCS41, _settings),
+        call(MessageCode.GCS36, _settings),
+        *(call(MessageCode[n], _read) for n in ("GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
+                                                "GCS61")),
         call(MessageCode.CS10a, _event_log),
         read(MessageCode.CS07),
         join(MessageCode.CS03B),

@@ -520,6 +520,8 @@ def _strategy(p: Param):
         return st.one_of(st.none(), st.just("never"), _times)
     if kind == "ints":
         return st.lists(_ints(p), max_size=48).map(tuple)
+    if kind == "float":
+        return st.floats(0, 100, allow_nan=False)
     if kind == "str":
         return st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
     if kind == "devices":

@@ -500,5 +500,116 @@ define("GCS15d", target="gsme", build=_b_gcs15d, interpret=_i_generic,
                Param("debts", "int", 10, "number of debt payments (RTDS 10)", min=0, max=255)),
        response="GBZ: encrypted PublishDebtLog or DefaultResponse NOT_FOUND")
 
+def _b_gcs04(counter: int, *, issuer_event_id: int | None, debt1: int, debt2: int, debt3: int,
+             now: _dt.datetime | None) -> bytes:
+    """Three ChangeDebt components: debts 1 and 2 time-based, debt 3 payment-based, RTDS's
+    recovery settings [O RTDS GCS04]; the three debt amounts in ZSE money."""
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    amounts = (debt1, debt2, debt3)
+    shapes = ((0, 1, 1, 50000, 0), (0, 3, 0, 50000, 0), (1, 5, 1, 0, 100))  # method, amount type, freq, amount, %
+    comps = []
+    for amount, (method, kind, freq, recovery, pct) in zip(amounts, shapes):
+        comps.append(cmd(_PP, "ChangeDebt", issuer_event_id=event, debt_label=b"", debt_amount=amount,
+                         debt_recovery_method=method, debt_amount_type=kind, debt_recovery_start_time=0,
+                         debt_recovery_collection_time=0, debt_recovery_frequency=freq, debt_recovery_amount=recovery,
+                         debt_recovery_balance_percentage=pct))
+    return gbz(*comps, renumber=True)
+
+
+define("GCS04", target="gsme", build=_b_gcs04, interpret=_i_generic, response="GBZ: DefaultResponse per debt",
+       params=(_EVENT, *(Param(f"debt{i}", "int", v, f"debt {i} amount (ZSE money, 1/100000 £; RTDS {v})",
+                                min=-(1 << 31), max=(1 << 31) - 1) for i, v in ((1, 1000000), (2, 500000), (3, 1000000)))))
+
+# -- use cases RTDS has no vector for: ZSE commands and attributes chosen from the use case's
+# purpose (DUIS / GBCS use-case descriptions) [I] ----------------------------------------------
+
+
+def _payment_mode(config: int):
+    def build(counter: int, *, issuer_event_id: int | None, cut_off: int, now: _dt.datetime | None) -> bytes:
+        event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+        return gbz(cmd(_PP, "ChangePaymentMode", provider_id=0, issuer_event_id=event, implementation_date_time=0,
+                       proposed_payment_control_configuration=config, cut_off_value=cut_off))
+    return build
+
+
+_CUT_OFF = Param("cut_off", "int", 0, "cut-off value (ZSE money)", min=-(1 << 31), max=(1 << 31) - 1)
+PAYMENT_CREDIT, PAYMENT_PREPAYMENT = 0x0000, 0x0001  # PaymentControlConfiguration bit 0: prepayment [I]
+define("GCS02", target="gsme", build=_payment_mode(PAYMENT_CREDIT), interpret=_i_generic, params=(_EVENT, _CUT_OFF),
+       response="GBZ: ChangePaymentModeResponse [I]")
+define("GCS03", target="gsme", build=_payment_mode(PAYMENT_PREPAYMENT), interpret=_i_generic, params=(_EVENT, _CUT_OFF),
+       response="GBZ: ChangePaymentModeResponse [I]")
+define("GCS40c", target="gsme", build=_adjust(0), interpret=_i_generic, response="GBZ: DefaultResponse [I]",
+       params=(_EVENT, Param("value", "int", 0, "credit-mode balance adjustment (ZSE money)", min=-(1 << 31), max=(1 << 31) - 1)))
+define("GCS40d", target="gsme", build=_adjust(1), interpret=_i_generic, response="GBZ: DefaultResponse [I]",
+       params=(_EVENT, Param("value", "int", 0, "the credit-mode balance to reset to (ZSE money)", min=-(1 << 31),
+                             max=(1 << 31) - 1)))
+
+
+def _b_gcs09(counter: int, *, issuer_event_id: int | None, date: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_DM, "PublishChangeOfTenancy", provider_id=0, issuer_event_id=event, tariff_type=0,
+                   implementation_date_time=event if date is None else zcl_time(date), proposed_tenancy_change_control=0))
+
+
+define("GCS09", target="gpf", targets=("gpf", "gsme"), build=_b_gcs09, interpret=_i_generic,
+       params=(_EVENT, Param("date", "datetime", None, "the change of tenancy date (UTC); default: now")),
+       response="GBZ: DefaultResponse [I]")
+
+
+def _positive(limit: float):
+    def check(v: float) -> None:
+        if not 0 <= v <= limit:
+            raise ValueError(f"must be 0..{limit:g}")
+    return check
+
+
+def _b_gcs23(counter: int, *, issuer_event_id: int | None, cv: float, cf: float, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    # trailing digits: 0x30 = 3 digits after the point (ZSE: the high nibble) [I]
+    return gbz(cmd(_PR, "PublishConversionFactor", issuer_event_id=event, start_time=0,
+                   conversion_factor=round(cf * 1000000), conversion_factor_trailing_digit=0x60),
+               cmd(_PR, "PublishCalorificValue", issuer_event_id=event, start_time=0, calorific_value=round(cv * 1000),
+                   calorific_value_unit=1, calorific_value_trailing_digit=0x30), renumber=True)
+
+
+define("GCS23", target="gsme", build=_b_gcs23, interpret=_i_generic,
+       params=(_EVENT, Param("cv", "float", 39.5, "calorific value, MJ/m³ (0..4000)", check=_positive(4000.0)),
+               Param("cf", "float", 1.02264, "volume conversion factor (0..4000)", check=_positive(4000.0))),
+       response="GBZ: DefaultResponse per component [I]")
+
+
+def _b_gcs41(counter: int, *, issuer_event_id: int | None, mprn: str, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_DM, "UpdateSiteId", issuer_event_id=event, site_id_time=0, provider_id=0, site_id=mprn.encode()))
+
+
+define("GCS41", target="gsme", build=_b_gcs41, interpret=_i_generic,
+       params=(_EVENT, Param("mprn", "str", "1234567890", "the MPRN (utf-8 text)")), response="GBZ: DefaultResponse [I]")
+
+
+def _b_gcs36(counter: int, *, issuer_event_id: int | None, cin: str, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_DM, "UpdateCIN", issuer_event_id=event, cin_implementation_time=0, provider_id=0,
+                   customer_id_number=cin.encode()))
+
+
+define("GCS36", target="gsme", originator="acb", build=_b_gcs36, interpret=_i_generic,
+       params=(_EVENT, Param("cin", "str", "1234", "customer identification number")), response="GBZ: DefaultResponse [I]")
+
+DAILY_CONSUMPTION_READ = (0x0401, 0x0403, 0x0420, 0x0422, 0x0424, 0x0426, 0x0428, 0x042A, 0x042C)
+_READS_I = {
+    "GCS13b": (_M, (0x0700, 0x0701, 0x0702, 0x0703)),  # block registers
+    "GCS13c": (_M, (0x0100, 0x0102, 0x0104, 0x0106)),  # tier (TOU) registers
+    "GCS21a": (_M, (0x0300, 0x0301, 0x0302, 0x0306, 0x0307)),
+    "GCS21b": (_PP, (0x0010, 0x0011, 0x0006, 0x0021, 0x0022, 0x0031)),
+    "GCS21e": (Cluster.BASIC, (0x0004, 0x0005)),
+    "GCS21j": (_PP, (0x0000,)),
+    "GCS46": (_M, (0x0307,)),
+    "GCS61": (_M, DAILY_CONSUMPTION_READ),
+}
+for _name, (_cluster, _ids) in _READS_I.items():
+    define(_name, target="gpf", targets=_GAS_READ_TARGETS, build=_read(_cluster, _ids), interpret=_i_generic,
+           response="GBZ: ReadAttributesResponse [I: no RTDS vector]")
+
 __all__ = ["ENCRYPTED_RESPONSES", "RELIABILITY", "GPF_RELIABLE", "GSME_RELIABLE", "UNRELIABLE", "gbz", "zcl_time", "SUPPLY_OFF", "SUPPLY_ON",
            "SUPPLY_ARMED", "REGISTER_READ", "catalogue"]
