@@ -39,7 +39,7 @@ from typing import Any
 
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.frame import CRA, decode_message
-from gbcs.gbz import GbzAlert, GbzPayload, decode_gbz, encryptor
+from gbcs.gbz import GbzPayload, decode_gbz, encryptor
 from gbcs.security import check_signature
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GPF_RELIABLE, UNRELIABLE
 from gbcs.zcl import (
@@ -311,10 +311,6 @@ class Gpf(GbcsDevice):
             pass
         self.log_event("gsme_command_not_retrieved", gsme=eui_hex(gsme), counter=counter)
         await self.raise_alert(AlertCode.GSME_COMMAND_NOT_RETRIEVED)
-
-    def alert_content(self, alert_code: int, counter: int, elements: tuple = ()) -> bytes:
-        """GPF alerts not tied to a use case are GBZ (alert code, time) like the GSME's [I]."""
-        return GbzAlert.build(alert_code, max(0, int(self.clock.now()) - 946684800)).encode()
 
     @property
     def device_log_capacity(self) -> int:

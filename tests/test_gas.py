@@ -33,13 +33,8 @@ async def _after_wake(premises, task):
 
 
 def _gbz_alert_codes(premises) -> list[int]:
-    out = []
-    for a in premises.headend.received_alerts:
-        try:
-            out.append(decode_gbz(a.message.content, cra=3).alert_code)
-        except Exception:  # noqa: BLE001 - DLMS / ASN.1 alerts of the other devices
-            continue
-    return out
+    """Codes of the alerts the head-end received (GBZ from the GSME, DLMS from the others)."""
+    return [a.code for a in premises.headend.received_alerts]
 
 
 def _shape(content: bytes, cra: int = 2) -> list:
