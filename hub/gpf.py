@@ -55,7 +55,7 @@ from gbcs.zcl import (
     decode_payload,
 )
 from gbhub.firmware.cosem import datetime_bytes
-from gbhub.firmware.gas_data import MONEY, GasData, default_response
+from gbhub.firmware.gas_data import MIRROR_ATTRIBUTE, MONEY, GasData, default_response
 from gbhub.firmware.gbcs_device import CommandRejected
 
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
@@ -78,7 +78,6 @@ def _restore(gpf: "Gpf", message: Message) -> Outcome:
 
 
 MIRRORS_NS = "gsme_mirrors"  # GSME EUI -> {"last_sync": t}
-MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push (meter.gsme) [I]
 TAP_OFF_EVENT = 0x0054  # GPF event: GSME command and outcome [S FACTS §3.3]
 _PENDING_TAPS = 64  # commands remembered for tap-off per GPF (oldest forgotten)
 

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gbcs.asn1 import DeviceTimeStatus, SetTime, SetTimeResponse, decode_asn1
-from gbcs.catalogue import AlertCode, DeviceType, MessageCode
+from gbcs.catalogue import AlertCode, MessageCode
 from gbcs.codec import DecodeError, parse_eui
 from gbcs.frame import Message
 from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, decode_gbz, encryptor
@@ -46,7 +46,7 @@ from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
-from gbhub.firmware.gas_data import DAY, HALF_HOUR, MONEY, NS, SUPPLY_ZCL, GasData, default_response
+from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
 from gbhub.han.aps import TUNNELING_CLUSTER, HanError
 from gbhub.han.transport import ClusterDispatch
@@ -61,7 +61,6 @@ log = logging.getLogger("gbhub.gsme")
 
 WAKE_INTERVAL = 1800.0  # [S FACTS §3.3]
 AWAKE_POLL = 10.0  # seconds between polls while kept awake (`fault awake`) [I]
-MIRROR_ATTRIBUTE = 0xFF00  # the push's attribute on the GPF mirror [I]
 PUSH_CHUNK_DAYS = 7  # profile days per push frame after a long sleep
 LOW_BATTERY = 10.0  # percent: alert 0x8F1F below it [I]
 BATTERY_PER_WAKE = 0.0005  # percent a wake costs [I]: about 15 years of half-hourly wakes
@@ -741,4 +740,4 @@ def _bytes_hex(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
-__all__ = ["Gsme", "WAKE_INTERVAL", "MIRROR_ATTRIBUTE", "DeviceType"]
+__all__ = ["Gsme", "WAKE_INTERVAL"]

@@ -343,7 +343,6 @@ define("GCS28", target="gsme", build=_b_gcs28, interpret=_i_set_time,
 # -- more GSME use cases: messages, PIN, supplier details, event logs, flow / tamper settings, billing
 # calendar, prepayment logs and snapshots, debt, tariff read (layouts [O RTDS]) ------------------
 _MSG, _DM, _EV, _PR, _CAL = Cluster.MESSAGING, Cluster.DEVICE_MANAGEMENT, Cluster.EVENTS, Cluster.PRICE, Cluster.CALENDAR
-_NOW = "now"
 
 
 def _b_gcs07(counter: int, *, issuer_event_id: int | None, text: str, now: _dt.datetime | None) -> bytes:
@@ -612,4 +611,4 @@ for _name, (_cluster, _ids) in _READS_I.items():
            response="GBZ: ReadAttributesResponse [I: no RTDS vector]")
 
 __all__ = ["ENCRYPTED_RESPONSES", "RELIABILITY", "GPF_RELIABLE", "GSME_RELIABLE", "UNRELIABLE", "gbz", "zcl_time", "SUPPLY_OFF", "SUPPLY_ON",
-           "SUPPLY_ARMED", "REGISTER_READ", "catalogue"]
+           "SUPPLY_ARMED", "REGISTER_READ"]
