@@ -28,8 +28,10 @@ UTC = dt.timezone.utc
 LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a ECS35b ECS42 ECS43 ECS44 ECS45 ECS52 ECS70 "
           "ECS01a CS01a CS03B CS04B CS07 CS14 "
           "GCS13a GCS38 GCS32 GCS39 CS01b GCS06 GCS40a GCS40b GCS17 GCS16a GCS28 GCS14 GCS33 GCS60 "
-          "GCS07 GCS11 GCS44 CS11 CS10a GCS21m GCS21f GCS24a GCS25a GCS16b GCS15d").split()
-_NO_VECTOR = {"GCS14", "GCS33", "GCS60"}  # gas reads RTDS has no vector for (built from the catalogue)
+          "GCS07 GCS11 GCS44 CS11 CS10a GCS21m GCS21f GCS24a GCS25a GCS16b GCS15d GCS04 GCS59 GCS62 "
+          "GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
+_NO_VECTOR = {"GCS14", "GCS33", "GCS60", "GCS62", "GCS02", "GCS03", "GCS09", "GCS23", "GCS36", "GCS40c", "GCS40d", "GCS41",
+              "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46", "GCS61"}  # gas reads RTDS has no vector for (built from the catalogue)
 
 # --------------------------------------------------------------------------------------------
 # RTDS: COMMAND / PRECOMMAND contents rebuilt from the vector's own parameters and counter
@@ -84,7 +86,9 @@ _FOLDERS: dict[str, tuple[str, dict]] = {
     "4.11.1_GCS21f": ("GCS21f", {}),
     "6.7_GCS24a": ("GCS24a", dict(issuer_event_id=473385600)),
     "6.8_GCS25a": ("GCS25a", dict(issuer_event_id=473385600)),
+    "2.3_GCS04": ("GCS04", dict(issuer_event_id=473385600)),
     "4.14_GCS16b": ("GCS16b", dict(start="2014-12-29T23:00:00Z", end="2015-01-01T00:00:00Z")),
+    "8.12.2_GCS59": ("GCS59", {}),
     "4.4.4_GCS15d": ("GCS15d", dict(start="2014-12-01T00:00:00Z", end="2020-12-31T00:00:00Z")),
 }
 # gas reads RTDS sends from the ACB (an "unknown remote party" for the GSME's trust anchors)
@@ -153,7 +157,9 @@ def test_rtds_command_content_rebuilt_byte_exact(row):
         assert d.critical == bool(m.signature) or "PRECOMMAND" in row["file"]
     # originator role as RTDS shows it: the ACB, carrying the supplier, for CHF use cases
     if d.originator == "acb":
-        assert m.originator == RTDS_ACB and m.supplementary_remote_party_id == RTDS_SUPPLIER
+        assert m.originator == RTDS_ACB
+        # (RTDS's GCS59 restore carries no supplementary remote party; ours names the supplier)
+        assert m.supplementary_remote_party_id == RTDS_SUPPLIER or d.use_case == "GCS59"
     elif "SUCCESS" in row["file"] and row["file"].split("/")[-1] not in _ACB_SENT_GAS:  # (the CS03B and CS07
         # error vectors, and two gas reads, are ACB-sent)
         assert catalogue.RTDS_REMOTE_PARTIES[m.originator] in (catalogue.RemotePartyRole.SUPPLIER,
@@ -270,11 +276,11 @@ def test_rtds_responses_interpreted(rtds, rtds_keystore):
 def test_every_listed_rtds_response_interprets_without_fallback(rtds, rtds_keystore):
     from gbcs.analyse import analyse
 
-    folders = {f: uc for f, (uc, _) in _FOLDERS.items()} | {"NA_CS14": "CS14"}
+    folders = {f: uc for f, (uc, _) in _FOLDERS.items()} | {"NA_CS14": "CS14", "NA_GCS62": "GCS62"}
     n = 0
     for row in rtds:
         folder, name = row["file"].split("/")
-        if folder not in folders or not ("RESPONSE" in name or "CS14" in name):
+        if folder not in folders or not ("RESPONSE" in name or "CS14" in name or "GCS62" in name):
             continue
         out = usecases.interpret(folders[folder], analyse(row["bytes"], rtds_keystore, RTDS_ACB))
         json.dumps(out)
@@ -522,6 +528,9 @@ def _strategy(p: Param):
         return st.lists(_ints(p), max_size=48).map(tuple)
     if kind == "float":
         return st.floats(0, 100, allow_nan=False)
+    if kind == "str" and p.name == "entries":  # GCS59's EUI:TYPE list
+        return st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.sampled_from(["ppmid", "type2", "5"])),
+                        max_size=4).map(lambda xs: ",".join(f"{e.hex()}:{t}" for e, t in xs))
     if kind == "str":
         return st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
     if kind == "devices":

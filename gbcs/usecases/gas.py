@@ -21,7 +21,15 @@ import datetime as _dt
 from typing import Any
 
 from .. import catalogue
-from ..asn1 import DeviceTimeStatus, SetTime, SetTimeResponse
+from ..asn1 import (
+    DeviceLogEntry,
+    DeviceTimeStatus,
+    GpfDeviceLogBackupAlert,
+    GpfDeviceLogRestore,
+    GpfDeviceLogRestoreResponse,
+    SetTime,
+    SetTimeResponse,
+)
 from ..codec import jsonable
 from ..frame import Message
 from ..gbz import GbzAlert, GbzPayload, GbzComponent
@@ -609,6 +617,56 @@ _READS_I = {
 for _name, (_cluster, _ids) in _READS_I.items():
     define(_name, target="gpf", targets=_GAS_READ_TARGETS, build=_read(_cluster, _ids), interpret=_i_generic,
            response="GBZ: ReadAttributesResponse [I: no RTDS vector]")
+
+# -- GCS59 Restore GPF Device Log, GCS62 its backup alert (ASN.1) [O RTDS 8.12.2_GCS59, NA_GCS62] -----
+
+
+def _entries(text: str) -> tuple[DeviceLogEntry, ...]:
+    """'EUI:TYPE,...' (TYPE a device type name or number: ppmid, type2 / 5, 6)."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        eui, _, kind = item.partition(":")
+        try:
+            entity = bytes.fromhex(eui)
+            device_type = catalogue.DEVICE_TYPE_BY_NAME[kind.lower()] if not kind.isdigit() else catalogue.DeviceType(int(kind))
+        except (ValueError, KeyError):
+            raise ValueError(f"{item!r}: give EUI:TYPE (16 hex digits, a device type name or number)") from None
+        if len(entity) != 8:
+            raise ValueError(f"{item!r}: an EUI is 16 hex digits")
+        out.append(DeviceLogEntry(entity_id=entity, device_type=device_type))
+    return tuple(out)
+
+
+def _b_gcs59(counter: int, *, entries: str) -> bytes:
+    return GpfDeviceLogRestore(entries=_entries(entries)).encode()
+
+
+def _log_entries(entries) -> list[dict]:
+    return [{"eui": e.entity_id.hex().upper(), "device_type": getattr(e.device_type, "name", e.device_type)} for e in entries]
+
+
+def _i_gcs59(p: Any, m: Message | None) -> dict:
+    if not isinstance(p, GpfDeviceLogRestoreResponse):
+        raise Unexpected("expected a GPF Device Log Restore Response")
+    outcomes = [{**_log_entries([o.entry])[0], "code": getattr(o.code, "name", o.code)} for o in p.outcomes]
+    return {"ok": all(o.code == 0 for o in p.outcomes), "outcomes": outcomes}
+
+
+define("GCS59", target="gpf", originator="acb", build=_b_gcs59, interpret=_i_gcs59,
+       params=(Param("entries", "str", "0011223344556677:ppmid,8899AABBCCDDEEFF:type2",
+                     "the backup: EUI:TYPE pairs, comma-separated (RTDS: a PPMID and a Type 2 device)"),),
+       response="ASN.1 GpfDeviceLogRestoreResponse: a join response code per entry")
+
+
+def _i_gcs62(p: Any, m: Message | None) -> dict:
+    if not isinstance(p, GpfDeviceLogBackupAlert):
+        raise Unexpected("expected a GPF Device Log Backup Alert")
+    return {"ok": True, "alert_code": f"{p.alert_code:04X}", "alert": catalogue.alert_name(p.alert_code),
+            "backup_time": p.backup_date_time.isoformat().replace("+00:00", "Z"), "devices": _log_entries(p.entries)}
+
+
+define("GCS62", target="gpf", originator="acb", build=None, interpret=_i_gcs62,
+       response="alert 0x8071: ASN.1 GpfDeviceLogBackupAlert with the whole GPF device log")
 
 __all__ = ["ENCRYPTED_RESPONSES", "RELIABILITY", "GPF_RELIABLE", "GSME_RELIABLE", "UNRELIABLE", "gbz", "zcl_time", "SUPPLY_OFF", "SUPPLY_ON",
            "SUPPLY_ARMED", "REGISTER_READ"]
