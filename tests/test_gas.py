@@ -15,6 +15,7 @@ from gbcs.utrn import generate_utrn, originator_counter
 from gbcs.zcl import ClusterCommand, DefaultResponse, ReadAttributesResponse
 
 WAKE = 1800
+AWAKE_POLL = 10
 
 
 async def _queued(premises, use_case: str, to: str = "gsme", **params):
@@ -353,3 +354,34 @@ async def test_every_gas_use_case_is_answered_end_to_end_and_verified(premises):
             assert reply.reply.valid, (d.use_case, to)
             assert "note" not in reply.summary and "error" not in reply.summary, (d.use_case, to, reply.summary)
             assert reply.reply.message.originator == premises.eui_of(to), (d.use_case, to)
+
+
+async def test_full_gsme_queue_is_a_delivery_failure_and_a_forged_command_is_refused_at_wake(premises):
+    from gbhub.wan.headend import CommandRejected
+
+    gsme, chf = premises.gsme, premises.chf
+    gsme.inject_fault("asleep", [], {})
+    tasks = [asyncio.ensure_future(premises.send("GCS38", to="gsme")) for _ in range(chf.gsme_queue_limit)]
+    for _ in range(500):  # (over TCP: let the frames arrive)
+        await asyncio.sleep(0.01)
+        if chf._tunnels.server.pending(gsme.eui) == chf.gsme_queue_limit:
+            break
+    assert chf._tunnels.server.pending(gsme.eui) == chf.gsme_queue_limit
+    with pytest.raises(CommandRejected) as refused:  # one more: the CHF cannot deliver it
+        await premises.send("GCS38", to="gsme")
+    assert refused.value.code == AlertCode.FAILURE_TO_DELIVER_REMOTE_PARTY_MESSAGE_TO_ESME
+    gsme.inject_fault("awake", [], {})  # the queue drains
+    await premises.clock.advance(WAKE)
+    for t in tasks:
+        assert (await t).reply.valid
+    # a command whose MAC does not verify: refused by the GSME at its wake, state unchanged
+    he = premises.headend
+    _, msg, frame = he.build_use_case("GCS32", recipient=gsme.eui)
+    forged = frame[:-1] + bytes([frame[-1] ^ 1])
+    since = len(he.received_alerts)
+    await he.link.send(forged)
+    await premises.clock.advance(2 * AWAKE_POLL)
+    codes = [a.code for a in he.received_alerts[since:] if a.message.originator == gsme.eui]
+    assert AlertCode.TRUSTED_SOURCE_AUTHENTICATION_FAILURE in codes
+    assert gsme._supply_state() == "enabled"
+    assert gsme.security_log()[-1]["reason"] == "authentication"
