@@ -108,6 +108,16 @@ class GasData:
     def put_daily(self, entry: dict) -> None:
         self.nvm.put(DAILY_NS, str(entry["t"] // DAY), entry)
 
+    def daily_between(self, after: int, upto: int) -> list[dict]:
+        """Daily reads taken after `after` up to `upto` (Unix seconds), oldest first: one key
+        lookup per day, so a push costs the same in month 13 as on day 1."""
+        out = []
+        for day in range(after // DAY + 1, upto // DAY + 1):
+            entry = self.nvm.get(DAILY_NS, str(day))
+            if entry is not None and after < entry["t"] <= upto:
+                out.append(entry)
+        return out
+
     def daily(self) -> list[dict]:
         return sorted((v for _k, v in self.nvm.items(DAILY_NS)), key=lambda e: e["t"])
 

@@ -162,6 +162,32 @@ def _settings(gsme: "Gsme", message: Message) -> bytes:
     return GbzPayload.build(out).encode()
 
 
+_TARIFF_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWeekProfile", "PublishSeasons",
+                              "PublishSpecialDays", "PublishTariffInformation", "PublishBlockThresholds",
+                              "PublishPriceMatrix"))
+
+
+def _tariff(gsme: "Gsme", message: Message) -> Outcome:
+    """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
+    digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
+    comps = _gbz_command(message)
+    gas = gsme.nvm.get(NS, "gas")
+    out = []
+    for c in comps:
+        cmd = c.payload
+        if getattr(cmd, "name", "") not in _TARIFF_COMMANDS:
+            raise CommandRejected("malformed", f"{getattr(cmd, 'name', type(cmd).__name__)} is not part of a tariff")
+        if cmd.name == "PublishTariffInformation":
+            gas["standing"] = cmd["standing_charge"] / 1000
+        elif cmd.name == "PublishPriceMatrix" and cmd["prices"]:
+            gas["price"] = dict(cmd["prices"][0])["price"] / 1000
+            gas["prices"] = [dict(p)["price"] / 1000 for p in cmd["prices"]]
+        out.append(default_response(c))
+    gsme.nvm.put(NS, "gas", gas)
+    gsme.log_event("tariff", price=gas["price"], standing=gas["standing"])
+    return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+
+
 def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
     cmd = _one_command(message, "ChangePaymentMode")
     p = gsme._prepay()
@@ -297,6 +323,8 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS24a, _settings),
         call(MessageCode.GCS25a, _settings),
         call(MessageCode.CS11, _clear_event_log),
+        call(MessageCode.GCS01a, _tariff),
+        call(MessageCode.GCS01b, _tariff),
         call(MessageCode.GCS02, _payment_mode),
         call(MessageCode.GCS03, _payment_mode),
         call(MessageCode.GCS40c, _credit_adjustment),
@@ -351,6 +379,7 @@ class Gsme(Prepayment, GbcsDevice):
         self.gone_until = 0.0
         self.wakes = 0
         self.pushes = 0
+        self._accepted_at_push = -1
 
     # ======================================================================= state
     def device_now(self) -> float:
@@ -590,7 +619,9 @@ class Gsme(Prepayment, GbcsDevice):
         end = int(m["last_period"])
         day0, day1 = (start // DAY), (max(end - 1, start) // DAY)
         days = list(range(day0, day1 + 1)) if end > start else []
-        daily = [e for e in self.data.daily() if e["t"] > sync.get("daily_pushed_to", 0)]
+        daily_from = int(sync.get("daily_pushed_to", 0)) or (int(m["last_period"]) // DAY - 800) * DAY
+        daily = self.data.daily_between(daily_from, int(m["last_period"]))
+        events = self.accepted != self._accepted_at_push or bool(daily)
         chunks = [days[i:i + PUSH_CHUNK_DAYS] for i in range(0, len(days), PUSH_CHUNK_DAYS)] or [[]]
         for i, chunk in enumerate(chunks):
             body: dict[str, Any] = {"profile": {str(d): self.data.profile_day(d) for d in chunk}}
@@ -600,7 +631,8 @@ class Gsme(Prepayment, GbcsDevice):
                 state["gas"] = dict(state.get("gas") or {}, firmware=self.firmware_version.hex())
                 body["state"] = state
                 body["daily"] = daily
-                body["events"] = self.event_log()[-10:]
+                if events:  # what it executed, or once a day: the GPF's copy of its recent events
+                    body["events"] = self.event_log()[-10:]
             body["t"] = self.device_now()
             mark = {"pushed_to": min(end, (chunk[-1] + 1) * DAY) if chunk else end}
             if last:
@@ -617,6 +649,7 @@ class Gsme(Prepayment, GbcsDevice):
             sync.update(mark, last_push=self.device_now())
             self.data.put("sync", sync)
             self.pushes += 1
+        self._accepted_at_push = self.accepted
 
     # ======================================================================= alerts
     def alert_content(self, alert_code: int, counter: int, elements: tuple = ()) -> bytes:

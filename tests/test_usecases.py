@@ -29,8 +29,8 @@ LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a
           "ECS01a CS01a CS03B CS04B CS07 CS14 "
           "GCS13a GCS38 GCS32 GCS39 CS01b GCS06 GCS40a GCS40b GCS17 GCS16a GCS28 GCS14 GCS33 GCS60 "
           "GCS07 GCS11 GCS44 CS11 CS10a GCS21m GCS21f GCS24a GCS25a GCS16b GCS15d GCS04 GCS59 GCS62 "
-          "GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
-_NO_VECTOR = {"GCS14", "GCS33", "GCS60", "GCS62", "GCS02", "GCS03", "GCS09", "GCS23", "GCS36", "GCS40c", "GCS40d", "GCS41",
+          "GCS01a GCS01b GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
+_NO_VECTOR = {"GCS14", "GCS33", "GCS60", "GCS62", "GCS01b", "GCS02", "GCS03", "GCS09", "GCS23", "GCS36", "GCS40c", "GCS40d", "GCS41",
               "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46", "GCS61"}  # gas reads RTDS has no vector for (built from the catalogue)
 
 # --------------------------------------------------------------------------------------------
@@ -87,6 +87,7 @@ _FOLDERS: dict[str, tuple[str, dict]] = {
     "6.7_GCS24a": ("GCS24a", dict(issuer_event_id=473385600)),
     "6.8_GCS25a": ("GCS25a", dict(issuer_event_id=473385600)),
     "2.3_GCS04": ("GCS04", dict(issuer_event_id=473385600)),
+    "1.1.1_GCS01a": ("GCS01a", dict(issuer_event_id=473385600)),
     "4.14_GCS16b": ("GCS16b", dict(start="2014-12-29T23:00:00Z", end="2015-01-01T00:00:00Z")),
     "8.12.2_GCS59": ("GCS59", {}),
     "4.4.4_GCS15d": ("GCS15d", dict(start="2014-12-01T00:00:00Z", end="2020-12-31T00:00:00Z")),
@@ -108,6 +109,13 @@ _FILE_PARAMS: dict[str, dict] = {
     "GCS16a_4.6.1_ERROR": dict(start="2014-12-29T00:00:04Z"),
     "GCS17_4.8.1_NOT_FOUND": dict(start="2013-01-01T00:00:00Z", samples=8690),
     "GCS28_6.11_ERROR": dict(validity_start="2015-01-01T01:00:00Z", validity_end="2015-01-01T02:00:00Z"),
+    "GCS01a_1.1.1_IMMEDIATE_TOU": dict(
+        tou_prices="9600,10200,10750,11000", standing_charge=22465, day_profiles="1,2,3,4",
+        week_profiles="1,1,1,1,1,2,2;3,3,3,3,3,4,4", seasons="03-20=1,06-21=2",
+        special_days="2015-01-01=2,2015-01-02=2,2015-03-01=2,2015-03-17=2,2015-04-03=2,2015-04-06=2,2015-04-23=2,"
+                     "2015-05-04=2,2015-05-09=2,2015-05-25=2"),
+    "GCS01a_1.1.1_FUTURE_DATED_BLOCK": dict(execution_date_time="2030-01-15T09:00:00Z"),
+    "GCS01a_1.1.1_CANCELLATION_BLOCK": dict(execution_date_time="never"),
     "GCS25a_6.8_ERROR": dict(start="2015-02-01T00:00:00Z", duration=3),
     "CS10a_6.13_NOT_FOUND": dict(start="2030-01-26T00:00:00Z", end="2030-01-26T07:00:00Z"),
     "GCS15d_4.4.4_NOT_FOUND": dict(start="2014-12-31T00:00:00Z", end="2014-12-31T18:00:00Z"),
@@ -568,6 +576,13 @@ def _use_case_and_params(draw):
     counter = draw(st.integers(0, (1 << 64) - 1))
     if d.use_case == "ECS01a":
         return d, counter, draw(_ecs01a_params())
+    if d.use_case == "GCS01a":  # its calendar parameters must agree with each other
+        days = draw(st.integers(1, 4))
+        return d, counter, {"day_profiles": tuple(range(days)), "seasons": "03-20=1",
+                            "week_profiles": ((draw(st.integers(1, days)),) * 7,),
+                            "tou_prices": tuple(draw(st.lists(st.integers(0, 99999), max_size=4))),
+                            "special_days": ((dt.date(2015, 1, 1), 1),), "execution_date_time": draw(
+                                st.one_of(st.none(), st.just("never"), _times)), "now": draw(_times)}
     if d.use_case in ("CS01a", "CS01b"):
         utrn_counter = draw(st.integers(0, 0xFFFFFFFF))
         utrn = Utrn(utrn_counter & 0x3FF, draw(st.sampled_from(list(ValueClass))), draw(st.integers(0, 8191)),

@@ -40,6 +40,7 @@ from ..zcl import (
     ReadAttributes,
     ReadAttributesResponse,
     Status,
+    ZclDate,
     attribute_name,
     status_name,
     utc_seconds,
@@ -617,6 +618,118 @@ _READS_I = {
 for _name, (_cluster, _ids) in _READS_I.items():
     define(_name, target="gpf", targets=_GAS_READ_TARGETS, build=_read(_cluster, _ids), interpret=_i_generic,
            response="GBZ: ReadAttributesResponse [I: no RTDS vector]")
+
+# -- GCS01a Set Tariff and Price on GSME, GCS01b Set Price on GSME [O RTDS 1.1.1_GCS01a; GCS01b: the
+# tariff information, block thresholds and price matrix of GCS01a, no calendar [I]] ---------------
+_NEVER_CALENDAR, _NEVER_TARIFF = 0xFFFFFFFE, 0xFFFFFFFF  # [O RTDS GCS01a CANCELLATION]
+SCHEME_TOU, SCHEME_BLOCK = 0x00, 0x10  # TariffType / charging scheme: TOU, block [O RTDS]
+
+
+def _starts(when: Any) -> tuple[int, int]:
+    """(calendar / price start, tariff information start) for immediate, never or a time."""
+    if when is None:
+        return 0, 0
+    if when == "never":
+        return _NEVER_CALENDAR, _NEVER_TARIFF
+    t = zcl_time(when)
+    return t, t
+
+
+def _recurring_seasons(text: str) -> list[dict]:
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        try:
+            md, _, week = item.partition("=")
+            month, day = (int(x) for x in md.split("-"))
+            out.append({"season_start_date": ZclDate(0xFF, month, day, 0xFF), "week_id_ref": int(week)})
+        except ValueError:
+            raise ValueError(f"season {item!r} is not MM-DD=week") from None
+    return out
+
+
+def _tariff_components(event: int, start: int, info_start: int, tou_prices: tuple, block_prices: tuple,
+                       block_thresholds: tuple, standing_charge: int) -> list:
+    tou = bool(tou_prices)
+    prices = tou_prices if tou else block_prices
+    comps = [cmd(_PR, "PublishTariffInformation", provider_id=0, issuer_event_id=event, issuer_tariff_id=1,
+                 start_time=info_start, tariff_type_charging_scheme=SCHEME_TOU if tou else SCHEME_BLOCK, tariff_label=b"",
+                 number_of_price_tiers_in_use=len(prices) if tou else 0,
+                 number_of_block_thresholds_in_use=0 if tou else len(block_thresholds), unit_of_measure=0, currency=826,
+                 price_trailing_digit=0x50, standing_charge=standing_charge, tier_block_mode=0xFF,
+                 block_threshold_multiplier=1, block_threshold_divisor=1000)]
+    if not tou:
+        comps.append(cmd(_PR, "PublishBlockThresholds", provider_id=0, issuer_event_id=event, start_time=start,
+                         issuer_tariff_id=1, command_index=0, number_of_commands=1, sub_payload_control=1,
+                         tiers=[{"tier_number_of_block_thresholds": len(block_thresholds),
+                                 "block_thresholds": [{"threshold": t} for t in block_thresholds]}]))
+    comps.append(cmd(_PR, "PublishPriceMatrix", provider_id=0, issuer_event_id=event, start_time=start, issuer_tariff_id=1,
+                     command_index=0, number_of_commands=1, sub_payload_control=1 if tou else 0,
+                     prices=[{"tier_block_id": i + 1 if tou else i, "price": v} for i, v in enumerate(prices)]))
+    return comps
+
+
+def _b_gcs01a(counter: int, *, issuer_event_id: int | None, tou_prices: tuple, block_prices: tuple,
+              block_thresholds: tuple, standing_charge: int, day_profiles: tuple, week_profiles: tuple, seasons: str,
+              special_days: tuple, execution_date_time: Any, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    start, info_start = _starts(execution_date_time)
+    season_list = _recurring_seasons(seasons)
+    comps = [cmd(_CAL, "PublishCalendar", provider_id=0, issuer_event_id=event, issuer_calendar_id=event, start_time=start,
+                 calendar_type=0, calendar_time_reference=0, calendar_name=b"", number_of_seasons=len(season_list),
+                 number_of_week_profiles=len(week_profiles), number_of_day_profiles=len(day_profiles))]
+    for day_id, value in enumerate(day_profiles, 1):
+        comps.append(cmd(_CAL, "PublishDayProfile", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
+                         day_id=day_id, total_number_of_schedule_entries=1, command_index=0, total_number_of_commands=1,
+                         calendar_type=0, schedule_entries=[{"start_time": 0, "value": value}]))
+    days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    for week_id, row in enumerate(week_profiles, 1):
+        if len(row) != 7:
+            raise ValueError(f"week profile {week_id}: seven day profile numbers, Monday..Sunday")
+        comps.append(cmd(_CAL, "PublishWeekProfile", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
+                         week_id=week_id, **{f"day_id_ref_{d}": v for d, v in zip(days, row)}))
+    comps.append(cmd(_CAL, "PublishSeasons", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
+                     command_index=0, total_number_of_commands=1, seasons=season_list))
+    comps.append(cmd(_CAL, "PublishSpecialDays", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
+                     start_time=start, calendar_type=0, total_number_of_special_days=len(special_days), command_index=0,
+                     total_number_of_commands=1,
+                     special_days=[{"special_day_date": ZclDate(d.year - 1900, d.month, d.day, 0xFF), "day_id_ref": ref}
+                                   for d, ref in special_days]))
+    comps += _tariff_components(event, start, info_start, tou_prices, block_prices, block_thresholds, standing_charge)
+    return gbz(*comps, renumber=True)
+
+
+_PRICES = (Param("tou_prices", "ints", (), "TOU prices for tiers 1..n (ZSE price, trailing digit 0x50: 5 decimals [O RTDS]); empty: a "
+                 "block tariff", min=0, max=0xFFFFFFFF),
+           Param("block_prices", "ints", (9600, 10200, 10750, 11000), "block tariff: prices of blocks 1..4 (RTDS)",
+                 min=0, max=0xFFFFFFFF),
+           Param("block_thresholds", "ints", (1000000, 2000000, 3000000), "block thresholds (RTDS; divisor 1000)",
+                 min=0, max=0xFFFFFFFFFFFF),
+           Param("standing_charge", "int", 54794, "standing charge per day (ZSE price units; RTDS 54794)", min=0,
+                 max=0xFFFFFFFF),
+           Param("execution_date_time", "when", None, "when the tariff applies: immediate (default), a date-time "
+                 "(future-dated) or never (cancels)"))
+define("GCS01a", target="gsme", build=_b_gcs01a, interpret=_i_generic,
+       params=(_EVENT, *_PRICES,
+               Param("day_profiles", "ints", (0,), "day profiles 1..n: the tier each applies from 00:00 (0: block)",
+                     min=0, max=255),
+               Param("week_profiles", "int_rows", ((1, 1, 1, 1, 1, 1, 1),), "week profiles: day profile numbers Monday..Sunday",
+                     min=1, max=255),
+               Param("seasons", "str", "03-20=1", "seasons recurring every year: MM-DD=week profile, comma-separated"),
+               Param("special_days", "special_days", (), "special days: YYYY-MM-DD=day profile, comma-separated")),
+       response="GBZ: DefaultResponse per component")
+
+
+def _b_gcs01b(counter: int, *, issuer_event_id: int | None, tou_prices: tuple, block_prices: tuple,
+              block_thresholds: tuple, standing_charge: int, execution_date_time: Any, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    start, info_start = _starts(execution_date_time)
+    return gbz(*_tariff_components(event, start, info_start, tou_prices, block_prices, block_thresholds, standing_charge),
+               renumber=True)
+
+
+define("GCS01b", target="gsme", build=_b_gcs01b, interpret=_i_generic, params=(_EVENT, *_PRICES),
+       response="GBZ: DefaultResponse per component [I: no RTDS vector]")
+
 
 # -- GCS59 Restore GPF Device Log, GCS62 its backup alert (ASN.1) [O RTDS 8.12.2_GCS59, NA_GCS62] -----
 
