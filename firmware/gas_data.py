@@ -202,6 +202,8 @@ class GasData:
                                         number_of_samples=len(values),
                                         samples=[{"value": v or 0} for v in values])
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
+        if isinstance(p, ClusterCommand) and p.name in ("GetSnapshot", "GetPrepaySnapshot") and p["snapshot_cause"] != 1:
+            return not_found(c)  # only the daily (general cause) snapshots are kept; no billing snapshots [I]
         if isinstance(p, ClusterCommand) and p.name == "GetSnapshot":
             lo, hi = p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH
             days = [e for e in self.daily() if lo <= e["t"] <= hi]

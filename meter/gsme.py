@@ -106,7 +106,7 @@ def _read(gsme: "Gsme", message: Message) -> Outcome:
     return Outcome(content, None if undated else gsme.dated(GSME_RELIABLE))
 
 
-_UNDATED_READS = frozenset((MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m,
+_UNDATED_READS = frozenset((MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m, MessageCode.GCS15b,
                             MessageCode.GCS21f, MessageCode.GCS16b, MessageCode.GCS15d))
 
 # settings a command writes into the "gas" state: command name -> {field: state key} [I]
@@ -334,7 +334,7 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS23, _settings),
         call(MessageCode.GCS41, _settings),
         call(MessageCode.GCS36, _settings),
-        *(call(MessageCode[n], _read) for n in ("GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
+        *(call(MessageCode[n], _read) for n in ("GCS15b", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
                                                 "GCS61")),
         call(MessageCode.CS10a, _event_log),
         read(MessageCode.CS07),

@@ -29,7 +29,7 @@ LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a
           "ECS01a CS01a CS03B CS04B CS07 CS14 "
           "GCS13a GCS38 GCS32 GCS39 CS01b GCS06 GCS40a GCS40b GCS17 GCS16a GCS28 GCS14 GCS33 GCS60 "
           "GCS07 GCS11 GCS44 CS11 CS10a GCS21m GCS21f GCS24a GCS25a GCS16b GCS15d GCS04 GCS59 GCS62 "
-          "GCS01a GCS01b GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
+          "GCS15b GCS01a GCS01b GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
 _NO_VECTOR = {"GCS14", "GCS33", "GCS60", "GCS62", "GCS01b", "GCS02", "GCS03", "GCS09", "GCS23", "GCS36", "GCS40c", "GCS40d", "GCS41",
               "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46", "GCS61"}  # gas reads RTDS has no vector for (built from the catalogue)
 
@@ -87,6 +87,7 @@ _FOLDERS: dict[str, tuple[str, dict]] = {
     "6.7_GCS24a": ("GCS24a", dict(issuer_event_id=473385600)),
     "6.8_GCS25a": ("GCS25a", dict(issuer_event_id=473385600)),
     "2.3_GCS04": ("GCS04", dict(issuer_event_id=473385600)),
+    "4.4.2_GCS15b": ("GCS15b", dict(start="2014-12-01T00:00:00Z", end="2015-11-01T00:00:00Z")),
     "1.1.1_GCS01a": ("GCS01a", dict(issuer_event_id=473385600)),
     "4.14_GCS16b": ("GCS16b", dict(start="2014-12-29T23:00:00Z", end="2015-01-01T00:00:00Z")),
     "8.12.2_GCS59": ("GCS59", {}),

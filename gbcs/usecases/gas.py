@@ -65,8 +65,8 @@ BALANCE_READ = (0x0001, 0x0002, 0x0005)  # credit, emergency credit remaining, a
 PREPAYMENT_READ = (0x0000, 0x0001, 0x0002, 0x0003, 0x0005, 0x0010, 0x0011, 0x0020)
 SUPPLY_OFF, SUPPLY_ARMED, SUPPLY_ON = 0, 1, 2  # ZSE SupplyStatus: off, off/armed, on [S ZSE; O RTDS GCS39 = 1]
 #: reads whose response components carry meter data encrypted [O RTDS GCS13a/GCS15d/GCS16a/GCS16b/GCS17; I GCS14/GCS60]
-ENCRYPTED_RESPONSES = frozenset(catalogue.MessageCode[n] for n in ("GCS13a", "GCS14", "GCS60", "GCS15d", "GCS16a", "GCS16b",
-                                                                   "GCS17"))
+ENCRYPTED_RESPONSES = frozenset(catalogue.MessageCode[n] for n in ("GCS13a", "GCS14", "GCS60", "GCS15b", "GCS15d", "GCS16a",
+                                                                   "GCS16b", "GCS17"))
 SNAPSHOT_COMPONENTS = 31  # GCS16a asks for 31 daily snapshots [O RTDS]
 
 
@@ -488,6 +488,31 @@ define("GCS16b", target="gsme", targets=("gsme", "gpf"), build=_prepay_snapshots
        params=(Param("start", "datetime", None, "earliest (UTC); default: two days before 'end'"),
                Param("end", "datetime", None, "latest (UTC); default: now")),
        response="GBZ: 31 components, encrypted PublishPrepaySnapshot or DefaultResponse NOT_FOUND")
+
+
+BILLING_SNAPSHOT_CAUSE = 0x6008  # change of mode / tariff triggered billing snapshots [O RTDS GCS15b]
+BILLING_COMPONENTS = 12  # [O RTDS GCS15b: 12 prepayment + 12 metering snapshots]
+
+
+def _b_gcs15b(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
+    if end is None:
+        if now is None:
+            raise ValueError("end defaults to the caller's time; none was given")
+        end = now
+    if start is None:
+        start = end - _dt.timedelta(days=335)
+    e0, e1 = zcl_time(start), zcl_time(end)
+    prepay = [cmd(_PP, "GetPrepaySnapshot", earliest_start_time=e0, latest_end_time=e1, snapshot_offset=i,
+                  snapshot_cause=BILLING_SNAPSHOT_CAUSE) for i in range(BILLING_COMPONENTS)]
+    metering = [cmd(_M, "GetSnapshot", earliest_start_time=e0, latest_end_time=e1, snapshot_offset=i,
+                    snapshot_cause=BILLING_SNAPSHOT_CAUSE) for i in range(BILLING_COMPONENTS)]
+    return gbz(*prepay, *metering, renumber=True)
+
+
+define("GCS15b", target="gsme", build=_b_gcs15b, interpret=_i_generic,
+       params=(Param("start", "datetime", None, "earliest billing snapshot (UTC); default: 335 days before 'end'"),
+               Param("end", "datetime", None, "latest (UTC); default: now")),
+       response="GBZ: 24 components, encrypted PublishPrepaySnapshot / PublishSnapshot or DefaultResponse NOT_FOUND")
 
 
 def _b_gcs15d(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, debts: int,
