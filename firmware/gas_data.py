@@ -202,6 +202,13 @@ class GasData:
                                         number_of_samples=len(values),
                                         samples=[{"value": v or 0} for v in values])
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
+        if isinstance(p, ClusterCommand) and p.name == "GetBillingPeriod" and self.get("gas", {}).get("billing_start"):
+            gas = self.get("gas")
+            resp = ClusterCommand.build(Cluster.PRICE, "PublishBillingPeriod", provider_id=0, issuer_event_id=0,
+                                        billing_period_start_time=gas["billing_start"],
+                                        billing_period_duration=gas.get("billing_duration", 0),
+                                        billing_period_duration_type=35, tariff_type=0)
+            return _component(c.cluster_id, resp, seq, None)
         if isinstance(p, ClusterCommand) and p.name in ("GetSnapshot", "GetPrepaySnapshot") and p["snapshot_cause"] != 1:
             return not_found(c)  # only the daily (general cause) snapshots are kept; no billing snapshots [I]
         if isinstance(p, ClusterCommand) and p.name == "GetSnapshot":

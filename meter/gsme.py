@@ -106,7 +106,7 @@ def _read(gsme: "Gsme", message: Message) -> Outcome:
     return Outcome(content, None if undated else gsme.dated(GSME_RELIABLE))
 
 
-_UNDATED_READS = frozenset((MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m, MessageCode.GCS15b,
+_UNDATED_READS = frozenset((MessageCode.GCS15c, MessageCode.GCS15e, MessageCode.GCS21d, MessageCode.GCS21k, MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m, MessageCode.GCS15b,
                             MessageCode.GCS21f, MessageCode.GCS16b, MessageCode.GCS15d))
 
 # settings a command writes into the "gas" state: command name -> {field: state key} [I]
@@ -322,6 +322,8 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS44, _settings),
         call(MessageCode.GCS24a, _settings),
         call(MessageCode.GCS25a, _settings),
+        call(MessageCode.GCS24, _settings),
+        call(MessageCode.GCS25, _settings),
         call(MessageCode.CS11, _clear_event_log),
         call(MessageCode.GCS01a, _tariff),
         call(MessageCode.GCS01b, _tariff),
@@ -334,7 +336,7 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS23, _settings),
         call(MessageCode.GCS41, _settings),
         call(MessageCode.GCS36, _settings),
-        *(call(MessageCode[n], _read) for n in ("GCS15b", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
+        *(call(MessageCode[n], _read) for n in ("GCS15b", "GCS15c", "GCS15e", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
                                                 "GCS61")),
         call(MessageCode.CS10a, _event_log),
         read(MessageCode.CS07),

@@ -46,7 +46,7 @@ from ..zcl import (
     utc_seconds,
     utc_text,
 )
-from .common import Unexpected, define
+from .common import REGISTRY, Unexpected, define
 from .params import REQUIRED, Param
 
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
@@ -754,6 +754,52 @@ def _b_gcs01b(counter: int, *, issuer_event_id: int | None, tou_prices: tuple, b
 
 define("GCS01b", target="gsme", build=_b_gcs01b, interpret=_i_generic, params=(_EVENT, *_PRICES),
        response="GBZ: DefaultResponse per component [I: no RTDS vector]")
+
+
+REGISTRY_PARAMS = {name: REGISTRY[name].params for name in ("GCS24a", "GCS25a")}
+
+# -- more use cases without an RTDS vector [I]: the SMETS2 forms of GCS24a / GCS25a take the same
+# layout; billing-calendar reads ask for the billing and block periods; the other billing data log
+# reads ask for snapshots of their own cause [U: ZSE SnapshotCause bits chosen by us] ---------------
+define("GCS24", target="gsme", build=_b_gcs24a, interpret=_i_generic, params=(_EVENT,) + tuple(
+    p for p in REGISTRY_PARAMS["GCS24a"] if p.name != "issuer_event_id"), response="GBZ: DefaultResponse per component [I]")
+define("GCS25", target="gsme", build=_b_gcs25a, interpret=_i_generic, params=(_EVENT,) + tuple(
+    p for p in REGISTRY_PARAMS["GCS25a"] if p.name != "issuer_event_id"), response="GBZ: DefaultResponse per component [I]")
+
+
+def _b_billing_calendar_read(counter: int) -> bytes:
+    return gbz(cmd(_PR, "GetBillingPeriod", earliest_start_time=0, min_issuer_event_id=0, number_of_commands=1, tariff_type=0),
+               cmd(_PR, "GetBlockPeriods", start_time=0, number_of_events=1, tariff_type=0), renumber=True)
+
+
+for _name in ("GCS21d", "GCS21k"):
+    define(_name, target="gsme", targets=("gsme", "gpf"), build=_b_billing_calendar_read, interpret=_i_generic,
+           response="GBZ: PublishBillingPeriod + PublishBlockPeriod, or DefaultResponse NOT_FOUND [I]")
+
+BILLING_CALENDAR_CAUSE, PREPAYMENT_CREDIT_CAUSE = 0x0002, 0x0400  # [U]
+
+
+def _billing_log(cause: int):
+    def build(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
+        if end is None:
+            if now is None:
+                raise ValueError("end defaults to the caller's time; none was given")
+            end = now
+        if start is None:
+            start = end - _dt.timedelta(days=335)
+        e0, e1 = zcl_time(start), zcl_time(end)
+        return gbz(*(cmd(_PP, "GetPrepaySnapshot", earliest_start_time=e0, latest_end_time=e1, snapshot_offset=i,
+                         snapshot_cause=cause) for i in range(BILLING_COMPONENTS)),
+                   *(cmd(_M, "GetSnapshot", earliest_start_time=e0, latest_end_time=e1, snapshot_offset=i,
+                         snapshot_cause=cause) for i in range(BILLING_COMPONENTS)), renumber=True)
+    return build
+
+
+for _name, _cause in (("GCS15c", BILLING_CALENDAR_CAUSE), ("GCS15e", PREPAYMENT_CREDIT_CAUSE)):
+    define(_name, target="gsme", build=_billing_log(_cause), interpret=_i_generic,
+           params=(Param("start", "datetime", None, "earliest (UTC); default: 335 days before 'end'"),
+                   Param("end", "datetime", None, "latest (UTC); default: now")),
+           response="GBZ: 24 components, PublishPrepaySnapshot / PublishSnapshot or DefaultResponse NOT_FOUND [I]")
 
 
 # -- GCS59 Restore GPF Device Log, GCS62 its backup alert (ASN.1) [O RTDS 8.12.2_GCS59, NA_GCS62] -----
