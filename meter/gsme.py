@@ -188,6 +188,35 @@ def _tariff(gsme: "Gsme", message: Message) -> Outcome:
     return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
 
 
+_PREPAY_SETTINGS = {  # command -> {field: prepayment state key (pence)}
+    "EmergencyCreditSetup": {"emergency_credit_limit": "ec_limit", "emergency_credit_threshold": "ec_threshold"},
+    "SetOverallDebtCap": {"overall_debt_cap": "debt_cap"},
+    "SetLowCreditWarningLevel": {"low_credit_warning_level": "low_credit"},
+    "SetMaximumCreditLimit": {"maximum_credit_level": "max_credit", "maximum_credit_per_top_up": "max_top_up"},
+}
+
+
+def _prepayment_configuration(gsme: "Gsme", message: Message) -> Outcome:
+    """GCS05: emergency credit, debt cap, low-credit warning and maximum credit settings (money in
+    ZSE units: /1000 is pence), and the friendly-credit calendar (kept, not applied [I])."""
+    comps = _gbz_command(message)
+    p = gsme._prepay()
+    out = []
+    for c in comps:
+        cmd = c.payload
+        name = getattr(cmd, "name", "")
+        if name in _PREPAY_SETTINGS:
+            for field, key in _PREPAY_SETTINGS[name].items():
+                p[key] = cmd[field] / MONEY
+            if name == "EmergencyCreditSetup":
+                p["ec_remaining"] = min(p.get("ec_remaining", 0.0), p["ec_limit"])
+        elif name not in _TARIFF_COMMANDS:
+            raise CommandRejected("malformed", f"{name or type(cmd).__name__} is not part of GCS05")
+        out.append(default_response(c))
+    gsme.nvm.put(NS, "prepayment", p)
+    return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+
+
 def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
     cmd = _one_command(message, "ChangePaymentMode")
     p = gsme._prepay()
@@ -327,6 +356,7 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.CS11, _clear_event_log),
         call(MessageCode.GCS01a, _tariff),
         call(MessageCode.GCS01b, _tariff),
+        call(MessageCode.GCS05, _prepayment_configuration),
         call(MessageCode.GCS02, _payment_mode),
         call(MessageCode.GCS03, _payment_mode),
         call(MessageCode.GCS40c, _credit_adjustment),

@@ -216,6 +216,7 @@ async def test_power_off_and_on_keeps_the_registers(premises):
     ("GCS15d", "GCS15d_4.4.4_NOT_FOUND_RESPONSE_GBCS.HEX", "gsme", {}),
     ("GCS01a", "GCS01a_1.1.1_FUTURE_DATED_BLOCK_SUCCESS_RESPONSE_GBCS.HEX", "gsme", {}),
     ("GCS04", "GCS04_2.3_SUCCESS_RESPONSE_GBCS.HEX", "gsme", {}),
+    ("GCS05", "GCS05_2.1_IMMEDIATE_SUCCESS_RESPONSE_GBCS.HEX", "gsme", {}),
 ])
 async def test_response_has_the_shape_of_the_rtds_reference(premises, use_case, vector, to, params):
     ref, ref_shape = _rtds_shape(vector)

@@ -29,7 +29,7 @@ LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a
           "ECS01a CS01a CS03B CS04B CS07 CS14 "
           "GCS13a GCS38 GCS32 GCS39 CS01b GCS06 GCS40a GCS40b GCS17 GCS16a GCS28 GCS14 GCS33 GCS60 "
           "GCS07 GCS11 GCS44 CS11 CS10a GCS21m GCS21f GCS24a GCS25a GCS16b GCS15d GCS04 GCS59 GCS62 "
-          "GCS15b GCS15c GCS15e GCS24 GCS25 GCS21d GCS21k GCS01a GCS01b GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
+          "GCS05 GCS15b GCS15c GCS15e GCS24 GCS25 GCS21d GCS21k GCS01a GCS01b GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
 _NO_VECTOR = {"GCS15c", "GCS15e", "GCS24", "GCS25", "GCS21d", "GCS21k", "GCS14", "GCS33", "GCS60", "GCS62", "GCS01b", "GCS02", "GCS03", "GCS09", "GCS23", "GCS36", "GCS40c", "GCS40d", "GCS41",
               "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46", "GCS61"}  # gas reads RTDS has no vector for (built from the catalogue)
 
@@ -89,6 +89,7 @@ _FOLDERS: dict[str, tuple[str, dict]] = {
     "2.3_GCS04": ("GCS04", dict(issuer_event_id=473385600)),
     "4.4.2_GCS15b": ("GCS15b", dict(start="2014-12-01T00:00:00Z", end="2015-11-01T00:00:00Z")),
     "1.1.1_GCS01a": ("GCS01a", dict(issuer_event_id=473385600)),
+    "2.1_GCS05": ("GCS05", dict(issuer_event_id=473385600)),
     "4.14_GCS16b": ("GCS16b", dict(start="2014-12-29T23:00:00Z", end="2015-01-01T00:00:00Z")),
     "8.12.2_GCS59": ("GCS59", {}),
     "4.4.4_GCS15d": ("GCS15d", dict(start="2014-12-01T00:00:00Z", end="2020-12-31T00:00:00Z")),
@@ -117,6 +118,10 @@ _FILE_PARAMS: dict[str, dict] = {
                      "2015-05-04=2,2015-05-09=2,2015-05-25=2"),
     "GCS01a_1.1.1_FUTURE_DATED_BLOCK": dict(execution_date_time="2030-01-15T09:00:00Z"),
     "GCS01a_1.1.1_CANCELLATION_BLOCK": dict(execution_date_time="never"),
+    "GCS05_2.1_FUTURE_DATED_SUCCESS": dict(execution_date_time="2030-01-15T09:00:00Z"),
+    "GCS05_2.1_FUTURE_DATED_ERROR": dict(execution_date_time="2030-01-15T09:00:00Z",
+                                         friendly_special_days="2015-04-05=3,2015-08-31=3,01-01=3,12-25=3"),
+    "GCS05_2.1_CANCELLATION": dict(execution_date_time="never"),
     "GCS25a_6.8_ERROR": dict(start="2015-02-01T00:00:00Z", duration=3),
     "CS10a_6.13_NOT_FOUND": dict(start="2030-01-26T00:00:00Z", end="2030-01-26T07:00:00Z"),
     "GCS15d_4.4.4_NOT_FOUND": dict(start="2014-12-31T00:00:00Z", end="2014-12-31T18:00:00Z"),
@@ -584,6 +589,9 @@ def _use_case_and_params(draw):
                             "tou_prices": tuple(draw(st.lists(st.integers(0, 99999), max_size=4))),
                             "special_days": ((dt.date(2015, 1, 1), 1),), "execution_date_time": draw(
                                 st.one_of(st.none(), st.just("never"), _times)), "now": draw(_times)}
+    if d.use_case == "GCS05":  # its calendar parameters must agree with each other
+        return d, counter, {"low_credit": draw(st.integers(0, 0x7FFFFFFF)), "execution_date_time": draw(
+            st.one_of(st.none(), st.just("never"), _times)), "now": draw(_times)}
     if d.use_case in ("CS01a", "CS01b"):
         utrn_counter = draw(st.integers(0, 0xFFFFFFFF))
         utrn = Utrn(utrn_counter & 0x3FF, draw(st.sampled_from(list(ValueClass))), draw(st.integers(0, 8191)),

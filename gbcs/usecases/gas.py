@@ -660,16 +660,76 @@ def _starts(when: Any) -> tuple[int, int]:
     return t, t
 
 
-def _recurring_seasons(text: str) -> list[dict]:
+def _zcl_date(text: str) -> ZclDate:
+    """YYYY-MM-DD, or MM-DD for a date recurring every year (year 0xFF) [O RTDS GCS01a/GCS05]."""
+    parts = [int(x) for x in text.split("-")]
+    if len(parts) == 2:
+        return ZclDate(0xFF, parts[0], parts[1], 0xFF)
+    if len(parts) == 3 and 1900 <= parts[0] <= 2154:
+        return ZclDate(parts[0] - 1900, parts[1], parts[2], 0xFF)
+    raise ValueError
+
+
+def _dated_refs(text: str, what: str) -> list[tuple[ZclDate, int]]:
+    """'DATE=n,...' with DATE as in `_zcl_date`."""
     out = []
     for item in filter(None, (x.strip() for x in text.split(","))):
         try:
-            md, _, week = item.partition("=")
-            month, day = (int(x) for x in md.split("-"))
-            out.append({"season_start_date": ZclDate(0xFF, month, day, 0xFF), "week_id_ref": int(week)})
+            date, _, ref = item.partition("=")
+            out.append((_zcl_date(date.strip()), int(ref)))
         except ValueError:
-            raise ValueError(f"season {item!r} is not MM-DD=week") from None
+            raise ValueError(f"{what} {item!r} is not [YYYY-]MM-DD=n") from None
     return out
+
+
+def _recurring_seasons(text: str) -> list[dict]:
+    return [{"season_start_date": d, "week_id_ref": w} for d, w in _dated_refs(text, "season")]
+
+
+def _schedules(text: str) -> list[list[tuple[int, int]]]:
+    """'HH:MM=value,...;...' -> day profiles of (minutes after midnight, value)."""
+    out = []
+    for profile in text.split(";"):
+        entries = []
+        for item in filter(None, (x.strip() for x in profile.split(","))):
+            try:
+                hm, _, value = item.partition("=")
+                h, m = (int(x) for x in hm.split(":"))
+                if not (0 <= h < 24 and 0 <= m < 60):
+                    raise ValueError
+                entries.append((h * 60 + m, int(value)))
+            except ValueError:
+                raise ValueError(f"day profile entry {item!r} is not HH:MM=value") from None
+        out.append(entries)
+    return out
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _calendar(event: int, start: int, calendar_type: int, day_profiles: list, week_profiles: tuple, seasons: list,
+              special_days: list) -> list:
+    """ZSE Calendar: PublishCalendar, its day and week profiles, seasons and special days [O RTDS]."""
+    comps = [cmd(_CAL, "PublishCalendar", provider_id=0, issuer_event_id=event, issuer_calendar_id=event, start_time=start,
+                 calendar_type=calendar_type, calendar_time_reference=0, calendar_name=b"", number_of_seasons=len(seasons),
+                 number_of_week_profiles=len(week_profiles), number_of_day_profiles=len(day_profiles))]
+    for day_id, entries in enumerate(day_profiles, 1):
+        comps.append(cmd(_CAL, "PublishDayProfile", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
+                         day_id=day_id, total_number_of_schedule_entries=len(entries), command_index=0,
+                         total_number_of_commands=1, calendar_type=calendar_type,
+                         schedule_entries=[{"start_time": t, "value": v} for t, v in entries]))
+    for week_id, row in enumerate(week_profiles, 1):
+        if len(row) != 7:
+            raise ValueError(f"week profile {week_id}: seven day profile numbers, Monday..Sunday")
+        comps.append(cmd(_CAL, "PublishWeekProfile", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
+                         week_id=week_id, **{f"day_id_ref_{d}": v for d, v in zip(_WEEKDAYS, row)}))
+    comps.append(cmd(_CAL, "PublishSeasons", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
+                     command_index=0, total_number_of_commands=1, seasons=seasons))
+    comps.append(cmd(_CAL, "PublishSpecialDays", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
+                     start_time=start, calendar_type=calendar_type, total_number_of_special_days=len(special_days),
+                     command_index=0, total_number_of_commands=1,
+                     special_days=[{"special_day_date": d, "day_id_ref": ref} for d, ref in special_days]))
+    return comps
 
 
 def _tariff_components(event: int, start: int, info_start: int, tou_prices: tuple, block_prices: tuple,
@@ -698,27 +758,9 @@ def _b_gcs01a(counter: int, *, issuer_event_id: int | None, tou_prices: tuple, b
               special_days: tuple, execution_date_time: Any, now: _dt.datetime | None) -> bytes:
     event = _now_stamp(issuer_event_id, now, "issuer_event_id")
     start, info_start = _starts(execution_date_time)
-    season_list = _recurring_seasons(seasons)
-    comps = [cmd(_CAL, "PublishCalendar", provider_id=0, issuer_event_id=event, issuer_calendar_id=event, start_time=start,
-                 calendar_type=0, calendar_time_reference=0, calendar_name=b"", number_of_seasons=len(season_list),
-                 number_of_week_profiles=len(week_profiles), number_of_day_profiles=len(day_profiles))]
-    for day_id, value in enumerate(day_profiles, 1):
-        comps.append(cmd(_CAL, "PublishDayProfile", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
-                         day_id=day_id, total_number_of_schedule_entries=1, command_index=0, total_number_of_commands=1,
-                         calendar_type=0, schedule_entries=[{"start_time": 0, "value": value}]))
-    days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-    for week_id, row in enumerate(week_profiles, 1):
-        if len(row) != 7:
-            raise ValueError(f"week profile {week_id}: seven day profile numbers, Monday..Sunday")
-        comps.append(cmd(_CAL, "PublishWeekProfile", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
-                         week_id=week_id, **{f"day_id_ref_{d}": v for d, v in zip(days, row)}))
-    comps.append(cmd(_CAL, "PublishSeasons", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
-                     command_index=0, total_number_of_commands=1, seasons=season_list))
-    comps.append(cmd(_CAL, "PublishSpecialDays", provider_id=0, issuer_event_id=event, issuer_calendar_id=event,
-                     start_time=start, calendar_type=0, total_number_of_special_days=len(special_days), command_index=0,
-                     total_number_of_commands=1,
-                     special_days=[{"special_day_date": ZclDate(d.year - 1900, d.month, d.day, 0xFF), "day_id_ref": ref}
-                                   for d, ref in special_days]))
+    specials = [(ZclDate(d.year - 1900, d.month, d.day, 0xFF), ref) for d, ref in special_days]
+    comps = _calendar(event, start, 0, [[(0, v)] for v in day_profiles], week_profiles, _recurring_seasons(seasons),
+                      specials)
     comps += _tariff_components(event, start, info_start, tou_prices, block_prices, block_thresholds, standing_charge)
     return gbz(*comps, renumber=True)
 
@@ -739,7 +781,7 @@ define("GCS01a", target="gsme", build=_b_gcs01a, interpret=_i_generic,
                      min=0, max=255),
                Param("week_profiles", "int_rows", ((1, 1, 1, 1, 1, 1, 1),), "week profiles: day profile numbers Monday..Sunday",
                      min=1, max=255),
-               Param("seasons", "str", "03-20=1", "seasons recurring every year: MM-DD=week profile, comma-separated"),
+               Param("seasons", "str", "03-20=1", "seasons: [YYYY-]MM-DD=week profile, comma-separated (MM-DD: every year)"),
                Param("special_days", "special_days", (), "special days: YYYY-MM-DD=day profile, comma-separated")),
        response="GBZ: DefaultResponse per component")
 
@@ -800,6 +842,49 @@ for _name, _cause in (("GCS15c", BILLING_CALENDAR_CAUSE), ("GCS15e", PREPAYMENT_
            params=(Param("start", "datetime", None, "earliest (UTC); default: 335 days before 'end'"),
                    Param("end", "datetime", None, "latest (UTC); default: now")),
            response="GBZ: 24 components, PublishPrepaySnapshot / PublishSnapshot or DefaultResponse NOT_FOUND [I]")
+
+
+# -- GCS05 Update Prepayment Configurations on GSME: emergency credit, debt cap, low-credit warning,
+# maximum credit, and the friendly-credit calendar (calendar type 3) [O RTDS 2.1_GCS05] --------------
+FRIENDLY_CREDIT_CALENDAR = 3
+
+
+def _b_gcs05(counter: int, *, issuer_event_id: int | None, ec_limit: int, ec_threshold: int, debt_cap: int,
+             low_credit: int, max_credit: int, max_top_up: int, friendly_days: str, friendly_weeks: tuple,
+             friendly_seasons: str, friendly_special_days: str, execution_date_time: Any, now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    start, at = _starts(execution_date_time)  # calendar start; the settings' own start / implementation time
+    comps = [cmd(_PP, "EmergencyCreditSetup", issuer_event_id=event, start_time=at, emergency_credit_limit=ec_limit,
+                 emergency_credit_threshold=ec_threshold),
+             cmd(_PP, "SetOverallDebtCap", provider_id=0, issuer_event_id=event, implementation_date_time=at,
+                 overall_debt_cap=debt_cap),
+             (*cmd(_PP, "SetLowCreditWarningLevel", low_credit_warning_level=low_credit), at),
+             cmd(_PP, "SetMaximumCreditLimit", provider_id=0, issuer_event_id=event, implementation_date_time=at,
+                 maximum_credit_level=max_credit, maximum_credit_per_top_up=max_top_up)]
+    comps += _calendar(event, start, FRIENDLY_CREDIT_CALENDAR, _schedules(friendly_days), friendly_weeks,
+                       _recurring_seasons(friendly_seasons), _dated_refs(friendly_special_days, "special day"))
+    return gbz(*comps, renumber=True)
+
+
+def _money_param(name: str, default: int, what: str) -> Param:
+    return Param(name, "int", default, f"{what} (ZSE money, 1/100000 £; RTDS {default})", min=0, max=0x7FFFFFFF)
+
+
+define("GCS05", target="gsme", build=_b_gcs05, interpret=_i_generic, response="GBZ: DefaultResponse per component",
+       params=(_EVENT, _money_param("ec_limit", 10000000, "emergency credit limit"),
+               _money_param("ec_threshold", 100000, "emergency credit threshold"),
+               _money_param("debt_cap", 100000, "overall debt cap"),
+               _money_param("low_credit", 5000000, "low credit warning level"),
+               _money_param("max_credit", 25000000, "maximum credit level"),
+               _money_param("max_top_up", 25000000, "maximum credit per top-up"),
+               Param("friendly_days", "str", "00:00=1,08:00=0,18:00=1;00:00=1,07:00=0,17:00=1;00:00=1",
+                     "friendly-credit day profiles: HH:MM=1 (on) / 0 (off), ';' between profiles"),
+               Param("friendly_weeks", "int_rows", ((1, 1, 1, 1, 1, 3, 3), (2, 2, 2, 2, 2, 3, 3)),
+                     "friendly-credit week profiles: day profiles Monday..Sunday", min=1, max=255),
+               Param("friendly_seasons", "str", "2014-10-27=1,2015-03-29=2", "[YYYY-]MM-DD=week profile, comma-separated"),
+               Param("friendly_special_days", "str", "2015-04-05=1,2015-08-31=2,01-01=3,12-25=1",
+                     "[YYYY-]MM-DD=day profile, comma-separated (MM-DD: every year)"),
+               Param("execution_date_time", "when", None, "immediate (default), a date-time (future-dated) or never")))
 
 
 # -- GCS59 Restore GPF Device Log, GCS62 its backup alert (ASN.1) [O RTDS 8.12.2_GCS59, NA_GCS62] -----
