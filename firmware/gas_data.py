@@ -187,6 +187,8 @@ class GasData:
                       else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
             resp = read_attributes_response(c.cluster_id, p.attribute_ids, values)
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=encrypt is not None)
+        if isinstance(p, ClusterCommand) and p.name == "GetSampledData" and p["sample_id"] != 0:
+            return not_found(c)  # only the profile (sample id 0) is kept: no network data log samples [I]
         if isinstance(p, ClusterCommand) and p.name == "GetSampledData":
             start = p["earliest_sample_time"] + ZCL_EPOCH
             start -= start % HALF_HOUR

@@ -106,7 +106,7 @@ def _read(gsme: "Gsme", message: Message) -> Outcome:
     return Outcome(content, None if undated else gsme.dated(GSME_RELIABLE))
 
 
-_UNDATED_READS = frozenset((MessageCode.GCS15c, MessageCode.GCS15e, MessageCode.GCS21d, MessageCode.GCS21k, MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m, MessageCode.GCS15b,
+_UNDATED_READS = frozenset((MessageCode.GCS18, MessageCode.GCS15c, MessageCode.GCS15e, MessageCode.GCS21d, MessageCode.GCS21k, MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m, MessageCode.GCS15b,
                             MessageCode.GCS21f, MessageCode.GCS16b, MessageCode.GCS15d))
 
 # settings a command writes into the "gas" state: command name -> {field: state key} [I]
@@ -215,6 +215,28 @@ def _prepayment_configuration(gsme: "Gsme", message: Message) -> Outcome:
         out.append(default_response(c))
     gsme.nvm.put(NS, "prepayment", p)
     return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+
+
+def _event_configuration(gsme: "Gsme", message: Message) -> bytes:
+    """GCS20 stores each code's configuration; GCS20r reports one [I: ZSE Device Management]."""
+    comps = _gbz_command(message)
+    gas = gsme.nvm.get(NS, "gas")
+    configs = dict(gas.get("event_configuration") or {})
+    cmd = comps[0].payload
+    if len(comps) != 1 or not isinstance(cmd, ClusterCommand):
+        raise CommandRejected("malformed", "one event configuration command")
+    if cmd.name == "SetEventConfiguration":
+        for e in cmd.get("event_ids") or ():
+            configs[str(dict(e)["event_id"])] = cmd["event_configuration"]
+        gas["event_configuration"] = configs
+        gsme.nvm.put(NS, "gas", gas)
+        return GbzPayload.build([default_response(comps[0])]).encode()
+    if cmd.name == "GetEventConfiguration":
+        code = cmd["event_id"]
+        resp = ClusterCommand.build(Cluster.DEVICE_MANAGEMENT, "ReportEventConfiguration", command_index=0, total_commands=1,
+                                    events=[{"event_id": code, "event_configuration": configs.get(str(code), 0x03)}])
+        return _component(resp, Cluster.DEVICE_MANAGEMENT)
+    raise CommandRejected("malformed", f"{cmd.name} is not an event configuration command")
 
 
 def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
@@ -357,6 +379,8 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS01a, _tariff),
         call(MessageCode.GCS01b, _tariff),
         call(MessageCode.GCS05, _prepayment_configuration),
+        call(MessageCode.GCS20, _event_configuration),
+        call(MessageCode.GCS20r, _event_configuration),
         call(MessageCode.GCS02, _payment_mode),
         call(MessageCode.GCS03, _payment_mode),
         call(MessageCode.GCS40c, _credit_adjustment),
@@ -366,7 +390,7 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS23, _settings),
         call(MessageCode.GCS41, _settings),
         call(MessageCode.GCS36, _settings),
-        *(call(MessageCode[n], _read) for n in ("GCS15b", "GCS15c", "GCS15e", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
+        *(call(MessageCode[n], _read) for n in ("GCS18", "GCS15b", "GCS15c", "GCS15e", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
                                                 "GCS61")),
         call(MessageCode.CS10a, _event_log),
         read(MessageCode.CS07),

@@ -887,6 +887,46 @@ define("GCS05", target="gsme", build=_b_gcs05, interpret=_i_generic, response="G
                Param("execution_date_time", "when", None, "immediate (default), a date-time (future-dated) or never")))
 
 
+# -- alert behaviours (GCS20 / GCS20r) and the gas network data log read (GCS18): ZSE Device
+# Management event configuration and Metering sampling [I: no RTDS vector]. GCS31 (start the network
+# data log) is the network operator's alone: not defined until head-end use cases carry that role. --
+NETWORK_DATA_SAMPLE_ID = 1  # the network data log's sample id (the profile is 0 [O RTDS GCS17]) [I]
+
+
+def _b_gcs20(counter: int, *, issuer_event_id: int | None, alert_codes: tuple, configuration: int,
+             now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_DM, "SetEventConfiguration", issuer_event_id=event, start_date_time=0, event_configuration=configuration,
+                   configuration_control=0, number_of_events=len(alert_codes), event_ids=[{"event_id": a} for a in alert_codes]))
+
+
+define("GCS20", target="gsme", build=_b_gcs20, interpret=_i_generic, response="GBZ: DefaultResponse [I]",
+       params=(_EVENT, Param("alert_codes", "ints", (0x8F1F,), "alert / event codes to configure", min=0, max=0xFFFF),
+               Param("configuration", "int", 0x03, "event configuration bitmap (bit 0 log, bit 1 alert) [I]", min=0, max=255)))
+
+
+def _b_gcs20r(counter: int, *, alert_code: int) -> bytes:
+    return gbz(cmd(_DM, "GetEventConfiguration", event_id=alert_code))
+
+
+define("GCS20r", target="gsme", build=_b_gcs20r, interpret=_i_generic, response="GBZ: ReportEventConfiguration [I]",
+       params=(Param("alert_code", "int", 0x8F1F, "the alert / event code to read", min=0, max=0xFFFF),))
+
+
+def _b_gcs18(counter: int, *, start: _dt.datetime | None, samples: int, now: _dt.datetime | None) -> bytes:
+    if start is None:
+        if now is None:
+            raise ValueError("start defaults to the caller's day; no time was given")
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return gbz(cmd(_M, "GetSampledData", sample_id=NETWORK_DATA_SAMPLE_ID, earliest_sample_time=zcl_time(start),
+                   sample_type=0, number_of_samples=samples))
+
+
+define("GCS18", target="gsme", build=_b_gcs18, interpret=_i_profile, response="GBZ: GetSampledDataResponse [I]",
+       params=(Param("start", "datetime", None, "first sample (UTC); default: the start of today"),
+               Param("samples", "int", 240, "number of samples", min=1, max=0xFFFF)))
+
+
 # -- GCS59 Restore GPF Device Log, GCS62 its backup alert (ASN.1) [O RTDS 8.12.2_GCS59, NA_GCS62] -----
 
 
