@@ -29,8 +29,8 @@ LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a
           "ECS01a CS01a CS03B CS04B CS07 CS14 "
           "GCS13a GCS38 GCS32 GCS39 CS01b GCS06 GCS40a GCS40b GCS17 GCS16a GCS28 GCS14 GCS33 GCS60 "
           "GCS07 GCS11 GCS44 CS11 CS10a GCS21m GCS21f GCS24a GCS25a GCS16b GCS15d GCS04 GCS59 GCS62 "
-          "GCS20 GCS20r GCS18 GCS05 GCS15b GCS15c GCS15e GCS24 GCS25 GCS21d GCS21k GCS01a GCS01b GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
-_NO_VECTOR = {"GCS20", "GCS20r", "GCS18", "GCS15c", "GCS15e", "GCS24", "GCS25", "GCS21d", "GCS21k", "GCS14", "GCS33", "GCS60", "GCS62", "GCS01b", "GCS02", "GCS03", "GCS09", "GCS23", "GCS36", "GCS40c", "GCS40d", "GCS41",
+          "GCS53 GCS20 GCS20r GCS18 GCS05 GCS15b GCS15c GCS15e GCS24 GCS25 GCS21d GCS21k GCS01a GCS01b GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
+_NO_VECTOR = {"GCS53", "GCS20", "GCS20r", "GCS18", "GCS15c", "GCS15e", "GCS24", "GCS25", "GCS21d", "GCS21k", "GCS14", "GCS33", "GCS60", "GCS62", "GCS01b", "GCS02", "GCS03", "GCS09", "GCS23", "GCS36", "GCS40c", "GCS40d", "GCS41",
               "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46", "GCS61"}  # gas reads RTDS has no vector for (built from the catalogue)
 
 # --------------------------------------------------------------------------------------------
@@ -290,11 +290,11 @@ def test_rtds_responses_interpreted(rtds, rtds_keystore):
 def test_every_listed_rtds_response_interprets_without_fallback(rtds, rtds_keystore):
     from gbcs.analyse import analyse
 
-    folders = {f: uc for f, (uc, _) in _FOLDERS.items()} | {"NA_CS14": "CS14", "NA_GCS62": "GCS62"}
+    folders = {f: uc for f, (uc, _) in _FOLDERS.items()} | {"NA_CS14": "CS14", "NA_GCS62": "GCS62", "NA_GCS53": "GCS53"}
     n = 0
     for row in rtds:
         folder, name = row["file"].split("/")
-        if folder not in folders or not ("RESPONSE" in name or "CS14" in name or "GCS62" in name):
+        if folder not in folders or not ("RESPONSE" in name or "CS14" in name or "GCS62" in name or "GCS53" in name):
             continue
         out = usecases.interpret(folders[folder], analyse(row["bytes"], rtds_keystore, RTDS_ACB))
         json.dumps(out)

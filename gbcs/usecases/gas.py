@@ -927,6 +927,27 @@ define("GCS18", target="gsme", build=_b_gcs18, interpret=_i_profile, response="G
                Param("samples", "int", 240, "number of samples", min=1, max=0xFFFF)))
 
 
+# -- GCS53 Push Billing Data Log as an Alert (0x8F0A; alert: interpret only) [O RTDS NA_GCS53] ------
+
+
+def _i_gcs53(p: Any, m: Message | None) -> dict:
+    if not isinstance(p, GbzAlert):
+        raise Unexpected("expected a GBZ alert")
+    out: dict[str, Any] = {"ok": True, "alert_code": f"{p.alert_code:04X}", "alert": catalogue.alert_name(p.alert_code),
+                           "alert_time": utc_text(p.timestamp)}
+    snap = getattr(p.body, "component", None) or next(iter(p.components), None)
+    payload = getattr(snap, "payload", None)
+    if isinstance(payload, ClusterCommand):
+        out["snapshot"] = jsonable(payload.as_dict())
+    elif snap is not None:
+        out["snapshot"] = {"encrypted": True, "decrypted": False}
+    return out
+
+
+define("GCS53", target="gsme", build=None, interpret=_i_gcs53,
+       response="alert 0x8F0A: the billing data log as an encrypted PublishSnapshot (critical)")
+
+
 # -- GCS59 Restore GPF Device Log, GCS62 its backup alert (ASN.1) [O RTDS 8.12.2_GCS59, NA_GCS62] -----
 
 
