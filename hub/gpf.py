@@ -55,7 +55,7 @@ from gbcs.zcl import (
     decode_payload,
 )
 from gbhub.firmware.cosem import datetime_bytes
-from gbhub.firmware.gas_data import MIRROR_ATTRIBUTE, MONEY, GasData, default_response
+from gbhub.firmware.gas_data import DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, PROFILE_DAYS, GasData, default_response
 from gbhub.firmware.gbcs_device import CommandRejected
 
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
@@ -211,23 +211,23 @@ class Gpf(GbcsDevice):
             log.info("GPF %s: push acknowledgement lost: %s", self.eui_hex, exc)
 
     def _apply_push(self, gsme: bytes, data: bytes) -> bool:
+        """Store a push (outside input: every part checked; a malformed one changes nothing and is
+        not acknowledged, so the GSME sends it again or the security log tells why)."""
         try:
-            body = json.loads(data, object_hook=_unhex)
-        except ValueError:
-            self.log_security("mirror_malformed", eui=eui_hex(gsme))
+            body = _checked_push(json.loads(data, object_hook=_unhex), int(self.clock.now()) // 86400)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            self.log_security("mirror_malformed", eui=eui_hex(gsme), detail=str(exc)[:200])
             return False
         store = self.mirror(gsme)
         with self.nvm.transaction():
-            for day, slots in (body.get("profile") or {}).items():
-                if slots:
-                    store.put_profile_day(int(day), slots)
-            for entry in body.get("daily") or ():
+            for day, slots in body["profile"].items():
+                store.put_profile_day(day, slots)
+            for entry in body["daily"]:
                 store.put_daily(entry)
-            if body.get("state"):
+            if body["state"]:
                 store.apply_state(body["state"])
-                events = body.get("events") or []
-                if events:
-                    store.put("events", events)
+                if body["events"]:
+                    store.put("events", body["events"])
             today = int(self.clock.now()) // 86400
             if self._pruned.get(gsme) != today:  # once a day: the logs keep 13 months
                 store.prune(today)
@@ -337,6 +337,47 @@ class Gpf(GbcsDevice):
         ).encode()
         return await self.raise_alert(AlertCode.GPF_DEVICE_LOG_CHANGED, message_code=MessageCode.GCS62, content=content,
                                       recipient=recipient)
+
+
+_MAX_EVENTS = 10  # the GSME sends its last ten events
+
+
+def _checked_push(body: Any, today: int) -> dict:
+    """The parts of a push the store takes, checked: profile days within the 13 months up to
+    tomorrow, 48 slots of litres or None; daily reads with an integer time and volume; state
+    only under the known keys (`GasData.apply_state`); at most ten events. Raises ValueError."""
+    if not isinstance(body, dict):
+        raise ValueError("not an object")
+    profile = {}
+    raw = body.get("profile") or {}
+    if not isinstance(raw, dict):
+        raise ValueError("profile: an object of days")
+    for day, slots in raw.items():
+        d = int(day)
+        if not today - PROFILE_DAYS <= d <= today + 1:
+            raise ValueError(f"profile day {d} out of range")
+        if slots is None:
+            continue
+        if not isinstance(slots, list) or len(slots) != 48 or not all(
+                v is None or (type(v) is int and 0 <= v < 1 << 24) for v in slots):
+            raise ValueError(f"profile day {d}: 48 slots of litres")
+        profile[d] = slots
+    daily = []
+    entries = body.get("daily") or []
+    if not isinstance(entries, list):
+        raise ValueError("daily: a list")
+    for entry in entries:
+        if not (isinstance(entry, dict) and type(entry.get("t")) is int and type(entry.get("volume_l")) is int
+                and (today - DAILY_DAYS) * 86400 <= entry["t"] <= (today + 1) * 86400):
+            raise ValueError("daily read: integer t (in range) and volume_l")
+        daily.append(entry)
+    state = body.get("state") or {}
+    if not isinstance(state, dict) or not all(isinstance(v, dict) for v in state.values()):
+        raise ValueError("state: objects by key")
+    events = body.get("events") or []
+    if not isinstance(events, list) or len(events) > _MAX_EVENTS:
+        raise ValueError("events: at most ten")
+    return {"profile": profile, "daily": daily, "state": state, "events": events}
 
 
 def _unhex(d: dict) -> Any:

@@ -4,8 +4,11 @@ RTDS reference RESPONSE of the same use case."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import rtds_rows
 from gbcs.catalogue import AlertCode
@@ -388,3 +391,31 @@ async def test_full_gsme_queue_is_a_delivery_failure_and_a_forged_command_is_ref
     assert AlertCode.TRUSTED_SOURCE_AUTHENTICATION_FAILURE in codes
     assert gsme._supply_state() == "enabled"
     assert gsme.security_log()[-1]["reason"] == "authentication"
+
+
+# ------------------------------------------------------------------------- the GPF's push parser
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=50), st.dictionaries(
+        st.sampled_from(["profile", "daily", "state", "events", "t", "volume_l", "20454", "registers", "x"]), inner,
+        max_size=5)), max_leaves=60).map(lambda v: json.dumps(v).encode())))
+def test_a_malformed_push_changes_nothing_and_never_raises(data):
+    from gbhub.firmware.clock import SimClock
+    from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
+    from gbhub.firmware.nvm import Nvm
+    from gbhub.hub.gpf import Gpf
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    gpf = Gpf("02474248400000A3", clock=SimClock(1767225600.0), credentials=Credentials(ec.generate_private_key(ec.SECP256R1())),
+              trust=TrustAnchors(), nvm=Nvm(None))
+    gsme = bytes.fromhex("02474248400000A1")
+    before = gpf.mirror(gsme).nvm.items("gas_profile")
+    stored = gpf._apply_push(gsme, data)
+    mirror = gpf.mirror(gsme)
+    days = [int(k) for k in mirror.nvm.keys("gas_profile")]
+    assert all(20454 - 13 * 31 <= d <= 20455 for d in days)
+    if not stored:
+        assert mirror.nvm.items("gas_profile") == before and gpf.last_sync(gsme) is None
