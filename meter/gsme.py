@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gbcs.asn1 import DeviceTimeStatus, SetTime, SetTimeResponse, decode_asn1
-from gbcs.catalogue import AlertCode, MessageCode
+from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, parse_eui
 from gbcs.frame import Message
 from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, decode_gbz, encryptor
@@ -307,6 +307,28 @@ def _top_up(gsme: "Gsme", message: Message) -> Outcome:
     return Outcome(_component(resp, Cluster.PREPAYMENT), gsme.dated(0xFF))
 
 
+def _ppmid_top_up(gsme: "Gsme", message: Message) -> bytes:
+    """PCS01: a UTRN the consumer typed on the PPMID (the PPMID MACs the command with the two
+    devices' KA keys: checked by the shared device-to-device rule once the PPMID has joined by
+    Method C, CS03C). The UTRN itself is the supplier's, checked as a locally entered one:
+    credit added (alert 0x810E) or the rejection alert (0x8F51 / 0x8F63 / 0x8F64)."""
+    cmd = _one_command(message, "ConsumerTopUp")
+    code = bytes(cmd["top_up_code"]).decode("ascii", "replace")
+    check = gsme._check_utrn(code, gsme.prepayment_supplier, None, None)
+    if check.accepted:
+        gsme._add_credit(check.amount_pennies, "ppmid")
+        gsme._queue_alert(AlertCode.CREDIT_ADDED_LOCALLY)
+        gsme.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter, origin="ppmid")
+    else:
+        gsme._queue_alert(check.alert_code)
+        gsme.log_event("top_up_rejected", status=check.status.value, origin="ppmid")
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=0 if check.accepted else 1,
+                                top_up_value=check.amount_pennies * MONEY if check.accepted else 0xFFFFFFFF,
+                                source_of_top_up=cmd["originating_device"],
+                                credit_remaining=int(round(gsme.credit_pence * MONEY)))
+    return _component(resp, Cluster.PREPAYMENT)
+
+
 def _emergency_credit(gsme: "Gsme", message: Message) -> bytes:
     _one_command(message, "SelectAvailableEmergencyCredit")
     ok = gsme._activate_ec()
@@ -361,6 +383,9 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS39, _change_supply),
         call(MessageCode.CS01b, _top_up),
         call(MessageCode.GCS06, _emergency_credit),
+        call(MessageCode.PCS01, _ppmid_top_up),  # from the PPMID (device-to-device MAC: see _ppmid_top_up)
+        call(MessageCode.PCS02, _emergency_credit),
+        join(MessageCode.CS03C, DeviceType.PPMID),  # Method C: the PPMID and its KA certificate
         call(MessageCode.GCS40a, _credit_adjustment),
         call(MessageCode.GCS40b, _credit_adjustment),
         call(MessageCode.GCS28, _set_time),

@@ -419,3 +419,27 @@ def test_a_malformed_push_changes_nothing_and_never_raises(data):
     assert all(20454 - 13 * 31 <= d <= 20455 for d in days)
     if not stored:
         assert mirror.nvm.items("gas_profile") == before and gpf.last_sync(gsme) is None
+
+
+async def test_ppmid_pcs01_shape_is_rtds(premises, gbhub_identity):
+    """The PCS01 answer has the RTDS shape (its device-to-device MAC comes with the shared model's
+    Method C rule; here the handler runs through the GSME's own hooks)."""
+    ref, ref_shape = _rtds_shape("PCS01_NA_SUCCESS_RESPONSE_GBCS.HEX")
+    from gbcs.frame import CRA, Message
+    from gbcs.catalogue import MessageCode
+    from gbcs.usecases.gas import gbz
+    from gbcs.zcl import Cluster
+
+    gsme = premises.gsme
+    ks = gbhub_identity.keystore
+    utrn = generate_utrn(value=300, utrn_counter=9, supplier=gbhub_identity.supplier, device=gsme.eui,
+                         private_key=ks.private_key(gbhub_identity.supplier, "pp-ka"), public_key=ks.public_key(gsme.eui, "ka"))
+    content = gbz((Cluster.PREPAYMENT, ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUp", originating_device=2,
+                                                             top_up_code=utrn.encode().encode())))
+    msg = Message(CRA.COMMAND, 9, bytes.fromhex("02474248400000A4"), gsme.eui, MessageCode.PCS01, content)
+    before = gsme.credit_pence
+    with gsme.nvm.transaction():
+        out = gsme.HANDLERS[MessageCode.PCS01].run(gsme, msg)
+    assert _shape(out) == ref_shape
+    assert gsme.credit_pence == pytest.approx(before + 300)
+    assert gsme.activate_emergency_credit() in (True, False)
