@@ -15,6 +15,7 @@ as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 
 """
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any, Callable, Iterable
 
 from gbcs.gbz import GbzComponent, GbzPayload
@@ -150,11 +151,47 @@ class GasData:
         values[0x0608] = 0  # SupplyDepletionState
         values[0x0401] = reg.get("volume_l", 0) - reg.get("day_start_l", 0)  # CurrentDayConsumptionDelivered
         values[0x0403] = reg.get("previous_day_l", 0)
-        daily = self.daily()[-9:]
-        for n in range(2, 9):  # PreviousDay<n>ConsumptionDelivered from the daily read log
-            if len(daily) > n:
-                values[0x0420 + 2 * (n - 2)] = daily[-n]["volume_l"] - daily[-n - 1]["volume_l"]
+        values.update(self._period_consumption(reg))
         return values
+
+    def _period_consumption(self, reg: dict) -> dict[int, int]:
+        """Daily (previous days 2..8), weekly (current + 5 weeks) and monthly (current + 13 months)
+        consumption from the daily read log: each period's use is the register at its end minus
+        the register at its start (the midnight reads; the live register for the current one) [I]."""
+        daily = self.daily()[-420:]
+        if not daily:
+            return {}
+        at = {e["t"] // DAY: e["volume_l"] for e in daily}  # day -> register at that midnight
+        today = daily[-1]["t"] // DAY  # the last midnight read
+        out: dict[int, int] = {}
+
+        def use(d0: int, d1: int | None) -> int | None:
+            start = at.get(d0)
+            end = reg.get("volume_l", 0) if d1 is None else at.get(d1)
+            return None if start is None or end is None else max(0, end - start)
+
+        for n in range(2, 9):  # PreviousDay<n>ConsumptionDelivered
+            v = use(today - n, today - n + 1)
+            if v is not None:
+                out[0x0420 + 2 * (n - 2)] = min(v, 0xFFFFFF)
+        monday = today - (today + 3) % 7  # 1970-01-01 was a Thursday
+        for k in range(0, 6):  # current week, previous weeks 1..5
+            v = use(monday - 7 * k, None if k == 0 else monday - 7 * (k - 1))
+            if v is not None:
+                out[0x0430 if k == 0 else 0x0432 + 2 * (k - 1)] = min(v, 0xFFFFFF)
+        first = _dt.date.fromordinal(_dt.date(1970, 1, 1).toordinal() + today).replace(day=1)
+        starts = [first]
+        for _ in range(13):
+            prev = starts[-1]
+            starts.append((prev - _dt.timedelta(days=1)).replace(day=1))
+        epoch = _dt.date(1970, 1, 1).toordinal()
+        for k, start in enumerate(starts):  # current month, previous months 1..13
+            d0 = start.toordinal() - epoch
+            d1 = None if k == 0 else starts[k - 1].toordinal() - epoch
+            v = use(d0, d1)
+            if v is not None:
+                out[0x0440 if k == 0 else 0x0442 + 2 * (k - 1)] = v
+        return out
 
     def prepayment_attributes(self) -> dict[int, Any]:
         p = self.get("prepayment") or {}

@@ -19,6 +19,9 @@ from gbcs.zcl import ClusterCommand, DefaultResponse, ReadAttributesResponse
 
 WAKE = 1800
 AWAKE_POLL = 10
+# dual fuel without the IHD (its polling costs these day-long simulations most of their time);
+# still over the TCP bridge
+pytestmark = pytest.mark.premises(ihd=False)
 
 
 async def _queued(premises, use_case: str, to: str = "gsme", **params):
@@ -443,3 +446,26 @@ async def test_ppmid_pcs01_shape_is_rtds(premises, gbhub_identity):
     assert _shape(out) == ref_shape
     assert gsme.credit_pence == pytest.approx(before + 300)
     assert gsme.activate_emergency_credit() in (True, False)
+
+
+@pytest.mark.premises(ihd=False, tcp=False)
+async def test_daily_weekly_monthly_consumption_from_the_gpf(premises):
+    """GCS61 from the GPF's store: previous days, weeks and months, each the register at the
+    period's end less the register at its start (the midnight reads); periods the log does not
+    cover yet are unsupported."""
+    await premises.clock.advance(62 * 86400 + WAKE)  # 2026-01-01 .. 2026-03-04
+    daily = premises.gsme.data.daily()
+    reply = await premises.send("GCS61", to="gpf")
+    a = reply.summary["attributes"]
+    assert reply.summary["reliability"] == "gpf"
+    assert a["PreviousMonth3ConsumptionDelivered"] == "UNSUPPORTED_ATTRIBUTE"  # December: before the meter
+    assert a["PreviousDay2ConsumptionDelivered"] == daily[-2]["volume_l"] - daily[-3]["volume_l"]
+    assert a["PreviousDay8ConsumptionDelivered"] == daily[-8]["volume_l"] - daily[-9]["volume_l"]
+    by_day = {e["t"] // 86400: e["volume_l"] for e in daily}
+    feb, mar = 20485, 20513  # 2026-02-01, 2026-03-01 (days since 1970)
+    assert a["PreviousMonthConsumptionDelivered"] == by_day[mar] - by_day[feb]
+    today = daily[-1]["t"] // 86400  # the last midnight read (2026-03-04)
+    monday = today - (today + 3) % 7  # of the current week (1970-01-01 was a Thursday)
+    assert a["PreviousWeekConsumptionDelivered"] == by_day[monday] - by_day[monday - 7]
+    assert a["PreviousMonth2ConsumptionDelivered"] == "UNSUPPORTED_ATTRIBUTE"  # January: no read at 01-01 00:00
+    assert a["CurrentMonthConsumptionDelivered"] <= premises.gsme.registers()["volume_l"]

@@ -629,7 +629,9 @@ def _b_gcs36(counter: int, *, issuer_event_id: int | None, cin: str, now: _dt.da
 define("GCS36", target="gsme", originator="acb", build=_b_gcs36, interpret=_i_generic,
        params=(_EVENT, Param("cin", "str", "1234", "customer identification number")), response="GBZ: DefaultResponse [I]")
 
-DAILY_CONSUMPTION_READ = (0x0401, 0x0403, 0x0420, 0x0422, 0x0424, 0x0426, 0x0428, 0x042A, 0x042C)
+DAILY_CONSUMPTION_READ = (0x0401, 0x0403, 0x0420, 0x0422, 0x0424, 0x0426, 0x0428, 0x042A, 0x042C,  # days
+                          0x0430, 0x0432, 0x0434, 0x0436, 0x0438, 0x043A,  # current week, previous weeks 1..5
+                          0x0440, 0x0442, 0x0444, 0x0446)  # current month, previous months 1..3
 _READS_I = {
     "GCS13b": (_M, (0x0700, 0x0701, 0x0702, 0x0703)),  # block registers
     "GCS13c": (_M, (0x0100, 0x0102, 0x0104, 0x0106)),  # tier (TOU) registers
