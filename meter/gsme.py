@@ -361,7 +361,7 @@ def _set_time(gsme: "Gsme", message: Message) -> bytes:
     if t0 <= now <= t1:
         gsme.nvm.put(NS, "clock_offset", 0.0)  # the command's window holds the true time: follow it [I]
     else:
-        status = DeviceTimeStatus.INVALID if hasattr(DeviceTimeStatus, "INVALID") else 1
+        status = DeviceTimeStatus.INVALID  # the window does not hold the GSME's time: not adjusted [I]
     device_time = datetime.fromtimestamp(int(gsme.device_now()), timezone.utc)
     return SetTimeResponse(device_time=device_time, status=status).encode()
 

@@ -469,3 +469,37 @@ async def test_daily_weekly_monthly_consumption_from_the_gpf(premises):
     assert a["PreviousWeekConsumptionDelivered"] == by_day[monday] - by_day[monday - 7]
     assert a["PreviousMonth2ConsumptionDelivered"] == "UNSUPPORTED_ATTRIBUTE"  # January: no read at 01-01 00:00
     assert a["CurrentMonthConsumptionDelivered"] <= premises.gsme.registers()["volume_l"]
+
+
+async def test_clock_gcs28_inside_and_outside_its_window(premises):
+    import datetime as dt
+
+    now = premises.clock.utcnow().replace(microsecond=0)
+    ok = await _after_wake(premises, await _queued(premises, "GCS28", validity_start=now - dt.timedelta(minutes=5),
+                                                  validity_end=now + dt.timedelta(hours=1)))
+    assert ok.ok and ok.summary["status"] == "RELIABLE"
+    late = await _after_wake(premises, await _queued(premises, "GCS28", validity_start=now - dt.timedelta(days=2),
+                                                    validity_end=now - dt.timedelta(days=1)))
+    assert not late.ok and late.summary["status"] == "INVALID"
+
+
+async def test_running_out_of_credit_closes_the_valve_and_a_top_up_rearms_it(premises, gbhub_identity):
+    gsme = premises.gsme
+    with gsme.nvm.transaction():  # almost no credit left, no emergency credit
+        p = gsme._prepay()
+        p.update(credit=1.0, ec_remaining=0.0, ec_limit=0.0)
+        gsme.nvm.put("meter", "prepayment", p)
+    await premises.clock.advance(6 * WAKE)
+    assert gsme._supply_state() == "disabled"
+    assert AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD in _gbz_alert_codes(premises)
+    volume = gsme.registers()["volume_l"]
+    await premises.clock.advance(2 * WAKE)
+    assert gsme.registers()["volume_l"] == volume  # no gas flows through a closed valve
+    ks = gbhub_identity.keystore
+    utrn = generate_utrn(value=2000, utrn_counter=11, supplier=gbhub_identity.supplier, device=gsme.eui,
+                         private_key=ks.private_key(gbhub_identity.supplier, "pp-ka"), public_key=ks.public_key(gsme.eui, "ka"))
+    assert gsme.apply_top_up(utrn.encode()).accepted  # typed locally (the PPMID's path)
+    assert gsme._supply_state() == "armed"  # re-armed on credit; the consumer opens it
+    assert gsme.press()["valve_opened"] and gsme._supply_state() == "enabled"
+    await premises.clock.advance(WAKE)
+    assert AlertCode.CREDIT_ADDED_LOCALLY in _gbz_alert_codes(premises)
