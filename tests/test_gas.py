@@ -503,3 +503,29 @@ async def test_running_out_of_credit_closes_the_valve_and_a_top_up_rearms_it(pre
     assert gsme.press()["valve_opened"] and gsme._supply_state() == "enabled"
     await premises.clock.advance(WAKE)
     assert AlertCode.CREDIT_ADDED_LOCALLY in _gbz_alert_codes(premises)
+
+
+@pytest.mark.parametrize("use_case, vector", [
+    ("GCS16a", "GCS16a_4.6.1_SUCCESS_RESPONSE_GBCS.HEX"),
+    ("GCS16b", "GCS16b_4.14_KRP_SUCCESS_RESPONSE_GBCS.HEX"),
+])
+async def test_daily_read_logs_have_the_rtds_shape(premises, use_case, vector):
+    """Two days of midnight reads: two snapshots, then NOT_FOUND, as the RTDS reference."""
+    _, ref_shape = _rtds_shape(vector)
+    await premises.clock.advance(2 * 86400 + WAKE)
+    for to in ("gsme", "gpf"):
+        task = await _queued(premises, use_case, to=to)
+        reply = await (task if to == "gpf" else _after_wake(premises, task))
+        ours = [c[:4] if c[3] else c for c in _shape(reply.reply.message.content)]
+        assert ours == [c[:4] if c[3] else c for c in ref_shape], to
+
+
+async def test_gcs40b_and_gcs28_have_the_rtds_shape(premises):
+    from gbcs.asn1 import SetTimeResponse, decode_asn1
+
+    ref, ref_shape = _rtds_shape("GCS40b_1.5_SUCCESS_RESPONSE_GBCS.HEX")
+    reply = await _after_wake(premises, await _queued(premises, "GCS40b", value=500000))
+    assert _shape(reply.reply.message.content) == ref_shape and premises.gsme.credit_pence == pytest.approx(500.0)
+    reply = await _after_wake(premises, await _queued(premises, "GCS28"))
+    m = reply.reply.message
+    assert isinstance(decode_asn1(m.content, message_code=m.message_code, cra=m.cra), SetTimeResponse)
