@@ -14,9 +14,13 @@ Energy from volume: kWh = m³ × CV (MJ/m³) × CF / 3.6 (CV 39.5, CF 1.02264 un
 [I]); prepayment charges the energy at the tariff's unit rate.
 
 Valve rules [I, from the SMETS2 intent]: GCS32 closes it; GCS39 arms it and the consumer opens an
-armed valve with the button; a flow above `uncontrolled_flow_lph` closes it and raises 0x8F3E...
-named SUPPLY_DISABLED_THEN_ARMED_UNCONTROLLED_GAS_FLOW_RATE, then arms it; a tamper closes it
-(locked) when `tamper_closes_valve`; running out of credit closes it (0x8F0F).
+armed valve with the button; a flow above `uncontrolled_flow_lph` closes and arms it (alert 0x81BF);
+a tamper closes and locks it when `tamper_closes_valve` (0x8F3F, 0x81BE); running out of credit
+closes it (0x8F0F) and a top-up re-arms it.
+
+PPMID: PCS01 (a UTRN typed on the PPMID, checked as locally entered), PCS02 (emergency credit)
+and CS03C (the PPMID's Method C join) are in the handler table; their device-to-device MAC check
+is the shared model's. `apply_top_up` / `activate_emergency_credit` are the same actions as calls.
 
 Push to the GPF [I]: a ZCL Write Attributes on the Metering cluster to the CHF's address, one
 manufacturer-range attribute 0xFF00 (long octet string) holding the state and the new log
@@ -26,6 +30,7 @@ it pushed, so a crash between the two pushes the same intervals again, which the
 absorbs (nothing is lost, nothing counted twice).
 
 Alerts are GBZ (alert code, time) and go out as PUTs in the wake that raised them, or the next.
+Faults (`inject_fault`): battery, tamper, tilt, flow, power, asleep / awake, gone (README "Gas").
 """
 from __future__ import annotations
 
