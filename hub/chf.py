@@ -68,6 +68,7 @@ _TUNNEL_CHECK = 3600.0  # how often the tunnel ages are checked
 _WAN_TURN = object()  # inbox token: serve the next WAN connection's next frame (fair inbox)
 _WAN_SLICE = 0.002  # host seconds of WAN turns before the CHF lets the event loop run (a queue
 # that is never empty never suspends its reader: the bridge could not read the other connections)
+_QUEUE_SWEEP = 900.0  # how often messages waiting for a GSME are checked for expiry
 _LAST_COMM_PERSIST = 60.0  # seconds between persisted last-communication updates per device
 
 
@@ -124,6 +125,8 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
         wan_inbox_frames: int = 256,
         wan_inbox_bytes: int = 1 << 20,
         reassembly: dict | None = None,
+        gsme_queue_limit: int = 32,
+        gsme_queue_timeout: float = 86400.0,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -140,6 +143,8 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
         self.wan_inbox_frames = wan_inbox_frames
         self.wan_inbox_bytes = wan_inbox_bytes
         self._reassembly_limits = dict(reassembly or {})
+        self.gsme_queue_limit = gsme_queue_limit  # messages queued per sleepy GSME [U; HG emulator 32]
+        self.gsme_queue_timeout = gsme_queue_timeout  # seconds before 0x819D [S SL default 24 h]
         self.han_dispatch = ClusterDispatch()
         self.han_port: HanPort | None = None
         self.zcl_server: ZclServer | None = None
@@ -264,8 +269,10 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
         host = TunnelHost(port, endpoint=self.han_endpoint, clock=self.clock,
                           on_message=self._on_tunnel_message, on_error=self._on_tunnel_error)
         sleepy = [e.eui for e in self.device_log() if e.joined and e.device_type == DeviceType.GSME]
-        host.serve(accept=self._accept_tunnel, sleepy=sleepy)
+        server = host.serve(accept=self._accept_tunnel, sleepy=sleepy, queue_limit=self.gsme_queue_limit,
+                            queue_timeout=self.gsme_queue_timeout, on_discard=self._gsme_message_discarded)
         self._tunnels = host
+        self.every(_QUEUE_SWEEP, lambda _t: server.expire(), align=False)
         self._join_server = JoinServer(port, authorise=self._authorise_join, on_joined=self._on_joined,
                                        on_refused=self._on_join_refused, clock=self.clock)
         for entry in self.device_log():
@@ -490,6 +497,12 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
         if self._alive:
             self.post(("han", peer, message))
 
+    def _gsme_message_discarded(self, eui: bytes, message: bytes) -> None:
+        """A message the GSME did not fetch in time: the GPF reports it (alert 0x819D)."""
+        self.log_event("gsme_message_expired", eui=eui_hex(eui))
+        if self.gpf is not None:
+            self.gpf.post(("not_retrieved", eui, message))
+
     def _on_tunnel_error(self, peer: bytes, status: int) -> None:
         self.log_event("tunnel_error", eui=eui_hex(peer), status=int(status))
 
@@ -518,6 +531,8 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
             self.log_security("han_message_refused", eui=eui_hex(peer))
             return
         self._note_communication(peer)
+        if entry.device_type == DeviceType.GSME and self.gpf is not None:
+            self.gpf.post(("tap_response", peer, message))
         header = peek_header(message)
         if header is not None:
             recipient = header[3]
@@ -561,6 +576,8 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
                 host.server.set_sleepy(eui)
                 await host.server.send_gbcs(eui, frame)  # queued for the GSME's next GET
                 stats[0] += 1
+                if self.gpf is not None:  # tap-off: the GPF sees the command, then its response
+                    self.gpf.post(("tap_command", eui, frame))
                 return None
             if entry.device_type not in TUNNEL_SERVER_TYPES:
                 return f"device type {entry.device_type} takes no GBCS messages"

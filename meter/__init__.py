@@ -1,5 +1,5 @@
-"""Meters and the displays paired with them: the ESME, the IHD and the PPMID. Imports han, wan,
-firmware and gbcs; never hub.
+"""Meters and the displays paired with them: the ESME, the GSME, the IHD and the PPMID. Imports han,
+wan, firmware and gbcs; never hub.
 
 Each registers as a device type (`gbhub.firmware.registry`), so a rig composes any number of them:
 each ESME joins the HAN with its install code and serves the ZCL clusters its IHDs and PPMIDs
@@ -17,10 +17,11 @@ from gbhub.han.join import join
 from gbhub.han.zcl_server import ZclServer
 
 from .esme import Esme
+from .gsme import Gsme
 from .ihd import Ihd
 from .ppmid import Ppmid
 
-__all__ = ["Esme", "Ihd", "Ppmid"]
+__all__ = ["Esme", "Gsme", "Ihd", "Ppmid"]
 
 
 def _create_esme(ctx: DeviceContext) -> Esme:
@@ -46,7 +47,32 @@ async def _join_esme(esme: Esme, ctx: DeviceContext) -> None:
 def _esme_status(esme: Esme) -> dict:
     regs = esme.registers()
     return {"import_kwh": regs.get("import_wh", 0) / 1000, "today_kwh": regs.get("current_day_wh", 0) / 1000,
-            "power_w": esme.power_w(), "supply": getattr(esme, "supply_state", None)}
+            "power_w": esme.power_w(), "supply": getattr(esme, "supply_state", None),
+            "credit": round(esme.credit_pence / 100, 2)}
+
+
+def _create_gsme(ctx: DeviceContext) -> Gsme:
+    s, ks = ctx.spec, ctx.keystore
+    return Gsme(s.eui, clock=ctx.clock, credentials=ctx.credentials(), trust=ctx.trust, nvm=ctx.nvm,
+                chf_eui=ctx.chf.eui, install_code=s.install_code, prepayment_key=ks.public_key(ctx.supplier, "pp-ka"),
+                prepayment_supplier=ctx.supplier, **ctx.firmware(), **s.options)
+
+
+def _attach_gsme(gsme: Gsme, ctx: DeviceContext) -> None:
+    gsme.attach_han(ctx.han)
+
+
+async def _join_gsme(gsme: Gsme, ctx: DeviceContext) -> None:
+    await join(gsme.han_port, ctx.chf.eui, ctx.spec.install_code, dispatch=gsme.han_dispatch,
+               device_type=DeviceType.GSME, clock=ctx.clock)
+
+
+def _gsme_status(gsme: Gsme) -> dict:
+    regs = gsme.registers() if gsme.state == "on" else {}
+    return {"volume_m3": regs.get("volume_l", 0) / 1000, "supply": gsme._supply_state() if gsme.state == "on" else None,
+            "credit": round(gsme.credit_pence / 100, 2) if gsme.state == "on" else None,
+            "battery": (gsme.data.get("gas") or {}).get("battery") if gsme.state == "on" else None,
+            "wakes": gsme.wakes}
 
 
 def _create_ihd(ctx: DeviceContext) -> Ihd:
@@ -70,6 +96,10 @@ register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",
                                 han_member=True, pairs_with="esme", starts_after_commissioning=True,
                                 status=_ihd_status))
+register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=DeviceType.GSME,
+                                default_eui="02474248400000A1",
+                                default_install_code="5C7E1A3B9D2F4E6081A3C5E7092B4D6F",
+                                keys=True, han_member=True, join=_join_gsme, status=_gsme_status))
 
 
 # ---------------------------------------------------------------------------------------------- PPMID

@@ -1,4 +1,4 @@
-"""`gbhub bench codec|e2e|soak|firmware`: the figures the README's Performance section quotes.
+"""`gbhub bench codec|e2e|soak|firmware|cbke|gas`: the figures the README's Performance section quotes.
 
 Method (codec): every RTDS vector is taken in turn; for each, the operation is repeated enough
 times to last ~2 ms and the per-call time recorded; the figure is the median over messages.
@@ -540,6 +540,60 @@ def cbke(runs: int = 5, progress=print) -> dict:
     return {"cbke_s": figure, "runs": runs, "suite": 2, "curve": "sect283k1"}
 
 
+# ---------------------------------------------------------------------------------------------
+# gas: 13 simulated months of one dual-fuel premises
+# ---------------------------------------------------------------------------------------------
+THIRTEEN_MONTHS_DAYS = 395
+
+
+async def _gas(days: int, progress) -> dict:
+    import datetime as dt
+
+    from gbhub.tools.premises import Premises
+    from gbhub.tools.rig import default_rig
+
+    rig = default_rig(None, ihd=False)  # CHF, GPF, ESME, GSME; NVM in memory, in-process bridge
+    rig.clock = "sim"
+    p = Premises(rig, tcp=False, sim=True)
+    await p.start()
+    try:
+        gsme, gpf = p.gsme, p.gpf
+        gc.collect()
+        start = time.perf_counter()
+        cpu = time.process_time()
+        for day in range(days):
+            await p.clock.advance(86400)
+            if day % 30 == 29:
+                progress(f"gas: day {day + 1} of {days}, {time.perf_counter() - start:.1f} s, {gsme.wakes} wakes")
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+        # the slices the head-end gets from the GPF after the run: yesterday's half-hours, the daily reads
+        now = p.clock.now()
+        y0 = now - now % 86400 - 86400
+        yesterday = dt.datetime.fromtimestamp(y0, dt.timezone.utc)
+        profile = await p.send("GCS17", to="gpf", start=yesterday, samples=48)
+        daily = await p.send("GCS16a", to="gpf")
+        want = gsme.data.intervals(int(y0), 48)
+        snaps = [s["volume_l"] for s in daily.summary.get("snapshots", [])]
+        want_daily = [e["volume_l"] for e in reversed(gsme.data.daily())][:len(snaps)]
+        slices_ok = profile.summary.get("volumes") == want and bool(snaps) and snaps == want_daily
+        return {"days": days, "seconds": round(elapsed, 2), "cpu_s": round(cpu, 2), "wakes": gsme.wakes,
+                "gpf_syncs": gpf.syncs, "slices_ok": slices_ok,
+                **({"thirteen_months_s": round(elapsed, 2)} if days == THIRTEEN_MONTHS_DAYS else {})}
+    finally:
+        await p.stop()
+
+
+def gas(days: int | None = None, progress=print) -> dict:
+    days = THIRTEEN_MONTHS_DAYS if days is None else int(days)
+    progress(f"gas: one dual-fuel premises (CHF, GPF, ESME, GSME), {days} simulated days, half-hourly data, a GSME wake "
+             "every 30 minutes")
+    out = asyncio.run(_gas(days, progress))
+    if not out["slices_ok"]:
+        raise RuntimeError("GCS17 / GCS16a from the GPF did not return the GSME's slices")
+    return out
+
+
 def environment() -> dict:
     return {
         "python": platform.python_version(),
@@ -550,8 +604,9 @@ def environment() -> dict:
 
 
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks (codec, e2e, soak, firmware, cbke)")
-    b.add_argument("what", choices=["codec", "e2e", "soak", "firmware", "cbke"], help="which benchmark")
+    b = sub.add_parser("bench", help="benchmarks (codec, e2e, soak, firmware, cbke, gas)")
+    b.add_argument("what", choices=["codec", "e2e", "soak", "firmware", "cbke", "gas"], help="which benchmark")
+    b.add_argument("--days", type=int, default=None, help="gas: simulated days (default 395, 13 months)")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.add_argument("--vectors", metavar="DIR", help="RTDS vectors (default $GBHUB_VECTORS or ../shared/vectors)")
     b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e), or of the whole run (soak, default 60)")
@@ -570,6 +625,10 @@ def run(args) -> int:
         figures = soak(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
     elif args.what == "cbke":
         figures = cbke(progress=lambda s: print(s, file=sys.stderr))
+    elif args.what == "gas":
+        if args.days is not None and args.days < 1:
+            raise UsageError("--days must be at least 1")
+        figures = gas(days=args.days, progress=lambda s: print(s, file=sys.stderr))
     else:
         figures = e2e(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
     figures["environment"] = environment()

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from gbcs.codec import eui_hex
 
@@ -33,6 +34,8 @@ def register(sub) -> None:
     _to_arg(s)
     _as_arg(s)
     s.add_argument("--summary", action="store_true", help="print one line (use case, ok, interpreted response) instead of JSON")
+    s.add_argument("--wake", action="store_true",
+                   help="a sleepy GSME: press its button first (gbhub ctl press) instead of waiting for its next wake")
     s.add_argument("--full", action="store_true", help="include the response's decoded payload tree in the JSON")
     s.add_argument("--list", action="store_true", help="list the use cases and exit")
     s.add_argument("-h", "--help", action="store_true", help="this help, or with USE_CASE its parameters")
@@ -265,9 +268,14 @@ async def _send(args) -> int:
             raise UsageError(str(exc)) from None
         log.info("send %s counter %d originator %s recipient %s", definition.use_case, command.originator_counter,
                  eui_hex(command.originator), eui_hex(recipient))
+        timeout, wake = _sleepy_wait(args, definition, m, recipient)
         try:
-            reply = await headend.exchange(command, frame, critical=definition.critical, timeout=args.timeout,
-                                           verify=False)
+            exchange = asyncio.ensure_future(headend.exchange(command, frame, critical=definition.critical,
+                                                              timeout=timeout, verify=False))
+            if wake:  # once the Comms Hub holds the command: the GSME fetches it as it wakes
+                await asyncio.sleep(WAKE_AFTER_SEND)
+                await _press(args, recipient, exchange)
+            reply = await exchange
         except CommandRejected as exc:
             log.info("%s rejected: alert 0x%04X", definition.use_case, exc.code)
             raise Failure(f"{definition.use_case} rejected by {eui_hex(exc.device)}: alert 0x{exc.code:04X} {exc.name}") from None
@@ -290,6 +298,39 @@ async def _send(args) -> int:
         return 0 if result.ok else 1
     finally:
         await headend.close()
+
+
+WAKE_AFTER_SEND = 0.3  # seconds between sending a command for a GSME and pressing its button (--wake)
+
+
+def _sleepy_wait(args, definition, manifest: dict, recipient: bytes) -> tuple[float | None, bool]:
+    """A command for a sleepy GSME is queued by the Comms Hub until the GSME's next wake: say so
+    and wait up to its wake interval (`premises.json` "wake", real seconds) plus --timeout; with
+    --wake, its button is pressed once the command is sent (control channel) and --timeout is the
+    wait. Returns (timeout, press)."""
+    types = manifest.get("types") or {}
+    name = next((n for n, e in (manifest.get("devices") or {}).items()
+                 if types.get(n) == "gsme" and e.upper() == eui_hex(recipient)), None)
+    if name is None:
+        if args.wake:
+            raise UsageError("--wake is for a sleepy GSME: --to names none")
+        return args.timeout, False
+    if args.wake:
+        return args.timeout, True
+    wake = float((manifest.get("wake") or {}).get(name, 1800.0))
+    print(f"gbhub send: {definition.use_case} queued for {name} ({eui_hex(recipient)}), a sleepy GSME; waiting for its "
+          f"next wake (up to {wake:g} s; --wake presses its button)", file=sys.stderr)
+    return (None if args.timeout is None else args.timeout + wake), False
+
+
+async def _press(args, recipient: bytes, exchange: asyncio.Future) -> None:
+    from .control import ControlError, request
+
+    try:
+        await asyncio.to_thread(request, Path(args.data), {"op": "press", "eui": eui_hex(recipient)}, 10.0)
+    except ControlError as exc:
+        exchange.cancel()
+        raise Failure(f"--wake: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------

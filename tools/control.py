@@ -212,6 +212,16 @@ class ControlServer:
             if not isinstance(result, dict):  # a meter's own: True / False
                 result = {"accepted": bool(result), "result": "activated" if result else "refused"}
             return {"eui": eui_hex(device.eui), **result}
+        if op == "fault":  # [gas helper: minimal; the lead reconciles with helper 9B's generic `fault` op]
+            device = self._device(req["eui"])
+            inject = getattr(device, "inject_fault", None)
+            if inject is None:
+                raise ControlError(f"{p.name_of(device)} ({eui_hex(device.eui)}) takes no faults")
+            try:
+                result = inject(req["kind"], list(req.get("args") or []), dict(req.get("options") or {}))
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
+            return {"eui": eui_hex(device.eui), **result}
         raise ControlError(f"unknown control request {op!r}")
 
     async def _utrn(self, device, digits: str, fuel: str | None) -> dict:
@@ -315,7 +325,12 @@ def register(sub) -> None:
     a.add_argument("code", metavar="CODE", help="alert code: 0x8F3F, decimal, or an AlertCode name")
     a.add_argument("--count", type=int, default=1, metavar="N", help="how many (default 1)")
     a.add_argument("--rate", type=float, default=0.0, metavar="PER_S", help="alerts per second (default: as fast as possible)")
-    for p in (w, h, pr, u, ec, a):
+    f = ops.add_parser("fault", help="inject a fault (GSME: battery PERCENT, tamper, tilt, flow L/H, power off|on, "
+                                     "asleep, awake, gone SECONDS)")
+    f.add_argument("eui", metavar="EUI", help="device EUI (or name)")
+    f.add_argument("kind", metavar="KIND")
+    f.add_argument("args", nargs="*", metavar="ARG")
+    for p in (w, h, pr, u, ec, a, f):
         data_arg(p, argparse.SUPPRESS)  # --data also after the operation (not overriding one before it)
     c.set_defaults(func=cmd_ctl)
 
@@ -375,6 +390,8 @@ def cmd_ctl(args) -> int:
         req = {"op": "utrn", "eui": args.eui, "utrn": " ".join(args.digits), "fuel": args.fuel}
     elif args.op == "emergency-credit":
         req = {"op": "emergency-credit", "eui": args.eui, "fuel": args.fuel}
+    elif args.op == "fault":
+        req = {"op": "fault", "eui": args.eui, "kind": args.kind, "args": args.args}
     else:
         try:
             code = parse_alert_code(args.code)

@@ -488,6 +488,9 @@ class Premises:
             "pid": os.getpid(),
             "wan": {"host": self.rig.wan_host, "port": self.wan_port} if self.use_tcp else None,
             "devices": self.manifest_devices(),
+            # sleepy devices' wake intervals in real seconds (`gbhub send` waits that long for them)
+            "wake": {n: d.wake_interval / (self.rig.speed or 1.0) for n, d in self.devices_by_name.items()
+                     if getattr(d, "wake_interval", None)},
             "types": dict(self.types),
             "acb": eui_hex(self.identity.acb),
             "supplier": eui_hex(self.identity.supplier),
