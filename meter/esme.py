@@ -1072,13 +1072,6 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
                                elements=(Data.octet_string(details),),
                                recipient=self.trust.by_eui(msg.originator) or self.alert_recipient)
 
-    def check_freshness(self, message: Message) -> bool:
-        # Top-ups are protected by the UTRN counter cache, not the supplier's command counter: their
-        # originator counter is UTRN counter ‖ 00000000 [S FACTS 1.8].
-        if message.message_code in _UTRN_COUNTERS:
-            return True
-        return super().check_freshness(message)
-
     def execute(self, message: Message) -> Outcome:
         self._alerts.clear()
         self._command = message
@@ -1155,7 +1148,6 @@ _POLYPHASE_CODES = frozenset(MessageCode[n] for n in POLYPHASE_ONLY if n in Mess
 _TWIN_CODES = frozenset(MessageCode[n] for n in TWIN_ONLY if n in MessageCode.__members__)
 
 # Use cases whose originator counter is a top-up counter (`UseCaseDef.utrn`): CS01a.
-_UTRN_COUNTERS = frozenset(code for code, h in Esme.HANDLERS.items() if h.use_case is not None and h.use_case.utrn)
 
 __all__ = [
     "Esme",

@@ -50,6 +50,7 @@ from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, 
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
 from gbhub.firmware.cosem import datetime_bytes
+from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
@@ -390,6 +391,7 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS06, _emergency_credit),
         call(MessageCode.PCS01, _ppmid_top_up),  # from the PPMID (device-to-device MAC: see _ppmid_top_up)
         call(MessageCode.PCS02, _emergency_credit),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
         join(MessageCode.CS03C, DeviceType.PPMID),  # Method C: the PPMID and its KA certificate
         call(MessageCode.GCS40a, _credit_adjustment),
         call(MessageCode.GCS40b, _credit_adjustment),

@@ -48,6 +48,19 @@ class Prepayment:
             self._debit(self.standing_charge_pence(), at)
             self._recover_time_debts(at)
 
+    def check_freshness(self, message) -> bool:
+        """Top-ups (CS01a, CS01b) are protected by the UTRN counter cache, not the supplier's command
+        counter: their originator counter is UTRN counter ‖ 00000000 [S FACTS 1.8]."""
+        handler = self.HANDLERS.get(message.message_code)
+        if handler is not None and handler.use_case is not None and handler.use_case.utrn:
+            return True
+        return super().check_freshness(message)
+
+    def time_debt_rates_pence(self) -> dict[str, float]:
+        """Daily recovery rate (pence) of each time-based debt this meter keeps, by prepayment key;
+        none by default (the ESME's come from its ECS26a-readable debt charges)."""
+        return {}
+
     def _recover_time_debts(self, at: float) -> None:
         """Once a day in prepayment mode each time-based debt (ECS07, ECS19) is recovered at its
         configured rate (`time_debt_rates_pence`), never more than is owed [I: daily period]."""

@@ -33,7 +33,7 @@ async def test_ppmid_joins_esme_and_shows_credit(premises):
     assert shown.status == "ok" and shown.electricity.credit == esme.credit_pence
 
 
-@pytest.mark.premises(devices=[PPMID])
+@pytest.mark.premises(devices=[PPMID], gsme=False)  # electricity only: no GSME to offer a refused UTRN to
 async def test_ppmid_top_up_duplicate_and_forged(premises):
     ppmid, esme = premises.ppmid, premises.esme
     before = esme.credit_pence
@@ -163,7 +163,7 @@ def test_parse_utrn_text_refuses_anything_else_with_a_decode_error(text):
 LOW_CREDIT_ESME = {"type": "esme", "options": {"payment_mode": "prepayment", "credit_pence": 1.0}}
 
 
-@pytest.mark.premises(devices=[LOW_CREDIT_ESME, {"type": "ppmid", "meter": "esme-2"}])
+@pytest.mark.premises(devices=[LOW_CREDIT_ESME, {"type": "ppmid", "meter": "esme-2"}], gsme=False)  # (gas: below)
 async def test_no_wan_prepayment_top_up_and_alerts_in_order_when_the_wan_returns(premises):
     """With the WAN cut the PPMID still tops the ESME up (no WAN needed): the supply that ran out
     of credit re-arms, the consumer enables it, and every alert of the outage reaches the
@@ -241,6 +241,7 @@ async def test_esme_takes_top_ups_and_emergency_credit_requests_from_its_ppmid_o
 
 
 # -- the PPMID's own GBCS security and device log ----------------------------------------------------
+@pytest.mark.premises(gsme=False)  # the PPMID's log then holds only the ESMEs it joins here
 async def test_ppmid_device_log_and_security(premises):
     """Join codes on the PPMID's log (Method A via CS03A2, Method C via CS03C), CS07 reads it, and a
     replayed or wrongly-signed command is refused with the security alert and changes nothing."""
