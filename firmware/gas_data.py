@@ -18,7 +18,9 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Callable, Iterable
 
-from gbcs.gbz import GbzComponent, GbzPayload
+from gbcs.codec import DecodeError
+from gbcs.frame import Message
+from gbcs.gbz import GbzComponent, GbzPayload, decode_gbz
 from gbcs.zcl import (
     Cluster,
     ClusterCommand,
@@ -27,6 +29,8 @@ from gbcs.zcl import (
     Status,
     read_attributes_response,
 )
+
+from .gbcs_device import CommandRejected
 
 NS = "meter"  # the namespace `meter.prepayment` keeps its state in
 PROFILE_NS = "gas_profile"
@@ -41,6 +45,19 @@ MONEY = 1000  # ZSE money units (1/100000 £) per penny
 SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
 _NOT_FOUND = Status.NOT_FOUND
+
+
+def gbz_command(message: Message) -> tuple[GbzComponent, ...]:
+    """The plaintext GBZ components of a gas command (GSME or GPF); anything else is refused as
+    malformed (0x8F1E)."""
+    try:
+        p = decode_gbz(message.content, cra=message.cra)
+    except DecodeError as exc:
+        raise CommandRejected("malformed", str(exc)) from None
+    comps = getattr(p, "components", ())
+    if not comps or any(c.payload is None for c in comps):
+        raise CommandRejected("malformed", "not a plaintext GBZ command")
+    return comps
 
 
 def _octets(v: Any) -> bytes:

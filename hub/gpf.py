@@ -59,7 +59,7 @@ from gbcs.zcl import (
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gas_data import DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, PROFILE_DAYS, GasData, default_response
+from gbhub.firmware.gas_data import DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, PROFILE_DAYS, GasData, default_response, gbz_command
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import activate_firmware
 from gbhub.han.aps import HanError
@@ -86,13 +86,7 @@ def _read_from_store(gpf: "Gpf", message: Message) -> Outcome:
     gsme = gpf.mirrored_gsme()
     if gsme is None:
         raise CommandRejected("malformed", "no GSME mirrored yet")
-    try:
-        p = decode_gbz(message.content, cra=message.cra)
-    except DecodeError as exc:
-        raise CommandRejected("malformed", str(exc)) from None
-    comps = getattr(p, "components", ())
-    if not comps or any(c.payload is None for c in comps):
-        raise CommandRejected("malformed", "not a plaintext GBZ read")
+    comps = gbz_command(message)
     data = gpf.mirror(gsme)
     encrypt = (encryptor(gpf.encryption_key_for(message), gpf.eui) if message.message_code in ENCRYPTED_RESPONSES
                else None)

@@ -45,14 +45,14 @@ from gbcs.asn1 import DeviceTimeStatus, SetTime, SetTimeResponse, decode_asn1
 from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, parse_eui
 from gbcs.frame import Message
-from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, decode_gbz, encryptor
+from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, encryptor
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
-from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response
+from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
 from gbhub.han.aps import TUNNELING_CLUSTER, HanError
 from gbhub.han.transport import ClusterDispatch
@@ -83,19 +83,8 @@ def _component(payload: Any, cluster: int, seq: int = 0, **kw: Any) -> bytes:
     return GbzPayload.build([GbzComponent.build(cluster, payload, sequence=seq, **kw)]).encode()
 
 
-def _gbz_command(message: Message) -> tuple[GbzComponent, ...]:
-    try:
-        p = decode_gbz(message.content, cra=message.cra)
-    except DecodeError as exc:
-        raise CommandRejected("malformed", str(exc)) from None
-    comps = getattr(p, "components", ())
-    if not comps or any(c.payload is None for c in comps):
-        raise CommandRejected("malformed", "not a plaintext GBZ command")
-    return comps
-
-
 def _one_command(message: Message, name: str) -> ClusterCommand:
-    comps = _gbz_command(message)
+    comps = gbz_command(message)
     cmd = comps[0].payload
     if len(comps) != 1 or not isinstance(cmd, ClusterCommand) or cmd.name != name:
         raise CommandRejected("malformed", f"expected one {name}")
@@ -104,7 +93,7 @@ def _one_command(message: Message, name: str) -> ClusterCommand:
 
 # ------------------------------------------------------------------------------- handlers
 def _read(gsme: "Gsme", message: Message) -> Outcome:
-    comps = _gbz_command(message)
+    comps = gbz_command(message)
     encrypt = (encryptor(gsme.encryption_key_for(message), gsme.eui) if message.message_code in ENCRYPTED_RESPONSES
                else None)
     content = gsme.data.answer(comps, now=gsme.device_now(), firmware_version=gsme.firmware_version, encrypt=encrypt)
@@ -136,7 +125,7 @@ _SETTINGS = {
 def _settings(gsme: "Gsme", message: Message) -> bytes:
     """Commands that only store settings: each component stored and answered with a Default
     Response [O RTDS GCS07/GCS11/GCS24a/GCS25a/GCS44 responses]."""
-    comps = _gbz_command(message)
+    comps = gbz_command(message)
     gas = gsme.nvm.get(NS, "gas")
     out = []
     for c in comps:
@@ -176,7 +165,7 @@ _TARIFF_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWe
 def _tariff(gsme: "Gsme", message: Message) -> Outcome:
     """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
     digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
-    comps = _gbz_command(message)
+    comps = gbz_command(message)
     gas = gsme.nvm.get(NS, "gas")
     out = []
     for c in comps:
@@ -205,7 +194,7 @@ _PREPAY_SETTINGS = {  # command -> {field: prepayment state key (pence)}
 def _prepayment_configuration(gsme: "Gsme", message: Message) -> Outcome:
     """GCS05: emergency credit, debt cap, low-credit warning and maximum credit settings (money in
     ZSE units: /1000 is pence), and the friendly-credit calendar (kept, not applied [I])."""
-    comps = _gbz_command(message)
+    comps = gbz_command(message)
     p = gsme._prepay()
     out = []
     for c in comps:
@@ -225,7 +214,7 @@ def _prepayment_configuration(gsme: "Gsme", message: Message) -> Outcome:
 
 def _event_configuration(gsme: "Gsme", message: Message) -> bytes:
     """GCS20 stores each code's configuration; GCS20r reports one [I: ZSE Device Management]."""
-    comps = _gbz_command(message)
+    comps = gbz_command(message)
     gas = gsme.nvm.get(NS, "gas")
     configs = dict(gas.get("event_configuration") or {})
     cmd = comps[0].payload
@@ -268,7 +257,7 @@ def _event_log(gsme: "Gsme", message: Message) -> bytes:
     cmd = _one_command(message, "GetEventLog")
     lo, hi = cmd["start_time"] + 946684800, cmd["end_time"] + 946684800
     events = [e for e in gsme.event_log() if lo <= e["time"] <= hi and isinstance(e.get("code"), int)]
-    comp = _gbz_command(message)[0]
+    comp = gbz_command(message)[0]
     if not events:
         return GbzPayload.build([default_response(comp, Status.NOT_FOUND)]).encode()
     events = events[-10:]
