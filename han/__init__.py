@@ -12,7 +12,7 @@ from .aps import (
     eui_from_ieee,
     ieee_from_eui,
 )
-from .transport import Clock, ClusterDispatch, HanPort, HanTransport, LoopClock, Receiver
+from .transport import AirEvent, Clock, ClusterDispatch, HanPort, HanTransport, LoopClock, Receiver
 from .tunnel import (
     NoTunnel,
     QueueFull,
@@ -24,7 +24,7 @@ from .tunnel import (
     TunnelStatus,
     TunnelTimeout,
 )
-from .virtual import AirCounters, AirEvent, VirtualAir, VirtualPort
+from .virtual import AirCounters, VirtualAir, VirtualPort
 
 __all__ = [
     "SMART_ENERGY_PROFILE",

@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 from gbcs.capture import CapturedFrame, frame_bytes, nwk_address, pcap_header, pcap_record
 
-from .virtual import DELIVERED, LOST, AirEvent
+from .transport import AirEvent
+from .virtual import DELIVERED, LOST
 
 log = logging.getLogger("gbhub.han.capture")
 

@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
 from .aps import ApsFrame
@@ -15,6 +16,46 @@ log = logging.getLogger("gbhub.han")
 
 #: A device's receive callback: plain functions run inline, coroutine functions run as a task.
 Receiver = Callable[[ApsFrame], "Awaitable[Any] | None"]
+
+
+
+@dataclass(frozen=True, slots=True)
+class AirEvent:
+    """What a tap sees: one per send attempt, when its fate is known."""
+
+    time: float
+    frame: ApsFrame
+    outcome: str
+
+
+class AirTaps:
+    """Observers of every frame a transport moves (HAN capture, tests); a failing observer is
+    logged and never stops the air. Subclasses set `clock` and call `_init_taps()`."""
+
+    clock: Any
+
+    def _init_taps(self) -> None:
+        self._observers: list[Callable[[AirEvent], Any]] = []
+
+    def observe(self, callback: Callable[[AirEvent], Any]) -> Callable[[], None]:
+        """Call `callback(AirEvent)` for every send attempt; returns a function that stops it."""
+        self._observers.append(callback)
+
+        def stop() -> None:
+            if callback in self._observers:
+                self._observers.remove(callback)
+
+        return stop
+
+    def _emit(self, frame: ApsFrame, outcome: str) -> None:
+        if not self._observers:
+            return
+        event = AirEvent(self.clock.now(), frame, outcome)
+        for observer in list(self._observers):
+            try:
+                observer(event)
+            except Exception:
+                log.exception("HAN observer failed")
 
 
 class TimerHandle(Protocol):

@@ -15,10 +15,9 @@ import random
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
 
 from .aps import ApsFrame, DeviceAsleep, HanError, LinkDown, NoRoute, PortClosed
-from .transport import Clock, LoopClock, Receiver, deliver
+from .transport import AirTaps, Clock, LoopClock, Receiver, deliver
 
 log = logging.getLogger("gbhub.han")
 
@@ -42,15 +41,6 @@ class AirCounters:
     lost: int = 0
     dropped: int = 0
     failed: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AirEvent:
-    """What a tap sees: one per send attempt, when its fate is known."""
-
-    time: float
-    frame: ApsFrame
-    outcome: str
 
 
 class VirtualPort:
@@ -80,7 +70,7 @@ class VirtualPort:
         return f"VirtualPort({self.eui.hex().upper()}{'' if self.attached else ', detached'})"
 
 
-class VirtualAir:
+class VirtualAir(AirTaps):
     """In-memory HAN medium (implements `HanTransport`).
 
     `latency` (seconds) and `loss` (probability 0..1) are the defaults for every link;
@@ -105,7 +95,7 @@ class VirtualAir:
         self._asleep: set[bytes] = set()
         self._links: dict[tuple[bytes, bytes], tuple[float | None, float | None]] = {}
         self._flight: dict[tuple[bytes, bytes], deque[tuple[float, ApsFrame]]] = {}
-        self._observers: list[Callable[[AirEvent], Any]] = []
+        self._init_taps()
 
     # -- membership -----------------------------------------------------------------------
 
@@ -164,26 +154,6 @@ class VirtualAir:
         self._links[(src, dst)] = (latency, loss)
         if symmetric:
             self._links[(dst, src)] = (latency, loss)
-
-    # -- taps -----------------------------------------------------------------------------
-
-    def observe(self, callback: Callable[[AirEvent], Any]) -> Callable[[], None]:
-        """Call `callback(AirEvent)` for every send attempt; returns a function that stops it."""
-        self._observers.append(callback)
-
-        def stop() -> None:
-            if callback in self._observers:
-                self._observers.remove(callback)
-
-        return stop
-
-    def _emit(self, frame: ApsFrame, outcome: str) -> None:
-        event = AirEvent(self.clock.now(), frame, outcome)
-        for observer in list(self._observers):
-            try:
-                observer(event)
-            except Exception:
-                log.exception("air observer failed")
 
     @property
     def in_flight(self) -> int:

@@ -72,8 +72,8 @@ from .aps import (
     ieee_from_eui,
 )
 from .join import JOIN_CLUSTER, JOIN_ENDPOINT, ZDP_PROFILE
-from .transport import Clock, LoopClock, Receiver, deliver, spawn
-from .virtual import CLOSED, DELIVERED, LINK_DOWN, LOST, NO_ROUTE, AirCounters, AirEvent
+from .transport import AirTaps, Clock, LoopClock, Receiver, deliver, spawn
+from .virtual import CLOSED, DELIVERED, LINK_DOWN, LOST, NO_ROUTE, AirCounters
 
 log = logging.getLogger("gbhub.han.zigbee")
 
@@ -90,7 +90,8 @@ PREPAYMENT_TERMINAL_DEVICE = 0x0506
 SE_ENDPOINTS: dict[int, zdo.SimpleDescriptor] = {
     DeviceType.CHF: zdo.SimpleDescriptor(
         0, SMART_ENERGY_PROFILE, ESI_DEVICE, 0,
-        (BASIC_CLUSTER, TIME_CLUSTER, OTA_UPGRADE_CLUSTER, TUNNELING_CLUSTER, KEY_ESTABLISHMENT_CLUSTER),
+        # Metering: the GPF's mirror of the GSME, which the GSME writes to on the CHF's address
+        (BASIC_CLUSTER, TIME_CLUSTER, METERING_CLUSTER, OTA_UPGRADE_CLUSTER, TUNNELING_CLUSTER, KEY_ESTABLISHMENT_CLUSTER),
         (TUNNELING_CLUSTER, KEY_ESTABLISHMENT_CLUSTER),
     ),
     DeviceType.ESME: zdo.SimpleDescriptor(
@@ -251,7 +252,7 @@ class ZigbeePort:
         self._transport._detach(self)
 
 
-class ZigbeeTransport:
+class ZigbeeTransport(AirTaps):
     """The coordinator end of a ZigBee HAN (implements `HanTransport`).
 
     `app` is a zigpy ControllerApplication built from `coordinator_class(...)`; `coordinator` the
@@ -288,7 +289,7 @@ class ZigbeeTransport:
         self._next_endpoint = first_endpoint
         self._local: dict[bytes, _Local] = {}
         self._by_endpoint: dict[int, _Local] = {}
-        self._observers: list[Callable[[AirEvent], Any]] = []
+        self._init_taps()
         self._permitted: dict[bytes, tuple[bytes, float]] = {}
         self._poll = None
         #: The trust centre's CBKE identity (`gbcs.cbke.CbkeIdentity`): with one, the coordinator
@@ -491,27 +492,6 @@ class ZigbeeTransport:
             await self.app.remove(device.ieee)
         except Exception as exc:
             log.info("removing %s: %s", device.ieee, exc)
-
-    # -- taps -----------------------------------------------------------------------------
-    def observe(self, callback: Callable[[AirEvent], Any]) -> Callable[[], None]:
-        """Call `callback(AirEvent)` for every frame (capture); returns a function that stops it."""
-        self._observers.append(callback)
-
-        def stop() -> None:
-            if callback in self._observers:
-                self._observers.remove(callback)
-
-        return stop
-
-    def _emit(self, frame: ApsFrame, outcome: str) -> None:
-        if not self._observers:
-            return
-        event = AirEvent(self.clock.now(), frame, outcome)
-        for observer in list(self._observers):
-            try:
-                observer(event)
-            except Exception:
-                log.exception("zigbee observer failed")
 
     # -- sending --------------------------------------------------------------------------
     async def _send(self, frame: ApsFrame, port: ZigbeePort) -> bool:

@@ -663,7 +663,11 @@ class Gsme(Prepayment, GbcsDevice):
                 self._catch_up(self.device_now())
                 if self.tunnel is None:
                     return {"woken": True}
-                await self._push()
+                try:
+                    await self._push()
+                except (HanError, ZclError) as exc:  # pushed at the next wake; commands are still fetched
+                    log.info("gsme %s: push to the GPF failed: %s", self.eui_hex, exc)
+                    self.log_event("push_failed", reason=str(exc))
                 alerts, self._pending_alerts = self._pending_alerts, []
                 for code, kw in alerts:
                     await self.raise_alert(code, **kw)
