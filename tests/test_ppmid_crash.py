@@ -17,6 +17,7 @@ from test_cli_run import Running, gbhub
 from gbhub.tools.utrn import vend
 
 ESME = "02474248400000A0"
+GSME = "02474248400000A1"
 
 
 def _type(data: Path, utrn: str) -> dict | None:
@@ -115,7 +116,8 @@ def test_gbhub_utrn_prints_a_valid_utrn_and_refuses_bad_input_in_one_line(tmp_pa
         sent = gbhub("send", "PCS01", f"utrn={first.encode()}", "--to", "ppmid", "--data", str(data))
         assert sent.returncode == 2 and "sent by a PPMID over the HAN" in sent.stderr  # not a head-end's
         read = json.loads(gbhub("send", "CS07", "--to", "ppmid", "--data", str(data)).stdout)
-        assert read["ok"] and read["summary"]["devices"] == [{"eui": ESME, "device_type": "ESME"}]
+        # the demo premises is dual fuel: the PPMID joined the ESME (Method A) and the GSME (Method C)
+        assert read["ok"] and read["summary"]["devices"] == [{"eui": ESME, "device_type": "ESME"}, {"eui": GSME, "device_type": "GSME"}]
         for bad in (("--value", "0"), ("--value", "1.005"), ("--value", "9000"), ("--value", "ten"),
                     ("--to", "nosuch", "--value", "1")):
             args = ["utrn", "--data", str(data), "--to", "esme", *bad]
