@@ -1,0 +1,93 @@
+"""A local Mosquitto broker as a child process, for tests and `gbhub bench mqtt|all`.
+
+Listens on 127.0.0.1 only, anonymous access, persistence on (so a graceful restart keeps the
+persistent sessions and the QoS 1 messages queued for them, as a production broker configured
+for it does). `start()`, `stop()`, `restart()`; `url` is its `mqtt://` address.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def mosquitto_binary() -> str | None:
+    """The mosquitto executable (PATH, then /usr/sbin where Debian puts it), or None."""
+    return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+                                               if os.access(p, os.X_OK)), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mosquitto:
+    def __init__(self, folder: str | os.PathLike | None = None, port: int = 0) -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise FileNotFoundError("mosquitto is not installed (Debian: apt-get install mosquitto)")
+        self.binary = binary
+        self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="gbhub-mosquitto-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or _free_port()
+        self.proc: subprocess.Popen | None = None
+        self.config = self.folder / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.folder}/\n"
+            "max_queued_messages 1000000\n"
+            "max_inflight_messages 1000\n"
+            f"log_dest file {self.folder}/mosquitto.log\n")
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> "Mosquitto":
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+                raise RuntimeError(f"mosquitto exited at start: {err or self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM: the broker saves its persistent state)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> "Mosquitto":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
