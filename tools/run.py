@@ -299,6 +299,10 @@ async def _headend(args, need_keys: bool = True, connect: bool = True, take_queu
         wan = mw["url"] if "url" in mw else f"{mw['host']}:{mw['port']}"
     address = wan_address(wan) if wan else None
     keys = load_keys(args.keys or m.get("keys"))
+    if m.get("fleet"):  # a fleet's devices' keys are derived from its seed (tools/fleet.py)
+        from gbhub.tools.fleet import FleetKeystore
+
+        keys = FleetKeystore(int(m["fleet"]["seed"]), keys)
     if not len(keys) and not need_keys:
         # send-raw only relays bytes: no keys needed, the EUIs just fill the head-end's slots
         from gbcs.catalogue import RTDS_ACB as acb, RTDS_SUPPLIER as supplier

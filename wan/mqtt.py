@@ -406,7 +406,7 @@ class MqttSession(_Connection):
             bridge._broker_up(True)
 
     def _on_disconnect(self) -> None:
-        log.warning("MQTT broker %s gone: the WAN of %d hub(s) is down until it is back", self.address, len(self.hubs))
+        (log.info if self._closing else log.warning)("MQTT broker %s gone: the WAN of %d hub(s) is down until it is back", self.address, len(self.hubs))
         for bridge in list(self.hubs.values()):
             bridge._broker_up(False)
 
