@@ -39,7 +39,11 @@ class Mosquitto:
         self.port = port or _free_port()
         self.proc: subprocess.Popen | None = None
         self.config = self.folder / "mosquitto.conf"
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name  # started as root, mosquitto would drop to a user that cannot write here
         self.config.write_text(
+            f"user {user}\n"
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"

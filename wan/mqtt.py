@@ -29,10 +29,11 @@ persistent session; `MqttClient(identifier=...)`). The hub's own session is pers
 too, so commands published while it was away are delivered when it is back, in order.
 
 Duplicates: a QoS 1 message may arrive twice (the sender resends what was not acknowledged
-before a reconnect, flagged DUP). The hub drops a DUP-flagged command whose exact bytes it
-received recently (so it is never executed twice, nor rejected as a replay); a command repeated
-without the DUP flag is passed on, and the device's counter check rejects it with its alert, as
-any replay. Head-ends drop an up/alert frame whose exact bytes they received recently (counted in
+before a reconnect; a broker forwards the resent copy as a new message, without the DUP flag).
+The hub drops a command whose exact bytes it received recently (so it is never executed twice,
+nor rejected as a replay): [I] a replay of the same bytes within that window is dropped too
+(logged, counted), one beyond it reaches the device, whose counter check rejects it with its
+alert, as any replay. Head-ends drop an up/alert frame whose exact bytes they received recently (counted in
 `stats["duplicates"]`, never passed to the head-end twice). The windows are bounded
 (`recent`, 65,536 frames by hash).
 
@@ -57,7 +58,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from gbcs.codec import eui_hex
 from gbcs.frame import peek_header
 
-from .bridge import DEFAULT_MAX_FRAME, InProcessBridge, WanClosed, WanError, _ClientBase
+from .bridge import DEFAULT_MAX_FRAME, InProcessBridge, WanClosed, WanDown, WanError, _ClientBase
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,10 @@ class _Connection:
         backoff = self.min_backoff
         client = self._client
         while not self._closing:
+            if client._connected.done():
+                # aiomqtt keeps the previous connection's CONNACK future after an unexpected
+                # disconnect, so its next connect would return before the broker answered
+                client._connected = asyncio.get_running_loop().create_future()
             try:
                 async with client:
                     self.stats["connects"] += 1
@@ -347,7 +352,7 @@ class _Broker:
         return f"<MQTT broker {self.bridge.session.address} for {self.bridge.chf_hex}>"
 
     async def close(self) -> None:
-        self.bridge._remove_client(self)
+        pass  # the bridge's own close detaches it
 
 
 class MqttSession(_Connection):
@@ -420,7 +425,7 @@ class MqttSession(_Connection):
             self.stats["dropped"] += 1
             log.warning("MQTT frame of %d bytes on %s dropped (max %d)", len(frame), msg.topic, self.max_frame)
             return
-        if self.recent.seen(frame) and msg.dup:
+        if self.recent.seen(frame):
             self.stats["duplicates"] += 1
             log.info("MQTT redelivery of a command on %s dropped (already taken)", msg.topic)
             return
@@ -495,16 +500,25 @@ class MqttBridge(InProcessBridge):
 
     async def close(self) -> None:
         await super().close()
+        self._remove_client(self.broker)
         self.session.hubs.pop(self.chf_hex, None)
         if self._own:
             await self.session.close()
 
     def _broker_up(self, up: bool) -> None:
-        if up:
-            if self.broker not in self._clients:
-                self._add_client(self.broker, True)
+        """The broker stays attached across reconnects (the CHF keeps the commands it took from
+        it, and responses still find their way); while it is away it takes nothing."""
+        if self.broker not in self._clients:
+            self._add_client(self.broker, up)
         else:
-            self._remove_client(self.broker)
+            self._set_taker(self.broker, up)
+
+    async def send_up(self, frame: bytes) -> None:
+        if not self.session.connected and self.broker in self._clients:
+            targets = self._route(frame, peek=True)
+            if targets is None or self.broker in targets:
+                raise WanDown("MQTT broker away")
+        await super().send_up(frame)
 
     def _topic_for(self, frame: bytes) -> str:
         h = peek_header(frame)
