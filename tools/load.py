@@ -114,6 +114,11 @@ async def run_load(headend, targets: dict[str, list[bytes]], mix: dict[str, floa
     weights = [mix[n] for n in names]
     latencies: list[float] = []
     counts = {"sent": 0, "answered": 0, "errors": 0, "lost": 0}
+    kinds: dict[str, int] = {}  # what the errors were
+
+    def error(what: str) -> None:
+        counts["errors"] += 1
+        kinds[what] = kinds.get(what, 0) + 1
     tasks: set[asyncio.Task] = set()
     late0 = len(headend.late_responses)
 
@@ -124,19 +129,23 @@ async def run_load(headend, targets: dict[str, list[bytes]], mix: dict[str, floa
         except (TimeoutError, asyncio.TimeoutError):
             counts["lost"] += 1
             return
-        except (CommandRejected, HeadEndError, ValueError) as exc:
-            counts["errors"] += 1
+        except CommandRejected as exc:
+            error(f"{uc} rejected 0x{exc.code:04X}")
+            log.info("%s to %s: %s", uc, recipient.hex(), exc)
+            return
+        except (HeadEndError, ValueError) as exc:
+            error(f"{uc} {type(exc).__name__}")
             log.info("%s to %s: %s", uc, recipient.hex(), exc)
             return
         except Exception as exc:  # noqa: BLE001 - a link failure counts, the run goes on
-            counts["errors"] += 1
+            error(f"{uc} {type(exc).__name__}")
             log.warning("%s: %s: %s", uc, type(exc).__name__, exc)
             return
         if r.ok:
             counts["answered"] += 1
             latencies.append((time.perf_counter() - t0) * 1000.0)
         else:
-            counts["errors"] += 1
+            error(f"{uc} not ok" if r.reply.valid else f"{uc} failed verification")
 
     start = time.perf_counter()
     tick = 0.01
@@ -183,6 +192,7 @@ async def run_load(headend, targets: dict[str, list[bytes]], mix: dict[str, floa
         "seconds": round(sent_seconds, 2),
         "drain_s": round(total - sent_seconds, 2),
         "rate": rate,
+        "error_kinds": kinds,
     }
 
 

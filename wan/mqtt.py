@@ -563,6 +563,7 @@ class MqttClient(_Connection, _ClientBase):
         if watch is None and chf is not None and not hubs:
             watch = [chf]
         self.watch = None if watch is None else [eui_hex(c) for c in watch]
+        self._held: deque = deque()
         _Connection.__init__(self, address, identifier=identifier, **kw)
 
     def _subscriptions(self) -> list[str]:
@@ -603,7 +604,19 @@ class MqttClient(_Connection, _ClientBase):
             await self.connect()
         h = peek_header(frame)
         recipient = h[3] if h is not None else b""
-        self.publish(topic(self.hub_of(recipient), "down"), bytes(frame))
+        t = topic(self.hub_of(recipient), "down")
+        if self.connected and not self._held:
+            self.publish(t, bytes(frame))
+        else:
+            # held until the reconnect has resent what was in flight: paho connects in a worker
+            # thread, and a frame published meanwhile could overtake older ones (a device then
+            # rejects the older counter as a replay)
+            self._held.append((t, bytes(frame)))
+
+    def _on_connect(self) -> None:
+        held = self._held
+        while held and self.connected:
+            self.publish(*held.popleft())
 
     async def close(self) -> None:
         await _Connection.close(self)
