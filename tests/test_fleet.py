@@ -216,3 +216,21 @@ def test_bad_wan_addresses_are_usage_errors(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = _gbhub("load", "--data", str(tmp_path), "--mix", "ECS17b:x")
     assert r.returncode == 2 and "--mix" in r.stderr
+
+
+def test_decode_batch_with_jobs_keeps_input_order(tmp_path):
+    from conftest import VECTORS, vectors_dir
+
+    vectors_dir()
+    rows = [json.loads(line) for line in (VECTORS / "rtds" / "expected.jsonl").read_text().splitlines()]
+    frames = [(VECTORS / "rtds" / r["file"]).read_text().strip() for r in rows]
+    lines = (frames + ["# a comment", "not hex"]) * 3
+    path = tmp_path / "batch.txt"
+    path.write_text("\n".join(lines) + "\n")
+    keys = ["--keys", str(VECTORS / "keys" / "rtds"), "--keys", str(VECTORS / "keys" / "device-test")]
+    one = _gbhub("decode", "--batch", f"@{path}", *keys, "--jobs", "1")
+    two = _gbhub("decode", "--batch", f"@{path}", *keys, "--jobs", "2")
+    assert one.returncode == two.returncode == 2  # the "not hex" lines
+    assert one.stdout == two.stdout
+    got = [json.loads(line)["line"] for line in two.stdout.splitlines()]
+    assert got == [n for n, text in enumerate(lines, 1) if not text.startswith("#")]
