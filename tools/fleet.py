@@ -51,15 +51,15 @@ from gbcs.keystore import Keystore
 log = logging.getLogger("gbhub.fleet")
 
 FLEET_MARK = 0xF1
-TYPE_CODES = {"chf": 0x10, "gpf": 0x20, "esme": 0x30, "gsme": 0x40, "ihd": 0x50, "ppmid": 0x60}
+TYPE_CODES = {"chf": 1, "gpf": 2, "esme": 3, "gsme": 4, "ihd": 5, "ppmid": 6}  # high nibble of the type code
 _ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 group order
 
 
 def type_code(type_: str, n: int = 1) -> int:
-    base = TYPE_CODES.get(type_)
-    if base is None:
-        base = 0x70 + ((zlib.crc32(type_.encode()) % 9) << 4)  # 0x70 .. 0xF0
-    return (base + n - 1) & 0xFF
+    high = TYPE_CODES.get(type_)
+    if high is None:
+        high = 7 + zlib.crc32(type_.encode()) % 9  # 7 .. 15
+    return ((high << 4) + n - 1) & 0xFF
 
 
 def fleet_eui(seed: int, index: int, type_: str, n: int = 1) -> bytes:
