@@ -65,13 +65,16 @@ async def _fleet_figures(n: int, day_n: int) -> dict:
     del w
     gc.collect()
     day = FleetWorker(1, range(n, n + day_n), identity, sim=True, concurrency=128)
+    t0 = time.perf_counter()
     await day.start()
+    out["day_start_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     await day.clock.advance(86400)
     took = time.perf_counter() - t0
     await day.stop()
     out["day_1k_s"] = round(took * 1000 / day_n, 1)
     out["day_premises"] = day_n
+    out["day_errors"] = day.errors
     return out
 
 

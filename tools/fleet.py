@@ -206,7 +206,8 @@ class FleetWorker:
             from gbhub.wan.fleet_tcp import FleetTcpServer
 
             self.tcp = FleetTcpServer(self.wan.host, self.wan.port)
-        sem = asyncio.Semaphore(self.concurrency)
+        # a simulated clock is advanced by each commissioning in turn (one advance at a time)
+        sem = asyncio.Semaphore(1 if self.sim else self.concurrency)
         done = 0
 
         async def one(index: int):
