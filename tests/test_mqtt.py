@@ -130,3 +130,67 @@ async def test_frames_queued_while_the_broker_is_away_arrive_in_order(broker, pr
         assert r.ok
     finally:
         await he.close()
+
+
+def _tls_files(folder):
+    """A CA and a server certificate for 127.0.0.1 (test only)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gbhub test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "ca.pem", folder / "server.pem", folder / "server.key"]
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return [str(p) for p in paths]
+
+
+async def test_tls_and_password(tmp_path, premises_factory, monkeypatch):
+    from gbhub.tools.rig import default_rig
+    from gbhub.wan.bridge import WanError
+
+    ca, cert, key = _tls_files(tmp_path / "tls")
+    b = Mosquitto(tmp_path / "broker", tls=(ca, cert, key), users={"hub": "s3cret"}).start()
+    try:
+        url = f"mqtts://hub@127.0.0.1:{b.port}?ca={ca}"
+        monkeypatch.setenv("GBHUB_MQTT_PASSWORD", "s3cret")  # the password from the environment
+        rig = default_rig(None, ihd=False)
+        rig.clock = "sim"
+        rig.wan_broker = url
+        p = await premises_factory(rig=rig)
+        assert p.bridge.session.connected
+        he = await _headend_on(url, p)
+        try:
+            r = await he.send_use_case("ECS17b", recipient=p.esme.eui, timeout=10)
+            assert r.ok
+        finally:
+            await he.close()
+        monkeypatch.setenv("GBHUB_MQTT_PASSWORD", "wrong")
+        with pytest.raises(WanError):
+            await MqttClient(parse_wan(url), chf=p.chf.eui).connect(timeout=3)
+    finally:
+        b.stop()
+
+
+async def _headend_on(url, p) -> HeadEnd:
+    link = await MqttClient(parse_wan(url), chf=p.chf.eui).connect()
+    ident = p.identity
+    return HeadEnd(link, ident.keystore, supplier=ident.supplier, acb=ident.acb, clock=p.clock, counters=p.headend.counters)

@@ -29,7 +29,10 @@ def _free_port() -> int:
 
 
 class Mosquitto:
-    def __init__(self, folder: str | os.PathLike | None = None, port: int = 0) -> None:
+    def __init__(self, folder: str | os.PathLike | None = None, port: int = 0, *,
+                 tls: tuple[str, str, str] | None = None, users: dict[str, str] | None = None) -> None:
+        """`tls`: (CA file, certificate file, key file) for a TLS listener (`url` is then
+        mqtts://); `users`: user name -> password, and anonymous access off."""
         binary = mosquitto_binary()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed (Debian: apt-get install mosquitto)")
@@ -45,16 +48,26 @@ class Mosquitto:
         self.config.write_text(
             f"user {user}\n"
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            + (f"cafile {tls[0]}\ncertfile {tls[1]}\nkeyfile {tls[2]}\n" if tls else "")
+            + (f"allow_anonymous false\npassword_file {self._passwords(users)}\n" if users else "allow_anonymous true\n") +
             "persistence true\n"
             f"persistence_location {self.folder}/\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 1000\n"
             f"log_dest file {self.folder}/mosquitto.log\n")
 
+        self.tls = tls is not None
+
+    def _passwords(self, users: dict[str, str]) -> Path:
+        path = self.folder / "passwd"
+        path.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        subprocess.run([tool, "-U", str(path)], check=True, capture_output=True)  # hash them in place
+        return path
+
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> "Mosquitto":
         self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdin=subprocess.DEVNULL,

@@ -223,6 +223,7 @@ class _Connection:
                 await asyncio.wait_for(self._connected.wait(), wait)
             except asyncio.TimeoutError:
                 why = f": {self._first_error}" if self._first_error else ""
+                await self.close()  # no retrying in the background for a caller that gave up
                 raise WanError(f"cannot connect to the MQTT broker at {self.address}{why}") from None
 
     def _make_client(self) -> None:
