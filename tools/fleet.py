@@ -107,9 +107,9 @@ class FleetKeystore(Keystore):
         return super().private_key(eui, usage)
 
 
-def member_rig(seed: int, index: int):
-    """The rig of premises `index`: the demo premises' devices with fleet EUIs and a seeded
-    consumption model."""
+def member_rig(seed: int, index: int, without: tuple[str, ...] = ()):
+    """The rig of premises `index`: the demo premises' devices (less the types in `without`)
+    with fleet EUIs and a seeded consumption model."""
     from gbhub.meter.model import ConsumptionModel
 
     from .rig import DEFAULT_DEVICES, Rig, parse_devices
@@ -117,6 +117,8 @@ def member_rig(seed: int, index: int):
     count: dict[str, int] = {}
     tables = []
     for t in DEFAULT_DEVICES:
+        if t["type"] in without:
+            continue
         t = dict(t)
         n = count[t["type"]] = count.get(t["type"], 0) + 1
         t["eui"] = fleet_eui(seed, index, t["type"], n).hex()
@@ -176,7 +178,8 @@ class FleetWorker:
     round trips) and connects them; `stats()` for the live summary; `stop()`."""
 
     def __init__(self, seed: int, indices: range, identity, *, wan=None, nvm_path: Path | None = None,
-                 clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 64) -> None:
+                 clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 64,
+                 without: tuple[str, ...] = ()) -> None:
         from gbhub.firmware import Nvm, RealClock, SimClock
 
         from .premises import DEFAULT_SIM_START
@@ -187,6 +190,7 @@ class FleetWorker:
         self.wan = wan
         self.worker = worker
         self.concurrency = concurrency
+        self.without = without
         self.clock = clock if clock is not None else (SimClock(DEFAULT_SIM_START) if sim else RealClock(speed=speed))
         self.sim = sim
         self.nvm = Nvm(nvm_path)
@@ -212,7 +216,7 @@ class FleetWorker:
 
         async def one(index: int):
             nonlocal done
-            rig = member_rig(self.seed, index)
+            rig = member_rig(self.seed, index, self.without)
             bridge = None
             if self.session is not None:
                 from gbhub.wan.mqtt import MqttBridge
