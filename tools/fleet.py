@@ -358,7 +358,7 @@ def cmd_fleet(args) -> int:
         raise UsageError("--premises must be 1 or more")
     if not 1 <= args.processes <= args.premises:
         raise UsageError("--processes must be 1 .. --premises")
-    if not 0 <= args.first and args.first + args.premises <= 1 << 32:
+    if not (0 <= args.first and args.first + args.premises <= 1 << 32):
         raise UsageError("--first must be 0 .. 2^32 - N")
     if not args.speed > 0:
         raise UsageError("--speed must be positive")

@@ -37,8 +37,10 @@ alert, as any replay. Head-ends drop an up/alert frame whose exact bytes they re
 `stats["duplicates"]`, never passed to the head-end twice). The windows are bounded
 (`recent`, 65,536 frames by hash).
 
-Bounds: incoming frames wait in one FIFO per connection (`max_pending`, 100,000 frames; beyond
-it a frame is dropped, counted and logged) and must be at most `max_frame` bytes (64 KiB).
+Bounds: incoming frames wait in one FIFO per connection (`max_pending`, 100,000 frames, and
+`max_pending_bytes`, 16 MiB, on the hub side; beyond them a frame is dropped, counted in
+`stats["dropped"]` and logged) and must be at most `max_frame` bytes (64 KiB); each hub's CHF
+then applies its own WAN inbox bounds to the broker as one connection.
 
 aiomqtt (the `mqtt` extra) is imported only when a connection is made.
 """
@@ -362,13 +364,15 @@ class MqttSession(_Connection):
     time (as the TCP bridge does per connection)."""
 
     def __init__(self, address: WanAddress, *, identifier: str | None = None, single_hub: bytes | None = None,
-                 **kw) -> None:
+                 max_pending_bytes: int = 16 << 20, **kw) -> None:
         ident = identifier or f"gbhub-hub-{uuid.uuid4().hex[:12]}"
         will = (topic(single_hub, "state"), OFFLINE) if single_hub is not None else (f"gbhub/fleet/{ident}/state", OFFLINE)
         super().__init__(address, identifier=ident, persistent=True, will=will, **kw)
         self.single_hub = single_hub
         self.hubs: dict[str, MqttBridge] = {}
         self._inbox: deque = deque()
+        self._inbox_bytes = 0
+        self.max_pending_bytes = max_pending_bytes
         self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
 
@@ -430,11 +434,13 @@ class MqttSession(_Connection):
             self.stats["duplicates"] += 1
             log.info("MQTT redelivery of a command on %s dropped (already taken)", msg.topic)
             return
-        if len(self._inbox) >= self.max_pending:
+        if len(self._inbox) >= self.max_pending or self._inbox_bytes + len(frame) > self.max_pending_bytes:
             n = self.stats["dropped"] = self.stats["dropped"] + 1
             if n & (n - 1) == 0:
-                log.warning("MQTT inbox full (%d frames): frame dropped (%d so far)", self.max_pending, n)
+                log.warning("MQTT inbox full (%d frames, %d bytes): frame dropped (%d so far)",
+                            len(self._inbox), self._inbox_bytes, n)
             return
+        self._inbox_bytes += len(frame)
         self._inbox.append((bridge, bytes(frame)))
         self._wake.set()
 
@@ -445,6 +451,7 @@ class MqttSession(_Connection):
             self._wake.clear()
             while inbox:
                 bridge, frame = inbox.popleft()
+                self._inbox_bytes -= len(frame)
                 if not bridge.link_enabled:
                     continue
                 await bridge._down(bridge.broker, frame)
