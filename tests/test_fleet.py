@@ -203,6 +203,13 @@ def test_gbhub_run_on_a_broker_and_send(broker, tmp_path):
         assert r.returncode == 0 and r.stdout.startswith("ECS17b ok"), r.stderr
         r = _gbhub("send", "ECS17b", "--data", str(data), "--wan", broker.url, "--summary")
         assert r.returncode == 0, r.stderr
+        # `gbhub alerts` keeps a persistent session: alerts raised while it is away wait for it
+        _gbhub("alerts", "--data", str(data), "--timeout", "2")
+        r = _gbhub("ctl", "alert", "esme", "0x8F3F", "--data", str(data))
+        assert r.returncode == 0, r.stderr
+        r = _gbhub("alerts", "--data", str(data), "--count", "1", "--timeout", "30")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.splitlines()[0])["code"] == "0x8F3F"
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=60)
@@ -234,3 +241,23 @@ def test_decode_batch_with_jobs_keeps_input_order(tmp_path):
     assert one.stdout == two.stdout
     got = [json.loads(line)["line"] for line in two.stdout.splitlines()]
     assert got == [n for n, text in enumerate(lines, 1) if not text.startswith("#")]
+
+
+@needs_broker
+async def test_two_fleets_started_independently_are_one_fleet_to_the_head_end(broker, identity):
+    a = FleetWorker(5, range(40, 42), identity, wan=parse_wan(broker.url), worker=0)
+    b = FleetWorker(5, range(42, 44), identity, wan=parse_wan(broker.url), worker=0)  # another "machine"
+    await a.start()
+    await b.start()
+    try:
+        m = manifest(5, 40, 4, wan=broker.url, identity=identity, keys=[])
+        m["wans"] = [m["wan"]]
+        he, _ = await fleet_headend(m, parse_wan(broker.url))
+        he.keystore = FleetKeystore(5, identity.keystore)
+        for p in a.premises + b.premises:
+            r = await he.send_use_case("ECS17b", recipient=p.esme.eui, timeout=10)
+            assert r.ok and r.reply.valid
+        await he.close()
+    finally:
+        await a.stop()
+        await b.stop()
