@@ -237,7 +237,7 @@ class _Connection:
         self._client = aiomqtt.Client(
             a.host, a.port, username=a.username, password=a.password, identifier=self.identifier,
             clean_session=not self.persistent, will=will, keepalive=self.keepalive, tls_context=a.tls_context(),
-            max_inflight_messages=1000, logger=logging.getLogger("gbhub.wan.mqtt.paho"))
+            max_inflight_messages=0, logger=logging.getLogger("gbhub.wan.mqtt.paho"))  # 0: no limit (paho rescans its whole outbox on every PUBACK when limited)
         paho = self._paho = self._client._client  # aiomqtt's paho client: callbacks see the DUP flag
         inner = paho.on_publish
 
