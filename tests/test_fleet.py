@@ -125,7 +125,7 @@ async def test_fleet_tcp_listener_routes_by_recipient(identity):
     await w.start()
     try:
         m = manifest(5, 30, 3, wan=None, identity=identity, keys=[])
-        m["wans"] = [{"tcp": [{"host": "127.0.0.1", "port": w.port}]}]
+        m["wans"] = [{"tcp": [{"host": "127.0.0.1", "port": w.port, "first": 30, "premises": 3}]}]
         he, dup = await fleet_headend(m, None)
         he.keystore = FleetKeystore(5, identity.keystore)
         for p in w.premises:
@@ -146,11 +146,12 @@ def _gbhub(*args, **kw) -> subprocess.CompletedProcess:
                           timeout=kw.pop("timeout", 120), **kw)
 
 
-@needs_broker
-def test_gbhub_fleet_send_and_load_over_mqtt(broker, tmp_path):
+@pytest.mark.parametrize("wan", ["mqtt", "tcp"])
+def test_gbhub_fleet_send_and_load(wan, tmp_path, request):
+    url = request.getfixturevalue("broker").url if wan == "mqtt" else "tcp"
     data = tmp_path / "fleet"
     proc = subprocess.Popen([sys.executable, "-P", "-m", "gbhub.tools.cli", "fleet", "--premises", "4", "--processes", "2",
-                             "--wan", broker.url, "--seed", "9", "--first", "100", "--data", str(data), "--for", "120",
+                             "--wan", url, "--seed", "9", "--first", "100", "--data", str(data), "--for", "120",
                              "--summary-every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
@@ -164,7 +165,7 @@ def test_gbhub_fleet_send_and_load_over_mqtt(broker, tmp_path):
         assert m["hubs"][m["devices"]["p103.esme"]] == m["devices"]["p103.chf"]
         r = _gbhub("send", "ECS17b", "--to", m["devices"]["p101.esme"], "--data", str(data), "--summary")
         assert r.returncode == 0 and r.stdout.startswith("ECS17b ok"), r.stderr
-        r = _gbhub("send", "ECS17b", "--to", "p102.esme", "--data", str(data), "--summary")
+        r = _gbhub("send", "ECS17b", "--to", "p102.esme", "--data", str(data), "--summary")  # the second worker's
         assert r.returncode == 0, r.stderr
         out = tmp_path / "load.json"
         r = _gbhub("load", "--data", str(data), "--rate", "30", "--duration", "2", "--mix", "ECS17b:80,ECS42:10,GCS13a:10",

@@ -151,6 +151,21 @@ def manifest(seed: int, first: int, count: int, *, wan: str | None, identity, ke
             "clock": "real", "state": "ready"}
 
 
+def tcp_link(manifest: dict):
+    """A head-end link to every TCP listener a fleet manifest names, routing by recipient."""
+    from gbcs.codec import parse_eui
+    from gbhub.wan.fleet_tcp import FleetTcpLink
+
+    listeners = [t for w in manifest.get("wans", [manifest.get("wan") or {}]) for t in (w.get("tcp") or [])]
+    routes: dict[bytes, int] = {}
+    for name, eui in manifest["devices"].items():
+        number = int(name[1:].split(".", 1)[0])
+        for i, t in enumerate(listeners):
+            if t["first"] <= number < t["first"] + t["premises"]:
+                routes[parse_eui(eui)] = i
+    return FleetTcpLink([(t["host"], t["port"]) for t in listeners], routes)
+
+
 def fleet_identity(keys: Path, seed: int):
     """The Identity fleet premises share: organisations from the test PKI folder `keys` (made
     there if missing), devices' keys derived (FleetKeystore)."""
@@ -362,7 +377,7 @@ def cmd_fleet(args) -> int:
         raise UsageError("--first must be 0 .. 2^32 - N")
     if not args.speed > 0:
         raise UsageError("--speed must be positive")
-    wan = None if args.wan == "tcp" else args.wan
+    wan = "tcp://127.0.0.1:0" if args.wan == "tcp" else args.wan
     try:
         address = parse_wan(wan) if wan else None
     except ValueError as exc:
@@ -422,16 +437,18 @@ def cmd_fleet(args) -> int:
                         if tty:
                             print(file=sys.stderr)
                         m = manifest(args.seed, args.first, n, wan=wan, identity=identity, keys=[str(keys)], processes=p)
-                        if address is None or not address.mqtt:
-                            m["wan"] = {"tcp": [{"host": address.host if address else "127.0.0.1", "port": ready[i]["port"]}
-                                                for i in range(p)]}
-                            m["wan"].update(m["wan"]["tcp"][0])
+                        if not address.mqtt:
+                            host = address.host
+                            m["wan"] = {"tcp": [{"host": host, "port": ready[i]["port"], "first": bounds[i],
+                                                 "premises": bounds[i + 1] - bounds[i]} for i in range(p)]}
+                            m["wan"].update(host=host, port=ready[0]["port"])
                         tmp = data / "premises.json.tmp"
                         tmp.write_text(json.dumps(m) + "\n")
                         os.replace(tmp, data / "premises.json")
                         errors = sum(r["errors"] for r in ready.values())
+                        where = address if address.mqtt else "TCP " + ", ".join(f"{address.host}:{ready[i]['port']}" for i in range(p))
                         print(f"gbhub fleet: {n - errors} premises up in {time.monotonic() - t0:.1f} s over {p} process(es), "
-                              f"WAN {address or 'tcp'}; manifest {data / 'premises.json'}", flush=True)
+                              f"WAN {where}; manifest {data / 'premises.json'}", flush=True)
                         if args.duration:
                             deadline = time.monotonic() + args.duration
                 elif kind == "stats":

@@ -254,10 +254,9 @@ async def fleet_headend(m: dict, address, *, counters=None, identifier: str | No
         if address is not None:
             link = await TcpClient(address.host, address.port).connect()
         else:
-            listeners = [t for w in m["wans"] for t in (w.get("tcp") or [])]
-            if len(listeners) != 1:
-                raise UsageError("TCP fleets with several listeners: run one `gbhub load --wan HOST:PORT` per listener")
-            link = await TcpClient(listeners[0]["host"], listeners[0]["port"]).connect()
+            from .fleet import tcp_link
+
+            link = await tcp_link(m).connect()
         dup = lambda: 0  # noqa: E731
     he = HeadEnd(link, keys, supplier=parse_eui(m["supplier"]), acb=parse_eui(m["acb"]), counters=counters)
     return he, dup

@@ -333,6 +333,10 @@ async def _link(address, manifest: dict, take_queued: bool | None):
     from gbhub.wan.mqtt import connect_link
 
     mw = manifest.get("wan") or {}
+    if not address.mqtt and mw.get("tcp") and manifest.get("fleet") and address == wan_address(f"{mw['host']}:{mw['port']}"):
+        from gbhub.tools.fleet import tcp_link  # a TCP fleet: every worker's listener, routed by recipient
+
+        return await tcp_link(manifest).connect()
     chf = parse_eui(mw["chf"]) if mw.get("chf") else None
     hubs = {parse_eui(d): parse_eui(c) for d, c in (manifest.get("hubs") or {}).items()} or None
     if address.mqtt and chf is None and hubs is None:

@@ -166,3 +166,40 @@ class FleetTcpServer:
                 c._bridge._remove_client(c)
                 c._mark_closed()
             writer.close()
+
+
+class FleetTcpLink:
+    """A head-end's link to a TCP fleet of several listeners (one per worker process): one
+    `TcpClient` each, a frame sent to the listener serving its recipient (`routes`: recipient
+    EUI -> listener index), frames up from all of them to one receiver."""
+
+    def __init__(self, listeners: list[tuple[str, int]], routes: dict[bytes, int]) -> None:
+        from .bridge import TcpClient
+
+        self.clients = [TcpClient(host, port) for host, port in listeners]
+        self.routes = routes
+
+    async def connect(self) -> "FleetTcpLink":
+        for c in self.clients:
+            await c.connect()
+        return self
+
+    def set_receiver(self, on_frame, on_close=None) -> None:
+        for c in self.clients:
+            c.set_receiver(on_frame, on_close)
+
+    def take_stored(self, take: bool = True) -> None:
+        for c in self.clients:
+            c.take_stored(take)
+
+    async def send(self, frame: bytes) -> None:
+        h = peek_header(frame)
+        index = self.routes.get(h[3], 0) if h is not None else 0
+        await self.clients[index].send(frame)
+
+    async def recv(self) -> bytes:
+        return await self.clients[0].recv()
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.close()
