@@ -49,7 +49,7 @@ async def _fleet_figures(n: int, day_n: int, queue_put) -> dict:
     identity = fleet_identity(keys, 1)
     gc.collect()
     rss0 = _rss_mb()
-    w = FleetWorker(1, range(n), identity, concurrency=128)
+    w = FleetWorker(1, range(n), identity)
     t0 = time.perf_counter()
     await w.start()
     start_s = time.perf_counter() - t0

@@ -193,7 +193,7 @@ class FleetWorker:
     round trips) and connects them; `stats()` for the live summary; `stop()`."""
 
     def __init__(self, seed: int, indices: range, identity, *, wan=None, nvm_path: Path | None = None,
-                 clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 64,
+                 clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 512,
                  without: tuple[str, ...] = ()) -> None:
         from gbhub.firmware import Nvm, RealClock, SimClock
 
