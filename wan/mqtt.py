@@ -50,6 +50,7 @@ import asyncio
 import logging
 import os
 import random
+import socket
 import ssl
 import uuid
 from collections import OrderedDict, deque
@@ -237,7 +238,9 @@ class _Connection:
         self._client = aiomqtt.Client(
             a.host, a.port, username=a.username, password=a.password, identifier=self.identifier,
             clean_session=not self.persistent, will=will, keepalive=self.keepalive, tls_context=a.tls_context(),
-            max_inflight_messages=0, logger=logging.getLogger("gbhub.wan.mqtt.paho"))  # 0: no limit (paho rescans its whole outbox on every PUBACK when limited)
+            max_inflight_messages=0, logger=logging.getLogger("gbhub.wan.mqtt.paho"),
+            # small frames, one at a time: without TCP_NODELAY Nagle and delayed ACKs add ~40 ms a hop
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])  # 0: no limit (paho rescans its whole outbox on every PUBACK when limited)
         paho = self._paho = self._client._client  # aiomqtt's paho client: callbacks see the DUP flag
         inner = paho.on_publish
 
