@@ -55,6 +55,9 @@ def test_euis_are_deterministic_and_never_collide():
     assert [d.type for d in rig.devices] == [t["type"] for t in DEFAULT_DEVICES]  # the demo premises' devices
     assert {d.eui for d in rig.devices} == {fleet_eui(3, 42, d.type) for d in rig.devices}
     assert member_rig(3, 42).devices[0].eui == rig.devices[0].eui
+    slow = member_rig(3, 42, options={"ihd": {"poll_interval": 30.0}})
+    assert [d.options["poll_interval"] for d in slow.devices if d.type == "ihd"] == [30.0]
+    assert "ihd" not in [d.type for d in member_rig(3, 42, without=("ihd",)).devices]
 
 
 def test_derived_keys_are_fixed_by_seed_eui_and_usage(identity):

@@ -107,9 +107,10 @@ class FleetKeystore(Keystore):
         return super().private_key(eui, usage)
 
 
-def member_rig(seed: int, index: int, without: tuple[str, ...] = ()):
+def member_rig(seed: int, index: int, without: tuple[str, ...] = (), options: dict[str, dict] | None = None):
     """The rig of premises `index`: the demo premises' devices (less the types in `without`)
-    with fleet EUIs and a seeded consumption model."""
+    with fleet EUIs and a seeded consumption model; `options`: extra device options by type
+    (e.g. {"ihd": {"poll_interval": 30}})."""
     from gbhub.meter.model import ConsumptionModel
 
     from .rig import DEFAULT_DEVICES, Rig, parse_devices
@@ -129,6 +130,8 @@ def member_rig(seed: int, index: int, without: tuple[str, ...] = ()):
     for d in rig.devices:
         if d.type == "esme":
             d.options = {"model": ConsumptionModel(seed=mix, base_w=150.0 + mix % 300, peak_w=1500.0 + (mix >> 16) % 2500)}
+        if options and d.type in options:
+            d.options = {**d.options, **options[d.type]}
     return rig
 
 
@@ -194,7 +197,7 @@ class FleetWorker:
 
     def __init__(self, seed: int, indices: range, identity, *, wan=None, nvm_path: Path | None = None,
                  clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 512,
-                 without: tuple[str, ...] = ()) -> None:
+                 without: tuple[str, ...] = (), options: dict[str, dict] | None = None) -> None:
         from gbhub.firmware import Nvm, RealClock, SimClock
 
         from .premises import DEFAULT_SIM_START
@@ -206,6 +209,7 @@ class FleetWorker:
         self.worker = worker
         self.concurrency = concurrency
         self.without = without
+        self.options = options
         self.clock = clock if clock is not None else (SimClock(DEFAULT_SIM_START) if sim else RealClock(speed=speed))
         self.sim = sim
         self.nvm = Nvm(nvm_path)
@@ -231,7 +235,7 @@ class FleetWorker:
 
         async def one(index: int):
             nonlocal done
-            rig = member_rig(self.seed, index, self.without)
+            rig = member_rig(self.seed, index, self.without, self.options)
             bridge = None
             if self.session is not None:
                 from gbhub.wan.mqtt import MqttBridge
@@ -305,12 +309,16 @@ def register(sub) -> None:
     f.add_argument("--speed", type=float, default=1.0, metavar="X", help="clock speed (default 1)")
     f.add_argument("--data", metavar="DIR", default="gbhub-fleet", help="data folder (default ./gbhub-fleet)")
     f.add_argument("--keys", metavar="DIR", help="test PKI folder of the organisations (default DATA/keys)")
+    f.add_argument("--ihd-poll", type=float, metavar="S",
+                   help="seconds between an IHD's reads of its meter (default: the IHD's own, 10 s); "
+                        "longer polls cost less CPU in large fleets")
     f.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds")
     f.add_argument("--summary-every", type=float, default=5.0, metavar="S", help="live summary period (default 5 s)")
     f.set_defaults(func=cmd_fleet)
 
 
-def _worker_main(conn, seed: int, indices: range, keys: str, wan: str | None, data: str, speed: float, worker: int) -> None:
+def _worker_main(conn, seed: int, indices: range, keys: str, wan: str | None, data: str, speed: float, worker: int,
+                 options: dict | None = None) -> None:
     """A worker process: runs its premises until the parent says stop (or goes away)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s worker {worker} %(name)s %(levelname)s %(message)s")
@@ -322,7 +330,7 @@ def _worker_main(conn, seed: int, indices: range, keys: str, wan: str | None, da
         if address is not None and not address.mqtt and address.port:
             address = type(address)("tcp", address.host, address.port + worker)
         w = FleetWorker(seed, indices, identity, wan=address, nvm_path=Path(data) / f"worker-{worker}.sqlite",
-                        speed=speed, worker=worker)
+                        speed=speed, worker=worker, options=options)
         last = [0.0]
 
         def progress(n: int) -> None:
@@ -377,6 +385,8 @@ def cmd_fleet(args) -> int:
         raise UsageError("--first must be 0 .. 2^32 - N")
     if not args.speed > 0:
         raise UsageError("--speed must be positive")
+    if args.ihd_poll is not None and not args.ihd_poll > 0:
+        raise UsageError("--ihd-poll must be positive")
     wan = "tcp://127.0.0.1:0" if args.wan == "tcp" else args.wan
     try:
         address = parse_wan(wan) if wan else None
@@ -395,7 +405,8 @@ def cmd_fleet(args) -> int:
     for i in range(p):
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker_main, daemon=True, name=f"gbhub-fleet-{i}",
-                           args=(child, args.seed, range(bounds[i], bounds[i + 1]), str(keys), wan, str(data), args.speed, i))
+                           args=(child, args.seed, range(bounds[i], bounds[i + 1]), str(keys), wan, str(data), args.speed, i,
+                                 {"ihd": {"poll_interval": args.ihd_poll}} if args.ihd_poll else None))
         proc.start()
         child.close()
         workers.append((proc, parent))
