@@ -17,11 +17,12 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from gbcs.frame import peek_header
+from gbcs.frame import CRA, peek_header
 
 from .bridge import ACK, CONTROL, DEFAULT_MAX_FRAME, LEAVE, TAKE, FrameError, FrameSplitter, InProcessBridge, InProcessClient, stored_frame
 
 log = logging.getLogger(__name__)
+_CRA_ALERT = int(CRA.ALERT)
 
 
 class _Client(InProcessClient):
@@ -33,14 +34,20 @@ class _Client(InProcessClient):
         self.conn = conn
 
     def _push(self, frame: bytes, seq: int | None = None) -> None:
+        stats = self.conn.stats
+        stats["published"] += 1
+        h = peek_header(frame)
+        if h is not None and h[0] == _CRA_ALERT:
+            stats["alerts"] += 1
         self.conn.write(frame if seq is None else stored_frame(self.conn.map_stored(self, seq), frame))
 
 
 class _Conn:
-    __slots__ = ("writer", "clients", "taking", "seq", "stored", "peer")
+    __slots__ = ("writer", "clients", "taking", "seq", "stored", "peer", "stats")
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, stats: dict[str, int]) -> None:
         self.writer = writer
+        self.stats = stats
         self.peer = writer.get_extra_info("peername")
         self.clients: dict[int, _Client] = {}  # id(hub bridge) -> client
         self.taking = False
@@ -123,7 +130,7 @@ class FleetTcpServer:
             self.stats["connections_refused"] += 1
             writer.close()
             return
-        conn = _Conn(writer)
+        conn = _Conn(writer, self.stats)
         self._conns.add(conn)
         splitter = FrameSplitter(self.max_frame)
         try:

@@ -59,7 +59,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gbcs.codec import eui_hex
-from gbcs.frame import peek_header
+from gbcs.frame import CRA, peek_header
 
 from .bridge import DEFAULT_MAX_FRAME, InProcessBridge, WanClosed, WanDown, WanError, _ClientBase
 
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 ONLINE = b"online"
 OFFLINE = b"offline"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-_CRA_ALERT = 3
+_CRA_ALERT = int(CRA.ALERT)
 
 
 def topic(chf: bytes | str, kind: str) -> str:
@@ -201,7 +201,7 @@ class _Connection:
         self.max_pending = max_pending
         self.recent = _Recent(recent)
         self.stats: dict[str, int] = {"connects": 0, "disconnects": 0, "duplicates": 0, "dropped": 0,
-                                      "published": 0, "received": 0}
+                                      "published": 0, "received": 0, "alerts": 0}
         self._client = None
         self._paho = None
         self._task: asyncio.Task | None = None
@@ -533,7 +533,10 @@ class MqttBridge(InProcessBridge):
 
     def _topic_for(self, frame: bytes) -> str:
         h = peek_header(frame)
-        return self.alert_topic if h is not None and h[0] == _CRA_ALERT else self.up_topic
+        if h is not None and h[0] == _CRA_ALERT:
+            self.session.stats["alerts"] += 1
+            return self.alert_topic
+        return self.up_topic
 
     def _deliver_up(self, client: Any, frame: bytes) -> None:
         if client is self.broker:
