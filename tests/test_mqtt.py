@@ -194,3 +194,39 @@ async def _headend_on(url, p) -> HeadEnd:
     link = await MqttClient(parse_wan(url), chf=p.chf.eui).connect()
     ident = p.identity
     return HeadEnd(link, ident.keystore, supplier=ident.supplier, acb=ident.acb, clock=p.clock, counters=p.headend.counters)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_parse_wan_takes_any_text_and_only_raises_value_error(text):
+    try:
+        a = parse_wan(text)
+    except ValueError:
+        return
+    assert a.scheme in ("tcp", "mqtt", "mqtts") and 0 <= a.port < 65536 and a.host
+    assert parse_wan(str(a)).port == a.port
+
+
+async def test_garbage_on_the_down_topic_changes_nothing(broker, premises_factory):
+    import aiomqtt
+
+    p = await _premises_on(broker, premises_factory)
+    he = await _headend(broker, p)
+    down = topic(p.chf.eui, "down")
+    session = p.bridge.session
+    try:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as attacker:
+            for payload in (b"", b"\x00", b"\xdf" * 3, b"\xdd" + bytes(100), os.urandom(300), b"\x00\x03" + bytes(8),
+                            bytes(70 * 1024)):
+                await attacker.publish(down, payload, qos=1)
+        await asyncio.sleep(0.5)
+        await p._settle(1)
+        assert session.stats["dropped"] >= 3  # the 70 KiB frame (over max_frame) and the control frames
+        assert p.bridge.session.connected
+        r = await he.send_use_case("ECS17b", recipient=p.esme.eui, timeout=10)
+        assert r.ok
+    finally:
+        await he.close()

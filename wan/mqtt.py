@@ -61,7 +61,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from gbcs.codec import eui_hex
 from gbcs.frame import CRA, peek_header
 
-from .bridge import DEFAULT_MAX_FRAME, InProcessBridge, WanClosed, WanDown, WanError, _ClientBase
+from .bridge import CONTROL, DEFAULT_MAX_FRAME, InProcessBridge, WanClosed, WanDown, WanError, _ClientBase
 
 log = logging.getLogger(__name__)
 
@@ -432,6 +432,12 @@ class MqttSession(_Connection):
         if len(frame) > self.max_frame:
             self.stats["dropped"] += 1
             log.warning("MQTT frame of %d bytes on %s dropped (max %d)", len(frame), msg.topic, self.max_frame)
+            return
+        if frame[0] == CONTROL:
+            # the TCP bridge's control frames mean nothing here (the broker's PUBACK is the
+            # acknowledgement): a forged ACK must not release the CHF's queue
+            self.stats["dropped"] += 1
+            log.info("MQTT control frame on %s dropped", msg.topic)
             return
         if self.recent.seen(frame):
             self.stats["duplicates"] += 1
