@@ -40,7 +40,9 @@ alert, as any replay. Head-ends drop an up/alert frame whose exact bytes they re
 Bounds: incoming frames wait in one FIFO per connection (`max_pending`, 100,000 frames, and
 `max_pending_bytes`, 16 MiB, on the hub side; beyond them a frame is dropped, counted in
 `stats["dropped"]` and logged) and must be at most `max_frame` bytes (64 KiB); each hub's CHF
-then applies its own WAN inbox bounds to the broker as one connection.
+then applies its own WAN inbox bounds to the broker as one connection. A frame on a down topic
+that starts with 0x00 (the TCP bridge's control frames, which mean nothing here) is dropped and
+counted too: a forged ACK must not release a CHF's queue.
 
 aiomqtt (the `mqtt` extra) is imported only when a connection is made.
 """
