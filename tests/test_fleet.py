@@ -227,6 +227,8 @@ def test_bad_wan_addresses_are_usage_errors(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = _gbhub("load", "--data", str(tmp_path), "--mix", "ECS17b:x")
     assert r.returncode == 2 and "--mix" in r.stderr
+    r = _gbhub("run", "--wan", "mqtt://127.0.0.1:1", "--data", str(tmp_path / "p"), "--for", "5")
+    assert r.returncode == 1 and "cannot be reached" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_decode_batch_with_jobs_keeps_input_order(tmp_path):

@@ -145,6 +145,20 @@ def _check_port(host: str, port: int) -> None:
             raise DataFolderError(f"WAN port {host}:{port} is not available: {exc.strerror or exc}") from None
 
 
+def _check_broker(url: str) -> None:
+    """An MQTT broker that cannot be reached is reported before commissioning, not after it."""
+    import socket
+
+    from gbhub.tools.datafolder import DataFolderError
+    from gbhub.wan.mqtt import parse_wan
+
+    a = parse_wan(url)
+    try:
+        socket.create_connection((a.host, a.port), timeout=5).close()
+    except OSError as exc:
+        raise DataFolderError(f"MQTT broker {a} cannot be reached: {exc.strerror or exc}") from None
+
+
 def _start(rig, args) -> int:
     """Everything `gbhub run` checks before the premises runs, in the order that leaves nothing
     behind: rig folders exist (before the data folder is made), the folder, its lock, --reset,
@@ -169,6 +183,8 @@ def _start(rig, args) -> int:
         df.check_nvm(data)
         if rig.wan_broker is None:
             _check_port(rig.wan_host, rig.wan_port)
+        else:
+            _check_broker(rig.wan_broker)
         resumed = df.commissioned(data)
         df.mark_manifest(data, "starting")
         handler = _log_file(data, args.verbose)

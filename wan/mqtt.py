@@ -290,8 +290,9 @@ class _Connection:
             except aiomqtt.MqttError as exc:
                 if self._first_error is None:
                     self._first_error = exc
-                if not self._closing:
-                    log.warning("MQTT connection to %s: %s; reconnecting in %.1f s", self.address, exc, backoff)
+                if not self._closing:  # before the first connection the caller waiting for it reports
+                    (log.warning if self.stats["connects"] else log.info)(
+                        "MQTT connection to %s: %s; reconnecting in %.1f s", self.address, exc, backoff)
             except asyncio.CancelledError:
                 break
             finally:
