@@ -335,14 +335,14 @@ async def _headend(args, need_keys: bool = True, connect: bool = True, take_queu
 
         return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb, counters=_counters(args, m)), m
     try:
-        client = await _link(address, m, take_queued)
+        client = await _link(address, m, take_queued, getattr(args, "to", None))
     except (OSError, WanError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise Failure(f"cannot connect to the premises WAN at {wan}: {why}") from None
     return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m), take_queued=take_queued), m
 
 
-async def _link(address, manifest: dict, take_queued: bool | None):
+async def _link(address, manifest: dict, take_queued: bool | None, to: str | None = None):
     """The head-end's link: TCP, or the broker with the hub(s) the manifest names (one premises'
     CHF, or a fleet's recipient -> CHF map); a head-end that takes queued frames (gbhub alerts)
     keeps a persistent session, so alerts published while it reconnects wait for it."""
@@ -362,7 +362,13 @@ async def _link(address, manifest: dict, take_queued: bool | None):
     ident = None
     if take_queued and address.mqtt:
         ident = f"gbhub-alerts-{mw.get('chf') or 'fleet'}"
-    return await connect_link(address, chf=chf, hubs=hubs, identifier=ident)
+    watch = None
+    if hubs and to:  # one command into a fleet: watch only its hub's topics, not the whole fleet's traffic
+        try:
+            watch = [hubs[recipient_of(to, manifest)]]
+        except Exception:  # noqa: BLE001 - a bad --to is reported where it is resolved
+            watch = None
+    return await connect_link(address, chf=chf, hubs=hubs, watch=watch, identifier=ident)
 
 
 def _counters(args, manifest: dict):
