@@ -196,7 +196,7 @@ class FleetWorker:
     round trips) and connects them; `stats()` for the live summary; `stop()`."""
 
     def __init__(self, seed: int, indices: range, identity, *, wan=None, nvm_path: Path | None = None,
-                 clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 512,
+                 clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 128,
                  without: tuple[str, ...] = (), options: dict[str, dict] | None = None) -> None:
         from gbhub.firmware import Nvm, RealClock, SimClock
 
