@@ -267,3 +267,19 @@ async def test_two_fleets_started_independently_are_one_fleet_to_the_head_end(br
     finally:
         await a.stop()
         await b.stop()
+
+
+def test_bench_registry_takes_plain_benchmark_functions(monkeypatch):
+    """Benchmarks other issues add as plain functions (gas with `days`) join `gbhub bench all`."""
+    import argparse
+
+    from gbhub.tools import bench
+
+    monkeypatch.setattr(bench, "gas", lambda days=None, progress=print: {"days": days}, raising=False)
+    monkeypatch.setattr(bench, "BENCHMARKS", dict(bench.BENCHMARKS))
+    benches = bench.load_benchmarks()
+    assert {"codec", "e2e", "soak", "fleet", "mqtt", "gas"} <= set(benches)
+    args = argparse.Namespace(days=None)
+    assert benches["gas"].run(args, True, print) == {"days": bench._SHORT_DAYS}
+    assert benches["gas"].run(args, False, print) == {"days": None}
+    assert "fleet.start_s  1" in bench.table({"fleet": {"start_s": 1}})

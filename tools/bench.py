@@ -469,6 +469,34 @@ def benchmark(name: str, help: str = ""):
     return deco
 
 
+# Benchmarks of other issues written as plain functions of this module, `name(progress=...)`
+# (with `days=` for gas: its short form simulates `_SHORT_DAYS`), are registered by name when
+# present, so `gbhub bench NAME` and `all` run them without a decorator.
+_PLAIN = {"firmware": "firmware images: build, verify, activate", "cbke": "CBKE key establishment",
+          "gas": "the gas meter and the GPF over simulated months"}
+_SHORT_DAYS = 31
+
+
+def _register_plain() -> None:
+    import inspect
+
+    for name, help_text in _PLAIN.items():
+        fn = globals().get(name)
+        if not callable(fn) or name in BENCHMARKS:
+            continue
+        takes_days = "days" in inspect.signature(fn).parameters
+
+        def run_plain(args, short: bool, progress, fn=fn, takes_days=takes_days) -> dict:
+            if takes_days:
+                days = getattr(args, "days", None)
+                if days is not None and days < 1:
+                    raise UsageError("--days must be at least 1")
+                return fn(days=days if days is not None else (_SHORT_DAYS if short else None), progress=progress)
+            return fn(progress=progress)
+
+        BENCHMARKS[name] = Benchmark(name, run_plain, help_text)
+
+
 def load_benchmarks() -> dict[str, Benchmark]:
     """Every registered benchmark: this module's and those of the tools/bench_*.py modules."""
     import importlib
@@ -476,6 +504,7 @@ def load_benchmarks() -> dict[str, Benchmark]:
 
     import gbhub.tools as tools_pkg
 
+    _register_plain()
     for info in pkgutil.iter_modules(tools_pkg.__path__):
         if info.name.startswith("bench_"):
             importlib.import_module(f"gbhub.tools.{info.name}")
@@ -510,6 +539,7 @@ def register(sub) -> None:
     b.add_argument("--vectors", metavar="DIR", help="RTDS vectors (default $GBHUB_VECTORS or ../shared/vectors)")
     b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e), or of the whole run (soak, default 60)")
     b.add_argument("--premises", type=int, default=None, metavar="N", help="fleet / mqtt: number of premises")
+    b.add_argument("--days", type=int, default=None, help="gas: simulated days (default: the benchmark's own)")
     b.set_defaults(func=run)
 
 
