@@ -557,6 +557,7 @@ ALERT_CODES: dict[int, str] = {
     0x8F82: "Remaining Battery Capacity reset",
     0x8F83: "Disablement of Supply due to insufficient credit has been suspended",
     0x8F84: "Failure to Deliver Remote Party Message to ESME",
+    0x8F85: "Command not supported by Device",  # [O RTDS NA_ECS100: the alert ECS100 carries; name from the use case]
     0x8F89: "Firmware transfer alert FAIL",
     0x8F8A: "Firmware transfer alert SUCCESS",
     0x8F8B: "Read Firmware version alert",

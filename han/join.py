@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.cmac import CMAC
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gbcs.catalogue import DeviceType
+from gbcs.cbke import aes_mmo
 from gbcs.codec import DecodeError, EncodeError
 
 from .aps import ApsFrame, HanError
@@ -120,21 +121,8 @@ def _aes_block(key: bytes, block: bytes) -> bytes:
 
 
 def mmo_hash(data: bytes) -> bytes:
-    """ZigBee AES-MMO hash (Matyas-Meyer-Oseas: H_i = E(H_{i-1}, M_i) xor M_i, H_0 = 0), with
-    the ZigBee padding: 0x80, zeros, then the bit length in 16 bits (inputs under 8 KiB)."""
-    bits = 8 * len(data)
-    if bits >= 1 << 16:
-        raise ValueError("mmo_hash handles inputs shorter than 8192 bytes")
-    padded = bytearray(data)
-    padded.append(0x80)
-    while (len(padded) + 2) % 16:
-        padded.append(0)
-    padded += bits.to_bytes(2, "big")
-    digest = bytes(16)
-    for i in range(0, len(padded), 16):
-        block = bytes(padded[i : i + 16])
-        digest = bytes(a ^ b for a, b in zip(_aes_block(digest, block), block))
-    return digest
+    """ZigBee AES-MMO hash (`gbcs.cbke.aes_mmo`, which CBKE's KDF shares)."""
+    return aes_mmo(data)
 
 
 def link_key_from_install_code(install_code: bytes, *, with_crc: bool = False) -> bytes:
@@ -537,11 +525,14 @@ class JoinClient:
         clock: Clock | None = None,
         timeout: float = 10.0,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        link_key: bytes | None = None,
     ) -> None:
         self.port = port
         self.eui: bytes = port.eui
         self.chf_eui = bytes(chf_eui)
-        self.link_key = None if install_code is None else link_key_from_install_code(install_code)
+        # the install-code link key: derived from the code, or given (a trust centre that joins
+        # for a physical device holds only the key it gave the radio)
+        self.link_key = link_key if install_code is None else link_key_from_install_code(install_code)
         self.tc_link_key = None if tc_link_key is None else bytes(tc_link_key)
         self.device_type = int(device_type)
         self.clock: Clock = clock if clock is not None else LoopClock()

@@ -26,11 +26,12 @@ def _attach_chf(chf: Chf, ctx: DeviceContext) -> None:
 def _create_gpf(ctx: DeviceContext) -> Gpf:
     s = ctx.spec
     return Gpf(s.eui, clock=ctx.clock, credentials=ctx.credentials(), trust=ctx.trust, nvm=ctx.nvm,
-               **ctx.firmware(), **s.options)
+               keystore=ctx.keystore, **ctx.firmware(), **s.options)
 
 
 def _attach_gpf(gpf: Gpf, ctx: DeviceContext) -> None:
     ctx.chf.attach_gpf(gpf)
+    gpf.attach_mirror(ctx.chf)
 
 
 register_device_type(DeviceKind("chf", _create_chf, _attach_chf, device_type=DeviceType.CHF,

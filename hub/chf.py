@@ -22,7 +22,8 @@ the Device Log and the join window; refusals go to the security log), and a `Zcl
 CHF records the TC link key (CS14 if the log changed) and opens the tunnel to tunnel-server types.
 
 The CHF Device Log and the ZigBee Network Control object live in `hub.chf_log`, the WAN outage
-queue in `hub.wan_queue`; both are mixed into `Chf`.
+queue in `hub.wan_queue`, firmware distribution (OTA Upgrade server, CCS08) in `hub.chf_ota`; all
+are mixed into `Chf`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from gbcs.dlms import Data
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, peek_header
 from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
-from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, dlms, handlers
+from gbhub.firmware.credentials import credential_handlers
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, dlms, handlers
+from gbhub.firmware.update_handlers import activate_firmware
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
@@ -49,6 +52,7 @@ from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
 from gbhub.han.zcl_server import ZclServer
 from gbhub.wan.bridge import HubPort
 
+from .chf_ota import ChfFirmware
 from .chf_log import LOG_NS, NETWORK_NS, ChfDeviceLog, ChfDeviceLogEntry, LogChanges
 from .wan_queue import QUEUE_NS, WanQueue
 
@@ -64,6 +68,7 @@ _TUNNEL_CHECK = 3600.0  # how often the tunnel ages are checked
 _WAN_TURN = object()  # inbox token: serve the next WAN connection's next frame (fair inbox)
 _WAN_SLICE = 0.002  # host seconds of WAN turns before the CHF lets the event loop run (a queue
 # that is never empty never suspends its reader: the bridge could not read the other connections)
+_QUEUE_SWEEP = 900.0  # how often messages waiting for a GSME are checked for expiry
 _LAST_COMM_PERSIST = 60.0  # seconds between persisted last-communication updates per device
 
 
@@ -77,7 +82,7 @@ def delivery_failure_body(command: Message) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
-class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
+class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
     """The Communications Hub Function (see module doc).
 
     Wiring: `attach_wan(hub_port)`, `attach_han(transport)` (returns the HAN port; other cluster
@@ -96,6 +101,8 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         dlms(MessageCode.CCS06),
         dlms(MessageCode.CCS07),
         dlms(MessageCode.ECS52),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
+        call(MessageCode.CS06, activate_firmware, dated=True),
     )
 
     def __init__(
@@ -118,6 +125,8 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         wan_inbox_frames: int = 256,
         wan_inbox_bytes: int = 1 << 20,
         reassembly: dict | None = None,
+        gsme_queue_limit: int = 32,
+        gsme_queue_timeout: float = 86400.0,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -134,6 +143,8 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         self.wan_inbox_frames = wan_inbox_frames
         self.wan_inbox_bytes = wan_inbox_bytes
         self._reassembly_limits = dict(reassembly or {})
+        self.gsme_queue_limit = gsme_queue_limit  # messages queued per sleepy GSME [U; HG emulator 32]
+        self.gsme_queue_timeout = gsme_queue_timeout  # seconds before 0x819D [S SL default 24 h]
         self.han_dispatch = ClusterDispatch()
         self.han_port: HanPort | None = None
         self.zcl_server: ZclServer | None = None
@@ -203,6 +214,8 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
                                     allow=self._zcl_allowed, port=port, clock=self.clock)
         if self._alive:
             self._start_han()
+        else:
+            self._start_ota()
         return port
 
     def _han_receive(self, frame):
@@ -256,14 +269,17 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         host = TunnelHost(port, endpoint=self.han_endpoint, clock=self.clock,
                           on_message=self._on_tunnel_message, on_error=self._on_tunnel_error)
         sleepy = [e.eui for e in self.device_log() if e.joined and e.device_type == DeviceType.GSME]
-        host.serve(accept=self._accept_tunnel, sleepy=sleepy)
+        server = host.serve(accept=self._accept_tunnel, sleepy=sleepy, queue_limit=self.gsme_queue_limit,
+                            queue_timeout=self.gsme_queue_timeout, on_discard=self._gsme_message_discarded)
         self._tunnels = host
+        self.every(_QUEUE_SWEEP, lambda _t: server.expire(), align=False)
         self._join_server = JoinServer(port, authorise=self._authorise_join, on_joined=self._on_joined,
                                        on_refused=self._on_join_refused, clock=self.clock)
         for entry in self.device_log():
             if entry.joined and entry.device_type in TUNNEL_SERVER_TYPES:
                 self.spawn(self._open_tunnel(entry.eui), name=f"chf-tunnel-{eui_hex(entry.eui)}")
         self.every(_TUNNEL_CHECK, self._refresh_tunnels, align=False)
+        self._start_ota()
 
     def _refresh_tunnels(self, t: float) -> None:
         """Re-request each tunnel 0xFFFF s after its last RequestTunnelResponse [S FACTS §6]."""
@@ -481,6 +497,12 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         if self._alive:
             self.post(("han", peer, message))
 
+    def _gsme_message_discarded(self, eui: bytes, message: bytes) -> None:
+        """A message the GSME did not fetch in time: the GPF reports it (alert 0x819D)."""
+        self.log_event("gsme_message_expired", eui=eui_hex(eui))
+        if self.gpf is not None:
+            self.gpf.post(("not_retrieved", eui, message))
+
     def _on_tunnel_error(self, peer: bytes, status: int) -> None:
         self.log_event("tunnel_error", eui=eui_hex(peer), status=int(status))
 
@@ -509,6 +531,8 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
             self.log_security("han_message_refused", eui=eui_hex(peer))
             return
         self._note_communication(peer)
+        if entry.device_type == DeviceType.GSME and self.gpf is not None:
+            self.gpf.post(("tap_response", peer, message))
         header = peek_header(message)
         if header is not None:
             recipient = header[3]
@@ -552,6 +576,8 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
                 host.server.set_sleepy(eui)
                 await host.server.send_gbcs(eui, frame)  # queued for the GSME's next GET
                 stats[0] += 1
+                if self.gpf is not None:  # tap-off: the GPF sees the command, then its response
+                    self.gpf.post(("tap_command", eui, frame))
                 return None
             if entry.device_type not in TUNNEL_SERVER_TYPES:
                 return f"device type {entry.device_type} takes no GBCS messages"

@@ -1,4 +1,24 @@
-"""The Gas Proxy Function: for now, its own GBCS Device Log (the gas side comes later).
+"""The Gas Proxy Function: its own GBCS Device Log, and the data store that answers for the sleepy
+GSME (`firmware.gas_data.GasData`: the same schema and the same read answers as the GSME's own).
+
+Data store (NVM, scope `mirror-<GSME EUI>` under the GPF's EUI, so SQLite in the data folder):
+registers, tier / block registers, the half-hourly profile (13 months), the daily read log,
+prepayment state, valve, battery, the GSME's recent events, and the last sync time, all written
+by the GSME's push at each wake (`meter.gsme`: a ZCL Write Attributes to the CHF's address that
+the GPF answers only after its NVM write). The GPF's own event log records each sync, tap-off
+and discarded message.
+
+Reads the GPF answers (GCS13a, GCS14, GCS33, GCS38, GCS60, GCS16a, GCS17 addressed to the GPF, as
+RTDS addresses GCS13a [O]) come from the store at once; the response's date-time carries the
+reliability in its clock status byte [O RTDS GCS13a]: 0x00 (GPF-reliable) when the last sync is
+at most `stale_after` seconds old (default two wake intervals, 3600 s [I]), else 0x02
+(unreliable). Commands that change the GSME go to the GSME's EUI: the CHF queues them for its next
+wake (`Chf(gsme_queue_limit=32, gsme_queue_timeout=86400)`: a message not retrieved in time is
+discarded and the GPF raises alert 0x819D; a full queue is a delivery failure, alert 0x8F84 via
+the CHF [I: GBCS's "Failure to Deliver Remote Party Message"]). Tap-off: the CHF shows the GPF
+each queued command and the GSME's response to it; a pair that matches (same originator counter
+and message code, from the GSME it was queued for, signature checked when signed) is applied to
+the copy (valve state, credit) and logged (event 0x0054 for the command [S FACTS §3.3]).
 
 Use cases (ASN.1 payloads, gbcs.asn1) [S FACTS §3.2; O RTDS CS07/CS03B/GCS59 shapes], served by
 the shared device-log service (`firmware.device_log`, which gives the response codes):
@@ -13,14 +33,36 @@ alert]. The GPF lives in the CH: the CHF posts its frames to it and carries what
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gbcs_device import GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbcs.asn1 import DeviceLogEntry, GpfDeviceLogBackupAlert, GpfDeviceLogRestore, GpfDeviceLogRestoreResponse
-from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
-from gbcs.frame import Message
+from gbcs.catalogue import AlertCode, DeviceType, MessageCode, RemotePartyRole
+from gbcs.codec import DecodeError, eui_hex
+from gbcs.frame import CRA, Message, decode_message
+from gbcs.gbz import GbzPayload, decode_gbz, encryptor
+from gbcs.security import check_signature
+from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GPF_RELIABLE, UNRELIABLE
+from gbcs.zcl import (
+    Cluster,
+    ClusterCommand,
+    Direction,
+    FrameType,
+    GeneralCommand,
+    WriteAttributes,
+    WriteAttributesResponse,
+    ZclFrame,
+    ZclHeader,
+    decode_payload,
+)
+from gbhub.firmware.cosem import datetime_bytes
+from gbhub.firmware.credentials import credential_handlers
+from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
+from gbhub.firmware.gas_data import DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, PROFILE_DAYS, GasData, default_response, gbz_command
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
+from gbhub.firmware.update_handlers import activate_firmware
+from gbhub.han.aps import HanError
 
 log = logging.getLogger("gbhub.gpf")
 
@@ -34,6 +76,38 @@ def _restore(gpf: "Gpf", message: Message) -> Outcome:
     return Outcome(GpfDeviceLogRestoreResponse(outcomes=outcomes).encode(), after=gpf.raise_gcs62 if changed else None)
 
 
+MIRRORS_NS = "gsme_mirrors"  # GSME EUI -> {"last_sync": t}
+TAP_OFF_EVENT = 0x0054  # GPF event: GSME command and outcome [S FACTS §3.3]
+_PENDING_TAPS = 64  # commands remembered for tap-off per GPF (oldest forgotten)
+
+
+def _read_from_store(gpf: "Gpf", message: Message) -> Outcome:
+    """A GSME read addressed to the GPF: answered from the store (module doc)."""
+    gsme = gpf.mirrored_gsme()
+    if gsme is None:
+        raise CommandRejected("malformed", "no GSME mirrored yet")
+    comps = gbz_command(message)
+    data = gpf.mirror(gsme)
+    encrypt = (encryptor(gpf.encryption_key_for(message), gpf.eui) if message.message_code in ENCRYPTED_RESPONSES
+               else None)
+    content = data.answer(comps, now=gpf.clock.now(), firmware_version=bytes.fromhex(
+        (data.get("gas") or {}).get("firmware", "")) or b"", encrypt=encrypt)
+    return Outcome(content, datetime_bytes(gpf.clock.now())[:-1] + bytes((gpf.reliability(gsme),)))
+
+
+def _change_of_tenancy(gpf: "Gpf", message: Message) -> bytes:
+    """GCS09 on the GPF: the date that limits what the consumer may read of the store [I]."""
+    try:
+        p = decode_gbz(message.content, cra=message.cra)
+        c = p.components[0]
+        date = c.payload["implementation_date_time"]
+    except (DecodeError, AttributeError, IndexError, KeyError, TypeError):
+        raise CommandRejected("malformed", "not a PublishChangeOfTenancy") from None
+    gpf.nvm.put(MIRRORS_NS + "_tenancy", "date", date)
+    gpf.log_event("change_of_tenancy", date=date)
+    return GbzPayload.build([default_response(c)]).encode()
+
+
 class Gpf(GbcsDevice):
     kind = "gpf"
 
@@ -42,12 +116,195 @@ class Gpf(GbcsDevice):
         join(MessageCode.CS03B),  # any device type [I]
         unjoin(MessageCode.CS04B),
         call(MessageCode.GCS59, _restore),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
+        call(MessageCode.CS06, activate_firmware, dated=True),
+        call(MessageCode.GCS13a, _read_from_store),
+        call(MessageCode.GCS14, _read_from_store),
+        call(MessageCode.GCS33, _read_from_store),
+        call(MessageCode.GCS38, _read_from_store),
+        call(MessageCode.GCS60, _read_from_store),
+        call(MessageCode.GCS16a, _read_from_store),
+        call(MessageCode.GCS17, _read_from_store),
+        call(MessageCode.GCS16b, _read_from_store),
+        call(MessageCode.GCS21m, _read_from_store),
+        call(MessageCode.GCS09, _change_of_tenancy),
+        *(call(MessageCode[n], _read_from_store) for n in ("GCS15b", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j",
+                                                           "GCS46", "GCS61")),
     )
 
-    def __init__(self, eui: bytes | str, *, clock, credentials, trust, nvm=None, device_log_capacity: int = 16, **kw: Any) -> None:
+    def __init__(self, eui: bytes | str, *, clock, credentials, trust, nvm=None, device_log_capacity: int = 16,
+                 stale_after: float = 3600.0, keystore=None, **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         self.joined_devices = DeviceLog(self, namespace=DEVICE_LOG_NS, capacity=device_log_capacity,
                                         on_change=self.raise_gcs62)
+        self.stale_after = float(stale_after)
+        self.keystore = keystore
+        self._chf = None
+        self._taps: dict[tuple[bytes, int], tuple[bytes, Message]] = {}
+        self.syncs = 0
+        self.not_retrieved = 0
+        self._pruned: dict[bytes, int] = {}
+
+    # ------------------------------------------------------------------ the data store
+    def mirror(self, gsme: bytes) -> GasData:
+        return GasData(self.nvm.scope("mirror-" + eui_hex(gsme)))
+
+    def mirrored_gsme(self) -> bytes | None:
+        keys = self.nvm.keys(MIRRORS_NS)
+        return bytes.fromhex(keys[0]) if keys else None
+
+    def last_sync(self, gsme: bytes) -> float | None:
+        entry = self.nvm.get(MIRRORS_NS, eui_hex(gsme))
+        return None if entry is None else entry.get("last_sync")
+
+    def reliability(self, gsme: bytes) -> int:
+        last = self.last_sync(gsme)
+        return GPF_RELIABLE if last is not None and self.clock.now() - last <= self.stale_after else UNRELIABLE
+
+    def attach_mirror(self, chf) -> None:
+        """Serve the GSME's pushes on the CHF's HAN address (Metering cluster)."""
+        self._chf = chf
+        chf.han_dispatch.add(Cluster.METERING, self._on_mirror_frame)
+
+    def _on_mirror_frame(self, frame):
+        try:
+            header, pos = ZclHeader.decode(frame.payload)
+            if (header.server_to_client or header.frame_type != FrameType.GLOBAL
+                    or header.command_id != GeneralCommand.WRITE_ATTRIBUTES):
+                return None
+            payload = decode_payload(header, frame.cluster, frame.payload, pos, strict=True)
+        except DecodeError:
+            return None
+        if not isinstance(payload, WriteAttributes):
+            return None
+        chf = self._chf
+        entry = chf.device_log_entry(frame.src) if chf is not None else None
+        if entry is None or not entry.joined or entry.device_type != DeviceType.GSME:
+            self.log_security("mirror_refused", eui=eui_hex(frame.src))
+            return None
+        data = next((r.value for r in payload.records if r.attribute_id == MIRROR_ATTRIBUTE), None)
+        if data is None:
+            return None
+        return self._store_push(frame, header.sequence, bytes(data))
+
+    async def _store_push(self, frame, sequence: int, data: bytes) -> None:
+        try:
+            ok = await self.call(("mirror", frame.src, data))
+        except Exception as exc:  # noqa: BLE001 - the GSME retries; nothing acknowledged
+            log.info("GPF %s: push from %s not stored: %s", self.eui_hex, eui_hex(frame.src), exc)
+            return
+        if not ok:
+            return
+        reply = ZclFrame.build(WriteAttributesResponse(), sequence=sequence, direction=Direction.SERVER_TO_CLIENT,
+                               disable_default_response=True)
+        port = self._chf.han_port if self._chf is not None else None
+        if port is None:
+            return
+        try:
+            await port.send(frame.reply(reply.encode()))
+        except HanError as exc:
+            log.info("GPF %s: push acknowledgement lost: %s", self.eui_hex, exc)
+
+    def _apply_push(self, gsme: bytes, data: bytes) -> bool:
+        """Store a push (outside input: every part checked; a malformed one changes nothing and is
+        not acknowledged, so the GSME sends it again or the security log tells why)."""
+        try:
+            body = _checked_push(json.loads(data, object_hook=_unhex), int(self.clock.now()) // 86400)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            self.log_security("mirror_malformed", eui=eui_hex(gsme), detail=str(exc)[:200])
+            return False
+        store = self.mirror(gsme)
+        with self.nvm.transaction():
+            for day, slots in body["profile"].items():
+                store.put_profile_day(day, slots)
+            for entry in body["daily"]:
+                store.put_daily(entry)
+            if body["state"]:
+                store.apply_state(body["state"])
+                if body["events"]:
+                    store.put("events", body["events"])
+            today = int(self.clock.now()) // 86400
+            if self._pruned.get(gsme) != today:  # once a day: the logs keep 13 months
+                store.prune(today)
+                self._pruned[gsme] = today
+            self.nvm.put(MIRRORS_NS, eui_hex(gsme), {"last_sync": self.clock.now()})
+        self.syncs += 1
+        return True
+
+    async def handle_other(self, item: Any) -> Any:
+        if isinstance(item, tuple) and item:
+            if item[0] == "mirror":
+                return self._apply_push(item[1], item[2])
+            if item[0] == "tap_command":
+                return self._note_command(item[1], item[2])
+            if item[0] == "tap_response":
+                return self._tap_off(item[1], item[2])
+            if item[0] == "not_retrieved":
+                return await self._not_retrieved(item[1], item[2])
+        return await super().handle_other(item)
+
+    # ------------------------------------------------------------------ tap-off
+    def _note_command(self, gsme: bytes, frame: bytes) -> None:
+        try:
+            command = decode_message(frame)
+        except DecodeError:
+            return
+        if len(self._taps) >= _PENDING_TAPS:
+            self._taps.pop(next(iter(self._taps)))
+        self._taps[(command.originator, command.originator_counter)] = (gsme, command)
+
+    def _tap_off(self, gsme: bytes, frame: bytes) -> None:
+        try:
+            response = decode_message(frame)
+        except DecodeError:
+            return
+        if response.cra != CRA.RESPONSE:
+            return
+        hit = self._taps.pop((response.recipient, response.originator_counter), None)
+        if hit is None:
+            return
+        queued_for, command = hit
+        if queued_for != gsme or response.originator != gsme or response.message_code != command.message_code:
+            self._tap_failed(gsme, command, "pair does not match")
+            return
+        if response.signature and self.keystore is not None:
+            key = self.keystore.public_key(gsme, "ds")
+            if key is None or not check_signature(key, response):
+                self._tap_failed(gsme, command, "response signature")
+                return
+        store = self.mirror(gsme)
+        with self.nvm.transaction():
+            try:
+                p = decode_gbz(response.content, cra=response.cra)
+                for c in getattr(p, "components", ()):
+                    cmd = c.payload
+                    if isinstance(cmd, ClusterCommand) and cmd.name == "SupplyStatusResponse":
+                        state = {0: "disabled", 1: "armed", 2: "enabled"}.get(cmd["supply_status"])
+                        if state:
+                            store.put("supply", {"state": state, "cause": "remote"})
+                    if isinstance(cmd, ClusterCommand) and cmd.name == "ConsumerTopUpResponse" and cmd["result_type"] == 0:
+                        prepay = store.get("prepayment") or {}
+                        prepay["credit"] = cmd["credit_remaining"] / MONEY
+                        store.put("prepayment", prepay)
+            except DecodeError:
+                pass  # not GBZ (GCS28's ASN.1): nothing to copy
+            self.log_event(TAP_OFF_EVENT, message_code=f"{command.message_code:04X}", counter=command.originator_counter,
+                           gsme=eui_hex(gsme))
+
+    def _tap_failed(self, gsme: bytes, command: Message, why: str) -> None:
+        self.log_event("tap_off_failed", gsme=eui_hex(gsme), counter=command.originator_counter, reason=why)
+        self.spawn(self.raise_alert(AlertCode.TAP_OFF_MESSAGE_RESPONSE_OR_ALERT_FAILURE))
+
+    async def _not_retrieved(self, gsme: bytes, frame: bytes) -> None:
+        """A message the GSME did not fetch in time: discarded, logged, alert 0x819D."""
+        self.not_retrieved += 1
+        counter = None
+        try:
+            counter = decode_message(frame).originator_counter
+        except DecodeError:
+            pass
+        self.log_event("gsme_command_not_retrieved", gsme=eui_hex(gsme), counter=counter)
+        await self.raise_alert(AlertCode.GSME_COMMAND_NOT_RETRIEVED)
 
     @property
     def device_log_capacity(self) -> int:
@@ -77,4 +334,49 @@ class Gpf(GbcsDevice):
                                       recipient=recipient)
 
 
-__all__ = ["Gpf"]
+_MAX_EVENTS = 10  # the GSME sends its last ten events
+
+
+def _checked_push(body: Any, today: int) -> dict:
+    """The parts of a push the store takes, checked: profile days within the 13 months up to
+    tomorrow, 48 slots of litres or None; daily reads with an integer time and volume; state
+    only under the known keys (`GasData.apply_state`); at most ten events. Raises ValueError."""
+    if not isinstance(body, dict):
+        raise ValueError("not an object")
+    profile = {}
+    raw = body.get("profile") or {}
+    if not isinstance(raw, dict):
+        raise ValueError("profile: an object of days")
+    for day, slots in raw.items():
+        d = int(day)
+        if not today - PROFILE_DAYS <= d <= today + 1:
+            raise ValueError(f"profile day {d} out of range")
+        if slots is None:
+            continue
+        if not isinstance(slots, list) or len(slots) != 48 or not all(
+                v is None or (type(v) is int and 0 <= v < 1 << 24) for v in slots):
+            raise ValueError(f"profile day {d}: 48 slots of litres")
+        profile[d] = slots
+    daily = []
+    entries = body.get("daily") or []
+    if not isinstance(entries, list):
+        raise ValueError("daily: a list")
+    for entry in entries:
+        if not (isinstance(entry, dict) and type(entry.get("t")) is int and type(entry.get("volume_l")) is int
+                and (today - DAILY_DAYS) * 86400 <= entry["t"] <= (today + 1) * 86400):
+            raise ValueError("daily read: integer t (in range) and volume_l")
+        daily.append(entry)
+    state = body.get("state") or {}
+    if not isinstance(state, dict) or not all(isinstance(v, dict) for v in state.values()):
+        raise ValueError("state: objects by key")
+    events = body.get("events") or []
+    if not isinstance(events, list) or len(events) > _MAX_EVENTS:
+        raise ValueError("events: at most ten")
+    return {"profile": profile, "daily": daily, "state": state, "events": events}
+
+
+def _unhex(d: dict) -> Any:
+    return bytes.fromhex(d["hex"]) if len(d) == 1 and "hex" in d else d
+
+
+__all__ = ["Gpf", "MIRRORS_NS"]

@@ -22,9 +22,17 @@ response shapes follow the RTDS response vectors):
   ECS42/43/44  load switch script table, scripts 51 / 52 / 54
   ECS45   disconnect control control_state
   ECS52   firmware version
+  CS06    activate firmware (immediate, future-dated, cancelled; `firmware.update`)
   ECS70   clock: preset with validity window, adjust, read back
   CS01a   top-up: UTRN into the token gateway (gbcs.utrn)
+  PECS01/PECS02  its PPMID's ZSE ConsumerTopUp / SelectAvailableEmergencyCredit (`meter.esme_zcl`)
   CS03A1/CS03B/CS04AC/CS04B/CS07  the ESME's own device log (ASN.1, `firmware.device_log`)
+  the rest of the catalogue's ESME use cases (prepayment, billing, maximum demand, load limiting,
+          voltage quality, identities, event behaviours, auxiliary load control ...): tables of
+          Gets/Sets/Actions (`gbcs.usecases.esme_config`) on the objects of `meter.esme_objects`,
+          whose passive values take effect through the same activation machinery as the tariff
+          (ECS02/03, ECS08/08a, ECS28a, ECS46c/d, ECS01c/d: now, a future date-time, or never)
+  Meter variants (`variant`: single, twin, polyphase, twin-polyphase): `meter.esme_objects`.
 
 Choices no source fixes are tagged [I]/[U] where they are made.
 """
@@ -56,6 +64,7 @@ from gbcs.dlms import (
 )
 from gbcs.frame import Message, segment
 from gbcs.obis import BLOCK_THRESHOLDS, BLOCK_THRESHOLDS_PASSIVE, OBIS, CosemObjectId
+from gbcs.usecases.esme_config import POLYPHASE_ONLY, TWIN_ONLY
 from gbcs.security import encrypt_part
 from gbcs.utrn import DEFAULT_CACHE_SIZE
 from gbhub.firmware import cosem
@@ -70,13 +79,16 @@ from gbhub.firmware.cosem import (
     ObjectModel,
     compact_array,
 )
+from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
-from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, dlms, handlers
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
+from gbhub.firmware.update_handlers import activate_firmware
 from gbhub.han.aps import TUNNELING_CLUSTER
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
 
+from .han_link import TunnelServed
 from .esme_state import (
     BLOCK_TIERS,
     BLOCKS,
@@ -86,12 +98,14 @@ from .esme_state import (
     NS,
     PENDING_NS,
     PROFILE_LOG,
+    REACTIVE_RATIO,
     SUPPLY_ARMED,
     SUPPLY_DISABLED,
     SUPPLY_ENABLED,
     SUPPLY_STATES,
     TOU_TIERS,
 )
+from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjects
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel
 from .prepayment import Prepayment
@@ -108,7 +122,6 @@ PROFILE_LOG_CAPACITY = 13 * 31 * 48  # 13 months of half-hours [S FACTS 3.4, L+G
 DAILY_LOG_CAPACITY = 731  # [U] two years of midnight snapshots
 DEVICE_LOG_CAPACITY = 16  # [U] HAN devices the ESME keeps in its own Device Log
 CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when catching up after downtime
-REACTIVE_RATIO = 0.2  # [I] varh per Wh the model draws (the model is active power only)
 
 CONTROL_STATE = {SUPPLY_DISABLED: 0, SUPPLY_ENABLED: 1, SUPPLY_ARMED: 2}  # DLMS disconnect control
 SCRIPT_ENABLE, SCRIPT_DISABLE, SCRIPT_ARM = 51, 52, 54  # load switch scripts [O RTDS ECS42/43/44]
@@ -240,7 +253,7 @@ def _shape_like(template: Data) -> Callable[[Data], bool]:
 
 
 # ------------------------------------------------------------------------------------------ Esme
-class Esme(Prepayment, EsmeZcl, GbcsDevice):
+class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
     """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
 
     `prepayment_key` is the supplier's prepayment KA public key (its prePaymentTopUp trust anchor,
@@ -248,7 +261,8 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
     anchor). `chf_eui` is the Comms Hub Function whose tunnel the ESME serves (None: any).
     `model` / `export_model` say what the premises draw / generate; `registers` gives the
     factory register values (`import_wh`, `export_wh`, `reactive_varh`) used on first boot only.
-    With `gbt_block_size`, messages longer than that go up in GBT blocks (FACTS 1.9).
+    With `gbt_block_size`, messages longer than that go up in GBT blocks (FACTS 1.9). `variant`
+    is the meter variant (`meter.esme_objects`): single, twin, polyphase or twin-polyphase.
     """
 
     kind = "esme"
@@ -268,8 +282,31 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         dlms(MessageCode.ECS44, check=_runs_script(SCRIPT_ARM)),
         dlms(MessageCode.ECS45),
         dlms(MessageCode.ECS52),
+        call(MessageCode.CS06, activate_firmware, dated=True),
         dlms(MessageCode.ECS70),
         dlms(MessageCode.CS01a, dated=True),
+        # the further ESME use cases (gbcs.usecases.esme_config; objects: meter.esme_objects)
+        *(dlms(code) for code in (
+            MessageCode.ECS02, MessageCode.ECS03, MessageCode.ECS04a, MessageCode.ECS04b, MessageCode.ECS05,
+            MessageCode.ECS07, MessageCode.ECS08, MessageCode.ECS08a, MessageCode.ECS09, MessageCode.ECS10,
+            MessageCode.ECS12, MessageCode.ECS14, MessageCode.ECS15a, MessageCode.ECS15c, MessageCode.ECS16,
+            MessageCode.ECS17a, MessageCode.ECS17d, MessageCode.ECS18a, MessageCode.ECS18b,
+            MessageCode.ECS20a, MessageCode.ECS20d, MessageCode.ECS21b, MessageCode.ECS21c,
+            MessageCode.ECS22a, MessageCode.ECS22c, MessageCode.ECS23, MessageCode.ECS23b,
+            MessageCode.ECS25a, MessageCode.ECS25b, MessageCode.ECS25a1, MessageCode.ECS25a2, MessageCode.ECS25a3,
+            MessageCode.ECS25b3, MessageCode.ECS25r1, MessageCode.ECS25r2,
+            MessageCode.ECS26a, MessageCode.ECS26b, MessageCode.ECS26c, MessageCode.ECS26d, MessageCode.ECS26e,
+            MessageCode.ECS26f, MessageCode.ECS26j, MessageCode.ECS26k, MessageCode.ECS26l, MessageCode.ECS26m,
+            MessageCode.ECS27, MessageCode.ECS28a, MessageCode.ECS28b, MessageCode.ECS29a, MessageCode.ECS29b,
+            MessageCode.ECS29c, MessageCode.ECS29d, MessageCode.ECS29e, MessageCode.ECS29f, MessageCode.ECS30,
+            MessageCode.ECS30a, MessageCode.ECS34, MessageCode.ECS35e, MessageCode.ECS35f, MessageCode.ECS35g,
+            MessageCode.ECS37, MessageCode.ECS38, MessageCode.ECS39a, MessageCode.ECS39b, MessageCode.ECS40,
+            MessageCode.ECS46a, MessageCode.ECS46c, MessageCode.ECS46d, MessageCode.ECS47, MessageCode.ECS47a,
+            MessageCode.ECS47e, MessageCode.ECS48, MessageCode.ECS50, MessageCode.ECS57, MessageCode.ECS61a,
+            MessageCode.ECS61c, MessageCode.ECS61d, MessageCode.ECS61e, MessageCode.ECS62, MessageCode.ECS81,
+            MessageCode.ECS82, MessageCode.ECS01c, MessageCode.ECS01d, MessageCode.ECS24b)),
+        *(dlms(code, dated=True) for code in (MessageCode.ECS17e, MessageCode.ECS19, MessageCode.ECS20b,
+                                              MessageCode.ECS20c, MessageCode.ECS66)),
         # Method A for devices that exchange GBCS messages with the ESME (PPMID, HCALCS), Method B
         # for Type 2 devices (IHD/CAD) and the GPF [I]
         join(MessageCode.CS03A1, DeviceType.PPMID, DeviceType.HCALCS),
@@ -277,9 +314,11 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         unjoin(MessageCode.CS04AC),
         unjoin(MessageCode.CS04B),
         read(MessageCode.CS07),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
     )
-    # Every request of a command is served on its own (no break-on-error) [I].
-    BREAK_ON_ERROR = False
+    # The invoke-id's break-on-error flag is honoured: after a failing request the rest answer
+    # other-reason (250), as every RTDS ESME ERROR response shows (e.g. ECS26a: ..., 1, 250) [O].
+    BREAK_ON_ERROR = True
 
     def __init__(
         self,
@@ -301,6 +340,8 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         emergency_credit_pence: float = 0.0,
         utrn_cache_size: int = DEFAULT_CACHE_SIZE,
         gbt_block_size: int | None = None,
+        emergency_credit_activation: str = "auto",
+        variant: str = "single",
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -312,6 +353,9 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         self.model = model if model is not None else ConsumptionModel()
         self.export_model = export_model
         self.utrn_cache_size = utrn_cache_size
+        if emergency_credit_activation not in ("auto", "consumer"):
+            raise ValueError("emergency_credit_activation is 'auto' or 'consumer'")
+        self.emergency_credit_activation = emergency_credit_activation
         self.gbt_block_size = gbt_block_size
         self._factory = {
             "registers": dict(registers or {}),
@@ -320,7 +364,10 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
             "credit": float(credit_pence),
             "ec": float(emergency_credit_pence),
         }
+        self._set_variant(variant)
         self._defaults = default_tariff()
+        self._defaults.update(self._config_defaults(self._defaults))
+        self._activations = {**ACTIVATIONS, **CONFIG_ACTIVATIONS}
         self.objects = self._build_objects()
         self.joined_devices = DeviceLog(self, namespace=DEVICE_LOG_NS, capacity=DEVICE_LOG_CAPACITY)
         self._alerts: list[tuple[int, dict]] = []
@@ -510,7 +557,7 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
             reg["day_start_wh"] = reg["import_wh"]
             self.nvm.log_append(DAILY_LOG, {
                 "t": int(end), "import_wh": reg["import_wh"], "tou_wh": list(reg["tou_wh"]),
-                "block_wh": [list(b) for b in reg["block_wh"]],
+                "block_wh": [list(b) for b in reg["block_wh"]], "prepayment": self._prepayment_values(),
             }, DAILY_LOG_CAPACITY)
             self._charge_standing(end)
         self.nvm.put(NS, "registers", reg)
@@ -657,8 +704,12 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         return (next(iter(table.values())) if table else 0) * 10.0 ** ps * 100.0
 
     def _activate(self, key: _Attr) -> None:
-        for src, dst in ACTIVATIONS[key]:
+        for src, dst in self._activations[key]:
             self._store_tariff_value(*dst, self._tariff_value(*src))
+        if key == PAYMENT_MODE_ACTIVATION:
+            self._payment_mode_activated()
+        elif key == _attr(OBIS.UNIT_CHARGE, 7):
+            self._billing_snapshot()  # a tariff change snapshots the billing data log (ECS20b) [I]
         self.log_event("tariff_activated", object=f"{key[0]}/{obis_text(key[1])}/{key[2]}")
 
     def _set_activation(self, key: _Attr, value: Data) -> None:
@@ -807,12 +858,15 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         for protection, readable in PROTECTION_OBJECTS.items():
             add(CosemObject.of(protection, {}, {1: partial(self._get_protected_attributes, readable)}))
         self._add_tariff_objects(model)
+        self._add_config_objects(model)
         return model
 
     def _add_tariff_objects(self, model: ObjectModel) -> None:
         by_object: dict[tuple[int, bytes], dict[int, Attribute]] = {}
         methods: dict[tuple[int, bytes], dict[int, Callable]] = {OBIS.ACTIVITY_CALENDAR.key: {1: self._activate_calendar}}
         for (class_id, ln, attribute), initial in self._defaults.items():
+            if (class_id, ln, attribute) in self._config_modes:
+                continue  # meter.esme_objects builds those
             attrs = by_object.setdefault((class_id, ln), {})
 
             def load(c=class_id, l=ln, a=attribute) -> Data:
@@ -843,12 +897,11 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
     # -- attribute getters --
     def _get_import_registers(self) -> Data:
         r = self.registers()
-        return Data.structure(
-            Data.double_long_unsigned(r["import_wh"] & 0xFFFFFFFF),
-            _SCALER_UNIT_WH,
-            Data.double_long_unsigned(r["reactive_varh"] & 0xFFFFFFFF),
-            _SCALER_UNIT_VARH,
-        )
+        values = [Data.double_long_unsigned(r["import_wh"] & 0xFFFFFFFF), _SCALER_UNIT_WH,
+                  Data.double_long_unsigned(r["reactive_varh"] & 0xFFFFFFFF), _SCALER_UNIT_VARH]
+        if self.twin:  # the secondary element's import register [O RTDS ECS17b TWIN]; the model feeds only the primary [I]
+            values.append(Data.double_long_unsigned(0))
+        return Data.structure(*values)
 
     def _get_power(self) -> Data:
         p = self.power_w()
@@ -865,19 +918,16 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
 
     def _profile_buffer(self, bounds: tuple[float, float] | None) -> Data:
         rows = self.profile(*bounds) if bounds else self.profile()
+        if self.twin:  # secondary element column [O RTDS ECS22b TWIN]
+            return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED),
+                                 [(cosem.t2000(t), wh & 0xFFFFFFFF, 0) for t, wh, _ex in rows])
         return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED),
                              [(cosem.t2000(t), wh & 0xFFFFFFFF) for t, wh, _ex in rows])
 
     def _daily_buffer(self, bounds: tuple[float, float] | None) -> Data:
-        rows = []
-        for e in self.daily_log():
-            if bounds is not None and not bounds[0] <= e["t"] <= bounds[1]:
-                continue
-            rows.append((cosem.t2000(e["t"]), e["import_wh"] & 0xFFFFFFFF, [v & 0xFFFFFFFF for v in e["tou_wh"]],
-                         *([v & 0xFFFFFFFF for v in b] for b in e["block_wh"])))
-        desc = cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED, cosem.array(TOU_TIERS, DOUBLE_LONG_UNSIGNED),
-                               *(cosem.array(BLOCK_TIERS, DOUBLE_LONG_UNSIGNED) for _ in range(BLOCKS)))
-        return compact_array(desc, rows)
+        rows = [self._billing_row(e, None) for e in self.daily_log()
+                if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
+        return compact_array(self._billing_desc(prepayment=False), rows)  # twin: [O RTDS ECS21a TWIN]
 
     def _log_code(self, entry: dict) -> int | None:
         """The GBCS event code of a log entry (ints as logged; alerts by their code; rejected
@@ -995,12 +1045,32 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         return ProtectedData.build(pp, Data.structure(*values), lambda pt: encrypt_part(key, self.eui, pt))
 
     # ============================================================================ GBCS
-    def check_freshness(self, message: Message) -> bool:
-        # Top-ups are protected by the UTRN counter cache, not the supplier's command counter: their
-        # originator counter is UTRN counter ‖ 00000000 [S FACTS 1.8].
-        if message.message_code in _UTRN_COUNTERS:
-            return True
-        return super().check_freshness(message)
+    def supports(self, message_code: int) -> bool:
+        """The handler table, less the use cases this meter variant does not serve [I]."""
+        if not self._variant_serves(message_code):
+            return False
+        return message_code in self.HANDLERS
+
+    def _variant_serves(self, message_code: int) -> bool:
+        if message_code in _POLYPHASE_CODES and not self.polyphase:
+            return False
+        return not (message_code in _TWIN_CODES and not self.twin)
+
+    async def _reject(self, msg: Message | None, exc: CommandRejected) -> None:
+        """An ESME use case this meter variant does not serve (a 3-phase one on a single-phase
+        meter, a second-element one on a single-element meter) is answered with ECS100 "Command
+        not supported by Device": alert 0x8F85, signed, carrying the command's message code and
+        originator counter, to the command's originator [O RTDS NA_ECS100 layout; I when]. Other
+        rejections go as `GbcsDevice` answers them."""
+        if exc.reason != "unsupported" or msg is None or self._variant_serves(msg.message_code) \
+                or msg.message_code not in self.HANDLERS:
+            await super()._reject(msg, exc)
+            return
+        await super()._reject(msg, CommandRejected(exc.reason, exc.detail, alert=False))
+        details = msg.message_code.to_bytes(2, "big") + msg.originator_counter.to_bytes(8, "big")
+        await self.raise_alert(AlertCode.COMMAND_NOT_SUPPORTED_BY_DEVICE, message_code=MessageCode.ECS100, critical=True,
+                               elements=(Data.octet_string(details),),
+                               recipient=self.trust.by_eui(msg.originator) or self.alert_recipient)
 
     def execute(self, message: Message) -> Outcome:
         self._alerts.clear()
@@ -1072,46 +1142,12 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         detail.setdefault("time", self.device_now())  # logs are kept in device time
         return super().append_log(name, code, **detail)
 
-    # ============================================================================ HAN
-    def attach_han(self, transport, *, endpoint: int = 1) -> ClusterDispatch:
-        """Attach to a HAN transport and serve the GB-HGRP tunnel the CHF opens to this ESME:
-        commands arriving through it are processed as from the WAN, and responses and alerts go
-        back through it (unless `send_gbcs` was wired elsewhere). Returns the port's dispatcher,
-        to which other cluster servers (Metering, Prepayment ... for IHDs) can be added."""
-        dispatch = ClusterDispatch()
-        port = transport.attach(self.eui, dispatch)
-        host = TunnelHost(port, endpoint=endpoint, clock=self.clock, on_message=self._on_tunnel_message)
-        self.tunnel = host.serve(accept=self._accept_tunnel)
-        dispatch.add(TUNNELING_CLUSTER, host.handle)
-        self.tunnel_host = host
-        self.han_port = port
-        self.han_dispatch = dispatch
-        if self.send_gbcs is None:
-            self.send_gbcs = self._send_via_tunnel
-        return dispatch
-
-    def _accept_tunnel(self, eui: bytes) -> bool | None:
-        if self.chf_eui is None or eui == self.chf_eui:
-            return True
-        return None  # not our Comms Hub: ignored
-
-    def _on_tunnel_message(self, peer: bytes, message: bytes) -> None:
-        if self.chf_eui is not None and peer != self.chf_eui:
-            return
-        self._last_tunnel_peer = peer
-        self.post(bytes(message))
-
-    async def _send_via_tunnel(self, frame: bytes) -> None:
-        peer = self.chf_eui or self._last_tunnel_peer
-        if self.tunnel is None or peer is None:
-            raise ConnectionError("no tunnel to a Comms Hub")
-        await self.tunnel.send_gbcs(peer, frame)
 
 
-
+_POLYPHASE_CODES = frozenset(MessageCode[n] for n in POLYPHASE_ONLY if n in MessageCode.__members__)
+_TWIN_CODES = frozenset(MessageCode[n] for n in TWIN_ONLY if n in MessageCode.__members__)
 
 # Use cases whose originator counter is a top-up counter (`UseCaseDef.utrn`): CS01a.
-_UTRN_COUNTERS = frozenset(code for code, h in Esme.HANDLERS.items() if h.use_case is not None and h.use_case.utrn)
 
 __all__ = [
     "Esme",

@@ -10,6 +10,7 @@ PROFILE_LOG = "profile"
 DAILY_LOG = "daily"
 TOPUP_LOG = "topup"
 
+REACTIVE_RATIO = 0.2  # [I] varh per Wh the model draws (the model is active power only)
 TOU_TIERS = 48
 BLOCKS, BLOCK_TIERS = 4, 8
 

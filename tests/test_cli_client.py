@@ -91,9 +91,9 @@ def test_send_summary_and_options_anywhere(site):
 
 
 def test_send_without_to_picks_a_device_the_premises_has(site):
-    """Defect 10: `send CS07` complained about a --to never given; CS07 goes to a GSME first, and
-    this premises has an ESME that serves it."""
-    out = send(site, "CS07", "--summary")
+    """Defect 10: `send CS07` complained about a --to never given; CS07 goes to a GSME first (this
+    dual-fuel premises has one: --wake presses its button rather than waiting for its wake)."""
+    out = send(site, "CS07", "--summary", "--wake")
     assert out.returncode == 0 and out.stdout.startswith("CS07 ok"), out.stderr
     assert "--to" not in out.stderr
 

@@ -29,6 +29,7 @@ from gbhub.firmware.gbcs_device import GbcsDevice, Handler, call, dlms, handlers
 from gbhub.hub.chf import Chf
 from gbhub.hub.gpf import Gpf
 from gbhub.meter.esme import DEVICE_LOG_CAPACITY, Esme
+from gbhub.meter.gsme import Gsme
 
 CS03A1, CS03B, CS04B, CS07 = MessageCode.CS03A1, MessageCode.CS03B, MessageCode.CS04B, MessageCode.CS07
 IHD = bytes.fromhex("02474248400000E1")
@@ -36,7 +37,7 @@ OTHER = bytes.fromhex("02474248400000E2")
 B, C = JoinMethodAndRole.METHOD_B, JoinMethodAndRole.METHOD_C
 INTEGRITY = AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED
 
-pytestmark = pytest.mark.premises(tcp=False, ihd=False)
+pytestmark = pytest.mark.premises(tcp=False, ihd=False, ppmid=False)
 
 
 async def asn1(p, device, code, payload, **kw):
@@ -177,12 +178,19 @@ async def test_a_request_outside_the_definition_is_refused(premises):
 
 
 def test_tables_are_derived_not_restated():
-    for device in (Esme, Gpf, Chf):
+    for device in (Esme, Gpf, Chf, Gsme):
         for code, handler in device.HANDLERS.items():
             assert isinstance(handler, Handler) and handler.message_code == code
             if handler.use_case is not None:
                 assert handler.use_case.message_code == code
-    assert set(Gpf.HANDLERS) == {MessageCode.CS07, MessageCode.CS03B, MessageCode.CS04B, MessageCode.GCS59}
+    from gbhub.firmware.credentials import credential_handlers
+
+    credentials = {h.message_code for h in credential_handlers()}  # CS02a-g: every GBCS device
+    assert {MessageCode.CS07, MessageCode.CS03B, MessageCode.CS04B, MessageCode.GCS59, MessageCode.CS06} | credentials <= set(Gpf.HANDLERS)
+    assert credentials <= set(Esme.HANDLERS) and credentials <= set(Chf.HANDLERS)
+    # the GPF answers gas reads from its store; state-changing gas commands are the GSME's only
+    assert {MessageCode.GCS13a, MessageCode.GCS16a, MessageCode.GCS17} <= set(Gpf.HANDLERS) & set(Gsme.HANDLERS)
+    assert not {MessageCode.GCS32, MessageCode.GCS39, MessageCode.CS01b} & set(Gpf.HANDLERS)
     assert {MessageCode.CCS01, MessageCode.CCS06, MessageCode.ECS52} <= set(Chf.HANDLERS)
     # an object-model binding needs a definition that says what its content may carry
     with pytest.raises(ValueError):

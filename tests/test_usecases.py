@@ -18,6 +18,7 @@ from gbcs.catalogue import RTDS_ACB, RTDS_ESME, RTDS_SUPPLIER
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.dlms import AccessRequest, AccessResponse, Data, ResponseSpec, invoke_id_for
 from gbcs.frame import CRA, Message, decode_message
+from gbcs.gbz import GbzPayload
 from gbcs.payload import decode_payload
 from gbcs.security import SecretCache, decrypt_part, encryption_key
 from gbcs.usecases import REQUIRED, USE_CASES, Param, build_content, get, parse_params, usecase_table_markdown
@@ -25,7 +26,12 @@ from gbcs.utrn import Utrn, ValueClass
 
 UTC = dt.timezone.utc
 LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a ECS35b ECS42 ECS43 ECS44 ECS45 ECS52 ECS70 "
-          "ECS01a CS01a CS03B CS04B CS07 CS14").split()
+          "ECS01a CS01a CS03B CS04B CS07 CS14 CS03A1 CS03A2 CS03C PCS01 PCS02 "
+          "GCS13a GCS38 GCS32 GCS39 CS01b GCS06 GCS40a GCS40b GCS17 GCS16a GCS28 GCS14 GCS33 GCS60 "
+          "GCS07 GCS11 GCS44 CS11 CS10a GCS21m GCS21f GCS24a GCS25a GCS16b GCS15d GCS04 GCS59 GCS62 "
+          "GCS53 GCS20 GCS20r GCS18 GCS05 GCS15b GCS15c GCS15e GCS24 GCS25 GCS21d GCS21k GCS01a GCS01b GCS02 GCS03 GCS09 GCS23 GCS36 GCS40c GCS40d GCS41 GCS13b GCS13c GCS21a GCS21b GCS21e GCS21j GCS46 GCS61").split()
+_NO_VECTOR = {"GCS53", "GCS20", "GCS20r", "GCS18", "GCS15c", "GCS15e", "GCS24", "GCS25", "GCS21d", "GCS21k", "GCS14", "GCS33", "GCS60", "GCS62", "GCS01b", "GCS02", "GCS03", "GCS09", "GCS23", "GCS36", "GCS40c", "GCS40d", "GCS41",
+              "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46", "GCS61"}  # gas reads RTDS has no vector for (built from the catalogue)
 
 # --------------------------------------------------------------------------------------------
 # RTDS: COMMAND / PRECOMMAND contents rebuilt from the vector's own parameters and counter
@@ -58,7 +64,45 @@ _FOLDERS: dict[str, tuple[str, dict]] = {
     # produce the CS04AC vectors' content (no CS04B vector in RTDS).
     "8.8.1_CS04ACCritical": ("CS04B", dict(entity_id="00DB123456789099")),
     "8.9_CS07": ("CS07", {}),
+    "8.7.1_CS03A1": ("CS03A1", {}),
+    "8.7.1_CS03A2Critical": ("CS03A2", {}),
+    # the PPMID's KA certificate is opaque DER to the builder: taken from the vector itself
+    "8.7.1_CS03CCritical": ("CS03C", dict(ka_certificate=lambda m: decode_payload(m).ka_certificate)),
+    "NA_PCS01": ("PCS01", dict(utrn="73941656880950804485")),
+    # gas (gbcs/usecases/gas.py): the vectors' date-time 2015-01-01T00:00Z is issuer_event_id 473385600
+    "4.1.1_GCS13a": ("GCS13a", {}),
+    "11.2_GCS38": ("GCS38", {}),
+    "7.2_GCS32": ("GCS32", dict(issuer_event_id=473385600)),
+    "7.3_GCS39": ("GCS39", dict(issuer_event_id=473385600)),
+    "2.2_CS01b": ("CS01b", dict(utrn="73950067887105178605")),
+    "2.5_GCS06": ("GCS06", {}),
+    "1.5_GCS40a": ("GCS40a", dict(issuer_event_id=473385600)),
+    "1.5_GCS40b": ("GCS40b", dict(issuer_event_id=473385600, value=0)),
+    "4.8.1_GCS17": ("GCS17", dict(start="2014-12-30T00:00:00Z", samples=97)),
+    "4.6.1_GCS16a": ("GCS16a", dict(start="2014-12-30T00:00:04Z", end="2016-01-01T00:00:03Z")),
+    "6.11_GCS28": ("GCS28", dict(validity_start="2014-12-31T23:30:00Z", validity_end="2015-01-01T00:30:00Z")),
+    "8.1.1_GCS28Commission": ("GCS28", dict(validity_start="2014-12-31T23:30:00Z", validity_end="2015-01-01T00:30:00Z")),
+    "3.1_GCS07": ("GCS07", dict(issuer_event_id=473385600)),
+    "3.5_GCS11": ("GCS11", dict(issuer_event_id=473385600)),
+    "3.4_GCS44": ("GCS44", dict(issuer_event_id=473385600)),
+    "3.3_CS11": ("CS11", {}),
+    "6.13_CS10a": ("CS10a", dict(start="2014-12-31T00:00:00Z", end="2030-01-01T00:00:00Z")),
+    "6.2.4_GCS21m": ("GCS21m", {}),
+    "4.11.1_GCS21f": ("GCS21f", {}),
+    "6.7_GCS24a": ("GCS24a", dict(issuer_event_id=473385600)),
+    "6.8_GCS25a": ("GCS25a", dict(issuer_event_id=473385600)),
+    "2.3_GCS04": ("GCS04", dict(issuer_event_id=473385600)),
+    "4.4.2_GCS15b": ("GCS15b", dict(start="2014-12-01T00:00:00Z", end="2015-11-01T00:00:00Z")),
+    "1.1.1_GCS01a": ("GCS01a", dict(issuer_event_id=473385600)),
+    "2.1_GCS05": ("GCS05", dict(issuer_event_id=473385600)),
+    "4.14_GCS16b": ("GCS16b", dict(start="2014-12-29T23:00:00Z", end="2015-01-01T00:00:00Z")),
+    "8.12.2_GCS59": ("GCS59", {}),
+    "4.4.4_GCS15d": ("GCS15d", dict(start="2014-12-01T00:00:00Z", end="2020-12-31T00:00:00Z")),
 }
+# gas reads RTDS sends from the ACB (an "unknown remote party" for the GSME's trust anchors)
+_ACB_SENT_GAS = {"GCS16b_4.14_URP_SUCCESS_COMMAND_GBCS.HEX", "GCS15d_4.4.4_SUCCESS_COMMAND_GBCS.HEX"}
+# RTDS's CS01b ERROR command carries a UTRN whose check digit is wrong: our builder refuses it
+_UNBUILDABLE = {"CS01b_2.2_ERROR_COMMAND_GBCS.HEX"}
 _FILE_PARAMS: dict[str, dict] = {
     "ECS01b_1.2.1_IMMEDIATE_BLOCK_SUCCESS": dict(tou_prices=(), block_prices="2361,4289,6566"),
     "ECS01b_1.2.1_FUTURE_DATED_TOU_BLOCK_SUCCESS": dict(tou_prices=(3121,), block_prices=((3289, 4546), (5002, 7969)),
@@ -69,6 +113,26 @@ _FILE_PARAMS: dict[str, dict] = {
     "CS01a_2.2_ERROR": dict(utrn="7394 8959 0619 7283 3313"),
     "CS03B_8.7.2_ERROR": dict(other_entity_id="0102030405060708", other_device_type=DeviceType.PPMID),
     "CS04ACCritical_8.8.1_ERROR": dict(entity_id=bytes([3] * 8)),
+    "CS03A1_8.7.1_SUCCESS": dict(other_device_type=DeviceType.HCALCS),
+    "GCS16a_4.6.1_ERROR": dict(start="2014-12-29T00:00:04Z"),
+    "GCS17_4.8.1_NOT_FOUND": dict(start="2013-01-01T00:00:00Z", samples=8690),
+    "GCS28_6.11_ERROR": dict(validity_start="2015-01-01T01:00:00Z", validity_end="2015-01-01T02:00:00Z"),
+    "GCS01a_1.1.1_IMMEDIATE_TOU": dict(
+        tou_prices="9600,10200,10750,11000", standing_charge=22465, day_profiles="1,2,3,4",
+        week_profiles="1,1,1,1,1,2,2;3,3,3,3,3,4,4", seasons="03-20=1,06-21=2",
+        special_days="2015-01-01=2,2015-01-02=2,2015-03-01=2,2015-03-17=2,2015-04-03=2,2015-04-06=2,2015-04-23=2,"
+                     "2015-05-04=2,2015-05-09=2,2015-05-25=2"),
+    "GCS01a_1.1.1_FUTURE_DATED_BLOCK": dict(execution_date_time="2030-01-15T09:00:00Z"),
+    "GCS01a_1.1.1_CANCELLATION_BLOCK": dict(execution_date_time="never"),
+    "GCS05_2.1_FUTURE_DATED_SUCCESS": dict(execution_date_time="2030-01-15T09:00:00Z"),
+    "GCS05_2.1_FUTURE_DATED_ERROR": dict(execution_date_time="2030-01-15T09:00:00Z",
+                                         friendly_special_days="2015-04-05=3,2015-08-31=3,01-01=3,12-25=3"),
+    "GCS05_2.1_CANCELLATION": dict(execution_date_time="never"),
+    "GCS25a_6.8_ERROR": dict(start="2015-02-01T00:00:00Z", duration=3),
+    "CS10a_6.13_NOT_FOUND": dict(start="2030-01-26T00:00:00Z", end="2030-01-26T07:00:00Z"),
+    "GCS15d_4.4.4_NOT_FOUND": dict(start="2014-12-31T00:00:00Z", end="2014-12-31T18:00:00Z"),
+    "GCS15d_4.4.4_ERROR": dict(end="2014-12-31T00:00:00Z"),
+    "GCS28Commission_8.1.1_ERROR": dict(validity_start="2015-01-01T01:00:00Z", validity_end="2015-01-01T02:00:00Z"),
 }
 
 
@@ -76,7 +140,7 @@ def _command_rows():
     out = []
     for row in rtds_rows():
         folder, name = row["file"].split("/")
-        if folder in _FOLDERS and "COMMAND" in name:
+        if folder in _FOLDERS and "COMMAND" in name and name not in _UNBUILDABLE:
             out.append(row)
     return out
 
@@ -98,7 +162,7 @@ def test_rtds_covers_every_listed_use_case_with_vectors(rtds):
     covered = {_FOLDERS[f][0] for f in folders if f in _FOLDERS}
     # ECS01a has no RTDS vector (only GCS01a under 1.1.1); CS04B is checked against CS04AC's
     # identical payload; CS14 is an alert (decode only, see below).
-    assert covered == set(LISTED) - {"ECS01a", "CS14"} | {"ECS01b"}
+    assert covered == set(LISTED) - {"ECS01a", "CS14", "PCS02"} - _NO_VECTOR | {"ECS01b"}
     assert len(COMMAND_ROWS) >= 60
 
 
@@ -106,6 +170,7 @@ def test_rtds_covers_every_listed_use_case_with_vectors(rtds):
 def test_rtds_command_content_rebuilt_byte_exact(row):
     m = decode_message(row["bytes"])
     use_case, params = _params_for(row["file"])
+    params = {k: v(m) if callable(v) else v for k, v in params.items()}
     d = get(use_case)
     content = build_content(use_case, m.originator_counter, originator=m.originator, recipient=m.recipient, **params)
     assert content == m.content
@@ -113,8 +178,13 @@ def test_rtds_command_content_rebuilt_byte_exact(row):
         assert d.critical == bool(m.signature) or "PRECOMMAND" in row["file"]
     # originator role as RTDS shows it: the ACB, carrying the supplier, for CHF use cases
     if d.originator == "acb":
-        assert m.originator == RTDS_ACB and m.supplementary_remote_party_id == RTDS_SUPPLIER
-    elif "SUCCESS" in row["file"]:  # (the CS03B and CS07 error vectors are ACB-sent)
+        assert m.originator == RTDS_ACB
+        # (RTDS's GCS59 restore carries no supplementary remote party; ours names the supplier)
+        assert m.supplementary_remote_party_id == RTDS_SUPPLIER or d.use_case == "GCS59"
+    elif d.originator == "ppmid":  # device to device: the PPMID MACs it for the GSME
+        assert m.recipient == catalogue.RTDS_GSME and m.originator == catalogue.RTDS_PPMID
+    elif "SUCCESS" in row["file"] and row["file"].split("/")[-1] not in _ACB_SENT_GAS:  # (the CS03B and CS07
+        # error vectors, and two gas reads, are ACB-sent)
         assert catalogue.RTDS_REMOTE_PARTIES[m.originator] in (catalogue.RemotePartyRole.SUPPLIER,
                                                                 catalogue.RemotePartyRole.NETWORK_OPERATOR)
 
@@ -125,10 +195,10 @@ def test_use_case_definition_matches_catalogue():
         uc = catalogue.by_use_case(name)
         assert (d.use_case, d.message_code, d.name) == (uc.use_case, uc.message_code, uc.name)
         assert d.critical == catalogue.is_critical_command(uc.message_code)
-        assert d.originator in ("supplier", "acb")
+        assert d.originator in ("supplier", "acb", "ppmid")
         assert d.target in d.targets
         role = catalogue.RemotePartyRole.ACCESS_CONTROL_BROKER if d.originator == "acb" else catalogue.RemotePartyRole.SUPPLIER
-        if not d.is_alert:
+        if not d.is_alert and d.originator != "ppmid":  # PCS01/PCS02: HAN-only, no remote party
             assert role in catalogue.allowed_remote_party_roles(uc.message_code)
     assert get("CS14").is_alert and get("CS14").build is None
     assert get("CS01a").utrn and not get("ECS17b").utrn
@@ -229,11 +299,11 @@ def test_rtds_responses_interpreted(rtds, rtds_keystore):
 def test_every_listed_rtds_response_interprets_without_fallback(rtds, rtds_keystore):
     from gbcs.analyse import analyse
 
-    folders = {f: uc for f, (uc, _) in _FOLDERS.items()} | {"NA_CS14": "CS14"}
+    folders = {f: uc for f, (uc, _) in _FOLDERS.items()} | {"NA_CS14": "CS14", "NA_GCS62": "GCS62", "NA_GCS53": "GCS53"}
     n = 0
     for row in rtds:
         folder, name = row["file"].split("/")
-        if folder not in folders or not ("RESPONSE" in name or "CS14" in name):
+        if folder not in folders or not ("RESPONSE" in name or "CS14" in name or "GCS62" in name or "GCS53" in name):
             continue
         out = usecases.interpret(folders[folder], analyse(row["bytes"], rtds_keystore, RTDS_ACB))
         json.dumps(out)
@@ -469,8 +539,8 @@ def _strategy(p: Param):
         return st.booleans()
     if kind == "eui":
         return st.binary(min_size=8, max_size=8)
-    if kind == "hex":
-        return st.binary(min_size=16, max_size=16)
+    if kind == "hex":  # install codes: 16 bytes; CS06's manufacturer image hash: 32
+        return st.binary(min_size=32, max_size=32) if p.name == "hash" else st.binary(min_size=16, max_size=16)
     if kind == "enum":
         return st.sampled_from(list(p.enum))
     if kind == "datetime":
@@ -479,6 +549,15 @@ def _strategy(p: Param):
         return st.one_of(st.none(), st.just("never"), _times)
     if kind == "ints":
         return st.lists(_ints(p), max_size=48).map(tuple)
+    if kind == "float":
+        return st.floats(0, 100, allow_nan=False)
+    if kind == "str" and p.name == "entries":  # GCS59's EUI:TYPE list
+        return st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.sampled_from(["ppmid", "type2", "5"])),
+                        max_size=4).map(lambda xs: ",".join(f"{e.hex()}:{t}" for e, t in xs))
+    if kind == "str":
+        return st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ abc", max_size=20)
+    if kind == "dlms":
+        return st.just(p.default)  # a structured value: its default (the parser is tested in test_dlms)
     if kind == "devices":
         return st.lists(st.tuples(st.binary(min_size=8, max_size=8), st.binary(min_size=16, max_size=16)),
                         max_size=4).map(tuple)
@@ -508,24 +587,67 @@ def _ecs01a_params(draw):
     )
 
 
+_CERT: list[bytes] = []
+
+
+def _certificate() -> bytes:
+    """One organisation certificate (DER) for the credential use cases' certificate parameters."""
+    if not _CERT:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATIONAL_UNIT_NAME, "02")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(dt.datetime(2015, 1, 1)).not_valid_after(dt.datetime(2035, 1, 1))
+                .sign(key, hashes.SHA256()))
+        _CERT.append(cert.public_bytes(serialization.Encoding.DER))
+    return _CERT[0]
+
+
 @st.composite
 def _use_case_and_params(draw):
     d = draw(st.sampled_from([x for x in USE_CASES.values() if not x.is_alert]))
     counter = draw(st.integers(0, (1 << 64) - 1))
     if d.use_case == "ECS01a":
         return d, counter, draw(_ecs01a_params())
-    if d.use_case == "CS01a":
+    if d.use_case == "PCS01":  # any well-formed UTRN (the PPMID's own counter carries it)
+        utrn = Utrn(draw(st.integers(0, 0x3FF)), draw(st.sampled_from(list(ValueClass))), draw(st.integers(0, 8191)),
+                    draw(st.binary(min_size=4, max_size=4)))
+        return d, counter, {"utrn": utrn.encode()}
+    if d.use_case == "GCS01a":  # its calendar parameters must agree with each other
+        days = draw(st.integers(1, 4))
+        return d, counter, {"day_profiles": tuple(range(days)), "seasons": "03-20=1",
+                            "week_profiles": ((draw(st.integers(1, days)),) * 7,),
+                            "tou_prices": tuple(draw(st.lists(st.integers(0, 99999), max_size=4))),
+                            "special_days": ((dt.date(2015, 1, 1), 1),), "execution_date_time": draw(
+                                st.one_of(st.none(), st.just("never"), _times)), "now": draw(_times)}
+    if d.use_case == "GCS05":  # its calendar parameters must agree with each other
+        return d, counter, {"low_credit": draw(st.integers(0, 0x7FFFFFFF)), "execution_date_time": draw(
+            st.one_of(st.none(), st.just("never"), _times)), "now": draw(_times)}
+    if d.use_case in ("CS01a", "CS01b"):
         utrn_counter = draw(st.integers(0, 0xFFFFFFFF))
         utrn = Utrn(utrn_counter & 0x3FF, draw(st.sampled_from(list(ValueClass))), draw(st.integers(0, 8191)),
                     draw(st.binary(min_size=4, max_size=4)))
         return d, utrn_counter << 32, {"utrn": utrn.encode()}
     params = {}
     for p in d.params:
+        if p.name.endswith("certificate"):  # whole certificates (CS02b/CS02d): real DER or none
+            if p.required or draw(st.booleans()) or not any(params.get(k) for k in ("ds_certificate", "ka_certificate")):
+                params[p.name] = _certificate()
+            continue
+        if p.name == "roles":  # CS02a/CS02f: remote-party roles, comma-separated
+            params[p.name] = ",".join(draw(st.lists(st.sampled_from([r.name.lower() for r in catalogue.RemotePartyRole]),
+                                                    min_size=1, max_size=4)))
+            continue
         if p.type == "int_rows":
             row = st.lists(_ints(p), max_size=4 if p.name == "block_prices" else 3).map(tuple)
             params[p.name] = draw(st.lists(row, max_size=8).map(tuple))
         elif draw(st.booleans()) or p.required:
             params[p.name] = draw(_strategy(p))
+    if d.use_case == "ECS57" and not any(params.get(k, True) for k in ("import", "period", "export")):
+        params["period"] = True  # at least one register to reset (all off is refused)
     params["now"] = draw(_times)  # the caller's clock, for time defaults
     for a, b in (("start", "end"), ("validity_start", "validity_end")):
         if a in params and b in params and params[b] < params[a]:
@@ -549,6 +671,8 @@ def test_random_valid_params_build_decodable_content(case):
     if isinstance(payload, AccessRequest):
         assert payload.invoke_id == invoke_id_for(counter)
         assert all(d.allows(spec) for spec in payload.specs), d.use_case  # requests declared with the definition
+    elif d.payload == "gbz":
+        assert isinstance(payload, GbzPayload)
     else:
         assert isinstance(payload, Asn1Payload) and d.payload == "asn1"
     # a response answering it (random result codes, null data) interprets without raising

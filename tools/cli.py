@@ -13,7 +13,7 @@ import sys
 
 from gbcs.codec import DecodeError, Node
 
-from . import bench, client, control, fleet, load, pki, run
+from . import bench, client, control, firmware, fleet, load, pki, run, utrn
 from .inputs import Failure, UsageError, load_keys, parse_frame_line, read_frame, read_input, resolve_acb
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     control.register(sub)
     fleet.register(sub)
     load.register(sub)
+    utrn.register(sub)
+    firmware.register(sub)
+    from . import radio
+
+    radio.register(sub)
     return p
 
 

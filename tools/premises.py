@@ -30,6 +30,7 @@ from gbcs.keystore import Keystore
 from gbhub.firmware import Nvm, RealClock, SimClock
 from gbhub.firmware.gbcs_device import TrustAnchors
 from gbhub.firmware.registry import DeviceContext, device_kind, device_kinds
+from gbhub.han.ota import OtaClient
 from gbhub.han.virtual import VirtualAir
 from gbhub.wan.bridge import InProcessBridge, TcpBridge
 from gbhub.wan.counters import HeadEndCounters
@@ -214,6 +215,20 @@ class Premises:
             self.nvm = Nvm(None)
             self.counters = None
         self.air = VirtualAir(clock=self.clock, latency=rig.han_latency, loss=rig.han_loss, seed=rig.han_seed)
+        from .radio import han_link
+
+        self.han = han_link(rig, self.clock, self.air)  # the rig's [han] transport (tools/radio.py)
+        self.capture = None
+        if rig.han_pcap is not None:
+            from gbhub.han.capture import HanCapture
+
+            try:
+                self.capture = HanCapture(rig.han_pcap, coordinator=rig.device("chf").eui)
+            except OSError as exc:
+                from .inputs import Failure
+
+                raise Failure(f"HAN capture: cannot write {rig.han_pcap}: {exc.strerror}") from None
+            self.capture.attach(self.han.transport)
         # No head-end attached counts as WAN down: the CHF keeps alerts until one takes them. The
         # premises' own head-end takes them (tests, benchmarks) unless told not to (`gbhub run`:
         # they wait for a head-end such as `gbhub alerts`).
@@ -267,7 +282,7 @@ class Premises:
             raise RigError(f"{name}: its devices depend on each other in a circle")
         self._building.add(name)
         ctx = DeviceContext(spec, clock=self.clock, nvm=self.nvm, keystore=self.identity.keystore, trust=self.trust,
-                            supplier=self.identity.supplier, han=self.air, wan=self.bridge, chf=self.chf,
+                            supplier=self.identity.supplier, han=self.han.transport_for(spec), wan=self.bridge, chf=self.chf,
                             lookup=self._build)
         device = device_kind(spec.type).create(ctx)
         self._building.discard(name)
@@ -317,6 +332,9 @@ class Premises:
             kind = device_kind(self.types[name])
             if kind.attach is not None:
                 self.attachments[name] = kind.attach(device, self.contexts[name])
+            if kind.ota and device.ota_client is None:  # firmware images from the CHF (README "Firmware")
+                OtaClient(device, device.han_port, device.han_dispatch, server=self.chf.eui, clock=self.clock)
+        await self.han.start(self)  # after attaching: a radio registers the endpoints of attached devices
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
         late = []
@@ -368,7 +386,10 @@ class Premises:
             entry = chf.device_log_entry(device.eui)
             if entry is None or (kind.join is not None and not entry.joined):
                 return True
-            if kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
+            if kind.pair is not None:
+                if not kind.paired(device, self.contexts[name]):
+                    return True
+            elif kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
                 return True
         return False
 
@@ -392,9 +413,12 @@ class Premises:
             await self._client.connect()
         else:
             self._client = self.bridge.client()
+        from gbhub.tools.pki import ca_certificates
+
         self.headend = HeadEnd(self._client, self.identity.keystore, supplier=self.identity.supplier,
                                acb=self.identity.acb, clock=self.clock, counters=self.counters,
-                               take_queued=self.headend_takes_queued)
+                               take_queued=self.headend_takes_queued,
+                               ca_certificates=ca_certificates(self.identity.pki) if self.identity.pki else ())
         return self.headend
 
     async def _settle(self, seconds: float = 0.0) -> None:
@@ -426,7 +450,11 @@ class Premises:
                 log.info("commissioning %s: joining the HAN", name)
                 await kind.join(device, self.contexts[name])
                 await self._settle(1)
-            if kind.pairs_with is not None:
+            if kind.pair is not None:
+                if not kind.paired(device, self.contexts[name]):
+                    log.info("commissioning %s: pairing with its meters", name)
+                    await kind.pair(device, self.contexts[name], he)
+            elif kind.pairs_with is not None:
                 meter = self.devices_by_name[spec.meter]
                 if not meter.in_device_log(device.eui):
                     from gbcs.asn1 import JoinMethodAndRole
@@ -445,6 +473,9 @@ class Premises:
                 await device.stop()
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("stopping %s", device)
+        await self.han.stop()
+        if self.capture is not None:
+            self.capture.close()
         if self.headend is not None:
             await self.headend.close()
         await self.bridge.close()
@@ -485,6 +516,9 @@ class Premises:
                     else {"url": self.rig.wan_broker, "chf": self._euis[self.rig.device("chf").name]}
                     if self.rig.wan_broker is not None else None),
             "devices": self.manifest_devices(),
+            # sleepy devices' wake intervals in real seconds (`gbhub send` waits that long for them)
+            "wake": {n: d.wake_interval / (self.rig.speed or 1.0) for n, d in self.devices_by_name.items()
+                     if getattr(d, "wake_interval", None)},
             "types": dict(self.types),
             "acb": eui_hex(self.identity.acb),
             "supplier": eui_hex(self.identity.supplier),

@@ -6,7 +6,8 @@
         await premises.clock.advance(3600)               # simulated time: timers, half-hours
         alert = await premises.headend.wait_alert()      # alerts arrive verified
 
-`premises` is a commissioned CHF + GPF + ESME + IHD on the virtual HAN, with a head-end on a TCP
+`premises` is a commissioned CHF + GPF + ESME + GSME + IHD (dual fuel; `gsme=False` leaves the
+GSME out) on the virtual HAN, with a head-end on a TCP
 WAN bridge, on a simulated clock starting 2026-01-01T00:00Z, state in memory. Mark a test with
 `@pytest.mark.premises(tcp=False, start=..., commission=False, ihd=False, devices=[...])` to change
 that (`start`: Unix seconds, a datetime or ISO 8601 text), or use `premises_factory` to build
@@ -23,7 +24,7 @@ import pytest_asyncio
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "premises(tcp=True, start=None, commission=True, ihd=True, devices=()): premises fixture options")
+    config.addinivalue_line("markers", "premises(tcp=True, start=None, commission=True, ihd=True, gsme=True, ppmid=True, devices=()): premises fixture options")
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +49,9 @@ async def premises_factory(gbhub_identity):
 
     made = []
 
-    async def make(data=None, *, tcp=True, start=None, commission=True, ihd=True, devices=(), rig=None):
+    async def make(data=None, *, tcp=True, start=None, commission=True, ihd=True, gsme=True, ppmid=True, devices=(), rig=None):
         if rig is None:
-            rig = default_rig(data, devices, ihd=ihd)
+            rig = default_rig(data, devices, ihd=ihd, gsme=gsme, ppmid=ppmid)
             rig.clock = "sim"
             if start is not None:
                 rig.start = parse_start(start)  # Unix seconds, a datetime or ISO 8601 text

@@ -24,13 +24,16 @@ from .inputs import Failure, default_vectors
 
 CLOCK_MODES = ("real", "sim")
 HAN_TRANSPORTS = ("virtual", "zigbee", "serial", "ble")
+HAN_TRANSPORTS_BUILT = ("virtual", "zigbee")
+RADIO_TYPES = ("auto", "ezsp", "znp", "deconz", "virtual")  # [han] radio (gbhub.han.zigbee.RADIO_TYPES + probing)
 
 DEVICE_KEYS = frozenset({"name", "type", "eui", "install_code", "firmware_version", "keys", "options"})
 PAIRING_KEY = "meter"  # a HAN device's meter (types registered with `pairs_with`)
 
 # The demo premises (`gbhub run` without a rig, the `premises` fixture): [[device]] tables.
 DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (
-    {"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "ihd", "meter": "esme"},
+    {"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "ihd", "meter": "esme"}, {"type": "gsme"},
+    {"type": "ppmid", "meter": "esme"},
 )
 
 # The first device of each type in a rig without `eui` / `install_code` (from the registrations).
@@ -91,6 +94,13 @@ class Rig:
     han_latency: float = 0.0
     han_loss: float = 0.0
     han_seed: int = 0
+    han_radio: str = "virtual"  # zigbee: radio type (RADIO_TYPES)
+    han_port: str | None = None  # zigbee: the radio's serial port (None: probe the serial ports)
+    han_baudrate: int | None = None  # zigbee: the radio's baud rate (None: the radio library's default)
+    han_channel: int | None = None  # zigbee: 11..26 (None: the radio picks by energy scan; virtual: 15)
+    han_pcap: Path | None = None  # HAN capture file (pcap, `gbhub.han.capture`)
+    han_cbke: bool | None = None  # zigbee: key establishment (None: on with the virtual radio's test CA)
+    han_cbke_identity: Any = None  # zigbee: a lab's CBKE certificate + key for the hub (gbcs.cbke.CbkeIdentity)
     wan_host: str = "127.0.0.1"
     wan_port: int = 0
     wan_broker: str | None = None  # [wan] broker = "mqtt://HOST:PORT": the premises on an MQTT broker
@@ -108,10 +118,16 @@ class Rig:
 
 
 
-def default_rig(data: Path | None, extra: list[dict] | tuple[dict, ...] = (), *, ihd: bool = True) -> Rig:
-    """The demo premises (CHF, GPF, ESME and IHD on the virtual HAN, test PKI in DATA/keys), plus
-    `extra` [[device]] tables as in a rig file (e.g. `[{"type": "esme"}]` for a second ESME)."""
-    tables = [dict(t) for t in DEFAULT_DEVICES if ihd or t["type"] != "ihd"] + [dict(t) for t in extra]
+def default_rig(data: Path | None, extra: list[dict] | tuple[dict, ...] = (), *, ihd: bool = True,
+                gsme: bool = True, ppmid: bool = True) -> Rig:
+    """The demo premises (CHF, GPF, ESME, IHD, GSME (dual fuel) and PPMID on the virtual HAN, test
+    PKI in DATA/keys), plus `extra` [[device]] tables as in a rig file (e.g. `[{"type": "esme"}]` for a
+    second ESME); `ihd` / `gsme` / `ppmid` False leave those out (so does an `extra` ppmid table: it
+    replaces the default one)."""
+    extra_types = {t.get("type") for t in extra}
+    left_out = {t for t, keep in (("ihd", ihd), ("gsme", gsme), ("ppmid", ppmid and "ppmid" not in extra_types))
+                if not keep}
+    tables = [dict(t) for t in DEFAULT_DEVICES if t["type"] not in left_out] + [dict(t) for t in extra]
     return Rig(data=data, devices=parse_devices(tables, Path.cwd()))
 
 
@@ -217,12 +233,44 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
         rig.start = parse_start(clock["start"], "[clock] start")
 
     han = doc.get("han", {})
-    _check_keys(han, {"transport", "latency", "loss", "seed"}, "[han]")
+    _check_keys(han, {"transport", "latency", "loss", "seed", "radio", "port", "baudrate", "channel", "pcap",
+                      "cbke", "certificate", "private_key", "ca_public"}, "[han]")
     rig.han = han.get("transport", "virtual")
     if rig.han not in HAN_TRANSPORTS:
         raise RigError(f"[han] transport: expected one of {HAN_TRANSPORTS}, got {rig.han!r}")
-    if rig.han != "virtual":
-        raise RigError(f"[han] transport {rig.han!r}: only 'virtual' is available in this build")
+    if rig.han not in HAN_TRANSPORTS_BUILT:
+        raise RigError(f"[han] transport {rig.han!r}: not available in this build (use {' or '.join(map(repr, HAN_TRANSPORTS_BUILT))})")
+    radio_keys = {"radio", "port", "baudrate", "channel", "cbke", "certificate", "private_key", "ca_public"} & set(han)
+    if radio_keys and rig.han != "zigbee":
+        raise RigError(f"[han] {', '.join(sorted(radio_keys))}: only with transport = \"zigbee\"")
+    rig.han_radio = han.get("radio", "auto" if "port" in han else "virtual")
+    if rig.han_radio not in RADIO_TYPES:
+        raise RigError(f"[han] radio: expected one of {RADIO_TYPES}, got {rig.han_radio!r}")
+    if "port" in han:
+        if not isinstance(han["port"], str) or not han["port"]:
+            raise RigError("[han] port: expected a serial port path such as \"/dev/ttyUSB0\"")
+        rig.han_port = _expand(han["port"], base)
+    if rig.han == "zigbee" and rig.han_radio not in ("virtual", "auto") and rig.han_port is None:
+        raise RigError(f"[han] port: radio {rig.han_radio!r} needs the serial port it is on")
+    if "baudrate" in han:
+        rig.han_baudrate = _integer(han["baudrate"], "[han] baudrate")
+        if rig.han_baudrate <= 0:
+            raise RigError("[han] baudrate: must be positive")
+    if "channel" in han:
+        rig.han_channel = _integer(han["channel"], "[han] channel")
+        if not 11 <= rig.han_channel <= 26:
+            raise RigError("[han] channel: must be 11..26")
+    if "pcap" in han:
+        rig.han_pcap = _path(han["pcap"], base, "[han] pcap")
+    if "cbke" in han:
+        if not isinstance(han["cbke"], bool):
+            raise RigError(f"[han] cbke: expected true or false, got {han['cbke']!r}")
+        rig.han_cbke = han["cbke"]
+    lab = [k for k in ("certificate", "private_key", "ca_public") if k in han]
+    if lab:
+        if len(lab) != 3:
+            raise RigError("[han] certificate, private_key and ca_public: give all three (a lab's CBKE identity)")
+        rig.han_cbke_identity = _cbke_identity(han)
     rig.han_latency = _number(han.get("latency", 0.0), "[han] latency")
     if rig.han_latency < 0:
         raise RigError("[han] latency: must not be negative")
@@ -268,6 +316,32 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     if sum(1 for d in rig.devices if d.type == "chf") != 1:
         raise RigError("a rig needs exactly one chf device")
     return rig
+
+
+def _cbke_identity(han: dict) -> Any:
+    """A CBKE identity from hex: the implicit certificate issued for the hub's EUI (74 bytes:
+    crypto suite 2, sect283k1; 48 bytes: suite 1, sect163k1), its private key (36 / 21 bytes)
+    and the CA's compressed public key (37 / 22 bytes)."""
+    from gbcs.cbke import SUITE_1, SUITE_2, CbkeIdentity, decode_certificate
+    from gbcs.codec import DecodeError
+
+    values = {}
+    for key in ("certificate", "private_key", "ca_public"):
+        try:
+            values[key] = bytes.fromhex(str(han[key]).replace(" ", "").replace(":", ""))
+        except ValueError:
+            raise RigError(f"[han] {key}: not hex") from None
+    suite = {74: SUITE_2, 48: SUITE_1}.get(len(values["certificate"]))
+    if suite is None:
+        raise RigError(f"[han] certificate: expected 74 bytes (suite 2) or 48 (suite 1), got {len(values['certificate'])}")
+    for key, size in (("private_key", 36 if suite == SUITE_2 else 21), ("ca_public", 37 if suite == SUITE_2 else 22)):
+        if len(values[key]) != size:
+            raise RigError(f"[han] {key}: expected {size} bytes for suite {suite}, got {len(values[key])}")
+    try:
+        decode_certificate(suite, values["certificate"])
+    except DecodeError as exc:
+        raise RigError(f"[han] certificate: {exc}") from None
+    return CbkeIdentity(values["certificate"], int.from_bytes(values["private_key"], "big"), values["ca_public"], suite)
 
 
 def parse_devices(tables: list[dict], base: Path) -> list[DeviceSpec]:

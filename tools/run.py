@@ -22,6 +22,7 @@ def register(sub) -> None:
     r.add_argument("--wan-port", type=int, metavar="N", help="TCP WAN port (default: the rig's, else any free port)")
     r.add_argument("--wan-host", metavar="HOST", help="TCP WAN address (default 127.0.0.1)")
     r.add_argument("--trace", metavar="FILE", help="append one JSON line per WAN frame")
+    r.add_argument("--pcap", metavar="FILE", help="write all HAN traffic as a pcap for Wireshark (rig key [han] pcap)")
     r.add_argument("--speed", type=float, metavar="N", help="run the clock N times faster than real time")
     r.add_argument("--status-every", type=float, default=60.0, metavar="S", help="print a status line every S seconds (0: never)")
     r.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds of real time")
@@ -86,6 +87,8 @@ def cmd_run(args) -> int:
         rig.wan_host = args.wan_host
     if args.trace:
         rig.trace = Path(args.trace)
+    if getattr(args, "pcap", None):
+        rig.han_pcap = Path(args.pcap)
     if args.speed is not None:
         if not args.speed > 0:
             raise UsageError("--speed must be positive")
@@ -330,16 +333,21 @@ async def _headend(args, need_keys: bool = True, connect: bool = True, take_queu
         supplier = parse_eui(m["supplier"]) if m.get("supplier") else roles.get(2)
         if acb is None or supplier is None:
             raise UsageError("the keystore has no ACB / supplier organisation certificate")
+    from gbhub.tools.pki import ca_certificates
+
+    cas = tuple(c for folder in (args.keys or m.get("keys") or ()) for c in ca_certificates(folder))
     if not connect:
         from gbhub.wan.bridge import InProcessBridge
 
-        return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb, counters=_counters(args, m)), m
+        return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb, counters=_counters(args, m),
+                       ca_certificates=cas), m
     try:
         client = await _link(address, m, take_queued, getattr(args, "to", None))
     except (OSError, WanError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise Failure(f"cannot connect to the premises WAN at {wan}: {why}") from None
-    return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m), take_queued=take_queued), m
+    return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m), take_queued=take_queued,
+                   ca_certificates=cas), m
 
 
 async def _link(address, manifest: dict, take_queued: bool | None, to: str | None = None):

@@ -56,8 +56,8 @@ class UseCaseDef:
     """One use case the head-end can send (or, with `build` None, an alert it can read).
 
     `target` is the device kind the command normally goes to ('esme', 'chf', 'gpf', 'gsme');
-    `targets` every kind it may go to. `originator` is 'supplier' or 'acb' (DCC-originated CHF
-    commands, carrying the supplier as supplementary remote party); for an alert, the party it is
+    `targets` every kind it may go to. `originator` is 'supplier', 'network_operator' or 'acb'
+    (DCC-originated commands, carrying the supplier as supplementary remote party); for an alert, the party it is
     sent to. `utrn`: the originator counter is a top-up counter (low 32 bits zero). `response`
     says what the device answers; `requests` the DLMS requests its content may carry.
 

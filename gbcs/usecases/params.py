@@ -47,6 +47,7 @@ PARAM_TYPES: dict[str, str] = {
     "day_profiles": "profiles separated by ';', switches by ',': HH:MM[:SS]=T<n>|B<n> (00:00=T1;07:00=B1,17:00=B2)",
     "seasons": "name@YYYY-MM-DD=week, comma-separated (all@2015-01-01=1)",
     "special_days": "YYYY-MM-DD=day, comma-separated (2015-12-25=2)",
+    "dlms": "a DLMS value (calendar, schedule, structure) as the hex of its A-XDR encoding (0101020212000109...)",
     "devices": "EUI:INSTALL_CODE pairs, comma-separated: 16 and 32 hex digits "
                "(00DB1234567890A0:30313233343536373839414243444546,00DB1234567890A1:...)",
 }
@@ -194,6 +195,18 @@ def _c_hex(p: Param, v: Any) -> bytes:
         except ValueError:
             raise ValueError(f"not hex bytes: {v!r}") from None
     raise ValueError(f"expected bytes or hex text, got {type(v).__name__}")
+
+
+def _c_dlms(p: Param, v: Any) -> bytes:
+    from ..dlms import decode_data
+
+    raw = _c_hex(p, v)
+    try:
+        if decode_data(raw).encode() != raw:
+            raise ValueError("not in canonical A-XDR form")
+    except DecodeError as exc:
+        raise ValueError(f"not a DLMS value: {exc}") from None
+    return raw
 
 
 def _c_eui(p: Param, v: Any) -> bytes:
@@ -476,7 +489,7 @@ _COERCE: dict[str, Callable[[Param, Any], Any]] = {
     "int": _c_int, "float": _c_float, "bool": _c_bool, "str": _c_str, "hex": _c_hex, "eui": _c_eui,
     "enum": _c_enum, "datetime": _c_datetime, "when": _c_when, "utrn": _c_utrn, "ints": _c_ints,
     "int_rows": _c_int_rows, "day_profiles": _c_day_profiles, "seasons": _c_seasons,
-    "special_days": _c_special_days, "devices": _c_devices,
+    "special_days": _c_special_days, "devices": _c_devices, "dlms": _c_dlms,
 }
 assert set(_COERCE) == set(PARAM_TYPES)
 

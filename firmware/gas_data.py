@@ -1,0 +1,337 @@
+"""The gas meter's data, as the GSME keeps it and as the GPF mirrors it: one schema in NVM, one
+projection onto ZSE attributes, and one way of answering the GBZ reads (Read Attributes,
+GetSampledData, GetSnapshot), so a read answered by the GPF from its copy has exactly the shape
+of the same read answered by the GSME.
+
+`GasData(nvm)` works on an NVM view: the GSME's own (its EUI scope) or the GPF's mirror of one
+GSME (`gpf.nvm.scope("mirror-<eui>")`). Keys of namespace `NS`: registers (volume in litres,
+tier and block registers), supply (valve), prepayment (as `meter.prepayment` keeps it), gas
+(calorific value, conversion factor, battery, tamper), sync (last push). The half-hourly profile
+and the daily read log are kept one UTC day per key (`PROFILE_NS`, `DAILY_NS`), so a push of the
+same interval twice is idempotent and 13 months cost ~400 keys.
+
+Units [I]: volume registers in litres (ZSE CurrentSummationDelivered with unit m³, divisor 1000,
+as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 £ [O RTDS CS01b].
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Callable, Iterable
+
+from gbcs.codec import DecodeError
+from gbcs.frame import Message
+from gbcs.gbz import GbzComponent, GbzPayload, decode_gbz
+from gbcs.zcl import (
+    Cluster,
+    ClusterCommand,
+    DefaultResponse,
+    ReadAttributes,
+    Status,
+    read_attributes_response,
+)
+
+from .gbcs_device import CommandRejected
+
+NS = "meter"  # the namespace `meter.prepayment` keeps its state in
+PROFILE_NS = "gas_profile"
+DAILY_NS = "gas_daily"
+HALF_HOUR = 1800
+DAY = 86400
+ZCL_EPOCH = 946684800  # 2000-01-01T00:00Z as Unix seconds
+PROFILE_DAYS = 13 * 31  # 13 months of half-hours [S FACTS 3.4 by analogy with the ESME; U for the GSME]
+DAILY_DAYS = 731  # [U] two years of daily reads
+MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push: one long octet string on the GPF's Metering mirror [I]
+MONEY = 1000  # ZSE money units (1/100000 £) per penny
+SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
+_M, _PP = Cluster.METERING, Cluster.PREPAYMENT
+_NOT_FOUND = Status.NOT_FOUND
+
+
+def gbz_command(message: Message) -> tuple[GbzComponent, ...]:
+    """The plaintext GBZ components of a gas command (GSME or GPF); anything else is refused as
+    malformed (0x8F1E)."""
+    try:
+        p = decode_gbz(message.content, cra=message.cra)
+    except DecodeError as exc:
+        raise CommandRejected("malformed", str(exc)) from None
+    comps = getattr(p, "components", ())
+    if not comps or any(c.payload is None for c in comps):
+        raise CommandRejected("malformed", "not a plaintext GBZ command")
+    return comps
+
+
+def _octets(v: Any) -> bytes:
+    if v is None:
+        return b""
+    return v.encode() if isinstance(v, str) else bytes(v)
+
+
+def zcl_seconds(t: float) -> int:
+    return max(0, int(t) - ZCL_EPOCH)
+
+
+class GasData:
+    """One GSME's data in an NVM view (module doc)."""
+
+    def __init__(self, nvm) -> None:
+        self.nvm = nvm
+
+    # -- state -------------------------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.nvm.get(NS, key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self.nvm.put(NS, key, value)
+
+    def state(self) -> dict:
+        """Everything but the logs (what a push carries)."""
+        return {k: v for k, v in self.nvm.items(NS) if k in STATE_KEYS}
+
+    def apply_state(self, state: dict) -> None:
+        for k, v in state.items():
+            if k in STATE_KEYS:
+                self.nvm.put(NS, k, v)
+
+    # -- logs ---------------------------------------------------------------------------------
+    def put_interval(self, end: int, litres: int) -> None:
+        """The half-hour ending at `end` (Unix seconds) used `litres`."""
+        start = end - HALF_HOUR
+        day = start // DAY
+        slots = list(self.nvm.get(PROFILE_NS, str(day)) or [None] * 48)
+        slots[(start % DAY) // HALF_HOUR] = litres
+        self.nvm.put(PROFILE_NS, str(day), slots)
+
+    def put_profile_day(self, day: int, slots: list) -> None:
+        """Merge a day of intervals (None = not known) into the log."""
+        mine = list(self.nvm.get(PROFILE_NS, str(day)) or [None] * 48)
+        self.nvm.put(PROFILE_NS, str(day), [s if s is not None else m for s, m in zip(slots, mine)])
+
+    def profile_day(self, day: int) -> list | None:
+        return self.nvm.get(PROFILE_NS, str(day))
+
+    def intervals(self, start: int, count: int) -> list[int | None]:
+        """`count` half-hour volumes from the interval starting at `start` (Unix, aligned)."""
+        out: list[int | None] = []
+        t = start - start % HALF_HOUR
+        cache: dict[int, list | None] = {}
+        for _ in range(count):
+            day = t // DAY
+            if day not in cache:
+                cache[day] = self.nvm.get(PROFILE_NS, str(day))
+            slots = cache[day]
+            out.append(None if slots is None else slots[(t % DAY) // HALF_HOUR])
+            t += HALF_HOUR
+        return out
+
+    def put_daily(self, entry: dict) -> None:
+        self.nvm.put(DAILY_NS, str(entry["t"] // DAY), entry)
+
+    def daily_between(self, after: int, upto: int) -> list[dict]:
+        """Daily reads taken after `after` up to `upto` (Unix seconds), oldest first: one key
+        lookup per day, so a push costs the same in month 13 as on day 1."""
+        out = []
+        for day in range(after // DAY + 1, upto // DAY + 1):
+            entry = self.nvm.get(DAILY_NS, str(day))
+            if entry is not None and after < entry["t"] <= upto:
+                out.append(entry)
+        return out
+
+    def daily(self) -> list[dict]:
+        return sorted((v for _k, v in self.nvm.items(DAILY_NS)), key=lambda e: e["t"])
+
+    def prune(self, today: int) -> None:
+        for ns, keep in ((PROFILE_NS, PROFILE_DAYS), (DAILY_NS, DAILY_DAYS)):
+            for key in self.nvm.keys(ns):
+                if int(key) < today - keep:
+                    self.nvm.delete(ns, key)
+
+    # -- ZSE projection -----------------------------------------------------------------------
+    def metering_attributes(self, firmware_version: bytes = b"") -> dict[int, Any]:
+        reg = self.get("registers") or {}
+        gas = self.get("gas") or {}
+        supply = (self.get("supply") or {}).get("state", "enabled")
+        status = (0x01 if gas.get("battery", 100) < gas.get("low_battery", 10) else 0) | (0x02 if gas.get("tamper") else 0)
+        tiers = reg.get("tier_l", [0] * 4)
+        blocks = reg.get("block_l", [0] * 4)
+        values: dict[int, Any] = {
+            0x0000: reg.get("volume_l", 0), 0x0014: SUPPLY_ZCL.get(supply, 0), 0x0200: status,
+            0x0201: int(gas.get("battery", 100)), 0x0205: int(gas.get("battery", 100) * 36.5),
+            0x0300: 1, 0x0301: 1, 0x0302: 1000, 0x0306: 0x80,  # m³, divisor 1000 [O RTDS GCS13a]; gas mirror type
+            0x0307: _octets(gas.get("mprn")),
+        }
+        if firmware_version:
+            values[0x0206] = firmware_version
+        for i in range(4):
+            values[0x0100 + 2 * i] = tiers[i]  # CurrentTier<i>SummationDelivered
+            values[0x0700 + i] = blocks[i] if 0x0700 + i else 0
+        values[0x0607] = 1 if gas.get("locked") else 0  # SupplyTamperState: 0 unchanged, 1 locked [I]
+        values[0x0608] = 0  # SupplyDepletionState
+        values[0x0401] = reg.get("volume_l", 0) - reg.get("day_start_l", 0)  # CurrentDayConsumptionDelivered
+        values[0x0403] = reg.get("previous_day_l", 0)
+        values.update(self._period_consumption(reg))
+        return values
+
+    def _period_consumption(self, reg: dict) -> dict[int, int]:
+        """Daily (previous days 2..8), weekly (current + 5 weeks) and monthly (current + 13 months)
+        consumption from the daily read log: each period's use is the register at its end minus
+        the register at its start (the midnight reads; the live register for the current one) [I]."""
+        daily = self.daily()[-420:]
+        if not daily:
+            return {}
+        at = {e["t"] // DAY: e["volume_l"] for e in daily}  # day -> register at that midnight
+        today = daily[-1]["t"] // DAY  # the last midnight read
+        out: dict[int, int] = {}
+
+        def use(d0: int, d1: int | None) -> int | None:
+            start = at.get(d0)
+            end = reg.get("volume_l", 0) if d1 is None else at.get(d1)
+            return None if start is None or end is None else max(0, end - start)
+
+        for n in range(2, 9):  # PreviousDay<n>ConsumptionDelivered
+            v = use(today - n, today - n + 1)
+            if v is not None:
+                out[0x0420 + 2 * (n - 2)] = min(v, 0xFFFFFF)
+        monday = today - (today + 3) % 7  # 1970-01-01 was a Thursday
+        for k in range(0, 6):  # current week, previous weeks 1..5
+            v = use(monday - 7 * k, None if k == 0 else monday - 7 * (k - 1))
+            if v is not None:
+                out[0x0430 if k == 0 else 0x0432 + 2 * (k - 1)] = min(v, 0xFFFFFF)
+        first = _dt.date.fromordinal(_dt.date(1970, 1, 1).toordinal() + today).replace(day=1)
+        starts = [first]
+        for _ in range(13):
+            prev = starts[-1]
+            starts.append((prev - _dt.timedelta(days=1)).replace(day=1))
+        epoch = _dt.date(1970, 1, 1).toordinal()
+        for k, start in enumerate(starts):  # current month, previous months 1..13
+            d0 = start.toordinal() - epoch
+            d1 = None if k == 0 else starts[k - 1].toordinal() - epoch
+            v = use(d0, d1)
+            if v is not None:
+                out[0x0440 if k == 0 else 0x0442 + 2 * (k - 1)] = v
+        return out
+
+    def prepayment_attributes(self) -> dict[int, Any]:
+        p = self.get("prepayment") or {}
+        credit = int(round(p.get("credit", 0) * MONEY))
+        ec = int(round(p.get("ec_remaining", 0) * MONEY))
+        return {
+            0x0000: 0x0001 if p.get("mode") == "prepayment" else 0, 0x0001: credit, 0x0002: ec,
+            0x0003: (0x01 if credit > 0 else 0) | (0x02 if p.get("ec_active") else 0), 0x0005: int(round(p.get("debt", 0) * MONEY)),
+            0x0010: int(round(p.get("ec_limit", 0) * MONEY)), 0x0011: int(round(p.get("ec_threshold", 0) * MONEY)),
+            0x0020: int(round(p.get("total_added", 0) * MONEY)),
+            0x0006: int(round(p.get("debt_cap", 0) * MONEY)), 0x0021: int(round(p.get("max_credit", 25000) * MONEY)),
+            0x0022: int(round(p.get("max_top_up", 25000) * MONEY)), 0x0031: int(round(p.get("low_credit", 500) * MONEY)),
+        }
+
+    # -- answering GBZ reads ------------------------------------------------------------------
+    def answer(self, components: Iterable[GbzComponent], *, now: float, firmware_version: bytes = b"",
+               encrypt: Callable[[bytes], bytes] | None = None) -> bytes:
+        """The response content to GBZ reads: each component answered in order; data components
+        encrypted with `encrypt` when given (the use cases in `gbcs.usecases.gas.ENCRYPTED_RESPONSES`)."""
+        out = []
+        for i, c in enumerate(components):
+            out.append(self._answer_one(c, now, firmware_version, encrypt, i))
+        return GbzPayload.build(out).encode()
+
+    def _answer_one(self, c: GbzComponent, now: float, fw: bytes, encrypt, index: int) -> GbzComponent:
+        p = c.payload
+        seq = c.header.sequence
+        if isinstance(p, ReadAttributes):
+            values = (self.metering_attributes(fw) if c.cluster_id == _M else self.prepayment_attributes() if c.cluster_id == _PP
+                      else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
+            resp = read_attributes_response(c.cluster_id, p.attribute_ids, values)
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=encrypt is not None)
+        if isinstance(p, ClusterCommand) and p.name == "GetSampledData" and p["sample_id"] != 0:
+            return not_found(c)  # only the profile (sample id 0) is kept: no network data log samples [I]
+        if isinstance(p, ClusterCommand) and p.name == "GetSampledData":
+            start = p["earliest_sample_time"] + ZCL_EPOCH
+            start -= start % HALF_HOUR
+            n = min(p["number_of_samples"], 48 * PROFILE_DAYS)
+            values = self.intervals(start, n)
+            while values and values[-1] is None:
+                values.pop()
+            if not values:
+                return not_found(c)
+            resp = ClusterCommand.build(_M, "GetSampledDataResponse", sample_id=p["sample_id"],
+                                        sample_start_time=zcl_seconds(start), sample_type=0,
+                                        sample_request_interval=HALF_HOUR,
+                                        number_of_samples=len(values),
+                                        samples=[{"value": v or 0} for v in values])
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
+        if isinstance(p, ClusterCommand) and p.name == "GetBillingPeriod" and self.get("gas", {}).get("billing_start"):
+            gas = self.get("gas")
+            resp = ClusterCommand.build(Cluster.PRICE, "PublishBillingPeriod", provider_id=0, issuer_event_id=0,
+                                        billing_period_start_time=gas["billing_start"],
+                                        billing_period_duration=gas.get("billing_duration", 0),
+                                        billing_period_duration_type=35, tariff_type=0)
+            return _component(c.cluster_id, resp, seq, None)
+        if isinstance(p, ClusterCommand) and p.name in ("GetSnapshot", "GetPrepaySnapshot") and p["snapshot_cause"] != 1:
+            return not_found(c)  # only the daily (general cause) snapshots are kept; no billing snapshots [I]
+        if isinstance(p, ClusterCommand) and p.name == "GetSnapshot":
+            lo, hi = p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH
+            days = [e for e in self.daily() if lo <= e["t"] <= hi]
+            days.reverse()  # offset 0 = the most recent [I]
+            k = p["snapshot_offset"]
+            if k >= len(days):
+                return not_found(c)
+            e = days[k]
+            resp = _snapshot(e, len(days))
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
+        if isinstance(p, ClusterCommand) and p.name == "GetPrepaySnapshot":
+            lo, hi = p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH
+            days = [e for e in self.daily() if lo <= e["t"] <= hi and "credit" in e]
+            days.reverse()
+            k = p["snapshot_offset"]
+            if k >= len(days):
+                return not_found(c)
+            e = days[k]
+            resp = ClusterCommand.build(
+                _PP, "PublishPrepaySnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
+                total_snapshots_found=min(len(days), 255), command_index=0, total_number_of_commands=1, snapshot_cause=1,
+                snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY), type1_debt_remaining=0,
+                type2_debt_remaining=0, type3_debt_remaining=0, emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
+                credit_remaining=int(e["credit"] * MONEY))
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
+        return not_found(c)  # logs this meter keeps empty (debt payments), calendar and price reads [I]
+
+
+STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync")
+
+
+def _snapshot(e: dict, total: int) -> ClusterCommand:
+    """A daily read as PublishSnapshot, payload type 6 (block tier information set delivered),
+    the GB daily snapshot [O RTDS GCS16a]."""
+    tiers = list(e.get("tier_l", [0] * 4))
+    blocks = list(e.get("block_l", [0] * 4))
+    return ClusterCommand.build(
+        _M, "PublishSnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
+        total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=1,
+        snapshot_payload_type=6, current_summation_delivered=e["volume_l"], number_of_tiers_in_use=len(tiers),
+        tier_summations=[{"value": v} for v in tiers], number_of_tiers_and_block_thresholds_in_use=len(blocks),
+        tier_block_summations=[{"value": v} for v in blocks],
+    )
+
+
+BASIC_ATTRIBUTES = {0x0004: "GBHUB", 0x0005: "GSME-EMULATOR"}  # manufacturer, model [I]
+
+
+def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzComponent:
+    """A Default Response to component `c`, in the opposite direction [O RTDS GCS07/GCS40a]."""
+    back = 0 if c.header.direction else 1
+    return GbzComponent.build(c.cluster_id, DefaultResponse(c.header.command_id, status), sequence=c.header.sequence,
+                              direction=back)
+
+
+def not_found(c: GbzComponent) -> GbzComponent:
+    return default_response(c, _NOT_FOUND)
+
+
+def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_default_response: bool = False) -> GbzComponent:
+    if encrypt is not None:
+        return GbzComponent.build_encrypted(cluster, payload, encrypt, sequence=sequence,
+                                            disable_default_response=disable_default_response)
+    return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
+
+
+__all__ = ["GasData", "MIRROR_ATTRIBUTE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+           "PROFILE_DAYS", "DAILY_DAYS"]

@@ -1,0 +1,853 @@
+"""The gas meter (GSME): battery powered and sleepy. It wakes every `wake_interval` seconds (30
+minutes by default [S FACTS §3.3]) and when its button is pressed (`press()`, `gbhub ctl press`);
+each wake it closes the half-hours since the last one, pushes its data to the GPF's mirror, then
+pulls the messages the Comms Hub queued for it through its GB-HGRP tunnel (GET / GET-RESPONSE),
+executes them and PUTs the responses and alerts [S FACTS §3.3].
+
+What it keeps in NVM (`firmware.gas_data.GasData` schema, shared with the GPF's mirror): volume
+registers (litres; tiers and blocks), the half-hourly profile (13 months) and daily read log
+(midnight UTC snapshots), the valve (`supply`), prepayment (`meter.prepayment`, the ESME's
+model: credit, emergency credit, debt, UTRN counter cache), calorific value and conversion
+factor, battery, tamper state, its event / security logs and its own device log.
+
+Energy from volume: kWh = m³ × CV (MJ/m³) × CF / 3.6 (CV 39.5, CF 1.02264 until GCS23 sets them
+[I]); prepayment charges the energy at the tariff's unit rate.
+
+Valve rules [I, from the SMETS2 intent]: GCS32 closes it; GCS39 arms it and the consumer opens an
+armed valve with the button; a flow above `uncontrolled_flow_lph` closes and arms it (alert 0x81BF);
+a tamper closes and locks it when `tamper_closes_valve` (0x8F3F, 0x81BE); running out of credit
+closes it (0x8F0F) and a top-up re-arms it.
+
+PPMID: PCS01 (a UTRN typed on the PPMID, checked as locally entered), PCS02 (emergency credit)
+and CS03C (the PPMID's Method C join) are in the handler table; their device-to-device MAC check
+is the shared model's. `apply_top_up` / `activate_emergency_credit` are the same actions as calls.
+
+Push to the GPF [I]: a ZCL Write Attributes on the Metering cluster to the CHF's address, one
+manufacturer-range attribute 0xFF00 (long octet string) holding the state and the new log
+entries as compact JSON — instead of the ZSE mirror reports, PublishSnapshot and GetSampledData a
+real GSME uses. The GPF answers only once the data is in its NVM; the GSME then records how far
+it pushed, so a crash between the two pushes the same intervals again, which the day-keyed log
+absorbs (nothing is lost, nothing counted twice).
+
+Alerts are GBZ (alert code, time) and go out as PUTs in the wake that raised them, or the next.
+Faults (`inject_fault`): battery, tamper, tilt, flow, power, asleep / awake, gone (README "Gas").
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from gbcs.asn1 import DeviceTimeStatus, SetTime, SetTimeResponse, decode_asn1
+from gbcs.catalogue import AlertCode, DeviceType, MessageCode
+from gbcs.codec import DecodeError, parse_eui
+from gbcs.frame import Message
+from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, encryptor
+from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
+from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
+from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
+from gbhub.firmware.cosem import datetime_bytes
+from gbhub.firmware.credentials import credential_handlers
+from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
+from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
+from gbhub.han.aps import TUNNELING_CLUSTER, HanError
+from gbhub.han.transport import ClusterDispatch
+from gbhub.han.tunnel import TunnelClient, TunnelHost
+from gbhub.han.zcl_server import ZclClient, ZclError
+
+from .esme_state import SUPPLY_ARMED as ARMED, SUPPLY_DISABLED as DISABLED, SUPPLY_ENABLED as ENABLED
+from .model import ConsumptionModel
+from .prepayment import Prepayment
+
+log = logging.getLogger("gbhub.gsme")
+
+WAKE_INTERVAL = 1800.0  # [S FACTS §3.3]
+AWAKE_POLL = 10.0  # seconds between polls while kept awake (`fault awake`) [I]
+PUSH_CHUNK_DAYS = 7  # profile days per push frame after a long sleep
+LOW_BATTERY = 10.0  # percent: alert 0x8F1F below it [I]
+BATTERY_PER_WAKE = 0.0005  # percent a wake costs [I]: about 15 years of half-hourly wakes
+CV_DEFAULT, CF_DEFAULT = 39.5, 1.02264  # MJ/m³, conversion factor [I typical GB values]
+DEVICE_LOG_CAPACITY = 8  # [U]
+
+
+def _litres_model(seed: int) -> ConsumptionModel:
+    """A household's gas use as a power curve in W of gas burnt [I: 0.3 kW base, 8 kW peak]."""
+    return ConsumptionModel(seed=seed, base_w=300.0, peak_w=8000.0)
+
+
+def _component(payload: Any, cluster: int, seq: int = 0, **kw: Any) -> bytes:
+    return GbzPayload.build([GbzComponent.build(cluster, payload, sequence=seq, **kw)]).encode()
+
+
+def _one_command(message: Message, name: str) -> ClusterCommand:
+    comps = gbz_command(message)
+    cmd = comps[0].payload
+    if len(comps) != 1 or not isinstance(cmd, ClusterCommand) or cmd.name != name:
+        raise CommandRejected("malformed", f"expected one {name}")
+    return cmd
+
+
+# ------------------------------------------------------------------------------- handlers
+def _read(gsme: "Gsme", message: Message) -> Outcome:
+    comps = gbz_command(message)
+    encrypt = (encryptor(gsme.encryption_key_for(message), gsme.eui) if message.message_code in ENCRYPTED_RESPONSES
+               else None)
+    content = gsme.data.answer(comps, now=gsme.device_now(), firmware_version=gsme.firmware_version, encrypt=encrypt)
+    undated = message.message_code in _UNDATED_READS  # [O RTDS GCS38/GCS16a/GCS17 responses carry no date-time]
+    return Outcome(content, None if undated else gsme.dated(GSME_RELIABLE))
+
+
+_UNDATED_READS = frozenset((MessageCode.GCS18, MessageCode.GCS15c, MessageCode.GCS15e, MessageCode.GCS21d, MessageCode.GCS21k, MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m, MessageCode.GCS15b,
+                            MessageCode.GCS21f, MessageCode.GCS16b, MessageCode.GCS15d))
+
+# settings a command writes into the "gas" state: command name -> {field: state key} [I]
+_SETTINGS = {
+    "DisplayMessage": {"message": "message"},
+    "PublishChangeOfSupplier": {"proposed_provider_name": "supplier_name", "proposed_provider_contact_details": "supplier_contact"},
+    "RequestNewPasswordResponse": {"password_type": "pin_disabled"},
+    "SetUncontrolledFlowThreshold": {"uncontrolled_flow_threshold": "flow_threshold"},
+    "SetSupplyStatus": {"supply_tamper_state": "tamper_state", "supply_depletion_state": "depletion_state"},
+    "PublishBillingPeriod": {"billing_period_start_time": "billing_start", "billing_period_duration": "billing_duration"},
+    "PublishBlockPeriod": {"block_period_start_time": "block_start", "block_period_duration": "block_duration"},
+    "PublishChangeOfTenancy": {"implementation_date_time": "tenancy_date"},
+    "UpdateSiteId": {"site_id": "mprn"},
+    "UpdateCIN": {"customer_id_number": "cin"},
+    "PublishConversionFactor": {},
+    "PublishCalorificValue": {},
+    "ChangeDebt": {},
+}
+
+
+def _settings(gsme: "Gsme", message: Message) -> bytes:
+    """Commands that only store settings: each component stored and answered with a Default
+    Response [O RTDS GCS07/GCS11/GCS24a/GCS25a/GCS44 responses]."""
+    comps = gbz_command(message)
+    gas = gsme.nvm.get(NS, "gas")
+    out = []
+    for c in comps:
+        cmd = c.payload
+        mapping = _SETTINGS.get(getattr(cmd, "name", ""))
+        if mapping is None:
+            raise CommandRejected("malformed", f"{getattr(cmd, 'name', type(cmd).__name__)} is not part of this use case")
+        for field, key in mapping.items():
+            value = cmd[field]
+            gas[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if cmd.name == "PublishConversionFactor":
+            gas["cf"] = cmd["conversion_factor"] / 10 ** (cmd["conversion_factor_trailing_digit"] >> 4)
+        elif cmd.name == "PublishCalorificValue":
+            gas["cv"] = cmd["calorific_value"] / 10 ** (cmd["calorific_value_trailing_digit"] >> 4)
+        elif cmd.name == "ChangeDebt":  # debt registers 1..3 by amount type (1/2 debt 1, 3/4 debt 2, 5/6 debt 3) [I]
+            p = gsme._prepay()
+            debts = list(p.get("debts", [0.0, 0.0, 0.0]))
+            slot = min(2, max(0, (cmd["debt_amount_type"] - 1) // 2))
+            debts[slot] = cmd["debt_amount"] / MONEY
+            p["debts"] = debts
+            p["debt"] = sum(debts)
+            gsme.nvm.put(NS, "prepayment", p)
+        if cmd.name == "SetUncontrolledFlowThreshold":
+            # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
+            gsme.uncontrolled_flow_lph = cmd["uncontrolled_flow_threshold"] * cmd["multiplier"] / max(1, cmd["divisor"]) * 1000
+            gas["uncontrolled_flow_lph"] = gsme.uncontrolled_flow_lph
+        out.append(default_response(c))
+    gsme.nvm.put(NS, "gas", gas)
+    return GbzPayload.build(out).encode()
+
+
+_TARIFF_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWeekProfile", "PublishSeasons",
+                              "PublishSpecialDays", "PublishTariffInformation", "PublishBlockThresholds",
+                              "PublishPriceMatrix"))
+
+
+def _tariff(gsme: "Gsme", message: Message) -> Outcome:
+    """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
+    digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
+    comps = gbz_command(message)
+    gas = gsme.nvm.get(NS, "gas")
+    out = []
+    for c in comps:
+        cmd = c.payload
+        if getattr(cmd, "name", "") not in _TARIFF_COMMANDS:
+            raise CommandRejected("malformed", f"{getattr(cmd, 'name', type(cmd).__name__)} is not part of a tariff")
+        if cmd.name == "PublishTariffInformation":
+            gas["standing"] = cmd["standing_charge"] / 1000
+        elif cmd.name == "PublishPriceMatrix" and cmd["prices"]:
+            gas["price"] = dict(cmd["prices"][0])["price"] / 1000
+            gas["prices"] = [dict(p)["price"] / 1000 for p in cmd["prices"]]
+        out.append(default_response(c))
+    gsme.nvm.put(NS, "gas", gas)
+    gsme.log_event("tariff", price=gas["price"], standing=gas["standing"])
+    return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+
+
+_PREPAY_SETTINGS = {  # command -> {field: prepayment state key (pence)}
+    "EmergencyCreditSetup": {"emergency_credit_limit": "ec_limit", "emergency_credit_threshold": "ec_threshold"},
+    "SetOverallDebtCap": {"overall_debt_cap": "debt_cap"},
+    "SetLowCreditWarningLevel": {"low_credit_warning_level": "low_credit"},
+    "SetMaximumCreditLimit": {"maximum_credit_level": "max_credit", "maximum_credit_per_top_up": "max_top_up"},
+}
+
+
+def _prepayment_configuration(gsme: "Gsme", message: Message) -> Outcome:
+    """GCS05: emergency credit, debt cap, low-credit warning and maximum credit settings (money in
+    ZSE units: /1000 is pence), and the friendly-credit calendar (kept, not applied [I])."""
+    comps = gbz_command(message)
+    p = gsme._prepay()
+    out = []
+    for c in comps:
+        cmd = c.payload
+        name = getattr(cmd, "name", "")
+        if name in _PREPAY_SETTINGS:
+            for field, key in _PREPAY_SETTINGS[name].items():
+                p[key] = cmd[field] / MONEY
+            if name == "EmergencyCreditSetup":
+                p["ec_remaining"] = min(p.get("ec_remaining", 0.0), p["ec_limit"])
+        elif name not in _TARIFF_COMMANDS:
+            raise CommandRejected("malformed", f"{name or type(cmd).__name__} is not part of GCS05")
+        out.append(default_response(c))
+    gsme.nvm.put(NS, "prepayment", p)
+    return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+
+
+def _event_configuration(gsme: "Gsme", message: Message) -> bytes:
+    """GCS20 stores each code's configuration; GCS20r reports one [I: ZSE Device Management]."""
+    comps = gbz_command(message)
+    gas = gsme.nvm.get(NS, "gas")
+    configs = dict(gas.get("event_configuration") or {})
+    cmd = comps[0].payload
+    if len(comps) != 1 or not isinstance(cmd, ClusterCommand):
+        raise CommandRejected("malformed", "one event configuration command")
+    if cmd.name == "SetEventConfiguration":
+        for e in cmd.get("event_ids") or ():
+            configs[str(dict(e)["event_id"])] = cmd["event_configuration"]
+        gas["event_configuration"] = configs
+        gsme.nvm.put(NS, "gas", gas)
+        return GbzPayload.build([default_response(comps[0])]).encode()
+    if cmd.name == "GetEventConfiguration":
+        code = cmd["event_id"]
+        resp = ClusterCommand.build(Cluster.DEVICE_MANAGEMENT, "ReportEventConfiguration", command_index=0, total_commands=1,
+                                    events=[{"event_id": code, "event_configuration": configs.get(str(code), 0x03)}])
+        return _component(resp, Cluster.DEVICE_MANAGEMENT)
+    raise CommandRejected("malformed", f"{cmd.name} is not an event configuration command")
+
+
+def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
+    cmd = _one_command(message, "ChangePaymentMode")
+    p = gsme._prepay()
+    p["mode"] = "prepayment" if cmd["proposed_payment_control_configuration"] & 0x0001 else "credit"
+    gsme.nvm.put(NS, "prepayment", p)
+    gsme.log_event("payment_mode", mode=p["mode"])
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ChangePaymentModeResponse", friendly_credit=0,
+                                friendly_credit_calendar_id=0, emergency_credit_limit=int(p["ec_limit"] * MONEY),
+                                emergency_credit_threshold=int(p.get("ec_threshold", 0) * MONEY))
+    return _component(resp, Cluster.PREPAYMENT)
+
+
+def _clear_event_log(gsme: "Gsme", message: Message) -> bytes:
+    cmd = _one_command(message, "ClearEventLogRequest")
+    gsme.clear_event_log(by=message.originator.hex())
+    resp = ClusterCommand.build(Cluster.EVENTS, "ClearEventLogResponse", cleared_event_logs=cmd["log_id"] & 0x08 or 0x08)
+    return _component(resp, Cluster.EVENTS)
+
+
+def _event_log(gsme: "Gsme", message: Message) -> bytes:
+    cmd = _one_command(message, "GetEventLog")
+    lo, hi = cmd["start_time"] + 946684800, cmd["end_time"] + 946684800
+    events = [e for e in gsme.event_log() if lo <= e["time"] <= hi and isinstance(e.get("code"), int)]
+    comp = gbz_command(message)[0]
+    if not events:
+        return GbzPayload.build([default_response(comp, Status.NOT_FOUND)]).encode()
+    events = events[-10:]
+    resp = ClusterCommand.build(Cluster.EVENTS, "PublishEventLog", total_number_of_events=len(events), command_index=0,
+                                total_commands=1, log_payload_control=0,
+                                events=[{"log_id": 1, "event_id": e["code"] & 0xFFFF,
+                                         "event_time": max(0, int(e["time"]) - 946684800), "event_data": b""} for e in events])
+    return _component(resp, Cluster.EVENTS)
+
+
+def _change_supply(gsme: "Gsme", message: Message) -> bytes:
+    cmd = _one_command(message, "ChangeSupply")
+    proposed = cmd["proposed_supply_status"]
+    if proposed == SUPPLY_OFF:
+        gsme._set_supply(DISABLED, cause="remote")
+    elif proposed == SUPPLY_ARMED:
+        if gsme._supply_state() == DISABLED and not gsme.data.get("gas", {}).get("locked"):
+            gsme._set_supply(ARMED, cause="remote")
+    else:
+        raise CommandRejected("malformed", "a GSME valve is never opened remotely [I]")
+    state = gsme._supply_state()
+    resp = ClusterCommand.build(Cluster.METERING, "SupplyStatusResponse", provider_id=cmd["provider_id"],
+                                issuer_event_id=cmd["issuer_event_id"], implementation_date_time=0,
+                                supply_status=SUPPLY_ZCL[state])
+    return _component(resp, Cluster.METERING)
+
+
+def _top_up(gsme: "Gsme", message: Message) -> Outcome:
+    cmd = _one_command(message, "ConsumerTopUp")
+    code = bytes(cmd["top_up_code"]).decode("ascii", "replace")
+    check = gsme._check_utrn(code, message.originator, message.recipient, message.originator_counter)
+    if check.accepted:
+        gsme._add_credit(check.amount_pennies, "remote")
+        gsme.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter)
+    else:
+        gsme._queue_alert(check.alert_code)
+        gsme.log_event("top_up_rejected", status=check.status.value)
+    credit = int(round(gsme.credit_pence * MONEY))
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=0 if check.accepted else 1,
+                                top_up_value=check.amount_pennies * MONEY if check.accepted else 0xFFFFFFFF,
+                                source_of_top_up=cmd["originating_device"], credit_remaining=credit)
+    return Outcome(_component(resp, Cluster.PREPAYMENT), gsme.dated(0xFF))
+
+
+def _ppmid_top_up(gsme: "Gsme", message: Message) -> bytes:
+    """PCS01: a UTRN the consumer typed on the PPMID (the PPMID MACs the command with the two
+    devices' KA keys: checked by the shared device-to-device rule once the PPMID has joined by
+    Method C, CS03C). The UTRN itself is the supplier's, checked as a locally entered one:
+    credit added (alert 0x810E) or the rejection alert (0x8F51 / 0x8F63 / 0x8F64)."""
+    cmd = _one_command(message, "ConsumerTopUp")
+    code = bytes(cmd["top_up_code"]).decode("ascii", "replace")
+    check = gsme._check_utrn(code, gsme.prepayment_supplier, None, None)
+    if check.accepted:
+        gsme._add_credit(check.amount_pennies, "ppmid")
+        gsme._queue_alert(AlertCode.CREDIT_ADDED_LOCALLY)
+        gsme.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter, origin="ppmid")
+    else:
+        gsme._queue_alert(check.alert_code)
+        gsme.log_event("top_up_rejected", status=check.status.value, origin="ppmid")
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=0 if check.accepted else 1,
+                                top_up_value=check.amount_pennies * MONEY if check.accepted else 0xFFFFFFFF,
+                                source_of_top_up=cmd["originating_device"],
+                                credit_remaining=int(round(gsme.credit_pence * MONEY)))
+    return _component(resp, Cluster.PREPAYMENT)
+
+
+def _emergency_credit(gsme: "Gsme", message: Message) -> bytes:
+    _one_command(message, "SelectAvailableEmergencyCredit")
+    ok = gsme._activate_ec()
+    status = Status.SUCCESS if ok else Status.FAILURE
+    return _component(DefaultResponse(0, status), Cluster.PREPAYMENT)
+
+
+def _credit_adjustment(gsme: "Gsme", message: Message) -> bytes:
+    cmd = _one_command(message, "CreditAdjustment")
+    p = gsme._prepay()
+    pence = cmd["credit_adjustment_value"] / MONEY
+    if cmd["credit_adjustment_type"] == 0:
+        p["credit"] += pence
+    else:
+        p["credit"] = pence
+    gsme.nvm.put(NS, "prepayment", p)
+    return _component(DefaultResponse(5, Status.SUCCESS), Cluster.PREPAYMENT)
+
+
+def _set_time(gsme: "Gsme", message: Message) -> bytes:
+    try:
+        cmd = decode_asn1(message.content, message_code=message.message_code, cra=message.cra)
+    except DecodeError as exc:
+        raise CommandRejected("malformed", str(exc)) from None
+    if not isinstance(cmd, SetTime):
+        raise CommandRejected("malformed", "not a Set Time command")
+    now = gsme.clock.now()
+    t0, t1 = cmd.validity_interval_start.timestamp(), cmd.validity_interval_end.timestamp()
+    status = DeviceTimeStatus.RELIABLE
+    if t0 <= now <= t1:
+        gsme.nvm.put(NS, "clock_offset", 0.0)  # the command's window holds the true time: follow it [I]
+    else:
+        status = DeviceTimeStatus.INVALID  # the window does not hold the GSME's time: not adjusted [I]
+    device_time = datetime.fromtimestamp(int(gsme.device_now()), timezone.utc)
+    return SetTimeResponse(device_time=device_time, status=status).encode()
+
+
+class Gsme(Prepayment, GbcsDevice):
+    """The gas meter (module doc)."""
+
+    kind = "gsme"
+
+    HANDLERS = handlers(
+        call(MessageCode.GCS13a, _read),
+        call(MessageCode.GCS14, _read),
+        call(MessageCode.GCS60, _read),
+        call(MessageCode.GCS33, _read),
+        call(MessageCode.GCS38, _read),
+        call(MessageCode.GCS17, _read),
+        call(MessageCode.GCS16a, _read),
+        call(MessageCode.GCS32, _change_supply),
+        call(MessageCode.GCS39, _change_supply),
+        call(MessageCode.CS01b, _top_up),
+        call(MessageCode.GCS06, _emergency_credit),
+        call(MessageCode.PCS01, _ppmid_top_up),  # from the PPMID (device-to-device MAC: see _ppmid_top_up)
+        call(MessageCode.PCS02, _emergency_credit),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
+        join(MessageCode.CS03C, DeviceType.PPMID),  # Method C: the PPMID and its KA certificate
+        call(MessageCode.GCS40a, _credit_adjustment),
+        call(MessageCode.GCS40b, _credit_adjustment),
+        call(MessageCode.GCS28, _set_time),
+        call(MessageCode.GCS21m, _read),
+        call(MessageCode.GCS21f, _read),
+        call(MessageCode.GCS16b, _read),
+        call(MessageCode.GCS15d, _read),
+        call(MessageCode.GCS07, _settings),
+        call(MessageCode.GCS11, _settings),
+        call(MessageCode.GCS44, _settings),
+        call(MessageCode.GCS24a, _settings),
+        call(MessageCode.GCS25a, _settings),
+        call(MessageCode.GCS24, _settings),
+        call(MessageCode.GCS25, _settings),
+        call(MessageCode.CS11, _clear_event_log),
+        call(MessageCode.GCS01a, _tariff),
+        call(MessageCode.GCS01b, _tariff),
+        call(MessageCode.GCS05, _prepayment_configuration),
+        call(MessageCode.GCS20, _event_configuration),
+        call(MessageCode.GCS20r, _event_configuration),
+        call(MessageCode.GCS02, _payment_mode),
+        call(MessageCode.GCS03, _payment_mode),
+        call(MessageCode.GCS40c, _credit_adjustment),
+        call(MessageCode.GCS40d, _credit_adjustment),
+        call(MessageCode.GCS04, _settings),
+        call(MessageCode.GCS09, _settings),
+        call(MessageCode.GCS23, _settings),
+        call(MessageCode.GCS41, _settings),
+        call(MessageCode.GCS36, _settings),
+        *(call(MessageCode[n], _read) for n in ("GCS18", "GCS15b", "GCS15c", "GCS15e", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
+                                                "GCS61")),
+        call(MessageCode.CS10a, _event_log),
+        read(MessageCode.CS07),
+        join(MessageCode.CS03B),
+        unjoin(MessageCode.CS04B),
+    )
+
+    def __init__(self, eui: bytes | str, *, clock, credentials, trust, nvm=None, chf_eui: bytes | str | None = None,
+                 install_code: bytes | None = None, prepayment_key=None, prepayment_supplier: bytes | None = None,
+                 wake_interval: float = WAKE_INTERVAL, payment_mode: str = "prepayment", credit_pence: float = 1000.0,
+                 emergency_credit_pence: float = 500.0, price_pence_per_kwh: float = 6.0,
+                 standing_charge_pence: float = 30.0, battery_percent: float = 100.0, seed: int = 1,
+                 uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
+                 utrn_cache_size: int = DEFAULT_CACHE_SIZE, **kw: Any) -> None:
+        super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
+        if payment_mode not in ("credit", "prepayment"):
+            raise ValueError("payment_mode is 'credit' or 'prepayment'")
+        self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
+        self.install_code = install_code
+        self.prepayment_key = prepayment_key
+        self._prepayment_supplier = None if prepayment_supplier is None else parse_eui(prepayment_supplier)
+        self.wake_interval = float(wake_interval)
+        self.utrn_cache_size = utrn_cache_size
+        self.model = _litres_model(seed)
+        self.uncontrolled_flow_lph = uncontrolled_flow_lph
+        self.tamper_closes_valve = tamper_closes_valve
+        self._factory = {"mode": payment_mode, "credit": float(credit_pence), "ec": float(emergency_credit_pence),
+                         "price": float(price_pence_per_kwh), "standing": float(standing_charge_pence),
+                         "battery": float(battery_percent)}
+        self.data = GasData(self.nvm)
+        self.joined_devices = DeviceLog(self, namespace="device_log", capacity=DEVICE_LOG_CAPACITY)
+        self._alerts: list[tuple[int, dict]] = []
+        self._pending_alerts: list[tuple[int, dict]] = []  # raised while asleep: sent next wake
+        self._command: Message | None = None
+        self.han_port = None
+        self.han_dispatch: ClusterDispatch | None = None
+        self.tunnel: TunnelClient | None = None
+        self.zcl: ZclClient | None = None
+        self._wake_lock: asyncio.Lock | None = None
+        self.awake = False
+        self.mode = "normal"  # normal | asleep | awake (faults)
+        self.gone_until = 0.0
+        self.wakes = 0
+        self.pushes = 0
+        self._accepted_at_push = -1
+
+    # ======================================================================= state
+    def device_now(self) -> float:
+        return self.clock.now() + float(self.nvm.get(NS, "clock_offset", 0.0) or 0.0)
+
+    def dated(self, status: int) -> bytes:
+        return datetime_bytes(self.device_now())[:-1] + bytes((status,))
+
+    def _ensure_state(self) -> None:
+        if self.nvm.get(NS, "metering") is not None:
+            return
+        f = self._factory
+        now = self.device_now()
+        last = math.floor(now / HALF_HOUR) * HALF_HOUR
+        with self.nvm.transaction():
+            self.nvm.put(NS, "registers", {"volume_l": 0, "tier_l": [0] * 4, "block_l": [0] * 4, "day_start_l": 0,
+                                           "previous_day_l": 0})
+            self.nvm.put(NS, "metering", {"last_period": last, "acc_l": 0.0, "acc_t": now})
+            self.nvm.put(NS, "supply", {"state": ENABLED, "cause": None})
+            self.nvm.put(NS, "prepayment", {"mode": f["mode"], "credit": f["credit"], "ec_limit": f["ec"],
+                                            "ec_remaining": f["ec"], "ec_active": False, "ec_threshold": f["ec"],
+                                            "debt": 0.0, "total_added": 0.0})
+            self.nvm.put(NS, "gas", {"cv": CV_DEFAULT, "cf": CF_DEFAULT, "battery": f["battery"], "low_battery": LOW_BATTERY,
+                                     "tamper": False, "locked": False, "flow_lph": None, "price": f["price"],
+                                     "standing": f["standing"], "mprn": b""})
+            self.nvm.put(NS, "sync", {"pushed_to": last, "daily_pushed_to": 0, "last_push": None})
+
+    async def on_boot(self) -> None:
+        self._ensure_state()
+        self.joined_devices.migrate()
+        self._wake_lock = asyncio.Lock()
+        self._catch_up(self.device_now())
+        self.every(self.wake_interval, self._on_wake_timer, align=True)
+
+    def on_power_off(self) -> None:
+        self._alerts.clear()
+        self._wake_lock = None
+        self.awake = False
+
+    @property
+    def supply_state(self) -> str:
+        """The valve: enabled (open), disabled (closed) or armed."""
+        return self._supply_state()
+
+    # -- hooks `meter.prepayment` needs --
+    def _supply_state(self) -> str:
+        return (self.nvm.peek(NS, "supply") or {}).get("state", ENABLED)
+
+    def _set_supply(self, state: str, cause: str | None = None, at: float | None = None) -> None:
+        self.nvm.put(NS, "supply", {"state": state, "cause": cause})
+        self.log_event("supply", state=state, cause=cause)
+
+    def _queue_alert(self, code: int | None, **kw: Any) -> None:
+        if code is not None:
+            self._alerts.append((code, kw))
+
+    def _take_alerts(self) -> list[tuple[int, dict]]:
+        alerts, self._alerts = self._alerts, []
+        return alerts
+
+    def _after_local(self, alerts: list[tuple[int, dict]], rearm: bool = False) -> None:
+        self._pending_alerts.extend(alerts)  # a sleepy meter says it on its next wake
+
+    def unit_price_pence(self, tier: int) -> float:
+        return float(self.data.get("gas")["price"])
+
+    def standing_charge_pence(self) -> float:
+        return float(self.data.get("gas")["standing"])
+
+    # ======================================================================= metering
+    def _gas_kwh(self, litres: float) -> float:
+        gas = self.data.get("gas")
+        return litres / 1000.0 * gas["cv"] * gas["cf"] / 3.6
+
+    def _litres(self, t0: float, t1: float) -> float:
+        gas = self.nvm.peek(NS, "gas")
+        if self._supply_state() != ENABLED:
+            return 0.0
+        if gas.get("flow_lph") is not None:
+            return gas["flow_lph"] * (t1 - t0) / 3600.0
+        kwh = self.model.energy_wh(t0, t1) / 1000.0
+        return kwh * 3.6 / (gas["cv"] * gas["cf"]) * 1000.0
+
+    def _catch_up(self, now: float) -> int:
+        m = self.nvm.get(NS, "metering")
+        newest = math.floor(now / HALF_HOUR + 1e-9) * HALF_HOUR
+        done = 0
+        b = m["last_period"] + HALF_HOUR
+        while b <= newest + 1e-6:
+            with self.nvm.transaction():
+                for _ in range(48):
+                    if b > newest + 1e-6:
+                        break
+                    self._close_period(b)
+                    b += HALF_HOUR
+                    done += 1
+        return done
+
+    def _close_period(self, end: float) -> None:
+        m = self.nvm.get(NS, "metering")
+        reg = self.nvm.get(NS, "registers")
+        m["acc_l"] += self._litres(max(m["acc_t"], end - HALF_HOUR), end)
+        litres = int(math.floor(m["acc_l"] + 0.5))
+        m["acc_l"] -= litres
+        m["acc_t"] = end
+        m["last_period"] = end
+        reg["volume_l"] += litres
+        reg["tier_l"][0] += litres
+        reg["block_l"][0] += litres
+        self.data.put_interval(int(end), litres)
+        self._charge_energy(int(self._gas_kwh(litres) * 1000), 1, end)
+        if int(end) % DAY == 0:
+            reg["previous_day_l"] = reg["volume_l"] - reg["day_start_l"]
+            reg["day_start_l"] = reg["volume_l"]
+            self.data.put_daily({"t": int(end), "volume_l": reg["volume_l"], "tier_l": list(reg["tier_l"]),
+                                 "block_l": list(reg["block_l"]), "credit": self._prepay()["credit"]})
+            self._charge_standing(end)
+            self.data.prune(int(end) // DAY)
+        self.nvm.put(NS, "registers", reg)
+        self.nvm.put(NS, "metering", m)
+
+    def registers(self) -> dict:
+        return dict(self.nvm.get(NS, "registers"))
+
+    # ======================================================================= prepayment
+    def _activate_ec(self) -> bool:
+        p = self._prepay()
+        if p.get("ec_active") or p["credit"] > p.get("ec_threshold", 0):
+            return False
+        p["ec_active"] = True
+        p["ec_remaining"] = p["ec_limit"]
+        self.nvm.put(NS, "prepayment", p)
+        if self._supply_state() == DISABLED and (self.nvm.get(NS, "supply") or {}).get("cause") == "credit":
+            self._set_supply(ARMED, cause="credit")
+        self.log_event("emergency_credit_activated")
+        return True
+
+    def apply_top_up(self, utrn_digits: str) -> UtrnCheck:
+        """A UTRN relayed by the PPMID (PCS01) or typed on the meter: credit added locally (alert
+        0x810E) or the rejection alert (0x8F51 / 0x8F63 / 0x8F64). Hook for the PPMID's PCS01."""
+        return self.enter_utrn(utrn_digits)
+
+    def activate_emergency_credit(self) -> bool:
+        """Emergency credit asked locally (PPMID PCS02, or the meter's button). Hook for PCS02."""
+        self._check_alive()
+        with self.nvm.transaction():
+            return self._activate_ec()
+
+    # ======================================================================= HAN
+    def attach_han(self, transport, *, endpoint: int = 1) -> ClusterDispatch:
+        dispatch = ClusterDispatch()
+        port = transport.attach(self.eui, dispatch)
+        host = TunnelHost(port, endpoint=endpoint, clock=self.clock, on_message=self._on_tunnel_message)
+        dispatch.add(TUNNELING_CLUSTER, host.handle)
+        self.han_port, self.han_dispatch, self._tunnel_host = port, dispatch, host
+        if self.chf_eui is not None:
+            self.tunnel = host.connect(self.chf_eui, sleepy=True, response_timeout=10.0)
+            self.send_gbcs = self.tunnel.send_gbcs
+        self.zcl = ZclClient(port, dispatch, endpoint=endpoint, clock=self.clock, timeout=5.0, retries=2)
+        return dispatch
+
+    def _on_tunnel_message(self, peer: bytes, message: bytes) -> None:
+        if peer == self.chf_eui and self.awake:
+            self.post(message)
+
+    # ======================================================================= waking
+    def _on_wake_timer(self, _t: float) -> None:
+        if self.mode == "asleep" or self.clock.now() < self.gone_until:
+            return
+        self.spawn(self.wake("timer"))
+
+    def press(self) -> dict:
+        """The consumer's / installer's button: an armed valve opens, and the meter wakes."""
+        self._check_alive()
+        opened = False
+        if self._supply_state() == ARMED and not self.data.get("gas").get("locked"):
+            with self.nvm.transaction():
+                self._set_supply(ENABLED, cause="button")
+            opened = True
+        self.spawn(self.wake("button"))
+        return {"woken": True, "valve_opened": opened}
+
+    def press_button(self) -> dict:
+        """`gbhub ctl press EUI`."""
+        return self.press()
+
+    async def wake(self, reason: str = "timer") -> dict:
+        """One wake: catch up, push to the GPF, pull and execute queued messages."""
+        lock = self._wake_lock
+        if lock is None or lock.locked():
+            return {"woken": False}
+        async with lock:
+            self.awake = True
+            self.wakes += 1
+            fetched = 0
+            try:
+                with self.nvm.transaction():
+                    gas = self.nvm.get(NS, "gas")
+                    before = gas["battery"]
+                    gas["battery"] = max(0.0, before - BATTERY_PER_WAKE)
+                    self.nvm.put(NS, "gas", gas)
+                if before >= gas["low_battery"] > gas["battery"]:
+                    self._pending_alerts.append((AlertCode.LOW_BATTERY_CAPACITY, {}))
+                self._catch_up(self.device_now())
+                if self.tunnel is None:
+                    return {"woken": True}
+                await self._push()
+                alerts, self._pending_alerts = self._pending_alerts, []
+                for code, kw in alerts:
+                    await self.raise_alert(code, **kw)
+                fetched = await self.tunnel.poll()
+                await self.idle()
+                if self._alerts or self._pending_alerts:  # raised by what it executed
+                    alerts = self._take_alerts() + self._pending_alerts
+                    self._pending_alerts = []
+                    for code, kw in alerts:
+                        await self.raise_alert(code, **kw)
+            except (HanError, ZclError) as exc:
+                log.info("gsme %s: wake (%s) cut short: %s", self.eui_hex, reason, exc)
+                self.log_event("wake_failed", reason=str(exc))
+            finally:
+                self.awake = self.mode == "awake"
+            return {"woken": True, "fetched": fetched}
+
+    async def idle(self) -> None:
+        """Let the inbox finish what the tunnel brought (responses go out before sleeping)."""
+        for _ in range(1000):
+            if self.inbox.empty() and not self._busy:
+                return
+            await asyncio.sleep(0)
+
+    def _push_frames(self) -> list[tuple[bytes, dict]]:
+        sync = self.data.get("sync")
+        frames = []
+        m = self.nvm.get(NS, "metering")
+        start = int(sync["pushed_to"])
+        end = int(m["last_period"])
+        day0, day1 = (start // DAY), (max(end - 1, start) // DAY)
+        days = list(range(day0, day1 + 1)) if end > start else []
+        daily_from = int(sync.get("daily_pushed_to", 0)) or (int(m["last_period"]) // DAY - 800) * DAY
+        daily = self.data.daily_between(daily_from, int(m["last_period"]))
+        events = self.accepted != self._accepted_at_push or bool(daily)
+        chunks = [days[i:i + PUSH_CHUNK_DAYS] for i in range(0, len(days), PUSH_CHUNK_DAYS)] or [[]]
+        for i, chunk in enumerate(chunks):
+            body: dict[str, Any] = {"profile": {str(d): self.data.profile_day(d) for d in chunk}}
+            last = i == len(chunks) - 1
+            if last:
+                state = self.data.state()
+                state["gas"] = dict(state.get("gas") or {}, firmware=self.firmware_version.hex())
+                body["state"] = state
+                body["daily"] = daily
+                if events:  # what it executed, or once a day: the GPF's copy of its recent events
+                    body["events"] = self.event_log()[-10:]
+            body["t"] = self.device_now()
+            mark = {"pushed_to": min(end, (chunk[-1] + 1) * DAY) if chunk else end}
+            if last:
+                mark["daily_pushed_to"] = daily[-1]["t"] if daily else sync.get("daily_pushed_to", 0)
+            frames.append((json.dumps(body, separators=(",", ":"), default=_bytes_hex).encode(), mark))
+        return frames
+
+    async def _push(self) -> None:
+        assert self.zcl is not None and self.chf_eui is not None
+        for data, mark in self._push_frames():
+            await self.zcl.request(self.chf_eui, Cluster.METERING,
+                                   WriteAttributes((AttributeValue(MIRROR_ATTRIBUTE, ZclType.LONG_OCTET_STRING, data),)))
+            sync = self.data.get("sync")
+            sync.update(mark, last_push=self.device_now())
+            self.data.put("sync", sync)
+            self.pushes += 1
+        self._accepted_at_push = self.accepted
+
+    # ======================================================================= alerts
+    def alert_content(self, alert_code: int, counter: int, elements: tuple = ()) -> bytes:
+        return GbzAlert.build(alert_code, max(0, int(self.device_now()) - 946684800)).encode()
+
+    async def raise_alert(self, alert_code: int, **kw: Any) -> bytes | None:
+        kw.setdefault("critical", alert_code & 0xFF00 == 0x8F00)
+        return await super().raise_alert(alert_code, **kw)
+
+    def append_log(self, name: str, code: Any, **detail: Any) -> dict:
+        detail.setdefault("time", self.device_now())
+        return super().append_log(name, code, **detail)
+
+    def in_device_log(self, eui: bytes | str) -> bool:
+        eui = parse_eui(eui)
+        return any(e.entity_id == eui for e in self.joined_devices.entries())
+
+    # ======================================================================= faults
+    def inject_fault(self, kind: str, args: list[str], options: dict) -> dict:
+        """Fault injection (`gbhub ctl fault EUI KIND [ARGS...]`): battery PERCENT, tamper, tilt,
+        flow LITRES_PER_HOUR, power off|on, asleep, awake, gone SECONDS."""
+        kind = kind.lower()
+        if kind == "power":
+            if not args or args[0] not in ("off", "on"):
+                raise ValueError("power takes off or on")
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(self.power_off() if args[0] == "off" else self._power_on())
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+            return {"fault": "power", "state": args[0]}
+        self._check_alive()
+        if kind == "battery":
+            pct = _number(args, "battery takes PERCENT", 0, 100)
+            with self.nvm.transaction():
+                gas = self.nvm.get(NS, "gas")
+                gas["battery"] = pct
+                self.nvm.put(NS, "gas", gas)
+            if pct < gas["low_battery"]:
+                self._pending_alerts.append((AlertCode.LOW_BATTERY_CAPACITY, {}))
+            return {"fault": "battery", "percent": pct}
+        if kind in ("tamper", "tilt"):
+            code = AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT if kind == "tamper" else AlertCode.TILT_TAMPER
+            closed = False
+            with self.nvm.transaction():
+                gas = self.nvm.get(NS, "gas")
+                gas["tamper"] = True
+                if self.tamper_closes_valve and kind == "tamper":
+                    gas["locked"] = True
+                    if self._supply_state() != DISABLED:
+                        self._set_supply(DISABLED, cause="tamper")
+                        closed = True
+                self.nvm.put(NS, "gas", gas)
+                self.log_security(kind, alert=f"{code:04X}")
+            self._pending_alerts.append((code, {}))
+            if closed:
+                self._pending_alerts.append((AlertCode.SUPPLY_DISABLED_THEN_LOCKED_SUPPLY_TAMPER_STATE_CAUSE, {}))
+            self.spawn(self.wake("alert"))  # a tamper wakes the meter [I]
+            return {"fault": kind, "alert": f"0x{code:04X}", "valve_closed": closed}
+        if kind == "flow":
+            lph = _number(args, "flow takes LITRES_PER_HOUR", 0, 1e7)
+            closed = False
+            with self.nvm.transaction():
+                self._close_period_partial()
+                gas = self.nvm.get(NS, "gas")
+                gas["flow_lph"] = lph or None
+                self.nvm.put(NS, "gas", gas)
+                if lph > self.uncontrolled_flow_lph and self._supply_state() == ENABLED:
+                    self._set_supply(ARMED, cause="flow")  # closed, then armed for the consumer [I]
+                    closed = True
+            if closed:
+                self._pending_alerts.append((AlertCode.SUPPLY_DISABLED_THEN_ARMED_UNCONTROLLED_GAS_FLOW_RATE, {}))
+                self.spawn(self.wake("alert"))
+            return {"fault": "flow", "litres_per_hour": lph, "valve_closed": closed}
+        if kind in ("asleep", "awake"):
+            self.mode = kind
+            self.awake = kind == "awake"
+            if kind == "awake":
+                self.spawn(self._stay_awake())
+            return {"fault": kind}
+        if kind == "gone":
+            seconds = _number(args, "gone takes SECONDS", 0, 1e9)
+            self.gone_until = self.clock.now() + seconds
+            return {"fault": "gone", "until": self.gone_until}
+        raise ValueError(f"unknown gas fault {kind!r} (battery, tamper, tilt, flow, power, asleep, awake, gone)")
+
+    def _close_period_partial(self) -> None:
+        m = self.nvm.get(NS, "metering")
+        now = self.device_now()
+        m["acc_l"] += self._litres(m["acc_t"], now)
+        m["acc_t"] = now
+        self.nvm.put(NS, "metering", m)
+
+    async def _power_on(self) -> None:
+        await self.start()
+
+    async def _stay_awake(self) -> None:
+        while self.mode == "awake" and self.state == "on":
+            await self.wake("awake")
+            self.awake = True
+            await self.clock.sleep(AWAKE_POLL)
+
+
+_BACKGROUND: set = set()
+
+
+def _number(args: list[str], usage: str, lo: float, hi: float) -> float:
+    if len(args) != 1:
+        raise ValueError(usage)
+    try:
+        v = float(args[0])
+    except ValueError:
+        raise ValueError(usage) from None
+    if not lo <= v <= hi:
+        raise ValueError(f"{usage} ({lo:g}..{hi:g})")
+    return v
+
+
+def _bytes_hex(o: Any) -> Any:
+    if isinstance(o, (bytes, bytearray)):
+        return {"hex": bytes(o).hex()}
+    raise TypeError(type(o).__name__)
+
+
+__all__ = ["Gsme", "WAKE_INTERVAL"]

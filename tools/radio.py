@@ -1,0 +1,268 @@
+"""HAN links of a premises (the rig's `[han]` table): which transport each device attaches to, and
+the ZigBee radio's start, stop and trust-centre wiring to the CHF device log.
+
+`transport = "virtual"`: every device on one `VirtualAir`.
+`transport = "zigbee"`: the CHF's coordinator radio through zigpy (`gbhub.han.zigbee`). The CHF
+and the meters are local devices on its Smart Energy endpoints. With `radio = "virtual"` (CI) the
+devices that pair with a meter (IHD, PPMID) and GSMEs are ZigBee end devices on the virtual
+network, joining with their install codes; with a real radio they are the physical devices that
+join over the air. `radio = "auto"` probes the serial ports (`gbhub radios`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from gbcs.codec import eui_hex
+
+from .inputs import Failure
+
+if TYPE_CHECKING:
+    from .rig import Rig
+
+log = logging.getLogger("gbhub.radio")
+
+#: Device types that are ZigBee end devices (not coordinator endpoints) on the virtual radio.
+END_DEVICE_TYPES = ("gsme",)
+
+
+class VirtualLink:
+    """Every device on the premises' virtual air."""
+
+    def __init__(self, air: Any) -> None:
+        self.air = air
+        self.transport = air
+
+    def transport_for(self, spec: Any) -> Any:
+        return self.air
+
+    async def start(self, premises: Any) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+class ZigbeeLink:
+    """The CHF's coordinator radio; see the module docstring for who is local."""
+
+    def __init__(self, rig: Rig, clock: Any) -> None:
+        try:
+            from gbhub.han.zigbee import RadioError, ZigbeeTransport, build_app
+        except ImportError as exc:
+            raise Failure(f"[han] transport \"zigbee\" needs zigpy: pip install 'gbhub[zigbee]' ({exc})") from None
+        chf = rig.device("chf")
+        assert chf is not None
+        self.rig = rig
+        self.clock = clock
+        self.radio = rig.han_radio
+        self.network = None
+        if self.radio == "virtual":
+            from gbhub.han.zigbee_virtual import VirtualZigbeeNetwork
+
+            self.network = VirtualZigbeeNetwork(coordinator=chf.eui)
+            path, channel = self.network.path, rig.han_channel or 15
+        else:
+            path, channel = rig.han_port, rig.han_channel
+            if self.radio == "auto":
+                self.radio, path = probe_radio(rig.han_port)
+        # zigpy's own device database beside the NVM on a real radio, so devices that joined
+        # before a restart are known at once; the virtual network lives only as long as the run
+        database = str(rig.data / "zigbee.sqlite") if rig.data is not None and self.network is None else None
+        try:
+            app = build_app(self.radio, path, rig.han_baudrate, channel=channel, database=database)
+        except RadioError as exc:
+            raise Failure(str(exc)) from None
+        self.ca = None
+        identity = None
+        if rig.han_cbke_identity is not None:  # a lab's own certificate for the hub's EUI
+            identity = rig.han_cbke_identity
+            _check_identity(identity, chf.eui)
+        elif rig.han_cbke if rig.han_cbke is not None else self.radio == "virtual":
+            from gbcs.cbke import TestCa
+
+            self.ca = TestCa()  # gbhub's test CA: certificates for the emulated devices of this run
+            identity = self.ca.issue(chf.eui)
+        self.transport = ZigbeeTransport(app, coordinator=chf.eui, clock=clock, joinable=self._joinable,
+                                         allowed=self._allowed, on_refused=self._refused, cbke=identity,
+                                         proxy_joins=self.network is None)
+        self.chf: Any = None
+        self.local: set[bytes] = set()
+
+    def transport_for(self, spec: Any) -> Any:
+        from gbhub.firmware.registry import device_kind
+
+        kind = device_kind(spec.type)
+        if self.network is not None and (kind.pairs_with is not None or spec.type in END_DEVICE_TYPES):
+            from gbhub.han.zigbee_virtual import ZigbeeNode
+
+            return ZigbeeNode(self.network, install_code=spec.install_code, device_type=kind.device_type,
+                              clock=self.clock, cbke=None if self.ca is None else self.ca.issue(spec.eui))
+        if kind.device_type is not None:
+            self.transport.describe(spec.eui, kind.device_type)
+        self.local.add(spec.eui)
+        return self.transport
+
+    async def start(self, premises: Any) -> None:
+        self.chf = premises.chf
+        from gbhub.han.zigbee import RadioError
+
+        try:
+            await self.transport.start()
+        except RadioError as exc:
+            raise Failure(str(exc)) from None
+        log.info("ZigBee radio %s up as %s", self.radio, eui_hex(self.transport.ieee or b"\0" * 8))
+
+    async def stop(self) -> None:
+        await self.transport.stop()
+
+    # -- trust centre: the CHF device log decides ------------------------------------------------
+    def _joinable(self):
+        chf = self.chf
+        if chf is None or chf.state != "on" or not chf.joining_open:
+            return []
+        return [(e.eui, e.link_key) for e in chf.device_log()
+                if not e.joined and e.eui not in self.local and e.link_key is not None]
+
+    def _allowed(self, eui: bytes) -> bool:
+        chf = self.chf
+        return chf is not None and chf.device_log_entry(eui) is not None
+
+    def _refused(self, eui: bytes, status: str, reason: str) -> None:
+        if self.chf is not None:
+            self.chf.log_security("join_refused", eui=eui_hex(eui), status=status, reason=reason)
+
+
+def _check_identity(identity: Any, eui: bytes) -> None:
+    """A lab certificate must name the hub and fit its private key (Failure otherwise)."""
+    from gbcs.cbke import CbkeError, decode_certificate, reconstruct_public_key
+
+    cert = decode_certificate(identity.suite, identity.certificate)
+    if cert.subject != eui:
+        raise Failure(f"[han] certificate: issued for {eui_hex(cert.subject)}, not the hub's EUI {eui_hex(eui)}")
+    curve = identity.curve
+    try:
+        public = reconstruct_public_key(identity.certificate, cert.reconstruction, identity.ca_public, curve)
+    except CbkeError as exc:
+        raise Failure(f"[han] certificate: {exc}") from None
+    if curve.compress(curve.multiply(identity.private_key, curve.g)) != public:
+        raise Failure("[han] private_key: does not fit the certificate (with this ca_public)")
+
+
+def han_link(rig: Rig, clock: Any, air: Any) -> Any:
+    if rig.han == "zigbee":
+        return ZigbeeLink(rig, clock)
+    return VirtualLink(air)
+
+
+# -- gbhub radios ---------------------------------------------------------------------------
+
+#: USB vendor:product ids of ZigBee radios and their usual radio types [I] (a CP210x or FTDI bridge
+#: carries several kinds of radio: the library probes tell them apart).
+USB_RADIOS: dict[tuple[int, int], tuple[str, tuple[str, ...]]] = {
+    (0x1A86, 0x55D4): ("CH9102 bridge (e.g. Sonoff ZBDongle-E, EFR32)", ("ezsp",)),
+    (0x10C4, 0xEA60): ("Silicon Labs CP210x bridge (e.g. Sonoff ZBDongle-P, Home Assistant SkyConnect)", ("znp", "ezsp")),
+    (0x1CF1, 0x0030): ("dresden elektronik ConBee II", ("deconz",)),
+    (0x0403, 0x6015): ("FTDI bridge (e.g. ConBee III)", ("deconz", "ezsp", "znp")),
+    (0x0451, 0x16A8): ("TI CC2531", ("znp",)),
+    (0x0451, 0xBEF3): ("TI LaunchPad (XDS110)", ("znp",)),
+}
+#: UART radios on a Raspberry Pi (RaspBee, Zigbee HATs) are on these when the UART is enabled.
+UART_PATHS = ("/dev/serial0", "/dev/ttyAMA0")
+
+
+def serial_ports() -> list[dict]:
+    """Serial ports with their USB ids, plus a Raspberry Pi's UART when present."""
+    ports: list[dict] = []
+    try:
+        from serial.tools import list_ports
+    except ImportError:
+        raise Failure("listing serial ports needs pyserial: pip install 'gbhub[serial]'") from None
+    import os
+
+    for p in list_ports.comports():
+        if p.vid is None and p.description in ("n/a", None):
+            continue  # a legacy ttySn with no device behind it
+        ports.append({"port": p.device, "vid": p.vid, "pid": p.pid, "description": p.description or ""})
+    for path in UART_PATHS:
+        if os.path.exists(path) and all(os.path.realpath(path) != os.path.realpath(q["port"]) for q in ports):
+            ports.append({"port": path, "vid": None, "pid": None, "description": "UART (Raspberry Pi)"})
+    return ports
+
+
+def identify(port: dict) -> tuple[str, tuple[str, ...]]:
+    """(what the USB ids say, candidate radio types)."""
+    if port.get("vid") is not None:
+        hit = USB_RADIOS.get((port["vid"], port["pid"]))
+        if hit is not None:
+            return hit
+        return (f"USB {port['vid']:04X}:{port['pid']:04X} {port['description']}".strip(), ())
+    return (port["description"], ("ezsp", "znp", "deconz"))
+
+
+async def probe(port: str, candidates: tuple[str, ...], baudrate: int | None = None) -> str | None:
+    """The first radio type whose library's probe answers on `port` (opens the port)."""
+    from gbhub.han.zigbee import radio_class, zigpy_config
+
+    for radio in candidates:
+        try:
+            cls = radio_class(radio)
+            config = zigpy_config(port, baudrate)["device"]
+            if await cls.probe(config):
+                return radio
+        except Exception as exc:  # a library that cannot even try: next one
+            log.debug("probe %s on %s: %s", radio, port, exc)
+    return None
+
+
+def probe_radio(port: str | None) -> tuple[str, str]:
+    """(radio type, port) of the first ZigBee radio the probes find (`port`, or every port)."""
+    import asyncio
+
+    ports = [{"port": port, "vid": None, "pid": None, "description": ""}] if port else serial_ports()
+    for p in ports:
+        _, candidates = identify(p)
+        radio = _run_apart(probe(p["port"], candidates or ("ezsp", "znp", "deconz")))
+        if radio is not None:
+            return radio, p["port"]
+    raise Failure("[han] radio \"auto\": no ZigBee radio found (attach one, or name it with [han] radio and port)")
+
+
+def _run_apart(coro):
+    """Run a coroutine to completion from sync code, also when called inside a running loop
+    (the premises is built in one): in a thread with its own loop."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def register(sub) -> None:
+    r = sub.add_parser("radios", help="list serial ports and the ZigBee radios on them")
+    r.add_argument("--probe", action="store_true",
+                   help="also run each radio library's probe on the ports (opens them and talks to them)")
+    r.set_defaults(func=cmd_radios)
+
+
+def cmd_radios(args) -> int:
+    import asyncio
+
+    ports = serial_ports()
+    if not ports:
+        print("no serial ports found: no ZigBee radio is attached")
+        return 0
+    for p in ports:
+        what, candidates = identify(p)
+        line = f"{p['port']}  {what}"
+        if args.probe:
+            radio = asyncio.run(probe(p["port"], candidates or ("ezsp", "znp", "deconz")))
+            line += f"  -> radio = \"{radio}\"" if radio else "  -> no ZigBee radio answered"
+        elif candidates:
+            line += f"  -> radio {' or '.join(map(repr, candidates))} (--probe to check)"
+        print(line)
+    return 0
