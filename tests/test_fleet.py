@@ -68,6 +68,9 @@ def test_derived_keys_are_fixed_by_seed_eui_and_usage(identity):
     assert FleetKeystore(6).public_key(eui, "ka") is None  # another fleet's device: not derived here
     assert derive_private_key(5, eui, "ka").private_numbers() == a.private_key(eui, "ka").private_numbers()
     assert identity.keystore.private_key(identity.supplier, "ds") is not None  # organisations from the PKI
+    cert = identity.keystore.certificate(eui, "ka")  # issued by the test PKI's device CA on first use
+    assert cert is not None and cert.public_key().public_numbers() == a.public_key(eui, "ka").public_numbers()
+    assert identity.keystore.is_device(eui) and identity.keystore.role(eui) is None
 
 
 @needs_broker

@@ -81,18 +81,39 @@ def derive_private_key(seed: int, eui: bytes, usage: str) -> ec.EllipticCurvePri
 
 class FleetKeystore(Keystore):
     """Organisations from a test PKI; fleet devices' KA and DS keys derived on first use (module
-    doc). TEST ONLY: anyone who knows the seed has every device's private keys."""
+    doc), and, given the PKI folder (`pki`), their certificates issued by its device CA on first
+    use (what a device presents when it joins by CBKE). TEST ONLY: anyone who knows the seed has
+    every device's private keys."""
 
-    def __init__(self, seed: int, base: Keystore | None = None) -> None:
+    def __init__(self, seed: int, base: Keystore | None = None, *, pki: Path | None = None) -> None:
         super().__init__()
         if base is not None:
             self.merge(base)
         self.seed = seed
+        self.pki = pki
+        self._issuer = None
         self._prefix = bytes((FLEET_MARK,)) + (seed & 0xFFFF).to_bytes(2, "big")
 
     def _derive(self, eui: bytes, usage: str) -> None:
         if usage in ("ka", "ds") and len(eui) == 8 and eui[:3] == self._prefix and (eui, usage) not in self._slots:
             self.add_private_key(eui, usage, derive_private_key(self.seed, eui, usage))
+
+    def certificate(self, eui: bytes, usage: str = "ka"):
+        self._derive(eui, usage)
+        slot = self._slots.get((eui, usage))
+        if slot is not None and slot.certificate is None and slot.private_key is not None and self.pki is not None \
+                and eui[:3] == self._prefix:
+            import datetime as dt
+
+            from .pki import _load_issuer, device_certificate
+
+            if self._issuer is None:
+                self._issuer = _load_issuer(self.pki, "device-ca")
+            start = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+            slot.certificate = device_certificate(self._issuer, slot.private_key.public_key(), eui, usage, start)
+            slot._public = None
+            self._meta.pop(eui, None)
+        return super().certificate(eui, usage)
 
     def slot(self, eui: bytes, usage: str):
         self._derive(eui, usage)
@@ -181,7 +202,7 @@ def fleet_identity(keys: Path, seed: int):
         keys.mkdir(parents=True, exist_ok=True)
         init_pki(keys)
     pki = load_pki(keys)
-    ks = FleetKeystore(seed, pki.keystore)
+    ks = FleetKeystore(seed, pki.keystore, pki=keys)
     return Identity(ks, TrustAnchors.from_keystore(pki.keystore), pki.acb, pki.supplier, pki.network_operator)
 
 
