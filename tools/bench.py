@@ -1,4 +1,7 @@
-"""`gbhub bench codec|e2e|soak|firmware|cbke|gas`: the figures the README's Performance section quotes.
+"""`gbhub bench codec|e2e|soak|firmware|cbke|gas|fleet|mqtt|...|all`: the figures the README's Performance section quotes.
+
+Benchmarks register themselves (`@benchmark(name)`, here or in a module tools/bench_*.py, which
+`gbhub bench` imports); `all` runs the short form of each and keys its JSON by benchmark.
 
 Method (codec): every RTDS vector is taken in turn; for each, the operation is repeated enough
 times to last ~2 ms and the per-call time recorded; the figure is the median over messages.
@@ -40,6 +43,7 @@ air stands in for the GSME, with the same OTA client.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import os
@@ -48,6 +52,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .inputs import UsageError, default_vectors
 
@@ -603,35 +608,145 @@ def environment() -> dict:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# The registry: `gbhub bench NAME` and `gbhub bench all`
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """A registered benchmark: `run(args, short, progress) -> figures` (a JSON-able dict);
+    `short` asks for the short form `gbhub bench all` runs; `needs` says what it needs to run
+    (shown when it is skipped)."""
+
+    name: str
+    run: Any
+    help: str = ""
+
+
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str, help: str = ""):
+    """Register a benchmark (decorator). A module `gbhub/tools/bench_*.py` is imported by
+    `gbhub bench`, so a benchmark added there plugs in by registering itself."""
+
+    def deco(fn):
+        BENCHMARKS[name] = Benchmark(name, fn, help)
+        return fn
+
+    return deco
+
+
+# Benchmarks of other issues written as plain functions of this module, `name(progress=...)`
+# (with `days=` for gas: its short form simulates `_SHORT_DAYS`), are registered by name when
+# present, so `gbhub bench NAME` and `all` run them without a decorator.
+_PLAIN = {"firmware": "firmware images: build, verify, activate", "cbke": "CBKE key establishment",
+          "gas": "the gas meter and the GPF over simulated months"}
+_SHORT_DAYS = 31
+
+
+def _register_plain() -> None:
+    import inspect
+
+    for name, help_text in _PLAIN.items():
+        fn = globals().get(name)
+        if not callable(fn) or name in BENCHMARKS:
+            continue
+        takes_days = "days" in inspect.signature(fn).parameters
+
+        def run_plain(args, short: bool, progress, fn=fn, takes_days=takes_days) -> dict:
+            if takes_days:
+                days = getattr(args, "days", None)
+                if days is not None and days < 1:
+                    raise UsageError("--days must be at least 1")
+                return fn(days=days if days is not None else (_SHORT_DAYS if short else None), progress=progress)
+            return fn(progress=progress)
+
+        BENCHMARKS[name] = Benchmark(name, run_plain, help_text)
+
+
+def load_benchmarks() -> dict[str, Benchmark]:
+    """Every registered benchmark: this module's and those of the tools/bench_*.py modules."""
+    import importlib
+    import pkgutil
+
+    import gbhub.tools as tools_pkg
+
+    _register_plain()
+    for info in pkgutil.iter_modules(tools_pkg.__path__):
+        if info.name.startswith("bench_"):
+            importlib.import_module(f"gbhub.tools.{info.name}")
+    return BENCHMARKS
+
+
+@benchmark("codec", "decode / encode / MAC / signature / batch line, per RTDS message")
+def _codec(args, short: bool, progress) -> dict:
+    vectors = vectors_path(getattr(args, "vectors", None))
+    if not (vectors / "rtds" / "expected.jsonl").is_file():
+        if short:
+            return {"skipped": f"RTDS vectors not found at {vectors}"}
+        raise UsageError(f"RTDS vectors not found at {vectors} (use --vectors or GBHUB_VECTORS)")
+    return codec(vectors, progress=progress)
+
+
+@benchmark("e2e", "commands per second through one premises, in process and over TCP")
+def _e2e(args, short: bool, progress) -> dict:
+    return e2e(seconds=args.seconds if args.seconds is not None else (2.0 if short else None), progress=progress)
+
+
+@benchmark("soak", "hostile clients against one premises on the TCP bridge")
+def _soak_bench(args, short: bool, progress) -> dict:
+    return soak(seconds=args.seconds if args.seconds is not None else (20.0 if short else None), progress=progress)
+
+
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks (codec, e2e, soak, firmware, cbke, gas)")
-    b.add_argument("what", choices=["codec", "e2e", "soak", "firmware", "cbke", "gas"], help="which benchmark")
-    b.add_argument("--days", type=int, default=None, help="gas: simulated days (default 395, 13 months)")
+    names = list(load_benchmarks())
+    b = sub.add_parser("bench", help=f"benchmarks ({', '.join(names)}, all)")
+    b.add_argument("what", choices=[*names, "all"], help="which benchmark; all: the short form of each")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.add_argument("--vectors", metavar="DIR", help="RTDS vectors (default $GBHUB_VECTORS or ../shared/vectors)")
     b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e), or of the whole run (soak, default 60)")
+    b.add_argument("--premises", type=int, default=None, metavar="N", help="fleet / mqtt: number of premises")
+    b.add_argument("--days", type=int, default=None, help="gas: simulated days (default: the benchmark's own)")
     b.set_defaults(func=run)
 
 
-def run(args) -> int:
-    if args.what == "codec":
-        vectors = vectors_path(args.vectors)
-        if not (vectors / "rtds" / "expected.jsonl").is_file():
-            raise UsageError(f"RTDS vectors not found at {vectors} (use --vectors or GBHUB_VECTORS)")
-        figures = codec(vectors, progress=lambda s: print(s, file=sys.stderr))
-    elif args.what == "firmware":
-        figures = firmware(progress=lambda s: print(s, file=sys.stderr))
-    elif args.what == "soak":
-        figures = soak(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
-    elif args.what == "cbke":
-        figures = cbke(progress=lambda s: print(s, file=sys.stderr))
-    elif args.what == "gas":
-        if args.days is not None and args.days < 1:
-            raise UsageError("--days must be at least 1")
-        figures = gas(days=args.days, progress=lambda s: print(s, file=sys.stderr))
+def _flatten(prefix: str, value, out: list) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
     else:
-        figures = e2e(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
+        out.append((prefix, value))
+
+
+def table(figures: dict) -> str:
+    """One table of every figure (benchmark.figure  value)."""
+    rows: list = []
+    _flatten("", figures, rows)
+    width = max((len(k) for k, _ in rows), default=10)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def run(args) -> int:
+    progress = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    benches = load_benchmarks()
+    if args.what == "all":
+        figures: dict = {}
+        t0 = time.perf_counter()
+        for name, bench in benches.items():
+            progress(f"== {name}")
+            t = time.perf_counter()
+            try:
+                figures[name] = bench.run(args, True, progress)
+            except Exception as exc:  # noqa: BLE001 - one failing benchmark does not hide the others
+                figures[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+            figures[name]["bench_s"] = round(time.perf_counter() - t, 1)
+        figures["all_s"] = round(time.perf_counter() - t0, 1)
+    else:
+        figures = benches[args.what].run(args, False, progress)
     figures["environment"] = environment()
+    print(table(figures), file=sys.stderr)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:

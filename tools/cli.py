@@ -13,7 +13,7 @@ import sys
 
 from gbcs.codec import DecodeError, Node
 
-from . import bench, client, control, firmware, pki, run, utrn
+from . import bench, client, control, firmware, fleet, load, pki, run, utrn
 from .inputs import Failure, UsageError, load_keys, parse_frame_line, read_frame, read_input, resolve_acb
 
 # --------------------------------------------------------------------------------------------
@@ -63,18 +63,72 @@ def cmd_decode(args) -> int:
 
 
 def _decode_batch(args, keystore, acb, secrets) -> int:
-    from gbcs.analyse import analyse
-
+    """One JSON line per input line, in input order. With `--jobs N` (default: every core this
+    process may use) chunks of lines are decoded by N worker processes (forked: they share the
+    loaded keystore; each keeps its own static ECDH secret cache, nothing else is cached across
+    messages: every MAC and signature is checked)."""
     stream = sys.stdin if args.input in (None, "-") else None
     if stream is None:
         blob = read_input(args.input)
         lines = (blob.decode("ascii", "replace") if isinstance(blob, bytes) else blob).splitlines()
     else:
         lines = stream
-    bad = 0
+    jobs = args.jobs if args.jobs is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise UsageError("--jobs must be 1 or more")
     write = sys.stdout.write
-    dumps = json.dumps
+    bad = 0
+    if jobs == 1:
+        out, bad = _decode_lines(1, lines, keystore, acb, secrets)
+        write(out)
+    else:
+        import multiprocessing as mp
+
+        global _BATCH_STATE
+        _BATCH_STATE = (keystore, acb)
+        with mp.get_context("fork").Pool(jobs) as pool:
+            for out, n_bad in pool.imap(_decode_chunk, _chunks(lines, 256)):
+                write(out)
+                bad += n_bad
+    sys.stdout.flush()
+    return 2 if bad else 0
+
+
+_BATCH_STATE = None  # (keystore, acb) of the parent, inherited by the forked workers
+_WORKER_SECRETS = None
+
+
+def _chunks(lines, size: int):
+    chunk: list[str] = []
+    first = 1
     for n, line in enumerate(lines, 1):
+        if not chunk:
+            first = n
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield first, chunk
+            chunk = []
+    if chunk:
+        yield first, chunk
+
+
+def _decode_chunk(item) -> tuple[str, int]:
+    from gbcs.security import SecretCache
+
+    global _WORKER_SECRETS
+    if _WORKER_SECRETS is None:
+        _WORKER_SECRETS = SecretCache()
+    keystore, acb = _BATCH_STATE
+    return _decode_lines(item[0], item[1], keystore, acb, _WORKER_SECRETS)
+
+
+def _decode_lines(first: int, lines, keystore, acb, secrets) -> tuple[str, int]:
+    from gbcs.analyse import analyse
+
+    bad = 0
+    out = []
+    dumps = json.dumps
+    for n, line in enumerate(lines, first):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -88,9 +142,8 @@ def _decode_batch(args, keystore, acb, secrets) -> int:
             obj = {"line": n, "error": str(exc)}
         else:
             obj = {"line": n, **obj}
-        write(dumps(obj) + "\n")
-    sys.stdout.flush()
-    return 2 if bad else 0
+        out.append(dumps(obj) + "\n")
+    return "".join(out), bad
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--tree", action="store_true", help="annotated tree: field, bytes, meaning")
     d.add_argument("--batch", action="store_true",
                    help="one message per input line (a frame, or a gbhub trace JSON line), one JSON object per output line")
+    d.add_argument("--jobs", type=int, metavar="N",
+                   help="--batch: decode with N worker processes (default: every core), output still in input order")
     d.add_argument("--compact", action="store_true", help="single-line JSON")
     d.set_defaults(func=cmd_decode)
 
@@ -129,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     client.register(sub)
     control.register(sub)
+    fleet.register(sub)
+    load.register(sub)
     utrn.register(sub)
     firmware.register(sub)
     from . import radio

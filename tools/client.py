@@ -218,7 +218,7 @@ def use_case_help(definition) -> str:
             kind = p.type + ("" if p.enum is None else ": " + "/".join(p.enum.__members__))
             head.append(f"    {p.name} ({kind}) = {p.default_text()}: {p.help}")
     head.append(f"usage: gbhub send {d.use_case} [key=value ...] [--to NAME|TYPE|EUI] [--summary | --full] "
-                "[--data DIR | --wan HOST:PORT] [--keys DIR] [--timeout S] [-v]")
+                "[--data DIR | --wan ADDRESS] [--keys DIR] [--timeout S] [-v]")
     return "\n".join(head)
 
 

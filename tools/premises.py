@@ -180,10 +180,15 @@ class Premises:
     ihd: Any
 
     def __init__(self, rig: Rig, *, tcp: bool | None = None, sim: bool | None = None, identity: Identity | None = None,
-                 headend_takes_queued: bool = True) -> None:
+                 headend_takes_queued: bool = True, clock: Any = None, nvm: Nvm | None = None,
+                 bridge: Any = None) -> None:
+        """`clock`, `nvm`, `bridge`: shared with other premises (a fleet worker: one clock, one
+        NVM keyed by device EUI, bridges on one MQTT session); by default each premises has its own."""
         self.rig = rig
         self.sim = (rig.clock == "sim") if sim is None else sim
         self.use_tcp = tcp if tcp is not None else True
+        if rig.wan_broker is not None or bridge is not None:
+            self.use_tcp = False  # the broker is the WAN; the premises' own head-end attaches in process
         self.identity = identity or ensure_keys(rig)
         self.identity.ensure_devices(rig)
         for d in rig.devices:
@@ -193,11 +198,16 @@ class Premises:
                 where = f" in {rig.data / 'keys'}" if rig.data is not None else ""
                 raise DataFolderError(f"{d.name}: no KA private key for {eui_hex(d.eui)}{where}; restore the key files"
                                       + (f", or start over with `gbhub run --reset --data {rig.data}`" if rig.data else ""))
-        if self.sim:
+        if clock is not None:
+            self.clock = clock
+        elif self.sim:
             self.clock = SimClock(rig.start if rig.start is not None else DEFAULT_SIM_START)
         else:
             self.clock = RealClock(speed=rig.speed, start=rig.start)
-        if rig.data is not None:
+        if nvm is not None:
+            self.nvm = nvm
+            self.counters = None
+        elif rig.data is not None:
             rig.data.mkdir(parents=True, exist_ok=True)
             self.nvm = Nvm(rig.data / "nvm.sqlite")
             self.counters: HeadEndCounters | None = HeadEndCounters(rig.data / "counters.json")
@@ -223,8 +233,17 @@ class Premises:
         # premises' own head-end takes them (tests, benchmarks) unless told not to (`gbhub run`:
         # they wait for a head-end such as `gbhub alerts`).
         self.headend_takes_queued = headend_takes_queued
-        self.bridge = (TcpBridge(rig.wan_host, rig.wan_port, require_client=True) if self.use_tcp
-                       else InProcessBridge(require_client=True))
+        self._shared_nvm = nvm is not None
+        if bridge is not None:
+            self.bridge = bridge
+        elif rig.wan_broker is not None:
+            from gbhub.wan.mqtt import MqttBridge, parse_wan
+
+            chf = rig.device("chf")
+            self.bridge = MqttBridge(chf.eui if chf is not None else bytes(8), address=parse_wan(rig.wan_broker))
+        else:
+            self.bridge = (TcpBridge(rig.wan_host, rig.wan_port, require_client=True) if self.use_tcp
+                           else InProcessBridge(require_client=True))
         if rig.trace is not None:
             self.bridge.trace_to(rig.trace)
         self.trust = self.identity.trust
@@ -305,6 +324,7 @@ class Premises:
         done, so no outside command meets a half-built premises; commissioning, when anything is
         left to do, runs through a private loopback port, and the premises keeps no head-end of its
         own afterwards (`headend` is None), so frames the CHF queued are left for real head-ends."""
+        broker = self.rig.wan_broker is not None
         private = self.use_tcp and listen_when_ready
         if self.use_tcp and not private:
             await self.bridge.start()
@@ -348,6 +368,11 @@ class Premises:
                 self.bridge.host, self.bridge.port = host, port
                 if self.rig.trace is not None:
                     self.bridge.trace_to(self.rig.trace)
+            await self.bridge.start()
+        if broker:
+            if listen_when_ready and self.headend is not None:
+                await self.headend.close()  # queued frames are for head-ends on the broker
+                self.headend = None
             await self.bridge.start()
         self.write_manifest()
 
@@ -454,7 +479,8 @@ class Premises:
         if self.headend is not None:
             await self.headend.close()
         await self.bridge.close()
-        self.nvm.close()
+        if not self._shared_nvm:
+            self.nvm.close()
         self.started = False
 
     async def __aenter__(self) -> "Premises":
@@ -486,7 +512,9 @@ class Premises:
     def manifest(self) -> dict:
         return {
             "pid": os.getpid(),
-            "wan": {"host": self.rig.wan_host, "port": self.wan_port} if self.use_tcp else None,
+            "wan": ({"host": self.rig.wan_host, "port": self.wan_port} if self.use_tcp
+                    else {"url": self.rig.wan_broker, "chf": self._euis[self.rig.device("chf").name]}
+                    if self.rig.wan_broker is not None else None),
             "devices": self.manifest_devices(),
             # sleepy devices' wake intervals in real seconds (`gbhub send` waits that long for them)
             "wake": {n: d.wake_interval / (self.rig.speed or 1.0) for n, d in self.devices_by_name.items()

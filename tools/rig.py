@@ -103,6 +103,7 @@ class Rig:
     han_cbke_identity: Any = None  # zigbee: a lab's CBKE certificate + key for the hub (gbcs.cbke.CbkeIdentity)
     wan_host: str = "127.0.0.1"
     wan_port: int = 0
+    wan_broker: str | None = None  # [wan] broker = "mqtt://HOST:PORT": the premises on an MQTT broker
     trace: Path | None = None
     key_folders: list[Path] = field(default_factory=list)
     acb: bytes | None = None
@@ -279,7 +280,7 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     rig.han_seed = _integer(han.get("seed", 0), "[han] seed")
 
     wan = doc.get("wan", {})
-    _check_keys(wan, {"host", "port", "trace"}, "[wan]")
+    _check_keys(wan, {"host", "port", "trace", "broker"}, "[wan]")
     rig.wan_host = wan.get("host", "127.0.0.1")
     if not isinstance(rig.wan_host, str) or not rig.wan_host:
         raise RigError("[wan] host: expected an address string")
@@ -288,6 +289,15 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
         raise RigError("[wan] port: must be 0..65535")
     if "trace" in wan:
         rig.trace = _path(wan["trace"], base, "[wan] trace")
+    if "broker" in wan:
+        from gbhub.wan.mqtt import parse_wan
+
+        try:
+            if not isinstance(wan["broker"], str) or not parse_wan(wan["broker"]).mqtt:
+                raise ValueError("expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        except ValueError as exc:
+            raise RigError(f"[wan] broker: {exc}") from None
+        rig.wan_broker = wan["broker"]
 
     ks = doc.get("keystore", {})
     _check_keys(ks, {"folders", "acb", "supplier", "network_operator"}, "[keystore]")

@@ -16,6 +16,9 @@ def register(sub) -> None:
     r = sub.add_parser("run", help="run a premises (demo without a rig file)")
     r.add_argument("rig", nargs="?", help="rig file (TOML); default: the demo premises")
     r.add_argument("--data", metavar="DIR", help="data folder (default ./gbhub-data, or the rig's `data`)")
+    r.add_argument("--wan", metavar="ADDRESS",
+                   help="WAN: HOST:PORT or tcp://HOST:PORT to listen on, or mqtt://HOST:PORT (mqtts:// with TLS) "
+                        "to put the premises on a broker")
     r.add_argument("--wan-port", type=int, metavar="N", help="TCP WAN port (default: the rig's, else any free port)")
     r.add_argument("--wan-host", metavar="HOST", help="TCP WAN address (default 127.0.0.1)")
     r.add_argument("--trace", metavar="FILE", help="append one JSON line per WAN frame")
@@ -29,8 +32,21 @@ def register(sub) -> None:
     r.set_defaults(func=cmd_run)
 
 
+def wan_address(text: str):
+    """A `--wan` value (`gbhub.wan.mqtt.parse_wan`), or a one-line usage error."""
+    from gbhub.tools.inputs import UsageError
+    from gbhub.wan.mqtt import parse_wan
+
+    try:
+        return parse_wan(text)
+    except ValueError as exc:
+        raise UsageError(f"--wan: {exc} (HOST:PORT, tcp://HOST:PORT, mqtt://HOST:PORT or mqtts://HOST:PORT)") from None
+
+
 def _client_args(p, timeout: float | None = 10.0) -> None:
-    p.add_argument("--wan", metavar="HOST:PORT", help="premises WAN address (default: from DATA/premises.json)")
+    p.add_argument("--wan", metavar="ADDRESS",
+                   help="premises WAN: HOST:PORT, tcp://HOST:PORT, mqtt://HOST:PORT or mqtts://HOST:PORT "
+                        "(default: from DATA/premises.json)")
     p.add_argument("--keys", action="append", metavar="DIR", help="key folder(s) (default: the premises' keys)")
     p.add_argument("--data", metavar="DIR", default="gbhub-data", help="data folder of the running premises (default ./gbhub-data)")
     p.add_argument("--timeout", type=float, default=timeout, metavar="S",
@@ -57,6 +73,12 @@ def cmd_run(args) -> int:
             rig = default_rig(Path(args.data or "gbhub-data").resolve())
     except RigError as exc:
         raise UsageError(str(exc)) from None
+    if args.wan:
+        address = wan_address(args.wan)
+        if address.mqtt:
+            rig.wan_broker = args.wan
+        else:
+            rig.wan_host, rig.wan_port = address.host, address.port
     if args.wan_port is not None:
         if not 0 <= args.wan_port < 65536:
             raise UsageError("--wan-port must be 0..65535")
@@ -126,6 +148,20 @@ def _check_port(host: str, port: int) -> None:
             raise DataFolderError(f"WAN port {host}:{port} is not available: {exc.strerror or exc}") from None
 
 
+def _check_broker(url: str) -> None:
+    """An MQTT broker that cannot be reached is reported before commissioning, not after it."""
+    import socket
+
+    from gbhub.tools.datafolder import DataFolderError
+    from gbhub.wan.mqtt import parse_wan
+
+    a = parse_wan(url)
+    try:
+        socket.create_connection((a.host, a.port), timeout=5).close()
+    except OSError as exc:
+        raise DataFolderError(f"MQTT broker {a} cannot be reached: {exc.strerror or exc}") from None
+
+
 def _start(rig, args) -> int:
     """Everything `gbhub run` checks before the premises runs, in the order that leaves nothing
     behind: rig folders exist (before the data folder is made), the folder, its lock, --reset,
@@ -148,7 +184,10 @@ def _start(rig, args) -> int:
             df.reset(data)
         df.check_resumable(data, needs_pki=not rig.key_folders)
         df.check_nvm(data)
-        _check_port(rig.wan_host, rig.wan_port)
+        if rig.wan_broker is None:
+            _check_port(rig.wan_host, rig.wan_port)
+        else:
+            _check_broker(rig.wan_broker)
         resumed = df.commissioned(data)
         df.mark_manifest(data, "starting")
         handler = _log_file(data, args.verbose)
@@ -212,7 +251,10 @@ async def _run(rig, args, resumed: bool) -> int:
         control.start()
         m = premises.manifest()
         print(f"gbhub: premises {'resumed' if resumed else 'commissioned'}", flush=True)
-        print(f"gbhub: WAN (TCP) on {rig.wan_host}:{premises.wan_port}", flush=True)
+        if rig.wan_broker is not None:
+            print(f"gbhub: WAN (MQTT) on {premises.bridge.address}, topics {premises.bridge.down_topic[:-5]}/...", flush=True)
+        else:
+            print(f"gbhub: WAN (TCP) on {rig.wan_host}:{premises.wan_port}", flush=True)
         for name, eui in m["devices"].items():
             kind = m["types"][name]
             label = name if name == kind else f"{name} ({kind})"
@@ -264,23 +306,22 @@ async def _headend(args, need_keys: bool = True, connect: bool = True, take_queu
     `connect=False` (gbhub build) on a link nothing listens on; `take_queued=True` (gbhub alerts)
     takes, and acknowledges, the frames the CHF queued while no head-end was attached."""
     from gbhub.tools.inputs import Failure, UsageError, load_keys
-    from gbhub.wan.bridge import TcpClient
+    from gbhub.wan.bridge import WanError
     from gbhub.wan.headend import HeadEnd
 
     m = _manifest(args)
     wan = args.wan
+    mw = m.get("wan") or {}
     if wan is None and connect:
-        if not m.get("wan"):
+        if not mw:
             raise UsageError(f"no --wan given and no running premises found in {args.data}/premises.json")
-        wan = f"{m['wan']['host']}:{m['wan']['port']}"
-    host, _, port = (wan or ":0").rpartition(":")
-    try:
-        port_n = int(port)
-        if not 0 <= port_n < 65536:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--wan must be HOST:PORT, got {wan!r}") from None
+        wan = mw["url"] if "url" in mw else f"{mw['host']}:{mw['port']}"
+    address = wan_address(wan) if wan else None
     keys = load_keys(args.keys or m.get("keys"))
+    if m.get("fleet"):  # a fleet's devices' keys are derived from its seed (tools/fleet.py)
+        from gbhub.tools.fleet import FleetKeystore
+
+        keys = FleetKeystore(int(m["fleet"]["seed"]), keys)
     if not len(keys) and not need_keys:
         # send-raw only relays bytes: no keys needed, the EUIs just fill the head-end's slots
         from gbcs.catalogue import RTDS_ACB as acb, RTDS_SUPPLIER as supplier
@@ -300,13 +341,42 @@ async def _headend(args, need_keys: bool = True, connect: bool = True, take_queu
 
         return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb, counters=_counters(args, m),
                        ca_certificates=cas), m
-    client = TcpClient(host or "127.0.0.1", port_n)
     try:
-        await client.connect()
-    except OSError as exc:
-        raise Failure(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
+        client = await _link(address, m, take_queued, getattr(args, "to", None))
+    except (OSError, WanError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise Failure(f"cannot connect to the premises WAN at {wan}: {why}") from None
     return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m), take_queued=take_queued,
                    ca_certificates=cas), m
+
+
+async def _link(address, manifest: dict, take_queued: bool | None, to: str | None = None):
+    """The head-end's link: TCP, or the broker with the hub(s) the manifest names (one premises'
+    CHF, or a fleet's recipient -> CHF map); a head-end that takes queued frames (gbhub alerts)
+    keeps a persistent session, so alerts published while it reconnects wait for it."""
+    from gbhub.wan.mqtt import connect_link
+
+    mw = manifest.get("wan") or {}
+    if not address.mqtt and mw.get("tcp") and manifest.get("fleet") and address == wan_address(f"{mw['host']}:{mw['port']}"):
+        from gbhub.tools.fleet import tcp_link  # a TCP fleet: every worker's listener, routed by recipient
+
+        return await tcp_link(manifest).connect()
+    chf = parse_eui(mw["chf"]) if mw.get("chf") else None
+    hubs = {parse_eui(d): parse_eui(c) for d, c in (manifest.get("hubs") or {}).items()} or None
+    if address.mqtt and chf is None and hubs is None:
+        from gbhub.tools.inputs import UsageError
+
+        raise UsageError("over MQTT the head-end needs the premises' premises.json (give --data DIR) to know its hub")
+    ident = None
+    if take_queued and address.mqtt:
+        ident = f"gbhub-alerts-{mw.get('chf') or 'fleet'}"
+    watch = None
+    if hubs and to:  # one command into a fleet: watch only its hub's topics, not the whole fleet's traffic
+        try:
+            watch = [hubs[recipient_of(to, manifest)]]
+        except Exception:  # noqa: BLE001 - a bad --to is reported where it is resolved
+            watch = None
+    return await connect_link(address, chf=chf, hubs=hubs, watch=watch, identifier=ident)
 
 
 def _counters(args, manifest: dict):

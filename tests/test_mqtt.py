@@ -1,0 +1,232 @@
+"""The MQTT WAN bridge against a real Mosquitto broker started here (skipped only when mosquitto is
+not installed and not in CI; `.ci/run` installs it)."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from gbcs.codec import eui_hex
+from gbhub.tools.mosquitto import Mosquitto, mosquitto_binary
+from gbhub.wan.bridge import WanDown
+from gbhub.wan.headend import HeadEnd
+from gbhub.wan.mqtt import MqttClient, parse_wan, topic
+
+if mosquitto_binary() is None:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("mosquitto missing in CI: .ci/run installs it (apt-get install mosquitto)")
+    pytest.skip("mosquitto not installed (apt-get install mosquitto)", allow_module_level=True)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Mosquitto(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+def test_parse_wan():
+    a = parse_wan("10.0.0.5:4059")
+    assert (a.scheme, a.host, a.port, a.mqtt) == ("tcp", "10.0.0.5", 4059, False)
+    assert parse_wan("tcp://h:1").port == 1
+    m = parse_wan("mqtt://broker.example")
+    assert (m.scheme, m.host, m.port, m.mqtt, m.tls) == ("mqtt", "broker.example", 1883, True, False)
+    s = parse_wan("mqtts://hub:secret@b:8884?ca=/etc/ca.pem&insecure=1")
+    assert (s.port, s.username, s.password, s.ca, s.insecure, s.tls) == (8884, "hub", "secret", "/etc/ca.pem", True, True)
+    assert "secret" not in str(s)
+    for bad in ("h", "ftp://h:1", "tcp://h", "mqtt://h:1/x", "mqtt://h:1?ca=x", "h:99999"):
+        with pytest.raises(ValueError):
+            parse_wan(bad)
+
+
+async def _premises_on(broker, premises_factory, **kw):
+    from gbhub.tools.rig import default_rig
+
+    rig = default_rig(None, ihd=kw.pop("ihd", True))
+    rig.clock = "sim"
+    rig.wan_broker = broker.url
+    return await premises_factory(rig=rig)
+
+
+async def _headend(broker, p, **kw) -> HeadEnd:
+    if not hasattr(p, "counters_used"):
+        p.counters_used = p.headend.counters
+    link = await MqttClient(parse_wan(broker.url), chf=p.chf.eui, **kw).connect()
+    ident = p.identity
+    return HeadEnd(link, ident.keystore, supplier=ident.supplier, acb=ident.acb, clock=p.clock, counters=p.counters_used)
+
+
+async def test_round_trip_through_the_premises(broker, premises_factory):
+    p = await _premises_on(broker, premises_factory)
+    p.counters_used = p.headend.counters  # the new head-end goes on above the commissioning counters
+    await p.headend.close()  # only the broker's head-ends from here
+    p.headend = None
+    he = await _headend(broker, p)
+    try:
+        r = await he.send_use_case("ECS17b", recipient=p.esme.eui, timeout=10)
+        assert r.ok and r.reply.valid
+        r = await he.send_use_case("ECS42", recipient=p.esme.eui, timeout=10)  # critical: signed both ways
+        assert r.reply.valid
+        assert p.bridge.session.stats["duplicates"] == 0
+    finally:
+        await he.close()
+
+
+async def test_state_is_retained_online_and_offline_by_last_will(broker, premises_factory):
+    p = await _premises_on(broker, premises_factory)
+    watcher = MqttClient(parse_wan(broker.url), chf=p.chf.eui, watch=[])
+    seen: list[bytes] = []
+    watcher._subscriptions = lambda: [topic(p.chf.eui, "state")]  # a plain subscriber to the state topic
+    watcher._on_message = lambda c, u, msg: seen.append(msg.payload)
+    await watcher.connect()
+    try:
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        assert seen[-1] == b"online"
+        # a hub that vanishes without saying goodbye: the broker publishes its last will
+        p.bridge.session._paho.socket().close()
+        for _ in range(200):
+            if seen[-1] == b"offline":
+                break
+            await asyncio.sleep(0.05)
+        assert seen[-1] == b"offline"
+    finally:
+        await watcher.close()
+
+
+async def test_frames_queued_while_the_broker_is_away_arrive_in_order(broker, premises_factory):
+    p = await _premises_on(broker, premises_factory)
+    p.counters_used = p.headend.counters  # the new head-end goes on above the commissioning counters
+    await p.headend.close()
+    p.headend = None
+    he = await _headend(broker, p, identifier="test-headend")  # persistent session
+    try:
+        assert p.bridge.up
+        broker.stop()
+        for _ in range(100):
+            if not p.bridge.up:
+                break
+            await asyncio.sleep(0.05)
+        assert not p.bridge.up
+        with pytest.raises(WanDown):
+            await p.bridge.send_up(b"\xdf" + bytes(40))
+        # the ESME raises alerts while the WAN is away: the CHF queues them in order
+        since = len(he.received_alerts)
+        sent = [await p.esme.raise_alert(code) for code in (0x8F3F, 0x8F73, 0x8F74, 0x8F75)]
+        await p._settle(1)
+        assert p.chf.wan_queue() == sent
+        broker.start()
+        for _ in range(400):
+            if len(he.received_alerts) >= since + len(sent):
+                break
+            await asyncio.sleep(0.05)
+        assert [a.raw for a in he.received_alerts[since:]] == sent
+        assert all(a.valid for a in he.received_alerts[since:])
+        assert p.chf.wan_queue_length == 0
+        r = await he.send_use_case("ECS17b", recipient=p.esme.eui, timeout=15)
+        assert r.ok
+    finally:
+        await he.close()
+
+
+def _tls_files(folder):
+    """A CA and a server certificate for 127.0.0.1 (test only)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gbhub test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "ca.pem", folder / "server.pem", folder / "server.key"]
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return [str(p) for p in paths]
+
+
+async def test_tls_and_password(tmp_path, premises_factory, monkeypatch):
+    from gbhub.tools.rig import default_rig
+    from gbhub.wan.bridge import WanError
+
+    ca, cert, key = _tls_files(tmp_path / "tls")
+    b = Mosquitto(tmp_path / "broker", tls=(ca, cert, key), users={"hub": "s3cret"}).start()
+    try:
+        url = f"mqtts://hub@127.0.0.1:{b.port}?ca={ca}"
+        monkeypatch.setenv("GBHUB_MQTT_PASSWORD", "s3cret")  # the password from the environment
+        rig = default_rig(None, ihd=False)
+        rig.clock = "sim"
+        rig.wan_broker = url
+        p = await premises_factory(rig=rig)
+        assert p.bridge.session.connected
+        he = await _headend_on(url, p)
+        try:
+            r = await he.send_use_case("ECS17b", recipient=p.esme.eui, timeout=10)
+            assert r.ok
+        finally:
+            await he.close()
+        monkeypatch.setenv("GBHUB_MQTT_PASSWORD", "wrong")
+        with pytest.raises(WanError):
+            await MqttClient(parse_wan(url), chf=p.chf.eui).connect(timeout=3)
+    finally:
+        b.stop()
+
+
+async def _headend_on(url, p) -> HeadEnd:
+    link = await MqttClient(parse_wan(url), chf=p.chf.eui).connect()
+    ident = p.identity
+    return HeadEnd(link, ident.keystore, supplier=ident.supplier, acb=ident.acb, clock=p.clock, counters=p.headend.counters)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_parse_wan_takes_any_text_and_only_raises_value_error(text):
+    try:
+        a = parse_wan(text)
+    except ValueError:
+        return
+    assert a.scheme in ("tcp", "mqtt", "mqtts") and 0 <= a.port < 65536 and a.host
+    assert parse_wan(str(a)).port == a.port
+
+
+async def test_garbage_on_the_down_topic_changes_nothing(broker, premises_factory):
+    import aiomqtt
+
+    p = await _premises_on(broker, premises_factory)
+    he = await _headend(broker, p)
+    down = topic(p.chf.eui, "down")
+    session = p.bridge.session
+    try:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as attacker:
+            for payload in (b"", b"\x00", b"\xdf" * 3, b"\xdd" + bytes(100), os.urandom(300), b"\x00\x03" + bytes(8),
+                            bytes(70 * 1024)):
+                await attacker.publish(down, payload, qos=1)
+        await asyncio.sleep(0.5)
+        await p._settle(1)
+        assert session.stats["dropped"] >= 3  # the 70 KiB frame (over max_frame) and the control frames
+        assert p.bridge.session.connected
+        r = await he.send_use_case("ECS17b", recipient=p.esme.eui, timeout=10)
+        assert r.ok
+    finally:
+        await he.close()
