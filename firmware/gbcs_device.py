@@ -13,9 +13,14 @@ attribute `HANDLERS`, built with `handlers(...)` from one entry per use case, ke
         join(MessageCode.CS03B, DeviceType.TYPE_2),  # the device-log service (firmware.device_log)
     )
 
-Each entry is a `Handler(message_code, run, use_case, dated)`: `run(device, command)` returns the
-response content (bytes) or an `Outcome`; `use_case` is the `gbcs.usecases` definition when there
-is one; `dated` puts a date-time in the response's header. A `dlms` binding decodes the
+Each entry is a `Handler(message_code, run, use_case, dated, fail)`: `run(device, command)` returns
+the response content (bytes) or an `Outcome`; `use_case` is the `gbcs.usecases` definition when
+there is one; `dated` puts a date-time in the response's header; `fail` (a `FailNext`) says how the
+use case answers when a test armed `fail-next` for it (`gbhub ctl fault EUI fail-next USE_CASE
+RESULT`): `dlms` entries answer each request with the given DLMS data-access / action result
+(`hardware-fault`, or one result per request: `success,hardware-fault,other-reason`, the last
+repeated; `success` requests are served as usual), as the reference device did for the DCC's
+ERROR vectors; ASN.1 entries take their response code (`asn1_failure`). A `dlms` binding decodes the
 ACCESS.request, refuses (`malformed`, alert 0x8F1E) any request the use case's definition does not
 allow (`UseCaseDef.allows` — the allowed requests are written once, in `gbcs.usecases`), and
 answers through `device.objects` (`firmware.cosem.ObjectModel.answer`; `BREAK_ON_ERROR` says
@@ -41,13 +46,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gbcs import catalogue, usecases
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
-from gbcs.dlms import AccessRequest, Data, RequestSpec, decode_apdu, obis_text
+from gbcs.dlms import ACTION_RESULTS, DATA_ACCESS_RESULTS, AccessRequest, AccessResponse, Data, RequestSpec, decode_apdu, obis_text
 from gbcs.frame import CRA, Message, decode_message, mac_frame
 from gbcs.keystore import Keystore
 from gbcs.obis import OBIS
 from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, kdf, sign
 
-from .cosem import Attribute, CosemObject, datetime_bytes
+from . import faults as _faults
+from .cosem import SUCCESS, Attribute, CosemError, CosemObject, datetime_bytes
 from .device import Device
 from .nvm import NvmError
 
@@ -158,6 +164,16 @@ Run = Callable[[Any, Message], "bytes | Outcome"]  # (device, command) -> respon
 
 
 @dataclass(frozen=True, slots=True)
+class FailNext:
+    """How a use case answers a command `fail-next` armed for it: `parse(result text)` checks the
+    RESULT a person typed (ValueError with one line if bad), `respond(device, command, parsed)` builds
+    the response content (authenticated command, inside its NVM transaction)."""
+
+    parse: Callable[[str], Any]
+    respond: Callable[[Any, Message, Any], "bytes | Outcome"]
+
+
+@dataclass(frozen=True, slots=True)
 class Handler:
     """What executes one use case on a device (module doc: the handler table)."""
 
@@ -165,6 +181,7 @@ class Handler:
     run: Run
     use_case: "usecases.UseCaseDef | None" = None
     dated: bool = False  # the response carries a date-time in its header [O RTDS]
+    fail: FailNext | None = None  # its answer under `fail-next`
 
 
 def handlers(*entries: Handler) -> Mapping[int, Handler]:
@@ -185,9 +202,67 @@ def definition(message_code: MessageCode) -> "usecases.UseCaseDef | None":
         return None
 
 
-def call(message_code: MessageCode, run: Run, *, dated: bool = False) -> Handler:
-    """A use case executed by a function `run(device, command)` -> content bytes or `Outcome`."""
-    return Handler(message_code, run, definition(message_code), dated)
+def call(message_code: MessageCode, run: Run, *, dated: bool = False, fail: FailNext | None = None) -> Handler:
+    """A use case executed by a function `run(device, command)` -> content bytes or `Outcome`;
+    `fail` its answer under `fail-next` (e.g. `asn1_failure(...)`)."""
+    return Handler(message_code, run, definition(message_code), dated, fail)
+
+
+# ------------------------------------------------------------------------------- fail-next
+_RESULT_NAMES = {name: code for code, name in {**DATA_ACCESS_RESULTS, **ACTION_RESULTS}.items()}
+
+
+def _parse_dlms_results(text: str) -> tuple[int, ...]:
+    codes = []
+    for part in text.split(","):
+        part = part.strip().lower().replace("_", "-")
+        if part in _RESULT_NAMES:
+            codes.append(_RESULT_NAMES[part])
+        elif part.isdigit() and int(part) <= 255:
+            codes.append(int(part))
+        else:
+            raise ValueError(f"{part!r} is not a DLMS result (e.g. hardware-fault, temporary-failure, other-reason, "
+                             "or a number 0-255; one per request, comma-separated)")
+    if not codes:
+        raise ValueError("no result given")
+    return tuple(codes)
+
+
+def _dlms_fail_respond(device: "GbcsDevice", request: AccessRequest, codes: tuple[int, ...]) -> bytes:
+    """Each request answers its result (the last one repeated); `success` ones are served."""
+    data: list[Data | None] = []
+    results: list[int] = []
+    for i, (spec, value) in enumerate(zip(request.specs, request.data)):
+        code = codes[min(i, len(codes) - 1)]
+        if code == SUCCESS:
+            try:
+                data.append(device.objects.serve(spec, value))
+                results.append(SUCCESS)
+            except CosemError as exc:
+                data.append(exc.data)
+                results.append(exc.result)
+        else:
+            data.append(None)
+            results.append(code)
+    return AccessResponse.answer(request, data, results).encode()
+
+
+def asn1_failure(codes: type, build: Callable[[int], bytes]) -> FailNext:
+    """`fail-next` for an ASN.1 use case: RESULT names a member of the response-code enum `codes`
+    (`NOT_IN_DEVICE_LOG`, any case) or gives its number; `build(code)` is the response content."""
+
+    def parse(text: str) -> int:
+        t = text.strip()
+        try:
+            return int(codes[t.upper().replace("-", "_")])
+        except KeyError:
+            pass
+        if t.isdigit():
+            return int(t)
+        names = ", ".join(m.name for m in codes)
+        raise ValueError(f"{text!r} is not a response code here ({names}, or a number)")
+
+    return FailNext(parse, lambda device, message, code: build(code))
 
 
 RequestCheck = Callable[[RequestSpec, Any], None]  # raises CommandRejected
@@ -203,7 +278,9 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
     allows = uc.allows
     name = message_code.name
 
-    def run(device: "GbcsDevice", message: Message) -> bytes:
+    def request_of(message: Message) -> AccessRequest:
+        """The command's ACCESS.request, refused (malformed) when it asks for what the use case's
+        definition does not allow or fails the entry's content check."""
         try:
             request = decode_apdu(message.content, message_code=message.message_code)
         except DecodeError as exc:
@@ -216,9 +293,15 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
                                                    f"is not part of {name}")
             if check is not None:
                 check(spec, value)
-        return device.objects.answer(request, break_on_error=device.BREAK_ON_ERROR).encode()
+        return request
 
-    return Handler(message_code, run, uc, dated)
+    def run(device: "GbcsDevice", message: Message) -> bytes:
+        return device.objects.answer(request_of(message), break_on_error=device.BREAK_ON_ERROR).encode()
+
+    def fail(device: "GbcsDevice", message: Message, codes: tuple[int, ...]) -> bytes:
+        return _dlms_fail_respond(device, request_of(message), codes)
+
+    return Handler(message_code, run, uc, dated, FailNext(_parse_dlms_results, fail))
 
 
 class GbcsDevice(Device):
@@ -248,9 +331,16 @@ class GbcsDevice(Device):
         self._alert_recipient = alert_recipient
         self.rejected = 0
         self.accepted = 0
+        self._fail_next: dict[int, Any] = {}  # message code -> parsed RESULT (`fail-next`; RAM only)
 
     #: The use cases this device serves and what executes each (module doc).
     HANDLERS: ClassVar[Mapping[int, Handler]] = MappingProxyType({})
+    #: Faults every GBCS device can suffer (`firmware.faults`); device types extend it with `base=`.
+    FAULT_KINDS = _faults.fault_kinds(_faults.fault(
+        "fail-next", lambda device, args, options: device.arm_fail_next(args), "USE_CASE RESULT",
+        "the next authentic command of USE_CASE is answered with RESULT: a DLMS result (`hardware-fault`, "
+        "or one per request: `success,hardware-fault,other-reason`) or the ASN.1 response code (CS02*, CS03*, "
+        "CS04*, CS06, CS07)"))
     #: Whether DLMS requests honour the invoke-id's break-on-error flag (`ObjectModel.answer`).
     BREAK_ON_ERROR: ClassVar[bool] = True
     #: The device's COSEM objects, for `dlms` handlers (set by devices that serve DLMS).
@@ -269,12 +359,35 @@ class GbcsDevice(Device):
         handler = self.HANDLERS.get(message.message_code)
         if handler is None:
             raise CommandRejected("unsupported", f"message code 0x{message.message_code:04X}")
-        out = handler.run(self, message)
+        armed = self._fail_next
+        if armed and message.message_code in armed and handler.fail is not None:
+            out = handler.fail.respond(self, message, armed.pop(message.message_code))
+            log.info("%s %s answered %s as fail-next said", self.kind, self.eui_hex, handler.message_code.name)
+        else:
+            out = handler.run(self, message)
         if type(out) is not Outcome:
             out = Outcome(out)
         if handler.dated:
             out.date_time = self.response_date_time()
         return out
+
+    def arm_fail_next(self, args: list[str]) -> dict:
+        """`fail-next USE_CASE RESULT` (see FAULT_KINDS); a second one for the same use case replaces
+        the first. Not kept across a restart."""
+        _faults.arity("fail-next", args, 2, "USE_CASE RESULT")
+        name, result = args
+        code = next((c for c, h in self.HANDLERS.items() if h.message_code.name.lower() == name.lower()), None)
+        if code is None:
+            raise _faults.FaultError(f"{self.kind} {self.eui_hex} does not serve {name}")
+        handler = self.HANDLERS[code]
+        if handler.fail is None:
+            raise _faults.FaultError(f"{handler.message_code.name} has no failure answer on {self.kind}")
+        try:
+            parsed = handler.fail.parse(result)
+        except ValueError as exc:
+            raise _faults.FaultError(str(exc)) from None
+        self._fail_next[code] = parsed
+        return {"use_case": handler.message_code.name, "result": result}
 
     def firmware_version_object(self) -> CosemObject:
         """The firmware version object (ECS52 reads attribute 2) every DLMS device exposes."""
@@ -449,16 +562,18 @@ class GbcsDevice(Device):
         )
         return self.seal(msg, critical=critical, peer=recipient)
 
-    async def raise_alert(self, alert_code: int, **kw: Any) -> bytes | None:
-        """Build and send an alert; logged in the event log. Never raises (an alert that can't
-        be built or sent is logged instead)."""
+    async def raise_alert(self, alert_code: int, *, log_it: bool = True, **kw: Any) -> bytes | None:
+        """Build and send an alert; logged in the event log (unless `log_it` is False: the
+        device's event behaviours say not to). Never raises (an alert that can't be built or sent
+        is logged instead)."""
         try:
             frame = self.build_alert(alert_code, **kw)
         except Exception as exc:  # noqa: BLE001 - a device must not crash on its own alert
             log.warning("%s %s: cannot build alert %04X: %s", self.kind, self.eui_hex, alert_code, exc)
             return None
         try:
-            self.log_event("alert", alert_code=f"{alert_code:04X}")
+            if log_it:
+                self.log_event("alert", alert_code=f"{alert_code:04X}")
         except NvmError as exc:  # the alert still goes out (it may be the one reporting this)
             log.warning("%s %s: alert %04X not logged: %s", self.kind, self.eui_hex, alert_code, exc)
         await self._send(frame)

@@ -66,6 +66,13 @@ _ROWS: tuple[tuple[str, int, str, str], ...] = (
       for i in range(8)),
     *((f"BLOCK_THRESHOLDS_{i + 1}_PASSIVE", 21, f"0-0:16.1.{11 + i}.255", f"block tariff {i + 1} thresholds, passive [O]")
       for i in range(8)),
+    # -- ESME alert and event behaviours (ECS25*): 512-bit filters, bit n = event code 0x8000 + n [O objects; bit map I]
+    ("ALERT_BEHAVIOURS_SUPPLIER", 1, "0-30:97.98.11.255", "alerts sent to the supplier (ECS25a) [O]"),
+    ("EVENT_BEHAVIOURS_HAN_SUPPLIER", 1, "0-30:97.98.12.255", "events shown on HAN devices (ECS25a1) [I]"),
+    ("EVENT_BEHAVIOURS_AUDIBLE_SUPPLIER", 1, "0-30:97.98.13.255", "audible alarm (ECS25a2) [O]"),
+    ("EVENT_BEHAVIOURS_LOGGING_SUPPLIER", 1, "0-30:97.98.14.255", "events logged (ECS25a3) [O]"),
+    ("ALERT_BEHAVIOURS_NETWORK_OPERATOR", 1, "0-33:97.98.11.255", "alerts sent to the network operator (ECS25b) [I]"),
+    ("EVENT_BEHAVIOURS_LOGGING_NETWORK_OPERATOR", 1, "0-33:97.98.14.255", "events logged (ECS25b3) [O]"),
 )
 
 OBJECTS: dict[str, CosemObjectId] = {

@@ -25,6 +25,8 @@ response shapes follow the RTDS response vectors):
   ECS70   clock: preset with validity window, adjust, read back
   CS01a   top-up: UTRN into the token gateway (gbcs.utrn)
   CS03A1/CS03B/CS04AC/CS04B/CS07  the ESME's own device log (ASN.1, `firmware.device_log`)
+  ECS25a/a1/a2/a3  alert and event behaviours (`meter.esme_events`, which also raises the ESME's
+          events from their causes and declares its faults: `gbhub ctl fault`)
 
 Choices no source fixes are tagged [I]/[U] where they are made.
 """
@@ -92,6 +94,7 @@ from .esme_state import (
     SUPPLY_STATES,
     TOU_TIERS,
 )
+from .esme_events import EsmeEvents
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel
 from .prepayment import Prepayment
@@ -240,7 +243,7 @@ def _shape_like(template: Data) -> Callable[[Data], bool]:
 
 
 # ------------------------------------------------------------------------------------------ Esme
-class Esme(Prepayment, EsmeZcl, GbcsDevice):
+class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
     """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
 
     `prepayment_key` is the supplier's prepayment KA public key (its prePaymentTopUp trust anchor,
@@ -270,6 +273,11 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         dlms(MessageCode.ECS52),
         dlms(MessageCode.ECS70),
         dlms(MessageCode.CS01a, dated=True),
+        # alert and event behaviours (meter.esme_events)
+        dlms(MessageCode.ECS25a),
+        dlms(MessageCode.ECS25a1),
+        dlms(MessageCode.ECS25a2),
+        dlms(MessageCode.ECS25a3),
         # Method A for devices that exchange GBCS messages with the ESME (PPMID, HCALCS), Method B
         # for Type 2 devices (IHD/CAD) and the GPF [I]
         join(MessageCode.CS03A1, DeviceType.PPMID, DeviceType.HCALCS),
@@ -349,10 +357,12 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         alerts = self._take_alerts()
         self._arm_half_hour()
         self._arm_pending()
+        self._events_boot()
         if alerts:
             self.spawn(self._send_alerts(alerts))
 
     def on_power_off(self) -> None:
+        self._events_off()
         self._half_hour_timer = None
         self._pending_timers.clear()
         self._profile_loaded = False
@@ -807,6 +817,7 @@ class Esme(Prepayment, EsmeZcl, GbcsDevice):
         for protection, readable in PROTECTION_OBJECTS.items():
             add(CosemObject.of(protection, {}, {1: partial(self._get_protected_attributes, readable)}))
         self._add_tariff_objects(model)
+        self._add_event_objects(model)
         return model
 
     def _add_tariff_objects(self, model: ObjectModel) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from gbhub.firmware.clock import SimClock
 from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
 from gbhub.firmware.nvm import Nvm
-from gbcs import catalogue
+from gbcs import catalogue, usecases
 from gbcs.analyse import analyse
 from gbcs.asn1 import (
     DeviceJoinDetails,
@@ -516,6 +516,9 @@ VALID_CONTENT = {
     CS04AC: lambda r: UnjoinDevice(entity_id=PPMID_EUI).encode(),
     CS04B: lambda r: UnjoinDevice(entity_id=IHD_EUI).encode(),
     CS07: lambda r: ReadDeviceJoinDetails().encode(),
+    # alert and event behaviours (meter.esme_events)
+    **{catalogue.MessageCode[uc]: (lambda u: lambda r: usecases.get(u).build(1000, codes=(catalogue.AlertCode.CLOCK_ADJUSTED,)))(uc)
+       for uc in ("ECS25a", "ECS25a1", "ECS25a2", "ECS25a3")},
 }
 
 

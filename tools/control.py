@@ -191,7 +191,35 @@ class ControlServer:
                 if rate > 0 and i + 1 < count:
                     await asyncio.sleep(1.0 / rate)
             return {"eui": eui_hex(device.eui), "code": f"0x{int(req['code']):04X}", "raised": sent}
+        if op == "fault":
+            return self._fault(req)
         raise ControlError(f"unknown control request {op!r}")
+
+    def _fault(self, req: dict) -> dict:
+        """`gbhub ctl fault`: the device applies the fault at once (anything that lasts runs on its
+        own clock), so the request returns at once."""
+        from gbhub.firmware.device import DeviceOff
+        from gbhub.firmware.faults import FaultError, UnknownFault
+
+        device = self._device(req["eui"])
+        kind = str(req.get("kind", ""))
+        who = f"{self.premises.name_of(device)} ({eui_hex(device.eui)})"
+        inject = getattr(device, "inject_fault", None)
+        if inject is None:
+            raise ControlError(f"{who} has no fault {kind}")
+        args = req.get("args") or []
+        options = req.get("options") or {}
+        if not isinstance(args, list) or not isinstance(options, dict):
+            raise ControlError("fault: args must be a list and options an object")
+        try:
+            result = inject(kind, [str(a) for a in args], options)
+        except UnknownFault:
+            raise ControlError(f"{who} has no fault {kind}") from None
+        except FaultError as exc:
+            raise ControlError(f"{who}: {exc}") from None
+        except DeviceOff:
+            raise ControlError(f"{who} is off") from None
+        return {"eui": eui_hex(device.eui), "fault": kind, **(result or {})}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -256,7 +284,8 @@ def register(sub) -> None:
     s.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S seconds (default 60): exit 1")
     s.set_defaults(func=cmd_wait)
 
-    c = sub.add_parser("ctl", help="control a running premises: wan down|up, han EUI down|up, press EUI, alert EUI CODE")
+    c = sub.add_parser("ctl", help="control a running premises: wan down|up, han EUI down|up, press EUI, alert EUI CODE, "
+                                   "fault EUI KIND [ARGS...]")
     data_arg(c)
     c.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the answer (default 10)")
     ops = c.add_subparsers(dest="op", metavar="OP", required=True)
@@ -272,7 +301,15 @@ def register(sub) -> None:
     a.add_argument("code", metavar="CODE", help="alert code: 0x8F3F, decimal, or an AlertCode name")
     a.add_argument("--count", type=int, default=1, metavar="N", help="how many (default 1)")
     a.add_argument("--rate", type=float, default=0.0, metavar="PER_S", help="alerts per second (default: as fast as possible)")
-    for p in (w, h, pr, a):
+    f = ops.add_parser("fault", help="inject a fault into a device, e.g. tamper, voltage VOLTS, load WATTS, power off|on, "
+                                     "credit POUNDS, fail-next USE_CASE RESULT (README: Fault injection)")
+    f.add_argument("eui", metavar="EUI", help="device EUI (or name)")
+    f.add_argument("kind", metavar="KIND", help="the fault (the device type's table in the README)")
+    f.add_argument("args", metavar="ARGS", nargs="*", help="the fault's arguments")
+    f.add_argument("--phase", type=int, default=None, metavar="N", help="the phase it affects (voltage; default all)")
+    f.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="how long it lasts on the device's clock (default: until changed)")
+    for p in (w, h, pr, a, f):
         data_arg(p, argparse.SUPPRESS)  # --data also after the operation (not overriding one before it)
     c.set_defaults(func=cmd_ctl)
 
@@ -328,6 +365,13 @@ def cmd_ctl(args) -> int:
         req = {"op": "han", "eui": args.eui, "up": args.state == "up"}
     elif args.op == "press":
         req = {"op": "press", "eui": args.eui}
+    elif args.op == "fault":
+        if args.phase is not None and not 1 <= args.phase <= 3:
+            raise UsageError("--phase must be 1, 2 or 3")
+        if args.seconds is not None and not (args.seconds > 0 and args.seconds < 1e9):
+            raise UsageError("--seconds must be a positive number of seconds")
+        options = {k: v for k, v in (("phase", args.phase), ("seconds", args.seconds)) if v is not None}
+        req = {"op": "fault", "eui": args.eui, "kind": args.kind, "args": list(args.args), "options": options}
     else:
         try:
             code = parse_alert_code(args.code)

@@ -38,7 +38,7 @@ from typing import Any, Iterable
 
 from ..frame import Message
 from ..payload import Decrypt
-from . import chf, esme, devicelog  # noqa: F401,I001  (each defines its use cases into REGISTRY, in this order)
+from . import chf, esme, devicelog, behaviours  # noqa: F401,I001  (each defines its use cases into REGISTRY, in this order)
 from .chf import (  # noqa: F401  (re-exported: ZigBee network control attribute and method ids)
     NC_ACTIVE_DEVICES,
     NC_ENABLE_DISABLE_JOINING,

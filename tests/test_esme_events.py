@@ -1,0 +1,192 @@
+"""ESME events from their causes (meter.esme_events) and fault injection (firmware.faults):
+each mandated alert provoked by its fault reaches the head-end with the right code; alert
+behaviours (ECS25a) suppress or enable it; fail-next answers like the RTDS ERROR vectors."""
+from __future__ import annotations
+
+import pytest
+
+from gbcs.catalogue import AlertCode
+from gbcs.usecases.behaviours import behaviour_bits, enabled_codes
+from gbhub.firmware.faults import FaultError, UnknownFault
+from gbhub.meter.esme_state import SUPPLY_ARMED, SUPPLY_DISABLED, SUPPLY_ENABLED
+
+
+
+async def _alert(premises, code: int, since: int = 0, timeout: float = 5.0):
+    return await premises.headend.wait_alert(lambda a: a.code == code and a.valid, since=since, timeout=timeout)
+
+
+def _codes(premises, since: int = 0) -> list[int]:
+    return [a.code for a in premises.headend.received_alerts[since:]]
+
+
+@pytest.mark.parametrize("kind,code", [
+    ("tamper", AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT),
+    ("cover-removed", AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_METER_COVER_REMOVED),
+    ("magnet", AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_STRONG_MAGNETIC_FIELD),
+    ("terminal-cover", AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TERMINAL_COVER_REMOVED),
+    ("unauthorised-access", AlertCode.UNAUTHORISED_COMMUNICATION_ACCESS_ATTEMPTED),
+])
+async def test_physical_faults_raise_their_alerts(premises, kind, code):
+    result = premises.esme.inject_fault(kind, [], {})
+    assert result["alert"] == f"0x{code:04X}"
+    alert = await _alert(premises, code)
+    assert alert.critical  # 0x8Fxx alerts are signed
+    assert any(e["code"] == int(code) for e in premises.esme.security_log())
+
+
+async def test_cover_closes_after_seconds_on_the_device_clock(premises):
+    premises.esme.inject_fault("cover-removed", [], {"seconds": 60})
+    await _alert(premises, AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_METER_COVER_REMOVED)
+    assert AlertCode.METER_COVER_CLOSED not in _codes(premises)
+    await premises.clock.advance(61)
+    await _alert(premises, AlertCode.METER_COVER_CLOSED)
+
+
+async def test_unknown_fault_and_bad_arguments(premises):
+    with pytest.raises(UnknownFault, match="has no fault battery"):
+        premises.esme.inject_fault("battery", [], {})
+    with pytest.raises(FaultError, match="VOLTS must be a number"):
+        premises.esme.inject_fault("voltage", ["high"], {})
+    with pytest.raises(FaultError, match="takes VOLTS"):
+        premises.esme.inject_fault("voltage", [], {})
+    with pytest.raises(FaultError, match="single-phase"):
+        premises.esme.inject_fault("voltage", ["250"], {"phase": 2})
+    with pytest.raises(FaultError, match="takes no --phase"):
+        premises.esme.inject_fault("tamper", [], {"phase": 1})
+    with pytest.raises(FaultError, match="does not serve ECS99"):
+        premises.esme.inject_fault("fail-next", ["ECS99", "hardware-fault"], {})
+    with pytest.raises(FaultError, match="not a DLMS result"):
+        premises.esme.inject_fault("fail-next", ["ECS17c", "broken"], {})
+
+
+async def test_sag_and_its_clearing_after_their_periods(premises):
+    premises.esme.inject_fault("voltage", ["200"], {"seconds": 120})
+    await premises.clock.advance(29)
+    assert AlertCode.RMS_VOLTAGE_BELOW_VOLTAGE_SAG_THRESHOLD_VOLTAGE_FALLS_BELOW_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD \
+        not in _codes(premises)
+    await premises.clock.advance(2)
+    await _alert(premises, AlertCode.RMS_VOLTAGE_BELOW_VOLTAGE_SAG_THRESHOLD_VOLTAGE_FALLS_BELOW_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD)
+    await premises.clock.advance(120)  # back to 230 V at 120 s, then 30 s above the sag threshold
+    await _alert(premises, AlertCode.RMS_VOLTAGE_BELOW_VOLTAGE_SAG_THRESHOLD_VOLTAGE_RETURNS_ABOVE_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD)
+
+
+@pytest.mark.parametrize("volts,codes", [
+    (270, [AlertCode.RMS_VOLTAGE_ABOVE_EXTREME_OVER_VOLTAGE_THRESHOLD_VOLTAGE_RISES_ABOVE_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD,
+           AlertCode.RMS_VOLTAGE_ABOVE_VOLTAGE_SWELL_THRESHOLD_VOLTAGE_RISES_ABOVE_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD,
+           AlertCode.AVERAGE_RMS_VOLTAGE_ABOVE_AVERAGE_RMS_OVER_VOLTAGE_THRESHOLD]),
+    (150, [AlertCode.RMS_VOLTAGE_BELOW_EXTREME_UNDER_VOLTAGE_THRESHOLD_VOLTAGE_FALLS_BELOW_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD,
+           AlertCode.RMS_VOLTAGE_BELOW_VOLTAGE_SAG_THRESHOLD_VOLTAGE_FALLS_BELOW_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD,
+           AlertCode.AVERAGE_RMS_VOLTAGE_BELOW_AVERAGE_RMS_UNDER_VOLTAGE_THRESHOLD]),
+])
+async def test_voltage_extremes_and_averages(premises, volts, codes):
+    premises.esme.inject_fault("voltage", [str(volts)], {})
+    await premises.clock.advance(1300)  # two average periods (600 s)
+    got = _codes(premises)
+    for code in codes:
+        assert code in got, f"0x{code:04X} missing from {[hex(c) for c in got if c]}"
+    premises.esme.inject_fault("voltage", ["230"], {})
+    n = len(premises.headend.received_alerts)
+    await premises.clock.advance(1300)
+    cleared = _codes(premises, n)
+    assert len([c for c in cleared if 0x8080 <= c <= 0x809C]) == 3  # each condition clears once
+
+
+async def test_load_limit_disables_arms_and_restores(premises):
+    esme = premises.esme
+    result = esme.inject_fault("load", ["30000"], {"seconds": 100})
+    assert result["power_threshold"] == "high"
+    assert esme.power_w() == 30000
+    await premises.clock.advance(61)
+    await _alert(premises, AlertCode.ACTIVE_POWER_IMPORT_ABOVE_LOAD_LIMIT_THRESHOLD)
+    await _alert(premises, AlertCode.SUPPLY_DISABLED_THEN_ARMED_LOAD_LIMIT_TRIGGERED)
+    assert esme.supply_state == SUPPLY_ARMED
+    assert AlertCode.SUPPLY_ARMED not in _codes(premises)
+    await premises.clock.advance(300)
+    await _alert(premises, AlertCode.SUPPLY_ENABLED_AFTER_LOAD_LIMIT_RESTORATION_PERIOD)
+    assert esme.supply_state == SUPPLY_ENABLED
+    assert esme.power_w() != 30000  # the load fault ended after 100 s
+
+
+async def test_outage_and_restore(premises):
+    esme = premises.esme
+    before = esme.registers()["import_wh"]
+    esme.inject_fault("power", ["off"], {})
+    assert esme.power_w() == 0
+    await premises.clock.advance(60)
+    result = esme.inject_fault("power", ["on"], {})
+    assert result["alerts"] == ["0x8F35"]
+    await _alert(premises, AlertCode.SUPPLY_OUTAGE_RESTORED)
+    assert esme.registers()["import_wh"] - before <= 1
+    esme.inject_fault("power", ["off"], {"seconds": 240})
+    await premises.clock.advance(241)
+    await _alert(premises, AlertCode.SUPPLY_OUTAGE_RESTORED_OUTAGE_3_MINUTES)
+    codes = [e["code"] for e in esme.power_events()]
+    assert codes == [int(AlertCode.SUPPLY_INTERRUPTED), int(AlertCode.SUPPLY_OUTAGE_RESTORED),
+                     int(AlertCode.SUPPLY_INTERRUPTED), int(AlertCode.SUPPLY_OUTAGE_RESTORED_OUTAGE_3_MINUTES)]
+
+
+async def test_outage_survives_a_restart(premises_factory, tmp_path):
+    p = await premises_factory(tmp_path / "site")
+    p.esme.inject_fault("power", ["off"], {})
+    await p.stop()
+    p = await premises_factory(tmp_path / "site")
+    assert p.esme.power_w() == 0
+    p.esme.inject_fault("power", ["on"], {})
+    await _alert(p, AlertCode.SUPPLY_OUTAGE_RESTORED)
+
+
+@pytest.mark.premises(devices=[{"type": "esme", "name": "prepay", "options": {"payment_mode": "prepayment", "credit_pence": 2000}}])
+async def test_credit_low_then_disablement(premises):
+    esme = premises.device("prepay")
+    esme.inject_fault("credit", ["4.50"], {})
+    await _alert(premises, AlertCode.COMBINED_CREDIT_BELOW_LOW_CREDIT_THRESHOLD)
+    assert esme.supply_state == SUPPLY_ENABLED
+    result = esme.inject_fault("credit", ["-0.5"], {})
+    assert result["supply"] == SUPPLY_DISABLED and esme.credit_pence == -50
+    await _alert(premises, AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
+    esme.inject_fault("credit", ["10"], {})
+    assert esme.supply_state == SUPPLY_ARMED
+
+
+@pytest.mark.premises(devices=[{"type": "esme", "name": "prepay", "options": {"payment_mode": "prepayment", "credit_pence": 510}}])
+async def test_consumption_reaches_low_credit(premises):
+    esme = premises.device("prepay")
+    esme.inject_fault("load", ["5000"], {})
+    await premises.clock.advance(1800)  # 2.5 kWh at 25 p/kWh
+    await _alert(premises, AlertCode.COMBINED_CREDIT_BELOW_LOW_CREDIT_THRESHOLD)
+
+
+async def test_ecs25a_suppresses_and_enables_an_alert(premises):
+    """Overvoltage average (0x8002) is configurable: ECS25a without it suppresses it (not sent,
+    logged as suppressed); ECS25a with it enables it again."""
+    reply = await premises.send("ECS25a", codes=[AlertCode.CLOCK_ADJUSTED])
+    assert reply.ok
+    esme = premises.esme
+    assert not esme.behaviour_enabled("send", AlertCode.AVERAGE_RMS_VOLTAGE_ABOVE_AVERAGE_RMS_OVER_VOLTAGE_THRESHOLD)
+    esme.inject_fault("voltage", ["255"], {})
+    await premises.clock.advance(601)
+    assert AlertCode.AVERAGE_RMS_VOLTAGE_ABOVE_AVERAGE_RMS_OVER_VOLTAGE_THRESHOLD not in _codes(premises)
+    assert any(e["code"] == "alert_suppressed" for e in esme.event_log())
+    esme.inject_fault("tamper", [], {})  # critical alerts are never filtered
+    await _alert(premises, AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT)
+    reply = await premises.send("ECS25a", codes=[AlertCode.AVERAGE_RMS_VOLTAGE_BELOW_AVERAGE_RMS_OVER_VOLTAGE_THRESHOLD])
+    assert reply.ok
+    esme.inject_fault("voltage", ["230"], {})
+    await premises.clock.advance(601)
+    await _alert(premises, AlertCode.AVERAGE_RMS_VOLTAGE_BELOW_AVERAGE_RMS_OVER_VOLTAGE_THRESHOLD)
+
+
+def test_behaviour_bits_round_trip():
+    codes = [0x803A, 0x803B, 0x80F1, 0x80F2, 0x81F2]
+    assert enabled_codes(behaviour_bits(codes)) == codes
+    with pytest.raises(ValueError):
+        behaviour_bits([0x8F3F])
+
+
+async def test_fail_next_answers_once(premises):
+    premises.esme.inject_fault("fail-next", ["ECS17c", "hardware-fault"], {})
+    reply = await premises.send("ECS17c")
+    assert not reply.ok and reply.summary["result"] == "hardware-fault"
+    reply = await premises.send("ECS17c")
+    assert reply.ok
