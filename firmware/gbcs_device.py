@@ -53,6 +53,7 @@ from gbcs.obis import OBIS
 from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, kdf, sign
 
 from . import faults as _faults
+from .future import FutureDated, execution_times
 from .cosem import SUCCESS, Attribute, CosemError, CosemObject, datetime_bytes
 from .device import Device
 from .nvm import NvmError
@@ -268,10 +269,12 @@ def asn1_failure(codes: type, build: Callable[[int], bytes]) -> FailNext:
 RequestCheck = Callable[[RequestSpec, Any], None]  # raises CommandRejected
 
 
-def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated: bool = False) -> Handler:
+def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated: bool = False,
+         future: bool = False) -> Handler:
     """A use case served by the device's ObjectModel (`device.objects`): its ACCESS.request may
     carry only what the use case's definition allows; `check(spec, value)` refuses content the
-    definition cannot express (a script id)."""
+    definition cannot express (a script id). `future`: it may carry an execution date-time in
+    activation attributes (`firmware.future`); all of one command's must be the same."""
     uc = definition(message_code)
     if uc is None or not uc.requests:
         raise ValueError(f"{message_code.name}: no use-case definition says which DLMS requests it carries")
@@ -295,8 +298,18 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
                 check(spec, value)
         return request
 
+    def same_execution_time(device: "GbcsDevice", request: AccessRequest) -> None:
+        activations = device.future.activation_keys
+        times = execution_times([v for s, v in zip(request.specs, request.data)
+                                 if (s.class_id, s.obis, s.id) in activations])
+        if len(times) > 1:
+            raise CommandRejected("malformed", "future-dated times within one command differ")
+
     def run(device: "GbcsDevice", message: Message) -> bytes:
-        return device.objects.answer(request_of(message), break_on_error=device.BREAK_ON_ERROR).encode()
+        request = request_of(message)
+        if future:
+            same_execution_time(device, request)
+        return device.objects.answer(request, break_on_error=device.BREAK_ON_ERROR).encode()
 
     def fail(device: "GbcsDevice", message: Message, codes: tuple[int, ...]) -> bytes:
         return _dlms_fail_respond(device, request_of(message), codes)
@@ -332,6 +345,8 @@ class GbcsDevice(Device):
         self.rejected = 0
         self.accepted = 0
         self._fail_next: dict[int, Any] = {}  # message code -> parsed RESULT (`fail-next`; RAM only)
+        self.current_command: Message | None = None  # the command `execute()` is running
+        self.future = FutureDated(self)  # pending future-dated instructions (firmware.future)
 
     #: The use cases this device serves and what executes each (module doc).
     HANDLERS: ClassVar[Mapping[int, Handler]] = MappingProxyType({})
@@ -341,6 +356,9 @@ class GbcsDevice(Device):
         "the next authentic command of USE_CASE is answered with RESULT: a DLMS result (`hardware-fault`, "
         "or one per request: `success,hardware-fault,other-reason`) or the ASN.1 response code (CS02*, CS03*, "
         "CS04*, CS06, CS07)"))
+    #: Future-dated actions other than DLMS activations: {name: fn(device, entry) -> FdaOutcome}
+    #: (`firmware.future`; ASN.1 CS06 / CS02*, GBZ).
+    FUTURE_ACTIONS: ClassVar[Mapping[str, Callable[[Any, dict], Any]]] = MappingProxyType({})
     #: Whether DLMS requests honour the invoke-id's break-on-error flag (`ObjectModel.answer`).
     BREAK_ON_ERROR: ClassVar[bool] = True
     #: The device's COSEM objects, for `dlms` handlers (set by devices that serve DLMS).
@@ -360,11 +378,15 @@ class GbcsDevice(Device):
         if handler is None:
             raise CommandRejected("unsupported", f"message code 0x{message.message_code:04X}")
         armed = self._fail_next
-        if armed and message.message_code in armed and handler.fail is not None:
-            out = handler.fail.respond(self, message, armed.pop(message.message_code))
-            log.info("%s %s answered %s as fail-next said", self.kind, self.eui_hex, handler.message_code.name)
-        else:
-            out = handler.run(self, message)
+        self.current_command = message
+        try:
+            if armed and message.message_code in armed and handler.fail is not None:
+                out = handler.fail.respond(self, message, armed.pop(message.message_code))
+                log.info("%s %s answered %s as fail-next said", self.kind, self.eui_hex, handler.message_code.name)
+            else:
+                out = handler.run(self, message)
+        finally:
+            self.current_command = None
         if type(out) is not Outcome:
             out = Outcome(out)
         if handler.dated:
@@ -408,6 +430,11 @@ class GbcsDevice(Device):
         from gbcs.dlms import DataNotification
 
         return DataNotification.build(counter, alert_code, self.clock.utcnow(), *elements).encode()
+
+    async def start(self) -> None:
+        await super().start()
+        if self.state == "on":
+            self.future.arm()  # pending future-dated instructions (after on_boot's own state)
 
     # ------------------------------------------------------------------ inbox
     async def handle(self, item: Any) -> Any:

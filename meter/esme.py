@@ -17,7 +17,8 @@ response shapes follow the RTDS response vectors):
   ECS21a  Get Protected Attributes of the daily read log by range, encrypted
   ECS24   Gets on the tariff objects (calendar, charges, thresholds, special days)
   ECS01a / ECS01b  Sets on the passive tariff + activation times (now, future, never; a future
-          one runs on time and alerts 0x8F66 in message code FDA_DLMS); ACTIVATIONS
+          one runs on time and alerts 0x8F66 in message code FDA_DLMS: `firmware.future`
+          activation attributes); ACTIVATIONS
   ECS35a/b  event / security log by range (compact arrays)
   ECS42/43/44  load switch script table, scripts 51 / 52 / 54
   ECS45   disconnect control control_state
@@ -48,7 +49,6 @@ from gbcs.dlms import (
     DataNotification,
     DataType,
     DlmsDateTime,
-    FutureDatedAlert,
     ProtectedData,
     ProtectionParameters,
     RequestSpec,
@@ -86,7 +86,6 @@ from .esme_state import (
     DAILY_LOG,
     DEVICE_LOG_NS,
     NS,
-    PENDING_NS,
     PROFILE_LOG,
     SUPPLY_ARMED,
     SUPPLY_DISABLED,
@@ -262,8 +261,8 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
         dlms(MessageCode.ECS22b),
         dlms(MessageCode.ECS21a),
         dlms(MessageCode.ECS24),
-        dlms(MessageCode.ECS01a, dated=True),
-        dlms(MessageCode.ECS01b, dated=True),
+        dlms(MessageCode.ECS01a, dated=True, future=True),
+        dlms(MessageCode.ECS01b, dated=True, future=True),
         dlms(MessageCode.ECS35a),
         dlms(MessageCode.ECS35b),
         dlms(MessageCode.ECS42, check=_runs_script(SCRIPT_ENABLE)),
@@ -340,7 +339,6 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
         self._profile_ex: list[int] = []
         self._profile_loaded = False
         self._half_hour_timer = None
-        self._pending_timers: dict[str, Any] = {}
         self.tunnel: TunnelServer | None = None
         self.tunnel_host: TunnelHost | None = None
         self.han_dispatch: ClusterDispatch | None = None
@@ -364,7 +362,6 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
     def on_power_off(self) -> None:
         self._events_off()
         self._half_hour_timer = None
-        self._pending_timers.clear()
         self._profile_loaded = False
         self._profile_t, self._profile_wh, self._profile_ex = [], [], []
         self._alerts.clear()
@@ -671,58 +668,12 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
             self._store_tariff_value(*dst, self._tariff_value(*src))
         self.log_event("tariff_activated", object=f"{key[0]}/{obis_text(key[1])}/{key[2]}")
 
-    def _set_activation(self, key: _Attr, value: Data) -> None:
-        """Activation time written: 'now' (all zero, or past) activates at once, 'never' (all FF)
-        cancels a pending activation, a future time is stored and alerts 0x8F66 when it runs."""
-        if value.type is not DataType.OCTET_STRING or len(value.value) != 12:
-            raise CosemError(cosem.TYPE_UNMATCHED, "activation time must be a 12-byte date-time")
-        class_id, ln, attribute = key
-        self._store_tariff_value(class_id, ln, attribute, value)
-        pending_key = _key(class_id, ln, attribute)
-        self._rearm_after = True  # pending activations changed: their timers follow after the response
-        dt = DlmsDateTime.from_bytes(value.value)
-        if dt.is_never:
-            self.nvm.delete(PENDING_NS, pending_key)
-            return
-        when = None if dt.is_immediate else cosem.epoch_of(value)
-        if not dt.is_immediate and when is None:
-            raise CosemError(cosem.OTHER_REASON, "activation time not understood")
-        if when is None or when <= self.device_now():
-            self.nvm.delete(PENDING_NS, pending_key)
-            self._activate(key)
-            return
-        command = self._command
-        self.nvm.put(PENDING_NS, pending_key, {
-            "due": when, "class_id": class_id, "obis": ln.hex(), "attribute": attribute,
-            "message_code": command.message_code if command else 0,
-            "counter": command.originator_counter if command else 0,
-        })
-
     def _arm_pending(self) -> None:
-        for timer in self._pending_timers.values():
-            timer.cancel()
-        self._pending_timers.clear()
-        for key, entry in self.nvm.items(PENDING_NS):
-            shared = entry["due"] - self.clock_offset
-            self._pending_timers[key] = self.call_at(max(shared, self.clock.now()), self._run_pending, key)
-
-    def _run_pending(self, key: str) -> None:
-        self._pending_timers.pop(key, None)
-        entry = self.nvm.get(PENDING_NS, key)
-        if entry is None:
-            return
-        self._alerts.clear()
-        with self.nvm.transaction():
-            ln = bytes.fromhex(entry["obis"])
-            self.nvm.delete(PENDING_NS, key)
-            self._activate((entry["class_id"], ln, entry["attribute"]))
-            note = FutureDatedAlert(entry["message_code"], entry["counter"], entry["class_id"], ln, entry["attribute"])
-            self._queue_alert(AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_SUCCESSFULLY_ACTIONED, message_code=MessageCode.FDA_DLMS,
-                              elements=(Data.octet_string(note.to_bytes()),))
-        self.spawn(self._send_alerts(self._take_alerts()))
+        self.future.arm()
 
     def pending_activations(self) -> dict[str, dict]:
-        return dict(self.nvm.items(PENDING_NS))
+        """Pending future-dated activations (`firmware.future`), by (class/OBIS/attribute) key."""
+        return self.future.pending()
 
     @property
     def supply_state(self) -> str:
@@ -829,15 +780,18 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
             def load(c=class_id, l=ln, a=attribute) -> Data:
                 return self._tariff_value(c, l, a)
 
+            if (class_id, ln, attribute) in ACTIVATIONS:
+                # an execution date-time: now, never (cancels) or future (alert 0x8F66 when run)
+                k = (class_id, ln, attribute)
+                attrs[attribute] = self.future.activation(
+                    (class_id, ln), attribute, partial(self._activate, k), load=load,
+                    store=lambda v, k=k: self._store_tariff_value(*k, v))
+                continue
             if (class_id, ln, attribute) in TARIFF_WRITABLE:
-                if (class_id, ln, attribute) in ACTIVATIONS:
-                    def store(v: Data, k=(class_id, ln, attribute)) -> None:
-                        self._set_activation(k, v)
-                else:
-                    def store(v: Data, c=class_id, l=ln, a=attribute, t=initial) -> None:
-                        if v.type is not t.type:
-                            raise CosemError(cosem.TYPE_UNMATCHED, "value has the wrong shape")
-                        self._store_tariff_value(c, l, a, v)
+                def store(v: Data, c=class_id, l=ln, a=attribute, t=initial) -> None:
+                    if v.type is not t.type:
+                        raise CosemError(cosem.TYPE_UNMATCHED, "value has the wrong shape")
+                    self._store_tariff_value(c, l, a, v)
                 attrs[attribute] = Attribute(get=load, set=store)
             else:
                 attrs[attribute] = Attribute(get=load)

@@ -1,0 +1,145 @@
+"""Future-dated execution and cancellation (firmware.future): the RTDS FUTURE_DATED and
+CANCELLATION vectors sent unchanged to an RTDS rig, and future-dated commands from the head-end
+firing at the simulated time, surviving a restart, and cancelled with the "never" date."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from conftest import rtds_rows, vectors_dir
+from gbcs.catalogue import AlertCode, MessageCode
+from gbcs.dlms import AccessRequest, Data, DataNotification, RequestSpec
+from gbcs.frame import decode_message
+from gbcs.obis import OBIS
+from gbcs.payload import decode_payload
+
+FOLDER = "1.2.1_ECS01b/ECS01b_1.2.1_"
+DUE = dt.datetime(2030, 1, 15, 9, 0, tzinfo=dt.timezone.utc)  # the vectors' execution time
+FDA = AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_SUCCESSFULLY_ACTIONED
+
+
+def _row(name: str) -> dict:
+    rows = {r["file"]: r for r in rtds_rows()}
+    if not rows:
+        pytest.skip("no RTDS vectors")
+    return rows[FOLDER + name + "_GBCS.HEX"]
+
+
+@pytest.fixture(scope="module")
+def rtds_rig(tmp_path_factory):
+    vectors_dir()
+    from gbhub.tools.premises import ensure_keys
+    from gbhub.tools.rig import load_rig
+
+    rig = load_rig(Path(__file__).resolve().parent.parent / "examples" / "rtds.toml")
+    rig.data = tmp_path_factory.mktemp("rtds")
+    return rig, ensure_keys(rig)
+
+
+async def _rtds_premises(rtds_rig):
+    from gbhub.tools.premises import Premises
+
+    rig, identity = rtds_rig
+    rig = dataclasses.replace(rig, data=None, clock="sim", start=(DUE - dt.timedelta(hours=1)).timestamp())
+    p = Premises(rig, tcp=True, sim=True, identity=identity)
+    await p.start()
+    return p
+
+
+def _fdas(p, since=0):
+    return [a for a in p.headend.received_alerts[since:] if a.message.message_code == MessageCode.FDA_DLMS]
+
+
+async def test_rtds_future_dated_then_fda_alerts_like_the_reference(rtds_rig):
+    p = await _rtds_premises(rtds_rig)
+    try:
+        command = _row("FUTURE_DATED_TOU_BLOCK_SUCCESS_COMMAND")
+        reference = decode_payload(decode_message(_row("FUTURE_DATED_TOU_BLOCK_SUCCESS_RESPONSE")["bytes"]))
+        response = decode_payload(decode_message(await p.headend.send_raw(command["bytes"], timeout=5)))
+        assert [(r.kind, r.result) for r in response.results] == [(r.kind, r.result) for r in reference.results]
+        assert len(p.esme.pending_activations()) == 2
+        assert p.esme.unit_price_pence(1) == pytest.approx(25.0)  # not yet
+        await p.clock.advance(3601)
+        await p.headend.wait_alert(lambda a: a.message.message_code == MessageCode.FDA_DLMS, timeout=5)
+        fdas = _fdas(p)
+        refs = [decode_message(_row(f"8F66_FUTURE_DATED_TOU_BLOCK_SUCCESS_ALERT_{n}")["bytes"])
+                for n in ("STANDING_CHARGE", "PRICE_MATRIX")]
+        assert sorted(map(repr, (decode_payload(a.message).details for a in fdas))) == sorted(
+            map(repr, (decode_payload(r).details for r in refs)))
+        for alert in fdas:
+            assert alert.code == FDA and alert.critical
+            got, ref = decode_payload(alert.message), decode_payload(refs[0])
+            assert isinstance(got, DataNotification)
+            assert [e.type for e in got.body.value] == [e.type for e in ref.body.value]
+        assert not p.esme.pending_activations()
+        assert p.esme.unit_price_pence(1) != pytest.approx(25.0)  # the new prices apply
+    finally:
+        await p.stop()
+
+
+async def test_rtds_cancellation(rtds_rig):
+    p = await _rtds_premises(rtds_rig)
+    try:
+        await p.headend.send_raw(_row("FUTURE_DATED_TOU_BLOCK_SUCCESS_COMMAND")["bytes"], timeout=5)
+        assert len(p.esme.pending_activations()) == 2
+        reference = decode_payload(decode_message(_row("CANCELLATION_TOU_BLOCK_SUCCESS_RESPONSE")["bytes"]))
+        response = decode_payload(decode_message(
+            await p.headend.send_raw(_row("CANCELLATION_TOU_BLOCK_SUCCESS_COMMAND")["bytes"], timeout=5)))
+        assert [r.result for r in response.results] == [r.result for r in reference.results]
+        assert not p.esme.pending_activations()
+        await p.clock.advance(7200)
+        assert not _fdas(p)
+        assert p.esme.unit_price_pence(1) == pytest.approx(25.0)
+    finally:
+        await p.stop()
+
+
+async def test_future_dated_tariff_survives_a_restart_and_fires(premises_factory, tmp_path):
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    p = await premises_factory(tmp_path / "site", start=start)
+    due = start + dt.timedelta(hours=2)
+    reply = await p.send("ECS01b", tou_prices=[18000], execution_date_time=due)
+    assert reply.ok
+    assert p.esme.unit_price_pence(1) == pytest.approx(25.0)
+    await p.stop()
+    p = await premises_factory(tmp_path / "site", start=start)
+    assert len(p.esme.pending_activations()) == 2  # in NVM across the restart
+    n = len(p.headend.received_alerts)
+    await p.clock.advance(2 * 3600 + 1)
+    alert = await p.headend.wait_alert(lambda a: a.message.message_code == MessageCode.FDA_DLMS, since=n)
+    assert alert.code == FDA
+    assert p.esme.unit_price_pence(1) == pytest.approx(18.0)
+
+
+async def test_future_dated_cancelled_with_never(premises):
+    due = premises.clock.now() + 3600
+    when = dt.datetime.fromtimestamp(due, dt.timezone.utc)
+    assert (await premises.send("ECS01b", tou_prices=[18000], execution_date_time=when)).ok
+    assert (await premises.send("ECS01b", tou_prices=[1], execution_date_time="never")).ok
+    assert not premises.esme.pending_activations()
+    await premises.clock.advance(7200)
+    assert not _fdas(premises)
+    assert premises.esme.unit_price_pence(1) == pytest.approx(25.0)
+
+
+async def test_execution_times_within_one_command_must_match(premises):
+    """GB081: every future date-time in one command is the same; else the command is refused
+    (malformed, 0x8F1E) and nothing is scheduled [I]."""
+    from gbhub.wan.headend import CommandRejected
+
+    t1 = Data.timestamp(dt.datetime.fromtimestamp(premises.clock.now() + 3600, dt.timezone.utc))
+    t2 = Data.timestamp(dt.datetime.fromtimestamp(premises.clock.now() + 7200, dt.timezone.utc))
+    he = premises.headend
+    counter = he.next_counter()
+    content = AccessRequest.build(counter, [RequestSpec.set(OBIS.STANDING_CHARGE.class_id, OBIS.STANDING_CHARGE.obis, 7),
+                                            RequestSpec.set(OBIS.UNIT_CHARGE.class_id, OBIS.UNIT_CHARGE.obis, 7)],
+                                  [t1, t2]).encode()
+    _, frame = he.build_command(recipient=premises.esme.eui, message_code=MessageCode.ECS01b, content=content,
+                                critical=True, counter=counter)
+    with pytest.raises(CommandRejected) as err:
+        await he.send_raw(frame, timeout=5)
+    assert err.value.code == AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED
+    assert not premises.esme.pending_activations()
