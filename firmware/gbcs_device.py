@@ -47,7 +47,7 @@ from gbcs import catalogue, usecases
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.dlms import ACTION_RESULTS, DATA_ACCESS_RESULTS, AccessRequest, AccessResponse, Data, RequestSpec, decode_apdu, obis_text
-from gbcs.frame import CRA, Message, decode_message, mac_frame
+from gbcs.frame import CRA, Message, decode_message, mac_frame, segment
 from gbcs.keystore import Keystore
 from gbcs.obis import OBIS
 from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, kdf, sign
@@ -70,6 +70,11 @@ SECURITY_ALERTS: dict[str, int] = {
     "recipient": AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES,
     "unsupported": AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED,
 }
+
+# Messages a device sends up (responses, alerts) longer than this many bytes go as GBT blocks
+# (FACTS 1.9) [I]: above the largest response the reference device sent whole (1,307 bytes, RTDS
+# ECS20b TWIN), so none of those is segmented.
+DEFAULT_GBT_LIMIT = 2048
 
 GENERIC_CRITICAL_ALERT = MessageCode.GCA
 GENERIC_NON_CRITICAL_ALERT = MessageCode.GNCA
@@ -333,9 +338,18 @@ class GbcsDevice(Device):
         send_gbcs: SendGbcs | None = None,
         security_alerts: dict[str, int] | None = None,
         alert_recipient: bytes | None = None,
+        gbt_limit: int | None = None,
+        gbt_block_size: int | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, nvm=nvm, **kw)
+        # GBT: frames longer than `gbt_limit` go up in blocks of `gbt_block_size` data bytes (0: never)
+        if gbt_limit is None:
+            gbt_limit = gbt_block_size or DEFAULT_GBT_LIMIT
+        if gbt_limit < 0 or (gbt_block_size is not None and gbt_block_size <= 0):
+            raise ValueError("gbt_limit must be >= 0 (0: never segment) and gbt_block_size > 0")
+        self.gbt_limit = int(gbt_limit)
+        self.gbt_block_size = int(gbt_block_size or gbt_limit or DEFAULT_GBT_LIMIT)
         self.credentials = credentials
         self.trust = trust
         self.secrets = secrets or SecretCache()
@@ -607,6 +621,15 @@ class GbcsDevice(Device):
         return frame
 
     async def _send(self, frame: bytes) -> None:
+        """Send a frame up; one longer than `gbt_limit` as GBT blocks (the head-end reassembles)."""
+        limit = self.gbt_limit
+        if limit and len(frame) > limit:
+            for block in segment(frame, self.gbt_block_size):
+                await self._send_one(block.encode())
+            return
+        await self._send_one(frame)
+
+    async def _send_one(self, frame: bytes) -> None:
         if self.send_gbcs is None:
             log.debug("%s %s: no uplink, frame dropped", self.kind, self.eui_hex)
             return

@@ -56,7 +56,7 @@ from gbcs.dlms import (
     frozen,
     obis_text,
 )
-from gbcs.frame import Message, segment
+from gbcs.frame import Message
 from gbcs.obis import BLOCK_THRESHOLDS, BLOCK_THRESHOLDS_PASSIVE, OBIS, CosemObjectId
 from gbcs.security import encrypt_part
 from gbcs.utrn import DEFAULT_CACHE_SIZE
@@ -250,7 +250,8 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
     anchor). `chf_eui` is the Comms Hub Function whose tunnel the ESME serves (None: any).
     `model` / `export_model` say what the premises draw / generate; `registers` gives the
     factory register values (`import_wh`, `export_wh`, `reactive_varh`) used on first boot only.
-    With `gbt_block_size`, messages longer than that go up in GBT blocks (FACTS 1.9).
+    `gbt_limit` / `gbt_block_size` (GbcsDevice): messages longer than the limit go up in GBT blocks
+    (FACTS 1.9).
     """
 
     kind = "esme"
@@ -307,7 +308,6 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
         credit_pence: float = 0.0,
         emergency_credit_pence: float = 0.0,
         utrn_cache_size: int = DEFAULT_CACHE_SIZE,
-        gbt_block_size: int | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -319,7 +319,6 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
         self.model = model if model is not None else ConsumptionModel()
         self.export_model = export_model
         self.utrn_cache_size = utrn_cache_size
-        self.gbt_block_size = gbt_block_size
         self._factory = {
             "registers": dict(registers or {}),
             "clock_offset": float(clock_offset),
@@ -1016,14 +1015,6 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
             self._rearm_timers()
         if alerts and self.state != "off":
             self.spawn(self._send_alerts(alerts))
-
-    async def _send(self, frame: bytes) -> None:
-        size = self.gbt_block_size
-        if not size or len(frame) <= size:
-            await super()._send(frame)
-            return
-        for block in segment(frame, size):
-            await super()._send(block.encode())
 
     async def raise_alert(self, alert_code: int, **kw: Any) -> bytes | None:
         kw.setdefault("critical", is_critical_alert(alert_code))
