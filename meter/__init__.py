@@ -38,7 +38,9 @@ async def _join_esme(esme: Esme, ctx: DeviceContext) -> None:
 def _esme_status(esme: Esme) -> dict:
     regs = esme.registers()
     return {"import_kwh": regs.get("import_wh", 0) / 1000, "today_kwh": regs.get("current_day_wh", 0) / 1000,
-            "power_w": esme.power_w(), "supply": getattr(esme, "supply_state", None)}
+            "power_w": esme.power_w(), "supply": getattr(esme, "supply_state", None),
+            "voltage": esme.measured_voltage(), "outage": esme.in_outage,
+            "power_threshold": esme.power_threshold_status()}
 
 
 def _create_ihd(ctx: DeviceContext) -> Ihd:

@@ -306,6 +306,10 @@ class EsmeEvents:
         self._local_event(change)
 
     # ================================================================ voltage
+    @property
+    def in_outage(self) -> bool:
+        return self._outage_since is not None
+
     def measured_voltage(self, phase: int = 1) -> float:
         return 0.0 if self._outage_since is not None else self._volts[phase]
 

@@ -190,3 +190,66 @@ async def test_fail_next_answers_once(premises):
     assert not reply.ok and reply.summary["result"] == "hardware-fault"
     reply = await premises.send("ECS17c")
     assert reply.ok
+
+
+# -- ECS25a/a2/a3 against the RTDS vectors ----------------------------------------------------
+
+def _behaviour_rows():
+    from conftest import rtds_rows
+
+    return [r for r in rtds_rows() if r["file"].split("/")[0] in ("6.22_ECS25a", "6.22_ECS25a2", "6.22_ECS25a3")
+            and "SUCCESS_COMMAND" in r["file"]]
+
+
+@pytest.mark.parametrize("row", _behaviour_rows(), ids=lambda r: r["file"].split("/")[-1])
+def test_behaviour_builders_match_rtds(row):
+    from gbcs import usecases
+    from gbcs.frame import decode_message
+    from gbcs.payload import decode_payload
+
+    message = decode_message(row["bytes"])
+    payload = decode_payload(message)
+    codes = enabled_codes(payload.data[0].value.bits)
+    uc = row["file"].split("/")[0].split("_", 1)[1]
+    assert usecases.get(uc).build(message.originator_counter, codes=codes) == message.content
+
+
+@pytest.fixture(scope="module")
+def rtds_rig(tmp_path_factory):
+    from pathlib import Path
+
+    from conftest import vectors_dir
+    from gbhub.tools.premises import ensure_keys
+    from gbhub.tools.rig import load_rig
+
+    vectors_dir()
+    rig = load_rig(Path(__file__).resolve().parent.parent / "examples" / "rtds.toml")
+    rig.data = tmp_path_factory.mktemp("rtds")
+    return rig, ensure_keys(rig)
+
+
+@pytest.mark.parametrize("row", _behaviour_rows(), ids=lambda r: r["file"].split("/")[-1])
+async def test_rtds_behaviour_commands_answered_and_applied(row, rtds_rig):
+    import dataclasses
+
+    from conftest import rtds_rows
+    from gbcs.frame import decode_message
+    from gbcs.payload import decode_payload
+    from gbhub.tools.premises import Premises
+
+    rig, identity = rtds_rig
+    p = Premises(dataclasses.replace(rig, data=None, clock="sim", start=1420070405), tcp=True, sim=True, identity=identity)
+    await p.start()
+    try:
+        sent = decode_message(row["bytes"])
+        response = decode_message(await p.headend.send_raw(row["bytes"], timeout=5))
+        reference = next(r for r in rtds_rows() if r["file"] == row["file"].replace("_COMMAND_", "_RESPONSE_"))
+        expected = decode_payload(decode_message(reference["bytes"]))
+        assert response.originator_counter == sent.originator_counter
+        assert [r.result for r in decode_payload(response).results] == [r.result for r in expected.results]
+        behaviour = {"ECS25a": "send", "ECS25a2": "audible", "ECS25a3": "log"}[row["file"].split("/")[0].split("_", 1)[1]]
+        codes = enabled_codes(decode_payload(sent).data[0].value.bits)
+        assert all(p.esme.behaviour_enabled(behaviour, c) for c in codes)
+        assert not p.esme.behaviour_enabled(behaviour, AlertCode.CREDIT_ADDED_LOCALLY) or AlertCode.CREDIT_ADDED_LOCALLY in codes
+    finally:
+        await p.stop()
