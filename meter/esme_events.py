@@ -529,6 +529,7 @@ class EsmeEvents:
 
         self._local_event(change)
         self._outage_since = None
+        self._check_load()  # the load is back
         return {"outage_s": round(length, 3), "alerts": [f"0x{c:04X}" for c in codes]}
 
     def power_events(self) -> list[dict]:

@@ -44,3 +44,72 @@ def test_ctl_fault_alerts_reach_gbhub_alerts(tmp_path):
         assert {"0x8095", "0x8099"} <= set(codes[3:]), codes  # (and 0x8006 if an average period ended)
     finally:
         assert run.stop() == 0
+
+
+RIG = """
+data = "site"
+
+[clock]
+mode = "real"
+speed = 30.0
+
+[[device]]
+type = "chf"
+
+[[device]]
+type = "gpf"
+
+[[device]]
+type = "esme"
+
+[device.options]
+payment_mode = "prepayment"
+credit_pence = 2000
+outage_long_s = 30
+load_limit = { period_s = 30, restoration_s = 60 }
+voltage = { average_period_s = 60 }
+"""
+
+# every mandated alert and the clearing alerts, as `gbhub alerts` prints them
+MANDATED = {"0x8F3F", "0x8F74", "0x8F75", "0x8F76", "0x8F3E",  # physical, local port
+            "0x8020", "0x8024", "0x8002", "0x808D", "0x8091", "0x8085",  # over voltage and back
+            "0x8028", "0x802C", "0x8006", "0x8095", "0x8099", "0x8089",  # under voltage and back
+            "0x8F01", "0x8F33", "0x8F34",  # load limit
+            "0x8F35", "0x8F36",  # outage restored
+            "0x810D", "0x8F0F"}  # low credit, disablement
+
+
+def test_every_mandated_alert_through_the_cli(tmp_path):
+    """One running premises (device clock 30x real time), every fault through `gbhub ctl fault`,
+    every mandated alert out of `gbhub alerts`, verified."""
+    import time
+
+    rig = tmp_path / "rig.toml"
+    rig.write_text(RIG)
+    data = tmp_path / "site"
+    run = Running(str(rig))
+    try:
+        def ok(*args):
+            out = ctl(data, "esme", *args)
+            assert out.returncode == 0, out.stderr
+            return json.loads(out.stdout)
+
+        for kind in ("tamper", "cover-removed", "magnet", "terminal-cover", "unauthorised-access"):
+            ok(kind)
+        ok("power", "off")
+        assert ok("power", "on")["alerts"] == ["0x8F35"]
+        ok("power", "off", "--seconds", "40")  # >= outage_long_s: 0x8F36
+        ok("load", "30000", "--seconds", "100")  # 0x8F01 + 0x8F33 after 30 s, 0x8F34 60 s later
+        ok("voltage", "270", "--seconds", "130")  # a whole average period above 253 V
+        time.sleep(260 / 30)  # the clearing alerts, the next average period
+        ok("voltage", "150", "--seconds", "130")
+        time.sleep(260 / 30)
+        ok("credit", "4.5")  # last: disablement opens the supply (no load after it)
+        ok("credit", "-1")
+        out = gbhub("alerts", "--data", str(data), "--timeout", "5", timeout=90)
+        assert out.returncode == 0, out.stderr
+        alerts = [json.loads(line) for line in out.stdout.splitlines()]
+        codes = {a["code"] for a in alerts if a["device"] == "02474248400000A0"}
+        assert MANDATED <= codes, sorted(MANDATED - codes)
+    finally:
+        assert run.stop() == 0
