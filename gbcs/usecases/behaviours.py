@@ -13,15 +13,17 @@ from ..dlms import Data, RequestKind
 from ..frame import Message
 from ..obis import OBIS, CosemObjectId
 from .common import access_request, action_results, define, request_keys, set_attribute
-from .params import REQUIRED, Param
+from .params import Param
 
 BEHAVIOUR_BITS = 512
 FIRST_CODE = 0x8000  # bit 0
 LAST_CODE = FIRST_CODE + BEHAVIOUR_BITS - 1
 
 
-def behaviour_bits(codes: Iterable[int]) -> str:
-    """The bit-string text ("0101...", 512 bits) enabling exactly `codes`."""
+def behaviour_bits(codes: Iterable[int] | None) -> str:
+    """The bit-string text ("0101...", 512 bits) enabling exactly `codes` (None: all)."""
+    if codes is None:
+        return "1" * BEHAVIOUR_BITS
     bits = ["0"] * BEHAVIOUR_BITS
     for code in codes:
         if not FIRST_CODE <= code <= LAST_CODE:
@@ -36,7 +38,7 @@ def enabled_codes(bits: str) -> list[int]:
 
 
 def _b_behaviour(obj: CosemObjectId):
-    def build(counter: int, *, codes: tuple[int, ...]) -> bytes:
+    def build(counter: int, *, codes: tuple[int, ...] | None) -> bytes:
         return access_request(counter, (set_attribute(obj, 2), Data.bit_string(behaviour_bits(codes))))
     return build
 
@@ -45,8 +47,9 @@ def _i_behaviour(p: Any, m: Message | None) -> dict:
     return action_results(p, m)
 
 
-_CODES = Param("codes", "ints", REQUIRED, "event codes to enable, 0x8000-0x81FF (comma-separated; all others are "
-               "disabled; an empty list disables every configurable one)", min=FIRST_CODE, max=LAST_CODE)
+_CODES = Param("codes", "ints", None, "event codes to enable, 0x8000-0x81FF (comma-separated; all others are "
+               "disabled; an empty list disables every configurable one); default: all enabled",
+               min=FIRST_CODE, max=LAST_CODE)
 
 for _uc, _obj, _what in (
     ("ECS25a", OBIS.ALERT_BEHAVIOURS_SUPPLIER, "alerts sent to the supplier"),
