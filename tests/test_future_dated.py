@@ -143,3 +143,97 @@ async def test_execution_times_within_one_command_must_match(premises):
         await he.send_raw(frame, timeout=5)
     assert err.value.code == AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED
     assert not premises.esme.pending_activations()
+
+
+# -- the ASN.1 path: FUTURE_ACTIONS (as CS06 / CS02* use it) ------------------------------------
+
+async def test_asn1_future_action_accepted_then_alerts_and_cancels(premises):
+    """A device class with a future-dated ASN.1 use case: "command accepted" at once, the action at
+    its time with the use case's own FDA (0x00CA, 0x8F66 / 0x8F67), cancellation by the never date,
+    persistence in NVM. (The firmware issue serves CS06 for real; this one shows the mechanism.)"""
+    from gbcs.asn1 import (
+        CANCELLATION_DATE_TIME,
+        ActivateFirmware,
+        ActivateFirmwareAlert,
+        ActivateFirmwareCode,
+        ActivateFirmwareOutcome,
+        CommandAccepted,
+        decode_asn1,
+    )
+    from gbcs.frame import CRA
+    from gbhub.firmware.device_log import command_payload
+    from gbhub.firmware.future import FdaOutcome
+    from gbhub.firmware.gbcs_device import call, handlers
+    from gbhub.firmware.nvm import Nvm
+    from gbhub.meter import Esme
+
+    def activate_later(device, message):
+        command = command_payload(message, ActivateFirmware)
+        if command.is_cancellation:
+            device.future.cancel("cs06")
+        else:
+            device.future.schedule("cs06", command.execution_date_time.timestamp(), "activate",
+                                   {"execution": command.execution_date_time.timestamp()})
+        return CommandAccepted().encode()
+
+    def activated(device, entry):
+        ok = device.nvm.get("test", "image") is not None
+        execution = dt.datetime.fromtimestamp(entry["execution"], dt.timezone.utc)
+        outcome = ActivateFirmwareOutcome(code=ActivateFirmwareCode.SUCCESS if ok else ActivateFirmwareCode.NO_IMAGE_HELD,
+                                          firmware_version=device.firmware_version)
+        return FdaOutcome(ok, MessageCode.FDA_CS06, content_for=lambda code: ActivateFirmwareAlert(
+            alert_code=code, execution_date_time=execution, originator_counter=entry["counter"], outcome=outcome).encode())
+
+    class FirmwareEsme(Esme):
+        HANDLERS = handlers(*Esme.HANDLERS.values(), call(MessageCode.CS06, activate_later))
+        FUTURE_ACTIONS = {"activate": activated}
+
+    real = premises.esme
+    nvm = Nvm(None)
+    device = FirmwareEsme(real.eui, clock=premises.clock, credentials=real.credentials, trust=real.trust, nvm=nvm)
+    up: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        up.append(frame)
+
+    device.send_gbcs = send
+    await device.start()
+    he = premises.headend
+
+    async def cs06(when):
+        counter = he.next_counter()
+        content = ActivateFirmware(manufacturer_image_hash=bytes(32), originator_counter=counter,
+                                   execution_date_time=when).encode()
+        _, frame = he.build_command(recipient=real.eui, message_code=MessageCode.CS06, content=content,
+                                    critical=True, counter=counter)
+        response = decode_message(await device.process(frame))
+        assert isinstance(decode_asn1(response.content, message_code=MessageCode.CS06, cra=CRA.RESPONSE), CommandAccepted)
+        return counter
+
+    def fdas():
+        return [decode_message(f) for f in up if decode_message(f).message_code == MessageCode.FDA_CS06]
+
+    try:
+        when = dt.datetime.fromtimestamp(premises.clock.now() + 600, dt.timezone.utc).replace(microsecond=0)
+        counter = await cs06(when)
+        await device.power_off()  # kept in NVM
+        await device.start()
+        await premises.clock.advance(601)
+        (alert,) = fdas()
+        body = decode_asn1(alert.content, message_code=MessageCode.FDA_CS06, cra=CRA.ALERT)
+        assert body.alert_code == AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_NOT_SUCCESSFULLY_ACTIONED  # no image
+        assert body.originator_counter == counter and body.execution_date_time == when
+        assert alert.signature  # FDAs are signed
+        # with an image, 0x8F66; a cancelled one never runs
+        nvm.scope(real.eui_hex).put("test", "image", 1)
+        when = dt.datetime.fromtimestamp(premises.clock.now() + 600, dt.timezone.utc).replace(microsecond=0)
+        await cs06(when)
+        await premises.clock.advance(601)
+        assert decode_asn1(fdas()[-1].content, message_code=MessageCode.FDA_CS06, cra=CRA.ALERT).alert_code == FDA
+        await cs06(dt.datetime.fromtimestamp(premises.clock.now() + 600, dt.timezone.utc).replace(microsecond=0))
+        await cs06(CANCELLATION_DATE_TIME)
+        assert not device.future.pending()
+        await premises.clock.advance(601)
+        assert len(fdas()) == 2
+    finally:
+        await device.stop()
