@@ -48,7 +48,6 @@ from gbcs.dlms import (
     Data,
     DataNotification,
     DataType,
-    DlmsDateTime,
     ProtectedData,
     ProtectionParameters,
     RequestSpec,
