@@ -21,6 +21,10 @@ Join response codes [S FACTS §3.2: 1 "bad message code for method", 2 "bad meth
   4 DEVICE_LOG_FULL               `capacity` entries already.
 Unjoin: 0 success, 1 not in the log. Every join and unjoin is recorded in the event log with the
 GBCS event code (0x8F48/0x8F49 joining failed/succeeded, 0x8F4A/0x8F4B unjoining).
+
+A Method C join (CS03C: GSME and PPMID) carries the other device's KA certificate: the log keeps it
+beside the entry (namespace `<namespace>_ka`, dropped with the entry), and `ka_key(eui)` gives the
+key the two devices MAC their HAN-only messages with (PCS01 / PCS02; `GbcsDevice.peer_device_key`).
 """
 from __future__ import annotations
 
@@ -107,12 +111,37 @@ class DeviceLog:
         return JoinResponseCode.SUCCESS, True
 
     def remove(self, eui: bytes) -> bool:
+        self.device.nvm.delete(self.certificates, eui_hex(eui))
         return self.device.nvm.delete(self.namespace, eui_hex(eui))
+
+    @property
+    def certificates(self) -> str:
+        return self.namespace + "_ka"
+
+    def ka_certificate(self, eui: bytes) -> bytes | None:
+        """The KA certificate (DER) a Method C join gave for `eui`, while it is in the log."""
+        if eui not in self:
+            return None
+        der = self.device.nvm.get(self.certificates, eui_hex(eui))
+        return None if der is None else bytes.fromhex(der)
+
+    def ka_key(self, eui: bytes) -> Any:
+        """The KA public key from that certificate (None without one, or when it does not parse)."""
+        der = self.ka_certificate(eui)
+        if der is None:
+            return None
+        from cryptography import x509
+
+        try:
+            return x509.load_der_x509_certificate(der).public_key()
+        except ValueError:
+            return None
 
     def restore(self, entries: Iterable[DeviceLogEntry]) -> tuple[tuple[RestoreOutcome, ...], bool]:
         """Replace the log by a backup (GCS59): one outcome per entry, and whether it changed."""
         before = self.entries()
         self.device.nvm.clear(self.namespace)
+        self.device.nvm.clear(self.certificates)
         outcomes = tuple(RestoreOutcome(entry=e, code=self.add(e.entity_id, e.device_type)[0]) for e in entries)
         self.device.log_event("device_log_restored", entries=len(outcomes))
         return outcomes, before != self.entries()
@@ -143,6 +172,8 @@ class DeviceLog:
     def execute_join(self, message: Message) -> Outcome:
         join = command_payload(message, JoinDevice)
         code, changed = self.join_code(message.message_code, join)
+        if code == JoinResponseCode.SUCCESS and join.ka_certificate is not None:
+            self.device.nvm.put(self.certificates, eui_hex(join.other_entity_id), join.ka_certificate.hex())
         self.device.log_event(_JOIN_OK if code == JoinResponseCode.SUCCESS else _JOIN_FAILED,
                               entity=eui_hex(join.other_entity_id), message_code=f"{message.message_code:04X}")
         return Outcome(JoinResponse(code=code).encode(), after=self.on_change if changed else None)
@@ -189,21 +220,21 @@ def join(message_code: MessageCode, *device_types: DeviceType) -> Handler:
     if message_code not in JOIN_ROLES:
         raise ValueError(f"{message_code.name} is not a join use case")
     return Handler(message_code, _Join(frozenset(int(t) for t in device_types)), definition(message_code),
-                   fail=asn1_failure(JoinResponseCode, lambda code: JoinResponse(code=code).encode()))
+                   fail=asn1_failure(JoinResponseCode, lambda code, _device: JoinResponse(code=code).encode()))
 
 
 def unjoin(message_code: MessageCode) -> Handler:
     """An unjoin use case (CS04AC/CS04B) served by the device's Device Log."""
     return Handler(message_code, lambda device, message: device.joined_devices.execute_unjoin(message),
                    definition(message_code),
-                   fail=asn1_failure(UnjoinResponseCode, lambda code: UnjoinResponse(code=code).encode()))
+                   fail=asn1_failure(UnjoinResponseCode, lambda code, _device: UnjoinResponse(code=code).encode()))
 
 
 def read(message_code: MessageCode) -> Handler:
     """CS07 Read Device Join Details, served by the device's Device Log."""
     return Handler(message_code, lambda device, message: device.joined_devices.execute_read(message),
                    definition(message_code),
-                   fail=asn1_failure(ReadResponseCode, lambda code: DeviceJoinDetails(entries=None, code=code).encode()))
+                   fail=asn1_failure(ReadResponseCode, lambda code, _device: DeviceJoinDetails(entries=None, code=code).encode()))
 
 
 __all__ = ["DeviceLog", "JOIN_ROLES", "command_payload", "join", "unjoin", "read"]

@@ -42,6 +42,7 @@ from types import MappingProxyType
 from typing import Any, Awaitable, Callable, ClassVar, Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gbcs import catalogue, usecases
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
@@ -56,7 +57,9 @@ from . import faults as _faults
 from .future import FutureDated, execution_times
 from .cosem import SUCCESS, Attribute, CosemError, CosemObject, datetime_bytes
 from .device import Device
+from .update import FirmwareUpdates
 from .nvm import NvmError
+from .trust import DeviceTrust, arm_pending, own_credentials
 
 log = logging.getLogger("gbhub.device")
 
@@ -76,6 +79,12 @@ SECURITY_ALERTS: dict[str, int] = {
 # ECS20b TWIN), so none of those is segmented.
 DEFAULT_GBT_LIMIT = 2048
 
+# Commands a device accepts with a KRP signature and no ACB MAC [S FACTS §5; O RTDS].
+SIGNATURE_ONLY_COMMANDS = frozenset({
+    MessageCode.CS02a, MessageCode.CS02e, MessageCode.CS02f,
+    MessageCode.CS02bAnyExceptAbnormalRootByRecovery, MessageCode.CS02bAnyByContingency,
+})
+
 GENERIC_CRITICAL_ALERT = MessageCode.GCA
 GENERIC_NON_CRITICAL_ALERT = MessageCode.GNCA
 
@@ -88,6 +97,10 @@ class RemoteParty:
     role: RemotePartyRole
     ds_public: ec.EllipticCurvePublicKey | None = None
     ka_public: ec.EllipticCurvePublicKey | None = None
+    # Its certificates (DER) by usage ("ds", "ka", "pp-ka": the supplier's prepayment KA), for
+    # the trust anchor cells (`firmware.trust`); the prepayment KA public key.
+    certificates: tuple[tuple[str, bytes], ...] = ()
+    pp_public: ec.EllipticCurvePublicKey | None = None
 
 
 class TrustAnchors:
@@ -124,7 +137,10 @@ class TrustAnchors:
                 role = RemotePartyRole(role)
             except ValueError:
                 continue
-            anchors.add(RemoteParty(eui, role, keystore.public_key(eui, "ds"), keystore.public_key(eui, "ka")))
+            certs = tuple((usage, cert.public_bytes(Encoding.DER)) for usage in ("ds", "ka", "pp-ka")
+                          if (cert := keystore.certificate(eui, usage)) is not None)
+            anchors.add(RemoteParty(eui, role, keystore.public_key(eui, "ds"), keystore.public_key(eui, "ka"),
+                                    certs, keystore.public_key(eui, "pp-ka")))
         return anchors
 
 
@@ -134,13 +150,17 @@ class Credentials:
 
     ka: ec.EllipticCurvePrivateKey
     ds: ec.EllipticCurvePrivateKey | None = None
+    # The device certificates (DER) by usage ("ka", "ds"), for CS02e.
+    certificates: tuple[tuple[str, bytes], ...] = ()
 
     @classmethod
     def from_keystore(cls, keystore: Keystore, eui: bytes) -> "Credentials":
         ka = keystore.private_key(eui, "ka")
         if ka is None:
             raise ValueError(f"no KA private key for {eui_hex(eui)} in the keystore")
-        return cls(ka=ka, ds=keystore.private_key(eui, "ds"))
+        certs = tuple((usage, cert.public_bytes(Encoding.DER)) for usage in ("ds", "ka")
+                      if (cert := keystore.certificate(eui, usage)) is not None)
+        return cls(ka=ka, ds=keystore.private_key(eui, "ds"), certificates=certs)
 
 
 class CommandRejected(Exception):
@@ -160,6 +180,7 @@ class Outcome:
     content: bytes
     date_time: bytes | None = None
     after: Callable[[], Any] | None = None  # run once the response has been sent
+    signed: bool | None = None  # sign (True) or MAC (False) the response; None: by the use case
 
 
 SendGbcs = Callable[[bytes], Awaitable[Any]]
@@ -253,9 +274,10 @@ def _dlms_fail_respond(device: "GbcsDevice", request: AccessRequest, codes: tupl
     return AccessResponse.answer(request, data, results).encode()
 
 
-def asn1_failure(codes: type, build: Callable[[int], bytes]) -> FailNext:
+def asn1_failure(codes: type, build: Callable[[int, Any], bytes]) -> FailNext:
     """`fail-next` for an ASN.1 use case: RESULT names a member of the response-code enum `codes`
-    (`NOT_IN_DEVICE_LOG`, any case) or gives its number; `build(code)` is the response content."""
+    (`NOT_IN_DEVICE_LOG`, any case) or gives its number; `build(code, device)` is the response
+    content."""
 
     def parse(text: str) -> int:
         t = text.strip()
@@ -268,7 +290,7 @@ def asn1_failure(codes: type, build: Callable[[int], bytes]) -> FailNext:
         names = ", ".join(m.name for m in codes)
         raise ValueError(f"{text!r} is not a response code here ({names}, or a number)")
 
-    return FailNext(parse, lambda device, message, code: build(code))
+    return FailNext(parse, lambda device, message, code: build(code, device))
 
 
 RequestCheck = Callable[[RequestSpec, Any], None]  # raises CommandRejected
@@ -322,7 +344,7 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
     return Handler(message_code, run, uc, dated, FailNext(_parse_dlms_results, fail))
 
 
-class GbcsDevice(Device):
+class GbcsDevice(FirmwareUpdates, Device):
     """A device that speaks GBCS end to end. `send_gbcs` (set by the wiring) carries messages
     it originates (responses, alerts) towards the Comms Hub; `handle(frame)` takes a command."""
 
@@ -350,8 +372,10 @@ class GbcsDevice(Device):
             raise ValueError("gbt_limit must be >= 0 (0: never segment) and gbt_block_size > 0")
         self.gbt_limit = int(gbt_limit)
         self.gbt_block_size = int(gbt_block_size or gbt_limit or DEFAULT_GBT_LIMIT)
-        self.credentials = credentials
-        self.trust = trust
+        # the device's own cells and keys, as persisted over what commissioning gave (firmware.trust)
+        self._commissioned_credentials = credentials
+        self.credentials = own_credentials(self, credentials)
+        self.trust = DeviceTrust.of(self, trust, RemoteParty)
         self.secrets = secrets or SecretCache()
         self.send_gbcs = send_gbcs
         self.security_alerts = dict(SECURITY_ALERTS, **(security_alerts or {}))
@@ -377,6 +401,14 @@ class GbcsDevice(Device):
     BREAK_ON_ERROR: ClassVar[bool] = True
     #: The device's COSEM objects, for `dlms` handlers (set by devices that serve DLMS).
     objects: Any = None
+
+    async def start(self) -> None:
+        if self.state == "off":  # a reboot reads what NVM holds, as a real device would
+            self.credentials = own_credentials(self, self._commissioned_credentials)
+            self.trust.forget()
+        await super().start()
+        if self.state == "on":
+            arm_pending(self)  # future-dated credential updates kept in NVM
 
     # ------------------------------------------------------------------ hooks
     def supports(self, message_code: int) -> bool:
@@ -501,26 +533,47 @@ class GbcsDevice(Device):
                 await result
         return response
 
+    def peer_device_key(self, eui: bytes) -> ec.EllipticCurvePublicKey | None:
+        """KA public key of a HAN device allowed to send this one HAN-only commands (a GSME's
+        PPMID: PCS01 / PCS02): the certificate a Method C join left in the device log."""
+        log = getattr(self, "joined_devices", None)
+        return None if log is None else log.ka_key(eui)
+
     def authenticate(self, msg: Message) -> RemoteParty:
-        """MAC (ACB), recipient, originator known, role allowed, signature of critical commands."""
+        """MAC (ACB), recipient, originator known, role allowed, signature of critical commands.
+        A HAN-only device-to-device command (PCS01 / PCS02) instead carries a MAC from the KA keys
+        of the two devices, and its originator must be a device joined by Method C."""
         if msg.recipient != self.eui:
             raise CommandRejected("recipient", f"addressed to {eui_hex(msg.recipient)}")
         use_case = catalogue.by_message_code(msg.message_code)
         if use_case is None or not self.supports(msg.message_code):
             raise CommandRejected("unsupported", f"message code 0x{msg.message_code:04X}")
+        if use_case.message_type == catalogue.SME_C_PPMID_GSME:
+            key = self.peer_device_key(msg.originator)
+            if key is None:
+                raise CommandRejected("unknown_party", f"originator {eui_hex(msg.originator)} has not joined by Method C")
+            if msg.mac is None or not check_mac(self.secrets.secret(self.credentials.ka, key), msg):
+                raise CommandRejected("authentication", "device-to-device MAC does not verify")
+            return RemoteParty(msg.originator, RemotePartyRole.OTHER, ka_public=key)  # a device, not a party [I]
         party = self.trust.by_eui(msg.originator)
         if party is None:
             raise CommandRejected("unknown_party", f"originator {eui_hex(msg.originator)} not a trust anchor")
         if msg.mac is None:
-            raise CommandRejected("authentication", "command carries no MAC")
-        acb = self.trust.by_role(RemotePartyRole.ACCESS_CONTROL_BROKER)
-        if acb is None or acb.ka_public is None:
-            raise CommandRejected("authentication", "no ACB trust anchor to check the MAC")
-        if not check_mac(self.secrets.secret(self.credentials.ka, acb.ka_public), msg):
-            raise CommandRejected("authentication", "MAC does not verify")
+            # Signature-only commands: the "Signature" variants of CS02a/CS02e/CS02f and recovery /
+            # contingency CS02b [S FACTS §5; O RTDS CS02aSignature, CS02fSignature, CS02b...ByRecovery].
+            if msg.message_code not in SIGNATURE_ONLY_COMMANDS:
+                raise CommandRejected("authentication", "command carries no MAC")
+            if not msg.signature or party.ds_public is None or not check_signature(party.ds_public, msg):
+                raise CommandRejected("authentication", "signature-only command: signature missing or invalid")
+        else:
+            acb = self.trust.by_role(RemotePartyRole.ACCESS_CONTROL_BROKER)
+            if acb is None or acb.ka_public is None:
+                raise CommandRejected("authentication", "no ACB trust anchor to check the MAC")
+            if not check_mac(self.secrets.secret(self.credentials.ka, acb.ka_public), msg):
+                raise CommandRejected("authentication", "MAC does not verify")
         if party.role not in catalogue.allowed_remote_party_roles(msg.message_code):
             raise CommandRejected("role", f"{party.role.name} may not send {use_case.use_case}")
-        if catalogue.is_critical_command(msg.message_code):
+        if catalogue.is_critical_command(msg.message_code) and msg.mac is not None:
             if not msg.signature or party.ds_public is None or not check_signature(party.ds_public, msg):
                 raise CommandRejected("authentication", "critical command signature missing or invalid")
         return party
@@ -542,7 +595,7 @@ class GbcsDevice(Device):
             supplementary_originator_counter=command.supplementary_originator_counter,
             signature=b"",
         )
-        critical = catalogue.is_critical_command(command.message_code)
+        critical = catalogue.is_critical_command(command.message_code) if outcome.signed is None else outcome.signed
         party = party or self.trust.by_eui(command.originator)
         return self.seal(msg, critical=critical, peer=party)
 

@@ -83,7 +83,13 @@ class DeviceKind:
     join: Callable[[Any, DeviceContext], Awaitable[Any]] | None = None  # commissioning joins it (else it joins itself)
     pairs_with: str | None = None  # type of the meter it pairs with (rig key `meter`; CS03B on that meter)
     starts_after_commissioning: bool = False
+    # commissioning pairs it with its meters itself, `pair(device, ctx, headend)` (e.g. the
+    # PPMID's CS03A1/CS03A2/CS03C), once `paired(device, ctx)` says it is not; else CS03B
+    pair: Callable[[Any, DeviceContext, Any], Awaitable[Any]] | None = None
+    paired: Callable[[Any, DeviceContext], bool] | None = None
     status: Callable[[Any], dict] | None = None  # its part of `gbhub run`'s status line
+    ota: bool = False  # takes firmware images from the CHF over the HAN: the composition root gives it
+    # a `han.ota.OtaClient` on its `han_port` / `han_dispatch` once attached (README "Firmware")
 
 
 _KINDS: dict[str, DeviceKind] = {}

@@ -316,6 +316,11 @@ class ZclServer:
         self.clusters[cluster] = provider
         self._claim(cluster)
 
+    def add_command(self, cluster: int, command_id: int, handler: CommandHandler) -> None:
+        """Serve a client→server cluster-specific command (e.g. the OTA Upgrade server's)."""
+        self.commands[(cluster, command_id)] = handler
+        self._claim(cluster)
+
     def remove_cluster(self, cluster: int) -> None:
         """Stop serving `cluster` (attributes and commands)."""
         self.clusters.pop(cluster, None)

@@ -22,7 +22,8 @@ the Device Log and the join window; refusals go to the security log), and a `Zcl
 CHF records the TC link key (CS14 if the log changed) and opens the tunnel to tunnel-server types.
 
 The CHF Device Log and the ZigBee Network Control object live in `hub.chf_log`, the WAN outage
-queue in `hub.wan_queue`; both are mixed into `Chf`.
+queue in `hub.wan_queue`, firmware distribution (OTA Upgrade server, CCS08) in `hub.chf_ota`; all
+are mixed into `Chf`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from gbcs.dlms import Data
 from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, peek_header
 from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
-from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, dlms, handlers
+from gbhub.firmware.credentials import credential_handlers
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, dlms, handlers
+from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
@@ -49,6 +52,7 @@ from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
 from gbhub.han.zcl_server import ZclServer
 from gbhub.wan.bridge import HubPort
 
+from .chf_ota import ChfFirmware
 from .chf_log import LOG_NS, NETWORK_NS, ChfDeviceLog, ChfDeviceLogEntry, LogChanges
 from .wan_queue import QUEUE_NS, WanQueue
 
@@ -77,7 +81,7 @@ def delivery_failure_body(command: Message) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
-class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
+class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
     """The Communications Hub Function (see module doc).
 
     Wiring: `attach_wan(hub_port)`, `attach_han(transport)` (returns the HAN port; other cluster
@@ -96,6 +100,8 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
         dlms(MessageCode.CCS06),
         dlms(MessageCode.CCS07),
         dlms(MessageCode.ECS52),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
+        call(MessageCode.CS06, activate_firmware, dated=True, fail=ACTIVATE_FIRMWARE_FAILURE),
     )
 
     def __init__(
@@ -203,6 +209,8 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
                                     allow=self._zcl_allowed, port=port, clock=self.clock)
         if self._alive:
             self._start_han()
+        else:
+            self._start_ota()
         return port
 
     def _han_receive(self, frame):
@@ -264,6 +272,7 @@ class Chf(ChfDeviceLog, WanQueue, GbcsDevice):
             if entry.joined and entry.device_type in TUNNEL_SERVER_TYPES:
                 self.spawn(self._open_tunnel(entry.eui), name=f"chf-tunnel-{eui_hex(entry.eui)}")
         self.every(_TUNNEL_CHECK, self._refresh_tunnels, align=False)
+        self._start_ota()
 
     def _refresh_tunnels(self, t: float) -> None:
         """Re-request each tunnel 0xFFFF s after its last RequestTunnelResponse [S FACTS §6]."""

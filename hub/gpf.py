@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
 from gbhub.firmware.gbcs_device import GbcsDevice, Outcome, RemoteParty, call, handlers
+from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbcs.asn1 import DeviceLogEntry, GpfDeviceLogBackupAlert, GpfDeviceLogRestore, GpfDeviceLogRestoreResponse
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.frame import Message
@@ -42,6 +44,8 @@ class Gpf(GbcsDevice):
         join(MessageCode.CS03B),  # any device type [I]
         unjoin(MessageCode.CS04B),
         call(MessageCode.GCS59, _restore),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
+        call(MessageCode.CS06, activate_firmware, dated=True, fail=ACTIVATE_FIRMWARE_FAILURE),
     )
 
     def __init__(self, eui: bytes | str, *, clock, credentials, trust, nvm=None, device_log_capacity: int = 16, **kw: Any) -> None:

@@ -1,18 +1,26 @@
-"""Meters and the displays paired with them: the ESME and the IHD. Imports han, wan, firmware
-and gbcs; never hub.
+"""Meters and the displays paired with them: the ESME, the IHD and the PPMID. Imports han, wan,
+firmware and gbcs; never hub.
 
-Both register as device types (`gbhub.firmware.registry`), so a rig composes any number of them:
-each ESME joins the HAN with its install code and serves the ZCL clusters its IHDs read; each
-IHD pairs with the meter the rig names (`meter = "esme-2"`)."""
-from gbcs.catalogue import DeviceType
+Each registers as a device type (`gbhub.firmware.registry`), so a rig composes any number of them:
+each ESME joins the HAN with its install code and serves the ZCL clusters its IHDs and PPMIDs
+read; each IHD pairs with the meter the rig names (`meter = "esme-2"`); a PPMID joins the HAN
+like an ESME and is paired by commissioning with its ESME (CS03A1 / CS03A2) and, when the rig
+has one, the GSME (CS03C both ways; the GSME is the device named by option `gsme`, default the
+one named "gsme")."""
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gbcs.catalogue import DeviceType, MessageCode
 from gbhub.firmware.registry import DeviceContext, DeviceKind, register_device_type
 from gbhub.han.join import join
 from gbhub.han.zcl_server import ZclServer
 
 from .esme import Esme
 from .ihd import Ihd
+from .ppmid import Ppmid
 
-__all__ = ["Esme", "Ihd"]
+__all__ = ["Esme", "Ihd", "Ppmid"]
 
 
 def _create_esme(ctx: DeviceContext) -> Esme:
@@ -27,7 +35,7 @@ def _attach_esme(esme: Esme, ctx: DeviceContext) -> ZclServer:
     Prepayment ...) that the HAN devices in its device log read."""
     dispatch = esme.attach_han(ctx.han)
     return ZclServer(dispatch, clusters=esme.zcl_attributes(), allow=esme.in_device_log, port=esme.han_port,
-                     clock=ctx.clock)
+                     clock=ctx.clock, commands=esme.zcl_commands())
 
 
 async def _join_esme(esme: Esme, ctx: DeviceContext) -> None:
@@ -58,9 +66,96 @@ def _ihd_status(ihd: Ihd) -> dict:
 register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=DeviceType.ESME,
                                 default_eui="02474248400000A0",
                                 default_install_code="83FED3407A939723A5C639B26916D505",
-                                keys=True, han_member=True, join=_join_esme, status=_esme_status))
+                                keys=True, han_member=True, join=_join_esme, status=_esme_status, ota=True))
 register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType.TYPE_2,
                                 default_eui="02474248400000A6",
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",
                                 han_member=True, pairs_with="esme", starts_after_commissioning=True,
                                 status=_ihd_status))
+
+
+# ---------------------------------------------------------------------------------------------- PPMID
+def _ppmid_gsme(ctx: DeviceContext) -> Any:
+    """The GSME a PPMID pairs with: option `gsme` (a device name, default "gsme"), when the rig
+    has it and it serves the Method C join (CS03C) with a device log."""
+    name = ctx.spec.options.get("gsme", "gsme")
+    try:
+        device = ctx.device(name)
+    except Exception:  # noqa: BLE001 - no such device: a PPMID for electricity only
+        return None
+    if getattr(device, "kind", None) != "gsme" or not hasattr(device, "in_device_log"):
+        return None
+    return device if device.supports(MessageCode.CS03C) else None
+
+
+def _create_ppmid(ctx: DeviceContext) -> Ppmid:
+    s = ctx.spec
+    options = {k: v for k, v in s.options.items() if k != "gsme"}
+    gsme = _ppmid_gsme(ctx)
+    return Ppmid(s.eui, clock=ctx.clock, credentials=ctx.credentials(), trust=ctx.trust, nvm=ctx.nvm,
+                 chf_eui=ctx.chf.eui, esme_eui=ctx.meter.eui, gsme_eui=None if gsme is None else gsme.eui,
+                 **ctx.firmware(), **options)
+
+
+def _attach_ppmid(ppmid: Ppmid, ctx: DeviceContext) -> None:
+    ppmid.attach_han(ctx.han)
+
+
+async def _join_ppmid(ppmid: Ppmid, ctx: DeviceContext) -> None:
+    await join(ppmid.han_port, ctx.chf.eui, ctx.spec.install_code, dispatch=ppmid.han_dispatch,
+               device_type=DeviceType.PPMID, clock=ctx.clock)
+
+
+def _ka_certificate(ctx: DeviceContext, eui: bytes) -> bytes:
+    cert = ctx.keystore.certificate(eui, "ka")
+    if cert is None:
+        raise RuntimeError(f"no KA certificate of {eui.hex().upper()} to join with")
+    return cert.public_bytes(Encoding.DER)
+
+
+def _ppmid_paired(ppmid: Ppmid, ctx: DeviceContext) -> bool:
+    esme = ctx.meter
+    if not (esme.in_device_log(ppmid.eui) and ppmid.paired_with(esme.eui)):
+        return False
+    gsme = _ppmid_gsme(ctx)
+    return gsme is None or (ppmid.paired_with(gsme.eui) and gsme.in_device_log(ppmid.eui))
+
+
+async def _pair_ppmid(ppmid: Ppmid, ctx: DeviceContext, headend: Any) -> None:
+    """Method A with the ESME (CS03A1 on it, CS03A2 on the PPMID), Method C with the GSME
+    (CS03C on each, with the other's KA certificate); each step only when still missing."""
+    from gbcs.asn1 import JoinMethodAndRole as Role
+
+    async def send(use_case: str, to: Any, other: Any, other_type: DeviceType, role: Role, **extra: Any) -> None:
+        r = await headend.send_use_case(use_case, recipient=to.eui, params={
+            "other_entity_id": other.eui, "other_device_type": other_type, "join_method_and_role": role, **extra})
+        if not r.ok:
+            raise RuntimeError(f"{use_case} on {to.eui.hex().upper()} failed: {r.summary}")
+
+    esme = ctx.meter
+    if not esme.in_device_log(ppmid.eui):
+        await send("CS03A1", esme, ppmid, DeviceType.PPMID, Role.METHOD_A_INITIATOR)
+    if not ppmid.paired_with(esme.eui):
+        await send("CS03A2", ppmid, esme, DeviceType.ESME, Role.METHOD_A_RESPONDER)
+    gsme = _ppmid_gsme(ctx)
+    if gsme is not None:
+        if not gsme.in_device_log(ppmid.eui):
+            press = getattr(gsme, "press_button", None)
+            if press is not None:
+                press()  # the sleepy GSME wakes to fetch its command, as an installer would have it
+            await send("CS03C", gsme, ppmid, DeviceType.PPMID, Role.METHOD_C, ka_certificate=_ka_certificate(ctx, ppmid.eui))
+        if not ppmid.paired_with(gsme.eui):
+            await send("CS03C", ppmid, gsme, DeviceType.GSME, Role.METHOD_C, ka_certificate=_ka_certificate(ctx, gsme.eui))
+
+
+def _ppmid_status(ppmid: Ppmid) -> dict:
+    d = ppmid.display
+    return {"status": d.status, "credit": d.electricity.credit, "gas_credit": d.gas.credit, "message": d.message,
+            "pending_gas": len(ppmid.pending_gas)}
+
+
+register_device_type(DeviceKind("ppmid", _create_ppmid, _attach_ppmid, device_type=DeviceType.PPMID,
+                                default_eui="02474248400000A4",
+                                default_install_code="5C2E9A71D4B03F68E1A7C95B20D84F3E",
+                                keys=True, han_member=True, join=_join_ppmid, pairs_with="esme",
+                                pair=_pair_ppmid, paired=_ppmid_paired, status=_ppmid_status))

@@ -23,8 +23,10 @@ response shapes follow the RTDS response vectors):
   ECS42/43/44  load switch script table, scripts 51 / 52 / 54
   ECS45   disconnect control control_state
   ECS52   firmware version
+  CS06    activate firmware (immediate, future-dated, cancelled; `firmware.update`)
   ECS70   clock: preset with validity window, adjust, read back
   CS01a   top-up: UTRN into the token gateway (gbcs.utrn)
+  PECS01/PECS02  its PPMID's ZSE ConsumerTopUp / SelectAvailableEmergencyCredit (`meter.esme_zcl`)
   CS03A1/CS03B/CS04AC/CS04B/CS07  the ESME's own device log (ASN.1, `firmware.device_log`)
   ECS25a/a1/a2/a3  alert and event behaviours (`meter.esme_events`, which also raises the ESME's
           events from their causes and declares its faults: `gbhub ctl fault`)
@@ -71,13 +73,16 @@ from gbhub.firmware.cosem import (
     ObjectModel,
     compact_array,
 )
+from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
-from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, dlms, handlers
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
+from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import TUNNELING_CLUSTER
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
 
+from .han_link import TunnelServed
 from .esme_state import (
     BLOCK_TIERS,
     BLOCKS,
@@ -241,7 +246,7 @@ def _shape_like(template: Data) -> Callable[[Data], bool]:
 
 
 # ------------------------------------------------------------------------------------------ Esme
-class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
+class Esme(EsmeEvents, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
     """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
 
     `prepayment_key` is the supplier's prepayment KA public key (its prePaymentTopUp trust anchor,
@@ -270,6 +275,7 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
         dlms(MessageCode.ECS44, check=_runs_script(SCRIPT_ARM)),
         dlms(MessageCode.ECS45),
         dlms(MessageCode.ECS52),
+        call(MessageCode.CS06, activate_firmware, dated=True, fail=ACTIVATE_FIRMWARE_FAILURE),
         dlms(MessageCode.ECS70),
         dlms(MessageCode.CS01a, dated=True),
         # alert and event behaviours (meter.esme_events)
@@ -284,6 +290,7 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
         unjoin(MessageCode.CS04AC),
         unjoin(MessageCode.CS04B),
         read(MessageCode.CS07),
+        *credential_handlers(),  # CS02a-g (firmware.credentials)
     )
     # Every request of a command is served on its own (no break-on-error) [I].
     BREAK_ON_ERROR = False
@@ -307,6 +314,7 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
         credit_pence: float = 0.0,
         emergency_credit_pence: float = 0.0,
         utrn_cache_size: int = DEFAULT_CACHE_SIZE,
+        emergency_credit_activation: str = "auto",
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -318,6 +326,9 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
         self.model = model if model is not None else ConsumptionModel()
         self.export_model = export_model
         self.utrn_cache_size = utrn_cache_size
+        if emergency_credit_activation not in ("auto", "consumer"):
+            raise ValueError("emergency_credit_activation is 'auto' or 'consumer'")
+        self.emergency_credit_activation = emergency_credit_activation
         self._factory = {
             "registers": dict(registers or {}),
             "clock_offset": float(clock_offset),
@@ -1026,42 +1037,6 @@ class Esme(EsmeEvents, Prepayment, EsmeZcl, GbcsDevice):
     def append_log(self, name: str, code: Any, **detail: Any) -> dict:
         detail.setdefault("time", self.device_now())  # logs are kept in device time
         return super().append_log(name, code, **detail)
-
-    # ============================================================================ HAN
-    def attach_han(self, transport, *, endpoint: int = 1) -> ClusterDispatch:
-        """Attach to a HAN transport and serve the GB-HGRP tunnel the CHF opens to this ESME:
-        commands arriving through it are processed as from the WAN, and responses and alerts go
-        back through it (unless `send_gbcs` was wired elsewhere). Returns the port's dispatcher,
-        to which other cluster servers (Metering, Prepayment ... for IHDs) can be added."""
-        dispatch = ClusterDispatch()
-        port = transport.attach(self.eui, dispatch)
-        host = TunnelHost(port, endpoint=endpoint, clock=self.clock, on_message=self._on_tunnel_message)
-        self.tunnel = host.serve(accept=self._accept_tunnel)
-        dispatch.add(TUNNELING_CLUSTER, host.handle)
-        self.tunnel_host = host
-        self.han_port = port
-        self.han_dispatch = dispatch
-        if self.send_gbcs is None:
-            self.send_gbcs = self._send_via_tunnel
-        return dispatch
-
-    def _accept_tunnel(self, eui: bytes) -> bool | None:
-        if self.chf_eui is None or eui == self.chf_eui:
-            return True
-        return None  # not our Comms Hub: ignored
-
-    def _on_tunnel_message(self, peer: bytes, message: bytes) -> None:
-        if self.chf_eui is not None and peer != self.chf_eui:
-            return
-        self._last_tunnel_peer = peer
-        self.post(bytes(message))
-
-    async def _send_via_tunnel(self, frame: bytes) -> None:
-        peer = self.chf_eui or self._last_tunnel_peer
-        if self.tunnel is None or peer is None:
-            raise ConnectionError("no tunnel to a Comms Hub")
-        await self.tunnel.send_gbcs(peer, frame)
-
 
 
 

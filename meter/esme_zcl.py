@@ -7,12 +7,18 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from gbcs.catalogue import DeviceType
 from gbcs.obis import OBIS
+from gbcs.usecases.ppmid import TopUpResult
+from gbcs.utrn import UtrnStatus
+from gbcs.zcl import Cluster, ClusterCommand, Status
 from gbhub.firmware import cosem
 
 from .esme_state import SUPPLY_ARMED, SUPPLY_DISABLED, SUPPLY_ENABLED, TOU_TIERS, clamp
 
 ZCL_SUPPLY_STATUS = {SUPPLY_DISABLED: 0, SUPPLY_ARMED: 1, SUPPLY_ENABLED: 2}  # ZSE Metering SupplyStatus
+_ACCEPTED = {SUPPLY_DISABLED: TopUpResult.ACCEPTED_SUPPLY_DISABLED, SUPPLY_ARMED: TopUpResult.ACCEPTED_SUPPLY_ARMED,
+             SUPPLY_ENABLED: TopUpResult.ACCEPTED_SUPPLY_ENABLED}
 
 
 class EsmeZcl:
@@ -29,6 +35,41 @@ class EsmeZcl:
             0x0705: self._zcl_prepayment,
             0x0703: lambda: {},  # Messaging has commands only
         }
+
+    def zcl_commands(self) -> dict[tuple[int, int], Callable[..., Any]]:
+        """Prepayment commands a PPMID sends (ZSE, event-logged as PECS01 / PECS02): the
+        ZCL server refuses them from devices not in the ESME's device log."""
+        return {
+            (Cluster.PREPAYMENT, 0x04): self._zcl_consumer_top_up,  # ConsumerTopUp
+            (Cluster.PREPAYMENT, 0x00): self._zcl_select_emergency_credit,  # SelectAvailableEmergencyCredit
+        }
+
+    def _from_ppmid(self, frame: Any, command: ClusterCommand) -> bool:
+        """Only a PPMID in the device log may top up or ask for emergency credit [I] (an IHD
+        there may read, not pay); anything else is logged and refused NOT_AUTHORIZED."""
+        if self.joined_devices.device_type(frame.src) == DeviceType.PPMID:
+            return True
+        self.log_security("zcl_command_refused", command=command.name, src=frame.src.hex().upper())
+        return False
+
+    def _zcl_consumer_top_up(self, frame: Any, command: ClusterCommand) -> ClusterCommand | int:
+        if not self._from_ppmid(frame, command):
+            return Status.NOT_AUTHORIZED
+        code = command["top_up_code"]
+        check = self.enter_utrn(bytes(code).decode("ascii", "replace"), origin="ppmid")
+        if check.accepted:
+            result = _ACCEPTED[self._supply_state()]
+        else:
+            result = TopUpResult.REJECTED_DUPLICATE if check.status is UtrnStatus.DUPLICATE else TopUpResult.REJECTED_INVALID
+        return ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=int(result),
+                                    top_up_value=check.amount_pennies if check.accepted else 0,
+                                    source_of_top_up=command["originating_device"],
+                                    credit_remaining=clamp(math.floor(self.credit_pence), -(1 << 31), (1 << 31) - 1))
+
+    def _zcl_select_emergency_credit(self, frame: Any, command: ClusterCommand) -> int:
+        if not self._from_ppmid(frame, command):
+            return Status.NOT_AUTHORIZED
+        return Status.SUCCESS if self.activate_emergency_credit() else Status.FAILURE
 
     def _zcl_basic(self) -> dict[int, Any]:
         return {0x0000: 3, 0x0001: 1, 0x0003: 1, 0x0004: "gbhub", 0x0005: "gbhub ESME", 0x0007: 0x01,

@@ -2,7 +2,14 @@
 active tariff; top-ups by UTRN, remote (CS01a through the token gateway) or typed locally, checked
 against the UTRN counter cache (`gbcs.utrn`). Mixed into `meter.esme.Esme` (`Prepayment`): its
 state is the ESME's NVM (`esme_state.NS`, keys "prepayment" and "utrn_counters", the top-up log),
-and running out of credit disables the ESME's supply (alert 0x8F0F)."""
+and running out of credit disables the ESME's supply (alert 0x8F0F).
+
+Emergency credit (`emergency_credit_activation`, an ESME option) [I]: "auto" (the default) lets
+the emergency credit cover a shortfall unasked; "consumer" uses it only once the consumer has
+activated it (`activate_emergency_credit`: the PPMID's ZSE SelectAvailableEmergencyCredit,
+PECS02), which arms a supply that ran out of credit (alert 0x8168, else 0x81AB); a top-up that
+repays it in full ends the activation. A PPMID's ZSE ConsumerTopUp (PECS01) is `enter_utrn` with
+origin "ppmid"."""
 from __future__ import annotations
 
 from gbcs.catalogue import AlertCode, RemotePartyRole
@@ -18,6 +25,8 @@ TOPUP_LOG_CAPACITY = 5  # ZSE Prepayment top-up log has five slots [S gbcs.zcl a
 
 class Prepayment:
     """The prepayment part of `Esme` (module doc)."""
+
+    emergency_credit_activation = "auto"  # or "consumer" (module doc); the ESME takes it as an option
 
     def _prepay(self) -> dict:
         return self.nvm.get(NS, "prepayment")
@@ -42,14 +51,15 @@ class Prepayment:
         """Take a charge from credit; emergency credit (when granted) covers a shortfall. When
         both are gone the supply is disabled (alert 0x8F0F)."""
         p = self._prepay()
-        was_exhausted = p["credit"] <= 0 and p["ec_remaining"] <= 0
+        usable = self._ec_usable(p)
+        was_exhausted = p["credit"] <= 0 and (p["ec_remaining"] <= 0 or not usable)
         p["credit"] -= pence
-        if p["credit"] < 0 and p["ec_remaining"] > 0:
+        if p["credit"] < 0 and p["ec_remaining"] > 0 and usable:
             take = min(p["ec_remaining"], -p["credit"])
             p["ec_remaining"] -= take
             p["credit"] += take
         self.nvm.put(NS, "prepayment", p)
-        exhausted = p["credit"] <= 0 and p["ec_remaining"] <= 0
+        exhausted = p["credit"] <= 0 and (p["ec_remaining"] <= 0 or not usable)
         if exhausted and not was_exhausted and self._supply_state() == SUPPLY_ENABLED:
             self._set_supply(SUPPLY_DISABLED, cause="credit", at=at)
             self._queue_alert(AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
@@ -61,6 +71,8 @@ class Prepayment:
         p["ec_remaining"] += repay
         p["credit"] += pence - repay
         p["total_added"] += pence
+        if self.emergency_credit_activation == "consumer" and p.get("ec_active") and p["ec_remaining"] >= p["ec_limit"]:
+            p["ec_active"] = False  # repaid in full: the next use needs a new activation
         self.nvm.put(NS, "prepayment", p)
         self.nvm.log_append(TOPUP_LOG, {"t": int(self.device_now()), "pence": pence, "origin": origin}, TOPUP_LOG_CAPACITY)
         supply = self.nvm.get(NS, "supply")
@@ -70,8 +82,17 @@ class Prepayment:
     def _utrn_cache(self) -> UtrnCounterCache:
         return UtrnCounterCache(self.nvm.get(NS, "utrn_counters", []), size=self.utrn_cache_size)
 
+    def _prepayment_cell(self):
+        """The supplier's prepayment KA trust anchor once a CS02b replaced it (change of supplier:
+        UTRNs then come from the new supplier, `firmware.trust`); None while as commissioned."""
+        replaced = getattr(self.trust, "replaced", None)
+        return None if replaced is None else replaced(RemotePartyRole.SUPPLIER, "ka", 1)
+
     @property
     def prepayment_supplier(self) -> bytes | None:
+        cell = self._prepayment_cell()
+        if cell is not None:
+            return cell.eui
         if self._prepayment_supplier is not None:
             return self._prepayment_supplier
         anchor = self.trust.by_role(RemotePartyRole.SUPPLIER)
@@ -79,30 +100,66 @@ class Prepayment:
 
     def _check_utrn(self, utrn: bytes | str, supplier: bytes | None, target: bytes | None,
                     originator_counter: int | None) -> UtrnCheck:
-        if self.prepayment_key is None or supplier is None:
+        cell = self._prepayment_cell()
+        key = self.prepayment_key if cell is None else cell.public_key
+        if key is None or supplier is None:
             return UtrnCheck(UtrnStatus.NOT_AUTHENTIC)
         cache = self._utrn_cache()
         check = validate_utrn(utrn, supplier=supplier, device=self.eui, private_key=self.credentials.ka,
-                              public_key=self.prepayment_key, cache=cache, target=target,
+                              public_key=key, cache=cache, target=target,
                               originator_counter=originator_counter, secrets=self.secrets)
         if check.accepted:
             self.nvm.put(NS, "utrn_counters", cache.counters())
         return check
 
-    def enter_utrn(self, utrn: str) -> UtrnCheck:
-        """A UTRN typed on the meter's keypad (or relayed by a PPMID): credit added locally
-        (alert 0x810E), or the rejection alert (0x8F51 / 0x8F63 / 0x8F64)."""
+    def enter_utrn(self, utrn: str, origin: str = "local") -> UtrnCheck:
+        """A UTRN typed on the meter's keypad (origin "local") or sent by a PPMID (ZSE
+        ConsumerTopUp, "ppmid"): credit added locally (alert 0x810E), or the rejection alert
+        (0x8F51 / 0x8F63 / 0x8F64). The credit and the UTRN counter commit before this returns."""
         self._check_alive()
         self._alerts.clear()
         with self.nvm.transaction():
             check = self._check_utrn(utrn, self.prepayment_supplier, None, None)
             if check.accepted:
-                self._add_credit(check.amount_pennies, "local")
+                self._add_credit(check.amount_pennies, origin)
                 self._queue_alert(AlertCode.CREDIT_ADDED_LOCALLY)
+                self.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter, origin=origin)
             else:
                 self._queue_alert(check.alert_code)
+                self.log_event("top_up_rejected", status=check.status.value, origin=origin)
         self._after_local(self._take_alerts())
         return check
+
+    def _ec_usable(self, p: dict) -> bool:
+        return self.emergency_credit_activation == "auto" or bool(p.get("ec_active"))
+
+    def activate_emergency_credit(self, origin: str = "ppmid") -> bool:
+        """The consumer asks for emergency credit (PPMID: ZSE SelectAvailableEmergencyCredit).
+        True when emergency credit remains and is (now) in use; a supply disabled for want of
+        credit is armed (alert 0x8168), else alert 0x81AB [I]. False (nothing changes) when none
+        remains."""
+        self._check_alive()
+        self._alerts.clear()
+        with self.nvm.transaction():
+            p = self._prepay()
+            if p["ec_remaining"] <= 0:
+                self.log_event("emergency_credit_refused", origin=origin)
+                return False
+            p["ec_active"] = True
+            if p["credit"] < 0:  # the shortfall so far comes out of the emergency credit
+                take = min(p["ec_remaining"], -p["credit"])
+                p["ec_remaining"] -= take
+                p["credit"] += take
+            self.nvm.put(NS, "prepayment", p)
+            supply = self.nvm.get(NS, "supply")
+            if supply["state"] == SUPPLY_DISABLED and supply.get("cause") == "credit" and p["ec_remaining"] > 0:
+                self._set_supply(SUPPLY_ARMED, cause="credit")
+                self._queue_alert(AlertCode.SUPPLY_DISABLED_THEN_ARMED_ACTIVATE_EMERGENCY_CREDIT_TRIGGERED)
+            else:
+                self._queue_alert(AlertCode.EMERGENCY_CREDIT_ACTIVATED)
+            self.log_event("emergency_credit_activated", origin=origin)
+        self._after_local(self._take_alerts())
+        return True
 
 
     def _enter_token(self, parameters: Data) -> None:

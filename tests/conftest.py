@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# The composition root registers the device types in their canonical order (hub functions, then
+# meters and displays); a test module that imports one device package first must not change it.
+import gbhub.tools.rig  # noqa: E402,F401
+
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = Path(os.environ.get("GBHUB_VECTORS", ROOT.parent / "shared" / "vectors"))
 

@@ -447,7 +447,7 @@ def _cs14_after(p, since):
 
 
 async def test_premises_restore_keeps_esme_drops_ihd(premises_factory):
-    p = await premises_factory()
+    p = await premises_factory(ppmid=False)
     chf, esme, ihd = p.chf, p.esme, p.ihd
     assert chf.device_log_entry(ihd.eui).joined and chf.device_log_entry(esme.eui).joined
     esme_key = chf.device_log_entry(esme.eui).tc_link_key
@@ -481,7 +481,7 @@ async def test_replacement_hub_restored_from_the_first_ones_log(premises_factory
     """The DCC keeps the first hub's log (CCS06 read, CS14 for the extended PAN id) and restores
     it onto a replacement CHF with an empty log (same identity, new NVM); the ESME re-joins with
     its install code, and reads work again."""
-    p = await premises_factory()
+    p = await premises_factory(ppmid=False)
     esme, ihd = p.esme, p.ihd
     first = p.chf
     listed = (await p.send("CCS06", "chf")).summary

@@ -142,10 +142,13 @@ def test_parsed_rigs_have_unique_names_and_euis(tables, data):
 
 def test_default_rig_with_extra_devices():
     rig = default_rig(None, [{"type": "esme"}, {"type": "ihd", "meter": "esme-2"}])
-    assert [d.name for d in rig.devices] == ["chf", "gpf", "esme", "ihd", "esme-2", "ihd-2"]
+    assert [d.name for d in rig.devices] == ["chf", "gpf", "esme", "ihd", "ppmid", "esme-2", "ihd-2"]
     assert [d.meter for d in rig.devices if d.type == "ihd"] == ["esme", "esme-2"]
     assert default_eui("ihd", 2) == bytes.fromhex("02474248400001A6")
-    assert [d.name for d in default_rig(None, ihd=False).devices] == ["chf", "gpf", "esme"]
+    assert [d.name for d in default_rig(None, ihd=False).devices] == ["chf", "gpf", "esme", "ppmid"]
+    assert [d.name for d in default_rig(None, ihd=False, ppmid=False).devices] == ["chf", "gpf", "esme"]
+    assert [d.meter for d in default_rig(None, [{"type": "ppmid", "meter": "esme-2"}, {"type": "esme"}]).devices
+            if d.type == "ppmid"] == ["esme-2"]  # a ppmid table replaces the default one
     assert DEFAULT_EUIS["esme"] == "02474248400000A0"
 
 
@@ -224,7 +227,7 @@ def test_send_target_from_premises_json():
 @pytest.mark.premises(devices=[{"type": "esme"}])
 async def test_fixture_two_esmes_answer_each_for_itself(premises):
     p = premises
-    assert list(p.devices_by_name) == ["chf", "gpf", "esme", "ihd", "esme-2"]
+    assert list(p.devices_by_name) == ["chf", "gpf", "esme", "ihd", "ppmid", "esme-2"]
     second = p.device("esme-2")
     assert second.eui == ESME_2 and p.esme.eui == bytes.fromhex("02474248400000A0")
     assert p.device(ESME_2) is second and p.device(eui_hex(ESME_2)) is second and p.device("chf") is p.chf

@@ -36,7 +36,7 @@ OTHER = bytes.fromhex("02474248400000E2")
 B, C = JoinMethodAndRole.METHOD_B, JoinMethodAndRole.METHOD_C
 INTEGRITY = AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED
 
-pytestmark = pytest.mark.premises(tcp=False, ihd=False)
+pytestmark = pytest.mark.premises(tcp=False, ihd=False, ppmid=False)
 
 
 async def asn1(p, device, code, payload, **kw):
@@ -182,7 +182,11 @@ def test_tables_are_derived_not_restated():
             assert isinstance(handler, Handler) and handler.message_code == code
             if handler.use_case is not None:
                 assert handler.use_case.message_code == code
-    assert set(Gpf.HANDLERS) == {MessageCode.CS07, MessageCode.CS03B, MessageCode.CS04B, MessageCode.GCS59}
+    from gbhub.firmware.credentials import credential_handlers
+
+    credentials = {h.message_code for h in credential_handlers()}  # CS02a-g: every GBCS device
+    assert set(Gpf.HANDLERS) == {MessageCode.CS07, MessageCode.CS03B, MessageCode.CS04B, MessageCode.GCS59, MessageCode.CS06} | credentials
+    assert credentials <= set(Esme.HANDLERS) and credentials <= set(Chf.HANDLERS)
     assert {MessageCode.CCS01, MessageCode.CCS06, MessageCode.ECS52} <= set(Chf.HANDLERS)
     # an object-model binding needs a definition that says what its content may carry
     with pytest.raises(ValueError):

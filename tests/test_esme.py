@@ -11,12 +11,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from test_credentials import credential_templates
 from gbhub.firmware.clock import SimClock
 from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
 from gbhub.firmware.nvm import Nvm
 from gbcs import catalogue, usecases
 from gbcs.analyse import analyse
 from gbcs.asn1 import (
+    ActivateFirmware,
     DeviceJoinDetails,
     JoinDevice,
     ReadDeviceJoinDetails,
@@ -74,6 +76,7 @@ EPOCH_2000 = 946684800
 ECS01A, ECS01B, ECS17B, ECS17C, ECS21A, ECS22B, ECS24 = 0x0019, 0x00A2, 0x0027, 0x0028, 0x0033, 0x0037, 0x003A
 ECS35A, ECS35B, ECS42, ECS43, ECS44, ECS45, ECS52, ECS70 = 0x0048, 0x0049, 0x004F, 0x0050, 0x0051, 0x0052, 0x0059, 0x0062
 CS01A, CS03A1, CS03B, CS04AC, CS04B, CS07 = 0x0007, 0x000D, 0x000E, 0x000F, 0x0010, 0x0013
+CS06 = 0x0012  # activate firmware (firmware.update)
 
 
 # ----------------------------------------------------------------------------------- fixtures
@@ -516,10 +519,12 @@ VALID_CONTENT = {
     CS04AC: lambda r: UnjoinDevice(entity_id=PPMID_EUI).encode(),
     CS04B: lambda r: UnjoinDevice(entity_id=IHD_EUI).encode(),
     CS07: lambda r: ReadDeviceJoinDetails().encode(),
+    CS06: lambda r: ActivateFirmware(bytes(32), 1000).encode(),
     # alert and event behaviours (meter.esme_events)
     **{catalogue.MessageCode[uc]: (lambda u: lambda r: usecases.get(u).build(1000, codes=(catalogue.AlertCode.CLOCK_ADJUSTED,)))(uc)
        for uc in ("ECS25a", "ECS25a1", "ECS25a2", "ECS25a3")},
 }
+VALID_CONTENT.update(credential_templates())  # CS02a-g
 
 
 def test_every_supported_code_has_a_fuzz_template():

@@ -183,12 +183,13 @@ def test_status_stop_wait_ctl_on_a_long_path(tmp_path):
         assert status.returncode == 0, status.stderr
         doc = json.loads(status.stdout)
         names = {d["name"]: d for d in doc["devices"]}
-        assert set(names) == {"chf", "gpf", "esme", "ihd"}
+        assert set(names) == {"chf", "gpf", "esme", "ihd", "ppmid"}
         esme = names["esme"]
         assert esme["type"] == "esme" and esme["eui"] == "02474248400000A0" and esme["joined"] is True
         assert esme["supply"] == "enabled" and isinstance(esme["credit"], float) and "import_wh" in esme["registers"]
-        assert names["ihd"]["joined"] is True
-        assert {e["eui"] for e in doc["chf_device_log"]} == {"02474248400000A0", "02474248400000A6"}
+        assert names["ihd"]["joined"] is True and names["ppmid"]["joined"] is True
+        assert names["ppmid"]["status"] in ("joined", "ok") and "credit" in names["ppmid"]  # what it displays
+        assert {e["eui"] for e in doc["chf_device_log"]} == {"02474248400000A0", "02474248400000A6", "02474248400000A4"}
         # no head-end takes queued frames yet: the WAN counts as down and commissioning's alerts
         # wait in the queue for one (issue 8, defect 1); the link itself is enabled
         assert doc["wan"]["link"] is True and doc["wan"]["up"] is False and doc["uptime_s"] >= 0

@@ -18,6 +18,7 @@ from gbcs.catalogue import RTDS_ACB, RTDS_ESME, RTDS_SUPPLIER
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.dlms import AccessRequest, AccessResponse, Data, ResponseSpec, invoke_id_for
 from gbcs.frame import CRA, Message, decode_message
+from gbcs.gbz import GbzPayload
 from gbcs.payload import decode_payload
 from gbcs.security import SecretCache, decrypt_part, encryption_key
 from gbcs.usecases import REQUIRED, USE_CASES, Param, build_content, get, parse_params, usecase_table_markdown
@@ -25,7 +26,7 @@ from gbcs.utrn import Utrn, ValueClass
 
 UTC = dt.timezone.utc
 LISTED = ("CCS01 CCS02 CCS05CCS04 CCS06 ECS17b ECS17c ECS22b ECS21a ECS24 ECS35a ECS35b ECS42 ECS43 ECS44 ECS45 ECS52 ECS70 "
-          "ECS01a CS01a CS03B CS04B CS07 CS14").split()
+          "ECS01a CS01a CS03B CS04B CS07 CS14 CS03A1 CS03A2 CS03C PCS01 PCS02").split()
 
 # --------------------------------------------------------------------------------------------
 # RTDS: COMMAND / PRECOMMAND contents rebuilt from the vector's own parameters and counter
@@ -58,6 +59,11 @@ _FOLDERS: dict[str, tuple[str, dict]] = {
     # produce the CS04AC vectors' content (no CS04B vector in RTDS).
     "8.8.1_CS04ACCritical": ("CS04B", dict(entity_id="00DB123456789099")),
     "8.9_CS07": ("CS07", {}),
+    "8.7.1_CS03A1": ("CS03A1", {}),
+    "8.7.1_CS03A2Critical": ("CS03A2", {}),
+    # the PPMID's KA certificate is opaque DER to the builder: taken from the vector itself
+    "8.7.1_CS03CCritical": ("CS03C", dict(ka_certificate=lambda m: decode_payload(m).ka_certificate)),
+    "NA_PCS01": ("PCS01", dict(utrn="73941656880950804485")),
 }
 _FILE_PARAMS: dict[str, dict] = {
     "ECS01b_1.2.1_IMMEDIATE_BLOCK_SUCCESS": dict(tou_prices=(), block_prices="2361,4289,6566"),
@@ -69,6 +75,7 @@ _FILE_PARAMS: dict[str, dict] = {
     "CS01a_2.2_ERROR": dict(utrn="7394 8959 0619 7283 3313"),
     "CS03B_8.7.2_ERROR": dict(other_entity_id="0102030405060708", other_device_type=DeviceType.PPMID),
     "CS04ACCritical_8.8.1_ERROR": dict(entity_id=bytes([3] * 8)),
+    "CS03A1_8.7.1_SUCCESS": dict(other_device_type=DeviceType.HCALCS),
 }
 
 
@@ -98,7 +105,7 @@ def test_rtds_covers_every_listed_use_case_with_vectors(rtds):
     covered = {_FOLDERS[f][0] for f in folders if f in _FOLDERS}
     # ECS01a has no RTDS vector (only GCS01a under 1.1.1); CS04B is checked against CS04AC's
     # identical payload; CS14 is an alert (decode only, see below).
-    assert covered == set(LISTED) - {"ECS01a", "CS14"} | {"ECS01b"}
+    assert covered == set(LISTED) - {"ECS01a", "CS14", "PCS02"} | {"ECS01b"}
     assert len(COMMAND_ROWS) >= 60
 
 
@@ -106,6 +113,7 @@ def test_rtds_covers_every_listed_use_case_with_vectors(rtds):
 def test_rtds_command_content_rebuilt_byte_exact(row):
     m = decode_message(row["bytes"])
     use_case, params = _params_for(row["file"])
+    params = {k: v(m) if callable(v) else v for k, v in params.items()}
     d = get(use_case)
     content = build_content(use_case, m.originator_counter, originator=m.originator, recipient=m.recipient, **params)
     assert content == m.content
@@ -114,6 +122,8 @@ def test_rtds_command_content_rebuilt_byte_exact(row):
     # originator role as RTDS shows it: the ACB, carrying the supplier, for CHF use cases
     if d.originator == "acb":
         assert m.originator == RTDS_ACB and m.supplementary_remote_party_id == RTDS_SUPPLIER
+    elif d.originator == "ppmid":  # device to device: the PPMID MACs it for the GSME
+        assert m.recipient == catalogue.RTDS_GSME and m.originator == catalogue.RTDS_PPMID
     elif "SUCCESS" in row["file"]:  # (the CS03B and CS07 error vectors are ACB-sent)
         assert catalogue.RTDS_REMOTE_PARTIES[m.originator] in (catalogue.RemotePartyRole.SUPPLIER,
                                                                 catalogue.RemotePartyRole.NETWORK_OPERATOR)
@@ -125,10 +135,10 @@ def test_use_case_definition_matches_catalogue():
         uc = catalogue.by_use_case(name)
         assert (d.use_case, d.message_code, d.name) == (uc.use_case, uc.message_code, uc.name)
         assert d.critical == catalogue.is_critical_command(uc.message_code)
-        assert d.originator in ("supplier", "acb")
+        assert d.originator in ("supplier", "acb", "ppmid")
         assert d.target in d.targets
         role = catalogue.RemotePartyRole.ACCESS_CONTROL_BROKER if d.originator == "acb" else catalogue.RemotePartyRole.SUPPLIER
-        if not d.is_alert:
+        if not d.is_alert and d.originator != "ppmid":  # PCS01/PCS02: HAN-only, no remote party
             assert role in catalogue.allowed_remote_party_roles(uc.message_code)
     assert get("CS14").is_alert and get("CS14").build is None
     assert get("CS01a").utrn and not get("ECS17b").utrn
@@ -469,8 +479,8 @@ def _strategy(p: Param):
         return st.booleans()
     if kind == "eui":
         return st.binary(min_size=8, max_size=8)
-    if kind == "hex":
-        return st.binary(min_size=16, max_size=16)
+    if kind == "hex":  # install codes: 16 bytes; CS06's manufacturer image hash: 32
+        return st.binary(min_size=32, max_size=32) if p.name == "hash" else st.binary(min_size=16, max_size=16)
     if kind == "enum":
         return st.sampled_from(list(p.enum))
     if kind == "datetime":
@@ -508,12 +518,35 @@ def _ecs01a_params(draw):
     )
 
 
+_CERT: list[bytes] = []
+
+
+def _certificate() -> bytes:
+    """One organisation certificate (DER) for the credential use cases' certificate parameters."""
+    if not _CERT:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATIONAL_UNIT_NAME, "02")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(dt.datetime(2015, 1, 1)).not_valid_after(dt.datetime(2035, 1, 1))
+                .sign(key, hashes.SHA256()))
+        _CERT.append(cert.public_bytes(serialization.Encoding.DER))
+    return _CERT[0]
+
+
 @st.composite
 def _use_case_and_params(draw):
     d = draw(st.sampled_from([x for x in USE_CASES.values() if not x.is_alert]))
     counter = draw(st.integers(0, (1 << 64) - 1))
     if d.use_case == "ECS01a":
         return d, counter, draw(_ecs01a_params())
+    if d.use_case == "PCS01":  # any well-formed UTRN (the PPMID's own counter carries it)
+        utrn = Utrn(draw(st.integers(0, 0x3FF)), draw(st.sampled_from(list(ValueClass))), draw(st.integers(0, 8191)),
+                    draw(st.binary(min_size=4, max_size=4)))
+        return d, counter, {"utrn": utrn.encode()}
     if d.use_case == "CS01a":
         utrn_counter = draw(st.integers(0, 0xFFFFFFFF))
         utrn = Utrn(utrn_counter & 0x3FF, draw(st.sampled_from(list(ValueClass))), draw(st.integers(0, 8191)),
@@ -521,6 +554,14 @@ def _use_case_and_params(draw):
         return d, utrn_counter << 32, {"utrn": utrn.encode()}
     params = {}
     for p in d.params:
+        if p.name.endswith("certificate"):  # whole certificates (CS02b/CS02d): real DER or none
+            if p.required or draw(st.booleans()) or not any(params.get(k) for k in ("ds_certificate", "ka_certificate")):
+                params[p.name] = _certificate()
+            continue
+        if p.name == "roles":  # CS02a/CS02f: remote-party roles, comma-separated
+            params[p.name] = ",".join(draw(st.lists(st.sampled_from([r.name.lower() for r in catalogue.RemotePartyRole]),
+                                                    min_size=1, max_size=4)))
+            continue
         if p.type == "int_rows":
             row = st.lists(_ints(p), max_size=4 if p.name == "block_prices" else 3).map(tuple)
             params[p.name] = draw(st.lists(row, max_size=8).map(tuple))
@@ -549,6 +590,8 @@ def test_random_valid_params_build_decodable_content(case):
     if isinstance(payload, AccessRequest):
         assert payload.invoke_id == invoke_id_for(counter)
         assert all(d.allows(spec) for spec in payload.specs), d.use_case  # requests declared with the definition
+    elif d.payload == "gbz":
+        assert isinstance(payload, GbzPayload)
     else:
         assert isinstance(payload, Asn1Payload) and d.payload == "asn1"
     # a response answering it (random result codes, null data) interprets without raising

@@ -1,4 +1,4 @@
-"""`gbhub bench codec|e2e|soak`: the figures the README's Performance section quotes.
+"""`gbhub bench codec|e2e|soak|firmware`: the figures the README's Performance section quotes.
 
 Method (codec): every RTDS vector is taken in turn; for each, the operation is repeated enough
 times to last ~2 ms and the per-call time recorded; the figure is the median over messages.
@@ -25,6 +25,17 @@ CHF's and ESME's rejections), and what the bounds refused. Before the steady pha
 the two goals once: a read sent right after another connection wrote 30,000 garbage frames
 (`burst_read_ms`), and RSS growth while one connection sends 32 messages x 300 GBT blocks of
 60 kB that never complete (`gbt_32x300x60kB_growth_mb`); both count in `rss_growth_mb`.
+
+Method (firmware): one premises (CHF, GPF, ESME) on the virtual HAN, simulated clock, NVM in
+SQLite in a temporary data folder; a signed 200 KiB OTA image (48-byte blocks, 4,267 of them)
+distributed by the CHF to the ESME over the OTA Upgrade cluster until the ESME has verified it.
+`blocks_per_s`: blocks per host second with no HAN pace (ImageBlockRequest/Response through the
+virtual air, NVM chunk writes, the final check). `awake_200k_min`: minutes until an awake ESME
+holds the image at the default pace (0.02 s per block): simulated time of the paced transfer
+plus the host time the blocks take (what `gbhub run` at real speed would show). `sleepy_200k_min`:
+simulated minutes for a sleepy device waking every `WAKE_INTERVAL` (1800 s, the GSME's [S FACTS
+§3.3]) and fetching `BLOCKS_PER_WAKE` blocks per wake [I] — the ESME made sleepy on the virtual
+air stands in for the GSME, with the same OTA client.
 """
 from __future__ import annotations
 
@@ -168,7 +179,7 @@ async def _bench(seconds: float, window: int, progress) -> dict:
 
     out: dict = {"seconds_per_figure": seconds, "window": window}
     for tcp in (False, True):
-        rig = default_rig(None, ihd=False)
+        rig = default_rig(None, ihd=False, ppmid=False)
         rig.clock = "sim"
         p = Premises(rig, tcp=tcp, sim=True)
         await p.start()
@@ -226,7 +237,7 @@ async def _soak(seconds: float, progress) -> dict:
     import tempfile
 
     data = Path(tempfile.mkdtemp(prefix="gbhub-soak-"))  # SQLite NVM, as under `gbhub run`
-    rig = default_rig(data, ihd=False)
+    rig = default_rig(data, ihd=False, ppmid=False)
     rig.clock = "sim"
     p = Premises(rig, tcp=True, sim=True)
     try:
@@ -425,6 +436,89 @@ def soak(seconds: float | None = None, progress=print) -> dict:
     return asyncio.run(_soak(60.0 if seconds is None else seconds, progress))
 
 
+# --------------------------------------------------------------------------------------------
+# firmware
+# --------------------------------------------------------------------------------------------
+
+WAKE_INTERVAL = 1800.0  # the GSME's wake period [S FACTS 3.3]
+BLOCKS_PER_WAKE = 200  # blocks a sleepy device fetches per wake [I]
+
+
+def firmware(progress=print) -> dict:
+    progress("firmware: a 200 KiB image from the CHF to the ESME over the virtual HAN")
+    return asyncio.run(_firmware(progress))
+
+
+async def _firmware(progress) -> dict:
+    import shutil
+    import tempfile
+
+    from gbcs.ota import build_image
+    from gbhub.han.ota import DEFAULT_BLOCK_PERIOD
+    from gbhub.tools.premises import Premises
+    from gbhub.tools.rig import default_rig
+
+    data = Path(tempfile.mkdtemp(prefix="gbhub-fw-"))
+    rig = default_rig(data, ihd=False)
+    rig.clock = "sim"
+    p = Premises(rig, tcp=False, sim=True)
+    try:
+        await p.start()
+        chf, esme, clock = p.chf, p.esme, p.clock
+        key = p.identity.keystore.private_key(p.identity.supplier, "ds")
+        out: dict = {}
+
+        async def transfer(version: int, pace: float) -> tuple[float, float, int]:
+            image = build_image(os.urandom(200 * 1024 - 122), manufacturer_code=1, image_type=1, version=version, sign_key=key)
+            done = asyncio.get_running_loop().create_future()
+            listener = lambda e: e["event"] in ("transferred", "failed") and not done.done() and done.set_result(e)  # noqa: E731
+            chf.ota_listeners.append(listener)
+            chf.ota_server.block_period = pace
+            served = chf.ota_server.blocks_served
+            t_sim, t_host = clock.now(), time.perf_counter()
+            chf.distribute_firmware(image.encode(), [esme.eui])
+            while not done.done():
+                await clock.advance(1.0)
+            chf.ota_listeners.remove(listener)
+            assert done.result().get("verified"), done.result()
+            return clock.now() - t_sim, time.perf_counter() - t_host, chf.ota_server.blocks_served - served
+
+        _, host, blocks = await transfer(0x00020000, 0.0)
+        out["blocks_per_s"] = round(blocks / host)
+        progress(f"firmware: {blocks} blocks in {host:.1f} s: {out['blocks_per_s']} blocks/s")
+        sim, _, _ = await transfer(0x00020001, DEFAULT_BLOCK_PERIOD)
+        out["awake_200k_min"] = round((sim + blocks / out["blocks_per_s"]) / 60, 2)
+        progress(f"firmware: awake ESME at {DEFAULT_BLOCK_PERIOD} s per block: {out['awake_200k_min']} min")
+        # sleepy: misses ImageNotify, fetches BLOCKS_PER_WAKE per wake
+        image = build_image(os.urandom(200 * 1024 - 122), manufacturer_code=1, image_type=1, version=0x00020002,
+                            sign_key=key)
+        chf.ota_server.block_period = DEFAULT_BLOCK_PERIOD
+        p.air.set_sleepy(esme.eui, True)
+        t0 = clock.now()
+        chf.distribute_firmware(image.encode(), [esme.eui])
+        result, wakes = "paused", 0
+        while result == "paused":
+            await clock.advance(WAKE_INTERVAL)
+            p.air.set_sleepy(esme.eui, False)
+            task = asyncio.ensure_future(esme.ota_client.fetch(max_blocks=BLOCKS_PER_WAKE))
+            while not task.done():
+                await clock.advance(1.0)
+            result = task.result()
+            p.air.set_sleepy(esme.eui, True)
+            wakes += 1
+        out["sleepy_200k_min"] = round((clock.now() - t0) / 60, 1)
+        out["sleepy_wakes"] = wakes
+        out["sleepy_result"] = result
+        progress(f"firmware: sleepy device, {wakes} wakes every {WAKE_INTERVAL:.0f} s: {out['sleepy_200k_min']} min")
+        out["method"] = {"image_bytes": 200 * 1024, "block_bytes": chf.ota_block_size,
+                         "block_period_s": DEFAULT_BLOCK_PERIOD, "wake_interval_s": WAKE_INTERVAL,
+                         "blocks_per_wake": BLOCKS_PER_WAKE}
+        return out
+    finally:
+        await p.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def environment() -> dict:
     return {
         "python": platform.python_version(),
@@ -435,8 +529,8 @@ def environment() -> dict:
 
 
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks (codec, e2e, soak)")
-    b.add_argument("what", choices=["codec", "e2e", "soak"], help="which benchmark")
+    b = sub.add_parser("bench", help="benchmarks (codec, e2e, soak, firmware)")
+    b.add_argument("what", choices=["codec", "e2e", "soak", "firmware"], help="which benchmark")
     b.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     b.add_argument("--vectors", metavar="DIR", help="RTDS vectors (default $GBHUB_VECTORS or ../shared/vectors)")
     b.add_argument("--seconds", type=float, default=None, help="time budget per figure (e2e), or of the whole run (soak, default 60)")
@@ -449,6 +543,8 @@ def run(args) -> int:
         if not (vectors / "rtds" / "expected.jsonl").is_file():
             raise UsageError(f"RTDS vectors not found at {vectors} (use --vectors or GBHUB_VECTORS)")
         figures = codec(vectors, progress=lambda s: print(s, file=sys.stderr))
+    elif args.what == "firmware":
+        figures = firmware(progress=lambda s: print(s, file=sys.stderr))
     elif args.what == "soak":
         figures = soak(seconds=args.seconds, progress=lambda s: print(s, file=sys.stderr))
     else:

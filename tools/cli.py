@@ -13,7 +13,7 @@ import sys
 
 from gbcs.codec import DecodeError, Node
 
-from . import bench, client, control, pki, run
+from . import bench, client, control, firmware, pki, run, utrn
 from .inputs import Failure, UsageError, load_keys, parse_frame_line, read_frame, read_input, resolve_acb
 
 # --------------------------------------------------------------------------------------------
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     client.register(sub)
     control.register(sub)
+    utrn.register(sub)
+    firmware.register(sub)
     return p
 
 

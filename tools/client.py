@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sys
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 from gbcs.codec import eui_hex
@@ -30,6 +31,7 @@ def register(sub) -> None:
     s.add_argument("use_case", nargs="?", help="use case name, e.g. ECS17b, CCS01 (gbhub send --list)")
     s.add_argument("params", nargs="*", metavar="key=value", help="use-case parameters (gbhub send USE_CASE --help)")
     _to_arg(s)
+    _as_arg(s)
     s.add_argument("--summary", action="store_true", help="print one line (use case, ok, interpreted response) instead of JSON")
     s.add_argument("--full", action="store_true", help="include the response's decoded payload tree in the JSON")
     s.add_argument("--list", action="store_true", help="list the use cases and exit")
@@ -49,6 +51,7 @@ def register(sub) -> None:
     b.add_argument("use_case", help="use case name (gbhub send --list)")
     b.add_argument("params", nargs="*", metavar="key=value", help="use-case parameters")
     _to_arg(b)
+    _as_arg(b)
     b.add_argument("--keys", action="append", metavar="DIR", help="key folder(s) (default: the premises' keys)")
     b.add_argument("--data", metavar="DIR", default="gbhub-data", help="data folder of the premises (default ./gbhub-data)")
     b.set_defaults(func=cmd_build, intermixed=True, wan=None)
@@ -64,6 +67,37 @@ def _to_arg(p) -> None:
     p.add_argument("--to", metavar="NAME|TYPE|EUI",
                    help="recipient: a device name (esme-2), a type when only one device has it (esme, chf), or an EUI "
                         "(default: the use case's device type)")
+
+
+def _as_arg(p) -> None:
+    p.add_argument("--as", dest="originator", metavar="NAME|ROLE|EUI",
+                   help="originator: an organisation's name in the PKI's pki.json (new_supplier), a role "
+                        "(supplier, transitional_cos, recovery, ...) or an EUI (default: the use case's originator)")
+
+
+def _originator(args, headend) -> bytes | None:
+    """`--as`: an EUI, a pki.json organisation name, or a remote-party role name."""
+    who = getattr(args, "originator", None)
+    if not who:
+        return None
+    from gbcs.codec import parse_eui
+    from gbhub.wan.headend import MissingKey
+
+    try:
+        return parse_eui(who)
+    except ValueError:
+        pass
+    for folder in (getattr(args, "keys", None) or []) + list(getattr(args, "_manifest_keys", []) or []):
+        try:
+            roles = json.loads((Path(folder) / "pki.json").read_text()).get("roles", {})
+        except (OSError, ValueError):
+            continue
+        if who in roles:
+            return parse_eui(roles[who]["eui"])
+    try:
+        return headend.party(who.lower())
+    except MissingKey as exc:
+        raise UsageError(f"--as {who}: {exc} (and no organisation of that name in pki.json)") from None
 
 
 def _logging(args) -> None:
@@ -99,13 +133,42 @@ def _params(definition, items: list[str]) -> dict:
     if definition.is_alert:
         raise UsageError(f"{definition.use_case} is an alert a device sends: there is nothing to send "
                          f"(`gbhub alerts` prints alerts as they come)")
+    if definition.originator == "ppmid":
+        raise UsageError(f"{definition.use_case} is sent by a PPMID over the HAN, not by a head-end: type the UTRN "
+                         f"on the PPMID (`gbhub ctl utrn ppmid DIGITS --fuel gas`, `gbhub ctl emergency-credit ppmid --fuel gas`)")
+    items = [_certificate_file(item) for item in items]
+    from .firmware import expand_image_param
+
+    items = expand_image_param(definition.use_case, items)  # CS06 image=FILE
     try:
         params = usecases.parse_params(definition.use_case, items)
+        if definition.use_case in usecases.credentials.CS02B_MODES:
+            return params  # certificates come from the head-end's keystore: checked when built
         counter = 1 << 32 if definition.utrn else 1
         usecases.build_content(definition.use_case, counter, now=datetime.now(timezone.utc), **params)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return params
+
+
+def _certificate_file(item: str) -> str:
+    """`ds_certificate=@cert.pem` (any `*certificate=@FILE`, PEM or DER) as hex."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip().replace("-", "_").endswith("certificate") or not value.startswith("@"):
+        return item
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    path = Path(value[1:])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise UsageError(f"{key}: {path} is not a certificate: {exc}") from None
+    return f"{key}={cert.public_bytes(Encoding.DER).hex()}"
 
 
 def _recipient(args, definition, manifest: dict) -> bytes:
@@ -187,16 +250,18 @@ def summary_line(use_case: str, ok: bool, summary: dict) -> str:
 async def _send(args) -> int:
     from gbcs.analyse import analyse
     from gbhub.wan.bridge import WanClosed
-    from gbhub.wan.headend import CommandRejected, HeadEndError
+    from gbhub.wan.headend import CommandRejected, HeadEndError, MissingKey
 
     definition = _definition(args.use_case)
     params = _params(definition, args.params)
     headend, m = await _headend(args)
     try:
         recipient = _recipient(args, definition, m)
+        args._manifest_keys = m.get("keys") or []
         try:
-            _, command, frame = headend.build_use_case(definition.use_case, recipient=recipient, params=params)
-        except ValueError as exc:
+            _, command, frame = headend.build_use_case(definition.use_case, recipient=recipient, params=params,
+                                                       originator=_originator(args, headend))
+        except (ValueError, MissingKey) as exc:
             raise UsageError(str(exc)) from None
         log.info("send %s counter %d originator %s recipient %s", definition.use_case, command.originator_counter,
                  eui_hex(command.originator), eui_hex(recipient))
@@ -240,7 +305,7 @@ def cmd_send_raw(args) -> int:
 async def _send_raw(args) -> int:
     from gbhub.tools.inputs import read_frame
     from gbhub.wan.bridge import WanClosed
-    from gbhub.wan.headend import CommandRejected, HeadEndError
+    from gbhub.wan.headend import CommandRejected, HeadEndError, MissingKey
 
     from gbcs.frame import peek_header
 
@@ -280,8 +345,10 @@ async def _build(args) -> int:
     headend, m = await _headend(args, connect=False)
     try:
         recipient = _recipient(args, definition, m)
+        args._manifest_keys = m.get("keys") or []
         try:
-            _, _, frame = headend.build_use_case(definition.use_case, recipient=recipient, params=params)
+            _, _, frame = headend.build_use_case(definition.use_case, recipient=recipient, params=params,
+                                                 originator=_originator(args, headend))
         except MissingKey as exc:
             raise UsageError(f"{exc} (give --data DIR of the premises, or --keys DIR holding it)") from None
         except ValueError as exc:

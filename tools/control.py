@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -77,13 +78,20 @@ def premises_status(premises, started_at: float) -> dict:
                              "state": device.state}
         if kind.status is not None:
             d.update(kind.status(device))
+        if hasattr(device, "activation"):  # a GBCS device: its firmware (README "Firmware")
+            slots = device.firmware
+            d["firmware"] = {"version": slots.running.version.hex().upper(), "slot": slots.active,
+                             "standby": None if slots.standby is None else slots.standby.version.hex().upper(),
+                             "transfer": device.transfer, "pending_activation": device.activation.pending}
         if hasattr(device, "credit_pence") and hasattr(device, "registers"):  # a meter
             regs = device.registers()
             d["supply"] = device.supply_state
             d["credit"] = round(device.credit_pence / 100, 5)
             d["registers"] = {k: regs[k] for k in ("import_wh", "export_wh", "reactive_varh") if k in regs}
-        elif isinstance(d.get("credit"), (int, float)):  # what a display shows, in pence: pounds here too
-            d["credit"] = round(d["credit"] / 100, 5)
+        else:  # what a display shows, in pence: pounds here too
+            for key in ("credit", "gas_credit"):
+                if isinstance(d.get(key), (int, float)):
+                    d[key] = round(d[key] / 100, 5)
         devices.append(d)
     log_entries = [{"eui": eui_hex(e.eui), "device_type": e.device_type, "joined": e.joined,
                     "added_at": e.added_at, "joined_at": e.joined_at, "last_communication": e.last_communication}
@@ -191,6 +199,19 @@ class ControlServer:
                 if rate > 0 and i + 1 < count:
                     await asyncio.sleep(1.0 / rate)
             return {"eui": eui_hex(device.eui), "code": f"0x{int(req['code']):04X}", "raised": sent}
+        if op == "utrn":
+            return await self._utrn(self._device(req["eui"]), str(req["utrn"]), req.get("fuel"))
+        if op == "emergency-credit":
+            device = self._device(req["eui"])
+            activate = getattr(device, "activate_emergency_credit", None)
+            if activate is None:
+                raise ControlError(f"{p.name_of(device)} ({eui_hex(device.eui)}) has no emergency credit button")
+            result = activate(req["fuel"]) if req.get("fuel") else activate()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if not isinstance(result, dict):  # a meter's own: True / False
+                result = {"accepted": bool(result), "result": "activated" if result else "refused"}
+            return {"eui": eui_hex(device.eui), **result}
         if op == "fault":
             return self._fault(req)
         raise ControlError(f"unknown control request {op!r}")
@@ -220,6 +241,21 @@ class ControlServer:
         except DeviceOff:
             raise ControlError(f"{who} is off") from None
         return {"eui": eui_hex(device.eui), "fault": kind, **(result or {})}
+
+    async def _utrn(self, device, digits: str, fuel: str | None) -> dict:
+        """A UTRN typed on a device's keypad: a PPMID's `enter_utrn` (a dict), or a meter's own
+        (a `gbcs.utrn.UtrnCheck`)."""
+        enter = getattr(device, "enter_utrn", None)
+        if enter is None:
+            raise ControlError(f"{self.premises.name_of(device)} ({eui_hex(device.eui)}) has no keypad")
+        if not inspect.iscoroutinefunction(enter):  # a meter's keypad takes the bare digits
+            digits = "".join(c for c in digits if c not in " \t-")
+        result = enter(digits, fuel=fuel) if fuel is not None else enter(digits)
+        if asyncio.iscoroutine(result):
+            result = await result
+        if not isinstance(result, dict):  # a meter's UtrnCheck
+            result = {"accepted": result.accepted, "result": result.status.value, "amount": result.amount_pennies}
+        return {"eui": eui_hex(device.eui), **result}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -284,8 +320,8 @@ def register(sub) -> None:
     s.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S seconds (default 60): exit 1")
     s.set_defaults(func=cmd_wait)
 
-    c = sub.add_parser("ctl", help="control a running premises: wan down|up, han EUI down|up, press EUI, alert EUI CODE, "
-                                   "fault EUI KIND [ARGS...]")
+    c = sub.add_parser("ctl", help="control a running premises: wan down|up, han EUI down|up, press EUI, utrn EUI DIGITS, "
+                                   "emergency-credit EUI, alert EUI CODE, fault EUI KIND [ARGS...]")
     data_arg(c)
     c.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the answer (default 10)")
     ops = c.add_subparsers(dest="op", metavar="OP", required=True)
@@ -296,6 +332,13 @@ def register(sub) -> None:
     h.add_argument("state", choices=("down", "up"))
     pr = ops.add_parser("press", help="press the device's button (ESME: enables an armed supply)")
     pr.add_argument("eui", metavar="EUI", help="device EUI (or name)")
+    u = ops.add_parser("utrn", help="type a UTRN on a device's keypad (PPMID: tops up its meters)")
+    u.add_argument("eui", metavar="EUI", help="device EUI (or name)")
+    u.add_argument("digits", metavar="DIGITS", nargs="+", help="the 20 digits (groups separated by spaces allowed)")
+    u.add_argument("--fuel", choices=("electricity", "gas"), help="PPMID: the meter it is for (default: the one that takes it)")
+    ec = ops.add_parser("emergency-credit", help="ask for emergency credit on a PPMID (or a meter)")
+    ec.add_argument("eui", metavar="EUI", help="device EUI (or name)")
+    ec.add_argument("--fuel", choices=("electricity", "gas"), help="PPMID: which meter (default: the ESME)")
     a = ops.add_parser("alert", help="make the device raise an alert (e.g. to rehearse an alert storm)")
     a.add_argument("eui", metavar="EUI", help="device EUI (or name)")
     a.add_argument("code", metavar="CODE", help="alert code: 0x8F3F, decimal, or an AlertCode name")
@@ -309,7 +352,7 @@ def register(sub) -> None:
     f.add_argument("--phase", type=int, default=None, metavar="N", help="the phase it affects (voltage; default all)")
     f.add_argument("--seconds", type=float, default=None, metavar="S",
                    help="how long it lasts on the device's clock (default: until changed)")
-    for p in (w, h, pr, a, f):
+    for p in (w, h, pr, u, ec, a, f):
         data_arg(p, argparse.SUPPRESS)  # --data also after the operation (not overriding one before it)
     c.set_defaults(func=cmd_ctl)
 
@@ -372,6 +415,10 @@ def cmd_ctl(args) -> int:
             raise UsageError("--seconds must be a positive number of seconds")
         options = {k: v for k, v in (("phase", args.phase), ("seconds", args.seconds)) if v is not None}
         req = {"op": "fault", "eui": args.eui, "kind": args.kind, "args": list(args.args), "options": options}
+    elif args.op == "utrn":
+        req = {"op": "utrn", "eui": args.eui, "utrn": " ".join(args.digits), "fuel": args.fuel}
+    elif args.op == "emergency-credit":
+        req = {"op": "emergency-credit", "eui": args.eui, "fuel": args.fuel}
     else:
         try:
             code = parse_alert_code(args.code)
@@ -389,4 +436,6 @@ def cmd_ctl(args) -> int:
     except ControlError as exc:
         return _fail("ctl", exc)
     print(json.dumps(result))
+    if args.op in ("utrn", "emergency-credit") and isinstance(result, dict) and result.get("accepted") is False:
+        return 1  # refused (its reason is in the JSON): a script can tell
     return 0

@@ -33,8 +33,10 @@ CONTROL = "control"
 LOG = "gbhub.log"
 
 # what `gbhub run --reset` deletes (everything gbhub made; never other files a user keeps there)
+UTRN_COUNTERS = "utrn-counters.json"  # `gbhub utrn`
 _RESET = (KEYS, PARTIAL_KEYS, NVM, NVM + "-wal", NVM + "-shm", NVM + "-journal", COUNTERS, COUNTERS + ".lock",
-          COUNTERS + ".tmp", MANIFEST, MANIFEST[:-5] + ".tmp", CONTROL)
+          COUNTERS + ".tmp", MANIFEST, MANIFEST[:-5] + ".tmp", CONTROL, UTRN_COUNTERS, UTRN_COUNTERS + ".tmp",
+          UTRN_COUNTERS + ".lock")
 
 
 class DataFolderError(Failure):

@@ -430,6 +430,85 @@ def add_device(
     return ks
 
 
+def add_organisation(
+    folder: str | os.PathLike,
+    role: str | int,
+    eui: bytes | str,
+    *,
+    name: str | None = None,
+    force: bool = False,
+    not_before: dt.datetime | None = None,
+) -> Keystore:
+    """Issue DS and KA (a supplier also prepayment KA) key pairs + organisation certificates for
+    one more organisation of `role` (e.g. the new supplier of a change of supplier) from the
+    folder's organisation CA; recorded in pki.json under `name` (default `<role>-<EUI>`).
+    Returns a keystore holding just it."""
+    path = Path(folder)
+    eui = _eui(eui)
+    role_name = _role_name(role)
+    name = name or f"{role_name}-{eui_hex(eui)}"
+    manifest = _read_manifest(path)
+    for other, entry in manifest.get("roles", {}).items():
+        if entry.get("eui", "").upper() == eui_hex(eui) and not force:
+            raise PkiError(f"EUI {eui_hex(eui)} is already the {other}'s")
+        if other == name and not force:
+            raise PkiError(f"{name} already exists in {path / MANIFEST}")
+    if eui_hex(eui) in manifest.get("devices", {}):
+        raise PkiError(f"EUI {eui_hex(eui)} is a device's")
+    issuer = _load_issuer(path, "org-ca")
+    start = _start_of_day(not_before)
+    usages = ["ds", "ka", "pp-ka"] if role_name == "supplier" else ["ds", "ka"]
+    ks = Keystore()
+    for usage in usages:
+        key = ec.generate_private_key(_CURVE)
+        cn = None if usage == "pp-ka" else name.upper()
+        ks.add_certificate(eui, usage, organisation_certificate(issuer, key.public_key(), eui, ROLE_CODES[role_name],
+                                                                usage, cn, start))
+        ks.add_private_key(eui, usage, key)
+    save_keystore(ks, path)
+    manifest.setdefault("roles", {})[name] = {"eui": eui_hex(eui), "role": ROLE_CODES[role_name], "usages": usages}
+    _write_manifest(path, manifest)
+    return ks
+
+
+def ca_certificates(folder: str | os.PathLike) -> tuple[bytes, ...]:
+    """DER of the PKI's CA certificates (root, device CA, organisation CA); () without a PKI.
+    A head-end sends the organisation CA as the certification path of CS02b/CS02g."""
+    out = []
+    for name in CA_NAMES:
+        try:
+            cert = x509.load_pem_x509_certificate((Path(folder) / CA_DIR / f"{name}.pem").read_bytes())
+        except (OSError, ValueError):
+            continue
+        out.append(cert.public_bytes(serialization.Encoding.DER))
+    return tuple(out)
+
+
+def certify_request(folder: str | os.PathLike, request: bytes, *, not_before: dt.datetime | None = None) -> bytes:
+    """A device certificate (DER) from the folder's device CA for a device's PKCS#10 request
+    (CS02c), to install with CS02d: the EUI and key usage come from the request."""
+    try:
+        csr = x509.load_der_x509_csr(bytes(request))
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        ku = csr.extensions.get_extension_for_class(x509.KeyUsage).value
+    except (ValueError, x509.ExtensionNotFound) as exc:
+        raise PkiError(f"not a device certification request: {exc}") from None
+    if not csr.is_signature_valid:
+        raise PkiError("the certification request's signature does not verify")
+    from gbcs.keystore import certificate_device_eui
+
+    eui = next((n.value[-8:] for n in san if isinstance(n, x509.OtherName) and n.type_id == HARDWARE_MODULE_NAME), None)
+    if eui is None:
+        raise PkiError("the request names no device EUI (hardwareModuleName)")
+    usage = "ds" if ku.digital_signature else "ka"
+    key = csr.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or ku.digital_signature == ku.key_agreement:
+        raise PkiError("the request is not for one P-256 DS or KA key")
+    cert = device_certificate(_load_issuer(Path(folder), "device-ca"), key, eui, usage, _start_of_day(not_before))
+    assert certificate_device_eui(cert) == eui
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
 @dataclass
 class Pki:
     """A loaded test PKI: the keystore (organisations + devices) and who is who."""
@@ -503,9 +582,10 @@ def load_pki(folder: str | os.PathLike) -> Pki:
 
 # -- CLI -----------------------------------------------------------------------------------------
 def register(subparsers) -> argparse.ArgumentParser:
-    """Add `pki init DIR [--force]` and `pki device DIR EUI [--type T] [--force]`."""
+    """Add `pki init DIR [--force]`, `pki device DIR EUI [--type T] [--force]`,
+    `pki org DIR ROLE EUI [--name NAME] [--force]` and `pki certify DIR REQUEST_HEX`."""
     p = subparsers.add_parser("pki", help="create a private test PKI and device keys (DCC file naming)")
-    sub = p.add_subparsers(dest="pki_command", metavar="{init,device}")
+    sub = p.add_subparsers(dest="pki_command", metavar="{init,device,org,certify}")
     sub.required = True
     init = sub.add_parser("init", help="new root/device/organisation CAs and organisation keys")
     init.add_argument("dir", help="folder to write (DCC-named key files, ca/, pki.json)")
@@ -516,6 +596,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     # Checked in run() rather than with choices=, so bad input gives one line, not usage + error.
     dev.add_argument("--type", dest="device_type", default="esme", metavar="{" + ",".join(DEVICE_TYPES) + "}")
     dev.add_argument("--force", action="store_true", help="replace this device's existing keys")
+    org = sub.add_parser("org", help="one more organisation (e.g. a new supplier for a change of supplier)")
+    org.add_argument("dir", help="folder holding a PKI made by 'pki init'")
+    org.add_argument("role", help="its role: " + ", ".join(ROLE_CODES))
+    org.add_argument("eui", help="its EUI-64: 16 hex digits")
+    org.add_argument("--name", help="its name in pki.json (default ROLE-EUI)")
+    org.add_argument("--force", action="store_true", help="replace an organisation of that name or EUI")
+    cert = sub.add_parser("certify", help="a device certificate (hex DER) for a device's CS02c certification request")
+    cert.add_argument("dir", help="folder holding a PKI made by 'pki init'")
+    cert.add_argument("request", help="the request as hex (the certification_request of `gbhub send CS02c`)")
     p.set_defaults(func=run)
     return p
 
@@ -529,6 +618,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"test PKI written to {pki.folder}")
             for name, eui in sorted(pki.roles.items(), key=lambda kv: ROLE_CODES.get(kv[0], 0)):
                 print(f"  {eui_hex(eui)}  role {ROLE_CODES.get(name, 0)}  {name}")
+            return 0
+        if args.pki_command == "org":
+            try:
+                eui = parse_eui(args.eui)
+            except ValueError as exc:
+                return _fail(f"gbhub pki org: {exc}", 2)
+            try:
+                role = _role_name(args.role)
+            except PkiError as exc:
+                return _fail(f"gbhub pki org: {exc}", 2)
+            add_organisation(args.dir, role, eui, name=args.name, force=args.force)
+            print(f"{role} {eui_hex(eui)}: organisation keys and certificates written to {args.dir}")
+            return 0
+        if args.pki_command == "certify":
+            try:
+                request = bytes.fromhex("".join(args.request.split()))
+            except ValueError:
+                return _fail("gbhub pki certify: the request is not hex", 2)
+            print(certify_request(args.dir, request).hex().upper())
             return 0
         if args.pki_command == "device":
             try:

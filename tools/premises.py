@@ -30,6 +30,7 @@ from gbcs.keystore import Keystore
 from gbhub.firmware import Nvm, RealClock, SimClock
 from gbhub.firmware.gbcs_device import TrustAnchors
 from gbhub.firmware.registry import DeviceContext, device_kind, device_kinds
+from gbhub.han.ota import OtaClient
 from gbhub.han.virtual import VirtualAir
 from gbhub.wan.bridge import InProcessBridge, TcpBridge
 from gbhub.wan.counters import HeadEndCounters
@@ -297,6 +298,8 @@ class Premises:
             kind = device_kind(self.types[name])
             if kind.attach is not None:
                 self.attachments[name] = kind.attach(device, self.contexts[name])
+            if kind.ota and device.ota_client is None:  # firmware images from the CHF (README "Firmware")
+                OtaClient(device, device.han_port, device.han_dispatch, server=self.chf.eui, clock=self.clock)
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
         late = []
@@ -343,7 +346,10 @@ class Premises:
             entry = chf.device_log_entry(device.eui)
             if entry is None or (kind.join is not None and not entry.joined):
                 return True
-            if kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
+            if kind.pair is not None:
+                if not kind.paired(device, self.contexts[name]):
+                    return True
+            elif kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
                 return True
         return False
 
@@ -367,9 +373,12 @@ class Premises:
             await self._client.connect()
         else:
             self._client = self.bridge.client()
+        from gbhub.tools.pki import ca_certificates
+
         self.headend = HeadEnd(self._client, self.identity.keystore, supplier=self.identity.supplier,
                                acb=self.identity.acb, clock=self.clock, counters=self.counters,
-                               take_queued=self.headend_takes_queued)
+                               take_queued=self.headend_takes_queued,
+                               ca_certificates=ca_certificates(self.identity.pki) if self.identity.pki else ())
         return self.headend
 
     async def _settle(self, seconds: float = 0.0) -> None:
@@ -401,7 +410,11 @@ class Premises:
                 log.info("commissioning %s: joining the HAN", name)
                 await kind.join(device, self.contexts[name])
                 await self._settle(1)
-            if kind.pairs_with is not None:
+            if kind.pair is not None:
+                if not kind.paired(device, self.contexts[name]):
+                    log.info("commissioning %s: pairing with its meters", name)
+                    await kind.pair(device, self.contexts[name], he)
+            elif kind.pairs_with is not None:
                 meter = self.devices_by_name[spec.meter]
                 if not meter.in_device_log(device.eui):
                     from gbcs.asn1 import JoinMethodAndRole

@@ -23,7 +23,7 @@ import pytest_asyncio
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "premises(tcp=True, start=None, commission=True, ihd=True, devices=()): premises fixture options")
+    config.addinivalue_line("markers", "premises(tcp=True, start=None, commission=True, ihd=True, ppmid=True, devices=()): premises fixture options")
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +48,9 @@ async def premises_factory(gbhub_identity):
 
     made = []
 
-    async def make(data=None, *, tcp=True, start=None, commission=True, ihd=True, devices=(), rig=None):
+    async def make(data=None, *, tcp=True, start=None, commission=True, ihd=True, ppmid=True, devices=(), rig=None):
         if rig is None:
-            rig = default_rig(data, devices, ihd=ihd)
+            rig = default_rig(data, devices, ihd=ihd, ppmid=ppmid)
             rig.clock = "sim"
             if start is not None:
                 rig.start = parse_start(start)  # Unix seconds, a datetime or ISO 8601 text

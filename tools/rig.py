@@ -31,6 +31,7 @@ PAIRING_KEY = "meter"  # a HAN device's meter (types registered with `pairs_with
 # The demo premises (`gbhub run` without a rig, the `premises` fixture): [[device]] tables.
 DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (
     {"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "ihd", "meter": "esme"},
+    {"type": "ppmid", "meter": "esme"},
 )
 
 # The first device of each type in a rig without `eui` / `install_code` (from the registrations).
@@ -107,10 +108,14 @@ class Rig:
 
 
 
-def default_rig(data: Path | None, extra: list[dict] | tuple[dict, ...] = (), *, ihd: bool = True) -> Rig:
-    """The demo premises (CHF, GPF, ESME and IHD on the virtual HAN, test PKI in DATA/keys), plus
-    `extra` [[device]] tables as in a rig file (e.g. `[{"type": "esme"}]` for a second ESME)."""
-    tables = [dict(t) for t in DEFAULT_DEVICES if ihd or t["type"] != "ihd"] + [dict(t) for t in extra]
+def default_rig(data: Path | None, extra: list[dict] | tuple[dict, ...] = (), *, ihd: bool = True,
+                ppmid: bool = True) -> Rig:
+    """The demo premises (CHF, GPF, ESME, IHD and PPMID on the virtual HAN, test PKI in DATA/keys),
+    plus `extra` [[device]] tables as in a rig file (e.g. `[{"type": "esme"}]` for a second ESME);
+    `ihd` / `ppmid` False leave those out (so does an `extra` table of that type: it replaces it)."""
+    extra_types = {t.get("type") for t in extra}
+    left_out = {t for t, keep in (("ihd", ihd), ("ppmid", ppmid and "ppmid" not in extra_types)) if not keep}
+    tables = [dict(t) for t in DEFAULT_DEVICES if t["type"] not in left_out] + [dict(t) for t in extra]
     return Rig(data=data, devices=parse_devices(tables, Path.cwd()))
 
 

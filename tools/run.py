@@ -289,16 +289,21 @@ async def _headend(args, need_keys: bool = True, connect: bool = True, take_queu
         supplier = parse_eui(m["supplier"]) if m.get("supplier") else roles.get(2)
         if acb is None or supplier is None:
             raise UsageError("the keystore has no ACB / supplier organisation certificate")
+    from gbhub.tools.pki import ca_certificates
+
+    cas = tuple(c for folder in (args.keys or m.get("keys") or ()) for c in ca_certificates(folder))
     if not connect:
         from gbhub.wan.bridge import InProcessBridge
 
-        return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb, counters=_counters(args, m)), m
+        return HeadEnd(InProcessBridge().client(), keys, supplier=supplier, acb=acb, counters=_counters(args, m),
+                       ca_certificates=cas), m
     client = TcpClient(host or "127.0.0.1", port_n)
     try:
         await client.connect()
     except OSError as exc:
         raise Failure(f"cannot connect to the premises WAN at {wan}: {exc.strerror or exc}") from None
-    return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m), take_queued=take_queued), m
+    return HeadEnd(client, keys, supplier=supplier, acb=acb, counters=_counters(args, m), take_queued=take_queued,
+                   ca_certificates=cas), m
 
 
 def _counters(args, manifest: dict):

@@ -26,6 +26,13 @@ start with 0x00 (no GBCS frame does) and never reach the hub:
   `00 00` LEAVE withdraws it.
 - `00 02 ‖ seq(8) ‖ frame` STORED (hub -> client): a queued frame with its queue sequence number.
 - `00 03 ‖ seq(8)` ACK (client -> hub): every STORED frame up to `seq` on this connection was taken.
+- `00 04 ‖ request id(4) ‖ image size(4) ‖ offset(4) ‖ n(1) ‖ n target EUIs(8 each) ‖ image bytes`
+  UPDATE_FIRMWARE (client -> hub): the role of DUIS 11.1 Update Firmware (a non-device request): a
+  part of an OTA image for the devices listed; the hub (`on_firmware`) distributes it once every
+  part is in. Like the other control frames it carries no GBCS protection: the devices check the
+  image's supplier signature.
+- `00 05 ‖ JSON` FIRMWARE_EVENT (hub -> the requesting client): progress of that request
+  (`{"request", "device", "event", ...}`, see `hub.chf_ota`); clients hand it to `on_control`.
 
 `TcpClient` acknowledges a STORED frame once its receiver callback returned (the `HeadEnd`
 stored it) or `recv()` returned it; `HeadEnd(take_queued=True)` sends TAKE. In process, a client is
@@ -72,6 +79,9 @@ LEAVE = b"\x00\x00"
 TAKE = b"\x00\x01"
 STORED = 0x02
 ACK = 0x03
+UPDATE_FIRMWARE = 0x04
+FIRMWARE_EVENT = 0x05
+_EVENT_PREFIX = bytes((CONTROL, FIRMWARE_EVENT))
 
 FrameHandler = Callable[..., Awaitable[None]]
 Receiver = Callable[[bytes], Any]
@@ -208,6 +218,7 @@ class HubPort:
         self._listeners: list[LinkListener] = []
         self._gone_listeners: list[Callable[[Any], Any]] = []
         self._taker_listeners: list[Callable[[], Any]] = []
+        self._firmware_handler: Callable[[Any, bytes], Any] | None = None
         self._clients: list[Any] = []
         self._takers: list[Any] = []
         self._acked: dict[Any, int] = {}
@@ -227,6 +238,15 @@ class HubPort:
     def on_client_gone(self, callback: Callable[[Any], Any]) -> None:
         """Call `callback(source)` when a client disconnects (its per-connection state can go)."""
         self._gone_listeners.append(callback)
+
+    def on_firmware(self, handler: Callable[[Any, bytes], Any] | None) -> None:
+        """Register `handler(source, frame)` for UPDATE_FIRMWARE control frames (module doc)."""
+        self._firmware_handler = handler
+
+    def send_control(self, client: Any, frame: bytes) -> None:
+        """A control frame (FIRMWARE_EVENT) to one attached client; dropped if it is gone."""
+        if client in self._clients:
+            self._deliver_up(client, frame)
 
     def on_taker(self, callback: Callable[[], Any]) -> None:
         """Call `callback()` when a head-end declares it takes queued frames."""
@@ -442,6 +462,8 @@ class HubPort:
             self._set_taker(client, False)
         elif len(frame) == 10 and frame[1] == ACK:
             self._on_ack(client, int.from_bytes(frame[2:10], "big"))
+        elif len(frame) > 14 and frame[1] == UPDATE_FIRMWARE and self._firmware_handler is not None:
+            self._firmware_handler(client, frame)
         else:
             n = self.stats["control_errors"] = self.stats["control_errors"] + 1
             if n & (n - 1) == 0:
@@ -549,7 +571,13 @@ class _ClientBase:
     def _ack(self, seq: int) -> None:
         """Tell the hub that the STORED frame `seq` (and those before it) was taken."""
 
+    on_control: Callable[[bytes], Any] | None = None  # FIRMWARE_EVENT frames (module doc)
+
     def _push(self, frame: bytes, seq: int | None = None) -> None:
+        if seq is None and frame[:2] == _EVENT_PREFIX:
+            if self.on_control is not None:
+                self.on_control(frame)
+            return
         receiver = self._receiver
         if receiver is not None:
             self._call_receiver(receiver, frame)
@@ -896,6 +924,8 @@ class TcpClient(_ClientBase):
                     if frame[0] == CONTROL:
                         if len(frame) > 10 and frame[1] == STORED:
                             self._push(frame[10:], int.from_bytes(frame[2:10], "big"))
+                        elif len(frame) > 2 and frame[1] == FIRMWARE_EVENT:
+                            self._push(frame)
                         continue
                     self._push(frame)
         except FrameError as exc:

@@ -17,7 +17,7 @@ may carry (`requests`, `allows`: devices derive their checks from them) and two 
 
 The use cases live by device family, each one's parameters, builder, interpreter and definition
 side by side: `chf` (CHF device log), `esme`, `devicelog` (device-to-device log use cases several
-device types serve); `common` holds the definition and shared helpers, `params` the parameter types.
+device types serve), `credentials` (CS02a-g, every device), `firmware` (CS06, CS08); `common` holds the definition and shared helpers, `params` the parameter types.
 
 Message-level matters stay with the caller (`wan.headend.HeadEnd.build_command`): the originator
 (`UseCaseDef.originator`: the supplier, or the DCC's ACB for CHF use cases, which then carry the
@@ -38,7 +38,7 @@ from typing import Any, Iterable
 
 from ..frame import Message
 from ..payload import Decrypt
-from . import chf, esme, devicelog, behaviours  # noqa: F401,I001  (each defines its use cases into REGISTRY, in this order)
+from . import chf, esme, devicelog, credentials, ppmid, firmware, behaviours  # noqa: F401,I001  (each defines its use cases into REGISTRY, in this order)
 from .chf import (  # noqa: F401  (re-exported: ZigBee network control attribute and method ids)
     NC_ACTIVE_DEVICES,
     NC_ENABLE_DISABLE_JOINING,
@@ -58,6 +58,7 @@ __all__ = [
 
 USE_CASES: dict[str, UseCaseDef] = REGISTRY
 _BY_LOWER = {k.lower(): v for k, v in USE_CASES.items()}
+_BY_LOWER.update({k.lower(): USE_CASES[v] for k, v in credentials.ALIASES.items()})
 
 
 def get(name: str) -> UseCaseDef:
