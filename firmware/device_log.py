@@ -189,21 +189,21 @@ def join(message_code: MessageCode, *device_types: DeviceType) -> Handler:
     if message_code not in JOIN_ROLES:
         raise ValueError(f"{message_code.name} is not a join use case")
     return Handler(message_code, _Join(frozenset(int(t) for t in device_types)), definition(message_code),
-                   fail=asn1_failure(JoinResponseCode, lambda code: JoinResponse(code=code).encode()))
+                   fail=asn1_failure(JoinResponseCode, lambda code, _device: JoinResponse(code=code).encode()))
 
 
 def unjoin(message_code: MessageCode) -> Handler:
     """An unjoin use case (CS04AC/CS04B) served by the device's Device Log."""
     return Handler(message_code, lambda device, message: device.joined_devices.execute_unjoin(message),
                    definition(message_code),
-                   fail=asn1_failure(UnjoinResponseCode, lambda code: UnjoinResponse(code=code).encode()))
+                   fail=asn1_failure(UnjoinResponseCode, lambda code, _device: UnjoinResponse(code=code).encode()))
 
 
 def read(message_code: MessageCode) -> Handler:
     """CS07 Read Device Join Details, served by the device's Device Log."""
     return Handler(message_code, lambda device, message: device.joined_devices.execute_read(message),
                    definition(message_code),
-                   fail=asn1_failure(ReadResponseCode, lambda code: DeviceJoinDetails(entries=None, code=code).encode()))
+                   fail=asn1_failure(ReadResponseCode, lambda code, _device: DeviceJoinDetails(entries=None, code=code).encode()))
 
 
 __all__ = ["DeviceLog", "JOIN_ROLES", "command_payload", "join", "unjoin", "read"]

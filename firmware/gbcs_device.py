@@ -253,9 +253,10 @@ def _dlms_fail_respond(device: "GbcsDevice", request: AccessRequest, codes: tupl
     return AccessResponse.answer(request, data, results).encode()
 
 
-def asn1_failure(codes: type, build: Callable[[int], bytes]) -> FailNext:
+def asn1_failure(codes: type, build: Callable[[int, Any], bytes]) -> FailNext:
     """`fail-next` for an ASN.1 use case: RESULT names a member of the response-code enum `codes`
-    (`NOT_IN_DEVICE_LOG`, any case) or gives its number; `build(code)` is the response content."""
+    (`NOT_IN_DEVICE_LOG`, any case) or gives its number; `build(code, device)` is the response
+    content."""
 
     def parse(text: str) -> int:
         t = text.strip()
@@ -268,7 +269,7 @@ def asn1_failure(codes: type, build: Callable[[int], bytes]) -> FailNext:
         names = ", ".join(m.name for m in codes)
         raise ValueError(f"{text!r} is not a response code here ({names}, or a number)")
 
-    return FailNext(parse, lambda device, message, code: build(code))
+    return FailNext(parse, lambda device, message, code: build(code, device))
 
 
 RequestCheck = Callable[[RequestSpec, Any], None]  # raises CommandRejected
