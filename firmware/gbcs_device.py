@@ -344,13 +344,12 @@ class GbcsDevice(Device):
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, nvm=nvm, **kw)
-        # GBT: frames longer than `gbt_limit` go up in blocks of `gbt_block_size` data bytes (0: never)
-        if gbt_limit is None:
-            gbt_limit = gbt_block_size or DEFAULT_GBT_LIMIT
-        if gbt_limit < 0 or (gbt_block_size is not None and gbt_block_size <= 0):
+        # GBT: frames longer than `gbt_limit` go up in blocks of `gbt_block_size` data bytes; without
+        # a limit, the block size when one is given, else DEFAULT_GBT_LIMIT (0: never segment)
+        if (gbt_limit is not None and gbt_limit < 0) or (gbt_block_size is not None and gbt_block_size <= 0):
             raise ValueError("gbt_limit must be >= 0 (0: never segment) and gbt_block_size > 0")
-        self.gbt_limit = int(gbt_limit)
-        self.gbt_block_size = int(gbt_block_size or gbt_limit or DEFAULT_GBT_LIMIT)
+        self.gbt_limit = gbt_limit
+        self.gbt_block_size = gbt_block_size
         self.credentials = credentials
         self.trust = trust
         self.secrets = secrets or SecretCache()
@@ -623,9 +622,10 @@ class GbcsDevice(Device):
 
     async def _send(self, frame: bytes) -> None:
         """Send a frame up; one longer than `gbt_limit` as GBT blocks (the head-end reassembles)."""
-        limit = self.gbt_limit
+        block_size = self.gbt_block_size
+        limit = self.gbt_limit if self.gbt_limit is not None else (block_size or DEFAULT_GBT_LIMIT)
         if limit and len(frame) > limit:
-            for block in segment(frame, self.gbt_block_size):
+            for block in segment(frame, block_size or limit):
                 await self._send_one(block.encode())
             return
         await self._send_one(frame)
