@@ -305,6 +305,8 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
     uc = definition(message_code)
     if uc is None or not uc.requests:
         raise ValueError(f"{message_code.name}: no use-case definition says which DLMS requests it carries")
+    if future and not catalogue.device_future_dated(message_code):
+        raise ValueError(f"{message_code.name}: GBCS does not let a device future-date it (DUIS pattern)")
     allows = uc.allows
     name = message_code.name
 

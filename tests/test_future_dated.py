@@ -238,3 +238,15 @@ async def test_asn1_future_action_accepted_then_alerts_and_cancels(premises):
         assert len(fdas()) == 2
     finally:
         await device.stop()
+
+
+def test_future_flag_only_where_gbcs_allows_an_execution_date_time():
+    from gbcs import catalogue
+    from gbhub.firmware.gbcs_device import dlms
+
+    allowed = sorted(m.name for m in catalogue.MessageCode if catalogue.device_future_dated(m))
+    for uc in ("ECS01a", "ECS01b", "ECS02", "ECS08a", "ECS28a", "ECS46c", "CS02bSupplierBySupplier", "CS06"):
+        assert uc in allowed  # tariff, price, payment mode, prepayment, load limiting, ALC, credentials, firmware
+    assert "ECS17b" not in allowed
+    with pytest.raises(ValueError, match="does not let a device future-date"):
+        dlms(MessageCode.ECS17b, future=True)
