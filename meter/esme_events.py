@@ -207,7 +207,38 @@ class EsmeEvents:
         self._measured = MeasuredLoad(value.base if isinstance(value, MeasuredLoad) else value, self)
 
     # ---------------------------------------------------------------- lifecycle hooks (Esme calls them)
+    # ---------------------------------------------------------------- settings set by commands
+    _GROUPS = ("voltage", "load_limit", "power_thresholds", "credit_thresholds")
+
+    def _settings_group(self, group: str) -> dict:
+        if group not in self._GROUPS:
+            raise KeyError(f"no event settings {group!r}")
+        return getattr(self, f"{group.replace('thresholds', 'threshold')}_settings")
+
+    def set_event_setting(self, group: str, key: str, value: float | str) -> None:
+        """A threshold or period a command sets (e.g. the voltage, load limit or credit use cases'
+        COSEM setters): kept in NVM over the rig's value (caller's transaction), in force at once."""
+        settings = self._settings_group(group)
+        if key not in settings:
+            raise KeyError(f"no {group} setting {key!r}")
+        value = str(value) if isinstance(settings[key], str) else float(value)
+        overrides = self.nvm.get(BEHAVIOURS_NS, "settings", {})
+        overrides.setdefault(group, {})[key] = value
+        self.nvm.put(BEHAVIOURS_NS, "settings", overrides)
+        old = settings[key]
+        settings[key] = value
+        self.nvm.on_rollback(lambda: settings.__setitem__(key, old))
+        if (group, key) == ("voltage", "average_period_s") and self.state == "on":
+            self._start_average()
+
+    def _load_settings(self) -> None:
+        for group, values in self.nvm.get(BEHAVIOURS_NS, "settings", {}).items():
+            if group in self._GROUPS:
+                settings = self._settings_group(group)
+                settings.update({k: v for k, v in values.items() if k in settings})
+
     def _events_boot(self) -> None:
+        self._load_settings()
         outage = self.nvm.get(NS, "outage")
         self._outage_since = None if outage is None else float(outage["since"])
         self._load_behaviours()

@@ -253,3 +253,19 @@ async def test_rtds_behaviour_commands_answered_and_applied(row, rtds_rig):
         assert not p.esme.behaviour_enabled(behaviour, AlertCode.CREDIT_ADDED_LOCALLY) or AlertCode.CREDIT_ADDED_LOCALLY in codes
     finally:
         await p.stop()
+
+
+async def test_settings_set_by_commands_persist(premises_factory, tmp_path):
+    """`set_event_setting` (what the configuration use cases' COSEM setters call) is kept in NVM
+    over the rig's value and is in force at once."""
+    p = await premises_factory(tmp_path / "site")
+    with p.esme.nvm.transaction():
+        p.esme.set_event_setting("voltage", "sag", 220)
+    with pytest.raises(KeyError):
+        p.esme.set_event_setting("voltage", "no_such", 1)
+    await p.stop()
+    p = await premises_factory(tmp_path / "site")
+    assert p.esme.voltage_settings["sag"] == 220.0
+    p.esme.inject_fault("voltage", ["215"], {})
+    await p.clock.advance(31)
+    await _alert(p, AlertCode.RMS_VOLTAGE_BELOW_VOLTAGE_SAG_THRESHOLD_VOLTAGE_FALLS_BELOW_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD)
