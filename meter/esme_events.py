@@ -574,8 +574,12 @@ class EsmeEvents:
 
     def _debit(self, pence: float, at: float) -> None:
         before = self._combined_credit()
-        super()._debit(pence, at)
+        super()._debit(pence, at)  # disables the supply when credit and emergency credit are gone
         self._check_credit(before)
+        if (self._prepay()["mode"] == "prepayment" and self._supply_state() == SUPPLY_ENABLED
+                and self._combined_credit() <= self.credit_threshold_settings["disablement"] * 100):
+            self._set_supply(SUPPLY_DISABLED, cause="credit", at=at)  # a disablement threshold above £0
+            self._queue_alert(AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
 
     def _check_credit(self, before: float) -> None:
         """Combined credit fell below the low credit threshold: 0x810D (prepayment mode)."""

@@ -269,3 +269,13 @@ async def test_settings_set_by_commands_persist(premises_factory, tmp_path):
     p.esme.inject_fault("voltage", ["215"], {})
     await p.clock.advance(31)
     await _alert(p, AlertCode.RMS_VOLTAGE_BELOW_VOLTAGE_SAG_THRESHOLD_VOLTAGE_FALLS_BELOW_FOR_LONGER_THAN_THE_CONFIGURABLE_PERIOD)
+
+
+@pytest.mark.premises(devices=[{"type": "esme", "name": "prepay", "options": {
+    "payment_mode": "prepayment", "credit_pence": 260, "credit_thresholds": {"low": 5.0, "disablement": 2.0}}}])
+async def test_consumption_reaches_a_disablement_threshold_above_zero(premises):
+    esme = premises.device("prepay")
+    esme.inject_fault("load", ["2000"], {})
+    await premises.clock.advance(7200)  # 1 kWh (25 p) a half hour: below £2 after the third
+    await _alert(premises, AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
+    assert esme.supply_state == SUPPLY_DISABLED and esme.credit_pence > 0
