@@ -59,7 +59,7 @@ from gbcs.codec import DecodeError, eui_hex
 from gbcs.frame import Message
 from gbcs.keystore import HARDWARE_MODULE_NAME
 
-from .gbcs_device import CommandRejected, Handler, Outcome, call
+from .gbcs_device import CommandRejected, FailNext, Handler, Outcome, asn1_failure, call
 from .trust import (
     DS,
     KA,
@@ -289,8 +289,19 @@ def credential_handlers(*codes: int) -> tuple[Handler, ...]:
     for code in MODE_OF_CODE:
         runs[code] = update_credentials
     dated = {code for code in MODE_OF_CODE}  # CS02b/CS02g responses carry a date-time [O RTDS]
-    return tuple(call(MessageCode(code), run, dated=code in dated) for code, run in runs.items()
-                 if not codes or code in codes)
+    # `fail-next` (firmware.gbcs_device): the response code goes through inject_failure
+    failing = {MessageCode.CS02c: IssueSecurityCredentialsCode, MessageCode.CS02d: UpdateDeviceCertificateCode,
+               **{code: StatusCode for code in MODE_OF_CODE}}
+
+    def fail(run: Any, enum: type) -> FailNext:
+        def respond(device: Any, message: Message, code: int) -> Any:
+            inject_failure(device, message.message_code, code)
+            return run(device, message)
+        return FailNext(asn1_failure(enum, lambda code, device: b"").parse, respond)
+
+    return tuple(call(MessageCode(code), run, dated=code in dated,
+                      fail=fail(run, failing[code]) if code in failing else None)
+                 for code, run in runs.items() if not codes or code in codes)
 
 
 __all__ = ["credential_handlers", "inject_failure", "issue_credentials", "provide_details", "provide_device_certificate",
