@@ -302,3 +302,35 @@ async def test_consumption_reaches_a_disablement_threshold_above_zero(premises):
     await premises.clock.advance(7200)  # 1 kWh (25 p) a half hour: below £2 after the third
     await _alert(premises, AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
     assert esme.supply_state == SUPPLY_DISABLED and esme.credit_pence > 0
+
+
+async def test_tamper_locks_the_supply_when_ecs81_says_so(premises):
+    """ECS81 (supply tamper state set): a detected tamper disables the supply, 0x81BE."""
+    esme = premises.esme
+    assert (await premises.send("ECS81", lock_supply=True)).ok
+    result = esme.inject_fault("tamper", [], {})
+    assert result["supply"] == SUPPLY_DISABLED and esme.supply_state == SUPPLY_DISABLED
+    await _alert(premises, AlertCode.SUPPLY_DISABLED_THEN_LOCKED_SUPPLY_TAMPER_STATE_CAUSE)
+
+
+async def test_a_new_measurement_period_applies_at_once(premises):
+    """ECS29a's average RMS measurement period is in force from the command on."""
+    reply = await premises.send("ECS29a", average_rms_period=60, average_over_voltage_threshold=253,
+                                average_under_voltage_threshold=216, extreme_over_voltage_threshold=287,
+                                extreme_under_voltage_threshold=180, sag_threshold=200, swell_threshold=264)
+    assert reply.ok
+    premises.esme.inject_fault("voltage", ["255"], {})
+    await premises.clock.advance(125)
+    await _alert(premises, AlertCode.AVERAGE_RMS_VOLTAGE_ABOVE_AVERAGE_RMS_OVER_VOLTAGE_THRESHOLD)
+
+
+async def test_outage_in_the_power_event_log_ecs35e_reads(premises):
+    premises.esme.inject_fault("power", ["off"], {})
+    await premises.clock.advance(10)
+    premises.esme.inject_fault("power", ["on"], {})
+    reply = await premises.send("ECS35e")
+    assert reply.ok
+    assert [e["event_code"] for e in reply.summary["entries"]] == [int(AlertCode.SUPPLY_INTERRUPTED),
+                                                                   int(AlertCode.SUPPLY_OUTAGE_RESTORED)]
+    assert [e["code"] for e in premises.esme.power_events()] == [int(AlertCode.SUPPLY_INTERRUPTED),
+                                                                 int(AlertCode.SUPPLY_OUTAGE_RESTORED)]
