@@ -21,6 +21,8 @@ Two ways in:
 * anything else (ASN.1 CS06/CS02*, GBZ): `device.future.schedule(key, due, action, data)` inside the
   command's execution, with `action` a name in the device class's `FUTURE_ACTIONS` table
   (`{name: fn(device, entry) -> FdaOutcome}`); `device.future.cancel(key)` for the "never" date.
+  CS06 does so on every device (`firmware.update.FutureDatedActivation`, action
+  "firmware_activation": FDA-CS06 0x00CA to the command's originator, then the reboot).
 
 Times are device time (`device.device_now()` when the device keeps its own clock offset).
 """
@@ -56,6 +58,8 @@ class FdaOutcome:
     content: bytes | None = None
     content_for: Callable[[int], bytes] | None = None  # (alert code) -> content, when it names the code
     elements: tuple = ()
+    recipient: Any = None  # the FDA's recipient (a trust anchor; default: the device's alert recipient)
+    then: Callable[[], Any] | None = None  # after the FDA went (CS06: the reboot into the new image)
 
 
 def _key(class_id: int, ln: bytes, attribute: int) -> str:
@@ -157,7 +161,15 @@ class FutureDated:
             kw["content"] = content
         else:
             kw["elements"] = outcome.elements
-        d.spawn(d.raise_alert(code, **kw))
+        if outcome.recipient is not None:
+            kw["recipient"] = outcome.recipient
+
+        async def fda() -> None:
+            await d.raise_alert(code, **kw)
+            if outcome.then is not None:
+                outcome.then()
+
+        d.spawn(fda())
         after = getattr(d, "after_future_dated", None)
         if after is not None:
             after()

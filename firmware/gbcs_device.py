@@ -57,7 +57,7 @@ from . import faults as _faults
 from .future import FutureDated, execution_times
 from .cosem import SUCCESS, Attribute, CosemError, CosemObject, datetime_bytes
 from .device import Device
-from .update import FirmwareUpdates
+from .update import FirmwareUpdates, FutureDatedActivation, fire_firmware_activation
 from .nvm import NvmError
 from .trust import DeviceTrust, arm_pending, own_credentials
 
@@ -397,7 +397,8 @@ class GbcsDevice(FirmwareUpdates, Device):
         "CS04*, CS06, CS07)"))
     #: Future-dated actions other than DLMS activations: {name: fn(device, entry) -> FdaOutcome}
     #: (`firmware.future`; ASN.1 CS06 / CS02*, GBZ).
-    FUTURE_ACTIONS: ClassVar[Mapping[str, Callable[[Any, dict], Any]]] = MappingProxyType({})
+    FUTURE_ACTIONS: ClassVar[Mapping[str, Callable[[Any, dict], Any]]] = MappingProxyType({
+        FutureDatedActivation.ACTION: fire_firmware_activation})
     #: Whether DLMS requests honour the invoke-id's break-on-error flag (`ObjectModel.answer`).
     BREAK_ON_ERROR: ClassVar[bool] = True
     #: The device's COSEM objects, for `dlms` handlers (set by devices that serve DLMS).

@@ -37,7 +37,7 @@ def activate_firmware(device: Any, message: Message) -> Any:
         else:
             activation.set(command.manufacturer_image_hash, when.timestamp(), message.originator_counter,
                            message.originator)
-        return Outcome(CommandAccepted().encode(), after=activation.arm)
+        return Outcome(CommandAccepted().encode())  # firmware.future runs it at its time
     code = device.activate_image(command.manufacturer_image_hash)
     outcome = ActivateFirmwareOutcome(code=code, firmware_version=device.firmware_version).encode()
     return Outcome(outcome, after=device.schedule_reboot if code == ActivateFirmwareCode.SUCCESS else None)
