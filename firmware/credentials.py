@@ -68,14 +68,14 @@ from .trust import (
     MODE_OF_CODE,
     MODES,
     OWN_NS,
-    PENDING_NS,
+    CREDENTIALS_ACTION,
+    pending_credentials,
     CertificateError,
     DeviceTrust,
     _M,
     _HANDOVER_ROLES,
     _R,
     _apply,
-    _arm,
     _injected,
     cell_of,
     inject_failure,
@@ -159,22 +159,21 @@ def update_credentials(device: "GbcsDevice", message: Message):
             raise _rejected("role", f"{mode_value} may not replace a {r.target_cell.remote_party_role!r} cell")
     when = cmd.execution_date_time
     if when is not None and when == CANCELLATION_DATE_TIME:
-        for key, entry in device.nvm.items(PENDING_NS):
+        for key, entry in pending_credentials(device).items():
             if entry["code"] == message.message_code and entry["originator"] == eui_hex(message.originator):
-                device.nvm.delete(PENDING_NS, key)
+                device.future.cancel(key)
         trust.set_seq(mode.authoriser, control.authorising_seq_number)
         return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
     forced = _injected(device, message.message_code)
-    if when is not None and when.timestamp() > device.clock.now() and len(device.nvm.keys(PENDING_NS)) >= PENDING_LIMIT:
+    now = device.future.now()  # the device's clock
+    if when is not None and when.timestamp() > now and len(pending_credentials(device)) >= PENDING_LIMIT:
         forced, when = StatusCode.INSUFFICIENT_MEMORY, None  # answered at once, nothing replaced [I]
-    if when is not None and when.timestamp() > device.clock.now():
-        key = str(message.originator_counter)
-        device.nvm.put(PENDING_NS, key, {"code": message.message_code, "originator": eui_hex(message.originator),
-                                         "counter": message.originator_counter, "content": message.content,
-                                         "at": when.timestamp(), "forced": forced})
+    if when is not None and when.timestamp() > now:
+        device.future.schedule(f"cs02:{message.originator_counter}", when.timestamp(), CREDENTIALS_ACTION, {
+            "code": message.message_code, "originator": eui_hex(message.originator),
+            "content": message.content, "at": when.timestamp(), "forced": forced})
         trust.set_seq(mode.authoriser, control.authorising_seq_number)
-        return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True,
-                        after=lambda: _arm(device, key, when.timestamp()))
+        return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
     outcome = _apply(device, cmd, mode, forced)
     return _outcome(UpdateSecurityCredentialsResponse(outcome).encode(), signed=True)
 

@@ -59,7 +59,7 @@ from .cosem import SUCCESS, Attribute, CosemError, CosemObject, datetime_bytes
 from .device import Device
 from .update import FirmwareUpdates, FutureDatedActivation, fire_firmware_activation
 from .nvm import NvmError
-from .trust import DeviceTrust, arm_pending, own_credentials
+from .trust import CREDENTIALS_ACTION, DeviceTrust, fire_credentials, own_credentials
 
 log = logging.getLogger("gbhub.device")
 
@@ -398,7 +398,7 @@ class GbcsDevice(FirmwareUpdates, Device):
     #: Future-dated actions other than DLMS activations: {name: fn(device, entry) -> FdaOutcome}
     #: (`firmware.future`; ASN.1 CS06 / CS02*, GBZ).
     FUTURE_ACTIONS: ClassVar[Mapping[str, Callable[[Any, dict], Any]]] = MappingProxyType({
-        FutureDatedActivation.ACTION: fire_firmware_activation})
+        FutureDatedActivation.ACTION: fire_firmware_activation, CREDENTIALS_ACTION: fire_credentials})
     #: Whether DLMS requests honour the invoke-id's break-on-error flag (`ObjectModel.answer`).
     BREAK_ON_ERROR: ClassVar[bool] = True
     #: The device's COSEM objects, for `dlms` handlers (set by devices that serve DLMS).
@@ -410,7 +410,6 @@ class GbcsDevice(FirmwareUpdates, Device):
             self.trust.forget()
         await super().start()
         if self.state == "on":
-            arm_pending(self)  # future-dated credential updates kept in NVM
             self.future.arm()  # pending future-dated instructions (firmware.future)
 
     # ------------------------------------------------------------------ hooks
