@@ -77,7 +77,7 @@ from gbcs.asn1 import (
     UpdateSecurityCredentialsOutcome,
     decode_asn1,
 )
-from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
+from gbcs.catalogue import MessageCode, RemotePartyRole
 from gbcs.codec import eui_hex
 from gbcs.frame import Message
 from gbcs.keystore import certificate_device_eui, certificate_org_eui, certificate_role
