@@ -59,7 +59,7 @@ from gbcs.codec import DecodeError, eui_hex
 from gbcs.frame import Message
 from gbcs.keystore import HARDWARE_MODULE_NAME
 
-from .gbcs_device import CommandRejected, Handler, Outcome, call
+from .gbcs_device import CommandRejected, FailNext, Handler, Outcome, asn1_failure, call
 from .trust import (
     DS,
     KA,
@@ -68,14 +68,14 @@ from .trust import (
     MODE_OF_CODE,
     MODES,
     OWN_NS,
-    PENDING_NS,
+    CREDENTIALS_ACTION,
+    pending_credentials,
     CertificateError,
     DeviceTrust,
     _M,
     _HANDOVER_ROLES,
     _R,
     _apply,
-    _arm,
     _injected,
     cell_of,
     inject_failure,
@@ -159,22 +159,21 @@ def update_credentials(device: "GbcsDevice", message: Message):
             raise _rejected("role", f"{mode_value} may not replace a {r.target_cell.remote_party_role!r} cell")
     when = cmd.execution_date_time
     if when is not None and when == CANCELLATION_DATE_TIME:
-        for key, entry in device.nvm.items(PENDING_NS):
+        for key, entry in pending_credentials(device).items():
             if entry["code"] == message.message_code and entry["originator"] == eui_hex(message.originator):
-                device.nvm.delete(PENDING_NS, key)
+                device.future.cancel(key)
         trust.set_seq(mode.authoriser, control.authorising_seq_number)
         return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
     forced = _injected(device, message.message_code)
-    if when is not None and when.timestamp() > device.clock.now() and len(device.nvm.keys(PENDING_NS)) >= PENDING_LIMIT:
+    now = device.future.now()  # the device's clock
+    if when is not None and when.timestamp() > now and len(pending_credentials(device)) >= PENDING_LIMIT:
         forced, when = StatusCode.INSUFFICIENT_MEMORY, None  # answered at once, nothing replaced [I]
-    if when is not None and when.timestamp() > device.clock.now():
-        key = str(message.originator_counter)
-        device.nvm.put(PENDING_NS, key, {"code": message.message_code, "originator": eui_hex(message.originator),
-                                         "counter": message.originator_counter, "content": message.content,
-                                         "at": when.timestamp(), "forced": forced})
+    if when is not None and when.timestamp() > now:
+        device.future.schedule(f"cs02:{message.originator_counter}", when.timestamp(), CREDENTIALS_ACTION, {
+            "code": message.message_code, "originator": eui_hex(message.originator),
+            "content": message.content, "at": when.timestamp(), "forced": forced})
         trust.set_seq(mode.authoriser, control.authorising_seq_number)
-        return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True,
-                        after=lambda: _arm(device, key, when.timestamp()))
+        return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
     outcome = _apply(device, cmd, mode, forced)
     return _outcome(UpdateSecurityCredentialsResponse(outcome).encode(), signed=True)
 
@@ -289,8 +288,19 @@ def credential_handlers(*codes: int) -> tuple[Handler, ...]:
     for code in MODE_OF_CODE:
         runs[code] = update_credentials
     dated = {code for code in MODE_OF_CODE}  # CS02b/CS02g responses carry a date-time [O RTDS]
-    return tuple(call(MessageCode(code), run, dated=code in dated) for code, run in runs.items()
-                 if not codes or code in codes)
+    # `fail-next` (firmware.gbcs_device): the response code goes through inject_failure
+    failing = {MessageCode.CS02c: IssueSecurityCredentialsCode, MessageCode.CS02d: UpdateDeviceCertificateCode,
+               **{code: StatusCode for code in MODE_OF_CODE}}
+
+    def fail(run: Any, enum: type) -> FailNext:
+        def respond(device: Any, message: Message, code: int) -> Any:
+            inject_failure(device, message.message_code, code)
+            return run(device, message)
+        return FailNext(asn1_failure(enum, lambda code, device: b"").parse, respond)
+
+    return tuple(call(MessageCode(code), run, dated=code in dated,
+                      fail=fail(run, failing[code]) if code in failing else None)
+                 for code, run in runs.items() if not codes or code in codes)
 
 
 __all__ = ["credential_handlers", "inject_failure", "issue_credentials", "provide_details", "provide_device_certificate",

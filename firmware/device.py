@@ -20,6 +20,7 @@ from gbcs.catalogue import AlertCode
 from gbcs.codec import eui_hex, parse_eui
 from gbcs.security import CounterStore
 
+from . import faults as _faults
 from .clock import Clock, Repeating, TimerHandle
 from .nvm import Nvm, NvmError, NvmView
 
@@ -229,6 +230,16 @@ class Device:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind} {self.eui_hex} {self._state}>"
+
+    # ------------------------------------------------------------------ fault injection
+    #: The faults this device type can suffer (`firmware.faults`: `fault_kinds(fault(...), ...)`).
+    FAULT_KINDS: ClassVar[Any] = {}
+
+    def inject_fault(self, kind: str, args: list | tuple = (), options: dict | None = None) -> dict:
+        """Apply fault `kind` now (`gbhub ctl fault`); returns what it did. `UnknownFault` when
+        this device has no such fault, `FaultError` (one line) for bad arguments, `DeviceOff` when
+        it is off (unless the fault is declared `while_off`)."""
+        return _faults.inject(self, kind, args, options)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

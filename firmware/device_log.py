@@ -38,6 +38,7 @@ from gbcs.asn1 import (
     JoinResponse,
     JoinResponseCode,
     ReadDeviceJoinDetails,
+    ReadResponseCode,
     RestoreOutcome,
     UnjoinDevice,
     UnjoinResponse,
@@ -48,7 +49,7 @@ from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.frame import CRA, Message
 
-from .gbcs_device import CommandRejected, Handler, Outcome, definition
+from .gbcs_device import CommandRejected, Handler, Outcome, asn1_failure, definition
 
 _A = frozenset({JoinMethodAndRole.METHOD_A_INITIATOR, JoinMethodAndRole.METHOD_A_RESPONDER})
 #: The join method and roles each join use case carries [S FACTS §3.2, Appendix A names].
@@ -218,19 +219,22 @@ def join(message_code: MessageCode, *device_types: DeviceType) -> Handler:
     """A join use case (CS03A1/A2/B/C) served by the device's Device Log, adding `device_types`."""
     if message_code not in JOIN_ROLES:
         raise ValueError(f"{message_code.name} is not a join use case")
-    return Handler(message_code, _Join(frozenset(int(t) for t in device_types)), definition(message_code))
+    return Handler(message_code, _Join(frozenset(int(t) for t in device_types)), definition(message_code),
+                   fail=asn1_failure(JoinResponseCode, lambda code, _device: JoinResponse(code=code).encode()))
 
 
 def unjoin(message_code: MessageCode) -> Handler:
     """An unjoin use case (CS04AC/CS04B) served by the device's Device Log."""
     return Handler(message_code, lambda device, message: device.joined_devices.execute_unjoin(message),
-                   definition(message_code))
+                   definition(message_code),
+                   fail=asn1_failure(UnjoinResponseCode, lambda code, _device: UnjoinResponse(code=code).encode()))
 
 
 def read(message_code: MessageCode) -> Handler:
     """CS07 Read Device Join Details, served by the device's Device Log."""
     return Handler(message_code, lambda device, message: device.joined_devices.execute_read(message),
-                   definition(message_code))
+                   definition(message_code),
+                   fail=asn1_failure(ReadResponseCode, lambda code, _device: DeviceJoinDetails(entries=None, code=code).encode()))
 
 
 __all__ = ["DeviceLog", "JOIN_ROLES", "command_payload", "join", "unjoin", "read"]

@@ -13,9 +13,14 @@ attribute `HANDLERS`, built with `handlers(...)` from one entry per use case, ke
         join(MessageCode.CS03B, DeviceType.TYPE_2),  # the device-log service (firmware.device_log)
     )
 
-Each entry is a `Handler(message_code, run, use_case, dated)`: `run(device, command)` returns the
-response content (bytes) or an `Outcome`; `use_case` is the `gbcs.usecases` definition when there
-is one; `dated` puts a date-time in the response's header. A `dlms` binding decodes the
+Each entry is a `Handler(message_code, run, use_case, dated, fail)`: `run(device, command)` returns
+the response content (bytes) or an `Outcome`; `use_case` is the `gbcs.usecases` definition when
+there is one; `dated` puts a date-time in the response's header; `fail` (a `FailNext`) says how the
+use case answers when a test armed `fail-next` for it (`gbhub ctl fault EUI fail-next USE_CASE
+RESULT`): `dlms` entries answer each request with the given DLMS data-access / action result
+(`hardware-fault`, or one result per request: `success,hardware-fault,other-reason`, the last
+repeated; `success` requests are served as usual), as the reference device did for the DCC's
+ERROR vectors; ASN.1 entries take their response code (`asn1_failure`). A `dlms` binding decodes the
 ACCESS.request, refuses (`malformed`, alert 0x8F1E) any request the use case's definition does not
 allow (`UseCaseDef.allows` — the allowed requests are written once, in `gbcs.usecases`), and
 answers through `device.objects` (`firmware.cosem.ObjectModel.answer`; `BREAK_ON_ERROR` says
@@ -42,17 +47,19 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gbcs import catalogue, usecases
 from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
-from gbcs.dlms import AccessRequest, Data, RequestSpec, decode_apdu, obis_text
-from gbcs.frame import CRA, Message, decode_message, mac_frame
+from gbcs.dlms import ACTION_RESULTS, DATA_ACCESS_RESULTS, AccessRequest, AccessResponse, Data, RequestSpec, decode_apdu, obis_text
+from gbcs.frame import CRA, Message, decode_message, mac_frame, segment
 from gbcs.keystore import Keystore
 from gbcs.obis import OBIS
 from gbcs.security import SecretCache, check_mac, check_signature, compute_mac, kdf, sign
 
-from .cosem import Attribute, CosemObject, datetime_bytes
+from . import faults as _faults
+from .future import FutureDated, execution_times
+from .cosem import SUCCESS, Attribute, CosemError, CosemObject, datetime_bytes
 from .device import Device
-from .update import FirmwareUpdates
+from .update import FirmwareUpdates, FutureDatedActivation, fire_firmware_activation
 from .nvm import NvmError
-from .trust import DeviceTrust, arm_pending, own_credentials
+from .trust import CREDENTIALS_ACTION, DeviceTrust, fire_credentials, own_credentials
 
 log = logging.getLogger("gbhub.device")
 
@@ -66,6 +73,11 @@ SECURITY_ALERTS: dict[str, int] = {
     "recipient": AlertCode.FAILED_AUTHENTICATION_OR_AUTHORISATION_NOT_COVERED_BY_OTHER_CODES,
     "unsupported": AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED,
 }
+
+# Messages a device sends up (responses, alerts) longer than this many bytes go as GBT blocks
+# (FACTS 1.9) [I]: above the largest response the reference device sent whole (1,307 bytes, RTDS
+# ECS20b TWIN), so none of those is segmented.
+DEFAULT_GBT_LIMIT = 2048
 
 # Commands a device accepts with a KRP signature and no ACB MAC [S FACTS §5; O RTDS].
 SIGNATURE_ONLY_COMMANDS = frozenset({
@@ -179,6 +191,16 @@ Run = Callable[[Any, Message], "bytes | Outcome"]  # (device, command) -> respon
 
 
 @dataclass(frozen=True, slots=True)
+class FailNext:
+    """How a use case answers a command `fail-next` armed for it: `parse(result text)` checks the
+    RESULT a person typed (ValueError with one line if bad), `respond(device, command, parsed)` builds
+    the response content (authenticated command, inside its NVM transaction)."""
+
+    parse: Callable[[str], Any]
+    respond: Callable[[Any, Message, Any], "bytes | Outcome"]
+
+
+@dataclass(frozen=True, slots=True)
 class Handler:
     """What executes one use case on a device (module doc: the handler table)."""
 
@@ -186,6 +208,7 @@ class Handler:
     run: Run
     use_case: "usecases.UseCaseDef | None" = None
     dated: bool = False  # the response carries a date-time in its header [O RTDS]
+    fail: FailNext | None = None  # its answer under `fail-next`
 
 
 def handlers(*entries: Handler) -> Mapping[int, Handler]:
@@ -206,25 +229,90 @@ def definition(message_code: MessageCode) -> "usecases.UseCaseDef | None":
         return None
 
 
-def call(message_code: MessageCode, run: Run, *, dated: bool = False) -> Handler:
-    """A use case executed by a function `run(device, command)` -> content bytes or `Outcome`."""
-    return Handler(message_code, run, definition(message_code), dated)
+def call(message_code: MessageCode, run: Run, *, dated: bool = False, fail: FailNext | None = None) -> Handler:
+    """A use case executed by a function `run(device, command)` -> content bytes or `Outcome`;
+    `fail` its answer under `fail-next` (e.g. `asn1_failure(...)`)."""
+    return Handler(message_code, run, definition(message_code), dated, fail)
+
+
+# ------------------------------------------------------------------------------- fail-next
+_RESULT_NAMES = {name: code for code, name in {**DATA_ACCESS_RESULTS, **ACTION_RESULTS}.items()}
+
+
+def _parse_dlms_results(text: str) -> tuple[int, ...]:
+    codes = []
+    for part in text.split(","):
+        part = part.strip().lower().replace("_", "-")
+        if part in _RESULT_NAMES:
+            codes.append(_RESULT_NAMES[part])
+        elif part.isdigit() and int(part) <= 255:
+            codes.append(int(part))
+        else:
+            raise ValueError(f"{part!r} is not a DLMS result (e.g. hardware-fault, temporary-failure, other-reason, "
+                             "or a number 0-255; one per request, comma-separated)")
+    if not codes:
+        raise ValueError("no result given")
+    return tuple(codes)
+
+
+def _dlms_fail_respond(device: "GbcsDevice", request: AccessRequest, codes: tuple[int, ...]) -> bytes:
+    """Each request answers its result (the last one repeated); `success` ones are served."""
+    data: list[Data | None] = []
+    results: list[int] = []
+    for i, (spec, value) in enumerate(zip(request.specs, request.data)):
+        code = codes[min(i, len(codes) - 1)]
+        if code == SUCCESS:
+            try:
+                data.append(device.objects.serve(spec, value))
+                results.append(SUCCESS)
+            except CosemError as exc:
+                data.append(exc.data)
+                results.append(exc.result)
+        else:
+            data.append(None)
+            results.append(code)
+    return AccessResponse.answer(request, data, results).encode()
+
+
+def asn1_failure(codes: type, build: Callable[[int, Any], bytes]) -> FailNext:
+    """`fail-next` for an ASN.1 use case: RESULT names a member of the response-code enum `codes`
+    (`NOT_IN_DEVICE_LOG`, any case) or gives its number; `build(code, device)` is the response
+    content."""
+
+    def parse(text: str) -> int:
+        t = text.strip()
+        try:
+            return int(codes[t.upper().replace("-", "_")])
+        except KeyError:
+            pass
+        if t.isdigit():
+            return int(t)
+        names = ", ".join(m.name for m in codes)
+        raise ValueError(f"{text!r} is not a response code here ({names}, or a number)")
+
+    return FailNext(parse, lambda device, message, code: build(code, device))
 
 
 RequestCheck = Callable[[RequestSpec, Any], None]  # raises CommandRejected
 
 
-def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated: bool = False) -> Handler:
+def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated: bool = False,
+         future: bool = False) -> Handler:
     """A use case served by the device's ObjectModel (`device.objects`): its ACCESS.request may
     carry only what the use case's definition allows; `check(spec, value)` refuses content the
-    definition cannot express (a script id)."""
+    definition cannot express (a script id). `future`: it may carry an execution date-time in
+    activation attributes (`firmware.future`); all of one command's must be the same."""
     uc = definition(message_code)
     if uc is None or not uc.requests:
         raise ValueError(f"{message_code.name}: no use-case definition says which DLMS requests it carries")
+    if future and not catalogue.device_future_dated(message_code):
+        raise ValueError(f"{message_code.name}: GBCS does not let a device future-date it (DUIS pattern)")
     allows = uc.allows
     name = message_code.name
 
-    def run(device: "GbcsDevice", message: Message) -> bytes:
+    def request_of(message: Message) -> AccessRequest:
+        """The command's ACCESS.request, refused (malformed) when it asks for what the use case's
+        definition does not allow or fails the entry's content check."""
         try:
             request = decode_apdu(message.content, message_code=message.message_code)
         except DecodeError as exc:
@@ -237,9 +325,25 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
                                                    f"is not part of {name}")
             if check is not None:
                 check(spec, value)
+        return request
+
+    def same_execution_time(device: "GbcsDevice", request: AccessRequest) -> None:
+        activations = device.future.activation_keys
+        times = execution_times([v for s, v in zip(request.specs, request.data)
+                                 if (s.class_id, s.obis, s.id) in activations])
+        if len(times) > 1:
+            raise CommandRejected("malformed", "future-dated times within one command differ")
+
+    def run(device: "GbcsDevice", message: Message) -> bytes:
+        request = request_of(message)
+        if future:
+            same_execution_time(device, request)
         return device.objects.answer(request, break_on_error=device.BREAK_ON_ERROR).encode()
 
-    return Handler(message_code, run, uc, dated)
+    def fail(device: "GbcsDevice", message: Message, codes: tuple[int, ...]) -> bytes:
+        return _dlms_fail_respond(device, request_of(message), codes)
+
+    return Handler(message_code, run, uc, dated, FailNext(_parse_dlms_results, fail))
 
 
 class GbcsDevice(FirmwareUpdates, Device):
@@ -258,9 +362,17 @@ class GbcsDevice(FirmwareUpdates, Device):
         send_gbcs: SendGbcs | None = None,
         security_alerts: dict[str, int] | None = None,
         alert_recipient: bytes | None = None,
+        gbt_limit: int | None = None,
+        gbt_block_size: int | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, nvm=nvm, **kw)
+        # GBT: frames longer than `gbt_limit` go up in blocks of `gbt_block_size` data bytes; without
+        # a limit, the block size when one is given, else DEFAULT_GBT_LIMIT (0: never segment)
+        if (gbt_limit is not None and gbt_limit < 0) or (gbt_block_size is not None and gbt_block_size <= 0):
+            raise ValueError("gbt_limit must be >= 0 (0: never segment) and gbt_block_size > 0")
+        self.gbt_limit = gbt_limit
+        self.gbt_block_size = gbt_block_size
         # the device's own cells and keys, as persisted over what commissioning gave (firmware.trust)
         self._commissioned_credentials = credentials
         self.credentials = own_credentials(self, credentials)
@@ -271,9 +383,22 @@ class GbcsDevice(FirmwareUpdates, Device):
         self._alert_recipient = alert_recipient
         self.rejected = 0
         self.accepted = 0
+        self._fail_next: dict[int, Any] = {}  # message code -> parsed RESULT (`fail-next`; RAM only)
+        self.current_command: Message | None = None  # the command `execute()` is running
+        self.future = FutureDated(self)  # pending future-dated instructions (firmware.future)
 
     #: The use cases this device serves and what executes each (module doc).
     HANDLERS: ClassVar[Mapping[int, Handler]] = MappingProxyType({})
+    #: Faults every GBCS device can suffer (`firmware.faults`); device types extend it with `base=`.
+    FAULT_KINDS = _faults.fault_kinds(_faults.fault(
+        "fail-next", lambda device, args, options: device.arm_fail_next(args), "USE_CASE RESULT",
+        "the next authentic command of USE_CASE is answered with RESULT: a DLMS result (`hardware-fault`, "
+        "or one per request: `success,hardware-fault,other-reason`) or the ASN.1 response code (CS02*, CS03*, "
+        "CS04*, CS06, CS07)"))
+    #: Future-dated actions other than DLMS activations: {name: fn(device, entry) -> FdaOutcome}
+    #: (`firmware.future`; ASN.1 CS06 / CS02*, GBZ).
+    FUTURE_ACTIONS: ClassVar[Mapping[str, Callable[[Any, dict], Any]]] = MappingProxyType({
+        FutureDatedActivation.ACTION: fire_firmware_activation, CREDENTIALS_ACTION: fire_credentials})
     #: Whether DLMS requests honour the invoke-id's break-on-error flag (`ObjectModel.answer`).
     BREAK_ON_ERROR: ClassVar[bool] = True
     #: The device's COSEM objects, for `dlms` handlers (set by devices that serve DLMS).
@@ -285,7 +410,7 @@ class GbcsDevice(FirmwareUpdates, Device):
             self.trust.forget()
         await super().start()
         if self.state == "on":
-            arm_pending(self)  # future-dated credential updates kept in NVM
+            self.future.arm()  # pending future-dated instructions (firmware.future)
 
     # ------------------------------------------------------------------ hooks
     def supports(self, message_code: int) -> bool:
@@ -300,12 +425,39 @@ class GbcsDevice(FirmwareUpdates, Device):
         handler = self.HANDLERS.get(message.message_code)
         if handler is None:
             raise CommandRejected("unsupported", f"message code 0x{message.message_code:04X}")
-        out = handler.run(self, message)
+        armed = self._fail_next
+        self.current_command = message
+        try:
+            if armed and message.message_code in armed and handler.fail is not None:
+                out = handler.fail.respond(self, message, armed.pop(message.message_code))
+                log.info("%s %s answered %s as fail-next said", self.kind, self.eui_hex, handler.message_code.name)
+            else:
+                out = handler.run(self, message)
+        finally:
+            self.current_command = None
         if type(out) is not Outcome:
             out = Outcome(out)
         if handler.dated:
             out.date_time = self.response_date_time()
         return out
+
+    def arm_fail_next(self, args: list[str]) -> dict:
+        """`fail-next USE_CASE RESULT` (see FAULT_KINDS); a second one for the same use case replaces
+        the first. Not kept across a restart."""
+        _faults.arity("fail-next", args, 2, "USE_CASE RESULT")
+        name, result = args
+        code = next((c for c, h in self.HANDLERS.items() if h.message_code.name.lower() == name.lower()), None)
+        if code is None:
+            raise _faults.FaultError(f"{self.kind} {self.eui_hex} does not serve {name}")
+        handler = self.HANDLERS[code]
+        if handler.fail is None:
+            raise _faults.FaultError(f"{handler.message_code.name} has no failure answer on {self.kind}")
+        try:
+            parsed = handler.fail.parse(result)
+        except ValueError as exc:
+            raise _faults.FaultError(str(exc)) from None
+        self._fail_next[code] = parsed
+        return {"use_case": handler.message_code.name, "result": result}
 
     def firmware_version_object(self) -> CosemObject:
         """The firmware version object (ECS52 reads attribute 2) every DLMS device exposes."""
@@ -501,22 +653,34 @@ class GbcsDevice(FirmwareUpdates, Device):
         )
         return self.seal(msg, critical=critical, peer=recipient)
 
-    async def raise_alert(self, alert_code: int, **kw: Any) -> bytes | None:
-        """Build and send an alert; logged in the event log. Never raises (an alert that can't
-        be built or sent is logged instead)."""
+    async def raise_alert(self, alert_code: int, *, log_it: bool = True, **kw: Any) -> bytes | None:
+        """Build and send an alert; logged in the event log (unless `log_it` is False: the
+        device's event behaviours say not to). Never raises (an alert that can't be built or sent
+        is logged instead)."""
         try:
             frame = self.build_alert(alert_code, **kw)
         except Exception as exc:  # noqa: BLE001 - a device must not crash on its own alert
             log.warning("%s %s: cannot build alert %04X: %s", self.kind, self.eui_hex, alert_code, exc)
             return None
         try:
-            self.log_event("alert", alert_code=f"{alert_code:04X}")
+            if log_it:
+                self.log_event("alert", alert_code=f"{alert_code:04X}")
         except NvmError as exc:  # the alert still goes out (it may be the one reporting this)
             log.warning("%s %s: alert %04X not logged: %s", self.kind, self.eui_hex, alert_code, exc)
         await self._send(frame)
         return frame
 
     async def _send(self, frame: bytes) -> None:
+        """Send a frame up; one longer than `gbt_limit` as GBT blocks (the head-end reassembles)."""
+        block_size = self.gbt_block_size
+        limit = self.gbt_limit if self.gbt_limit is not None else (block_size or DEFAULT_GBT_LIMIT)
+        if limit and len(frame) > limit:
+            for block in segment(frame, block_size or limit):
+                await self._send_one(block.encode())
+            return
+        await self._send_one(frame)
+
+    async def _send_one(self, frame: bytes) -> None:
         if self.send_gbcs is None:
             log.debug("%s %s: no uplink, frame dropped", self.kind, self.eui_hex)
             return

@@ -33,7 +33,8 @@ starts at the floor; the same party keeps max(counter, floor)) [I]. Specialist (
 floors are recorded in the seq numbers only [I].
 
 **Future-dated** CS02b/CS02g (execution date-time in the future): answered "command accepted"
-(no outcome) at once, kept in NVM, executed at that time, which sends alert 0x8F66/0x8F67 in
+(no outcome) at once, kept in NVM (`firmware.future`, action "credentials": `CREDENTIALS_ACTION`;
+at most `PENDING_LIMIT` of them), executed at that time on the device clock, which sends alert 0x8F66/0x8F67 in
 message code 0x00CB (CS02g: 0x0124) to the originator, signed, with the outcome [O RTDS]. The
 "never" date (9999-12-31T23:59:59Z) cancels every pending one of that message code from that
 originator [I]; answered "command accepted".
@@ -76,11 +77,13 @@ from gbcs.asn1 import (
     UpdateSecurityCredentialsOutcome,
     decode_asn1,
 )
-from gbcs.catalogue import AlertCode, MessageCode, RemotePartyRole
+from gbcs.catalogue import MessageCode, RemotePartyRole
 from gbcs.codec import eui_hex
 from gbcs.frame import Message
 from gbcs.keystore import certificate_device_eui, certificate_org_eui, certificate_role
 from gbcs.usecases.credentials import CS02B_MODES
+
+from .future import FdaOutcome
 
 log = logging.getLogger("gbhub.credentials")
 
@@ -91,7 +94,7 @@ CELLS_NS = "trust_cells"
 SEQ_NS = "trust_seq"
 OWN_NS = "own_credentials"
 KEYPAIR_NS = "credential_key_pairs"
-PENDING_NS = "credentials_pending"
+CREDENTIALS_ACTION = "credentials"  # future-dated CS02b/CS02g (firmware.future action)
 
 _ALL_ROLES = frozenset(RemotePartyRole)
 _ROLES_BY_KIND: dict[str, frozenset[RemotePartyRole]] = {"chf": _ALL_ROLES}
@@ -504,43 +507,33 @@ def _check_replacement(trust: DeviceTrust, key, der: bytes, path, check_time: bo
     return StatusCode.SUCCESS, Cell(role, usage, cu, info.eui, info.key_id, info.public_key, info.der, info.role)
 
 
-def _arm(device: Any, key: str, at: float) -> None:
-    device.call_at(at, lambda: device.spawn(_run_pending(device, key), name=f"cs02b-{device.eui_hex}-{key}"))
+def pending_credentials(device: Any) -> dict[str, dict]:
+    """The future-dated credential updates a device keeps (`firmware.future` entries), by key."""
+    return {k: e for k, e in device.future.pending().items() if e.get("action") == CREDENTIALS_ACTION}
 
 
-def arm_pending(device: Any) -> None:
-    """At boot: re-arm the future-dated credential updates kept in NVM."""
-    for key, entry in device.nvm.items(PENDING_NS):
-        _arm(device, key, float(entry["at"]))
-
-
-async def _run_pending(device: Any, key: str) -> None:
+def fire_credentials(device: Any, entry: dict) -> FdaOutcome:
+    """A future-dated CS02b/CS02g's time has come (inside the FDA's NVM transaction): apply it and
+    report the outcome to its originator (FDA-CS02b 0x00CB, CS02g: 0x0124)."""
     from gbcs.frame import CRA
 
-    entry = device.nvm.get(PENDING_NS, key)
-    if entry is None:  # cancelled
-        return
     code = int(entry["code"])
     message = Message(cra=CRA.COMMAND, originator_counter=int(entry["counter"]), originator=bytes.fromhex(entry["originator"]),
                       recipient=device.eui, message_code=code, content=entry["content"])
     cmd = decode_asn1(message.content, message_code=code, cra=CRA.COMMAND)
     mode = MODES[int(cmd.control.credentials_replacement_mode)]
     party = device.trust.by_eui(message.originator)
-    with device.nvm.transaction():
-        outcome = _apply(device, cmd, mode, entry.get("forced"))
-        device.nvm.delete(PENDING_NS, key)
+    outcome = _apply(device, cmd, mode, entry.get("forced"))
     ok = all(int(r.status) == StatusCode.SUCCESS for r in outcome.replacement_outcomes)
-    alert = AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_SUCCESSFULLY_ACTIONED if ok else \
-        AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_NOT_SUCCESSFULLY_ACTIONED
     when = _dt.datetime.fromtimestamp(float(entry["at"]), _dt.timezone.utc).replace(microsecond=0)
-    content = UpdateSecurityCredentialsAlert(int(alert), when, outcome).encode()
-    alert_code = MessageCode.FDA_CS02g if code in (MessageCode.CS02gLoadControllerByLoadController,
-                                                   MessageCode.CS02gLoadControllerBySupplier) else MessageCode.FDA_CS02b
-    await device.raise_alert(int(alert), critical=True, message_code=alert_code, content=content, recipient=party)
-
+    fda = MessageCode.FDA_CS02g if code in (MessageCode.CS02gLoadControllerByLoadController,
+                                            MessageCode.CS02gLoadControllerBySupplier) else MessageCode.FDA_CS02b
+    return FdaOutcome(ok, fda, content_for=lambda alert: UpdateSecurityCredentialsAlert(int(alert), when, outcome).encode(),
+                      recipient=party)
 
 
 __all__ = [
-    "Cell", "CertificateError", "CertificateInfo", "DeviceTrust", "MODES", "MODE_OF_CODE", "Mode", "arm_pending",
+    "Cell", "CertificateError", "CertificateInfo", "DeviceTrust", "MODES", "MODE_OF_CODE", "Mode", "CREDENTIALS_ACTION",
+    "fire_credentials", "pending_credentials",
     "cell_of", "inject_failure", "key_id_of", "own_credentials", "parse_certificate", "roles_for",
 ]

@@ -28,10 +28,10 @@ in the executing firmware version) or fails it (the slots swap back to the last 
 0x8F1B Firmware verification failed at power on). A power cut at any instant leaves either the
 old image running (nothing acknowledged) or the trial recorded (the new image boots and is checked).
 
-Future-dated CS06 (`FutureDatedActivation`, self-contained until the shared future-dated
-mechanism takes it over): the command is answered "command accepted" (ASN.1 NULL), its hash,
-originator counter, originator and time are kept in NVM and a device timer fires at the time,
-also after a restart (a time passed while off fires at boot). Firing runs the activation and sends
+Future-dated CS06 (`FutureDatedActivation`, on the shared future-dated mechanism
+`firmware.future`, action "firmware_activation"): the command is answered "command accepted"
+(ASN.1 NULL), its hash, originator counter, originator and time are kept in NVM and run at the
+time on the device clock, also after a restart (a time passed while off runs at boot). Firing runs the activation and sends
 message code FDA-CS06 (0x00CA) with alert 0x8F66 / 0x8F67, the execution time, the originator
 counter and the outcome; success then reboots as above. A CS06 with execution time
 9999-12-31T23:59:59Z cancels the pending one (also answered "command accepted") [O RTDS]. A new
@@ -61,6 +61,7 @@ from gbcs.gbz import FirmwareDistributionReceipt, GbzAlert
 from gbcs.ota import OtaHeader, OtaImage
 
 from .device import FirmwareImage, FirmwareSlots
+from .future import FdaOutcome
 
 log = logging.getLogger("gbhub.firmware.update")
 
@@ -142,7 +143,6 @@ class FirmwareUpdates:
             alert = None
         await super().start()
         if self.state == "on":
-            self.activation.arm()
             if self.ota_client is not None:
                 self.ota_client.on_boot()
             if alert is not None:
@@ -293,65 +293,49 @@ class FirmwareUpdates:
 
 
 class FutureDatedActivation:
-    """A pending future-dated CS06 of one device: kept in NVM (`UPDATE_NS`/"pending"), armed as a
-    device timer at boot and when set, fired once (module doc). Self-contained so the shared
-    future-dated mechanism can absorb it: `set`, `cancel`, `arm`, `pending`."""
+    """A device's pending future-dated CS06 (module doc): one instruction (`KEY`) of its
+    `firmware.future.FutureDated`, run by `fire_firmware_activation`."""
 
-    KEY = "pending"
+    KEY = "cs06"
+    ACTION = "firmware_activation"
 
     def __init__(self, device: Any) -> None:
         self.device = device
-        self._timer = None
 
     @property
     def pending(self) -> dict | None:
-        return self.device.nvm.get(UPDATE_NS, self.KEY)
+        """The pending activation: {hash, when, counter, originator}, or None."""
+        entry = self.device.nvm.get(self.device.future.namespace, self.KEY)
+        if entry is None:
+            return None
+        return {k: entry[k] for k in ("hash", "when", "counter", "originator")}
 
     def set(self, image_hash: bytes, when: float, counter: int, originator: bytes) -> None:
-        self.device.nvm.put(UPDATE_NS, self.KEY, {"hash": image_hash.hex(), "when": when, "counter": counter,
-                                                  "originator": originator.hex()})
+        """Keep it (a newer one replaces a pending one [I]); inside the command's transaction."""
+        self.device.future.schedule(self.KEY, when, self.ACTION, {"hash": image_hash.hex(), "when": when,
+                                                                   "originator": originator.hex()})
 
     def cancel(self) -> bool:
-        return self.device.nvm.delete(UPDATE_NS, self.KEY)
+        return self.device.future.cancel(self.KEY)
 
-    def arm(self) -> None:
-        """(Re)arm the timer from NVM; called at boot and after a CS06 changed it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        p = self.pending
-        if p is None or self.device.state == "off":
-            return
-        self._timer = self.device.call_at(max(p["when"] - self._skew(), self.device.clock.now()), self._fire)
 
-    def _skew(self) -> float:
-        """Device time minus shared clock time (the ESME keeps an offset clock)."""
-        now = getattr(self.device, "device_now", None)
-        return 0.0 if now is None else now() - self.device.clock.now()
+def fire_firmware_activation(device: Any, entry: dict) -> Any:
+    """The future-dated CS06's time has come (inside the FDA's NVM transaction): activate, and
+    report in FDA-CS06 (0x00CA) to the command's originator; success then reboots."""
+    code = device.activate_image(bytes.fromhex(entry["hash"]))
+    ok = code == ActivateFirmwareCode.SUCCESS
 
-    async def _fire(self) -> None:
-        device = self.device
-        self._timer = None
-        p = self.pending
-        if p is None:
-            return
-        with device.nvm.transaction():
-            device.nvm.delete(UPDATE_NS, self.KEY)
-            code = device.activate_image(bytes.fromhex(p["hash"]))
-        ok = code == ActivateFirmwareCode.SUCCESS
-        alert_code = (AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_SUCCESSFULLY_ACTIONED if ok
-                      else AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_NOT_SUCCESSFULLY_ACTIONED)
-        content = ActivateFirmwareAlert(
+    def content(alert_code: int) -> bytes:
+        return ActivateFirmwareAlert(
             alert_code=alert_code,
-            execution_date_time=_dt.datetime.fromtimestamp(int(p["when"]), _UTC),
-            originator_counter=p["counter"],
+            execution_date_time=_dt.datetime.fromtimestamp(int(entry["when"]), _UTC),
+            originator_counter=entry["counter"],
             outcome=ActivateFirmwareOutcome(code=code, firmware_version=device.firmware_version),
         ).encode()
-        recipient = device.trust.by_eui(bytes.fromhex(p["originator"]))
-        await device.raise_alert(alert_code, critical=True, message_code=MessageCode.FDA_CS06, content=content,
-                                 recipient=recipient)
-        if ok:
-            device.schedule_reboot()
+
+    return FdaOutcome(ok, MessageCode.FDA_CS06, content_for=content,
+                      recipient=device.trust.by_eui(bytes.fromhex(entry["originator"])),
+                      then=device.schedule_reboot if ok else None)
 
 
-__all__ = ["UPDATE_NS", "CHUNK", "FirmwareUpdates", "FutureDatedActivation"]
+__all__ = ["UPDATE_NS", "CHUNK", "FirmwareUpdates", "FutureDatedActivation", "fire_firmware_activation"]

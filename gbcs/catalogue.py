@@ -728,6 +728,15 @@ def by_srv(srv: str) -> ServiceRequest | None:
     return SERVICE_REQUESTS.get(srv)
 
 
+def device_future_dated(message_code: int) -> bool:
+    """Whether the device itself may hold this use case until an execution date-time: one of its
+    SRVs has the DUIS future-dated response pattern "Device" or "DSP & Device" [S DP] (tariff,
+    price, payment mode, prepayment configuration, load limiting, auxiliary load control, security
+    credentials, firmware activation)."""
+    uc = by_message_code(message_code)
+    return uc is not None and any("Device" in (SERVICE_REQUESTS[s].future_dated or "") for s in uc.srvs)
+
+
 @dataclass(frozen=True, slots=True)
 class UseCase:
     """One GBCS message code. `critical` and `duis_roles` come from its DUIS SRVs: critical is None

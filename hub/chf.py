@@ -44,7 +44,7 @@ from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, dlms, handlers
-from gbhub.firmware.update_handlers import activate_firmware
+from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
@@ -102,7 +102,7 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
         dlms(MessageCode.CCS07),
         dlms(MessageCode.ECS52),
         *credential_handlers(),  # CS02a-g (firmware.credentials)
-        call(MessageCode.CS06, activate_firmware, dated=True),
+        call(MessageCode.CS06, activate_firmware, dated=True, fail=ACTIVATE_FIRMWARE_FAILURE),
     )
 
     def __init__(

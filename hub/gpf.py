@@ -61,7 +61,7 @@ from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
 from gbhub.firmware.gas_data import DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, PROFILE_DAYS, GasData, default_response, gbz_command
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
-from gbhub.firmware.update_handlers import activate_firmware
+from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import HanError
 
 log = logging.getLogger("gbhub.gpf")
@@ -117,7 +117,7 @@ class Gpf(GbcsDevice):
         unjoin(MessageCode.CS04B),
         call(MessageCode.GCS59, _restore),
         *credential_handlers(),  # CS02a-g (firmware.credentials)
-        call(MessageCode.CS06, activate_firmware, dated=True),
+        call(MessageCode.CS06, activate_firmware, dated=True, fail=ACTIVATE_FIRMWARE_FAILURE),
         call(MessageCode.GCS13a, _read_from_store),
         call(MessageCode.GCS14, _read_from_store),
         call(MessageCode.GCS33, _read_from_store),

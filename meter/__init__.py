@@ -48,7 +48,9 @@ def _esme_status(esme: Esme) -> dict:
     regs = esme.registers()
     return {"import_kwh": regs.get("import_wh", 0) / 1000, "today_kwh": regs.get("current_day_wh", 0) / 1000,
             "power_w": esme.power_w(), "supply": getattr(esme, "supply_state", None),
-            "credit": round(esme.credit_pence / 100, 2)}
+            "credit": round(esme.credit_pence / 100, 2),
+            "voltage": esme.measured_voltage(), "outage": esme.in_outage,
+            "power_threshold": esme.power_threshold_status()}
 
 
 def _create_gsme(ctx: DeviceContext) -> Gsme:

@@ -17,7 +17,8 @@ response shapes follow the RTDS response vectors):
   ECS21a  Get Protected Attributes of the daily read log by range, encrypted
   ECS24   Gets on the tariff objects (calendar, charges, thresholds, special days)
   ECS01a / ECS01b  Sets on the passive tariff + activation times (now, future, never; a future
-          one runs on time and alerts 0x8F66 in message code FDA_DLMS); ACTIVATIONS
+          one runs on time and alerts 0x8F66 in message code FDA_DLMS: `firmware.future`
+          activation attributes); ACTIVATIONS
   ECS35a/b  event / security log by range (compact arrays)
   ECS42/43/44  load switch script table, scripts 51 / 52 / 54
   ECS45   disconnect control control_state
@@ -30,9 +31,12 @@ response shapes follow the RTDS response vectors):
   the rest of the catalogue's ESME use cases (prepayment, billing, maximum demand, load limiting,
           voltage quality, identities, event behaviours, auxiliary load control ...): tables of
           Gets/Sets/Actions (`gbcs.usecases.esme_config`) on the objects of `meter.esme_objects`,
-          whose passive values take effect through the same activation machinery as the tariff
-          (ECS02/03, ECS08/08a, ECS28a, ECS46c/d, ECS01c/d: now, a future date-time, or never)
+          whose passive values take effect through the same activation attributes as the tariff
+          (`firmware.future`; ECS02/03, ECS08/08a, ECS28a, ECS46c/d, ECS01c/d: now, a future
+          date-time, or never)
   Meter variants (`variant`: single, twin, polyphase, twin-polyphase): `meter.esme_objects`.
+  ECS25a/a1/a2/a3  alert and event behaviours (`meter.esme_events`, which also raises the ESME's
+          events from their causes and declares its faults: `gbhub ctl fault`)
 
 Choices no source fixes are tagged [I]/[U] where they are made.
 """
@@ -53,8 +57,6 @@ from gbcs.dlms import (
     Data,
     DataNotification,
     DataType,
-    DlmsDateTime,
-    FutureDatedAlert,
     ProtectedData,
     ProtectionParameters,
     RequestSpec,
@@ -62,7 +64,7 @@ from gbcs.dlms import (
     frozen,
     obis_text,
 )
-from gbcs.frame import Message, segment
+from gbcs.frame import Message
 from gbcs.obis import BLOCK_THRESHOLDS, BLOCK_THRESHOLDS_PASSIVE, OBIS, CosemObjectId
 from gbcs.usecases.esme_config import POLYPHASE_ONLY, TWIN_ONLY
 from gbcs.security import encrypt_part
@@ -83,7 +85,7 @@ from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
-from gbhub.firmware.update_handlers import activate_firmware
+from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import TUNNELING_CLUSTER
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
@@ -96,7 +98,6 @@ from .esme_state import (
     DAILY_LOG,
     DEVICE_LOG_NS,
     NS,
-    PENDING_NS,
     PROFILE_LOG,
     REACTIVE_RATIO,
     SUPPLY_ARMED,
@@ -106,6 +107,7 @@ from .esme_state import (
     TOU_TIERS,
 )
 from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjects
+from .esme_events import EsmeEvents
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel
 from .prepayment import Prepayment
@@ -253,7 +255,7 @@ def _shape_like(template: Data) -> Callable[[Data], bool]:
 
 
 # ------------------------------------------------------------------------------------------ Esme
-class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
+class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
     """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
 
     `prepayment_key` is the supplier's prepayment KA public key (its prePaymentTopUp trust anchor,
@@ -261,8 +263,9 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
     anchor). `chf_eui` is the Comms Hub Function whose tunnel the ESME serves (None: any).
     `model` / `export_model` say what the premises draw / generate; `registers` gives the
     factory register values (`import_wh`, `export_wh`, `reactive_varh`) used on first boot only.
-    With `gbt_block_size`, messages longer than that go up in GBT blocks (FACTS 1.9). `variant`
-    is the meter variant (`meter.esme_objects`): single, twin, polyphase or twin-polyphase.
+    `gbt_limit` / `gbt_block_size` (GbcsDevice): messages longer than the limit go up in GBT blocks
+    (FACTS 1.9). `variant` is the meter variant (`meter.esme_objects`): single, twin, polyphase or
+    twin-polyphase.
     """
 
     kind = "esme"
@@ -273,8 +276,8 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
         dlms(MessageCode.ECS22b),
         dlms(MessageCode.ECS21a),
         dlms(MessageCode.ECS24),
-        dlms(MessageCode.ECS01a, dated=True),
-        dlms(MessageCode.ECS01b, dated=True),
+        dlms(MessageCode.ECS01a, dated=True, future=True),
+        dlms(MessageCode.ECS01b, dated=True, future=True),
         dlms(MessageCode.ECS35a),
         dlms(MessageCode.ECS35b),
         dlms(MessageCode.ECS42, check=_runs_script(SCRIPT_ENABLE)),
@@ -282,13 +285,13 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
         dlms(MessageCode.ECS44, check=_runs_script(SCRIPT_ARM)),
         dlms(MessageCode.ECS45),
         dlms(MessageCode.ECS52),
-        call(MessageCode.CS06, activate_firmware, dated=True),
+        call(MessageCode.CS06, activate_firmware, dated=True, fail=ACTIVATE_FIRMWARE_FAILURE),
         dlms(MessageCode.ECS70),
         dlms(MessageCode.CS01a, dated=True),
         # the further ESME use cases (gbcs.usecases.esme_config; objects: meter.esme_objects)
         *(dlms(code) for code in (
-            MessageCode.ECS02, MessageCode.ECS03, MessageCode.ECS04a, MessageCode.ECS04b, MessageCode.ECS05,
-            MessageCode.ECS07, MessageCode.ECS08, MessageCode.ECS08a, MessageCode.ECS09, MessageCode.ECS10,
+            MessageCode.ECS04a, MessageCode.ECS04b, MessageCode.ECS05,
+            MessageCode.ECS07, MessageCode.ECS09, MessageCode.ECS10,
             MessageCode.ECS12, MessageCode.ECS14, MessageCode.ECS15a, MessageCode.ECS15c, MessageCode.ECS16,
             MessageCode.ECS17a, MessageCode.ECS17d, MessageCode.ECS18a, MessageCode.ECS18b,
             MessageCode.ECS20a, MessageCode.ECS20d, MessageCode.ECS21b, MessageCode.ECS21c,
@@ -297,14 +300,18 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
             MessageCode.ECS25b3, MessageCode.ECS25r1, MessageCode.ECS25r2,
             MessageCode.ECS26a, MessageCode.ECS26b, MessageCode.ECS26c, MessageCode.ECS26d, MessageCode.ECS26e,
             MessageCode.ECS26f, MessageCode.ECS26j, MessageCode.ECS26k, MessageCode.ECS26l, MessageCode.ECS26m,
-            MessageCode.ECS27, MessageCode.ECS28a, MessageCode.ECS28b, MessageCode.ECS29a, MessageCode.ECS29b,
+            MessageCode.ECS27, MessageCode.ECS28b, MessageCode.ECS29a, MessageCode.ECS29b,
             MessageCode.ECS29c, MessageCode.ECS29d, MessageCode.ECS29e, MessageCode.ECS29f, MessageCode.ECS30,
             MessageCode.ECS30a, MessageCode.ECS34, MessageCode.ECS35e, MessageCode.ECS35f, MessageCode.ECS35g,
             MessageCode.ECS37, MessageCode.ECS38, MessageCode.ECS39a, MessageCode.ECS39b, MessageCode.ECS40,
-            MessageCode.ECS46a, MessageCode.ECS46c, MessageCode.ECS46d, MessageCode.ECS47, MessageCode.ECS47a,
+            MessageCode.ECS46a, MessageCode.ECS47, MessageCode.ECS47a,
             MessageCode.ECS47e, MessageCode.ECS48, MessageCode.ECS50, MessageCode.ECS57, MessageCode.ECS61a,
             MessageCode.ECS61c, MessageCode.ECS61d, MessageCode.ECS61e, MessageCode.ECS62, MessageCode.ECS81,
-            MessageCode.ECS82, MessageCode.ECS01c, MessageCode.ECS01d, MessageCode.ECS24b)),
+            MessageCode.ECS82, MessageCode.ECS24b)),
+        # future-dated: an execution date-time in activation attributes (firmware.future)
+        *(dlms(code, future=True) for code in (MessageCode.ECS02, MessageCode.ECS03, MessageCode.ECS08, MessageCode.ECS08a,
+                                               MessageCode.ECS28a, MessageCode.ECS46c, MessageCode.ECS46d, MessageCode.ECS01c,
+                                               MessageCode.ECS01d)),
         *(dlms(code, dated=True) for code in (MessageCode.ECS17e, MessageCode.ECS19, MessageCode.ECS20b,
                                               MessageCode.ECS20c, MessageCode.ECS66)),
         # Method A for devices that exchange GBCS messages with the ESME (PPMID, HCALCS), Method B
@@ -339,7 +346,6 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
         credit_pence: float = 0.0,
         emergency_credit_pence: float = 0.0,
         utrn_cache_size: int = DEFAULT_CACHE_SIZE,
-        gbt_block_size: int | None = None,
         emergency_credit_activation: str = "auto",
         variant: str = "single",
         **kw: Any,
@@ -356,7 +362,6 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
         if emergency_credit_activation not in ("auto", "consumer"):
             raise ValueError("emergency_credit_activation is 'auto' or 'consumer'")
         self.emergency_credit_activation = emergency_credit_activation
-        self.gbt_block_size = gbt_block_size
         self._factory = {
             "registers": dict(registers or {}),
             "clock_offset": float(clock_offset),
@@ -379,7 +384,6 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
         self._profile_ex: list[int] = []
         self._profile_loaded = False
         self._half_hour_timer = None
-        self._pending_timers: dict[str, Any] = {}
         self.tunnel: TunnelServer | None = None
         self.tunnel_host: TunnelHost | None = None
         self.han_dispatch: ClusterDispatch | None = None
@@ -396,12 +400,13 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
         alerts = self._take_alerts()
         self._arm_half_hour()
         self._arm_pending()
+        self._events_boot()
         if alerts:
             self.spawn(self._send_alerts(alerts))
 
     def on_power_off(self) -> None:
+        self._events_off()
         self._half_hour_timer = None
-        self._pending_timers.clear()
         self._profile_loaded = False
         self._profile_t, self._profile_wh, self._profile_ex = [], [], []
         self._alerts.clear()
@@ -712,58 +717,12 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
             self._billing_snapshot()  # a tariff change snapshots the billing data log (ECS20b) [I]
         self.log_event("tariff_activated", object=f"{key[0]}/{obis_text(key[1])}/{key[2]}")
 
-    def _set_activation(self, key: _Attr, value: Data) -> None:
-        """Activation time written: 'now' (all zero, or past) activates at once, 'never' (all FF)
-        cancels a pending activation, a future time is stored and alerts 0x8F66 when it runs."""
-        if value.type is not DataType.OCTET_STRING or len(value.value) != 12:
-            raise CosemError(cosem.TYPE_UNMATCHED, "activation time must be a 12-byte date-time")
-        class_id, ln, attribute = key
-        self._store_tariff_value(class_id, ln, attribute, value)
-        pending_key = _key(class_id, ln, attribute)
-        self._rearm_after = True  # pending activations changed: their timers follow after the response
-        dt = DlmsDateTime.from_bytes(value.value)
-        if dt.is_never:
-            self.nvm.delete(PENDING_NS, pending_key)
-            return
-        when = None if dt.is_immediate else cosem.epoch_of(value)
-        if not dt.is_immediate and when is None:
-            raise CosemError(cosem.OTHER_REASON, "activation time not understood")
-        if when is None or when <= self.device_now():
-            self.nvm.delete(PENDING_NS, pending_key)
-            self._activate(key)
-            return
-        command = self._command
-        self.nvm.put(PENDING_NS, pending_key, {
-            "due": when, "class_id": class_id, "obis": ln.hex(), "attribute": attribute,
-            "message_code": command.message_code if command else 0,
-            "counter": command.originator_counter if command else 0,
-        })
-
     def _arm_pending(self) -> None:
-        for timer in self._pending_timers.values():
-            timer.cancel()
-        self._pending_timers.clear()
-        for key, entry in self.nvm.items(PENDING_NS):
-            shared = entry["due"] - self.clock_offset
-            self._pending_timers[key] = self.call_at(max(shared, self.clock.now()), self._run_pending, key)
-
-    def _run_pending(self, key: str) -> None:
-        self._pending_timers.pop(key, None)
-        entry = self.nvm.get(PENDING_NS, key)
-        if entry is None:
-            return
-        self._alerts.clear()
-        with self.nvm.transaction():
-            ln = bytes.fromhex(entry["obis"])
-            self.nvm.delete(PENDING_NS, key)
-            self._activate((entry["class_id"], ln, entry["attribute"]))
-            note = FutureDatedAlert(entry["message_code"], entry["counter"], entry["class_id"], ln, entry["attribute"])
-            self._queue_alert(AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_SUCCESSFULLY_ACTIONED, message_code=MessageCode.FDA_DLMS,
-                              elements=(Data.octet_string(note.to_bytes()),))
-        self.spawn(self._send_alerts(self._take_alerts()))
+        self.future.arm()
 
     def pending_activations(self) -> dict[str, dict]:
-        return dict(self.nvm.items(PENDING_NS))
+        """Pending future-dated activations (`firmware.future`), by (class/OBIS/attribute) key."""
+        return self.future.pending()
 
     @property
     def supply_state(self) -> str:
@@ -872,15 +831,18 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
             def load(c=class_id, l=ln, a=attribute) -> Data:
                 return self._tariff_value(c, l, a)
 
+            if (class_id, ln, attribute) in ACTIVATIONS:
+                # an execution date-time: now, never (cancels) or future (alert 0x8F66 when run)
+                k = (class_id, ln, attribute)
+                attrs[attribute] = self.future.activation(
+                    (class_id, ln), attribute, partial(self._activate, k), load=load,
+                    store=lambda v, k=k: self._store_tariff_value(*k, v))
+                continue
             if (class_id, ln, attribute) in TARIFF_WRITABLE:
-                if (class_id, ln, attribute) in ACTIVATIONS:
-                    def store(v: Data, k=(class_id, ln, attribute)) -> None:
-                        self._set_activation(k, v)
-                else:
-                    def store(v: Data, c=class_id, l=ln, a=attribute, t=initial) -> None:
-                        if v.type is not t.type:
-                            raise CosemError(cosem.TYPE_UNMATCHED, "value has the wrong shape")
-                        self._store_tariff_value(c, l, a, v)
+                def store(v: Data, c=class_id, l=ln, a=attribute, t=initial) -> None:
+                    if v.type is not t.type:
+                        raise CosemError(cosem.TYPE_UNMATCHED, "value has the wrong shape")
+                    self._store_tariff_value(c, l, a, v)
                 attrs[attribute] = Attribute(get=load, set=store)
             else:
                 attrs[attribute] = Attribute(get=load)
@@ -1121,14 +1083,6 @@ class Esme(EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
             self._rearm_timers()
         if alerts and self.state != "off":
             self.spawn(self._send_alerts(alerts))
-
-    async def _send(self, frame: bytes) -> None:
-        size = self.gbt_block_size
-        if not size or len(frame) <= size:
-            await super()._send(frame)
-            return
-        for block in segment(frame, size):
-            await super()._send(block.encode())
 
     async def raise_alert(self, alert_code: int, **kw: Any) -> bytes | None:
         kw.setdefault("critical", is_critical_alert(alert_code))

@@ -6,8 +6,8 @@ consumption logs). Mixed into `meter.esme.Esme` (`EsmeObjects`).
 Factory values have the types the RTDS ESME answered with [O]; the values themselves are ours
 where RTDS's were test data [I]. A Set is refused type-unmatched unless the value has the factory
 value's shape (same types, structures alike, arrays of alike elements). Passive values take effect
-through the activation attributes (`CONFIG_ACTIVATIONS`, run by the ESME's future-dated activation
-machinery: now, a future date-time, or never).
+through the activation attributes (`CONFIG_ACTIVATIONS`, `firmware.future` activation attributes:
+now, a future date-time, or never; a future one alerts 0x8F66 when it ran).
 
 Meter variants (`variant` option, rig `options = { variant = "..." }`): "single" (single element,
 single phase), "twin" (twin element: a secondary import register in the register reads, daily read
@@ -314,8 +314,10 @@ class EsmeObjects:
             load = (lambda k=key: self._tariff_value(*k))
             if mode == _R:
                 obj_of(oid).attributes[attribute] = Attribute(get=load)
-            elif key in self._activations:
-                obj_of(oid).attributes[attribute] = Attribute(get=load, set=lambda v, k=key: self._set_activation(k, v))
+            elif key in self._activations:  # an execution date-time (firmware.future): now, never or future
+                obj_of(oid).attributes[attribute] = self.future.activation(
+                    (class_id, ln), attribute, lambda k=key: self._activate(k), load=load,
+                    store=lambda v, k=key: self._store_tariff_value(*k, v))
             else:
                 template = self._defaults[key]
                 check = None if mode == _A else template

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 NS = "meter"  # registers, metering, supply, prepayment, clock offset, UTRN counters
 COSEM_NS = "cosem"  # tariff objects and other written COSEM attributes
-PENDING_NS = "pending"  # future-dated activations
 DEVICE_LOG_NS = "device_log"  # the ESME's own Device Log (firmware.device_log)
 PROFILE_LOG = "profile"
 DAILY_LOG = "daily"

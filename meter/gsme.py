@@ -30,7 +30,8 @@ it pushed, so a crash between the two pushes the same intervals again, which the
 absorbs (nothing is lost, nothing counted twice).
 
 Alerts are GBZ (alert code, time) and go out as PUTs in the wake that raised them, or the next.
-Faults (`inject_fault`): battery, tamper, tilt, flow, power, asleep / awake, gone (README "Gas").
+Faults (`FAULT_KINDS`, `firmware.faults`): battery, tamper, tilt, flow, power, asleep / awake, gone, fail-next
+(README "Gas", "Fault injection").
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, S
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
+from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
 from gbhub.han.aps import TUNNELING_CLUSTER, HanError
@@ -749,72 +751,90 @@ class Gsme(Prepayment, GbcsDevice):
         return any(e.entity_id == eui for e in self.joined_devices.entries())
 
     # ======================================================================= faults
-    def inject_fault(self, kind: str, args: list[str], options: dict) -> dict:
-        """Fault injection (`gbhub ctl fault EUI KIND [ARGS...]`): battery PERCENT, tamper, tilt,
-        flow LITRES_PER_HOUR, power off|on, asleep, awake, gone SECONDS."""
-        kind = kind.lower()
-        if kind == "power":
-            if not args or args[0] not in ("off", "on"):
-                raise ValueError("power takes off or on")
-            loop = asyncio.get_running_loop()
-            task = loop.create_task(self.power_off() if args[0] == "off" else self._power_on())
-            _BACKGROUND.add(task)
-            task.add_done_callback(_BACKGROUND.discard)
-            return {"fault": "power", "state": args[0]}
-        self._check_alive()
-        if kind == "battery":
-            pct = _number(args, "battery takes PERCENT", 0, 100)
-            with self.nvm.transaction():
-                gas = self.nvm.get(NS, "gas")
-                gas["battery"] = pct
-                self.nvm.put(NS, "gas", gas)
-            if pct < gas["low_battery"]:
-                self._pending_alerts.append((AlertCode.LOW_BATTERY_CAPACITY, {}))
-            return {"fault": "battery", "percent": pct}
-        if kind in ("tamper", "tilt"):
-            code = AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT if kind == "tamper" else AlertCode.TILT_TAMPER
-            closed = False
-            with self.nvm.transaction():
-                gas = self.nvm.get(NS, "gas")
-                gas["tamper"] = True
-                if self.tamper_closes_valve and kind == "tamper":
-                    gas["locked"] = True
-                    if self._supply_state() != DISABLED:
-                        self._set_supply(DISABLED, cause="tamper")
-                        closed = True
-                self.nvm.put(NS, "gas", gas)
-                self.log_security(kind, alert=f"{code:04X}")
-            self._pending_alerts.append((code, {}))
-            if closed:
-                self._pending_alerts.append((AlertCode.SUPPLY_DISABLED_THEN_LOCKED_SUPPLY_TAMPER_STATE_CAUSE, {}))
-            self.spawn(self.wake("alert"))  # a tamper wakes the meter [I]
-            return {"fault": kind, "alert": f"0x{code:04X}", "valve_closed": closed}
-        if kind == "flow":
-            lph = _number(args, "flow takes LITRES_PER_HOUR", 0, 1e7)
-            closed = False
-            with self.nvm.transaction():
-                self._close_period_partial()
-                gas = self.nvm.get(NS, "gas")
-                gas["flow_lph"] = lph or None
-                self.nvm.put(NS, "gas", gas)
-                if lph > self.uncontrolled_flow_lph and self._supply_state() == ENABLED:
-                    self._set_supply(ARMED, cause="flow")  # closed, then armed for the consumer [I]
+    # (declared in FAULT_KINDS below, `firmware.faults`; `gbhub ctl fault EUI KIND [ARGS...]`)
+    def _fault_power(self, args: list[str], options: dict) -> dict:
+        if len(args) != 1 or args[0] not in ("off", "on"):
+            raise FaultError("power takes off or on")
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self.power_off() if args[0] == "off" else self._power_on())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+        return {"fault": "power", "state": args[0]}
+
+    def _fault_battery(self, args: list[str], options: dict) -> dict:
+        pct = _number(args, "battery takes PERCENT", 0, 100)
+        with self.nvm.transaction():
+            gas = self.nvm.get(NS, "gas")
+            gas["battery"] = pct
+            self.nvm.put(NS, "gas", gas)
+        if pct < gas["low_battery"]:
+            self._pending_alerts.append((AlertCode.LOW_BATTERY_CAPACITY, {}))
+        return {"fault": "battery", "percent": pct}
+
+    def _fault_tamper(self, kind: str, args: list[str], options: dict) -> dict:
+        arity(kind, args, 0, "")
+        code = AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT if kind == "tamper" else AlertCode.TILT_TAMPER
+        closed = False
+        with self.nvm.transaction():
+            gas = self.nvm.get(NS, "gas")
+            gas["tamper"] = True
+            if self.tamper_closes_valve and kind == "tamper":
+                gas["locked"] = True
+                if self._supply_state() != DISABLED:
+                    self._set_supply(DISABLED, cause="tamper")
                     closed = True
-            if closed:
-                self._pending_alerts.append((AlertCode.SUPPLY_DISABLED_THEN_ARMED_UNCONTROLLED_GAS_FLOW_RATE, {}))
-                self.spawn(self.wake("alert"))
-            return {"fault": "flow", "litres_per_hour": lph, "valve_closed": closed}
-        if kind in ("asleep", "awake"):
-            self.mode = kind
-            self.awake = kind == "awake"
-            if kind == "awake":
-                self.spawn(self._stay_awake())
-            return {"fault": kind}
-        if kind == "gone":
-            seconds = _number(args, "gone takes SECONDS", 0, 1e9)
-            self.gone_until = self.clock.now() + seconds
-            return {"fault": "gone", "until": self.gone_until}
-        raise ValueError(f"unknown gas fault {kind!r} (battery, tamper, tilt, flow, power, asleep, awake, gone)")
+            self.nvm.put(NS, "gas", gas)
+            self.log_security(kind, alert=f"{code:04X}")
+        self._pending_alerts.append((code, {}))
+        if closed:
+            self._pending_alerts.append((AlertCode.SUPPLY_DISABLED_THEN_LOCKED_SUPPLY_TAMPER_STATE_CAUSE, {}))
+        self.spawn(self.wake("alert"))  # a tamper wakes the meter [I]
+        return {"fault": kind, "alert": f"0x{code:04X}", "valve_closed": closed}
+
+    def _fault_flow(self, args: list[str], options: dict) -> dict:
+        lph = _number(args, "flow takes LITRES_PER_HOUR", 0, 1e7)
+        closed = False
+        with self.nvm.transaction():
+            self._close_period_partial()
+            gas = self.nvm.get(NS, "gas")
+            gas["flow_lph"] = lph or None
+            self.nvm.put(NS, "gas", gas)
+            if lph > self.uncontrolled_flow_lph and self._supply_state() == ENABLED:
+                self._set_supply(ARMED, cause="flow")  # closed, then armed for the consumer [I]
+                closed = True
+        if closed:
+            self._pending_alerts.append((AlertCode.SUPPLY_DISABLED_THEN_ARMED_UNCONTROLLED_GAS_FLOW_RATE, {}))
+            self.spawn(self.wake("alert"))
+        return {"fault": "flow", "litres_per_hour": lph, "valve_closed": closed}
+
+    def _fault_mode(self, kind: str, args: list[str], options: dict) -> dict:
+        arity(kind, args, 0, "")
+        self.mode = kind
+        self.awake = kind == "awake"
+        if kind == "awake":
+            self.spawn(self._stay_awake())
+        return {"fault": kind}
+
+    def _fault_gone(self, args: list[str], options: dict) -> dict:
+        seconds = _number(args, "gone takes SECONDS", 0, 1e9)
+        self.gone_until = self.clock.now() + seconds
+        return {"fault": "gone", "until": self.gone_until}
+
+    FAULT_KINDS = fault_kinds(
+        fault("battery", lambda d, a, o: d._fault_battery(a, o), "PERCENT",
+              "battery level; below the low battery level: low battery 0x8F1F at the next wake"),
+        fault("tamper", lambda d, a, o: d._fault_tamper("tamper", a, o), "",
+              "tamper detected (0x8F3F); closes and locks the valve when `tamper_closes_valve`"),
+        fault("tilt", lambda d, a, o: d._fault_tamper("tilt", a, o), "", "tilt tamper (0x81C3)"),
+        fault("flow", lambda d, a, o: d._fault_flow(a, o), "LITRES_PER_HOUR",
+              "gas flow; above the uncontrolled flow rate the valve closes then arms (0x81BF)"),
+        fault("power", lambda d, a, o: d._fault_power(a, o), "off|on", "the meter's power: off, or on again (boots)",
+              while_off=True),
+        fault("asleep", lambda d, a, o: d._fault_mode("asleep", a, o), "", "the meter stops waking (until `awake`)"),
+        fault("awake", lambda d, a, o: d._fault_mode("awake", a, o), "", "the meter stays awake, polling"),
+        fault("gone", lambda d, a, o: d._fault_gone(a, o), "SECONDS", "the meter is off the HAN for SECONDS"),
+        base=GbcsDevice.FAULT_KINDS,
+    )
 
     def _close_period_partial(self) -> None:
         m = self.nvm.get(NS, "metering")
@@ -838,13 +858,13 @@ _BACKGROUND: set = set()
 
 def _number(args: list[str], usage: str, lo: float, hi: float) -> float:
     if len(args) != 1:
-        raise ValueError(usage)
+        raise FaultError(usage)
     try:
         v = float(args[0])
     except ValueError:
-        raise ValueError(usage) from None
-    if not lo <= v <= hi:
-        raise ValueError(f"{usage} ({lo:g}..{hi:g})")
+        raise FaultError(usage) from None
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise FaultError(f"{usage} ({lo:g}..{hi:g})")
     return v
 
 

@@ -212,17 +212,35 @@ class ControlServer:
             if not isinstance(result, dict):  # a meter's own: True / False
                 result = {"accepted": bool(result), "result": "activated" if result else "refused"}
             return {"eui": eui_hex(device.eui), **result}
-        if op == "fault":  # [gas helper: minimal; the lead reconciles with helper 9B's generic `fault` op]
-            device = self._device(req["eui"])
-            inject = getattr(device, "inject_fault", None)
-            if inject is None:
-                raise ControlError(f"{p.name_of(device)} ({eui_hex(device.eui)}) takes no faults")
-            try:
-                result = inject(req["kind"], list(req.get("args") or []), dict(req.get("options") or {}))
-            except ValueError as exc:
-                raise ControlError(str(exc)) from None
-            return {"eui": eui_hex(device.eui), **result}
+        if op == "fault":
+            return self._fault(req)
         raise ControlError(f"unknown control request {op!r}")
+
+    def _fault(self, req: dict) -> dict:
+        """`gbhub ctl fault`: the device applies the fault at once (anything that lasts runs on its
+        own clock), so the request returns at once."""
+        from gbhub.firmware.device import DeviceOff
+        from gbhub.firmware.faults import FaultError, UnknownFault
+
+        device = self._device(req["eui"])
+        kind = str(req.get("kind", ""))
+        who = f"{self.premises.name_of(device)} ({eui_hex(device.eui)})"
+        inject = getattr(device, "inject_fault", None)
+        if inject is None:
+            raise ControlError(f"{who} has no fault {kind}")
+        args = req.get("args") or []
+        options = req.get("options") or {}
+        if not isinstance(args, list) or not isinstance(options, dict):
+            raise ControlError("fault: args must be a list and options an object")
+        try:
+            result = inject(kind, [str(a) for a in args], options)
+        except UnknownFault:
+            raise ControlError(f"{who} has no fault {kind}") from None
+        except FaultError as exc:
+            raise ControlError(f"{who}: {exc}") from None
+        except DeviceOff:
+            raise ControlError(f"{who} is off") from None
+        return {"eui": eui_hex(device.eui), "fault": kind, **(result or {})}
 
     async def _utrn(self, device, digits: str, fuel: str | None) -> dict:
         """A UTRN typed on a device's keypad: a PPMID's `enter_utrn` (a dict), or a meter's own
@@ -302,7 +320,8 @@ def register(sub) -> None:
     s.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S seconds (default 60): exit 1")
     s.set_defaults(func=cmd_wait)
 
-    c = sub.add_parser("ctl", help="control a running premises: wan down|up, han EUI down|up, press EUI, utrn EUI DIGITS, emergency-credit EUI, alert EUI CODE")
+    c = sub.add_parser("ctl", help="control a running premises: wan down|up, han EUI down|up, press EUI, utrn EUI DIGITS, "
+                                   "emergency-credit EUI, alert EUI CODE, fault EUI KIND [ARGS...]")
     data_arg(c)
     c.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for the answer (default 10)")
     ops = c.add_subparsers(dest="op", metavar="OP", required=True)
@@ -325,11 +344,14 @@ def register(sub) -> None:
     a.add_argument("code", metavar="CODE", help="alert code: 0x8F3F, decimal, or an AlertCode name")
     a.add_argument("--count", type=int, default=1, metavar="N", help="how many (default 1)")
     a.add_argument("--rate", type=float, default=0.0, metavar="PER_S", help="alerts per second (default: as fast as possible)")
-    f = ops.add_parser("fault", help="inject a fault (GSME: battery PERCENT, tamper, tilt, flow L/H, power off|on, "
-                                     "asleep, awake, gone SECONDS)")
+    f = ops.add_parser("fault", help="inject a fault into a device, e.g. tamper, voltage VOLTS, load WATTS, power off|on, "
+                                     "credit POUNDS, fail-next USE_CASE RESULT (README: Fault injection)")
     f.add_argument("eui", metavar="EUI", help="device EUI (or name)")
-    f.add_argument("kind", metavar="KIND")
-    f.add_argument("args", nargs="*", metavar="ARG")
+    f.add_argument("kind", metavar="KIND", help="the fault (the device type's table in the README)")
+    f.add_argument("args", metavar="ARGS", nargs="*", help="the fault's arguments")
+    f.add_argument("--phase", type=int, default=None, metavar="N", help="the phase it affects (voltage; default all)")
+    f.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="how long it lasts on the device's clock (default: until changed)")
     for p in (w, h, pr, u, ec, a, f):
         data_arg(p, argparse.SUPPRESS)  # --data also after the operation (not overriding one before it)
     c.set_defaults(func=cmd_ctl)
@@ -386,12 +408,17 @@ def cmd_ctl(args) -> int:
         req = {"op": "han", "eui": args.eui, "up": args.state == "up"}
     elif args.op == "press":
         req = {"op": "press", "eui": args.eui}
+    elif args.op == "fault":
+        if args.phase is not None and not 1 <= args.phase <= 3:
+            raise UsageError("--phase must be 1, 2 or 3")
+        if args.seconds is not None and not (args.seconds > 0 and args.seconds < 1e9):
+            raise UsageError("--seconds must be a positive number of seconds")
+        options = {k: v for k, v in (("phase", args.phase), ("seconds", args.seconds)) if v is not None}
+        req = {"op": "fault", "eui": args.eui, "kind": args.kind, "args": list(args.args), "options": options}
     elif args.op == "utrn":
         req = {"op": "utrn", "eui": args.eui, "utrn": " ".join(args.digits), "fuel": args.fuel}
     elif args.op == "emergency-credit":
         req = {"op": "emergency-credit", "eui": args.eui, "fuel": args.fuel}
-    elif args.op == "fault":
-        req = {"op": "fault", "eui": args.eui, "kind": args.kind, "args": args.args}
     else:
         try:
             code = parse_alert_code(args.code)

@@ -832,7 +832,7 @@ for _uc, _obj, _what in (("ECS25a", OBIS.ALERT_BEHAVIOURS_SUPPLIER, "alerts sent
                          ("ECS25a2", OBIS.EVENT_BEHAVIOURS_AUDIBLE, "events that sound the audible alarm"),
                          ("ECS25a3", OBIS.EVENT_BEHAVIOURS_LOG, "events logged (supplier)"),
                          ("ECS25b3", OBIS.EVENT_BEHAVIOURS_LOG_NETWORK_OPERATOR, "events logged (network operator)")):
-    table(_uc, [put(_obj, 2, "behaviours", _p("bits", "ints", (), min=0, max=511, help_=f"numbers of the bits set in the 512-bit mask of {_what} [O layout]"), _mask)])
+    table(_uc, [put(_obj, 2, "behaviours", _p("bits", "ints", (), min=0, max=511, help_=f"numbers of the bits set in the 512-bit mask of {_what} [O layout]: bit n set turns it off for event 0x8000 + n [I]; none set (default, factory): every event"), _mask)])
 table("ECS25r1", [get(o, 2, o.name.lower()) for o in (OBIS.ALERT_BEHAVIOURS_SUPPLIER, OBIS.EVENT_BEHAVIOURS_HAN,
                                                      OBIS.EVENT_BEHAVIOURS_AUDIBLE, OBIS.EVENT_BEHAVIOURS_LOG)])
 table("ECS25r2", [get(o, 2, o.name.lower()) for o in (OBIS.ALERT_BEHAVIOURS_NETWORK_OPERATOR, OBIS.EVENT_BEHAVIOURS_LOG_NETWORK_OPERATOR)])
