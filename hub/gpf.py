@@ -8,6 +8,10 @@ by the GSME's push at each wake (`meter.gsme`: a ZCL Write Attributes to the CHF
 the GPF answers only after its NVM write). The GPF's own event log records each sync, tap-off
 and discarded message.
 
+The GSME also reads the mirror's FunctionalNotificationFlags each wake (`notification_flags`, a
+Read Attributes of `NOTIFICATION_FLAGS_ATTRIBUTE`): bit 0 "New OTA firmware" is set while the
+CHF's OTA server offers it an image, so it fetches the image across its wakes (README "Firmware").
+
 Reads the GPF answers (GCS13a, GCS14, GCS33, GCS38, GCS60, GCS16a, GCS17 addressed to the GPF, as
 RTDS addresses GCS13a [O]) come from the store at once; the response's date-time carries the
 reliability in its clock status byte [O RTDS GCS13a]: 0x00 (GPF-reliable) when the last sync is
