@@ -128,3 +128,39 @@ async def test_ppmid_update_success(premises):
     after = await premises.send("CS08", to="ppmid")
     assert after.ok and after.summary != before and "00020003" in str(after.summary).upper()
     assert ppmid.firmware_version == image.version
+
+
+async def test_gsme_transfer_resumes_after_a_power_cut(premises):
+    """A power cut between wakes loses at most the blocks not yet in a whole 4 KiB chunk; the next
+    wakes go on from there and the image is verified."""
+    gsme = premises.device("gsme")
+    image = _image(premises, version=0x00020004, size=12000)
+    gsme.ota_blocks_per_wake = 120  # 5760 bytes a wake: one whole chunk and some in RAM
+    events = []
+    premises.chf.ota_listeners.append(events.append)
+    premises.chf.distribute_firmware(image.encode(), [gsme.eui])
+    while gsme.transfer is None or gsme.transfer["offset"] < 4096:
+        await premises.clock.advance(WAKE)
+    await gsme.power_off()
+    await gsme.start()
+    assert gsme.transfer["offset"] % 4096 == 0 and gsme.transfer["offset"] >= 4096  # resumed from NVM, not from 0
+    for _ in range(6):
+        await premises.clock.advance(WAKE)
+        if events and events[-1]["event"] == "transferred":
+            break
+    assert events[-1]["event"] == "transferred" and events[-1]["verified"]
+    assert gsme.firmware.standby.image_hash == image.image_hash
+
+
+async def test_ppmid_image_failing_its_boot_check_is_reported_by_cs09(premises):
+    ppmid = premises.device("ppmid")
+    before = ppmid.firmware_version
+    image = _image(premises, version=0x00020005, size=3000)
+    ppmid.boot_fail_versions = frozenset({image.version})  # as the rig option `boot_fail_versions` declares
+    premises.chf.distribute_firmware(image.encode(), [ppmid.eui])
+    await premises.clock.advance(image.size / 48 * 0.02 + 10)
+    assert (await premises.send("CS06", to="ppmid", hash=image.image_hash.hex())).summary["code"] == "SUCCESS"
+    await premises.clock.advance(1)
+    body = decode_payload((await _alert(premises, MessageCode.CS09)).message)
+    assert body.activate_image == ActivateImageResult.FAILURE and body.firmware_version == before
+    assert ppmid.firmware_version == before
