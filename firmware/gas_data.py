@@ -41,6 +41,10 @@ ZCL_EPOCH = 946684800  # 2000-01-01T00:00Z as Unix seconds
 PROFILE_DAYS = 13 * 31  # 13 months of half-hours [S FACTS 3.4 by analogy with the ESME; U for the GSME]
 DAILY_DAYS = 731  # [U] two years of daily reads
 MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push: one long octet string on the GPF's Metering mirror [I]
+# The mirror's FunctionalNotificationFlags (bitmap32) the GSME reads each wake [S FACTS §3.3: ZSE keeps
+# them as the mirror's client attribute 0x0000; gbhub reads them as this manufacturer attribute, I]
+NOTIFICATION_FLAGS_ATTRIBUTE = 0xFF01
+NEW_OTA_FIRMWARE = 1 << 0  # FunctionalNotificationFlags bit 0 "New OTA firmware" [S FACTS §3.3]
 MONEY = 1000  # ZSE money units (1/100000 £) per penny
 SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
@@ -333,5 +337,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ATTRIBUTE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

@@ -146,7 +146,12 @@ class FirmwareUpdates:
             if self.ota_client is not None:
                 self.ota_client.on_boot()
             if alert is not None:
-                self.spawn(self.raise_alert(alert, critical=True), name=f"{self.kind}-firmware-boot")
+                self.spawn(self.firmware_boot_alert(alert), name=f"{self.kind}-firmware-boot")
+
+    async def firmware_boot_alert(self, alert_code: int) -> None:
+        """The alert of a settled boot trial: 0x8F43 (new image running) or 0x8F1B (rolled back).
+        A device whose spec gives it another (the PPMID's CS09) overrides this."""
+        await self.raise_alert(alert_code, critical=True)
 
     def _apply_version_behaviour(self) -> None:
         """Set the options the running version's `version_behaviour` names (others as built)."""
@@ -264,6 +269,9 @@ class FirmwareUpdates:
     #: Form of the distribution receipt alert: "dlms" (FDRA-DLMS 0x00CE: ESME, CHF, GPF) or "gbz"
     #: (FDRA-ZigBee 0x00CF, a GBZ alert: the GSME sets it) [O RTDS FDRA-*].
     RECEIPT_FORM: ClassVar[str] = "dlms"
+    #: A sleepy device (the GSME) fetches images on its own wakes, when its notification flag says
+    #: one waits, `ota_blocks_per_wake` blocks at a time; its OTA client ignores ImageNotify.
+    OTA_FETCH_ON_WAKE: ClassVar[bool] = False
 
     async def firmware_receipt_alert(self, alert_code: int, image_hash: bytes) -> None:
         """Firmware Distribution Receipt alert: the calculated manufacturer image hash, signed."""

@@ -934,7 +934,8 @@ class FirmwareVersionResponse(Asn1Payload):
 
 @dataclass(frozen=True, slots=True)
 class FirmwareVersionAlert(Asn1Payload):
-    """CS08 alert shape (PPMID/HCALCS activation result), per the DCC parser; no RTDS sample."""
+    """CS08 alert shape (PPMID/HCALCS activation result), per the DCC parser; no RTDS sample. The
+    PPMID sends it as CS09 (0x012B, alert 0x8F8B) after an activation [I]."""
 
     KIND: ClassVar[str] = "Firmware Version Alert"
     _SPEC: ClassVar[type] = _A_FirmwareVersionAlert
@@ -1433,7 +1434,7 @@ _register((0x00B2,), _ALERT, GpfDeviceLogBackupAlert)
 _register((0x0128,), _ALERT, FirmwareTransferAlert)
 _register((0x0129,), _COMMAND, ReadFirmwareVersion)
 _register((0x0129,), _RESPONSE, FirmwareVersionResponse)
-_register((0x0129,), _ALERT, FirmwareVersionAlert)
+_register((0x0129, 0x012B), _ALERT, FirmwareVersionAlert)  # 0x012B CS09, the PPMID's activation alert [I: the shape of the DCC parser's 0x0129 alert]
 
 ASN1_MESSAGE_CODES: frozenset[int] = frozenset(code for code, _ in _TABLE)
 

@@ -369,7 +369,7 @@ _USE_CASE_ROWS: tuple[tuple, ...] = (
     (0x0128, "CCS08", "Firmware Transfer Alert", SME_A_C, (), "chf", "asn1"),  # type [O] RTDS framing
     (0x0129, "CS08", "Read PPMID/HCALCS Firmware Version", None, ("11.2",), None, "asn1"),
     (0x012A, "GCS60a", "(title not in our sources; seen only in RTDS file names)", None, (), "gsme", "gbz"),  # payload [I] GCS family
-    (0x012B, "CS09", "PPMID Firmware Activation Alert", SME_A_C, (), "ppmid", None),
+    (0x012B, "CS09", "PPMID Firmware Activation Alert", SME_A_C, (), "ppmid", "asn1"),  # kind [I]: gbcs.asn1.FirmwareVersionAlert
     (0x1000, "GCA", "Generic Critical Alert", SME_A_C, (), None, None),  # type [S] name
     (0x1001, "GNCA", "Generic Non Critical Alert", SME_A_NC, (), None, None),  # type [S] name
 )

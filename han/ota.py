@@ -22,7 +22,8 @@ UpgradeEnd about an image no longer offered (replaced meanwhile) changes nothing
 block into the device's staging (`firmware.update.FirmwareUpdates.ota_begin/ota_block/ota_end`),
 which persists it in 4 KiB chunks: after a power cut `on_boot()` resumes from the last whole
 chunk. `fetch(max_blocks=N)` stops after N blocks and returns "paused" (a sleepy device's wake);
-the next call resumes.
+the next call resumes. A device with `OTA_FETCH_ON_WAKE` (the GSME) is never kicked by ImageNotify
+or at boot: it calls `fetch` itself on the wakes its notification flag says an image waits.
 """
 from __future__ import annotations
 
@@ -215,8 +216,8 @@ class OtaClient:
         """Fetch now (in the background, owned by the device) unless already fetching."""
         if self._running is not None and not self._running.done():
             return
-        if self.device.state != "on":
-            return
+        if self.device.state != "on" or getattr(self.device, "OTA_FETCH_ON_WAKE", False):
+            return  # off, or a sleepy device that fetches on its wakes
         self._running = self.device.spawn(self._fetch_logged(), name=f"{self.device.kind}-ota")
 
     async def _fetch_logged(self) -> None:

@@ -8,6 +8,10 @@ by the GSME's push at each wake (`meter.gsme`: a ZCL Write Attributes to the CHF
 the GPF answers only after its NVM write). The GPF's own event log records each sync, tap-off
 and discarded message.
 
+The GSME also reads the mirror's FunctionalNotificationFlags each wake (`notification_flags`, a
+Read Attributes of `NOTIFICATION_FLAGS_ATTRIBUTE`): bit 0 "New OTA firmware" is set while the
+CHF's OTA server offers it an image, so it fetches the image across its wakes (README "Firmware").
+
 Reads the GPF answers (GCS13a, GCS14, GCS33, GCS38, GCS60, GCS16a, GCS17 addressed to the GPF, as
 RTDS addresses GCS13a [O]) come from the store at once; the response's date-time carries the
 reliability in its clock status byte [O RTDS GCS13a]: 0x00 (GPF-reliable) when the last sync is
@@ -50,16 +54,21 @@ from gbcs.zcl import (
     Direction,
     FrameType,
     GeneralCommand,
+    ReadAttributeRecord,
+    ReadAttributes,
+    ReadAttributesResponse,
     WriteAttributes,
     WriteAttributesResponse,
     ZclFrame,
     ZclHeader,
+    ZclType,
     decode_payload,
 )
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gas_data import DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, PROFILE_DAYS, GasData, default_response, gbz_command
+from gbhub.firmware.gas_data import (DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE,
+                                      PROFILE_DAYS, GasData, default_response, gbz_command)
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import HanError
@@ -170,22 +179,44 @@ class Gpf(GbcsDevice):
         try:
             header, pos = ZclHeader.decode(frame.payload)
             if (header.server_to_client or header.frame_type != FrameType.GLOBAL
-                    or header.command_id != GeneralCommand.WRITE_ATTRIBUTES):
+                    or header.command_id not in (GeneralCommand.WRITE_ATTRIBUTES, GeneralCommand.READ_ATTRIBUTES)):
                 return None
             payload = decode_payload(header, frame.cluster, frame.payload, pos, strict=True)
         except DecodeError:
             return None
-        if not isinstance(payload, WriteAttributes):
+        if not isinstance(payload, (WriteAttributes, ReadAttributes)):
             return None
         chf = self._chf
         entry = chf.device_log_entry(frame.src) if chf is not None else None
         if entry is None or not entry.joined or entry.device_type != DeviceType.GSME:
             self.log_security("mirror_refused", eui=eui_hex(frame.src))
             return None
+        if isinstance(payload, ReadAttributes):
+            return self._answer_flags(frame, header.sequence, payload)
         data = next((r.value for r in payload.records if r.attribute_id == MIRROR_ATTRIBUTE), None)
         if data is None:
             return None
         return self._store_push(frame, header.sequence, bytes(data))
+
+    def notification_flags(self, gsme: bytes) -> int:
+        """The GSME's FunctionalNotificationFlags: bit 0 "New OTA firmware" while the CHF offers it
+        an image (`han.ota.OtaServer.pending_for`) [S FACTS §3.3]; it reads them each wake."""
+        server = getattr(self._chf, "ota_server", None)
+        return NEW_OTA_FIRMWARE if server is not None and server.pending_for(gsme) else 0
+
+    async def _answer_flags(self, frame, sequence: int, request: ReadAttributes) -> None:
+        records = tuple(ReadAttributeRecord.success(a, ZclType.BITMAP32, self.notification_flags(frame.src))
+                        if a == NOTIFICATION_FLAGS_ATTRIBUTE else ReadAttributeRecord.failure(a)
+                        for a in request.attribute_ids)
+        reply = ZclFrame.build(ReadAttributesResponse(records), sequence=sequence, direction=Direction.SERVER_TO_CLIENT,
+                               disable_default_response=True)
+        port = self._chf.han_port if self._chf is not None else None
+        if port is None:
+            return
+        try:
+            await port.send(frame.reply(reply.encode()))
+        except HanError as exc:
+            log.info("GPF %s: notification flags not sent: %s", self.eui_hex, exc)
 
     async def _store_push(self, frame, sequence: int, data: bytes) -> None:
         try:

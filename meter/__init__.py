@@ -101,7 +101,7 @@ register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType
 register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=DeviceType.GSME,
                                 default_eui="02474248400000A1",
                                 default_install_code="5C7E1A3B9D2F4E6081A3C5E7092B4D6F",
-                                keys=True, han_member=True, join=_join_gsme, status=_gsme_status))
+                                keys=True, han_member=True, join=_join_gsme, status=_gsme_status, ota=True))
 
 
 # ---------------------------------------------------------------------------------------------- PPMID
@@ -188,4 +188,4 @@ register_device_type(DeviceKind("ppmid", _create_ppmid, _attach_ppmid, device_ty
                                 default_eui="02474248400000A4",
                                 default_install_code="5C2E9A71D4B03F68E1A7C95B20D84F3E",
                                 keys=True, han_member=True, join=_join_ppmid, pairs_with="esme",
-                                pair=_pair_ppmid, paired=_ppmid_paired, status=_ppmid_status))
+                                pair=_pair_ppmid, paired=_ppmid_paired, status=_ppmid_status, ota=True))

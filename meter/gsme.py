@@ -29,6 +29,12 @@ real GSME uses. The GPF answers only once the data is in its NVM; the GSME then 
 it pushed, so a crash between the two pushes the same intervals again, which the day-keyed log
 absorbs (nothing is lost, nothing counted twice).
 
+Firmware (README "Firmware"; `firmware.update`): each wake, after its push, the GSME reads the
+GPF's FunctionalNotificationFlags (`NOTIFICATION_FLAGS_ATTRIBUTE` of the mirror); while bit 0 "New
+OTA firmware" is set it fetches `ota_blocks_per_wake` blocks (default 200 [I]) from the CHF's OTA
+server, so an image arrives across wakes; the receipt alert is FDRA-ZigBee (GBZ, 0x00CF); CS06
+comes through its queue like any command; GCS38 reads the running version.
+
 Alerts are GBZ (alert code, time) and go out as PUTs in the wake that raised them, or the next.
 Faults (`FAULT_KINDS`, `firmware.faults`): battery, tamper, tilt, flow, power, asleep / awake, gone, fail-next
 (README "Gas", "Fault injection").
@@ -55,6 +61,9 @@ from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
+from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
+from gbhub.firmware.nvm import NvmError
+from gbhub.firmware.update_handlers import activate_firmware
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
 from gbhub.han.aps import TUNNELING_CLUSTER, HanError
 from gbhub.han.transport import ClusterDispatch
@@ -74,6 +83,7 @@ LOW_BATTERY = 10.0  # percent: alert 0x8F1F below it [I]
 BATTERY_PER_WAKE = 0.0005  # percent a wake costs [I]: about 15 years of half-hourly wakes
 CV_DEFAULT, CF_DEFAULT = 39.5, 1.02264  # MJ/m³, conversion factor [I typical GB values]
 DEVICE_LOG_CAPACITY = 8  # [U]
+OTA_BLOCKS_PER_WAKE = 200  # firmware blocks fetched per wake [I]: 200 x 48 bytes take 4 s at the default HAN pace
 
 
 def _litres_model(seed: int) -> ConsumptionModel:
@@ -419,7 +429,10 @@ class Gsme(Prepayment, GbcsDevice):
         read(MessageCode.CS07),
         join(MessageCode.CS03B),
         unjoin(MessageCode.CS04B),
+        call(MessageCode.CS06, activate_firmware, dated=True),  # firmware (README "Firmware")
     )
+    RECEIPT_FORM = "gbz"  # FDRA-ZigBee 0x00CF
+    OTA_FETCH_ON_WAKE = True
 
     def __init__(self, eui: bytes | str, *, clock, credentials, trust, nvm=None, chf_eui: bytes | str | None = None,
                  install_code: bytes | None = None, prepayment_key=None, prepayment_supplier: bytes | None = None,
@@ -427,7 +440,8 @@ class Gsme(Prepayment, GbcsDevice):
                  emergency_credit_pence: float = 500.0, price_pence_per_kwh: float = 6.0,
                  standing_charge_pence: float = 30.0, battery_percent: float = 100.0, seed: int = 1,
                  uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
-                 utrn_cache_size: int = DEFAULT_CACHE_SIZE, **kw: Any) -> None:
+                 utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
+                 **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
             raise ValueError("payment_mode is 'credit' or 'prepayment'")
@@ -436,6 +450,7 @@ class Gsme(Prepayment, GbcsDevice):
         self.prepayment_key = prepayment_key
         self._prepayment_supplier = None if prepayment_supplier is None else parse_eui(prepayment_supplier)
         self.wake_interval = float(wake_interval)
+        self.ota_blocks_per_wake = int(ota_blocks_per_wake)
         self.utrn_cache_size = utrn_cache_size
         self.model = _litres_model(seed)
         self.uncontrolled_flow_lph = uncontrolled_flow_lph
@@ -675,6 +690,7 @@ class Gsme(Prepayment, GbcsDevice):
                     await self.raise_alert(code, **kw)
                 fetched = await self.tunnel.poll()
                 await self.idle()
+                await self._fetch_firmware()  # after the commands: they are never kept waiting by it
                 if self._alerts or self._pending_alerts:  # raised by what it executed
                     alerts = self._take_alerts() + self._pending_alerts
                     self._pending_alerts = []
@@ -686,6 +702,19 @@ class Gsme(Prepayment, GbcsDevice):
             finally:
                 self.awake = self.mode == "awake"
             return {"woken": True, "fetched": fetched}
+
+    async def _fetch_firmware(self) -> None:
+        """Part of an image, when the GPF's notification flags say one waits (module doc)."""
+        if self.ota_client is None or self.zcl is None:
+            return
+        try:
+            flags = (await self.zcl.read_attributes(self.chf_eui, Cluster.METERING, (NOTIFICATION_FLAGS_ATTRIBUTE,))
+                     ).get(NOTIFICATION_FLAGS_ATTRIBUTE, 0)
+            if flags & NEW_OTA_FIRMWARE:
+                result = await self.ota_client.fetch(max_blocks=self.ota_blocks_per_wake)
+                log.info("gsme %s: firmware fetch %s", self.eui_hex, result)
+        except (HanError, ZclError, NvmError) as exc:  # tried again next wake
+            log.info("gsme %s: firmware fetch stopped: %s", self.eui_hex, exc)
 
     async def idle(self) -> None:
         """Let the inbox finish what the tunnel brought (responses go out before sleeping)."""

@@ -23,6 +23,13 @@ The GSME is sleepy: PCS01 / PCS02 go up the tunnel to the CHF, which queues them
 next wake, so a gas request returns `pending` and its answer arrives later (`display.gas`,
 `last_gas_result`). Outgoing gas requests are kept in NVM until answered (`pending_gas`).
 
+Firmware (README "Firmware"; `firmware.update`): it takes images from the CHF over the HAN like
+the ESME, CS06 activates one, CS08 reads the running version, and after the reboot it reports
+the activation with CS09 (alert 0x8F8B, `gbcs.asn1.FirmwareVersionAlert`: execution time, the
+running version, activate-image result 0 success / 1 failure when the image failed its boot check
+and the last good one runs again) instead of the generic 0x8F43 / 0x8F1B [I: the payload is the
+DCC parser's firmware version alert; no RTDS sample].
+
 State in NVM (namespace "ppmid"): the gas requests awaiting an answer, the last top-up results;
 its device log (`firmware.device_log`, which keeps the GSME's KA certificate from CS03C).
 """
@@ -36,7 +43,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gbcs.catalogue import DeviceType, MessageCode
+from gbcs.asn1 import ActivateImageResult, FirmwareVersionAlert
+from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.frame import CRA, Message, decode_message, mac_frame
 from gbcs.security import check_mac, compute_mac
@@ -47,7 +55,8 @@ from gbcs.zcl import Cluster, Status
 from gbhub.firmware.clock import to_datetime
 from gbhub.firmware.cosem import EPOCH_2000
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
-from gbhub.firmware.gbcs_device import GbcsDevice, handlers
+from gbhub.firmware.gbcs_device import GbcsDevice, call, handlers
+from gbhub.firmware.update_handlers import activate_firmware, read_firmware_version
 from gbhub.han.aps import HanError
 from gbhub.han.zcl_server import ZclClient, ZclError, ZclStatusError, ZclTimeout
 
@@ -122,6 +131,8 @@ class Ppmid(TunnelServed, GbcsDevice):
         join(MessageCode.CS03C, DeviceType.GSME),
         unjoin(MessageCode.CS04AC),
         read(MessageCode.CS07),
+        call(MessageCode.CS06, activate_firmware, dated=True),  # firmware (README "Firmware")
+        call(MessageCode.CS08, read_firmware_version),
     )
 
     def __init__(
@@ -181,6 +192,17 @@ class Ppmid(TunnelServed, GbcsDevice):
             await self._poll()
             return self.display
         return await super().handle_other(item)
+
+    async def firmware_boot_alert(self, alert_code: int) -> None:
+        """CS09 PPMID Firmware Activation Alert (0x012B, alert 0x8F8B, signed) instead of 0x8F43 /
+        0x8F1B: the version now running and whether the activated image runs (module doc) [I]."""
+        ok = alert_code == AlertCode.CHANGE_IN_THE_EXECUTING_FIRMWARE_VERSION
+        content = FirmwareVersionAlert(
+            alert_code=AlertCode.READ_FIRMWARE_VERSION_ALERT, execution_date_time=to_datetime(int(self.clock.now())),
+            firmware_version=self.firmware_version,
+            activate_image=ActivateImageResult.SUCCESS if ok else ActivateImageResult.FAILURE).encode()
+        await self.raise_alert(AlertCode.READ_FIRMWARE_VERSION_ALERT, critical=True, message_code=MessageCode.CS09,
+                               content=content)
 
     async def poll_now(self) -> PpmidDisplay:
         """Read the meters now (through the inbox, never overlapping a timed poll)."""

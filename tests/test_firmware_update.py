@@ -447,14 +447,14 @@ async def test_bad_image_is_in_the_security_log(premises):
 
 
 async def test_gbz_receipt_form_matches_rtds(premises):
-    """The GSME's form of the receipt (FDRA-ZigBee, GBZ alert) as the RTDS vector has it; the GPF
-    stands in for a GBZ device here (the GSME arrives with the gas issue)."""
+    """The GSME's form of the receipt (FDRA-ZigBee, GBZ alert) as the RTDS vector has it
+    (tests/test_firmware_gas.py has the GSME receive images end to end)."""
     vectors_dir()
     row = next(r for r in rtds_rows() if r["file"].startswith("NA_FDRA-ZigBee/"))
     reference = decode_payload(decode_message(row["bytes"]))
-    gpf = premises.gpf
-    gpf.RECEIPT_FORM = "gbz"
-    await gpf.firmware_receipt_alert(AlertCode.FIRMWARE_VERIFICATION_SUCCESSFUL, reference.body.manufacturer_hash)
+    gsme = premises.device("gsme")
+    assert gsme.RECEIPT_FORM == "gbz"
+    await gsme.firmware_receipt_alert(AlertCode.FIRMWARE_VERIFICATION_SUCCESSFUL, reference.body.manufacturer_hash)
     alert = await _alert(premises, MessageCode.FDRA_ZigBee)
     ours, theirs = alert.message.content, decode_message(row["bytes"]).content
     assert ours[:5] + ours[9:] == theirs[:5] + theirs[9:] and alert.signature == "valid"  # all but the time

@@ -29,16 +29,16 @@ the two goals once: a read sent right after another connection wrote 30,000 garb
 (`burst_read_ms`), and RSS growth while one connection sends 32 messages x 300 GBT blocks of
 60 kB that never complete (`gbt_32x300x60kB_growth_mb`); both count in `rss_growth_mb`.
 
-Method (firmware): one premises (CHF, GPF, ESME) on the virtual HAN, simulated clock, NVM in
+Method (firmware): one premises (CHF, GPF, ESME, GSME) on the virtual HAN, simulated clock, NVM in
 SQLite in a temporary data folder; a signed 200 KiB OTA image (48-byte blocks, 4,267 of them)
 distributed by the CHF to the ESME over the OTA Upgrade cluster until the ESME has verified it.
 `blocks_per_s`: blocks per host second with no HAN pace (ImageBlockRequest/Response through the
 virtual air, NVM chunk writes, the final check). `awake_200k_min`: minutes until an awake ESME
 holds the image at the default pace (0.02 s per block): simulated time of the paced transfer
 plus the host time the blocks take (what `gbhub run` at real speed would show). `sleepy_200k_min`:
-simulated minutes for a sleepy device waking every `WAKE_INTERVAL` (1800 s, the GSME's [S FACTS
-§3.3]) and fetching `BLOCKS_PER_WAKE` blocks per wake [I] — the ESME made sleepy on the virtual
-air stands in for the GSME, with the same OTA client.
+simulated minutes until the GSME, waking every `wake_interval` (1800 s, its default [S FACTS
+§3.3]) and fetching `BLOCKS_PER_WAKE` blocks on each wake its notification flag shows an image
+(its option `ota_blocks_per_wake`, default 200 [I]), has verified the image.
 """
 from __future__ import annotations
 
@@ -445,7 +445,6 @@ def soak(seconds: float | None = None, progress=print) -> dict:
 # firmware
 # --------------------------------------------------------------------------------------------
 
-WAKE_INTERVAL = 1800.0  # the GSME's wake period [S FACTS 3.3]
 BLOCKS_PER_WAKE = 200  # blocks a sleepy device fetches per wake [I]
 
 
@@ -494,29 +493,30 @@ async def _firmware(progress) -> dict:
         sim, _, _ = await transfer(0x00020001, DEFAULT_BLOCK_PERIOD)
         out["awake_200k_min"] = round((sim + blocks / out["blocks_per_s"]) / 60, 2)
         progress(f"firmware: awake ESME at {DEFAULT_BLOCK_PERIOD} s per block: {out['awake_200k_min']} min")
-        # sleepy: misses ImageNotify, fetches BLOCKS_PER_WAKE per wake
+        # the sleepy GSME: ignores ImageNotify, fetches BLOCKS_PER_WAKE blocks on each of its wakes
+        gsme = p.devices_by_name["gsme"]
+        gsme.ota_blocks_per_wake = BLOCKS_PER_WAKE
+        wake_interval = gsme.wake_interval
         image = build_image(os.urandom(200 * 1024 - 122), manufacturer_code=1, image_type=1, version=0x00020002,
                             sign_key=key)
         chf.ota_server.block_period = DEFAULT_BLOCK_PERIOD
-        p.air.set_sleepy(esme.eui, True)
+        done = asyncio.get_running_loop().create_future()
+        listener = lambda e: e["event"] in ("transferred", "failed") and not done.done() and done.set_result(e)  # noqa: E731
+        chf.ota_listeners.append(listener)
+        wakes_before = gsme.wakes
         t0 = clock.now()
-        chf.distribute_firmware(image.encode(), [esme.eui])
-        result, wakes = "paused", 0
-        while result == "paused":
-            await clock.advance(WAKE_INTERVAL)
-            p.air.set_sleepy(esme.eui, False)
-            task = asyncio.ensure_future(esme.ota_client.fetch(max_blocks=BLOCKS_PER_WAKE))
-            while not task.done():
-                await clock.advance(1.0)
-            result = task.result()
-            p.air.set_sleepy(esme.eui, True)
-            wakes += 1
+        chf.distribute_firmware(image.encode(), [gsme.eui])
+        while not done.done() and clock.now() - t0 < 7 * 86400:
+            await clock.advance(60.0)
+        chf.ota_listeners.remove(listener)
+        result = "verified" if done.done() and done.result().get("verified") else "not verified"
+        wakes = gsme.wakes - wakes_before
         out["sleepy_200k_min"] = round((clock.now() - t0) / 60, 1)
         out["sleepy_wakes"] = wakes
         out["sleepy_result"] = result
-        progress(f"firmware: sleepy device, {wakes} wakes every {WAKE_INTERVAL:.0f} s: {out['sleepy_200k_min']} min")
+        progress(f"firmware: sleepy GSME, {wakes} wakes every {wake_interval:.0f} s: {out['sleepy_200k_min']} min")
         out["method"] = {"image_bytes": 200 * 1024, "block_bytes": chf.ota_block_size,
-                         "block_period_s": DEFAULT_BLOCK_PERIOD, "wake_interval_s": WAKE_INTERVAL,
+                         "block_period_s": DEFAULT_BLOCK_PERIOD, "wake_interval_s": wake_interval,
                          "blocks_per_wake": BLOCKS_PER_WAKE}
         return out
     finally:
