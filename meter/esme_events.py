@@ -44,8 +44,9 @@ from collections import deque
 from typing import Any, Callable
 
 from gbcs.catalogue import AlertCode
-from gbcs.dlms import BitString
+from gbcs.dlms import BitString, RequestKind, RequestSpec
 from gbcs.obis import OBIS, CosemObjectId
+from gbcs.usecases import USE_CASES
 from gbhub.firmware.faults import FaultError, arity, choice, fault, fault_kinds, number
 from gbhub.firmware.gbcs_device import GbcsDevice
 
@@ -106,6 +107,12 @@ BEHAVIOUR_OBJECTS: dict[str, CosemObjectId] = {
     "log": OBIS.EVENT_BEHAVIOURS_LOG,
 }
 HAN_EVENTS = 16  # events kept for HAN devices to show [I]
+# The use cases whose content may set a measurement period (RMS voltage profile capture period,
+# attribute 4): only after those is the period read again (every command would cost 11 reads).
+_PERIOD_WRITERS = frozenset(
+    d.message_code for d in USE_CASES.values()
+    if any(d.allows(RequestSpec(RequestKind.SET, o.class_id, o.obis, 4))
+           for o in (OBIS.RMS_VOLTAGE_PROFILE, OBIS.RMS_VOLTAGE_PROFILE_L2, OBIS.RMS_VOLTAGE_PROFILE_L3)))
 POWER_BANDS = ("low", "medium", "high", "very high")  # below each of the three power thresholds, or above [I]
 
 
@@ -353,7 +360,7 @@ class EsmeEvents:
     def execute(self, message: Any) -> Any:
         """A command that changed the measurement period (ECS29a-d) starts a new period at once."""
         outcome = super().execute(message)
-        if self._average_timer is not None and self.state == "on" \
+        if message.message_code in _PERIOD_WRITERS and self._average_timer is not None and self.state == "on" \
                 and max(1.0, float(self.voltage_settings(1)["average_period"])) != self._average_period:
             self._start_average()
         return outcome
