@@ -534,3 +534,55 @@ async def test_gcs40b_and_gcs28_have_the_rtds_shape(premises):
     reply = await _after_wake(premises, await _queued(premises, "GCS28"))
     m = reply.reply.message
     assert isinstance(decode_asn1(m.content, message_code=m.message_code, cra=m.cra), SetTimeResponse)
+
+
+# ---------------------------------------------------------------- the GSME queue survives restarts
+
+
+async def test_a_command_queued_for_a_sleeping_gsme_survives_a_hub_restart_and_runs_once(premises_factory, tmp_path):
+    data = tmp_path / "site"
+    p = await premises_factory(data, ihd=False)
+    p.gsme.inject_fault("asleep", [], {})
+    task = await _queued(p, "GCS32")  # supply disable: queued for the sleeping GSME
+    assert p.chf._tunnels.server.pending(p.gsme.eui) == 1
+    task.cancel()
+    now = p.clock.now()
+    await p.stop()
+    q = await premises_factory(data, ihd=False, start=now + 60)
+    gsme, chf = q.gsme, q.chf
+    assert chf._tunnels.server.pending(gsme.eui) == 1  # reloaded from the CHF's NVM
+    assert gsme._supply_state() == "enabled"
+    gsme.press()
+    for _ in range(10):
+        await q.clock.advance(AWAKE_POLL)
+        if q.headend.late_responses:
+            break
+    assert gsme._supply_state() == "disabled"
+    (reply,) = q.headend.late_responses  # answered once, to the head-end that sent it
+    assert reply.message.originator == gsme.eui
+    assert chf._tunnels.server.pending(gsme.eui) == 0
+    await q.clock.advance(2 * WAKE)  # later wakes fetch nothing more
+    assert len(q.headend.late_responses) == 1
+    # the GPF paired it with its response again (tap-off) after the restart
+    read = await q.send("GCS33", to="gpf")
+    assert read.summary["supply"] == "disabled"
+    await q.stop()
+    r = await premises_factory(data, ihd=False, start=q.clock.now() + 60)  # nothing left to replay
+    assert r.chf._tunnels.server.pending(r.gsme.eui) == 0
+
+
+async def test_the_24h_discard_counts_from_the_first_queueing_across_a_restart(premises_factory, tmp_path):
+    data = tmp_path / "site"
+    p = await premises_factory(data, ihd=False)
+    p.gsme.inject_fault("asleep", [], {})
+    task = await _queued(p, "GCS32")
+    task.cancel()
+    now = p.clock.now()
+    await p.stop()
+    q = await premises_factory(data, ihd=False, start=now + 12 * 3600)
+    q.gsme.inject_fault("asleep", [], {})  # (fault state is the GSME's: keep it asleep)
+    assert q.chf._tunnels.server.pending(q.gsme.eui) == 1
+    await q.clock.advance(12 * 3600 + 1000)
+    assert AlertCode.GSME_COMMAND_NOT_RETRIEVED in _gbz_alert_codes(q)
+    assert q.chf._tunnels.server.pending(q.gsme.eui) == 0
+    assert q.gsme._supply_state() == "enabled"  # never executed
