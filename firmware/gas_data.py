@@ -6,7 +6,9 @@ of the same read answered by the GSME.
 `GasData(nvm)` works on an NVM view: the GSME's own (its EUI scope) or the GPF's mirror of one
 GSME (`gpf.nvm.scope("mirror-<eui>")`). Keys of namespace `NS`: registers (volume in litres,
 tier and block registers), supply (valve), prepayment (as `meter.prepayment` keeps it), gas
-(calorific value, conversion factor, battery, tamper), sync (last push). The half-hourly profile
+(calorific value, conversion factor, battery, tamper), sync (last push), billing (the billing data
+log: snapshots taken at the billing date, on a change of mode or tariff and on a top-up, the last
+`BILLING_KEEP` of each cause [I]; GCS15b/c/e read them by snapshot cause). The half-hourly profile
 and the daily read log are kept one UTC day per key (`PROFILE_NS`, `DAILY_NS`), so a push of the
 same interval twice is idempotent and 13 months cost ~400 keys.
 
@@ -45,6 +47,7 @@ MONEY = 1000  # ZSE money units (1/100000 £) per penny
 SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
 _NOT_FOUND = Status.NOT_FOUND
+BILLING_KEEP = 12  # billing snapshots kept per cause [I; RTDS GCS15b asks for 12 of each kind]
 
 
 def gbz_command(message: Message) -> tuple[GbzComponent, ...]:
@@ -93,6 +96,25 @@ class GasData:
                 self.nvm.put(NS, k, v)
 
     # -- logs ---------------------------------------------------------------------------------
+    def take_billing_snapshot(self, t: int, cause: int) -> None:
+        """Snapshot the registers and the prepayment state into the billing data log (`cause`: a
+        ZSE snapshot cause bit, `gbcs.usecases.gas`); the oldest of that cause beyond `BILLING_KEEP` goes."""
+        reg = self.get("registers") or {}
+        p = self.get("prepayment") or {}
+        entry = {"t": int(t), "cause": cause, "volume_l": reg.get("volume_l", 0), "tier_l": list(reg.get("tier_l", [0] * 4)),
+                 "block_l": list(reg.get("block_l", [0] * 4)), "credit": p.get("credit", 0), "debt": p.get("debt", 0),
+                 "ec": p.get("ec_remaining", 0)}
+        kept = list((self.get("billing") or {}).get("snapshots", [])) + [entry]
+        same = [e for e in kept if e["cause"] == cause]
+        if len(same) > BILLING_KEEP:
+            kept.remove(same[0])
+        self.put("billing", {"snapshots": kept})
+
+    def billing_snapshots(self, mask: int, lo: int, hi: int) -> list[dict]:
+        """Billing snapshots whose cause is in `mask`, taken in [lo, hi], newest first (offset 0)."""
+        found = [e for e in (self.get("billing") or {}).get("snapshots", []) if e["cause"] & mask and lo <= e["t"] <= hi]
+        return sorted(found, key=lambda e: e["t"], reverse=True)
+
     def put_interval(self, end: int, litres: int) -> None:
         """The half-hour ending at `end` (Unix seconds) used `litres`."""
         start = end - HALF_HOUR
@@ -266,7 +288,13 @@ class GasData:
                                         billing_period_duration_type=35, tariff_type=0)
             return _component(c.cluster_id, resp, seq, None)
         if isinstance(p, ClusterCommand) and p.name in ("GetSnapshot", "GetPrepaySnapshot") and p["snapshot_cause"] != 1:
-            return not_found(c)  # only the daily (general cause) snapshots are kept; no billing snapshots [I]
+            found = self.billing_snapshots(p["snapshot_cause"], p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH)
+            k = p["snapshot_offset"]
+            if k >= len(found):
+                return not_found(c)
+            resp = (_snapshot(found[k], len(found), found[k]["cause"]) if p.name == "GetSnapshot"
+                    else _prepay_snapshot(found[k], len(found), found[k]["cause"]))
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
         if isinstance(p, ClusterCommand) and p.name == "GetSnapshot":
             lo, hi = p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH
             days = [e for e in self.daily() if lo <= e["t"] <= hi]
@@ -284,28 +312,32 @@ class GasData:
             k = p["snapshot_offset"]
             if k >= len(days):
                 return not_found(c)
-            e = days[k]
-            resp = ClusterCommand.build(
-                _PP, "PublishPrepaySnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
-                total_snapshots_found=min(len(days), 255), command_index=0, total_number_of_commands=1, snapshot_cause=1,
-                snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY), type1_debt_remaining=0,
-                type2_debt_remaining=0, type3_debt_remaining=0, emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
-                credit_remaining=int(e["credit"] * MONEY))
+            resp = _prepay_snapshot(days[k], len(days))
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
         return not_found(c)  # logs this meter keeps empty (debt payments), calendar and price reads [I]
 
 
-STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync")
+STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing")
 
 
-def _snapshot(e: dict, total: int) -> ClusterCommand:
-    """A daily read as PublishSnapshot, payload type 6 (block tier information set delivered),
-    the GB daily snapshot [O RTDS GCS16a]."""
+def _prepay_snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
+    """A daily read or billing snapshot as PublishPrepaySnapshot, payload type 0 (debt / credit status)."""
+    return ClusterCommand.build(
+        _PP, "PublishPrepaySnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
+        total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=cause,
+        snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY), type1_debt_remaining=0,
+        type2_debt_remaining=0, type3_debt_remaining=0, emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
+        credit_remaining=int(e["credit"] * MONEY))
+
+
+def _snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
+    """A daily read (or billing snapshot, with its cause) as PublishSnapshot, payload type 6 (block
+    tier information set delivered), the GB daily snapshot [O RTDS GCS16a]."""
     tiers = list(e.get("tier_l", [0] * 4))
     blocks = list(e.get("block_l", [0] * 4))
     return ClusterCommand.build(
         _M, "PublishSnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
-        total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=1,
+        total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=cause,
         snapshot_payload_type=6, current_summation_delivered=e["volume_l"], number_of_tiers_in_use=len(tiers),
         tier_summations=[{"value": v} for v in tiers], number_of_tiers_and_block_thresholds_in_use=len(blocks),
         tier_block_summations=[{"value": v} for v in blocks],
@@ -334,4 +366,4 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
 
 
 __all__ = ["GasData", "MIRROR_ATTRIBUTE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
-           "PROFILE_DAYS", "DAILY_DAYS"]
+           "PROFILE_DAYS", "DAILY_DAYS", "BILLING_KEEP"]

@@ -35,6 +35,7 @@ Faults (`inject_fault`): battery, tamper, tilt, flow, power, asleep / awake, gon
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import json
 import logging
 import math
@@ -47,11 +48,13 @@ from gbcs.codec import DecodeError, parse_eui
 from gbcs.frame import Message
 from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, encryptor
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
+from gbcs.usecases.gas import BILLING_CALENDAR_CAUSE, MODE_CHANGE_CAUSE, PREPAYMENT_CREDIT_CAUSE, TARIFF_CHANGE_CAUSE
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
+from gbhub.firmware.gas_data import ZCL_EPOCH
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
 from gbhub.han.aps import TUNNELING_CLUSTER, HanError
@@ -166,6 +169,7 @@ def _tariff(gsme: "Gsme", message: Message) -> Outcome:
     """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
     digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
     comps = gbz_command(message)
+    gsme.data.take_billing_snapshot(int(gsme.device_now()), TARIFF_CHANGE_CAUSE)  # the old tariff's billing data
     gas = gsme.nvm.get(NS, "gas")
     out = []
     for c in comps:
@@ -236,6 +240,7 @@ def _event_configuration(gsme: "Gsme", message: Message) -> bytes:
 
 def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
     cmd = _one_command(message, "ChangePaymentMode")
+    gsme.data.take_billing_snapshot(int(gsme.device_now()), MODE_CHANGE_CAUSE)  # billing data of the old mode
     p = gsme._prepay()
     p["mode"] = "prepayment" if cmd["proposed_payment_control_configuration"] & 0x0001 else "credit"
     gsme.nvm.put(NS, "prepayment", p)
@@ -575,8 +580,26 @@ class Gsme(Prepayment, GbcsDevice):
                                  "block_l": list(reg["block_l"]), "credit": self._prepay()["credit"]})
             self._charge_standing(end)
             self.data.prune(int(end) // DAY)
+            if self._billing_date(int(end)):
+                self.data.take_billing_snapshot(int(end), BILLING_CALENDAR_CAUSE)
         self.nvm.put(NS, "registers", reg)
         self.nvm.put(NS, "metering", m)
+
+    def _billing_date(self, midnight: int) -> bool:
+        """Whether `midnight` starts a billing period of the billing calendar (GCS25/GCS25a: start,
+        duration in months [I]); without a calendar, the first of each month [I]."""
+        gas = self.nvm.get(NS, "gas") or {}
+        day = _dt.datetime.fromtimestamp(midnight, _dt.timezone.utc).date()
+        if not gas.get("billing_start"):
+            return day.day == 1
+        start = _dt.datetime.fromtimestamp(gas["billing_start"] + ZCL_EPOCH, _dt.timezone.utc).date()
+        months = (day.year - start.year) * 12 + day.month - start.month
+        last = (day.replace(day=28) + _dt.timedelta(days=4)).replace(day=1) - _dt.timedelta(days=1)
+        return months >= 0 and months % max(1, int(gas.get("billing_duration") or 1)) == 0 and day.day == min(start.day, last.day)
+
+    def _add_credit(self, pence: int, origin: str) -> None:
+        super()._add_credit(pence, origin)
+        self.data.take_billing_snapshot(int(self.device_now()), PREPAYMENT_CREDIT_CAUSE)  # GCS15e
 
     def registers(self) -> dict:
         return dict(self.nvm.get(NS, "registers"))

@@ -586,3 +586,65 @@ async def test_the_24h_discard_counts_from_the_first_queueing_across_a_restart(p
     assert AlertCode.GSME_COMMAND_NOT_RETRIEVED in _gbz_alert_codes(q)
     assert q.chf._tunnels.server.pending(q.gsme.eui) == 0
     assert q.gsme._supply_state() == "enabled"  # never executed
+
+
+# -------------------------------------------------------------------------------- billing data log
+
+
+def _billing_shape(reply) -> list:
+    """Per component: (cluster, command id, found): a snapshot, or a NOT_FOUND Default Response."""
+    return [(c[0], c[2], c[2] != 0x0B) for c in _shape(reply.reply.message.content)]
+
+
+async def test_gcs15b_answers_the_change_of_mode_and_tariff_snapshots_with_the_rtds_shape(premises):
+    _, ref_shape = _rtds_shape("GCS15b_4.4.2_SUCCESS_RESPONSE_GBCS.HEX")
+    await premises.clock.advance(WAKE)
+    for use_case in ("GCS02", "GCS01a"):  # a change of payment mode, then of tariff: two billing snapshots
+        assert (await _after_wake(premises, await _queued(premises, use_case))).ok
+    reply = await _after_wake(premises, await _queued(premises, "GCS15b"))
+    assert [c[:4] for c in _shape(reply.reply.message.content)] == [c[:4] for c in ref_shape]  # 2 found, 10 NOT_FOUND, twice
+    assert reply.reply.valid and reply.reply.message.originator == premises.gsme.eui
+    snaps = premises.gsme.data.billing_snapshots(0x6008, 0, 2 ** 32)
+    assert [s["cause"] for s in snaps] == [0x0008, 0x4000]  # newest first
+    # the GPF's mirror holds the same billing data log after the next push, and answers with the same shape
+    await premises.clock.advance(WAKE)
+    assert premises.gpf.mirror(premises.gsme.eui).billing_snapshots(0x6008, 0, 2 ** 32) == snaps
+    reply = await premises.send("GCS15b", to="gpf")
+    assert [c[:4] for c in _shape(reply.reply.message.content)] == [c[:4] for c in ref_shape]
+    assert reply.reply.message.originator == premises.gpf.eui
+
+
+async def test_gcs15c_billing_calendar_snapshots_and_gcs15e_top_up_snapshots(premises, gbhub_identity):
+    gsme = premises.gsme
+    await premises.clock.advance(WAKE)
+    reply = await _after_wake(premises, await _queued(premises, "GCS25a", start="2026-01-03T00:00:00Z", duration=1))
+    assert reply.ok
+    nothing = await _after_wake(premises, await _queued(premises, "GCS15c"))
+    assert not any(found for _, _, found in _billing_shape(nothing))  # no billing date yet: NOT_FOUND throughout
+    await premises.clock.advance(3 * 86400)  # past the billing date, 2026-01-03T00:00Z
+    reply = await _after_wake(premises, await _queued(premises, "GCS15c"))
+    shape = _billing_shape(reply)
+    assert len(shape) == 24 and [found for _, _, found in shape] == [True] + [False] * 11 + [True] + [False] * 11
+    (snap,) = gsme.data.billing_snapshots(0x0002, 0, 2 ** 32)
+    assert snap["t"] == 1767398400 and snap["volume_l"] > 0  # 2026-01-03T00:00Z
+    # a top-up snapshots the prepayment credit (GCS15e)
+    ks = gbhub_identity.keystore
+    utrn = generate_utrn(value=700, utrn_counter=12, supplier=gbhub_identity.supplier, device=gsme.eui,
+                         private_key=ks.private_key(gbhub_identity.supplier, "pp-ka"), public_key=ks.public_key(gsme.eui, "ka"))
+    assert gsme.apply_top_up(utrn.encode()).accepted
+    reply = await _after_wake(premises, await _queued(premises, "GCS15e"))
+    assert [found for _, _, found in _billing_shape(reply)] == [True] + [False] * 11 + [True] + [False] * 11
+    (snap,) = gsme.data.billing_snapshots(0x0400, 0, 2 ** 32)
+    assert snap["credit"] == pytest.approx(gsme.credit_pence, abs=1)
+
+
+async def test_the_billing_data_log_keeps_the_last_twelve_of_each_cause(premises):
+    from gbhub.firmware.gas_data import BILLING_KEEP
+
+    data = premises.gsme.data
+    for i in range(BILLING_KEEP + 5):
+        data.take_billing_snapshot(1767225600 + i * 86400, 0x0002)
+    data.take_billing_snapshot(1767225600, 0x4000)
+    kept = data.billing_snapshots(0x0002, 0, 2 ** 32)
+    assert len(kept) == BILLING_KEEP and kept[-1]["t"] == 1767225600 + 5 * 86400  # the oldest went
+    assert len(data.billing_snapshots(0x4000, 0, 2 ** 32)) == 1

@@ -821,6 +821,8 @@ for _name in ("GCS21d", "GCS21k"):
            response="GBZ: PublishBillingPeriod + PublishBlockPeriod, or DefaultResponse NOT_FOUND [I]")
 
 BILLING_CALENDAR_CAUSE, PREPAYMENT_CREDIT_CAUSE = 0x0002, 0x0400  # [U]
+#: ZSE snapshot cause bits inside GCS15b's 0x6008: change of tariff information, change of meter mode
+TARIFF_CHANGE_CAUSE, MODE_CHANGE_CAUSE = 0x0008, 0x4000
 
 
 def _billing_log(cause: int):
