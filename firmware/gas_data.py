@@ -32,6 +32,8 @@ from gbcs.zcl import (
     read_attributes_response,
 )
 
+from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
+
 from .gbcs_device import CommandRejected
 
 NS = "meter"  # the namespace `meter.prepayment` keeps its state in
@@ -245,6 +247,28 @@ class GasData:
             0x0022: int(round(p.get("max_top_up", 25000) * MONEY)), 0x0031: int(round(p.get("low_credit", 500) * MONEY)),
         }
 
+    def _network_data(self, c: GbzComponent, p: ClusterCommand, encrypt) -> GbzComponent:
+        """GCS18: the network data log GCS31 started (`gas.network_log`: start, interval, samples),
+        each sample the gas used in its interval, summed from the half-hourly profile [I]."""
+        log = (self.get("gas") or {}).get("network_log")
+        if not log:
+            return not_found(c)
+        step = log["interval"]
+        start = max(p["earliest_sample_time"] + ZCL_EPOCH, log["start"])
+        start += (log["start"] - start) % step  # on the log's grid
+        per = step // HALF_HOUR
+        halves = self.intervals(start, min(p["number_of_samples"], log["samples"]) * per)
+        values = [halves[i:i + per] for i in range(0, len(halves), per)]
+        values = [None if all(v is None for v in chunk) else sum(v or 0 for v in chunk) for chunk in values]
+        while values and values[-1] is None:
+            values.pop()
+        if not values:
+            return not_found(c)
+        resp = ClusterCommand.build(_M, "GetSampledDataResponse", sample_id=p["sample_id"], sample_start_time=zcl_seconds(start),
+                                    sample_type=0, sample_request_interval=step, number_of_samples=len(values),
+                                    samples=[{"value": v or 0} for v in values])
+        return _component(c.cluster_id, resp, c.header.sequence, encrypt, disable_default_response=True)
+
     # -- answering GBZ reads ------------------------------------------------------------------
     def answer(self, components: Iterable[GbzComponent], *, now: float, firmware_version: bytes = b"",
                encrypt: Callable[[bytes], bytes] | None = None) -> bytes:
@@ -263,8 +287,10 @@ class GasData:
                       else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
             resp = read_attributes_response(c.cluster_id, p.attribute_ids, values)
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=encrypt is not None)
+        if isinstance(p, ClusterCommand) and p.name == "GetSampledData" and p["sample_id"] == NETWORK_DATA_SAMPLE_ID:
+            return self._network_data(c, p, encrypt)
         if isinstance(p, ClusterCommand) and p.name == "GetSampledData" and p["sample_id"] != 0:
-            return not_found(c)  # only the profile (sample id 0) is kept: no network data log samples [I]
+            return not_found(c)  # only the profile (sample id 0) and the network data log are kept [I]
         if isinstance(p, ClusterCommand) and p.name == "GetSampledData":
             start = p["earliest_sample_time"] + ZCL_EPOCH
             start -= start % HALF_HOUR

@@ -49,6 +49,7 @@ from gbcs.frame import Message
 from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, encryptor
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
 from gbcs.usecases.gas import BILLING_CALENDAR_CAUSE, MODE_CHANGE_CAUSE, PREPAYMENT_CREDIT_CAUSE, TARIFF_CHANGE_CAUSE
+from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
 from gbhub.firmware.cosem import datetime_bytes
@@ -238,6 +239,25 @@ def _event_configuration(gsme: "Gsme", message: Message) -> bytes:
     raise CommandRejected("malformed", f"{cmd.name} is not an event configuration command")
 
 
+def _start_network_log(gsme: "Gsme", message: Message) -> bytes:
+    """GCS31 (network operator): start the network data log (GCS18 reads it, sample id
+    `NETWORK_DATA_SAMPLE_ID`) from the half-hourly profile, at an interval that is a multiple of the
+    half-hour [I]; any other interval is answered INVALID_VALUE and changes nothing [I]."""
+    comps = gbz_command(message)
+    cmd = _one_command(message, "StartSampling")
+    interval = cmd["sample_request_interval"]
+    if interval % HALF_HOUR or cmd["sample_type"] != 0:
+        return GbzPayload.build([default_response(comps[0], Status.INVALID_VALUE)]).encode()
+    start = cmd["start_sampling_time"] + ZCL_EPOCH if cmd["start_sampling_time"] else int(gsme.device_now())
+    gas = gsme.nvm.get(NS, "gas")
+    gas["network_log"] = {"start": int(start - start % HALF_HOUR), "interval": interval, "samples": cmd["max_number_of_samples"]}
+    gsme.nvm.put(NS, "gas", gas)
+    gsme.log_event("network_data_log", **gas["network_log"])
+    resp = ClusterCommand.build(Cluster.METERING, "StartSamplingResponse", sample_id=NETWORK_DATA_SAMPLE_ID)
+    return GbzPayload.build([GbzComponent.build(Cluster.METERING, resp, sequence=comps[0].header.sequence,
+                                                disable_default_response=True)]).encode()
+
+
 def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
     cmd = _one_command(message, "ChangePaymentMode")
     gsme.data.take_billing_snapshot(int(gsme.device_now()), MODE_CHANGE_CAUSE)  # billing data of the old mode
@@ -407,6 +427,7 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS05, _prepayment_configuration),
         call(MessageCode.GCS20, _event_configuration),
         call(MessageCode.GCS20r, _event_configuration),
+        call(MessageCode.GCS31, _start_network_log),
         call(MessageCode.GCS02, _payment_mode),
         call(MessageCode.GCS03, _payment_mode),
         call(MessageCode.GCS40c, _credit_adjustment),

@@ -648,3 +648,47 @@ async def test_the_billing_data_log_keeps_the_last_twelve_of_each_cause(premises
     kept = data.billing_snapshots(0x0002, 0, 2 ** 32)
     assert len(kept) == BILLING_KEEP and kept[-1]["t"] == 1767225600 + 5 * 86400  # the oldest went
     assert len(data.billing_snapshots(0x4000, 0, 2 ** 32)) == 1
+
+
+# ------------------------------------------------------------------ GCS31: the network operator's
+
+
+async def test_gcs31_from_the_network_operator_starts_the_network_data_log_read_by_gcs18(premises):
+    from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
+
+    gsme, he = premises.gsme, premises.headend
+    task = await _queued(premises, "GCS31", start="2026-01-01T02:00:00Z", interval=3600, samples=48)
+    reply = await _after_wake(premises, task)
+    assert reply.ok and reply.reply.valid and reply.summary["fields"]["sample_id"] == NETWORK_DATA_SAMPLE_ID
+    assert reply.reply.message.recipient == he.party("network_operator") == premises.identity.network_operator
+    await premises.clock.advance(6 * 3600)
+    read = await _after_wake(premises, await _queued(premises, "GCS18", start="2026-01-01T00:00:00Z", samples=10))
+    assert read.ok and read.summary["interval_s"] == 3600 and read.summary["start"].startswith("2026-01-01T02:00")
+    halves = gsme.data.intervals(1767232800, 2 * len(read.summary["volumes"]))  # 2026-01-01T02:00Z on
+    assert read.summary["volumes"] == [halves[i] + halves[i + 1] for i in range(0, len(halves), 2)]
+    assert len(read.summary["volumes"]) >= 5
+    # an interval that is not whole half-hours: INVALID_VALUE, the log unchanged
+    bad = await _after_wake(premises, await _queued(premises, "GCS31", interval=1000))
+    assert not bad.ok and gsme.data.get("gas")["network_log"]["interval"] == 3600
+
+
+async def test_gcs31_from_the_supplier_is_refused_for_its_role(premises):
+    from gbcs import usecases
+    from gbhub.firmware.gbcs_device import SECURITY_ALERTS
+
+    gsme, he = premises.gsme, premises.headend
+    d = usecases.get("GCS31")
+    assert d.originator == "network_operator"
+    counter = he.next_counter()
+    now = premises.clock.now()
+    import datetime as dt
+    content = usecases.build_content("GCS31", counter, now=dt.datetime.fromtimestamp(now, dt.timezone.utc))
+    _, frame = he.build_command(recipient=gsme.eui, message_code=d.message_code, critical=False, content=content,
+                                counter=counter)  # from the supplier
+    since = len(he.received_alerts)
+    await he.link.send(frame)
+    await premises.clock.advance(1)
+    gsme.press()
+    await premises.clock.advance(2 * AWAKE_POLL)
+    assert SECURITY_ALERTS["role"] in [a.code for a in he.received_alerts[since:]]
+    assert "network_log" not in gsme.data.get("gas")
