@@ -257,7 +257,8 @@ class GasData:
         start = max(p["earliest_sample_time"] + ZCL_EPOCH, log["start"])
         start += (log["start"] - start) % step  # on the log's grid
         per = step // HALF_HOUR
-        halves = self.intervals(start, min(p["number_of_samples"], log["samples"]) * per)
+        count = min(p["number_of_samples"], log["samples"], 48 * PROFILE_DAYS // per)  # no more than the profile holds
+        halves = self.intervals(start, count * per)
         values = [halves[i:i + per] for i in range(0, len(halves), per)]
         values = [None if all(v is None for v in chunk) else sum(v or 0 for v in chunk) for chunk in values]
         while values and values[-1] is None:
