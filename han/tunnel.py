@@ -214,7 +214,8 @@ class QueueJournal:
         """Store one queued message durably; returns its key."""
         raise NotImplementedError
 
-    def remove(self, eui: bytes, key: Any) -> None:  # pragma: no cover - interface
+    def remove(self, eui: bytes, key: Any, fetched: bool) -> None:  # pragma: no cover - interface
+        """Forget one message: `fetched` by the client, or else discarded (expired)."""
         raise NotImplementedError
 
 
@@ -347,9 +348,9 @@ class TunnelServer(TunnelEndpoint):
         self._queues.setdefault(eui, deque()).append((queued_at, message, key))
         self._pending_changed(eui, len(self._queues[eui]))
 
-    def _unjournal(self, eui: bytes, key: Any) -> None:
+    def _unjournal(self, eui: bytes, key: Any, fetched: bool) -> None:
         if self.journal is not None and key is not None:
-            self.journal.remove(eui, key)
+            self.journal.remove(eui, key, fetched)
 
     def _pending_changed(self, eui: bytes, count: int) -> None:
         result = _notify(self.on_pending, eui, count)
@@ -364,7 +365,7 @@ class TunnelServer(TunnelEndpoint):
         gone = 0
         while queue and queue[0][0] <= limit:
             _, message, key = queue.popleft()
-            self._unjournal(eui, key)
+            self._unjournal(eui, key, False)
             gone += 1
             self.expired += 1
             result = _notify(self.on_discard, eui, message)
@@ -506,7 +507,7 @@ class TunnelServer(TunnelEndpoint):
             if not delivered:
                 queue.appendleft(entry)  # keep it for the next GET
             else:
-                self._unjournal(eui, entry[2])  # fetched: the GSME executes and answers it
+                self._unjournal(eui, entry[2], True)  # fetched: the GSME executes and answers it
                 self._pending_changed(eui, len(queue))
 
 

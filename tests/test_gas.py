@@ -546,6 +546,7 @@ async def test_a_command_queued_for_a_sleeping_gsme_survives_a_hub_restart_and_r
     task = await _queued(p, "GCS32")  # supply disable: queued for the sleeping GSME
     assert p.chf._tunnels.server.pending(p.gsme.eui) == 1
     task.cancel()
+    taps = sum(e["code"] == 0x0054 for e in p.gpf.event_log())
     now = p.clock.now()
     await p.stop()
     q = await premises_factory(data, ihd=False, start=now + 60)
@@ -564,6 +565,7 @@ async def test_a_command_queued_for_a_sleeping_gsme_survives_a_hub_restart_and_r
     await q.clock.advance(2 * WAKE)  # later wakes fetch nothing more
     assert len(q.headend.late_responses) == 1
     # the GPF paired it with its response again (tap-off) after the restart
+    assert sum(e["code"] == 0x0054 for e in q.gpf.event_log()) == taps + 1
     read = await q.send("GCS33", to="gpf")
     assert read.summary["supply"] == "disabled"
     await q.stop()

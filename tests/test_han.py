@@ -575,7 +575,7 @@ class DictJournal(QueueJournal):
         self.kept[self.next] = (eui, queued_at, message)
         return self.next
 
-    def remove(self, eui, key):
+    def remove(self, eui, key, fetched):
         del self.kept[key]
 
 
