@@ -393,4 +393,4 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
 
 
 __all__ = ["GasData", "MIRROR_ATTRIBUTE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
-           "PROFILE_DAYS", "DAILY_DAYS", "BILLING_KEEP"]
+           "PROFILE_DAYS", "DAILY_DAYS"]
