@@ -6,7 +6,9 @@ of the same read answered by the GSME.
 `GasData(nvm)` works on an NVM view: the GSME's own (its EUI scope) or the GPF's mirror of one
 GSME (`gpf.nvm.scope("mirror-<eui>")`). Keys of namespace `NS`: registers (volume in litres,
 tier and block registers), supply (valve), prepayment (as `meter.prepayment` keeps it), gas
-(calorific value, conversion factor, battery, tamper), sync (last push). The half-hourly profile
+(calorific value, conversion factor, battery, tamper), sync (last push), billing (the billing data
+log: snapshots taken at the billing date, on a change of mode or tariff and on a top-up, the last
+`BILLING_KEEP` of each cause [I]; GCS15b/c/e read them by snapshot cause). The half-hourly profile
 and the daily read log are kept one UTC day per key (`PROFILE_NS`, `DAILY_NS`), so a push of the
 same interval twice is idempotent and 13 months cost ~400 keys.
 
@@ -30,6 +32,8 @@ from gbcs.zcl import (
     read_attributes_response,
 )
 
+from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
+
 from .gbcs_device import CommandRejected
 
 NS = "meter"  # the namespace `meter.prepayment` keeps its state in
@@ -49,6 +53,7 @@ MONEY = 1000  # ZSE money units (1/100000 £) per penny
 SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
 _NOT_FOUND = Status.NOT_FOUND
+BILLING_KEEP = 12  # billing snapshots kept per cause [I; RTDS GCS15b asks for 12 of each kind]
 
 
 def gbz_command(message: Message) -> tuple[GbzComponent, ...]:
@@ -97,6 +102,25 @@ class GasData:
                 self.nvm.put(NS, k, v)
 
     # -- logs ---------------------------------------------------------------------------------
+    def take_billing_snapshot(self, t: int, cause: int) -> None:
+        """Snapshot the registers and the prepayment state into the billing data log (`cause`: a
+        ZSE snapshot cause bit, `gbcs.usecases.gas`); the oldest of that cause beyond `BILLING_KEEP` goes."""
+        reg = self.get("registers") or {}
+        p = self.get("prepayment") or {}
+        entry = {"t": int(t), "cause": cause, "volume_l": reg.get("volume_l", 0), "tier_l": list(reg.get("tier_l", [0] * 4)),
+                 "block_l": list(reg.get("block_l", [0] * 4)), "credit": p.get("credit", 0), "debt": p.get("debt", 0),
+                 "ec": p.get("ec_remaining", 0)}
+        kept = list((self.get("billing") or {}).get("snapshots", [])) + [entry]
+        same = [e for e in kept if e["cause"] == cause]
+        if len(same) > BILLING_KEEP:
+            kept.remove(same[0])
+        self.put("billing", {"snapshots": kept})
+
+    def billing_snapshots(self, mask: int, lo: int, hi: int) -> list[dict]:
+        """Billing snapshots whose cause is in `mask`, taken in [lo, hi], newest first (offset 0)."""
+        found = [e for e in (self.get("billing") or {}).get("snapshots", []) if e["cause"] & mask and lo <= e["t"] <= hi]
+        return sorted(found, key=lambda e: e["t"], reverse=True)
+
     def put_interval(self, end: int, litres: int) -> None:
         """The half-hour ending at `end` (Unix seconds) used `litres`."""
         start = end - HALF_HOUR
@@ -227,6 +251,29 @@ class GasData:
             0x0022: int(round(p.get("max_top_up", 25000) * MONEY)), 0x0031: int(round(p.get("low_credit", 500) * MONEY)),
         }
 
+    def _network_data(self, c: GbzComponent, p: ClusterCommand, encrypt) -> GbzComponent:
+        """GCS18: the network data log GCS31 started (`gas.network_log`: start, interval, samples),
+        each sample the gas used in its interval, summed from the half-hourly profile [I]."""
+        log = (self.get("gas") or {}).get("network_log")
+        if not log:
+            return not_found(c)
+        step = log["interval"]
+        start = max(p["earliest_sample_time"] + ZCL_EPOCH, log["start"])
+        start += (log["start"] - start) % step  # on the log's grid
+        per = step // HALF_HOUR
+        count = min(p["number_of_samples"], log["samples"], 48 * PROFILE_DAYS // per)  # no more than the profile holds
+        halves = self.intervals(start, count * per)
+        values = [halves[i:i + per] for i in range(0, len(halves), per)]
+        values = [None if all(v is None for v in chunk) else sum(v or 0 for v in chunk) for chunk in values]
+        while values and values[-1] is None:
+            values.pop()
+        if not values:
+            return not_found(c)
+        resp = ClusterCommand.build(_M, "GetSampledDataResponse", sample_id=p["sample_id"], sample_start_time=zcl_seconds(start),
+                                    sample_type=0, sample_request_interval=step, number_of_samples=len(values),
+                                    samples=[{"value": v or 0} for v in values])
+        return _component(c.cluster_id, resp, c.header.sequence, encrypt, disable_default_response=True)
+
     # -- answering GBZ reads ------------------------------------------------------------------
     def answer(self, components: Iterable[GbzComponent], *, now: float, firmware_version: bytes = b"",
                encrypt: Callable[[bytes], bytes] | None = None) -> bytes:
@@ -245,8 +292,10 @@ class GasData:
                       else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
             resp = read_attributes_response(c.cluster_id, p.attribute_ids, values)
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=encrypt is not None)
+        if isinstance(p, ClusterCommand) and p.name == "GetSampledData" and p["sample_id"] == NETWORK_DATA_SAMPLE_ID:
+            return self._network_data(c, p, encrypt)
         if isinstance(p, ClusterCommand) and p.name == "GetSampledData" and p["sample_id"] != 0:
-            return not_found(c)  # only the profile (sample id 0) is kept: no network data log samples [I]
+            return not_found(c)  # only the profile (sample id 0) and the network data log are kept [I]
         if isinstance(p, ClusterCommand) and p.name == "GetSampledData":
             start = p["earliest_sample_time"] + ZCL_EPOCH
             start -= start % HALF_HOUR
@@ -270,7 +319,13 @@ class GasData:
                                         billing_period_duration_type=35, tariff_type=0)
             return _component(c.cluster_id, resp, seq, None)
         if isinstance(p, ClusterCommand) and p.name in ("GetSnapshot", "GetPrepaySnapshot") and p["snapshot_cause"] != 1:
-            return not_found(c)  # only the daily (general cause) snapshots are kept; no billing snapshots [I]
+            found = self.billing_snapshots(p["snapshot_cause"], p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH)
+            k = p["snapshot_offset"]
+            if k >= len(found):
+                return not_found(c)
+            resp = (_snapshot(found[k], len(found), found[k]["cause"]) if p.name == "GetSnapshot"
+                    else _prepay_snapshot(found[k], len(found), found[k]["cause"]))
+            return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
         if isinstance(p, ClusterCommand) and p.name == "GetSnapshot":
             lo, hi = p["earliest_start_time"] + ZCL_EPOCH, p["latest_end_time"] + ZCL_EPOCH
             days = [e for e in self.daily() if lo <= e["t"] <= hi]
@@ -288,28 +343,32 @@ class GasData:
             k = p["snapshot_offset"]
             if k >= len(days):
                 return not_found(c)
-            e = days[k]
-            resp = ClusterCommand.build(
-                _PP, "PublishPrepaySnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
-                total_snapshots_found=min(len(days), 255), command_index=0, total_number_of_commands=1, snapshot_cause=1,
-                snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY), type1_debt_remaining=0,
-                type2_debt_remaining=0, type3_debt_remaining=0, emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
-                credit_remaining=int(e["credit"] * MONEY))
+            resp = _prepay_snapshot(days[k], len(days))
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
         return not_found(c)  # logs this meter keeps empty (debt payments), calendar and price reads [I]
 
 
-STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync")
+STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing")
 
 
-def _snapshot(e: dict, total: int) -> ClusterCommand:
-    """A daily read as PublishSnapshot, payload type 6 (block tier information set delivered),
-    the GB daily snapshot [O RTDS GCS16a]."""
+def _prepay_snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
+    """A daily read or billing snapshot as PublishPrepaySnapshot, payload type 0 (debt / credit status)."""
+    return ClusterCommand.build(
+        _PP, "PublishPrepaySnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
+        total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=cause,
+        snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY), type1_debt_remaining=0,
+        type2_debt_remaining=0, type3_debt_remaining=0, emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
+        credit_remaining=int(e["credit"] * MONEY))
+
+
+def _snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
+    """A daily read (or billing snapshot, with its cause) as PublishSnapshot, payload type 6 (block
+    tier information set delivered), the GB daily snapshot [O RTDS GCS16a]."""
     tiers = list(e.get("tier_l", [0] * 4))
     blocks = list(e.get("block_l", [0] * 4))
     return ClusterCommand.build(
         _M, "PublishSnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
-        total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=1,
+        total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=cause,
         snapshot_payload_type=6, current_summation_delivered=e["volume_l"], number_of_tiers_in_use=len(tiers),
         tier_summations=[{"value": v} for v in tiers], number_of_tiers_and_block_thresholds_in_use=len(blocks),
         tier_block_summations=[{"value": v} for v in blocks],

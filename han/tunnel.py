@@ -207,6 +207,18 @@ class ServerTunnel:
     max_transfer_size: int
 
 
+class QueueJournal:
+    """Where a `TunnelServer` keeps its sleepy clients' queues across restarts (the CHF's NVM)."""
+
+    def add(self, eui: bytes, queued_at: float, message: bytes) -> Any:  # pragma: no cover - interface
+        """Store one queued message durably; returns its key."""
+        raise NotImplementedError
+
+    def remove(self, eui: bytes, key: Any, fetched: bool) -> None:  # pragma: no cover - interface
+        """Forget one message: `fetched` by the client, or else discarded (expired)."""
+        raise NotImplementedError
+
+
 class TunnelServer(TunnelEndpoint):
     """Accepts RequestTunnel and carries GBCS messages to and from its clients.
 
@@ -219,7 +231,9 @@ class TunnelServer(TunnelEndpoint):
     data: `send_gbcs` queues for them (at most `queue_limit`, kept `queue_timeout` seconds) and
     each GET pops one message. `on_pending(eui, count)` follows the queue length (the CHF sets
     "Tunnel Message Pending" from it); `on_discard(eui, message)` reports expired messages (the
-    CHF logs 0x819D)."""
+    CHF logs 0x819D). `journal` (optional, a `QueueJournal`) keeps the queues in NVM: each message
+    is written before `send_gbcs` returns and removed once fetched or discarded; `restore` puts
+    the stored ones back after a restart."""
 
     expected_direction = Direction.CLIENT_TO_SERVER
     send_direction = Direction.SERVER_TO_CLIENT
@@ -241,6 +255,7 @@ class TunnelServer(TunnelEndpoint):
         queue_timeout: float | None = 86400.0,
         on_pending: Callable[[bytes, int], Any] | None = None,
         on_discard: Callable[[bytes, bytes], Any] | None = None,
+        journal: "QueueJournal | None" = None,
     ) -> None:
         super().__init__(
             port,
@@ -257,10 +272,11 @@ class TunnelServer(TunnelEndpoint):
         self.queue_timeout = queue_timeout
         self.on_pending = on_pending
         self.on_discard = on_discard
+        self.journal = journal
         self.tunnels: dict[int, ServerTunnel] = {}
         self._by_eui: dict[bytes, ServerTunnel] = {}
         self._sleepy: set[bytes] = set(sleepy)
-        self._queues: dict[bytes, deque[tuple[float, bytes]]] = {}
+        self._queues: dict[bytes, deque[tuple[float, bytes, Any]]] = {}  # (queued at, message, journal key)
         self._next_id = 0
         self.dropped = 0  # messages refused because a sleepy device's queue was full
         self.expired = 0  # messages discarded because the sleepy device did not fetch them in time
@@ -321,8 +337,20 @@ class TunnelServer(TunnelEndpoint):
         if len(queue) >= self.queue_limit:
             self.dropped += 1
             raise QueueFull(f"queue for {eui.hex().upper()} is full ({self.queue_limit})")
-        queue.append((self.clock.now(), message))
+        now = self.clock.now()
+        key = self.journal.add(eui, now, message) if self.journal is not None else None
+        queue.append((now, message, key))
         self._pending_changed(eui, len(queue))
+
+    def restore(self, eui: bytes, queued_at: float, message: bytes, key: Any) -> None:
+        """Put back a message the journal kept over a restart (oldest first; not journalled again)."""
+        self._sleepy.add(eui)
+        self._queues.setdefault(eui, deque()).append((queued_at, message, key))
+        self._pending_changed(eui, len(self._queues[eui]))
+
+    def _unjournal(self, eui: bytes, key: Any, fetched: bool) -> None:
+        if self.journal is not None and key is not None:
+            self.journal.remove(eui, key, fetched)
 
     def _pending_changed(self, eui: bytes, count: int) -> None:
         result = _notify(self.on_pending, eui, count)
@@ -336,7 +364,8 @@ class TunnelServer(TunnelEndpoint):
         limit = self.clock.now() - self.queue_timeout
         gone = 0
         while queue and queue[0][0] <= limit:
-            _, message = queue.popleft()
+            _, message, key = queue.popleft()
+            self._unjournal(eui, key, False)
             gone += 1
             self.expired += 1
             result = _notify(self.on_discard, eui, message)
@@ -478,6 +507,7 @@ class TunnelServer(TunnelEndpoint):
             if not delivered:
                 queue.appendleft(entry)  # keep it for the next GET
             else:
+                self._unjournal(eui, entry[2], True)  # fetched: the GSME executes and answers it
                 self._pending_changed(eui, len(queue))
 
 

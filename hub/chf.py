@@ -4,7 +4,8 @@ the WAN (head-end) and the HAN devices, alert buffer during WAN outages, and HAN
 Routing: a frame from the WAN (GBT blocks reassembled first) for the CHF is processed here, for the
 GPF is posted to it, for anything else is a command for a HAN device: it must be in the log and
 joined, and goes through the GB-HGRP tunnel (CHF → ESME/PPMID/HCALCS TunnelClient; GSME via the
-CHF's tunnel server queue). Any failure is reported to the command's originator with alert 0x8F84
+CHF's tunnel server queue, kept in NVM namespace `chf_gsme_queue` so that a restart loses no queued
+command and keeps each one's 24 h discard time). Any failure is reported to the command's originator with alert 0x8F84
 in message code 0x00D5 (body: octet-string originator ‖ recipient ‖ CRA ‖ counter [U: layout from
 the DCC parser, no RTDS sample]) — never silence. WAN frames wait in a fair inbox, bounded per
 connection and served round-robin (`_on_wan_frame`); a frame naming a HAN device that is not a
@@ -48,13 +49,44 @@ from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_f
 from gbhub.han.aps import BASIC_CLUSTER, TIME_CLUSTER, TUNNELING_CLUSTER, HanError
 from gbhub.han.join import JOIN_CLUSTER, JoinServer, JoinStatus, KeyKind
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
-from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, TunnelHost
+from gbhub.han.tunnel import TUNNEL_REFRESH_INTERVAL, QueueJournal, TunnelHost
 from gbhub.han.zcl_server import ZclServer
 from gbhub.wan.bridge import HubPort
 
 from .chf_ota import ChfFirmware
 from .chf_log import LOG_NS, NETWORK_NS, ChfDeviceLog, ChfDeviceLogEntry, LogChanges
 from .wan_queue import QUEUE_NS, WanQueue
+
+GSME_QUEUE_NS = "chf_gsme_queue"  # "GSME-EUI:seq" -> {"t": queued at, "frame": message}
+
+
+class _GsmeQueueJournal(QueueJournal):
+    """The GSME queues in the CHF's NVM: written before the command counts as queued, removed
+    when the GSME has fetched it (or it was discarded with 0x819D)."""
+
+    def __init__(self, nvm, on_restored_fetched=None) -> None:
+        self.nvm = nvm
+        self.seq = 1 + max((int(k.split(":")[1]) for k in nvm.keys(GSME_QUEUE_NS)), default=0)
+        self.restored: dict[str, bytes] = {}  # key -> frame, of the messages queued before this start
+        self.on_restored_fetched = on_restored_fetched
+
+    def add(self, eui: bytes, queued_at: float, message: bytes) -> str:
+        key = f"{eui_hex(eui)}:{self.seq:012d}"
+        self.seq += 1
+        self.nvm.put(GSME_QUEUE_NS, key, {"t": queued_at, "frame": bytes(message)})
+        return key
+
+    def remove(self, eui: bytes, key: str, fetched: bool) -> None:
+        self.nvm.delete(GSME_QUEUE_NS, key)
+        frame = self.restored.pop(key, None)
+        if fetched and frame is not None and self.on_restored_fetched is not None:
+            self.on_restored_fetched(eui, frame)
+
+    def stored(self):
+        """(eui, queued at, frame, key) of every stored message, oldest first per GSME."""
+        items = sorted(self.nvm.items(GSME_QUEUE_NS), key=lambda kv: int(kv[0].split(":")[1]))
+        self.restored = {k: v["frame"] for k, v in items}
+        return [(parse_eui(k.split(":")[0]), v["t"], v["frame"], k) for k, v in items]
 
 log = logging.getLogger("gbhub.chf")
 
@@ -269,9 +301,13 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
         host = TunnelHost(port, endpoint=self.han_endpoint, clock=self.clock,
                           on_message=self._on_tunnel_message, on_error=self._on_tunnel_error)
         sleepy = [e.eui for e in self.device_log() if e.joined and e.device_type == DeviceType.GSME]
+        journal = _GsmeQueueJournal(self.nvm, self._restored_command_fetched)
         server = host.serve(accept=self._accept_tunnel, sleepy=sleepy, queue_limit=self.gsme_queue_limit,
-                            queue_timeout=self.gsme_queue_timeout, on_discard=self._gsme_message_discarded)
+                            queue_timeout=self.gsme_queue_timeout, on_discard=self._gsme_message_discarded,
+                            journal=journal)
         self._tunnels = host
+        for eui, queued_at, frame, key in journal.stored():  # queued before a restart
+            server.restore(eui, queued_at, frame, key)
         self.every(_QUEUE_SWEEP, lambda _t: server.expire(), align=False)
         self._join_server = JoinServer(port, authorise=self._authorise_join, on_joined=self._on_joined,
                                        on_refused=self._on_join_refused, clock=self.clock)
@@ -496,6 +532,12 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
     def _on_tunnel_message(self, peer: bytes, message: bytes) -> None:
         if self._alive:
             self.post(("han", peer, message))
+
+    def _restored_command_fetched(self, eui: bytes, frame: bytes) -> None:
+        """A command queued before a restart reached the GSME: shown to the GPF now (it may not
+        have been running when the queue was reloaded), so its tap-off pairs it with the response."""
+        if self.gpf is not None:
+            self.gpf.post(("tap_command", eui, frame))
 
     def _gsme_message_discarded(self, eui: bytes, message: bytes) -> None:
         """A message the GSME did not fetch in time: the GPF reports it (alert 0x819D)."""

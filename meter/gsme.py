@@ -42,6 +42,7 @@ Faults (`FAULT_KINDS`, `firmware.faults`): battery, tamper, tilt, flow, power, a
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import json
 import logging
 import math
@@ -54,6 +55,9 @@ from gbcs.codec import DecodeError, parse_eui
 from gbcs.frame import Message
 from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, encryptor
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
+from gbcs.usecases.gas import BILLING_CALENDAR_CAUSE, MODE_CHANGE_CAUSE, PREPAYMENT_CREDIT_CAUSE, TARIFF_CHANGE_CAUSE
+from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
+from gbhub.firmware.gas_data import ZCL_EPOCH
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
 from gbhub.firmware.cosem import datetime_bytes
@@ -178,6 +182,7 @@ def _tariff(gsme: "Gsme", message: Message) -> Outcome:
     """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
     digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
     comps = gbz_command(message)
+    gsme.data.take_billing_snapshot(int(gsme.device_now()), TARIFF_CHANGE_CAUSE)  # the old tariff's billing data
     gas = gsme.nvm.get(NS, "gas")
     out = []
     for c in comps:
@@ -246,8 +251,28 @@ def _event_configuration(gsme: "Gsme", message: Message) -> bytes:
     raise CommandRejected("malformed", f"{cmd.name} is not an event configuration command")
 
 
+def _start_network_log(gsme: "Gsme", message: Message) -> bytes:
+    """GCS31 (network operator): start the network data log (GCS18 reads it, sample id
+    `NETWORK_DATA_SAMPLE_ID`) from the half-hourly profile, at an interval that is a multiple of the
+    half-hour [I]; any other interval is answered INVALID_VALUE and changes nothing [I]."""
+    comps = gbz_command(message)
+    cmd = _one_command(message, "StartSampling")
+    interval = cmd["sample_request_interval"]
+    if interval % HALF_HOUR or cmd["sample_type"] != 0:
+        return GbzPayload.build([default_response(comps[0], Status.INVALID_VALUE)]).encode()
+    start = cmd["start_sampling_time"] + ZCL_EPOCH if cmd["start_sampling_time"] else int(gsme.device_now())
+    gas = gsme.nvm.get(NS, "gas")
+    gas["network_log"] = {"start": int(start - start % HALF_HOUR), "interval": interval, "samples": cmd["max_number_of_samples"]}
+    gsme.nvm.put(NS, "gas", gas)
+    gsme.log_event("network_data_log", **gas["network_log"])
+    resp = ClusterCommand.build(Cluster.METERING, "StartSamplingResponse", sample_id=NETWORK_DATA_SAMPLE_ID)
+    return GbzPayload.build([GbzComponent.build(Cluster.METERING, resp, sequence=comps[0].header.sequence,
+                                                disable_default_response=True)]).encode()
+
+
 def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
     cmd = _one_command(message, "ChangePaymentMode")
+    gsme.data.take_billing_snapshot(int(gsme.device_now()), MODE_CHANGE_CAUSE)  # billing data of the old mode
     p = gsme._prepay()
     p["mode"] = "prepayment" if cmd["proposed_payment_control_configuration"] & 0x0001 else "credit"
     gsme.nvm.put(NS, "prepayment", p)
@@ -414,6 +439,7 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS05, _prepayment_configuration),
         call(MessageCode.GCS20, _event_configuration),
         call(MessageCode.GCS20r, _event_configuration),
+        call(MessageCode.GCS31, _start_network_log),
         call(MessageCode.GCS02, _payment_mode),
         call(MessageCode.GCS03, _payment_mode),
         call(MessageCode.GCS40c, _credit_adjustment),
@@ -592,8 +618,26 @@ class Gsme(Prepayment, GbcsDevice):
                                  "block_l": list(reg["block_l"]), "credit": self._prepay()["credit"]})
             self._charge_standing(end)
             self.data.prune(int(end) // DAY)
+            if self._billing_date(int(end)):
+                self.data.take_billing_snapshot(int(end), BILLING_CALENDAR_CAUSE)
         self.nvm.put(NS, "registers", reg)
         self.nvm.put(NS, "metering", m)
+
+    def _billing_date(self, midnight: int) -> bool:
+        """Whether `midnight` starts a billing period of the billing calendar (GCS25/GCS25a: start,
+        duration in months [I]); without a calendar, the first of each month [I]."""
+        gas = self.nvm.get(NS, "gas") or {}
+        day = _dt.datetime.fromtimestamp(midnight, _dt.timezone.utc).date()
+        if not gas.get("billing_start"):
+            return day.day == 1
+        start = _dt.datetime.fromtimestamp(gas["billing_start"] + ZCL_EPOCH, _dt.timezone.utc).date()
+        months = (day.year - start.year) * 12 + day.month - start.month
+        last = (day.replace(day=28) + _dt.timedelta(days=4)).replace(day=1) - _dt.timedelta(days=1)
+        return months >= 0 and months % max(1, int(gas.get("billing_duration") or 1)) == 0 and day.day == min(start.day, last.day)
+
+    def _add_credit(self, pence: int, origin: str) -> None:
+        super()._add_credit(pence, origin)
+        self.data.take_billing_snapshot(int(self.device_now()), PREPAYMENT_CREDIT_CAUSE)  # GCS15e
 
     def registers(self) -> dict:
         return dict(self.nvm.get(NS, "registers"))

@@ -534,3 +534,163 @@ async def test_gcs40b_and_gcs28_have_the_rtds_shape(premises):
     reply = await _after_wake(premises, await _queued(premises, "GCS28"))
     m = reply.reply.message
     assert isinstance(decode_asn1(m.content, message_code=m.message_code, cra=m.cra), SetTimeResponse)
+
+
+# ---------------------------------------------------------------- the GSME queue survives restarts
+
+
+async def test_a_command_queued_for_a_sleeping_gsme_survives_a_hub_restart_and_runs_once(premises_factory, tmp_path):
+    data = tmp_path / "site"
+    p = await premises_factory(data, ihd=False)
+    p.gsme.inject_fault("asleep", [], {})
+    task = await _queued(p, "GCS32")  # supply disable: queued for the sleeping GSME
+    assert p.chf._tunnels.server.pending(p.gsme.eui) == 1
+    task.cancel()
+    taps = sum(e["code"] == 0x0054 for e in p.gpf.event_log())
+    now = p.clock.now()
+    await p.stop()
+    q = await premises_factory(data, ihd=False, start=now + 60)
+    gsme, chf = q.gsme, q.chf
+    assert chf._tunnels.server.pending(gsme.eui) == 1  # reloaded from the CHF's NVM
+    assert gsme._supply_state() == "enabled"
+    gsme.press()
+    for _ in range(10):
+        await q.clock.advance(AWAKE_POLL)
+        if q.headend.late_responses:
+            break
+    assert gsme._supply_state() == "disabled"
+    (reply,) = q.headend.late_responses  # answered once, to the head-end that sent it
+    assert reply.message.originator == gsme.eui
+    assert chf._tunnels.server.pending(gsme.eui) == 0
+    await q.clock.advance(2 * WAKE)  # later wakes fetch nothing more
+    assert len(q.headend.late_responses) == 1
+    # the GPF paired it with its response again (tap-off) after the restart
+    assert sum(e["code"] == 0x0054 for e in q.gpf.event_log()) == taps + 1
+    read = await q.send("GCS33", to="gpf")
+    assert read.summary["supply"] == "disabled"
+    await q.stop()
+    r = await premises_factory(data, ihd=False, start=q.clock.now() + 60)  # nothing left to replay
+    assert r.chf._tunnels.server.pending(r.gsme.eui) == 0
+
+
+async def test_the_24h_discard_counts_from_the_first_queueing_across_a_restart(premises_factory, tmp_path):
+    data = tmp_path / "site"
+    p = await premises_factory(data, ihd=False)
+    p.gsme.inject_fault("asleep", [], {})
+    task = await _queued(p, "GCS32")
+    task.cancel()
+    now = p.clock.now()
+    await p.stop()
+    q = await premises_factory(data, ihd=False, start=now + 12 * 3600)
+    q.gsme.inject_fault("asleep", [], {})  # (fault state is the GSME's: keep it asleep)
+    assert q.chf._tunnels.server.pending(q.gsme.eui) == 1
+    await q.clock.advance(12 * 3600 + 1000)
+    assert AlertCode.GSME_COMMAND_NOT_RETRIEVED in _gbz_alert_codes(q)
+    assert q.chf._tunnels.server.pending(q.gsme.eui) == 0
+    assert q.gsme._supply_state() == "enabled"  # never executed
+
+
+# -------------------------------------------------------------------------------- billing data log
+
+
+def _billing_shape(reply) -> list:
+    """Per component: (cluster, command id, found): a snapshot, or a NOT_FOUND Default Response."""
+    return [(c[0], c[2], c[2] != 0x0B) for c in _shape(reply.reply.message.content)]
+
+
+async def test_gcs15b_answers_the_change_of_mode_and_tariff_snapshots_with_the_rtds_shape(premises):
+    _, ref_shape = _rtds_shape("GCS15b_4.4.2_SUCCESS_RESPONSE_GBCS.HEX")
+    await premises.clock.advance(WAKE)
+    for use_case in ("GCS02", "GCS01a"):  # a change of payment mode, then of tariff: two billing snapshots
+        assert (await _after_wake(premises, await _queued(premises, use_case))).ok
+    reply = await _after_wake(premises, await _queued(premises, "GCS15b"))
+    assert [c[:4] for c in _shape(reply.reply.message.content)] == [c[:4] for c in ref_shape]  # 2 found, 10 NOT_FOUND, twice
+    assert reply.reply.valid and reply.reply.message.originator == premises.gsme.eui
+    snaps = premises.gsme.data.billing_snapshots(0x6008, 0, 2 ** 32)
+    assert [s["cause"] for s in snaps] == [0x0008, 0x4000]  # newest first
+    # the GPF's mirror holds the same billing data log after the next push, and answers with the same shape
+    await premises.clock.advance(WAKE)
+    assert premises.gpf.mirror(premises.gsme.eui).billing_snapshots(0x6008, 0, 2 ** 32) == snaps
+    reply = await premises.send("GCS15b", to="gpf")
+    assert [c[:4] for c in _shape(reply.reply.message.content)] == [c[:4] for c in ref_shape]
+    assert reply.reply.message.originator == premises.gpf.eui
+
+
+async def test_gcs15c_billing_calendar_snapshots_and_gcs15e_top_up_snapshots(premises, gbhub_identity):
+    gsme = premises.gsme
+    await premises.clock.advance(WAKE)
+    reply = await _after_wake(premises, await _queued(premises, "GCS25a", start="2026-01-03T00:00:00Z", duration=1))
+    assert reply.ok
+    nothing = await _after_wake(premises, await _queued(premises, "GCS15c"))
+    assert not any(found for _, _, found in _billing_shape(nothing))  # no billing date yet: NOT_FOUND throughout
+    await premises.clock.advance(3 * 86400)  # past the billing date, 2026-01-03T00:00Z
+    reply = await _after_wake(premises, await _queued(premises, "GCS15c"))
+    shape = _billing_shape(reply)
+    assert len(shape) == 24 and [found for _, _, found in shape] == [True] + [False] * 11 + [True] + [False] * 11
+    (snap,) = gsme.data.billing_snapshots(0x0002, 0, 2 ** 32)
+    assert snap["t"] == 1767398400 and snap["volume_l"] > 0  # 2026-01-03T00:00Z
+    # a top-up snapshots the prepayment credit (GCS15e)
+    ks = gbhub_identity.keystore
+    utrn = generate_utrn(value=700, utrn_counter=12, supplier=gbhub_identity.supplier, device=gsme.eui,
+                         private_key=ks.private_key(gbhub_identity.supplier, "pp-ka"), public_key=ks.public_key(gsme.eui, "ka"))
+    assert gsme.apply_top_up(utrn.encode()).accepted
+    reply = await _after_wake(premises, await _queued(premises, "GCS15e"))
+    assert [found for _, _, found in _billing_shape(reply)] == [True] + [False] * 11 + [True] + [False] * 11
+    (snap,) = gsme.data.billing_snapshots(0x0400, 0, 2 ** 32)
+    assert snap["credit"] == pytest.approx(gsme.credit_pence, abs=1)
+
+
+async def test_the_billing_data_log_keeps_the_last_twelve_of_each_cause(premises):
+    from gbhub.firmware.gas_data import BILLING_KEEP
+
+    data = premises.gsme.data
+    for i in range(BILLING_KEEP + 5):
+        data.take_billing_snapshot(1767225600 + i * 86400, 0x0002)
+    data.take_billing_snapshot(1767225600, 0x4000)
+    kept = data.billing_snapshots(0x0002, 0, 2 ** 32)
+    assert len(kept) == BILLING_KEEP and kept[-1]["t"] == 1767225600 + 5 * 86400  # the oldest went
+    assert len(data.billing_snapshots(0x4000, 0, 2 ** 32)) == 1
+
+
+# ------------------------------------------------------------------ GCS31: the network operator's
+
+
+async def test_gcs31_from_the_network_operator_starts_the_network_data_log_read_by_gcs18(premises):
+    from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
+
+    gsme, he = premises.gsme, premises.headend
+    task = await _queued(premises, "GCS31", start="2026-01-01T02:00:00Z", interval=3600, samples=48)
+    reply = await _after_wake(premises, task)
+    assert reply.ok and reply.reply.valid and reply.summary["fields"]["sample_id"] == NETWORK_DATA_SAMPLE_ID
+    assert reply.reply.message.recipient == he.party("network_operator") == premises.identity.network_operator
+    await premises.clock.advance(6 * 3600)
+    read = await _after_wake(premises, await _queued(premises, "GCS18", start="2026-01-01T00:00:00Z", samples=10))
+    assert read.ok and read.summary["interval_s"] == 3600 and read.summary["start"].startswith("2026-01-01T02:00")
+    halves = gsme.data.intervals(1767232800, 2 * len(read.summary["volumes"]))  # 2026-01-01T02:00Z on
+    assert read.summary["volumes"] == [halves[i] + halves[i + 1] for i in range(0, len(halves), 2)]
+    assert len(read.summary["volumes"]) >= 5
+    # an interval that is not whole half-hours: INVALID_VALUE, the log unchanged
+    bad = await _after_wake(premises, await _queued(premises, "GCS31", interval=1000))
+    assert not bad.ok and gsme.data.get("gas")["network_log"]["interval"] == 3600
+
+
+async def test_gcs31_from_the_supplier_is_refused_for_its_role(premises):
+    from gbcs import usecases
+    from gbhub.firmware.gbcs_device import SECURITY_ALERTS
+
+    gsme, he = premises.gsme, premises.headend
+    d = usecases.get("GCS31")
+    assert d.originator == "network_operator"
+    counter = he.next_counter()
+    now = premises.clock.now()
+    import datetime as dt
+    content = usecases.build_content("GCS31", counter, now=dt.datetime.fromtimestamp(now, dt.timezone.utc))
+    _, frame = he.build_command(recipient=gsme.eui, message_code=d.message_code, critical=False, content=content,
+                                counter=counter)  # from the supplier
+    since = len(he.received_alerts)
+    await he.link.send(frame)
+    await premises.clock.advance(1)
+    gsme.press()
+    await premises.clock.advance(2 * AWAKE_POLL)
+    assert SECURITY_ALERTS["role"] in [a.code for a in he.received_alerts[since:]]
+    assert "network_log" not in gsme.data.get("gas")

@@ -48,6 +48,7 @@ from gbcs.zcl import Direction, FrameType, ZclHeader
 from gbhub.han.tunnel import (
     NoTunnel,
     QueueFull,
+    QueueJournal,
     TunnelClient,
     TunnelHost,
     TunnelRejected,
@@ -560,6 +561,51 @@ async def test_sleepy_queue_bounded_and_expired():
     finally:
         await clock.stop_autojump()
     assert p.at_gsme == [(CHF, b"\xdd2")]
+
+
+class DictJournal(QueueJournal):
+    """A journal in a dict (what the CHF keeps in its NVM)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[int, tuple[bytes, float, bytes]] = {}
+        self.next = 0
+
+    def add(self, eui, queued_at, message):
+        self.next += 1
+        self.kept[self.next] = (eui, queued_at, message)
+        return self.next
+
+    def remove(self, eui, key, fetched):
+        del self.kept[key]
+
+
+async def test_sleepy_queue_journal_written_on_queueing_and_cleared_on_fetch_or_expiry():
+    clock = SimClock(START)
+    journal = DictJournal()
+    p = Premises(clock, chf_server_kw={"queue_limit": 2, "queue_timeout": 3600.0, "journal": journal})
+    await p.gsme_server.send_gbcs(GSME, b"\xdd1")
+    await clock.advance(1000)
+    await p.gsme_server.send_gbcs(GSME, b"\xdd2")
+    with pytest.raises(QueueFull):
+        await p.gsme_server.send_gbcs(GSME, b"\xdd3")
+    assert [m for _, _, m in journal.kept.values()] == [b"\xdd1", b"\xdd2"]  # the refused one is not kept
+    # a restarted server restores what the journal kept, with the original queueing times
+    q = Premises(clock, chf_server_kw={"queue_limit": 2, "queue_timeout": 3600.0, "journal": journal})
+    for key, (eui, t, message) in sorted(journal.kept.items()):
+        q.gsme_server.restore(eui, t, message, key)
+    assert q.gsme_server.pending(GSME) == 2 and q.gsme_server.is_sleepy(GSME)
+    with pytest.raises(QueueFull):  # the overflow answer survives the restart
+        await q.gsme_server.send_gbcs(GSME, b"\xdd3")
+    await clock.advance(2700)
+    assert q.gsme_server.expire() == 1 and q.discarded == [(GSME, b"\xdd1")]
+    assert [m for _, _, m in journal.kept.values()] == [b"\xdd2"]
+    q.gsme_port.set_asleep(False)
+    clock.start_autojump()
+    try:
+        assert await q.gsme.poll() == 1
+    finally:
+        await clock.stop_autojump()
+    assert q.at_gsme == [(CHF, b"\xdd2")] and journal.kept == {}
 
 
 async def test_get_response_kept_when_gsme_fell_asleep():

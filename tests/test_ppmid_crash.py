@@ -127,3 +127,119 @@ def test_gbhub_utrn_prints_a_valid_utrn_and_refuses_bad_input_in_one_line(tmp_pa
             f"{json.loads((data / 'premises.json').read_text())['supplier']}:{ESME}": 2}
     finally:
         run.kill()
+
+
+def _nvm_read(data: Path, read):
+    """`read(nvm, devices)` over the stopped (or killed) premises' NVM."""
+    from gbhub.firmware.nvm import Nvm
+
+    devices = json.loads((data / "premises.json").read_text())["devices"]
+    nvm = Nvm(data / "nvm.sqlite")
+    try:
+        return read(nvm, devices)
+    finally:
+        nvm.close()
+
+
+def _gas_answers(data: Path) -> dict[int, str]:
+    """The GSME's answers the PPMID persisted: PCS01 counter -> result."""
+    from gbhub.meter.ppmid import NS as PPMID_NS
+
+    def read(nvm, devices):
+        results = nvm.scope(devices["ppmid"]).get(PPMID_NS, "results", [])
+        return {r["counter"]: r["result"] for r in results if r.get("fuel") == "gas" and r.get("counter") is not None}
+    return _nvm_read(data, read)
+
+
+def _chf_queued_counters(data: Path) -> set[int]:
+    """Originator counters of the messages the running CHF holds in its NVM queue for the GSME
+    (read-only, beside the running process)."""
+    import sqlite3
+
+    from gbcs.frame import decode_message
+
+    try:
+        db = sqlite3.connect(f"file:{data / 'nvm.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = db.execute("SELECT value FROM kv WHERE ns LIKE '%chf_gsme_queue'").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return set()
+    out = set()
+    for (raw,) in rows:
+        frame = json.loads(raw)["frame"]
+        out.add(decode_message(bytes.fromhex(next(iter(frame.values())))).originator_counter)
+    return out
+
+
+def test_sigkill_while_the_ppmid_tops_up_the_gsme_through_the_chf_queue(tmp_path):
+    """Gas top-ups go PPMID → CHF (queued in its NVM for the sleepy GSME) → GSME at its wake (the
+    button pressed here, as `gbhub ctl press`) → answer to the PPMID. SIGKILLed at random points of
+    that path and restarted: every top-up the GSME answered as accepted is in its credit, none twice,
+    and what was queued when the hub died is applied after the restart (each power of two once)."""
+    from gbhub.firmware.device import EVENT_LOG
+    from gbhub.meter.esme_state import NS as METER_NS
+    from gbhub.tools.control import ControlError, request
+
+    def press() -> None:
+        try:
+            request(data, {"op": "press", "eui": "gsme"}, 5.0)
+        except ControlError:
+            pass
+
+    data = tmp_path / "site"
+    rng = random.Random(20261206)
+    run = Running("--data", str(data))
+    by_counter: dict[int, str] = {}  # PCS01 counter -> UTRN (from the PPMID's "pending" answer)
+    utrns: dict[str, int] = {}  # sent UTRN -> pennies
+    acked: set[str] = set()
+    queued: set[str] = set()  # PCS01s seen stored in the CHF's queue before a kill
+    bit = 0
+    try:
+        for _round in range(6):
+            asleep = _round % 2 == 1  # every other life nobody presses: PCS01s wait in the CHF's queue
+            killer = threading.Timer(rng.uniform(0.1, 1.5), run.kill)
+            killer.start()
+            while run.proc.poll() is None and bit < 13:
+                utrn = vend(data, GSME, f"{(1 << bit) / 100:.2f}")["utrn"]
+                utrns[utrn] = 1 << bit
+                bit += 1
+                try:
+                    answer = request(data, {"op": "utrn", "eui": "ppmid", "utrn": utrn, "fuel": "gas"}, 5.0)
+                except ControlError:
+                    answer = None
+                if answer is not None and answer.get("counter") is not None:
+                    assert answer["result"] == "pending", answer
+                    by_counter[answer["counter"]] = utrn
+                if asleep:
+                    queued |= {by_counter[c] for c in _chf_queued_counters(data) if c in by_counter}
+                else:
+                    press()  # wake the GSME: it fetches the queued PCS01 and answers
+            killer.join()
+            run.kill()
+            assert run.proc.returncode == -signal.SIGKILL
+            acked |= {by_counter[c] for c, result in _gas_answers(data).items()
+                      if c in by_counter and result.startswith("ACCEPTED")}
+            run = Running("--data", str(data))
+        for _ in range(3):  # the last life: what the CHF kept queued is fetched at the next wakes
+            press()
+            threading.Event().wait(1.0)
+        acked |= {by_counter[c] for c, result in _gas_answers(data).items() if c in by_counter and result.startswith("ACCEPTED")}
+        assert run.stop() == 0
+
+        def read(nvm, devices):
+            gsme = nvm.scope(devices["gsme"])
+            left = nvm.scope(devices["chf"]).keys("chf_gsme_queue")
+            return gsme.get(METER_NS, "prepayment")["total_added"], gsme.log_entries(EVENT_LOG), left
+        total, events, left = _nvm_read(data, read)
+        added = [e["pence"] for e in events if e["code"] == "top_up" and e.get("origin") == "ppmid"]
+        assert len(added) == len(set(added)) and set(added) <= set(utrns.values())  # only values sent, none twice
+        assert round(total) == sum(added)  # (the credit the GSME holds counts each of them once)
+        applied = {u for u, v in utrns.items() if v in added}
+        assert acked <= applied  # nothing acknowledged was lost
+        assert queued <= applied  # nor anything the CHF had queued for the GSME when it died
+        assert left == []  # nothing left behind in the CHF's queue
+        assert len(acked) >= 3 and queued and bit >= 8
+    finally:
+        run.kill()

@@ -821,6 +821,8 @@ for _name in ("GCS21d", "GCS21k"):
            response="GBZ: PublishBillingPeriod + PublishBlockPeriod, or DefaultResponse NOT_FOUND [I]")
 
 BILLING_CALENDAR_CAUSE, PREPAYMENT_CREDIT_CAUSE = 0x0002, 0x0400  # [U]
+#: ZSE snapshot cause bits inside GCS15b's 0x6008: change of tariff information, change of meter mode
+TARIFF_CHANGE_CAUSE, MODE_CHANGE_CAUSE = 0x0008, 0x4000
 
 
 def _billing_log(cause: int):
@@ -891,8 +893,24 @@ define("GCS05", target="gsme", build=_b_gcs05, interpret=_i_generic, response="G
 
 # -- alert behaviours (GCS20 / GCS20r) and the gas network data log read (GCS18): ZSE Device
 # Management event configuration and Metering sampling [I: no RTDS vector]. GCS31 (start the network
-# data log) is the network operator's alone: not defined until head-end use cases carry that role. --
+# data log) is the network operator's alone (GT, the catalogue's only role for it). --
 NETWORK_DATA_SAMPLE_ID = 1  # the network data log's sample id (the profile is 0 [O RTDS GCS17]) [I]
+NETWORK_DATA_INTERVAL = 1800  # default network data sampling interval, seconds (a multiple of the half-hour) [I]
+NETWORK_DATA_SAMPLES = 1440  # default network data log length: 30 days of half-hours [I]
+
+
+def _b_gcs31(counter: int, *, issuer_event_id: int | None, start: _dt.datetime | None, interval: int, samples: int,
+             now: _dt.datetime | None) -> bytes:
+    event = _now_stamp(issuer_event_id, now, "issuer_event_id")
+    return gbz(cmd(_M, "StartSampling", issuer_event_id=event, start_sampling_time=0 if start is None else zcl_time(start),
+                   sample_type=0, sample_request_interval=interval, max_number_of_samples=samples))
+
+
+define("GCS31", target="gsme", originator="network_operator", build=_b_gcs31, interpret=_i_generic,
+       response="GBZ: StartSamplingResponse (the network data log's sample id) or DefaultResponse INVALID_VALUE [I]",
+       params=(_EVENT, Param("start", "datetime", None, "first sample (UTC); default: now (0)"),
+               Param("interval", "int", NETWORK_DATA_INTERVAL, "seconds per sample, a multiple of 1800 [I]", min=1, max=0xFFFF),
+               Param("samples", "int", NETWORK_DATA_SAMPLES, "samples the log keeps [I]", min=1, max=0xFFFF)))
 
 
 def _b_gcs20(counter: int, *, issuer_event_id: int | None, alert_codes: tuple, configuration: int,
