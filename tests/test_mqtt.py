@@ -230,3 +230,73 @@ async def test_garbage_on_the_down_topic_changes_nothing(broker, premises_factor
         assert r.ok
     finally:
         await he.close()
+
+
+# ------------------------------------------------------------------------- firmware distribution
+async def _wait(pred, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if pred():
+            return
+        await asyncio.sleep(0.02)
+
+
+async def test_firmware_distribution_over_the_broker(broker, premises_factory):
+    """UPDATE_FIRMWARE in parts on the down topic, FIRMWARE_EVENTs back on up, the CCS08 transfer
+    alert on alert, then activation (CS06): all through the broker."""
+    from gbcs.asn1 import FirmwareTransferAlert
+    from gbcs.catalogue import AlertCode, MessageCode
+    from gbcs.payload import decode_payload
+    from test_firmware_update import _image
+
+    p = await _premises_on(broker, premises_factory)
+    p.counters_used = p.headend.counters
+    await p.headend.close()  # only the broker's head-end from here
+    p.headend = None
+    he = await _headend(broker, p)
+    try:
+        image = _image(p, size=70000)  # two parts
+        request = await he.update_firmware(image.encode(), [p.esme.eui])
+        await _wait(lambda: he.firmware_events)
+        assert he.firmware_events[0] == {**he.firmware_events[0], "event": "offered", "request": request,
+                                         "device": p.esme.eui_hex}
+        await p.clock.advance(image.size / 48 * 0.02 + 10)
+        await _wait(lambda: he.firmware_events[-1]["event"] == "transferred")
+        events = he.firmware_events
+        assert "progress" in [e["event"] for e in events]
+        assert events[-1] == {**events[-1], "event": "transferred", "verified": True, "request": request, "version": "00020000"}
+        ccs08 = await he.wait_alert(lambda a: a.message.message_code == MessageCode.CCS08, timeout=10)
+        body = decode_payload(ccs08.message)
+        assert isinstance(body, FirmwareTransferAlert) and body.alert_code == AlertCode.FIRMWARE_TRANSFER_ALERT_SUCCESS
+        assert body.entity_id == p.esme.eui and int(body.code) == 0
+        assert p.esme.firmware.standby.image_hash == image.image_hash
+        reply = await he.send_use_case("CS06", recipient=p.esme.eui, params={"hash": image.image_hash}, timeout=10)
+        assert reply.ok and reply.summary == {**reply.summary, "code": "SUCCESS", "firmware_version": "00020000"}
+        # a request that is refused still comes back over the broker
+        await he.link.send(bytes((0, 4)) + (7).to_bytes(4, "big") + (1 << 30).to_bytes(4, "big") + bytes(4)
+                           + b"\x01" + p.esme.eui + b"x")
+        await _wait(lambda: he.firmware_events[-1].get("request") == 7)
+        assert he.firmware_events[-1]["code"] == "REQUEST_REFUSED"
+    finally:
+        await he.close()
+
+
+async def test_only_firmware_requests_pass_as_control_frames(broker, premises_factory):
+    """ACK / TAKE / LEAVE and truncated UPDATE_FIRMWARE frames on the down topic are dropped
+    (counted, logged): a forged ACK releases nothing, and the CHF holds no upload for them."""
+    import aiomqtt
+
+    p = await _premises_on(broker, premises_factory)
+    down = topic(p.chf.eui, "down")
+    session, bridge = p.bridge.session, p.bridge
+    acked, takers = dict(bridge._acked), list(bridge._takers)
+    forged = [b"\x00\x03" + (1 << 40).to_bytes(8, "big"), b"\x00\x01", b"\x00\x00", b"\x00\x02" + bytes(20),
+              b"\x00\x04" + bytes(13), b"\x00\x04" + bytes(12) + b"\x00" + b"x" * 9,  # no target
+              b"\x00\x04" + bytes(12) + b"\x03" + bytes(16)]  # 3 targets announced, 2 present
+    async with aiomqtt.Client("127.0.0.1", broker.port) as attacker:
+        for payload in forged:
+            await attacker.publish(down, payload, qos=1)
+    await _wait(lambda: session.stats["control_dropped"] >= len(forged))
+    await p._settle(1)
+    assert session.stats["control_dropped"] == len(forged)
+    assert dict(bridge._acked) == acked and list(bridge._takers) == takers and not p.chf._uploads
+    assert (await p.send("ECS17b")).ok

@@ -63,7 +63,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from gbcs.codec import eui_hex
 from gbcs.frame import CRA, peek_header
 
-from .bridge import CONTROL, DEFAULT_MAX_FRAME, InProcessBridge, WanClosed, WanDown, WanError, _ClientBase
+from .bridge import CONTROL, DEFAULT_MAX_FRAME, UPDATE_FIRMWARE, InProcessBridge, WanClosed, WanDown, WanError, _ClientBase
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,13 @@ ONLINE = b"online"
 OFFLINE = b"offline"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 _CRA_ALERT = int(CRA.ALERT)
+
+
+def _firmware_request(frame: bytes) -> bool:
+    """An UPDATE_FIRMWARE part whose header is whole (at least one target EUI and every target
+    present): the one control frame a down topic carries (module doc)."""
+    return (len(frame) > 15 and frame[1] == UPDATE_FIRMWARE and frame[14] > 0
+            and len(frame) >= 15 + 8 * frame[14])
 
 
 def topic(chf: bytes | str, kind: str) -> str:
@@ -379,6 +386,7 @@ class MqttSession(_Connection):
         self._inbox: deque = deque()
         self._inbox_bytes = 0
         self.max_pending_bytes = max_pending_bytes
+        self.stats["control_dropped"] = 0
         self._wake = asyncio.Event()
         self._worker: asyncio.Task | None = None
 
@@ -436,11 +444,13 @@ class MqttSession(_Connection):
             self.stats["dropped"] += 1
             log.warning("MQTT frame of %d bytes on %s dropped (max %d)", len(frame), msg.topic, self.max_frame)
             return
-        if frame[0] == CONTROL:
-            # the TCP bridge's control frames mean nothing here (the broker's PUBACK is the
+        if frame[0] == CONTROL and not _firmware_request(frame):
+            # the TCP bridge's other control frames mean nothing here (the broker's PUBACK is the
             # acknowledgement): a forged ACK must not release the CHF's queue
+            n = self.stats["control_dropped"] = self.stats["control_dropped"] + 1
             self.stats["dropped"] += 1
-            log.info("MQTT control frame on %s dropped", msg.topic)
+            if n & (n - 1) == 0:
+                log.info("MQTT control frame %s on %s dropped (%d so far)", frame[:15].hex().upper(), msg.topic, n)
             return
         if self.recent.seen(frame):
             self.stats["duplicates"] += 1
@@ -625,8 +635,11 @@ class MqttClient(_Connection, _ClientBase):
             raise WanClosed("link closed")
         if self._task is None:
             await self.connect()
-        h = peek_header(frame)
-        recipient = h[3] if h is not None else b""
+        if frame[:1] == b"\x00":  # UPDATE_FIRMWARE: to the hub of its first target
+            recipient = bytes(frame[15:23]) if _firmware_request(frame) else b""
+        else:
+            h = peek_header(frame)
+            recipient = h[3] if h is not None else b""
         t = topic(self.hub_of(recipient), "down")
         if self.connected and not self._held:
             self.publish(t, bytes(frame))
