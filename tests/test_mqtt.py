@@ -300,3 +300,30 @@ async def test_only_firmware_requests_pass_as_control_frames(broker, premises_fa
     assert session.stats["control_dropped"] == len(forged)
     assert dict(bridge._acked) == acked and list(bridge._takers) == takers and not p.chf._uploads
     assert (await p.send("ECS17b")).ok
+
+
+def test_cli_firmware_push_over_mqtt(broker, tmp_path):
+    """`gbhub firmware push --activate` against a `gbhub run --wan mqtt://` child process, found
+    through its data folder and then named by `--wan mqtt://HOST:PORT`."""
+    import json
+
+    from test_cli_run import Running, gbhub
+    from test_firmware_powercut import NEW, _build, _version
+
+    data = tmp_path / "site"
+    run = Running("--data", str(data), "--wan", broker.url)
+    try:
+        ota = _build(data, tmp_path)
+        out = gbhub("firmware", "push", str(ota), "--to", "esme", "--data", str(data), "--activate", "--timeout", "120",
+                    timeout=180)
+        assert out.returncode == 0, out.stdout + out.stderr
+        rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"device"')]
+        assert len(rows) == 1 and rows[0]["verified"] and rows[0]["activated"] and rows[0]["version"] == NEW, out.stdout
+        # the ESME's Firmware Verification Successful, then the CHF's CCS08 Firmware Transfer Alert SUCCESS
+        assert {"0x8F72", "0x8F8A"} <= set(rows[0]["alerts"]), rows
+        assert _version(data) == NEW
+        again = gbhub("firmware", "push", str(ota), "--to", "esme", "--data", str(data), "--wan", broker.url,
+                      "--timeout", "120", timeout=180)
+        assert again.returncode == 0 and '"verified": true' in again.stdout, again.stdout + again.stderr
+    finally:
+        assert run.stop() == 0
