@@ -1,7 +1,8 @@
 """`gbhub firmware build|inspect|push`: make and sign an OTA image, look inside one, distribute one
 through a running premises (and, with `--activate`, activate it: the SMETS1-style single step).
 
-`push` sends the image over the WAN (UPDATE_FIRMWARE control frames, the role of DUIS 11.1) and
+`push` sends the image over the WAN, TCP bridge or MQTT broker (UPDATE_FIRMWARE control frames,
+the role of DUIS 11.1; `wan.mqtt` for the topics) and
 follows the CHF's events and the devices' alerts: one JSON line per device (`device`,
 `transferred`, `verified`, `activated`, `version`, `alerts`) and a last `{"summary": ...}` line;
 progress is a bar on stderr when stdout is a terminal, else JSON lines on stdout

@@ -33,6 +33,8 @@ start with 0x00 (no GBCS frame does) and never reach the hub:
   image's supplier signature.
 - `00 05 ‖ JSON` FIRMWARE_EVENT (hub -> the requesting client): progress of that request
   (`{"request", "device", "event", ...}`, see `hub.chf_ota`); clients hand it to `on_control`.
+  These two also cross the MQTT bridge (on the down and up topics, `wan.mqtt` module doc); the
+  others do not.
 
 `TcpClient` acknowledges a STORED frame once its receiver callback returned (the `HeadEnd`
 stored it) or `recv()` returned it; `HeadEnd(take_queued=True)` sends TAKE. In process, a client is

@@ -41,8 +41,22 @@ Bounds: incoming frames wait in one FIFO per connection (`max_pending`, 100,000 
 `max_pending_bytes`, 16 MiB, on the hub side; beyond them a frame is dropped, counted in
 `stats["dropped"]` and logged) and must be at most `max_frame` bytes (64 KiB); each hub's CHF
 then applies its own WAN inbox bounds to the broker as one connection. A frame on a down topic
-that starts with 0x00 (the TCP bridge's control frames, which mean nothing here) is dropped and
-counted too: a forged ACK must not release a CHF's queue.
+that starts with 0x00 (the TCP bridge's control frames: TAKE, LEAVE, ACK mean nothing here, the
+PUBACK is the acknowledgement) is dropped, counted (`stats["control_dropped"]`) and logged: a
+forged ACK must not release a CHF's queue. The one exception is below.
+
+Firmware distribution (DUIS 11.1; `wan.bridge` UPDATE_FIRMWARE / FIRMWARE_EVENT): a head-end
+publishes the UPDATE_FIRMWARE parts on the `down` topic of the hub of the first target (the
+targets of one request are behind one hub), the only control frame a down topic takes, and only
+with a whole header (at least one target, every announced target present; else dropped as
+above). The hub hands it to its CHF as the TCP bridge does, with the broker as the requesting
+client, so the same bounds apply (`max_frame` per part; the CHF's few partial uploads, each at
+most `ota_max_image_size`; a part out of order drops its upload). The CHF's FIRMWARE_EVENT
+frames go back on the `up` topic: [I] no topic of their own, since the head-ends allowed to
+command a hub are those that read its up topic; every head-end watching that hub sees them, and
+keeps those of its own request id (`gbhub firmware push` does). Same topics, same access control:
+whoever may publish commands to a hub may ask it to distribute firmware, whose images the devices
+check against the supplier's signature anyway.
 
 aiomqtt (the `mqtt` extra) is imported only when a connection is made.
 """
