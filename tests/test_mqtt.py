@@ -327,3 +327,15 @@ def test_cli_firmware_push_over_mqtt(broker, tmp_path):
         assert again.returncode == 0 and '"verified": true' in again.stdout, again.stdout + again.stderr
     finally:
         assert run.stop() == 0
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64), st.integers(0, 255))
+def test_firmware_request_check_takes_any_bytes(data, kind):
+    """The down topic's control-frame filter (outside input): never raises, and what it passes
+    has a whole header (every announced target present)."""
+    from gbhub.wan.mqtt import _firmware_request
+
+    for frame in (data, b"\x00" + bytes((kind,)) + data):
+        if _firmware_request(frame):
+            assert frame[:2] == b"\x00\x04" and frame[14] > 0 and len(frame) >= 15 + 8 * frame[14]
