@@ -52,13 +52,13 @@ from gbcs.asn1 import (
     UpdateDeviceCertificateResponse,
     UpdateSecurityCredentialsCommand,
     UpdateSecurityCredentialsResponse,
-    decode_asn1,
 )
 from gbcs.catalogue import AlertCode, MessageCode
-from gbcs.codec import DecodeError, eui_hex
+from gbcs.codec import eui_hex
 from gbcs.frame import Message
 from gbcs.keystore import HARDWARE_MODULE_NAME
 
+from .device_log import command_payload
 from .gbcs_device import CommandRejected, FailNext, Handler, Outcome, asn1_failure, call
 from .trust import (
     DS,
@@ -88,30 +88,12 @@ if TYPE_CHECKING:
 PENDING_LIMIT = 8  # future-dated CS02b/CS02g a device keeps; more are answered INSUFFICIENT_MEMORY [I]
 HW_TYPE = ObjectIdentifier("1.2.826.0.1.8641679.1.2.2.1")  # hwType of GB device certificates [V FACTS §5]
 
-def _rejected(reason: str, detail: str) -> CommandRejected:
-    return CommandRejected(reason, detail)
-
-
-def _decode(message: Message, cls: type):
-    try:
-        payload = decode_asn1(message.content, message_code=message.message_code, cra=message.cra)
-    except DecodeError as exc:
-        raise _rejected("malformed", str(exc)) from None
-    if not isinstance(payload, cls):
-        raise _rejected("malformed", f"content is not a {cls.__name__}")
-    return payload
-
-
-def _outcome(content: bytes, *, signed: bool, after=None) -> Outcome:
-    return Outcome(content, signed=signed, after=after)
-
-
 def provide_details(device: "GbcsDevice", message: Message):
     """CS02a / CS02f: per role asked, status, seq number and cells."""
-    cmd: ProvideSecurityCredentialDetailsCommand = _decode(message, ProvideSecurityCredentialDetailsCommand)
+    cmd: ProvideSecurityCredentialDetailsCommand = command_payload(message, ProvideSecurityCredentialDetailsCommand)
     party = device.trust.by_eui(message.originator)
     if party is None or int(cmd.authorising_cell.remote_party_role) != int(party.role):
-        raise _rejected("role", "the authorising cell is not the originator's")
+        raise CommandRejected("role", "the authorising cell is not the originator's")
     trust: DeviceTrust = device.trust
     out = []
     for role in cmd.remote_party_roles:
@@ -123,47 +105,47 @@ def provide_details(device: "GbcsDevice", message: Message):
                                                  None if c.cell_usage == MANAGEMENT else c.cell_usage, c.eui, c.key_id)
                          for c in cells)
         out.append(RemotePartyDetails(role, StatusCode.SUCCESS, trust.seq(int(role)), contents))
-    return _outcome(ProvideSecurityCredentialDetailsResponse(tuple(out)).encode(), signed=message.mac is None)
+    return Outcome(ProvideSecurityCredentialDetailsResponse(tuple(out)).encode(), signed=message.mac is None)
 
 
 def update_credentials(device: "GbcsDevice", message: Message):
     """CS02b / CS02g: check the authorisation (module doc), then replace now or later."""
-    cmd: UpdateSecurityCredentialsCommand = _decode(message, UpdateSecurityCredentialsCommand)
+    cmd: UpdateSecurityCredentialsCommand = command_payload(message, UpdateSecurityCredentialsCommand)
     control = cmd.control
     mode_value = int(control.credentials_replacement_mode)
     if MODE_OF_CODE.get(message.message_code) != mode_value:
-        raise _rejected("malformed", f"mode {mode_value} does not match message code 0x{message.message_code:04X}")
+        raise CommandRejected("malformed", f"mode {mode_value} does not match message code 0x{message.message_code:04X}")
     mode = MODES[mode_value]
     trust: DeviceTrust = device.trust
     party = trust.by_eui(message.originator)
     if party is None:
-        raise _rejected("unknown_party", "originator holds no cell")
+        raise CommandRejected("unknown_party", "originator holds no cell")
     handover = party.role == _R.ACCESS_CONTROL_BROKER and mode.authoriser in _HANDOVER_ROLES
     if mode_value != _M.ACB_BY_ACB:
         cell_id = control.authorising_cell
         key = None if cell_id is None else cell_of(cell_id)
         if key is None or key[0] != int(mode.authoriser) or key[1] != DS:
-            raise _rejected("role", f"authorising cell is not the {mode.authoriser.name} DS cell")
+            raise CommandRejected("role", f"authorising cell is not the {mode.authoriser.name} DS cell")
         cell = trust.cell(*key)
         if cell is None or (cell.eui != message.originator and not handover):
-            raise _rejected("role", "the authorising cell does not hold the originator")
+            raise CommandRejected("role", "the authorising cell does not hold the originator")
     elif party.role != _R.ACCESS_CONTROL_BROKER:
-        raise _rejected("role", "ACB-by-ACB from another party")
+        raise CommandRejected("role", "ACB-by-ACB from another party")
     if control.authorising_seq_number <= trust.seq(mode.authoriser):
-        raise _rejected("replay", f"authorising seq number {control.authorising_seq_number} not above "
+        raise CommandRejected("replay", f"authorising seq number {control.authorising_seq_number} not above "
                                   f"{trust.seq(mode.authoriser)}")
     if not cmd.replacements:
-        raise _rejected("malformed", "no replacement")
+        raise CommandRejected("malformed", "no replacement")
     for r in cmd.replacements:
         if int(r.target_cell.remote_party_role) not in {int(x) for x in mode.targets}:
-            raise _rejected("role", f"{mode_value} may not replace a {r.target_cell.remote_party_role!r} cell")
+            raise CommandRejected("role", f"{mode_value} may not replace a {r.target_cell.remote_party_role!r} cell")
     when = cmd.execution_date_time
     if when is not None and when == CANCELLATION_DATE_TIME:
         for key, entry in pending_credentials(device).items():
             if entry["code"] == message.message_code and entry["originator"] == eui_hex(message.originator):
                 device.future.cancel(key)
         trust.set_seq(mode.authoriser, control.authorising_seq_number)
-        return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
+        return Outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
     forced = _injected(device, message.message_code)
     now = device.future.now()  # the device's clock
     if when is not None and when.timestamp() > now and len(pending_credentials(device)) >= PENDING_LIMIT:
@@ -173,20 +155,20 @@ def update_credentials(device: "GbcsDevice", message: Message):
             "code": message.message_code, "originator": eui_hex(message.originator),
             "content": message.content, "at": when.timestamp(), "forced": forced})
         trust.set_seq(mode.authoriser, control.authorising_seq_number)
-        return _outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
+        return Outcome(UpdateSecurityCredentialsResponse(None).encode(), signed=True)
     outcome = _apply(device, cmd, mode, forced)
-    return _outcome(UpdateSecurityCredentialsResponse(outcome).encode(), signed=True)
+    return Outcome(UpdateSecurityCredentialsResponse(outcome).encode(), signed=True)
 
 
 def issue_credentials(device: "GbcsDevice", message: Message):
     """CS02c: a new key pair for the key usage asked, answered with its certification request."""
-    cmd: IssueSecurityCredentialsCommand = _decode(message, IssueSecurityCredentialsCommand)
+    cmd: IssueSecurityCredentialsCommand = command_payload(message, IssueSecurityCredentialsCommand)
     usage = _usage(cmd.key_usage)
     code = _injected(device, message.message_code)
     if usage is None:
         code = IssueSecurityCredentialsCode.INVALID_KEY_USAGE
     if code is not None:
-        return _outcome(IssueSecurityCredentialsResponse(code).encode(), signed=True)
+        return Outcome(IssueSecurityCredentialsResponse(code).encode(), signed=True)
     key = ec.generate_private_key(ec.SECP256R1())
     ku = x509.KeyUsage(digital_signature=usage == DS, content_commitment=False, key_encipherment=False,
                        data_encipherment=False, key_agreement=usage == KA, key_cert_sign=False, crl_sign=False,
@@ -196,7 +178,7 @@ def issue_credentials(device: "GbcsDevice", message: Message):
            .add_extension(ku, critical=True).add_extension(san, critical=True).sign(key, hashes.SHA256()))
     device.nvm.put(KEYPAIR_NS, usage, key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                                         serialization.NoEncryption()))
-    return _outcome(CertificationRequest(csr.public_bytes(serialization.Encoding.DER)).encode(), signed=True)
+    return Outcome(CertificationRequest(csr.public_bytes(serialization.Encoding.DER)).encode(), signed=True)
 
 
 def _hardware_module_name(eui: bytes) -> bytes:
@@ -220,7 +202,7 @@ def _usage(key_usage: int) -> str | None:
 
 def update_device_certificate(device: "GbcsDevice", message: Message):
     """CS02d: install a device certificate for the key pair CS02c made."""
-    cmd: UpdateDeviceCertificateCommand = _decode(message, UpdateDeviceCertificateCommand)
+    cmd: UpdateDeviceCertificateCommand = command_payload(message, UpdateDeviceCertificateCommand)
     C = UpdateDeviceCertificateCode
     code = _injected(device, message.message_code)
     usage = None
@@ -258,7 +240,7 @@ def update_device_certificate(device: "GbcsDevice", message: Message):
     elif usage is not None:
         async def after():
             await device.raise_alert(_CERT_ALERTS[usage][False])
-    return _outcome(UpdateDeviceCertificateResponse(code).encode(), signed=True, after=after)
+    return Outcome(UpdateDeviceCertificateResponse(code).encode(), signed=True, after=after)
 
 
 _CERT_ALERTS = {
@@ -271,12 +253,12 @@ _CERT_ALERTS = {
 
 def provide_device_certificate(device: "GbcsDevice", message: Message):
     """CS02e: the device's certificate for the key usage asked."""
-    cmd: ProvideDeviceCertificateCommand = _decode(message, ProvideDeviceCertificateCommand)
+    cmd: ProvideDeviceCertificateCommand = command_payload(message, ProvideDeviceCertificateCommand)
     usage = _usage(cmd.key_usage)
     der = dict(device.credentials.certificates).get(usage) if usage else None
     content = (DeviceCertificate(der).encode() if der
                else ProvideDeviceCertificateResponse(ProvideDeviceCertificateCode.INVALID_KEY_USAGE).encode())
-    return _outcome(content, signed=message.mac is None)
+    return Outcome(content, signed=message.mac is None)
 
 
 def credential_handlers(*codes: int) -> tuple[Handler, ...]:

@@ -208,15 +208,7 @@ class Gpf(GbcsDevice):
         records = tuple(ReadAttributeRecord.success(a, ZclType.BITMAP32, self.notification_flags(frame.src))
                         if a == NOTIFICATION_FLAGS_ATTRIBUTE else ReadAttributeRecord.failure(a)
                         for a in request.attribute_ids)
-        reply = ZclFrame.build(ReadAttributesResponse(records), sequence=sequence, direction=Direction.SERVER_TO_CLIENT,
-                               disable_default_response=True)
-        port = self._chf.han_port if self._chf is not None else None
-        if port is None:
-            return
-        try:
-            await port.send(frame.reply(reply.encode()))
-        except HanError as exc:
-            log.info("GPF %s: notification flags not sent: %s", self.eui_hex, exc)
+        await self._reply(frame, ReadAttributesResponse(records), sequence, "notification flags")
 
     async def _store_push(self, frame, sequence: int, data: bytes) -> None:
         try:
@@ -226,15 +218,18 @@ class Gpf(GbcsDevice):
             return
         if not ok:
             return
-        reply = ZclFrame.build(WriteAttributesResponse(), sequence=sequence, direction=Direction.SERVER_TO_CLIENT,
-                               disable_default_response=True)
+        await self._reply(frame, WriteAttributesResponse(), sequence, "push acknowledgement")
+
+    async def _reply(self, frame, payload, sequence: int, what: str) -> None:
+        """Answer a GSME's mirror frame from the CHF's HAN address (lost answers are retried by the GSME)."""
         port = self._chf.han_port if self._chf is not None else None
         if port is None:
             return
+        reply = ZclFrame.build(payload, sequence=sequence, direction=Direction.SERVER_TO_CLIENT, disable_default_response=True)
         try:
             await port.send(frame.reply(reply.encode()))
         except HanError as exc:
-            log.info("GPF %s: push acknowledgement lost: %s", self.eui_hex, exc)
+            log.info("GPF %s: %s not sent: %s", self.eui_hex, what, exc)
 
     def _apply_push(self, gsme: bytes, data: bytes) -> bool:
         """Store a push (outside input: every part checked; a malformed one changes nothing and is

@@ -86,7 +86,6 @@ from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
-from gbhub.han.aps import TUNNELING_CLUSTER
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
 
@@ -109,7 +108,7 @@ from .esme_state import (
 from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjects
 from .esme_events import EsmeEvents
 from .esme_zcl import EsmeZcl
-from .model import ConsumptionModel
+from .model import ConsumptionModel, close_half_hours
 from .prepayment import Prepayment
 
 log = logging.getLogger("gbhub.esme")
@@ -123,7 +122,6 @@ _SCALER_UNIT_W = frozen(Data.structure(Data.integer(0), Data.enum(27)))
 PROFILE_LOG_CAPACITY = 13 * 31 * 48  # 13 months of half-hours [S FACTS 3.4, L+G E470]
 DAILY_LOG_CAPACITY = 731  # [U] two years of midnight snapshots
 DEVICE_LOG_CAPACITY = 16  # [U] HAN devices the ESME keeps in its own Device Log
-CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when catching up after downtime
 
 CONTROL_STATE = {SUPPLY_DISABLED: 0, SUPPLY_ENABLED: 1, SUPPLY_ARMED: 2}  # DLMS disconnect control
 SCRIPT_ENABLE, SCRIPT_DISABLE, SCRIPT_ARM = 51, 52, 54  # load switch scripts [O RTDS ECS42/43/44]
@@ -527,17 +525,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
                 m.update(last_period=first - HALF_HOUR, acc_t=max(m["acc_t"], first - HALF_HOUR), acc_wh=0.0, acc_ex=0.0)
                 self.nvm.put(NS, "metering", m)
             log.info("esme %s: downtime longer than the profile log; older half-hours skipped", self.eui_hex)
-        done = 0
-        b = first
-        while b <= newest + 1e-6:
-            with self.nvm.transaction():
-                for _ in range(CATCH_UP_CHUNK):
-                    if b > newest + 1e-6:
-                        break
-                    self._close_period(b)
-                    b += HALF_HOUR
-                    done += 1
-        return done
+        return close_half_hours(self.nvm, self._close_period, first, newest)
 
     def _close_period(self, end: float) -> None:
         """Close the half hour ending at `end`: registers, profile entry, midnight snapshot,

@@ -75,7 +75,7 @@ from gbhub.han.tunnel import TunnelClient, TunnelHost
 from gbhub.han.zcl_server import ZclClient, ZclError
 
 from .esme_state import SUPPLY_ARMED as ARMED, SUPPLY_DISABLED as DISABLED, SUPPLY_ENABLED as ENABLED
-from .model import ConsumptionModel
+from .model import ConsumptionModel, close_half_hours
 from .prepayment import Prepayment
 
 log = logging.getLogger("gbhub.gsme")
@@ -586,17 +586,7 @@ class Gsme(Prepayment, GbcsDevice):
     def _catch_up(self, now: float) -> int:
         m = self.nvm.get(NS, "metering")
         newest = math.floor(now / HALF_HOUR + 1e-9) * HALF_HOUR
-        done = 0
-        b = m["last_period"] + HALF_HOUR
-        while b <= newest + 1e-6:
-            with self.nvm.transaction():
-                for _ in range(48):
-                    if b > newest + 1e-6:
-                        break
-                    self._close_period(b)
-                    b += HALF_HOUR
-                    done += 1
-        return done
+        return close_half_hours(self.nvm, self._close_period, m["last_period"] + HALF_HOUR, newest)
 
     def _close_period(self, end: float) -> None:
         m = self.nvm.get(NS, "metering")

@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
+
+from gbhub.firmware.clock import HALF_HOUR
 
 MINUTE = 60
 _MASK64 = (1 << 64) - 1
@@ -94,3 +97,23 @@ class ConsumptionModel:
 _minute_power = lru_cache(maxsize=4096)(ConsumptionModel._compute_minute_power)
 
 __all__ = ["ConsumptionModel"]
+
+
+CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when a meter catches up after downtime
+
+
+def close_half_hours(nvm, close: Callable[[float], None], first: float, newest: float) -> int:
+    """Close each half hour ending at `first`, `first` + 30 min, ... up to `newest` with `close(end)`,
+    `CATCH_UP_CHUNK` per NVM transaction (a long downtime neither holds one huge transaction nor
+    loses what was closed before a crash). Returns how many were closed."""
+    done = 0
+    b = first
+    while b <= newest + 1e-6:
+        with nvm.transaction():
+            for _ in range(CATCH_UP_CHUNK):
+                if b > newest + 1e-6:
+                    break
+                close(b)
+                b += HALF_HOUR
+                done += 1
+    return done

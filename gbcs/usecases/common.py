@@ -287,6 +287,17 @@ def day_range(start: _dt.datetime | None, end: _dt.datetime | None, days: int,
     return start, end
 
 
+def span_until(start: _dt.datetime | None, end: _dt.datetime | None, span: _dt.timedelta,
+               now: _dt.datetime | None) -> tuple[_dt.datetime, _dt.datetime]:
+    """A read range ending at `end` (default: the caller's `now`) and starting at `start` (default:
+    `span` before the end): the GBZ log and snapshot reads, whose latest end time is "now"."""
+    if end is None:
+        if now is None:
+            raise ValueError("end defaults to the caller's time; none was given")
+        end = now
+    return (end - span if start is None else start), end
+
+
 def protected_get(counter: int, protection: CosemObjectId, objects: tuple[tuple[CosemObjectId, int, int, Data], ...],
                   originator: bytes, recipient: bytes) -> bytes:
     """GBCS Get Protected Attributes: action on the data-protection object (class 30) method 1 with

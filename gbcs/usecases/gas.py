@@ -46,7 +46,7 @@ from ..zcl import (
     utc_seconds,
     utc_text,
 )
-from .common import REGISTRY, Unexpected, define
+from .common import REGISTRY, Unexpected, define, span_until
 from .params import REQUIRED, Param
 
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
@@ -315,12 +315,7 @@ define("GCS17", target="gsme", targets=("gsme", "gpf"), build=_b_gcs17, interpre
 
 
 def _b_gcs16a(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
-    if end is None:
-        if now is None:
-            raise ValueError("end defaults to the caller's time; none was given")
-        end = now
-    if start is None:
-        start = end - _dt.timedelta(days=SNAPSHOT_COMPONENTS)
+    start, end = span_until(start, end, _dt.timedelta(days=SNAPSHOT_COMPONENTS), now)
     e0, e1 = zcl_time(start), zcl_time(end)
     return gbz(*((_M, ClusterCommand.build(_M, "GetSnapshot", earliest_start_time=e0, latest_end_time=e1,
                                            snapshot_offset=i, snapshot_cause=1)) for i in range(SNAPSHOT_COMPONENTS)),
@@ -396,12 +391,7 @@ define("CS11", target="gsme", targets=("gsme", "esme", "ppmid"), build=_b_cs11, 
 
 def _b_cs10a(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, log_id: int,
              now: _dt.datetime | None) -> bytes:
-    if end is None:
-        if now is None:
-            raise ValueError("end defaults to the caller's time; none was given")
-        end = now
-    if start is None:
-        start = end - _dt.timedelta(days=1)
+    start, end = span_until(start, end, _dt.timedelta(days=1), now)
     return gbz(cmd(_EV, "GetEventLog", event_control_log_id=log_id, event_id=0, start_time=zcl_time(start),
                    end_time=zcl_time(end), number_of_events=0, event_offset=0))
 
@@ -473,12 +463,7 @@ define("GCS25a", target="gsme", build=_b_gcs25a, interpret=_i_generic,
 
 
 def _prepay_snapshots(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
-    if end is None:
-        if now is None:
-            raise ValueError("end defaults to the caller's time; none was given")
-        end = now
-    if start is None:
-        start = end - _dt.timedelta(days=2)
+    start, end = span_until(start, end, _dt.timedelta(days=2), now)
     e0, e1 = zcl_time(start), zcl_time(end)
     return gbz(*(cmd(_PP, "GetPrepaySnapshot", earliest_start_time=e0, latest_end_time=e1, snapshot_offset=i,
                      snapshot_cause=1) for i in range(SNAPSHOT_COMPONENTS)), renumber=True)
@@ -495,12 +480,7 @@ BILLING_COMPONENTS = 12  # [O RTDS GCS15b: 12 prepayment + 12 metering snapshots
 
 
 def _b_gcs15b(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
-    if end is None:
-        if now is None:
-            raise ValueError("end defaults to the caller's time; none was given")
-        end = now
-    if start is None:
-        start = end - _dt.timedelta(days=335)
+    start, end = span_until(start, end, _dt.timedelta(days=335), now)
     e0, e1 = zcl_time(start), zcl_time(end)
     prepay = [cmd(_PP, "GetPrepaySnapshot", earliest_start_time=e0, latest_end_time=e1, snapshot_offset=i,
                   snapshot_cause=BILLING_SNAPSHOT_CAUSE) for i in range(BILLING_COMPONENTS)]
@@ -517,12 +497,7 @@ define("GCS15b", target="gsme", build=_b_gcs15b, interpret=_i_generic,
 
 def _b_gcs15d(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, debts: int,
               now: _dt.datetime | None) -> bytes:
-    if end is None:
-        if now is None:
-            raise ValueError("end defaults to the caller's time; none was given")
-        end = now
-    if start is None:
-        start = end - _dt.timedelta(days=31)
+    start, end = span_until(start, end, _dt.timedelta(days=31), now)
     return gbz((_PP, ClusterCommand.build(_PP, "GetDebtRepaymentLog", latest_end_time=zcl_time(end), number_of_debts=debts,
                                           debt_type=2), zcl_time(start)))
 
@@ -827,12 +802,7 @@ TARIFF_CHANGE_CAUSE, MODE_CHANGE_CAUSE = 0x0008, 0x4000
 
 def _billing_log(cause: int):
     def build(counter: int, *, start: _dt.datetime | None, end: _dt.datetime | None, now: _dt.datetime | None) -> bytes:
-        if end is None:
-            if now is None:
-                raise ValueError("end defaults to the caller's time; none was given")
-            end = now
-        if start is None:
-            start = end - _dt.timedelta(days=335)
+        start, end = span_until(start, end, _dt.timedelta(days=335), now)
         e0, e1 = zcl_time(start), zcl_time(end)
         return gbz(*(cmd(_PP, "GetPrepaySnapshot", earliest_start_time=e0, latest_end_time=e1, snapshot_offset=i,
                          snapshot_cause=cause) for i in range(BILLING_COMPONENTS)),
