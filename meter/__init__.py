@@ -86,7 +86,7 @@ def _create_ihd(ctx: DeviceContext) -> Ihd:
 def _ihd_status(ihd: Ihd) -> dict:
     d = ihd.display
     return {"status": d.status, "demand_w": d.instantaneous_demand_w, "today_kwh": d.today_import_kwh,
-            "price": d.current_price, "credit": d.credit}
+            "price": d.current_price, "credit": d.credit, "events": [f"{code:04X}" for _t, code in d.events]}
 
 
 register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=DeviceType.ESME,

@@ -338,6 +338,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         chf_eui: bytes | str | None = None,
         model: ConsumptionModel | None = None,
         export_model: ConsumptionModel | None = None,
+        secondary_model: ConsumptionModel | None = None,
         registers: dict[str, int] | None = None,
         clock_offset: float = 0.0,
         payment_mode: str = "credit",
@@ -368,6 +369,10 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
             "ec": float(emergency_credit_pence),
         }
         self._set_variant(variant)
+        # a twin element meter's second element: an off-peak load by default [I] (meter.model)
+        self.secondary_model = (None if not self.twin else secondary_model if secondary_model is not None
+                                else ConsumptionModel(seed=(model.seed if model is not None else 0) + 1, base_w=0.0,
+                                                      peak_w=3000.0, night=True))
         self._defaults = default_tariff()
         self._defaults.update(self._config_defaults(self._defaults))
         self._activations = {**ACTIVATIONS, **CONFIG_ACTIVATIONS}
@@ -380,6 +385,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self._profile_t: list[int] = []
         self._profile_wh: list[int] = []
         self._profile_ex: list[int] = []
+        self._profile_sec: list[int] = []
         self._profile_loaded = False
         self._half_hour_timer = None
         self.tunnel: TunnelServer | None = None
@@ -406,7 +412,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self._events_off()
         self._half_hour_timer = None
         self._profile_loaded = False
-        self._profile_t, self._profile_wh, self._profile_ex = [], [], []
+        self._profile_t, self._profile_wh, self._profile_ex, self._profile_sec = [], [], [], []
         self._alerts.clear()
 
     def _ensure_state(self) -> None:
@@ -507,6 +513,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
             m["acc_wh"] += self.model.energy_wh(m["acc_t"], until)
             if self.export_model is not None:
                 m["acc_ex"] += self.export_model.energy_wh(m["acc_t"], until)
+            if self.secondary_model is not None:
+                m["acc_sec"] = m.get("acc_sec", 0.0) + self.secondary_model.energy_wh(m["acc_t"], until)
         m["acc_t"] = until
         self.nvm.put(NS, "metering", m)
 
@@ -544,14 +552,23 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         reg["reactive_varh"] += int(math.floor(wh * REACTIVE_RATIO + 0.5))
         reg["tou_wh"][tier - 1] += wh
         self._charge_energy(wh, tier, end)
-        self._append_profile(int(end), wh, ex)
+        sec = None
+        if self.secondary_model is not None:  # the second element: its own register and tariff [I: first rate]
+            sec = int(math.floor(m.get("acc_sec", 0.0) + 0.5))
+            m["acc_sec"] = m.get("acc_sec", 0.0) - sec
+            reg["secondary_wh"] = reg.get("secondary_wh", 0) + sec
+            self._charge_energy(sec, 1, end, charge=OBIS.UNIT_CHARGE_SECONDARY)
+        self._append_profile(int(end), wh, ex, sec)
         if int(end) % int(DAY) == 0:
             reg["previous_day_wh"] = reg["import_wh"] - reg["day_start_wh"]
             reg["day_start_wh"] = reg["import_wh"]
-            self.nvm.log_append(DAILY_LOG, {
+            entry = {
                 "t": int(end), "import_wh": reg["import_wh"], "tou_wh": list(reg["tou_wh"]),
                 "block_wh": [list(b) for b in reg["block_wh"]], "prepayment": self._prepayment_values(),
-            }, DAILY_LOG_CAPACITY)
+            }
+            if sec is not None:
+                entry["secondary_wh"] = reg["secondary_wh"]
+            self.nvm.log_append(DAILY_LOG, entry, DAILY_LOG_CAPACITY)
             self._charge_standing(end)
         self.nvm.put(NS, "registers", reg)
         self.nvm.put(NS, "metering", m)
@@ -562,19 +579,24 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self._profile_t = [e["t"] for e in entries]
         self._profile_wh = [e["wh"] for e in entries]
         self._profile_ex = [e.get("ex", 0) for e in entries]
+        self._profile_sec = [e.get("sec", 0) for e in entries]
         self._profile_loaded = True
 
-    def _append_profile(self, t: int, wh: int, ex: int) -> None:
-        self.nvm.log_append(PROFILE_LOG, {"t": t, "wh": wh, "ex": ex}, PROFILE_LOG_CAPACITY)
+    def _append_profile(self, t: int, wh: int, ex: int, sec: int | None = None) -> None:
+        entry = {"t": t, "wh": wh, "ex": ex}
+        if sec is not None:
+            entry["sec"] = sec
+        self.nvm.log_append(PROFILE_LOG, entry, PROFILE_LOG_CAPACITY)
         if not self._profile_loaded:
             self._load_profile()
             return
         self._profile_t.append(t)
         self._profile_wh.append(wh)
         self._profile_ex.append(ex)
+        self._profile_sec.append(sec or 0)
         extra = len(self._profile_t) - PROFILE_LOG_CAPACITY
         if extra > 0:
-            del self._profile_t[:extra], self._profile_wh[:extra], self._profile_ex[:extra]
+            del self._profile_t[:extra], self._profile_wh[:extra], self._profile_ex[:extra], self._profile_sec[:extra]
         self.nvm.on_rollback(self._load_profile)
 
     def profile(self, start: float | None = None, end: float | None = None) -> list[tuple[int, int, int]]:
@@ -586,6 +608,15 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         lo = 0 if start is None else bisect.bisect_left(ts, start)
         hi = len(ts) if end is None else bisect.bisect_right(ts, end)
         return [(ts[i], self._profile_wh[i], self._profile_ex[i]) for i in range(lo, hi)]
+
+    def secondary_profile(self, start: float | None = None, end: float | None = None) -> list[tuple[int, int]]:
+        """The second element's half-hourly entries (capture time, Wh), as `profile`."""
+        if not self._profile_loaded:
+            self._load_profile()
+        ts = self._profile_t
+        lo = 0 if start is None else bisect.bisect_left(ts, start)
+        hi = len(ts) if end is None else bisect.bisect_right(ts, end)
+        return [(ts[i], self._profile_sec[i]) for i in range(lo, hi)]
 
     def daily_log(self) -> list[dict]:
         return self.nvm.log_entries(DAILY_LOG)
@@ -601,6 +632,12 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
             if self.export_model is not None:
                 acc_ex += self.export_model.energy_wh(m["acc_t"], now)
         partial = int(math.floor(acc_wh + 0.5))
+        secondary = reg.get("secondary_wh", 0)
+        if self.secondary_model is not None:
+            acc_sec = m.get("acc_sec", 0.0)
+            if self._supply_state() == SUPPLY_ENABLED and now > m["acc_t"]:
+                acc_sec += self.secondary_model.energy_wh(m["acc_t"], now)
+            secondary += int(math.floor(acc_sec + 0.5))
         return {
             "import_wh": reg["import_wh"] + partial,
             "export_wh": reg["export_wh"] + int(math.floor(acc_ex + 0.5)),
@@ -610,6 +647,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
             "power_w": self.power_w(),
             "current_day_wh": reg["import_wh"] + partial - reg["day_start_wh"],
             "previous_day_wh": reg["previous_day_wh"],
+            "secondary_wh": secondary,
             "last_period": m["last_period"],
         }
 
@@ -686,9 +724,10 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         except (AttributeError, IndexError, TypeError, ValueError):
             return 0, 0, {}
 
-    def unit_price_pence(self, tier: int) -> float:
-        """Price per kWh of a TOU tier in pence, from the active unit charge."""
-        cs, ps, table = self._charge_table(OBIS.UNIT_CHARGE)
+    def unit_price_pence(self, tier: int, charge: CosemObjectId = OBIS.UNIT_CHARGE) -> float:
+        """Price per kWh of a TOU tier in pence, from the active unit charge (the secondary
+        element's: `charge=OBIS.UNIT_CHARGE_SECONDARY`)."""
+        cs, ps, table = self._charge_table(charge)
         charge = table.get(bytes((tier,)), 0)
         return charge * 10.0 ** ps * 100.0 * 1000.0 / 10.0 ** cs
 
@@ -849,8 +888,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         r = self.registers()
         values = [Data.double_long_unsigned(r["import_wh"] & 0xFFFFFFFF), _SCALER_UNIT_WH,
                   Data.double_long_unsigned(r["reactive_varh"] & 0xFFFFFFFF), _SCALER_UNIT_VARH]
-        if self.twin:  # the secondary element's import register [O RTDS ECS17b TWIN]; the model feeds only the primary [I]
-            values.append(Data.double_long_unsigned(0))
+        if self.twin:  # the secondary element's import register [O RTDS ECS17b TWIN]
+            values.append(Data.double_long_unsigned(r["secondary_wh"] & 0xFFFFFFFF))
         return Data.structure(*values)
 
     def _get_power(self) -> Data:
@@ -869,8 +908,9 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
     def _profile_buffer(self, bounds: tuple[float, float] | None) -> Data:
         rows = self.profile(*bounds) if bounds else self.profile()
         if self.twin:  # secondary element column [O RTDS ECS22b TWIN]
+            sec = dict(self.secondary_profile(*bounds) if bounds else self.secondary_profile())
             return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED),
-                                 [(cosem.t2000(t), wh & 0xFFFFFFFF, 0) for t, wh, _ex in rows])
+                                 [(cosem.t2000(t), wh & 0xFFFFFFFF, sec.get(t, 0) & 0xFFFFFFFF) for t, wh, _ex in rows])
         return compact_array(cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED),
                              [(cosem.t2000(t), wh & 0xFFFFFFFF) for t, wh, _ex in rows])
 

@@ -35,7 +35,11 @@ bit n of the 512-bit mask stands for event code 0x8000 + n, and a SET bit turns 
 for that event [I: no source gives the meaning; the factory masks are all zeros and a factory-fresh
 ESME must send every mandated alert, and the RTDS ECS25a/a2/a3 commands set only a handful of bits
 (pairs 0x100 apart), which fits "exceptions to the default" and not "the only events enabled"].
-Critical alerts (0x8Fxx) are always sent and logged.
+Critical alerts (0x8Fxx) are always sent and logged. The network operator's masks (ECS25b: alerts
+sent, ECS25b3: events logged) work the same way and either party's set bit turns the behaviour off
+[I: GBCS gives each configurable alert an owner role; the sources at hand do not say which, so the
+ESME honours both parties' exceptions rather than guess]. Events shown on HAN devices (ECS25a1)
+are kept in `han_events` and served to the IHD through the ZCL Events cluster (`meter.esme_zcl`).
 """
 from __future__ import annotations
 
@@ -99,12 +103,13 @@ _PHYSICAL: dict[str, tuple[int, int | None, str]] = {
     "unauthorised-access": (AlertCode.UNAUTHORISED_COMMUNICATION_ACCESS_ATTEMPTED, None,
                             "unauthorised communication attempted on a local port"),
 }
-# behaviour -> its ECS25* object (meter.esme_objects)
-BEHAVIOUR_OBJECTS: dict[str, CosemObjectId] = {
-    "send": OBIS.ALERT_BEHAVIOURS_SUPPLIER,
-    "han": OBIS.EVENT_BEHAVIOURS_HAN,
-    "audible": OBIS.EVENT_BEHAVIOURS_AUDIBLE,
-    "log": OBIS.EVENT_BEHAVIOURS_LOG,
+# behaviour -> its ECS25* objects (meter.esme_objects): the supplier's mask, and the network
+# operator's where it has one (ECS25b, ECS25b3); either party's set bit turns the behaviour off [I]
+BEHAVIOUR_OBJECTS: dict[str, tuple[CosemObjectId, ...]] = {
+    "send": (OBIS.ALERT_BEHAVIOURS_SUPPLIER, OBIS.ALERT_BEHAVIOURS_NETWORK_OPERATOR),
+    "han": (OBIS.EVENT_BEHAVIOURS_HAN,),
+    "audible": (OBIS.EVENT_BEHAVIOURS_AUDIBLE,),
+    "log": (OBIS.EVENT_BEHAVIOURS_LOG, OBIS.EVENT_BEHAVIOURS_LOG_NETWORK_OPERATOR),
 }
 HAN_EVENTS = 16  # events kept for HAN devices to show [I]
 # The use cases whose content may set a measurement period (RMS voltage profile capture period,
@@ -218,15 +223,24 @@ class EsmeEvents:
         always are."""
         if not FIRST_CODE <= code <= LAST_CODE:
             return True
-        obj = BEHAVIOUR_OBJECTS[behaviour]
-        mask = self._tariff(obj, 2).value
-        data = mask.data if isinstance(mask, BitString) else b""
         bit = code - FIRST_CODE
-        return bit // 8 >= len(data) or not data[bit // 8] & (0x80 >> (bit % 8))
+        for obj in BEHAVIOUR_OBJECTS[behaviour]:
+            mask = self._tariff(obj, 2).value
+            data = mask.data if isinstance(mask, BitString) else b""
+            if bit // 8 < len(data) and data[bit // 8] & (0x80 >> (bit % 8)):
+                return False
+        return True
+
+    def log_event(self, code: Any, **detail: Any) -> dict | None:
+        """A configurable event (0x8000-0x81FF) goes into the event log only while its logging
+        behaviour (ECS25a3 / ECS25b3) is on; None when it is off."""
+        if isinstance(code, int) and not self.behaviour_enabled("log", code):
+            return None
+        return super().log_event(code, **detail)
 
     async def raise_alert(self, alert_code: int, **kw: Any) -> bytes | None:
         if self.behaviour_enabled("han", alert_code) and FIRST_CODE <= alert_code <= LAST_CODE:
-            self.han_events.append((self.clock.now(), alert_code))
+            self.han_events.append((self.device_now(), alert_code))
         if not self.behaviour_enabled("send", alert_code):
             if self.behaviour_enabled("log", alert_code):
                 self.log_event("alert_suppressed", alert_code=f"{alert_code:04X}")

@@ -1,7 +1,16 @@
-"""The ESME's state as ZigBee Smart Energy clusters (Basic, Metering, Price, Prepayment, Messaging):
-what the ZCL server an IHD or PPMID reads from the meter serves (`han.zcl_server`). Mixed into
-`meter.esme.Esme` (`EsmeZcl`); it reads the ESME's registers, tariff and prepayment state.
-ZCL cluster and attribute ids are the ZSE spec's numbers."""
+"""The ESME's state as ZigBee Smart Energy clusters (Basic, Metering, Price, Prepayment, Messaging,
+Events): what the ZCL server an IHD or PPMID reads from the meter serves (`han.zcl_server`). Mixed
+into `meter.esme.Esme` (`EsmeZcl`); it reads the ESME's registers, tariff and prepayment state.
+ZCL cluster and attribute ids are the ZSE spec's numbers.
+
+Events shown on HAN devices (ECS25a1) are answered to GetEventLog as the General Event Log (log
+id 3) with the GBCS event code as the ZSE event id, newest first, at most `HAN_EVENTS` of them [I:
+ZSE leaves the event ids of a log to the application; GBCS's mapping is not in the sources].
+
+Change of tenancy (ECS12, SRV 3.2): HAN devices see no consumption from before the tenancy date:
+the day and previous-day consumption attributes count only from the change of tenancy, and events
+logged before it are not shown [I: GBCS restricts the HAN's access to the previous tenant's data;
+the sources do not list the attributes, so every historical one that is served is restricted]."""
 from __future__ import annotations
 
 import math
@@ -13,10 +22,12 @@ from gbcs.usecases.ppmid import TopUpResult
 from gbcs.utrn import UtrnStatus
 from gbcs.zcl import Cluster, ClusterCommand, Status
 from gbhub.firmware import cosem
+from gbhub.firmware.clock import DAY
 
 from .esme_state import SUPPLY_ARMED, SUPPLY_DISABLED, SUPPLY_ENABLED, TOU_TIERS, clamp
 
 ZCL_SUPPLY_STATUS = {SUPPLY_DISABLED: 0, SUPPLY_ARMED: 1, SUPPLY_ENABLED: 2}  # ZSE Metering SupplyStatus
+HAN_EVENT_LOG = 3  # ZSE Log ID: General Event Log [I]
 _ACCEPTED = {SUPPLY_DISABLED: TopUpResult.ACCEPTED_SUPPLY_DISABLED, SUPPLY_ARMED: TopUpResult.ACCEPTED_SUPPLY_ARMED,
              SUPPLY_ENABLED: TopUpResult.ACCEPTED_SUPPLY_ENABLED}
 
@@ -34,6 +45,7 @@ class EsmeZcl:
             0x0700: self._zcl_price,
             0x0705: self._zcl_prepayment,
             0x0703: lambda: {},  # Messaging has commands only
+            0x0709: lambda: {},  # Events: GetEventLog only
         }
 
     def zcl_commands(self) -> dict[tuple[int, int], Callable[..., Any]]:
@@ -42,7 +54,31 @@ class EsmeZcl:
         return {
             (Cluster.PREPAYMENT, 0x04): self._zcl_consumer_top_up,  # ConsumerTopUp
             (Cluster.PREPAYMENT, 0x00): self._zcl_select_emergency_credit,  # SelectAvailableEmergencyCredit
+            (Cluster.EVENTS, 0x00): self._zcl_get_event_log,  # GetEventLog
         }
+
+    def _zcl_get_event_log(self, frame: Any, command: ClusterCommand) -> ClusterCommand | int:
+        """The events the ESME shows on HAN devices (module doc), filtered as GetEventLog asks:
+        log id (0 all), event id (0 all), start..end time (end 0: open), count (0 all), offset."""
+        log_id = command["event_control_log_id"] & 0x0F
+        wanted = command["event_id"]
+        start, end = command["start_time"], command["end_time"]
+        if end in (0, 0xFFFFFFFF):
+            end = 0xFFFFFFFE
+        tenancy = self.tenancy_start()
+        events = [(t, code) for t, code in reversed(self.han_events)
+                  if (tenancy is None or t >= tenancy) and (wanted in (0, code))
+                  and start <= (zcl_t := max(0, int(t) - cosem.EPOCH_2000)) <= end]
+        events = events[command["event_offset"]:]
+        if command["number_of_events"]:
+            events = events[:command["number_of_events"]]
+        if log_id not in (0, HAN_EVENT_LOG) or not events:
+            return Status.NOT_FOUND
+        return ClusterCommand.build(Cluster.EVENTS, "PublishEventLog", total_number_of_events=len(events),
+                                    command_index=0, total_commands=1, log_payload_control=len(events) & 0x0F,
+                                    events=[{"log_id": HAN_EVENT_LOG, "event_id": code & 0xFFFF,
+                                             "event_time": max(0, int(t) - cosem.EPOCH_2000), "event_data": b""}
+                                            for t, code in events])
 
     def _from_ppmid(self, frame: Any, command: ClusterCommand) -> bool:
         """Only a PPMID in the device log may top up or ask for emergency credit [I] (an IHD
@@ -71,12 +107,32 @@ class EsmeZcl:
             return Status.NOT_AUTHORIZED
         return Status.SUCCESS if self.activate_emergency_credit() else Status.FAILURE
 
+    def tenancy_start(self) -> float | None:
+        """The change of tenancy date-time (ECS12) once it has come (device time), else None."""
+        t = cosem.epoch_of(self._tariff(OBIS.CHANGE_OF_TENANCY, 2))
+        return t if t is not None and t <= self.device_now() else None
+
+    def _since_tenancy(self, wh: int, day_start: float, tenancy: float | None) -> int:
+        """`wh` drawn in the day from `day_start` less what was drawn in it before the change of
+        tenancy (whole half hours, from the profile log)."""
+        if tenancy is None or tenancy <= day_start:
+            return wh
+        if tenancy >= day_start + DAY:
+            return 0
+        before = sum(e[1] for e in self.profile(day_start + 1, tenancy))
+        return max(0, wh - before)
+
     def _zcl_basic(self) -> dict[int, Any]:
         return {0x0000: 3, 0x0001: 1, 0x0003: 1, 0x0004: "gbhub", 0x0005: "gbhub ESME", 0x0007: 0x01,
                 0x4000: self.firmware_version.hex().upper()}
 
     def _zcl_metering(self) -> dict[int, Any]:
         r = self.registers()
+        tenancy = self.tenancy_start()
+        if tenancy is not None:  # SRV 3.2: nothing of the previous tenant's (module doc)
+            today = math.floor(self.device_now() / DAY) * DAY
+            r["current_day_wh"] = self._since_tenancy(r["current_day_wh"], today, tenancy)
+            r["previous_day_wh"] = self._since_tenancy(r["previous_day_wh"], today - DAY, tenancy)
         values: dict[int, Any] = {
             0x0000: r["import_wh"], 0x0001: r["export_wh"], 0x0014: ZCL_SUPPLY_STATUS[self._supply_state()],
             0x000E: 0,  # CurrentBlock: no block tariff in use

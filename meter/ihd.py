@@ -6,7 +6,9 @@ Metering 0x0702 (CurrentSummationDelivered, InstantaneousDemand, UnitOfMeasure, 
 Divisor, CurrentDayConsumptionDelivered, active tier/block), Price 0x0700 (the price of the
 active tier/block, else GetCurrentPrice → PublishPrice) and Prepayment 0x0705 (CreditRemaining),
 and keeps a `Display` model the tests and the CLI read. Its clock follows the CHF's Time
-cluster 0x000A (the HAN time server, FACTS §3.5) when the CHF serves it.
+cluster 0x000A (the HAN time server, FACTS §3.5) when the CHF serves it. Every `events_interval`
+seconds (default 60 [I]; 0: never) it also asks the ESME's Events cluster 0x0709 (GetEventLog) for
+the events the ESME shows on HAN devices (ECS25a1) and shows the newest in `Display.events`.
 
 The ESME only answers devices in its HAN device log (and the CHF only lets devices that are in
 its device log onto the HAN, FACTS §3.2), so an IHD not installed properly stays 'joining' or
@@ -22,7 +24,7 @@ from typing import Any, Mapping
 from gbhub.firmware.clock import DAY, Clock, to_datetime
 from gbhub.firmware.device import Device
 from gbhub.firmware.nvm import NvmView
-from gbcs.catalogue import DeviceType
+from gbcs.catalogue import DeviceType, alert_name
 from gbcs.codec import parse_eui
 from gbcs.zcl import ZCL_EPOCH, ClusterCommand, Status
 from gbhub.han.aps import HanError
@@ -40,6 +42,8 @@ TIME_CLUSTER = 0x000A
 PRICE_CLUSTER = 0x0700
 METERING_CLUSTER = 0x0702
 PREPAYMENT_CLUSTER = 0x0705
+EVENTS_CLUSTER = 0x0709
+EVENTS_SHOWN = 8  # newest events on the display [I]
 
 # Metering attributes (gbcs.zcl.ATTRIBUTES names)
 CURRENT_SUMMATION_DELIVERED = 0x0000
@@ -102,10 +106,13 @@ class Display:
     status: str = "joining"
     currency: int | None = None  # ISO 4217 numeric code, when the ESME gives it
     error: str | None = None  # why the last poll failed, if it did
+    events: tuple[tuple[float, int], ...] = ()  # (ESME time epoch s, GBCS event code), newest first
 
     def to_json(self) -> dict:
         out = {"type": "Display", **asdict(self)}
         out["updated_at"] = None if self.updated_at is None else to_datetime(self.updated_at).isoformat().replace("+00:00", "Z")
+        out["events"] = [{"time": to_datetime(t).isoformat().replace("+00:00", "Z"), "code": f"{code:04X}",
+                          "name": alert_name(code)} for t, code in self.events]
         return out
 
 
@@ -155,11 +162,14 @@ class Ihd(Device):
         response_timeout: float = 2.0,
         time_sync_interval: float = 3600.0,
         join_retry_interval: float = 15.0,
+        events_interval: float = 60.0,
         **device_options: Any,
     ) -> None:
         super().__init__(eui, clock=clock, nvm=nvm, **device_options)
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
+        if events_interval < 0:
+            raise ValueError("events_interval must be >= 0")
         self.han = han
         self.chf_eui = parse_eui(chf_eui)
         self.esme_eui = parse_eui(esme_eui)
@@ -172,6 +182,7 @@ class Ihd(Device):
         self.response_timeout = response_timeout
         self.time_sync_interval = time_sync_interval
         self.join_retry_interval = join_retry_interval
+        self.events_interval = float(events_interval)
         self.dispatch = ClusterDispatch()
         self.port: HanPort | None = None
         self.zcl: ZclClient | None = None
@@ -188,6 +199,8 @@ class Ihd(Device):
         self._model = Display(status="joining")
         self._last_reading: tuple[int, int] | None = None  # (local day, raw summation)
         self._price_command = True  # try GetCurrentPrice while it is not refused
+        self._events_command = True  # ask GetEventLog while it is not refused
+        self._events_read_at: float | None = None
 
     def on_power_off(self) -> None:
         if self.port is not None:
@@ -334,6 +347,9 @@ class Ihd(Device):
         update.update(await self._price(metering))
         update.update(await self._credit())
         self._model = replace(self._model, **update, updated_at=self.now(), error=None)
+        events = await self._events()  # after the readings are shown: a slow answer must not hold them
+        if events:
+            self._model = replace(self._model, **events)
 
     def _metering(self, values: Mapping[int, Any]) -> dict[str, Any] | None:
         raw = values.get(CURRENT_SUMMATION_DELIVERED)
@@ -436,6 +452,32 @@ class Ihd(Device):
         scaling = values.get(CURRENCY_SCALING_FACTOR)
         digits = scaling & 0x0F if isinstance(scaling, int) else 0
         return {"credit": credit / 10**digits if digits else float(credit)}
+
+    async def _events(self) -> dict[str, Any]:
+        """The ESME's events for HAN devices, when `events_interval` has passed (module doc)."""
+        now = self.clock.now()
+        if (not self.events_interval or not self._events_command
+                or (self._events_read_at is not None and now - self._events_read_at < self.events_interval)):
+            return {}
+        self._events_read_at = now
+        assert self.zcl is not None
+        ask = ClusterCommand.build(EVENTS_CLUSTER, "GetEventLog", event_control_log_id=0, event_id=0, start_time=0,
+                                   end_time=0xFFFFFFFF, number_of_events=EVENTS_SHOWN, event_offset=0)
+        try:
+            answer = await self.zcl.command(self.esme_eui, ask, dst_endpoint=self.esme_endpoint)
+        except ZclStatusError as exc:
+            if exc.status == Status.NOT_FOUND:
+                return {"events": ()}
+            if exc.status in (Status.UNSUP_CLUSTER_COMMAND, Status.UNSUPPORTED_CLUSTER):
+                self._events_command = False  # this ESME has no event log for HAN devices
+            return {}
+        except (ZclError, HanError) as exc:
+            log.debug("IHD %s: no events: %s", self.eui_hex, exc)
+            return {}
+        if answer is None or answer.name != "PublishEventLog":
+            return {}
+        events = [dict(e) for e in answer["events"]]
+        return {"events": tuple((e["event_time"] + _ZCL_EPOCH_S, e["event_id"]) for e in events)[:EVENTS_SHOWN]}
 
     # ------------------------------------------------------------------ display
     @property

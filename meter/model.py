@@ -8,7 +8,9 @@ the per-minute noise is a pure hash of (seed, minute)).
 
 Times are UTC epoch seconds (the device's own clock). The daily shape is a typical British
 domestic load [I]: a night base, a morning peak around 07:30 and a larger evening peak around
-18:30; `export=True` gives a generation curve instead (zero at night, a bell around solar noon).
+18:30; `export=True` gives a generation curve instead (zero at night, a bell around solar noon);
+`night=True` an off-peak load such as storage heaters charging 00:30-07:30 UTC [I] (what a twin
+element meter's second element measures).
 """
 from __future__ import annotations
 
@@ -47,10 +49,13 @@ class ConsumptionModel:
     peak_w: float = 2500.0
     export: bool = False
     noise: float = 0.25
+    night: bool = False
 
     def shape(self, t: float) -> float:
         """The noise-free curve in [0, 1] at time `t` (0 = base, 1 = peak)."""
         hour = (t % 86400.0) / 3600.0
+        if self.night:
+            return 1.0 if 0.5 <= hour < 7.5 else 0.0
         if self.export:
             return max(0.0, math.sin(math.pi * (hour - 6.0) / 13.0)) if 6.0 <= hour <= 19.0 else 0.0
         return min(1.0, 0.45 * _bump(hour, 7.5, 1.0) + 1.0 * _bump(hour, 18.5, 1.6) + 0.15 * _bump(hour, 13.0, 2.5))

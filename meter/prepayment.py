@@ -12,6 +12,8 @@ repays it in full ends the activation. A PPMID's ZSE ConsumerTopUp (PECS01) is `
 origin "ppmid"."""
 from __future__ import annotations
 
+from typing import Any
+
 from gbcs.catalogue import AlertCode, RemotePartyRole
 from gbcs.dlms import Data, DataType
 from gbcs.utrn import UtrnCheck, UtrnCounterCache, UtrnStatus, validate_utrn
@@ -39,9 +41,10 @@ class Prepayment:
     def credit_pence(self) -> float:
         return self._prepay()["credit"]
 
-    def _charge_energy(self, wh: int, tier: int, at: float) -> None:
+    def _charge_energy(self, wh: int, tier: int, at: float, **price: Any) -> None:
+        """Debit `wh` at the price of `tier` (`price`: which unit charge, where a meter has more)."""
         if wh and self._prepay()["mode"] == "prepayment":
-            self._debit(wh / 1000.0 * self.unit_price_pence(tier), at)
+            self._debit(wh / 1000.0 * self.unit_price_pence(tier, **price), at)
 
     def _charge_standing(self, at: float) -> None:
         if self._prepay()["mode"] == "prepayment":

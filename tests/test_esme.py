@@ -931,7 +931,7 @@ async def test_han_tunnel_carries_commands_and_responses(pki):
 async def test_zcl_attributes_are_live_and_encodable(rig):
     esme = rig.esme
     providers = esme.zcl_attributes()
-    assert set(providers) == {0x0000, 0x0702, 0x0700, 0x0705, 0x0703}
+    assert set(providers) == {0x0000, 0x0702, 0x0700, 0x0705, 0x0703, 0x0709}
     for cluster, provide in providers.items():
         for attr, value in provide().items():
             t = attribute_type(cluster, attr)

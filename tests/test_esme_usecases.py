@@ -239,3 +239,23 @@ async def test_configuration_hooks_follow_the_commands(premises):
     assert (await _send(p, "ECS27", "esme")).summary["values"]["load_limit_counter"] == 1
     assert (await _send(p, "ECS28b", "esme")).ok
     assert (await _send(p, "ECS27", "esme")).summary["values"]["load_limit_counter"] == 0
+
+
+@pytest.mark.premises(devices=[POLY], ihd=False, start="2026-01-05T00:00:00Z")
+async def test_twin_element_second_element_draws_its_own_energy(premises):
+    """The second element of a twin element meter measures an off-peak load (storage heating,
+    00:30-07:30 UTC by default): its register, profile column and daily log grow at night only."""
+    p = premises
+    esme = p.device("poly")
+    assert esme.secondary_model is not None and esme.secondary_model.night
+    await p.clock.advance(8 * 3600)  # 00:00 -> 08:00: the off-peak window
+    night = esme.registers()["secondary_wh"]
+    assert night > 15000  # ~7 h at ~3 kW
+    await p.clock.advance(8 * 3600)  # 08:00 -> 16:00: nothing on the second element
+    assert esme.registers()["secondary_wh"] - night < 100
+    r = await _send(p, "ECS17b")
+    assert r.ok
+    rows = esme.secondary_profile()
+    assert sum(wh for _t, wh in rows) == esme.registers()["secondary_wh"] - 0
+    await p.clock.advance(8 * 3600 + 60)  # past midnight: the daily log holds the second register
+    assert esme.daily_log()[-1]["secondary_wh"] >= night
