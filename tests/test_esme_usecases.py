@@ -17,7 +17,6 @@ POLY = {"type": "esme", "name": "poly", "options": {"variant": "twin-polyphase"}
 # use cases whose defaults cannot be sent as they are, and why
 NOT_BY_DEFAULT = {
     "CS01a": "needs a UTRN made for the head-end's UTRN counter (tests/test_e2e.py sends one)",
-    "ECS47e": "originated by a load controller (role 8): the premises' test PKI has none",
 }
 ESME_USE_CASES = sorted(n for n, d in usecases.USE_CASES.items()
                         if d.target == "esme" and d.build is not None and d.payload == "dlms" and n not in NOT_BY_DEFAULT)

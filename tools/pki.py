@@ -60,6 +60,7 @@ ROLE_CODES: dict[str, int] = {
     "acb": 4,
     "transitional_cos": 5,
     "wan_provider": 6,
+    "load_controller": 8,
 }
 DEFAULT_EUIS: dict[str, bytes] = {
     "recovery": bytes.fromhex("0247424830000001"),
@@ -68,6 +69,7 @@ DEFAULT_EUIS: dict[str, bytes] = {
     "wan_provider": bytes.fromhex("0247424830000007"),
     "supplier": bytes.fromhex("0247424830010000"),
     "network_operator": bytes.fromhex("0247424830020000"),
+    "load_controller": bytes.fromhex("0247424830010008"),
 }
 _COMMON_NAMES = {
     "recovery": "GBHUB RECOVERY",
@@ -76,6 +78,7 @@ _COMMON_NAMES = {
     "acb": "GBHUB ACB",
     "transitional_cos": "GBHUB TRANSITIONAL COS",
     "wan_provider": "GBHUB WAN PROVIDER",
+    "load_controller": "GBHUB LOAD CONTROLLER",
 }
 DEVICE_TYPES = ("esme", "gsme", "chf", "gpf", "ppmid", "ihd")
 
@@ -549,6 +552,7 @@ class Pki:
     acb = property(lambda self: self.eui_of("acb"))
     transitional_cos = property(lambda self: self.eui_of("transitional_cos"))
     wan_provider = property(lambda self: self.eui_of("wan_provider"))
+    load_controller = property(lambda self: self.eui_of("load_controller"))
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -133,7 +133,8 @@ def _mask_bits(d: Data) -> list[int]:
 
 def originator_of(use_case: str) -> str:
     """Who sends it: the supplier when its role may, else the network operator, else the DCC's
-    ACB on behalf of the supplier (as RTDS ECS39b/ECS50 are sent) [O; I for the others]."""
+    ACB on behalf of the supplier (as RTDS ECS39b/ECS50 are sent), else a load controller (ECS47e,
+    the only role DUIS allows it) [O; I for the others]."""
     roles = catalogue.allowed_remote_party_roles(catalogue.by_use_case(use_case).message_code)
     if catalogue.RemotePartyRole.SUPPLIER in roles:
         return "supplier"
@@ -141,6 +142,8 @@ def originator_of(use_case: str) -> str:
         return "network_operator"
     if catalogue.RemotePartyRole.ACCESS_CONTROL_BROKER in roles:
         return "acb"
+    if catalogue.RemotePartyRole.LOAD_CONTROLLER in roles:
+        return "load_controller"
     return "supplier"
 
 
