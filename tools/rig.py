@@ -105,6 +105,7 @@ class Rig:
     wan_port: int = 0
     wan_broker: str | None = None  # [wan] broker = "mqtt://HOST:PORT": the premises on an MQTT broker
     trace: Path | None = None
+    web_listen: str | None = None  # [web] listen = "[HOST:]PORT": the dashboard (tools/dashboard.py); off when None
     key_folders: list[Path] = field(default_factory=list)
     acb: bytes | None = None
     supplier: bytes | None = None
@@ -214,7 +215,7 @@ def load_rig(path: str | os.PathLike) -> Rig:
 
 
 def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
-    _check_keys(doc, {"data", "clock", "han", "wan", "keystore", "device", "commission"}, "rig")
+    _check_keys(doc, {"data", "clock", "han", "wan", "keystore", "device", "commission", "web"}, "rig")
     data = _path(doc["data"], base, "data") if "data" in doc else None
     rig = Rig(data=data, devices=[], source=source)
     rig.commission = doc.get("commission", True)
@@ -278,6 +279,17 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     if not 0.0 <= rig.han_loss < 1.0:
         raise RigError("[han] loss: must be in [0, 1)")
     rig.han_seed = _integer(han.get("seed", 0), "[han] seed")
+
+    web = doc.get("web", {})
+    _check_keys(web, {"listen"}, "[web]")
+    if "listen" in web:
+        from .dashboard import parse_listen
+
+        try:
+            parse_listen(web["listen"] if isinstance(web["listen"], str) else "")
+        except ValueError as exc:
+            raise RigError(f"[web] listen: {exc}") from None
+        rig.web_listen = web["listen"]
 
     wan = doc.get("wan", {})
     _check_keys(wan, {"host", "port", "trace", "broker"}, "[wan]")
