@@ -575,14 +575,22 @@ class Dashboard:
         sub = self.feed.subscribe()
         try:
             await response.write(b"retry: 2000\n\n")
+            idle = 0.0
             while not self._closing.is_set():
+                transport = request.transport
+                if transport is None or transport.is_closing():  # the browser left
+                    break
                 if not sub.events:
                     sub.ready.clear()
                     try:
-                        await asyncio.wait_for(sub.ready.wait(), 15.0)
+                        await asyncio.wait_for(sub.ready.wait(), 1.0)
                     except asyncio.TimeoutError:
-                        await response.write(b": keep-alive\n\n")
+                        idle += 1.0
+                        if idle >= 15.0:
+                            idle = 0.0
+                            await response.write(b": keep-alive\n\n")
                     continue
+                idle = 0.0
                 chunk = []
                 if sub.dropped:
                     chunk.append({"kind": "dropped", "count": sub.dropped})
@@ -590,7 +598,7 @@ class Dashboard:
                 while sub.events and len(chunk) < 100:
                     chunk.append(sub.events.popleft())
                 await response.write("".join(f"data: {_dumps(e)}\n\n" for e in chunk).encode())
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
         finally:
             self.feed.unsubscribe(sub)

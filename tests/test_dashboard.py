@@ -1,0 +1,251 @@
+"""The dashboard's HTTP side (tools/dashboard.py) on a real premises (the `premises` fixture) with a
+real aiohttp server and client: the token rule, sends and control requests, the bounded live feed,
+and bad input (400 with one line, never a traceback; hypothesis for the request parsers)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+aiohttp = pytest.importorskip("aiohttp", reason="gbhub[web] not installed (pip install aiohttp)")
+
+from gbhub.tools.control import ControlServer  # noqa: E402
+from gbhub.tools.dashboard import (  # noqa: E402
+    BadRequest, Dashboard, Subscriber, control_request, needs_token, parse_listen, send_request)
+
+JSON = "application/json"
+
+
+@pytest.fixture
+async def web(premises, tmp_path):
+    """The dashboard of the fixture premises on a free loopback port; yields (dashboard, session)."""
+    control = ControlServer(tmp_path, premises, asyncio.Event())
+    dashboard = Dashboard(premises, control, "127.0.0.1", 0)
+    await dashboard.start()
+    async with aiohttp.ClientSession(base_url=dashboard.url.rstrip("/")) as session:
+        yield dashboard, session
+    await dashboard.close()
+
+
+async def _post(session, path, body, **kw):
+    async with session.post(path, data=body if isinstance(body, (str, bytes)) else json.dumps(body),
+                            headers={"Content-Type": JSON, **kw.pop("headers", {})}, **kw) as r:
+        return r.status, await r.json(content_type=None)
+
+
+def test_parse_listen():
+    assert parse_listen("8080") == ("127.0.0.1", 8080)
+    assert parse_listen("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert parse_listen("[::1]:8080") == ("::1", 8080)
+    assert parse_listen("localhost:0") == ("localhost", 0)
+    for bad in ("", "x", "65536", "host:", "::1:80", "1.2.3.4:-1", "h:8o"):
+        with pytest.raises(ValueError):
+            parse_listen(bad)
+
+
+def test_token_needed_beyond_loopback(premises, tmp_path):
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert not needs_token(host)
+    for host in ("0.0.0.0", "::", "192.0.2.10", "gbhub.example"):
+        assert needs_token(host)
+    control = ControlServer(tmp_path, premises, asyncio.Event())
+    assert Dashboard(premises, control, "127.0.0.1", 0).token is None
+    token = Dashboard(premises, control, "0.0.0.0", 0).token
+    assert token and len(token) >= 24 and token != Dashboard(premises, control, "0.0.0.0", 0).token
+
+
+async def test_token_rule(premises, tmp_path):
+    """With a token every request without it is 401; `?token=` once sets a cookie that then
+    suffices; a bearer header works too; a wrong token is 401."""
+    control = ControlServer(tmp_path, premises, asyncio.Event())
+    dashboard = Dashboard(premises, control, "127.0.0.1", 0, token="s3cret-token")
+    await dashboard.start()
+    base = dashboard.url.rstrip("/")
+    try:
+        # unsafe: the jar keeps cookies of an IP address, as a browser does
+        async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            for path in ("/", "/static/app.js", "/api/status", "/api/usecases", "/api/feed", "/?token=wrong"):
+                async with s.get(path) as r:
+                    assert r.status == 401, path
+                    assert "token" in (await r.json())["error"]
+            status, doc = await _post(s, "/api/ctl", {"op": "wan", "up": False})
+            assert status == 401 and premises.bridge.link_enabled
+            async with s.get("/api/status", headers={"Authorization": "Bearer s3cret-token"}) as r:
+                assert r.status == 200 and (await r.json())["web"] == {"token_required": True}
+            async with s.get("/?token=s3cret-token") as r:
+                assert r.status == 200 and "gbhub premises" in await r.text()
+                assert r.cookies["gbhub_token"]["httponly"]
+            async with s.get("/api/status") as r:  # the cookie now
+                assert r.status == 200
+            status, doc = await _post(s, "/api/ctl", {"op": "wan", "up": False})
+            assert status == 200 and not premises.bridge.link_enabled
+        assert control.web == {"url": dashboard.url, "token": "s3cret-token"}  # what `gbhub status` shows
+    finally:
+        await dashboard.close()
+
+
+async def test_status_send_and_control(web, premises):
+    dashboard, s = web
+    async with s.get("/api/status") as r:
+        doc = await r.json()
+    assert {d["name"] for d in doc["devices"]} == {"chf", "gpf", "esme", "ihd", "gsme", "ppmid"}
+    esme = next(d for d in doc["devices"] if d["name"] == "esme")
+    assert esme["supply"] == "enabled" and esme["joined"] and "import_wh" in esme["registers"]
+    assert doc["controls"]["ppmid"]["utrn"] and "tamper" in doc["controls"]["esme"]["faults"]
+    assert len(doc["chf_device_log"]) == 4
+
+    async with s.get("/api/usecases") as r:
+        names = {u["use_case"]: u for u in await r.json()}
+    assert "ECS43" in names and "GCS32" in names and not names["ECS43"]["params"]
+    assert "PCS01" not in names  # a PPMID's own, not a head-end's
+
+    status, out = await _post(s, "/api/send", {"use_case": "ECS43"})
+    assert status == 200 and out["ok"] and out["valid"] and out["to"] == "esme"
+    assert out["response"]["signature"] == "valid" and premises.esme.supply_state == "disabled"
+    status, out = await _post(s, "/api/send", {"use_case": "ECS17b", "to": "esme", "params": {}})
+    assert status == 200 and out["ok"] and out["response"]["mac"] == "valid"
+
+    status, out = await _post(s, "/api/ctl", {"op": "wan", "up": False})
+    assert status == 200 and out["result"] == {"wan": "down"} and not premises.bridge.link_enabled
+    status, out = await _post(s, "/api/ctl", {"op": "wan", "up": True})
+    assert status == 200 and premises.bridge.link_enabled
+    status, out = await _post(s, "/api/ctl", {"op": "han", "eui": "ihd", "up": False})
+    assert status == 200 and out["result"]["han"] == "down"
+    await _post(s, "/api/ctl", {"op": "han", "eui": "ihd", "up": True})
+    status, out = await _post(s, "/api/ctl", {"op": "fault", "eui": "esme", "kind": "voltage", "args": ["250"]})
+    assert status == 200, out
+    async with s.get("/api/status") as r:
+        assert next(d for d in (await r.json())["devices"] if d["name"] == "esme")["voltage"] == 250
+
+
+BAD = [
+    ("/api/ctl", "not json"),
+    ("/api/ctl", "[1, 2]"),
+    ("/api/ctl", {"op": "stop"}),
+    ("/api/ctl", {"op": "status"}),
+    ("/api/ctl", {"op": "wan", "up": "yes"}),
+    ("/api/ctl", {"op": "han", "eui": "nosuchdevice", "up": True}),
+    ("/api/ctl", {"op": "press", "eui": 12}),
+    ("/api/ctl", {"op": "press", "eui": "chf"}),
+    ("/api/ctl", {"op": "utrn", "eui": "ppmid", "utrn": "12ab"}),
+    ("/api/ctl", {"op": "alert", "eui": "esme", "code": "NOT_AN_ALERT"}),
+    ("/api/ctl", {"op": "alert", "eui": "esme", "code": "0x8F3F", "count": 10**9}),
+    ("/api/ctl", {"op": "fault", "eui": "esme", "kind": "nosuchfault"}),
+    ("/api/ctl", {"op": "fault", "eui": "esme", "kind": "voltage", "args": ["lots"]}),
+    ("/api/ctl", {"op": "fault", "eui": "esme", "kind": "voltage", "args": [{"a": 1}]}),
+    ("/api/ctl", {"op": "fault", "eui": "esme", "kind": "voltage", "args": ["250"], "phase": 7}),
+    ("/api/ctl", {"op": "emergency-credit", "eui": "ihd", "fuel": "coal"}),
+    ("/api/send", {}),
+    ("/api/send", {"use_case": "NOPE"}),
+    ("/api/send", {"use_case": "ECS43", "to": "nosuchdevice"}),
+    ("/api/send", {"use_case": "ECS17b", "params": ["start"]}),
+    ("/api/send", {"use_case": "ECS22b", "params": {"start": "yesterday-ish"}}),
+    ("/api/send", {"use_case": "CS06", "params": ["image=@/etc/passwd"]}),
+    ("/api/send", {"use_case": "ECS43", "params": {"x": [1]}}),
+    ("/api/send", {"use_case": "ECS43", "params": 5}),
+    ("/api/send", {"use_case": "GCS53"}),  # an alert: nothing to send
+]
+
+
+async def test_bad_input_is_400_with_one_line(web, premises):
+    dashboard, s = web
+    for path, body in BAD:
+        status, doc = await _post(s, path, body)
+        assert status == 400, (path, body, doc)
+        assert isinstance(doc["error"], str) and "\n" not in doc["error"] and "Traceback" not in doc["error"]
+    async with s.post("/api/ctl", data=json.dumps({"op": "wan", "up": False}), headers={"Content-Type": "text/plain"}) as r:
+        assert r.status == 415  # a form another site could post without a preflight
+    status, doc = await _post(s, "/api/ctl", {"op": "wan", "up": False}, headers={"Origin": "http://evil.example"})
+    assert status == 403
+    async with s.post("/api/send", data=b"x" * (200 * 1024), headers={"Content-Type": JSON}) as r:
+        assert r.status == 413
+    assert premises.bridge.link_enabled and premises.esme.supply_state == "enabled"  # nothing changed
+
+
+async def test_feed_bounded_per_browser(premises, tmp_path):
+    """A browser that does not read loses the oldest events, never memory, and is told how many."""
+    control = ControlServer(tmp_path, premises, asyncio.Event())
+    dashboard = Dashboard(premises, control, "127.0.0.1", 0, queue=5)
+    await dashboard.start()
+    try:
+        async with aiohttp.ClientSession(base_url=dashboard.url.rstrip("/")) as s:
+            async with s.get("/api/feed") as r:
+                assert r.headers["Content-Type"].startswith("text/event-stream")
+                assert (await r.content.readuntil(b"\n\n")).startswith(b"retry:")
+                assert len(dashboard.feed.subscribers) == 1
+                for i in range(50):  # all before the server's handler runs again
+                    dashboard.feed.publish({"kind": "test", "n": i})
+                (sub,) = dashboard.feed.subscribers
+                assert len(sub.events) == 5 and sub.dropped == 45
+                first = json.loads((await r.content.readuntil(b"\n\n"))[6:])
+                assert first == {"kind": "dropped", "count": 45}
+                got = [json.loads((await r.content.readuntil(b"\n\n"))[6:])["n"] for _ in range(5)]
+                assert got == [45, 46, 47, 48, 49]
+                # a real exchange shows up decoded, with verdicts
+                await premises.send("ECS17b")
+                seen = []
+                while not any(e.get("kind") == "wan" and e.get("cra") == "response" for e in seen):
+                    seen.append(json.loads((await asyncio.wait_for(r.content.readuntil(b"\n\n"), 10))[6:]))
+                wan = [e for e in seen if e["kind"] == "wan"]
+                assert wan[0]["dir"] == "down" and wan[0]["use_case"] == "ECS17b" and wan[0]["mac"] == "valid"
+                assert wan[0]["originator"] == "supplier" and wan[0]["recipient"] == "esme"
+                assert any(e["kind"] == "han" and e.get("use_case") == "ECS17b" for e in seen)
+        for _ in range(100):  # the browser left: the taps are off again
+            if not dashboard.feed.subscribers:
+                break
+            await asyncio.sleep(0.02)
+        assert not dashboard.feed.subscribers and not premises.bridge._observers
+    finally:
+        await dashboard.close()
+
+
+def test_subscriber_queue_is_bounded():
+    sub = Subscriber(3)
+    for i in range(10):
+        sub.put({"n": i})
+    assert [e["n"] for e in sub.events] == [7, 8, 9] and sub.dropped == 7
+
+
+# ---------------------------------------------------------------------------- property tests
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                     max_leaves=12)
+_ops = st.sampled_from(["wan", "han", "press", "utrn", "emergency-credit", "alert", "fault", "stop", None, 3])
+_keys = st.sampled_from(["op", "eui", "up", "utrn", "fuel", "code", "count", "rate", "kind", "args", "phase", "seconds"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_json, st.dictionaries(_keys, _json, max_size=8).flatmap(
+    lambda d: _ops.map(lambda op: {**d, "op": op}))))
+def test_control_request_parser_never_crashes(body):
+    try:
+        req = control_request(body)
+    except BadRequest as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert req["op"] in ("wan", "han", "press", "utrn", "emergency-credit", "alert", "fault")
+    json.dumps(req)  # what the control channel takes: plain JSON
+
+
+_uc = st.sampled_from(["ECS43", "ECS17b", "ECS22b", "CS06", "GCS32", "NOPE", "", "x" * 40])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_json, st.fixed_dictionaries({"use_case": _uc | _json}, optional={"to": _json, "params": _json})))
+def test_send_request_parser_never_crashes(body):
+    from gbhub.tools.client import _definition, _params
+    from gbhub.tools.inputs import UsageError
+
+    try:
+        use_case, to, items = send_request(body)
+    except BadRequest as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert all(isinstance(i, str) and "=" in i and not i.partition("=")[2].strip().startswith("@") for i in items)
+    try:  # then what `gbhub send` does with the same words: a usage error at worst
+        _params(_definition(use_case), items)
+    except UsageError:
+        pass
