@@ -13,7 +13,8 @@ aiohttp = pytest.importorskip("aiohttp", reason="gbhub[web] not installed (pip i
 
 from gbhub.tools.control import ControlServer  # noqa: E402
 from gbhub.tools.dashboard import (  # noqa: E402
-    BadRequest, Dashboard, Subscriber, control_request, needs_token, parse_listen, send_request)
+    BadRequest, Dashboard, Subscriber, control_request, needs_token, send_request)
+from gbhub.tools.rig import parse_listen  # noqa: E402
 
 JSON = "application/json"
 
@@ -43,6 +44,24 @@ def test_parse_listen():
     for bad in ("", "x", "65536", "host:", "::1:80", "1.2.3.4:-1", "h:8o"):
         with pytest.raises(ValueError):
             parse_listen(bad)
+
+
+def test_rig_key_and_flag(tmp_path):
+    import subprocess
+    import sys
+
+    from gbhub.tools.rig import RigError, parse_rig
+
+    assert parse_rig({"web": {"listen": "0.0.0.0:8080"}}, tmp_path).web_listen == "0.0.0.0:8080"
+    assert parse_rig({"web": {"listen": 8080}}, tmp_path).web_listen == "8080"
+    assert parse_rig({}, tmp_path).web_listen is None  # off by default
+    for bad in ({"listen": "nope"}, {"listen": True}, {"listen": 70000}, {"port": "8080"}):
+        with pytest.raises(RigError, match=r"\[web\]"):
+            parse_rig({"web": bad}, tmp_path)
+    out = subprocess.run([sys.executable, "-m", "gbhub", "run", "--data", str(tmp_path / "d"), "--web", "host:port"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--web" in out.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def test_token_needed_beyond_loopback(premises, tmp_path):

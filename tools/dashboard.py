@@ -44,6 +44,7 @@ from typing import Any
 from gbcs.codec import DecodeError, eui_hex
 
 from .inputs import Failure, UsageError
+from .rig import parse_listen
 
 log = logging.getLogger("gbhub.web")
 
@@ -58,22 +59,6 @@ MAX_PARAMS = 64
 
 class BadRequest(ValueError):
     """A request the dashboard refuses with 400 (the message is one line for the user)."""
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`[HOST:]PORT` (`8080`, `0.0.0.0:8080`, `[::1]:8080`) -> (host, port); host 127.0.0.1 when
-    not given. ValueError otherwise."""
-    t = str(text).strip()
-    host, sep, port = t.rpartition(":")
-    if not sep:
-        host = ""
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{text!r}: an IPv6 host goes in brackets, [::1]:8080")
-    if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"{text!r}: expected [HOST:]PORT with PORT 0..65535")
-    return host or "127.0.0.1", int(port)
 
 
 def needs_token(host: str) -> bool:
@@ -635,21 +620,36 @@ def use_cases(types: set[str]) -> list[dict]:
     return out
 
 
-async def start_dashboard(listen: str, premises, control) -> Dashboard:
-    """`gbhub run --web`: serve the dashboard and say where (and the token) on stderr."""
+async def serve(rig, premises, control) -> Dashboard | None:
+    """`gbhub run` with `--web` or `[web] listen` (a `run.SERVICES` entry): serve the dashboard once
+    the premises is ready and say where (with the token, when one is needed) on stderr."""
     import sys
 
-    host, port = parse_listen(listen)
+    if rig.web_listen is None:
+        return None
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        raise Failure("the web dashboard needs aiohttp: pip install 'gbhub[web]'") from None
+    host, port = parse_listen(rig.web_listen)
     dashboard = Dashboard(premises, control, host, port)
     try:
         url = await dashboard.start()
     except OSError as exc:
         from .datafolder import DataFolderError
 
-        raise DataFolderError(f"web dashboard {listen}: {exc.strerror or exc}") from None
+        raise DataFolderError(f"web dashboard {rig.web_listen}: {exc.strerror or exc}") from None
     if dashboard.token is not None:
         print(f"gbhub: dashboard on {url}?token={dashboard.token} (token required: bound beyond loopback)",
               file=sys.stderr, flush=True)
     else:
         print(f"gbhub: dashboard on {url}", file=sys.stderr, flush=True)
     return dashboard
+
+
+def register(sub) -> None:
+    """`gbhub run --web` is run's option (tools/run.py); the dashboard joins `gbhub run` here."""
+    from . import run
+
+    if serve not in run.SERVICES:
+        run.SERVICES.append(serve)

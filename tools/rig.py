@@ -203,6 +203,22 @@ def _check_keys(table: dict, allowed: set[str], where: str) -> None:
         raise RigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})")
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """`[HOST:]PORT` (`8080`, `0.0.0.0:8080`, `[::1]:8080`; `--web`, `[web] listen`) -> (host,
+    port); host 127.0.0.1 when not given. ValueError otherwise."""
+    t = str(text).strip()
+    host, sep, port = t.rpartition(":")
+    if not sep:
+        host = ""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: an IPv6 host goes in brackets, [::1]:8080")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{text!r}: expected [HOST:]PORT with PORT 0..65535")
+    return host or "127.0.0.1", int(port)
+
+
 def load_rig(path: str | os.PathLike) -> Rig:
     path = Path(path)
     try:
@@ -283,13 +299,14 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     web = doc.get("web", {})
     _check_keys(web, {"listen"}, "[web]")
     if "listen" in web:
-        from .dashboard import parse_listen
-
+        listen = web["listen"]
+        if isinstance(listen, int) and not isinstance(listen, bool):
+            listen = str(listen)  # listen = 8080
         try:
-            parse_listen(web["listen"] if isinstance(web["listen"], str) else "")
+            parse_listen(listen if isinstance(listen, str) else "")
         except ValueError as exc:
             raise RigError(f"[web] listen: {exc}") from None
-        rig.web_listen = web["listen"]
+        rig.web_listen = listen
 
     wan = doc.get("wan", {})
     _check_keys(wan, {"host", "port", "trace", "broker"}, "[wan]")

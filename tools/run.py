@@ -93,7 +93,7 @@ def cmd_run(args) -> int:
     if getattr(args, "pcap", None):
         rig.han_pcap = Path(args.pcap)
     if getattr(args, "web", None):
-        from gbhub.tools.dashboard import parse_listen
+        from gbhub.tools.rig import parse_listen
 
         try:
             parse_listen(args.web)
@@ -200,7 +200,7 @@ def _start(rig, args) -> int:
         else:
             _check_broker(rig.wan_broker)
         if rig.web_listen is not None:
-            from gbhub.tools.dashboard import parse_listen
+            from gbhub.tools.rig import parse_listen
 
             _check_port(*parse_listen(rig.web_listen), what="dashboard")
         resumed = df.commissioned(data)
@@ -246,6 +246,12 @@ def _log_file(data: Path, verbose: bool) -> logging.Handler:
     return handler
 
 
+#: What runs beside a premises in `gbhub run`: `await start(rig, premises, control)` once it is
+#: ready -> an object with `await close()` (closed before the premises stops), or None. The web
+#: dashboard adds itself (tools/dashboard.py, wired by cli.py), so run.py never imports it.
+SERVICES: list = []
+
+
 async def _run(rig, args, resumed: bool) -> int:
     from gbhub.tools.control import ControlServer
     from gbhub.tools.datafolder import mark_manifest
@@ -261,14 +267,14 @@ async def _run(rig, args, resumed: bool) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     control = ControlServer(rig.data, premises, stop)
-    dashboard = None
+    services = []
     try:
         await premises.start(listen_when_ready=True)
         control.start()
-        if rig.web_listen is not None:
-            from gbhub.tools.dashboard import start_dashboard
-
-            dashboard = await start_dashboard(rig.web_listen, premises, control)
+        for start in SERVICES:
+            service = await start(rig, premises, control)
+            if service is not None:
+                services.append(service)
         m = premises.manifest()
         print(f"gbhub: premises {'resumed' if resumed else 'commissioned'}", flush=True)
         if rig.wan_broker is not None:
@@ -298,8 +304,8 @@ async def _run(rig, args, resumed: bool) -> int:
                 print("gbhub: " + json.dumps(premises.status()), flush=True)
     finally:
         print("gbhub: stopping", flush=True)
-        if dashboard is not None:
-            await dashboard.close()
+        for service in reversed(services):
+            await service.close()
         await control.close()
         try:
             await premises.stop()
