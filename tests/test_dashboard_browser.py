@@ -112,7 +112,7 @@ def test_dashboard_in_chromium_opens_load_switch(demo, browser):
     wait.until(lambda d: any("ECS43" in li.text and "sig valid" in li.text and "⬆" in li.text
                              for li in d.find_elements(By.CSS_SELECTOR, "#feed li.wan")))
     assert any("ECS43" in li.text for li in browser.find_elements(By.CSS_SELECTOR, "#feed li.han"))
-    assert "ECS43 → esme: ok" in browser.find_element(By.ID, "message").text
+    wait.until(lambda d: "ECS43 → esme: ok" in d.find_element(By.ID, "message").text)  # the verified response
 
     # a `gbhub ctl` button: the WAN link cut and restored, as the status shows it
     browser.find_element(By.ID, "wan-down").click()
