@@ -13,7 +13,7 @@ aiohttp = pytest.importorskip("aiohttp", reason="gbhub[web] not installed (pip i
 
 from gbhub.tools.control import ControlServer  # noqa: E402
 from gbhub.tools.dashboard import (  # noqa: E402
-    BadRequest, Dashboard, Subscriber, control_request, needs_token, send_request)
+    BadRequest, Dashboard, Subscriber, control_request, describe, needs_token, send_request, tunnelled_message)
 from gbhub.tools.rig import parse_listen  # noqa: E402
 
 JSON = "application/json"
@@ -268,3 +268,31 @@ def test_send_request_parser_never_crashes(body):
         _params(_definition(use_case), items)
     except UsageError:
         pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 0xFFFF))
+def test_feed_decoders_never_crash(payload, cluster):
+    """What the feed decodes comes off the air or the WAN: any bytes give a description or None."""
+    from gbhub.han.aps import TUNNELING_CLUSTER, ApsFrame
+
+    for c in (cluster, TUNNELING_CLUSTER):
+        message = tunnelled_message(ApsFrame(bytes(8), bytes(8), 1, 1, c, payload))
+        assert message is None or isinstance(message, bytes)
+    out = describe(payload, None, None, {})
+    assert "error" in out or out["message_code"]
+    json.dumps(out)
+
+
+def test_feed_describes_a_real_exchange(premises):
+    """tunnelled_message + describe on frames built as the HAN carries them."""
+    from gbcs.hgrp import Direction, Raw, transfer_data_frame
+    from gbhub.han.aps import TUNNELING_CLUSTER, ApsFrame
+
+    _, _, frame = premises.headend.build_use_case("ECS17b", recipient=premises.esme.eui, params={})
+    aps = ApsFrame(premises.chf.eui, premises.esme.eui, 1, 1, TUNNELING_CLUSTER,
+                   transfer_data_frame(Direction.CLIENT_TO_SERVER, 1, 0, Raw(frame).encode()))
+    assert tunnelled_message(aps) == frame
+    identity = premises.identity
+    out = describe(frame, identity.keystore, identity.acb, {premises.esme.eui: "esme"})
+    assert out["use_case"] == "ECS17b" and out["recipient"] == "esme" and out["mac"] == "valid"

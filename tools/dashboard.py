@@ -287,57 +287,65 @@ class Feed:
         frame = event.frame
         out = {"kind": "han", "time": self._time(), "from": self._name(frame.src), "to": self._name(frame.dst),
                "cluster": cluster_name(frame.cluster), "outcome": event.outcome}
-        message = self._tunnelled(frame)
+        message = tunnelled_message(frame)
         if message is not None:
             out.update(self.gbcs(message))
         self.publish(out)
 
-    @staticmethod
-    def _tunnelled(frame) -> bytes | None:
-        """The GBCS message a GB-HGRP TransferData carries, if this frame is one."""
-        from gbcs.hgrp import GetResponse, Put, Raw, TransferData, decode_tunnel_data, decode_tunnel_frame
-        from gbhub.han.aps import TUNNELING_CLUSTER
-
-        if frame.cluster != TUNNELING_CLUSTER:
-            return None
-        try:
-            command = decode_tunnel_frame(frame.payload).command
-            if not isinstance(command, TransferData):
-                return None
-            data = decode_tunnel_data(command.data)
-        except DecodeError:
-            return None
-        if isinstance(data, (Raw, Put, GetResponse)) and data.message:
-            return data.message
-        return None
-
     def gbcs(self, frame: bytes) -> dict:
-        """A GBCS frame as the feed shows it: use case, originator, recipient, verdicts; an alert's
-        code and name."""
-        from gbcs import catalogue
-        from gbcs.analyse import analyse
+        return describe(frame, self.keystore, self.acb, self._names)
 
-        try:
-            a = analyse(frame, self.keystore, self.acb, decode_content=True)
-        except DecodeError as exc:
-            return {"error": f"undecodable: {exc}", "bytes": len(frame)}
-        except Exception as exc:  # noqa: BLE001 - a frame the feed cannot show never stops the premises
-            return {"error": f"{type(exc).__name__}: {exc}", "bytes": len(frame)}
-        j = a.to_json()
-        out = {k: j.get(k) for k in ("use_case", "use_case_name", "message_code", "cra", "originator_counter", "mac",
-                                     "signature", "block_number")
-               if j.get(k) is not None}
-        out["originator"] = self._name(a.message.originator if a.message else a.block.originator)
-        out["recipient"] = self._name(a.message.recipient if a.message else a.block.recipient)
-        code = getattr(a.payload, "alert_code", None)
-        uc = a.use_case
-        if isinstance(code, int) or (uc is not None and uc.is_alert) or j.get("cra") == "alert":
-            out["alert"] = True
-            if isinstance(code, int):
-                out["alert_code"] = f"0x{code:04X}"
-                out["alert_name"] = catalogue.alert_name(code)
-        out["bytes"] = len(frame)
-        return out
+
+def tunnelled_message(frame) -> bytes | None:
+    """The GBCS message a GB-HGRP TransferData carries, if this frame is one."""
+    from gbcs.hgrp import GetResponse, Put, Raw, TransferData, decode_tunnel_data, decode_tunnel_frame
+    from gbhub.han.aps import TUNNELING_CLUSTER
+
+    if frame.cluster != TUNNELING_CLUSTER:
+        return None
+    try:
+        command = decode_tunnel_frame(frame.payload).command
+        if not isinstance(command, TransferData):
+            return None
+        data = decode_tunnel_data(command.data)
+    except DecodeError:
+        return None
+    if isinstance(data, (Raw, Put, GetResponse)) and data.message:
+        return data.message
+    return None
+
+
+def describe(frame: bytes, keystore, acb: bytes | None, names: dict[bytes, str]) -> dict:
+    """A GBCS frame (outside input) as the feed shows it: use case, originator, recipient (by
+    name when `names` has it), counter, verdicts; an alert's code and name; or `error`."""
+    from gbcs import catalogue
+    from gbcs.analyse import analyse
+
+    try:
+        a = analyse(frame, keystore, acb, decode_content=True)
+    except DecodeError as exc:
+        return {"error": f"undecodable: {exc}", "bytes": len(frame)}
+    except Exception as exc:  # noqa: BLE001 - a frame the feed cannot show never stops the premises
+        return {"error": f"{type(exc).__name__}: {exc}", "bytes": len(frame)}
+    m = a.message or a.block
+    uc = a.use_case
+    out: dict[str, Any] = {"use_case": uc.use_case if uc else None, "use_case_name": uc.name if uc else None,
+                           "message_code": f"{m.message_code:04X}", "cra": m.cra.name.lower(),
+                           "originator_counter": m.originator_counter,
+                           "originator": names.get(m.originator) or eui_hex(m.originator),
+                           "recipient": names.get(m.recipient) or eui_hex(m.recipient)}
+    if a.block is not None:
+        out["block_number"] = a.block.block_number
+    else:
+        out["mac"], out["signature"] = a.mac, a.signature
+    code = getattr(a.payload, "alert_code", None)
+    if isinstance(code, int) or (uc is not None and uc.is_alert) or out["cra"] == "alert":
+        out["alert"] = True
+        if isinstance(code, int):
+            out["alert_code"] = f"0x{code:04X}"
+            out["alert_name"] = catalogue.alert_name(code)
+    out["bytes"] = len(frame)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
