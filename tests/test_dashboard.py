@@ -114,6 +114,7 @@ async def test_status_send_and_control(web, premises):
     assert esme["supply"] == "enabled" and esme["joined"] and "import_wh" in esme["registers"]
     assert doc["controls"]["ppmid"]["utrn"] and "tamper" in doc["controls"]["esme"]["faults"]
     assert len(doc["chf_device_log"]) == 4
+    assert doc["displays"]["ihd"]["type"] == "Display"
 
     async with s.get("/api/usecases") as r:
         names = {u["use_case"]: u for u in await r.json()}

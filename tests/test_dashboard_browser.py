@@ -92,26 +92,29 @@ def browser(tmp_path):
 
 
 def test_dashboard_in_chromium_opens_load_switch(demo, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+    # the page redraws the devices' fields every second: an element read as it is replaced is retried
+    wait = WebDriverWait(browser, 60, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(demo)
     assert browser.title == "gbhub premises"
     for name in ("chf", "gpf", "esme", "gsme", "ihd", "ppmid"):
         wait.until(lambda d, n=name: d.find_elements(By.ID, f"dev-{n}"))
     supply = lambda d: d.find_element(By.CSS_SELECTOR, "#dev-esme .v-supply").text  # noqa: E731
     wait.until(lambda d: supply(d) == "enabled")
-    assert browser.find_element(By.CSS_SELECTOR, "#dev-esme .v-EUI").text == "02474248400000A0"
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#device-log tbody tr")) == 4  # ESME, GSME, PPMID, IHD
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#dev-esme .v-EUI").text == "02474248400000A0")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#device-log tbody tr")) == 4)  # ESME, GSME, PPMID, IHD
     wait.until(lambda d: d.find_element(By.ID, "feed-state").text == "live")
+    wait.until(lambda d: " W" in d.find_element(By.CSS_SELECTOR, "#dev-ihd .screen .big").text)  # the IHD's screen
 
     browser.find_element(By.ID, "esme-ECS43").click()
     wait.until(lambda d: supply(d) == "disabled")
     # the exchange went by in the live feed, decoded and verified: down the WAN, over the HAN, back up
     wait.until(lambda d: any("ECS43" in li.text and "sig valid" in li.text and "⬆" in li.text
                              for li in d.find_elements(By.CSS_SELECTOR, "#feed li.wan")))
-    assert any("ECS43" in li.text for li in browser.find_elements(By.CSS_SELECTOR, "#feed li.han"))
+    wait.until(lambda d: any("ECS43" in li.text for li in d.find_elements(By.CSS_SELECTOR, "#feed li.han")))
     wait.until(lambda d: "ECS43 → esme: ok" in d.find_element(By.ID, "message").text)  # the verified response
 
     # a `gbhub ctl` button: the WAN link cut and restored, as the status shows it

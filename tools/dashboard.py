@@ -471,7 +471,11 @@ class Dashboard:
         from .control import premises_status
 
         doc = premises_status(self.premises, self.control.started_at)
-        doc["controls"] = {name: device_controls(device) for name, device in self.premises.devices_by_name.items()}
+        devices = self.premises.devices_by_name
+        doc["controls"] = {name: device_controls(device) for name, device in devices.items()}
+        # what an IHD's screen shows, whole (the status above has its main figures)
+        doc["displays"] = {name: d.display.to_json() for name, d in devices.items()
+                           if hasattr(getattr(d, "display", None), "to_json")}
         doc["web"] = {"token_required": self.token is not None}
         return web.json_response(doc, dumps=_dumps)
 

@@ -127,6 +127,20 @@ function fill(c, d) {
   $("table.fields tbody", c).replaceWith(body);
 }
 
+function screen(c, disp) {
+  // an IHD's screen: what its display model holds (money in pence, as the meter gives it)
+  let box = $(".screen", c);
+  if (!box) { box = el("div", {class: "screen"}); $("table.fields", c).after(box); }
+  const pounds = (p) => (p === null || p === undefined) ? "—" : `£${(p / 100).toFixed(2)}`;
+  const num = (v, unit, digits = 3) => (v === null || v === undefined) ? "—" : `${(+v).toFixed(digits).replace(/\.?0+$/, "")} ${unit}`;
+  box.replaceChildren(
+    el("div", {class: "big", text: num(disp.instantaneous_demand_w, "W", 0)}),
+    el("div", {text: `today ${num(disp.today_import_kwh, "kWh")} · total ${num(disp.total_import_kwh, "kWh")}`}),
+    el("div", {text: `price ${num(disp.current_price, "p/kWh", 2)} · credit ${pounds(disp.credit)}`}),
+    el("div", {class: "small", text: `${disp.status}${disp.error ? ": " + disp.error : ""}` +
+                                     (disp.updated_at ? ` · read ${disp.updated_at.slice(11, 19)}` : "")}));
+}
+
 function render(s) {
   lastStatus = s;
   $("#clock").textContent = `premises time ${s.time.replace("T", " ").slice(0, 19)} · up ${Math.round(s.uptime_s)} s`;
@@ -138,6 +152,7 @@ function render(s) {
     let c = document.getElementById(`dev-${d.name}`);
     if (!c) { c = card(d, s.controls[d.name] || {}); box.append(c); }
     fill(c, d);
+    if (s.displays && s.displays[d.name]) screen(c, s.displays[d.name]);
   }
   const names = Object.fromEntries(s.devices.map(d => [d.eui, d.name]));
   const tb = el("tbody");
