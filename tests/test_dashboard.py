@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import urllib.error
+import urllib.request
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -297,3 +300,73 @@ def test_feed_describes_a_real_exchange(premises):
     identity = premises.identity
     out = describe(frame, identity.keystore, identity.acb, {premises.esme.eui: "esme"})
     assert out["use_case"] == "ECS17b" and out["recipient"] == "esme" and out["mac"] == "valid"
+
+
+# ---------------------------------------------------------------------------- HTTP fuzz
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, gbhub_identity):
+    """A dashboard on a premises running in its own thread's event loop, for synchronous
+    hypothesis tests over real HTTP; yields its URL."""
+    from gbhub.tools.premises import Premises
+    from gbhub.tools.rig import default_rig
+
+    box: dict = {}
+    ready = threading.Event()
+
+    async def main():
+        rig = default_rig(None)
+        rig.clock = "sim"
+        p = Premises(rig, tcp=False, sim=True, identity=gbhub_identity)
+        await p.start()
+        box["stop"] = asyncio.Event()
+        dashboard = Dashboard(p, ControlServer(tmp_path_factory.mktemp("ctl"), p, asyncio.Event()), "127.0.0.1", 0)
+        box["url"] = await dashboard.start()
+        box["loop"] = asyncio.get_running_loop()
+        ready.set()
+        try:
+            await box["stop"].wait()
+        finally:
+            await dashboard.close()
+            await p.stop()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    assert ready.wait(120), "premises did not start"
+    yield box["url"]
+    box["loop"].call_soon_threadsafe(box["stop"].set)
+    thread.join(60)
+
+
+def _http_post(url: str, body: bytes, content_type: str = JSON) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+_ctl_bodies = st.one_of(
+    _json.map(json.dumps),
+    st.dictionaries(_keys, _json, max_size=8).flatmap(lambda d: _ops.map(lambda op: json.dumps({**d, "op": op}))),
+    st.binary(max_size=64).map(lambda b: b.decode("latin-1")),
+)
+_send_bodies = st.one_of(
+    _json.map(json.dumps),
+    st.fixed_dictionaries({"use_case": st.text(max_size=20) | _json}, optional={"to": _json, "params": _json}).map(json.dumps),
+    st.binary(max_size=64).map(lambda b: b.decode("latin-1")),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.tuples(st.just("api/ctl"), _ctl_bodies), st.tuples(st.just("api/send"), _send_bodies)))
+def test_http_bad_input_is_400_never_a_traceback(served, case):
+    """Any body to the action endpoints: a JSON answer, 400 with one line for what is wrong, never
+    a 500 (a traceback would be one)."""
+    path, body = case
+    status, doc = _http_post(served + path, body.encode("utf-8", "surrogatepass"))
+    assert status in (200, 400, 502), (status, doc)
+    if status != 200:
+        assert isinstance(doc.get("error"), str) and "\n" not in doc["error"]

@@ -149,6 +149,8 @@ def control_request(body: Any) -> dict:
             raise BadRequest(f"code: {exc}") from None
         req["count"] = _number(body, "count", 1, 1, 1000, integer=True)
         req["rate"] = _number(body, "rate", 0.0, 0.0, 1000.0)
+        if req["rate"] and req["count"] / req["rate"] > 600:
+            raise BadRequest("count / rate: an alert storm from the page lasts at most 600 s")
     elif op == "fault":
         req["kind"] = _text(body, "kind", limit=32)
         args = body.get("args", [])
