@@ -182,6 +182,10 @@ async def test_bad_input_is_400_with_one_line(web, premises):
         assert r.status == 415  # a form another site could post without a preflight
     status, doc = await _post(s, "/api/ctl", {"op": "wan", "up": False}, headers={"Origin": "http://evil.example"})
     assert status == 403
+    async with s.get("/api/status", headers={"Host": "rebound.example:80"}) as r:  # DNS rebinding
+        assert r.status == 403
+    async with s.get("/api/status", headers={"Host": f"localhost:{dashboard.port}"}) as r:
+        assert r.status == 200
     async with s.post("/api/send", data=b"x" * (200 * 1024), headers={"Content-Type": JSON}) as r:
         assert r.status == 413
     assert premises.bridge.link_enabled and premises.esme.supply_state == "enabled"  # nothing changed

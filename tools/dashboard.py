@@ -18,7 +18,8 @@ trusted). Bound anywhere else, every request needs the token printed at start (s
 `gbhub status` under `web`): `?token=...` once (the answer sets an HttpOnly cookie), the cookie, or
 the header `Authorization: Bearer TOKEN`; without it 401. Actions are POSTs with a JSON body
 (`Content-Type: application/json`, so another web site cannot send them from a visitor's browser
-without a CORS preflight), and a request whose `Origin` is another site's is refused (403).
+without a CORS preflight), and a request whose `Origin` is another site's is refused (403); without
+a token only loopback names are accepted in `Host` (403 otherwise: DNS rebinding).
 
 Live feed: Server-Sent Events on `/api/feed`. Frames are decoded once, only while a browser watches;
 each browser has a bounded queue (`FEED_QUEUE` events): when it reads too slowly the oldest events
@@ -391,9 +392,8 @@ class Dashboard:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []  # the port bound when 0 was asked
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        if self._runner.addresses:  # the port bound when 0 was asked
+            self.port = self._runner.addresses[0][1]
         if self.control is not None:
             self.control.web = {"url": self.url, "token": self.token}
         return self.url
@@ -415,6 +415,15 @@ class Dashboard:
             given.append(auth[7:].strip())
         return any(isinstance(g, str) and hmac.compare_digest(g.encode(), self.token.encode()) for g in given if g)
 
+    def _host_allowed(self, request) -> bool:
+        """Without a token (loopback) only loopback names: a web page whose name a DNS trick
+        points at 127.0.0.1 gets nothing (DNS rebinding)."""
+        if self.token is not None:
+            return True
+        host = request.host or ""
+        name = host[1:host.find("]")] if host.startswith("[") else host.rpartition(":")[0] if ":" in host else host
+        return not needs_token(name)
+
     @staticmethod
     def _same_origin(request) -> bool:
         origin = request.headers.get("Origin")
@@ -429,6 +438,8 @@ class Dashboard:
             if not self._authorised(request):
                 return web.json_response({"error": "token required: open the URL gbhub run printed (…/?token=…) "
                                                    "or send Authorization: Bearer TOKEN"}, status=401)
+            if not self._host_allowed(request):
+                return web.json_response({"error": f"unexpected Host {request.host!r}: use {self.url}"}, status=403)
             if request.method == "POST":
                 if not self._same_origin(request):
                     return web.json_response({"error": "cross-site request refused"}, status=403)
