@@ -188,9 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.register(sub)
     utrn.register(sub)
     firmware.register(sub)
-    from . import radio
+    from . import dashboard, radio
 
     radio.register(sub)
+    dashboard.register(sub)
     return p
 
 

@@ -251,53 +251,73 @@ def summary_line(use_case: str, ok: bool, summary: dict) -> str:
 
 
 async def _send(args) -> int:
-    from gbcs.analyse import analyse
-    from gbhub.wan.bridge import WanClosed
-    from gbhub.wan.headend import CommandRejected, HeadEndError, MissingKey
-
     definition = _definition(args.use_case)
     params = _params(definition, args.params)
     headend, m = await _headend(args)
     try:
         recipient = _recipient(args, definition, m)
         args._manifest_keys = m.get("keys") or []
-        try:
-            _, command, frame = headend.build_use_case(definition.use_case, recipient=recipient, params=params,
-                                                       originator=_originator(args, headend))
-        except (ValueError, MissingKey) as exc:
-            raise UsageError(str(exc)) from None
-        log.info("send %s counter %d originator %s recipient %s", definition.use_case, command.originator_counter,
-                 eui_hex(command.originator), eui_hex(recipient))
         timeout, wake = _sleepy_wait(args, definition, m, recipient)
-        try:
-            exchange = asyncio.ensure_future(headend.exchange(command, frame, critical=definition.critical,
-                                                              timeout=timeout, verify=False))
-            if wake:  # once the Comms Hub holds the command: the GSME fetches it as it wakes
-                await asyncio.sleep(WAKE_AFTER_SEND)
-                await _press(args, recipient, exchange)
-            reply = await exchange
-        except CommandRejected as exc:
-            log.info("%s rejected: alert 0x%04X", definition.use_case, exc.code)
-            raise Failure(f"{definition.use_case} rejected by {eui_hex(exc.device)}: alert 0x{exc.code:04X} {exc.name}") from None
-        except WanClosed:
-            raise _closed(args) from None
-        except (HeadEndError, TimeoutError) as exc:
-            raise Failure(f"{type(exc).__name__}: {exc}") from None
-        result = headend.interpret(definition.use_case, reply)
-        log.info("%s answered: ok %s, mac %s, signature %s", definition.use_case, result.ok, reply.mac, reply.signature)
+        press = (lambda: _press(args, recipient)) if wake else None
+        result, reply = await send_command(headend, definition, params, recipient, timeout=timeout, press=press,
+                                           originator=_originator(args, headend), closed=lambda: _closed(args))
         if args.summary:
             print(summary_line(definition.use_case, result.ok, result.summary))
         else:
-            report = analyse(reply.raw, headend.keystore, headend.acb).to_json()
-            out = {"use_case": definition.use_case, "ok": result.ok, "summary": result.summary,
-                   "response": report if args.full else _brief(report)}
-            print(json.dumps(out, indent=2, default=str))
+            print(json.dumps(send_report(headend, definition.use_case, result, reply, full=args.full), indent=2, default=str))
         if not reply.valid:
             print(f"gbhub send: response failed verification (mac {reply.mac}, signature {reply.signature})", file=sys.stderr)
             return 1
         return 0 if result.ok else 1
     finally:
         await headend.close()
+
+
+async def send_command(headend, definition, params: dict, recipient: bytes, *, timeout: float | None,
+                       press=None, originator: bytes | None = None, closed=None):
+    """Build, send and verify one use case (`gbhub send`, the dashboard): (UseCaseReply, Reply).
+    `press`: a coroutine function that wakes a sleepy GSME once the hub holds the command.
+    Raises UsageError (cannot be built) or Failure (rejected, no answer, link closed)."""
+    from gbhub.wan.bridge import WanClosed
+    from gbhub.wan.headend import CommandRejected, HeadEndError, MissingKey
+
+    try:
+        _, command, frame = headend.build_use_case(definition.use_case, recipient=recipient, params=params,
+                                                   originator=originator)
+    except (ValueError, MissingKey) as exc:
+        raise UsageError(str(exc)) from None
+    log.info("send %s counter %d originator %s recipient %s", definition.use_case, command.originator_counter,
+             eui_hex(command.originator), eui_hex(recipient))
+    try:
+        exchange = asyncio.ensure_future(headend.exchange(command, frame, critical=definition.critical,
+                                                          timeout=timeout, verify=False))
+        if press is not None:  # once the Comms Hub holds the command: the GSME fetches it as it wakes
+            await asyncio.sleep(WAKE_AFTER_SEND)
+            try:
+                await press()
+            except BaseException:
+                exchange.cancel()
+                raise
+        reply = await exchange
+    except CommandRejected as exc:
+        log.info("%s rejected: alert 0x%04X", definition.use_case, exc.code)
+        raise Failure(f"{definition.use_case} rejected by {eui_hex(exc.device)}: alert 0x{exc.code:04X} {exc.name}") from None
+    except WanClosed:
+        raise (closed() if closed else Failure("the WAN connection closed without an answer")) from None
+    except (HeadEndError, TimeoutError) as exc:
+        raise Failure(f"{type(exc).__name__}: {exc}") from None
+    result = headend.interpret(definition.use_case, reply)
+    log.info("%s answered: ok %s, mac %s, signature %s", definition.use_case, result.ok, reply.mac, reply.signature)
+    return result, reply
+
+
+def send_report(headend, use_case: str, result, reply, *, full: bool = False) -> dict:
+    """What `gbhub send` prints: use case, ok, the interpreted summary, the decoded response."""
+    from gbcs.analyse import analyse
+
+    report = analyse(reply.raw, headend.keystore, headend.acb).to_json()
+    return {"use_case": use_case, "ok": result.ok, "summary": result.summary,
+            "response": report if full else _brief(report)}
 
 
 WAKE_AFTER_SEND = 0.3  # seconds between sending a command for a GSME and pressing its button (--wake)
@@ -323,13 +343,12 @@ def _sleepy_wait(args, definition, manifest: dict, recipient: bytes) -> tuple[fl
     return (None if args.timeout is None else args.timeout + wake), False
 
 
-async def _press(args, recipient: bytes, exchange: asyncio.Future) -> None:
+async def _press(args, recipient: bytes) -> None:
     from .control import ControlError, request
 
     try:
         await asyncio.to_thread(request, Path(args.data), {"op": "press", "eui": eui_hex(recipient)}, 10.0)
     except ControlError as exc:
-        exchange.cancel()
         raise Failure(f"--wake: {exc}") from None
 
 

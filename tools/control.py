@@ -118,6 +118,7 @@ class ControlServer:
         self.premises = premises
         self.stop = stop
         self.started_at = time.monotonic()
+        self.web: dict | None = None  # the dashboard's URL and token (tools/dashboard.py), shown in status
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -170,7 +171,10 @@ class ControlServer:
         p = self.premises
         log.info("control: %s", req)
         if op == "status":
-            return premises_status(p, self.started_at)
+            doc = premises_status(p, self.started_at)
+            if self.web is not None:
+                doc["web"] = self.web
+            return doc
         if op == "stop":
             self.stop.set()
             return {"stopping": True}

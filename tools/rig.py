@@ -105,6 +105,7 @@ class Rig:
     wan_port: int = 0
     wan_broker: str | None = None  # [wan] broker = "mqtt://HOST:PORT": the premises on an MQTT broker
     trace: Path | None = None
+    web_listen: str | None = None  # [web] listen = "[HOST:]PORT": the dashboard (tools/dashboard.py); off when None
     key_folders: list[Path] = field(default_factory=list)
     acb: bytes | None = None
     supplier: bytes | None = None
@@ -202,6 +203,22 @@ def _check_keys(table: dict, allowed: set[str], where: str) -> None:
         raise RigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})")
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """`[HOST:]PORT` (`8080`, `0.0.0.0:8080`, `[::1]:8080`; `--web`, `[web] listen`) -> (host,
+    port); host 127.0.0.1 when not given. ValueError otherwise."""
+    t = str(text).strip()
+    host, sep, port = t.rpartition(":")
+    if not sep:
+        host = ""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: an IPv6 host goes in brackets, [::1]:8080")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{text!r}: expected [HOST:]PORT with PORT 0..65535")
+    return host or "127.0.0.1", int(port)
+
+
 def load_rig(path: str | os.PathLike) -> Rig:
     path = Path(path)
     try:
@@ -214,7 +231,7 @@ def load_rig(path: str | os.PathLike) -> Rig:
 
 
 def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
-    _check_keys(doc, {"data", "clock", "han", "wan", "keystore", "device", "commission"}, "rig")
+    _check_keys(doc, {"data", "clock", "han", "wan", "keystore", "device", "commission", "web"}, "rig")
     data = _path(doc["data"], base, "data") if "data" in doc else None
     rig = Rig(data=data, devices=[], source=source)
     rig.commission = doc.get("commission", True)
@@ -278,6 +295,18 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     if not 0.0 <= rig.han_loss < 1.0:
         raise RigError("[han] loss: must be in [0, 1)")
     rig.han_seed = _integer(han.get("seed", 0), "[han] seed")
+
+    web = doc.get("web", {})
+    _check_keys(web, {"listen"}, "[web]")
+    if "listen" in web:
+        listen = web["listen"]
+        if isinstance(listen, int) and not isinstance(listen, bool):
+            listen = str(listen)  # listen = 8080
+        try:
+            parse_listen(listen if isinstance(listen, str) else "")
+        except ValueError as exc:
+            raise RigError(f"[web] listen: {exc}") from None
+        rig.web_listen = listen
 
     wan = doc.get("wan", {})
     _check_keys(wan, {"host", "port", "trace", "broker"}, "[wan]")

@@ -23,6 +23,9 @@ def register(sub) -> None:
     r.add_argument("--wan-host", metavar="HOST", help="TCP WAN address (default 127.0.0.1)")
     r.add_argument("--trace", metavar="FILE", help="append one JSON line per WAN frame")
     r.add_argument("--pcap", metavar="FILE", help="write all HAN traffic as a pcap for Wireshark (rig key [han] pcap)")
+    r.add_argument("--web", metavar="[HOST:]PORT",
+                   help="serve the web dashboard (127.0.0.1 unless HOST is given; beyond loopback it asks for the "
+                        "token printed at start); rig key [web] listen")
     r.add_argument("--speed", type=float, metavar="N", help="run the clock N times faster than real time")
     r.add_argument("--status-every", type=float, default=60.0, metavar="S", help="print a status line every S seconds (0: never)")
     r.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds of real time")
@@ -89,6 +92,14 @@ def cmd_run(args) -> int:
         rig.trace = Path(args.trace)
     if getattr(args, "pcap", None):
         rig.han_pcap = Path(args.pcap)
+    if getattr(args, "web", None):
+        from gbhub.tools.rig import parse_listen
+
+        try:
+            parse_listen(args.web)
+        except ValueError as exc:
+            raise UsageError(f"--web: {exc}") from None
+        rig.web_listen = args.web
     if args.speed is not None:
         if not args.speed > 0:
             raise UsageError("--speed must be positive")
@@ -127,8 +138,8 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _check_port(host: str, port: int) -> None:
-    """A taken WAN port is reported before commissioning, not after it."""
+def _check_port(host: str, port: int, what: str = "WAN") -> None:
+    """A taken WAN (or dashboard) port is reported before commissioning, not after it."""
     import socket
 
     from gbhub.tools.datafolder import DataFolderError
@@ -138,14 +149,14 @@ def _check_port(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise DataFolderError(f"WAN address {host}:{port}: {exc.strerror or exc}") from None
+        raise DataFolderError(f"{what} address {host}:{port}: {exc.strerror or exc}") from None
     family, _, _, _, addr = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(addr)
         except OSError as exc:
-            raise DataFolderError(f"WAN port {host}:{port} is not available: {exc.strerror or exc}") from None
+            raise DataFolderError(f"{what} port {host}:{port} is not available: {exc.strerror or exc}") from None
 
 
 def _check_broker(url: str) -> None:
@@ -188,6 +199,10 @@ def _start(rig, args) -> int:
             _check_port(rig.wan_host, rig.wan_port)
         else:
             _check_broker(rig.wan_broker)
+        if rig.web_listen is not None:
+            from gbhub.tools.rig import parse_listen
+
+            _check_port(*parse_listen(rig.web_listen), what="dashboard")
         resumed = df.commissioned(data)
         df.mark_manifest(data, "starting")
         handler = _log_file(data, args.verbose)
@@ -231,6 +246,12 @@ def _log_file(data: Path, verbose: bool) -> logging.Handler:
     return handler
 
 
+#: What runs beside a premises in `gbhub run`: `await start(rig, premises, control)` once it is
+#: ready -> an object with `await close()` (closed before the premises stops), or None. The web
+#: dashboard adds itself (tools/dashboard.py, wired by cli.py), so run.py never imports it.
+SERVICES: list = []
+
+
 async def _run(rig, args, resumed: bool) -> int:
     from gbhub.tools.control import ControlServer
     from gbhub.tools.datafolder import mark_manifest
@@ -246,9 +267,14 @@ async def _run(rig, args, resumed: bool) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     control = ControlServer(rig.data, premises, stop)
+    services = []
     try:
         await premises.start(listen_when_ready=True)
         control.start()
+        for start in SERVICES:
+            service = await start(rig, premises, control)
+            if service is not None:
+                services.append(service)
         m = premises.manifest()
         print(f"gbhub: premises {'resumed' if resumed else 'commissioned'}", flush=True)
         if rig.wan_broker is not None:
@@ -278,6 +304,8 @@ async def _run(rig, args, resumed: bool) -> int:
                 print("gbhub: " + json.dumps(premises.status()), flush=True)
     finally:
         print("gbhub: stopping", flush=True)
+        for service in reversed(services):
+            await service.close()
         await control.close()
         try:
             await premises.stop()

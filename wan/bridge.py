@@ -204,7 +204,8 @@ class HubPort:
       is waiting for.
     - `await deliver_stored(batch)`: queued frames, acknowledged (module doc).
     - `up`, `set_link(up)`, `on_link_change(callback)`, `await wait_up()`: link state.
-    - `trace_to(path)`: append one JSON line per frame crossing the bridge.
+    - `trace_to(path)`: append one JSON line per frame crossing the bridge; `observe(callback)`:
+      `callback(direction, frame)` for each (the dashboard's live feed).
     """
 
     def __init__(self, *, require_client: bool = False, ack_timeout: float = 10.0) -> None:
@@ -227,6 +228,8 @@ class HubPort:
         self._ack_waiters: dict[Any, asyncio.Future] = {}
         self._inflight: dict[tuple[bytes, int], list] = {}
         self._trace_file = None
+        self._tracing = False  # a trace file or an observer: the hot path tests one flag
+        self._observers: list[Callable[[str, bytes], Any]] = []
         self._tasks: set[asyncio.Task] = set()
         self.stats: dict[str, int] = {"connections_refused": 0, "idle_closed": 0, "frame_errors": 0,
                                       "slow_readers_closed": 0, "takers_demoted": 0, "control_errors": 0}
@@ -261,7 +264,7 @@ class HubPort:
     async def send_up(self, frame: bytes) -> None:
         if not self._link_enabled:
             raise WanDown("WAN is down")
-        if self._trace_file is not None:
+        if self._tracing:
             self._trace("up", frame)
         targets = self._route(frame)
         if targets is None:
@@ -283,7 +286,7 @@ class HubPort:
             return
         for client in self._clients:
             if client not in self._takers:
-                if self._trace_file is not None:
+                if self._tracing:
                     self._trace("up", frame)
                 self._deliver_up(client, frame)
 
@@ -315,7 +318,7 @@ class HubPort:
             raise WanDown("no head-end takes queued frames")
         client = self._takers[0]
         for seq, frame in batch:
-            if self._trace_file is not None:
+            if self._tracing:
                 self._trace("up", frame)
             self._deliver_stored(client, seq, frame)
         last = batch[-1][0]
@@ -383,8 +386,27 @@ class HubPort:
             self._trace_file = None
         if path is not None:
             self._trace_file = open(path, "a", encoding="ascii", buffering=1)
+        self._tracing = self._trace_file is not None or bool(self._observers)
+
+    def observe(self, callback: Callable[[str, bytes], Any]) -> Callable[[], None]:
+        """Call `callback(direction, frame)` ("up" / "down") for every frame the trace sees; a
+        failing observer is logged and never stops the bridge. Returns a function that stops it."""
+        self._observers.append(callback)
+        self._tracing = True
+
+        def stop() -> None:
+            if callback in self._observers:
+                self._observers.remove(callback)
+            self._tracing = self._trace_file is not None or bool(self._observers)
+
+        return stop
 
     def _trace(self, direction: str, frame: bytes) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(direction, frame)
+            except Exception:
+                log.exception("WAN observer failed")
         f = self._trace_file
         if f is None:
             return
@@ -476,7 +498,7 @@ class HubPort:
         if frame[0] == CONTROL:
             self._control(client, frame)
             return
-        if self._trace_file is not None:
+        if self._tracing:
             self._trace("down", frame)
         if not self._with_source:
             h = peek_header(frame)
