@@ -1,0 +1,302 @@
+"""The BLE HAN link (han/ble.py): fragmentation and reassembly (property tests), and real GATT over
+bumble's virtual controllers: discovery, MTU exchange, writes and notifications carrying the same
+HAN exchanges as the virtual air (an IHD, a PPMID and a GSME beyond the link)."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gbhub.han.ble import (
+    ATT_MAX_MTU,
+    ATT_MIN_MTU,
+    DROP_REASONS,
+    HEADER_SIZE,
+    MAX_MESSAGE,
+    BleSettings,
+    MessageTooLong,
+    Reassembler,
+    fragment,
+)
+
+bumble = pytest.importorskip("bumble", reason="the BLE link needs the `ble` extra (bumble)")
+
+METER = bytes.fromhex("02474248400000A0")
+DISPLAY = bytes.fromhex("02474248400000A6")
+SUMMATION = 123_456_789
+
+
+# -- framing (sans-IO) ----------------------------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(st.integers(ATT_MIN_MTU, ATT_MAX_MTU), st.binary(max_size=MAX_MESSAGE), st.integers(0, 1000))
+def test_fragments_fit_the_mtu_and_reassemble(mtu, message, seq):
+    pieces = fragment(message, seq, mtu)
+    assert all(len(p) <= mtu - 3 for p in pieces)
+    r = Reassembler()
+    out = [r.feed(p, 0.0) for p in pieces]
+    assert out[-1] == message and all(o is None for o in out[:-1])
+    assert r.pending == 0 and sum(r.dropped.values()) == 0
+    assert [r.feed(p, 0.0) for p in pieces][-1] is None and r.dropped["duplicate"] == 1  # the same seq again
+
+
+def test_largest_message_at_every_edge_mtu():
+    message = bytes(range(256)) * (MAX_MESSAGE // 256)
+    for mtu in (ATT_MIN_MTU, 24, 185, 247, ATT_MAX_MTU):
+        pieces = fragment(message, 7, mtu)
+        assert len(pieces) == -(-MAX_MESSAGE // (mtu - 3 - HEADER_SIZE))
+        r = Reassembler()
+        assert [r.feed(p, 0.0) for p in pieces][-1] == message
+    with pytest.raises(MessageTooLong):
+        fragment(message + b"!", 1, 247)
+    with pytest.raises(ValueError):
+        fragment(b"x", 1, ATT_MIN_MTU - 1)
+
+
+@given(st.lists(st.binary(max_size=600), max_size=60), st.integers(8, 512))
+def test_garbage_never_raises_nor_grows(garbage, max_message):
+    r = Reassembler(max_message=max_message)
+    for i, data in enumerate(garbage):
+        got = r.feed(data, float(i))
+        assert got is None or len(got) <= max_message
+        assert r.pending <= max_message
+    assert set(r.dropped) == set(DROP_REASONS)
+
+
+@given(st.binary(min_size=1, max_size=300), st.integers(ATT_MIN_MTU, 60), st.data())
+def test_a_lost_duplicated_or_foreign_fragment_never_yields_a_wrong_message(message, mtu, data):
+    pieces = fragment(message, 1, mtu)
+    kind = data.draw(st.sampled_from(["drop", "duplicate", "foreign"]))
+    i = data.draw(st.integers(0, len(pieces) - 1))
+    if kind == "drop":
+        stream = pieces[:i] + pieces[i + 1:]
+    elif kind == "duplicate":
+        stream = pieces[:i + 1] + pieces[i:]
+    else:
+        stream = pieces[:i] + fragment(b"other" * 20, 2, mtu)[1:2] + pieces[i:]
+    r = Reassembler()
+    got = [m for m in (r.feed(p, 0.0) for p in stream) if m is not None]
+    assert all(m == message for m in got)
+    # the reassembler is ready for the next message at once (a partial one left over is dropped)
+    assert [r.feed(p, 1.0) for p in fragment(b"next", 3, mtu)][-1] == b"next"
+    assert len(got) <= 1
+    if len(pieces) > 1 and not (kind == "foreign" and i == 0):
+        assert sum(r.dropped.values()) > 0
+        # a repeated first fragment restarts the message, a repeated last one comes after it;
+        # any other fault loses the message
+        assert not got or (kind == "duplicate" and i in (0, len(pieces) - 1))
+    elif kind == "duplicate":
+        assert got == [message] and r.dropped["duplicate"] == 1
+
+
+def test_a_partial_message_times_out():
+    pieces = fragment(bytes(100), 1, ATT_MIN_MTU)
+    r = Reassembler(timeout=5.0)
+    r.feed(pieces[0], 0.0)
+    assert r.pending > 0
+    r.expire(6.0)
+    assert r.pending == 0 and r.dropped["timeout"] == 1
+    assert r.feed(pieces[1], 6.0) is None and r.dropped["no_first"] == 1
+
+
+# -- rig keys -----------------------------------------------------------------------------------------
+
+
+def test_rig_keys(tmp_path):
+    from gbhub.tools.rig import RigError, load_rig
+
+    def rig(ble: str):
+        path = tmp_path / "rig.toml"
+        path.write_text(f"[han.ble]\n{ble}\n")
+        return load_rig(path)
+
+    r = rig('remote = ["ihd", "ppmid"]\nmtu = 185')
+    assert r.han_ble == BleSettings(remote=("ihd", "ppmid"), mtu=185)
+    for bad, says in (('remote = ["chf"]', "hub's own chf"), ('remote = ["nobody"]', "no device 'nobody'"),
+                      ("remote = []", "remote"), ('remote = ["ihd"]\nmtu = 600', "mtu"),
+                      ('remote = ["ihd"]\nclient = "web"', "client"), ('remote = ["ihd"]\ncolour = 1', "colour")):
+        with pytest.raises(RigError, match=says):
+            rig(bad)
+
+
+# -- two airs over a bumble GATT link -------------------------------------------------------------
+
+
+async def _linked(mtu: int, server_mtu: int | None = None, link: str = "t"):
+    """A meter's air and a display's air joined by a BLE link (server on the meter's side)."""
+    from gbhub.han import ClusterDispatch, VirtualAir
+    from gbhub.han.ble import AirBridge, BleClient, BleServer, BumbleClient
+    from gbhub.han.zcl_server import ZclClient, ZclServer
+
+    here, there = VirtualAir(), VirtualAir()
+    dispatch = ClusterDispatch()
+    meter_port = here.attach(METER, dispatch)
+    ZclServer(dispatch, clusters={0x0702: lambda: {0x0000: SUMMATION, 0x0206: b"\x5A" * 200}}, port=meter_port)
+    server = BleServer(f"virtual:{link}", mtu=server_mtu or mtu)
+    client = BleClient(BumbleClient("F0:F0:F0:F0:F0:01", f"virtual:{link}", mtu=mtu), reconnect=0.05)
+    bridges = [AirBridge(here, server, [DISPLAY]), AirBridge(there, client, [METER])]
+    for b in bridges:
+        await b.start()
+    cd = ClusterDispatch()
+    zcl = ZclClient(there.attach(DISPLAY, cd), cd, timeout=2.0)
+    return bridges, server, client, zcl
+
+
+@pytest.mark.parametrize("mtu,server_mtu", [(23, 23), (247, 100), (517, 517)])
+async def test_zcl_reads_over_gatt_at_the_negotiated_mtu(mtu, server_mtu):
+    bridges, server, client, zcl = await _linked(mtu, server_mtu)
+    try:
+        assert server.up and client.up and server.mtu == client.mtu == min(mtu, server_mtu)
+        for _ in range(20):
+            assert await zcl.read_attributes(METER, 0x0702, [0x0000, 0x0206]) == {0x0000: SUMMATION, 0x0206: b"\x5A" * 200}
+        # every write and notification fitted the MTU: below it the response (> 200 bytes) took several
+        assert server.counters["fragments_out"] >= server.counters["sent"] >= 20
+        if server.mtu < 200:
+            assert server.counters["fragments_out"] > server.counters["sent"]
+        assert server.reassembler.pending == 0 and sum(server.reassembler.dropped.values()) == 0
+    finally:
+        for b in reversed(bridges):
+            await b.stop()
+
+
+async def test_link_down_is_link_down_and_the_client_reconnects():
+    from gbhub.han import ApsFrame, LinkDown
+
+    bridges, server, client, zcl = await _linked(185)
+    try:
+        assert await zcl.read_attributes(METER, 0x0702, [0x0000]) == {0x0000: SUMMATION}
+        await client.client._peer.connection.disconnect()  # the radio link drops (as out of range)
+        for _ in range(100):
+            if not server.up and not client.up:
+                break
+            await asyncio.sleep(0.01)
+        assert not server.up and not client.up
+        meter_side = bridges[0].air
+        with pytest.raises(LinkDown):  # a local sender learns at once, as on the virtual air
+            meter_side.inject(ApsFrame(METER, DISPLAY, 1, 1, 0x0702, b"\x18\x01\x0b\x00\x00"))
+        for _ in range(300):
+            if server.up and client.up:
+                break
+            await asyncio.sleep(0.01)
+        assert server.up and client.up and client.connects == 2
+        assert await zcl.read_attributes(METER, 0x0702, [0x0000]) == {0x0000: SUMMATION}
+    finally:
+        for b in reversed(bridges):
+            await b.stop()
+
+
+async def test_garbage_and_spoofed_frames_from_a_central_change_nothing():
+    """A rogue central writes raw bytes: every bad fragment is dropped and counted, memory stays
+    bounded, and a well-formed frame claiming a local device's address is refused."""
+    import random
+
+    from gbhub.han.ble import encode_aps
+    from gbhub.han import ApsFrame
+
+    bridges, server, client, zcl = await _linked(100)
+    try:
+        rng = random.Random(5)
+        got_before = server.counters["received"]
+        for _ in range(300):
+            await client.client.write(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 97))))
+            assert server.reassembler.pending <= server.max_message
+        assert sum(server.reassembler.dropped.values()) > 0
+        # a well-formed frame whose source is a device on the premises' side (spoofing the meter)
+        for piece in fragment(encode_aps(ApsFrame(METER, METER, 1, 1, 0x0702, b"\x18\x01\x0b\x00\x00")), 9, 100):
+            await client.client.write(piece)
+        for piece in fragment(b"\x00" * 10, 10, 100):  # too short to be an APS frame
+            await client.client.write(piece)
+        await asyncio.sleep(0.05)
+        assert bridges[0].counters["undeliverable"] >= 1 and server.counters["bad"] >= 1
+        assert server.counters["received"] - got_before <= 300
+        # the link still works
+        for piece in fragment(b"", 11, 100):
+            await client.client.write(piece)
+        assert await zcl.read_attributes(METER, 0x0702, [0x0000]) == {0x0000: SUMMATION}
+    finally:
+        for b in reversed(bridges):
+            await b.stop()
+
+
+async def test_a_second_central_is_refused():
+    from gbhub.han.ble import BleClient, BumbleClient
+
+    bridges, server, client, zcl = await _linked(185, link="second")
+    other = BleClient(BumbleClient("F0:F0:F0:F0:F0:01", "virtual:second", "F0:F0:F0:F0:F0:03"))
+    try:
+        with pytest.raises(Exception):
+            await asyncio.wait_for(other.start(), 5)
+        assert server.refused >= 1 or not other.up
+        assert await zcl.read_attributes(METER, 0x0702, [0x0000]) == {0x0000: SUMMATION}
+    finally:
+        await other.stop()
+        for b in reversed(bridges):
+            await b.stop()
+
+
+# -- a premises with devices beyond the BLE link ----------------------------------------------------
+
+REMOTE = ("ihd", "ppmid", "gsme")
+
+
+async def _exchanges(premises) -> dict:
+    """The same HAN exchanges, whatever carries them: the IHD's display after joining and polling
+    the ESME, a PPMID top-up (ZSE ConsumerTopUp, GBCS alerts), a GSME command through the GB-HGRP
+    tunnel at its wake, and a WAN read of the ESME."""
+    from gbcs.utrn import generate_utrn
+
+    ks, supplier = premises.identity.keystore, premises.identity.supplier
+    out: dict = {}
+    await premises.clock.advance(1)
+    out["ihd"] = (await premises.ihd.poll_now()).to_json()
+    out["ppmid"] = (await premises.ppmid.poll_now()).electricity.credit
+    utrn = generate_utrn(value=1250, utrn_counter=7, supplier=supplier, device=premises.esme.eui,
+                         private_key=ks.private_key(supplier, "pp-ka"), public_key=ks.public_key(premises.esme.eui, "ka"))
+    out["top_up"] = await premises.ppmid.enter_utrn(utrn.encode())
+    out["top_up_again"] = (await premises.ppmid.enter_utrn(utrn.encode()))["result"]
+    task = asyncio.ensure_future(premises.send("GCS32", to="gsme"))  # valve close, queued for the sleepy GSME
+    for _ in range(3):
+        await premises.clock.advance(1800)
+        if task.done():
+            break
+    reply = await task
+    out["gcs32"] = (reply.ok, reply.summary.get("supply"))
+    out["gsme_supply"] = premises.gsme._supply_state()
+    read = await premises.send("ECS17b")
+    out["ecs17b"] = (read.ok, read.summary.get("import_kwh"))
+    out["alerts"] = sorted(a.code for a in premises.headend.received_alerts)
+    out["joined"] = sorted(e.eui.hex() for e in premises.chf.device_log() if e.joined)
+    return out
+
+
+def _ble_rig(mtu: int):
+    from gbhub.tools.rig import default_rig
+
+    rig = default_rig(None)
+    rig.clock = "sim"
+    rig.han_ble = BleSettings(remote=REMOTE, mtu=mtu)
+    return rig
+
+
+@pytest.mark.parametrize("mtu", [23, 247])
+async def test_devices_beyond_the_ble_link_behave_as_on_the_virtual_air(premises_factory, mtu):
+    reference = await _exchanges(await premises_factory())
+    p = await premises_factory(rig=_ble_rig(mtu))
+    got = await _exchanges(p)
+    assert got == reference
+    assert got["top_up"]["accepted"] and got["gcs32"] == (True, "disabled")
+    server_bridge, client_bridge = p.han.bridges
+    server, client = server_bridge.carrier, client_bridge.carrier
+    assert server.mtu == client.mtu == mtu
+    # it really crossed BLE: every remote device's traffic, both ways, fragmented to the MTU
+    assert server_bridge.counters["in"] > 20 and server_bridge.counters["out"] > 20
+    assert client.counters["fragments_out"] > client.counters["sent"]
+    assert all(v == 0 for k, v in server_bridge.counters.items() if k not in ("in", "out"))
+    assert sum(server.reassembler.dropped.values()) == 0 and server.counters["bad"] == 0
+    for name in REMOTE:
+        assert p.han.transport_for(p.specs[name]) is p.han.far
+    await p.stop()
