@@ -381,6 +381,8 @@ class BumbleDevice:
             from bumble.transport.common import AsyncPipeSink
         except ImportError as exc:
             raise HanError(f"the BLE link needs bumble: pip install 'gbhub[ble]' ({exc})") from None
+        if adapter.startswith("hci") and adapter[3:].isdigit():  # BlueZ's name for it
+            adapter = f"hci-socket:{adapter[3:]}"
         if adapter == "virtual" or adapter.startswith("virtual:"):
             link_name = adapter.partition(":")[2] or "default"
             controller = Controller(name, link=virtual_link(link_name), public_address=address)
@@ -652,19 +654,23 @@ class BleakClient:
             import bleak
         except ImportError as exc:
             raise HanError(f"the BLE client needs bleak: pip install 'gbhub[ble]' ({exc})") from None
-        kw = {"adapter": self.adapter} if self.adapter else {}
+        bluez = {"adapter": self.adapter} if self.adapter else {}
         target: Any = self.server
         if target is None:
             target = await bleak.BleakScanner.find_device_by_filter(
-                lambda d, adv: SERVICE_UUID in [u.lower() for u in adv.service_uuids], timeout=self.scan_timeout, **kw)
+                lambda d, adv: SERVICE_UUID in [u.lower() for u in adv.service_uuids], timeout=self.scan_timeout,
+                bluez=bluez)
             if target is None:
                 raise HanError(f"no BLE peripheral advertising the gbhub service within {self.scan_timeout:g} s")
-        client = bleak.BleakClient(target, disconnected_callback=lambda _c: on_disconnect(), **kw)
+        client = bleak.BleakClient(target, disconnected_callback=lambda _c: on_disconnect(), bluez=bluez)
         await client.connect()
         try:
-            if getattr(client, "_backend", None) is not None and hasattr(client._backend, "_acquire_mtu"):
-                await client._backend._acquire_mtu()  # BlueZ: learn the MTU it negotiated
-            self.mtu = max(ATT_MIN_MTU, min(ATT_MAX_MTU, client.mtu_size))
+            try:  # BlueZ tells the negotiated MTU only through AcquireWrite/AcquireNotify (bleak's private hook)
+                await client._backend._acquire_mtu()
+                self.mtu = max(ATT_MIN_MTU, min(ATT_MAX_MTU, client.mtu_size))
+            except Exception as exc:  # noqa: BLE001 - not BlueZ, or no acquirable characteristic: the safe minimum
+                log.info("BLE MTU unknown (%s): using %d", exc, ATT_MIN_MTU)
+                self.mtu = ATT_MIN_MTU
             await client.start_notify(NOTIFY_UUID, lambda _char, data: on_notify(bytes(data)))
         except Exception:
             await client.disconnect()
