@@ -283,6 +283,8 @@ class AirBridge:
 class _GattLink:
     """What both ends share: frames <-> fragments at the link's MTU, reassembly, counters."""
 
+    role = "?"
+
     def __init__(self, *, max_message: int = MAX_MESSAGE, timeout: float = REASSEMBLY_TIMEOUT) -> None:
         self.max_message = max_message
         self.timeout = timeout
@@ -301,7 +303,7 @@ class _GattLink:
         self.up = up
         if not up:
             self.reassembler = Reassembler(self.max_message, self.timeout)
-        log.info("BLE link %s (ATT MTU %d)", "up" if up else "down", self.mtu)
+        log.info("BLE link (%s) %s, ATT MTU %d", self.role, "up" if up else "down", self.mtu)
         if self.on_link is not None:
             self.on_link(up)
 
@@ -476,6 +478,8 @@ class BleServer(_GattLink):
 
     The link is up once a central has subscribed to the notify characteristic; the MTU is what it
     negotiated (the server offers `mtu`)."""
+
+    role = "server"
 
     def __init__(self, adapter: str = "virtual", address: str = "F0:F0:F0:F0:F0:01", *, mtu: int = ATT_MAX_MTU,
                  name: str = "gbhub", **kw: Any) -> None:
@@ -689,13 +693,17 @@ class BleakClient:
 
 
 class BleClient(_GattLink):
-    """The remote side: a GATT client (central) carrier; connects on start and again after a
-    disconnection, every `reconnect` seconds, until stopped."""
+    """The remote side: a GATT client (central) carrier; connects on start (within
+    `connect_timeout` seconds) and again after a disconnection, every `reconnect` seconds, until
+    stopped."""
 
-    def __init__(self, client: GattClient, *, reconnect: float = 1.0, **kw: Any) -> None:
+    role = "client"
+
+    def __init__(self, client: GattClient, *, reconnect: float = 1.0, connect_timeout: float = 20.0, **kw: Any) -> None:
         super().__init__(**kw)
         self.client = client
         self.reconnect = reconnect
+        self.connect_timeout = connect_timeout
         self.connects = 0
         self._task: asyncio.Task | None = None
         self._lost: asyncio.Event | None = None
@@ -709,7 +717,10 @@ class BleClient(_GattLink):
     async def _connect(self) -> None:
         assert self._lost is not None
         self._lost.clear()
-        await self.client.connect(self._fragment, self._dropped)
+        try:
+            await asyncio.wait_for(self.client.connect(self._fragment, self._dropped), self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise HanError(f"BLE: no connection within {self.connect_timeout:g} s") from None
         self.connects += 1
         self.mtu = max(ATT_MIN_MTU, min(ATT_MAX_MTU, self.client.mtu))
         self._set_up(True)

@@ -300,3 +300,41 @@ async def test_devices_beyond_the_ble_link_behave_as_on_the_virtual_air(premises
     for name in REMOTE:
         assert p.han.transport_for(p.specs[name]) is p.han.far
     await p.stop()
+
+
+def test_gbhub_run_the_ble_example(tmp_path):
+    """`gbhub run examples/ble.toml --pcap`: the IHD and the PPMID join and read the ESME across
+    the BLE link; their frames are on the premises' capture like any HAN frame."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gbcs.capture import parse_frame, read_pcap
+
+    example = Path(__file__).parent.parent / "examples" / "ble.toml"
+    pcap = tmp_path / "han.pcap"
+    out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "run", str(example), "--data", str(tmp_path / "d"),
+                          "--pcap", str(pcap), "--for", "6"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    frames = [parse_frame(r) for _, r in read_pcap(pcap.read_bytes())[1]]
+    ihd, ppmid, esme, chf = (bytes.fromhex(e) for e in ("02474248400000A6", "02474248400000A4", "02474248400000A0",
+                                                         "02474248400000A2"))
+    seen = {(f.src, f.dst, f.cluster) for f in frames}
+    assert (ihd, esme, 0x0702) in seen and (esme, ihd, 0x0702) in seen  # Metering, both ways
+    for device in (ihd, ppmid):  # both joined through the CHF (gbhub's join handshake, cluster 0xFC47)
+        assert {(device, chf, 0xFC47), (chf, device, 0xFC47)} <= seen
+    assert {(ppmid, chf, 0x0704), (chf, ppmid, 0x0704)} <= seen  # and the PPMID's GB-HGRP tunnel
+    log = (tmp_path / "d" / "gbhub.log").read_text()
+    assert "BLE link (server) up, ATT MTU 247" in log and "BLE link up: 2 device(s) beyond it" in log
+
+
+def test_an_adapter_that_cannot_open_fails_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    rig = tmp_path / "rig.toml"
+    rig.write_text('[han.ble]\nremote = ["ihd"]\nadapter = "serial:/dev/ttyGBHUBNONE"\n')
+    out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "run", str(rig), "--data", str(tmp_path / "d"), "--for", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("gbhub run: [han.ble]: cannot start the BLE link: BLE adapter")

@@ -182,9 +182,10 @@ class BleLink(VirtualLink):
             self.bridges.append(server)
             await client.start()
             self.bridges.append(client)
-        except (HanError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - an adapter that cannot start: one line, not a traceback
             await self.stop()
-            raise Failure(f"[han.ble]: {exc}") from None
+            what = str(exc) if isinstance(exc, (HanError, OSError)) else f"{type(exc).__name__}: {exc}"
+            raise Failure(f"[han.ble]: cannot start the BLE link: {what}") from None
         log.info("BLE link up: %d device(s) beyond it", len(self.remote))
 
     async def stop(self) -> None:
