@@ -28,8 +28,8 @@ a fragment that does not continue it (wrong seq, index, length; too long; too sh
 logged and counted in `Reassembler.dropped`, with the partial message it broke. Nothing an outside
 peer writes grows memory beyond one message per connection.
 
-The link is a carrier (`send(frame)`, `on_frame`, `on_link`, `up`), the shape every "air bridge
-over a link" uses; `AirBridge` joins a local `VirtualAir` to a carrier: the devices on the far side
+The link is a carrier (`carry(frame)`, `on_frame(cb)`, `on_link(cb)`, `up`, `start`, `stop`),
+the shape every "air bridge over a link" uses (the serial line's too); `AirBridge` joins a local `VirtualAir` to a carrier: the devices on the far side
 appear on the local air as proxies, frames to them cross the link, frames from the link are put on
 the local air. While the link is down the proxies' links are down (senders get `LinkDown`).
 
@@ -181,73 +181,66 @@ class Reassembler:
 
 
 class Carrier(Protocol):
-    """A point-to-point link moving APS frames (BLE here; the serial line has the same shape)."""
+    """A point-to-point link moving APS frames to the far side: the BLE ends here, the serial
+    line in `serial_link` (the same shape, so one `AirBridge` serves both)."""
 
     up: bool
-    on_frame: Callable[[ApsFrame], None] | None  # every frame received from the far side
-    on_link: Callable[[bool], None] | None  # the link came up (True) or went down (False)
-
-    async def send(self, frame: ApsFrame) -> bool:
-        """True: handed to the link. False: lost (e.g. a disconnection mid-frame). Raises
-        LinkDown when the link is down, MessageTooLong when the frame cannot cross it."""
-        ...
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
+    async def carry(self, frame: ApsFrame) -> bool:
+        """True: across the link. False: lost (e.g. a disconnection mid-frame). Raises LinkDown
+        when the link is down, MessageTooLong when the frame cannot cross it."""
+        ...
+
+    def on_frame(self, callback: Callable[[ApsFrame], Any]) -> None:
+        """Frames from the far side go to `callback`."""
+        ...
+
+    def on_link(self, callback: Callable[[bool], Any]) -> None:
+        """`callback(up)` whenever the link comes up or goes down."""
+        ...
+
+
+@dataclass(slots=True)
+class BridgeCounters:
+    out: int = 0  # frames the carrier took across
+    lost: int = 0  # frames the carrier lost or could not send (down, too long)
+    overflow: int = 0  # frames dropped because the queue to the carrier was full
+    inbound: int = 0  # frames from the carrier put on the local air
+    refused: int = 0  # frames from the carrier not from a device beyond it to a local one
+
 
 class AirBridge:
-    """A local virtual air and a carrier: `remote` EUIs (the devices beyond the link) get proxy
-    ports on the air; a frame a local device sends to one crosses the link (queued, at most
-    `queue_limit`, first in first out); a frame from the link is put on the local air as if its
-    sender were here. Frames from the link for a device that is not local are dropped and counted."""
+    """A local virtual air and a carrier: the `remote` EUIs (the devices beyond the link) get proxy
+    ports on the air; a frame a local device sends to one is queued (at most `max_queue`, first in
+    first out) and carried across; a frame from the link is put on the local air as if its sender
+    were here. While the carrier is down the proxies' links are down (senders get LinkDown) and
+    what was queued is lost, as on the air."""
 
-    def __init__(self, air: Any, carrier: Carrier, remote: Iterable[bytes], *, queue_limit: int = 256) -> None:
+    def __init__(self, air: Any, carrier: Carrier, remote: Iterable[bytes], *, max_queue: int = 256) -> None:
         self.air = air
         self.carrier = carrier
-        self.remote = [bytes(e) for e in remote]
-        self.queue_limit = queue_limit
-        self.counters = {"out": 0, "in": 0, "lost": 0, "overflow": 0, "too_long": 0, "undeliverable": 0}
+        self.remote = frozenset(bytes(e) for e in remote)
+        self.max_queue = max_queue
+        self.counters = BridgeCounters()
         self._queue: deque[ApsFrame] = deque()
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()
         self._pump: asyncio.Task | None = None
-        self._ports = [air.attach(eui, self._outbound) for eui in self.remote]
-        carrier.on_frame = self._inbound
-        carrier.on_link = self._link
-        self._link(carrier.up)
-
-    def _link(self, up: bool) -> None:
-        for eui in self.remote:
-            self.air.set_link(eui, up)
-
-    def _outbound(self, frame: ApsFrame) -> None:
-        if len(self._queue) >= self.queue_limit:
-            self.counters["overflow"] += 1
-            log.warning("BLE bridge queue full: frame to %s dropped", frame.dst.hex().upper())
-            return
-        self._queue.append(frame)
-        if self._wake is not None:
-            self._wake.set()
-
-    def _inbound(self, frame: ApsFrame) -> None:
-        if frame.dst in self.remote or frame.src not in self.remote:
-            # a frame to a device on the far side (a loop), or from one we do not proxy (spoofing)
-            self.counters["undeliverable"] += 1
-            log.warning("BLE frame %s -> %s refused: not from a device beyond the link to a local one",
-                        frame.src.hex().upper(), frame.dst.hex().upper())
-            return
-        self.counters["in"] += 1
-        try:
-            self.air.inject(frame)
-        except HanError as exc:
-            self.counters["undeliverable"] += 1
-            log.info("BLE frame for %s not delivered: %s", frame.dst.hex().upper(), exc)
+        self._ports: list[Any] = []
+        self._downed: set[bytes] = set()  # proxy links this bridge took down (not `gbhub ctl han`'s)
+        carrier.on_frame(self._inbound)
+        carrier.on_link(self._link)
 
     async def start(self) -> None:
-        self._wake = asyncio.Event()
-        self._pump = spawn(self._run())
+        for eui in sorted(self.remote):
+            self._ports.append(self.air.attach(eui, self._outbound))
+        self._link(False)
         await self.carrier.start()
+        self._link(self.carrier.up)
+        self._pump = spawn(self._run())
 
     async def stop(self) -> None:
         if self._pump is not None:
@@ -256,9 +249,43 @@ class AirBridge:
         await self.carrier.stop()
         for port in self._ports:
             port.detach()
+        self._ports.clear()
+
+    def _link(self, up: bool) -> None:
+        if up:
+            for eui in self._downed:
+                self.air.set_link(eui, True)
+            self._downed.clear()
+            return
+        for eui in self.remote:
+            if self.air.is_up(eui):
+                self.air.set_link(eui, False)
+                self._downed.add(eui)
+        self.counters.lost += len(self._queue)
+        self._queue.clear()
+
+    def _outbound(self, frame: ApsFrame) -> None:
+        if len(self._queue) >= self.max_queue:
+            self.counters.overflow += 1
+            log.warning("bridge queue full: frame to %s dropped", frame.dst.hex().upper())
+            return
+        self._queue.append(frame)
+        self._wake.set()
+
+    def _inbound(self, frame: ApsFrame) -> None:
+        if frame.src not in self.remote or frame.dst in self.remote:
+            self.counters.refused += 1
+            log.warning("link frame %s -> %s refused: not from a device beyond the link to a local one",
+                        frame.src.hex().upper(), frame.dst.hex().upper())
+            return
+        try:
+            self.air.inject(frame)
+        except HanError as exc:  # no such local device, or its link is down (`gbhub ctl han`)
+            log.info("link frame for %s not delivered: %s", frame.dst.hex().upper(), exc)
+            return
+        self.counters.inbound += 1
 
     async def _run(self) -> None:
-        assert self._wake is not None
         while True:
             if not self._queue:
                 self._wake.clear()
@@ -266,18 +293,13 @@ class AirBridge:
                 continue
             frame = self._queue.popleft()
             try:
-                ok = await self.carrier.send(frame)
-            except MessageTooLong as exc:
-                self.counters["too_long"] += 1
-                log.warning("BLE bridge: %s", exc)
-                continue
+                if await self.carrier.carry(frame):
+                    self.counters.out += 1
+                    continue
+                log.info("frame for %s lost on the link", frame.dst.hex().upper())
             except HanError as exc:
-                ok = False
-                log.info("BLE bridge: frame to %s lost: %s", frame.dst.hex().upper(), exc)
-            if ok:
-                self.counters["out"] += 1
-            else:
-                self.counters["lost"] += 1
+                log.info("frame for %s not sent: %s", frame.dst.hex().upper(), exc)
+            self.counters.lost += 1
 
 
 class _GattLink:
@@ -290,10 +312,11 @@ class _GattLink:
         self.timeout = timeout
         self.up = False
         self.mtu = ATT_MIN_MTU
-        self.on_frame: Callable[[ApsFrame], None] | None = None
-        self.on_link: Callable[[bool], None] | None = None
+        self._frames: Callable[[ApsFrame], Any] | None = None
+        self._watchers: list[Callable[[bool], Any]] = []
         self.reassembler = Reassembler(max_message, timeout)
-        self.counters = {"sent": 0, "received": 0, "lost": 0, "fragments_out": 0, "fragments_in": 0, "bad": 0}
+        self.counters = {"sent": 0, "received": 0, "lost": 0, "too_long": 0, "fragments_out": 0, "fragments_in": 0,
+                         "bad": 0}
         self._seq = 0
         self._lock = asyncio.Lock()
 
@@ -304,16 +327,28 @@ class _GattLink:
         if not up:
             self.reassembler = Reassembler(self.max_message, self.timeout)
         log.info("BLE link (%s) %s, ATT MTU %d", self.role, "up" if up else "down", self.mtu)
-        if self.on_link is not None:
-            self.on_link(up)
+        for watcher in list(self._watchers):
+            try:
+                watcher(up)
+            except Exception:  # a watcher's bug must not stop the link
+                log.exception("BLE link watcher failed")
+
+    def on_frame(self, callback: Callable[[ApsFrame], Any]) -> None:
+        self._frames = callback
+
+    def on_link(self, callback: Callable[[bool], Any]) -> None:
+        self._watchers.append(callback)
 
     async def _write(self, data: bytes) -> None:
         raise NotImplementedError
 
-    async def send(self, frame: ApsFrame) -> bool:
+    async def carry(self, frame: ApsFrame) -> bool:
         if not self.up:
             raise LinkDown("the BLE link is down")
         message = encode_aps(frame)
+        if len(message) > self.max_message:
+            self.counters["too_long"] += 1
+            raise MessageTooLong(f"frame of {len(message)} bytes; the BLE link carries at most {self.max_message}")
         async with self._lock:  # the fragments of one message are never interleaved with another's
             self._seq = (self._seq + 1) & 0xFF
             pieces = fragment(message, self._seq, self.mtu, self.max_message)
@@ -340,8 +375,8 @@ class _GattLink:
             log.warning("BLE message dropped: %s", exc)
             return
         self.counters["received"] += 1
-        if self.on_frame is not None:
-            self.on_frame(frame)
+        if self._frames is not None:
+            self._frames(frame)
 
 
 # ---------------------------------------------------------------------------------------------
