@@ -21,21 +21,23 @@ at most MTU - 3 bytes, a 4-byte header then data:
     seq(1)  flags(1: first 0x80, last 0x40, index 0..63 in the low six bits)  length(2, LE)
 
 `seq` is the message's number (mod 256), `index` the fragment's number within it (mod 64),
-`length` the whole message's length (same in every fragment). A message with the seq of the one
-just delivered is a repeat and dropped. A receiver holds at most one
-partial message per connection, of at most `max_message` bytes, for at most `timeout` seconds;
-a fragment that does not continue it (wrong seq, index, length; too long; too short) is dropped,
-logged and counted in `Reassembler.dropped`, with the partial message it broke. Nothing an outside
-peer writes grows memory beyond one message per connection.
+`length` the whole message's length (the same in every fragment). A receiver holds at most one
+partial message per connection, of at most `max_message` bytes, for at most `timeout` seconds; a
+fragment that does not continue it (other seq, index or length; more data than announced; no
+first fragment; shorter than the header) is dropped with the partial message it broke, logged and
+counted by reason in `Reassembler.dropped`; a message with the seq of the one just delivered is a
+repeat and dropped too. Nothing a peer writes grows memory beyond one message per connection.
 
 The link is a carrier (`carry(frame)`, `on_frame(cb)`, `on_link(cb)`, `up`, `start`, `stop`),
-the shape every "air bridge over a link" uses (the serial line's too); `AirBridge` joins a local `VirtualAir` to a carrier: the devices on the far side
-appear on the local air as proxies, frames to them cross the link, frames from the link are put on
-the local air. While the link is down the proxies' links are down (senders get `LinkDown`).
+the shape the serial line has too; `AirBridge` joins a local `VirtualAir` to a carrier: the
+devices beyond the link appear on the local air as proxies, frames to them cross the link, frames
+from the link are put on the local air. While the link is down the proxies' links are down
+(senders get `LinkDown`).
 
-Limits [I]: one central at a time per server (a second one is refused while one is connected);
-GATT is reliable below us (the link layer acknowledges), so there is no end-to-end retry: a frame
-lost to a disconnection mid-message is reported like a frame lost on the air.
+Limits [I]: one central at a time (the server stops advertising while one is connected, and one
+that connects anyway is disconnected and counted); GATT is reliable below us (the link layer
+acknowledges), so there is no end-to-end retry: a frame cut by a disconnection is lost, as on the
+air; no BLE pairing or encryption (GBCS is protected end to end, ZCL reads are not).
 """
 from __future__ import annotations
 

@@ -272,8 +272,11 @@ async def _exchanges(premises) -> dict:
     out["top_up"] = await premises.ppmid.enter_utrn(utrn.encode())
     out["top_up_again"] = (await premises.ppmid.enter_utrn(utrn.encode()))["result"]
     task = asyncio.ensure_future(premises.send("GCS32", to="gsme"))  # valve close, queued for the sleepy GSME
-    for _ in range(3):
-        await premises.clock.advance(1800)
+    await premises.clock.advance(1)
+    assert not task.done()
+    premises.gsme.press()  # the consumer's button wakes it: it pulls the command through the tunnel
+    for _ in range(10):
+        await premises.clock.advance(5)
         if task.done():
             break
     reply = await task
@@ -313,6 +316,16 @@ async def test_devices_beyond_the_ble_link_behave_as_on_the_virtual_air(premises
     assert sum(server.reassembler.dropped.values()) == 0 and server.counters["bad"] == 0
     for name in REMOTE:
         assert p.han.transport_for(p.specs[name]) is p.han.far
+    status = p.han.link_status()  # what `gbhub status` shows as han_link
+    assert status["server"]["up"] and status["client"]["mtu"] == mtu and status["server"]["bridge"]["refused"] == 0
+    # `gbhub ctl han IHD down` holds on both airs, also when the BLE link comes back
+    ihd = p.ihd.eui
+    p.han.set_link(ihd, False)
+    server_bridge._link(False)
+    server_bridge._link(True)
+    assert not p.air.is_up(ihd) and not p.han.far.is_up(ihd)
+    p.han.set_link(ihd, True)
+    assert p.air.is_up(ihd) and p.han.far.is_up(ihd)
     await p.stop()
 
 

@@ -192,6 +192,23 @@ class BleLink(VirtualLink):
         while self.bridges:
             await self.bridges.pop().stop()
 
+    def set_link(self, eui: bytes, up: bool) -> None:
+        """`gbhub ctl han EUI down|up`, wherever the device is: on both airs (a BLE link coming
+        back does not undo it)."""
+        self.air.set_link(eui, up)
+        self.far.set_link(eui, up)
+
+    def link_status(self) -> dict:
+        """`gbhub status`: both ends of the BLE link, their counters and the bridges'."""
+        out: dict = {"transport": "ble"}
+        for bridge in self.bridges:
+            end = bridge.carrier
+            c = bridge.counters
+            out[end.role] = {"up": end.up, "mtu": end.mtu, **end.counters, "dropped": dict(end.reassembler.dropped),
+                             "bridge": {"out": c.out, "lost": c.lost, "overflow": c.overflow, "inbound": c.inbound,
+                                        "refused": c.refused}}
+        return out
+
 
 def han_link(rig: Rig, clock: Any, air: Any) -> Any:
     if rig.han == "zigbee":
