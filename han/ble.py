@@ -550,8 +550,14 @@ class BleServer(_GattLink):
         await self._advertise()
 
     async def _advertise(self) -> None:
-        if self.bumble is not None:
-            await self.bumble.device.start_advertising(advertising_interval_min=20.0, advertising_interval_max=20.0)
+        bumble = self.bumble
+        if bumble is None:
+            return
+        try:
+            await bumble.device.start_advertising(advertising_interval_min=20.0, advertising_interval_max=20.0)
+        except Exception as exc:  # noqa: BLE001 - stopping, or the adapter went away: nothing to serve
+            if self.bumble is bumble:
+                log.warning("BLE: cannot advertise: %s", exc)
 
     async def stop(self) -> None:
         bumble, self.bumble = self.bumble, None

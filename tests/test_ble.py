@@ -261,15 +261,22 @@ async def test_one_central_at_a_time_and_oversized_frames_stay_home():
 REMOTE = ("ihd", "ppmid", "gsme")
 
 
-async def _exchanges(premises) -> dict:
+async def _exchanges(premises, pause: float = 0.0) -> dict:
     """The same HAN exchanges, whatever carries them: the IHD's display after joining and polling
     the ESME, a PPMID top-up (ZSE ConsumerTopUp, GBCS alerts), a GSME command through the GB-HGRP
-    tunnel at its wake, and a WAN read of the ESME."""
+    tunnel at its wake, and a WAN read of the ESME. `pause`: real seconds between simulated steps
+    while the GSME is awake, for links whose I/O the simulated clock cannot wait for."""
     from gbcs.utrn import generate_utrn
 
     ks, supplier = premises.identity.keystore, premises.identity.supplier
     out: dict = {}
-    await premises.clock.advance(1)
+    t0 = premises.clock.now()
+    for _ in range(200):  # the IHD joins and binds by itself after commissioning
+        if premises.ihd.joined:
+            break
+        await asyncio.sleep(pause)
+        await premises.clock.advance(0.1)
+    await premises.clock.run_until(t0 + 30)  # the same instant whatever the link took
     out["ihd"] = (await premises.ihd.poll_now()).to_json()
     out["ppmid"] = (await premises.ppmid.poll_now()).electricity.credit
     utrn = generate_utrn(value=1250, utrn_counter=7, supplier=supplier, device=premises.esme.eui,
@@ -280,13 +287,15 @@ async def _exchanges(premises) -> dict:
     await premises.clock.advance(1)
     assert not task.done()
     premises.gsme.press()  # the consumer's button wakes it: it pulls the command through the tunnel
-    for _ in range(10):
-        await premises.clock.advance(5)
+    for _ in range(100):
+        await asyncio.sleep(pause)
+        await premises.clock.advance(0.5)
         if task.done():
             break
     reply = await task
     out["gcs32"] = (reply.ok, reply.summary.get("supply"))
     out["gsme_supply"] = premises.gsme._supply_state()
+    await premises.clock.run_until(t0 + 120)
     read = await premises.send("ECS17b")
     out["ecs17b"] = (read.ok, read.summary.get("import_kwh"))
     out["alerts"] = sorted(a.code for a in premises.headend.received_alerts)
@@ -333,6 +342,55 @@ async def test_devices_beyond_the_ble_link_behave_as_on_the_virtual_air(premises
     p.han.set_link(ihd, True)
     assert p.air.is_up(ihd) and p.han.far.is_up(ihd)
     await p.stop()
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+@needs_bumble
+async def test_real_hci_to_controllers_in_another_process(premises_factory):
+    """The nearest thing to adapters without hardware: the premises' two BLE ends speak HCI (H4
+    packets over TCP, what a UART or USB dongle gets) to two bumble controllers in another process,
+    sharing one radio link there. Same results as on the virtual air."""
+    import subprocess
+    import sys
+
+    ports = _free_ports(2)
+    controllers = subprocess.Popen([sys.executable, "-m", "bumble.apps.controllers",
+                                    *(f"tcp-server:127.0.0.1:{port}" for port in ports)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        rig = _ble_rig(185)
+        rig.han_ble = BleSettings(remote=REMOTE, mtu=185, adapter=f"tcp-client:127.0.0.1:{ports[0]}",
+                                  client_adapter=f"tcp-client:127.0.0.1:{ports[1]}")
+        p = None
+        for _ in range(100):  # until the controllers' process listens
+            try:
+                p = await premises_factory(rig=rig)
+                break
+            except Exception as exc:  # noqa: BLE001 - connection refused while it starts
+                if "Connection refused" not in str(exc) and "Errno 111" not in str(exc):
+                    raise
+                await asyncio.sleep(0.1)
+        assert p is not None, "the bumble controllers never listened"
+        got = await _exchanges(p, pause=0.05)
+        assert got == await _exchanges(await premises_factory(), pause=0.05)
+        server = p.han.bridges[0].carrier
+        assert server.bumble.transport is not None and server.mtu == 185  # a real HCI transport, not a virtual one
+        assert server.counters["fragments_in"] > server.counters["received"] > 20
+        await p.stop()
+    finally:
+        controllers.terminate()
+        controllers.wait(10)
 
 
 @needs_bumble
