@@ -702,15 +702,21 @@ class BleakClient:
         except ImportError as exc:
             raise HanError(f"the BLE client needs bleak: pip install 'gbhub[ble]' ({exc})") from None
         bluez = {"adapter": self.adapter} if self.adapter else {}
-        target: Any = self.server
-        if target is None:
-            target = await bleak.BleakScanner.find_device_by_filter(
-                lambda d, adv: SERVICE_UUID in [u.lower() for u in adv.service_uuids], timeout=self.scan_timeout,
-                bluez=bluez)
+        where = f"bleak on {self.adapter or 'the default adapter'}"
+        try:
+            target: Any = self.server
             if target is None:
-                raise HanError(f"no BLE peripheral advertising the gbhub service within {self.scan_timeout:g} s")
-        client = bleak.BleakClient(target, disconnected_callback=lambda _c: on_disconnect(), bluez=bluez)
-        await client.connect()
+                target = await bleak.BleakScanner.find_device_by_filter(
+                    lambda d, adv: SERVICE_UUID in [u.lower() for u in adv.service_uuids], timeout=self.scan_timeout,
+                    bluez=bluez)
+                if target is None:
+                    raise HanError(f"{where}: no BLE peripheral advertising the gbhub service within {self.scan_timeout:g} s")
+            client = bleak.BleakClient(target, disconnected_callback=lambda _c: on_disconnect(), bluez=bluez)
+            await client.connect()
+        except HanError:
+            raise
+        except Exception as exc:  # BlueZ absent, adapter missing, peer not found: say which end failed
+            raise HanError(f"{where}: {type(exc).__name__}: {exc} (BlueZ's bluetoothd running and reachable over D-Bus?)") from None
         try:
             try:  # BlueZ tells the negotiated MTU only through AcquireWrite/AcquireNotify (bleak's private hook)
                 await client._backend._acquire_mtu()

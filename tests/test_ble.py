@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -175,7 +176,7 @@ async def test_link_down_is_link_down_and_the_client_reconnects():
     try:
         assert await zcl.read_attributes(METER, 0x0702, [0x0000]) == {0x0000: SUMMATION}
         await client.client._peer.connection.disconnect()  # the radio link drops (as out of range)
-        for _ in range(100):
+        for _ in range(1000):
             if not server.up and not client.up:
                 break
             await asyncio.sleep(0.01)
@@ -183,7 +184,7 @@ async def test_link_down_is_link_down_and_the_client_reconnects():
         meter_side = bridges[0].air
         with pytest.raises(LinkDown):  # a local sender learns at once, as on the virtual air
             meter_side.inject(ApsFrame(METER, DISPLAY, 1, 1, 0x0702, b"\x18\x01\x0b\x00\x00"))
-        for _ in range(300):
+        for _ in range(1000):
             if server.up and client.up:
                 break
             await asyncio.sleep(0.01)
@@ -244,7 +245,7 @@ async def test_one_central_at_a_time_and_oversized_frames_stay_home():
         assert not other.up and server.connection is not None
         far = bridges[1].air
         assert far.inject(ApsFrame(DISPLAY, METER, 1, 1, 0x0702, bytes(MAX_MESSAGE)))  # accepted by the proxy ...
-        for _ in range(50):
+        for _ in range(500):
             if bridges[1].counters.lost:
                 break
             await asyncio.sleep(0.01)
@@ -431,3 +432,18 @@ def test_an_adapter_that_cannot_open_fails_in_one_line(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("gbhub run: [han.ble]: cannot start the BLE link: BLE adapter")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bleak") is None or os.path.exists("/run/dbus/system_bus_socket"),
+                    reason="needs bleak, and a machine without BlueZ's D-Bus (with it this would really connect)")
+def test_the_bleak_client_without_bluez_fails_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    rig = tmp_path / "rig.toml"
+    rig.write_text('[han.ble]\nremote = ["ihd"]\nclient = "bleak"\nclient_adapter = "hci1"\n')
+    out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "run", str(rig), "--data", str(tmp_path / "d"), "--for", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("gbhub run: [han.ble]: cannot start the BLE link: bleak on hci1: ") and "BlueZ" in last
