@@ -178,10 +178,9 @@ class BleLink(VirtualLink):
         server = AirBridge(self.air, self.settings.server(link), self.remote)
         client = AirBridge(self.far, self.settings.client_end(link), self.local)
         try:
-            await server.start()
-            self.bridges.append(server)
-            await client.start()
-            self.bridges.append(client)
+            for bridge in (server, client):
+                self.bridges.append(bridge)  # before it starts: a half-started end is closed too
+                await bridge.start()
         except Exception as exc:  # noqa: BLE001 - an adapter that cannot start: one line, not a traceback
             await self.stop()
             what = str(exc) if isinstance(exc, (HanError, OSError)) else f"{type(exc).__name__}: {exc}"
