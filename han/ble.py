@@ -485,7 +485,7 @@ class BleSettings:
             if key in kw and (not isinstance(kw[key], int) or isinstance(kw[key], bool) or not low <= kw[key] <= high):
                 raise ValueError(f"{key}: expected an integer {low}..{high}")
         if "timeout" in kw and (isinstance(kw["timeout"], bool) or not isinstance(kw["timeout"], int | float)
-                                or kw["timeout"] <= 0):
+                                or not 0 < kw["timeout"] < float("inf")):
             raise ValueError("timeout: expected a positive number of seconds")
         if "with_response" in kw and not isinstance(kw["with_response"], bool):
             raise ValueError("with_response: expected true or false")

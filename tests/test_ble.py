@@ -127,6 +127,24 @@ def test_rig_keys(tmp_path):
             rig(bad)
 
 
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 70000), st.floats(allow_nan=True), st.text(max_size=8),
+                    st.lists(st.text(max_size=6), max_size=3))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from([*BleSettings.__dataclass_fields__, "colour"]), _VALUES, max_size=6)
+       .map(lambda t: {"remote": ["ihd"], **t}))
+def test_any_ble_table_is_settings_or_one_clear_error(table):
+    try:
+        settings = BleSettings.from_table(table)
+    except ValueError as exc:
+        message = str(exc)  # one line that names the key at fault
+        assert "\n" not in message and any(message.startswith(k) or repr(k) in message
+                                            for k in (*BleSettings.__dataclass_fields__, "colour"))
+        return
+    assert settings.remote and ATT_MIN_MTU <= settings.mtu <= ATT_MAX_MTU and 0 < settings.timeout < float("inf")
+
+
 # -- two airs over a bumble GATT link -------------------------------------------------------------
 
 
