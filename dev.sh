@@ -12,10 +12,10 @@ setup() {
   if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
   fi
-  if ! .venv/bin/python -c "import gbcs, gbhub.tools.cli, pytest, hypothesis, pytest_asyncio, zigpy, aiohttp, selenium" 2>/dev/null \
+  if ! .venv/bin/python -c "import gbcs, gbhub.tools.cli, pytest, hypothesis, pytest_asyncio, zigpy, aiohttp, selenium, bumble" 2>/dev/null \
      || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[test,mqtt,serial,zigbee,web]'
+    .venv/bin/python -m pip install --quiet -e '.[test,mqtt,serial,zigbee,web,ble]'
     touch .venv/.installed
   fi
 }

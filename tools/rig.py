@@ -101,6 +101,7 @@ class Rig:
     han_pcap: Path | None = None  # HAN capture file (pcap, `gbhub.han.capture`)
     han_cbke: bool | None = None  # zigbee: key establishment (None: on with the virtual radio's test CA)
     han_cbke_identity: Any = None  # zigbee: a lab's CBKE certificate + key for the hub (gbcs.cbke.CbkeIdentity)
+    han_ble: Any = None  # [han.ble]: devices beyond a BLE link (gbhub.han.ble.BleSettings)
     wan_host: str = "127.0.0.1"
     wan_port: int = 0
     wan_broker: str | None = None  # [wan] broker = "mqtt://HOST:PORT": the premises on an MQTT broker
@@ -251,7 +252,7 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
 
     han = doc.get("han", {})
     _check_keys(han, {"transport", "latency", "loss", "seed", "radio", "port", "baudrate", "channel", "pcap",
-                      "cbke", "certificate", "private_key", "ca_public"}, "[han]")
+                      "cbke", "certificate", "private_key", "ca_public", "ble"}, "[han]")
     rig.han = han.get("transport", "virtual")
     if rig.han not in HAN_TRANSPORTS:
         raise RigError(f"[han] transport: expected one of {HAN_TRANSPORTS}, got {rig.han!r}")
@@ -295,6 +296,8 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     if not 0.0 <= rig.han_loss < 1.0:
         raise RigError("[han] loss: must be in [0, 1)")
     rig.han_seed = _integer(han.get("seed", 0), "[han] seed")
+    if "ble" in han:
+        rig.han_ble = _ble(han["ble"], rig.han)
 
     web = doc.get("web", {})
     _check_keys(web, {"listen"}, "[web]")
@@ -344,7 +347,37 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     rig.devices = parse_devices(tables, base) if tables else default_rig(data).devices
     if sum(1 for d in rig.devices if d.type == "chf") != 1:
         raise RigError("a rig needs exactly one chf device")
+    if rig.han_ble is not None:
+        ble_remote(rig)
     return rig
+
+
+# -- [han.ble] ----------------------------------------------------------------------------------
+
+def _ble(table: Any, transport: str) -> Any:
+    if not isinstance(table, dict):
+        raise RigError("[han.ble]: expected a table")
+    if transport != "virtual":
+        raise RigError("[han.ble]: only with transport = \"virtual\" (the premises' own air)")
+    from gbhub.han.ble import BleSettings
+
+    try:
+        return BleSettings.from_table(table)
+    except ValueError as exc:
+        raise RigError(f"[han.ble] {exc}") from None
+
+
+def ble_remote(rig: Rig) -> list[DeviceSpec]:
+    """The devices `[han.ble] remote` names (by name or EUI): neither the CHF nor the GPF."""
+    out = []
+    for who in rig.han_ble.remote:
+        spec = next((d for d in rig.devices if d.name == who or eui_hex(d.eui) == who.upper()), None)
+        if spec is None:
+            raise RigError(f"[han.ble] remote: no device {who!r} in the rig")
+        if spec.type in ("chf", "gpf"):
+            raise RigError(f"[han.ble] remote: {who!r} is the hub's own {spec.type}; it cannot be beyond the link")
+        out.append(spec)
+    return out
 
 
 def _cbke_identity(han: dict) -> Any:
