@@ -188,9 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.register(sub)
     utrn.register(sub)
     firmware.register(sub)
-    from . import radio
+    from . import doctor, radio
 
     radio.register(sub)
+    doctor.register(sub)
     return p
 
 
