@@ -62,9 +62,17 @@ class Installer:
         self.rig = self.prefix / "etc/gbhub/rig.toml"
         self.unit = self.prefix / "etc/systemd/system" / UNIT
         self.rules = self.prefix / "etc/udev/rules.d" / RULES
-        self.data = Path(args.data).resolve() if args.data else self.prefix / "var/lib/gbhub"
+        self.data = Path(args.data).resolve() if args.data else self.installed_data() or self.prefix / "var/lib/gbhub"
         self.args = args
         self.changed: list[str] = []
+
+    def installed_data(self) -> Path | None:
+        """The data folder the installed rig names: a rerun without --data keeps it."""
+        try:
+            data = tomllib.loads(self.rig.read_text()).get("data")
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        return (self.rig.parent / data).resolve() if isinstance(data, str) else None
 
     def why_not_host(self) -> str | None:
         if not self.host:
@@ -141,7 +149,7 @@ class Installer:
 
     def install_venv(self) -> None:
         extras = self.extras()
-        want = {"source": self.source_hash(), "extras": extras}
+        want = {"source": self.source_hash(), "extras": extras, "python": "%d.%d" % sys.version_info[:2]}
         stamp = self.opt / "installed.json"
         try:
             have = json.loads(stamp.read_text())
@@ -157,8 +165,9 @@ class Installer:
             target = src / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(SOURCE / rel, target)
-        if not (self.venv / "bin/python").exists():
-            subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
+        if not (self.venv / "bin/python").exists() or (have or {}).get("python") != want["python"]:
+            # new, or made by another Python (a distribution upgrade): made afresh
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(self.venv)], check=True)
         spec = f"{src}[{','.join(extras)}]" if extras else str(src)
         say("virtualenv", f"pip install {spec} (extras: {', '.join(extras) or 'none'}) ...")
         out = subprocess.run([str(self.venv / "bin/python"), "-m", "pip", "install", "--quiet",

@@ -99,6 +99,8 @@ def test_install_twice_into_a_prefix(tmp_path):
     assert not re.search(r": (made|updated|installed|mode set)", second), second
     assert "nothing changed" in second
     assert tree(prefix, data) == snapshot  # idempotent: not one file written again
+    third = install("--prefix", str(prefix))  # after a `git pull`, without the first run's options
+    assert "nothing changed" in third and tree(prefix, data) == snapshot, third
 
     # nothing outside the prefix and the data folder: not the host, not the checkout, no user
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "root"]
