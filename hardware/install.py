@@ -262,6 +262,8 @@ class Installer:
             say("udevadm trigger", "done")
 
     def run(self) -> None:
+        if self.host and not self.root:
+            sys.exit("gbhub install: installing into / needs root: sudo hardware/install.sh ... (or --prefix DIR)")
         say("prefix", str(self.prefix))
         self.install_venv()
         self.link()
@@ -286,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="data folder (default PREFIX/var/lib/gbhub)")
     p.add_argument("--extras", help="comma-separated gbhub extras (default: what the rig needs)")
     p.add_argument("--enable", action="store_true", help="also systemctl enable --now gbhub (host installs only)")
-    Installer(p.parse_args(argv)).run()
+    try:
+        Installer(p.parse_args(argv)).run()
+    except (OSError, subprocess.CalledProcessError) as exc:  # one line, not a traceback
+        sys.exit(f"gbhub install: {exc}")
     return 0
 
 

@@ -150,3 +150,14 @@ def test_bad_arguments_exit_2(tmp_path):
     assert rc == 2
     rc, _ = doctor("--web", "nope:port")
     assert rc == 2
+
+
+@pytest.mark.hardware
+@pytest.mark.skipif(not os.environ.get("GBHUB_RADIO", "").partition(":")[2],
+                    reason="no radio: set GBHUB_RADIO=type:/dev/port[:baud]")
+def test_a_real_radio_answers_with_its_firmware(tmp_path):
+    radio, _, rest = os.environ["GBHUB_RADIO"].partition(":")
+    port, _, baud = rest.partition(":")
+    text = ZIGBEE.format(radio=radio, port=port) + (f"baudrate = {int(baud)}\n" if baud else "")
+    rc, lines = doctor(str(rig(tmp_path, text)), "--data", str(tmp_path / "d"))
+    assert any(line.startswith("ok    radio:") and f"{radio} radio answers on {port}" in line for line in lines), lines

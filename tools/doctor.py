@@ -167,7 +167,7 @@ def run_checks(rig, user, web):
         elif holder is not None:
             yield Finding("radio", None, f"not probed: the premises running on {rig.data} (PID {holder}) has it open")
         elif port_ok:
-            yield check_radio(rig.han_radio, port)
+            yield check_radio(rig.han_radio, port, rig.han_baudrate)
     yield from check_ports(rig, web)
     yield from check_keystore(rig)
     yield check_folder(rig.data, user)
@@ -298,7 +298,7 @@ def check_port(port: str, user):
     yield Finding("serial port", True, f"{port} ({_owner(st)}) readable and writable by {who}")
 
 
-def check_radio(radio: str, port: str | None) -> Finding:
+def check_radio(radio: str, port: str | None, baudrate: int | None = None) -> Finding:
     import asyncio
 
     from .radio import _run_apart, identify, serial_ports
@@ -313,7 +313,7 @@ def check_radio(radio: str, port: str | None) -> Finding:
         candidates = (radio,) if radio != "auto" else identify({"port": p, "vid": None, "pid": None,
                                                                 "description": ""})[1]
         try:
-            found, firmware = _run_apart(asyncio.wait_for(_probe(p, candidates), PROBE_TIMEOUT))
+            found, firmware = _run_apart(asyncio.wait_for(_probe(p, candidates, baudrate), PROBE_TIMEOUT))
         except asyncio.TimeoutError:
             found, firmware = None, None
         if found is not None:
@@ -325,21 +325,21 @@ def check_radio(radio: str, port: str | None) -> Finding:
                                    "nothing else has the port open")
 
 
-async def _probe(port: str, candidates) -> tuple[str | None, str | None]:
+async def _probe(port: str, candidates, baudrate: int | None) -> tuple[str | None, str | None]:
     from .radio import probe
 
-    found = await probe(port, tuple(candidates))
+    found = await probe(port, tuple(candidates), baudrate)
     if found is None:
         return None, None
-    return found, await _firmware(found, port)
+    return found, await _firmware(found, port, baudrate)
 
 
-async def _firmware(radio: str, port: str) -> str | None:
+async def _firmware(radio: str, port: str, baudrate: int | None) -> str | None:
     """The radio's firmware as its library reports it (zigpy node info), or None."""
     try:
         from gbhub.han.zigbee import radio_class, zigpy_config
 
-        app = radio_class(radio)(zigpy_config(port))
+        app = radio_class(radio)(zigpy_config(port, baudrate))
         try:
             await app.connect()
             try:
