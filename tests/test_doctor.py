@@ -96,6 +96,17 @@ def test_radio_absent(tmp_path):
     assert any("radio absent" in line and str(port) in line for line in failures(lines)), lines
 
 
+def test_auto_radio_without_any_serial_port(tmp_path):
+    from gbhub.tools.radio import serial_ports
+
+    if serial_ports():
+        pytest.skip("this machine has serial ports: `radio = \"auto\"` would probe them")
+    path = rig(tmp_path, '[han]\ntransport = "zigbee"\nradio = "auto"\n')
+    rc, lines = doctor(str(path), "--data", str(tmp_path / "d"))
+    assert rc == 1
+    assert any("radio absent: no serial ports found" in line for line in failures(lines)), lines
+
+
 def test_wan_and_web_ports_in_use(tmp_path):
     with socket.socket() as taken, socket.socket() as web:
         taken.bind(("127.0.0.1", 0))

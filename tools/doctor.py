@@ -304,25 +304,27 @@ def check_radio(radio: str, port: str | None, baudrate: int | None = None) -> Fi
     from .radio import _run_apart, identify, serial_ports
 
     if port is None:  # radio "auto" without a port: every port, as `gbhub run` would
-        ports = [p["port"] for p in serial_ports()]
+        ports = serial_ports()
         if not ports:
             return Finding("radio", False, "radio absent: no serial ports found; plug the radio in (`gbhub radios`)")
     else:
-        ports = [port]
+        ports = [{"port": port, "vid": None, "pid": None, "description": ""}]
+    tried: list[str] = []
     for p in ports:
-        candidates = (radio,) if radio != "auto" else identify({"port": p, "vid": None, "pid": None,
-                                                                "description": ""})[1]
+        candidates = (radio,) if radio != "auto" else identify(p)[1] or tuple(RADIO_MODULES)
+        tried.extend(c for c in candidates if c not in tried)
         try:
-            found, firmware = _run_apart(asyncio.wait_for(_probe(p, candidates, baudrate), PROBE_TIMEOUT))
+            found, firmware = _run_apart(asyncio.wait_for(_probe(p["port"], candidates, baudrate),
+                                                          PROBE_TIMEOUT * len(candidates)))
         except asyncio.TimeoutError:
             found, firmware = None, None
         if found is not None:
             fw = f"firmware {firmware}" if firmware else "firmware version not reported"
-            return Finding("radio", True, f"{found} radio answers on {p}; {fw}")
-    names = " or ".join(candidates if radio == "auto" else (radio,))
-    return Finding("radio", False, f"radio absent: no {names} radio answered on {', '.join(ports)}: check [han] radio "
-                                   "and baudrate, the radio's firmware (an NCP / coordinator image), and that "
-                                   "nothing else has the port open")
+            return Finding("radio", True, f"{found} radio answers on {p['port']}; {fw}")
+    where = ", ".join(p["port"] for p in ports)
+    return Finding("radio", False, f"radio absent: no {' or '.join(tried)} radio answered on {where}: check [han] "
+                                   "radio and baudrate, the radio's firmware (an NCP / coordinator image), and "
+                                   "that nothing else has the port open")
 
 
 async def _probe(port: str, candidates, baudrate: int | None) -> tuple[str | None, str | None]:
