@@ -186,18 +186,23 @@ def test_udev_rules_match_the_radio_table():
 
 def test_virtual_rig_as_the_service_runs_it(tmp_path):
     """`gbhub run hardware/rigs/virtual.toml` (data and WAN address moved into the test's reach):
-    READY=1 once ready, `gbhub wait` agrees, doctor finds the folder locked by it, SIGTERM stops it
-    cleanly (exit 0, STOPPING=1, manifest `stopped`), and it kept no state outside its data folder."""
+    READY=1 once ready, `gbhub wait` agrees, doctor finds the folder locked by it; a power cut
+    (SIGKILL) and the restart systemd would make: READY=1 again, resumed; SIGTERM stops it cleanly
+    (exit 0, STOPPING=1, manifest `stopped`); and it kept no state outside its data folder."""
     data = tmp_path / "data"
     checkout = git_status()
     address = f"@gbhub-test-notify-{os.getpid()}"
+    command = [sys.executable, "-m", "gbhub", "run", str(HARDWARE / "rigs/virtual.toml"), "--data", str(data),
+               "--wan", "127.0.0.1:0", "--status-every", "0"]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind("\0" + address[1:])
         notify.settimeout(120)
-        proc = subprocess.Popen([sys.executable, "-m", "gbhub", "run", str(HARDWARE / "rigs/virtual.toml"),
-                                 "--data", str(data), "--wan", "127.0.0.1:0", "--status-every", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-                                env=dict(ENV, NOTIFY_SOCKET=address))
+
+        def start() -> subprocess.Popen:
+            return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    cwd=tmp_path, env=dict(ENV, NOTIFY_SOCKET=address))
+
+        proc = start()
         try:
             ready = notify.recv(4096).decode()
             assert ready.startswith("READY=1\n") and "STATUS=premises commissioned" in ready, ready
@@ -207,6 +212,13 @@ def test_virtual_rig_as_the_service_runs_it(tmp_path):
             assert doctor.returncode == 1
             assert f"locked by a running gbhub run (PID {proc.pid})" in doctor.stdout, doctor.stdout
             assert str(HARDWARE / "rigs/virtual.toml") in doctor.stdout.splitlines()[0]
+
+            proc.kill()  # the power cut
+            proc.wait(timeout=30)
+            proc = start()  # Restart=on-failure, or the next boot
+            ready = notify.recv(4096).decode()
+            assert ready.startswith("READY=1\n") and "STATUS=premises resumed" in ready, ready
+
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=60) == 0, proc.stdout.read()
             assert notify.recv(4096).decode() == "STOPPING=1"
