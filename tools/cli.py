@@ -188,10 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.register(sub)
     utrn.register(sub)
     firmware.register(sub)
-    from . import dashboard, radio
+    from . import dashboard, doctor, radio
 
     radio.register(sub)
     dashboard.register(sub)
+    doctor.register(sub)
     return p
 
 

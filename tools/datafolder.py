@@ -96,6 +96,25 @@ class FolderLock:
             self.fd = None
 
 
+def lock_holder(data: Path) -> str | None:
+    """The PID (text) of the `gbhub run` holding DATA's lock, or None when the lock is free. Takes a
+    shared flock and drops it at once (`gbhub doctor`): a `gbhub run` starting in that instant
+    refuses, as it would with any other holder."""
+    try:
+        fd = os.open(data / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def running_pid(data: Path) -> int | None:
     """The PID of the `gbhub run` holding DATA's lock, or None when none does. Read without
     taking the lock, so a client never makes a starting `gbhub run` refuse."""

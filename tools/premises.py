@@ -524,6 +524,8 @@ class Premises:
             "supplier": eui_hex(self.identity.supplier),
             "keys": [str(p) for p in (self.rig.key_folders or ([self.rig.data / "keys"] if self.rig.data else []))],
             "clock": self.rig.clock,
+            # the rig file it was started with (`gbhub doctor` without a rig file checks that one)
+            "rig": str(Path(self.rig.source).resolve()) if self.rig.source is not None else None,
             "state": "ready",
         }
 

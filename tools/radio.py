@@ -224,6 +224,7 @@ def han_link(rig: Rig, clock: Any, air: Any) -> Any:
 USB_RADIOS: dict[tuple[int, int], tuple[str, tuple[str, ...]]] = {
     (0x1A86, 0x55D4): ("CH9102 bridge (e.g. Sonoff ZBDongle-E, EFR32)", ("ezsp",)),
     (0x10C4, 0xEA60): ("Silicon Labs CP210x bridge (e.g. Sonoff ZBDongle-P, Home Assistant SkyConnect)", ("znp", "ezsp")),
+    (0x1A86, 0x7523): ("CH340 bridge (e.g. CC2652 sticks: ZigStar, some ZBDongle-P batches)", ("znp",)),
     (0x1CF1, 0x0030): ("dresden elektronik ConBee II", ("deconz",)),
     (0x0403, 0x6015): ("FTDI bridge (e.g. ConBee III)", ("deconz", "ezsp", "znp")),
     (0x0451, 0x16A8): ("TI CC2531", ("znp",)),

@@ -250,6 +250,20 @@ def _log_file(data: Path, verbose: bool) -> logging.Handler:
 #: ready -> an object with `await close()` (closed before the premises stops), or None. The web
 #: dashboard adds itself (tools/dashboard.py, wired by cli.py), so run.py never imports it.
 SERVICES: list = []
+def sd_notify(state: str) -> None:
+    """Tell systemd (a Type=notify unit, hardware/gbhub.service) READY=1 once the premises serves its
+    WAN, STOPPING=1 on the way down: one datagram to $NOTIFY_SOCKET, nothing without it."""
+    import socket
+
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    address = "\0" + path[1:] if path.startswith("@") else path  # '@': an abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(state.encode(), address)
+    except OSError as exc:
+        logging.getLogger("gbhub.run").warning("cannot notify systemd at %s: %s", path, exc)
 
 
 async def _run(rig, args, resumed: bool) -> int:
@@ -289,6 +303,7 @@ async def _run(rig, args, resumed: bool) -> int:
         meters = [name for name, kind in m["types"].items() if kind == "esme"]
         hint = "`gbhub send ECS17b`" if len(meters) <= 1 else f"`gbhub send ECS17b --to {meters[-1]}`"
         print(f"gbhub: running; try {hint} in another shell. Ctrl-C or `gbhub stop` stops.", flush=True)
+        sd_notify(f"READY=1\nSTATUS=premises {'resumed' if resumed else 'commissioned'}, {len(m['devices'])} devices")
         deadline = loop.time() + args.duration if args.duration else None
         while not stop.is_set():
             wait = args.status_every if args.status_every > 0 else 3600.0
@@ -306,6 +321,7 @@ async def _run(rig, args, resumed: bool) -> int:
         print("gbhub: stopping", flush=True)
         for service in reversed(services):
             await service.close()
+        sd_notify("STOPPING=1")
         await control.close()
         try:
             await premises.stop()
