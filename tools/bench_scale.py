@@ -18,7 +18,10 @@ Method (mqtt): a local Mosquitto (tools/mosquitto.py, persistence on), `gbhub fl
 2` of `--premises` (default 200; short form 100) on it, and the load generator (tools/load.py,
 same machine, one process) sending ECS17b reads at 3,000/s for 60 s (short form 10 s): figures
 `reads_per_s` (answered and verified per second), `p99_ms`, `lost`, `duplicated` (and the rest of
-the load generator's report). Skipped (said so) when mosquitto is not installed.
+the load generator's report), and what the machine's load does not inflate as much: `cpu_s`
+(user + system CPU seconds over the load run of the fleet processes, the broker and the load
+generator, from /proc/PID/stat), `cpu_us_per_read` (their sum per answered read), `load_avg`
+(one-minute load average when the run started). Skipped (said so) when mosquitto is not installed.
 """
 from __future__ import annotations
 
