@@ -1,9 +1,9 @@
 """Non-volatile memory: namespaced key/value pairs and bounded logs, durable before return.
 
 `Nvm(path)` keeps the data in SQLite (WAL, synchronous=FULL by default), so a SIGKILL or a power
-cut right after a call returns loses nothing (with synchronous="GROUP", group commit, a power cut
-may take back commits nobody acknowledged yet: `Nvm` doc). `Nvm(None)` keeps it in memory only, for fast test
-premises. Both behave the same: values go through the same JSON rules (a tuple comes back as a
+cut right after a call returns loses nothing (with synchronous="GROUP", group commit, a power
+cut may take back commits nobody acknowledged yet: `Nvm` doc). `Nvm(None)` keeps it in memory
+only, for fast test premises. Both behave the same: values go through the same JSON rules (a tuple comes back as a
 list, a dict key as a str), reads come from an in-memory cache, and `transaction()` is atomic in
 both.
 
@@ -155,7 +155,6 @@ class _Store:
         self.synced = 0
         self.fsyncs = 0
         self._flush: asyncio.Future | None = None
-        self._wal_fd: int | None = None
         if self.group:
             synchronous = "NORMAL"
         if self.path is not None:

@@ -1,7 +1,7 @@
 """`gbhub load`: verified commands across a fleet at a steady rate, with throughput, latency and
 what went missing.
 
-    gbhub load --wan mqtt://HOST:PORT --data DATA --rate R --mix ECS17b:80,ECS42:10,GCS13a:10 --duration D [--json FILE]
+    gbhub load --wan mqtt://HOST:PORT --data DATA --rate R --mix ECS17b:80,ECS42:10,GCS13a:10 --duration D [--gas-deadline S] [--gas-queue N] [--json FILE]
 
 Every 10 ms the commands due at `--rate` per second are started, as long as fewer than
 `--max-inflight` (default 256, the CHF's per-connection WAN inbox) are waiting for their
