@@ -685,6 +685,8 @@ class GbcsDevice(FirmwareUpdates, Device):
             log.debug("%s %s: no uplink, frame dropped", self.kind, self.eui_hex)
             return
         try:
+            if self.nvm.unsynced:  # group commit: what the frame acknowledges is on disk first
+                await self.nvm.durable()
             await self.send_gbcs(frame)
         except Exception as exc:  # noqa: BLE001 - HAN trouble is logged, the device lives on
             try:

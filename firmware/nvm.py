@@ -1,8 +1,9 @@
 """Non-volatile memory: namespaced key/value pairs and bounded logs, durable before return.
 
 `Nvm(path)` keeps the data in SQLite (WAL, synchronous=FULL by default), so a SIGKILL or a power
-cut right after a call returns loses nothing. `Nvm(None)` keeps it in memory only, for fast test
-premises. Both behave the same: values go through the same JSON rules (a tuple comes back as a
+cut right after a call returns loses nothing (with synchronous="GROUP", group commit, a power
+cut may take back commits nobody acknowledged yet: `Nvm` doc). `Nvm(None)` keeps it in memory
+only, for fast test premises. Both behave the same: values go through the same JSON rules (a tuple comes back as a
 list, a dict key as a str), reads come from an in-memory cache, and `transaction()` is atomic in
 both.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 from collections import deque
 from pathlib import Path
@@ -147,6 +149,14 @@ class _Store:
         self.undo: list[Any] = []
         self.closed = False
         self.db: sqlite3.Connection | None = None
+        # group commit (synchronous="GROUP"): commits so far / made durable by an fsync of the WAL
+        self.group = synchronous == "GROUP" and self.path is not None
+        self.committed = 0
+        self.synced = 0
+        self.fsyncs = 0
+        self._flush: asyncio.Future | None = None
+        if self.group:
+            synchronous = "NORMAL"
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = None
@@ -163,6 +173,89 @@ class _Store:
                     db.close()
                 raise exc if isinstance(exc, NvmError) else _failed(self.path, exc) from None
             self.db = db
+
+    # -- group commit --
+    def note_commit(self) -> None:
+        """A commit reached the WAL file (not yet the disk): flush soon, in the background, so
+        writes nobody awaits become durable too."""
+        self.committed += 1
+        if self._flush is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (start-up, tools): durable at once
+                self.fsync()
+                return
+            self._start_flush(loop)
+
+    def _fsync_wal(self) -> None:
+        """fsync the WAL file (through a descriptor of its own, so a flush running in a worker
+        thread never races `close`); the first time also the folder, for the WAL's entry."""
+        wal = f"{self.path}-wal"
+        if self.synced == 0:
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:  # checkpointed away on close: the database file has it all
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.fsyncs += 1
+
+    def fsync(self) -> None:
+        """Make every commit so far durable now (blocking)."""
+        target = self.committed
+        if self.synced < target and self.db is not None:
+            self._fsync_wal()
+            self.synced = target
+
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+        target = self.committed
+        fut = self._flush = loop.run_in_executor(None, self._fsync_wal)
+        fut.gbhub_target = target
+
+        def done(f: asyncio.Future) -> None:
+            if self._settle(f) and self.synced < self.committed and not self.closed:
+                self._start_flush(loop)
+
+        fut.add_done_callback(done)
+        return fut
+
+    def _settle(self, f: asyncio.Future) -> bool:
+        """Account for a finished flush (once; from its callback or from a waiter that got
+        there first); True if it succeeded."""
+        if self._flush is f:
+            self._flush = None
+        if f.cancelled() or f.exception() is not None:
+            if not getattr(f, "gbhub_logged", False):
+                f.gbhub_logged = True
+                log.error("NVM %s: fsync failed: %s", self.path, "cancelled" if f.cancelled() else f.exception())
+            return False  # the next commit or durable() tries again
+        self.synced = max(self.synced, f.gbhub_target)
+        return True
+
+    async def durable(self) -> None:
+        """Return once every commit made so far is on disk (one fsync serves every waiter);
+        raises NvmError if the disk refuses."""
+        target = self.committed
+        while self.synced < target:
+            if self.closed:
+                raise NvmError("NVM is closed")
+            fut = self._flush
+            if fut is None:
+                fut = self._start_flush(asyncio.get_running_loop())
+            try:
+                await asyncio.shield(fut)
+            except OSError as exc:
+                raise NvmError(f"NVM {self.path}: fsync failed: {exc}") from None
+            finally:
+                if fut.done():
+                    self._settle(fut)  # its callback may not have run yet
 
     # -- loading (lazy, per namespace / log) --
     def ns(self, ns: str) -> dict[str, Any]:
@@ -210,6 +303,8 @@ class _Store:
                 return
             if len(statements) == 1:
                 db.execute(*statements[0])  # autocommit: one durable transaction
+                if self.group:
+                    self.note_commit()
                 return
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -220,6 +315,8 @@ class _Store:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+            if self.group:
+                self.note_commit()
         except sqlite3.Error as exc:
             raise _failed(self.path, exc) from None
 
@@ -280,6 +377,8 @@ class _Transaction:
                         if isinstance(exc, sqlite3.Error):
                             raise _failed(store.path, exc) from None
                         raise
+                    if depth == 0 and store.group:
+                        store.note_commit()
             else:
                 if db is not None:
                     self._rollback_db(db, depth)
@@ -316,6 +415,19 @@ class NvmView:
         if not name or "/" in name:
             raise ValueError("scope name must be non-empty and contain no '/'")
         return NvmView(self._store, f"{self.prefix}{name}/")
+
+    @property
+    def unsynced(self) -> bool:
+        """Commits are waiting for their fsync (only ever with synchronous="GROUP")."""
+        store = self._store
+        return store.synced < store.committed
+
+    async def durable(self) -> None:
+        """Wait until every commit so far is on disk: at once unless synchronous="GROUP"
+        (then one fsync of the WAL serves every commit made before it started)."""
+        store = self._store
+        if store.synced < store.committed:
+            await store.durable()
 
     @property
     def persistent(self) -> bool:
@@ -476,12 +588,18 @@ class Nvm(NvmView):
     """The root of one store: `Nvm(path)` for SQLite in WAL mode, `Nvm(None)` for memory only.
 
     `synchronous` is SQLite's PRAGMA synchronous: FULL (default) survives power cuts; NORMAL
-    survives process kills but may lose the last commits on power loss."""
+    survives process kills but may lose the last commits on power loss. GROUP is group commit:
+    SQLite runs NORMAL (each commit reaches the WAL file, so a process kill loses nothing) and
+    one fsync of the WAL, in a worker thread, makes every commit before it durable; whoever
+    acknowledges something awaits `durable()` first (a device before sending a response or an
+    alert, `GbcsDevice._send_one`), other commits are flushed in the background at once. A
+    store shared by many devices (a fleet worker's) then pays one fsync for many commands, and
+    the event loop never blocks on the disk."""
 
     __slots__ = ()
 
     def __init__(self, path: str | Path | None = None, *, synchronous: str = "FULL") -> None:
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA", "GROUP"):
             raise ValueError(f"bad synchronous mode {synchronous!r}")
         super().__init__(_Store(path, synchronous.upper()), "")
 
@@ -495,6 +613,11 @@ class Nvm(NvmView):
             return
         if store.depth:
             raise NvmError("cannot close NVM inside a transaction")
+        if store.group and store.db is not None:
+            try:
+                store.fsync()
+            except OSError as exc:
+                log.error("NVM %s: fsync at close failed: %s", store.path, exc)
         store.closed = True
         store.kv.clear()
         store.logs.clear()

@@ -127,25 +127,51 @@ def parse_eui(text: str | bytes) -> bytes:
 
 def jsonable(value):
     """Turn decoded values into JSON-ready data: bytes become upper-case hex, dataclasses dicts,
-    enums their names. Payload classes may define `to_json()` to override."""
+    enums their names. Payload classes may define `to_json()` to override. The way to convert
+    is chosen once per type (`gbhub decode --batch` converts millions of values)."""
+    conv = _JSON_BY_TYPE.get(type(value))
+    if conv is None:
+        conv = _json_converter(type(value))
+    return conv(value)
+
+
+_JSON_BY_TYPE: dict = {}
+
+
+def _json_identity(value):
+    return value
+
+
+def _json_converter(t: type):
     import dataclasses
     import enum
 
-    if hasattr(value, "to_json"):
-        return value.to_json()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex().upper()
-    if isinstance(value, enum.Enum):
-        return value.name
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {"type": type(value).__name__}
-        for f in dataclasses.fields(value):
-            if f.name.startswith("_"):
-                continue
-            out[f.name] = jsonable(getattr(value, f.name))
-        return out
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
+    if isinstance(t, type) and issubclass(t, type):  # a class as a value: no per-type rule
+        return _json_identity
+    if hasattr(t, "to_json"):
+        conv = t.to_json
+    elif issubclass(t, (bytes, bytearray, memoryview)):
+        def conv(value):
+            return bytes(value).hex().upper()
+    elif issubclass(t, enum.Enum):
+        def conv(value):
+            return value.name
+    elif dataclasses.is_dataclass(t):
+        names = tuple(f.name for f in dataclasses.fields(t) if not f.name.startswith("_"))
+        tname = t.__name__
+
+        def conv(value):
+            out = {"type": tname}
+            for name in names:
+                out[name] = jsonable(getattr(value, name))
+            return out
+    elif issubclass(t, dict):
+        def conv(value):
+            return {str(k): jsonable(v) for k, v in value.items()}
+    elif issubclass(t, (list, tuple)):
+        def conv(value):
+            return [jsonable(v) for v in value]
+    else:
+        conv = _json_identity
+    _JSON_BY_TYPE[t] = conv
+    return conv

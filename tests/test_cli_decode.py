@@ -101,3 +101,21 @@ def test_parse_frame_text_only_usage_errors(text):
         parse_frame_text(text)
     except UsageError:
         pass
+
+
+def test_bench_decode_runs_the_batch_over_the_rtds_set_whole_process(monkeypatch):
+    """`gbhub bench decode` (short form): our whole-process figures, and the DCC parser's only
+    when it is there (`GBHUB_DCC_PARSER`); here it is not, and the figures say why."""
+    import argparse
+
+    from gbcs.codec import jsonable
+    from gbhub.tools.bench_decode import decode
+
+    vectors_dir()
+    monkeypatch.delenv("GBHUB_DCC_PARSER", raising=False)
+    out = decode(argparse.Namespace(vectors=str(VECTORS)), True, lambda s: None)  # the registry is left alone
+    assert out["messages"] == 2 * len(list((VECTORS / "rtds").rglob("*.HEX"))) > 0
+    assert out["ours_s"] > 0 and out["ours_cpu_s"] > 0 and out["ours_per_s"] > 0
+    assert "ratio" not in out and out["dcc"].startswith(("GBHUB_DCC_PARSER", "node"))
+    # the per-type JSON conversion the batch relies on keeps its rules
+    assert jsonable({1: [b"\x01\xab", (True, None)]}) == {"1": ["01AB", [True, None]]}

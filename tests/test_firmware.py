@@ -42,9 +42,10 @@ EUI = bytes.fromhex("0011223344556677")
 PARTY = bytes.fromhex("90B3D51F30010000")
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "group"])
 def nvm(request, tmp_path):
-    store = Nvm(None) if request.param == "memory" else Nvm(tmp_path / "nvm.db")
+    store = (Nvm(None) if request.param == "memory" else
+             Nvm(tmp_path / "nvm.db", synchronous="GROUP") if request.param == "group" else Nvm(tmp_path / "nvm.db"))
     yield store
     store.close()
 
@@ -370,6 +371,74 @@ def test_nvm_survives_sigkill(tmp_path):
         assert nvm.get("state", "balance") == n * 10  # and each transaction landed whole
         entries = nvm.log_entries("event")
         assert entries[-1] == {"i": n} and len(entries) == min(n, 100)
+
+
+GROUP_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    from gbhub.firmware import Nvm
+    nvm = Nvm({path!r}, synchronous="GROUP").scope("0011223344556677")
+
+    async def command(i):
+        with nvm.transaction():
+            nvm.put("counters", str(i % 4), i)
+            nvm.put("state", str(i % 4), i * 10)
+        await nvm.durable()  # what a device does before it answers
+        print(i, flush=True)
+
+    async def main():
+        i = 0
+        while True:
+            await asyncio.gather(*(command(i + k) for k in range(1, 5)))
+            i += 4
+    asyncio.run(main())
+    """
+)
+
+
+def test_nvm_group_commit_survives_sigkill_and_acknowledges_only_what_is_on_disk(tmp_path):
+    path = tmp_path / "group.db"
+    proc = subprocess.Popen([sys.executable, "-c", GROUP_CHILD.format(root=str(ROOT), path=str(path))],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        done = [int(proc.stdout.readline()) for _ in range(200)]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with Nvm(path) as store:
+        nvm = store.scope("0011223344556677")
+        for i in done[-4:]:
+            assert nvm.get("counters", str(i % 4)) >= i  # every acknowledged command is there
+        for k in range(4):
+            assert nvm.get("state", str(k)) == nvm.get("counters", str(k)) * 10  # transactions whole
+
+
+async def test_nvm_group_commit_one_fsync_serves_many_commits(tmp_path):
+    store = Nvm(tmp_path / "g.db", synchronous="GROUP")
+    nvm = store.scope("a")
+
+    async def command(i: int) -> int:
+        with nvm.transaction():
+            nvm.put("counters", "x", i)
+        assert nvm.unsynced
+        await nvm.durable()
+        assert store._store.synced >= i  # this commit, at least, is on disk
+        return i
+
+    assert await asyncio.gather(*(command(i) for i in range(1, 201))) == list(range(1, 201))
+    assert not nvm.unsynced
+    assert 1 <= store._store.fsyncs < 50  # grouped, not one per commit
+    nvm.put("plain", "y", 1)  # nobody awaits it: flushed in the background anyway
+    for _ in range(200):
+        if not nvm.unsynced:
+            break
+        await asyncio.sleep(0.01)
+    assert not nvm.unsynced
+    store.close()
+    assert Nvm(None).unsynced is False  # memory and FULL stores never wait
 
 
 # ---------------------------------------------------------------------------------- devices

@@ -14,7 +14,7 @@ import pytest
 
 from gbcs.codec import eui_hex
 from gbhub.tools.fleet import FleetKeystore, FleetWorker, derive_private_key, fleet_eui, fleet_identity, manifest, member_rig
-from gbhub.tools.load import fleet_headend, run_load, targets_for
+from gbhub.tools.load import fleet_headend, gas_deadline_for, run_load, sleepy_devices, targets_for
 from gbhub.tools.mosquitto import Mosquitto, mosquitto_binary
 from gbhub.tools.rig import DEFAULT_DEVICES
 from gbhub.wan.mqtt import parse_wan
@@ -95,6 +95,34 @@ async def test_fleet_worker_on_a_broker_and_load_generator_figures(broker, ident
 
 
 @needs_broker
+async def test_load_mix_with_gas_reads_from_the_gpf_and_commands_queued_for_the_gsme(broker, identity):
+    """GCS13a goes to the GPF (answered from its mirror at once, no wake); GCS07 waits in the
+    CHF's queue for the GSME's next wake: the generator gives it the gas deadline, keeps it out
+    of the latency percentiles and waits for it after the run; nothing counts as lost."""
+    w = FleetWorker(5, range(40, 42), identity, wan=parse_wan(broker.url), options={"gsme": {"wake_interval": 2.0}})
+    await w.start()
+    try:
+        m = manifest(5, 40, 2, wan=broker.url, identity=identity, keys=[])
+        m["wans"] = [m["wan"]]
+        he, dup = await fleet_headend(m, parse_wan(broker.url), identifier="test-load-gas")
+        he.keystore = FleetKeystore(5, identity.keystore)
+        targets, mix, skipped = targets_for({"ECS17b": 70, "ECS42": 10, "GCS13a": 10, "GCS07": 10}, m["types"], m["devices"])
+        kinds = {e: m["types"][n] for n, e in ((n, bytes.fromhex(h)) for n, h in m["devices"].items())}
+        assert {kinds[e] for e in targets["GCS13a"]} == {"gpf"} and {kinds[e] for e in targets["GCS07"]} == {"gsme"}
+        sleepy = sleepy_devices(m["types"], m["devices"])
+        assert sleepy == set(targets["GCS07"]) and gas_deadline_for({"gsme_wake_s": 2.0}, 30) == 32
+        out = await run_load(he, targets, mix, rate=40, duration=2.0, timeout=20, duplicates=dup, sleepy=sleepy,
+                             gas_deadline=gas_deadline_for({"gsme_wake_s": 2.0}, 10), gas_queue=3)
+        await he.close()
+        assert (out["errors"], out["lost"], out["duplicated"]) == (0, 0, 0), out
+        assert out["answered"] + out["queue_full"] == out["sent"] + out["queue_full"] > 50
+        assert 0 < out["queued"] == out["queued_answered"] and out["queued_lost"] == 0
+        assert out["queued_max_ms"] <= 12_000 and out["gas_deadline_s"] == 12
+    finally:
+        await w.stop()
+
+
+@needs_broker
 async def test_broker_restart_in_the_middle_of_a_load_run_loses_nothing_and_applies_nothing_twice(broker, identity):
     w = FleetWorker(5, range(20, 23), identity, wan=parse_wan(broker.url))
     await w.start()
@@ -158,7 +186,7 @@ def test_gbhub_fleet_send_and_load(wan, tmp_path, request):
     data = tmp_path / "fleet"
     proc = subprocess.Popen([sys.executable, "-P", "-m", "gbhub.tools.cli", "fleet", "--premises", "4", "--processes", "2",
                              "--wan", url, "--seed", "9", "--first", "100", "--data", str(data), "--for", "120",
-                             "--summary-every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--summary-every", "1", "--gsme-wake", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
         manifest_path = data / "premises.json"
@@ -174,12 +202,15 @@ def test_gbhub_fleet_send_and_load(wan, tmp_path, request):
         r = _gbhub("send", "ECS17b", "--to", "p102.esme", "--data", str(data), "--summary")  # the second worker's
         assert r.returncode == 0, r.stderr
         out = tmp_path / "load.json"
-        r = _gbhub("load", "--data", str(data), "--rate", "30", "--duration", "2", "--mix", "ECS17b:80,ECS42:20",
-                   "--json", str(out))  # gas use cases wait for the sleepy GSME's wake (up to 30 min)
+        r = _gbhub("load", "--data", str(data), "--rate", "30", "--duration", "2", "--mix",
+                   "ECS17b:70,ECS42:10,GCS13a:10,GCS07:10", "--json", str(out))
         assert r.returncode == 0, r.stderr
         figures = json.loads(out.read_text())
         assert all(k in figures for k in KEYS)
         assert figures["sent"] == figures["answered"] > 30 and figures["lost"] == figures["duplicated"] == 0
+        assert figures["errors"] == 0 and figures["skipped"] == []
+        # GCS07 waited for a GSME wake (every 2 s here: the manifest's gsme_wake_s sets the deadline)
+        assert figures["queued"] == figures["queued_answered"] > 0 and figures["gas_deadline_s"] == 2 + 30
     finally:
         proc.terminate()
         try:

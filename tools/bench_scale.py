@@ -18,7 +18,10 @@ Method (mqtt): a local Mosquitto (tools/mosquitto.py, persistence on), `gbhub fl
 2` of `--premises` (default 200; short form 100) on it, and the load generator (tools/load.py,
 same machine, one process) sending ECS17b reads at 3,000/s for 60 s (short form 10 s): figures
 `reads_per_s` (answered and verified per second), `p99_ms`, `lost`, `duplicated` (and the rest of
-the load generator's report). Skipped (said so) when mosquitto is not installed.
+the load generator's report), and what the machine's load does not inflate as much: `cpu_s`
+(user + system CPU seconds over the load run of the fleet processes, the broker and the load
+generator, from /proc/PID/stat), `cpu_us_per_read` (their sum per answered read), `load_avg`
+(one-minute load average when the run started). Skipped (said so) when mosquitto is not installed.
 """
 from __future__ import annotations
 
@@ -126,17 +129,47 @@ def mqtt(args, short: bool, progress) -> dict:
                 if fleet_proc.poll() is not None or time.monotonic() > deadline:
                     return {"failed": "the fleet did not start"}
                 time.sleep(0.5)
+            pids = {"fleet": [fleet_proc.pid, *_children(fleet_proc.pid)], "broker": [broker.proc.pid],
+                    "load": [os.getpid()]}
+            cpu0 = {k: _cpu_s(v) for k, v in pids.items()}
+            load_avg = os.getloadavg()[0]
             out = asyncio.run(_mqtt_load(data, broker.url, rate, seconds))
+            cpu = {k: round(_cpu_s(v) - cpu0[k], 2) for k, v in pids.items()}
         finally:
             fleet_proc.terminate()
             try:
                 fleet_proc.wait(60)
             except subprocess.TimeoutExpired:
                 fleet_proc.kill()
-    out = {"reads_per_s": out.pop("per_s"), **out, "premises": n, "processes": 2}
-    for k in ("reads_per_s", "p50_ms", "p99_ms", "lost", "duplicated", "errors"):
+    answered = max(out["answered"], 1)
+    out = {"reads_per_s": out.pop("per_s"), **out, "premises": n, "processes": 2,
+           "cpu_us_per_read": round(sum(cpu.values()) * 1e6 / answered), "cpu_s": cpu,
+           "load_avg": round(load_avg, 2), "load_avg_after": round(os.getloadavg()[0], 2)}
+    for k in ("reads_per_s", "p50_ms", "p99_ms", "lost", "duplicated", "errors", "cpu_us_per_read", "cpu_s", "load_avg"):
         progress(f"  {k:12} {out.get(k)}")
     return out
+
+
+def _children(pid: int) -> list[int]:
+    """`pid`'s child processes (a fleet's workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of `pids` so far (/proc/PID/stat; 0 for one that is gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def _mqtt_load(data: Path, url: str, rate: float, seconds: float) -> dict:

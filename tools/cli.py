@@ -84,6 +84,11 @@ def _decode_batch(args, keystore, acb, secrets) -> int:
     else:
         import multiprocessing as mp
 
+        import gbcs.analyse  # noqa: F401 - imported once here, not again in every forked worker
+        import gbcs.asn1  # noqa: F401
+        import gbcs.gbz  # noqa: F401
+        import gbcs.zcl  # noqa: F401
+
         global _BATCH_STATE
         _BATCH_STATE = (keystore, acb)
         with mp.get_context("fork").Pool(jobs) as pool:

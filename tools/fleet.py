@@ -218,7 +218,8 @@ class FleetWorker:
 
     def __init__(self, seed: int, indices: range, identity, *, wan=None, nvm_path: Path | None = None,
                  clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 128,
-                 without: tuple[str, ...] = (), options: dict[str, dict] | None = None) -> None:
+                 without: tuple[str, ...] = (), options: dict[str, dict] | None = None,
+                 nvm_sync: str = "GROUP") -> None:
         from gbhub.firmware import Nvm, RealClock, SimClock
 
         from .premises import DEFAULT_SIM_START
@@ -233,7 +234,7 @@ class FleetWorker:
         self.options = options
         self.clock = clock if clock is not None else (SimClock(DEFAULT_SIM_START) if sim else RealClock(speed=speed))
         self.sim = sim
-        self.nvm = Nvm(nvm_path)
+        self.nvm = Nvm(nvm_path, synchronous=nvm_sync)
         self.session = None
         self.tcp = None
         self.premises: list = []
@@ -333,13 +334,20 @@ def register(sub) -> None:
     f.add_argument("--ihd-poll", type=float, metavar="S",
                    help="seconds between an IHD's reads of its meter (default: the IHD's own, 10 s); "
                         "longer polls cost less CPU in large fleets")
+    f.add_argument("--gsme-wake", type=float, metavar="S",
+                   help="seconds between a GSME's wakes (default: the GSME's own, 1800 s); commands to a "
+                        "GSME wait in the CHF's queue until its next wake (`gbhub load --gas-deadline`)")
+    f.add_argument("--nvm-sync", choices=("group", "full", "normal"), default="group",
+                   help="how a worker's NVM reaches the disk: group (default: one fsync for many commands, "
+                        "each answered only once on disk), full (one fsync per commit), normal (no fsync "
+                        "before answering: survives a process kill, not a power cut)")
     f.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds")
     f.add_argument("--summary-every", type=float, default=5.0, metavar="S", help="live summary period (default 5 s)")
     f.set_defaults(func=cmd_fleet)
 
 
 def _worker_main(conn, seed: int, indices: range, keys: str, wan: str | None, data: str, speed: float, worker: int,
-                 options: dict | None = None) -> None:
+                 options: dict | None = None, nvm_sync: str = "group") -> None:
     """A worker process: runs its premises until the parent says stop (or goes away)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s worker {worker} %(name)s %(levelname)s %(message)s")
@@ -351,7 +359,7 @@ def _worker_main(conn, seed: int, indices: range, keys: str, wan: str | None, da
         if address is not None and not address.mqtt and address.port:
             address = type(address)("tcp", address.host, address.port + worker)
         w = FleetWorker(seed, indices, identity, wan=address, nvm_path=Path(data) / f"worker-{worker}.sqlite",
-                        speed=speed, worker=worker, options=options)
+                        speed=speed, worker=worker, options=options, nvm_sync=nvm_sync.upper())
         last = [0.0]
 
         def progress(n: int) -> None:
@@ -408,6 +416,13 @@ def cmd_fleet(args) -> int:
         raise UsageError("--speed must be positive")
     if args.ihd_poll is not None and not args.ihd_poll > 0:
         raise UsageError("--ihd-poll must be positive")
+    if args.gsme_wake is not None and not args.gsme_wake > 0:
+        raise UsageError("--gsme-wake must be positive")
+    options = {}
+    if args.ihd_poll:
+        options["ihd"] = {"poll_interval": args.ihd_poll}
+    if args.gsme_wake:
+        options["gsme"] = {"wake_interval": args.gsme_wake}
     wan = "tcp://127.0.0.1:0" if args.wan == "tcp" else args.wan
     try:
         address = parse_wan(wan) if wan else None
@@ -427,7 +442,7 @@ def cmd_fleet(args) -> int:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker_main, daemon=True, name=f"gbhub-fleet-{i}",
                            args=(child, args.seed, range(bounds[i], bounds[i + 1]), str(keys), wan, str(data), args.speed, i,
-                                 {"ihd": {"poll_interval": args.ihd_poll}} if args.ihd_poll else None))
+                                 options or None, args.nvm_sync))
         proc.start()
         child.close()
         workers.append((proc, parent))
@@ -469,6 +484,8 @@ def cmd_fleet(args) -> int:
                         if tty:
                             print(file=sys.stderr)
                         m = manifest(args.seed, args.first, n, wan=wan, identity=identity, keys=[str(keys)], processes=p)
+                        if args.gsme_wake:
+                            m["gsme_wake_s"] = args.gsme_wake  # the load generator's gas deadline
                         if not address.mqtt:
                             host = address.host
                             m["wan"] = {"tcp": [{"host": host, "port": ready[i]["port"], "first": bounds[i],
