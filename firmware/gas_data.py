@@ -378,6 +378,83 @@ def _snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
 BASIC_ATTRIBUTES = {0x0004: "GBHUB", 0x0005: "GSME-EMULATOR"}  # manufacturer, model [I]
 
 
+# settings a command writes into the "gas" state: command name -> {field: state key} [I]
+GAS_SETTINGS = {
+    "DisplayMessage": {"message": "message"},
+    "PublishChangeOfSupplier": {"proposed_provider_name": "supplier_name", "proposed_provider_contact_details": "supplier_contact"},
+    "RequestNewPasswordResponse": {"password_type": "pin_disabled"},
+    "SetUncontrolledFlowThreshold": {"uncontrolled_flow_threshold": "flow_threshold"},
+    "SetSupplyStatus": {"supply_tamper_state": "tamper_state", "supply_depletion_state": "depletion_state"},
+    "PublishBillingPeriod": {"billing_period_start_time": "billing_start", "billing_period_duration": "billing_duration"},
+    "PublishBlockPeriod": {"block_period_start_time": "block_start", "block_period_duration": "block_duration"},
+    "PublishChangeOfTenancy": {"implementation_date_time": "tenancy_date"},
+    "UpdateSiteId": {"site_id": "mprn"},
+    "UpdateCIN": {"customer_id_number": "cin"},
+    "PublishConversionFactor": {},
+    "PublishCalorificValue": {},
+    "ChangeDebt": {},
+}
+# prepayment settings: command -> {field: prepayment state key (pence)}
+PREPAY_SETTINGS = {
+    "EmergencyCreditSetup": {"emergency_credit_limit": "ec_limit", "emergency_credit_threshold": "ec_threshold"},
+    "SetOverallDebtCap": {"overall_debt_cap": "debt_cap"},
+    "SetLowCreditWarningLevel": {"low_credit_warning_level": "low_credit"},
+    "SetMaximumCreditLimit": {"maximum_credit_level": "max_credit", "maximum_credit_per_top_up": "max_top_up"},
+}
+TARIFF_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWeekProfile", "PublishSeasons",
+                             "PublishSpecialDays", "PublishTariffInformation", "PublishBlockThresholds",
+                             "PublishPriceMatrix"))
+PAYMENT_PREPAYMENT_BIT = 0x0001  # PaymentControlConfiguration bit 0: prepayment [I]
+
+
+def apply_command(data: GasData, cmd: Any) -> bool:
+    """What one GBZ command component changes in the gas state: the GSME executing it, and the
+    GPF applying a tap-off (an executed command / response pair, or a future-dated one's 0x8F66)
+    to its mirror, in one place. False when the command changes none of this state (calendar
+    profiles, seasons: kept by neither [I])."""
+    name = getattr(cmd, "name", "")
+    if name in PREPAY_SETTINGS or name == "ChangePaymentMode":
+        p = dict(data.get("prepayment") or {})
+        if name == "ChangePaymentMode":
+            p["mode"] = "prepayment" if cmd["proposed_payment_control_configuration"] & PAYMENT_PREPAYMENT_BIT else "credit"
+        else:
+            for field, key in PREPAY_SETTINGS[name].items():
+                p[key] = cmd[field] / MONEY
+            if name == "EmergencyCreditSetup":
+                p["ec_remaining"] = min(p.get("ec_remaining", 0.0), p["ec_limit"])
+        data.put("prepayment", p)
+        return True
+    gas = dict(data.get("gas") or {})
+    if name == "PublishTariffInformation":
+        gas["standing"] = cmd["standing_charge"] / 1000
+    elif name == "PublishPriceMatrix" and cmd["prices"]:
+        gas["price"] = dict(cmd["prices"][0])["price"] / 1000
+        gas["prices"] = [dict(p)["price"] / 1000 for p in cmd["prices"]]
+    elif name in GAS_SETTINGS:
+        for field, key in GAS_SETTINGS[name].items():
+            value = cmd[field]
+            gas[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if name == "PublishConversionFactor":
+            gas["cf"] = cmd["conversion_factor"] / 10 ** (cmd["conversion_factor_trailing_digit"] >> 4)
+        elif name == "PublishCalorificValue":
+            gas["cv"] = cmd["calorific_value"] / 10 ** (cmd["calorific_value_trailing_digit"] >> 4)
+        elif name == "SetUncontrolledFlowThreshold":
+            # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
+            gas["uncontrolled_flow_lph"] = (cmd["uncontrolled_flow_threshold"] * cmd["multiplier"]
+                                            / max(1, cmd["divisor"]) * 1000)
+        elif name == "ChangeDebt":  # debt registers 1..3 by amount type (1/2 debt 1, 3/4 debt 2, 5/6 debt 3) [I]
+            p = dict(data.get("prepayment") or {})
+            debts = list(p.get("debts", [0.0, 0.0, 0.0]))
+            debts[min(2, max(0, (cmd["debt_amount_type"] - 1) // 2))] = cmd["debt_amount"] / MONEY
+            p["debts"] = debts
+            p["debt"] = sum(debts)
+            data.put("prepayment", p)
+    else:
+        return False
+    data.put("gas", gas)
+    return True
+
+
 def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzComponent:
     """A Default Response to component `c`, in the opposite direction [O RTDS GCS07/GCS40a]."""
     back = 0 if c.header.direction else 1
@@ -396,5 +473,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

@@ -35,6 +35,23 @@ OTA firmware" is set it fetches `ota_blocks_per_wake` blocks (default 200 [I]) f
 server, so an image arrives across wakes; the receipt alert is FDRA-ZigBee (GBZ, 0x00CF); CS06
 comes through its queue like any command; GCS38 reads the running version.
 
+Future-dated commands (`firmware.future`; README "Gas"): the use cases GBCS lets the GSME hold
+(`catalogue.device_future_dated`: GCS01a/b tariff, GCS05 prepayment configuration, GCS02/03 payment
+mode) carry their execution date-time in each timed component (`gbcs.usecases.gas.execution_time`).
+"Now" (0) or a past time executes at once; a future time is answered at once (a Default Response per
+component, as RTDS shows) and kept in NVM, one instruction per timed component (`FutureDateable`;
+calendar profiles and seasons go with their PublishCalendar); at the time each is applied and its
+FDA goes to the command's originator: message code 0x00CD, alert 0x8F66 (0x8F67 when it failed),
+alert time = the execution time, body = message code, originator counter, cluster, frame control
+(the command's first component's [O RTDS]) and command id. The "never" time (0xFFFFFFFE /
+0xFFFFFFFF) cancels the pending components it names. Times within one command must agree (GB081),
+else the command is refused as malformed. Sleepiness, option `future_dated` [I]: "clock" (default;
+a GSME keeps its own clock — GCS28 sets it — and a tariff must switch at its time for billing, so
+its clock runs the instruction at the due time and wakes the meter to send the FDA and push the new
+state), or "wake" (the instruction runs at the first wake at or after its time). Other gas use
+cases with a time field (GCS24/24a, GCS25/25a, GCS04, GCS40a-d) have no "Device" future-dated
+pattern in DUIS and execute at once, as before.
+
 Alerts are GBZ (alert code, time) and go out as PUTs in the wake that raised them, or the next.
 Faults (`FAULT_KINDS`, `firmware.faults`): battery, tamper, tilt, flow, power, asleep / awake, gone, fail-next
 (README "Gas", "Fault injection").
@@ -47,16 +64,17 @@ import json
 import logging
 import math
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 from gbcs.asn1 import DeviceTimeStatus, SetTime, SetTimeResponse, decode_asn1
 from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, parse_eui
-from gbcs.frame import Message
-from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, encryptor
+from gbcs.frame import CRA, Message
+from gbcs.gbz import FutureDatedAlertData, GbzAlert, GbzComponent, GbzPayload, decode_gbz, encryptor
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
 from gbcs.usecases.gas import BILLING_CALENDAR_CAUSE, MODE_CHANGE_CAUSE, PREPAYMENT_CREDIT_CAUSE, TARIFF_CHANGE_CAUSE
-from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
+from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID, NEVER_TIMES, execution_time
 from gbhub.firmware.gas_data import ZCL_EPOCH
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
@@ -66,6 +84,8 @@ from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
+from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command
+from gbhub.firmware.future import FdaOutcome
 from gbhub.firmware.nvm import NvmError
 from gbhub.firmware.update_handlers import activate_firmware
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
@@ -88,6 +108,7 @@ BATTERY_PER_WAKE = 0.0005  # percent a wake costs [I]: about 15 years of half-ho
 CV_DEFAULT, CF_DEFAULT = 39.5, 1.02264  # MJ/m³, conversion factor [I typical GB values]
 DEVICE_LOG_CAPACITY = 8  # [U]
 OTA_BLOCKS_PER_WAKE = 200  # firmware blocks fetched per wake [I]: 200 x 48 bytes take 4 s at the default HAN pace
+FUTURE_DATED_MODES = ("clock", "wake")  # when held instructions run (module doc "Future-dated commands") [I]
 
 
 def _litres_model(seed: int) -> ConsumptionModel:
@@ -120,113 +141,157 @@ def _read(gsme: "Gsme", message: Message) -> Outcome:
 _UNDATED_READS = frozenset((MessageCode.GCS18, MessageCode.GCS15c, MessageCode.GCS15e, MessageCode.GCS21d, MessageCode.GCS21k, MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m, MessageCode.GCS15b,
                             MessageCode.GCS21f, MessageCode.GCS16b, MessageCode.GCS15d))
 
-# settings a command writes into the "gas" state: command name -> {field: state key} [I]
-_SETTINGS = {
-    "DisplayMessage": {"message": "message"},
-    "PublishChangeOfSupplier": {"proposed_provider_name": "supplier_name", "proposed_provider_contact_details": "supplier_contact"},
-    "RequestNewPasswordResponse": {"password_type": "pin_disabled"},
-    "SetUncontrolledFlowThreshold": {"uncontrolled_flow_threshold": "flow_threshold"},
-    "SetSupplyStatus": {"supply_tamper_state": "tamper_state", "supply_depletion_state": "depletion_state"},
-    "PublishBillingPeriod": {"billing_period_start_time": "billing_start", "billing_period_duration": "billing_duration"},
-    "PublishBlockPeriod": {"block_period_start_time": "block_start", "block_period_duration": "block_duration"},
-    "PublishChangeOfTenancy": {"implementation_date_time": "tenancy_date"},
-    "UpdateSiteId": {"site_id": "mprn"},
-    "UpdateCIN": {"customer_id_number": "cin"},
-    "PublishConversionFactor": {},
-    "PublishCalorificValue": {},
-    "ChangeDebt": {},
-}
-
-
 def _settings(gsme: "Gsme", message: Message) -> bytes:
-    """Commands that only store settings: each component stored and answered with a Default
-    Response [O RTDS GCS07/GCS11/GCS24a/GCS25a/GCS44 responses]."""
-    comps = gbz_command(message)
-    gas = gsme.nvm.get(NS, "gas")
+    """Commands that only store settings (`gas_data.apply_command`): each component stored and
+    answered with a Default Response [O RTDS GCS07/GCS11/GCS24a/GCS25a/GCS44 responses]."""
     out = []
-    for c in comps:
-        cmd = c.payload
-        mapping = _SETTINGS.get(getattr(cmd, "name", ""))
-        if mapping is None:
-            raise CommandRejected("malformed", f"{getattr(cmd, 'name', type(cmd).__name__)} is not part of this use case")
-        for field, key in mapping.items():
-            value = cmd[field]
-            gas[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        if cmd.name == "PublishConversionFactor":
-            gas["cf"] = cmd["conversion_factor"] / 10 ** (cmd["conversion_factor_trailing_digit"] >> 4)
-        elif cmd.name == "PublishCalorificValue":
-            gas["cv"] = cmd["calorific_value"] / 10 ** (cmd["calorific_value_trailing_digit"] >> 4)
-        elif cmd.name == "ChangeDebt":  # debt registers 1..3 by amount type (1/2 debt 1, 3/4 debt 2, 5/6 debt 3) [I]
-            p = gsme._prepay()
-            debts = list(p.get("debts", [0.0, 0.0, 0.0]))
-            slot = min(2, max(0, (cmd["debt_amount_type"] - 1) // 2))
-            debts[slot] = cmd["debt_amount"] / MONEY
-            p["debts"] = debts
-            p["debt"] = sum(debts)
-            gsme.nvm.put(NS, "prepayment", p)
-        if cmd.name == "SetUncontrolledFlowThreshold":
-            # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
-            gsme.uncontrolled_flow_lph = cmd["uncontrolled_flow_threshold"] * cmd["multiplier"] / max(1, cmd["divisor"]) * 1000
-            gas["uncontrolled_flow_lph"] = gsme.uncontrolled_flow_lph
+    for c in gbz_command(message):
+        if getattr(c.payload, "name", "") not in GAS_SETTINGS:
+            raise CommandRejected("malformed", f"{_name_of(c)} is not part of this use case")
+        apply_command(gsme.data, c.payload)
         out.append(default_response(c))
-    gsme.nvm.put(NS, "gas", gas)
+    lph = gsme.data.get("gas").get("uncontrolled_flow_lph")
+    if lph is not None:
+        gsme.uncontrolled_flow_lph = lph
     return GbzPayload.build(out).encode()
 
 
-_TARIFF_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWeekProfile", "PublishSeasons",
-                              "PublishSpecialDays", "PublishTariffInformation", "PublishBlockThresholds",
-                              "PublishPriceMatrix"))
+def _name_of(c: GbzComponent) -> str:
+    return getattr(c.payload, "name", "") or type(c.payload).__name__
 
 
-def _tariff(gsme: "Gsme", message: Message) -> Outcome:
+# -- future-dateable use cases (module doc "Future-dated commands") -------------------------------
+def _apply_tariff(gsme: "Gsme", comps) -> list[GbzComponent]:
     """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
     digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
-    comps = gbz_command(message)
     gsme.data.take_billing_snapshot(int(gsme.device_now()), TARIFF_CHANGE_CAUSE)  # the old tariff's billing data
-    gas = gsme.nvm.get(NS, "gas")
-    out = []
     for c in comps:
-        cmd = c.payload
-        if getattr(cmd, "name", "") not in _TARIFF_COMMANDS:
-            raise CommandRejected("malformed", f"{getattr(cmd, 'name', type(cmd).__name__)} is not part of a tariff")
-        if cmd.name == "PublishTariffInformation":
-            gas["standing"] = cmd["standing_charge"] / 1000
-        elif cmd.name == "PublishPriceMatrix" and cmd["prices"]:
-            gas["price"] = dict(cmd["prices"][0])["price"] / 1000
-            gas["prices"] = [dict(p)["price"] / 1000 for p in cmd["prices"]]
-        out.append(default_response(c))
-    gsme.nvm.put(NS, "gas", gas)
+        apply_command(gsme.data, c.payload)
+    gas = gsme.data.get("gas")
     gsme.log_event("tariff", price=gas["price"], standing=gas["standing"])
-    return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+    return [default_response(c) for c in comps]
 
 
-_PREPAY_SETTINGS = {  # command -> {field: prepayment state key (pence)}
-    "EmergencyCreditSetup": {"emergency_credit_limit": "ec_limit", "emergency_credit_threshold": "ec_threshold"},
-    "SetOverallDebtCap": {"overall_debt_cap": "debt_cap"},
-    "SetLowCreditWarningLevel": {"low_credit_warning_level": "low_credit"},
-    "SetMaximumCreditLimit": {"maximum_credit_level": "max_credit", "maximum_credit_per_top_up": "max_top_up"},
-}
-
-
-def _prepayment_configuration(gsme: "Gsme", message: Message) -> Outcome:
+def _apply_prepayment_configuration(gsme: "Gsme", comps) -> list[GbzComponent]:
     """GCS05: emergency credit, debt cap, low-credit warning and maximum credit settings (money in
     ZSE units: /1000 is pence), and the friendly-credit calendar (kept, not applied [I])."""
-    comps = gbz_command(message)
-    p = gsme._prepay()
-    out = []
     for c in comps:
-        cmd = c.payload
-        name = getattr(cmd, "name", "")
-        if name in _PREPAY_SETTINGS:
-            for field, key in _PREPAY_SETTINGS[name].items():
-                p[key] = cmd[field] / MONEY
-            if name == "EmergencyCreditSetup":
-                p["ec_remaining"] = min(p.get("ec_remaining", 0.0), p["ec_limit"])
-        elif name not in _TARIFF_COMMANDS:
-            raise CommandRejected("malformed", f"{name or type(cmd).__name__} is not part of GCS05")
-        out.append(default_response(c))
-    gsme.nvm.put(NS, "prepayment", p)
-    return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+        apply_command(gsme.data, c.payload)
+    return [default_response(c) for c in comps]
+
+
+def _apply_payment_mode(gsme: "Gsme", comps) -> list[GbzComponent]:
+    gsme.data.take_billing_snapshot(int(gsme.device_now()), MODE_CHANGE_CAUSE)  # billing data of the old mode
+    apply_command(gsme.data, comps[0].payload)
+    gsme.log_event("payment_mode", mode=gsme._prepay()["mode"])
+    return _payment_mode_response(gsme, comps)
+
+
+def _payment_mode_response(gsme: "Gsme", comps) -> list[GbzComponent]:
+    p = gsme._prepay()
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ChangePaymentModeResponse", friendly_credit=0,
+                                friendly_credit_calendar_id=0, emergency_credit_limit=int(p["ec_limit"] * MONEY),
+                                emergency_credit_threshold=int(p.get("ec_threshold", 0) * MONEY))
+    return [GbzComponent.build(Cluster.PREPAYMENT, resp)]
+
+
+def _accepted(gsme: "Gsme", comps) -> list[GbzComponent]:
+    return [default_response(c) for c in comps]
+
+
+class FutureDateable:
+    """One gas use case family GBCS lets the GSME hold until its execution date-time [S DP via
+    `catalogue.device_future_dated`]: the commands it may carry, how it is applied (now, or at the
+    time by the future-dated action `GBZ_ACTION`), how it is answered when held or cancelled, and
+    whether the response is dated."""
+
+    def __init__(self, family: str, names: frozenset, apply, held=_accepted, dated: bool = True, one: bool = False):
+        self.family, self.names, self.apply, self.held, self.dated, self.one = family, names, apply, held, dated, one
+
+    def __call__(self, gsme: "Gsme", message: Message) -> Outcome:
+        comps = gbz_command(message)
+        for c in comps:
+            if getattr(c.payload, "name", "") not in self.names:
+                raise CommandRejected("malformed", f"{_name_of(c)} is not part of {MessageCode(message.message_code).name}")
+        if self.one and len(comps) != 1:
+            raise CommandRejected("malformed", "expected one component")
+        times = {NEVER if t in NEVER_TIMES else t for t in map(execution_time, comps) if t is not None}
+        if len(times) > 1:  # GB081: all future dated times within one command are the same [I: else malformed]
+            raise CommandRejected("malformed", "execution date-times within one command differ")
+        when = next(iter(times), 0)
+        if when == NEVER:
+            for key in self.keys(comps):
+                gsme.future.cancel(key)
+            out = self.held(gsme, comps)
+        elif when == 0 or when + ZCL_EPOCH <= gsme.device_now():  # now, or a time already past: at once
+            out = self.apply(gsme, comps)
+        else:
+            self.schedule(gsme, message, comps, when)
+            out = self.held(gsme, comps)
+        return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF) if self.dated else None)
+
+    def key(self, c: GbzComponent) -> str:
+        return f"gbz:{self.family}:{c.cluster_id:04X}:{c.header.command_id:02X}"
+
+    def keys(self, comps) -> list[str]:
+        return [self.key(c) for c in comps if execution_time(c) is not None]
+
+    def schedule(self, gsme: "Gsme", message: Message, comps, when: int) -> None:
+        """One instruction per timed component (each has its FDA [O RTDS 8F66 alerts]); the untimed
+        ones (calendar profiles, seasons) go with the timed component before them."""
+        groups: list[list[GbzComponent]] = []
+        loose: list[GbzComponent] = []
+        for c in comps:
+            if execution_time(c) is not None:
+                groups.append(loose + [c])
+                loose = []
+            elif groups:
+                groups[-1].append(c)
+            else:
+                loose.append(c)
+        # the FDA names the cluster and command; its frame control is the command's first
+        # component's [O RTDS GCS05: 0x01 for its calendar's alerts too, GCS01a: 0x09]
+        frame_control = comps[0].header.encode()[0]
+        for group in groups:
+            timed = next(c for c in group if execution_time(c) is not None)
+            gsme.future.schedule(self.key(timed), when + ZCL_EPOCH, GBZ_ACTION, {
+                "family": self.family, "components": GbzPayload.build(group).encode().hex(), "execution": when,
+                "cluster": timed.cluster_id, "command_id": timed.header.command_id, "frame_control": frame_control,
+                "originator": message.originator.hex()})
+
+
+GBZ_ACTION = "gbz"  # the GSME's future-dated action (FUTURE_ACTIONS)
+NEVER = -1  # any of NEVER_TIMES (RTDS cancels a calendar with 0xFFFFFFFE, its tariff with 0xFFFFFFFF)
+_PRICE_COMMANDS = frozenset(("PublishTariffInformation", "PublishBlockThresholds", "PublishPriceMatrix"))
+_FUTURE_DATEABLE = {f.family: f for f in (
+    FutureDateable("tariff", TARIFF_COMMANDS, _apply_tariff),
+    FutureDateable("prepayment", frozenset(PREPAY_SETTINGS) | (TARIFF_COMMANDS - _PRICE_COMMANDS), _apply_prepayment_configuration),
+    FutureDateable("payment_mode", frozenset(("ChangePaymentMode",)), _apply_payment_mode, _payment_mode_response,
+                   dated=False, one=True),
+)}
+
+
+def _fire_gbz(gsme: "Gsme", entry: dict) -> FdaOutcome:
+    """A held GBZ instruction's time has come: applied, and its FDA (0x00CD, 0x8F66 / 0x8F67: alert
+    time = the execution date-time, the command's message code and counter, the component's
+    cluster and command [O RTDS]) goes to the command's originator."""
+    family = _FUTURE_DATEABLE.get(entry.get("family"))
+    ok = False
+    if family is not None:
+        try:
+            comps = decode_gbz(bytes.fromhex(entry["components"]), cra=CRA.COMMAND).components
+            with gsme.nvm.transaction():
+                gsme._catch_up(gsme.device_now())  # the half-hours before its time at the old settings
+                family.apply(gsme, comps)
+            ok = True
+        except (CommandRejected, DecodeError, KeyError, ValueError, TypeError) as exc:
+            log.warning("gsme %s: future-dated %s failed: %s", gsme.eui_hex, entry.get("family"), exc)
+    body = FutureDatedAlertData(entry["message_code"], entry["counter"], entry["cluster"], entry["frame_control"],
+                                entry["command_id"])
+    originator = entry.get("originator")
+    recipient = gsme.trust.by_eui(bytes.fromhex(originator)) if originator else None
+    return FdaOutcome(ok, MessageCode.FDA_ZigBee, recipient=recipient,
+                      content_for=lambda code: GbzAlert.build(code, entry["execution"], body).encode())
 
 
 def _event_configuration(gsme: "Gsme", message: Message) -> bytes:
@@ -268,19 +333,6 @@ def _start_network_log(gsme: "Gsme", message: Message) -> bytes:
     resp = ClusterCommand.build(Cluster.METERING, "StartSamplingResponse", sample_id=NETWORK_DATA_SAMPLE_ID)
     return GbzPayload.build([GbzComponent.build(Cluster.METERING, resp, sequence=comps[0].header.sequence,
                                                 disable_default_response=True)]).encode()
-
-
-def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
-    cmd = _one_command(message, "ChangePaymentMode")
-    gsme.data.take_billing_snapshot(int(gsme.device_now()), MODE_CHANGE_CAUSE)  # billing data of the old mode
-    p = gsme._prepay()
-    p["mode"] = "prepayment" if cmd["proposed_payment_control_configuration"] & 0x0001 else "credit"
-    gsme.nvm.put(NS, "prepayment", p)
-    gsme.log_event("payment_mode", mode=p["mode"])
-    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ChangePaymentModeResponse", friendly_credit=0,
-                                friendly_credit_calendar_id=0, emergency_credit_limit=int(p["ec_limit"] * MONEY),
-                                emergency_credit_threshold=int(p.get("ec_threshold", 0) * MONEY))
-    return _component(resp, Cluster.PREPAYMENT)
 
 
 def _clear_event_log(gsme: "Gsme", message: Message) -> bytes:
@@ -434,14 +486,14 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS24, _settings),
         call(MessageCode.GCS25, _settings),
         call(MessageCode.CS11, _clear_event_log),
-        call(MessageCode.GCS01a, _tariff),
-        call(MessageCode.GCS01b, _tariff),
-        call(MessageCode.GCS05, _prepayment_configuration),
+        call(MessageCode.GCS01a, _FUTURE_DATEABLE["tariff"]),
+        call(MessageCode.GCS01b, _FUTURE_DATEABLE["tariff"]),
+        call(MessageCode.GCS05, _FUTURE_DATEABLE["prepayment"]),
         call(MessageCode.GCS20, _event_configuration),
         call(MessageCode.GCS20r, _event_configuration),
         call(MessageCode.GCS31, _start_network_log),
-        call(MessageCode.GCS02, _payment_mode),
-        call(MessageCode.GCS03, _payment_mode),
+        call(MessageCode.GCS02, _FUTURE_DATEABLE["payment_mode"]),
+        call(MessageCode.GCS03, _FUTURE_DATEABLE["payment_mode"]),
         call(MessageCode.GCS40c, _credit_adjustment),
         call(MessageCode.GCS40d, _credit_adjustment),
         call(MessageCode.GCS04, _settings),
@@ -457,6 +509,7 @@ class Gsme(Prepayment, GbcsDevice):
         unjoin(MessageCode.CS04B),
         call(MessageCode.CS06, activate_firmware, dated=True),  # firmware (README "Firmware")
     )
+    FUTURE_ACTIONS = MappingProxyType({**GbcsDevice.FUTURE_ACTIONS, GBZ_ACTION: _fire_gbz})
     RECEIPT_FORM = "gbz"  # FDRA-ZigBee 0x00CF
     OTA_FETCH_ON_WAKE = True
 
@@ -467,10 +520,13 @@ class Gsme(Prepayment, GbcsDevice):
                  standing_charge_pence: float = 30.0, battery_percent: float = 100.0, seed: int = 1,
                  uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
                  utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
-                 **kw: Any) -> None:
+                 future_dated: str = "clock", **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
             raise ValueError("payment_mode is 'credit' or 'prepayment'")
+        if future_dated not in FUTURE_DATED_MODES:
+            raise ValueError(f"future_dated is one of {', '.join(FUTURE_DATED_MODES)}")
+        self.future_dated = future_dated
         self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
         self.install_code = install_code
         self.prepayment_key = prepayment_key
@@ -500,6 +556,21 @@ class Gsme(Prepayment, GbcsDevice):
         self.wakes = 0
         self.pushes = 0
         self._accepted_at_push = -1
+
+    # ======================================================================= future-dated
+    def holds_future_dated(self, due: float) -> bool:
+        """`future_dated = "wake"`: instructions wait for the first wake at or after their time."""
+        return self.future_dated == "wake" and (not self.awake or due > self.device_now() + 1e-3)
+
+    def after_future_dated(self) -> None:
+        """`future_dated = "clock"`: the meter's clock ran an instruction; it wakes to send the FDA
+        and push the new state to the GPF."""
+        if self.future_dated == "clock" and self.state == "on":
+            self.spawn(self.wake("future_dated"))
+
+    def pending_future_dated(self) -> dict[str, dict]:
+        """Held future-dated instructions by key (`gbz:FAMILY:CLUSTER:COMMAND`, or CS06 / CS02's)."""
+        return self.future.pending()
 
     # ======================================================================= state
     def device_now(self) -> float:
@@ -712,6 +783,8 @@ class Gsme(Prepayment, GbcsDevice):
                 if before >= gas["low_battery"] > gas["battery"]:
                     self._pending_alerts.append((AlertCode.LOW_BATTERY_CAPACITY, {}))
                 self._catch_up(self.device_now())
+                if self.future_dated == "wake":
+                    self.future.run_due()
                 if self.tunnel is None:
                     return {"woken": True}
                 try:
