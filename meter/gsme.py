@@ -71,7 +71,7 @@ from gbcs.asn1 import DeviceTimeStatus, SetTime, SetTimeResponse, decode_asn1
 from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, parse_eui
 from gbcs.frame import CRA, Message
-from gbcs.gbz import FutureDatedAlertData, GbzAlert, GbzComponent, GbzPayload, decode_gbz, encryptor
+from gbcs.gbz import FutureDatedAlertData, GbzAlert, GbzComponent, GbzPayload, MeterIntegrityIssue, decode_gbz, encryptor
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
 from gbcs.usecases.gas import BILLING_CALENDAR_CAUSE, MODE_CHANGE_CAUSE, PREPAYMENT_CREDIT_CAUSE, TARIFF_CHANGE_CAUSE
 from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID, NEVER_TIMES, execution_time
@@ -108,6 +108,8 @@ BATTERY_PER_WAKE = 0.0005  # percent a wake costs [I]: about 15 years of half-ho
 CV_DEFAULT, CF_DEFAULT = 39.5, 1.02264  # MJ/m³, conversion factor [I typical GB values]
 DEVICE_LOG_CAPACITY = 8  # [U]
 OTA_BLOCKS_PER_WAKE = 200  # firmware blocks fetched per wake [I]: 200 x 48 bytes take 4 s at the default HAN pace
+MAX_FLOW_LPH = 6000.0  # the meter's capacity, litres per hour [I: a G4 meter's Qmax, 6 m³/h]: above it 0x81B4
+LOST_SEARCHES = 3  # failed wakes in a row (the CHF not found) before 0x8F29 [I: its name]
 FUTURE_DATED_MODES = ("clock", "wake")  # when held instructions run (module doc "Future-dated commands") [I]
 
 
@@ -520,13 +522,17 @@ class Gsme(Prepayment, GbcsDevice):
                  standing_charge_pence: float = 30.0, battery_percent: float = 100.0, seed: int = 1,
                  uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
                  utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
-                 future_dated: str = "clock", **kw: Any) -> None:
+                 future_dated: str = "clock", max_flow_lph: float = MAX_FLOW_LPH, **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
             raise ValueError("payment_mode is 'credit' or 'prepayment'")
         if future_dated not in FUTURE_DATED_MODES:
             raise ValueError(f"future_dated is one of {', '.join(FUTURE_DATED_MODES)}")
         self.future_dated = future_dated
+        self.max_flow_lph = float(max_flow_lph)
+        self._failed_wakes = 0  # wakes in a row that did not reach the CHF (0x8F29)
+        self._searches_failed = False
+        self._power_lost = False
         self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
         self.install_code = install_code
         self.prepayment_key = prepayment_key
@@ -599,6 +605,9 @@ class Gsme(Prepayment, GbcsDevice):
             self.nvm.put(NS, "sync", {"pushed_to": last, "daily_pushed_to": 0, "last_push": None})
 
     async def on_boot(self) -> None:
+        if self._power_lost:  # `fault power off` then on: reported at the first wake [I]
+            self._power_lost = False
+            self._pending_alerts.append((AlertCode.GSME_POWER_SUPPLY_LOSS, {}))
         self._ensure_state()
         self.joined_devices.migrate()
         self._wake_lock = asyncio.Lock()
@@ -620,6 +629,13 @@ class Gsme(Prepayment, GbcsDevice):
         return (self.nvm.peek(NS, "supply") or {}).get("state", ENABLED)
 
     def _set_supply(self, state: str, cause: str | None = None, at: float | None = None) -> None:
+        before = self._supply_state()
+        if (before == ENABLED) != (state == ENABLED) and (self.nvm.peek(NS, "gas") or {}).get("valve_stuck"):
+            # a stuck valve does not move: supply connect (0x81BD) / disconnect (0x81C0) failure [I]
+            code = AlertCode.SUPPLY_CONNECT_FAILURE if state == ENABLED else AlertCode.SUPPLY_DISCONNECT_FAILURE
+            self.log_event("supply_failure", state=before, wanted=state, cause=cause)
+            self._queue_alert(code)
+            return
         self.nvm.put(NS, "supply", {"state": state, "cause": cause})
         self.log_event("supply", state=state, cause=cause)
 
@@ -796,6 +812,10 @@ class Gsme(Prepayment, GbcsDevice):
                 for code, kw in alerts:
                     await self.raise_alert(code, **kw)
                 fetched = await self.tunnel.poll()
+                self._failed_wakes = 0
+                if self._searches_failed:  # it found the CHF again: the three failed searches are told
+                    self._searches_failed = False
+                    await self.raise_alert(AlertCode.THREE_LOST_GSME_SEARCHES_FAILED)
                 await self.idle()
                 await self._fetch_firmware()  # after the commands: they are never kept waiting by it
                 if self._alerts or self._pending_alerts:  # raised by what it executed
@@ -806,6 +826,10 @@ class Gsme(Prepayment, GbcsDevice):
             except (HanError, ZclError) as exc:
                 log.info("gsme %s: wake (%s) cut short: %s", self.eui_hex, reason, exc)
                 self.log_event("wake_failed", reason=str(exc))
+                self._failed_wakes += 1
+                if self._failed_wakes >= LOST_SEARCHES and not self._searches_failed:
+                    self._searches_failed = True
+                    self.log_event("lost_gsme_searches_failed", wakes=self._failed_wakes)
             finally:
                 self.awake = self.mode == "awake"
             return {"woken": True, "fetched": fetched}
@@ -891,6 +915,8 @@ class Gsme(Prepayment, GbcsDevice):
     def _fault_power(self, args: list[str], options: dict) -> dict:
         if len(args) != 1 or args[0] not in ("off", "on"):
             raise FaultError("power takes off or on")
+        if args[0] == "off" and self.state == "on":
+            self._power_lost = True
         loop = asyncio.get_running_loop()
         task = loop.create_task(self.power_off() if args[0] == "off" else self._power_on())
         _BACKGROUND.add(task)
@@ -901,24 +927,80 @@ class Gsme(Prepayment, GbcsDevice):
         pct = _number(args, "battery takes PERCENT", 0, 100)
         with self.nvm.transaction():
             gas = self.nvm.get(NS, "gas")
+            before = gas["battery"]
             gas["battery"] = pct
             self.nvm.put(NS, "gas", gas)
         if pct < gas["low_battery"]:
             self._pending_alerts.append((AlertCode.LOW_BATTERY_CAPACITY, {}))
+        elif pct > before:  # a level that rises is a new battery [I]
+            self.log_event("battery_reset", percent=pct)
+            self._pending_alerts.append((AlertCode.REMAINING_BATTERY_CAPACITY_RESET, {}))
         return {"fault": "battery", "percent": pct}
+
+    def _fault_sensor(self, kind: str, args: list[str], options: dict) -> dict:
+        """A two-state sensor (`SENSORS`): its state in the "gas" state, its alert at the next
+        wake, and a wake now for a tamper [I]."""
+        key, states = SENSORS[kind]
+        if len(args) > 1 or (args[0] if args else "") not in states:
+            raise FaultError(f"{kind} takes {' | '.join(a or '(nothing)' for a in states)}")
+        value, code = states[args[0] if args else ""]
+        with self.nvm.transaction():
+            gas = self.nvm.get(NS, "gas")
+            gas[key] = value
+            self.nvm.put(NS, "gas", gas)
+            if code & 0xFF00 == 0x8F00:  # unauthorised physical access: the security log too
+                self.log_security(kind, alert=f"{code:04X}")
+            else:
+                self.log_event(kind, state=value)
+        self._pending_alerts.append((code, {}))
+        self.spawn(self.wake("alert"))
+        return {"fault": kind, "state": value, "alert": f"0x{code:04X}"}
+
+    def _fault_integrity(self, args: list[str], options: dict) -> dict:
+        """A meter integrity issue: warning 0x81A0 in its own message code (0x00F2) carrying the
+        reason [S FACTS §2; GP common.ts]; kept in the "gas" state until the next one [I]."""
+        usage = "integrity takes a reason: " + ", ".join(INTEGRITY_REASONS) + " (or its number)"
+        arity("integrity", args, 1, "REASON")
+        text = args[0].lower()
+        reason = INTEGRITY_REASONS.get(text)
+        if reason is None:
+            if not text.isdigit() or int(text) > 0xFFFF:
+                raise FaultError(usage)
+            reason = int(text)
+        now = self.device_now()
+        with self.nvm.transaction():
+            gas = self.nvm.get(NS, "gas")
+            gas["integrity"] = {"reason": reason, "time": now}
+            self.nvm.put(NS, "gas", gas)
+            self.log_event("integrity_issue", reason=reason)
+        content = GbzAlert.build(AlertCode.SMART_METER_INTEGRITY_ISSUE_WARNING, max(0, int(now) - ZCL_EPOCH),
+                                 MeterIntegrityIssue(reason)).encode()
+        self._pending_alerts.append((AlertCode.SMART_METER_INTEGRITY_ISSUE_WARNING,
+                                     {"message_code": MessageCode.MeterIntegrityWarning_GSME, "content": content}))
+        self.spawn(self.wake("alert"))
+        return {"fault": "integrity", "reason": reason}
+
+    def _fault_valve(self, args: list[str], options: dict) -> dict:
+        if len(args) != 1 or args[0] not in ("stuck", "free"):
+            raise FaultError("valve takes stuck or free")
+        with self.nvm.transaction():
+            gas = self.nvm.get(NS, "gas")
+            gas["valve_stuck"] = args[0] == "stuck"
+            self.nvm.put(NS, "gas", gas)
+        return {"fault": "valve", "state": args[0]}
 
     def _fault_tamper(self, kind: str, args: list[str], options: dict) -> dict:
         arity(kind, args, 0, "")
-        code = AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT if kind == "tamper" else AlertCode.TILT_TAMPER
+        code = AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT
         closed = False
         with self.nvm.transaction():
             gas = self.nvm.get(NS, "gas")
             gas["tamper"] = True
-            if self.tamper_closes_valve and kind == "tamper":
+            if self.tamper_closes_valve:
                 gas["locked"] = True
                 if self._supply_state() != DISABLED:
                     self._set_supply(DISABLED, cause="tamper")
-                    closed = True
+                    closed = self._supply_state() == DISABLED
             self.nvm.put(NS, "gas", gas)
             self.log_security(kind, alert=f"{code:04X}")
         self._pending_alerts.append((code, {}))
@@ -934,14 +1016,19 @@ class Gsme(Prepayment, GbcsDevice):
             self._close_period_partial()
             gas = self.nvm.get(NS, "gas")
             gas["flow_lph"] = lph or None
+            excess = lph > self.max_flow_lph
+            if excess and not gas.get("excess_flow"):  # beyond the meter's capacity [I]
+                self._pending_alerts.append((AlertCode.EXCESS_GAS_FLOW_BEYOND_METER_CAPACITY, {}))
+            gas["excess_flow"] = excess
             self.nvm.put(NS, "gas", gas)
             if lph > self.uncontrolled_flow_lph and self._supply_state() == ENABLED:
                 self._set_supply(ARMED, cause="flow")  # closed, then armed for the consumer [I]
-                closed = True
+                closed = self._supply_state() == ARMED
         if closed:
             self._pending_alerts.append((AlertCode.SUPPLY_DISABLED_THEN_ARMED_UNCONTROLLED_GAS_FLOW_RATE, {}))
+        if closed or excess:
             self.spawn(self.wake("alert"))
-        return {"fault": "flow", "litres_per_hour": lph, "valve_closed": closed}
+        return {"fault": "flow", "litres_per_hour": lph, "valve_closed": closed, "excess": excess}
 
     def _fault_mode(self, kind: str, args: list[str], options: dict) -> dict:
         arity(kind, args, 0, "")
@@ -961,7 +1048,18 @@ class Gsme(Prepayment, GbcsDevice):
               "battery level; below the low battery level: low battery 0x8F1F at the next wake"),
         fault("tamper", lambda d, a, o: d._fault_tamper("tamper", a, o), "",
               "tamper detected (0x8F3F); closes and locks the valve when `tamper_closes_valve`"),
-        fault("tilt", lambda d, a, o: d._fault_tamper("tilt", a, o), "", "tilt tamper (0x81C3)"),
+        fault("tilt", lambda d, a, o: d._fault_sensor("tilt", a, o), "[end]", "tilt tamper (0x81C3); `end`: it ended (0x81C2)"),
+        fault("battery-cover", lambda d, a, o: d._fault_sensor("battery-cover", a, o), "removed|closed",
+              "battery cover removed (0x8F73) or closed (0x81A1)"),
+        fault("magnet", lambda d, a, o: d._fault_sensor("magnet", a, o), "on|off",
+              "strong magnetic field (0x8F75) or its removal (0x81BC)"),
+        fault("flow-sensor", lambda d, a, o: d._fault_sensor("flow-sensor", a, o), "air|reverse|ok",
+              "the flow sensor detects air (0x81B5) or reverse flow (0x81B6); `ok`: neither"),
+        fault("integrity", lambda d, a, o: d._fault_integrity(a, o), "REASON",
+              "meter integrity issue warning 0x81A0 (message code 0x00F2) with REASON: nvm, program-execution, "
+              "program-storage, ram, hardware-reset, watchdog, firmware, measurement, unspecified, other, or a number"),
+        fault("valve", lambda d, a, o: d._fault_valve(a, o), "stuck|free",
+              "a stuck valve does not move: closing fails with 0x81C0, opening with 0x81BD"),
         fault("flow", lambda d, a, o: d._fault_flow(a, o), "LITRES_PER_HOUR",
               "gas flow; above the uncontrolled flow rate the valve closes then arms (0x81BF)"),
         fault("power", lambda d, a, o: d._fault_power(a, o), "off|on", "the meter's power: off, or on again (boots)",
@@ -988,6 +1086,22 @@ class Gsme(Prepayment, GbcsDevice):
             self.awake = True
             await self.clock.sleep(AWAKE_POLL)
 
+
+# two-state sensors (`fault KIND [STATE]`): fault kind -> ("gas" state key, {argument: (value, alert)})
+# [I: the SMETS2 GSME's tamper and flow sensors, alert codes from GBCS Appendix B]
+SENSORS = {
+    "tilt": ("tilt", {"": (True, AlertCode.TILT_TAMPER), "end": (False, AlertCode.TILT_TAMPER_ENDED)}),
+    "battery-cover": ("battery_cover", {
+        "removed": ("removed", AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_BATTERY_COVER_REMOVED),
+        "closed": ("closed", AlertCode.BATTERY_COVER_CLOSED)}),
+    "magnet": ("magnet", {"on": (True, AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_STRONG_MAGNETIC_FIELD),
+                          "off": (False, AlertCode.STRONG_MAGNETIC_FIELD_REMOVED)}),
+    "flow-sensor": ("flow_sensor", {"air": ("air", AlertCode.FLOW_SENSOR_DETECTS_AIR_IN_GAS_FLOW),
+                                    "reverse": ("reverse", AlertCode.FLOW_SENSOR_DETECTS_REVERSE_FLOW_OF_GAS)}),
+}
+# meter integrity issue reasons by fault argument [S GP common.ts via gbcs.gbz.METER_INTEGRITY_ISSUES]
+INTEGRITY_REASONS = {"other": 0, "nvm": 1, "program-execution": 2, "program-storage": 3, "ram": 4,
+                     "hardware-reset": 5, "watchdog": 6, "firmware": 7, "measurement": 8, "unspecified": 9}
 
 _BACKGROUND: set = set()
 

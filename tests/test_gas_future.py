@@ -173,3 +173,69 @@ async def test_rtds_immediate_executes_at_once(premises, name):
     assert _shape(response.content) == _shape(reference.content)
     assert not premises.gsme.pending_future_dated()
     assert not _fdas(premises)
+
+
+async def test_the_gpf_mirror_changes_at_the_fda_not_when_the_command_was_answered(premises):
+    gsme, gpf = premises.gsme, premises.gpf
+    await premises.clock.advance(WAKE)  # a first push
+    price = gpf.mirror(gsme.eui).get("gas")["price"]
+    reply = await _send_at_wake(premises, "GCS01a", tou_prices=[12345], execution_date_time=_when(premises, 3 * 3600))
+    assert reply.ok
+    await premises.clock.advance(WAKE)  # tap-off of the response, and another push: still the old price
+    assert gpf.mirror(gsme.eui).get("gas")["price"] == price
+    assert gpf.held_future_dated()
+    await premises.clock.advance(3 * 3600)
+    assert _fdas(premises)
+    assert gpf.mirror(gsme.eui).get("gas")["price"] == pytest.approx(12.345)
+    assert not gpf.held_future_dated()
+    assert any(e.get("future_dated") == "8F66" for e in gpf.event_log())
+
+
+async def test_held_instructions_survive_a_restart_and_run_at_their_time(premises_factory, tmp_path):
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    p = await premises_factory(tmp_path / "site", start=start, ihd=False, ppmid=False)
+    reply = await _send_at_wake(p, "GCS05", max_credit=12300000, execution_date_time=start + dt.timedelta(hours=5))
+    assert reply.ok and p.gsme.pending_future_dated()
+    await p.stop()
+    p = await premises_factory(tmp_path / "site", start=start, ihd=False, ppmid=False)
+    try:
+        assert len(p.gsme.pending_future_dated()) == 6  # in NVM across the restart
+        await p.clock.advance(5 * 3600 + 60)
+        assert len(_fdas(p)) == 6
+        assert p.gsme.data.get("prepayment")["max_credit"] == pytest.approx(12300)
+    finally:
+        await p.stop()
+
+
+@pytest.mark.premises(ihd=False, ppmid=False, devices=())
+async def test_future_dated_wake_mode_runs_at_the_first_wake_after_its_time(premises):
+    gsme = premises.gsme
+    gsme.future_dated = "wake"
+    reply = await _send_at_wake(premises, "GCS03", execution_date_time=_when(premises, 600))
+    assert reply.ok and gsme.pending_future_dated()
+    gsme.inject_fault("asleep", [], {})
+    await premises.clock.advance(3 * WAKE)
+    assert gsme.pending_future_dated() and not _fdas(premises)  # asleep: held
+    gsme.press()
+    await premises.clock.advance(5)
+    assert not gsme.pending_future_dated() and len(_fdas(premises)) == 1
+    assert gsme.payment_mode == "prepayment"
+
+
+async def test_times_within_one_command_must_agree(premises):
+    """GB081: a command with two different execution times is refused (0x8F1E) and nothing is held."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from gbcs.gbz import GbzPayload
+    from gbcs.usecases import build_content
+    from gbhub.wan.headend import CommandRejected
+
+    content = build_content("GCS05", 1, now=premises.headend.utcnow(), execution_date_time=_when(premises, 3600))
+    comps = list(decode_gbz(content, cra=1).components)
+    comps[2] = dataclasses.replace(comps[2], from_date_time=comps[2].from_date_time + 60)
+    command = SimpleNamespace(message_code=MessageCode.GCS05, content=GbzPayload.build(comps).encode())
+    with pytest.raises(CommandRejected) as err:
+        await _send_content(premises, command)
+    assert err.value.code == AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED
+    assert not premises.gsme.pending_future_dated()
