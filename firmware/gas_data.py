@@ -44,6 +44,9 @@ DAY = 86400
 ZCL_EPOCH = 946684800  # 2000-01-01T00:00Z as Unix seconds
 PROFILE_DAYS = 13 * 31  # 13 months of half-hours [S FACTS 3.4 by analogy with the ESME; U for the GSME]
 DAILY_DAYS = 731  # [U] two years of daily reads
+# The endpoint of the CHF's address where the GPF serves its GSME mirror's Metering / Prepayment
+# attributes to IHDs and PPMIDs [I: FACTS §3.3 "Gas ESI endpoint" with a mirrored Metering cluster]
+MIRROR_ENDPOINT = 2
 MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push: one long octet string on the GPF's Metering mirror [I]
 # The mirror's FunctionalNotificationFlags (bitmap32) the GSME reads each wake [S FACTS §3.3: ZSE keeps
 # them as the mirror's client attribute 0x0000; gbhub reads them as this manufacturer attribute, I]
@@ -238,18 +241,31 @@ class GasData:
                 out[0x0440 if k == 0 else 0x0442 + 2 * (k - 1)] = v
         return out
 
-    def prepayment_attributes(self) -> dict[int, Any]:
+    def prepayment_attributes(self, unit: int = MONEY) -> dict[int, Any]:
+        """Prepayment cluster values; money in ZSE units (`unit` MONEY per penny, as GBZ answers
+        carry it [O RTDS]) or, with `unit=1`, whole pence as the HAN mirror serves it (`han_clusters`)."""
         p = self.get("prepayment") or {}
-        credit = int(round(p.get("credit", 0) * MONEY))
-        ec = int(round(p.get("ec_remaining", 0) * MONEY))
-        return {
-            0x0000: 0x0001 if p.get("mode") == "prepayment" else 0, 0x0001: credit, 0x0002: ec,
-            0x0003: (0x01 if credit > 0 else 0) | (0x02 if p.get("ec_active") else 0), 0x0005: int(round(p.get("debt", 0) * MONEY)),
-            0x0010: int(round(p.get("ec_limit", 0) * MONEY)), 0x0011: int(round(p.get("ec_threshold", 0) * MONEY)),
-            0x0020: int(round(p.get("total_added", 0) * MONEY)),
-            0x0006: int(round(p.get("debt_cap", 0) * MONEY)), 0x0021: int(round(p.get("max_credit", 25000) * MONEY)),
-            0x0022: int(round(p.get("max_top_up", 25000) * MONEY)), 0x0031: int(round(p.get("low_credit", 500) * MONEY)),
+
+        def money(key: str, default: float = 0) -> int:
+            return int(round(p.get(key, default) * unit))
+
+        credit = money("credit")
+        values = {
+            0x0000: 0x0001 if p.get("mode") == "prepayment" else 0, 0x0001: credit, 0x0002: money("ec_remaining"),
+            0x0003: (0x01 if credit > 0 else 0) | (0x02 if p.get("ec_active") else 0), 0x0005: money("debt"),
+            0x0010: money("ec_limit"), 0x0011: money("ec_threshold"), 0x0020: money("total_added"),
+            0x0006: money("debt_cap"), 0x0021: money("max_credit", 25000), 0x0022: money("max_top_up", 25000),
+            0x0031: money("low_credit", 500),
         }
+        if unit == 1:
+            values.update({0x0501: 0, 0x0502: 0x00, 0x0503: 826})  # kWh; whole pence; GBP (as the ESME serves) [I]
+        return values
+
+    def han_clusters(self) -> dict[int, Callable[[], dict[int, Any]]]:
+        """What the GPF's gas mirror serves to IHDs and PPMIDs on the HAN (`MIRROR_ENDPOINT` of the
+        CHF's address): Metering and Prepayment, read live from the copy, money in pence like the
+        ESME's own ZCL server [I]."""
+        return {Cluster.METERING: self.metering_attributes, Cluster.PREPAYMENT: lambda: self.prepayment_attributes(1)}
 
     def _network_data(self, c: GbzComponent, p: ClusterCommand, encrypt) -> GbzComponent:
         """GCS18: the network data log GCS31 started (`gas.network_log`: start, interval, samples),
@@ -473,5 +489,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

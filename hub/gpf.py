@@ -8,6 +8,11 @@ by the GSME's push at each wake (`meter.gsme`: a ZCL Write Attributes to the CHF
 the GPF answers only after its NVM write). The GPF's own event log records each sync, tap-off
 and discarded message.
 
+IHDs and PPMIDs read the mirror like a meter (ZSE Read Attributes of Metering 0x0702 and Prepayment
+0x0705 at the CHF's address, endpoint `MIRROR_ENDPOINT` 2 [I]; money in pence like the ESME's own
+server): a PPMID's `gas_source` defaults to it, so its gas credit shows without waiting for a PCS01
+answer. Only joined IHDs / PPMIDs of the CHF device log may read it (others: NOT_AUTHORIZED).
+
 The GSME also reads the mirror's FunctionalNotificationFlags each wake (`notification_flags`, a
 Read Attributes of `NOTIFICATION_FLAGS_ATTRIBUTE`): bit 0 "New OTA firmware" is set while the
 CHF's OTA server offers it an image, so it fetches the image across its wakes (README "Firmware").
@@ -70,11 +75,12 @@ from gbcs.zcl import (
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gas_data import (DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE,
+from gbhub.firmware.gas_data import (DAILY_DAYS, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY, NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE,
                                       PROFILE_DAYS, ZCL_EPOCH, GasData, apply_command, default_response, gbz_command)
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import HanError
+from gbhub.han.zcl_server import ZclServer
 
 log = logging.getLogger("gbhub.gpf")
 
@@ -153,6 +159,7 @@ class Gpf(GbcsDevice):
         self.stale_after = float(stale_after)
         self.keystore = keystore
         self._chf = None
+        self.mirror_server: ZclServer | None = None
         self._taps: dict[tuple[bytes, int], tuple[bytes, Message]] = {}
         self.syncs = 0
         self.not_retrieved = 0
@@ -175,9 +182,29 @@ class Gpf(GbcsDevice):
         return GPF_RELIABLE if last is not None and self.clock.now() - last <= self.stale_after else UNRELIABLE
 
     def attach_mirror(self, chf) -> None:
-        """Serve the GSME's pushes on the CHF's HAN address (Metering cluster)."""
+        """Serve the GSME's pushes on the CHF's HAN address (Metering cluster), and the mirror's
+        Metering / Prepayment attributes to IHDs and PPMIDs on `MIRROR_ENDPOINT` (module doc)."""
         self._chf = chf
         chf.han_dispatch.add(Cluster.METERING, self._on_mirror_frame)
+        self.mirror_server = ZclServer(chf.han_dispatch, endpoint=MIRROR_ENDPOINT, port=chf.han_port,
+                                       allow=self._may_read_mirror, clusters={
+                                           cluster: self._mirror_provider(cluster)
+                                           for cluster in (Cluster.METERING, Cluster.PREPAYMENT)})
+
+    def _mirror_provider(self, cluster: int):
+        def values() -> dict:
+            gsme = self.mirrored_gsme()
+            return {} if gsme is None else self.mirror(gsme).han_clusters()[cluster]()
+        return values
+
+    def _may_read_mirror(self, eui: bytes) -> bool:
+        """Joined IHDs and PPMIDs of the CHF device log read the gas mirror [I]; others are
+        refused NOT_AUTHORIZED (and logged)."""
+        entry = self._chf.device_log_entry(eui) if self._chf is not None else None
+        if entry is not None and entry.joined and entry.device_type in (DeviceType.PPMID, DeviceType.TYPE_2):
+            return True
+        self.log_security("mirror_read_refused", eui=eui_hex(eui))
+        return False
 
     def _on_mirror_frame(self, frame):
         try:

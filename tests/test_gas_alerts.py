@@ -135,3 +135,38 @@ async def test_three_lost_searches_are_reported_when_the_chf_is_found_again(prem
     assert len(_alerts(premises, AlertCode.THREE_LOST_GSME_SEARCHES_FAILED)) == 1
     await premises.clock.advance(WAKE)
     assert len(_alerts(premises, AlertCode.THREE_LOST_GSME_SEARCHES_FAILED)) == 1
+
+
+# -- the GPF's gas mirror on the HAN, read by the PPMID ------------------------------------------
+@pytest.mark.premises(ihd=False)
+async def test_the_ppmid_shows_gas_credit_from_the_gpf_mirror(premises):
+    from gbhub.firmware.gas_data import MIRROR_ENDPOINT
+
+    ppmid, gsme, chf = premises.ppmid, premises.gsme, premises.chf
+    assert ppmid.gas_source == (chf.eui, MIRROR_ENDPOINT)
+    await premises.clock.advance(WAKE)  # a push fills the mirror
+    shown = await ppmid.poll_now()
+    assert shown.gas.credit == pytest.approx(round(gsme.credit_pence), abs=1)
+    assert shown.gas.prepayment is True
+    # the GSME spends: the next push, then the next poll, show it; no PCS01 involved
+    gsme.inject_fault("flow", ["3000"], {})
+    await premises.clock.advance(2 * WAKE)
+    shown = await ppmid.poll_now()
+    assert shown.gas.credit == pytest.approx(round(premises.gpf.mirror(gsme.eui).get("prepayment")["credit"]), abs=1)
+    assert shown.gas.credit < 1000
+
+
+@pytest.mark.premises(ihd=False, ppmid=False)
+async def test_the_gas_mirror_refuses_readers_outside_the_chf_device_log(premises):
+    from gbcs.zcl import Cluster
+    from gbhub.firmware.gas_data import MIRROR_ENDPOINT
+    from gbhub.han.zcl_server import ZclClient, ZclStatusError
+    from gbhub.han.transport import ClusterDispatch
+
+    dispatch = ClusterDispatch()
+    stranger = bytes.fromhex("0011223344556677")
+    port = premises.air.attach(stranger, dispatch)
+    client = ZclClient(port, dispatch, clock=premises.clock, timeout=2.0, retries=0)
+    with pytest.raises(ZclStatusError):
+        await client.read_attributes(premises.chf.eui, Cluster.PREPAYMENT, (0x0001,), dst_endpoint=MIRROR_ENDPOINT)
+    assert any(e.get("eui") == "0011223344556677" for e in premises.gpf.security_log())
