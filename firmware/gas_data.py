@@ -34,7 +34,7 @@ from gbcs.zcl import (
 
 from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 
-from .gbcs_device import CommandRejected
+from .gbcs_device import CommandRejected, FailNext, Outcome
 
 NS = "meter"  # the namespace `meter.prepayment` keeps its state in
 PROFILE_NS = "gas_profile"
@@ -478,6 +478,44 @@ def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzCompon
                               direction=back)
 
 
+def _parse_zcl_failure(text: str) -> tuple[int, int | None]:
+    """`STATUS[@INDEX]`: a ZCL status (name such as `hardware-failure`, or a number) and the
+    index of the component that fails (default: the last)."""
+    name, _, index = text.strip().partition("@")
+    key = name.strip().upper().replace("-", "_")
+    if key in Status.__members__:
+        status = int(Status[key])
+    elif key.isdigit() and int(key) <= 0xFF:
+        status = int(key)
+    else:
+        raise ValueError(f"{name!r} is not a ZCL status (e.g. hardware-failure, failure, or a number 0-255), "
+                         "optionally followed by @COMPONENT_INDEX")
+    if index and not index.isdigit():
+        raise ValueError(f"@{index}: the failing component's index is a number from 0")
+    return status, int(index) if index else None
+
+
+def gbz_failure(dated: Callable[[Any], bytes | None] | None = None) -> FailNext:
+    """`fail-next USE_CASE STATUS[@INDEX]` for a GBZ command answered with Default Responses: the
+    components before INDEX answer SUCCESS, component INDEX answers STATUS, and one Default Response
+    for command 0xFF with FAILURE stands for the rest, which are not processed [O RTDS GCS01a / GCS05
+    FUTURE_DATED_*ERROR, GCS04 / GCS24a / GCS25a / GCS40a ERROR]; nothing is executed [I].
+    `dated(device)` is the response's date-time when the use case dates it."""
+
+    def respond(device: Any, message: Message, parsed: tuple[int, int | None]) -> Outcome:
+        status, index = parsed
+        comps = gbz_command(message)
+        i = len(comps) - 1 if index is None else min(index, len(comps) - 1)
+        out = [default_response(c) for c in comps[:i]] + [default_response(comps[i], status)]
+        if i < len(comps) - 1:
+            rest = comps[i + 1]
+            out.append(GbzComponent.build(rest.cluster_id, DefaultResponse(0xFF, Status.FAILURE),
+                                          sequence=rest.header.sequence, direction=0 if rest.header.direction else 1))
+        return Outcome(GbzPayload.build(out).encode(), None if dated is None else dated(device))
+
+    return FailNext(_parse_zcl_failure, respond)
+
+
 def not_found(c: GbzComponent) -> GbzComponent:
     return default_response(c, _NOT_FOUND)
 
@@ -489,5 +527,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

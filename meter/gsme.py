@@ -84,7 +84,7 @@ from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
-from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command
+from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command, gbz_failure
 from gbhub.firmware.future import FdaOutcome
 from gbhub.firmware.nvm import NvmError
 from gbhub.firmware.update_handlers import activate_firmware
@@ -452,6 +452,10 @@ def _set_time(gsme: "Gsme", message: Message) -> bytes:
     return SetTimeResponse(device_time=device_time, status=status).encode()
 
 
+# `fail-next` answers of the GBZ commands answered with Default Responses (`gas_data.gbz_failure`)
+_FAIL, _FAIL_DATED = gbz_failure(), gbz_failure(lambda gsme: gsme.dated(0xFF))
+
+
 class Gsme(Prepayment, GbcsDevice):
     """The gas meter (module doc)."""
 
@@ -473,32 +477,32 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.PCS02, _emergency_credit),
         *credential_handlers(),  # CS02a-g (firmware.credentials)
         join(MessageCode.CS03C, DeviceType.PPMID),  # Method C: the PPMID and its KA certificate
-        call(MessageCode.GCS40a, _credit_adjustment),
-        call(MessageCode.GCS40b, _credit_adjustment),
+        call(MessageCode.GCS40a, _credit_adjustment, fail=_FAIL),
+        call(MessageCode.GCS40b, _credit_adjustment, fail=_FAIL),
         call(MessageCode.GCS28, _set_time),
         call(MessageCode.GCS21m, _read),
         call(MessageCode.GCS21f, _read),
         call(MessageCode.GCS16b, _read),
         call(MessageCode.GCS15d, _read),
-        call(MessageCode.GCS07, _settings),
-        call(MessageCode.GCS11, _settings),
-        call(MessageCode.GCS44, _settings),
-        call(MessageCode.GCS24a, _settings),
-        call(MessageCode.GCS25a, _settings),
-        call(MessageCode.GCS24, _settings),
-        call(MessageCode.GCS25, _settings),
+        call(MessageCode.GCS07, _settings, fail=_FAIL),
+        call(MessageCode.GCS11, _settings, fail=_FAIL),
+        call(MessageCode.GCS44, _settings, fail=_FAIL),
+        call(MessageCode.GCS24a, _settings, fail=_FAIL),
+        call(MessageCode.GCS25a, _settings, fail=_FAIL),
+        call(MessageCode.GCS24, _settings, fail=_FAIL),
+        call(MessageCode.GCS25, _settings, fail=_FAIL),
         call(MessageCode.CS11, _clear_event_log),
-        call(MessageCode.GCS01a, _FUTURE_DATEABLE["tariff"]),
-        call(MessageCode.GCS01b, _FUTURE_DATEABLE["tariff"]),
-        call(MessageCode.GCS05, _FUTURE_DATEABLE["prepayment"]),
+        call(MessageCode.GCS01a, _FUTURE_DATEABLE["tariff"], fail=_FAIL_DATED),
+        call(MessageCode.GCS01b, _FUTURE_DATEABLE["tariff"], fail=_FAIL_DATED),
+        call(MessageCode.GCS05, _FUTURE_DATEABLE["prepayment"], fail=_FAIL_DATED),
         call(MessageCode.GCS20, _event_configuration),
         call(MessageCode.GCS20r, _event_configuration),
         call(MessageCode.GCS31, _start_network_log),
         call(MessageCode.GCS02, _FUTURE_DATEABLE["payment_mode"]),
         call(MessageCode.GCS03, _FUTURE_DATEABLE["payment_mode"]),
-        call(MessageCode.GCS40c, _credit_adjustment),
-        call(MessageCode.GCS40d, _credit_adjustment),
-        call(MessageCode.GCS04, _settings),
+        call(MessageCode.GCS40c, _credit_adjustment, fail=_FAIL),
+        call(MessageCode.GCS40d, _credit_adjustment, fail=_FAIL),
+        call(MessageCode.GCS04, _settings, fail=_FAIL),
         call(MessageCode.GCS09, _settings),
         call(MessageCode.GCS23, _settings),
         call(MessageCode.GCS41, _settings),

@@ -239,3 +239,41 @@ async def test_times_within_one_command_must_agree(premises):
         await _send_content(premises, command)
     assert err.value.code == AlertCode.INTEGRITY_CHECK_OF_CONTENT_OR_FORMAT_OF_COMMAND_FAILED
     assert not premises.gsme.pending_future_dated()
+
+
+# -- the RTDS ERROR variants: `fail-next USE_CASE STATUS@INDEX` answers like the reference -----------
+def _statuses(content: bytes) -> list[tuple[int, int, int]]:
+    return [(c.cluster_id, c.payload.command_id_answered, c.payload.status)
+            for c in decode_gbz(content, cra=2).components]
+
+
+@pytest.mark.premises(ihd=False, ppmid=False, start=(RTDS_DUE - dt.timedelta(hours=2)).isoformat())
+@pytest.mark.parametrize("name", ["GCS01a_1.1.1_FUTURE_DATED_BLOCK_ERROR", "GCS05_2.1_FUTURE_DATED_ERROR",
+                                  "GCS04_2.3_ERROR", "GCS24a_6.7_ERROR", "GCS25a_6.8_ERROR", "GCS40a_1.5_ERROR"])
+async def test_rtds_error_vectors_with_fail_next(premises, name):
+    gsme = premises.gsme
+    reference = _vector(name + "_RESPONSE")
+    expected = _statuses(reference.content)
+    index = next(i for i, (_, _, status) in enumerate(expected) if status)
+    use_case = MessageCode(reference.message_code).name
+    before = _settings(gsme)
+    gsme.inject_fault("fail-next", [use_case, f"hardware-failure@{index}"], {})
+    response, _ = await _send_content(premises, _vector(name + "_COMMAND"))
+    assert _statuses(response.content) == expected
+    assert bool(response.date_time) == bool(reference.date_time)
+    assert not gsme.pending_future_dated()
+    assert _settings(gsme) == before  # nothing executed
+
+
+def _settings(gsme):
+    """What the ERROR vectors' commands would change (not the battery or credit that time spends)."""
+    gas = {k: v for k, v in gsme.data.get("gas").items() if k != "battery"}
+    prepay = {k: v for k, v in gsme.data.get("prepayment").items() if k not in ("credit", "total_added")}
+    return gas, prepay
+
+
+async def test_fail_next_refuses_a_bad_zcl_status(premises):
+    with pytest.raises(ValueError):
+        premises.gsme.inject_fault("fail-next", ["GCS01a", "melted"], {})
+    with pytest.raises(ValueError):
+        premises.gsme.inject_fault("fail-next", ["GCS01a", "failure@x"], {})
