@@ -336,7 +336,7 @@ class Gpf(GbcsDevice):
         with self.nvm.transaction():
             try:
                 p = decode_gbz(response.content, cra=response.cra)
-                if self._hold_future_dated(gsme, command):
+                if self._hold_future_dated(gsme, command, p):
                     return
                 self._apply_command(store, command, p)
                 for c in getattr(p, "components", ()):
@@ -355,10 +355,13 @@ class Gpf(GbcsDevice):
                            gsme=eui_hex(gsme))
 
     # -- future-dated commands: applied when the GSME's FDA says they ran (meter.gsme) --
-    def _hold_future_dated(self, gsme: bytes, command: Message) -> bool:
+    def _hold_future_dated(self, gsme: bytes, command: Message, response: Any) -> bool:
         """A future-dated GSME command the GSME accepted: kept (NVM) until its FDA, not applied."""
         if not catalogue.device_future_dated(command.message_code):
             return False
+        if any(isinstance(c.payload, DefaultResponse) and c.payload.status != Status.SUCCESS
+               for c in getattr(response, "components", ())):
+            return False  # refused (fail-next): nothing was held
         try:
             comps = decode_gbz(command.content, cra=command.cra).components
         except (DecodeError, AttributeError):
@@ -421,18 +424,19 @@ class Gpf(GbcsDevice):
 
     @staticmethod
     def _apply_command(store: GasData, command: Message, response: Any) -> None:
-        """An executed command / response pair: each command component the response does not
-        refuse changes the copy as it changed the GSME (`gas_data.apply_command`)."""
+        """An executed command / response pair: each command component changes the copy as it
+        changed the GSME (`gas_data.apply_command`); a response that refuses any changes nothing."""
         if store.get("gas") is None:  # no push yet: the first one carries the whole state
             return
         try:
             comps = decode_gbz(command.content, cra=command.cra).components
         except (DecodeError, AttributeError):
             return
-        refused = {(c.cluster_id, c.payload.command_id_answered) for c in getattr(response, "components", ())
-                   if isinstance(c.payload, DefaultResponse) and c.payload.status != Status.SUCCESS}
+        if any(isinstance(c.payload, DefaultResponse) and c.payload.status != Status.SUCCESS
+               for c in getattr(response, "components", ())):
+            return  # a refused component: the GSME executed none of them (`gas_data.gbz_failure`)
         for c in comps:
-            if c.payload is not None and (c.cluster_id, c.header.command_id) not in refused:
+            if c.payload is not None:
                 apply_command(store, c.payload)
 
     def _tap_failed(self, gsme: bytes, command: Message, why: str) -> None:

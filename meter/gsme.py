@@ -53,8 +53,10 @@ cases with a time field (GCS24/24a, GCS25/25a, GCS04, GCS40a-d) have no "Device"
 pattern in DUIS and execute at once, as before.
 
 Alerts are GBZ (alert code, time) and go out as PUTs in the wake that raised them, or the next.
-Faults (`FAULT_KINDS`, `firmware.faults`): battery, tamper, tilt, flow, power, asleep / awake, gone, fail-next
-(README "Gas", "Fault injection").
+Faults (`FAULT_KINDS`, `firmware.faults`): battery, tamper, tilt, battery-cover, magnet, flow-sensor,
+flow, integrity, valve, power, asleep / awake, gone, fail-next (README "Gas", "Fault injection"):
+each raises the meter-integrity alert GBCS names for it and sets the state it names; the natural
+causes add 0x8F29 (three wakes in a row without the CHF) and 0x8F1D (power back after a loss).
 """
 from __future__ import annotations
 
