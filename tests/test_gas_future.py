@@ -277,3 +277,50 @@ async def test_fail_next_refuses_a_bad_zcl_status(premises):
         premises.gsme.inject_fault("fail-next", ["GCS01a", "melted"], {})
     with pytest.raises(ValueError):
         premises.gsme.inject_fault("fail-next", ["GCS01a", "failure@x"], {})
+
+
+def test_sigkill_after_the_answer_keeps_the_held_instruction_which_runs_after_the_restart(tmp_path):
+    """`gbhub run` in a child process: a future-dated GCS01a answered (so held in the GSME's NVM),
+    then SIGKILL; after the restart the instruction is still held, runs at its time, and the GPF's
+    mirror takes the new price from its FDA."""
+    import json
+    import time
+
+    from test_cli_run import Running, gbhub
+
+    from gbhub.firmware.future import PENDING_NS
+    from gbhub.firmware.gas_data import NS
+    from gbhub.firmware.nvm import Nvm
+
+    data = tmp_path / "site"
+    run = Running("--data", str(data))
+    due = time.time() + 25
+    when = dt.datetime.fromtimestamp(int(due), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        out = gbhub("send", "GCS01a", f"execution_date_time={when}", "tou_prices=12345", "--wake", "--data", str(data),
+                    "--summary", "--timeout", "10")
+        assert out.returncode == 0, out.stdout + out.stderr
+    finally:
+        run.kill()
+    devices = json.loads((data / "premises.json").read_text())["devices"]
+
+    def state():
+        nvm = Nvm(data / "nvm.sqlite")
+        try:
+            gsme, gpf = nvm.scope(devices["gsme"]), nvm.scope(devices["gpf"])
+            return (dict(gsme.items(PENDING_NS)), gsme.get(NS, "gas")["price"],
+                    gpf.scope("mirror-" + devices["gsme"]).get(NS, "gas")["price"])
+        finally:
+            nvm.close()
+
+    pending, price, mirrored = state()
+    assert pending and all(e["action"] == "gbz" for e in pending.values())
+    assert price != pytest.approx(12.345) and mirrored != pytest.approx(12.345)
+    run = Running("--data", str(data))
+    try:
+        time.sleep(max(0.0, due - time.time()) + 8)
+    finally:
+        assert run.stop() == 0
+    pending, price, mirrored = state()
+    assert not pending
+    assert price == pytest.approx(12.345) and mirrored == pytest.approx(12.345)
