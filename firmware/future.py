@@ -24,7 +24,9 @@ Two ways in:
   CS06 does so on every device (`firmware.update.FutureDatedActivation`, action
   "firmware_activation": FDA-CS06 0x00CA to the command's originator, then the reboot).
 
-Times are device time (`device.device_now()` when the device keeps its own clock offset).
+Times are device time (`device.device_now()` when the device keeps its own clock offset). A device
+may hold instructions instead of arming timers for them (`device.holds_future_dated(due)` true) and
+run them itself with `run_due()` (the sleepy GSME, when told to execute them at its next wake).
 """
 from __future__ import annotations
 
@@ -126,9 +128,20 @@ class FutureDated:
     def disarm(self) -> None:
         self._timers.clear()  # the device's own timers die with it on power-off
 
+    def run_due(self) -> int:
+        """Execute every pending instruction whose time has come, now; how many ran (a sleepy
+        device that holds them until it wakes: `holds_future_dated` below)."""
+        due = [key for key, entry in self.device.nvm.items(self.namespace) if entry["due"] <= self.now() + 1e-3]
+        for key in due:
+            self._run(key)
+        return len(due)
+
     def _arm_one(self, key: str, due: float) -> None:
         d = self.device
         if d.state == "off":
+            return
+        hold = getattr(d, "holds_future_dated", None)
+        if hold is not None and hold(due):  # the device runs it itself (`run_due`), e.g. at its next wake
             return
         old = self._timers.pop(key, None)
         if old is not None:

@@ -34,7 +34,7 @@ from gbcs.zcl import (
 
 from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 
-from .gbcs_device import CommandRejected
+from .gbcs_device import CommandRejected, FailNext, Outcome
 
 NS = "meter"  # the namespace `meter.prepayment` keeps its state in
 PROFILE_NS = "gas_profile"
@@ -44,6 +44,9 @@ DAY = 86400
 ZCL_EPOCH = 946684800  # 2000-01-01T00:00Z as Unix seconds
 PROFILE_DAYS = 13 * 31  # 13 months of half-hours [S FACTS 3.4 by analogy with the ESME; U for the GSME]
 DAILY_DAYS = 731  # [U] two years of daily reads
+# The endpoint of the CHF's address where the GPF serves its GSME mirror's Metering / Prepayment
+# attributes to IHDs and PPMIDs [I: FACTS §3.3 "Gas ESI endpoint" with a mirrored Metering cluster]
+MIRROR_ENDPOINT = 2
 MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push: one long octet string on the GPF's Metering mirror [I]
 # The mirror's FunctionalNotificationFlags (bitmap32) the GSME reads each wake [S FACTS §3.3: ZSE keeps
 # them as the mirror's client attribute 0x0000; gbhub reads them as this manufacturer attribute, I]
@@ -238,18 +241,31 @@ class GasData:
                 out[0x0440 if k == 0 else 0x0442 + 2 * (k - 1)] = v
         return out
 
-    def prepayment_attributes(self) -> dict[int, Any]:
+    def prepayment_attributes(self, unit: int = MONEY) -> dict[int, Any]:
+        """Prepayment cluster values; money in ZSE units (`unit` MONEY per penny, as GBZ answers
+        carry it [O RTDS]) or, with `unit=1`, whole pence as the HAN mirror serves it (`han_clusters`)."""
         p = self.get("prepayment") or {}
-        credit = int(round(p.get("credit", 0) * MONEY))
-        ec = int(round(p.get("ec_remaining", 0) * MONEY))
-        return {
-            0x0000: 0x0001 if p.get("mode") == "prepayment" else 0, 0x0001: credit, 0x0002: ec,
-            0x0003: (0x01 if credit > 0 else 0) | (0x02 if p.get("ec_active") else 0), 0x0005: int(round(p.get("debt", 0) * MONEY)),
-            0x0010: int(round(p.get("ec_limit", 0) * MONEY)), 0x0011: int(round(p.get("ec_threshold", 0) * MONEY)),
-            0x0020: int(round(p.get("total_added", 0) * MONEY)),
-            0x0006: int(round(p.get("debt_cap", 0) * MONEY)), 0x0021: int(round(p.get("max_credit", 25000) * MONEY)),
-            0x0022: int(round(p.get("max_top_up", 25000) * MONEY)), 0x0031: int(round(p.get("low_credit", 500) * MONEY)),
+
+        def money(key: str, default: float = 0) -> int:
+            return int(round(p.get(key, default) * unit))
+
+        credit = money("credit")
+        values = {
+            0x0000: 0x0001 if p.get("mode") == "prepayment" else 0, 0x0001: credit, 0x0002: money("ec_remaining"),
+            0x0003: (0x01 if credit > 0 else 0) | (0x02 if p.get("ec_active") else 0), 0x0005: money("debt"),
+            0x0010: money("ec_limit"), 0x0011: money("ec_threshold"), 0x0020: money("total_added"),
+            0x0006: money("debt_cap"), 0x0021: money("max_credit", 25000), 0x0022: money("max_top_up", 25000),
+            0x0031: money("low_credit", 500),
         }
+        if unit == 1:
+            values.update({0x0501: 0, 0x0502: 0x00, 0x0503: 826})  # kWh; whole pence; GBP (as the ESME serves) [I]
+        return values
+
+    def han_clusters(self) -> dict[int, Callable[[], dict[int, Any]]]:
+        """What the GPF's gas mirror serves to IHDs and PPMIDs on the HAN (`MIRROR_ENDPOINT` of the
+        CHF's address): Metering and Prepayment, read live from the copy, money in pence like the
+        ESME's own ZCL server [I]."""
+        return {Cluster.METERING: self.metering_attributes, Cluster.PREPAYMENT: lambda: self.prepayment_attributes(1)}
 
     def _network_data(self, c: GbzComponent, p: ClusterCommand, encrypt) -> GbzComponent:
         """GCS18: the network data log GCS31 started (`gas.network_log`: start, interval, samples),
@@ -378,11 +394,126 @@ def _snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
 BASIC_ATTRIBUTES = {0x0004: "GBHUB", 0x0005: "GSME-EMULATOR"}  # manufacturer, model [I]
 
 
+# settings a command writes into the "gas" state: command name -> {field: state key} [I]
+GAS_SETTINGS = {
+    "DisplayMessage": {"message": "message"},
+    "PublishChangeOfSupplier": {"proposed_provider_name": "supplier_name", "proposed_provider_contact_details": "supplier_contact"},
+    "RequestNewPasswordResponse": {"password_type": "pin_disabled"},
+    "SetUncontrolledFlowThreshold": {"uncontrolled_flow_threshold": "flow_threshold"},
+    "SetSupplyStatus": {"supply_tamper_state": "tamper_state", "supply_depletion_state": "depletion_state"},
+    "PublishBillingPeriod": {"billing_period_start_time": "billing_start", "billing_period_duration": "billing_duration"},
+    "PublishBlockPeriod": {"block_period_start_time": "block_start", "block_period_duration": "block_duration"},
+    "PublishChangeOfTenancy": {"implementation_date_time": "tenancy_date"},
+    "UpdateSiteId": {"site_id": "mprn"},
+    "UpdateCIN": {"customer_id_number": "cin"},
+    "PublishConversionFactor": {},
+    "PublishCalorificValue": {},
+    "ChangeDebt": {},
+}
+# prepayment settings: command -> {field: prepayment state key (pence)}
+PREPAY_SETTINGS = {
+    "EmergencyCreditSetup": {"emergency_credit_limit": "ec_limit", "emergency_credit_threshold": "ec_threshold"},
+    "SetOverallDebtCap": {"overall_debt_cap": "debt_cap"},
+    "SetLowCreditWarningLevel": {"low_credit_warning_level": "low_credit"},
+    "SetMaximumCreditLimit": {"maximum_credit_level": "max_credit", "maximum_credit_per_top_up": "max_top_up"},
+}
+TARIFF_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWeekProfile", "PublishSeasons",
+                             "PublishSpecialDays", "PublishTariffInformation", "PublishBlockThresholds",
+                             "PublishPriceMatrix"))
+PAYMENT_PREPAYMENT_BIT = 0x0001  # PaymentControlConfiguration bit 0: prepayment [I]
+
+
+def apply_command(data: GasData, cmd: Any) -> bool:
+    """What one GBZ command component changes in the gas state: the GSME executing it, and the
+    GPF applying a tap-off (an executed command / response pair, or a future-dated one's 0x8F66)
+    to its mirror, in one place. False when the command changes none of this state (calendar
+    profiles, seasons: kept by neither [I])."""
+    name = getattr(cmd, "name", "")
+    if name in PREPAY_SETTINGS or name == "ChangePaymentMode":
+        p = dict(data.get("prepayment") or {})
+        if name == "ChangePaymentMode":
+            p["mode"] = "prepayment" if cmd["proposed_payment_control_configuration"] & PAYMENT_PREPAYMENT_BIT else "credit"
+        else:
+            for field, key in PREPAY_SETTINGS[name].items():
+                p[key] = cmd[field] / MONEY
+            if name == "EmergencyCreditSetup":
+                p["ec_remaining"] = min(p.get("ec_remaining", 0.0), p["ec_limit"])
+        data.put("prepayment", p)
+        return True
+    gas = dict(data.get("gas") or {})
+    if name == "PublishTariffInformation":
+        gas["standing"] = cmd["standing_charge"] / 1000
+    elif name == "PublishPriceMatrix" and cmd["prices"]:
+        gas["price"] = dict(cmd["prices"][0])["price"] / 1000
+        gas["prices"] = [dict(p)["price"] / 1000 for p in cmd["prices"]]
+    elif name in GAS_SETTINGS:
+        for field, key in GAS_SETTINGS[name].items():
+            value = cmd[field]
+            gas[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if name == "PublishConversionFactor":
+            gas["cf"] = cmd["conversion_factor"] / 10 ** (cmd["conversion_factor_trailing_digit"] >> 4)
+        elif name == "PublishCalorificValue":
+            gas["cv"] = cmd["calorific_value"] / 10 ** (cmd["calorific_value_trailing_digit"] >> 4)
+        elif name == "SetUncontrolledFlowThreshold":
+            # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
+            gas["uncontrolled_flow_lph"] = (cmd["uncontrolled_flow_threshold"] * cmd["multiplier"]
+                                            / max(1, cmd["divisor"]) * 1000)
+        elif name == "ChangeDebt":  # debt registers 1..3 by amount type (1/2 debt 1, 3/4 debt 2, 5/6 debt 3) [I]
+            p = dict(data.get("prepayment") or {})
+            debts = list(p.get("debts", [0.0, 0.0, 0.0]))
+            debts[min(2, max(0, (cmd["debt_amount_type"] - 1) // 2))] = cmd["debt_amount"] / MONEY
+            p["debts"] = debts
+            p["debt"] = sum(debts)
+            data.put("prepayment", p)
+    else:
+        return False
+    data.put("gas", gas)
+    return True
+
+
 def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzComponent:
     """A Default Response to component `c`, in the opposite direction [O RTDS GCS07/GCS40a]."""
     back = 0 if c.header.direction else 1
     return GbzComponent.build(c.cluster_id, DefaultResponse(c.header.command_id, status), sequence=c.header.sequence,
                               direction=back)
+
+
+def _parse_zcl_failure(text: str) -> tuple[int, int | None]:
+    """`STATUS[@INDEX]`: a ZCL status (name such as `hardware-failure`, or a number) and the
+    index of the component that fails (default: the last)."""
+    name, _, index = text.strip().partition("@")
+    key = name.strip().upper().replace("-", "_")
+    if key in Status.__members__:
+        status = int(Status[key])
+    elif key.isdigit() and int(key) <= 0xFF:
+        status = int(key)
+    else:
+        raise ValueError(f"{name!r} is not a ZCL status (e.g. hardware-failure, failure, or a number 0-255), "
+                         "optionally followed by @COMPONENT_INDEX")
+    if index and not index.isdigit():
+        raise ValueError(f"@{index}: the failing component's index is a number from 0")
+    return status, int(index) if index else None
+
+
+def gbz_failure(dated: Callable[[Any], bytes | None] | None = None) -> FailNext:
+    """`fail-next USE_CASE STATUS[@INDEX]` for a GBZ command answered with Default Responses: the
+    components before INDEX answer SUCCESS, component INDEX answers STATUS, and one Default Response
+    for command 0xFF with FAILURE stands for the rest, which are not processed [O RTDS GCS01a / GCS05
+    FUTURE_DATED_*ERROR, GCS04 / GCS24a / GCS25a / GCS40a ERROR]; nothing is executed [I].
+    `dated(device)` is the response's date-time when the use case dates it."""
+
+    def respond(device: Any, message: Message, parsed: tuple[int, int | None]) -> Outcome:
+        status, index = parsed
+        comps = gbz_command(message)
+        i = len(comps) - 1 if index is None else min(index, len(comps) - 1)
+        out = [default_response(c) for c in comps[:i]] + [default_response(comps[i], status)]
+        if i < len(comps) - 1:
+            rest = comps[i + 1]
+            out.append(GbzComponent.build(rest.cluster_id, DefaultResponse(0xFF, Status.FAILURE),
+                                          sequence=rest.header.sequence, direction=0 if rest.header.direction else 1))
+        return Outcome(GbzPayload.build(out).encode(), None if dated is None else dated(device))
+
+    return FailNext(_parse_zcl_failure, respond)
 
 
 def not_found(c: GbzComponent) -> GbzComponent:
@@ -396,5 +527,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

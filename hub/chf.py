@@ -5,7 +5,11 @@ Routing: a frame from the WAN (GBT blocks reassembled first) for the CHF is proc
 GPF is posted to it, for anything else is a command for a HAN device: it must be in the log and
 joined, and goes through the GB-HGRP tunnel (CHF → ESME/PPMID/HCALCS TunnelClient; GSME via the
 CHF's tunnel server queue, kept in NVM namespace `chf_gsme_queue` so that a restart loses no queued
-command and keeps each one's 24 h discard time). Any failure is reported to the command's originator with alert 0x8F84
+command and keeps each one's 24 h discard time; a message leaves the queue when the GET-RESPONSE
+carrying it is sent, as the Silicon Labs CHF does [S FACTS §3.3 source SL comms-hub-function.c: the
+GET handler removes it before sending; GBCS 10.2.2's own words not retrieved], so a GSME executes
+it at most once — a hub that dies between the GET and the GSME's PUT loses only the response,
+which the head-end's retry (a new counter) recovers). Any failure is reported to the command's originator with alert 0x8F84
 in message code 0x00D5 (body: octet-string originator ‖ recipient ‖ CRA ‖ counter [U: layout from
 the DCC parser, no RTDS sample]) — never silence. WAN frames wait in a fair inbox, bounded per
 connection and served round-robin (`_on_wan_frame`); a frame naming a HAN device that is not a

@@ -8,6 +8,11 @@ by the GSME's push at each wake (`meter.gsme`: a ZCL Write Attributes to the CHF
 the GPF answers only after its NVM write). The GPF's own event log records each sync, tap-off
 and discarded message.
 
+IHDs and PPMIDs read the mirror like a meter (ZSE Read Attributes of Metering 0x0702 and Prepayment
+0x0705 at the CHF's address, endpoint `MIRROR_ENDPOINT` 2 [I]; money in pence like the ESME's own
+server): a PPMID's `gas_source` defaults to it, so its gas credit shows without waiting for a PCS01
+answer. Only joined IHDs / PPMIDs of the CHF device log may read it (others: NOT_AUTHORIZED).
+
 The GSME also reads the mirror's FunctionalNotificationFlags each wake (`notification_flags`, a
 Read Attributes of `NOTIFICATION_FLAGS_ATTRIBUTE`): bit 0 "New OTA firmware" is set while the
 CHF's OTA server offers it an image, so it fetches the image across its wakes (README "Firmware").
@@ -42,21 +47,24 @@ import logging
 from typing import Any
 
 from gbcs.asn1 import DeviceLogEntry, GpfDeviceLogBackupAlert, GpfDeviceLogRestore, GpfDeviceLogRestoreResponse
+from gbcs import catalogue
 from gbcs.catalogue import AlertCode, DeviceType, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex
 from gbcs.frame import CRA, Message, decode_message
-from gbcs.gbz import GbzPayload, decode_gbz, encryptor
+from gbcs.gbz import FutureDatedAlertData, GbzPayload, decode_gbz, encryptor
 from gbcs.security import check_signature
-from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GPF_RELIABLE, UNRELIABLE
+from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GPF_RELIABLE, NEVER_TIMES, UNRELIABLE, execution_time
 from gbcs.zcl import (
     Cluster,
     ClusterCommand,
+    DefaultResponse,
     Direction,
     FrameType,
     GeneralCommand,
     ReadAttributeRecord,
     ReadAttributes,
     ReadAttributesResponse,
+    Status,
     WriteAttributes,
     WriteAttributesResponse,
     ZclFrame,
@@ -67,11 +75,12 @@ from gbcs.zcl import (
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gas_data import (DAILY_DAYS, MIRROR_ATTRIBUTE, MONEY, NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE,
-                                      PROFILE_DAYS, GasData, default_response, gbz_command)
+from gbhub.firmware.gas_data import (DAILY_DAYS, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY, NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE,
+                                      PROFILE_DAYS, ZCL_EPOCH, GasData, apply_command, default_response, gbz_command)
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import HanError
+from gbhub.han.zcl_server import ZclServer
 
 log = logging.getLogger("gbhub.gpf")
 
@@ -86,6 +95,7 @@ def _restore(gpf: "Gpf", message: Message) -> Outcome:
 
 
 MIRRORS_NS = "gsme_mirrors"  # GSME EUI -> {"last_sync": t}
+FUTURE_NS = "gsme_future_dated"  # "GSME-EUI:counter" -> a future-dated command held until its FDA
 TAP_OFF_EVENT = 0x0054  # GPF event: GSME command and outcome [S FACTS §3.3]
 _PENDING_TAPS = 64  # commands remembered for tap-off per GPF (oldest forgotten)
 
@@ -149,6 +159,7 @@ class Gpf(GbcsDevice):
         self.stale_after = float(stale_after)
         self.keystore = keystore
         self._chf = None
+        self.mirror_server: ZclServer | None = None
         self._taps: dict[tuple[bytes, int], tuple[bytes, Message]] = {}
         self.syncs = 0
         self.not_retrieved = 0
@@ -171,9 +182,29 @@ class Gpf(GbcsDevice):
         return GPF_RELIABLE if last is not None and self.clock.now() - last <= self.stale_after else UNRELIABLE
 
     def attach_mirror(self, chf) -> None:
-        """Serve the GSME's pushes on the CHF's HAN address (Metering cluster)."""
+        """Serve the GSME's pushes on the CHF's HAN address (Metering cluster), and the mirror's
+        Metering / Prepayment attributes to IHDs and PPMIDs on `MIRROR_ENDPOINT` (module doc)."""
         self._chf = chf
         chf.han_dispatch.add(Cluster.METERING, self._on_mirror_frame)
+        self.mirror_server = ZclServer(chf.han_dispatch, endpoint=MIRROR_ENDPOINT, port=chf.han_port,
+                                       allow=self._may_read_mirror, clusters={
+                                           cluster: self._mirror_provider(cluster)
+                                           for cluster in (Cluster.METERING, Cluster.PREPAYMENT)})
+
+    def _mirror_provider(self, cluster: int):
+        def values() -> dict:
+            gsme = self.mirrored_gsme()
+            return {} if gsme is None else self.mirror(gsme).han_clusters()[cluster]()
+        return values
+
+    def _may_read_mirror(self, eui: bytes) -> bool:
+        """Joined IHDs and PPMIDs of the CHF device log read the gas mirror [I]; others are
+        refused NOT_AUTHORIZED (and logged)."""
+        entry = self._chf.device_log_entry(eui) if self._chf is not None else None
+        if entry is not None and entry.joined and entry.device_type in (DeviceType.PPMID, DeviceType.TYPE_2):
+            return True
+        self.log_security("mirror_read_refused", eui=eui_hex(eui))
+        return False
 
     def _on_mirror_frame(self, frame):
         try:
@@ -284,6 +315,9 @@ class Gpf(GbcsDevice):
             response = decode_message(frame)
         except DecodeError:
             return
+        if response.cra == CRA.ALERT and response.message_code == MessageCode.FDA_ZigBee and response.originator == gsme:
+            self._tap_fda(gsme, response)
+            return
         if response.cra != CRA.RESPONSE:
             return
         hit = self._taps.pop((response.recipient, response.originator_counter), None)
@@ -302,6 +336,9 @@ class Gpf(GbcsDevice):
         with self.nvm.transaction():
             try:
                 p = decode_gbz(response.content, cra=response.cra)
+                if self._hold_future_dated(gsme, command, p):
+                    return
+                self._apply_command(store, command, p)
                 for c in getattr(p, "components", ()):
                     cmd = c.payload
                     if isinstance(cmd, ClusterCommand) and cmd.name == "SupplyStatusResponse":
@@ -316,6 +353,91 @@ class Gpf(GbcsDevice):
                 pass  # not GBZ (GCS28's ASN.1): nothing to copy
             self.log_event(TAP_OFF_EVENT, message_code=f"{command.message_code:04X}", counter=command.originator_counter,
                            gsme=eui_hex(gsme))
+
+    # -- future-dated commands: applied when the GSME's FDA says they ran (meter.gsme) --
+    def _hold_future_dated(self, gsme: bytes, command: Message, response: Any) -> bool:
+        """A future-dated GSME command the GSME accepted: kept (NVM) until its FDA, not applied."""
+        if not catalogue.device_future_dated(command.message_code):
+            return False
+        if any(isinstance(c.payload, DefaultResponse) and c.payload.status != Status.SUCCESS
+               for c in getattr(response, "components", ())):
+            return False  # refused (fail-next): nothing was held
+        try:
+            comps = decode_gbz(command.content, cra=command.cra).components
+        except (DecodeError, AttributeError):
+            return False
+        times = {t for t in map(execution_time, comps) if t is not None and t not in NEVER_TIMES}
+        if not times or min(times) + ZCL_EPOCH <= self.clock.now():
+            return False
+        key = f"{eui_hex(gsme)}:{command.originator_counter}"
+        held = self.nvm.keys(FUTURE_NS)
+        if len(held) >= _PENDING_TAPS:  # bounded: the oldest is forgotten (the GSME's push still carries it)
+            self.nvm.delete(FUTURE_NS, held[0])
+        self.nvm.put(FUTURE_NS, key, {"message_code": command.message_code, "content": command.content.hex()})
+        self.log_event(TAP_OFF_EVENT, message_code=f"{command.message_code:04X}", counter=command.originator_counter,
+                       gsme=eui_hex(gsme), held_until=min(times) + ZCL_EPOCH)
+        return True
+
+    def _tap_fda(self, gsme: bytes, alert: Message) -> None:
+        """The GSME's future-dated alert (0x00CD): on 0x8F66 the held command's named component is
+        applied to the mirror now [S FACTS §3.3 Tap-Off Messages: the GPF applies a GSME's alerts too]."""
+        if self.keystore is not None:
+            key = self.keystore.public_key(gsme, "ds")
+            if key is None or not alert.signature or not check_signature(key, alert):
+                self.log_security("tap_off_refused", gsme=eui_hex(gsme), reason="FDA signature")
+                return
+        try:
+            body = decode_gbz(alert.content, cra=alert.cra, message_code=alert.message_code)
+        except DecodeError:
+            return
+        fda = getattr(body, "body", None)
+        if not isinstance(fda, FutureDatedAlertData):
+            return
+        key = f"{eui_hex(gsme)}:{fda.originator_counter}"
+        held = self.nvm.get(FUTURE_NS, key)
+        if held is None or held["message_code"] != fda.message_code:
+            return
+        ok = body.alert_code == AlertCode.FUTURE_DATE_HAN_INTERFACE_COMMAND_SUCCESSFULLY_ACTIONED
+        with self.nvm.transaction():
+            try:
+                comps = decode_gbz(bytes.fromhex(held["content"]), cra=CRA.COMMAND).components
+            except DecodeError:
+                comps = ()
+            left = [c for c in comps if execution_time(c) is not None and
+                    (c.cluster_id, c.header.command_id) != (fda.cluster_id, fda.command_id)]
+            store = self.mirror(gsme)
+            if ok and store.get("gas") is not None:  # (before its first push the GPF holds no copy)
+                for c in comps:
+                    if (c.cluster_id, c.header.command_id) == (fda.cluster_id, fda.command_id):
+                        apply_command(store, c.payload)
+            if left:
+                held["content"] = GbzPayload.build(left).encode().hex()
+                self.nvm.put(FUTURE_NS, key, held)
+            else:
+                self.nvm.delete(FUTURE_NS, key)
+            self.log_event(TAP_OFF_EVENT, message_code=f"{fda.message_code:04X}", counter=fda.originator_counter,
+                           gsme=eui_hex(gsme), future_dated=f"{body.alert_code:04X}")
+
+    def held_future_dated(self) -> dict[str, dict]:
+        """Future-dated GSME commands the GPF holds until their FDA, by "GSME-EUI:counter"."""
+        return dict(self.nvm.items(FUTURE_NS))
+
+    @staticmethod
+    def _apply_command(store: GasData, command: Message, response: Any) -> None:
+        """An executed command / response pair: each command component changes the copy as it
+        changed the GSME (`gas_data.apply_command`); a response that refuses any changes nothing."""
+        if store.get("gas") is None:  # no push yet: the first one carries the whole state
+            return
+        try:
+            comps = decode_gbz(command.content, cra=command.cra).components
+        except (DecodeError, AttributeError):
+            return
+        if any(isinstance(c.payload, DefaultResponse) and c.payload.status != Status.SUCCESS
+               for c in getattr(response, "components", ())):
+            return  # a refused component: the GSME executed none of them (`gas_data.gbz_failure`)
+        for c in comps:
+            if c.payload is not None:
+                apply_command(store, c.payload)
 
     def _tap_failed(self, gsme: bytes, command: Message, why: str) -> None:
         self.log_event("tap_off_failed", gsme=eui_hex(gsme), counter=command.originator_counter, reason=why)

@@ -12,6 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gbcs.catalogue import DeviceType, MessageCode
+from gbhub.firmware.gas_data import MIRROR_ENDPOINT
 from gbhub.firmware.registry import DeviceContext, DeviceKind, register_device_type
 from gbhub.han.join import join
 from gbhub.han.zcl_server import ZclServer
@@ -122,6 +123,8 @@ def _create_ppmid(ctx: DeviceContext) -> Ppmid:
     s = ctx.spec
     options = {k: v for k, v in s.options.items() if k != "gsme"}
     gsme = _ppmid_gsme(ctx)
+    if gsme is not None:  # the gas figures from the GPF's mirror of the GSME (hub.gpf) [I]
+        options.setdefault("gas_source", (ctx.chf.eui, MIRROR_ENDPOINT))
     return Ppmid(s.eui, clock=ctx.clock, credentials=ctx.credentials(), trust=ctx.trust, nvm=ctx.nvm,
                  chf_eui=ctx.chf.eui, esme_eui=ctx.meter.eui, gsme_eui=None if gsme is None else gsme.eui,
                  **ctx.firmware(), **options)

@@ -35,9 +35,28 @@ OTA firmware" is set it fetches `ota_blocks_per_wake` blocks (default 200 [I]) f
 server, so an image arrives across wakes; the receipt alert is FDRA-ZigBee (GBZ, 0x00CF); CS06
 comes through its queue like any command; GCS38 reads the running version.
 
+Future-dated commands (`firmware.future`; README "Gas"): the use cases GBCS lets the GSME hold
+(`catalogue.device_future_dated`: GCS01a/b tariff, GCS05 prepayment configuration, GCS02/03 payment
+mode) carry their execution date-time in each timed component (`gbcs.usecases.gas.execution_time`).
+"Now" (0) or a past time executes at once; a future time is answered at once (a Default Response per
+component, as RTDS shows) and kept in NVM, one instruction per timed component (`FutureDateable`;
+calendar profiles and seasons go with their PublishCalendar); at the time each is applied and its
+FDA goes to the command's originator: message code 0x00CD, alert 0x8F66 (0x8F67 when it failed),
+alert time = the execution time, body = message code, originator counter, cluster, frame control
+(the command's first component's [O RTDS]) and command id. The "never" time (0xFFFFFFFE /
+0xFFFFFFFF) cancels the pending components it names. Times within one command must agree (GB081),
+else the command is refused as malformed. Sleepiness, option `future_dated` [I]: "clock" (default;
+a GSME keeps its own clock — GCS28 sets it — and a tariff must switch at its time for billing, so
+its clock runs the instruction at the due time and wakes the meter to send the FDA and push the new
+state), or "wake" (the instruction runs at the first wake at or after its time). Other gas use
+cases with a time field (GCS24/24a, GCS25/25a, GCS04, GCS40a-d) have no "Device" future-dated
+pattern in DUIS and execute at once, as before.
+
 Alerts are GBZ (alert code, time) and go out as PUTs in the wake that raised them, or the next.
-Faults (`FAULT_KINDS`, `firmware.faults`): battery, tamper, tilt, flow, power, asleep / awake, gone, fail-next
-(README "Gas", "Fault injection").
+Faults (`FAULT_KINDS`, `firmware.faults`): battery, tamper, tilt, battery-cover, magnet, flow-sensor,
+flow, integrity, valve, power, asleep / awake, gone, fail-next (README "Gas", "Fault injection"):
+each raises the meter-integrity alert GBCS names for it and sets the state it names; the natural
+causes add 0x8F29 (three wakes in a row without the CHF) and 0x8F1D (power back after a loss).
 """
 from __future__ import annotations
 
@@ -47,16 +66,17 @@ import json
 import logging
 import math
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 from gbcs.asn1 import DeviceTimeStatus, SetTime, SetTimeResponse, decode_asn1
 from gbcs.catalogue import AlertCode, DeviceType, MessageCode
 from gbcs.codec import DecodeError, parse_eui
-from gbcs.frame import Message
-from gbcs.gbz import GbzAlert, GbzComponent, GbzPayload, encryptor
+from gbcs.frame import CRA, Message
+from gbcs.gbz import FutureDatedAlertData, GbzAlert, GbzComponent, GbzPayload, MeterIntegrityIssue, decode_gbz, encryptor
 from gbcs.usecases.gas import ENCRYPTED_RESPONSES, GSME_RELIABLE, SUPPLY_ARMED, SUPPLY_OFF
 from gbcs.usecases.gas import BILLING_CALENDAR_CAUSE, MODE_CHANGE_CAUSE, PREPAYMENT_CREDIT_CAUSE, TARIFF_CHANGE_CAUSE
-from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
+from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID, NEVER_TIMES, execution_time
 from gbhub.firmware.gas_data import ZCL_EPOCH
 from gbcs.utrn import DEFAULT_CACHE_SIZE, UtrnCheck
 from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, Status, WriteAttributes, ZclType
@@ -66,6 +86,8 @@ from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
+from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command, gbz_failure
+from gbhub.firmware.future import FdaOutcome
 from gbhub.firmware.nvm import NvmError
 from gbhub.firmware.update_handlers import activate_firmware
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
@@ -88,6 +110,9 @@ BATTERY_PER_WAKE = 0.0005  # percent a wake costs [I]: about 15 years of half-ho
 CV_DEFAULT, CF_DEFAULT = 39.5, 1.02264  # MJ/m³, conversion factor [I typical GB values]
 DEVICE_LOG_CAPACITY = 8  # [U]
 OTA_BLOCKS_PER_WAKE = 200  # firmware blocks fetched per wake [I]: 200 x 48 bytes take 4 s at the default HAN pace
+MAX_FLOW_LPH = 6000.0  # the meter's capacity, litres per hour [I: a G4 meter's Qmax, 6 m³/h]: above it 0x81B4
+LOST_SEARCHES = 3  # failed wakes in a row (the CHF not found) before 0x8F29 [I: its name]
+FUTURE_DATED_MODES = ("clock", "wake")  # when held instructions run (module doc "Future-dated commands") [I]
 
 
 def _litres_model(seed: int) -> ConsumptionModel:
@@ -120,113 +145,157 @@ def _read(gsme: "Gsme", message: Message) -> Outcome:
 _UNDATED_READS = frozenset((MessageCode.GCS18, MessageCode.GCS15c, MessageCode.GCS15e, MessageCode.GCS21d, MessageCode.GCS21k, MessageCode.GCS38, MessageCode.GCS16a, MessageCode.GCS17, MessageCode.GCS21m, MessageCode.GCS15b,
                             MessageCode.GCS21f, MessageCode.GCS16b, MessageCode.GCS15d))
 
-# settings a command writes into the "gas" state: command name -> {field: state key} [I]
-_SETTINGS = {
-    "DisplayMessage": {"message": "message"},
-    "PublishChangeOfSupplier": {"proposed_provider_name": "supplier_name", "proposed_provider_contact_details": "supplier_contact"},
-    "RequestNewPasswordResponse": {"password_type": "pin_disabled"},
-    "SetUncontrolledFlowThreshold": {"uncontrolled_flow_threshold": "flow_threshold"},
-    "SetSupplyStatus": {"supply_tamper_state": "tamper_state", "supply_depletion_state": "depletion_state"},
-    "PublishBillingPeriod": {"billing_period_start_time": "billing_start", "billing_period_duration": "billing_duration"},
-    "PublishBlockPeriod": {"block_period_start_time": "block_start", "block_period_duration": "block_duration"},
-    "PublishChangeOfTenancy": {"implementation_date_time": "tenancy_date"},
-    "UpdateSiteId": {"site_id": "mprn"},
-    "UpdateCIN": {"customer_id_number": "cin"},
-    "PublishConversionFactor": {},
-    "PublishCalorificValue": {},
-    "ChangeDebt": {},
-}
-
-
 def _settings(gsme: "Gsme", message: Message) -> bytes:
-    """Commands that only store settings: each component stored and answered with a Default
-    Response [O RTDS GCS07/GCS11/GCS24a/GCS25a/GCS44 responses]."""
-    comps = gbz_command(message)
-    gas = gsme.nvm.get(NS, "gas")
+    """Commands that only store settings (`gas_data.apply_command`): each component stored and
+    answered with a Default Response [O RTDS GCS07/GCS11/GCS24a/GCS25a/GCS44 responses]."""
     out = []
-    for c in comps:
-        cmd = c.payload
-        mapping = _SETTINGS.get(getattr(cmd, "name", ""))
-        if mapping is None:
-            raise CommandRejected("malformed", f"{getattr(cmd, 'name', type(cmd).__name__)} is not part of this use case")
-        for field, key in mapping.items():
-            value = cmd[field]
-            gas[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        if cmd.name == "PublishConversionFactor":
-            gas["cf"] = cmd["conversion_factor"] / 10 ** (cmd["conversion_factor_trailing_digit"] >> 4)
-        elif cmd.name == "PublishCalorificValue":
-            gas["cv"] = cmd["calorific_value"] / 10 ** (cmd["calorific_value_trailing_digit"] >> 4)
-        elif cmd.name == "ChangeDebt":  # debt registers 1..3 by amount type (1/2 debt 1, 3/4 debt 2, 5/6 debt 3) [I]
-            p = gsme._prepay()
-            debts = list(p.get("debts", [0.0, 0.0, 0.0]))
-            slot = min(2, max(0, (cmd["debt_amount_type"] - 1) // 2))
-            debts[slot] = cmd["debt_amount"] / MONEY
-            p["debts"] = debts
-            p["debt"] = sum(debts)
-            gsme.nvm.put(NS, "prepayment", p)
-        if cmd.name == "SetUncontrolledFlowThreshold":
-            # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
-            gsme.uncontrolled_flow_lph = cmd["uncontrolled_flow_threshold"] * cmd["multiplier"] / max(1, cmd["divisor"]) * 1000
-            gas["uncontrolled_flow_lph"] = gsme.uncontrolled_flow_lph
+    for c in gbz_command(message):
+        if getattr(c.payload, "name", "") not in GAS_SETTINGS:
+            raise CommandRejected("malformed", f"{_name_of(c)} is not part of this use case")
+        apply_command(gsme.data, c.payload)
         out.append(default_response(c))
-    gsme.nvm.put(NS, "gas", gas)
+    lph = gsme.data.get("gas").get("uncontrolled_flow_lph")
+    if lph is not None:
+        gsme.uncontrolled_flow_lph = lph
     return GbzPayload.build(out).encode()
 
 
-_TARIFF_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWeekProfile", "PublishSeasons",
-                              "PublishSpecialDays", "PublishTariffInformation", "PublishBlockThresholds",
-                              "PublishPriceMatrix"))
+def _name_of(c: GbzComponent) -> str:
+    return getattr(c.payload, "name", "") or type(c.payload).__name__
 
 
-def _tariff(gsme: "Gsme", message: Message) -> Outcome:
+# -- future-dateable use cases (module doc "Future-dated commands") -------------------------------
+def _apply_tariff(gsme: "Gsme", comps) -> list[GbzComponent]:
     """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
     digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
-    comps = gbz_command(message)
     gsme.data.take_billing_snapshot(int(gsme.device_now()), TARIFF_CHANGE_CAUSE)  # the old tariff's billing data
-    gas = gsme.nvm.get(NS, "gas")
-    out = []
     for c in comps:
-        cmd = c.payload
-        if getattr(cmd, "name", "") not in _TARIFF_COMMANDS:
-            raise CommandRejected("malformed", f"{getattr(cmd, 'name', type(cmd).__name__)} is not part of a tariff")
-        if cmd.name == "PublishTariffInformation":
-            gas["standing"] = cmd["standing_charge"] / 1000
-        elif cmd.name == "PublishPriceMatrix" and cmd["prices"]:
-            gas["price"] = dict(cmd["prices"][0])["price"] / 1000
-            gas["prices"] = [dict(p)["price"] / 1000 for p in cmd["prices"]]
-        out.append(default_response(c))
-    gsme.nvm.put(NS, "gas", gas)
+        apply_command(gsme.data, c.payload)
+    gas = gsme.data.get("gas")
     gsme.log_event("tariff", price=gas["price"], standing=gas["standing"])
-    return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+    return [default_response(c) for c in comps]
 
 
-_PREPAY_SETTINGS = {  # command -> {field: prepayment state key (pence)}
-    "EmergencyCreditSetup": {"emergency_credit_limit": "ec_limit", "emergency_credit_threshold": "ec_threshold"},
-    "SetOverallDebtCap": {"overall_debt_cap": "debt_cap"},
-    "SetLowCreditWarningLevel": {"low_credit_warning_level": "low_credit"},
-    "SetMaximumCreditLimit": {"maximum_credit_level": "max_credit", "maximum_credit_per_top_up": "max_top_up"},
-}
-
-
-def _prepayment_configuration(gsme: "Gsme", message: Message) -> Outcome:
+def _apply_prepayment_configuration(gsme: "Gsme", comps) -> list[GbzComponent]:
     """GCS05: emergency credit, debt cap, low-credit warning and maximum credit settings (money in
     ZSE units: /1000 is pence), and the friendly-credit calendar (kept, not applied [I])."""
-    comps = gbz_command(message)
-    p = gsme._prepay()
-    out = []
     for c in comps:
-        cmd = c.payload
-        name = getattr(cmd, "name", "")
-        if name in _PREPAY_SETTINGS:
-            for field, key in _PREPAY_SETTINGS[name].items():
-                p[key] = cmd[field] / MONEY
-            if name == "EmergencyCreditSetup":
-                p["ec_remaining"] = min(p.get("ec_remaining", 0.0), p["ec_limit"])
-        elif name not in _TARIFF_COMMANDS:
-            raise CommandRejected("malformed", f"{name or type(cmd).__name__} is not part of GCS05")
-        out.append(default_response(c))
-    gsme.nvm.put(NS, "prepayment", p)
-    return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF))
+        apply_command(gsme.data, c.payload)
+    return [default_response(c) for c in comps]
+
+
+def _apply_payment_mode(gsme: "Gsme", comps) -> list[GbzComponent]:
+    gsme.data.take_billing_snapshot(int(gsme.device_now()), MODE_CHANGE_CAUSE)  # billing data of the old mode
+    apply_command(gsme.data, comps[0].payload)
+    gsme.log_event("payment_mode", mode=gsme._prepay()["mode"])
+    return _payment_mode_response(gsme, comps)
+
+
+def _payment_mode_response(gsme: "Gsme", comps) -> list[GbzComponent]:
+    p = gsme._prepay()
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ChangePaymentModeResponse", friendly_credit=0,
+                                friendly_credit_calendar_id=0, emergency_credit_limit=int(p["ec_limit"] * MONEY),
+                                emergency_credit_threshold=int(p.get("ec_threshold", 0) * MONEY))
+    return [GbzComponent.build(Cluster.PREPAYMENT, resp)]
+
+
+def _accepted(gsme: "Gsme", comps) -> list[GbzComponent]:
+    return [default_response(c) for c in comps]
+
+
+class FutureDateable:
+    """One gas use case family GBCS lets the GSME hold until its execution date-time [S DP via
+    `catalogue.device_future_dated`]: the commands it may carry, how it is applied (now, or at the
+    time by the future-dated action `GBZ_ACTION`), how it is answered when held or cancelled, and
+    whether the response is dated."""
+
+    def __init__(self, family: str, names: frozenset, apply, held=_accepted, dated: bool = True, one: bool = False):
+        self.family, self.names, self.apply, self.held, self.dated, self.one = family, names, apply, held, dated, one
+
+    def __call__(self, gsme: "Gsme", message: Message) -> Outcome:
+        comps = gbz_command(message)
+        for c in comps:
+            if getattr(c.payload, "name", "") not in self.names:
+                raise CommandRejected("malformed", f"{_name_of(c)} is not part of {MessageCode(message.message_code).name}")
+        if self.one and len(comps) != 1:
+            raise CommandRejected("malformed", "expected one component")
+        times = {NEVER if t in NEVER_TIMES else t for t in map(execution_time, comps) if t is not None}
+        if len(times) > 1:  # GB081: all future dated times within one command are the same [I: else malformed]
+            raise CommandRejected("malformed", "execution date-times within one command differ")
+        when = next(iter(times), 0)
+        if when == NEVER:
+            for key in self.keys(comps):
+                gsme.future.cancel(key)
+            out = self.held(gsme, comps)
+        elif when == 0 or when + ZCL_EPOCH <= gsme.device_now():  # now, or a time already past: at once
+            out = self.apply(gsme, comps)
+        else:
+            self.schedule(gsme, message, comps, when)
+            out = self.held(gsme, comps)
+        return Outcome(GbzPayload.build(out).encode(), gsme.dated(0xFF) if self.dated else None)
+
+    def key(self, c: GbzComponent) -> str:
+        return f"gbz:{self.family}:{c.cluster_id:04X}:{c.header.command_id:02X}"
+
+    def keys(self, comps) -> list[str]:
+        return [self.key(c) for c in comps if execution_time(c) is not None]
+
+    def schedule(self, gsme: "Gsme", message: Message, comps, when: int) -> None:
+        """One instruction per timed component (each has its FDA [O RTDS 8F66 alerts]); the untimed
+        ones (calendar profiles, seasons) go with the timed component before them."""
+        groups: list[list[GbzComponent]] = []
+        loose: list[GbzComponent] = []
+        for c in comps:
+            if execution_time(c) is not None:
+                groups.append(loose + [c])
+                loose = []
+            elif groups:
+                groups[-1].append(c)
+            else:
+                loose.append(c)
+        # the FDA names the cluster and command; its frame control is the command's first
+        # component's [O RTDS GCS05: 0x01 for its calendar's alerts too, GCS01a: 0x09]
+        frame_control = comps[0].header.encode()[0]
+        for group in groups:
+            timed = next(c for c in group if execution_time(c) is not None)
+            gsme.future.schedule(self.key(timed), when + ZCL_EPOCH, GBZ_ACTION, {
+                "family": self.family, "components": GbzPayload.build(group).encode().hex(), "execution": when,
+                "cluster": timed.cluster_id, "command_id": timed.header.command_id, "frame_control": frame_control,
+                "originator": message.originator.hex()})
+
+
+GBZ_ACTION = "gbz"  # the GSME's future-dated action (FUTURE_ACTIONS)
+NEVER = -1  # any of NEVER_TIMES (RTDS cancels a calendar with 0xFFFFFFFE, its tariff with 0xFFFFFFFF)
+_PRICE_COMMANDS = frozenset(("PublishTariffInformation", "PublishBlockThresholds", "PublishPriceMatrix"))
+_FUTURE_DATEABLE = {f.family: f for f in (
+    FutureDateable("tariff", TARIFF_COMMANDS, _apply_tariff),
+    FutureDateable("prepayment", frozenset(PREPAY_SETTINGS) | (TARIFF_COMMANDS - _PRICE_COMMANDS), _apply_prepayment_configuration),
+    FutureDateable("payment_mode", frozenset(("ChangePaymentMode",)), _apply_payment_mode, _payment_mode_response,
+                   dated=False, one=True),
+)}
+
+
+def _fire_gbz(gsme: "Gsme", entry: dict) -> FdaOutcome:
+    """A held GBZ instruction's time has come: applied, and its FDA (0x00CD, 0x8F66 / 0x8F67: alert
+    time = the execution date-time, the command's message code and counter, the component's
+    cluster and command [O RTDS]) goes to the command's originator."""
+    family = _FUTURE_DATEABLE.get(entry.get("family"))
+    ok = False
+    if family is not None:
+        try:
+            comps = decode_gbz(bytes.fromhex(entry["components"]), cra=CRA.COMMAND).components
+            with gsme.nvm.transaction():
+                gsme._catch_up(gsme.device_now())  # the half-hours before its time at the old settings
+                family.apply(gsme, comps)
+            ok = True
+        except (CommandRejected, DecodeError, KeyError, ValueError, TypeError) as exc:
+            log.warning("gsme %s: future-dated %s failed: %s", gsme.eui_hex, entry.get("family"), exc)
+    body = FutureDatedAlertData(entry["message_code"], entry["counter"], entry["cluster"], entry["frame_control"],
+                                entry["command_id"])
+    originator = entry.get("originator")
+    recipient = gsme.trust.by_eui(bytes.fromhex(originator)) if originator else None
+    return FdaOutcome(ok, MessageCode.FDA_ZigBee, recipient=recipient,
+                      content_for=lambda code: GbzAlert.build(code, entry["execution"], body).encode())
 
 
 def _event_configuration(gsme: "Gsme", message: Message) -> bytes:
@@ -268,19 +337,6 @@ def _start_network_log(gsme: "Gsme", message: Message) -> bytes:
     resp = ClusterCommand.build(Cluster.METERING, "StartSamplingResponse", sample_id=NETWORK_DATA_SAMPLE_ID)
     return GbzPayload.build([GbzComponent.build(Cluster.METERING, resp, sequence=comps[0].header.sequence,
                                                 disable_default_response=True)]).encode()
-
-
-def _payment_mode(gsme: "Gsme", message: Message) -> bytes:
-    cmd = _one_command(message, "ChangePaymentMode")
-    gsme.data.take_billing_snapshot(int(gsme.device_now()), MODE_CHANGE_CAUSE)  # billing data of the old mode
-    p = gsme._prepay()
-    p["mode"] = "prepayment" if cmd["proposed_payment_control_configuration"] & 0x0001 else "credit"
-    gsme.nvm.put(NS, "prepayment", p)
-    gsme.log_event("payment_mode", mode=p["mode"])
-    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ChangePaymentModeResponse", friendly_credit=0,
-                                friendly_credit_calendar_id=0, emergency_credit_limit=int(p["ec_limit"] * MONEY),
-                                emergency_credit_threshold=int(p.get("ec_threshold", 0) * MONEY))
-    return _component(resp, Cluster.PREPAYMENT)
 
 
 def _clear_event_log(gsme: "Gsme", message: Message) -> bytes:
@@ -398,6 +454,10 @@ def _set_time(gsme: "Gsme", message: Message) -> bytes:
     return SetTimeResponse(device_time=device_time, status=status).encode()
 
 
+# `fail-next` answers of the GBZ commands answered with Default Responses (`gas_data.gbz_failure`)
+_FAIL, _FAIL_DATED = gbz_failure(), gbz_failure(lambda gsme: gsme.dated(0xFF))
+
+
 class Gsme(Prepayment, GbcsDevice):
     """The gas meter (module doc)."""
 
@@ -419,32 +479,32 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.PCS02, _emergency_credit),
         *credential_handlers(),  # CS02a-g (firmware.credentials)
         join(MessageCode.CS03C, DeviceType.PPMID),  # Method C: the PPMID and its KA certificate
-        call(MessageCode.GCS40a, _credit_adjustment),
-        call(MessageCode.GCS40b, _credit_adjustment),
+        call(MessageCode.GCS40a, _credit_adjustment, fail=_FAIL),
+        call(MessageCode.GCS40b, _credit_adjustment, fail=_FAIL),
         call(MessageCode.GCS28, _set_time),
         call(MessageCode.GCS21m, _read),
         call(MessageCode.GCS21f, _read),
         call(MessageCode.GCS16b, _read),
         call(MessageCode.GCS15d, _read),
-        call(MessageCode.GCS07, _settings),
-        call(MessageCode.GCS11, _settings),
-        call(MessageCode.GCS44, _settings),
-        call(MessageCode.GCS24a, _settings),
-        call(MessageCode.GCS25a, _settings),
-        call(MessageCode.GCS24, _settings),
-        call(MessageCode.GCS25, _settings),
+        call(MessageCode.GCS07, _settings, fail=_FAIL),
+        call(MessageCode.GCS11, _settings, fail=_FAIL),
+        call(MessageCode.GCS44, _settings, fail=_FAIL),
+        call(MessageCode.GCS24a, _settings, fail=_FAIL),
+        call(MessageCode.GCS25a, _settings, fail=_FAIL),
+        call(MessageCode.GCS24, _settings, fail=_FAIL),
+        call(MessageCode.GCS25, _settings, fail=_FAIL),
         call(MessageCode.CS11, _clear_event_log),
-        call(MessageCode.GCS01a, _tariff),
-        call(MessageCode.GCS01b, _tariff),
-        call(MessageCode.GCS05, _prepayment_configuration),
+        call(MessageCode.GCS01a, _FUTURE_DATEABLE["tariff"], fail=_FAIL_DATED),
+        call(MessageCode.GCS01b, _FUTURE_DATEABLE["tariff"], fail=_FAIL_DATED),
+        call(MessageCode.GCS05, _FUTURE_DATEABLE["prepayment"], fail=_FAIL_DATED),
         call(MessageCode.GCS20, _event_configuration),
         call(MessageCode.GCS20r, _event_configuration),
         call(MessageCode.GCS31, _start_network_log),
-        call(MessageCode.GCS02, _payment_mode),
-        call(MessageCode.GCS03, _payment_mode),
-        call(MessageCode.GCS40c, _credit_adjustment),
-        call(MessageCode.GCS40d, _credit_adjustment),
-        call(MessageCode.GCS04, _settings),
+        call(MessageCode.GCS02, _FUTURE_DATEABLE["payment_mode"]),
+        call(MessageCode.GCS03, _FUTURE_DATEABLE["payment_mode"]),
+        call(MessageCode.GCS40c, _credit_adjustment, fail=_FAIL),
+        call(MessageCode.GCS40d, _credit_adjustment, fail=_FAIL),
+        call(MessageCode.GCS04, _settings, fail=_FAIL),
         call(MessageCode.GCS09, _settings),
         call(MessageCode.GCS23, _settings),
         call(MessageCode.GCS41, _settings),
@@ -457,6 +517,7 @@ class Gsme(Prepayment, GbcsDevice):
         unjoin(MessageCode.CS04B),
         call(MessageCode.CS06, activate_firmware, dated=True),  # firmware (README "Firmware")
     )
+    FUTURE_ACTIONS = MappingProxyType({**GbcsDevice.FUTURE_ACTIONS, GBZ_ACTION: _fire_gbz})
     RECEIPT_FORM = "gbz"  # FDRA-ZigBee 0x00CF
     OTA_FETCH_ON_WAKE = True
 
@@ -467,10 +528,17 @@ class Gsme(Prepayment, GbcsDevice):
                  standing_charge_pence: float = 30.0, battery_percent: float = 100.0, seed: int = 1,
                  uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
                  utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
-                 **kw: Any) -> None:
+                 future_dated: str = "clock", max_flow_lph: float = MAX_FLOW_LPH, **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
             raise ValueError("payment_mode is 'credit' or 'prepayment'")
+        if future_dated not in FUTURE_DATED_MODES:
+            raise ValueError(f"future_dated is one of {', '.join(FUTURE_DATED_MODES)}")
+        self.future_dated = future_dated
+        self.max_flow_lph = float(max_flow_lph)
+        self._failed_wakes = 0  # wakes in a row that did not reach the CHF (0x8F29)
+        self._searches_failed = False
+        self._power_lost = False
         self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
         self.install_code = install_code
         self.prepayment_key = prepayment_key
@@ -501,6 +569,21 @@ class Gsme(Prepayment, GbcsDevice):
         self.pushes = 0
         self._accepted_at_push = -1
 
+    # ======================================================================= future-dated
+    def holds_future_dated(self, due: float) -> bool:
+        """`future_dated = "wake"`: instructions wait for the first wake at or after their time."""
+        return self.future_dated == "wake" and (not self.awake or due > self.device_now() + 1e-3)
+
+    def after_future_dated(self) -> None:
+        """`future_dated = "clock"`: the meter's clock ran an instruction; it wakes to send the FDA
+        and push the new state to the GPF."""
+        if self.future_dated == "clock" and self.state == "on":
+            self.spawn(self.wake("future_dated"))
+
+    def pending_future_dated(self) -> dict[str, dict]:
+        """Held future-dated instructions by key (`gbz:FAMILY:CLUSTER:COMMAND`, or CS06 / CS02's)."""
+        return self.future.pending()
+
     # ======================================================================= state
     def device_now(self) -> float:
         return self.clock.now() + float(self.nvm.get(NS, "clock_offset", 0.0) or 0.0)
@@ -528,6 +611,9 @@ class Gsme(Prepayment, GbcsDevice):
             self.nvm.put(NS, "sync", {"pushed_to": last, "daily_pushed_to": 0, "last_push": None})
 
     async def on_boot(self) -> None:
+        if self._power_lost:  # `fault power off` then on: reported at the first wake [I]
+            self._power_lost = False
+            self._pending_alerts.append((AlertCode.GSME_POWER_SUPPLY_LOSS, {}))
         self._ensure_state()
         self.joined_devices.migrate()
         self._wake_lock = asyncio.Lock()
@@ -549,6 +635,13 @@ class Gsme(Prepayment, GbcsDevice):
         return (self.nvm.peek(NS, "supply") or {}).get("state", ENABLED)
 
     def _set_supply(self, state: str, cause: str | None = None, at: float | None = None) -> None:
+        before = self._supply_state()
+        if (before == ENABLED) != (state == ENABLED) and (self.nvm.peek(NS, "gas") or {}).get("valve_stuck"):
+            # a stuck valve does not move: supply connect (0x81BD) / disconnect (0x81C0) failure [I]
+            code = AlertCode.SUPPLY_CONNECT_FAILURE if state == ENABLED else AlertCode.SUPPLY_DISCONNECT_FAILURE
+            self.log_event("supply_failure", state=before, wanted=state, cause=cause)
+            self._queue_alert(code)
+            return
         self.nvm.put(NS, "supply", {"state": state, "cause": cause})
         self.log_event("supply", state=state, cause=cause)
 
@@ -712,6 +805,8 @@ class Gsme(Prepayment, GbcsDevice):
                 if before >= gas["low_battery"] > gas["battery"]:
                     self._pending_alerts.append((AlertCode.LOW_BATTERY_CAPACITY, {}))
                 self._catch_up(self.device_now())
+                if self.future_dated == "wake":
+                    self.future.run_due()
                 if self.tunnel is None:
                     return {"woken": True}
                 try:
@@ -723,6 +818,10 @@ class Gsme(Prepayment, GbcsDevice):
                 for code, kw in alerts:
                     await self.raise_alert(code, **kw)
                 fetched = await self.tunnel.poll()
+                self._failed_wakes = 0
+                if self._searches_failed:  # it found the CHF again: the three failed searches are told
+                    self._searches_failed = False
+                    await self.raise_alert(AlertCode.THREE_LOST_GSME_SEARCHES_FAILED)
                 await self.idle()
                 await self._fetch_firmware()  # after the commands: they are never kept waiting by it
                 if self._alerts or self._pending_alerts:  # raised by what it executed
@@ -733,6 +832,10 @@ class Gsme(Prepayment, GbcsDevice):
             except (HanError, ZclError) as exc:
                 log.info("gsme %s: wake (%s) cut short: %s", self.eui_hex, reason, exc)
                 self.log_event("wake_failed", reason=str(exc))
+                self._failed_wakes += 1
+                if self._failed_wakes >= LOST_SEARCHES and not self._searches_failed:
+                    self._searches_failed = True
+                    self.log_event("lost_gsme_searches_failed", wakes=self._failed_wakes)
             finally:
                 self.awake = self.mode == "awake"
             return {"woken": True, "fetched": fetched}
@@ -818,6 +921,8 @@ class Gsme(Prepayment, GbcsDevice):
     def _fault_power(self, args: list[str], options: dict) -> dict:
         if len(args) != 1 or args[0] not in ("off", "on"):
             raise FaultError("power takes off or on")
+        if args[0] == "off" and self.state == "on":
+            self._power_lost = True
         loop = asyncio.get_running_loop()
         task = loop.create_task(self.power_off() if args[0] == "off" else self._power_on())
         _BACKGROUND.add(task)
@@ -828,24 +933,80 @@ class Gsme(Prepayment, GbcsDevice):
         pct = _number(args, "battery takes PERCENT", 0, 100)
         with self.nvm.transaction():
             gas = self.nvm.get(NS, "gas")
+            before = gas["battery"]
             gas["battery"] = pct
             self.nvm.put(NS, "gas", gas)
         if pct < gas["low_battery"]:
             self._pending_alerts.append((AlertCode.LOW_BATTERY_CAPACITY, {}))
+        elif pct > before:  # a level that rises is a new battery [I]
+            self.log_event("battery_reset", percent=pct)
+            self._pending_alerts.append((AlertCode.REMAINING_BATTERY_CAPACITY_RESET, {}))
         return {"fault": "battery", "percent": pct}
+
+    def _fault_sensor(self, kind: str, args: list[str], options: dict) -> dict:
+        """A two-state sensor (`SENSORS`): its state in the "gas" state, its alert at the next
+        wake, and a wake now for a tamper [I]."""
+        key, states = SENSORS[kind]
+        if len(args) > 1 or (args[0] if args else "") not in states:
+            raise FaultError(f"{kind} takes {' | '.join(a or '(nothing)' for a in states)}")
+        value, code = states[args[0] if args else ""]
+        with self.nvm.transaction():
+            gas = self.nvm.get(NS, "gas")
+            gas[key] = value
+            self.nvm.put(NS, "gas", gas)
+            if code & 0xFF00 == 0x8F00:  # unauthorised physical access: the security log too
+                self.log_security(kind, alert=f"{code:04X}")
+            else:
+                self.log_event(kind, state=value)
+        self._pending_alerts.append((code, {}))
+        self.spawn(self.wake("alert"))
+        return {"fault": kind, "state": value, "alert": f"0x{code:04X}"}
+
+    def _fault_integrity(self, args: list[str], options: dict) -> dict:
+        """A meter integrity issue: warning 0x81A0 in its own message code (0x00F2) carrying the
+        reason [S FACTS §2; GP common.ts]; kept in the "gas" state until the next one [I]."""
+        usage = "integrity takes a reason: " + ", ".join(INTEGRITY_REASONS) + " (or its number)"
+        arity("integrity", args, 1, "REASON")
+        text = args[0].lower()
+        reason = INTEGRITY_REASONS.get(text)
+        if reason is None:
+            if not text.isdigit() or int(text) > 0xFFFF:
+                raise FaultError(usage)
+            reason = int(text)
+        now = self.device_now()
+        with self.nvm.transaction():
+            gas = self.nvm.get(NS, "gas")
+            gas["integrity"] = {"reason": reason, "time": now}
+            self.nvm.put(NS, "gas", gas)
+            self.log_event("integrity_issue", reason=reason)
+        content = GbzAlert.build(AlertCode.SMART_METER_INTEGRITY_ISSUE_WARNING, max(0, int(now) - ZCL_EPOCH),
+                                 MeterIntegrityIssue(reason)).encode()
+        self._pending_alerts.append((AlertCode.SMART_METER_INTEGRITY_ISSUE_WARNING,
+                                     {"message_code": MessageCode.MeterIntegrityWarning_GSME, "content": content}))
+        self.spawn(self.wake("alert"))
+        return {"fault": "integrity", "reason": reason}
+
+    def _fault_valve(self, args: list[str], options: dict) -> dict:
+        if len(args) != 1 or args[0] not in ("stuck", "free"):
+            raise FaultError("valve takes stuck or free")
+        with self.nvm.transaction():
+            gas = self.nvm.get(NS, "gas")
+            gas["valve_stuck"] = args[0] == "stuck"
+            self.nvm.put(NS, "gas", gas)
+        return {"fault": "valve", "state": args[0]}
 
     def _fault_tamper(self, kind: str, args: list[str], options: dict) -> dict:
         arity(kind, args, 0, "")
-        code = AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT if kind == "tamper" else AlertCode.TILT_TAMPER
+        code = AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_TAMPER_DETECT
         closed = False
         with self.nvm.transaction():
             gas = self.nvm.get(NS, "gas")
             gas["tamper"] = True
-            if self.tamper_closes_valve and kind == "tamper":
+            if self.tamper_closes_valve:
                 gas["locked"] = True
                 if self._supply_state() != DISABLED:
                     self._set_supply(DISABLED, cause="tamper")
-                    closed = True
+                    closed = self._supply_state() == DISABLED
             self.nvm.put(NS, "gas", gas)
             self.log_security(kind, alert=f"{code:04X}")
         self._pending_alerts.append((code, {}))
@@ -861,14 +1022,19 @@ class Gsme(Prepayment, GbcsDevice):
             self._close_period_partial()
             gas = self.nvm.get(NS, "gas")
             gas["flow_lph"] = lph or None
+            excess = lph > self.max_flow_lph
+            if excess and not gas.get("excess_flow"):  # beyond the meter's capacity [I]
+                self._pending_alerts.append((AlertCode.EXCESS_GAS_FLOW_BEYOND_METER_CAPACITY, {}))
+            gas["excess_flow"] = excess
             self.nvm.put(NS, "gas", gas)
             if lph > self.uncontrolled_flow_lph and self._supply_state() == ENABLED:
                 self._set_supply(ARMED, cause="flow")  # closed, then armed for the consumer [I]
-                closed = True
+                closed = self._supply_state() == ARMED
         if closed:
             self._pending_alerts.append((AlertCode.SUPPLY_DISABLED_THEN_ARMED_UNCONTROLLED_GAS_FLOW_RATE, {}))
+        if closed or excess:
             self.spawn(self.wake("alert"))
-        return {"fault": "flow", "litres_per_hour": lph, "valve_closed": closed}
+        return {"fault": "flow", "litres_per_hour": lph, "valve_closed": closed, "excess": excess}
 
     def _fault_mode(self, kind: str, args: list[str], options: dict) -> dict:
         arity(kind, args, 0, "")
@@ -888,7 +1054,18 @@ class Gsme(Prepayment, GbcsDevice):
               "battery level; below the low battery level: low battery 0x8F1F at the next wake"),
         fault("tamper", lambda d, a, o: d._fault_tamper("tamper", a, o), "",
               "tamper detected (0x8F3F); closes and locks the valve when `tamper_closes_valve`"),
-        fault("tilt", lambda d, a, o: d._fault_tamper("tilt", a, o), "", "tilt tamper (0x81C3)"),
+        fault("tilt", lambda d, a, o: d._fault_sensor("tilt", a, o), "[end]", "tilt tamper (0x81C3); `end`: it ended (0x81C2)"),
+        fault("battery-cover", lambda d, a, o: d._fault_sensor("battery-cover", a, o), "removed|closed",
+              "battery cover removed (0x8F73) or closed (0x81A1)"),
+        fault("magnet", lambda d, a, o: d._fault_sensor("magnet", a, o), "on|off",
+              "strong magnetic field (0x8F75) or its removal (0x81BC)"),
+        fault("flow-sensor", lambda d, a, o: d._fault_sensor("flow-sensor", a, o), "air|reverse|ok",
+              "the flow sensor detects air (0x81B5) or reverse flow (0x81B6); `ok`: neither"),
+        fault("integrity", lambda d, a, o: d._fault_integrity(a, o), "REASON",
+              "meter integrity issue warning 0x81A0 (message code 0x00F2) with REASON: nvm, program-execution, "
+              "program-storage, ram, hardware-reset, watchdog, firmware, measurement, unspecified, other, or a number"),
+        fault("valve", lambda d, a, o: d._fault_valve(a, o), "stuck|free",
+              "a stuck valve does not move: closing fails with 0x81C0, opening with 0x81BD"),
         fault("flow", lambda d, a, o: d._fault_flow(a, o), "LITRES_PER_HOUR",
               "gas flow; above the uncontrolled flow rate the valve closes then arms (0x81BF)"),
         fault("power", lambda d, a, o: d._fault_power(a, o), "off|on", "the meter's power: off, or on again (boots)",
@@ -915,6 +1092,22 @@ class Gsme(Prepayment, GbcsDevice):
             self.awake = True
             await self.clock.sleep(AWAKE_POLL)
 
+
+# two-state sensors (`fault KIND [STATE]`): fault kind -> ("gas" state key, {argument: (value, alert)})
+# [I: the SMETS2 GSME's tamper and flow sensors, alert codes from GBCS Appendix B]
+SENSORS = {
+    "tilt": ("tilt", {"": (True, AlertCode.TILT_TAMPER), "end": (False, AlertCode.TILT_TAMPER_ENDED)}),
+    "battery-cover": ("battery_cover", {
+        "removed": ("removed", AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_BATTERY_COVER_REMOVED),
+        "closed": ("closed", AlertCode.BATTERY_COVER_CLOSED)}),
+    "magnet": ("magnet", {"on": (True, AlertCode.UNAUTHORISED_PHYSICAL_ACCESS_STRONG_MAGNETIC_FIELD),
+                          "off": (False, AlertCode.STRONG_MAGNETIC_FIELD_REMOVED)}),
+    "flow-sensor": ("flow_sensor", {"air": ("air", AlertCode.FLOW_SENSOR_DETECTS_AIR_IN_GAS_FLOW),
+                                    "reverse": ("reverse", AlertCode.FLOW_SENSOR_DETECTS_REVERSE_FLOW_OF_GAS)}),
+}
+# meter integrity issue reasons by fault argument [S GP common.ts via gbcs.gbz.METER_INTEGRITY_ISSUES]
+INTEGRITY_REASONS = {"other": 0, "nvm": 1, "program-execution": 2, "program-storage": 3, "ram": 4,
+                     "hardware-reset": 5, "watchdog": 6, "firmware": 7, "measurement": 8, "unspecified": 9}
 
 _BACKGROUND: set = set()
 

@@ -55,6 +55,7 @@ from gbcs.zcl import Cluster, Status
 from gbhub.firmware.clock import to_datetime
 from gbhub.firmware.cosem import EPOCH_2000
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
+from gbhub.firmware.gas_data import MONEY
 from gbhub.firmware.gbcs_device import GbcsDevice, call, handlers
 from gbhub.firmware.update_handlers import activate_firmware, read_firmware_version
 from gbhub.han.aps import HanError
@@ -429,8 +430,8 @@ class Ppmid(TunnelServed, GbcsDevice):
             del pending[key]
             self.nvm.put(NS, "pending_gas", pending)
             self._remember(outcome)
-        if isinstance(summary.get("credit_remaining"), int):
-            self._update("gas", credit=float(summary["credit_remaining"]))
+        if isinstance(summary.get("credit_remaining"), int):  # ZSE money (1/100000 £) [O RTDS PCS01]: shown in pence
+            self._update("gas", credit=summary["credit_remaining"] / MONEY)
         self._show(message=outcome["result"])
         self.ram["last_gas_result"] = outcome
 

@@ -12,8 +12,12 @@ Timestamps in ZCL are UTC seconds since 2000-01-01. `issuer_event_id` (and other
 default to the caller's `now` as ZCL UTC seconds [O RTDS: 473385600 = 2015-01-01T00:00Z, the
 vectors' date].
 
-Future-dated forms (GCS01a/b, GCS05, GCS24a, GCS25a carry a start / implementation date-time [O])
-are built with an immediate time here; the shared future-dated mechanism adds the stored form.
+Future-dated forms: GCS01a/b, GCS05 and GCS02/03 (the gas use cases whose DUIS pattern lets the
+device hold them, `catalogue.device_future_dated`) carry their execution date-time in each timed
+component's start / implementation date-time field, or in the GBZ from-date-time (GCS05's
+SetLowCreditWarningLevel) [O RTDS 1.1.1_GCS01a, 2.1_GCS05]: 0 is "now", 0xFFFFFFFE / 0xFFFFFFFF
+"never" (cancel) [O RTDS CANCELLATION], anything else a ZCL UTC time (`execution_time`). Calendar
+day / week profiles and seasons carry none: they go with their PublishCalendar.
 """
 from __future__ import annotations
 
@@ -533,18 +537,21 @@ define("GCS04", target="gsme", build=_b_gcs04, interpret=_i_generic, response="G
 
 
 def _payment_mode(config: int):
-    def build(counter: int, *, issuer_event_id: int | None, cut_off: int, now: _dt.datetime | None) -> bytes:
+    def build(counter: int, *, issuer_event_id: int | None, cut_off: int, execution_date_time: Any,
+              now: _dt.datetime | None) -> bytes:
         event = _now_stamp(issuer_event_id, now, "issuer_event_id")
-        return gbz(cmd(_PP, "ChangePaymentMode", provider_id=0, issuer_event_id=event, implementation_date_time=0,
+        return gbz(cmd(_PP, "ChangePaymentMode", provider_id=0, issuer_event_id=event,
+                       implementation_date_time=_starts(execution_date_time)[1],
                        proposed_payment_control_configuration=config, cut_off_value=cut_off))
     return build
 
 
 _CUT_OFF = Param("cut_off", "int", 0, "cut-off value (ZSE money)", min=-(1 << 31), max=(1 << 31) - 1)
+_WHEN = Param("execution_date_time", "when", None, "immediate (default), a date-time (future-dated) or never")
 PAYMENT_CREDIT, PAYMENT_PREPAYMENT = 0x0000, 0x0001  # PaymentControlConfiguration bit 0: prepayment [I]
-define("GCS02", target="gsme", build=_payment_mode(PAYMENT_CREDIT), interpret=_i_generic, params=(_EVENT, _CUT_OFF),
+define("GCS02", target="gsme", build=_payment_mode(PAYMENT_CREDIT), interpret=_i_generic, params=(_EVENT, _CUT_OFF, _WHEN),
        response="GBZ: ChangePaymentModeResponse [I]")
-define("GCS03", target="gsme", build=_payment_mode(PAYMENT_PREPAYMENT), interpret=_i_generic, params=(_EVENT, _CUT_OFF),
+define("GCS03", target="gsme", build=_payment_mode(PAYMENT_PREPAYMENT), interpret=_i_generic, params=(_EVENT, _CUT_OFF, _WHEN),
        response="GBZ: ChangePaymentModeResponse [I]")
 define("GCS40c", target="gsme", build=_adjust(0), interpret=_i_generic, response="GBZ: DefaultResponse [I]",
        params=(_EVENT, Param("value", "int", 0, "credit-mode balance adjustment (ZSE money)", min=-(1 << 31), max=(1 << 31) - 1)))
@@ -625,6 +632,25 @@ for _name, (_cluster, _ids) in _READS_I.items():
 # tariff information, block thresholds and price matrix of GCS01a, no calendar [I]] ---------------
 _NEVER_CALENDAR, _NEVER_TARIFF = 0xFFFFFFFE, 0xFFFFFFFF  # [O RTDS GCS01a CANCELLATION]
 SCHEME_TOU, SCHEME_BLOCK = 0x00, 0x10  # TariffType / charging scheme: TOU, block [O RTDS]
+
+
+#: ZCL date-times that cancel a future-dated GSME instruction [O RTDS GCS01a/GCS05 CANCELLATION]
+NEVER_TIMES = frozenset((_NEVER_CALENDAR, _NEVER_TARIFF))
+_EXECUTION_FIELDS = ("start_time", "implementation_date_time")
+
+
+def execution_time(component: GbzComponent) -> int | None:
+    """The execution date-time a component of a future-dateable gas command carries (module doc):
+    ZCL UTC seconds, 0 for now, one of `NEVER_TIMES` to cancel; None when it carries none."""
+    if component.from_date_time is not None:
+        return component.from_date_time
+    payload = component.payload
+    if isinstance(payload, ClusterCommand):
+        names = {k for k, _ in payload.fields}
+        for name in _EXECUTION_FIELDS:
+            if name in names:
+                return payload[name]
+    return None
 
 
 def _starts(when: Any) -> tuple[int, int]:
@@ -988,5 +1014,5 @@ def _i_gcs62(p: Any, m: Message | None) -> dict:
 define("GCS62", target="gpf", originator="acb", build=None, interpret=_i_gcs62,
        response="alert 0x8071: ASN.1 GpfDeviceLogBackupAlert with the whole GPF device log")
 
-__all__ = ["ENCRYPTED_RESPONSES", "RELIABILITY", "GPF_RELIABLE", "GSME_RELIABLE", "UNRELIABLE", "gbz", "zcl_time", "SUPPLY_OFF", "SUPPLY_ON",
+__all__ = ["NEVER_TIMES", "execution_time", "ENCRYPTED_RESPONSES", "RELIABILITY", "GPF_RELIABLE", "GSME_RELIABLE", "UNRELIABLE", "gbz", "zcl_time", "SUPPLY_OFF", "SUPPLY_ON",
            "SUPPLY_ARMED", "REGISTER_READ"]
