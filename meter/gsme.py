@@ -738,6 +738,65 @@ class Gsme(Prepayment, GbcsDevice):
         self.log_event("emergency_credit_activated")
         return True
 
+    def _debit(self, pence: float, at: float) -> None:
+        before = dict(self._prepay())
+        super()._debit(pence, at)  # closes the valve when credit and emergency credit are gone (0x8F0F)
+        self._credit_alerts(before)
+
+    def _credit_alerts(self, before: dict) -> None:
+        """The prepayment alerts of falling credit (prepayment mode), each when its threshold is
+        crossed: combined credit below the low credit warning level (GCS05; 0x810D), credit at or
+        below the emergency credit threshold with emergency credit not yet taken (0x8119: the
+        consumer may activate it), emergency credit used up (0x81AA) [I: thresholds as ZSE's
+        Prepayment attributes; the GSME's own reading of them]."""
+        p = self._prepay()
+        if p.get("mode") != "prepayment":
+            return
+
+        def combined(q: dict) -> float:
+            return q["credit"] + (max(0.0, q["ec_remaining"]) if q.get("ec_active") else 0.0)
+
+        low = float(p.get("low_credit", 500))
+        if combined(before) >= low > combined(p):
+            self.log_event(int(AlertCode.COMBINED_CREDIT_BELOW_LOW_CREDIT_THRESHOLD), credit=round(combined(p) / 100, 5))
+            self._queue_alert(AlertCode.COMBINED_CREDIT_BELOW_LOW_CREDIT_THRESHOLD)
+        threshold = float(p.get("ec_threshold", 0))
+        if not p.get("ec_active") and p["ec_remaining"] > 0 and before["credit"] > threshold >= p["credit"]:
+            self._queue_alert(AlertCode.EMERGENCY_CREDIT_HAS_BECOME_AVAILABLE)
+        if p.get("ec_active") and before["ec_remaining"] > 0 >= p["ec_remaining"]:
+            self.log_event(int(AlertCode.EMERGENCY_CREDIT_EXHAUSTED))
+            self._queue_alert(AlertCode.EMERGENCY_CREDIT_EXHAUSTED)
+
+    def _fault_credit(self, args: list[str], options: dict) -> dict:
+        """Set the meter balance (pounds): the alerts of crossing the thresholds on the way down
+        (`_credit_alerts`), the valve closed at no credit (0x8F0F) or armed again above it, all
+        said at the next wake."""
+        arity("credit", args, 1, "AMOUNT (pounds)")
+        try:
+            pounds = float(args[0])
+        except ValueError:
+            raise FaultError("credit takes AMOUNT (pounds), a number") from None
+        if not -1e7 <= pounds <= 1e7:
+            raise FaultError("credit AMOUNT must be between -10000000 and 10000000")
+        self._alerts.clear()
+        with self.nvm.transaction():
+            p = self._prepay()
+            before = dict(p)
+            p["credit"] = round(pounds * 100, 5)
+            self.nvm.put(NS, "prepayment", p)
+            if p.get("mode") == "prepayment":
+                self._credit_alerts(before)
+                usable = p.get("ec_active") and p["ec_remaining"] > 0
+                cause = (self.nvm.get(NS, "supply") or {}).get("cause")
+                if p["credit"] <= 0 and not usable and self._supply_state() == ENABLED:
+                    self._set_supply(DISABLED, cause="credit")
+                    self._queue_alert(AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
+                elif p["credit"] > 0 and self._supply_state() == DISABLED and cause == "credit":
+                    self._set_supply(ARMED, cause="credit")  # as after a top-up
+        self._after_local(self._take_alerts())
+        return {"fault": "credit", "credit": pounds, "mode": p.get("mode"), "supply": self._supply_state(),
+                "alerts": [f"0x{c:04X}" for c, _kw in self._pending_alerts]}
+
     def apply_top_up(self, utrn_digits: str) -> UtrnCheck:
         """A UTRN relayed by the PPMID (PCS01) or typed on the meter: credit added locally (alert
         0x810E) or the rejection alert (0x8F51 / 0x8F63 / 0x8F64). Hook for the PPMID's PCS01."""
@@ -1070,6 +1129,9 @@ class Gsme(Prepayment, GbcsDevice):
               "gas flow; above the uncontrolled flow rate the valve closes then arms (0x81BF)"),
         fault("power", lambda d, a, o: d._fault_power(a, o), "off|on", "the meter's power: off, or on again (boots)",
               while_off=True),
+        fault("credit", lambda d, a, o: d._fault_credit(a, o), "AMOUNT",
+              "the meter balance in pounds (prepayment mode): low credit (0x810D), emergency credit available "
+              "(0x8119) or exhausted (0x81AA), the valve closed at no credit (0x8F0F); said at the next wake"),
         fault("asleep", lambda d, a, o: d._fault_mode("asleep", a, o), "", "the meter stops waking (until `awake`)"),
         fault("awake", lambda d, a, o: d._fault_mode("awake", a, o), "", "the meter stays awake, polling"),
         fault("gone", lambda d, a, o: d._fault_gone(a, o), "SECONDS", "the meter is off the HAN for SECONDS"),

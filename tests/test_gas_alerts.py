@@ -170,3 +170,32 @@ async def test_the_gas_mirror_refuses_readers_outside_the_chf_device_log(premise
     with pytest.raises(ZclStatusError):
         await client.read_attributes(premises.chf.eui, Cluster.PREPAYMENT, (0x0001,), dst_endpoint=MIRROR_ENDPOINT)
     assert any(e.get("eui") == "0011223344556677" for e in premises.gpf.security_log())
+
+
+async def test_prepayment_credit_alerts_from_the_credit_fault_and_consumption(premises):
+    """Falling credit on a prepayment GSME: below the low credit warning level (0x810D) and the
+    emergency credit threshold (0x8119) from `ctl fault gsme credit`; emergency credit taken, then
+    used up by gas flowing (0x81AA) closes the valve (0x8F0F); all reach the head-end at a wake."""
+    gsme = premises.gsme
+    assert gsme._prepay()["mode"] == "prepayment"
+    result = gsme.inject_fault("credit", ["4.00"], {})  # from £10: below £5 (low credit, EC threshold)
+    assert {"0x810D", "0x8119"} <= set(result["alerts"])
+    await premises.clock.advance(WAKE)
+    assert _alerts(premises, AlertCode.COMBINED_CREDIT_BELOW_LOW_CREDIT_THRESHOLD)
+    assert _alerts(premises, AlertCode.EMERGENCY_CREDIT_HAS_BECOME_AVAILABLE)
+    gsme.inject_fault("credit", ["0.01"], {})
+    assert gsme.activate_emergency_credit()
+    gsme.inject_fault("flow", ["5000"], {})  # ~56 kWh an hour at 6 p: £5 of emergency credit in ~1.5 h
+    await premises.clock.advance(3 * WAKE + 5)
+    assert gsme._prepay()["ec_remaining"] <= 0
+    assert gsme.supply_state == "disabled"
+    await premises.clock.advance(WAKE)
+    assert _alerts(premises, AlertCode.EMERGENCY_CREDIT_EXHAUSTED)
+    assert _alerts(premises, AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
+
+
+async def test_credit_fault_refuses_bad_amounts(premises):
+    with pytest.raises(ValueError):
+        premises.gsme.inject_fault("credit", ["lots"], {})
+    with pytest.raises(ValueError):
+        premises.gsme.inject_fault("credit", [], {})
