@@ -299,7 +299,8 @@ class UtrnCounterCache:
         return len(self._counters)
 
 
-_ALERTS = {"not_authentic": 0x8F63, "not_for_device": 0x8F64, "duplicate": 0x8F51, "malformed": 0x8F63}
+_ALERTS = {"not_authentic": 0x8F63, "not_for_device": 0x8F64, "duplicate": 0x8F51, "malformed": 0x8F63,
+           "above_max_credit": 0x8F5B, "above_max_balance": 0x8F47}
 
 
 class UtrnStatus(Enum):
@@ -310,6 +311,9 @@ class UtrnStatus(Enum):
     NOT_AUTHENTIC = "not_authentic"  # 0x8F63 UTRN not Authentic
     NOT_FOR_DEVICE = "not_for_device"  # 0x8F64 UTRN not for this Device
     DUPLICATE = "duplicate"  # 0x8F51 Duplicate UTRN entered
+    # authentic, but the meter refuses the amount (its prepayment configuration; the meter decides):
+    ABOVE_MAX_CREDIT = "above_max_credit"  # 0x8F5B UTRN exceeds Maximum Credit Threshold
+    ABOVE_MAX_BALANCE = "above_max_balance"  # 0x8F47 Credit would cause Meter Balance to exceed Maximum Meter Balance Threshold
 
     @property
     def alert_code(self) -> int | None:

@@ -517,6 +517,11 @@ class EsmeObjects:
                 "emergency_credit_threshold": pence(o.EMERGENCY_CREDIT_THRESHOLD),
                 "max_meter_balance": pence(o.MAX_METER_BALANCE), "max_credit": pence(o.MAX_CREDIT_THRESHOLD)}
 
+    def top_up_limits(self) -> tuple[float | None, float | None]:
+        """ECS08a's maximum credit threshold (per top-up) and maximum meter balance, in pence."""
+        s = self.prepayment_settings()
+        return s["max_credit"], s["max_meter_balance"]
+
     # -- hooks for what drives the meter (power and voltage faults) ---------------------------------
     def log_power_event(self, code: int) -> None:
         """Record a power event (supply outage / restore: alert codes 0x8F35 / 0x8F36) in the

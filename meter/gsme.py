@@ -767,6 +767,12 @@ class Gsme(Prepayment, GbcsDevice):
             self.log_event(int(AlertCode.EMERGENCY_CREDIT_EXHAUSTED))
             self._queue_alert(AlertCode.EMERGENCY_CREDIT_EXHAUSTED)
 
+    def top_up_limits(self) -> tuple[float | None, float | None]:
+        """GCS05 (SetMaximumCreditLimit): maximum credit per top-up and maximum balance (pence;
+        factory £250 each [I])."""
+        p = self._prepay()
+        return float(p.get("max_top_up", 25000)), float(p.get("max_credit", 25000))
+
     def _fault_credit(self, args: list[str], options: dict) -> dict:
         """Set the meter balance (pounds): the alerts of crossing the thresholds on the way down
         (`_credit_alerts`), the valve closed at no credit (0x8F0F) or armed again above it, all

@@ -139,13 +139,33 @@ class Prepayment:
                               public_key=key, cache=cache, target=target,
                               originator_counter=originator_counter, secrets=self.secrets)
         if check.accepted:
+            refused = self._top_up_refusal(check.amount_pennies)
+            if refused is not None:  # the counter is not used up: the same UTRN may come back later [I]
+                return UtrnCheck(refused, check.utrn, check.utrn_counter)
             self.nvm.put(NS, "utrn_counters", cache.counters())
         return check
+
+    def top_up_limits(self) -> tuple[float | None, float | None]:
+        """(maximum credit per top-up, maximum meter balance) in pence, None where there is none;
+        each meter reads them from its prepayment configuration."""
+        return None, None
+
+    def _top_up_refusal(self, pence: int | None) -> UtrnStatus | None:
+        """An authentic UTRN the meter still refuses: above the maximum credit threshold (0x8F5B)
+        or taking the meter balance above its maximum (0x8F47)."""
+        max_credit, max_balance = self.top_up_limits()
+        if pence is None:
+            return None
+        if max_credit is not None and max_credit > 0 and pence > max_credit:
+            return UtrnStatus.ABOVE_MAX_CREDIT
+        if max_balance is not None and max_balance > 0 and self._prepay()["credit"] + pence > max_balance:
+            return UtrnStatus.ABOVE_MAX_BALANCE
+        return None
 
     def enter_utrn(self, utrn: str, origin: str = "local") -> UtrnCheck:
         """A UTRN typed on the meter's keypad (origin "local") or sent by a PPMID (ZSE
         ConsumerTopUp, "ppmid"): credit added locally (alert 0x810E), or the rejection alert
-        (0x8F51 / 0x8F63 / 0x8F64). The credit and the UTRN counter commit before this returns."""
+        (0x8F51 / 0x8F63 / 0x8F64; 0x8F5B / 0x8F47 above the meter's maximum credit / balance). The credit and the UTRN counter commit before this returns."""
         self._check_alive()
         self._alerts.clear()
         with self.nvm.transaction():

@@ -334,3 +334,27 @@ async def test_outage_in_the_power_event_log_ecs35e_reads(premises):
                                                                    int(AlertCode.SUPPLY_OUTAGE_RESTORED)]
     assert [e["code"] for e in premises.esme.power_events()] == [int(AlertCode.SUPPLY_INTERRUPTED),
                                                                  int(AlertCode.SUPPLY_OUTAGE_RESTORED)]
+
+
+async def test_top_up_above_the_esme_maximum_credit_threshold_is_refused(premises, gbhub_identity):
+    """ECS08a's maximum credit threshold (factory £50) and maximum meter balance (£100): an
+    authentic UTRN above either adds nothing (0x8F5B / 0x8F47)."""
+    from gbcs.utrn import UtrnStatus, ValueClass, generate_utrn
+
+    esme = premises.esme
+    ks = gbhub_identity.keystore
+    limits = esme.top_up_limits()
+    assert limits == (5000.0, 10000.0)
+
+    def utrn(pounds, counter):
+        return generate_utrn(value=pounds, utrn_counter=counter, supplier=gbhub_identity.supplier, device=esme.eui,
+                             private_key=ks.private_key(gbhub_identity.supplier, "pp-ka"),
+                             public_key=ks.public_key(esme.eui, "ka"), value_class=ValueClass.POUNDS).encode()
+
+    before = esme.credit_pence
+    assert esme.enter_utrn(utrn(60, 31)).status is UtrnStatus.ABOVE_MAX_CREDIT
+    esme.inject_fault("credit", ["80"], {})
+    assert esme.enter_utrn(utrn(40, 32)).status is UtrnStatus.ABOVE_MAX_BALANCE
+    assert esme.credit_pence == 8000 and before != 8000
+    await _alert(premises, AlertCode.UTRN_EXCEEDS_MAXIMUM_CREDIT_THRESHOLD)
+    await _alert(premises, AlertCode.CREDIT_WOULD_CAUSE_METER_BALANCE_TO_EXCEED_MAXIMUM_METER_BALANCE_THRESHOLD)

@@ -199,3 +199,31 @@ async def test_credit_fault_refuses_bad_amounts(premises):
         premises.gsme.inject_fault("credit", ["lots"], {})
     with pytest.raises(ValueError):
         premises.gsme.inject_fault("credit", [], {})
+
+
+async def test_top_up_above_the_maximum_credit_or_balance_is_refused(premises, gbhub_identity):
+    """An authentic UTRN above the maximum credit per top-up (0x8F5B) or one that would take the
+    balance above the maximum meter balance (0x8F47; GCS05 sets both, factory £250) adds nothing,
+    and does not use its counter up: it is accepted once the balance allows it."""
+    from gbcs.utrn import UtrnStatus, ValueClass, generate_utrn
+
+    gsme = premises.gsme
+    ks = gbhub_identity.keystore
+
+    def utrn(pounds, counter):
+        return generate_utrn(value=pounds, utrn_counter=counter, supplier=gbhub_identity.supplier, device=gsme.eui,
+                             private_key=ks.private_key(gbhub_identity.supplier, "pp-ka"),
+                             public_key=ks.public_key(gsme.eui, "ka"), value_class=ValueClass.POUNDS).encode()
+
+    before = gsme._prepay()["credit"]
+    check = gsme.apply_top_up(utrn(300, 21))
+    assert check.status is UtrnStatus.ABOVE_MAX_CREDIT and gsme._prepay()["credit"] == before
+    gsme.inject_fault("credit", ["100"], {})
+    big = utrn(200, 22)
+    check = gsme.apply_top_up(big)
+    assert check.status is UtrnStatus.ABOVE_MAX_BALANCE and gsme._prepay()["credit"] == 10000
+    gsme.inject_fault("credit", ["10"], {})
+    assert gsme.apply_top_up(big).accepted and gsme._prepay()["credit"] == 21000
+    await premises.clock.advance(WAKE)
+    assert _alerts(premises, AlertCode.UTRN_EXCEEDS_MAXIMUM_CREDIT_THRESHOLD)
+    assert _alerts(premises, AlertCode.CREDIT_WOULD_CAUSE_METER_BALANCE_TO_EXCEED_MAXIMUM_METER_BALANCE_THRESHOLD)
