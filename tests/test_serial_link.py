@@ -3,6 +3,7 @@ processes across a pseudo-terminal pair with 1% of bytes corrupted in both direc
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -153,3 +154,141 @@ async def test_keep_alive_takes_the_link_down_and_it_comes_back():
     await a.stop()
     await b.stop()
     os.close(slave)
+
+
+# ---------------------------------------------------------------------------------------------
+# Two `gbhub run` processes, the hub and the meters, joined by a serial line with a noisy relay
+# ---------------------------------------------------------------------------------------------
+
+RIG_DEVICES = """
+[[device]]
+type = "chf"
+[[device]]
+type = "gpf"
+[[device]]
+type = "esme"
+[[device]]
+type = "ihd"
+"""
+
+
+def relay(rate: float) -> None:
+    """Two pseudo-terminals and a wire between them that damages `rate` of the bytes each way:
+    prints the two ends' paths, relays until stdin closes."""
+    import select
+
+    from gbhub.han.serial_link import _raw
+
+    ends = []
+    for _ in range(2):
+        master, slave = os.openpty()
+        _raw(master)
+        _raw(slave)
+        os.set_blocking(master, False)
+        ends.append((master, slave))  # the slave stays open here too: no EIO before a gbhub opens it
+    print(os.ttyname(ends[0][1]), os.ttyname(ends[1][1]), flush=True)
+    (a, _), (b, _) = ends
+    peer = {a: b, b: a}
+    noise = {a: _corrupter(3, rate), b: _corrupter(4, rate)}
+    while True:
+        ready, _, _ = select.select([a, b, sys.stdin], [], [])
+        if sys.stdin in ready and not sys.stdin.read(1):
+            return
+        for fd in (a, b):
+            if fd in ready:
+                try:
+                    data = os.read(fd, 4096)
+                except (BlockingIOError, OSError):
+                    continue
+                if data:
+                    FdPort(peer[fd]).write(noise[fd](data))
+
+
+def _start(args: list[str], env: dict) -> tuple[subprocess.Popen, list[str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "gbhub", "run", *args, "--status-every", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    return proc, []
+
+
+def _wait_running(proc: subprocess.Popen, lines: list[str], deadline: float) -> None:
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "running;" in line:
+            return
+    raise AssertionError("gbhub run did not start:\n" + "".join(lines))
+
+
+@pytest.mark.slow
+async def test_two_gbhub_processes_across_a_noisy_serial_line(tmp_path):
+    """The Done-when of issue 12: the hub (CHF, GPF, WAN) and the meters (ESME, IHD) in two `gbhub
+    run` processes joined by a pseudo-terminal pair through a relay that damages 1% of the bytes
+    each way; 1,000 use cases from a head-end to the ESME all complete or fail with a clear
+    error, none hangs, and the ESME is still served correctly afterwards."""
+    import argparse
+    import shutil
+    import signal
+
+    from gbhub.tools.premises import ensure_keys
+    from gbhub.tools.rig import load_rig
+    from gbhub.tools.run import _headend
+    from gbhub.wan.headend import HeadEndError
+
+    wire = subprocess.Popen([sys.executable, "-P", "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                             "import test_serial_link as t; t.relay(0.01)"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    procs: list[subprocess.Popen] = []
+    try:
+        hub_end, meter_end = wire.stdout.readline().split()
+        hub, meters = tmp_path / "hub", tmp_path / "meters"
+        (tmp_path / "hub.toml").write_text(f'data = "hub"\n[han]\ntransport = "serial"\nport = "{hub_end}"\n'
+                                           f'local = ["chf", "gpf"]\n' + RIG_DEVICES)
+        (tmp_path / "meters.toml").write_text(f'data = "meters"\n[han]\ntransport = "serial"\nport = "{meter_end}"\n'
+                                              f'local = ["esme", "ihd"]\n' + RIG_DEVICES)
+        ensure_keys(load_rig(tmp_path / "hub.toml"))  # both sides hold the same keys (README "Serial HAN link")
+        meters.mkdir()
+        shutil.copytree(hub / "keys", meters / "keys")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        deadline = time.time() + 240
+        started = [_start([str(tmp_path / "hub.toml")], env), _start([str(tmp_path / "meters.toml")], env)]
+        procs = [p for p, _ in started]
+        for proc, lines in started:
+            _wait_running(proc, lines, deadline)
+        assert "WAN (TCP)" in "".join(started[0][1]) and "no WAN in this process" in "".join(started[1][1])
+
+        headend, manifest = await _headend(argparse.Namespace(data=str(hub), wan=None, keys=None, to=None))
+        esme = manifest["devices"]["esme"]
+        ok, failed, start = 0, [], time.monotonic()
+        try:
+            for _ in range(COMMANDS):
+                try:
+                    reply = await asyncio.wait_for(headend.send_use_case("ECS17b", recipient=esme, timeout=5.0), 30)
+                except (HeadEndError, TimeoutError) as exc:  # a clear error, never a hang
+                    failed.append(exc)
+                    continue
+                assert reply.ok and reply.reply.valid, reply.summary  # verified end to end: never a damaged answer
+                ok += 1
+            elapsed = time.monotonic() - start
+            assert ok + len(failed) == COMMANDS
+            assert ok >= 0.99 * COMMANDS, (ok, failed[:3])
+            final = await headend.send_use_case("ECS17b", recipient=esme, timeout=10.0)  # state intact
+            assert final.ok
+        finally:
+            await headend.close()
+        status = json.loads(subprocess.run([sys.executable, "-m", "gbhub", "status", "--data", str(meters)],
+                                           capture_output=True, text=True, env=env, timeout=60).stdout)
+        link = status["han_link"]
+        assert link["up"] and link["bad_frames"] > 0 and link["retransmits"] > 0, link  # the noise was real
+        print(f"{COMMANDS} commands in {elapsed:.1f} s; meter side link {link}")
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+        wire.stdin.close()
+        wire.wait(10)

@@ -301,7 +301,7 @@ def test_rig_keys_for_the_zigbee_transport(tmp_path):
     assert parse_rig({"han": {"transport": "zigbee", "port": "/dev/ttyACM0"}}, tmp_path).han_radio == "auto"
     for bad, message in (({"transport": "zigbee", "radio": "xbee"}, "radio"), ({"transport": "zigbee", "radio": "ezsp"}, "port"),
                          ({"transport": "zigbee", "channel": 27}, "channel"), ({"radio": "znp"}, "only with transport"),
-                         ({"transport": "serial"}, "not available")):
+                         ({"transport": "ble"}, "not available"), ({"transport": "serial"}, "give port")):
         with pytest.raises(RigError, match=message):
             parse_rig({"han": bad}, tmp_path)
 

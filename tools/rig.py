@@ -24,7 +24,7 @@ from .inputs import Failure, default_vectors
 
 CLOCK_MODES = ("real", "sim")
 HAN_TRANSPORTS = ("virtual", "zigbee", "serial", "ble")
-HAN_TRANSPORTS_BUILT = ("virtual", "zigbee")
+HAN_TRANSPORTS_BUILT = ("virtual", "zigbee", "serial")
 RADIO_TYPES = ("auto", "ezsp", "znp", "deconz", "virtual")  # [han] radio (gbhub.han.zigbee.RADIO_TYPES + probing)
 
 DEVICE_KEYS = frozenset({"name", "type", "eui", "install_code", "firmware_version", "keys", "options"})
@@ -101,6 +101,7 @@ class Rig:
     han_pcap: Path | None = None  # HAN capture file (pcap, `gbhub.han.capture`)
     han_cbke: bool | None = None  # zigbee: key establishment (None: on with the virtual radio's test CA)
     han_cbke_identity: Any = None  # zigbee: a lab's CBKE certificate + key for the hub (gbcs.cbke.CbkeIdentity)
+    han_local: list[str] | None = None  # serial: names of the devices this process runs (the rest are across the link)
     wan_host: str = "127.0.0.1"
     wan_port: int = 0
     wan_broker: str | None = None  # [wan] broker = "mqtt://HOST:PORT": the premises on an MQTT broker
@@ -115,6 +116,10 @@ class Rig:
     def device(self, type_: str) -> DeviceSpec | None:
         """The first device of a type."""
         return next((d for d in self.devices if d.type == type_), None)
+
+    def is_local(self, name: str) -> bool:
+        """Whether device `name` runs in this process (not across a serial HAN link)."""
+        return self.han_local is None or name in self.han_local
 
 
 
@@ -234,16 +239,23 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
 
     han = doc.get("han", {})
     _check_keys(han, {"transport", "latency", "loss", "seed", "radio", "port", "baudrate", "channel", "pcap",
-                      "cbke", "certificate", "private_key", "ca_public"}, "[han]")
+                      "cbke", "certificate", "private_key", "ca_public", "local"}, "[han]")
     rig.han = han.get("transport", "virtual")
     if rig.han not in HAN_TRANSPORTS:
         raise RigError(f"[han] transport: expected one of {HAN_TRANSPORTS}, got {rig.han!r}")
     if rig.han not in HAN_TRANSPORTS_BUILT:
         raise RigError(f"[han] transport {rig.han!r}: not available in this build (use {' or '.join(map(repr, HAN_TRANSPORTS_BUILT))})")
-    radio_keys = {"radio", "port", "baudrate", "channel", "cbke", "certificate", "private_key", "ca_public"} & set(han)
+    radio_keys = {"radio", "channel", "cbke", "certificate", "private_key", "ca_public"} & set(han)
     if radio_keys and rig.han != "zigbee":
         raise RigError(f"[han] {', '.join(sorted(radio_keys))}: only with transport = \"zigbee\"")
-    rig.han_radio = han.get("radio", "auto" if "port" in han else "virtual")
+    line_keys = {"port", "baudrate"} & set(han)
+    if line_keys and rig.han not in ("zigbee", "serial"):
+        raise RigError(f"[han] {', '.join(sorted(line_keys))}: only with transport = \"zigbee\" or \"serial\"")
+    if "local" in han and rig.han != "serial":
+        raise RigError("[han] local: only with transport = \"serial\"")
+    if rig.han == "serial" and ("port" not in han or "local" not in han):
+        raise RigError("[han] transport \"serial\": give port (the serial line) and local (the devices this process runs)")
+    rig.han_radio = han.get("radio", "auto" if "port" in han and rig.han == "zigbee" else "virtual")
     if rig.han_radio not in RADIO_TYPES:
         raise RigError(f"[han] radio: expected one of {RADIO_TYPES}, got {rig.han_radio!r}")
     if "port" in han:
@@ -315,7 +327,27 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
     rig.devices = parse_devices(tables, base) if tables else default_rig(data).devices
     if sum(1 for d in rig.devices if d.type == "chf") != 1:
         raise RigError("a rig needs exactly one chf device")
+    if "local" in han:
+        rig.han_local = _local_devices(han["local"], rig.devices)
     return rig
+
+
+def _local_devices(value: Any, devices: list[DeviceSpec]) -> list[str]:
+    """`[han] local`: device names or types (a type names every device of it) -> names. The
+    Comms Hub is one device: its CHF and GPF run on the same side."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise RigError("[han] local: expected a list of device names or types, e.g. [\"chf\", \"gpf\"]")
+    names: list[str] = []
+    for item in value:
+        hit = [d.name for d in devices if d.name == item] or [d.name for d in devices if d.type == item]
+        if not hit:
+            raise RigError(f"[han] local: no device or type {item!r} in this rig "
+                           f"(devices: {', '.join(d.name for d in devices)})")
+        names += [n for n in hit if n not in names]
+    hub = {d.name for d in devices if d.type in ("chf", "gpf")}
+    if hub & set(names) and not hub <= set(names):
+        raise RigError(f"[han] local: the Comms Hub's {' and '.join(sorted(hub))} run on the same side")
+    return names
 
 
 def _cbke_identity(han: dict) -> Any:
