@@ -291,6 +291,7 @@ class ZigbeeTransport(AirTaps):
         self._by_endpoint: dict[int, _Local] = {}
         self._init_taps()
         self._permitted: dict[bytes, tuple[bytes, float]] = {}
+        self._down: set[bytes] = set()  # devices whose link `set_link` cut (`gbhub ctl han EUI down`)
         self._poll = None
         #: The trust centre's CBKE identity (`gbcs.cbke.CbkeIdentity`): with one, the coordinator
         #: answers Key Establishment on the CHF's endpoint itself, as a radio stack's CBKE does.
@@ -373,6 +374,20 @@ class ZigbeeTransport(AirTaps):
         local = self._local.get(port.eui)
         if local is not None and local.port is port:
             local.port = None
+
+    # -- link conditions ------------------------------------------------------------------
+    def set_link(self, eui: bytes, up: bool) -> None:
+        """Cut a device's HAN link (`gbhub ctl han EUI down`) or restore it: frames from or to it
+        raise LinkDown on sending, and frames from it on the air are dropped (counted in
+        `ignored`), for local endpoints and remote nodes alike. A radio cannot silence a remote
+        node's own transmitter; the coordinator stops hearing and answering it."""
+        if up:
+            self._down.discard(bytes(eui))
+        else:
+            self._down.add(bytes(eui))
+
+    def is_up(self, eui: bytes) -> bool:
+        return bytes(eui) not in self._down
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -502,6 +517,11 @@ class ZigbeeTransport(AirTaps):
             self._emit(frame, CLOSED)
             raise PortClosed(f"{port.eui.hex().upper()} is detached")
         src = self._local[port.eui]
+        if self._down and (frame.src in self._down or frame.dst in self._down):
+            counters.failed += 1
+            self._emit(frame, LINK_DOWN)
+            which = frame.src if frame.src in self._down else frame.dst
+            raise LinkDown(f"link of {which.hex().upper()} is down")
         if frame.src_endpoint:
             src.own_endpoint = frame.src_endpoint
         local = self._local.get(frame.dst)
@@ -554,6 +574,15 @@ class ZigbeeTransport(AirTaps):
         zigpy have it."""
         profile, cluster = packet.profile_id, packet.cluster_id
         data = packet.data.serialize()
+        if self._down:
+            source = self._source(packet)
+            if source is not None and source[0] in self._down:
+                self.counters.ignored += 1  # its link is cut: the coordinator does not hear it
+                return True
+            local = self._by_endpoint.get(packet.dst_ep)
+            if local is not None and local.eui in self._down and profile == SMART_ENERGY_PROFILE:
+                self.counters.ignored += 1
+                return True
         if packet.dst_ep == ZDO_ENDPOINT and profile == ZDP_PROFILE:
             if cluster in (JOIN_CLUSTER, zdo.ENDPOINT_TABLE_CLUSTER, zdo.MATCH_DESC_REQ, zdo.SIMPLE_DESC_REQ,
                            zdo.ACTIVE_EP_REQ):

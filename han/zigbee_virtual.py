@@ -65,7 +65,15 @@ class VirtualZigbeeNetwork:
         self.nodes: dict[int, "ZigbeeNode"] = {}
         self._nwk = itertools.count(0x1001)
         self.refusals = 0
+        self.down: set[bytes] = set()  # nodes (GBCS EUIs) whose radio link is cut (`set_link`)
         NETWORKS[self.name] = self
+
+    def set_link(self, eui: bytes, up: bool) -> None:
+        """Cut a node's radio link or restore it: it can neither send nor be reached."""
+        if up:
+            self.down.discard(bytes(eui))
+        else:
+            self.down.add(bytes(eui))
 
     def node_by_ieee(self, ieee: bytes) -> "ZigbeeNode | None":
         return next((n for n in self.nodes.values() if n.ieee == ieee), None)
@@ -191,6 +199,8 @@ class VirtualRadio(zigpy.application.ControllerApplication):
             node = network.nodes.get(int(packet.dst.address))
         if node is None:
             raise zigpy.exceptions.DeliveryError(f"no node {packet.dst.address}")
+        if node.eui in network.down:
+            raise zigpy.exceptions.DeliveryError(f"node {packet.dst.address}: link down")
         incoming = packet.replace(src=zt.AddrModeAddress(addr_mode=zt.AddrMode.NWK, address=zt.NWK(0x0000)),
                                   dst=zt.AddrModeAddress(addr_mode=zt.AddrMode.NWK, address=zt.NWK(node.nwk)))
         if not node.receive_packet(incoming):
@@ -479,6 +489,8 @@ class NodePort:
             raise ValueError("frame.src must be the sending port's EUI")
         if not self.attached:
             raise PortClosed(f"{self.eui.hex().upper()} is detached")
+        if self.eui in self.node.network.down:
+            raise LinkDown(f"link of {self.eui.hex().upper()} is down")
         if frame.src_endpoint:
             self.endpoint = frame.src_endpoint
         await self.node.ensure_joined()

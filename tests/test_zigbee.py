@@ -444,3 +444,46 @@ async def test_a_lab_certificate_serves_the_trust_centre(zpremises):
     node = p.ihd.han
     node.cbke = lab.issue(p.ihd.eui)
     assert await node.key_establishment() == p.han.transport.link_keys[p.ihd.eui]
+
+
+async def test_ctl_han_cuts_and_restores_links_on_the_zigbee_transport(zpremises, tmp_path):
+    """`gbhub ctl han EUI down|up` on the zigbee transport: an end device on the radio (the IHD) and
+    a meter served on a coordinator endpoint (the ESME), each cut and restored."""
+    from gbhub.han import LinkDown
+    from gbhub.han.aps import ApsFrame
+    from gbhub.tools.control import ControlServer
+
+    async def _poll(p):  # the IHD's read, with simulated time running for its time-outs
+        task = asyncio.ensure_future(p.ihd.poll_now())
+        while not task.done():
+            await p.clock.advance(1)
+        return task.result()
+
+    p = await zpremises()
+    ctl = ControlServer(tmp_path, p, asyncio.Event())
+    transport = p.han.transport
+    assert (await _poll(p)).status == "ok"
+
+    assert await ctl.handle({"op": "han", "eui": "ihd", "up": False}) == {"eui": p.ihd.eui.hex().upper(), "han": "down"}
+    assert not transport.is_up(p.ihd.eui)
+    hello = ApsFrame(p.ihd.eui, p.esme.eui, 1, 1, 0x0702, b"\x00\x01\x00\x00\x00")
+    with pytest.raises(LinkDown):  # the IHD's own radio is cut
+        await p.ihd.port.send(hello)
+    reply = ApsFrame(p.esme.eui, p.ihd.eui, 1, 1, 0x0702, b"\x08\x01\x01\x00\x00\x86")
+    with pytest.raises(LinkDown):  # and the coordinator does not reach it
+        await p.esme.han_port.send(reply)
+    display = await _poll(p)
+    assert display.error, display  # the display shows the lost link
+    await ctl.handle({"op": "han", "eui": "ihd", "up": True})
+    display = await _poll(p)
+    assert display.status == "ok" and not display.error, display
+
+    # a local device on a coordinator endpoint: frames to it from the air are not heard
+    await ctl.handle({"op": "han", "eui": "esme", "up": False})
+    ignored = transport.counters.ignored
+    display = await _poll(p)
+    assert display.error and transport.counters.ignored > ignored, display
+    with pytest.raises(LinkDown):
+        await p.esme.han_port.send(reply)
+    await ctl.handle({"op": "han", "eui": "esme", "up": True})
+    assert (await _poll(p)).status == "ok"

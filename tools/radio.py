@@ -161,6 +161,12 @@ class ZigbeeLink:
     async def stop(self) -> None:
         await self.transport.stop()
 
+    def set_link(self, eui: bytes, up: bool) -> None:
+        """`gbhub ctl han EUI down|up` on the radio (and, on the virtual radio, the node itself)."""
+        self.transport.set_link(eui, up)
+        if self.network is not None:
+            self.network.set_link(eui, up)
+
     # -- trust centre: the CHF device log decides ------------------------------------------------
     def _joinable(self):
         chf = self.chf
