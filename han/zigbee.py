@@ -298,6 +298,7 @@ class ZigbeeTransport(AirTaps):
         self.cbke = cbke
         self.on_key_established = on_key_established
         self.link_keys: dict[bytes, bytes] = {}  # APS link keys established by CBKE, by EUI
+        self.link_key_installed: dict[bytes, str] = {}  # ... and how the radio took each (install_link_key)
         self._responders: dict[bytes, Any] = {}
         #: Physical devices never speak gbhub's join handshake (`han.join`): with `proxy_joins`
         #: the trust centre runs it for them with the key the radio admitted them with, so the
@@ -679,6 +680,10 @@ class ZigbeeTransport(AirTaps):
     def _key_establishment(self, eui: bytes, src_ep: int, own_ep: int, data: bytes) -> None:
         from gbcs import cbke
 
+        if len(data) >= 3 and data[0] & 0x0F == 0x00 and data[2] == 0x00:  # global Read Attributes, client to server
+            self._emit(ApsFrame(eui, self.coordinator, src_ep, own_ep, KEY_ESTABLISHMENT_CLUSTER, data), DELIVERED)
+            spawn(self._send_raw(eui, own_ep, src_ep, KEY_ESTABLISHMENT_CLUSTER, self._suite_attribute(data)))
+            return
         if len(data) < 3 or data[0] & 0x0B != 0x01:  # cluster-specific, client to server
             self.counters.ignored += 1
             return
@@ -708,7 +713,7 @@ class ZigbeeTransport(AirTaps):
                     raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE, f"unknown command 0x{command:02X}")
         except cbke.KeyEstablishmentFailed as exc:
             self._responders.pop(eui, None)
-            frame = bytes((0x19, sequence, cbke.TERMINATE)) + cbke.terminate_payload(exc.status)
+            frame = bytes((0x19, sequence, cbke.TERMINATE)) + cbke.terminate_payload(exc.status, cbke.suite_bitmap(self._identities()))
             spawn(self._send_raw(eui, own_ep, src_ep, KEY_ESTABLISHMENT_CLUSTER, frame))
             self._refuse(eui, f"CBKE failed: {exc}", "CBKE_FAILED")
             return
@@ -717,9 +722,45 @@ class ZigbeeTransport(AirTaps):
         if command == cbke.CONFIRM:
             self._responders.pop(eui, None)
             self.link_keys[eui] = responder.key
-            log.info("CBKE with %s complete", eui.hex().upper())
+            log.info("CBKE with %s complete (suite %d)", eui.hex().upper(), responder.identity.suite)
+            spawn(self._install_link_key(eui, responder.key))
             if self.on_key_established is not None:
                 self.on_key_established(eui, responder.key)
+
+    def _identities(self) -> tuple:
+        from gbcs.cbke import CbkeIdentity
+
+        return (self.cbke,) if isinstance(self.cbke, CbkeIdentity) else tuple(self.cbke)
+
+    def _suite_attribute(self, request: bytes) -> bytes:
+        """Read Attributes Response of the Key Establishment server: KeyEstablishmentSuite
+        (0x0000, bitmap16) = the suites the trust centre holds certificates for; any other
+        attribute UNSUPPORTED_ATTRIBUTE."""
+        from gbcs.cbke import SUITE_ATTRIBUTE, suite_bitmap
+
+        out = bytearray((0x18, request[1], 0x01))
+        body = request[3:]
+        for i in range(0, len(body) - 1, 2):
+            attribute = int.from_bytes(body[i:i + 2], "little")
+            out += body[i:i + 2]
+            if attribute == SUITE_ATTRIBUTE:
+                out += bytes((0x00, 0x19)) + suite_bitmap(self._identities()).to_bytes(2, "little")
+            else:
+                out.append(0x86)
+        return bytes(out)
+
+    async def _install_link_key(self, eui: bytes, key: bytes) -> None:
+        """The key CBKE established becomes the device's APS link key in the radio, where the
+        radio library lets us (`install_link_key`)."""
+        try:
+            how = await install_link_key(self.app, ieee_from_eui(eui), key)
+        except Exception as exc:  # the radio refused: the install-code-derived key stays
+            log.warning("radio did not take the CBKE link key of %s: %s", eui.hex().upper(), exc)
+            return
+        if how is None:
+            self.link_key_installed.pop(eui, None)
+        else:
+            self.link_key_installed[eui] = how
 
     async def _send_raw(self, eui: bytes, src_ep: int, dst_ep: int, cluster: int, payload: bytes) -> bool:
         device = self.app.devices.get(zt.EUI64(ieee_from_eui(eui)))
@@ -742,6 +783,56 @@ def _sequence(payload: bytes) -> int:
     if len(payload) >= 3 and payload[0] & 0x04:
         return payload[3] if len(payload) > 3 else 0
     return payload[1] if len(payload) > 1 else 0
+
+
+async def install_link_key(app: Any, ieee: bytes, key: bytes) -> str | None:
+    """Give the radio `key` as the APS link key of device `ieee` (air byte order); returns how,
+    or None when this radio library offers no way (logged once per library). zigpy 2.4 itself
+    has no call for it; per library [I, untested on hardware]:
+
+    - virtual radio: its trust centre's key table (`VirtualRadio.gbhub_set_link_key`).
+    - bellows, EZSP v4-v12: `addOrUpdateKeyTableEntry` keyed by the partner's address (bellows'
+      `write_link_keys`, as its network restore uses).
+    - bellows, EZSP v13+: not done. `importLinkKey` takes a key-table index and bellows'
+      `write_link_keys` numbers the keys it is given from 0, so one key would overwrite entry 0;
+      finding a free index needs the key table read back, which bellows does not expose.
+    - zigpy-deconz: `write_parameter(NetworkParameter.link_key, ...)`, the firmware's per-device
+      link key (the call its `permit_with_link_key` makes).
+    - zigpy-znp: not done. Z-Stack keeps link keys in NV tables (hashed TCLK, APS key data)
+      that zigpy-znp writes only when restoring a whole network; there is no MT command to set
+      one device's APS link key while the stack runs.
+    """
+    import zigpy.state
+
+    partner = zt.EUI64(ieee)
+    setter = getattr(app, "gbhub_set_link_key", None)
+    if setter is not None:
+        await setter(partner, zt.KeyData(key))
+        return "virtual"
+    ezsp = getattr(app, "_ezsp", None)
+    if ezsp is not None:
+        if getattr(ezsp, "ezsp_version", 13) >= 13:
+            _no_key_install("bellows EZSP v13+ (importLinkKey needs a free key-table index)")
+            return None
+        await ezsp.write_link_keys([zigpy.state.Key(key=zt.KeyData(key), partner_ieee=partner)])
+        return "ezsp-key-table"
+    api = getattr(app, "_api", None)
+    if api is not None and type(app).__module__.startswith("zigpy_deconz"):
+        from zigpy_deconz.api import LinkKey, NetworkParameter
+
+        await api.write_parameter(NetworkParameter.link_key, LinkKey(ieee=partner, key=zt.KeyData(key)))
+        return "deconz-link-key"
+    _no_key_install(f"{type(app).__module__} (no call to set one device's APS link key)")
+    return None
+
+
+_warned: set[str] = set()
+
+
+def _no_key_install(why: str) -> None:
+    if why not in _warned:
+        _warned.add(why)
+        log.warning("CBKE link keys stay in gbhub only: the radio cannot take them: %s", why)
 
 
 def build_app(radio: str, path: str, baudrate: int | None = None, **options: Any) -> Any:

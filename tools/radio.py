@@ -119,15 +119,20 @@ class ZigbeeLink:
         except RadioError as exc:
             raise Failure(str(exc)) from None
         self.ca = None
-        identity = None
-        if rig.han_cbke_identity is not None:  # a lab's own certificate for the hub's EUI
+        self.cas: dict[int, Any] = {}
+        identity: Any = None
+        if rig.han_cbke_identity is not None:  # a lab's own certificate(s) for the hub's EUI
             identity = rig.han_cbke_identity
-            _check_identity(identity, chf.eui)
+            for one in (identity if isinstance(identity, tuple) else (identity,)):
+                _check_identity(one, chf.eui)
         elif rig.han_cbke if rig.han_cbke is not None else self.radio == "virtual":
-            from gbcs.cbke import TestCa
+            from gbcs.cbke import SUITE_1, SUITE_2, TestCa
 
-            self.ca = TestCa()  # gbhub's test CA: certificates for the emulated devices of this run
-            identity = self.ca.issue(chf.eui)
+            # gbhub's test CAs, one per crypto suite: the trust centre holds a certificate of each and
+            # offers both; the emulated devices of this run get suite 2 certificates (`ca`)
+            self.cas = {SUITE_2: TestCa(), SUITE_1: TestCa(suite=SUITE_1)}
+            self.ca = self.cas[SUITE_2]
+            identity = tuple(ca.issue(chf.eui) for ca in self.cas.values())
         self.transport = ZigbeeTransport(app, coordinator=chf.eui, clock=clock, joinable=self._joinable,
                                          allowed=self._allowed, on_refused=self._refused, cbke=identity,
                                          proxy_joins=self.network is None)

@@ -351,9 +351,23 @@ def _local_devices(value: Any, devices: list[DeviceSpec]) -> list[str]:
 
 
 def _cbke_identity(han: dict) -> Any:
-    """A CBKE identity from hex: the implicit certificate issued for the hub's EUI (74 bytes:
-    crypto suite 2, sect283k1; 48 bytes: suite 1, sect163k1), its private key (36 / 21 bytes)
-    and the CA's compressed public key (37 / 22 bytes)."""
+    """The hub's CBKE identity (or, given lists, one per crypto suite: a tuple) from hex: the
+    implicit certificate issued for the hub's EUI (74 bytes: crypto suite 2, sect283k1; 48 bytes:
+    suite 1, sect163k1), its private key (36 / 21 bytes) and the CA's compressed public key
+    (37 / 22 bytes)."""
+    lists = [isinstance(han[k], list) for k in ("certificate", "private_key", "ca_public")]
+    if not any(lists):
+        return _one_cbke_identity(han)
+    if not all(lists) or len({len(han[k]) for k in ("certificate", "private_key", "ca_public")}) != 1:
+        raise RigError("[han] certificate, private_key and ca_public: lists of the same length (one per suite)")
+    identities = tuple(_one_cbke_identity({k: han[k][i] for k in ("certificate", "private_key", "ca_public")})
+                       for i in range(len(han["certificate"])))
+    if len({i.suite for i in identities}) != len(identities):
+        raise RigError("[han] certificate: at most one certificate per crypto suite")
+    return identities
+
+
+def _one_cbke_identity(han: dict) -> Any:
     from gbcs.cbke import SUITE_1, SUITE_2, CbkeIdentity, decode_certificate
     from gbcs.codec import DecodeError
 
