@@ -292,3 +292,150 @@ async def test_two_gbhub_processes_across_a_noisy_serial_line(tmp_path):
                 proc.wait(30)
         wire.stdin.close()
         wire.wait(10)
+
+
+# ---------------------------------------------------------------------------------------------
+# A split rig in one process (two premises, two airs, a pty pair through an in-process wire)
+# ---------------------------------------------------------------------------------------------
+
+SPLIT_DEVICES = [{"type": "chf"}, {"type": "gpf"}, {"type": "esme"}, {"type": "ihd", "meter": "esme"}]
+
+
+def test_rig_keys_for_the_serial_transport(tmp_path):
+    from gbhub.tools.rig import RigError, parse_rig
+
+    rig = parse_rig({"han": {"transport": "serial", "port": "/dev/ttyUSB1", "baudrate": 57600, "local": ["chf", "gpf"]},
+                     "device": SPLIT_DEVICES}, tmp_path)
+    assert (rig.han, rig.han_port, rig.han_baudrate, rig.han_local) == ("serial", "/dev/ttyUSB1", 57600, ["chf", "gpf"])
+    assert rig.is_local("chf") and not rig.is_local("esme")
+    assert parse_rig({"han": {"transport": "serial", "port": "/dev/x", "local": ["esme", "ihd"]},
+                      "device": SPLIT_DEVICES}, tmp_path).han_local == ["esme", "ihd"]
+    for bad, message in (({"transport": "serial", "port": "/dev/x"}, "give port"),
+                         ({"transport": "serial", "local": ["chf"]}, "give port"),
+                         ({"transport": "serial", "port": "/dev/x", "local": ["chf"]}, "same side"),
+                         ({"transport": "serial", "port": "/dev/x", "local": ["nobody"]}, "no device or type"),
+                         ({"transport": "serial", "port": "/dev/x", "local": "chf"}, "a list"),
+                         ({"transport": "virtual", "local": ["chf"]}, "only with transport = \"serial\""),
+                         ({"transport": "virtual", "port": "/dev/x"}, "only with transport")):
+        with pytest.raises(RigError, match=message):
+            parse_rig({"han": bad, "device": SPLIT_DEVICES}, tmp_path)
+
+
+@pytest.fixture
+async def split(tmp_path):
+    """(hub premises, meter premises) joined by two pseudo-terminals and an in-process wire."""
+    import shutil
+
+    from gbhub.han.serial_link import _raw
+    from gbhub.tools.premises import Premises
+    from gbhub.tools.rig import parse_rig
+
+    ptys = [os.openpty() for _ in range(2)]
+    for master, slave in ptys:
+        _raw(master)
+        _raw(slave)
+        os.set_blocking(master, False)
+    (a, sa), (b, sb) = ptys
+    loop = asyncio.get_running_loop()
+
+    def wire(src: int, dst: int):
+        def move() -> None:
+            try:
+                data = os.read(src, 4096)
+            except OSError:
+                return
+            FdPort(dst).write(data)
+        return move
+
+    loop.add_reader(a, wire(a, b))
+    loop.add_reader(b, wire(b, a))
+    hub = parse_rig({"data": "hub", "han": {"transport": "serial", "port": os.ttyname(sa), "local": ["chf", "gpf"]},
+                     "device": SPLIT_DEVICES}, tmp_path)
+    meters = parse_rig({"data": "meters", "han": {"transport": "serial", "port": os.ttyname(sb), "local": ["esme", "ihd"]},
+                        "device": SPLIT_DEVICES}, tmp_path)
+    ph = Premises(hub, tcp=False)
+    shutil.copytree(tmp_path / "hub" / "keys", tmp_path / "meters" / "keys")
+    pm = Premises(meters, tcp=False)
+    await asyncio.gather(ph.start(), pm.start())
+    yield ph, pm
+    await pm.stop()
+    await ph.stop()
+    for fd in (a, b):
+        loop.remove_reader(fd)
+    for fd in (a, sa, b, sb):
+        os.close(fd)
+
+
+async def test_a_split_rig_commissions_across_the_link_and_serves_use_cases(split):
+    from gbhub.tools.premises import RemoteDevice
+
+    ph, pm = split
+    assert ph.hub_side and not pm.hub_side and pm.chf is None and ph.esme is None
+    assert isinstance(ph.remote["esme"], RemoteDevice) and set(pm.remote) == {"chf", "gpf"}
+    assert ph.chf.device_log_entry(pm.esme.eui).joined  # the ESME joined the CHF across the line
+    assert pm.esme.in_device_log(pm.ihd.eui)  # CS03B reached the ESME across the line
+    assert ph.manifest()["devices"]["esme"] == pm.esme.eui.hex().upper() and pm.manifest()["wan"] is None
+    for _ in range(5):
+        r = await ph.send("ECS17b", to="esme")
+        assert r.ok, r.summary
+    status = ph.status()
+    assert "esme" not in status and "wan_queue" in status and "chf" not in pm.status()
+    # a restart of the meter side does not join again (its NVM remembers), and commands still work
+    joined_at = ph.chf.device_log_entry(pm.esme.eui).joined_at
+    await pm.stop()
+    from gbhub.tools.premises import Premises
+
+    pm2 = Premises(pm.rig, tcp=False)
+    await pm2.start()
+    try:
+        from gbhub.wan.headend import RequestTimeout
+
+        try:  # the restarted ESME lost its tunnel: the CHF's first command meets NO_SUCH_TUNNEL, as on one air
+            await ph.headend.send_use_case("ECS17b", recipient=pm2.esme.eui, timeout=2.0)
+        except RequestTimeout:
+            pass
+        assert (await ph.send("ECS17b", to="esme")).ok
+        assert ph.chf.device_log_entry(pm2.esme.eui).joined_at == joined_at
+    finally:
+        await pm2.stop()
+        pm.started = False
+
+
+async def test_ctl_han_and_a_silent_link_on_a_split_rig(split, tmp_path):
+    """`gbhub ctl han esme down` on the hub side cuts the ESME behind the link (a clear error at
+    once); a spoofed frame from the line (a local source) is refused; a silent line takes the
+    remote devices' links down and they come back with it."""
+    from gbhub.han import LinkDown
+    from gbhub.han.aps import ApsFrame
+    from gbhub.tools.control import ControlServer
+    from gbhub.wan.headend import HeadEndError
+
+    ph, pm = split
+    ctl = ControlServer(tmp_path, ph, asyncio.Event())
+    assert await ctl.handle({"op": "han", "eui": "esme", "up": False}) == {"eui": pm.esme.eui.hex().upper(), "han": "down"}
+    with pytest.raises(LinkDown):
+        await ph.chf.han_port.send(ApsFrame(ph.chf.eui, pm.esme.eui, 1, 1, 0x0704, b"\x01\x00\x00"))
+    with pytest.raises((HeadEndError, TimeoutError)):
+        await ph.headend.send_use_case("ECS17b", recipient=pm.esme.eui, timeout=1.0)
+    await ctl.handle({"op": "han", "eui": "esme", "up": True})
+    assert (await ph.send("ECS17b", to="esme")).ok
+    # the meter side sends a frame claiming the CHF's own EUI as its source: refused at the hub's bridge
+    refused = ph.han.bridge.counters.refused
+    await pm.han.link.carry(ApsFrame(ph.chf.eui, ph.chf.eui, 1, 1, 0x0704, b"\x01\x00\x00"))
+    await asyncio.sleep(0.05)
+    assert ph.han.bridge.counters.refused == refused + 1
+    # the meter side goes silent: after three keep-alive periods the hub side's link is down
+    ph.han.link.keepalive = 0.1
+    await pm.han.link.stop()
+    for _ in range(60):
+        if not ph.han.link.up:
+            break
+        await asyncio.sleep(0.05)
+    assert not ph.han.link.up and not ph.air.is_up(pm.esme.eui)
+    await pm.han.link.start()
+    for _ in range(100):
+        if ph.han.link.up:
+            break
+        await asyncio.sleep(0.05)
+    assert ph.han.link.up and ph.air.is_up(pm.esme.eui)
+    assert (await ph.send("ECS17b", to="esme")).ok
