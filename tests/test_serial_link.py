@@ -439,3 +439,14 @@ async def test_ctl_han_and_a_silent_link_on_a_split_rig(split, tmp_path):
         await asyncio.sleep(0.05)
     assert ph.han.link.up and ph.air.is_up(pm.esme.eui)
     assert (await ph.send("ECS17b", to="esme")).ok
+
+
+def test_the_serial_examples_are_the_two_sides_of_one_premises(monkeypatch):
+    from gbhub.tools.rig import load_rig
+
+    monkeypatch.setenv("GBHUB_SERIAL_PORT", "/dev/ttyUSB0")
+    here = Path(__file__).parent.parent / "examples"
+    hub, meters = load_rig(here / "serial-hub.toml"), load_rig(here / "serial-meters.toml")
+    assert [(d.name, d.eui) for d in hub.devices] == [(d.name, d.eui) for d in meters.devices]
+    assert set(hub.han_local).isdisjoint(meters.han_local)
+    assert set(hub.han_local) | set(meters.han_local) == {d.name for d in hub.devices}
