@@ -210,8 +210,12 @@ class SerialLink:
         self._link_watchers: list[Callable[[bool], Any]] = []
         self._port: Any = None
         self._deframer = Deframer()
-        self._tx_seq = 0
+        # a random first sequence number: a restarted peer's first fragment is not taken for a
+        # repeat of the last one heard before (1 in 256 left, as with any 8-bit sequence)
+        self._tx_seq = os.urandom(1)[0]
         self._rx_last: int | None = None
+        self._nak_at = -1.0
+        self.last_error: str | None = None  # why the port last failed to open
         self._rx_parts: list[bytes] = []
         self._rx_size = 0
         self._ack: asyncio.Future | None = None
@@ -275,6 +279,7 @@ class SerialLink:
             self._port = self.open_port()
         except OSError as exc:
             log.info("serial port: %s", exc)
+            self.last_error = exc.strerror or str(exc)
             self._port = None
             return False
         loop = asyncio.get_running_loop()
@@ -344,7 +349,10 @@ class SerialLink:
             self._set_up(True)
             self._on_frame(kind, seq, body)
         if self._deframer.bad != bad:  # damage read: ask for a repeat, and repeat our own fragment
-            self._write(frame(NAK, 0))
+            now = asyncio.get_running_loop().time()
+            if now - self._nak_at >= self.ack_timeout / 4:  # at most a few NAKs per ACK time-out: noise
+                self._nak_at = now  # answering noise must not keep two ends NAKing each other
+                self._write(frame(NAK, 0))
             self._nudge()
 
     def _nudge(self) -> None:

@@ -450,3 +450,14 @@ def test_the_serial_examples_are_the_two_sides_of_one_premises(monkeypatch):
     assert [(d.name, d.eui) for d in hub.devices] == [(d.name, d.eui) for d in meters.devices]
     assert set(hub.han_local).isdisjoint(meters.han_local)
     assert set(hub.han_local) | set(meters.han_local) == {d.name for d in hub.devices}
+
+
+def test_a_missing_serial_line_fails_in_one_line(tmp_path):
+    rig = tmp_path / "rig.toml"
+    rig.write_text('[han]\ntransport = "serial"\nport = "/dev/ttyGBHUBNONE"\nlocal = ["chf", "gpf"]\n')
+    out = subprocess.run([sys.executable, "-P", "-m", "gbhub", "run", str(rig), "--data", str(tmp_path / "d"), "--for", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("gbhub run: [han] port /dev/ttyGBHUBNONE: cannot open the serial line:")
+    assert "No such file or directory" in line

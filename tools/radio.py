@@ -74,7 +74,7 @@ class SerialHanLink(VirtualLink):
         await self.bridge.start()
         if self.link._port is None:
             await self.bridge.stop()
-            raise Failure(f"[han] port {self.path}: cannot open the serial line")
+            raise Failure(f"[han] port {self.path}: cannot open the serial line: {self.link.last_error}")
         log.info("serial HAN link on %s", self.path)
 
     async def stop(self) -> None:
