@@ -28,7 +28,7 @@ import hmac
 from dataclasses import dataclass
 from enum import IntEnum
 from secrets import token_bytes
-from typing import Callable
+from typing import Callable, Iterable
 
 from .codec import DecodeError
 
@@ -522,6 +522,27 @@ def _suite_field(payload: bytes) -> int:
     return int.from_bytes(payload[:2], "little")
 
 
+#: The Key Establishment cluster's KeyEstablishmentSuite attribute (bitmap16, both sides).
+SUITE_ATTRIBUTE = 0x0000
+
+
+def suite_bitmap(identities: "CbkeIdentity | Iterable[CbkeIdentity]") -> int:
+    """The KeyEstablishmentSuite bitmap of the suites a party holds certificates for."""
+    if isinstance(identities, CbkeIdentity):
+        identities = (identities,)
+    bits = 0
+    for identity in identities:
+        bits |= identity.suite
+    return bits
+
+
+def choose_suite(own: int, offered: int) -> int | None:
+    """The suite an initiator uses: the highest one both bitmaps hold (suite 2 before suite 1),
+    None when they share none [S ZigBee SE 1.2 C.3.1.2: the KeyEstablishmentSuite attribute]."""
+    common = own & offered & (SUITE_1 | SUITE_2)
+    return SUITE_2 if common & SUITE_2 else SUITE_1 if common & SUITE_1 else None
+
+
 def initiate_payload(identity: CbkeIdentity, ephemeral_time: int = 10, confirm_time: int = 10) -> bytes:
     """Initiate Key Establishment Request/Response payload."""
     return identity.suite.to_bytes(2, "little") + bytes((ephemeral_time, confirm_time)) + identity.certificate
@@ -586,9 +607,24 @@ class Initiator(_Party):
 
 
 class Responder(_Party):
-    """The server end: each `on_<step>(request payload)` returns the response payload."""
+    """The server end: each `on_<step>(request payload)` returns the response payload. Given
+    identities of several suites it answers in the suite the initiator asked for, and terminates
+    with UNSUPPORTED_SUITE when it holds no certificate of that suite."""
+
+    def __init__(self, identity: "CbkeIdentity | Iterable[CbkeIdentity]", random_bytes=token_bytes) -> None:
+        identities = (identity,) if isinstance(identity, CbkeIdentity) else tuple(identity)
+        if not identities:
+            raise ValueError("a responder needs at least one identity")
+        self.identities = {i.suite: i for i in identities}
+        super().__init__(identities[0], random_bytes)
+
+    @property
+    def suites(self) -> int:
+        return suite_bitmap(self.identities.values())
 
     def on_initiate(self, payload: bytes) -> bytes:
+        if len(payload) >= 2:
+            self.identity = self.identities.get(_suite_field(payload), self.identity)
         self._accept_identity(payload)
         return initiate_payload(self.identity)
 

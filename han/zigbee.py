@@ -291,12 +291,14 @@ class ZigbeeTransport(AirTaps):
         self._by_endpoint: dict[int, _Local] = {}
         self._init_taps()
         self._permitted: dict[bytes, tuple[bytes, float]] = {}
+        self._down: set[bytes] = set()  # devices whose link `set_link` cut (`gbhub ctl han EUI down`)
         self._poll = None
         #: The trust centre's CBKE identity (`gbcs.cbke.CbkeIdentity`): with one, the coordinator
         #: answers Key Establishment on the CHF's endpoint itself, as a radio stack's CBKE does.
         self.cbke = cbke
         self.on_key_established = on_key_established
         self.link_keys: dict[bytes, bytes] = {}  # APS link keys established by CBKE, by EUI
+        self.link_key_installed: dict[bytes, str] = {}  # ... and how the radio took each (install_link_key)
         self._responders: dict[bytes, Any] = {}
         #: Physical devices never speak gbhub's join handshake (`han.join`): with `proxy_joins`
         #: the trust centre runs it for them with the key the radio admitted them with, so the
@@ -373,6 +375,20 @@ class ZigbeeTransport(AirTaps):
         local = self._local.get(port.eui)
         if local is not None and local.port is port:
             local.port = None
+
+    # -- link conditions ------------------------------------------------------------------
+    def set_link(self, eui: bytes, up: bool) -> None:
+        """Cut a device's HAN link (`gbhub ctl han EUI down`) or restore it: frames from or to it
+        raise LinkDown on sending, and frames from it on the air are dropped (counted in
+        `ignored`), for local endpoints and remote nodes alike. A radio cannot silence a remote
+        node's own transmitter; the coordinator stops hearing and answering it."""
+        if up:
+            self._down.discard(bytes(eui))
+        else:
+            self._down.add(bytes(eui))
+
+    def is_up(self, eui: bytes) -> bool:
+        return bytes(eui) not in self._down
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -502,6 +518,11 @@ class ZigbeeTransport(AirTaps):
             self._emit(frame, CLOSED)
             raise PortClosed(f"{port.eui.hex().upper()} is detached")
         src = self._local[port.eui]
+        if self._down and (frame.src in self._down or frame.dst in self._down):
+            counters.failed += 1
+            self._emit(frame, LINK_DOWN)
+            which = frame.src if frame.src in self._down else frame.dst
+            raise LinkDown(f"link of {which.hex().upper()} is down")
         if frame.src_endpoint:
             src.own_endpoint = frame.src_endpoint
         local = self._local.get(frame.dst)
@@ -554,6 +575,15 @@ class ZigbeeTransport(AirTaps):
         zigpy have it."""
         profile, cluster = packet.profile_id, packet.cluster_id
         data = packet.data.serialize()
+        if self._down:
+            source = self._source(packet)
+            if source is not None and source[0] in self._down:
+                self.counters.ignored += 1  # its link is cut: the coordinator does not hear it
+                return True
+            local = self._by_endpoint.get(packet.dst_ep)
+            if local is not None and local.eui in self._down and profile == SMART_ENERGY_PROFILE:
+                self.counters.ignored += 1
+                return True
         if packet.dst_ep == ZDO_ENDPOINT and profile == ZDP_PROFILE:
             if cluster in (JOIN_CLUSTER, zdo.ENDPOINT_TABLE_CLUSTER, zdo.MATCH_DESC_REQ, zdo.SIMPLE_DESC_REQ,
                            zdo.ACTIVE_EP_REQ):
@@ -650,6 +680,10 @@ class ZigbeeTransport(AirTaps):
     def _key_establishment(self, eui: bytes, src_ep: int, own_ep: int, data: bytes) -> None:
         from gbcs import cbke
 
+        if len(data) >= 3 and data[0] & 0x0F == 0x00 and data[2] == 0x00:  # global Read Attributes, client to server
+            self._emit(ApsFrame(eui, self.coordinator, src_ep, own_ep, KEY_ESTABLISHMENT_CLUSTER, data), DELIVERED)
+            spawn(self._send_raw(eui, own_ep, src_ep, KEY_ESTABLISHMENT_CLUSTER, self._suite_attribute(data)))
+            return
         if len(data) < 3 or data[0] & 0x0B != 0x01:  # cluster-specific, client to server
             self.counters.ignored += 1
             return
@@ -679,7 +713,7 @@ class ZigbeeTransport(AirTaps):
                     raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE, f"unknown command 0x{command:02X}")
         except cbke.KeyEstablishmentFailed as exc:
             self._responders.pop(eui, None)
-            frame = bytes((0x19, sequence, cbke.TERMINATE)) + cbke.terminate_payload(exc.status)
+            frame = bytes((0x19, sequence, cbke.TERMINATE)) + cbke.terminate_payload(exc.status, cbke.suite_bitmap(self._identities()))
             spawn(self._send_raw(eui, own_ep, src_ep, KEY_ESTABLISHMENT_CLUSTER, frame))
             self._refuse(eui, f"CBKE failed: {exc}", "CBKE_FAILED")
             return
@@ -688,9 +722,45 @@ class ZigbeeTransport(AirTaps):
         if command == cbke.CONFIRM:
             self._responders.pop(eui, None)
             self.link_keys[eui] = responder.key
-            log.info("CBKE with %s complete", eui.hex().upper())
+            log.info("CBKE with %s complete (suite %d)", eui.hex().upper(), responder.identity.suite)
+            spawn(self._install_link_key(eui, responder.key))
             if self.on_key_established is not None:
                 self.on_key_established(eui, responder.key)
+
+    def _identities(self) -> tuple:
+        from gbcs.cbke import CbkeIdentity
+
+        return (self.cbke,) if isinstance(self.cbke, CbkeIdentity) else tuple(self.cbke)
+
+    def _suite_attribute(self, request: bytes) -> bytes:
+        """Read Attributes Response of the Key Establishment server: KeyEstablishmentSuite
+        (0x0000, bitmap16) = the suites the trust centre holds certificates for; any other
+        attribute UNSUPPORTED_ATTRIBUTE."""
+        from gbcs.cbke import SUITE_ATTRIBUTE, suite_bitmap
+
+        out = bytearray((0x18, request[1], 0x01))
+        body = request[3:]
+        for i in range(0, len(body) - 1, 2):
+            attribute = int.from_bytes(body[i:i + 2], "little")
+            out += body[i:i + 2]
+            if attribute == SUITE_ATTRIBUTE:
+                out += bytes((0x00, 0x19)) + suite_bitmap(self._identities()).to_bytes(2, "little")
+            else:
+                out.append(0x86)
+        return bytes(out)
+
+    async def _install_link_key(self, eui: bytes, key: bytes) -> None:
+        """The key CBKE established becomes the device's APS link key in the radio, where the
+        radio library lets us (`install_link_key`)."""
+        try:
+            how = await install_link_key(self.app, ieee_from_eui(eui), key)
+        except Exception as exc:  # the radio refused: the install-code-derived key stays
+            log.warning("radio did not take the CBKE link key of %s: %s", eui.hex().upper(), exc)
+            return
+        if how is None:
+            self.link_key_installed.pop(eui, None)
+        else:
+            self.link_key_installed[eui] = how
 
     async def _send_raw(self, eui: bytes, src_ep: int, dst_ep: int, cluster: int, payload: bytes) -> bool:
         device = self.app.devices.get(zt.EUI64(ieee_from_eui(eui)))
@@ -713,6 +783,56 @@ def _sequence(payload: bytes) -> int:
     if len(payload) >= 3 and payload[0] & 0x04:
         return payload[3] if len(payload) > 3 else 0
     return payload[1] if len(payload) > 1 else 0
+
+
+async def install_link_key(app: Any, ieee: bytes, key: bytes) -> str | None:
+    """Give the radio `key` as the APS link key of device `ieee` (air byte order); returns how,
+    or None when this radio library offers no way (logged once per library). zigpy 2.4 itself
+    has no call for it; per library [I, untested on hardware]:
+
+    - virtual radio: its trust centre's key table (`VirtualRadio.gbhub_set_link_key`).
+    - bellows, EZSP v4-v12: `addOrUpdateKeyTableEntry` keyed by the partner's address (bellows'
+      `write_link_keys`, as its network restore uses).
+    - bellows, EZSP v13+: not done. `importLinkKey` takes a key-table index and bellows'
+      `write_link_keys` numbers the keys it is given from 0, so one key would overwrite entry 0;
+      finding a free index needs the key table read back, which bellows does not expose.
+    - zigpy-deconz: `write_parameter(NetworkParameter.link_key, ...)`, the firmware's per-device
+      link key (the call its `permit_with_link_key` makes).
+    - zigpy-znp: not done. Z-Stack keeps link keys in NV tables (hashed TCLK, APS key data)
+      that zigpy-znp writes only when restoring a whole network; there is no MT command to set
+      one device's APS link key while the stack runs.
+    """
+    import zigpy.state
+
+    partner = zt.EUI64(ieee)
+    setter = getattr(app, "gbhub_set_link_key", None)
+    if setter is not None:
+        await setter(partner, zt.KeyData(key))
+        return "virtual"
+    ezsp = getattr(app, "_ezsp", None)
+    if ezsp is not None:
+        if getattr(ezsp, "ezsp_version", 13) >= 13:
+            _no_key_install("bellows EZSP v13+ (importLinkKey needs a free key-table index)")
+            return None
+        await ezsp.write_link_keys([zigpy.state.Key(key=zt.KeyData(key), partner_ieee=partner)])
+        return "ezsp-key-table"
+    api = getattr(app, "_api", None)
+    if api is not None and type(app).__module__.startswith("zigpy_deconz"):
+        from zigpy_deconz.api import LinkKey, NetworkParameter
+
+        await api.write_parameter(NetworkParameter.link_key, LinkKey(ieee=partner, key=zt.KeyData(key)))
+        return "deconz-link-key"
+    _no_key_install(f"{type(app).__module__} (no call to set one device's APS link key)")
+    return None
+
+
+_warned: set[str] = set()
+
+
+def _no_key_install(why: str) -> None:
+    if why not in _warned:
+        _warned.add(why)
+        log.warning("CBKE link keys stay in gbhub only: the radio cannot take them: %s", why)
 
 
 def build_app(radio: str, path: str, baudrate: int | None = None, **options: Any) -> Any:

@@ -65,7 +65,15 @@ class VirtualZigbeeNetwork:
         self.nodes: dict[int, "ZigbeeNode"] = {}
         self._nwk = itertools.count(0x1001)
         self.refusals = 0
+        self.down: set[bytes] = set()  # nodes (GBCS EUIs) whose radio link is cut (`set_link`)
         NETWORKS[self.name] = self
+
+    def set_link(self, eui: bytes, up: bool) -> None:
+        """Cut a node's radio link or restore it: it can neither send nor be reached."""
+        if up:
+            self.down.discard(bytes(eui))
+        else:
+            self.down.add(bytes(eui))
 
     def node_by_ieee(self, ieee: bytes) -> "ZigbeeNode | None":
         return next((n for n in self.nodes.values() if n.ieee == ieee), None)
@@ -175,6 +183,10 @@ class VirtualRadio(zigpy.application.ControllerApplication):
     async def permit_ncp(self, time_s: int = 60) -> None:
         """Opening joins on the coordinator: a no-op here, as joining needs a permitted key."""
 
+    async def gbhub_set_link_key(self, partner, key) -> None:
+        """A device's APS link key from now on (the key CBKE established: `han.zigbee.install_link_key`)."""
+        self._key_table[bytes(partner)] = bytes(key)
+
     async def permit_with_link_key(self, node, link_key, time_s: int = 60) -> None:
         loop = asyncio.get_running_loop()
         self._transient[bytes(node)] = (bytes(link_key), loop.time() + time_s)
@@ -191,6 +203,8 @@ class VirtualRadio(zigpy.application.ControllerApplication):
             node = network.nodes.get(int(packet.dst.address))
         if node is None:
             raise zigpy.exceptions.DeliveryError(f"no node {packet.dst.address}")
+        if node.eui in network.down:
+            raise zigpy.exceptions.DeliveryError(f"node {packet.dst.address}: link down")
         incoming = packet.replace(src=zt.AddrModeAddress(addr_mode=zt.AddrMode.NWK, address=zt.NWK(0x0000)),
                                   dst=zt.AddrModeAddress(addr_mode=zt.AddrMode.NWK, address=zt.NWK(node.nwk)))
         if not node.receive_packet(incoming):
@@ -239,6 +253,7 @@ class ZigbeeNode:
         #: establishment with the trust centre right after joining, as SE devices do.
         self.cbke = cbke
         self.link_key_established: bytes | None = None
+        self.suite: int | None = None  # the crypto suite the last key establishment used
         self.link_key = link_key if link_key is not None else (
             None if install_code is None else link_key_from_install_code(install_code))
         self.device_type = int(device_type)
@@ -299,17 +314,48 @@ class ZigbeeNode:
         endpoint = next((ep for ep in served if table.get(ep) == trust_centre), None)
         if endpoint is None:
             raise NoRoute("no Key Establishment server on the trust centre")
-        initiator = cbke.Initiator(self.cbke)
+        identities = {i.suite: i for i in ((self.cbke,) if isinstance(self.cbke, cbke.CbkeIdentity) else self.cbke)}
+        offered = await self.key_establishment_suites(endpoint)
+        self.suite = cbke.choose_suite(cbke.suite_bitmap(identities.values()), offered)
+        if self.suite is None:
+            raise cbke.KeyEstablishmentFailed(cbke.Terminate.UNSUPPORTED_SUITE,
+                                              f"the trust centre offers suites 0x{offered:04X}, this device holds "
+                                              f"0x{cbke.suite_bitmap(identities.values()):04X}")
+        initiator = cbke.Initiator(identities[self.suite])
         answer = await self._ke(endpoint, cbke.INITIATE, initiator.initiate())
         answer = await self._ke(endpoint, cbke.EPHEMERAL, initiator.on_initiate_response(answer))
         answer = await self._ke(endpoint, cbke.CONFIRM, initiator.on_ephemeral_response(answer))
-        return initiator.on_confirm_response(answer)
+        key = initiator.on_confirm_response(answer)
+        self.link_key = key  # the trust centre holds it as this device's link key from now on (rejoins)
+        return key
+
+    async def key_establishment_suites(self, endpoint: int) -> int:
+        """The trust centre's KeyEstablishmentSuite attribute (Read Attributes, 0x0800/0x0000)."""
+        from gbcs import cbke
+
+        tsn = next(self._tsn) & 0xFF
+        request = bytes((0x00, tsn, 0x00)) + cbke.SUITE_ATTRIBUTE.to_bytes(2, "little")
+        data = await self._exchange_ke(endpoint, tsn, request)
+        # 18 tsn 01 ‖ attribute(2) status(1) [type(1) value(2)]
+        if len(data) < 9 or data[2] != 0x01 or data[5] != 0x00 or data[6] != 0x19:
+            raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE, "no KeyEstablishmentSuite from the trust centre")
+        return int.from_bytes(data[7:9], "little")
 
     async def _ke(self, endpoint: int, command: int, payload: bytes) -> bytes:
         from gbcs import cbke
 
         tsn = next(self._tsn) & 0xFF
         frame = bytes((0x11, tsn, command)) + payload  # cluster-specific, client→server, no default response
+        data = await self._exchange_ke(endpoint, tsn, frame)
+        if len(data) < 3:
+            raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE)
+        if data[2] == cbke.TERMINATE:
+            raise cbke.KeyEstablishmentFailed(data[3] if len(data) > 3 else cbke.Terminate.BAD_MESSAGE)
+        if data[2] != command:
+            raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE, f"answer 0x{data[2]:02X} to 0x{command:02X}")
+        return data[3:]
+
+    async def _exchange_ke(self, endpoint: int, tsn: int, frame: bytes) -> bytes:
         future = asyncio.get_running_loop().create_future()
         key = (KEY_ESTABLISHMENT_CLUSTER, tsn)
         self._waiting[key] = future
@@ -318,17 +364,10 @@ class ZigbeeNode:
         try:
             self._transmit(0x0000, self.port.endpoint if self.port else 1, endpoint, SMART_ENERGY_PROFILE,
                            KEY_ESTABLISHMENT_CLUSTER, frame)
-            data = await future
+            return await future
         finally:
             timer.cancel()
             self._waiting.pop(key, None)
-        if len(data) < 3:
-            raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE)
-        if data[2] == cbke.TERMINATE:
-            raise cbke.KeyEstablishmentFailed(data[3] if len(data) > 3 else cbke.Terminate.BAD_MESSAGE)
-        if data[2] != command:
-            raise cbke.KeyEstablishmentFailed(cbke.Terminate.BAD_MESSAGE, f"answer 0x{data[2]:02X} to 0x{command:02X}")
-        return data[3:]
 
     def leave(self) -> None:
         self.network.leave(self)
@@ -479,6 +518,8 @@ class NodePort:
             raise ValueError("frame.src must be the sending port's EUI")
         if not self.attached:
             raise PortClosed(f"{self.eui.hex().upper()} is detached")
+        if self.eui in self.node.network.down:
+            raise LinkDown(f"link of {self.eui.hex().upper()} is down")
         if frame.src_endpoint:
             self.endpoint = frame.src_endpoint
         await self.node.ensure_joined()

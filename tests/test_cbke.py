@@ -159,6 +159,30 @@ def test_the_exchange_and_its_failures():
     assert bad.value.status == Terminate.UNSUPPORTED_SUITE
 
 
+def test_a_responder_holding_both_suites_answers_in_the_initiator_s_suite():
+    """Suite negotiation: the responder answers in the suite the initiator asked for when it holds
+    a certificate of it, else terminates UNSUPPORTED_SUITE; the initiator picks the highest suite
+    both KeyEstablishmentSuite bitmaps hold."""
+    from gbcs.cbke import (SUITE_1, SUITE_2, Initiator, KeyEstablishmentFailed, Responder, Terminate, TestCa,
+                           choose_suite, suite_bitmap)
+
+    device, hub = bytes.fromhex("02474248400000A6"), bytes.fromhex("02474248400000A2")
+    cas = {SUITE_1: TestCa(suite=SUITE_1), SUITE_2: TestCa()}
+    hub_ids = [cas[SUITE_2].issue(hub), cas[SUITE_1].issue(hub)]
+    assert suite_bitmap(hub_ids) == SUITE_1 | SUITE_2 == Responder(hub_ids).suites
+    assert (choose_suite(SUITE_1 | SUITE_2, SUITE_1 | SUITE_2), choose_suite(SUITE_1, SUITE_1 | SUITE_2),
+            choose_suite(SUITE_2, SUITE_1), choose_suite(SUITE_1 | SUITE_2, 0x0004)) == (SUITE_2, SUITE_1, None, None)
+    for suite in (SUITE_1, SUITE_2):
+        i, r = Initiator(cas[suite].issue(device)), Responder(hub_ids)
+        answer = r.on_initiate(i.initiate())
+        assert r.identity.suite == suite and int.from_bytes(answer[:2], "little") == suite
+        mac_u = i.on_ephemeral_response(r.on_ephemeral(i.on_initiate_response(answer)))
+        assert i.on_confirm_response(r.on_confirm(mac_u)) == r.key == i.key and len(i.key) == 16
+    with pytest.raises(KeyEstablishmentFailed) as bad:  # a hub with suite 2 only
+        Responder(hub_ids[0]).on_initiate(Initiator(cas[SUITE_1].issue(device)).initiate())
+    assert bad.value.status == Terminate.UNSUPPORTED_SUITE
+
+
 def test_bench_cbke_reports_cbke_s():
     from gbhub.tools.bench import cbke
 

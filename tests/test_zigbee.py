@@ -301,7 +301,7 @@ def test_rig_keys_for_the_zigbee_transport(tmp_path):
     assert parse_rig({"han": {"transport": "zigbee", "port": "/dev/ttyACM0"}}, tmp_path).han_radio == "auto"
     for bad, message in (({"transport": "zigbee", "radio": "xbee"}, "radio"), ({"transport": "zigbee", "radio": "ezsp"}, "port"),
                          ({"transport": "zigbee", "channel": 27}, "channel"), ({"radio": "znp"}, "only with transport"),
-                         ({"transport": "serial"}, "not available")):
+                         ({"transport": "ble"}, "not available"), ({"transport": "serial"}, "give port")):
         with pytest.raises(RigError, match=message):
             parse_rig({"han": bad}, tmp_path)
 
@@ -357,7 +357,11 @@ def test_rig_keys_for_a_lab_cbke_certificate(tmp_path):
               "private_key": "0151CD0DBCB80474BF7AC9FEEBE39C7A32A63518938FCA9754AAE132BC9C73BE94A7E1BE",
               "ca_public": "0207A445022D9F39F49BDC38380026A27A9E0A1799313AB28C5C1A1C6B605154DB1DFF6752"}
     assert parse_rig({"han": {"transport": "zigbee", **suite2}}, tmp_path).han_cbke_identity.suite == SUITE_2
+    both = {k: [suite2[k], suite1[k]] for k in suite1}  # one certificate per suite: the hub offers both
+    assert [i.suite for i in parse_rig({"han": {"transport": "zigbee", **both}}, tmp_path).han_cbke_identity] == [SUITE_2, SUITE_1]
     for bad, message in (({"certificate": suite1["certificate"]}, "all three"),
+                         ({**both, "private_key": suite1["private_key"]}, "lists of the same length"),
+                         ({k: [suite1[k], suite1[k]] for k in suite1}, "one certificate per crypto suite"),
                          ({**suite1, "private_key": "00"}, "private_key: expected 21 bytes"),
                          ({**suite1, "certificate": "zz"}, "not hex"),
                          ({**suite1, "certificate": "00" * 50}, "74 bytes")):
@@ -383,7 +387,9 @@ def test_gbhub_run_the_zigbee_example(tmp_path):
     clusters = {(f.profile, f.cluster) for f in frames}
     assert (0x0000, 0x0006) in clusters and (0x0000, 0x8006) in clusters  # Match_Desc request and response
     ke = [f.payload[2] for f in frames if f.cluster == 0x0800]
-    assert ke == [0, 0, 1, 1, 2, 2]  # Initiate, Ephemeral Data, Confirm Key: request and response each
+    # the trust centre's KeyEstablishmentSuite read (global Read Attributes 00 / response 01), then
+    # Initiate, Ephemeral Data, Confirm Key: request and response each
+    assert ke == [0, 1, 0, 0, 1, 1, 2, 2]
     assert any(f.cluster == 0x0702 for f in frames)  # and the IHD reads the ESME's Metering
     assert "CBKE with 02474248400000A6 complete" in (tmp_path / "d" / "gbhub.log").read_text()
 
@@ -444,3 +450,102 @@ async def test_a_lab_certificate_serves_the_trust_centre(zpremises):
     node = p.ihd.han
     node.cbke = lab.issue(p.ihd.eui)
     assert await node.key_establishment() == p.han.transport.link_keys[p.ihd.eui]
+
+
+async def test_ctl_han_cuts_and_restores_links_on_the_zigbee_transport(zpremises, tmp_path):
+    """`gbhub ctl han EUI down|up` on the zigbee transport: an end device on the radio (the IHD) and
+    a meter served on a coordinator endpoint (the ESME), each cut and restored."""
+    from gbhub.han import LinkDown
+    from gbhub.han.aps import ApsFrame
+    from gbhub.tools.control import ControlServer
+
+    async def _poll(p):  # the IHD's read, with simulated time running for its time-outs
+        task = asyncio.ensure_future(p.ihd.poll_now())
+        while not task.done():
+            await p.clock.advance(1)
+        return task.result()
+
+    p = await zpremises()
+    ctl = ControlServer(tmp_path, p, asyncio.Event())
+    transport = p.han.transport
+    assert (await _poll(p)).status == "ok"
+
+    assert await ctl.handle({"op": "han", "eui": "ihd", "up": False}) == {"eui": p.ihd.eui.hex().upper(), "han": "down"}
+    assert not transport.is_up(p.ihd.eui)
+    hello = ApsFrame(p.ihd.eui, p.esme.eui, 1, 1, 0x0702, b"\x00\x01\x00\x00\x00")
+    with pytest.raises(LinkDown):  # the IHD's own radio is cut
+        await p.ihd.port.send(hello)
+    reply = ApsFrame(p.esme.eui, p.ihd.eui, 1, 1, 0x0702, b"\x08\x01\x01\x00\x00\x86")
+    with pytest.raises(LinkDown):  # and the coordinator does not reach it
+        await p.esme.han_port.send(reply)
+    display = await _poll(p)
+    assert display.error, display  # the display shows the lost link
+    await ctl.handle({"op": "han", "eui": "ihd", "up": True})
+    display = await _poll(p)
+    assert display.status == "ok" and not display.error, display
+
+    # a local device on a coordinator endpoint: frames to it from the air are not heard
+    await ctl.handle({"op": "han", "eui": "esme", "up": False})
+    ignored = transport.counters.ignored
+    display = await _poll(p)
+    assert display.error and transport.counters.ignored > ignored, display
+    with pytest.raises(LinkDown):
+        await p.esme.han_port.send(reply)
+    await ctl.handle({"op": "han", "eui": "esme", "up": True})
+    assert (await _poll(p)).status == "ok"
+
+
+async def test_the_trust_centre_offers_both_suites_and_a_suite_1_device_completes_cbke(zpremises):
+    """With certificates of both suites the trust centre's KeyEstablishmentSuite is 0x0003; a
+    device holding only a suite 1 certificate uses suite 1, one holding both uses suite 2. The
+    established key becomes the device's link key in the radio: its rejoin takes that key and no
+    longer the install-code one."""
+    from gbcs.catalogue import DeviceType
+    from gbcs.cbke import SUITE_1, SUITE_2
+    from gbhub.han.aps import ieee_from_eui
+    from gbhub.han.join import join
+    from gbhub.han.transport import ClusterDispatch
+    from gbhub.han.zigbee_virtual import ZigbeeNode
+
+    p = await zpremises()
+    radio, transport = p.han.transport.app, p.han.transport
+    # the IHD (suite 2) joined at commissioning: its CBKE key is the radio's link key for it
+    assert transport.link_key_installed[p.ihd.eui] == "virtual"
+    assert radio._key_table[ieee_from_eui(p.ihd.eui)] == p.ihd.han.link_key_established == p.ihd.han.link_key
+    for n, held in enumerate(((SUITE_1,), (SUITE_1, SUITE_2))):
+        eui, code = bytes.fromhex(f"02474248400000C{n}"), bytes(range(16 + n, 32 + n))
+        await p.chf.add_device(eui, code, join_window=600)
+        node = ZigbeeNode(p.han.network, install_code=code, clock=p.clock, device_type=DeviceType.TYPE_2,
+                          cbke=[p.han.cas[s].issue(eui) for s in held])
+        dispatch = ClusterDispatch()
+        port = node.attach(eui, dispatch)
+        await join(port, p.chf.eui, code, dispatch=dispatch, device_type=DeviceType.TYPE_2, clock=p.clock)
+        assert p.chf.device_log_entry(eui).joined
+        assert await node.key_establishment_suites(next(iter(await node.match(0x0800)))) == SUITE_1 | SUITE_2
+        assert node.suite == max(held) and transport.link_keys[eui] == node.link_key_established
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert radio._key_table[ieee_from_eui(eui)] == node.link_key_established
+        # a rejoin with the install-code key is refused; with the established key it goes through
+        node.leave()
+        install_key = ZigbeeNode(p.han.network, install_code=code).link_key
+        assert not await radio.trust_centre_join(ieee_from_eui(eui), install_key)
+        assert await radio.trust_centre_join(ieee_from_eui(eui), node.link_key)
+
+
+async def test_a_trust_centre_with_suite_2_only_refuses_a_suite_1_device(zpremises, gbhub_identity):
+    from gbcs.catalogue import DeviceType
+    from gbcs.cbke import SUITE_1, TestCa
+    from gbhub.han.zigbee_virtual import NotOnNetwork, ZigbeeNode
+
+    rig = zigbee_rig()
+    ca = TestCa()
+    rig.han_cbke_identity = ca.issue(rig.device("chf").eui)
+    p = await zpremises(rig)
+    eui, code = bytes.fromhex("02474248400000C7"), bytes(range(40, 56))
+    await p.chf.add_device(eui, code, join_window=600)
+    node = ZigbeeNode(p.han.network, install_code=code, clock=p.clock, device_type=DeviceType.TYPE_2,
+                      cbke=TestCa(suite=SUITE_1).issue(eui))
+    node.attach(eui, lambda frame: None)
+    with pytest.raises(NotOnNetwork, match="UNSUPPORTED_SUITE"):
+        await node.ensure_joined()

@@ -72,7 +72,7 @@ def premises_status(premises, started_at: float) -> dict:
     devices = []
     for name, device in premises.devices_by_name.items():
         kind = device_kind(premises.types[name])
-        entry = chf.device_log_entry(device.eui) if kind.han_member else None
+        entry = chf.device_log_entry(device.eui) if kind.han_member and chf is not None else None
         d: dict[str, Any] = {"name": name, "type": premises.types[name], "eui": eui_hex(device.eui),
                              "joined": bool(entry is not None and entry.joined) if kind.han_member else True,
                              "state": device.state}
@@ -93,11 +93,19 @@ def premises_status(premises, started_at: float) -> dict:
                 if isinstance(d.get(key), (int, float)):
                     d[key] = round(d[key] / 100, 5)
         devices.append(d)
+    for name, remote in premises.remote.items():  # across the serial HAN link, in the other process
+        devices.append({"name": name, "type": remote.type, "eui": eui_hex(remote.eui), "state": remote.state})
+    link = getattr(premises.han, "link_status", None)
+    if chf is None:  # the meter side of a split rig: no CHF, no WAN here
+        return {"state": "ready", "time": premises.clock.utcnow().isoformat(),
+                "uptime_s": round(time.monotonic() - started_at, 3), "devices": devices,
+                **({"han_link": link()} if link is not None else {})}
     log_entries = [{"eui": eui_hex(e.eui), "device_type": e.device_type, "joined": e.joined,
                     "added_at": e.added_at, "joined_at": e.joined_at, "last_communication": e.last_communication}
                    for e in chf.device_log()]
     bridge = premises.bridge
     return {
+        **({"han_link": link()} if link is not None else {}),
         "state": "ready",
         "time": premises.clock.utcnow().isoformat(),
         "uptime_s": round(time.monotonic() - started_at, 3),
@@ -181,10 +189,12 @@ class ControlServer:
         if op == "wan":
             p.bridge.set_link(bool(req["up"]))  # runtime state only: a restart comes up with the WAN up
             return {"wan": "up" if req["up"] else "down"}
-        if op == "han":
-            device = self._device(req["eui"])
-            p.air.set_link(device.eui, bool(req["up"]))
-            return {"eui": eui_hex(device.eui), "han": "up" if req["up"] else "down"}
+        if op == "han":  # on whichever HAN transport the rig has (virtual air, zigbee radio, serial link)
+            who = req["eui"]
+            remote = p.remote.get(who) or next((r for r in p.remote.values() if who in (r.type, eui_hex(r.eui))), None)
+            eui = remote.eui if remote is not None else self._device(who).eui
+            p.han.set_link(eui, bool(req["up"]))
+            return {"eui": eui_hex(eui), "han": "up" if req["up"] else "down"}
         if op == "press":
             device = self._device(req["eui"])
             press = getattr(device, "press_button", None)

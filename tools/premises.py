@@ -13,6 +13,16 @@ Commissioning (first start, or whenever a device is missing from the logs), for 
 (each after the meter it pairs with): the head-end, as the ACB, adds it to the CHF device log (CCS01); an ESME joins the
 HAN with its install code; the supplier adds an IHD to its own meter's HAN device log (CS03B); the
 IHD then joins and binds by itself.
+
+Split across a serial HAN link (`[han] transport = "serial"`, `[han] local`): this process builds
+only its local devices; each device across the link is a `RemoteDevice` (name, type, EUI). The
+side that runs the CHF (the hub side) holds the WAN and commissions: CCS01 for every HAN device,
+CS03B for a display whose meter or self is across the link (sent while the display is not yet
+joined: the CHF device log is the record it trusts), and it waits for remote devices that join
+through commissioning (ESME, GSME, PPMID) to show as joined in the CHF device log. The other side
+(the meter side) opens no WAN port and only joins its devices, retrying until the CHF accepts
+them; it records each join in its NVM so a restart does not try again. A PPMID's pairing
+(CS03A1/CS03A2/CS03C) is not done for a PPMID across the link [I]: send those use cases yourself.
 """
 from __future__ import annotations
 
@@ -41,6 +51,23 @@ from .rig import AddressError, Rig, RigError, resolve_device
 log = logging.getLogger("gbhub.premises")
 
 DEFAULT_SIM_START = 1767225600.0  # 2026-01-01T00:00:00Z: a fixed start makes simulated runs repeatable
+
+
+@dataclass(frozen=True)
+class RemoteDevice:
+    """A device of the rig that runs in the gbhub process across the serial HAN link: what this
+    process knows of it."""
+
+    name: str
+    type: str
+    eui: bytes
+    state: str = "remote"
+
+
+#: How long the hub side waits for a device across the link to join, and the meter side for the
+#: CHF to accept its devices (real seconds) [I].
+REMOTE_JOIN_WAIT = 300.0
+SPLIT_NS = "premises_split"  # NVM namespace: the meter side's record of its devices' joins
 
 
 @dataclass
@@ -252,6 +279,7 @@ class Premises:
         self._euis = {d.name: eui_hex(d.eui) for d in rig.devices}
         self._addresses: dict[str, bytes] = {}  # resolved `to=` names: every send asks again
         self.devices_by_name: dict[str, Any] = {}
+        self.remote: dict[str, RemoteDevice] = {}  # devices across the serial HAN link
         self.contexts: dict[str, DeviceContext] = {}
         self.attachments: dict[str, Any] = {}  # what each device's attachment serves (e.g. its ZCL server)
         self._building: set[str] = set()
@@ -260,6 +288,9 @@ class Premises:
             raise RigError("a rig needs exactly one chf device")
         self.chf = None
         self.chf = self._build(chf_spec.name)
+        self.chf_eui = chf_spec.eui
+        #: False on the meter side of a split rig: the CHF is across the link, so no WAN here
+        self.hub_side = rig.is_local(chf_spec.name)
         for spec in rig.devices:
             self._build(spec.name)
         for kind in device_kinds():
@@ -278,6 +309,11 @@ class Premises:
         spec = self.specs.get(name)
         if spec is None:
             raise RigError(f"no device named {name!r} in the rig")
+        if not self.rig.is_local(name):
+            remote = self.remote.get(name)
+            if remote is None:
+                remote = self.remote[name] = RemoteDevice(name, spec.type, spec.eui)
+            return remote
         if name in self._building:
             raise RigError(f"{name}: its devices depend on each other in a circle")
         self._building.add(name)
@@ -324,17 +360,13 @@ class Premises:
         done, so no outside command meets a half-built premises; commissioning, when anything is
         left to do, runs through a private loopback port, and the premises keeps no head-end of its
         own afterwards (`headend` is None), so frames the CHF queued are left for real head-ends."""
+        if not self.hub_side:
+            return await self._start_meter_side()
         broker = self.rig.wan_broker is not None
         private = self.use_tcp and listen_when_ready
         if self.use_tcp and not private:
             await self.bridge.start()
-        for name, device in self.devices_by_name.items():
-            kind = device_kind(self.types[name])
-            if kind.attach is not None:
-                self.attachments[name] = kind.attach(device, self.contexts[name])
-            if kind.ota and device.ota_client is None:  # firmware images from the CHF (README "Firmware")
-                OtaClient(device, device.han_port, device.han_dispatch, server=self.chf.eui, clock=self.clock)
-        await self.han.start(self)  # after attaching: a radio registers the endpoints of attached devices
+        await self._attach()
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
         late = []
@@ -376,22 +408,99 @@ class Premises:
             await self.bridge.start()
         self.write_manifest()
 
+    async def _attach(self) -> None:
+        for name, device in self.devices_by_name.items():
+            kind = device_kind(self.types[name])
+            if kind.attach is not None:
+                self.attachments[name] = kind.attach(device, self.contexts[name])
+            if kind.ota and device.ota_client is None:  # firmware images from the CHF (README "Firmware")
+                OtaClient(device, device.han_port, device.han_dispatch, server=self.chf_eui, clock=self.clock)
+        await self.han.start(self)  # after attaching: a radio registers the endpoints of attached devices
+
+    async def _start_meter_side(self) -> None:
+        """The side of a split rig without the CHF: start the devices, join those commissioning
+        joins (retrying until the CHF, across the link, accepts them), then the rest."""
+        await self._attach()
+        if self.esme is not None:
+            self.esme_zcl = self.attachments.get(self.name_of(self.esme))
+        late = []
+        for name, device in self.devices_by_name.items():
+            if device_kind(self.types[name]).starts_after_commissioning:
+                late.append(device)
+            else:
+                await device.start()
+        self.started = True
+        if self.rig.commission:
+            for name, device in self.devices_by_name.items():
+                kind = device_kind(self.types[name])
+                if kind.han_member and kind.join is not None and self.nvm.get(SPLIT_NS, eui_hex(device.eui)) is None:
+                    await self._join_across(name, device, kind)
+        for device in late:
+            await device.start()
+        self.write_manifest()
+
+    async def _join_across(self, name: str, device: Any, kind: Any) -> None:
+        from gbhub.han import HanError
+        from gbhub.han.join import JoinError
+
+        log.info("commissioning %s: joining the CHF across the HAN link", name)
+        deadline = time.monotonic() + REMOTE_JOIN_WAIT
+        while True:
+            try:
+                await kind.join(device, self.contexts[name])
+                break
+            except (JoinError, HanError) as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} could not join the CHF across the HAN link within "
+                                       f"{REMOTE_JOIN_WAIT:.0f} s: {exc}") from None
+                log.info("%s: join not accepted yet (%s); trying again", name, exc)
+                await asyncio.sleep(1.0)
+        self.nvm.put(SPLIT_NS, eui_hex(device.eui), {"joined": True})
+
+    async def _wait_joined(self, name: str, eui: bytes) -> None:
+        """The hub side: until the CHF device log shows `eui` (across the link) as joined."""
+        log.info("commissioning %s: waiting for it to join across the HAN link", name)
+        deadline = time.monotonic() + REMOTE_JOIN_WAIT
+        while True:
+            entry = self.chf.device_log_entry(eui)
+            if entry is not None and entry.joined:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} ({eui_hex(eui)}) across the HAN link did not join within "
+                                   f"{REMOTE_JOIN_WAIT:.0f} s: is the gbhub process on the other side running?")
+            await asyncio.sleep(0.2)
+
+    def _han_members(self) -> list[tuple[str, Any]]:
+        """(name, device or RemoteDevice) of every HAN device, in commissioning order: as built,
+        then the devices across the link, meters before the displays that pair with them."""
+        members = [(n, d) for n, d in self.devices_by_name.items() if device_kind(self.types[n]).han_member]
+        remote = [(n, d) for n, d in self.remote.items() if device_kind(d.type).han_member]
+        remote.sort(key=lambda item: device_kind(item[1].type).pairs_with is not None)
+        return members + remote
+
     def needs_commissioning(self) -> bool:
         """Whether `commission()` has anything left to do (the steps it would skip, checked)."""
         chf = self.chf
-        for name, device in self.devices_by_name.items():
+        for name, device in self._han_members():
             kind, spec = device_kind(self.types[name]), self.specs[name]
-            if not kind.han_member:
-                continue
             entry = chf.device_log_entry(device.eui)
             if entry is None or (kind.join is not None and not entry.joined):
                 return True
+            if self._across(name):
+                if kind.pair is None and kind.pairs_with is not None and not entry.joined:
+                    return True
+                continue
             if kind.pair is not None:
                 if not kind.paired(device, self.contexts[name]):
                     return True
             elif kind.pairs_with is not None and not self.devices_by_name[spec.meter].in_device_log(device.eui):
                 return True
         return False
+
+    def _across(self, name: str) -> bool:
+        """Whether commissioning `name` involves a device across the link (itself or its meter)."""
+        spec = self.specs[name]
+        return name in self.remote or (spec.meter is not None and spec.meter in self.remote)
 
     def raise_counter_floors(self) -> None:
         """The head-end's counters never start below what a device already accepted (a counter
@@ -434,10 +543,8 @@ class Premises:
         log (CS03B) and joins by itself once started."""
         chf, he = self.chf, self.headend
         assert he is not None
-        for name, device in self.devices_by_name.items():
+        for name, device in self._han_members():
             kind, spec = device_kind(self.types[name]), self.specs[name]
-            if not kind.han_member:
-                continue
             entry = chf.device_log_entry(device.eui)
             if entry is None:
                 log.info("commissioning %s %s: CCS01 into the CHF device log", name, eui_hex(device.eui))
@@ -446,6 +553,9 @@ class Premises:
                 if not r.ok:
                     raise RuntimeError(f"CCS01 for {name} failed: {r.summary}")
                 entry = chf.device_log_entry(device.eui)
+            if self._across(name):
+                await self._commission_across(name, device, kind, spec, entry)
+                continue
             if kind.join is not None and not entry.joined:
                 log.info("commissioning %s: joining the HAN", name)
                 await kind.join(device, self.contexts[name])
@@ -465,6 +575,27 @@ class Premises:
                         "join_method_and_role": JoinMethodAndRole.METHOD_B})
                     if not r.ok:
                         raise RuntimeError(f"CS03B for {name} on {spec.meter} failed: {r.summary}")
+
+    async def _commission_across(self, name: str, device: Any, kind: Any, spec: Any, entry: Any) -> None:
+        """Commissioning steps for a device that is, or whose meter is, across the link."""
+        if kind.join is not None and not entry.joined:
+            if name in self.remote:
+                await self._wait_joined(name, device.eui)
+            else:
+                await kind.join(device, self.contexts[name])
+        if kind.pair is not None:
+            log.warning("commissioning %s: pairing across the HAN link is not automatic; send its CS03A1/CS03A2/CS03C "
+                        "use cases yourself", name)
+        elif kind.pairs_with is not None and not entry.joined:
+            from gbcs.asn1 import JoinMethodAndRole
+
+            meter = self.devices_by_name.get(spec.meter) or self.remote[spec.meter]
+            log.info("commissioning %s: CS03B into %s's device log (across the HAN link)", name, spec.meter)
+            r = await self.headend.send_use_case("CS03B", recipient=meter.eui, params={
+                "other_entity_id": device.eui, "other_device_type": kind.device_type,
+                "join_method_and_role": JoinMethodAndRole.METHOD_B})
+            if not r.ok:
+                raise RuntimeError(f"CS03B for {name} on {spec.meter} failed: {r.summary}")
 
     async def stop(self) -> None:
         """Clean shutdown: devices off (NVM keeps state), head-end and bridge closed."""
@@ -512,7 +643,7 @@ class Premises:
     def manifest(self) -> dict:
         return {
             "pid": os.getpid(),
-            "wan": ({"host": self.rig.wan_host, "port": self.wan_port} if self.use_tcp
+            "wan": (None if not self.hub_side else {"host": self.rig.wan_host, "port": self.wan_port} if self.use_tcp
                     else {"url": self.rig.wan_broker, "chf": self._euis[self.rig.device("chf").name]}
                     if self.rig.wan_broker is not None else None),
             "devices": self.manifest_devices(),
@@ -545,5 +676,6 @@ class Premises:
             kind = device_kind(self.types[name])
             if kind.status is not None:
                 out[name] = kind.status(device)
-        out["wan_queue"] = self.chf.wan_queue_length
+        if self.chf is not None:
+            out["wan_queue"] = self.chf.wan_queue_length
         return out

@@ -2,6 +2,9 @@
 the ZigBee radio's start, stop and trust-centre wiring to the CHF device log.
 
 `transport = "virtual"`: every device on one `VirtualAir`.
+`transport = "serial"`: the devices of `[han] local` on this process's `VirtualAir`, the rest of
+the rig in another gbhub process across a serial line (`gbhub.han.air_bridge` over
+`gbhub.han.serial_link`); see README "Serial HAN link".
 `transport = "zigbee"`: the CHF's coordinator radio through zigpy (`gbhub.han.zigbee`). The CHF
 and the meters are local devices on its Smart Energy endpoints. With `radio = "virtual"` (CI) the
 devices that pair with a meter (IHD, PPMID) and GSMEs are ZigBee end devices on the virtual
@@ -42,6 +45,48 @@ class VirtualLink:
     async def stop(self) -> None:
         pass
 
+    def set_link(self, eui: bytes, up: bool) -> None:
+        """`gbhub ctl han EUI down|up`: cut or restore one device's HAN link."""
+        self.air.set_link(eui, up)
+
+
+class SerialHanLink(VirtualLink):
+    """This process's devices on the premises' virtual air, joined by a serial line to the air of
+    the gbhub process that runs the rest of the rig."""
+
+    #: Link timing [I]: short enough that a lost fragment costs little, long enough for a loaded
+    #: host at the other end; keep-alive every 2 s, down after 6 s of silence.
+    ACK_TIMEOUT, KEEPALIVE, RECONNECT = 0.1, 2.0, 1.0
+
+    def __init__(self, rig: Rig, air: Any) -> None:
+        super().__init__(air)
+        from gbhub.han.air_bridge import AirBridge
+        from gbhub.han.serial_link import SerialLink, open_serial
+
+        path, baudrate = rig.han_port, rig.han_baudrate or 115200
+        self.path = path
+        self.link = SerialLink(lambda: open_serial(path, baudrate), ack_timeout=self.ACK_TIMEOUT,
+                               keepalive=self.KEEPALIVE, reconnect=self.RECONNECT)
+        remote = [d.eui for d in rig.devices if not rig.is_local(d.name)]
+        self.bridge = AirBridge(air, self.link, remote)
+
+    async def start(self, premises: Any) -> None:
+        await self.bridge.start()
+        if self.link._port is None:
+            await self.bridge.stop()
+            raise Failure(f"[han] port {self.path}: cannot open the serial line: {self.link.last_error}")
+        log.info("serial HAN link on %s", self.path)
+
+    async def stop(self) -> None:
+        await self.bridge.stop()
+
+    def link_status(self) -> dict:
+        """`gbhub status`: the serial line's state and counters."""
+        link, bridge = self.link, self.bridge.counters
+        return {"port": self.path, "up": link.up, "bad_frames": link.bad_frames, **link.counters,
+                "bridge": {"out": bridge.out, "lost": bridge.lost, "overflow": bridge.overflow,
+                           "inbound": bridge.inbound, "refused": bridge.refused}}
+
 
 class ZigbeeLink:
     """The CHF's coordinator radio; see the module docstring for who is local."""
@@ -74,15 +119,20 @@ class ZigbeeLink:
         except RadioError as exc:
             raise Failure(str(exc)) from None
         self.ca = None
-        identity = None
-        if rig.han_cbke_identity is not None:  # a lab's own certificate for the hub's EUI
+        self.cas: dict[int, Any] = {}
+        identity: Any = None
+        if rig.han_cbke_identity is not None:  # a lab's own certificate(s) for the hub's EUI
             identity = rig.han_cbke_identity
-            _check_identity(identity, chf.eui)
+            for one in (identity if isinstance(identity, tuple) else (identity,)):
+                _check_identity(one, chf.eui)
         elif rig.han_cbke if rig.han_cbke is not None else self.radio == "virtual":
-            from gbcs.cbke import TestCa
+            from gbcs.cbke import SUITE_1, SUITE_2, TestCa
 
-            self.ca = TestCa()  # gbhub's test CA: certificates for the emulated devices of this run
-            identity = self.ca.issue(chf.eui)
+            # gbhub's test CAs, one per crypto suite: the trust centre holds a certificate of each and
+            # offers both; the emulated devices of this run get suite 2 certificates (`ca`)
+            self.cas = {SUITE_2: TestCa(), SUITE_1: TestCa(suite=SUITE_1)}
+            self.ca = self.cas[SUITE_2]
+            identity = tuple(ca.issue(chf.eui) for ca in self.cas.values())
         self.transport = ZigbeeTransport(app, coordinator=chf.eui, clock=clock, joinable=self._joinable,
                                          allowed=self._allowed, on_refused=self._refused, cbke=identity,
                                          proxy_joins=self.network is None)
@@ -115,6 +165,12 @@ class ZigbeeLink:
 
     async def stop(self) -> None:
         await self.transport.stop()
+
+    def set_link(self, eui: bytes, up: bool) -> None:
+        """`gbhub ctl han EUI down|up` on the radio (and, on the virtual radio, the node itself)."""
+        self.transport.set_link(eui, up)
+        if self.network is not None:
+            self.network.set_link(eui, up)
 
     # -- trust centre: the CHF device log decides ------------------------------------------------
     def _joinable(self):
@@ -214,6 +270,8 @@ def han_link(rig: Rig, clock: Any, air: Any) -> Any:
         return ZigbeeLink(rig, clock)
     if rig.han_ble is not None:
         return BleLink(rig, clock, air)
+    if rig.han == "serial":
+        return SerialHanLink(rig, air)
     return VirtualLink(air)
 
 

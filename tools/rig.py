@@ -24,7 +24,7 @@ from .inputs import Failure, default_vectors
 
 CLOCK_MODES = ("real", "sim")
 HAN_TRANSPORTS = ("virtual", "zigbee", "serial", "ble")
-HAN_TRANSPORTS_BUILT = ("virtual", "zigbee")
+HAN_TRANSPORTS_BUILT = ("virtual", "zigbee", "serial")
 RADIO_TYPES = ("auto", "ezsp", "znp", "deconz", "virtual")  # [han] radio (gbhub.han.zigbee.RADIO_TYPES + probing)
 
 DEVICE_KEYS = frozenset({"name", "type", "eui", "install_code", "firmware_version", "keys", "options"})
@@ -102,6 +102,7 @@ class Rig:
     han_cbke: bool | None = None  # zigbee: key establishment (None: on with the virtual radio's test CA)
     han_cbke_identity: Any = None  # zigbee: a lab's CBKE certificate + key for the hub (gbcs.cbke.CbkeIdentity)
     han_ble: Any = None  # [han.ble]: devices beyond a BLE link (gbhub.han.ble.BleSettings)
+    han_local: list[str] | None = None  # serial: names of the devices this process runs (the rest are across the link)
     wan_host: str = "127.0.0.1"
     wan_port: int = 0
     wan_broker: str | None = None  # [wan] broker = "mqtt://HOST:PORT": the premises on an MQTT broker
@@ -117,6 +118,10 @@ class Rig:
     def device(self, type_: str) -> DeviceSpec | None:
         """The first device of a type."""
         return next((d for d in self.devices if d.type == type_), None)
+
+    def is_local(self, name: str) -> bool:
+        """Whether device `name` runs in this process (not across a serial HAN link)."""
+        return self.han_local is None or name in self.han_local
 
 
 
@@ -252,16 +257,23 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
 
     han = doc.get("han", {})
     _check_keys(han, {"transport", "latency", "loss", "seed", "radio", "port", "baudrate", "channel", "pcap",
-                      "cbke", "certificate", "private_key", "ca_public", "ble"}, "[han]")
+                      "cbke", "certificate", "private_key", "ca_public", "ble", "local"}, "[han]")
     rig.han = han.get("transport", "virtual")
     if rig.han not in HAN_TRANSPORTS:
         raise RigError(f"[han] transport: expected one of {HAN_TRANSPORTS}, got {rig.han!r}")
     if rig.han not in HAN_TRANSPORTS_BUILT:
         raise RigError(f"[han] transport {rig.han!r}: not available in this build (use {' or '.join(map(repr, HAN_TRANSPORTS_BUILT))})")
-    radio_keys = {"radio", "port", "baudrate", "channel", "cbke", "certificate", "private_key", "ca_public"} & set(han)
+    radio_keys = {"radio", "channel", "cbke", "certificate", "private_key", "ca_public"} & set(han)
     if radio_keys and rig.han != "zigbee":
         raise RigError(f"[han] {', '.join(sorted(radio_keys))}: only with transport = \"zigbee\"")
-    rig.han_radio = han.get("radio", "auto" if "port" in han else "virtual")
+    line_keys = {"port", "baudrate"} & set(han)
+    if line_keys and rig.han not in ("zigbee", "serial"):
+        raise RigError(f"[han] {', '.join(sorted(line_keys))}: only with transport = \"zigbee\" or \"serial\"")
+    if "local" in han and rig.han != "serial":
+        raise RigError("[han] local: only with transport = \"serial\"")
+    if rig.han == "serial" and ("port" not in han or "local" not in han):
+        raise RigError("[han] transport \"serial\": give port (the serial line) and local (the devices this process runs)")
+    rig.han_radio = han.get("radio", "auto" if "port" in han and rig.han == "zigbee" else "virtual")
     if rig.han_radio not in RADIO_TYPES:
         raise RigError(f"[han] radio: expected one of {RADIO_TYPES}, got {rig.han_radio!r}")
     if "port" in han:
@@ -349,6 +361,8 @@ def parse_rig(doc: dict, base: Path, source: Path | None = None) -> Rig:
         raise RigError("a rig needs exactly one chf device")
     if rig.han_ble is not None:
         ble_remote(rig)
+    if "local" in han:
+        rig.han_local = _local_devices(han["local"], rig.devices)
     return rig
 
 
@@ -380,10 +394,42 @@ def ble_remote(rig: Rig) -> list[DeviceSpec]:
     return out
 
 
+def _local_devices(value: Any, devices: list[DeviceSpec]) -> list[str]:
+    """`[han] local`: device names or types (a type names every device of it) -> names. The
+    Comms Hub is one device: its CHF and GPF run on the same side."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise RigError("[han] local: expected a list of device names or types, e.g. [\"chf\", \"gpf\"]")
+    names: list[str] = []
+    for item in value:
+        hit = [d.name for d in devices if d.name == item] or [d.name for d in devices if d.type == item]
+        if not hit:
+            raise RigError(f"[han] local: no device or type {item!r} in this rig "
+                           f"(devices: {', '.join(d.name for d in devices)})")
+        names += [n for n in hit if n not in names]
+    hub = {d.name for d in devices if d.type in ("chf", "gpf")}
+    if hub & set(names) and not hub <= set(names):
+        raise RigError(f"[han] local: the Comms Hub's {' and '.join(sorted(hub))} run on the same side")
+    return names
+
+
 def _cbke_identity(han: dict) -> Any:
-    """A CBKE identity from hex: the implicit certificate issued for the hub's EUI (74 bytes:
-    crypto suite 2, sect283k1; 48 bytes: suite 1, sect163k1), its private key (36 / 21 bytes)
-    and the CA's compressed public key (37 / 22 bytes)."""
+    """The hub's CBKE identity (or, given lists, one per crypto suite: a tuple) from hex: the
+    implicit certificate issued for the hub's EUI (74 bytes: crypto suite 2, sect283k1; 48 bytes:
+    suite 1, sect163k1), its private key (36 / 21 bytes) and the CA's compressed public key
+    (37 / 22 bytes)."""
+    lists = [isinstance(han[k], list) for k in ("certificate", "private_key", "ca_public")]
+    if not any(lists):
+        return _one_cbke_identity(han)
+    if not all(lists) or len({len(han[k]) for k in ("certificate", "private_key", "ca_public")}) != 1:
+        raise RigError("[han] certificate, private_key and ca_public: lists of the same length (one per suite)")
+    identities = tuple(_one_cbke_identity({k: han[k][i] for k in ("certificate", "private_key", "ca_public")})
+                       for i in range(len(han["certificate"])))
+    if len({i.suite for i in identities}) != len(identities):
+        raise RigError("[han] certificate: at most one certificate per crypto suite")
+    return identities
+
+
+def _one_cbke_identity(han: dict) -> Any:
     from gbcs.cbke import SUITE_1, SUITE_2, CbkeIdentity, decode_certificate
     from gbcs.codec import DecodeError
 

@@ -291,14 +291,17 @@ async def _run(rig, args, resumed: bool) -> int:
                 services.append(service)
         m = premises.manifest()
         print(f"gbhub: premises {'resumed' if resumed else 'commissioned'}", flush=True)
-        if rig.wan_broker is not None:
+        if not premises.hub_side:
+            print(f"gbhub: no WAN in this process: the CHF runs across the serial HAN link on {rig.han_port}", flush=True)
+        elif rig.wan_broker is not None:
             print(f"gbhub: WAN (MQTT) on {premises.bridge.address}, topics {premises.bridge.down_topic[:-5]}/...", flush=True)
         else:
             print(f"gbhub: WAN (TCP) on {rig.wan_host}:{premises.wan_port}", flush=True)
         for name, eui in m["devices"].items():
             kind = m["types"][name]
             label = name if name == kind else f"{name} ({kind})"
-            print(f"gbhub:   {label:5} {eui}", flush=True)
+            across = "  (across the serial HAN link)" if name in premises.remote else ""
+            print(f"gbhub:   {label:5} {eui}{across}", flush=True)
         print(f"gbhub:   keys {', '.join(m['keys'])}; ACB {m['acb']}, supplier {m['supplier']}", flush=True)
         meters = [name for name, kind in m["types"].items() if kind == "esme"]
         hint = "`gbhub send ECS17b`" if len(meters) <= 1 else f"`gbhub send ECS17b --to {meters[-1]}`"
