@@ -1289,6 +1289,15 @@ class ProtectionParameters:
             _set_raw(d, _GBCS_PARAMETERS_HEAD + tid + b"\x09\x08" + orig + b"\x09\x08" + recip + _GBCS_PARAMETERS_TAIL)
         return d
 
+    @staticmethod
+    def gbcs_encoding(counter: int, originator: bytes, recipient: bytes) -> bytes:
+        """`build(counter, originator, recipient).to_data().encode()` for 8-byte EUIs, by the
+        template alone (no Data tree): for builders that write the parameters straight into bytes."""
+        if len(originator) != 8 or len(recipient) != 8:
+            raise EncodeError("the GBCS protection parameters name 8-byte EUIs")
+        return (_GBCS_PARAMETERS_HEAD + b"\x04" + counter.to_bytes(8, "big") + b"\x09\x08" + originator
+                + b"\x09\x08" + recipient + _GBCS_PARAMETERS_TAIL)
+
     @classmethod
     def from_data(cls, d: Data) -> "ProtectionParameters | None":
         """The parameters in `d` (a structure), or None if `d` does not have that shape."""
