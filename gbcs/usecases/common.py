@@ -34,7 +34,7 @@ from ..dlms import (
     frozen,
     invoke_id_for,
 )
-from ..frame import Message, decode_message
+from ..frame import CRA, Message, decode_message
 from ..obis import OBIS, CosemObjectId
 from ..payload import Decrypt, decode_payload
 from .params import Param, iso, utc
@@ -538,6 +538,9 @@ def _redecode(payload: Any, decrypt: Decrypt) -> Any:
     return payload
 
 
+_CRA_NAMES = {c: c.name.lower() for c in CRA}  # Enum .name is a Python-level property: looked up once
+
+
 def _interpret(uc: str, code: int, fn: Callable[[Any, Message | None], dict], response: Any,
                decrypt: Decrypt | None, message: Message | None) -> dict:
     out: dict[str, Any] = {"use_case": uc, "message_code": f"{code:04X}"}
@@ -556,7 +559,7 @@ def _interpret(uc: str, code: int, fn: Callable[[Any, Message | None], dict], re
     else:
         payload = response
     if message is not None:
-        out["cra"] = message.cra.name.lower()
+        out["cra"] = _CRA_NAMES[message.cra]
         if message.message_code != code:
             out["warning"] = f"message code {message.message_code:04X} is not {uc}'s {code:04X}"
         if message.date_time:
