@@ -1134,7 +1134,8 @@ class ResponseSpec:
     @property
     def result_name(self) -> str:
         table = ACTION_RESULTS if self.kind is ResponseKind.ACTION else DATA_ACCESS_RESULTS
-        return table.get(self.result, f"result {self.result}")
+        name = table.get(self.result)
+        return f"result {self.result}" if name is None else name
 
     def tree(self, name: str = "result") -> Node:
         return Node(name, bytes((int(self.kind), self.result)), f"{self.kind.name.lower()}: {self.result_name}")
