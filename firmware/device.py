@@ -14,6 +14,7 @@ import inspect
 import logging
 from collections import deque
 from dataclasses import dataclass, replace
+from types import CoroutineType
 from typing import Any, Awaitable, Callable, ClassVar
 
 from gbcs.catalogue import AlertCode
@@ -33,6 +34,7 @@ __all__ = [
     "RESERVED_NAMESPACES",
     "Device",
     "DeviceOff",
+    "Inbox",
     "InboxFull",
     "FirmwareError",
     "Fault",
@@ -56,6 +58,72 @@ RESERVED_NAMESPACES = (_SYS_NS, _COUNTERS_NS, _OWN_COUNTERS_NS, EVENT_LOG, SECUR
 
 class FirmwareError(Exception):
     """Base of the device runtime's errors."""
+
+
+class Inbox:
+    """A device's inbox: FIFO of (item, future | None), bounded (`maxsize` 0: unbounded), one
+    consumer (the device task). Does what `asyncio.Queue` did here (`put_nowait` raising
+    `asyncio.QueueFull`, `get`, `task_done`, `join`, `empty`, `qsize`) without its per-item
+    getter/putter bookkeeping: every command crosses two or three inboxes."""
+
+    __slots__ = ("maxsize", "items", "_getter", "_unfinished", "_joiners")
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self.maxsize = maxsize
+        self.items: deque[tuple[Any, Any]] = deque()
+        self._getter: asyncio.Future | None = None
+        self._unfinished = 0
+        self._joiners: list[asyncio.Future] = []
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def put_nowait(self, entry: tuple[Any, Any]) -> None:
+        if self.maxsize > 0 and len(self.items) >= self.maxsize:
+            raise asyncio.QueueFull
+        self.items.append(entry)
+        self._unfinished += 1
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    def get_nowait(self) -> tuple[Any, Any]:
+        if not self.items:
+            raise asyncio.QueueEmpty
+        return self.items.popleft()
+
+    async def wait(self) -> None:
+        """Until an item is queued (returns at once if one is)."""
+        while not self.items:
+            getter = self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await getter
+            finally:
+                self._getter = None
+
+    async def get(self) -> tuple[Any, Any]:
+        await self.wait()
+        return self.items.popleft()
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._joiners:
+            joiners, self._joiners = self._joiners, []
+            for f in joiners:
+                if not f.done():
+                    f.set_result(None)
+
+    async def join(self) -> None:
+        """Until every item put has been marked done."""
+        if self._unfinished > 0:
+            fut = asyncio.get_running_loop().create_future()
+            self._joiners.append(fut)
+            await fut
 
 
 class DeviceOff(FirmwareError):
@@ -187,7 +255,7 @@ class Device:
             self.factory_firmware_version if firmware_version is None else firmware_version
         )
         self.inbox_size = inbox_size
-        self.inbox: asyncio.Queue = asyncio.Queue(inbox_size)
+        self.inbox = Inbox(inbox_size)
         self.ram: dict[str, Any] = {}  # volatile scratch state, cleared on power-off
         self.handled = 0  # items handled without an exception
         self.dropped = 0  # items refused: powered off or inbox full
@@ -249,7 +317,7 @@ class Device:
         if self._state != "off":
             return
         self._state = "booting"
-        self.inbox = asyncio.Queue(self.inbox_size)
+        self.inbox = Inbox(self.inbox_size)
         try:
             with self.nvm.transaction():
                 self.nvm.put(_SYS_NS, "boot_count", self.boot_count + 1)
@@ -320,7 +388,7 @@ class Device:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        inbox, self.inbox = self.inbox, asyncio.Queue(self.inbox_size)
+        inbox, self.inbox = self.inbox, Inbox(self.inbox_size)
         while not inbox.empty():
             _, fut = inbox.get_nowait()
             if fut is not None and not fut.done():
@@ -367,15 +435,18 @@ class Device:
 
     async def _run(self) -> None:
         inbox = self.inbox
+        items = inbox.items
         while True:
-            item, fut = await inbox.get()
+            if not items:
+                await inbox.wait()
+            item, fut = items.popleft()
             self._busy = True
             try:
                 if fut is not None and fut.done():  # the caller gave up
                     continue
                 try:
                     result = self.handle(item)
-                    if inspect.isawaitable(result):
+                    if result.__class__ is CoroutineType or inspect.isawaitable(result):
                         result = await result
                 except asyncio.CancelledError:
                     if fut is not None and not fut.done():

@@ -1134,7 +1134,8 @@ class ResponseSpec:
     @property
     def result_name(self) -> str:
         table = ACTION_RESULTS if self.kind is ResponseKind.ACTION else DATA_ACCESS_RESULTS
-        return table.get(self.result, f"result {self.result}")
+        name = table.get(self.result)
+        return f"result {self.result}" if name is None else name
 
     def tree(self, name: str = "result") -> Node:
         return Node(name, bytes((int(self.kind), self.result)), f"{self.kind.name.lower()}: {self.result_name}")
@@ -1288,6 +1289,15 @@ class ProtectionParameters:
             # The GBCS form, in every protected read and its response: encoded by template.
             _set_raw(d, _GBCS_PARAMETERS_HEAD + tid + b"\x09\x08" + orig + b"\x09\x08" + recip + _GBCS_PARAMETERS_TAIL)
         return d
+
+    @staticmethod
+    def gbcs_encoding(counter: int, originator: bytes, recipient: bytes) -> bytes:
+        """`build(counter, originator, recipient).to_data().encode()` for 8-byte EUIs, by the
+        template alone (no Data tree): for builders that write the parameters straight into bytes."""
+        if len(originator) != 8 or len(recipient) != 8:
+            raise EncodeError("the GBCS protection parameters name 8-byte EUIs")
+        return (_GBCS_PARAMETERS_HEAD + b"\x04" + counter.to_bytes(8, "big") + b"\x09\x08" + originator
+                + b"\x09\x08" + recipient + _GBCS_PARAMETERS_TAIL)
 
     @classmethod
     def from_data(cls, d: Data) -> "ProtectionParameters | None":

@@ -268,6 +268,16 @@ def peek_header(frame: bytes) -> tuple[int, int, bytes, bytes, bool] | None:
 
 def decode_message(data: bytes) -> Message:
     """Decode a whole GBCS message; raises DecodeError naming the offset and field."""
+    return _decode_message(data, True)  # type: ignore[return-value]
+
+
+def check_message(data: bytes) -> None:
+    """Raise DecodeError wherever `decode_message` would, building nothing: the structural check
+    of a router that passes the message on undecoded (the CHF, for a HAN device's command)."""
+    _decode_message(data, False)
+
+
+def _decode_message(data: bytes, build: bool) -> Message | None:
     data = bytes(data)
     n = len(data)
     if n == 0:
@@ -288,15 +298,16 @@ def decode_message(data: bytes) -> Message:
         end = n - MAC_LENGTH
         if end <= start:
             raise DecodeError("truncated", start, "general_signing")
-        msg = _decode_general_signing(data, start, end, in_mac=True)
-        object.__setattr__(msg, "mac", data[end:])
+        msg = _decode_general_signing(data, start, end, True, build)
+        if msg is not None:
+            _set_mac(msg, data[end:])
         return msg
     if tag == GENERAL_SIGNING:
-        return _decode_general_signing(data, 0, n, in_mac=False)
+        return _decode_general_signing(data, 0, n, False, build)
     raise DecodeError(f"unknown frame tag 0x{tag:02X} (expected DD or DF)", 0, "tag")
 
 
-def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool) -> Message:
+def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool, build: bool = True) -> Message | None:
     # Fixed part: DF 09 CRA ctr(8) 08 orig(8) 08 recip(8) = 30 bytes
     if data[start] != GENERAL_SIGNING:
         raise DecodeError(f"expected General-Signing tag DF, got 0x{data[start]:02X}", start, "general_signing.tag")
@@ -357,6 +368,8 @@ def _decode_general_signing(data: bytes, start: int, end: int, in_mac: bool) -> 
             raise DecodeError(f"signature length must be 0 or 64, got {sig_len}", pos, "signature.length")
         if pos != end:
             raise DecodeError(f"{end - pos} unexpected trailing bytes", pos, "trailer")
+    if not build:
+        return None
     msg = Message(cra, counter, originator, recipient, message_code, content, date_time, rp_id, rp_ctr, orig_ctr,
                   cert, signature)
     _set_apdu(msg, data[start:end])

@@ -44,7 +44,7 @@ from typing import Any
 from gbcs.catalogue import AlertCode, DeviceType, MessageCode, RemotePartyRole
 from gbcs.codec import DecodeError, eui_hex, parse_eui
 from gbcs.dlms import Data
-from gbcs.frame import CRA, Message, Reassembler, decode_gbt_block, decode_message, peek_header
+from gbcs.frame import CRA, Message, Reassembler, check_message, decode_gbt_block, decode_message, peek_header
 from gbcs.zcl import utc_seconds
 from gbhub.firmware.cosem import ObjectModel
 from gbhub.firmware.credentials import credential_handlers
@@ -456,7 +456,7 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
             # garbage repeating a pending command's header never diverts it. The CHF cannot check
             # a MAC meant for a meter, so correlation is per frame, not per header.
             try:
-                decode_message(frame)
+                check_message(frame)
             except DecodeError as exc:
                 error = exc
             else:

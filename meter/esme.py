@@ -253,6 +253,11 @@ def _shape_like(template: Data) -> Callable[[Data], bool]:
 
 
 # ------------------------------------------------------------------------------------------ Esme
+
+def _imports(reg: dict, partial: int) -> tuple[int, int]:
+    """Live (import Wh, reactive import varh) from the stored registers and the open interval's Wh."""
+    return reg["import_wh"] + partial, reg["reactive_varh"] + int(math.floor(partial * REACTIVE_RATIO + 0.5))
+
 class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
     """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
 
@@ -621,27 +626,44 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
     def daily_log(self) -> list[dict]:
         return self.nvm.log_entries(DAILY_LOG)
 
-    def registers(self) -> dict[str, Any]:
-        """Live register values (what a read returns now): Wh/varh/W."""
-        reg = self.nvm.peek(NS, "registers")  # read-only: copied below where handed out
+    def _live(self) -> tuple[dict, dict, float, int, float]:
+        """(stored registers, metering state, device time, Wh of the open interval, export Wh of it): what
+        every live register value adds up from. The dicts are shared NVM values: never mutate."""
+        reg = self.nvm.peek(NS, "registers")
         m = self.nvm.peek(NS, "metering")
         now = self.device_now()
         acc_wh, acc_ex = m["acc_wh"], m["acc_ex"]
-        if self._supply_state() == SUPPLY_ENABLED and now > m["acc_t"]:
+        if now > m["acc_t"] and self._supply_state() == SUPPLY_ENABLED:
             acc_wh += self.model.energy_wh(m["acc_t"], now)
             if self.export_model is not None:
                 acc_ex += self.export_model.energy_wh(m["acc_t"], now)
-        partial = int(math.floor(acc_wh + 0.5))
+        return reg, m, now, int(math.floor(acc_wh + 0.5)), acc_ex
+
+    def _secondary_wh(self, reg: dict, m: dict, now: float) -> int:
+        """Live Wh of the second element (twin meters): its stored register plus its open interval."""
         secondary = reg.get("secondary_wh", 0)
         if self.secondary_model is not None:
             acc_sec = m.get("acc_sec", 0.0)
-            if self._supply_state() == SUPPLY_ENABLED and now > m["acc_t"]:
+            if now > m["acc_t"] and self._supply_state() == SUPPLY_ENABLED:
                 acc_sec += self.secondary_model.energy_wh(m["acc_t"], now)
             secondary += int(math.floor(acc_sec + 0.5))
+        return secondary
+
+    def import_registers(self) -> tuple[int, int, int]:
+        """Live (import Wh, reactive import varh, second element's Wh): the ECS17b read, without
+        the rest of `registers()`."""
+        reg, m, now, partial, _ex = self._live()
+        return (*_imports(reg, partial), self._secondary_wh(reg, m, now))
+
+    def registers(self) -> dict[str, Any]:
+        """Live register values (what a read returns now): Wh/varh/W."""
+        reg, m, now, partial, acc_ex = self._live()  # reg is read-only: copied below where handed out
+        import_wh, reactive_varh = _imports(reg, partial)
+        secondary = self._secondary_wh(reg, m, now)
         return {
-            "import_wh": reg["import_wh"] + partial,
+            "import_wh": import_wh,
             "export_wh": reg["export_wh"] + int(math.floor(acc_ex + 0.5)),
-            "reactive_varh": reg["reactive_varh"] + int(math.floor(partial * REACTIVE_RATIO + 0.5)),
+            "reactive_varh": reactive_varh,
             "tou_wh": list(reg["tou_wh"]),
             "block_wh": [list(b) for b in reg["block_wh"]],
             "power_w": self.power_w(),
@@ -885,11 +907,11 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
 
     # -- attribute getters --
     def _get_import_registers(self) -> Data:
-        r = self.registers()
-        values = [Data.double_long_unsigned(r["import_wh"] & 0xFFFFFFFF), _SCALER_UNIT_WH,
-                  Data.double_long_unsigned(r["reactive_varh"] & 0xFFFFFFFF), _SCALER_UNIT_VARH]
+        wh, varh, secondary = self.import_registers()
+        values = [Data.double_long_unsigned(wh & 0xFFFFFFFF), _SCALER_UNIT_WH,
+                  Data.double_long_unsigned(varh & 0xFFFFFFFF), _SCALER_UNIT_VARH]
         if self.twin:  # the secondary element's import register [O RTDS ECS17b TWIN]
-            values.append(Data.double_long_unsigned(r["secondary_wh"] & 0xFFFFFFFF))
+            values.append(Data.double_long_unsigned(secondary & 0xFFFFFFFF))
         return Data.structure(*values)
 
     def _get_power(self) -> Data:

@@ -15,6 +15,8 @@ wherever the general path accepts the input, and step aside (or fail the same wa
 | `AccessResponse.answer` / decoded APDUs through slot setters | the dataclass constructors |
 | `SecretCache` by key objects | a plain ECDH exchange |
 | `decrypt_part` by AESGCM | `Cipher` GCM (tests/test_frame.py) |
+| `gbcs.frame.check_message` (the CHF's structural check) | `gbcs.frame.decode_message` |
+| `gbcs.usecases.common.protected_get` by template, `ProtectionParameters.gbcs_encoding` | the general encoder |
 
 Other reference checks live beside their codecs: tests/test_dlms.py (protection parameters read by
 template, also mutated), tests/test_han.py (TransferData on valid frames), tests/test_frame.py
@@ -45,7 +47,7 @@ from gbcs.dlms import (
     decode_data,
     frozen,
 )
-from gbcs.frame import CRA, GbtBlock, Message, _copy, decode, peek_header, segment
+from gbcs.frame import CRA, GbtBlock, Message, _copy, check_message, decode, decode_message, peek_header, segment
 from gbcs.hgrp import (
     AckTransferData,
     CloseTunnel,
@@ -62,7 +64,9 @@ from gbcs.hgrp import (
     recognise_transfer_data,
     transfer_data_frame,
 )
+from gbcs.obis import OBIS
 from gbcs.security import SecretCache
+from gbcs.usecases.common import _protected_get, protected_get
 from gbcs.zcl import Cluster, Direction, decode_zcl
 
 _eui = st.binary(min_size=8, max_size=8)
@@ -445,3 +449,63 @@ def test_secret_cache_gives_the_plain_exchange(calls, max_entries):
     for i, j, fresh in calls:
         public = _fresh_public(_KEYS[j]) if fresh else publics[j]
         assert cache.secret(_KEYS[i], public) == _KEYS[i].exchange(ec.ECDH(), publics[j])
+
+
+# ---------------------------------------------------------------------------------------------
+# The CHF's structural check against the decoder
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_or_error(raw: bytes):
+    try:
+        check_message(raw)
+    except DecodeError as exc:
+        return ("error", str(exc), exc.offset, exc.field)
+    return None
+
+
+def _decode_message_or_error(raw: bytes):
+    try:
+        decode_message(raw)
+    except DecodeError as exc:
+        return ("error", str(exc), exc.offset, exc.field)
+    return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(messages(), st.data())
+def test_check_message_fails_where_decode_message_fails(message, data):
+    """check_message accepts exactly what decode_message decodes, and refuses the rest with the
+    same error (message, offset, field)."""
+    raw = message.encode()
+    assert _check_or_error(raw) is None
+    mutated = _mutate(raw, data)
+    assert _check_or_error(mutated) == _decode_message_or_error(mutated)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"", b"\xdd", b"\xdd\x00\x00\x00\x00\x00\x00", b"\xdd\x09", b"\xdf", b"\xdf\x09\x01"]),
+       st.binary(max_size=80))
+def test_check_message_on_random_bytes(head, tail):
+    assert _check_or_error(head + tail) == _decode_message_or_error(head + tail)
+
+
+# ---------------------------------------------------------------------------------------------
+# Get Protected Attributes written by template against the general encoder
+# ---------------------------------------------------------------------------------------------
+
+_object_refs = st.lists(st.tuples(st.sampled_from([OBIS.IMPORT_ENERGY_REGISTERS, OBIS.ACTIVE_IMPORT_REGISTER, OBIS.UTC_TIME]),
+                                  st.integers(1, 20), st.integers(0, 2), _small_trees), min_size=1, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**64 - 1), _object_refs, _eui, _eui)
+def test_protected_get_template_writes_the_general_encoding(counter, objects, originator, recipient):
+    objects = tuple(objects)
+    protection = OBIS.ENERGY_REGISTERS_PROTECTION
+    written = protected_get(counter, protection, objects, originator, recipient)
+    assert written == _protected_get(counter, protection, objects, originator, recipient)
+    request = decode_apdu(written)
+    assert request.invoke_id == dlms.invoke_id_for(counter)
+    assert ProtectionParameters.gbcs_encoding(counter, originator, recipient) == \
+        ProtectionParameters.build(counter, originator, recipient).to_data().encode()

@@ -606,6 +606,35 @@ async def test_timeout(rig):
     assert isinstance(RequestTimeout("x"), TimeoutError)
 
 
+async def test_timeouts_share_one_timer_and_each_fires_at_its_own_time(rig):
+    """The head-end keeps every command's deadline on one loop timer: a shorter timeout given after
+    a longer one still fires first and on time, the longer one later, and answered commands leave
+    nothing behind."""
+    _, peer, he = rig
+    peer.drop = True
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    done: dict[str, float] = {}
+
+    async def timed(name: str, timeout: float) -> None:
+        with pytest.raises(RequestTimeout):
+            await he.request(recipient=ESME, message_code=0x0018, content=b"", critical=False, timeout=timeout)
+        done[name] = loop.time() - started
+
+    slow = asyncio.create_task(timed("slow", 0.4))
+    await asyncio.sleep(0)
+    fast = asyncio.create_task(timed("fast", 0.05))
+    await asyncio.gather(slow, fast)
+    assert list(done) == ["fast", "slow"]
+    assert 0.05 <= done["fast"] < 0.3 and done["slow"] >= 0.4
+    peer.drop = False
+    replies = await asyncio.gather(*(he.request(recipient=ESME, message_code=0x0018, content=b"", critical=False,
+                                                timeout=0.2) for _ in range(5)))
+    assert all(r.valid for r in replies)
+    await asyncio.sleep(0.3)  # the timer armed for them finds nothing due
+    assert he._pending == {} and he._deadlines._due == {}
+
+
 async def test_many_requests_in_flight_answered_out_of_order(rig):
     _, peer, he = rig
     peer.hold = True

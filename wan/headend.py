@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -263,6 +264,7 @@ class HeadEnd:
         self._raw_waiters: dict[int, list[asyncio.Future]] = {}
         # every command awaiting its response, oldest first, with its recipient (rejections)
         self._awaiting: dict[asyncio.Future, bytes] = {}
+        self._deadlines = _Deadlines()  # their timeouts
         self.rejection_alerts = frozenset(rejection_alerts)
         self._alert_waiters: list[asyncio.Future] = []
         self._reassembler = Reassembler(max_sender_partial=32, max_sender_bytes=8 << 20)  # one sender: the hub
@@ -579,17 +581,18 @@ class HeadEnd:
         fut = loop.create_future()
         self._pending[key] = fut
         self._awaiting[fut] = command.recipient
-        timer = None
+        timed = False
         try:
             await self.link.send(frame)
             if not fut.done():
                 if timeout is not None:
-                    timer = loop.call_later(timeout, _expire_command, fut, command, timeout)
+                    timed = True
+                    self._deadlines.add(loop, fut, timeout, _expire_command, command, timeout)
                 await fut
             response, raw = fut.result()
         finally:
-            if timer is not None:
-                timer.cancel()
+            if timed:
+                self._deadlines.discard(fut)
             if self._pending.get(key) is fut:
                 del self._pending[key]
             self._awaiting.pop(fut, None)
@@ -823,6 +826,56 @@ class HeadEnd:
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+class _Deadlines:
+    """Timeouts of the commands in flight on one loop timer, armed at the earliest deadline: a
+    command answered in time costs a dict entry, not a timer of its own (a loop timer per command
+    was a sizeable share of a read's host time: heap pushes, cancelled handles in the heap)."""
+
+    __slots__ = ("_due", "_timer", "_timer_at", "_loop")
+
+    def __init__(self) -> None:
+        self._due: dict[asyncio.Future, tuple[float, Callable[..., None], tuple]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future, timeout: float,
+            expire: Callable[..., None], *args: Any) -> None:
+        """`expire(fut, *args)` at `timeout` seconds of `loop` time from now, unless discarded first."""
+        if loop is not self._loop:  # a new event loop (tests): the old one's timer is gone
+            self._loop, self._timer, self._timer_at = loop, None, math.inf
+        at = loop.time() + timeout
+        self._due[fut] = (at, expire, args)
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(at, self._sweep)
+            self._timer_at = at
+
+    def discard(self, fut: asyncio.Future) -> None:
+        self._due.pop(fut, None)
+
+    def _sweep(self) -> None:
+        loop = self._loop
+        self._timer, self._timer_at = None, math.inf
+        if loop is None:
+            return
+        now = loop.time() + _CLOCK_RESOLUTION  # as the loop decides a timer is due
+        later = math.inf
+        for fut, (at, expire, args) in list(self._due.items()):
+            if at <= now:
+                del self._due[fut]
+                expire(fut, *args)
+            elif at < later:
+                later = at
+        if later < math.inf and self._due:
+            self._timer = loop.call_at(later, self._sweep)
+            self._timer_at = later
+
+
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
 def _expire(fut: asyncio.Future, what: str, timeout: float) -> None:

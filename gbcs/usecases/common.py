@@ -32,8 +32,9 @@ from ..dlms import (
     decode_apdu,
     decode_compact_array,
     frozen,
+    invoke_id_for,
 )
-from ..frame import Message, decode_message
+from ..frame import CRA, Message, decode_message
 from ..obis import OBIS, CosemObjectId
 from ..payload import Decrypt, decode_payload
 from .params import Param, iso, utc
@@ -303,10 +304,35 @@ def protected_get(counter: int, protection: CosemObjectId, objects: tuple[tuple[
     """GBCS Get Protected Attributes: action on the data-protection object (class 30) method 1 with
     structure{array of structure{class long-unsigned, LN, attribute integer, data index 0,
     structure{access selector enum, access parameters}}, array{protection parameters}}; the
-    response carries the values encrypted for the requester [O RTDS ECS17b/ECS21a/ECS22b]."""
+    response carries the values encrypted for the requester [O RTDS ECS17b/ECS21a/ECS22b].
+
+    Written by template (every read of a kind differs only in invoke-id and protection parameters):
+    the bytes between the two are the general encoder's, once per kind (`_protected_get_middle`);
+    tests/test_fast_paths.py checks the result against the general encoding."""
+    originator, recipient = bytes(originator), bytes(recipient)
+    if len(originator) != 8 or len(recipient) != 8:
+        return _protected_get(counter, protection, objects, originator, recipient)
+    return (b"\xd9" + invoke_id_for(counter).to_bytes(4, "big") + _protected_get_middle(protection, objects)
+            + ProtectionParameters.gbcs_encoding(counter, originator, recipient))
+
+
+def _protected_get(counter: int, protection: CosemObjectId, objects: tuple[tuple[CosemObjectId, int, int, Data], ...],
+                   originator: bytes, recipient: bytes) -> bytes:
+    """`protected_get` by the general encoder."""
     params = ProtectionParameters.build(counter, originator, recipient).to_data()
     listed = _protected_objects(objects)
     return access_request(counter, (invoke(protection, _GET_PROTECTED_ATTRIBUTES), Data.structure(listed, Data.array(params))))
+
+
+@lru_cache(maxsize=1024)
+def _protected_get_middle(protection: CosemObjectId, objects: tuple[tuple[CosemObjectId, int, int, Data], ...]) -> bytes:
+    """What lies between the invoke-id (ACCESS.request header) and the protection parameters (the
+    end) in every `protected_get` of this kind: the general encoding of one, cut there."""
+    whole = _protected_get(0, protection, objects, bytes(8), bytes(8))
+    tail = ProtectionParameters.gbcs_encoding(0, bytes(8), bytes(8))
+    if whole[:1] != b"\xd9" or not whole.endswith(tail):
+        raise EncodeError("Get Protected Attributes does not end with the GBCS protection parameters")
+    return whole[5 : len(whole) - len(tail)]
 
 
 @lru_cache(maxsize=1024)  # the same object list on every read of a kind: encode it once
@@ -512,6 +538,9 @@ def _redecode(payload: Any, decrypt: Decrypt) -> Any:
     return payload
 
 
+_CRA_NAMES = {c: c.name.lower() for c in CRA}  # Enum .name is a Python-level property: looked up once
+
+
 def _interpret(uc: str, code: int, fn: Callable[[Any, Message | None], dict], response: Any,
                decrypt: Decrypt | None, message: Message | None) -> dict:
     out: dict[str, Any] = {"use_case": uc, "message_code": f"{code:04X}"}
@@ -530,7 +559,7 @@ def _interpret(uc: str, code: int, fn: Callable[[Any, Message | None], dict], re
     else:
         payload = response
     if message is not None:
-        out["cra"] = message.cra.name.lower()
+        out["cra"] = _CRA_NAMES[message.cra]
         if message.message_code != code:
             out["warning"] = f"message code {message.message_code:04X} is not {uc}'s {code:04X}"
         if message.date_time:
