@@ -328,7 +328,7 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
         return request
 
     def same_execution_time(device: "GbcsDevice", request: AccessRequest) -> None:
-        activations = device.future.activation_keys
+        activations = device.objects.activations
         times = execution_times([v for s, v in zip(request.specs, request.data)
                                  if (s.class_id, s.obis, s.id) in activations])
         if len(times) > 1:
@@ -344,6 +344,11 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
         return _dlms_fail_respond(device, request_of(message), codes)
 
     return Handler(message_code, run, uc, dated, FailNext(_parse_dlms_results, fail))
+
+
+# ECS52 reads attribute 2; one object shared by every device's model (firmware.cosem)
+_FIRMWARE_VERSION_OBJECT = CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION,
+                                          {2: Attribute(get=lambda device: Data.octet_string(device.firmware_version))})
 
 
 class GbcsDevice(FirmwareUpdates, Device):
@@ -459,9 +464,10 @@ class GbcsDevice(FirmwareUpdates, Device):
         self._fail_next[code] = parsed
         return {"use_case": handler.message_code.name, "result": result}
 
-    def firmware_version_object(self) -> CosemObject:
+    @staticmethod
+    def firmware_version_object() -> CosemObject:
         """The firmware version object (ECS52 reads attribute 2) every DLMS device exposes."""
-        return CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))})
+        return _FIRMWARE_VERSION_OBJECT
 
     def response_date_time(self) -> bytes:
         """The date-time a dated response carries (the device's clock, whole seconds)."""

@@ -447,17 +447,18 @@ class ChfDeviceLog:
 
 
     # ------------------------------------------------------------------ ZigBee Network Control
-    def network_control(self) -> CosemObject:
+    @classmethod
+    def network_control(cls) -> CosemObject:
         """The ZigBee Network Control object (class 104) over this log: what CCS01/02/03 and the
-        device-log reads address."""
+        device-log reads address (attributes and methods take the CHF: `firmware.cosem`)."""
         return CosemObject.of(OBIS.ZIGBEE_NETWORK_CONTROL, {
-            ENABLE_DISABLE_JOINING: Attribute(get=lambda: Data.boolean(self.joining_open), set=self._set_joining_value),
-            JOIN_TIMEOUT: Attribute(get=lambda: Data.long_unsigned(self.join_timeout), set=self._set_join_timeout_value),
-            ACTIVE_DEVICES: Attribute(get=self.active_devices),
+            ENABLE_DISABLE_JOINING: Attribute(get=lambda chf: Data.boolean(chf.joining_open), set=cls._set_joining_value),
+            JOIN_TIMEOUT: Attribute(get=lambda chf: Data.long_unsigned(chf.join_timeout), set=cls._set_join_timeout_value),
+            ACTIVE_DEVICES: Attribute(get=cls.active_devices),
         }, {
-            REGISTER_DEVICE: self._register_device_action,
-            UNREGISTER_DEVICE: self._unregister_device_action,
-            RESTORE_PAN: self._restore_pan_action,
+            REGISTER_DEVICE: cls._register_device_action,
+            UNREGISTER_DEVICE: cls._unregister_device_action,
+            RESTORE_PAN: cls._restore_pan_action,
         })
 
     def _set_join_timeout_value(self, value: Data) -> None:
