@@ -169,11 +169,17 @@ class DeviceLog:
             return JoinResponseCode.INVALID_JOIN_METHOD_AND_ROLE, False
         return self.add(join.other_entity_id, dtype)
 
-    def execute_join(self, message: Message) -> Outcome:
-        join = command_payload(message, JoinDevice)
-        code, changed = self.join_code(message.message_code, join)
+    def apply_join(self, message_code: int, join: JoinDevice) -> tuple[JoinResponseCode, bool]:
+        """What a join command does to the log (its response code, whether the log changed),
+        without the message: `execute_join`, and derived commissioning (`gbhub fleet`)."""
+        code, changed = self.join_code(message_code, join)
         if code == JoinResponseCode.SUCCESS and join.ka_certificate is not None:
             self.device.nvm.put(self.certificates, eui_hex(join.other_entity_id), join.ka_certificate.hex())
+        return code, changed
+
+    def execute_join(self, message: Message) -> Outcome:
+        join = command_payload(message, JoinDevice)
+        code, changed = self.apply_join(message.message_code, join)
         self.device.log_event(_JOIN_OK if code == JoinResponseCode.SUCCESS else _JOIN_FAILED,
                               entity=eui_hex(join.other_entity_id), message_code=f"{message.message_code:04X}")
         return Outcome(JoinResponse(code=code).encode(), after=self.on_change if changed else None)

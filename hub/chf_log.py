@@ -324,6 +324,21 @@ class ChfDeviceLog:
         self.log_event("device_added", eui=eui_hex(eui), from_historic=previous is not None)
         return SUCCESS, True
 
+    def commissioned(self, eui: bytes, install_code: bytes, device_type: int, tc_link_key: bytes, *,
+                     join_timeout: int, enable_joining: bool) -> None:
+        """Derived commissioning (test fleets, `tools/premises.py`): the entry and join window
+        CCS01 (with these join settings) and the device's join leave, dated now, without the
+        messages — no event-log records, no CS14 alert [I]. Before the CHF boots."""
+        now = self.clock.now()
+        self._put_entry(ChfDeviceLogEntry(eui, bytes(install_code), link_key_from_install_code(install_code),
+                                          device_type=int(device_type), tc_link_key=tc_link_key, added_at=now,
+                                          joined_at=now, last_communication=now))
+        state = self._joining()
+        state["timeout"] = int(join_timeout)
+        if enable_joining:
+            state.update(enabled=True, start=now, end=now + state["timeout"] * self.join_timeout_unit)
+        self.nvm.put(JOINING_NS, "state", state)
+
     def unregister_device(self, eui: bytes | str) -> tuple[int, bool]:
         """Remove a device (its TC link key goes to the historic log): (DLMS result, changed)."""
         eui = parse_eui(eui)

@@ -285,8 +285,12 @@ class Ihd(Device):
             timeout=self.response_timeout,
         )
         with self.nvm.transaction():
-            self.nvm.put(_NVM_NS, "network", {"chf": self.chf_eui_hex, "tc_link_key": joined.tc_link_key})
+            self.keep_network(joined.tc_link_key)
             self.log_event("joined", chf=self.chf_eui_hex, key_kind=int(joined.key_kind))
+
+    def keep_network(self, tc_link_key: bytes) -> None:
+        """Keep what a join agreed (also derived commissioning: `DeviceKind.keeps_join`)."""
+        self.nvm.put(_NVM_NS, "network", {"chf": self.chf_eui_hex, "tc_link_key": tc_link_key})
 
     def leave(self) -> None:
         """Forget the network (factory reset of the HAN credentials); the next boot joins anew."""

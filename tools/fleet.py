@@ -51,6 +51,7 @@ from gbcs.keystore import Keystore
 log = logging.getLogger("gbhub.fleet")
 
 FLEET_MARK = 0xF1
+COMMISSIONING = ("derived", "gbcs")
 TYPE_CODES = {"chf": 1, "gpf": 2, "esme": 3, "gsme": 4, "ihd": 5, "ppmid": 6}  # high nibble of the type code
 _ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 group order
 
@@ -126,6 +127,11 @@ class FleetKeystore(Keystore):
     def private_key(self, eui: bytes, usage: str = "ka"):
         self._derive(eui, usage)
         return super().private_key(eui, usage)
+
+
+def commissioning_secret(seed: int) -> bytes:
+    """TEST ONLY: what derived commissioning derives a fleet's TC link keys from (module doc)."""
+    return hashlib.sha256(b"gbhub fleet test-only commissioning\0" + seed.to_bytes(8, "big", signed=True)).digest()
 
 
 def member_rig(seed: int, index: int, without: tuple[str, ...] = (), options: dict[str, dict] | None = None):
@@ -218,8 +224,15 @@ class FleetWorker:
 
     def __init__(self, seed: int, indices: range, identity, *, wan=None, nvm_path: Path | None = None,
                  clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 128,
-                 without: tuple[str, ...] = (), options: dict[str, dict] | None = None) -> None:
+                 without: tuple[str, ...] = (), options: dict[str, dict] | None = None,
+                 commission: str = "derived") -> None:
+        """`commission`: "derived" (default: `Premises.commission_derived`, no messages) or
+        "gbcs" (the use cases, as a single premises commissions)."""
         from gbhub.firmware import Nvm, RealClock, SimClock
+
+        if commission not in COMMISSIONING:
+            raise ValueError(f"commission is one of {', '.join(COMMISSIONING)}")
+        self.commission = commission
 
         from .premises import DEFAULT_SIM_START
 
@@ -267,7 +280,7 @@ class FleetWorker:
             async with sem:
                 p = Premises(rig, tcp=False, sim=self.sim, identity=self.identity, clock=self.clock, nvm=self.nvm,
                              bridge=bridge, headend_takes_queued=False)
-                await p.start()
+                await p.start(derived=commissioning_secret(self.seed) if self.commission == "derived" else None)
                 if self.wan is not None and p.headend is not None:
                     await p.headend.close()  # from now on the broker (or the TCP listener) is the WAN
                     p.headend = None
