@@ -77,10 +77,7 @@ class DeviceLog:
         self.capacity = capacity
         self.on_change = on_change
         # join use case -> device types it may add (empty: any), from the device's `join` entries
-        self.types: dict[int, frozenset[int]] = {
-            code: h.run.types for code, h in device.HANDLERS.items() if isinstance(h.run, _Join)
-        }
-        self.roles = frozenset(r for code in self.types for r in JOIN_ROLES[code])
+        self.types, self.roles = _join_table(type(device))
 
     # ------------------------------------------------------------------ the log
     def entries(self) -> list[DeviceLogEntry]:
@@ -206,6 +203,18 @@ def command_payload(message: Message, expected: type) -> Any:
     if not isinstance(payload, expected):
         raise CommandRejected("malformed", f"payload is not a {expected.__name__}")
     return payload
+
+
+_JOIN_TABLES: dict[type, tuple[dict[int, frozenset[int]], frozenset[int]]] = {}
+
+
+def _join_table(cls: type) -> tuple[dict[int, frozenset[int]], frozenset[int]]:
+    """(join use case -> device types, join roles) of a device class's handler table, once per class."""
+    table = _JOIN_TABLES.get(cls)
+    if table is None:
+        types = {code: h.run.types for code, h in cls.HANDLERS.items() if isinstance(h.run, _Join)}
+        table = _JOIN_TABLES[cls] = (types, frozenset(r for code in types for r in JOIN_ROLES[code]))
+    return table
 
 
 # ------------------------------------------------------------------ handler-table entries

@@ -150,17 +150,31 @@ class Credentials:
 
     ka: ec.EllipticCurvePrivateKey
     ds: ec.EllipticCurvePrivateKey | None = None
-    # The device certificates (DER) by usage ("ka", "ds"), for CS02e.
-    certificates: tuple[tuple[str, bytes], ...] = ()
+    # The device certificates (DER) by usage ("ka", "ds"), for CS02e: (usage, DER) pairs.
+    certificates: Iterable[tuple[str, bytes]] = ()
 
     @classmethod
     def from_keystore(cls, keystore: Keystore, eui: bytes) -> "Credentials":
         ka = keystore.private_key(eui, "ka")
         if ka is None:
             raise ValueError(f"no KA private key for {eui_hex(eui)} in the keystore")
-        certs = tuple((usage, cert.public_bytes(Encoding.DER)) for usage in ("ds", "ka")
-                      if (cert := keystore.certificate(eui, usage)) is not None)
-        return cls(ka=ka, ds=keystore.private_key(eui, "ds"), certificates=certs)
+        return cls(ka=ka, ds=keystore.private_key(eui, "ds"), certificates=_KeystoreCertificates(keystore, eui))
+
+
+class _KeystoreCertificates:
+    """A device's certificates, read from the keystore when first asked for (CS02e): a test
+    fleet's keystore issues them on demand (`tools/fleet.py`), and most devices never need them."""
+
+    __slots__ = ("_keystore", "_eui", "_pairs")
+
+    def __init__(self, keystore: Keystore, eui: bytes) -> None:
+        self._keystore, self._eui, self._pairs = keystore, eui, None
+
+    def __iter__(self):
+        if self._pairs is None:
+            self._pairs = tuple((usage, cert.public_bytes(Encoding.DER)) for usage in ("ds", "ka")
+                                if (cert := self._keystore.certificate(self._eui, usage)) is not None)
+        return iter(self._pairs)
 
 
 class CommandRejected(Exception):

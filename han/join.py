@@ -37,6 +37,7 @@ CHF only accepts that key (a device reboot needs no rejoin: the CHF reopens its 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -137,6 +138,11 @@ def link_key_from_install_code(install_code: bytes, *, with_crc: bool = False) -
             raise ValueError("install code CRC does not match")
     if len(code) not in INSTALL_CODE_LENGTHS:
         raise ValueError(f"an install code is {', '.join(map(str, INSTALL_CODE_LENGTHS))} bytes, not {len(code)}")
+    return _link_key(code)
+
+
+@functools.lru_cache(maxsize=1024)  # a fleet's premises share their install codes
+def _link_key(code: bytes) -> bytes:
     return mmo_hash(code + install_code_crc(code))
 
 
