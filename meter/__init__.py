@@ -97,7 +97,7 @@ register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType
                                 default_eui="02474248400000A6",
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",
                                 han_member=True, pairs_with="esme", starts_after_commissioning=True,
-                                status=_ihd_status, keeps_join=lambda ihd, key: ihd.keep_network(key)))
+                                status=_ihd_status, keeps_join=Ihd.keep_network))
 register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=DeviceType.GSME,
                                 default_eui="02474248400000A1",
                                 default_install_code="5C7E1A3B9D2F4E6081A3C5E7092B4D6F",
