@@ -29,7 +29,7 @@ Timers [I]: a fleet's IHDs, PPMIDs and GSMEs poll or wake at a phase of their in
 their EUI (`phase_of`), not all at the same instant, and the displays poll less often than a
 single premises' (`FLEET_OPTIONS`: IHD demand every 60 s, price and credit every 600 s; PPMID
 every 120 s; `--ihd-poll`, `--ppmid-poll`). After start the worker's objects are frozen out of
-the garbage collector's view (`gc.freeze`): they live as long as the fleet.
+the garbage collector's view (`gc.freeze`; `stop()` gives them back): they live as long as the fleet.
 
 Sharing inside a worker: one clock, one NVM store (DATA/worker-<n>.sqlite, every device under
 its EUI; in memory without a data folder), one keystore, one trust-anchor set, one MQTT session;
@@ -375,6 +375,7 @@ class FleetWorker:
         if self.tcp is not None:
             await self.tcp.close()
         self.nvm.close()
+        gc.unfreeze()  # what start froze goes back to the collector (the fleet's cycles with it)
 
 
 # --------------------------------------------------------------------------------------------
