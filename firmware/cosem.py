@@ -2,9 +2,13 @@
 addressed by (class id, OBIS), with attributes and methods, answering the Get / Set / Action
 requests of a GBCS DLMS ACCESS.request generically (`ObjectModel.answer`).
 
-A device projects its state into such objects (getters, setters and methods are closures over the
-device), so a use case needs no code of its own unless it has a semantic hook (load switch script,
-clock adjustment, tariff activation, top-up, CHF device log). Failures are `CosemError(result)`
+A device projects its state into such objects, so a use case needs no code of its own unless it has
+a semantic hook (load switch script, clock adjustment, tariff activation, top-up, CHF device log).
+Getters, setters and methods take the device they serve as their first argument (`owner`), so one
+`ObjectModel` (objects, attribute descriptors, access rights, factory values) is built once per
+device class and variant and shared by every instance — a fleet of 10,000 ESMEs holds one — while
+each device's state stays its own (NVM, RAM); `model.bind(device)` is the device's view
+(`device.objects`, a `BoundModel` of two references). Failures are `CosemError(result)`
 with the DLMS data-access-result / action-result code that goes into the ACCESS.response (and,
 rarely, return data that goes with a failure: CCS03's per-entry results).
 
@@ -66,16 +70,16 @@ class CosemError(Exception):
         self.data = data
 
 
-Getter = Callable[[], Data]
-Setter = Callable[[Data], None]
-Selector = Callable[[int, Data], Data]  # (selector, parameters) -> value
-Method = Callable[[Data], "Data | None"]
+Getter = Callable[[Any], Data]  # (owner) -> value
+Setter = Callable[[Any, Data], None]  # (owner, value)
+Selector = Callable[[Any, int, Data], Data]  # (owner, selector, parameters) -> value
+Method = Callable[[Any, Data], "Data | None"]  # (owner, parameters) -> return data
 
 
 @dataclass(slots=True)
 class Attribute:
     """One attribute: readable with `get`, writable with `set`, selectively readable with
-    `select` (profile buffers)."""
+    `select` (profile buffers); each takes the owning device first (module doc)."""
 
     get: Getter | None = None
     set: Setter | None = None
@@ -94,7 +98,7 @@ class CosemObject:
 
     def __post_init__(self) -> None:
         self.obis = obis(self.obis)
-        self.attributes.setdefault(1, Attribute(get=lambda ln=self.obis: Data.octet_string(ln)))
+        self.attributes.setdefault(1, Attribute(get=lambda _owner, ln=self.obis: Data.octet_string(ln)))
 
     @classmethod
     def of(cls, oid: CosemObjectId, attributes: dict[int, Attribute] | None = None,
@@ -111,11 +115,14 @@ class CosemObject:
 
 
 class ObjectModel:
-    """The objects a device exposes, and generic Get / Set / Action on them."""
+    """The objects a device class exposes, and generic Get / Set / Action on them for one owner
+    (module doc). `activations`: the activation attributes' runs, (class id, OBIS, attribute) ->
+    run(owner) (`firmware.future`). Shared: build it once, never per device."""
 
     def __init__(self, objects: Iterable[CosemObject] = ()) -> None:
         self._objects: dict[tuple[int, bytes], CosemObject] = {}
         self._by_obis: dict[bytes, CosemObject] = {}
+        self.activations: dict[tuple[int, bytes, int], Callable[[Any], None]] = {}
         for o in objects:
             self.add(o)
 
@@ -123,6 +130,9 @@ class ObjectModel:
         self._objects[obj.key] = obj
         self._by_obis[obj.obis] = obj
         return obj
+
+    def bind(self, owner: Any) -> "BoundModel":
+        return BoundModel(self, owner)
 
     def __iter__(self):
         return iter(self._objects.values())
@@ -139,7 +149,7 @@ class ObjectModel:
             raise CosemError(OBJECT_CLASS_INCONSISTENT, f"{obis_text(ln)} is not of class {class_id}")
         raise CosemError(OBJECT_UNDEFINED, f"no object {class_id}/{obis_text(ln)}")
 
-    def get(self, class_id: int, ln: bytes | str, attribute: int,
+    def get(self, owner: Any, class_id: int, ln: bytes | str, attribute: int,
             selector: int | None = None, parameters: Data | None = None) -> Data:
         attr = self.find(class_id, ln).attributes.get(attribute)
         if attr is None:
@@ -147,40 +157,40 @@ class ObjectModel:
         if selector:
             if attr.select is None:
                 raise CosemError(SCOPE_OF_ACCESS_VIOLATED, f"attribute {attribute} has no selective access")
-            return attr.select(selector, parameters if parameters is not None else Data.null())
+            return attr.select(owner, selector, parameters if parameters is not None else Data.null())
         if attr.get is None:
             raise CosemError(READ_WRITE_DENIED, f"attribute {attribute} is write-only")
-        return attr.get()
+        return attr.get(owner)
 
-    def set(self, class_id: int, ln: bytes | str, attribute: int, value: Data) -> None:
+    def set(self, owner: Any, class_id: int, ln: bytes | str, attribute: int, value: Data) -> None:
         attr = self.find(class_id, ln).attributes.get(attribute)
         if attr is None:
             raise CosemError(OBJECT_UNDEFINED, f"no attribute {attribute}")
         if attr.set is None:
             raise CosemError(READ_WRITE_DENIED, f"attribute {attribute} is read-only")
-        attr.set(value)
+        attr.set(owner, value)
 
-    def action(self, class_id: int, ln: bytes | str, method: int, parameters: Data) -> Data | None:
+    def action(self, owner: Any, class_id: int, ln: bytes | str, method: int, parameters: Data) -> Data | None:
         m = self.find(class_id, ln).methods.get(method)
         if m is None:
             raise CosemError(OBJECT_UNDEFINED, f"no method {method}")
-        return m(parameters)
+        return m(owner, parameters)
 
-    def serve(self, spec: RequestSpec, value: Data) -> Data | None:
+    def serve(self, owner: Any, spec: RequestSpec, value: Data) -> Data | None:
         """One request specification (with its data item): the return value, or CosemError."""
         kind = spec.kind
         if kind is RequestKind.GET:
-            return self.get(spec.class_id, spec.obis, spec.id)
+            return self.get(owner, spec.class_id, spec.obis, spec.id)
         if kind is RequestKind.GET_WITH_SELECTION:
-            return self.get(spec.class_id, spec.obis, spec.id, spec.selector, spec.parameters)
+            return self.get(owner, spec.class_id, spec.obis, spec.id, spec.selector, spec.parameters)
         if kind is RequestKind.SET:
-            self.set(spec.class_id, spec.obis, spec.id, value)
+            self.set(owner, spec.class_id, spec.obis, spec.id, value)
             return None
         if kind is RequestKind.ACTION:
-            return self.action(spec.class_id, spec.obis, spec.id, value)
+            return self.action(owner, spec.class_id, spec.obis, spec.id, value)
         raise CosemError(SCOPE_OF_ACCESS_VIOLATED, f"{kind.name} not supported")
 
-    def answer(self, request: AccessRequest, *, break_on_error: bool = False) -> AccessResponse:
+    def answer(self, owner: Any, request: AccessRequest, *, break_on_error: bool = False) -> AccessResponse:
         """Serve every request of an ACCESS.request in order: the ACCESS.response. With
         `break_on_error`, a request whose invoke-id sets the break-on-error flag stops at the
         first failure and the rest answer other-reason (as the RTDS CCS01 ERROR response shows);
@@ -196,7 +206,7 @@ class ObjectModel:
                 results.append(OTHER_REASON)
                 continue
             try:
-                data.append(serve(spec, value))
+                data.append(serve(owner, spec, value))
                 results.append(SUCCESS)
             except CosemError as exc:
                 log.debug("%s %s: %s", spec.kind.name, obis_text(spec.obis), exc)
@@ -206,20 +216,60 @@ class ObjectModel:
         return AccessResponse.answer(request, data, results)
 
 
-def stored(initial: Data, load: Callable[[], Data | None], store: Callable[[Data], None] | None,
-           check: Callable[[Data], bool] | None = None) -> Attribute:
-    """An attribute kept by the device (`load`/`store`), `initial` until first written; `check`
-    refuses values of the wrong shape (type-unmatched)."""
+class BoundModel:
+    """A shared `ObjectModel` seen from one device (`device.objects`): the same operations
+    without the owner argument."""
 
-    def get() -> Data:
-        value = load()
+    __slots__ = ("model", "owner")
+
+    def __init__(self, model: ObjectModel, owner: Any) -> None:
+        self.model = model
+        self.owner = owner
+
+    @property
+    def activations(self) -> dict[tuple[int, bytes, int], Callable[[Any], None]]:
+        return self.model.activations
+
+    def __iter__(self):
+        return iter(self.model)
+
+    def __len__(self) -> int:
+        return len(self.model)
+
+    def find(self, class_id: int, ln: bytes | str) -> CosemObject:
+        return self.model.find(class_id, ln)
+
+    def get(self, class_id: int, ln: bytes | str, attribute: int,
+            selector: int | None = None, parameters: Data | None = None) -> Data:
+        return self.model.get(self.owner, class_id, ln, attribute, selector, parameters)
+
+    def set(self, class_id: int, ln: bytes | str, attribute: int, value: Data) -> None:
+        self.model.set(self.owner, class_id, ln, attribute, value)
+
+    def action(self, class_id: int, ln: bytes | str, method: int, parameters: Data) -> Data | None:
+        return self.model.action(self.owner, class_id, ln, method, parameters)
+
+    def serve(self, spec: RequestSpec, value: Data) -> Data | None:
+        return self.model.serve(self.owner, spec, value)
+
+    def answer(self, request: AccessRequest, *, break_on_error: bool = False) -> AccessResponse:
+        return self.model.answer(self.owner, request, break_on_error=break_on_error)
+
+
+def stored(initial: Data, load: Callable[[Any], Data | None], store: Callable[[Any, Data], None] | None,
+           check: Callable[[Data], bool] | None = None) -> Attribute:
+    """An attribute kept by the device (`load(owner)`/`store(owner, value)`), `initial` until
+    first written; `check` refuses values of the wrong shape (type-unmatched)."""
+
+    def get(owner: Any) -> Data:
+        value = load(owner)
         return initial if value is None else value
 
-    def put(value: Data) -> None:
+    def put(owner: Any, value: Data) -> None:
         if check is not None and not check(value):
             raise CosemError(TYPE_UNMATCHED, "value has the wrong shape")
         assert store is not None
-        store(value)
+        store(owner, value)
 
     return Attribute(get=get, set=put if store is not None else None)
 
@@ -338,7 +388,7 @@ def compact_array(desc: TypeDesc, rows: Sequence[Any]) -> Data:
 
 
 __all__ = [
-    "Attribute", "CosemError", "CosemObject", "ObjectModel", "stored", "compact_array", "structure", "array",
+    "Attribute", "BoundModel", "CosemError", "CosemObject", "ObjectModel", "stored", "compact_array", "structure", "array",
     "type_description", "range_bounds", "epoch_of", "t2000", "timestamp", "datetime_bytes", "EPOCH_2000",
     "RANGE_SELECTOR", "BREAK_ON_ERROR", "SUCCESS", "HARDWARE_FAULT", "TEMPORARY_FAILURE", "READ_WRITE_DENIED", "OBJECT_UNDEFINED",
     "OBJECT_CLASS_INCONSISTENT", "OBJECT_UNAVAILABLE", "TYPE_UNMATCHED", "SCOPE_OF_ACCESS_VIOLATED", "OTHER_REASON",

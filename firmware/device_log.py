@@ -77,10 +77,7 @@ class DeviceLog:
         self.capacity = capacity
         self.on_change = on_change
         # join use case -> device types it may add (empty: any), from the device's `join` entries
-        self.types: dict[int, frozenset[int]] = {
-            code: h.run.types for code, h in device.HANDLERS.items() if isinstance(h.run, _Join)
-        }
-        self.roles = frozenset(r for code in self.types for r in JOIN_ROLES[code])
+        self.types, self.roles = _join_table(type(device))
 
     # ------------------------------------------------------------------ the log
     def entries(self) -> list[DeviceLogEntry]:
@@ -169,11 +166,17 @@ class DeviceLog:
             return JoinResponseCode.INVALID_JOIN_METHOD_AND_ROLE, False
         return self.add(join.other_entity_id, dtype)
 
-    def execute_join(self, message: Message) -> Outcome:
-        join = command_payload(message, JoinDevice)
-        code, changed = self.join_code(message.message_code, join)
+    def apply_join(self, message_code: int, join: JoinDevice) -> tuple[JoinResponseCode, bool]:
+        """What a join command does to the log (its response code, whether the log changed),
+        without the message: `execute_join`, and derived commissioning (`gbhub fleet`)."""
+        code, changed = self.join_code(message_code, join)
         if code == JoinResponseCode.SUCCESS and join.ka_certificate is not None:
             self.device.nvm.put(self.certificates, eui_hex(join.other_entity_id), join.ka_certificate.hex())
+        return code, changed
+
+    def execute_join(self, message: Message) -> Outcome:
+        join = command_payload(message, JoinDevice)
+        code, changed = self.apply_join(message.message_code, join)
         self.device.log_event(_JOIN_OK if code == JoinResponseCode.SUCCESS else _JOIN_FAILED,
                               entity=eui_hex(join.other_entity_id), message_code=f"{message.message_code:04X}")
         return Outcome(JoinResponse(code=code).encode(), after=self.on_change if changed else None)
@@ -200,6 +203,18 @@ def command_payload(message: Message, expected: type) -> Any:
     if not isinstance(payload, expected):
         raise CommandRejected("malformed", f"payload is not a {expected.__name__}")
     return payload
+
+
+_JOIN_TABLES: dict[type, tuple[dict[int, frozenset[int]], frozenset[int]]] = {}
+
+
+def _join_table(cls: type) -> tuple[dict[int, frozenset[int]], frozenset[int]]:
+    """(join use case -> device types, join roles) of a device class's handler table, once per class."""
+    table = _JOIN_TABLES.get(cls)
+    if table is None:
+        types = {code: h.run.types for code, h in cls.HANDLERS.items() if isinstance(h.run, _Join)}
+        table = _JOIN_TABLES[cls] = (types, frozenset(r for code in types for r in JOIN_ROLES[code]))
+    return table
 
 
 # ------------------------------------------------------------------ handler-table entries

@@ -11,9 +11,9 @@ instructions survive power cuts and restarts (`FutureDated`, NVM namespace "pend
 
 Two ways in:
 
-* DLMS: an *activation attribute* (`activation(device, oid, attribute, run)`) in the device's COSEM
-  object model. Writing it does the above; `run()` copies passive values to active ones (or
-  whatever the activation means). Its FDA carries `FutureDatedAlert(message code, originator
+* DLMS: an *activation attribute* (`activation(model, oid, attribute, run)`) in the device class's
+  shared COSEM object model (`firmware.cosem`). Writing it does the above; `run(device)` copies
+  passive values to active ones (or whatever the activation means). Its FDA carries `FutureDatedAlert(message code, originator
   counter, class, OBIS, attribute)` [O RTDS ECS01b/ECS02/ECS08a 8F66 alerts: one alert per
   activation attribute]. A use case whose content sets activation attributes is declared
   `dlms(MessageCode.X, future=True)`: its execution times must all be the same (GB081 p.2;
@@ -76,8 +76,6 @@ class FutureDated:
         self.device = device
         self.namespace = namespace
         self._timers: dict[str, Any] = {}
-        self._activations: dict[str, Callable[[], None]] = {}  # DLMS activation key -> run
-        self.activation_keys: set[tuple[int, bytes, int]] = set()  # (class id, OBIS, attribute)
 
     def now(self) -> float:
         d = self.device
@@ -193,12 +191,13 @@ class FutureDated:
         if action == DLMS_ACTIVATION:
             ln = bytes.fromhex(entry["obis"])
             note = FutureDatedAlert(entry["message_code"], entry["counter"], entry["class_id"], ln, entry["attribute"])
-            run = self._activations.get(key)
+            objects = getattr(d, "objects", None)
+            run = None if objects is None else objects.activations.get((entry["class_id"], ln, entry["attribute"]))
             ok = run is not None
             if run is not None:
                 try:
                     with d.nvm.transaction():
-                        run()
+                        run(d)
                 except (CosemError, ValueError, KeyError) as exc:
                     log.warning("%s %s: future-dated activation %s failed: %s", d.kind, d.eui_hex, key, exc)
                     ok = False
@@ -209,43 +208,49 @@ class FutureDated:
             return FdaOutcome(False)
         return fn(d, entry)
 
-    # -- DLMS activation attributes --
-    def activation(self, oid: CosemObjectId | tuple[int, bytes], attribute: int, run: Callable[[], None], *,
-                   load: Callable[[], Data | None] | None = None, store: Callable[[Data], None] | None = None) -> Attribute:
-        """A COSEM attribute holding an activation date-time (module doc). Its value is kept by
-        `load`/`store` (default: this scheduler's NVM namespace); `run()` activates."""
-        class_id, ln = (oid.class_id, oid.obis) if isinstance(oid, CosemObjectId) else oid
-        key = _key(class_id, ln, attribute)
-        self._activations[key] = run
-        self.activation_keys.add((class_id, ln, attribute))
-        d = self.device
-        value_key = "value:" + key
-        load = load or (lambda: (lambda raw: None if raw is None else Data.octet_string(bytes.fromhex(raw)))(
-            d.nvm.get(self.namespace + "_values", value_key)))
-        store = store or (lambda v: d.nvm.put(self.namespace + "_values", value_key, v.value.hex()))
 
-        def get() -> Data:
-            value = load()
-            return value if value is not None else Data.timestamp(None)
 
-        def put(value: Data) -> None:
-            if value.type is not DataType.OCTET_STRING or len(value.value) != 12:
-                raise CosemError(cosem.TYPE_UNMATCHED, "activation time must be a 12-byte date-time")
-            dt = DlmsDateTime.from_bytes(value.value)
-            when = None if dt.is_immediate or dt.is_never else cosem.epoch_of(value)
-            if not (dt.is_immediate or dt.is_never) and when is None:
-                raise CosemError(cosem.OTHER_REASON, "activation time not understood")
-            store(value)
-            if dt.is_never:
-                self.cancel(key)
-            elif when is None or when <= self.now():
-                self.cancel(key)
-                run()
-            else:
-                self.schedule(key, when, DLMS_ACTIVATION,
-                              {"class_id": class_id, "obis": ln.hex(), "attribute": attribute})
+def activation(model: Any, oid: CosemObjectId | tuple[int, bytes], attribute: int, run: Callable[[Any], None], *,
+               load: Callable[[Any], Data | None] | None = None,
+               store: Callable[[Any, Data], None] | None = None) -> Attribute:
+    """A COSEM attribute holding an activation date-time (module doc), for the shared object
+    `model` (`firmware.cosem.ObjectModel`, which records `run` in its `activations`). Its value is
+    kept by `load(device)`/`store(device, value)` (default: the device's FutureDated NVM
+    namespace); `run(device)` activates."""
+    class_id, ln = (oid.class_id, oid.obis) if isinstance(oid, CosemObjectId) else oid
+    key = _key(class_id, ln, attribute)
+    model.activations[(class_id, ln, attribute)] = run
+    value_key = "value:" + key
+    if load is None:
+        def load(d: Any) -> Data | None:
+            raw = d.nvm.get(d.future.namespace + "_values", value_key)
+            return None if raw is None else Data.octet_string(bytes.fromhex(raw))
+    if store is None:
+        def store(d: Any, v: Data) -> None:
+            d.nvm.put(d.future.namespace + "_values", value_key, v.value.hex())
 
-        return Attribute(get=get, set=put)
+    def get(d: Any) -> Data:
+        value = load(d)
+        return value if value is not None else Data.timestamp(None)
+
+    def put(d: Any, value: Data) -> None:
+        if value.type is not DataType.OCTET_STRING or len(value.value) != 12:
+            raise CosemError(cosem.TYPE_UNMATCHED, "activation time must be a 12-byte date-time")
+        dt = DlmsDateTime.from_bytes(value.value)
+        when = None if dt.is_immediate or dt.is_never else cosem.epoch_of(value)
+        if not (dt.is_immediate or dt.is_never) and when is None:
+            raise CosemError(cosem.OTHER_REASON, "activation time not understood")
+        store(d, value)
+        future = d.future
+        if dt.is_never:
+            future.cancel(key)
+        elif when is None or when <= future.now():
+            future.cancel(key)
+            run(d)
+        else:
+            future.schedule(key, when, DLMS_ACTIVATION, {"class_id": class_id, "obis": ln.hex(), "attribute": attribute})
+
+    return Attribute(get=get, set=put)
 
 
 def execution_times(values: list[Data]) -> set[bytes]:
@@ -259,4 +264,4 @@ def execution_times(values: list[Data]) -> set[bytes]:
     return out
 
 
-__all__ = ["FutureDated", "FdaOutcome", "PENDING_NS", "DLMS_ACTIVATION", "execution_times"]
+__all__ = ["FutureDated", "FdaOutcome", "activation", "PENDING_NS", "DLMS_ACTIVATION", "execution_times"]

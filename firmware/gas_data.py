@@ -161,7 +161,11 @@ class GasData:
         """Daily reads taken after `after` up to `upto` (Unix seconds), oldest first: one key
         lookup per day, so a push costs the same in month 13 as on day 1."""
         out = []
-        for day in range(after // DAY + 1, upto // DAY + 1):
+        first, last = after // DAY + 1, upto // DAY
+        days: Any = range(first, last + 1)
+        if last - first > 31:  # a long span (nothing pushed yet): the days the log holds, not every day
+            days = sorted(d for d in map(int, self.nvm.keys(DAILY_NS)) if first <= d <= last)
+        for day in days:
             entry = self.nvm.get(DAILY_NS, str(day))
             if entry is not None and after < entry["t"] <= upto:
                 out.append(entry)

@@ -150,17 +150,31 @@ class Credentials:
 
     ka: ec.EllipticCurvePrivateKey
     ds: ec.EllipticCurvePrivateKey | None = None
-    # The device certificates (DER) by usage ("ka", "ds"), for CS02e.
-    certificates: tuple[tuple[str, bytes], ...] = ()
+    # The device certificates (DER) by usage ("ka", "ds"), for CS02e: (usage, DER) pairs.
+    certificates: Iterable[tuple[str, bytes]] = ()
 
     @classmethod
     def from_keystore(cls, keystore: Keystore, eui: bytes) -> "Credentials":
         ka = keystore.private_key(eui, "ka")
         if ka is None:
             raise ValueError(f"no KA private key for {eui_hex(eui)} in the keystore")
-        certs = tuple((usage, cert.public_bytes(Encoding.DER)) for usage in ("ds", "ka")
-                      if (cert := keystore.certificate(eui, usage)) is not None)
-        return cls(ka=ka, ds=keystore.private_key(eui, "ds"), certificates=certs)
+        return cls(ka=ka, ds=keystore.private_key(eui, "ds"), certificates=_KeystoreCertificates(keystore, eui))
+
+
+class _KeystoreCertificates:
+    """A device's certificates, read from the keystore when first asked for (CS02e): a test
+    fleet's keystore issues them on demand (`tools/fleet.py`), and most devices never need them."""
+
+    __slots__ = ("_keystore", "_eui", "_pairs")
+
+    def __init__(self, keystore: Keystore, eui: bytes) -> None:
+        self._keystore, self._eui, self._pairs = keystore, eui, None
+
+    def __iter__(self):
+        if self._pairs is None:
+            self._pairs = tuple((usage, cert.public_bytes(Encoding.DER)) for usage in ("ds", "ka")
+                                if (cert := self._keystore.certificate(self._eui, usage)) is not None)
+        return iter(self._pairs)
 
 
 class CommandRejected(Exception):
@@ -328,7 +342,7 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
         return request
 
     def same_execution_time(device: "GbcsDevice", request: AccessRequest) -> None:
-        activations = device.future.activation_keys
+        activations = device.objects.activations
         times = execution_times([v for s, v in zip(request.specs, request.data)
                                  if (s.class_id, s.obis, s.id) in activations])
         if len(times) > 1:
@@ -344,6 +358,11 @@ def dlms(message_code: MessageCode, *, check: RequestCheck | None = None, dated:
         return _dlms_fail_respond(device, request_of(message), codes)
 
     return Handler(message_code, run, uc, dated, FailNext(_parse_dlms_results, fail))
+
+
+# ECS52 reads attribute 2; one object shared by every device's model (firmware.cosem)
+_FIRMWARE_VERSION_OBJECT = CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION,
+                                          {2: Attribute(get=lambda device: Data.octet_string(device.firmware_version))})
 
 
 class GbcsDevice(FirmwareUpdates, Device):
@@ -459,9 +478,10 @@ class GbcsDevice(FirmwareUpdates, Device):
         self._fail_next[code] = parsed
         return {"use_case": handler.message_code.name, "result": result}
 
-    def firmware_version_object(self) -> CosemObject:
+    @staticmethod
+    def firmware_version_object() -> CosemObject:
         """The firmware version object (ECS52 reads attribute 2) every DLMS device exposes."""
-        return CosemObject.of(OBIS.DEVICE_FIRMWARE_VERSION, {2: Attribute(get=lambda: Data.octet_string(self.firmware_version))})
+        return _FIRMWARE_VERSION_OBJECT
 
     def response_date_time(self) -> bytes:
         """The date-time a dated response carries (the device's clock, whole seconds)."""

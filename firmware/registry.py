@@ -83,11 +83,16 @@ class DeviceKind:
     join: Callable[[Any, DeviceContext], Awaitable[Any]] | None = None  # commissioning joins it (else it joins itself)
     pairs_with: str | None = None  # type of the meter it pairs with (rig key `meter`; CS03B on that meter)
     starts_after_commissioning: bool = False
-    # commissioning pairs it with its meters itself, `pair(device, ctx, headend)` (e.g. the
-    # PPMID's CS03A1/CS03A2/CS03C), once `paired(device, ctx)` says it is not; else CS03B
+    # commissioning pairs it with its meters itself, `pair(device, ctx, send)` (e.g. the PPMID's
+    # CS03A1/CS03A2/CS03C), once `paired(device, ctx)` says it is not; else CS03B. `send(use case,
+    # recipient device, params)` (async) delivers one join command and raises when it fails: the
+    # head-end, or derived commissioning (`tools/premises.py`), which applies its effect directly
     pair: Callable[[Any, DeviceContext, Any], Awaitable[Any]] | None = None
     paired: Callable[[Any, DeviceContext], bool] | None = None
     status: Callable[[Any], dict] | None = None  # its part of `gbhub run`'s status line
+    # a device that keeps what its join agreed (the IHD: its TC link key), given it by derived
+    # commissioning (`tools/premises.py`), which runs no join handshake
+    keeps_join: Callable[[Any, bytes], None] | None = None
     ota: bool = False  # takes firmware images from the CHF over the HAN: the composition root gives it
     # a `han.ota.OtaClient` on its `han_port` / `han_dispatch` once attached (README "Firmware")
 

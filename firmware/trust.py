@@ -55,6 +55,7 @@ import datetime as _dt
 import functools
 import hashlib
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,6 +252,11 @@ def cell_of(identifier: TrustAnchorCellIdentifier) -> tuple[int, str, int] | Non
     return (int(identifier.remote_party_role), usage, int(identifier.effective_cell_usage))
 
 
+# base trust anchors -> {(roles, party class): (cells, by EUI, by role)} of devices holding only
+# the commissioned cells (read-only; a replacement copies them first)
+_COMMISSIONED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
 class DeviceTrust:
     """A device's trust anchor cells: the commissioned ones (`base`, shared by the premises)
     overlaid with the replacements in the device's NVM. Same reading API as `TrustAnchors`."""
@@ -291,8 +297,23 @@ class DeviceTrust:
 
     def cells(self) -> dict[tuple[int, str, int], Cell]:
         if self._cells is None:
+            replaced = self._nvm.items(CELLS_NS)
+            if not replaced:  # as commissioned: the cells and indexes every such device shares
+                shared = _COMMISSIONED.get(self.base)
+                if shared is None:
+                    try:
+                        shared = _COMMISSIONED[self.base] = {}
+                    except TypeError:  # a base that cannot be weakly referenced: not shared
+                        shared = {}
+                entry = shared.get((self._roles, self._party))
+                if entry is None:
+                    self._cells = self._initial()
+                    self._index()
+                    entry = shared[(self._roles, self._party)] = (self._cells, self._by_eui, self._by_role)
+                self._cells, self._by_eui, self._by_role = entry
+                return self._cells
             cells = self._initial()
-            for key, value in self._nvm.items(CELLS_NS):
+            for key, value in replaced:
                 try:
                     cell = Cell.from_nvm(key, value)
                 except (ValueError, KeyError, TypeError) as exc:
@@ -328,10 +349,9 @@ class DeviceTrust:
 
     def replace(self, cell: Cell) -> None:
         """Store a replacement (caller's NVM transaction)."""
-        self.cells()
+        self._cells = dict(self.cells())  # copy on write: the commissioned cells may be shared
         self._nvm.put(CELLS_NS, _cell_key(cell.key), cell.to_nvm())
         self._nvm.on_rollback(self.forget)
-        assert self._cells is not None
         self._cells[cell.key] = cell
         self._index()
 

@@ -37,6 +37,8 @@ CHF only accepts that key (a device reboot needs no rejoin: the CHF reopens its 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import hmac
 import logging
 import os
@@ -87,6 +89,7 @@ __all__ = [
     "tc_link_key_hash",
     "join_proof",
     "derive_tc_link_key",
+    "derived_tc_link_key",
     "join_confirm",
     "JoinError",
     "JoinRefused",
@@ -135,6 +138,11 @@ def link_key_from_install_code(install_code: bytes, *, with_crc: bool = False) -
             raise ValueError("install code CRC does not match")
     if len(code) not in INSTALL_CODE_LENGTHS:
         raise ValueError(f"an install code is {', '.join(map(str, INSTALL_CODE_LENGTHS))} bytes, not {len(code)}")
+    return _link_key(code)
+
+
+@functools.lru_cache(maxsize=1024)  # a fleet's premises share their install codes
+def _link_key(code: bytes) -> bytes:
     return mmo_hash(code + install_code_crc(code))
 
 
@@ -159,6 +167,17 @@ def derive_tc_link_key(key: bytes, key_kind: int, device: bytes, chf: bytes, dev
     if key_kind == KeyKind.TC_LINK_KEY:
         return bytes(key)
     return _cmac(key, _TC_KEY_LABEL, device, chf, device_nonce, chf_nonce)
+
+
+def derived_tc_link_key(secret: bytes, install_code: bytes, device: bytes, chf: bytes) -> bytes:
+    """TEST ONLY (derived commissioning of test fleets, `gbhub fleet`): the TC link key a join
+    with `install_code` agrees, with both nonces derived from `secret` instead of drawn at random,
+    so a fleet's keys follow from its seed without running the handshake."""
+    def nonce(who: bytes) -> bytes:
+        return hashlib.sha256(b"gbhub derived join nonce\0" + who + secret + device + chf).digest()[:NONCE_LENGTH]
+
+    return derive_tc_link_key(link_key_from_install_code(install_code), KeyKind.INSTALL_CODE, device, chf,
+                              nonce(b"device"), nonce(b"chf"))
 
 
 def join_confirm(tc_link_key: bytes, device: bytes, chf: bytes, device_nonce: bytes, chf_nonce: bytes) -> bytes:

@@ -200,10 +200,7 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
         self._last_comm: dict[bytes, float] = {}
         self._log_cache: dict[bytes, Any] = {}
         self._changes = LogChanges()  # what the command being executed changed in the log
-        self.objects = ObjectModel([
-            self.network_control(),
-            self.firmware_version_object(),
-        ])
+        self.objects = type(self)._object_model().bind(self)
         # counters for tests and diagnostics
         self.delivery_failures = 0
         self.wan_dropped = 0  # WAN frames lost because the CHF was off
@@ -213,6 +210,15 @@ class Chf(ChfDeviceLog, WanQueue, ChfFirmware, GbcsDevice):
             self.attach_gpf(gpf)
 
     # ------------------------------------------------------------------ wiring
+    @classmethod
+    def _object_model(cls) -> ObjectModel:
+        """The CHF's COSEM objects, built once per class and shared (`firmware.cosem`)."""
+        model = cls.__dict__.get("_shared_objects")
+        if model is None:
+            model = ObjectModel([cls.network_control(), cls.firmware_version_object()])
+            cls._shared_objects = model
+        return model
+
     @property
     def extended_pan_id(self) -> bytes:
         """ZigBee Extended PAN ID = the GPF's EUI [S FACTS §3.1], unless given; once a CCS03

@@ -324,6 +324,21 @@ class ChfDeviceLog:
         self.log_event("device_added", eui=eui_hex(eui), from_historic=previous is not None)
         return SUCCESS, True
 
+    def commissioned(self, eui: bytes, install_code: bytes, device_type: int, tc_link_key: bytes, *,
+                     join_timeout: int, enable_joining: bool) -> None:
+        """Derived commissioning (test fleets, `tools/premises.py`): the entry and join window
+        CCS01 (with these join settings) and the device's join leave, dated now, without the
+        messages — no event-log records, no CS14 alert [I]. Before the CHF boots."""
+        now = self.clock.now()
+        self._put_entry(ChfDeviceLogEntry(eui, bytes(install_code), link_key_from_install_code(install_code),
+                                          device_type=int(device_type), tc_link_key=tc_link_key, added_at=now,
+                                          joined_at=now, last_communication=now))
+        state = self._joining()
+        state["timeout"] = int(join_timeout)
+        if enable_joining:
+            state.update(enabled=True, start=now, end=now + state["timeout"] * self.join_timeout_unit)
+        self.nvm.put(JOINING_NS, "state", state)
+
     def unregister_device(self, eui: bytes | str) -> tuple[int, bool]:
         """Remove a device (its TC link key goes to the historic log): (DLMS result, changed)."""
         eui = parse_eui(eui)
@@ -447,17 +462,18 @@ class ChfDeviceLog:
 
 
     # ------------------------------------------------------------------ ZigBee Network Control
-    def network_control(self) -> CosemObject:
+    @classmethod
+    def network_control(cls) -> CosemObject:
         """The ZigBee Network Control object (class 104) over this log: what CCS01/02/03 and the
-        device-log reads address."""
+        device-log reads address (attributes and methods take the CHF: `firmware.cosem`)."""
         return CosemObject.of(OBIS.ZIGBEE_NETWORK_CONTROL, {
-            ENABLE_DISABLE_JOINING: Attribute(get=lambda: Data.boolean(self.joining_open), set=self._set_joining_value),
-            JOIN_TIMEOUT: Attribute(get=lambda: Data.long_unsigned(self.join_timeout), set=self._set_join_timeout_value),
-            ACTIVE_DEVICES: Attribute(get=self.active_devices),
+            ENABLE_DISABLE_JOINING: Attribute(get=lambda chf: Data.boolean(chf.joining_open), set=cls._set_joining_value),
+            JOIN_TIMEOUT: Attribute(get=lambda chf: Data.long_unsigned(chf.join_timeout), set=cls._set_join_timeout_value),
+            ACTIVE_DEVICES: Attribute(get=cls.active_devices),
         }, {
-            REGISTER_DEVICE: self._register_device_action,
-            UNREGISTER_DEVICE: self._unregister_device_action,
-            RESTORE_PAN: self._restore_pan_action,
+            REGISTER_DEVICE: cls._register_device_action,
+            UNREGISTER_DEVICE: cls._unregister_device_action,
+            RESTORE_PAN: cls._restore_pan_action,
         })
 
     def _set_join_timeout_value(self, value: Data) -> None:

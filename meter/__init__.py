@@ -98,7 +98,7 @@ register_device_type(DeviceKind("ihd", _create_ihd, None, device_type=DeviceType
                                 default_eui="02474248400000A6",
                                 default_install_code="3D6F7A24CF1B8E42A1F0C6B3E27D9A15",
                                 han_member=True, pairs_with="esme", starts_after_commissioning=True,
-                                status=_ihd_status))
+                                status=_ihd_status, keeps_join=Ihd.keep_network))
 register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=DeviceType.GSME,
                                 default_eui="02474248400000A1",
                                 default_install_code="5C7E1A3B9D2F4E6081A3C5E7092B4D6F",
@@ -154,16 +154,15 @@ def _ppmid_paired(ppmid: Ppmid, ctx: DeviceContext) -> bool:
     return gsme is None or (ppmid.paired_with(gsme.eui) and gsme.in_device_log(ppmid.eui))
 
 
-async def _pair_ppmid(ppmid: Ppmid, ctx: DeviceContext, headend: Any) -> None:
+async def _pair_ppmid(ppmid: Ppmid, ctx: DeviceContext, deliver: Any) -> None:
     """Method A with the ESME (CS03A1 on it, CS03A2 on the PPMID), Method C with the GSME
-    (CS03C on each, with the other's KA certificate); each step only when still missing."""
+    (CS03C on each, with the other's KA certificate); each step only when still missing.
+    `deliver(use case, device, params)`: `DeviceKind.pair`."""
     from gbcs.asn1 import JoinMethodAndRole as Role
 
     async def send(use_case: str, to: Any, other: Any, other_type: DeviceType, role: Role, **extra: Any) -> None:
-        r = await headend.send_use_case(use_case, recipient=to.eui, params={
-            "other_entity_id": other.eui, "other_device_type": other_type, "join_method_and_role": role, **extra})
-        if not r.ok:
-            raise RuntimeError(f"{use_case} on {to.eui.hex().upper()} failed: {r.summary}")
+        await deliver(use_case, to, {"other_entity_id": other.eui, "other_device_type": other_type,
+                                     "join_method_and_role": role, **extra})
 
     esme = ctx.meter
     if not esme.in_device_log(ppmid.eui):
@@ -173,9 +172,6 @@ async def _pair_ppmid(ppmid: Ppmid, ctx: DeviceContext, headend: Any) -> None:
     gsme = _ppmid_gsme(ctx)
     if gsme is not None:
         if not gsme.in_device_log(ppmid.eui):
-            press = getattr(gsme, "press_button", None)
-            if press is not None:
-                press()  # the sleepy GSME wakes to fetch its command, as an installer would have it
             await send("CS03C", gsme, ppmid, DeviceType.PPMID, Role.METHOD_C, ka_certificate=_ka_certificate(ctx, ppmid.eui))
         if not ppmid.paired_with(gsme.eui):
             await send("CS03C", ppmid, gsme, DeviceType.GSME, Role.METHOD_C, ka_certificate=_ka_certificate(ctx, gsme.eui))

@@ -46,7 +46,6 @@ import bisect
 import logging
 import math
 from datetime import datetime, timezone
-from functools import partial
 from typing import Any, Callable, Iterable
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -84,6 +83,7 @@ from gbhub.firmware.cosem import (
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
+from gbhub.firmware.future import activation as future_activation
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.transport import ClusterDispatch
@@ -105,7 +105,7 @@ from .esme_state import (
     SUPPLY_STATES,
     TOU_TIERS,
 )
-from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjects
+from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjects, config_defaults
 from .esme_events import EsmeEvents
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel, close_half_hours
@@ -378,10 +378,10 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self.secondary_model = (None if not self.twin else secondary_model if secondary_model is not None
                                 else ConsumptionModel(seed=(model.seed if model is not None else 0) + 1, base_w=0.0,
                                                       peak_w=3000.0, night=True))
-        self._defaults = default_tariff()
-        self._defaults.update(self._config_defaults(self._defaults))
-        self._activations = {**ACTIVATIONS, **CONFIG_ACTIVATIONS}
-        self.objects = self._build_objects()
+        # factory values, access modes and COSEM objects: one set per class and variant, shared
+        # by every ESME (`firmware.cosem`); what a command changes goes to this ESME's NVM
+        self._defaults, self._config_modes, model = type(self)._shared_model(self.variant)
+        self.objects = model.bind(self)
         self.joined_devices = DeviceLog(self, namespace=DEVICE_LOG_NS, capacity=DEVICE_LOG_CAPACITY)
         self._alerts: list[tuple[int, dict]] = []
         self._command: Message | None = None
@@ -825,73 +825,94 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         return eui in self.joined_devices
 
     # ============================================================================ COSEM model
-    def _build_objects(self) -> ObjectModel:
+    _activations = {**ACTIVATIONS, **CONFIG_ACTIVATIONS}
+
+    @classmethod
+    def _shared_model(cls, variant: str) -> tuple[dict, dict, ObjectModel]:
+        """(factory values, configuration access modes, COSEM object model) of a meter variant,
+        built on first use and shared by every ESME of this class (never mutated)."""
+        shared = cls.__dict__.get("_shared_models")
+        if shared is None:
+            shared = cls._shared_models = {}
+        parts = shared.get(variant)
+        if parts is None:
+            twin, polyphase = variant.startswith("twin"), variant.endswith("polyphase")
+            defaults = default_tariff()
+            config, modes = config_defaults(polyphase, twin, defaults)
+            defaults.update(config)
+            parts = shared[variant] = (defaults, modes, cls._build_model(defaults, modes, polyphase, twin))
+        return parts
+
+    @classmethod
+    def _build_model(cls, defaults: dict, modes: dict, polyphase: bool, twin: bool) -> ObjectModel:
+        """The ESME's COSEM objects; getters, setters and methods take the ESME (`d`) first."""
         model = ObjectModel()
         add = model.add
-        add(CosemObject.of(OBIS.IMPORT_ENERGY_REGISTERS, {2: Attribute(get=self._get_import_registers)}))
-        add(CosemObject.of(OBIS.INSTANTANEOUS_ACTIVE_POWER_IMPORT, {2: Attribute(get=self._get_power)}))
-        add(self.firmware_version_object())
+        add(CosemObject.of(OBIS.IMPORT_ENERGY_REGISTERS, {2: Attribute(get=cls._get_import_registers)}))
+        add(CosemObject.of(OBIS.INSTANTANEOUS_ACTIVE_POWER_IMPORT, {2: Attribute(get=cls._get_power)}))
+        add(cls.firmware_version_object())
         add(CosemObject.of(OBIS.ACTIVE_IMPORT_PROFILE, {
-            2: Attribute(get=lambda: self._profile_buffer(None), select=lambda s, p: self._profile_buffer(self._range(s, p))),
-            7: Attribute(get=lambda: Data.double_long_unsigned(len(self.profile()))),
-            8: Attribute(get=lambda: Data.double_long_unsigned(PROFILE_LOG_CAPACITY)),
+            2: Attribute(get=lambda d: d._profile_buffer(None), select=lambda d, s, p: d._profile_buffer(d._range(s, p))),
+            7: Attribute(get=lambda d: Data.double_long_unsigned(len(d.profile()))),
+            8: Attribute(get=lambda d: Data.double_long_unsigned(PROFILE_LOG_CAPACITY)),
         }))
         add(CosemObject.of(OBIS.DAILY_READ_LOG, {
-            2: Attribute(get=lambda: self._daily_buffer(None), select=lambda s, p: self._daily_buffer(self._range(s, p))),
-            7: Attribute(get=lambda: Data.double_long_unsigned(len(self.daily_log()))),
-            8: Attribute(get=lambda: Data.double_long_unsigned(DAILY_LOG_CAPACITY)),
+            2: Attribute(get=lambda d: d._daily_buffer(None), select=lambda d, s, p: d._daily_buffer(d._range(s, p))),
+            7: Attribute(get=lambda d: Data.double_long_unsigned(len(d.daily_log()))),
+            8: Attribute(get=lambda d: Data.double_long_unsigned(DAILY_LOG_CAPACITY)),
         }))
         add(CosemObject.of(OBIS.EVENT_LOG, {
-            2: Attribute(get=lambda: self._log_buffer(EVENT_LOG, None),
-                         select=lambda s, p: self._log_buffer(EVENT_LOG, self._range(s, p))),
+            2: Attribute(get=lambda d: d._log_buffer(EVENT_LOG, None),
+                         select=lambda d, s, p: d._log_buffer(EVENT_LOG, d._range(s, p))),
         }))
         add(CosemObject.of(OBIS.SECURITY_LOG, {
-            2: Attribute(get=lambda: self._log_buffer(SECURITY_LOG, None),
-                         select=lambda s, p: self._log_buffer(SECURITY_LOG, self._range(s, p))),
+            2: Attribute(get=lambda d: d._log_buffer(SECURITY_LOG, None),
+                         select=lambda d, s, p: d._log_buffer(SECURITY_LOG, d._range(s, p))),
         }))
-        add(CosemObject.of(OBIS.LOAD_SWITCH_SCRIPT_TABLE, {}, {1: self._execute_script}))
+        add(CosemObject.of(OBIS.LOAD_SWITCH_SCRIPT_TABLE, {}, {1: cls._execute_script}))
         add(CosemObject.of(OBIS.DISCONNECT_CONTROL, {
-            2: Attribute(get=lambda: Data.boolean(self._supply_state() == SUPPLY_ENABLED)),
-            3: Attribute(get=lambda: Data.enum(CONTROL_STATE[self._supply_state()])),
-            4: Attribute(get=lambda: Data.enum(0)),
+            2: Attribute(get=lambda d: Data.boolean(d._supply_state() == SUPPLY_ENABLED)),
+            3: Attribute(get=lambda d: Data.enum(CONTROL_STATE[d._supply_state()])),
+            4: Attribute(get=lambda d: Data.enum(0)),
         }))
         add(CosemObject.of(OBIS.CLOCK, {
-            2: Attribute(get=lambda: cosem.timestamp(self.device_now())),
-            3: Attribute(get=lambda: Data.long(0)),
-            4: Attribute(get=lambda: Data.unsigned(0)),
-            9: cosem.stored(Data.enum(1), lambda: self._cosem_raw("clock_base"),
-                            lambda v: self._cosem_store("clock_base", v), _shape_like(Data.enum(0))),
-        }, {4: self._adjust_to_preset, 5: self._preset_adjusting_time}))
-        add(CosemObject.of(OBIS.TOKEN_GATEWAY, {}, {1: self._enter_token}))
+            2: Attribute(get=lambda d: cosem.timestamp(d.device_now())),
+            3: Attribute(get=lambda d: Data.long(0)),
+            4: Attribute(get=lambda d: Data.unsigned(0)),
+            9: cosem.stored(Data.enum(1), lambda d: d._cosem_raw("clock_base"),
+                            lambda d, v: d._cosem_store("clock_base", v), _shape_like(Data.enum(0))),
+        }, {4: cls._adjust_to_preset, 5: cls._preset_adjusting_time}))
+        add(CosemObject.of(OBIS.TOKEN_GATEWAY, {}, {1: cls._enter_token}))
         for protection, readable in PROTECTION_OBJECTS.items():
-            add(CosemObject.of(protection, {}, {1: partial(self._get_protected_attributes, readable)}))
-        self._add_tariff_objects(model)
-        self._add_config_objects(model)
+            add(CosemObject.of(protection, {}, {1: lambda d, p, r=readable: d._get_protected_attributes(r, p)}))
+        cls._add_tariff_objects(model, defaults, modes)
+        cls._add_config_objects(model, defaults, modes, cls._activations, polyphase, twin)
         return model
 
-    def _add_tariff_objects(self, model: ObjectModel) -> None:
+    @classmethod
+    def _add_tariff_objects(cls, model: ObjectModel, defaults: dict, modes: dict) -> None:
         by_object: dict[tuple[int, bytes], dict[int, Attribute]] = {}
-        methods: dict[tuple[int, bytes], dict[int, Callable]] = {OBIS.ACTIVITY_CALENDAR.key: {1: self._activate_calendar}}
-        for (class_id, ln, attribute), initial in self._defaults.items():
-            if (class_id, ln, attribute) in self._config_modes:
+        methods: dict[tuple[int, bytes], dict[int, Callable]] = {OBIS.ACTIVITY_CALENDAR.key: {1: cls._activate_calendar}}
+        for key, initial in defaults.items():
+            if key in modes:
                 continue  # meter.esme_objects builds those
+            class_id, ln, attribute = key
             attrs = by_object.setdefault((class_id, ln), {})
 
-            def load(c=class_id, l=ln, a=attribute) -> Data:
-                return self._tariff_value(c, l, a)
+            def load(d: Any, k=key) -> Data:
+                return d._tariff_value(*k)
 
-            if (class_id, ln, attribute) in ACTIVATIONS:
+            if key in ACTIVATIONS:
                 # an execution date-time: now, never (cancels) or future (alert 0x8F66 when run)
-                k = (class_id, ln, attribute)
-                attrs[attribute] = self.future.activation(
-                    (class_id, ln), attribute, partial(self._activate, k), load=load,
-                    store=lambda v, k=k: self._store_tariff_value(*k, v))
+                attrs[attribute] = future_activation(
+                    model, (class_id, ln), attribute, lambda d, k=key: d._activate(k), load=load,
+                    store=lambda d, v, k=key: d._store_tariff_value(*k, v))
                 continue
-            if (class_id, ln, attribute) in TARIFF_WRITABLE:
-                def store(v: Data, c=class_id, l=ln, a=attribute, t=initial) -> None:
+            if key in TARIFF_WRITABLE:
+                def store(d: Any, v: Data, k=key, t=initial) -> None:
                     if v.type is not t.type:
                         raise CosemError(cosem.TYPE_UNMATCHED, "value has the wrong shape")
-                    self._store_tariff_value(c, l, a, v)
+                    d._store_tariff_value(*k, v)
                 attrs[attribute] = Attribute(get=load, set=store)
             else:
                 attrs[attribute] = Attribute(get=load)

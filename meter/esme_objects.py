@@ -30,6 +30,7 @@ from gbcs.dlms import BitString, Data, DataType
 from gbcs.obis import OBIS, CosemObjectId
 from gbhub.firmware import cosem
 from gbhub.firmware.cosem import DOUBLE_LONG_UNSIGNED, Attribute, CosemError, CosemObject, ObjectModel, compact_array
+from gbhub.firmware.future import activation as future_activation
 
 from .esme_state import BLOCK_TIERS, BLOCKS, NS, REACTIVE_RATIO, TOU_TIERS
 
@@ -272,6 +273,29 @@ def same_shape(template: Data, value: Data) -> bool:
     return True
 
 
+def config_defaults(polyphase: bool, twin: bool, tariff: dict) -> tuple[dict[tuple[int, bytes, int], Data], dict[tuple[int, bytes, int], str]]:
+    """The configuration objects' factory values and access modes of a meter variant, by
+    (class id, OBIS, attribute); `tariff`: the factory tariff (the secondary element's)."""
+    values, modes = {}, {}
+    for (obj, attr), (value, mode) in _factory(polyphase, twin, tariff).items():
+        values[_attr(obj, attr)] = value
+        modes[_attr(obj, attr)] = mode
+    return values, modes
+
+
+@lru_cache(maxsize=8)
+def billing_desc(twin: bool, prepayment: bool) -> Any:
+    """The compact-array type of a billing / daily read log row."""
+    d = DOUBLE_LONG_UNSIGNED
+    members = [d, d] + ([d] if twin else []) + [cosem.array(TOU_TIERS, d)]
+    if twin:
+        members.append(cosem.array(4, d))
+    members += [cosem.array(BLOCK_TIERS, d) for _ in range(BLOCKS)]
+    if prepayment:
+        members += [DOUBLE_LONG] * 6
+    return cosem.structure(*members)
+
+
 class EsmeObjects:
     """The configuration and state objects of `Esme` (module doc)."""
 
@@ -286,16 +310,12 @@ class EsmeObjects:
         self.twin = variant.startswith("twin")
         self.polyphase = variant.endswith("polyphase")
 
-    def _config_defaults(self, tariff: dict) -> dict[tuple[int, bytes, int], Data]:
-        self._config_modes = {}
-        out = {}
-        for (obj, attr), (value, mode) in _factory(self.polyphase, self.twin, tariff).items():
-            out[_attr(obj, attr)] = value
-            self._config_modes[_attr(obj, attr)] = mode
-        return out
-
-    # -- building --------------------------------------------------------------------------------
-    def _add_config_objects(self, model: ObjectModel) -> None:
+    # -- building (once per class and variant: the model is shared, `firmware.cosem`) ---------------
+    @classmethod
+    def _add_config_objects(cls, model: ObjectModel, defaults: dict, modes: dict, activations: dict,
+                            polyphase: bool, twin: bool) -> None:
+        """Add the configuration and state objects to the shared `model`; every getter, setter
+        and method takes the ESME (`d`) first."""
         objects: dict[tuple[int, bytes], CosemObject] = {}
 
         def obj_of(oid: CosemObjectId) -> CosemObject:
@@ -308,91 +328,94 @@ class EsmeObjects:
             return objects[key]
 
         by_key = {o.key: o for o in OBIS}
-        for (class_id, ln, attribute), mode in self._config_modes.items():
+        for (class_id, ln, attribute), mode in modes.items():
             oid = by_key[(class_id, ln)]
             key = (class_id, ln, attribute)
-            load = (lambda k=key: self._tariff_value(*k))
+            load = (lambda d, k=key: d._tariff_value(*k))
             if mode == _R:
                 obj_of(oid).attributes[attribute] = Attribute(get=load)
-            elif key in self._activations:  # an execution date-time (firmware.future): now, never or future
-                obj_of(oid).attributes[attribute] = self.future.activation(
-                    (class_id, ln), attribute, lambda k=key: self._activate(k), load=load,
-                    store=lambda v, k=key: self._store_tariff_value(*k, v))
+            elif key in activations:  # an execution date-time (firmware.future): now, never or future
+                obj_of(oid).attributes[attribute] = future_activation(
+                    model, (class_id, ln), attribute, lambda d, k=key: d._activate(k), load=load,
+                    store=lambda d, v, k=key: d._store_tariff_value(*k, v))
             else:
-                template = self._defaults[key]
+                template = defaults[key]
                 check = None if mode == _A else template
 
-                def store(v: Data, k=key, t=check) -> None:
+                def store(d: Any, v: Data, k=key, t=check) -> None:
                     if t is not None and not same_shape(t, v):
                         raise CosemError(cosem.TYPE_UNMATCHED, "value has the wrong shape")
-                    self._store_tariff_value(*k, v)
+                    d._store_tariff_value(*k, v)
                 obj_of(oid).attributes[attribute] = Attribute(get=load, set=store)
         o = OBIS
+        buffer = cls._buffer
         live: dict[CosemObjectId, dict[int, Attribute]] = {
-            o.ACCOUNT: {2: Attribute(get=self._account_mode)},
-            o.PREPAYMENT_REGISTERS: {2: Attribute(get=self._prepayment_registers)},
-            o.METER_BALANCE: {2: Attribute(get=lambda: _dl(self._money(self._prepay()["credit"]))),
-                              3: Attribute(get=lambda: _su(-5, 254))},
-            o.EXPORT_ENERGY_REGISTER: {2: Attribute(get=lambda: _dlu(self.registers()["export_wh"] & 0xFFFFFFFF)),
-                                       3: Attribute(get=lambda: _su(0, 30))},
-            o.REACTIVE_EXPORT_REGISTER: {2: Attribute(get=lambda: _dlu(0)), 3: Attribute(get=lambda: _su(0, 32))},
-            o.TOU_REGISTERS: {2: Attribute(get=lambda: Data.array(*(_dlu(v & 0xFFFFFFFF) for v in self.registers()["tou_wh"])))},
-            o.REGISTERS_TOU_BLOCK: {2: Attribute(get=self._tou_block_registers)},
-            o.LOAD_LIMIT_COUNTER: {2: Attribute(get=lambda: _dlu(int(self.nvm.get(NS, "load_limit_counter", 0))))},
-            o.DEVICE_IDENTITY: {2: Attribute(get=lambda: Data.octet_string(self.eui))},
-            o.DAILY_CONSUMPTION_LOG: self._buffer(self._daily_consumption_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
-            o.BILLING_LOG_CHANGE: self._buffer(self._billing_change_rows, self._billing_desc(prepayment=True)),
-            o.BILLING_LOG_CALENDAR: self._buffer(self._billing_calendar_rows, self._billing_desc(prepayment=False)),
-            o.BILLING_LOG_CALENDAR_PREPAYMENT: self._buffer(self._billing_prepayment_rows, cosem.structure(
+            o.ACCOUNT: {2: Attribute(get=cls._account_mode)},
+            o.PREPAYMENT_REGISTERS: {2: Attribute(get=cls._prepayment_registers)},
+            o.METER_BALANCE: {2: Attribute(get=lambda d: _dl(d._money(d._prepay()["credit"]))),
+                              3: Attribute(get=lambda d: _su(-5, 254))},
+            o.EXPORT_ENERGY_REGISTER: {2: Attribute(get=lambda d: _dlu(d.registers()["export_wh"] & 0xFFFFFFFF)),
+                                       3: Attribute(get=lambda d: _su(0, 30))},
+            o.REACTIVE_EXPORT_REGISTER: {2: Attribute(get=lambda d: _dlu(0)), 3: Attribute(get=lambda d: _su(0, 32))},
+            o.TOU_REGISTERS: {2: Attribute(get=lambda d: Data.array(*(_dlu(v & 0xFFFFFFFF) for v in d.registers()["tou_wh"])))},
+            o.REGISTERS_TOU_BLOCK: {2: Attribute(get=cls._tou_block_registers)},
+            o.LOAD_LIMIT_COUNTER: {2: Attribute(get=lambda d: _dlu(int(d.nvm.get(NS, "load_limit_counter", 0))))},
+            o.DEVICE_IDENTITY: {2: Attribute(get=lambda d: Data.octet_string(d.eui))},
+            o.DAILY_CONSUMPTION_LOG: buffer(cls._daily_consumption_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
+            o.BILLING_LOG_CHANGE: buffer(cls._billing_change_rows, billing_desc(twin, prepayment=True)),
+            o.BILLING_LOG_CALENDAR: buffer(cls._billing_calendar_rows, billing_desc(twin, prepayment=False)),
+            o.BILLING_LOG_CALENDAR_PREPAYMENT: buffer(cls._billing_prepayment_rows, cosem.structure(
                 DOUBLE_LONG_UNSIGNED, *(DOUBLE_LONG,) * 6)),
-            o.DEBT_PAYMENT_LOG: self._buffer(lambda b: [], cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
-            o.PREPAYMENT_CREDIT_LOG: self._buffer(self._credit_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED,
-                                                                                    cosem.ENUM)),
-            o.PREPAYMENT_DAILY_READ_LOG: self._buffer(self._prepayment_daily_rows, cosem.structure(
+            o.DEBT_PAYMENT_LOG: buffer(lambda d, b: [], cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
+            o.PREPAYMENT_CREDIT_LOG: buffer(cls._credit_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED,
+                                                                              cosem.ENUM)),
+            o.PREPAYMENT_DAILY_READ_LOG: buffer(cls._prepayment_daily_rows, cosem.structure(
                 DOUBLE_LONG_UNSIGNED, *(DOUBLE_LONG,) * 6)),
-            o.EXPORT_DAILY_READ_LOG: self._buffer(lambda b: [], cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
-            o.EXPORT_PROFILE: self._buffer(self._export_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED,
-                                                                              DOUBLE_LONG_UNSIGNED)),
-            o.REACTIVE_IMPORT_PROFILE: self._buffer(self._reactive_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
-            o.ALCS_EVENT_LOG: self._buffer(self._alcs_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED,
-                                                                            cosem.ENUM, DOUBLE_LONG_UNSIGNED)),
-            o.POWER_EVENT_LOG: self._buffer(self._power_event_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED)),
+            o.EXPORT_DAILY_READ_LOG: buffer(lambda d, b: [], cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
+            o.EXPORT_PROFILE: buffer(cls._export_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED,
+                                                                       DOUBLE_LONG_UNSIGNED)),
+            o.REACTIVE_IMPORT_PROFILE: buffer(cls._reactive_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, DOUBLE_LONG_UNSIGNED)),
+            o.ALCS_EVENT_LOG: buffer(cls._alcs_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED,
+                                                                     cosem.ENUM, DOUBLE_LONG_UNSIGNED)),
+            o.POWER_EVENT_LOG: buffer(cls._power_event_rows, cosem.structure(DOUBLE_LONG_UNSIGNED, cosem.LONG_UNSIGNED)),
         }
         for i in range(1, 6):
-            live[getattr(o, f"ALCS_{i}")] = {2: Attribute(get=lambda i=i: Data.boolean(bool(self._alcs_state().get(str(i)))))}
+            live[getattr(o, f"ALCS_{i}")] = {2: Attribute(get=lambda d, i=i: Data.boolean(bool(d._alcs_state().get(str(i)))))}
         for md, export in ((o.MAX_DEMAND_IMPORT, False), (o.MAX_DEMAND_IMPORT_PERIOD, False), (o.MAX_DEMAND_EXPORT, True)):
-            live[md] = {2: Attribute(get=lambda m=md, e=export: _dlu(self._max_demand(m, e)[0])),
-                        3: Attribute(get=lambda: _su(0, 27)),
-                        5: Attribute(get=lambda m=md, e=export: self._md_time(self._max_demand(m, e)[1]))}
+            live[md] = {2: Attribute(get=lambda d, m=md, e=export: _dlu(d._max_demand(m, e)[0])),
+                        3: Attribute(get=lambda d: _su(0, 27)),
+                        5: Attribute(get=lambda d, m=md, e=export: d._md_time(d._max_demand(m, e)[1]))}
         for oid, attrs in live.items():
             obj_of(oid).attributes.update(attrs)
         methods: dict[CosemObjectId, dict[int, Callable]] = {
-            o.TOKEN_CREDIT: {1: self._adjust_balance, 2: self._reset_balance},
-            o.EMERGENCY_CREDIT: {3: self._activate_emergency_credit},
-            o.TIME_DEBT_1: {4: lambda p: self._adjust_debt("time_debt_1", p)},
-            o.TIME_DEBT_2: {4: lambda p: self._adjust_debt("time_debt_2", p)},
-            o.PAYMENT_DEBT: {4: lambda p: self._adjust_debt("payment_debt", p)},
-            o.EVENT_LOG: {1: self._clear_event_log},
-            o.ALCS_EVENT_LOG: {1: lambda p: self.nvm.log_clear("alcs_events")},
-            o.REGISTERS_TOU_BLOCK: {1: self._reset_block_counters},
-            o.LOAD_LIMIT_COUNTER: {1: lambda p: self.nvm.put(NS, "load_limit_counter", 0)},
-            o.AUX_SWITCH_SCRIPT_TABLE: {1: self._aux_script},
-            o.MAX_DEMAND_IMPORT: {1: lambda p: self._reset_max_demand(o.MAX_DEMAND_IMPORT)},
-            o.MAX_DEMAND_IMPORT_PERIOD: {1: lambda p: self._reset_max_demand(o.MAX_DEMAND_IMPORT_PERIOD)},
-            o.MAX_DEMAND_EXPORT: {1: lambda p: self._reset_max_demand(o.MAX_DEMAND_EXPORT)},
+            o.TOKEN_CREDIT: {1: cls._adjust_balance, 2: cls._reset_balance},
+            o.EMERGENCY_CREDIT: {3: cls._activate_emergency_credit},
+            o.TIME_DEBT_1: {4: lambda d, p: d._adjust_debt("time_debt_1", p)},
+            o.TIME_DEBT_2: {4: lambda d, p: d._adjust_debt("time_debt_2", p)},
+            o.PAYMENT_DEBT: {4: lambda d, p: d._adjust_debt("payment_debt", p)},
+            o.EVENT_LOG: {1: cls._clear_event_log},
+            o.ALCS_EVENT_LOG: {1: lambda d, p: d.nvm.log_clear("alcs_events")},
+            o.REGISTERS_TOU_BLOCK: {1: cls._reset_block_counters},
+            o.LOAD_LIMIT_COUNTER: {1: lambda d, p: d.nvm.put(NS, "load_limit_counter", 0)},
+            o.AUX_SWITCH_SCRIPT_TABLE: {1: cls._aux_script},
+            o.MAX_DEMAND_IMPORT: {1: lambda d, p: d._reset_max_demand(o.MAX_DEMAND_IMPORT)},
+            o.MAX_DEMAND_IMPORT_PERIOD: {1: lambda d, p: d._reset_max_demand(o.MAX_DEMAND_IMPORT_PERIOD)},
+            o.MAX_DEMAND_EXPORT: {1: lambda d, p: d._reset_max_demand(o.MAX_DEMAND_EXPORT)},
         }
         counters = [o.SAG_COUNTER, o.SWELL_COUNTER] + ([o.SAG_COUNTER_L2, o.SWELL_COUNTER_L2, o.SAG_COUNTER_L3,
-                                                        o.SWELL_COUNTER_L3] if self.polyphase else [])
+                                                        o.SWELL_COUNTER_L3] if polyphase else [])
         for c in counters:
-            methods[c] = {1: lambda p, c=c: self._store_tariff_value(c.class_id, c.obis, 2, _dlu(0))}
+            methods[c] = {1: lambda d, p, c=c: d._store_tariff_value(c.class_id, c.obis, 2, _dlu(0))}
         for oid, ms in methods.items():
             obj_of(oid).methods.update(ms)
         for protection, readable in CONFIG_PROTECTION.items():
-            obj_of(protection).methods[1] = lambda p, r=readable: self._get_protected_attributes(r, p)
+            obj_of(protection).methods[1] = lambda d, p, r=readable: d._get_protected_attributes(r, p)
 
-    def _buffer(self, rows: Callable[[tuple[float, float] | None], list], desc: Any) -> dict[int, Attribute]:
-        return {2: Attribute(get=lambda: compact_array(desc, rows(None)),
-                             select=lambda s, p: compact_array(desc, rows(self._range(s, p))))}
+    @staticmethod
+    def _buffer(rows: Callable[[Any, tuple[float, float] | None], list], desc: Any) -> dict[int, Attribute]:
+        """A profile-generic buffer (attribute 2): `rows(esme, bounds)` as a compact array."""
+        return {2: Attribute(get=lambda d: compact_array(desc, rows(d, None)),
+                             select=lambda d, s, p: compact_array(desc, rows(d, d._range(s, p))))}
 
     # -- values ----------------------------------------------------------------------------------
     @staticmethod
@@ -433,14 +456,7 @@ class EsmeObjects:
         return out
 
     def _billing_desc(self, prepayment: bool) -> Any:
-        d = DOUBLE_LONG_UNSIGNED
-        members = [d, d] + ([d] if self.twin else []) + [cosem.array(TOU_TIERS, d)]
-        if self.twin:
-            members.append(cosem.array(4, d))
-        members += [cosem.array(BLOCK_TIERS, d) for _ in range(BLOCKS)]
-        if prepayment:
-            members += [DOUBLE_LONG] * 6
-        return cosem.structure(*members)
+        return billing_desc(self.twin, prepayment)
 
     def _billing_row(self, e: dict, prepayment: list[int] | None) -> tuple:
         row: list[Any] = [cosem.t2000(e["t"]), e["import_wh"] & 0xFFFFFFFF]

@@ -528,7 +528,8 @@ class Gsme(Prepayment, GbcsDevice):
                  standing_charge_pence: float = 30.0, battery_percent: float = 100.0, seed: int = 1,
                  uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
                  utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
-                 future_dated: str = "clock", max_flow_lph: float = MAX_FLOW_LPH, **kw: Any) -> None:
+                 future_dated: str = "clock", max_flow_lph: float = MAX_FLOW_LPH, wake_phase: float = 0.0,
+                 **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
             raise ValueError("payment_mode is 'credit' or 'prepayment'")
@@ -544,6 +545,9 @@ class Gsme(Prepayment, GbcsDevice):
         self.prepayment_key = prepayment_key
         self._prepayment_supplier = None if prepayment_supplier is None else parse_eui(prepayment_supplier)
         self.wake_interval = float(wake_interval)
+        if not 0 <= wake_phase < 1:
+            raise ValueError("wake_phase is 0 .. 1 (a fraction of wake_interval)")
+        self.wake_phase = wake_phase  # where in each interval it wakes (fleets spread their GSMEs) [I]
         self.ota_blocks_per_wake = int(ota_blocks_per_wake)
         self.utrn_cache_size = utrn_cache_size
         self.model = _litres_model(seed)
@@ -618,7 +622,7 @@ class Gsme(Prepayment, GbcsDevice):
         self.joined_devices.migrate()
         self._wake_lock = asyncio.Lock()
         self._catch_up(self.device_now())
-        self.every(self.wake_interval, self._on_wake_timer, align=True)
+        self.every(self.wake_interval, self._on_wake_timer, align=True, offset=self.wake_phase * self.wake_interval)
 
     def on_power_off(self) -> None:
         self._alerts.clear()

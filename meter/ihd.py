@@ -136,7 +136,11 @@ def _digits(trailing: int) -> int:
 
 class Ihd(Device):
     """An IHD on the HAN `han`: joins through the CHF `chf_eui` with its `install_code`, then
-    reads the ESME `esme_eui` every `poll_interval` seconds (see module doc).
+    reads the ESME `esme_eui` every `poll_interval` seconds (see module doc): at once and then on
+    the interval's boundaries, or, given `poll_phase` (0 .. 1), only at that fraction into each
+    interval (fleets spread their IHDs' polls so; its time syncs and price and credit reads then
+    start at that phase of their own intervals too) [I]. Price and credit are read with every
+    poll, or, given `detail_interval`, at most that often (seconds) [I].
 
     `display` is the current model; `await poll_now()` forces a read. `stale_after` (default
     three poll intervals) is how old the last good read may get before the display says
@@ -163,6 +167,8 @@ class Ihd(Device):
         time_sync_interval: float = 3600.0,
         join_retry_interval: float = 15.0,
         events_interval: float = 60.0,
+        poll_phase: float | None = None,
+        detail_interval: float | None = None,
         **device_options: Any,
     ) -> None:
         super().__init__(eui, clock=clock, nvm=nvm, **device_options)
@@ -170,6 +176,11 @@ class Ihd(Device):
             raise ValueError("poll_interval must be positive")
         if events_interval < 0:
             raise ValueError("events_interval must be >= 0")
+        if poll_phase is not None and not 0 <= poll_phase < 1:
+            raise ValueError("poll_phase is 0 .. 1 (a fraction of poll_interval)")
+        self.poll_phase = poll_phase
+        # price and credit are read every poll, or no more often than this (fleets: less HAN traffic) [I]
+        self.detail_interval = 0.0 if detail_interval is None else float(detail_interval)
         self.han = han
         self.chf_eui = parse_eui(chf_eui)
         self.esme_eui = parse_eui(esme_eui)
@@ -201,6 +212,7 @@ class Ihd(Device):
         self._price_command = True  # try GetCurrentPrice while it is not refused
         self._events_command = True  # ask GetEventLog while it is not refused
         self._events_read_at: float | None = None
+        self._detail_at: float | None = None  # when price and credit were last read
 
     def on_power_off(self) -> None:
         if self.port is not None:
@@ -271,8 +283,15 @@ class Ihd(Device):
                 continue
             self.joined = True
         self._model = replace(self._model, error=None)
-        self.post("poll")
-        self.every(self.poll_interval, self._tick)
+        if self.poll_phase is None:  # at once, then on the interval's boundaries
+            self.post("poll")
+            self.every(self.poll_interval, self._tick)
+        else:  # only at its own phase of the interval (fleets: polls spread, not all at once); its
+            # time syncs and price / credit reads likewise at that phase of their own intervals
+            now, phase = self.clock.now(), self.poll_phase
+            self._time_attempted_at = now - (1 - phase) * self.time_sync_interval
+            self._detail_at = now - (1 - phase) * self.detail_interval
+            self.every(self.poll_interval, self._tick, offset=phase * self.poll_interval)
 
     @property
     def chf_eui_hex(self) -> str:
@@ -298,8 +317,12 @@ class Ihd(Device):
             timeout=self.response_timeout,
         )
         with self.nvm.transaction():
-            self.nvm.put(_NVM_NS, "network", {"chf": self.chf_eui_hex, "tc_link_key": joined.tc_link_key})
+            self.keep_network(joined.tc_link_key)
             self.log_event("joined", chf=self.chf_eui_hex, key_kind=int(joined.key_kind))
+
+    def keep_network(self, tc_link_key: bytes) -> None:
+        """Keep what a join agreed (also derived commissioning: `DeviceKind.keeps_join`)."""
+        self.nvm.put(_NVM_NS, "network", {"chf": self.chf_eui_hex, "tc_link_key": tc_link_key})
 
     def leave(self) -> None:
         """Forget the network (factory reset of the HAN credentials); the next boot joins anew."""
@@ -344,8 +367,11 @@ class Ihd(Device):
         update = self._metering(metering)
         if update is None:
             return
-        update.update(await self._price(metering))
-        update.update(await self._credit())
+        now = self.clock.now()
+        if self._detail_at is None or now - self._detail_at >= self.detail_interval - 1e-6:
+            self._detail_at = now
+            update.update(await self._price(metering))
+            update.update(await self._credit())
         self._model = replace(self._model, **update, updated_at=self.now(), error=None)
         events = await self._events()  # after the readings are shown: a slow answer must not hold them
         if events:

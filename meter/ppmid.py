@@ -150,11 +150,15 @@ class Ppmid(TunnelServed, GbcsDevice):
         gas_source: tuple[bytes, int] | str | None = None,
         poll_interval: float = 30.0,
         response_timeout: float = 2.0,
+        poll_phase: float = 0.0,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
+        if not 0 <= poll_phase < 1:
+            raise ValueError("poll_phase is 0 .. 1 (a fraction of poll_interval)")
+        self.poll_phase = poll_phase  # where in each interval it polls (fleets spread them) [I]
         self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
         self.esme_eui = None if esme_eui is None else parse_eui(esme_eui)
         self.gsme_eui = None if gsme_eui is None else parse_eui(gsme_eui)
@@ -175,7 +179,7 @@ class Ppmid(TunnelServed, GbcsDevice):
         if self.han_port is not None and self.han_dispatch is not None:
             self.zcl = ZclClient(self.han_port, self.han_dispatch, endpoint=1, clock=self.clock,
                                  timeout=self.response_timeout)
-        self.every(self.poll_interval, self._tick)
+        self.every(self.poll_interval, self._tick, offset=self.poll_phase * self.poll_interval)
 
     def on_power_off(self) -> None:
         if self.zcl is not None:

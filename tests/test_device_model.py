@@ -210,8 +210,8 @@ def _model():
         log.append(value)
         raise CosemError(3, "denied", data=Data.enum(9))
 
-    return log, ObjectModel([CosemObject.of(OBIS.CLOCK, {2: Attribute(get=lambda: Data.long(1), set=log.append)},
-                                            {4: fail})])
+    return log, ObjectModel([CosemObject.of(OBIS.CLOCK, {2: Attribute(get=lambda _d: Data.long(1), set=lambda _d, v: log.append(v))},
+                                            {4: lambda _d, v: fail(v)})]).bind(None)
 
 
 @pytest.mark.parametrize("break_on_error", [True, False])
@@ -239,14 +239,14 @@ def test_object_model_answer_matches_a_plain_loop(outcomes, flag, honour):
     calls = []
 
     def method(i):
-        def run(_value):
+        def run(_owner, _value):
             calls.append(i)
             if outcomes[i] is not None:
                 raise CosemError(outcomes[i])
             return Data.long(i)
         return run
 
-    model = ObjectModel([CosemObject.of(OBIS.CLOCK, {}, {i + 1: method(i) for i in range(len(outcomes))})])
+    model = ObjectModel([CosemObject.of(OBIS.CLOCK, {}, {i + 1: method(i) for i in range(len(outcomes))})]).bind(None)
     request = AccessRequest.build(3, [RequestSpec.action(*OBIS.CLOCK.key, i + 1) for i in range(len(outcomes))])
     if not flag:  # the same request without the invoke-id's break-on-error flag
         raw = bytearray(request.encode())

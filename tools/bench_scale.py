@@ -2,17 +2,21 @@
 over a real broker.
 
 Method (fleet): in a fresh interpreter (so RSS is the fleet's, not a previous benchmark's), one
-`FleetWorker` of `--premises` premises (default 10,000; short form 200) on in-process WAN ports,
-real clock: `start_s` from the first premises built to the last commissioned; `rss_mb`
-(/proc/self/status VmRSS) after a full garbage collection; memory per premises and per device
-= (RSS - RSS before the first premises) / premises (or devices); `idle_cpu_pct`: process CPU
-time over 10 s of wall time with nothing sent (timers only). Then `day_1k_s`: a second fleet of
-1,000 premises (short form 100, figure scaled by 1000/N and marked `day_premises`) on a
-simulated clock is moved forward one day (half-hourly profile capture, daily snapshots, every
-device's timers), wall seconds. [I] Its premises have no IHD: an IHD reads its meter every 10 s
-of device time, 8.6 million ZCL reads a day for 1,000 premises, the IHD's work, not metering's
-(the idle figure above includes them, in real time). RSS does not depend on the load: the figures are measured on an
-idle fleet, on a machine shared with whatever else runs.
+`FleetWorker` of `--premises` dual-fuel premises (default 10,000; short form 200; derived
+commissioning, fleet poll defaults: `tools/fleet.py`) on in-process WAN ports, real clock:
+`start_s` wall seconds from the first premises built to the last started, `start_cpu_s` the
+process CPU seconds of it (the machine is shared: CPU is the figure load does not inflate);
+`rss_mb` (/proc/self/status VmRSS) after a full garbage collection; memory per premises and per
+device = (RSS - RSS before the first premises) / premises (or devices); `idle_cpu_pct`: process
+CPU time over `--seconds` (default 60, short form 10) of wall time with nothing sent (timers
+only). `traced_kb_per_premises`: 100 more premises started under tracemalloc, each allocation
+attributed to the device type whose module holds its innermost device frame (`premises`: links,
+bridges, composition), kB per premises. Then `day_1k_s`: a second fleet of 1,000 premises (short
+form 100, figure scaled by 1000/N and marked `day_premises`) on a simulated clock moved forward one
+day (half-hourly profile capture, daily snapshots, GSME wakes, every device's timers), wall
+seconds (`day_1k_cpu_s`: process CPU seconds). [I] Its premises have no IHD or PPMID: their polling is the displays' work, not
+metering's (the idle figure above includes it, in real time). RSS does not depend on the load:
+the figures are measured on an idle fleet, on a machine shared with whatever else runs.
 
 Method (mqtt): a local Mosquitto (tools/mosquitto.py, persistence on), `gbhub fleet --processes
 2` of `--premises` (default 200; short form 100) on it, and the load generator (tools/load.py,
@@ -38,14 +42,52 @@ from pathlib import Path
 from .bench import _rss_mb, benchmark
 
 
-def _fleet_child(n: int, day_n: int, queue) -> None:
+def _fleet_child(n: int, day_n: int, idle_s: float, queue) -> None:
     try:
-        queue.put(asyncio.run(_fleet_figures(n, day_n, queue.put)))
+        queue.put(asyncio.run(_fleet_figures(n, day_n, idle_s, queue.put)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         queue.put({"failed": f"{type(exc).__name__}: {exc}"})
 
 
-async def _fleet_figures(n: int, day_n: int, queue_put) -> dict:
+# Which device a traced allocation belongs to: the innermost frame in a device's own module.
+_DEVICE_MODULES = (("hub/chf", "chf"), ("hub/gpf", "gpf"), ("meter/esme", "esme"), ("meter/gsme", "gsme"),
+                   ("meter/ihd", "ihd"), ("meter/ppmid", "ppmid"))
+
+
+def _owner(traceback) -> str:
+    for frame in traceback:  # innermost first
+        name = frame.filename.replace("\\", "/")
+        for module, device in _DEVICE_MODULES:
+            if f"/{module}" in name:
+                return device
+    return "premises"  # bridges, HAN links, head-end, composition
+
+
+async def _memory_by_device(identity, first: int, n: int) -> dict[str, float]:
+    """kB per premises of the Python objects each device type's code allocated (tracemalloc, 40
+    frames) while `n` more premises started and settled: measured, attributed by the innermost
+    frame in a device module (`premises`: everything else)."""
+    import tracemalloc
+
+    from .fleet import FleetWorker
+
+    gc.collect()
+    tracemalloc.start(40)
+    w = FleetWorker(1, range(first, first + n), identity)
+    await w.start()
+    await asyncio.sleep(1.0)
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    out: dict[str, float] = {}
+    for stat in snapshot.statistics("traceback"):
+        owner = _owner(stat.traceback)
+        out[owner] = out.get(owner, 0.0) + stat.size
+    await w.stop()
+    return {k: round(v / 1024 / n, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
+async def _fleet_figures(n: int, day_n: int, idle_s: float, queue_put) -> dict:
     from .fleet import FleetWorker, fleet_identity
 
     keys = Path(tempfile.mkdtemp(prefix="gbhub-bench-fleet-")) / "keys"
@@ -53,32 +95,38 @@ async def _fleet_figures(n: int, day_n: int, queue_put) -> dict:
     gc.collect()
     rss0 = _rss_mb()
     w = FleetWorker(1, range(n), identity)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await w.start()
-    start_s = time.perf_counter() - t0
+    start_s, start_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     gc.collect()
     rss = _rss_mb()
     devices = sum(len(p.devices) for p in w.premises)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    await asyncio.sleep(10.0)
+    await asyncio.sleep(idle_s)
     idle = 100.0 * (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     await w.stop()
-    out = {"premises": n, "devices": devices, "start_s": round(start_s, 1), "rss_mb": round(rss, 1),
+    out = {"premises": n, "devices": devices, "start_s": round(start_s, 1), "start_cpu_s": round(start_cpu, 1),
+           "start_cpu_ms_per_premises": round(1000 * start_cpu / max(n, 1), 2), "rss_mb": round(rss, 1),
            "rss_per_premises_kb": round((rss - rss0) * 1024 / max(n, 1), 1),
            "rss_per_device_kb": round((rss - rss0) * 1024 / max(devices, 1), 1),
-           "idle_cpu_pct": round(idle, 1), "errors": w.errors}
+           "idle_cpu_pct": round(idle, 1), "idle_s": idle_s, "errors": w.errors}
     del w
     gc.collect()
-    queue_put(dict(out))  # the first part, should the day not finish
-    day = FleetWorker(1, range(n, n + day_n), identity, sim=True, without=("ihd",))
+    gc.unfreeze()
+    queue_put(dict(out))  # the first part, should the rest not finish
+    out["traced_kb_per_premises"] = await _memory_by_device(identity, n, min(n, 100))
+    gc.unfreeze()
+    queue_put(dict(out))
+    day = FleetWorker(1, range(n + 100, n + 100 + day_n), identity, sim=True, without=("ihd", "ppmid"))
     t0 = time.perf_counter()
     await day.start()
     out["day_start_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await day.clock.advance(86400)
-    took = time.perf_counter() - t0
+    took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     await day.stop()
     out["day_1k_s"] = round(took * 1000 / day_n, 1)
+    out["day_1k_cpu_s"] = round(cpu * 1000 / day_n, 1)
     out["day_premises"] = day_n
     out["day_errors"] = day.errors
     return out
@@ -90,20 +138,23 @@ def fleet(args, short: bool, progress) -> dict:
 
     n = args.premises or (200 if short else 10_000)
     day_n = 100 if short else 1000
-    progress(f"fleet: {n} premises in one fresh process; then a simulated day for {day_n}")
+    idle_s = args.seconds or (10.0 if short else 60.0)
+    progress(f"fleet: {n} premises in one fresh process, idle for {idle_s:.0f} s; memory by device; "
+             f"then a simulated day for {day_n}")
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_fleet_child, args=(n, day_n, q))
+    proc = ctx.Process(target=_fleet_child, args=(n, day_n, idle_s, q))
     proc.start()
-    out = q.get()  # start, memory, idle CPU
-    if "failed" not in out:
+    shown: set[str] = set()
+    out: dict = {}
+    for _part in range(3):  # start, memory, idle CPU; memory by device; the day
+        out = q.get()
         for k, v in out.items():
-            progress(f"  {k:22} {v}")
-        first = set(out)
-        out = q.get()  # and the day
-        for k, v in out.items():
-            if k not in first:
-                progress(f"  {k:22} {v}")
+            if k not in shown:
+                progress(f"  {k:26} {v}")
+                shown.add(k)
+        if "failed" in out or "day_1k_s" in out:
+            break
     proc.join()
     return out
 

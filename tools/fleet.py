@@ -18,6 +18,19 @@ test PKI in DATA/keys (made on first start; copy it to the other machines of a f
 usage) by `FleetKeystore`, so nothing per device is generated or stored at start, and any head-
 end knowing the seed knows the devices' public keys. Devices have no certificates.
 
+Commissioning (TEST ONLY, default `--commission derived`): each premises is written in the state
+GBCS commissioning leaves (`Premises.commission_derived`: CHF device log entries and join window,
+TC link keys derived from the seed, the meters' device logs of CS03B and of the PPMID's pairing)
+before its devices boot, so they come up as after a restart of a commissioned premises — no
+messages, no round trips; tests/test_fleet_derived.py checks the state and behaviour against
+commissioning by messages (`--commission gbcs`, what a single premises does).
+
+Timers [I]: a fleet's IHDs, PPMIDs and GSMEs poll or wake at a phase of their interval fixed by
+their EUI (`phase_of`), not all at the same instant, and the displays poll less often than a
+single premises' (`FLEET_OPTIONS`: IHD demand every 60 s, price and credit every 600 s; PPMID
+every 120 s; `--ihd-poll`, `--ppmid-poll`). After start the worker's objects are frozen out of
+the garbage collector's view (`gc.freeze`; `stop()` gives them back): they live as long as the fleet.
+
 Sharing inside a worker: one clock, one NVM store (DATA/worker-<n>.sqlite, every device under
 its EUI; in memory without a data folder), one keystore, one trust-anchor set, one MQTT session;
 each premises keeps its own virtual HAN and devices. Consumption is seeded per premises
@@ -32,6 +45,7 @@ are `p<number>.<name>` (p42.esme).
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -51,6 +65,7 @@ from gbcs.keystore import Keystore
 log = logging.getLogger("gbhub.fleet")
 
 FLEET_MARK = 0xF1
+COMMISSIONING = ("derived", "gbcs")
 TYPE_CODES = {"chf": 1, "gpf": 2, "esme": 3, "gsme": 4, "ihd": 5, "ppmid": 6}  # high nibble of the type code
 _ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 group order
 
@@ -128,6 +143,34 @@ class FleetKeystore(Keystore):
         return super().private_key(eui, usage)
 
 
+def commissioning_secret(seed: int) -> bytes:
+    """TEST ONLY: what derived commissioning derives a fleet's TC link keys from (module doc)."""
+    return hashlib.sha256(b"gbhub fleet test-only commissioning\0" + seed.to_bytes(8, "big", signed=True)).digest()
+
+
+# Where in its interval each device's periodic work falls: spread by EUI, so a fleet's IHDs,
+# PPMIDs and GSMEs do not all poll or wake at the same instant [I] (README "Fleets").
+PHASES = {"ihd": "poll_phase", "ppmid": "poll_phase", "gsme": "wake_phase"}
+# A fleet's displays poll less often than a single premises' [I] (README "Fleets"): the IHD reads
+# demand every minute and price and credit every ten, the PPMID its meters' credit every two
+# minutes; `gbhub fleet --ihd-poll / --ppmid-poll` (or `options`) say otherwise.
+FLEET_OPTIONS: dict[str, dict[str, Any]] = {"ihd": {"poll_interval": 60.0, "detail_interval": 600.0},
+                                            "ppmid": {"poll_interval": 120.0}}
+
+
+def fleet_options(options: dict[str, dict] | None) -> dict[str, dict]:
+    """FLEET_OPTIONS, overlaid type by type with `options`."""
+    out = {t: dict(o) for t, o in FLEET_OPTIONS.items()}
+    for t, o in (options or {}).items():
+        out[t] = {**out.get(t, {}), **o}
+    return out
+
+
+def phase_of(eui: bytes) -> float:
+    """A device's phase, 0 .. 1, fixed by its EUI."""
+    return int.from_bytes(hashlib.sha256(b"gbhub fleet phase" + eui).digest()[:4], "big") / 2**32
+
+
 def member_rig(seed: int, index: int, without: tuple[str, ...] = (), options: dict[str, dict] | None = None):
     """The rig of premises `index`: the demo premises' devices (less the types in `without`)
     with fleet EUIs and a seeded consumption model; `options`: extra device options by type
@@ -149,8 +192,10 @@ def member_rig(seed: int, index: int, without: tuple[str, ...] = (), options: di
     mix = int.from_bytes(hashlib.sha256(b"gbhub fleet model" + seed.to_bytes(8, "big", signed=True)
                                         + index.to_bytes(4, "big")).digest()[:8], "big")
     for d in rig.devices:
+        if d.type in PHASES:
+            d.options = {**d.options, PHASES[d.type]: phase_of(d.eui)}
         if d.type == "esme":
-            d.options = {"model": ConsumptionModel(seed=mix, base_w=150.0 + mix % 300, peak_w=1500.0 + (mix >> 16) % 2500)}
+            d.options = {**d.options, "model": ConsumptionModel(seed=mix, base_w=150.0 + mix % 300, peak_w=1500.0 + (mix >> 16) % 2500)}
         if options and d.type in options:
             d.options = {**d.options, **options[d.type]}
     return rig
@@ -219,8 +264,14 @@ class FleetWorker:
     def __init__(self, seed: int, indices: range, identity, *, wan=None, nvm_path: Path | None = None,
                  clock=None, sim: bool = False, speed: float = 1.0, worker: int = 0, concurrency: int = 128,
                  without: tuple[str, ...] = (), options: dict[str, dict] | None = None,
-                 nvm_sync: str = "GROUP") -> None:
+                 nvm_sync: str = "GROUP", commission: str = "derived") -> None:
+        """`commission`: "derived" (default: `Premises.commission_derived`, no messages) or
+        "gbcs" (the use cases, as a single premises commissions)."""
         from gbhub.firmware import Nvm, RealClock, SimClock
+
+        if commission not in COMMISSIONING:
+            raise ValueError(f"commission is one of {', '.join(COMMISSIONING)}")
+        self.commission = commission
 
         from .premises import DEFAULT_SIM_START
 
@@ -231,7 +282,7 @@ class FleetWorker:
         self.worker = worker
         self.concurrency = concurrency
         self.without = without
-        self.options = options
+        self.options = fleet_options(options)
         self.clock = clock if clock is not None else (SimClock(DEFAULT_SIM_START) if sim else RealClock(speed=speed))
         self.sim = sim
         self.nvm = Nvm(nvm_path, synchronous=nvm_sync)
@@ -268,7 +319,7 @@ class FleetWorker:
             async with sem:
                 p = Premises(rig, tcp=False, sim=self.sim, identity=self.identity, clock=self.clock, nvm=self.nvm,
                              bridge=bridge, headend_takes_queued=False)
-                await p.start()
+                await p.start(derived=commissioning_secret(self.seed) if self.commission == "derived" else None)
                 if self.wan is not None and p.headend is not None:
                     await p.headend.close()  # from now on the broker (or the TCP listener) is the WAN
                     p.headend = None
@@ -279,7 +330,19 @@ class FleetWorker:
                 progress(done)
             return p
 
-        results = await asyncio.gather(*(one(i) for i in self.indices), return_exceptions=True)
+        # Start-up builds millions of long-lived objects: the collector's full passes over them
+        # are wasted work, during start and every few seconds afterwards. It is off while the
+        # premises start, then they are frozen out of its view (`gc.freeze`); what runs later is
+        # collected as usual. (A full collection after 3,000 premises found 33 objects: start-up
+        # leaves no cyclic garbage worth its seconds.)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            results = await asyncio.gather(*(one(i) for i in self.indices), return_exceptions=True)
+        finally:
+            if collecting:
+                gc.enable()
+        gc.freeze()
         for r in results:
             if isinstance(r, BaseException):
                 self.errors += 1
@@ -312,6 +375,7 @@ class FleetWorker:
         if self.tcp is not None:
             await self.tcp.close()
         self.nvm.close()
+        gc.unfreeze()  # what start froze goes back to the collector (the fleet's cycles with it)
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,8 +396,14 @@ def register(sub) -> None:
     f.add_argument("--data", metavar="DIR", default="gbhub-fleet", help="data folder (default ./gbhub-fleet)")
     f.add_argument("--keys", metavar="DIR", help="test PKI folder of the organisations (default DATA/keys)")
     f.add_argument("--ihd-poll", type=float, metavar="S",
-                   help="seconds between an IHD's reads of its meter (default: the IHD's own, 10 s); "
-                        "longer polls cost less CPU in large fleets")
+                   help="seconds between an IHD's reads of its meter's demand (default 60; price and credit every "
+                        "10 polls; a single premises' IHD: 10 s); shorter polls cost more CPU in large fleets")
+    f.add_argument("--ppmid-poll", type=float, metavar="S",
+                   help="seconds between a PPMID's reads of its meters' credit (default 120; a single premises' "
+                        "PPMID: 30 s)")
+    f.add_argument("--commission", choices=COMMISSIONING, default="derived",
+                   help="derived (default, TEST ONLY: the commissioned state written from the seed, no messages) "
+                        "or gbcs (CCS01, joins, CS03B ... as a single premises commissions)")
     f.add_argument("--gsme-wake", type=float, metavar="S",
                    help="seconds between a GSME's wakes (default: the GSME's own, 1800 s); commands to a "
                         "GSME wait in the CHF's queue until its next wake (`gbhub load --gas-deadline`)")
@@ -347,7 +417,7 @@ def register(sub) -> None:
 
 
 def _worker_main(conn, seed: int, indices: range, keys: str, wan: str | None, data: str, speed: float, worker: int,
-                 options: dict | None = None, nvm_sync: str = "group") -> None:
+                 options: dict | None = None, nvm_sync: str = "group", commission: str = "derived") -> None:
     """A worker process: runs its premises until the parent says stop (or goes away)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s worker {worker} %(name)s %(levelname)s %(message)s")
@@ -359,7 +429,7 @@ def _worker_main(conn, seed: int, indices: range, keys: str, wan: str | None, da
         if address is not None and not address.mqtt and address.port:
             address = type(address)("tcp", address.host, address.port + worker)
         w = FleetWorker(seed, indices, identity, wan=address, nvm_path=Path(data) / f"worker-{worker}.sqlite",
-                        speed=speed, worker=worker, options=options, nvm_sync=nvm_sync.upper())
+                        speed=speed, worker=worker, options=options, nvm_sync=nvm_sync.upper(), commission=commission)
         last = [0.0]
 
         def progress(n: int) -> None:
@@ -414,13 +484,14 @@ def cmd_fleet(args) -> int:
         raise UsageError("--first must be 0 .. 2^32 - N")
     if not args.speed > 0:
         raise UsageError("--speed must be positive")
-    if args.ihd_poll is not None and not args.ihd_poll > 0:
-        raise UsageError("--ihd-poll must be positive")
-    if args.gsme_wake is not None and not args.gsme_wake > 0:
-        raise UsageError("--gsme-wake must be positive")
-    options = {}
+    for flag, value in (("--ihd-poll", args.ihd_poll), ("--ppmid-poll", args.ppmid_poll), ("--gsme-wake", args.gsme_wake)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{flag} must be positive")
+    options: dict[str, dict] = {}
     if args.ihd_poll:
-        options["ihd"] = {"poll_interval": args.ihd_poll}
+        options["ihd"] = {"poll_interval": args.ihd_poll, "detail_interval": 10 * args.ihd_poll}
+    if args.ppmid_poll:
+        options["ppmid"] = {"poll_interval": args.ppmid_poll}
     if args.gsme_wake:
         options["gsme"] = {"wake_interval": args.gsme_wake}
     wan = "tcp://127.0.0.1:0" if args.wan == "tcp" else args.wan
@@ -442,7 +513,7 @@ def cmd_fleet(args) -> int:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker_main, daemon=True, name=f"gbhub-fleet-{i}",
                            args=(child, args.seed, range(bounds[i], bounds[i + 1]), str(keys), wan, str(data), args.speed, i,
-                                 options or None, args.nvm_sync))
+                                 options or None, args.nvm_sync, args.commission))
         proc.start()
         child.close()
         workers.append((proc, parent))

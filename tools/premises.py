@@ -353,8 +353,12 @@ class Premises:
         return getattr(self.bridge, "port", None)
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, *, commission: bool | None = None, listen_when_ready: bool = False) -> None:
+    async def start(self, *, commission: bool | None = None, listen_when_ready: bool = False,
+                    derived: bytes | None = None) -> None:
         """Start the bridge and the devices, connect the head-end, commission if needed.
+
+        `derived` (test fleets): commission by `commission_derived(derived)` before the devices
+        boot, instead of by messages.
 
         `listen_when_ready` (gbhub run): the rig's WAN address opens only once commissioning is
         done, so no outside command meets a half-built premises; commissioning, when anything is
@@ -369,6 +373,9 @@ class Premises:
         await self._attach()
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
+        if derived is not None:
+            await self.commission_derived(derived)
+            commission = False
         late = []
         for name, device in self.devices_by_name.items():
             if device_kind(self.types[name]).starts_after_commissioning:
@@ -563,7 +570,7 @@ class Premises:
             if kind.pair is not None:
                 if not kind.paired(device, self.contexts[name]):
                     log.info("commissioning %s: pairing with its meters", name)
-                    await kind.pair(device, self.contexts[name], he)
+                    await kind.pair(device, self.contexts[name], self._deliver)
             elif kind.pairs_with is not None:
                 meter = self.devices_by_name[spec.meter]
                 if not meter.in_device_log(device.eui):
@@ -596,6 +603,61 @@ class Premises:
                 "join_method_and_role": JoinMethodAndRole.METHOD_B})
             if not r.ok:
                 raise RuntimeError(f"CS03B for {name} on {spec.meter} failed: {r.summary}")
+    async def _deliver(self, use_case: str, to: Any, params: dict) -> None:
+        """One pairing command from the head-end (`DeviceKind.pair`); a sleepy recipient's
+        button is pressed first, so it wakes to fetch it, as an installer would have it."""
+        press = getattr(to, "press_button", None) if getattr(to, "wake_interval", None) else None
+        if press is not None:
+            press()
+        assert self.headend is not None
+        r = await self.headend.send_use_case(use_case, recipient=to.eui, params=params)
+        if not r.ok:
+            raise RuntimeError(f"{use_case} on {eui_hex(to.eui)} failed: {r.summary}")
+
+    async def commission_derived(self, secret: bytes) -> None:
+        """TEST FLEETS ONLY (`gbhub fleet`, README "Fleets"): leave every device in the state
+        `commission()` would, without its messages — the CHF device log entry and join window of
+        CCS01 (its default content) and of the device's join, a TC link key derived from `secret`
+        (`han.join.derived_tc_link_key`) kept by the CHF and by a device that keeps it (the IHD),
+        the meters' device logs of CS03B and of each `DeviceKind.pair` command. Idempotent; before
+        the devices boot, so they come up as after a restart of a commissioned premises. Not
+        derived [I]: event-log records, anti-replay counters and the alerts those commands raise
+        (no head-end sent any), and the GSME's first push to the GPF (at its first wake)."""
+        from gbcs.asn1 import JoinDevice, JoinMethodAndRole, JoinResponseCode
+        from gbcs.catalogue import MessageCode
+        from gbcs.usecases import get as use_case
+        from gbhub.han.join import derived_tc_link_key
+
+        ccs01 = use_case("CCS01").defaults()
+        chf = self.chf
+
+        def apply(code: MessageCode, to: Any, join: JoinDevice) -> None:
+            result, _ = to.joined_devices.apply_join(code, join)
+            if result != JoinResponseCode.SUCCESS:
+                raise RuntimeError(f"{code.name} on {eui_hex(to.eui)}: {JoinResponseCode(result).name}")
+
+        async def deliver(name: str, to: Any, params: dict) -> None:
+            apply(MessageCode[name], to, JoinDevice(**params))
+
+        with self.nvm.transaction():
+            for name, device in self.devices_by_name.items():
+                kind, spec = device_kind(self.types[name]), self.specs[name]
+                if not kind.han_member:
+                    continue
+                if chf.device_log_entry(device.eui) is None:
+                    key = derived_tc_link_key(secret, spec.install_code, device.eui, chf.eui)
+                    chf.commissioned(device.eui, spec.install_code, kind.device_type, key,
+                                     join_timeout=ccs01["join_timeout"], enable_joining=ccs01["enable_joining"])
+                    if kind.keeps_join is not None:
+                        kind.keeps_join(device, key)
+                if kind.pair is not None:
+                    if not kind.paired(device, self.contexts[name]):
+                        await kind.pair(device, self.contexts[name], deliver)  # never suspends: no messages
+                elif kind.pairs_with is not None:
+                    meter = self.devices_by_name[spec.meter]
+                    if not meter.in_device_log(device.eui):
+                        apply(MessageCode.CS03B, meter, JoinDevice(join_method_and_role=JoinMethodAndRole.METHOD_B,
+                                                              other_entity_id=device.eui, other_device_type=kind.device_type))
 
     async def stop(self) -> None:
         """Clean shutdown: devices off (NVM keeps state), head-end and bridge closed."""
