@@ -262,6 +262,10 @@ class Gpf(GbcsDevice):
         except HanError as exc:
             log.info("GPF %s: %s not sent: %s", self.eui_hex, what, exc)
 
+    def apply_push(self, gsme: bytes, data: bytes) -> bool:
+        """A GSME push given in process (derived commissioning of test fleets): as from the HAN."""
+        return self._apply_push(gsme, data)
+
     def _apply_push(self, gsme: bytes, data: bytes) -> bool:
         """Store a push (outside input: every part checked; a malformed one changes nothing and is
         not acknowledged, so the GSME sends it again or the security log tells why)."""

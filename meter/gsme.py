@@ -958,6 +958,17 @@ class Gsme(Prepayment, GbcsDevice):
             frames.append((json.dumps(body, separators=(",", ":"), default=_bytes_hex).encode(), mark))
         return frames
 
+    def push_in_process(self, apply: Any) -> None:
+        """Derived commissioning (test fleets, `tools.premises`): hand what the first push after
+        the join would carry to `apply(data) -> bool` (the GPF's) directly, no HAN frames."""
+        for data, mark in self._push_frames():
+            if not apply(data):
+                return
+            sync = self.data.get("sync")
+            sync.update(mark, last_push=self.device_now())
+            self.data.put("sync", sync)
+        self._accepted_at_push = self.accepted
+
     async def _push(self) -> None:
         assert self.zcl is not None and self.chf_eui is not None
         for data, mark in self._push_frames():

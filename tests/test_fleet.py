@@ -114,7 +114,7 @@ async def test_load_mix_with_gas_reads_from_the_gpf_and_commands_queued_for_the_
         out = await run_load(he, targets, mix, rate=40, duration=2.0, timeout=20, duplicates=dup, sleepy=sleepy,
                              gas_deadline=gas_deadline_for({"gsme_wake_s": 2.0}, 10), gas_queue=3)
         await he.close()
-        assert (out["errors"], out["lost"], out["duplicated"]) == (0, 0, 0), out
+        assert (out["errors"], out["lost"], out["duplicated"]) == (0, 0, 0), (out["error_kinds"], out)
         assert out["answered"] + out["queue_full"] == out["sent"] + out["queue_full"] > 50
         assert 0 < out["queued"] == out["queued_answered"] and out["queued_lost"] == 0
         assert out["queued_max_ms"] <= 12_000 and out["gas_deadline_s"] == 12

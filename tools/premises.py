@@ -382,6 +382,8 @@ class Premises:
                 late.append(device)
             else:
                 await device.start()
+        if derived is not None:
+            self._derived_first_push()
         self.raise_counter_floors()
         commissioning = commission if commission is not None else self.rig.commission
         if private:
@@ -614,6 +616,17 @@ class Premises:
         if not r.ok:
             raise RuntimeError(f"{use_case} on {eui_hex(to.eui)} failed: {r.summary}")
 
+    def _derived_first_push(self) -> None:
+        """Derived commissioning: the GPF's mirror as the GSME's first push after its join leaves
+        it (in process), so the GPF answers gas reads from the start as after GBCS commissioning."""
+        gpfs = [d for n, d in self.devices_by_name.items() if self.types[n] == "gpf"]
+        if not gpfs:
+            return
+        gpf = gpfs[0]
+        for name, device in self.devices_by_name.items():
+            if self.types[name] == "gsme" and gpf.last_sync(device.eui) is None:
+                device.push_in_process(lambda data, eui=device.eui: gpf.apply_push(eui, data))
+
     async def commission_derived(self, secret: bytes) -> None:
         """TEST FLEETS ONLY (`gbhub fleet`, README "Fleets"): leave every device in the state
         `commission()` would, without its messages — the CHF device log entry and join window of
@@ -622,7 +635,8 @@ class Premises:
         the meters' device logs of CS03B and of each `DeviceKind.pair` command. Idempotent; before
         the devices boot, so they come up as after a restart of a commissioned premises. Not
         derived [I]: event-log records, anti-replay counters and the alerts those commands raise
-        (no head-end sent any), and the GSME's first push to the GPF (at its first wake)."""
+        (no head-end sent any). The GSME's first push reaches the GPF in process once the devices
+        have booted (`_derived_first_push`)."""
         from gbcs.asn1 import JoinDevice, JoinMethodAndRole, JoinResponseCode
         from gbcs.catalogue import MessageCode
         from gbcs.usecases import get as use_case
