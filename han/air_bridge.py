@@ -10,7 +10,7 @@ air. When the carrier goes down, the remote devices' links on the local air go d
 (senders get LinkDown at once) and come back up with it.
 
 A `Carrier` is any link that moves APS frames to the far side: `han.serial_link.SerialLink`
-today, a BLE GATT link next. It needs only:
+and the BLE GATT link (`han.ble`). It needs only:
 
     up: bool                                      the link is up now
     async start() / async stop()
@@ -66,8 +66,10 @@ class AirBridge:
     """Joins `air` (a VirtualAir) to the far side through `carrier`; `remote` are the EUIs of
     the devices across the link."""
 
-    def __init__(self, air: Any, carrier: Carrier, remote: Iterable[bytes], *, max_queue: int = 256) -> None:
+    def __init__(self, air: Any, carrier: Carrier, remote: Iterable[bytes], *, max_queue: int = 256,
+                 down_until_up: bool = False) -> None:
         self.air = air
+        self.down_until_up = down_until_up  # the proxies' links are down until the carrier first comes up
         self.carrier = carrier
         self.remote = frozenset(bytes(e) for e in remote)
         self.max_queue = max_queue
@@ -83,6 +85,8 @@ class AirBridge:
     async def start(self) -> None:
         for eui in sorted(self.remote):
             self._ports.append(self.air.attach(eui, self._outbound))
+        if self.down_until_up:
+            self._link(False)
         await self.carrier.start()
         self._link(self.carrier.up)
         self._pump = spawn(self._run())
@@ -100,6 +104,7 @@ class AirBridge:
     def _outbound(self, frame: ApsFrame) -> None:
         if len(self._queue) >= self.max_queue:
             self.counters.overflow += 1
+            log.warning("bridge queue full: frame to %s dropped", frame.dst.hex().upper())
             return
         self._queue.append(frame)
         self._wake.set()

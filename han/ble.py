@@ -29,7 +29,8 @@ counted by reason in `Reassembler.dropped`; a message with the seq of the one ju
 repeat and dropped too. Nothing a peer writes grows memory beyond one message per connection.
 
 The link is a carrier (`carry(frame)`, `on_frame(cb)`, `on_link(cb)`, `up`, `start`, `stop`),
-the shape the serial line has too; `AirBridge` joins a local `VirtualAir` to a carrier: the
+the shape the serial line has too (`han.air_bridge.Carrier`); `han.air_bridge.AirBridge` joins a local
+`VirtualAir` to a carrier (`down_until_up=True` for BLE): the
 devices beyond the link appear on the local air as proxies, frames to them cross the link, frames
 from the link are put on the local air. While the link is down the proxies' links are down
 (senders get `LinkDown`).
@@ -43,9 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Protocol
 
 from construct import BitsInteger, BitStruct, ConstructError, Flag, Int8ub, Int16ul, Struct
 
@@ -180,128 +180,6 @@ class Reassembler:
 # ---------------------------------------------------------------------------------------------
 # Carriers: a link that moves whole APS frames, and the bridge that puts one under a virtual air
 # ---------------------------------------------------------------------------------------------
-
-
-class Carrier(Protocol):
-    """A point-to-point link moving APS frames to the far side: the BLE ends here, the serial
-    line in `serial_link` (the same shape, so one `AirBridge` serves both)."""
-
-    up: bool
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def carry(self, frame: ApsFrame) -> bool:
-        """True: across the link. False: lost (e.g. a disconnection mid-frame). Raises LinkDown
-        when the link is down, MessageTooLong when the frame cannot cross it."""
-        ...
-
-    def on_frame(self, callback: Callable[[ApsFrame], Any]) -> None:
-        """Frames from the far side go to `callback`."""
-        ...
-
-    def on_link(self, callback: Callable[[bool], Any]) -> None:
-        """`callback(up)` whenever the link comes up or goes down."""
-        ...
-
-
-@dataclass(slots=True)
-class BridgeCounters:
-    out: int = 0  # frames the carrier took across
-    lost: int = 0  # frames the carrier lost or could not send (down, too long)
-    overflow: int = 0  # frames dropped because the queue to the carrier was full
-    inbound: int = 0  # frames from the carrier put on the local air
-    refused: int = 0  # frames from the carrier not from a device beyond it to a local one
-
-
-class AirBridge:
-    """A local virtual air and a carrier: the `remote` EUIs (the devices beyond the link) get proxy
-    ports on the air; a frame a local device sends to one is queued (at most `max_queue`, first in
-    first out) and carried across; a frame from the link is put on the local air as if its sender
-    were here. While the carrier is down the proxies' links are down (senders get LinkDown) and
-    what was queued is lost, as on the air."""
-
-    def __init__(self, air: Any, carrier: Carrier, remote: Iterable[bytes], *, max_queue: int = 256) -> None:
-        self.air = air
-        self.carrier = carrier
-        self.remote = frozenset(bytes(e) for e in remote)
-        self.max_queue = max_queue
-        self.counters = BridgeCounters()
-        self._queue: deque[ApsFrame] = deque()
-        self._wake = asyncio.Event()
-        self._pump: asyncio.Task | None = None
-        self._ports: list[Any] = []
-        self._downed: set[bytes] = set()  # proxy links this bridge took down (not `gbhub ctl han`'s)
-        carrier.on_frame(self._inbound)
-        carrier.on_link(self._link)
-
-    async def start(self) -> None:
-        for eui in sorted(self.remote):
-            self._ports.append(self.air.attach(eui, self._outbound))
-        self._link(False)
-        await self.carrier.start()
-        self._link(self.carrier.up)
-        self._pump = spawn(self._run())
-
-    async def stop(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            self._pump = None
-        await self.carrier.stop()
-        for port in self._ports:
-            port.detach()
-        self._ports.clear()
-
-    def _link(self, up: bool) -> None:
-        if up:
-            for eui in self._downed:
-                self.air.set_link(eui, True)
-            self._downed.clear()
-            return
-        for eui in self.remote:
-            if self.air.is_up(eui):
-                self.air.set_link(eui, False)
-                self._downed.add(eui)
-        self.counters.lost += len(self._queue)
-        self._queue.clear()
-
-    def _outbound(self, frame: ApsFrame) -> None:
-        if len(self._queue) >= self.max_queue:
-            self.counters.overflow += 1
-            log.warning("bridge queue full: frame to %s dropped", frame.dst.hex().upper())
-            return
-        self._queue.append(frame)
-        self._wake.set()
-
-    def _inbound(self, frame: ApsFrame) -> None:
-        if frame.src not in self.remote or frame.dst in self.remote:
-            self.counters.refused += 1
-            log.warning("link frame %s -> %s refused: not from a device beyond the link to a local one",
-                        frame.src.hex().upper(), frame.dst.hex().upper())
-            return
-        try:
-            self.air.inject(frame)
-        except HanError as exc:  # no such local device, or its link is down (`gbhub ctl han`)
-            log.info("link frame for %s not delivered: %s", frame.dst.hex().upper(), exc)
-            return
-        self.counters.inbound += 1
-
-    async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            frame = self._queue.popleft()
-            try:
-                if await self.carrier.carry(frame):
-                    self.counters.out += 1
-                    continue
-                log.info("frame for %s lost on the link", frame.dst.hex().upper())
-            except HanError as exc:
-                log.info("frame for %s not sent: %s", frame.dst.hex().upper(), exc)
-            self.counters.lost += 1
 
 
 class _GattLink:

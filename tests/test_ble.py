@@ -151,7 +151,8 @@ def test_any_ble_table_is_settings_or_one_clear_error(table):
 async def _linked(mtu: int, server_mtu: int | None = None, link: str = "t"):
     """A meter's air and a display's air joined by a BLE link (server on the meter's side)."""
     from gbhub.han import ClusterDispatch, VirtualAir
-    from gbhub.han.ble import AirBridge, BleClient, BleServer, BumbleClient
+    from gbhub.han.air_bridge import AirBridge
+    from gbhub.han.ble import BleClient, BleServer, BumbleClient
     from gbhub.han.zcl_server import ZclClient, ZclServer
 
     here, there = VirtualAir(), VirtualAir()
@@ -160,7 +161,7 @@ async def _linked(mtu: int, server_mtu: int | None = None, link: str = "t"):
     ZclServer(dispatch, clusters={0x0702: lambda: {0x0000: SUMMATION, 0x0206: b"\x5A" * 200}}, port=meter_port)
     server = BleServer(f"virtual:{link}", mtu=server_mtu or mtu)
     client = BleClient(BumbleClient("F0:F0:F0:F0:F0:01", f"virtual:{link}", mtu=mtu), reconnect=0.05)
-    bridges = [AirBridge(here, server, [DISPLAY]), AirBridge(there, client, [METER])]
+    bridges = [AirBridge(here, server, [DISPLAY], down_until_up=True), AirBridge(there, client, [METER], down_until_up=True)]
     for b in bridges:
         await b.start()
     cd = ClusterDispatch()

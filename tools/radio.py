@@ -228,11 +228,11 @@ class BleLink(VirtualLink):
 
     async def start(self, premises: Any) -> None:
         from gbhub.han.aps import HanError
-        from gbhub.han.ble import AirBridge
+        from gbhub.han.air_bridge import AirBridge
 
         link = f"gbhub-{id(self):x}"  # a private virtual link: premises in one process never meet
-        server = AirBridge(self.air, self.settings.server(link), self.remote)
-        client = AirBridge(self.far, self.settings.client_end(link), self.local)
+        server = AirBridge(self.air, self.settings.server(link), self.remote, down_until_up=True)
+        client = AirBridge(self.far, self.settings.client_end(link), self.local, down_until_up=True)
         try:
             for bridge in (server, client):
                 self.bridges.append(bridge)  # before it starts: a half-started end is closed too
