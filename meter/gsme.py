@@ -83,7 +83,7 @@ from gbcs.zcl import AttributeValue, Cluster, ClusterCommand, DefaultResponse, S
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
-from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds
+from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds, number
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
 from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command, gbz_failure
@@ -782,12 +782,7 @@ class Gsme(Prepayment, GbcsDevice):
         (`_credit_alerts`), the valve closed at no credit (0x8F0F) or armed again above it, all
         said at the next wake."""
         arity("credit", args, 1, "AMOUNT (pounds)")
-        try:
-            pounds = float(args[0])
-        except ValueError:
-            raise FaultError("credit takes AMOUNT (pounds), a number") from None
-        if not -1e7 <= pounds <= 1e7:
-            raise FaultError("credit AMOUNT must be between -10000000 and 10000000")
+        pounds = number(args[0], "AMOUNT", low=-1e7, high=1e7)
         self._alerts.clear()
         with self.nvm.transaction():
             p = self._prepay()
