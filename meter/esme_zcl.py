@@ -66,9 +66,9 @@ class EsmeZcl:
         if end in (0, 0xFFFFFFFF):
             end = 0xFFFFFFFE
         tenancy = self.tenancy_start()
-        events = [(t, code) for t, code in reversed(self.han_events)
-                  if (tenancy is None or t >= tenancy) and (wanted in (0, code))
-                  and start <= (zcl_t := max(0, int(t) - cosem.EPOCH_2000)) <= end]
+        events = [(zcl_t, code) for t, code in reversed(self.han_events)
+                  if (tenancy is None or t >= tenancy) and wanted in (0, code)
+                  and start <= (zcl_t := cosem.t2000(t)) <= end]
         events = events[command["event_offset"]:]
         if command["number_of_events"]:
             events = events[:command["number_of_events"]]
@@ -77,8 +77,7 @@ class EsmeZcl:
         return ClusterCommand.build(Cluster.EVENTS, "PublishEventLog", total_number_of_events=len(events),
                                     command_index=0, total_commands=1, log_payload_control=len(events) & 0x0F,
                                     events=[{"log_id": HAN_EVENT_LOG, "event_id": code & 0xFFFF,
-                                             "event_time": max(0, int(t) - cosem.EPOCH_2000), "event_data": b""}
-                                            for t, code in events])
+                                             "event_time": zcl_t, "event_data": b""} for zcl_t, code in events])
 
     def _from_ppmid(self, frame: Any, command: ClusterCommand) -> bool:
         """Only a PPMID in the device log may top up or ask for emergency credit [I] (an IHD
