@@ -6,8 +6,8 @@ for every device across the link (a proxy port per remote EUI): a frame a local 
 remote one is handed to the proxy, which puts it on the `Carrier`; a frame the carrier brings is
 put on the local air as sent by its remote source. So every HAN frame — ZCL, GB-HGRP tunnel, the
 join handshake — crosses unchanged, and the device log and join rules of the CHF apply as on one
-air. When the carrier goes down, the remote devices' links on the local air go down with it
-(senders get LinkDown at once) and come back up with it.
+air. The remote devices' links on the local air are down until the carrier is up, go down with
+it (senders get LinkDown at once) and come back up with it.
 
 A `Carrier` is any link that moves APS frames to the far side: `han.serial_link.SerialLink`
 and the BLE GATT link (`han.ble`). It needs only:
@@ -66,10 +66,8 @@ class AirBridge:
     """Joins `air` (a VirtualAir) to the far side through `carrier`; `remote` are the EUIs of
     the devices across the link."""
 
-    def __init__(self, air: Any, carrier: Carrier, remote: Iterable[bytes], *, max_queue: int = 256,
-                 down_until_up: bool = False) -> None:
+    def __init__(self, air: Any, carrier: Carrier, remote: Iterable[bytes], *, max_queue: int = 256) -> None:
         self.air = air
-        self.down_until_up = down_until_up  # the proxies' links are down until the carrier first comes up
         self.carrier = carrier
         self.remote = frozenset(bytes(e) for e in remote)
         self.max_queue = max_queue
@@ -85,8 +83,7 @@ class AirBridge:
     async def start(self) -> None:
         for eui in sorted(self.remote):
             self._ports.append(self.air.attach(eui, self._outbound))
-        if self.down_until_up:
-            self._link(False)
+        self._link(False)  # the remote devices are unreachable until the carrier is up
         await self.carrier.start()
         self._link(self.carrier.up)
         self._pump = spawn(self._run())

@@ -30,7 +30,7 @@ repeat and dropped too. Nothing a peer writes grows memory beyond one message pe
 
 The link is a carrier (`carry(frame)`, `on_frame(cb)`, `on_link(cb)`, `up`, `start`, `stop`),
 the shape the serial line has too (`han.air_bridge.Carrier`); `han.air_bridge.AirBridge` joins a local
-`VirtualAir` to a carrier (`down_until_up=True` for BLE): the
+`VirtualAir` to a carrier: the
 devices beyond the link appear on the local air as proxies, frames to them cross the link, frames
 from the link are put on the local air. While the link is down the proxies' links are down
 (senders get `LinkDown`).

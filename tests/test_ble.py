@@ -161,7 +161,7 @@ async def _linked(mtu: int, server_mtu: int | None = None, link: str = "t"):
     ZclServer(dispatch, clusters={0x0702: lambda: {0x0000: SUMMATION, 0x0206: b"\x5A" * 200}}, port=meter_port)
     server = BleServer(f"virtual:{link}", mtu=server_mtu or mtu)
     client = BleClient(BumbleClient("F0:F0:F0:F0:F0:01", f"virtual:{link}", mtu=mtu), reconnect=0.05)
-    bridges = [AirBridge(here, server, [DISPLAY], down_until_up=True), AirBridge(there, client, [METER], down_until_up=True)]
+    bridges = [AirBridge(here, server, [DISPLAY]), AirBridge(there, client, [METER])]
     for b in bridges:
         await b.start()
     cd = ClusterDispatch()

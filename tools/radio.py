@@ -231,8 +231,8 @@ class BleLink(VirtualLink):
         from gbhub.han.air_bridge import AirBridge
 
         link = f"gbhub-{id(self):x}"  # a private virtual link: premises in one process never meet
-        server = AirBridge(self.air, self.settings.server(link), self.remote, down_until_up=True)
-        client = AirBridge(self.far, self.settings.client_end(link), self.local, down_until_up=True)
+        server = AirBridge(self.air, self.settings.server(link), self.remote)
+        client = AirBridge(self.far, self.settings.client_end(link), self.local)
         try:
             for bridge in (server, client):
                 self.bridges.append(bridge)  # before it starts: a half-started end is closed too
