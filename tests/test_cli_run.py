@@ -24,13 +24,19 @@ def gbhub(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 
 
 class Running:
-    """`gbhub run ... --status-every 0` in the background, returned once it says it runs."""
+    """`gbhub run ... --status-every 0` in the background, returned once it says it runs (or at
+    once with `wait=False`: then `wait_running` before use)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, cwd: Path | str = ROOT, env: dict | None = None, timeout: float = 90.0,
+                 wait: bool = True) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "gbhub", "run", *args, "--status-every", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=ENV)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                                     env=ENV if env is None else env)
         self.lines: list[str] = []
-        deadline = time.time() + 90
+        if wait:
+            self.wait_running(time.time() + timeout)
+
+    def wait_running(self, deadline: float) -> None:
         while time.time() < deadline:
             line = self.proc.stdout.readline()
             if not line:

@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from test_cli_run import Running
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -45,32 +43,18 @@ def _browser():
 @pytest.fixture
 def demo(tmp_path):
     """The demo premises as `gbhub run --web 127.0.0.1:0`: its dashboard URL."""
-    env = {**os.environ, "PYTHONPATH": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "gbhub", "run", "--data", str(tmp_path / "data"), "--web", "127.0.0.1:0",
-                             "--status-every", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=tmp_path, env=env)
-    lines: list[str] = []
+    run = Running("--data", str(tmp_path / "data"), "--web", "127.0.0.1:0", cwd=tmp_path,
+                  env={**os.environ, "PYTHONPATH": "", "PYTHONUNBUFFERED": "1"}, timeout=120)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "running;" in line:
-                break
-        url = re.search(r"dashboard on (http://\S+)", "".join(lines))
-        assert url and "running;" in lines[-1], "gbhub run --web did not start:\n" + "".join(lines)
+        url = re.search(r"dashboard on (http://\S+)", run.text)
+        assert url, "gbhub run --web gave no dashboard address:\n" + run.text
         yield url.group(1)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=60)
+            run.stop()
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+            run.kill()
+        run.proc.stdout.close()
 
 
 @pytest.fixture

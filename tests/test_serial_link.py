@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from test_cli_run import Running
+
 from gbhub.han.serial_link import DATA, Deframer, FdPort, SerialLink, decode_aps, encode_aps, frame
 
 METER = bytes.fromhex("02474248400000A0")
@@ -204,23 +206,6 @@ def relay(rate: float) -> None:
                     FdPort(peer[fd]).write(noise[fd](data))
 
 
-def _start(args: list[str], env: dict) -> tuple[subprocess.Popen, list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "gbhub", "run", *args, "--status-every", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-    return proc, []
-
-
-def _wait_running(proc: subprocess.Popen, lines: list[str], deadline: float) -> None:
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "running;" in line:
-            return
-    raise AssertionError("gbhub run did not start:\n" + "".join(lines))
-
-
 @pytest.mark.slow
 async def test_two_gbhub_processes_across_a_noisy_serial_line(tmp_path):
     """The Done-when of issue 12: the hub (CHF, GPF, WAN) and the meters (ESME, IHD) in two `gbhub
@@ -229,7 +214,6 @@ async def test_two_gbhub_processes_across_a_noisy_serial_line(tmp_path):
     error, none hangs, and the ESME is still served correctly afterwards."""
     import argparse
     import shutil
-    import signal
 
     from gbhub.tools.premises import ensure_keys
     from gbhub.tools.rig import load_rig
@@ -252,11 +236,10 @@ async def test_two_gbhub_processes_across_a_noisy_serial_line(tmp_path):
         shutil.copytree(hub / "keys", meters / "keys")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         deadline = time.time() + 240
-        started = [_start([str(tmp_path / "hub.toml")], env), _start([str(tmp_path / "meters.toml")], env)]
-        procs = [p for p, _ in started]
-        for proc, lines in started:
-            _wait_running(proc, lines, deadline)
-        assert "WAN (TCP)" in "".join(started[0][1]) and "no WAN in this process" in "".join(started[1][1])
+        procs = [Running(str(tmp_path / side), env=env, wait=False) for side in ("hub.toml", "meters.toml")]
+        for proc in procs:  # started together: the hub side waits for the meters' joins
+            proc.wait_running(deadline)
+        assert "WAN (TCP)" in procs[0].text and "no WAN in this process" in procs[1].text
 
         headend, manifest = await _headend(argparse.Namespace(data=str(hub), wan=None, keys=None, to=None))
         esme = manifest["devices"]["esme"]
@@ -283,13 +266,10 @@ async def test_two_gbhub_processes_across_a_noisy_serial_line(tmp_path):
         assert link["up"] and link["bad_frames"] > 0 and link["retransmits"] > 0, link  # the noise was real
         print(f"{COMMANDS} commands in {elapsed:.1f} s; meter side link {link}")
         for proc in procs:
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(60) == 0
+            assert proc.stop() == 0
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+            proc.kill()
         wire.stdin.close()
         wire.wait(10)
 
