@@ -37,6 +37,10 @@ from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 from .gbcs_device import CommandRejected, FailNext, Outcome
 
 NS = "meter"  # the namespace `meter.prepayment` keeps its state in
+DEBTS = ("time_debt_1", "time_debt_2", "payment_debt")  # prepayment keys of the debt registers (pence)
+DEBT_TIME_BASED, DEBT_PAYMENT_BASED = 0, 1  # ZSE DebtRecoveryMethod (2 catch-up: not recovered [I])
+# ZSE DebtRecoveryFrequency -> periods per day (month 30.4375 days, quarter 91.3125 days) [S ZSE; I lengths]
+DEBT_PERIODS_PER_DAY = {0: 24.0, 1: 1.0, 2: 1 / 7, 3: 1 / 30.4375, 4: 1 / 91.3125}
 PROFILE_NS = "gas_profile"
 DAILY_NS = "gas_daily"
 HALF_HOUR = 1800
@@ -462,17 +466,39 @@ def apply_command(data: GasData, cmd: Any) -> bool:
             # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
             gas["uncontrolled_flow_lph"] = (cmd["uncontrolled_flow_threshold"] * cmd["multiplier"]
                                             / max(1, cmd["divisor"]) * 1000)
-        elif name == "ChangeDebt":  # debt registers 1..3 by amount type (1/2 debt 1, 3/4 debt 2, 5/6 debt 3) [I]
-            p = dict(data.get("prepayment") or {})
-            debts = list(p.get("debts", [0.0, 0.0, 0.0]))
-            debts[min(2, max(0, (cmd["debt_amount_type"] - 1) // 2))] = cmd["debt_amount"] / MONEY
-            p["debts"] = debts
-            p["debt"] = sum(debts)
-            data.put("prepayment", p)
+        elif name == "ChangeDebt":
+            _change_debt(data, cmd)
     else:
         return False
     data.put("gas", gas)
     return True
+
+
+def _change_debt(data: GasData, cmd: Any) -> None:
+    """ZSE ChangeDebt: amount type 2n is debt n+1's new amount, 2n+1 an increment to it [S ZSE
+    DebtAmountType]; debts 1 and 2 are the time-based ones, debt 3 the payment-based one [O RTDS
+    GCS04]. Its recovery settings (`meter.prepayment` recovers it): method 0 time-based (amount per
+    frequency: 0 hour, 1 day, 2 week, 3 month, 4 quarter [S ZSE]), 1 payment-based (the share of
+    each top-up, in 0.01 % [I units])."""
+    p = dict(data.get("prepayment") or {})
+    kind = cmd["debt_amount_type"]
+    key = DEBTS[min(len(DEBTS) - 1, kind // 2)]
+    amount = cmd["debt_amount"] / MONEY
+    p[key] = max(0.0, p.get(key, 0.0) + amount if kind & 1 else amount)
+    recovery = dict(p.get("debt_recovery") or {})
+    recovery[key] = {"method": cmd["debt_recovery_method"], "frequency": cmd["debt_recovery_frequency"],
+                     "amount": cmd["debt_recovery_amount"] / MONEY,
+                     "share": cmd["debt_recovery_balance_percentage"] / 10000.0}
+    p["debt_recovery"] = recovery
+    p["debt"] = sum(p.get(k, 0.0) for k in DEBTS)
+    data.put("prepayment", p)
+
+
+def debt_rate_per_day(recovery: dict) -> float:
+    """A time-based debt's recovery amount per day in pence, from ChangeDebt's settings (`_change_debt`)."""
+    if recovery.get("method") != DEBT_TIME_BASED:
+        return 0.0
+    return recovery.get("amount", 0.0) * DEBT_PERIODS_PER_DAY.get(recovery.get("frequency"), 0.0)
 
 
 def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzComponent:
@@ -531,5 +557,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "DEBTS", "debt_rate_per_day", "DEBT_TIME_BASED", "DEBT_PAYMENT_BASED", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

@@ -109,7 +109,7 @@ from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjec
 from .esme_events import EsmeEvents
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel, close_half_hours
-from .prepayment import Prepayment
+from .prepayment import UTRN_LOCKOUT_ATTEMPTS, UTRN_LOCKOUT_SECONDS, Prepayment
 
 log = logging.getLogger("gbhub.esme")
 
@@ -352,6 +352,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         utrn_cache_size: int = DEFAULT_CACHE_SIZE,
         emergency_credit_activation: str = "auto",
         variant: str = "single",
+        utrn_lockout_attempts: int = UTRN_LOCKOUT_ATTEMPTS,
+        utrn_lockout_seconds: float = UTRN_LOCKOUT_SECONDS,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -366,6 +368,9 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         if emergency_credit_activation not in ("auto", "consumer"):
             raise ValueError("emergency_credit_activation is 'auto' or 'consumer'")
         self.emergency_credit_activation = emergency_credit_activation
+        if int(utrn_lockout_attempts) < 0 or float(utrn_lockout_seconds) < 0:
+            raise ValueError("utrn_lockout_attempts and utrn_lockout_seconds are >= 0")
+        self.utrn_lockout_attempts, self.utrn_lockout_seconds = int(utrn_lockout_attempts), float(utrn_lockout_seconds)
         self._factory = {
             "registers": dict(registers or {}),
             "clock_offset": float(clock_offset),

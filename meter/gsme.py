@@ -86,6 +86,7 @@ from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds, number
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
+from gbhub.firmware.gas_data import DEBT_PAYMENT_BASED, DEBTS, debt_rate_per_day
 from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command, gbz_failure
 from gbhub.firmware.future import FdaOutcome
 from gbhub.firmware.nvm import NvmError
@@ -98,7 +99,7 @@ from gbhub.han.zcl_server import ZclClient, ZclError
 
 from .esme_state import SUPPLY_ARMED as ARMED, SUPPLY_DISABLED as DISABLED, SUPPLY_ENABLED as ENABLED
 from .model import ConsumptionModel, close_half_hours
-from .prepayment import Prepayment
+from .prepayment import UTRN_LOCKOUT_ATTEMPTS, UTRN_LOCKOUT_SECONDS, Prepayment, top_up_result
 
 log = logging.getLogger("gbhub.gsme")
 
@@ -112,6 +113,7 @@ DEVICE_LOG_CAPACITY = 8  # [U]
 OTA_BLOCKS_PER_WAKE = 200  # firmware blocks fetched per wake [I]: 200 x 48 bytes take 4 s at the default HAN pace
 MAX_FLOW_LPH = 6000.0  # the meter's capacity, litres per hour [I: a G4 meter's Qmax, 6 m³/h]: above it 0x81B4
 LOST_SEARCHES = 3  # failed wakes in a row (the CHF not found) before 0x8F29 [I: its name]
+NO_TOP_UP = -1  # ConsumerTopUpResponse top_up_value of a refused UTRN [O RTDS CS01b ERROR]
 FUTURE_DATED_MODES = ("clock", "wake")  # when held instructions run (module doc "Future-dated commands") [I]
 
 
@@ -390,7 +392,7 @@ def _top_up(gsme: "Gsme", message: Message) -> Outcome:
         gsme.log_event("top_up_rejected", status=check.status.value)
     credit = int(round(gsme.credit_pence * MONEY))
     resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=0 if check.accepted else 1,
-                                top_up_value=check.amount_pennies * MONEY if check.accepted else 0xFFFFFFFF,
+                                top_up_value=check.amount_pennies * MONEY if check.accepted else NO_TOP_UP,
                                 source_of_top_up=cmd["originating_device"], credit_remaining=credit)
     return Outcome(_component(resp, Cluster.PREPAYMENT), gsme.dated(0xFF))
 
@@ -398,20 +400,15 @@ def _top_up(gsme: "Gsme", message: Message) -> Outcome:
 def _ppmid_top_up(gsme: "Gsme", message: Message) -> bytes:
     """PCS01: a UTRN the consumer typed on the PPMID (the PPMID MACs the command with the two
     devices' KA keys: checked by the shared device-to-device rule once the PPMID has joined by
-    Method C, CS03C). The UTRN itself is the supplier's, checked as a locally entered one:
-    credit added (alert 0x810E) or the rejection alert (0x8F51 / 0x8F63 / 0x8F64)."""
+    Method C, CS03C). The UTRN itself is the supplier's, checked as a locally entered one
+    (`Prepayment.local_top_up`, with its lock-out): credit added (alert 0x810E) or the rejection
+    alert (0x8F51 / 0x8F63 / 0x8F64; 0x81C5 while locked out, 0x81C4 when this entry locks it)."""
     cmd = _one_command(message, "ConsumerTopUp")
     code = bytes(cmd["top_up_code"]).decode("ascii", "replace")
-    check = gsme._check_utrn(code, gsme.prepayment_supplier, None, None)
-    if check.accepted:
-        gsme._add_credit(check.amount_pennies, "ppmid")
-        gsme._queue_alert(AlertCode.CREDIT_ADDED_LOCALLY)
-        gsme.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter, origin="ppmid")
-    else:
-        gsme._queue_alert(check.alert_code)
-        gsme.log_event("top_up_rejected", status=check.status.value, origin="ppmid")
-    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=0 if check.accepted else 1,
-                                top_up_value=check.amount_pennies * MONEY if check.accepted else 0xFFFFFFFF,
+    check = gsme.local_top_up(code, "ppmid")
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse",
+                                result_type=0 if check.accepted else int(top_up_result(check)),
+                                top_up_value=check.amount_pennies * MONEY if check.accepted else NO_TOP_UP,
                                 source_of_top_up=cmd["originating_device"],
                                 credit_remaining=int(round(gsme.credit_pence * MONEY)))
     return _component(resp, Cluster.PREPAYMENT)
@@ -529,6 +526,7 @@ class Gsme(Prepayment, GbcsDevice):
                  uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
                  utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
                  future_dated: str = "clock", max_flow_lph: float = MAX_FLOW_LPH, wake_phase: float = 0.0,
+                 utrn_lockout_attempts: int = UTRN_LOCKOUT_ATTEMPTS, utrn_lockout_seconds: float = UTRN_LOCKOUT_SECONDS,
                  **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
@@ -536,6 +534,9 @@ class Gsme(Prepayment, GbcsDevice):
         if future_dated not in FUTURE_DATED_MODES:
             raise ValueError(f"future_dated is one of {', '.join(FUTURE_DATED_MODES)}")
         self.future_dated = future_dated
+        if int(utrn_lockout_attempts) < 0 or float(utrn_lockout_seconds) < 0:
+            raise ValueError("utrn_lockout_attempts and utrn_lockout_seconds are >= 0")
+        self.utrn_lockout_attempts, self.utrn_lockout_seconds = int(utrn_lockout_attempts), float(utrn_lockout_seconds)
         self.max_flow_lph = float(max_flow_lph)
         self._failed_wakes = 0  # wakes in a row that did not reach the CHF (0x8F29)
         self._searches_failed = False
@@ -770,6 +771,18 @@ class Gsme(Prepayment, GbcsDevice):
         if p.get("ec_active") and before["ec_remaining"] > 0 >= p["ec_remaining"]:
             self.log_event(int(AlertCode.EMERGENCY_CREDIT_EXHAUSTED))
             self._queue_alert(AlertCode.EMERGENCY_CREDIT_EXHAUSTED)
+
+    DEBT_TOTAL = True  # AccumulatedDebt (`prepayment["debt"]`) is the sum of the three debts
+
+    def time_debt_rates_pence(self) -> dict[str, float]:
+        """Debts 1 and 2 as GCS04 (ChangeDebt) set their recovery (`gas_data.debt_rate_per_day`)."""
+        recovery = self._prepay().get("debt_recovery") or {}
+        return {k: debt_rate_per_day(recovery[k]) for k in DEBTS[:2] if k in recovery}
+
+    def payment_debt_share(self) -> float:
+        """Debt 3's share of each top-up as GCS04 set it (payment-based recovery)."""
+        r = (self._prepay().get("debt_recovery") or {}).get(DEBTS[2]) or {}
+        return float(r.get("share", 0.0)) if r.get("method") == DEBT_PAYMENT_BASED else 0.0
 
     def top_up_limits(self) -> tuple[float | None, float | None]:
         """GCS05 (SetMaximumCreditLimit): maximum credit per top-up and maximum balance (pence;
