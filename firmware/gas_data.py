@@ -35,6 +35,7 @@ from gbcs.zcl import (
 from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 
 from .gbcs_device import CommandRejected, FailNext, Outcome
+from .tariff import Calendar, split_blocks
 
 NS = "meter"  # the namespace `meter.prepayment` keeps its state in
 DEBTS = ("time_debt_1", "time_debt_2", "payment_debt")  # prepayment keys of the debt registers (pence)
@@ -434,8 +435,7 @@ PAYMENT_PREPAYMENT_BIT = 0x0001  # PaymentControlConfiguration bit 0: prepayment
 def apply_command(data: GasData, cmd: Any) -> bool:
     """What one GBZ command component changes in the gas state: the GSME executing it, and the
     GPF applying a tap-off (an executed command / response pair, or a future-dated one's 0x8F66)
-    to its mirror, in one place. False when the command changes none of this state (calendar
-    profiles, seasons: kept by neither [I])."""
+    to its mirror, in one place. False when the command changes none of this state."""
     name = getattr(cmd, "name", "")
     if name in PREPAY_SETTINGS or name == "ChangePaymentMode":
         p = dict(data.get("prepayment") or {})
@@ -449,11 +449,10 @@ def apply_command(data: GasData, cmd: Any) -> bool:
         data.put("prepayment", p)
         return True
     gas = dict(data.get("gas") or {})
-    if name == "PublishTariffInformation":
-        gas["standing"] = cmd["standing_charge"] / 1000
-    elif name == "PublishPriceMatrix" and cmd["prices"]:
-        gas["price"] = dict(cmd["prices"][0])["price"] / 1000
-        gas["prices"] = [dict(p)["price"] / 1000 for p in cmd["prices"]]
+    if name in _PRICE_COMMANDS:
+        _apply_price(gas, name, cmd)
+    elif name in _CALENDAR_COMMANDS:
+        _apply_calendar(gas, name, cmd)
     elif name in GAS_SETTINGS:
         for field, key in GAS_SETTINGS[name].items():
             value = cmd[field]
@@ -472,6 +471,111 @@ def apply_command(data: GasData, cmd: Any) -> bool:
         return False
     data.put("gas", gas)
     return True
+
+
+# -- the tariff (GCS01a/b): what the GSME charges and where consumption accrues (`firmware.tariff`) --
+GAS_TIERS, GAS_BLOCKS = 4, 4  # the GSME's tier and block registers [S FACTS §3.3: tier 1-4, block 1-4 summations]
+DELIVERED_CALENDAR = 0x00  # ZSE CalendarType of the import (TOU) calendar; GCS05's friendly credit one is 0x03
+TOU, BLOCK, BLOCK_TOU_COMMON, BLOCK_TOU = 0, 1, 2, 3  # ZSE TariffType high nibble: charging scheme [S ZSE]
+_PRICE_COMMANDS = frozenset(("PublishTariffInformation", "PublishPriceMatrix", "PublishBlockThresholds"))
+_CALENDAR_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWeekProfile", "PublishSeasons",
+                                "PublishSpecialDays"))
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _apply_price(gas: dict, name: str, cmd: Any) -> None:
+    """Prices in pence per kWh (ZSE price /1000: trailing digit 0x50 [O RTDS]) keyed "tier:block"
+    (tier 0: none; block 0-based) from the TierBlockID (a TOU matrix, sub-payload bit 0: the tier;
+    else tier in the high nibble, block in the low [S ZSE]); block thresholds per tier (raw, scaled
+    to kWh by the tariff information's multiplier / divisor)."""
+    t = dict(gas.get("tariff") or {})
+    if name == "PublishTariffInformation":
+        gas["standing"] = cmd["standing_charge"] / 1000
+        t["scheme"] = cmd["tariff_type_charging_scheme"] >> 4
+        t["threshold_scale"] = cmd["block_threshold_multiplier"] / (cmd["block_threshold_divisor"] or 1)
+    elif name == "PublishPriceMatrix" and cmd["prices"]:
+        tou = bool(cmd["sub_payload_control"] & 0x01)
+        prices = {}
+        for row in map(dict, cmd["prices"]):
+            i = row["tier_block_id"]
+            prices[f"{i}:0" if tou else f"{i >> 4}:{i & 0x0F}"] = row["price"] / 1000
+        t["prices"] = prices
+        gas["price"] = dict(cmd["prices"][0])["price"] / 1000
+    elif name == "PublishBlockThresholds":
+        t["thresholds"] = {str(row["tier_number_of_block_thresholds"] >> 4): [dict(b)["threshold"] for b in row["block_thresholds"]]
+                           for row in map(dict, cmd["tiers"])}
+    gas["tariff"] = t
+
+
+def _apply_calendar(gas: dict, name: str, cmd: Any) -> None:
+    """The ZSE calendars by type: PublishCalendar starts a new one (day and week profiles and
+    seasons follow it in the same command and belong to it; special days are replaced by their own
+    command) [I]."""
+    calendars = dict(gas.get("calendars") or {})
+    kind = cmd["calendar_type"] if "calendar_type" in {k for k, _ in cmd.fields} else gas.get("calendar_type", DELIVERED_CALENDAR)
+    cal = dict(calendars.get(str(kind)) or {})
+    if name == "PublishCalendar":
+        cal = {"special": cal.get("special", [])}
+        gas["calendar_type"] = kind
+    elif name == "PublishDayProfile":
+        cal["days"] = {**(cal.get("days") or {}), str(cmd["day_id"]): [[dict(e)["start_time"] * 60, dict(e)["value"]]
+                                                                        for e in cmd["schedule_entries"]]}
+    elif name == "PublishWeekProfile":
+        cal["weeks"] = {**(cal.get("weeks") or {}), str(cmd["week_id"]): [cmd[f"day_id_ref_{d}"] for d in _WEEKDAYS]}
+    elif name == "PublishSeasons":
+        cal["seasons"] = [[d.year, d.month, d.day, ref] for d, ref in
+                          ((dict(x)["season_start_date"], dict(x)["week_id_ref"]) for x in cmd["seasons"])]
+    elif name == "PublishSpecialDays":
+        cal["special"] = [[d.year, None if d.month == 0xFF else d.month, d.day, ref] for d, ref in
+                          ((dict(x)["special_day_date"], dict(x)["day_id_ref"]) for x in cmd["special_days"])]
+    calendars[str(kind)] = cal
+    gas["calendars"] = calendars
+
+
+def gas_calendar(gas: dict) -> Calendar:
+    """The GSME's import (TOU) calendar as a `firmware.tariff.Calendar`."""
+    cal = (gas.get("calendars") or {}).get(str(DELIVERED_CALENDAR)) or {}
+    seasons = []
+    for year, month, day, week in cal.get("seasons") or ():
+        if year is None:
+            seasons.append(((month, day), week))
+        else:
+            try:
+                seasons.append((_dt.datetime(year, month, day, tzinfo=_dt.timezone.utc).timestamp(), week))
+            except ValueError:
+                continue
+    return Calendar(tuple(seasons), {int(k): v for k, v in (cal.get("weeks") or {}).items()},
+                    {int(k): [tuple(e) for e in v] for k, v in (cal.get("days") or {}).items()},
+                    tuple(tuple(x) for x in cal.get("special") or ()))
+
+
+def tariff_parts(gas: dict, t: float, kwh: float, consumed_kwh: float) -> list[tuple[int, int, float]]:
+    """How `kwh` used at device time `t` is charged and registered: (tier 1..4, block 0..3, kWh)
+    parts. The tier comes from the calendar (TOU schemes; a value outside 1..4 is tier 1 [I]),
+    the blocks from the thresholds that `consumed_kwh` (so far in the block period) plus `kwh`
+    crosses (block schemes); a scheme without one has tier 1 / block 1 [I]."""
+    tariff = gas.get("tariff") or {}
+    scheme = tariff.get("scheme", TOU)
+    tier = 1
+    if scheme != BLOCK:
+        value = gas_calendar(gas).value_at(t)
+        tier = value if value is not None and 1 <= value <= GAS_TIERS else 1
+    if scheme == TOU:
+        return [(tier, 0, kwh)]
+    by_tier = tariff.get("thresholds") or {}
+    raw = by_tier.get(str(tier) if scheme == BLOCK_TOU else "0") or next(iter(by_tier.values()), [])
+    scale = tariff.get("threshold_scale", 1.0)
+    thresholds = [v * scale for v in raw][:GAS_BLOCKS - 1]
+    return [(tier, block, part) for block, part in split_blocks(consumed_kwh, kwh, thresholds)]
+
+
+def unit_price(gas: dict, tier: int, block: int = 0) -> float:
+    """Pence per kWh of a tier and block under the tariff's scheme; the first price when the
+    matrix has none for them (and the factory price before any tariff)."""
+    tariff = gas.get("tariff") or {}
+    scheme = tariff.get("scheme", TOU)
+    key = {TOU: f"{tier}:0", BLOCK: f"0:{block}"}.get(scheme, f"{tier}:{block}")
+    return float((tariff.get("prices") or {}).get(key, gas.get("price", 0.0)))
 
 
 def _change_debt(data: GasData, cmd: Any) -> None:
@@ -557,5 +661,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "DEBTS", "debt_rate_per_day", "DEBT_TIME_BASED", "DEBT_PAYMENT_BASED", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "GAS_TIERS", "GAS_BLOCKS", "gas_calendar", "tariff_parts", "unit_price", "DEBTS", "debt_rate_per_day", "DEBT_TIME_BASED", "DEBT_PAYMENT_BASED", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

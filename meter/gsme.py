@@ -86,7 +86,7 @@ from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds, number
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
-from gbhub.firmware.gas_data import DEBT_PAYMENT_BASED, DEBTS, debt_rate_per_day
+from gbhub.firmware.gas_data import DEBT_PAYMENT_BASED, DEBTS, debt_rate_per_day, tariff_parts, unit_price
 from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command, gbz_failure
 from gbhub.firmware.future import FdaOutcome
 from gbhub.firmware.nvm import NvmError
@@ -168,8 +168,8 @@ def _name_of(c: GbzComponent) -> str:
 
 # -- future-dateable use cases (module doc "Future-dated commands") -------------------------------
 def _apply_tariff(gsme: "Gsme", comps) -> list[GbzComponent]:
-    """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
-    digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
+    """GCS01a / GCS01b: calendar, prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS
+    trailing digit 0x50]), block thresholds and standing charge (`gas_data.tariff_parts` applies them)."""
     gsme.data.take_billing_snapshot(int(gsme.device_now()), TARIFF_CHANGE_CAUSE)  # the old tariff's billing data
     for c in comps:
         apply_command(gsme.data, c.payload)
@@ -661,8 +661,8 @@ class Gsme(Prepayment, GbcsDevice):
     def _after_local(self, alerts: list[tuple[int, dict]], rearm: bool = False) -> None:
         self._pending_alerts.extend(alerts)  # a sleepy meter says it on its next wake
 
-    def unit_price_pence(self, tier: int) -> float:
-        return float(self.data.get("gas")["price"])
+    def unit_price_pence(self, tier: int, block: int = 0) -> float:
+        return unit_price(self.data.get("gas"), tier, block)
 
     def standing_charge_pence(self) -> float:
         return float(self.data.get("gas")["standing"])
@@ -695,10 +695,8 @@ class Gsme(Prepayment, GbcsDevice):
         m["acc_t"] = end
         m["last_period"] = end
         reg["volume_l"] += litres
-        reg["tier_l"][0] += litres
-        reg["block_l"][0] += litres
+        self._accrue(reg, litres, end)
         self.data.put_interval(int(end), litres)
-        self._charge_energy(int(self._gas_kwh(litres) * 1000), 1, end)
         if int(end) % DAY == 0:
             reg["previous_day_l"] = reg["volume_l"] - reg["day_start_l"]
             reg["day_start_l"] = reg["volume_l"]
@@ -708,8 +706,24 @@ class Gsme(Prepayment, GbcsDevice):
             self.data.prune(int(end) // DAY)
             if self._billing_date(int(end)):
                 self.data.take_billing_snapshot(int(end), BILLING_CALENDAR_CAUSE)
+                reg["block_kwh"] = 0.0  # a new block period [I: the billing period]
         self.nvm.put(NS, "registers", reg)
         self.nvm.put(NS, "metering", m)
+
+    def _accrue(self, reg: dict, litres: int, end: float) -> None:
+        """The half-hour's litres into the tier and block registers, and charged, by the tariff
+        (`gas_data.tariff_parts`: the calendar's tier, split where it crosses a block threshold)."""
+        gas = self.data.get("gas")
+        kwh = self._gas_kwh(litres)
+        parts = tariff_parts(gas, end - HALF_HOUR, kwh, reg.get("block_kwh", 0.0))
+        reg["block_kwh"] = reg.get("block_kwh", 0.0) + kwh
+        left = litres
+        for i, (tier, block, part) in enumerate(parts):
+            share = left if i == len(parts) - 1 else int(round(litres * part / kwh))
+            left -= share
+            reg["tier_l"][tier - 1] += share
+            reg["block_l"][block] += share
+            self._charge_energy(int(part * 1000), tier, end, block=block)
 
     def _billing_date(self, midnight: int) -> bool:
         """Whether `midnight` starts a billing period of the billing calendar (GCS25/GCS25a: start,
