@@ -146,3 +146,82 @@ def test_calendar_seasons_weeks_special_days_and_the_evening_before():
     assert Calendar().value_at(at("2026-12-25T10:00:00")) is None
     assert block_of(0.5, (1, 2, 3)) == 0 and block_of(2, (1, 2, 3)) == 2 and block_of(9, (1, 2, 3)) == 3
     assert split_blocks(0.8, 0.5, (1, 2)) == [(0, pytest.approx(0.2)), (1, pytest.approx(0.3))]
+
+
+# -- property tests: the calendar and price commands come from outside (a head-end's GCS01a) --------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from gbcs.zcl import Cluster, ClusterCommand, ZclDate  # noqa: E402
+from gbhub.firmware.gas_data import GAS_BLOCKS, GAS_TIERS, gas_calendar, tariff_parts, unit_price  # noqa: E402
+from gbhub.firmware.gas_data import _apply_calendar, _apply_price  # noqa: E402
+
+_u8 = st.integers(0, 255)
+_date = st.builds(ZclDate, _u8, _u8, _u8, st.just(0xFF))
+
+
+@st.composite
+def _commands(draw):
+    """Any sequence of ZSE calendar and price commands a GCS01a could carry, fields in range."""
+    out = [ClusterCommand.build(Cluster.CALENDAR, "PublishCalendar", provider_id=0, issuer_event_id=1, issuer_calendar_id=1,
+                                start_time=0, calendar_type=draw(st.sampled_from((0, 3))), calendar_time_reference=0,
+                                calendar_name=b"", number_of_seasons=0, number_of_week_profiles=0, number_of_day_profiles=0)]
+    for day_id in draw(st.lists(_u8, max_size=4)):
+        entries = draw(st.lists(st.fixed_dictionaries({"start_time": st.integers(0, 0xFFFF), "value": _u8}), max_size=6))
+        out.append(ClusterCommand.build(Cluster.CALENDAR, "PublishDayProfile", provider_id=0, issuer_event_id=1,
+                                        issuer_calendar_id=1, day_id=day_id, total_number_of_schedule_entries=len(entries),
+                                        command_index=0, total_number_of_commands=1, calendar_type=0, schedule_entries=entries))
+    for week_id in draw(st.lists(_u8, max_size=3)):
+        days = draw(st.lists(_u8, min_size=7, max_size=7))
+        out.append(ClusterCommand.build(Cluster.CALENDAR, "PublishWeekProfile", provider_id=0, issuer_event_id=1,
+                                        issuer_calendar_id=1, week_id=week_id,
+                                        **{f"day_id_ref_{d}": v for d, v in zip(("monday", "tuesday", "wednesday", "thursday",
+                                                                                 "friday", "saturday", "sunday"), days)}))
+    seasons = draw(st.lists(st.fixed_dictionaries({"season_start_date": _date, "week_id_ref": _u8}), max_size=4))
+    out.append(ClusterCommand.build(Cluster.CALENDAR, "PublishSeasons", provider_id=0, issuer_event_id=1, issuer_calendar_id=1,
+                                    command_index=0, total_number_of_commands=1, seasons=seasons))
+    special = draw(st.lists(st.fixed_dictionaries({"special_day_date": _date, "day_id_ref": _u8}), max_size=4))
+    out.append(ClusterCommand.build(Cluster.CALENDAR, "PublishSpecialDays", provider_id=0, issuer_event_id=1, issuer_calendar_id=1,
+                                    start_time=0, calendar_type=0, total_number_of_special_days=len(special), command_index=0,
+                                    total_number_of_commands=1, special_days=special))
+    out.append(ClusterCommand.build(Cluster.PRICE, "PublishTariffInformation", provider_id=0, issuer_event_id=1, issuer_tariff_id=1,
+                                    start_time=0, tariff_type_charging_scheme=draw(_u8), tariff_label=b"",
+                                    number_of_price_tiers_in_use=0, number_of_block_thresholds_in_use=0, unit_of_measure=0,
+                                    currency=826, price_trailing_digit=0x50, standing_charge=draw(st.integers(0, 0xFFFFFFFF)),
+                                    tier_block_mode=0xFF, block_threshold_multiplier=draw(st.integers(0, 0xFFFFFF)),
+                                    block_threshold_divisor=draw(st.integers(0, 0xFFFFFF))))
+    tiers = draw(st.lists(st.tuples(st.integers(0, 15), st.lists(st.integers(0, (1 << 48) - 1), max_size=15)), max_size=3))
+    out.append(ClusterCommand.build(Cluster.PRICE, "PublishBlockThresholds", provider_id=0, issuer_event_id=1, start_time=0,
+                                    issuer_tariff_id=1, command_index=0, number_of_commands=1, sub_payload_control=1,
+                                    tiers=[{"tier_number_of_block_thresholds": (t << 4) | len(th),
+                                            "block_thresholds": [{"threshold": v} for v in th]} for t, th in tiers]))
+    prices = draw(st.lists(st.fixed_dictionaries({"tier_block_id": _u8, "price": st.integers(0, 0xFFFFFFFF)}), max_size=8))
+    out.append(ClusterCommand.build(Cluster.PRICE, "PublishPriceMatrix", provider_id=0, issuer_event_id=1, start_time=0,
+                                    issuer_tariff_id=1, command_index=0, number_of_commands=1,
+                                    sub_payload_control=draw(st.integers(0, 1)), prices=prices))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(_commands(), st.integers(946684800, 4102444800), st.floats(0, 1e4), st.floats(0, 1e6))
+def test_any_tariff_resolves_to_a_register_and_a_price(commands, t, kwh, used):
+    """Whatever calendar and prices arrive, each half-hour resolves to tier 1..4 / block 0..3
+    parts that sum to its energy, each with a finite price; nothing raises."""
+    gas = {"price": 6.0}
+    for c in commands:
+        (_apply_calendar if c.cluster_id == Cluster.CALENDAR else _apply_price)(gas, c.name, c)
+    gas_calendar(gas).value_at(t)
+    parts = tariff_parts(gas, t, kwh, used)
+    assert sum(p for _t, _b, p in parts) == pytest.approx(kwh, rel=1e-9, abs=1e-6)
+    for tier, block, part in parts:
+        assert 1 <= tier <= GAS_TIERS and 0 <= block < GAS_BLOCKS and part >= 0
+        assert unit_price(gas, tier, block) >= 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0, 1e6), st.floats(0, 1e4), st.lists(st.floats(0, 1e6), max_size=5))
+def test_split_blocks_conserves_the_amount_in_rising_blocks(used, amount, thresholds):
+    parts = split_blocks(used, amount, thresholds)
+    assert sum(p for _b, p in parts) == pytest.approx(amount, rel=1e-9, abs=1e-9)
+    blocks = [b for b, _p in parts]
+    assert blocks == sorted(blocks) and all(0 <= b <= len(thresholds) for b in blocks)
