@@ -58,6 +58,7 @@ MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push: one long octet string on the GPF's
 NOTIFICATION_FLAGS_ATTRIBUTE = 0xFF01
 NEW_OTA_FIRMWARE = 1 << 0  # FunctionalNotificationFlags bit 0 "New OTA firmware" [S FACTS §3.3]
 MONEY = 1000  # ZSE money units (1/100000 £) per penny
+DEBT_MAX = ((1 << 31) - 1) / MONEY / len(DEBTS)  # pence per debt: their sum stays a ZSE int32 [I]
 SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
 _NOT_FOUND = Status.NOT_FOUND
@@ -117,6 +118,7 @@ class GasData:
         p = self.get("prepayment") or {}
         entry = {"t": int(t), "cause": cause, "volume_l": reg.get("volume_l", 0), "tier_l": list(reg.get("tier_l", [0] * 4)),
                  "block_l": list(reg.get("block_l", [0] * 4)), "credit": p.get("credit", 0), "debt": p.get("debt", 0),
+                 "debts": [p.get(k, 0.0) for k in DEBTS],
                  "ec": p.get("ec_remaining", 0)}
         kept = list((self.get("billing") or {}).get("snapshots", [])) + [entry]
         same = [e for e in kept if e["cause"] == cause]
@@ -381,8 +383,9 @@ def _prepay_snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
     return ClusterCommand.build(
         _PP, "PublishPrepaySnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
         total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=cause,
-        snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY), type1_debt_remaining=0,
-        type2_debt_remaining=0, type3_debt_remaining=0, emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
+        snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY),
+        **{f"type{i}_debt_remaining": int(d * MONEY) for i, d in enumerate(e.get("debts") or (0, 0, 0), 1)},
+        emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
         credit_remaining=int(e["credit"] * MONEY))
 
 
@@ -588,7 +591,7 @@ def _change_debt(data: GasData, cmd: Any) -> None:
     kind = cmd["debt_amount_type"]
     key = DEBTS[min(len(DEBTS) - 1, kind // 2)]
     amount = cmd["debt_amount"] / MONEY
-    p[key] = max(0.0, p.get(key, 0.0) + amount if kind & 1 else amount)
+    p[key] = min(DEBT_MAX, max(0.0, p.get(key, 0.0) + amount if kind & 1 else amount))
     recovery = dict(p.get("debt_recovery") or {})
     recovery[key] = {"method": cmd["debt_recovery_method"], "frequency": cmd["debt_recovery_frequency"],
                      "amount": cmd["debt_recovery_amount"] / MONEY,

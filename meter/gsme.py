@@ -11,7 +11,9 @@ model: credit, emergency credit, debt, UTRN counter cache), calorific value and 
 factor, battery, tamper state, its event / security logs and its own device log.
 
 Energy from volume: kWh = m³ × CV (MJ/m³) × CF / 3.6 (CV 39.5, CF 1.02264 until GCS23 sets them
-[I]); prepayment charges the energy at the tariff's unit rate.
+[I]); the tariff (GCS01a/b: calendar, prices, block thresholds) puts each half-hour in a tier and
+block register and prices it (`firmware.gas_data.tariff_parts` on the shared `firmware.tariff`), and
+prepayment (`meter.prepayment`, shared with the ESME: debt recovery, UTRN lock-out) charges it.
 
 Valve rules [I, from the SMETS2 intent]: GCS32 closes it; GCS39 arms it and the consumer opens an
 armed valve with the button; a flow above `uncontrolled_flow_lph` closes and arms it (alert 0x81BF);

@@ -1,8 +1,9 @@
-"""ESME prepayment: credit, emergency credit and debt, charged per half hour and per day from the
-active tariff; top-ups by UTRN, remote (CS01a through the token gateway) or typed locally, checked
-against the UTRN counter cache (`gbcs.utrn`). Mixed into `meter.esme.Esme` (`Prepayment`): its
-state is the ESME's NVM (`esme_state.NS`, keys "prepayment" and "utrn_counters", the top-up log),
-and running out of credit disables the ESME's supply (alert 0x8F0F).
+"""Prepayment of both meters (`Prepayment`, mixed into `meter.esme.Esme` and `meter.gsme.Gsme`):
+credit, emergency credit and debt, charged per half hour and per day from the active tariff;
+top-ups by UTRN, remote (CS01a / CS01b) or typed locally, checked against the UTRN counter cache
+(`gbcs.utrn`). Its state is the meter's NVM (namespace "meter", keys "prepayment",
+"utrn_counters", "utrn_lockout", the top-up log); running out of credit disables the supply
+(alert 0x8F0F).
 
 Emergency credit (`emergency_credit_activation`, an ESME option) [I]: "auto" (the default) lets
 the emergency credit cover a shortfall unasked; "consumer" uses it only once the consumer has

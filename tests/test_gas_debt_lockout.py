@@ -191,3 +191,22 @@ async def test_the_esme_shares_the_lock_out_and_the_payment_debt_recovery(premis
     assert esme._prepay()["payment_debt"] == 0
     assert esme.credit_pence == pytest.approx(before + 70, abs=1)
     await he.wait_alert(lambda a: a.code == AlertCode.DEBT_COLLECTION_COMPLETED_PAYMENT_DEBT, since=since)
+
+
+@pytest.mark.premises(ihd=False, ppmid=False)
+async def test_debts_show_in_the_prepayment_snapshots_and_stay_within_zse_range(premises):
+    """GCS04 sent again adds to the debts (RTDS's incremental amount types), never beyond what a
+    ZSE int32 carries; a billing snapshot (here after a top-up, GCS15e) carries debts 1-3."""
+    gsme = premises.gsme
+    for _ in range(3):
+        assert (await _send_at_wake(premises, "GCS04", debt1=(1 << 31) - 1, debt2=1000, debt3=2000)).ok
+    p = gsme._prepay()
+    assert p["time_debt_1"] * 1000 * 3 <= (1 << 31) - 1 and p["time_debt_2"] == 3 and p["payment_debt"] == 6
+    assert gsme.apply_top_up(_vend(premises, 70, 500, gsme.eui)).accepted  # 1 % of £5 repays 5 p of debt 3
+    snap = gsme.data.get("billing")["snapshots"][-1]
+    assert snap["debts"][1:] == [3, pytest.approx(1)]
+    await premises.clock.advance(WAKE)
+    reply = await _send_at_wake(premises, "GCS15e")
+    snapshot = next(c["fields"] for c in reply.summary["components"] if c.get("command") == "PublishPrepaySnapshot")
+    assert (snapshot["type2_debt_remaining"], snapshot["type3_debt_remaining"]) == (3000, 1000)
+    assert snapshot["accumulated_debt"] == sum(snapshot[f"type{i}_debt_remaining"] for i in (1, 2, 3))
