@@ -35,8 +35,13 @@ from gbcs.zcl import (
 from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 
 from .gbcs_device import CommandRejected, FailNext, Outcome
+from .tariff import Calendar, split_blocks
 
 NS = "meter"  # the namespace `meter.prepayment` keeps its state in
+DEBTS = ("time_debt_1", "time_debt_2", "payment_debt")  # prepayment keys of the debt registers (pence)
+DEBT_TIME_BASED, DEBT_PAYMENT_BASED = 0, 1  # ZSE DebtRecoveryMethod (2 catch-up: not recovered [I])
+# ZSE DebtRecoveryFrequency -> periods per day (month 30.4375 days, quarter 91.3125 days) [S ZSE; I lengths]
+DEBT_PERIODS_PER_DAY = {0: 24.0, 1: 1.0, 2: 1 / 7, 3: 1 / 30.4375, 4: 1 / 91.3125}
 PROFILE_NS = "gas_profile"
 DAILY_NS = "gas_daily"
 HALF_HOUR = 1800
@@ -53,6 +58,7 @@ MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push: one long octet string on the GPF's
 NOTIFICATION_FLAGS_ATTRIBUTE = 0xFF01
 NEW_OTA_FIRMWARE = 1 << 0  # FunctionalNotificationFlags bit 0 "New OTA firmware" [S FACTS §3.3]
 MONEY = 1000  # ZSE money units (1/100000 £) per penny
+DEBT_MAX = ((1 << 31) - 1) / MONEY / len(DEBTS)  # pence per debt: their sum stays a ZSE int32 [I]
 SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
 _M, _PP = Cluster.METERING, Cluster.PREPAYMENT
 _NOT_FOUND = Status.NOT_FOUND
@@ -112,6 +118,7 @@ class GasData:
         p = self.get("prepayment") or {}
         entry = {"t": int(t), "cause": cause, "volume_l": reg.get("volume_l", 0), "tier_l": list(reg.get("tier_l", [0] * 4)),
                  "block_l": list(reg.get("block_l", [0] * 4)), "credit": p.get("credit", 0), "debt": p.get("debt", 0),
+                 "debts": [p.get(k, 0.0) for k in DEBTS],
                  "ec": p.get("ec_remaining", 0)}
         kept = list((self.get("billing") or {}).get("snapshots", [])) + [entry]
         same = [e for e in kept if e["cause"] == cause]
@@ -376,8 +383,9 @@ def _prepay_snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
     return ClusterCommand.build(
         _PP, "PublishPrepaySnapshot", snapshot_id=(e["t"] // DAY) & 0xFFFFFFFF, snapshot_time=zcl_seconds(e["t"]),
         total_snapshots_found=min(total, 255), command_index=0, total_number_of_commands=1, snapshot_cause=cause,
-        snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY), type1_debt_remaining=0,
-        type2_debt_remaining=0, type3_debt_remaining=0, emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
+        snapshot_payload_type=0, accumulated_debt=int(e.get("debt", 0) * MONEY),
+        **{f"type{i}_debt_remaining": int(d * MONEY) for i, d in enumerate(e.get("debts") or (0, 0, 0), 1)},
+        emergency_credit_remaining=int(e.get("ec", 0) * MONEY),
         credit_remaining=int(e["credit"] * MONEY))
 
 
@@ -430,8 +438,7 @@ PAYMENT_PREPAYMENT_BIT = 0x0001  # PaymentControlConfiguration bit 0: prepayment
 def apply_command(data: GasData, cmd: Any) -> bool:
     """What one GBZ command component changes in the gas state: the GSME executing it, and the
     GPF applying a tap-off (an executed command / response pair, or a future-dated one's 0x8F66)
-    to its mirror, in one place. False when the command changes none of this state (calendar
-    profiles, seasons: kept by neither [I])."""
+    to its mirror, in one place. False when the command changes none of this state."""
     name = getattr(cmd, "name", "")
     if name in PREPAY_SETTINGS or name == "ChangePaymentMode":
         p = dict(data.get("prepayment") or {})
@@ -445,11 +452,10 @@ def apply_command(data: GasData, cmd: Any) -> bool:
         data.put("prepayment", p)
         return True
     gas = dict(data.get("gas") or {})
-    if name == "PublishTariffInformation":
-        gas["standing"] = cmd["standing_charge"] / 1000
-    elif name == "PublishPriceMatrix" and cmd["prices"]:
-        gas["price"] = dict(cmd["prices"][0])["price"] / 1000
-        gas["prices"] = [dict(p)["price"] / 1000 for p in cmd["prices"]]
+    if name in _PRICE_COMMANDS:
+        _apply_price(gas, name, cmd)
+    elif name in _CALENDAR_COMMANDS:
+        _apply_calendar(gas, name, cmd)
     elif name in GAS_SETTINGS:
         for field, key in GAS_SETTINGS[name].items():
             value = cmd[field]
@@ -462,17 +468,144 @@ def apply_command(data: GasData, cmd: Any) -> bool:
             # threshold in m³/h × divisor [O RTDS: divisor 10000] -> litres per hour
             gas["uncontrolled_flow_lph"] = (cmd["uncontrolled_flow_threshold"] * cmd["multiplier"]
                                             / max(1, cmd["divisor"]) * 1000)
-        elif name == "ChangeDebt":  # debt registers 1..3 by amount type (1/2 debt 1, 3/4 debt 2, 5/6 debt 3) [I]
-            p = dict(data.get("prepayment") or {})
-            debts = list(p.get("debts", [0.0, 0.0, 0.0]))
-            debts[min(2, max(0, (cmd["debt_amount_type"] - 1) // 2))] = cmd["debt_amount"] / MONEY
-            p["debts"] = debts
-            p["debt"] = sum(debts)
-            data.put("prepayment", p)
+        elif name == "ChangeDebt":
+            _change_debt(data, cmd)
     else:
         return False
     data.put("gas", gas)
     return True
+
+
+# -- the tariff (GCS01a/b): what the GSME charges and where consumption accrues (`firmware.tariff`) --
+GAS_TIERS, GAS_BLOCKS = 4, 4  # the GSME's tier and block registers [S FACTS §3.3: tier 1-4, block 1-4 summations]
+DELIVERED_CALENDAR = 0x00  # ZSE CalendarType of the import (TOU) calendar; GCS05's friendly credit one is 0x03
+TOU, BLOCK, BLOCK_TOU_COMMON, BLOCK_TOU = 0, 1, 2, 3  # ZSE TariffType high nibble: charging scheme [S ZSE]
+_PRICE_COMMANDS = frozenset(("PublishTariffInformation", "PublishPriceMatrix", "PublishBlockThresholds"))
+_CALENDAR_COMMANDS = frozenset(("PublishCalendar", "PublishDayProfile", "PublishWeekProfile", "PublishSeasons",
+                                "PublishSpecialDays"))
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _apply_price(gas: dict, name: str, cmd: Any) -> None:
+    """Prices in pence per kWh (ZSE price /1000: trailing digit 0x50 [O RTDS]) keyed "tier:block"
+    (tier 0: none; block 0-based) from the TierBlockID (a TOU matrix, sub-payload bit 0: the tier;
+    else tier in the high nibble, block in the low [S ZSE]); block thresholds per tier (raw, scaled
+    to kWh by the tariff information's multiplier / divisor)."""
+    t = dict(gas.get("tariff") or {})
+    if name == "PublishTariffInformation":
+        gas["standing"] = cmd["standing_charge"] / 1000
+        t["scheme"] = cmd["tariff_type_charging_scheme"] >> 4
+        t["threshold_scale"] = cmd["block_threshold_multiplier"] / (cmd["block_threshold_divisor"] or 1)
+    elif name == "PublishPriceMatrix" and cmd["prices"]:
+        tou = bool(cmd["sub_payload_control"] & 0x01)
+        prices = {}
+        for row in map(dict, cmd["prices"]):
+            i = row["tier_block_id"]
+            prices[f"{i}:0" if tou else f"{i >> 4}:{i & 0x0F}"] = row["price"] / 1000
+        t["prices"] = prices
+        gas["price"] = dict(cmd["prices"][0])["price"] / 1000
+    elif name == "PublishBlockThresholds":
+        t["thresholds"] = {str(row["tier_number_of_block_thresholds"] >> 4): [dict(b)["threshold"] for b in row["block_thresholds"]]
+                           for row in map(dict, cmd["tiers"])}
+    gas["tariff"] = t
+
+
+def _apply_calendar(gas: dict, name: str, cmd: Any) -> None:
+    """The ZSE calendars by type: PublishCalendar starts a new one (day and week profiles and
+    seasons follow it in the same command and belong to it; special days are replaced by their own
+    command) [I]."""
+    calendars = dict(gas.get("calendars") or {})
+    kind = cmd["calendar_type"] if "calendar_type" in {k for k, _ in cmd.fields} else gas.get("calendar_type", DELIVERED_CALENDAR)
+    cal = dict(calendars.get(str(kind)) or {})
+    if name == "PublishCalendar":
+        cal = {"special": cal.get("special", [])}
+        gas["calendar_type"] = kind
+    elif name == "PublishDayProfile":
+        cal["days"] = {**(cal.get("days") or {}), str(cmd["day_id"]): [[dict(e)["start_time"] * 60, dict(e)["value"]]
+                                                                        for e in cmd["schedule_entries"]]}
+    elif name == "PublishWeekProfile":
+        cal["weeks"] = {**(cal.get("weeks") or {}), str(cmd["week_id"]): [cmd[f"day_id_ref_{d}"] for d in _WEEKDAYS]}
+    elif name == "PublishSeasons":
+        cal["seasons"] = [[d.year, d.month, d.day, ref] for d, ref in
+                          ((dict(x)["season_start_date"], dict(x)["week_id_ref"]) for x in cmd["seasons"])]
+    elif name == "PublishSpecialDays":
+        cal["special"] = [[d.year, None if d.month == 0xFF else d.month, d.day, ref] for d, ref in
+                          ((dict(x)["special_day_date"], dict(x)["day_id_ref"]) for x in cmd["special_days"])]
+    calendars[str(kind)] = cal
+    gas["calendars"] = calendars
+
+
+def gas_calendar(gas: dict) -> Calendar:
+    """The GSME's import (TOU) calendar as a `firmware.tariff.Calendar`."""
+    cal = (gas.get("calendars") or {}).get(str(DELIVERED_CALENDAR)) or {}
+    seasons = []
+    for year, month, day, week in cal.get("seasons") or ():
+        if year is None:
+            seasons.append(((month, day), week))
+        else:
+            try:
+                seasons.append((_dt.datetime(year, month, day, tzinfo=_dt.timezone.utc).timestamp(), week))
+            except ValueError:
+                continue
+    return Calendar(tuple(seasons), {int(k): v for k, v in (cal.get("weeks") or {}).items()},
+                    {int(k): [tuple(e) for e in v] for k, v in (cal.get("days") or {}).items()},
+                    tuple(tuple(x) for x in cal.get("special") or ()))
+
+
+def tariff_parts(gas: dict, t: float, kwh: float, consumed_kwh: float) -> list[tuple[int, int, float]]:
+    """How `kwh` used at device time `t` is charged and registered: (tier 1..4, block 0..3, kWh)
+    parts. The tier comes from the calendar (TOU schemes; a value outside 1..4 is tier 1 [I]),
+    the blocks from the thresholds that `consumed_kwh` (so far in the block period) plus `kwh`
+    crosses (block schemes); a scheme without one has tier 1 / block 1 [I]."""
+    tariff = gas.get("tariff") or {}
+    scheme = tariff.get("scheme", TOU)
+    tier = 1
+    if scheme != BLOCK:
+        value = gas_calendar(gas).value_at(t)
+        tier = value if value is not None and 1 <= value <= GAS_TIERS else 1
+    if scheme == TOU:
+        return [(tier, 0, kwh)]
+    by_tier = tariff.get("thresholds") or {}
+    raw = by_tier.get(str(tier) if scheme == BLOCK_TOU else "0") or next(iter(by_tier.values()), [])
+    scale = tariff.get("threshold_scale", 1.0)
+    thresholds = [v * scale for v in raw][:GAS_BLOCKS - 1]
+    return [(tier, block, part) for block, part in split_blocks(consumed_kwh, kwh, thresholds)]
+
+
+def unit_price(gas: dict, tier: int, block: int = 0) -> float:
+    """Pence per kWh of a tier and block under the tariff's scheme; the first price when the
+    matrix has none for them (and the factory price before any tariff)."""
+    tariff = gas.get("tariff") or {}
+    scheme = tariff.get("scheme", TOU)
+    key = {TOU: f"{tier}:0", BLOCK: f"0:{block}"}.get(scheme, f"{tier}:{block}")
+    return float((tariff.get("prices") or {}).get(key, gas.get("price", 0.0)))
+
+
+def _change_debt(data: GasData, cmd: Any) -> None:
+    """ZSE ChangeDebt: amount type 2n is debt n+1's new amount, 2n+1 an increment to it [S ZSE
+    DebtAmountType]; debts 1 and 2 are the time-based ones, debt 3 the payment-based one [O RTDS
+    GCS04]. Its recovery settings (`meter.prepayment` recovers it): method 0 time-based (amount per
+    frequency: 0 hour, 1 day, 2 week, 3 month, 4 quarter [S ZSE]), 1 payment-based (the share of
+    each top-up, in 0.01 % [I units])."""
+    p = dict(data.get("prepayment") or {})
+    kind = cmd["debt_amount_type"]
+    key = DEBTS[min(len(DEBTS) - 1, kind // 2)]
+    amount = cmd["debt_amount"] / MONEY
+    p[key] = min(DEBT_MAX, max(0.0, p.get(key, 0.0) + amount if kind & 1 else amount))
+    recovery = dict(p.get("debt_recovery") or {})
+    recovery[key] = {"method": cmd["debt_recovery_method"], "frequency": cmd["debt_recovery_frequency"],
+                     "amount": cmd["debt_recovery_amount"] / MONEY,
+                     "share": cmd["debt_recovery_balance_percentage"] / 10000.0}
+    p["debt_recovery"] = recovery
+    p["debt"] = sum(p.get(k, 0.0) for k in DEBTS)
+    data.put("prepayment", p)
+
+
+def debt_rate_per_day(recovery: dict) -> float:
+    """A time-based debt's recovery amount per day in pence, from ChangeDebt's settings (`_change_debt`)."""
+    if recovery.get("method") != DEBT_TIME_BASED:
+        return 0.0
+    return recovery.get("amount", 0.0) * DEBT_PERIODS_PER_DAY.get(recovery.get("frequency"), 0.0)
 
 
 def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzComponent:
@@ -531,5 +664,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "GAS_TIERS", "GAS_BLOCKS", "gas_calendar", "tariff_parts", "unit_price", "DEBTS", "debt_rate_per_day", "DEBT_TIME_BASED", "DEBT_PAYMENT_BASED", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

@@ -300,7 +300,7 @@ class UtrnCounterCache:
 
 
 _ALERTS = {"not_authentic": 0x8F63, "not_for_device": 0x8F64, "duplicate": 0x8F51, "malformed": 0x8F63,
-           "above_max_credit": 0x8F5B, "above_max_balance": 0x8F47}
+           "above_max_credit": 0x8F5B, "above_max_balance": 0x8F47, "locked_out": 0x81C5}
 
 
 class UtrnStatus(Enum):
@@ -314,6 +314,8 @@ class UtrnStatus(Enum):
     # authentic, but the meter refuses the amount (its prepayment configuration; the meter decides):
     ABOVE_MAX_CREDIT = "above_max_credit"  # 0x8F5B UTRN exceeds Maximum Credit Threshold
     ABOVE_MAX_BALANCE = "above_max_balance"  # 0x8F47 Credit would cause Meter Balance to exceed Maximum Meter Balance Threshold
+    # not checked at all: the meter suspended manual UTRN entry after too many invalid ones
+    LOCKED_OUT = "locked_out"  # 0x81C5 UTRN rejected as locked out
 
     @property
     def alert_code(self) -> int | None:

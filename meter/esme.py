@@ -85,6 +85,7 @@ from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.future import activation as future_activation
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
+from gbhub.firmware.tariff import Calendar
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelHost, TunnelServer
@@ -109,7 +110,8 @@ from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjec
 from .esme_events import EsmeEvents
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel, close_half_hours
-from .prepayment import Prepayment
+
+from .prepayment import UTRN_LOCKOUT_ATTEMPTS, UTRN_LOCKOUT_SECONDS, Prepayment
 
 log = logging.getLogger("gbhub.esme")
 
@@ -352,6 +354,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         utrn_cache_size: int = DEFAULT_CACHE_SIZE,
         emergency_credit_activation: str = "auto",
         variant: str = "single",
+        utrn_lockout_attempts: int = UTRN_LOCKOUT_ATTEMPTS,
+        utrn_lockout_seconds: float = UTRN_LOCKOUT_SECONDS,
         **kw: Any,
     ) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
@@ -366,6 +370,9 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         if emergency_credit_activation not in ("auto", "consumer"):
             raise ValueError("emergency_credit_activation is 'auto' or 'consumer'")
         self.emergency_credit_activation = emergency_credit_activation
+        if int(utrn_lockout_attempts) < 0 or float(utrn_lockout_seconds) < 0:
+            raise ValueError("utrn_lockout_attempts and utrn_lockout_seconds are >= 0")
+        self.utrn_lockout_attempts, self.utrn_lockout_seconds = int(utrn_lockout_attempts), float(utrn_lockout_seconds)
         self._factory = {
             "registers": dict(registers or {}),
             "clock_offset": float(clock_offset),
@@ -692,40 +699,40 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self.nvm.put(COSEM_NS, _key(class_id, ln, attribute), value.encode())
 
     def _tier_at(self, t: float) -> int:
-        """The TOU tier in force at device time `t` from the active calendar (season → week, or a
-        special day → day profile → script selector); selector n or 100 + n means tier n [I].
-        Tier 1 when the calendar cannot be read."""
+        """The TOU tier in force at device time `t` from the active calendar (`firmware.tariff`,
+        shared with the GSME); selector n or 100 + n means tier n [I]. Tier 1 when the calendar
+        cannot be read."""
         try:
-            dt = datetime.fromtimestamp(t, timezone.utc)
-            seasons = self._tariff(OBIS.ACTIVITY_CALENDAR, 3).value
-            weeks = self._tariff(OBIS.ACTIVITY_CALENDAR, 4).value
-            days = self._tariff(OBIS.ACTIVITY_CALENDAR, 5).value
-            week_name = seasons[0].value[2].value
-            best = None
-            for s in seasons:
-                start = cosem.epoch_of(s.value[1])
-                if start is not None and start <= t and (best is None or start >= best):
-                    best, week_name = start, s.value[2].value
-            week = next(w for w in weeks if w.value[0].value == week_name)
-            day_id = week.value[1 + dt.weekday()].value
-            for special in self._tariff(OBIS.SPECIAL_DAYS_TABLE, 2).value:  # {index, date(5), day id}
-                date = _octets(special.value[1])
-                year = int.from_bytes(date[0:2], "big")
-                if len(date) == 5 and year in (dt.year, 0xFFFF) and date[2] in (dt.month, 0xFF) and date[3] == dt.day:
-                    day_id = special.value[2].value
-            day = next(d for d in days if d.value[0].value == day_id)
-            now_tod = bytes((dt.hour, dt.minute, dt.second, 0))
-            selector = None
-            for action in day.value[1].value:
-                start = _octets(action.value[0])[:4].replace(b"\xff", b"\x00")
-                if start <= now_tod:
-                    selector = action.value[2].value
-            if selector is None:  # before the first switch of the day: the last of the day applies
-                selector = day.value[1].value[-1].value[2].value
-            tier = int(selector) % 100
-            return tier if 1 <= tier <= TOU_TIERS else 1
-        except (AttributeError, IndexError, KeyError, StopIteration, TypeError, ValueError, OverflowError):
+            selector = self._calendar().value_at(t)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError, OverflowError):
             return 1
+        tier = int(selector) % 100 if selector is not None else 1
+        return tier if 1 <= tier <= TOU_TIERS else 1
+
+    def _calendar(self) -> Calendar:
+        """The active activity calendar and special days table as a `firmware.tariff.Calendar`:
+        seasons {name, start, week name}, weeks {name, 7 day ids}, days {id, [{start time,
+        script, selector}]}, special days {index, date (5), day id} [O RTDS ECS24]."""
+        seasons = []
+        for s in self._tariff(OBIS.ACTIVITY_CALENDAR, 3).value:
+            start = cosem.epoch_of(s.value[1])
+            seasons.append((float("inf") if start is None else start, s.value[2].value))
+        weeks = {w.value[0].value: [d.value for d in w.value[1:8]] for w in self._tariff(OBIS.ACTIVITY_CALENDAR, 4).value}
+        days = {}
+        for d in self._tariff(OBIS.ACTIVITY_CALENDAR, 5).value:
+            entries = []
+            for action in d.value[1].value:
+                h, m, sec = _octets(action.value[0])[:3].replace(b"\xff", b"\x00")
+                entries.append((h * 3600 + m * 60 + sec, action.value[2].value))
+            days[d.value[0].value] = entries
+        special = []
+        for row in self._tariff(OBIS.SPECIAL_DAYS_TABLE, 2).value:
+            date = _octets(row.value[1])
+            if len(date) == 5:
+                year = int.from_bytes(date[0:2], "big")
+                special.append((None if year == 0xFFFF else year, None if date[2] == 0xFF else date[2], date[3],
+                                row.value[2].value))
+        return Calendar(tuple(seasons), weeks, days, tuple(special))
 
     def _charge_table(self, charge: CosemObjectId) -> tuple[int, int, dict[bytes, int]]:
         """(commodity scale, price scale, {index: charge}) of an active unit charge; empty when

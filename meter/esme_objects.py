@@ -524,6 +524,14 @@ class EsmeObjects:
                 out[key] = 0.0
         return out
 
+    def payment_debt_share(self) -> float:
+        """The payment-based debt's share of each top-up: its charge's proportion (attribute 13,
+        in 0.01 % [I units], factory 50 %)."""
+        try:
+            return max(0.0, min(1.0, self._tariff(OBIS.PAYMENT_DEBT, 13).value / 10000.0))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return 0.0
+
     def prepayment_settings(self) -> dict[str, float]:
         """The prepayment configuration in force (ECS08a), in pence: low credit, emergency credit
         limit and threshold, maximum meter balance and maximum credit (top-up) thresholds."""

@@ -19,11 +19,11 @@ from typing import Any, Callable
 from gbcs.catalogue import DeviceType
 from gbcs.obis import OBIS
 from gbcs.usecases.ppmid import TopUpResult
-from gbcs.utrn import UtrnStatus
 from gbcs.zcl import Cluster, ClusterCommand, Status
 from gbhub.firmware import cosem
 from gbhub.firmware.clock import DAY
 
+from .prepayment import top_up_result
 from .esme_state import SUPPLY_ARMED, SUPPLY_DISABLED, SUPPLY_ENABLED, TOU_TIERS, clamp
 
 ZCL_SUPPLY_STATUS = {SUPPLY_DISABLED: 0, SUPPLY_ARMED: 1, SUPPLY_ENABLED: 2}  # ZSE Metering SupplyStatus
@@ -95,7 +95,7 @@ class EsmeZcl:
         if check.accepted:
             result = _ACCEPTED[self._supply_state()]
         else:
-            result = TopUpResult.REJECTED_DUPLICATE if check.status is UtrnStatus.DUPLICATE else TopUpResult.REJECTED_INVALID
+            result = top_up_result(check)
         return ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=int(result),
                                     top_up_value=check.amount_pennies if check.accepted else 0,
                                     source_of_top_up=command["originating_device"],

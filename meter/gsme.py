@@ -11,7 +11,9 @@ model: credit, emergency credit, debt, UTRN counter cache), calorific value and 
 factor, battery, tamper state, its event / security logs and its own device log.
 
 Energy from volume: kWh = m³ × CV (MJ/m³) × CF / 3.6 (CV 39.5, CF 1.02264 until GCS23 sets them
-[I]); prepayment charges the energy at the tariff's unit rate.
+[I]); the tariff (GCS01a/b: calendar, prices, block thresholds) puts each half-hour in a tier and
+block register and prices it (`firmware.gas_data.tariff_parts` on the shared `firmware.tariff`), and
+prepayment (`meter.prepayment`, shared with the ESME: debt recovery, UTRN lock-out) charges it.
 
 Valve rules [I, from the SMETS2 intent]: GCS32 closes it; GCS39 arms it and the consumer opens an
 armed valve with the button; a flow above `uncontrolled_flow_lph` closes and arms it (alert 0x81BF);
@@ -86,6 +88,7 @@ from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds, number
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
+from gbhub.firmware.gas_data import DEBT_PAYMENT_BASED, DEBTS, debt_rate_per_day, tariff_parts, unit_price
 from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command, gbz_failure
 from gbhub.firmware.future import FdaOutcome
 from gbhub.firmware.nvm import NvmError
@@ -98,7 +101,7 @@ from gbhub.han.zcl_server import ZclClient, ZclError
 
 from .esme_state import SUPPLY_ARMED as ARMED, SUPPLY_DISABLED as DISABLED, SUPPLY_ENABLED as ENABLED
 from .model import ConsumptionModel, close_half_hours
-from .prepayment import Prepayment
+from .prepayment import UTRN_LOCKOUT_ATTEMPTS, UTRN_LOCKOUT_SECONDS, Prepayment, top_up_result
 
 log = logging.getLogger("gbhub.gsme")
 
@@ -112,6 +115,7 @@ DEVICE_LOG_CAPACITY = 8  # [U]
 OTA_BLOCKS_PER_WAKE = 200  # firmware blocks fetched per wake [I]: 200 x 48 bytes take 4 s at the default HAN pace
 MAX_FLOW_LPH = 6000.0  # the meter's capacity, litres per hour [I: a G4 meter's Qmax, 6 m³/h]: above it 0x81B4
 LOST_SEARCHES = 3  # failed wakes in a row (the CHF not found) before 0x8F29 [I: its name]
+NO_TOP_UP = -1  # ConsumerTopUpResponse top_up_value of a refused UTRN [O RTDS CS01b ERROR]
 FUTURE_DATED_MODES = ("clock", "wake")  # when held instructions run (module doc "Future-dated commands") [I]
 
 
@@ -166,8 +170,8 @@ def _name_of(c: GbzComponent) -> str:
 
 # -- future-dateable use cases (module doc "Future-dated commands") -------------------------------
 def _apply_tariff(gsme: "Gsme", comps) -> list[GbzComponent]:
-    """GCS01a / GCS01b: the prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS trailing
-    digit 0x50]) and standing charge; the GSME charges the first tier's / block's price [I]."""
+    """GCS01a / GCS01b: calendar, prices (ZSE price, 5 decimals of a pound: /1000 is pence [O RTDS
+    trailing digit 0x50]), block thresholds and standing charge (`gas_data.tariff_parts` applies them)."""
     gsme.data.take_billing_snapshot(int(gsme.device_now()), TARIFF_CHANGE_CAUSE)  # the old tariff's billing data
     for c in comps:
         apply_command(gsme.data, c.payload)
@@ -390,7 +394,7 @@ def _top_up(gsme: "Gsme", message: Message) -> Outcome:
         gsme.log_event("top_up_rejected", status=check.status.value)
     credit = int(round(gsme.credit_pence * MONEY))
     resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=0 if check.accepted else 1,
-                                top_up_value=check.amount_pennies * MONEY if check.accepted else 0xFFFFFFFF,
+                                top_up_value=check.amount_pennies * MONEY if check.accepted else NO_TOP_UP,
                                 source_of_top_up=cmd["originating_device"], credit_remaining=credit)
     return Outcome(_component(resp, Cluster.PREPAYMENT), gsme.dated(0xFF))
 
@@ -398,20 +402,15 @@ def _top_up(gsme: "Gsme", message: Message) -> Outcome:
 def _ppmid_top_up(gsme: "Gsme", message: Message) -> bytes:
     """PCS01: a UTRN the consumer typed on the PPMID (the PPMID MACs the command with the two
     devices' KA keys: checked by the shared device-to-device rule once the PPMID has joined by
-    Method C, CS03C). The UTRN itself is the supplier's, checked as a locally entered one:
-    credit added (alert 0x810E) or the rejection alert (0x8F51 / 0x8F63 / 0x8F64)."""
+    Method C, CS03C). The UTRN itself is the supplier's, checked as a locally entered one
+    (`Prepayment.local_top_up`, with its lock-out): credit added (alert 0x810E) or the rejection
+    alert (0x8F51 / 0x8F63 / 0x8F64; 0x81C5 while locked out, 0x81C4 when this entry locks it)."""
     cmd = _one_command(message, "ConsumerTopUp")
     code = bytes(cmd["top_up_code"]).decode("ascii", "replace")
-    check = gsme._check_utrn(code, gsme.prepayment_supplier, None, None)
-    if check.accepted:
-        gsme._add_credit(check.amount_pennies, "ppmid")
-        gsme._queue_alert(AlertCode.CREDIT_ADDED_LOCALLY)
-        gsme.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter, origin="ppmid")
-    else:
-        gsme._queue_alert(check.alert_code)
-        gsme.log_event("top_up_rejected", status=check.status.value, origin="ppmid")
-    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse", result_type=0 if check.accepted else 1,
-                                top_up_value=check.amount_pennies * MONEY if check.accepted else 0xFFFFFFFF,
+    check = gsme.local_top_up(code, "ppmid")
+    resp = ClusterCommand.build(Cluster.PREPAYMENT, "ConsumerTopUpResponse",
+                                result_type=0 if check.accepted else int(top_up_result(check)),
+                                top_up_value=check.amount_pennies * MONEY if check.accepted else NO_TOP_UP,
                                 source_of_top_up=cmd["originating_device"],
                                 credit_remaining=int(round(gsme.credit_pence * MONEY)))
     return _component(resp, Cluster.PREPAYMENT)
@@ -529,6 +528,7 @@ class Gsme(Prepayment, GbcsDevice):
                  uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
                  utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
                  future_dated: str = "clock", max_flow_lph: float = MAX_FLOW_LPH, wake_phase: float = 0.0,
+                 utrn_lockout_attempts: int = UTRN_LOCKOUT_ATTEMPTS, utrn_lockout_seconds: float = UTRN_LOCKOUT_SECONDS,
                  **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
@@ -536,6 +536,9 @@ class Gsme(Prepayment, GbcsDevice):
         if future_dated not in FUTURE_DATED_MODES:
             raise ValueError(f"future_dated is one of {', '.join(FUTURE_DATED_MODES)}")
         self.future_dated = future_dated
+        if int(utrn_lockout_attempts) < 0 or float(utrn_lockout_seconds) < 0:
+            raise ValueError("utrn_lockout_attempts and utrn_lockout_seconds are >= 0")
+        self.utrn_lockout_attempts, self.utrn_lockout_seconds = int(utrn_lockout_attempts), float(utrn_lockout_seconds)
         self.max_flow_lph = float(max_flow_lph)
         self._failed_wakes = 0  # wakes in a row that did not reach the CHF (0x8F29)
         self._searches_failed = False
@@ -660,8 +663,8 @@ class Gsme(Prepayment, GbcsDevice):
     def _after_local(self, alerts: list[tuple[int, dict]], rearm: bool = False) -> None:
         self._pending_alerts.extend(alerts)  # a sleepy meter says it on its next wake
 
-    def unit_price_pence(self, tier: int) -> float:
-        return float(self.data.get("gas")["price"])
+    def unit_price_pence(self, tier: int, block: int = 0) -> float:
+        return unit_price(self.data.get("gas"), tier, block)
 
     def standing_charge_pence(self) -> float:
         return float(self.data.get("gas")["standing"])
@@ -694,10 +697,8 @@ class Gsme(Prepayment, GbcsDevice):
         m["acc_t"] = end
         m["last_period"] = end
         reg["volume_l"] += litres
-        reg["tier_l"][0] += litres
-        reg["block_l"][0] += litres
+        self._accrue(reg, litres, end)
         self.data.put_interval(int(end), litres)
-        self._charge_energy(int(self._gas_kwh(litres) * 1000), 1, end)
         if int(end) % DAY == 0:
             reg["previous_day_l"] = reg["volume_l"] - reg["day_start_l"]
             reg["day_start_l"] = reg["volume_l"]
@@ -707,8 +708,24 @@ class Gsme(Prepayment, GbcsDevice):
             self.data.prune(int(end) // DAY)
             if self._billing_date(int(end)):
                 self.data.take_billing_snapshot(int(end), BILLING_CALENDAR_CAUSE)
+                reg["block_kwh"] = 0.0  # a new block period [I: the billing period]
         self.nvm.put(NS, "registers", reg)
         self.nvm.put(NS, "metering", m)
+
+    def _accrue(self, reg: dict, litres: int, end: float) -> None:
+        """The half-hour's litres into the tier and block registers, and charged, by the tariff
+        (`gas_data.tariff_parts`: the calendar's tier, split where it crosses a block threshold)."""
+        gas = self.data.get("gas")
+        kwh = self._gas_kwh(litres)
+        parts = tariff_parts(gas, end - HALF_HOUR, kwh, reg.get("block_kwh", 0.0))
+        reg["block_kwh"] = reg.get("block_kwh", 0.0) + kwh
+        left = litres
+        for i, (tier, block, part) in enumerate(parts):
+            share = left if i == len(parts) - 1 else int(round(litres * part / kwh))
+            left -= share
+            reg["tier_l"][tier - 1] += share
+            reg["block_l"][block] += share
+            self._charge_energy(int(part * 1000), tier, end, block=block)
 
     def _billing_date(self, midnight: int) -> bool:
         """Whether `midnight` starts a billing period of the billing calendar (GCS25/GCS25a: start,
@@ -770,6 +787,18 @@ class Gsme(Prepayment, GbcsDevice):
         if p.get("ec_active") and before["ec_remaining"] > 0 >= p["ec_remaining"]:
             self.log_event(int(AlertCode.EMERGENCY_CREDIT_EXHAUSTED))
             self._queue_alert(AlertCode.EMERGENCY_CREDIT_EXHAUSTED)
+
+    DEBT_TOTAL = True  # AccumulatedDebt (`prepayment["debt"]`) is the sum of the three debts
+
+    def time_debt_rates_pence(self) -> dict[str, float]:
+        """Debts 1 and 2 as GCS04 (ChangeDebt) set their recovery (`gas_data.debt_rate_per_day`)."""
+        recovery = self._prepay().get("debt_recovery") or {}
+        return {k: debt_rate_per_day(recovery[k]) for k in DEBTS[:2] if k in recovery}
+
+    def payment_debt_share(self) -> float:
+        """Debt 3's share of each top-up as GCS04 set it (payment-based recovery)."""
+        r = (self._prepay().get("debt_recovery") or {}).get(DEBTS[2]) or {}
+        return float(r.get("share", 0.0)) if r.get("method") == DEBT_PAYMENT_BASED else 0.0
 
     def top_up_limits(self) -> tuple[float | None, float | None]:
         """GCS05 (SetMaximumCreditLimit): maximum credit per top-up and maximum balance (pence;

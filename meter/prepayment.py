@@ -1,34 +1,73 @@
-"""ESME prepayment: credit, emergency credit and debt, charged per half hour and per day from the
-active tariff; top-ups by UTRN, remote (CS01a through the token gateway) or typed locally, checked
-against the UTRN counter cache (`gbcs.utrn`). Mixed into `meter.esme.Esme` (`Prepayment`): its
-state is the ESME's NVM (`esme_state.NS`, keys "prepayment" and "utrn_counters", the top-up log),
-and running out of credit disables the ESME's supply (alert 0x8F0F).
+"""Prepayment of both meters (`Prepayment`, mixed into `meter.esme.Esme` and `meter.gsme.Gsme`):
+credit, emergency credit and debt, charged per half hour and per day from the active tariff;
+top-ups by UTRN, remote (CS01a / CS01b) or typed locally, checked against the UTRN counter cache
+(`gbcs.utrn`). Its state is the meter's NVM (namespace "meter", keys "prepayment",
+"utrn_counters", "utrn_lockout", the top-up log); running out of credit disables the supply
+(alert 0x8F0F).
 
 Emergency credit (`emergency_credit_activation`, an ESME option) [I]: "auto" (the default) lets
 the emergency credit cover a shortfall unasked; "consumer" uses it only once the consumer has
 activated it (`activate_emergency_credit`: the PPMID's ZSE SelectAvailableEmergencyCredit,
 PECS02), which arms a supply that ran out of credit (alert 0x8168, else 0x81AB); a top-up that
 repays it in full ends the activation. A PPMID's ZSE ConsumerTopUp (PECS01) is `enter_utrn` with
-origin "ppmid"."""
+origin "ppmid".
+
+Debt recovery (both meters; each meter says where its settings come from) [I]: time-based debts 1
+and 2 (`time_debt_1`, `time_debt_2`) are recovered once a day at their daily rate
+(`time_debt_rates_pence`); the payment-based debt (`payment_debt`) takes its share
+(`payment_debt_share`) of each top-up before the rest becomes credit. Recovery never takes more
+than is owed; the collection that clears a debt raises its "Debt Collection Completed" alert
+(0x81A7 / 0x81A8 / 0x81A9), is logged, and recovery stops (nothing is owed).
+
+UTRN lock-out (both meters) [I: SMETS2's thresholds not retrieved]: `utrn_lockout_attempts`
+(default 5; 0 never locks) UTRNs typed on the meter or the PPMID in a row that fail authentication
+(not authentic, not for this device, malformed: what guessing produces; a duplicate or an authentic
+UTRN above a limit is a real token and does not count) suspend manual UTRN entry for
+`utrn_lockout_seconds` (default 3600) from the last one: alert 0x81C4 (UTRN Manual Entry
+Suspended). While suspended every manually entered UTRN is refused unchecked (its counter is not
+used up) with alert 0x81C5 (UTRN rejected as locked out). The state (`utrn_lockout` in NVM)
+survives a restart; the suspension lifts once its time has passed (logged at the next entry).
+Top-ups carried by a supplier's command (CS01a / CS01b) are not manual entry: no lock-out."""
 from __future__ import annotations
 
 from typing import Any
 
 from gbcs.catalogue import AlertCode, RemotePartyRole
 from gbcs.dlms import Data, DataType
+from gbcs.usecases.ppmid import TopUpResult
 from gbcs.utrn import UtrnCheck, UtrnCounterCache, UtrnStatus, validate_utrn
 from gbhub.firmware import cosem
 from gbhub.firmware.cosem import CosemError
+from gbhub.firmware.gas_data import DEBTS
 
 from .esme_state import NS, SUPPLY_ARMED, SUPPLY_DISABLED, SUPPLY_ENABLED, TOPUP_LOG
 
 TOPUP_LOG_CAPACITY = 5  # ZSE Prepayment top-up log has five slots [S gbcs.zcl attribute table]
+UTRN_LOCKOUT_ATTEMPTS = 5  # failed manual UTRN entries in a row before entry is suspended [I]
+UTRN_LOCKOUT_SECONDS = 3600.0  # how long manual UTRN entry stays suspended [I]
+DEBT_COMPLETED = dict(zip(DEBTS, (AlertCode.DEBT_COLLECTION_COMPLETED_TIME_DEBT_1,
+                                  AlertCode.DEBT_COLLECTION_COMPLETED_TIME_DEBT_2,
+                                  AlertCode.DEBT_COLLECTION_COMPLETED_PAYMENT_DEBT)))
+# failing authentication: what guessing produces (module doc "UTRN lock-out")
+_LOCKOUT_COUNTS = frozenset((UtrnStatus.NOT_AUTHENTIC, UtrnStatus.NOT_FOR_DEVICE, UtrnStatus.MALFORMED))
+
+
+def top_up_result(check: UtrnCheck) -> TopUpResult:
+    """The ZSE ConsumerTopUpResponse result of a rejected UTRN."""
+    if check.status is UtrnStatus.DUPLICATE:
+        return TopUpResult.REJECTED_DUPLICATE
+    if check.status is UtrnStatus.LOCKED_OUT:
+        return TopUpResult.REJECTED_KEYPAD_LOCK
+    return TopUpResult.REJECTED_INVALID
 
 
 class Prepayment:
     """The prepayment part of `Esme` (module doc)."""
 
     emergency_credit_activation = "auto"  # or "consumer" (module doc); the ESME takes it as an option
+    utrn_lockout_attempts = UTRN_LOCKOUT_ATTEMPTS  # module doc "UTRN lock-out"; meter options
+    utrn_lockout_seconds = UTRN_LOCKOUT_SECONDS
+    DEBT_TOTAL = False  # whether `prepayment["debt"]` is the sum of `DEBTS` (the GSME's) or kept apart (the ESME's)
 
     def _prepay(self) -> dict:
         return self.nvm.get(NS, "prepayment")
@@ -64,18 +103,35 @@ class Prepayment:
         none by default (the ESME's come from its ECS26a-readable debt charges)."""
         return {}
 
+    def payment_debt_share(self) -> float:
+        """The fraction (0..1) of each top-up that repays the payment-based debt; none by default."""
+        return 0.0
+
     def _recover_time_debts(self, at: float) -> None:
-        """Once a day in prepayment mode each time-based debt (ECS07, ECS19) is recovered at its
-        configured rate (`time_debt_rates_pence`), never more than is owed [I: daily period]."""
+        """Once a day in prepayment mode each time-based debt (ECS07, ECS19; GCS04) is recovered at
+        its configured rate (`time_debt_rates_pence`), never more than is owed [I: daily period]."""
         rates = self.time_debt_rates_pence()
         for key, rate in rates.items():
             p = self._prepay()
             owed = p.get(key, 0.0)
             take = min(owed, rate)
             if take > 0:
-                p[key] = owed - take
-                self.nvm.put(NS, "prepayment", p)
+                self._collect_debt(p, key, take)
                 self._debit(take, at)
+
+    def _collect_debt(self, p: dict, key: str, pence: float) -> None:
+        """Take `pence` off debt `key` in `p` (and stores `p`); the collection that clears it raises
+        its Debt Collection Completed alert (module doc)."""
+        owed = p.get(key, 0.0)
+        left = owed - pence
+        p[key] = 0.0 if left < 1e-9 else left
+        if self.DEBT_TOTAL:
+            p["debt"] = sum(p.get(k, 0.0) for k in DEBTS)
+        self.nvm.put(NS, "prepayment", p)
+        self.log_event("debt_collected", debt=key, pence=round(pence, 5), left=round(p[key], 5))
+        if owed > 0 and p[key] == 0.0:
+            self.log_event("debt_collection_completed", debt=key)
+            self._queue_alert(DEBT_COMPLETED[key])
 
     def _debit(self, pence: float, at: float) -> None:
         """Take a charge from credit; emergency credit (when granted) covers a shortfall. When
@@ -95,11 +151,17 @@ class Prepayment:
             self._queue_alert(AlertCode.CREDIT_BELOW_DISABLEMENT_THRESHOLD)
 
     def _add_credit(self, pence: int, origin: str) -> None:
-        """A top-up first pays back emergency credit used [I], the rest is credit."""
+        """A top-up first repays its share of the payment-based debt (prepayment mode), then
+        emergency credit used [I]; the rest is credit."""
         p = self._prepay()
-        repay = max(0.0, min(float(pence), p["ec_limit"] - p["ec_remaining"]))
+        share = self.payment_debt_share()
+        collected = 0.0
+        if p["mode"] == "prepayment" and share > 0 and p.get("payment_debt", 0.0) > 0:
+            collected = min(p["payment_debt"], pence * min(1.0, share))
+            self._collect_debt(p, "payment_debt", collected)
+        repay = max(0.0, min(float(pence) - collected, p["ec_limit"] - p["ec_remaining"]))
         p["ec_remaining"] += repay
-        p["credit"] += pence - repay
+        p["credit"] += pence - collected - repay
         p["total_added"] += pence
         if self.emergency_credit_activation == "consumer" and p.get("ec_active") and p["ec_remaining"] >= p["ec_limit"]:
             p["ec_active"] = False  # repaid in full: the next use needs a new activation
@@ -164,21 +226,52 @@ class Prepayment:
 
     def enter_utrn(self, utrn: str, origin: str = "local") -> UtrnCheck:
         """A UTRN typed on the meter's keypad (origin "local") or sent by a PPMID (ZSE
-        ConsumerTopUp, "ppmid"): credit added locally (alert 0x810E), or the rejection alert
-        (0x8F51 / 0x8F63 / 0x8F64; 0x8F5B / 0x8F47 above the meter's maximum credit / balance). The credit and the UTRN counter commit before this returns."""
+        ConsumerTopUp, "ppmid"): `local_top_up`. The credit and the UTRN counter commit before this returns."""
         self._check_alive()
         self._alerts.clear()
         with self.nvm.transaction():
-            check = self._check_utrn(utrn, self.prepayment_supplier, None, None)
-            if check.accepted:
-                self._add_credit(check.amount_pennies, origin)
-                self._queue_alert(AlertCode.CREDIT_ADDED_LOCALLY)
-                self.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter, origin=origin)
-            else:
-                self._queue_alert(check.alert_code)
-                self.log_event("top_up_rejected", status=check.status.value, origin=origin)
+            check = self.local_top_up(utrn, origin)
         self._after_local(self._take_alerts())
         return check
+
+    def local_top_up(self, utrn: str, origin: str) -> UtrnCheck:
+        """A manually entered UTRN (caller holds the transaction): credit added locally (alert
+        0x810E), or the rejection alert (0x8F51 / 0x8F63 / 0x8F64; 0x8F5B / 0x8F47 above the
+        meter's maximum credit / balance; 0x81C5 while entry is suspended, 0x81C4 when this entry
+        suspends it: module doc "UTRN lock-out")."""
+        now = self.device_now()
+        lock = dict(self.nvm.get(NS, "utrn_lockout", None) or {"failures": 0, "until": 0.0})
+        if lock["until"]:
+            if now < lock["until"]:
+                self._queue_alert(AlertCode.UTRN_REJECTED_AS_LOCKED_OUT)
+                self.log_event("top_up_rejected", status=UtrnStatus.LOCKED_OUT.value, origin=origin,
+                               until=int(lock["until"]))
+                return UtrnCheck(UtrnStatus.LOCKED_OUT)
+            lock = {"failures": 0, "until": 0.0}
+            self.log_event("utrn_entry_resumed", origin=origin)
+        check = self._check_utrn(utrn, self.prepayment_supplier, None, None)
+        if check.accepted:
+            lock["failures"] = 0
+            self._add_credit(check.amount_pennies, origin)
+            self._queue_alert(AlertCode.CREDIT_ADDED_LOCALLY)
+            self.log_event("top_up", pence=check.amount_pennies, utrn_counter=check.utrn_counter, origin=origin)
+        else:
+            self._queue_alert(check.alert_code)
+            self.log_event("top_up_rejected", status=check.status.value, origin=origin)
+            if check.status in _LOCKOUT_COUNTS:
+                lock["failures"] += 1
+                if 0 < self.utrn_lockout_attempts <= lock["failures"]:
+                    lock["until"] = now + self.utrn_lockout_seconds
+                    self._queue_alert(AlertCode.UTRN_MANUAL_ENTRY_SUSPENDED)
+                    self.log_event("utrn_entry_suspended", failures=lock["failures"], until=int(lock["until"]))
+        self.nvm.put(NS, "utrn_lockout", lock)
+        return check
+
+    @property
+    def utrn_locked_until(self) -> float | None:
+        """Device time until which manual UTRN entry is suspended, None when it is not."""
+        until = (self.nvm.peek(NS, "utrn_lockout") or {}).get("until") or 0.0
+        return until if until > self.device_now() else None
 
     def _ec_usable(self, p: dict) -> bool:
         return self.emergency_credit_activation == "auto" or bool(p.get("ec_active"))
@@ -228,4 +321,4 @@ class Prepayment:
 
 
 
-__all__ = ["Prepayment", "TOPUP_LOG_CAPACITY"]
+__all__ = ["Prepayment", "TOPUP_LOG_CAPACITY", "UTRN_LOCKOUT_ATTEMPTS", "UTRN_LOCKOUT_SECONDS", "DEBT_COMPLETED", "top_up_result"]

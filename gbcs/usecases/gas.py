@@ -758,12 +758,12 @@ def _tariff_components(event: int, start: int, info_start: int, tou_prices: tupl
 
 def _b_gcs01a(counter: int, *, issuer_event_id: int | None, tou_prices: tuple, block_prices: tuple,
               block_thresholds: tuple, standing_charge: int, day_profiles: tuple, week_profiles: tuple, seasons: str,
-              special_days: tuple, execution_date_time: Any, now: _dt.datetime | None) -> bytes:
+              special_days: tuple, execution_date_time: Any, now: _dt.datetime | None, day_schedules: str = "") -> bytes:
     event = _now_stamp(issuer_event_id, now, "issuer_event_id")
     start, info_start = _starts(execution_date_time)
     specials = [(ZclDate(d.year - 1900, d.month, d.day, 0xFF), ref) for d, ref in special_days]
-    comps = _calendar(event, start, 0, [[(0, v)] for v in day_profiles], week_profiles, _recurring_seasons(seasons),
-                      specials)
+    days = _schedules(day_schedules) if day_schedules else [[(0, v)] for v in day_profiles]
+    comps = _calendar(event, start, 0, days, week_profiles, _recurring_seasons(seasons), specials)
     comps += _tariff_components(event, start, info_start, tou_prices, block_prices, block_thresholds, standing_charge)
     return gbz(*comps, renumber=True)
 
@@ -782,6 +782,8 @@ define("GCS01a", target="gsme", build=_b_gcs01a, interpret=_i_generic,
        params=(_EVENT, *_PRICES,
                Param("day_profiles", "ints", (0,), "day profiles 1..n: the tier each applies from 00:00 (0: block)",
                      min=0, max=255),
+               Param("day_schedules", "str", "", "day profiles with switches, overriding day_profiles: "
+                     "'HH:MM=tier,...' per profile, profiles separated by ';' (e.g. '00:00=2,07:00=1;00:00=2')"),
                Param("week_profiles", "int_rows", ((1, 1, 1, 1, 1, 1, 1),), "week profiles: day profile numbers Monday..Sunday",
                      min=1, max=255),
                Param("seasons", "str", "03-20=1", "seasons: [YYYY-]MM-DD=week profile, comma-separated (MM-DD: every year)"),
