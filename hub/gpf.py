@@ -147,7 +147,8 @@ class Gpf(GbcsDevice):
         call(MessageCode.GCS16b, _read_from_store),
         call(MessageCode.GCS21m, _read_from_store),
         call(MessageCode.GCS09, _change_of_tenancy),
-        *(call(MessageCode[n], _read_from_store) for n in ("GCS15b", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j",
+        *(call(MessageCode[n], _read_from_store) for n in ("GCS15b", "GCS15c", "GCS15d", "GCS15e", "GCS18", "GCS21f", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a",
+                                                           "GCS21b", "GCS21e", "GCS21j",
                                                            "GCS46", "GCS61")),
     )
 

@@ -624,7 +624,7 @@ async def test_gcs15c_billing_calendar_snapshots_and_gcs15e_top_up_snapshots(pre
     nothing = await _after_wake(premises, await _queued(premises, "GCS15c"))
     assert not any(found for _, _, found in _billing_shape(nothing))  # no billing date yet: NOT_FOUND throughout
     await premises.clock.advance(3 * 86400)  # past the billing date, 2026-01-03T00:00Z
-    reply = await _after_wake(premises, await _queued(premises, "GCS15c"))
+    reply = reply15c = await _after_wake(premises, await _queued(premises, "GCS15c"))
     shape = _billing_shape(reply)
     assert len(shape) == 24 and [found for _, _, found in shape] == [True] + [False] * 11 + [True] + [False] * 11
     (snap,) = gsme.data.billing_snapshots(0x0002, 0, 2 ** 32)
@@ -638,6 +638,13 @@ async def test_gcs15c_billing_calendar_snapshots_and_gcs15e_top_up_snapshots(pre
     assert [found for _, _, found in _billing_shape(reply)] == [True] + [False] * 11 + [True] + [False] * 11
     (snap,) = gsme.data.billing_snapshots(0x0400, 0, 2 ** 32)
     assert snap["credit"] == pytest.approx(gsme.credit_pence, abs=1)
+    # the GPF answers both from its mirror after the next push, with the same shape and snapshots
+    await premises.clock.advance(WAKE)
+    for use_case, cause in (("GCS15c", 0x0002), ("GCS15e", 0x0400)):
+        assert premises.gpf.mirror(gsme.eui).billing_snapshots(cause, 0, 2 ** 32) == gsme.data.billing_snapshots(cause, 0, 2 ** 32)
+        mirrored = await premises.send(use_case, to="gpf")
+        assert mirrored.reply.valid and mirrored.reply.message.originator == premises.gpf.eui  # (NOT_FOUND parts: not .ok)
+        assert _billing_shape(mirrored) == _billing_shape(reply if use_case == "GCS15e" else reply15c)
 
 
 async def test_the_billing_data_log_keeps_the_last_twelve_of_each_cause(premises):
@@ -694,3 +701,16 @@ async def test_gcs31_from_the_supplier_is_refused_for_its_role(premises):
     await premises.clock.advance(2 * AWAKE_POLL)
     assert SECURITY_ALERTS["role"] in [a.code for a in he.received_alerts[since:]]
     assert "network_log" not in gsme.data.get("gas")
+
+
+@pytest.mark.parametrize("use_case, params", [("GCS15d", {}), ("GCS21f", {}), ("GCS18", {"start": "2026-01-01T00:00:00Z", "samples": 4})])
+async def test_non_tap_off_reads_are_answered_by_the_gpf_as_by_the_gsme(premises, use_case, params):
+    """GBCS: a command that changes no GSME state is answered by the GPF from its copy (FACTS, TOM)."""
+    await premises.clock.advance(3 * WAKE)
+    at_gsme = await _after_wake(premises, await _queued(premises, use_case, **params))
+    await premises.clock.advance(WAKE)  # the next push brings what the GSME answered from
+    at_gpf = await premises.send(use_case, to="gpf", **params)
+    assert at_gsme.reply.valid and at_gpf.reply.valid and at_gpf.reply.message.originator == premises.gpf.eui
+    assert at_gpf.ok == at_gsme.ok
+    gsme_shape, gpf_shape = (_shape(r.reply.message.content) for r in (at_gsme, at_gpf))
+    assert gpf_shape == gsme_shape
