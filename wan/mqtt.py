@@ -387,7 +387,12 @@ class _Connection:
             # small frames, one at a time: without TCP_NODELAY Nagle and delayed ACKs add ~40 ms a hop
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])  # 0: no limit (paho rescans its whole outbox on every PUBACK when limited)
         paho = self._paho = self._client._client  # aiomqtt's paho client: callbacks see the DUP flag
+        if not logging.getLogger("gbhub.wan.mqtt.paho").isEnabledFor(logging.DEBUG):
+            # paho logs (at DEBUG) every packet it reads or writes, four calls a read; its errors
+            # reach us anyway, as the MqttError that ends the connection (logged by _run)
+            paho.disable_logger()
         inner = paho.on_publish
+        pending = self._client._pending_publishes
 
         def on_publish(client, userdata, mid, *rest):
             cb = self._acks.pop(mid, None)
@@ -396,7 +401,7 @@ class _Connection:
                     cb()
                 except Exception:
                     log.exception("MQTT acknowledgement callback failed")
-            if inner is not None:
+            if inner is not None and pending:  # only for aiomqtt's own publish(), which we do not use
                 inner(client, userdata, mid, *rest)
 
         paho.on_publish = on_publish
