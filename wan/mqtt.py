@@ -262,21 +262,20 @@ class _BatchedSocket:
             self.schedule()
         return len(data)
 
-    def _on_loop(self, fn, *args) -> None:
+    def _on_loop_thread(self) -> bool:
         try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            self.loop.call_soon(fn, *args)
-        else:  # paho connects in aiomqtt's executor thread
-            self.loop.call_soon_threadsafe(fn, *args)
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:  # paho connects in aiomqtt's executor thread
+            return False
 
     def schedule(self) -> None:
         """paho has packets to write: write them all once this event-loop turn's work is done."""
         if not self._scheduled and not self._closed:
             self._scheduled = True
-            self._on_loop(self.pump)
+            if self._on_loop_thread():
+                self.loop.call_soon(self.pump)
+            else:
+                self.loop.call_soon_threadsafe(self.pump)
 
     def pump(self) -> None:
         self._scheduled = False
@@ -323,7 +322,10 @@ class _BatchedSocket:
                 self._wbuf.clear()
             if self._writing:
                 self._writing = False
-                self._on_loop(self.loop.remove_writer, self.sock.fileno())
+                if self._on_loop_thread():
+                    self.loop.remove_writer(self.sock.fileno())
+                else:
+                    self.loop.call_soon_threadsafe(self.loop.remove_writer, self.sock.fileno())
         self.sock.close()
 
 
