@@ -142,6 +142,7 @@ class _Store:
 
     def __init__(self, path: str | Path | None, synchronous: str, exclusive: bool = False) -> None:
         self.path = None if path is None else Path(path)
+        self.exclusive = exclusive and self.path is not None
         self.kv: dict[str, dict[str, Any]] = {}
         self.logs: dict[str, _Log] = {}
         self.depth = 0
@@ -613,6 +614,11 @@ class Nvm(NvmView):
     @property
     def path(self) -> Path | None:
         return self._store.path
+
+    @property
+    def exclusive(self) -> bool:
+        """The file is this process's alone while open (class doc)."""
+        return self._store.exclusive
 
     def close(self) -> None:
         store = self._store

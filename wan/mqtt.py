@@ -58,7 +58,9 @@ keeps those of its own request id (`gbhub firmware push` does). Same topics, sam
 whoever may publish commands to a hub may ask it to distribute firmware, whose images the devices
 check against the supplier's signature anyway.
 
-aiomqtt (the `mqtt` extra) is imported only when a connection is made.
+aiomqtt (the `mqtt` extra) is imported only when a connection is made. Over plain TCP its paho
+client reads and writes through a user-space buffered socket (`_BatchedSocket`): one `recv` for
+many packets, one `send` per event-loop turn; the packets, one GBCS frame each, are unchanged.
 """
 from __future__ import annotations
 
