@@ -140,8 +140,9 @@ class _Log:
 class _Store:
     """The shared state behind every view: caches, the SQLite connection, the transaction."""
 
-    def __init__(self, path: str | Path | None, synchronous: str) -> None:
+    def __init__(self, path: str | Path | None, synchronous: str, exclusive: bool = False) -> None:
         self.path = None if path is None else Path(path)
+        self.exclusive = exclusive and self.path is not None
         self.kv: dict[str, dict[str, Any]] = {}
         self.logs: dict[str, _Log] = {}
         self.depth = 0
@@ -162,6 +163,8 @@ class _Store:
             db = None
             try:
                 db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                if exclusive:  # before WAL mode: no shared-memory index, no file locks per transaction
+                    db.execute("PRAGMA locking_mode=EXCLUSIVE")
                 mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise NvmError(f"cannot put {self.path} in WAL mode (got {mode})")
@@ -594,18 +597,28 @@ class Nvm(NvmView):
     acknowledges something awaits `durable()` first (a device before sending a response or an
     alert, `GbcsDevice._send_one`), other commits are flushed in the background at once. A
     store shared by many devices (a fleet worker's) then pays one fsync for many commands, and
-    the event loop never blocks on the disk."""
+    the event loop never blocks on the disk.
+
+    `exclusive`: the process keeps the file locked while it is open (SQLite's EXCLUSIVE locking
+    mode, set before WAL: no shared-memory index and no file-lock system calls per transaction,
+    about six per command); no other process can read the store meanwhile. For stores only their
+    own process ever opens (a fleet worker's)."""
 
     __slots__ = ()
 
-    def __init__(self, path: str | Path | None = None, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path | None = None, *, synchronous: str = "FULL", exclusive: bool = False) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA", "GROUP"):
             raise ValueError(f"bad synchronous mode {synchronous!r}")
-        super().__init__(_Store(path, synchronous.upper()), "")
+        super().__init__(_Store(path, synchronous.upper(), exclusive), "")
 
     @property
     def path(self) -> Path | None:
         return self._store.path
+
+    @property
+    def exclusive(self) -> bool:
+        """The file is this process's alone while open (class doc)."""
+        return self._store.exclusive
 
     def close(self) -> None:
         store = self._store

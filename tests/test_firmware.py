@@ -42,10 +42,12 @@ EUI = bytes.fromhex("0011223344556677")
 PARTY = bytes.fromhex("90B3D51F30010000")
 
 
-@pytest.fixture(params=["memory", "file", "group"])
+@pytest.fixture(params=["memory", "file", "group", "group-exclusive"])
 def nvm(request, tmp_path):
     store = (Nvm(None) if request.param == "memory" else
-             Nvm(tmp_path / "nvm.db", synchronous="GROUP") if request.param == "group" else Nvm(tmp_path / "nvm.db"))
+             Nvm(tmp_path / "nvm.db", synchronous="GROUP") if request.param == "group" else
+             Nvm(tmp_path / "nvm.db", synchronous="GROUP", exclusive=True) if request.param == "group-exclusive" else
+             Nvm(tmp_path / "nvm.db"))
     yield store
     store.close()
 
@@ -290,6 +292,8 @@ def test_nvm_transaction_is_atomic(nvm, tmp_path):
     assert nvm.get("state", "balance") == 40 and nvm.get("counters", "X") == 10
     assert nvm.log_entries("log") == [{"n": 0}]
     if nvm.persistent:  # and the file agrees with the cache
+        if nvm.exclusive:  # nobody else may open it meanwhile
+            nvm.close()
         again = Nvm(nvm.path)
         assert again.get("state", "balance") == 40 and again.get("counters", "X") == 10
         assert again.log_entries("log") == [{"n": 0}]
@@ -378,7 +382,7 @@ GROUP_CHILD = textwrap.dedent(
     import asyncio, sys
     sys.path.insert(0, {root!r})
     from gbhub.firmware import Nvm
-    nvm = Nvm({path!r}, synchronous="GROUP").scope("0011223344556677")
+    nvm = Nvm({path!r}, synchronous="GROUP", exclusive={exclusive!r}).scope("0011223344556677")
 
     async def command(i):
         with nvm.transaction():
@@ -397,9 +401,10 @@ GROUP_CHILD = textwrap.dedent(
 )
 
 
-def test_nvm_group_commit_survives_sigkill_and_acknowledges_only_what_is_on_disk(tmp_path):
+@pytest.mark.parametrize("exclusive", [False, True])  # True: a fleet worker's store
+def test_nvm_group_commit_survives_sigkill_and_acknowledges_only_what_is_on_disk(tmp_path, exclusive):
     path = tmp_path / "group.db"
-    proc = subprocess.Popen([sys.executable, "-c", GROUP_CHILD.format(root=str(ROOT), path=str(path))],
+    proc = subprocess.Popen([sys.executable, "-c", GROUP_CHILD.format(root=str(ROOT), path=str(path), exclusive=exclusive)],
                             stdout=subprocess.PIPE, text=True)
     try:
         done = [int(proc.stdout.readline()) for _ in range(200)]
@@ -707,3 +712,22 @@ async def test_device_failed_boot_leaves_it_off():
     await dev.start()
     assert dev.running and dev.boot_count == 2
     await dev.stop()
+
+
+def test_nvm_exclusive_keeps_the_file_to_itself_while_open(tmp_path):
+    """`exclusive=True` (a fleet worker's store): no other connection reads it while it is open;
+    once closed, everything is there for the next opener."""
+    import sqlite3
+
+    path = tmp_path / "x.db"
+    store = Nvm(path, synchronous="GROUP", exclusive=True)
+    store.scope("a").put("counters", "x", 7)
+    other = sqlite3.connect(str(path), timeout=0.1)
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            other.execute("SELECT count(*) FROM kv").fetchone()
+    finally:
+        other.close()
+    store.close()
+    with Nvm(path) as again:
+        assert again.scope("a").get("counters", "x") == 7

@@ -339,3 +339,70 @@ def test_firmware_request_check_takes_any_bytes(data, kind):
     for frame in (data, b"\x00" + bytes((kind,)) + data):
         if _firmware_request(frame):
             assert frame[:2] == b"\x00\x04" and frame[14] > 0 and len(frame) >= 15 + 8 * frame[14]
+
+
+@given(st.binary(max_size=3000), st.lists(st.integers(1, 700), min_size=1, max_size=60))
+@settings(max_examples=60, deadline=None)
+def test_batched_socket_reads_hand_paho_the_stream_unchanged(data, sizes):
+    """However paho asks for the bytes (one for the packet type, one per length byte, then the
+    body), it gets the stream as sent, and `pending` says what is read but not yet taken."""
+    import socket
+
+    from gbhub.wan.mqtt import _BatchedSocket
+
+    a, b = socket.socketpair()
+    try:
+        a.sendall(data)
+        a.shutdown(socket.SHUT_WR)
+        s = _BatchedSocket(b, None, None, None)
+        got = bytearray()
+        i = 0
+        while True:
+            chunk = s.recv(sizes[i % len(sizes)])
+            i += 1
+            if not chunk:
+                break
+            assert len(chunk) <= sizes[(i - 1) % len(sizes)]
+            got += chunk
+            assert s.pending() >= 0
+        assert bytes(got) == data and s.pending() == 0
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_burst_of_frames_crosses_the_broker_whole_and_in_order(broker):
+    """Thousands of publishes in one event-loop turn leave in a few writes and arrive as they were
+    sent, in order, QoS 1 acknowledged, with frames larger than one socket read among them."""
+    from gbhub.wan.mqtt import _BatchedSocket, _Connection
+
+    got: list[bytes] = []
+    done = asyncio.Event()
+    frames = [bytes([i % 251]) * (1 + (i * 37) % 300) for i in range(3000)] + [b"\x5a" * 200_000, b"end"]
+
+    class Echo(_Connection):
+        def _subscriptions(self):
+            return ["test/burst"]
+
+        def _on_message(self, client, userdata, msg):
+            got.append(bytes(msg.payload))
+            if len(got) == len(frames):
+                done.set()
+
+    c = Echo(parse_wan(broker.url), max_frame=1 << 20)
+    await c.start(wait=10)
+    try:
+        await c._client.subscribe("test/burst", qos=1)
+        assert isinstance(c._paho._sock, _BatchedSocket)
+        acked = []
+        for i, f in enumerate(frames):
+            c.publish("test/burst", f, on_ack=lambda i=i: acked.append(i))
+        await asyncio.wait_for(done.wait(), 30)
+        assert got == frames
+        for _ in range(100):
+            if len(acked) == len(frames):
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(acked) == list(range(len(frames)))
+    finally:
+        await c.close()

@@ -32,7 +32,7 @@ every 120 s; `--ihd-poll`, `--ppmid-poll`). After start the worker's objects are
 the garbage collector's view (`gc.freeze`; `stop()` gives them back): they live as long as the fleet.
 
 Sharing inside a worker: one clock, one NVM store (DATA/worker-<n>.sqlite, every device under
-its EUI; in memory without a data folder), one keystore, one trust-anchor set, one MQTT session;
+its EUI, locked by the worker while it runs: `Nvm(exclusive=True)`; in memory without a data folder), one keystore, one trust-anchor set, one MQTT session;
 each premises keeps its own virtual HAN and devices. Consumption is seeded per premises
 (ConsumptionModel seed from (seed, premises number)), so it is computed on demand, never stored
 ahead.
@@ -286,7 +286,7 @@ class FleetWorker:
         self.options = fleet_options(options)
         self.clock = clock if clock is not None else (SimClock(DEFAULT_SIM_START) if sim else RealClock(speed=speed))
         self.sim = sim
-        self.nvm = Nvm(nvm_path, synchronous=nvm_sync)
+        self.nvm = Nvm(nvm_path, synchronous=nvm_sync, exclusive=True)  # the worker's own file
         self.session = None
         self.tcp = None
         self.premises: list = []

@@ -24,7 +24,9 @@ type: such a command may take `--gas-deadline` seconds (default: the manifest's 
 (a command for a full one goes to another GSME, or is not sent and counted in `queue_full`),
 they do not take room in `--max-inflight` nor count in `p50_ms`..`p99_ms`, and after the run the
 generator waits for them: `queued`, `queued_answered`, `queued_lost` (also in `lost`),
-`queued_p50_ms`, `queued_max_ms`, `gas_deadline_s`.
+`queued_p50_ms`, `queued_max_ms`, `gas_deadline_s`. A queued command that times out keeps its
+place in the count of its GSME for the rest of the run [I]: it may still wait in the CHF's queue,
+and one more there than the queue takes is refused by the CHF with alert 0x8F84.
 
 Outcomes: answered and ok (latency counted); `errors`: a rejection, a failed verification, a
 response that is not ok, a command that could not be sent; `lost`: no response within
@@ -161,7 +163,10 @@ async def run_load(headend, targets: dict[str, list[bytes]], mix: dict[str, floa
         except (TimeoutError, asyncio.TimeoutError):
             counts["lost"] += 1
             if queued:
+                # it may still wait in the CHF's queue: its place there stays taken for the rest
+                # of the run (freed, the next command could overflow that queue: alert 0x8F84)
                 counts["queued_lost"] += 1
+                queued = False
             return
         except CommandRejected as exc:
             error(f"{uc} rejected 0x{exc.code:04X}")

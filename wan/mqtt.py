@@ -58,7 +58,9 @@ keeps those of its own request id (`gbhub firmware push` does). Same topics, sam
 whoever may publish commands to a hub may ask it to distribute firmware, whose images the devices
 check against the supplier's signature anyway.
 
-aiomqtt (the `mqtt` extra) is imported only when a connection is made.
+aiomqtt (the `mqtt` extra) is imported only when a connection is made. Over plain TCP its paho
+client reads and writes through a user-space buffered socket (`_BatchedSocket`): one `recv` for
+many packets, one `send` per event-loop turn; the packets, one GBCS frame each, are unchanged.
 """
 from __future__ import annotations
 
@@ -205,6 +207,130 @@ class _Recent:
         return False
 
 
+_READ_SIZE = 1 << 16
+
+
+class _BatchedSocket:
+    """The broker socket paho uses, buffered in user space both ways (plain TCP; TLS keeps
+    paho's own path). paho reads a packet in three or more recv() calls (type, length, body) and
+    writes each packet with a send() of its own, after an add_writer/remove_writer round trip per
+    event-loop turn: at thousands of messages a second those system calls were a fifth of a
+    fleet worker's CPU. Here one recv() takes what the kernel holds and paho's packets are served
+    from it; what paho writes in one event-loop turn leaves in one send(). Still one GBCS frame
+    per MQTT message: only the system calls are fewer. A send the kernel cannot take at once
+    waits for the socket to be writable (our own writer on the socket); a connection that broke
+    under a send is reported by the read side (the socket becomes readable at EOF or error), as
+    paho's own path would."""
+
+    __slots__ = ("sock", "paho", "loop", "on_error", "_rbuf", "_rpos", "_wbuf", "_scheduled", "_pumping",
+                 "_writing", "_closed")
+
+    def __init__(self, sock, paho, loop: asyncio.AbstractEventLoop, on_error: Callable[[BaseException], Any]) -> None:
+        self.sock = sock
+        self.paho = paho
+        self.loop = loop
+        self.on_error = on_error
+        self._rbuf = b""
+        self._rpos = 0
+        self._wbuf = bytearray()
+        self._scheduled = False
+        self._pumping = False
+        self._writing = False
+        self._closed = False
+
+    def __getattr__(self, name: str):  # fileno, setblocking, ... of the socket itself
+        return getattr(self.sock, name)
+
+    def recv(self, n: int) -> bytes:
+        buf, pos = self._rbuf, self._rpos
+        if pos < len(buf):
+            end = min(pos + n, len(buf))
+            self._rpos = end
+            return buf[pos:end]
+        data = self.sock.recv(_READ_SIZE)  # BlockingIOError when empty, b"" at EOF: as paho expects
+        if len(data) <= n:
+            self._rbuf, self._rpos = b"", 0
+            return data
+        self._rbuf, self._rpos = data, n
+        return data[:n]
+
+    def pending(self) -> int:
+        """Bytes read but not yet taken (aiomqtt's reader calls loop_read again while any)."""
+        return len(self._rbuf) - self._rpos
+
+    def send(self, data) -> int:
+        self._wbuf += data
+        if not self._pumping:
+            self.schedule()
+        return len(data)
+
+    def _on_loop_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:  # paho connects in aiomqtt's executor thread
+            return False
+
+    def schedule(self) -> None:
+        """paho has packets to write: write them all once this event-loop turn's work is done."""
+        if not self._scheduled and not self._closed:
+            self._scheduled = True
+            if self._on_loop_thread():
+                self.loop.call_soon(self.pump)
+            else:
+                self.loop.call_soon_threadsafe(self.pump)
+
+    def pump(self) -> None:
+        self._scheduled = False
+        if self._closed:
+            return
+        self._pumping = True
+        try:
+            self.paho.loop_write()  # every queued packet into _wbuf (send takes all)
+        except Exception as exc:  # noqa: BLE001 - as aiomqtt's own writer: the connection is done
+            self.on_error(exc)
+        finally:
+            self._pumping = False
+        self._flush()
+
+    def _flush(self) -> None:
+        buf = self._wbuf
+        if self._closed:
+            return
+        n = 0
+        if buf:
+            try:
+                n = self.sock.send(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:  # broken: the read side sees it and paho reconnects
+                log.debug("MQTT socket send failed: %s", exc)
+                n = len(buf)
+            del buf[:n]
+        if buf and not self._writing:
+            self._writing = True
+            self.loop.add_writer(self.sock.fileno(), self.pump)
+        elif not buf and self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._wbuf:  # e.g. the DISCONNECT paho wrote just before closing: best effort
+                try:
+                    self.sock.send(self._wbuf)
+                except OSError:
+                    pass
+                self._wbuf.clear()
+            if self._writing:
+                self._writing = False
+                if self._on_loop_thread():
+                    self.loop.remove_writer(self.sock.fileno())
+                else:
+                    self.loop.call_soon_threadsafe(self.loop.remove_writer, self.sock.fileno())
+        self.sock.close()
+
+
 class _Connection:
     """An aiomqtt client kept connected: `start()`, subclasses' `_on_connect` / `_on_disconnect`
     and `_subscriptions()`, `publish` (QoS 1, in call order, with an optional PUBACK callback)."""
@@ -265,7 +391,12 @@ class _Connection:
             # small frames, one at a time: without TCP_NODELAY Nagle and delayed ACKs add ~40 ms a hop
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])  # 0: no limit (paho rescans its whole outbox on every PUBACK when limited)
         paho = self._paho = self._client._client  # aiomqtt's paho client: callbacks see the DUP flag
+        if not logging.getLogger("gbhub.wan.mqtt.paho").isEnabledFor(logging.DEBUG):
+            # paho logs (at DEBUG) every packet it reads or writes, four calls a read; its errors
+            # reach us anyway, as the MqttError that ends the connection (logged by _run)
+            paho.disable_logger()
         inner = paho.on_publish
+        pending = self._client._pending_publishes
 
         def on_publish(client, userdata, mid, *rest):
             cb = self._acks.pop(mid, None)
@@ -274,12 +405,44 @@ class _Connection:
                     cb()
                 except Exception:
                     log.exception("MQTT acknowledgement callback failed")
-            if inner is not None:
+            if inner is not None and pending:  # only for aiomqtt's own publish(), which we do not use
                 inner(client, userdata, mid, *rest)
 
         paho.on_publish = on_publish
-        for sub in self._subscriptions():
-            paho.message_callback_add(sub, self._on_message)
+        if self._subscriptions():
+            # every message on the topics subscribed is ours: no per-message topic matching, and
+            # nothing for aiomqtt's queue (its iterator only waits for the disconnect)
+            paho.on_message = self._on_message
+        if not a.tls:
+            self._batch_socket(paho)
+
+    def _batch_socket(self, paho) -> None:
+        """Put a `_BatchedSocket` between paho and the broker socket (its doc)."""
+        loop = asyncio.get_running_loop()
+        client = self._client
+        opened, register, unregister = paho.on_socket_open, paho.on_socket_register_write, paho.on_socket_unregister_write
+
+        def on_error(exc: BaseException) -> None:
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+
+        def on_open(c, userdata, sock) -> None:
+            batched = c._sock = _BatchedSocket(sock, c, loop, on_error)
+            opened(c, userdata, batched)
+
+        def on_register(c, userdata, sock) -> None:
+            if isinstance(sock, _BatchedSocket):
+                sock.schedule()
+            else:
+                register(c, userdata, sock)
+
+        def on_unregister(c, userdata, sock) -> None:
+            if not isinstance(sock, _BatchedSocket):  # a batched socket manages its own writer
+                unregister(c, userdata, sock)
+
+        paho.on_socket_open = on_open
+        paho.on_socket_register_write = on_register
+        paho.on_socket_unregister_write = on_unregister
 
     def _subscriptions(self) -> list[str]:
         return []
