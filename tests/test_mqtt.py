@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 
 import pytest
 
@@ -394,6 +395,9 @@ async def test_a_burst_of_frames_crosses_the_broker_whole_and_in_order(broker):
     try:
         await c._client.subscribe("test/burst", qos=1)
         assert isinstance(c._paho._sock, _BatchedSocket)
+        # the socket under it sends at once (aiomqtt sets its options only on a plain socket):
+        # with Nagle every request/response exchange waited ~40 ms for a delayed ACK
+        assert c._paho._sock.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         acked = []
         for i, f in enumerate(frames):
             c.publish("test/burst", f, on_ack=lambda i=i: acked.append(i))

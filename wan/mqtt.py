@@ -427,6 +427,9 @@ class _Connection:
                 client._disconnected.set_exception(exc)
 
         def on_open(c, userdata, sock) -> None:
+            # aiomqtt applies its socket options only to a plain socket, which paho's no longer
+            # is: without TCP_NODELAY Nagle and delayed ACKs add ~40 ms to every exchange
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             batched = c._sock = _BatchedSocket(sock, c, loop, on_error)
             opened(c, userdata, batched)
 
