@@ -110,9 +110,14 @@ _TYPES: dict[int, DataType] = {t.value: t for t in DataType}
 
 
 def _type_name(t: DataType) -> str:
+    if type(t) is DataType:
+        return _TYPE_NAMES[t]
     if isinstance(t, DataType):
         return t.name.lower().replace("_", "-")
     return f"type {t!r}"
+
+
+_TYPE_NAMES: dict[DataType, str] = {t: t.name.lower().replace("_", "-") for t in DataType}
 
 
 @dataclass(frozen=True, slots=True, repr=False)
