@@ -141,8 +141,9 @@ def _decode_lines(first: int, lines, keystore, acb, secrets) -> tuple[str, int]:
     from gbcs.analyse import analyse
 
     bad = 0
-    out = []
-    dumps = json.dumps
+    out: list[str] = []
+    extend, append = out.extend, out.append
+    encode = _line_encoder()
     for n, line in enumerate(lines, first):
         text = line.strip()
         if not text or text.startswith("#"):
@@ -157,5 +158,18 @@ def _decode_lines(first: int, lines, keystore, acb, secrets) -> tuple[str, int]:
             obj = {"line": n, "error": str(exc)}
         else:
             obj = {"line": n, **obj}
-        out.append(dumps(obj) + "\n")
+        extend(encode(obj))
+        append("\n")
     return "".join(out), bad
+
+
+def _line_encoder():
+    """obj -> the pieces of `json.dumps(obj)`: the C encoder made once per chunk instead of once
+    per line, without the cycle check (decoded values are trees)."""
+    from json import encoder
+
+    make = encoder.c_make_encoder
+    if make is None:  # no C accelerator: json.dumps itself
+        return lambda obj: (json.dumps(obj),)
+    enc = make(None, encoder.JSONEncoder().default, encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return lambda obj: enc(obj, 0)
