@@ -102,7 +102,7 @@ def _decode_batch(args, keystore, acb, secrets) -> int:
         global _BATCH_STATE
         _BATCH_STATE = (keystore, acb)
         with mp.get_context("fork").Pool(jobs) as pool:
-            for out, n_bad in pool.imap(_decode_chunk, _chunks(lines, 256)):
+            for out, n_bad in pool.imap(_decode_chunk, _chunks(lines, 128)):
                 write(out)
                 bad += n_bad
     sys.stdout.flush()
