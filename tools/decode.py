@@ -100,16 +100,24 @@ def _decode_batch(args, keystore, acb, secrets) -> int:
         import gbcs.zcl  # noqa: F401
 
         global _BATCH_STATE
-        _BATCH_STATE = (keystore, acb)
+        if isinstance(lines, list):  # the workers inherit the lines: only (first, stop) goes to them
+            _BATCH_STATE = (keystore, acb, lines)
+            items = ((i, None) for i in range(0, len(lines), _CHUNK))
+        else:
+            _BATCH_STATE = (keystore, acb, None)
+            items = _chunks(lines, _CHUNK)
+        sys.stdout.flush()
+        write_bytes = sys.stdout.buffer.write
         with mp.get_context("fork").Pool(jobs) as pool:
-            for out, n_bad in pool.imap(_decode_chunk, _chunks(lines, 128)):
-                write(out)
+            for out, n_bad in pool.imap(_decode_chunk, items):
+                write_bytes(out)
                 bad += n_bad
     sys.stdout.flush()
     return 2 if bad else 0
 
 
-_BATCH_STATE = None  # (keystore, acb) of the parent, inherited by the forked workers
+_CHUNK = 128  # lines per task: short enough that the last one does not leave a core idle for long
+_BATCH_STATE = None  # (keystore, acb, lines or None) of the parent, inherited by the forked workers
 _WORKER_SECRETS = None
 
 
@@ -127,14 +135,22 @@ def _chunks(lines, size: int):
         yield first, chunk
 
 
-def _decode_chunk(item) -> tuple[str, int]:
+def _decode_chunk(item) -> tuple[bytes, int]:
+    """In a worker: (first line index, None) of the inherited lines, or (first line number, lines).
+    The JSON lines go back as ASCII bytes (json escapes everything else): no text codec on
+    either side of the pipe."""
     from gbcs.security import SecretCache
 
     global _WORKER_SECRETS
     if _WORKER_SECRETS is None:
         _WORKER_SECRETS = SecretCache()
-    keystore, acb = _BATCH_STATE
-    return _decode_lines(item[0], item[1], keystore, acb, _WORKER_SECRETS)
+    keystore, acb, inherited = _BATCH_STATE
+    first, lines = item
+    if lines is None:
+        lines = inherited[first : first + _CHUNK]
+        first += 1
+    out, bad = _decode_lines(first, lines, keystore, acb, _WORKER_SECRETS)
+    return out.encode("ascii"), bad
 
 
 def _decode_lines(first: int, lines, keystore, acb, secrets) -> tuple[str, int]:
