@@ -186,3 +186,37 @@ def test_batch_line_encoder_is_json_dumps(value):
     from gbhub.tools.decode import _line_encoder
 
     assert "".join(_line_encoder()(value)) == json.dumps(value)
+
+
+def test_batch_says_so_when_a_worker_dies(tmp_path):
+    """A worker killed mid-batch: one line on stderr, exit 1, output stops before its lines, no hang."""
+    import os
+    import signal
+    import time
+
+    vectors_dir()
+    lines = [r["bytes"].hex() for r in ROWS] * 20
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "gbhub", "decode", "--batch", f"@{path}", *_keys(), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    children = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    deadline = time.monotonic() + 60
+    worker = None
+    while worker is None and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(children) as f:
+                pids = f.read().split()
+        except FileNotFoundError:
+            pids = []
+        worker = int(pids[0]) if pids else None
+        time.sleep(0.01)
+    if worker is None:
+        proc.kill()
+        pytest.skip("no worker process seen (finished first, or no /proc)")
+    os.kill(worker, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert err.decode().count("\n") == 1 and "worker stopped" in err.decode()
+    assert len(out.splitlines()) < len(lines)
+    assert [json.loads(line)["line"] for line in out.splitlines()] == list(range(1, len(out.splitlines()) + 1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import sys
 
 from gbcs.codec import DecodeError, Node
@@ -74,83 +75,176 @@ def cmd_decode(args) -> int:
 
 def _decode_batch(args, keystore, acb, secrets) -> int:
     """One JSON line per input line, in input order. With `--jobs N` (default: every core this
-    process may use) chunks of lines are decoded by N worker processes (forked: they share the
-    loaded keystore; each keeps its own static ECDH secret cache, nothing else is cached across
-    messages: every MAC and signature is checked)."""
-    stream = sys.stdin if args.input in (None, "-") else None
-    if stream is None:
+    process may use) N processes decode chunks of lines: this one and N-1 forked from it after
+    the input, the keys and the decoders are loaded (nothing else is shared or cached across
+    messages: every MAC and signature is checked; each process keeps its own static ECDH
+    secrets)."""
+    if args.input in (None, "-"):
+        lines = list(sys.stdin)
+    else:
         blob = read_input(args.input)
         lines = (blob.decode("ascii", "replace") if isinstance(blob, bytes) else blob).splitlines()
-    else:
-        lines = stream
     jobs = args.jobs if args.jobs is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if jobs < 1:
         raise UsageError("--jobs must be 1 or more")
-    write = sys.stdout.write
-    bad = 0
+    jobs = min(jobs, -(-len(lines) // _CHUNK)) or 1
     if jobs == 1:
         out, bad = _decode_lines(1, lines, keystore, acb, secrets)
-        write(out)
-    else:
-        import multiprocessing as mp
-
-        import gbcs.analyse  # noqa: F401 - imported once here, not again in every forked worker
-        import gbcs.asn1  # noqa: F401
-        import gbcs.gbz  # noqa: F401
-        import gbcs.zcl  # noqa: F401
-
-        global _BATCH_STATE
-        if isinstance(lines, list):  # the workers inherit the lines: only (first, stop) goes to them
-            _BATCH_STATE = (keystore, acb, lines)
-            items = ((i, None) for i in range(0, len(lines), _CHUNK))
-        else:
-            _BATCH_STATE = (keystore, acb, None)
-            items = _chunks(lines, _CHUNK)
+        sys.stdout.write(out)
         sys.stdout.flush()
-        write_bytes = sys.stdout.buffer.write
-        with mp.get_context("fork").Pool(jobs) as pool:
-            for out, n_bad in pool.imap(_decode_chunk, items):
-                write_bytes(out)
-                bad += n_bad
-    sys.stdout.flush()
+        return 2 if bad else 0
+    bad = _forked(lines, jobs, keystore, acb, secrets)
     return 2 if bad else 0
 
 
 _CHUNK = 128  # lines per task: short enough that the last one does not leave a core idle for long
-_BATCH_STATE = None  # (keystore, acb, lines or None) of the parent, inherited by the forked workers
-_WORKER_SECRETS = None
+_HEAD = struct.Struct("<IIQ")  # a worker's result: chunk index, bad lines, length of the JSON bytes
 
 
-def _chunks(lines, size: int):
-    chunk: list[str] = []
-    first = 1
-    for n, line in enumerate(lines, 1):
-        if not chunk:
-            first = n
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield first, chunk
-            chunk = []
-    if chunk:
-        yield first, chunk
+def _forked(lines: list[str], jobs: int, keystore, acb, secrets) -> int:
+    """Decode `lines` in this process and `jobs - 1` forked ones; write the JSON lines in order.
+
+    Chunks are handed out through a pipe of 4-byte chunk numbers, filled before the fork (each
+    process reads one number at a time, so whoever is free takes the next chunk). A worker
+    writes each result to its own pipe; this process decodes chunks too and, between them and at
+    the end, collects what the workers sent and writes out whatever is next in order.
+    """
+    import fcntl
+    import gc
+    import selectors
+
+    import gbcs.analyse  # noqa: F401 - imported once here, not again in every forked worker
+    import gbcs.asn1  # noqa: F401
+    import gbcs.gbz  # noqa: F401
+    import gbcs.zcl  # noqa: F401
+
+    n_chunks = -(-len(lines) // _CHUNK)
+    tasks_r, tasks_w = os.pipe()
+    size = 4 * n_chunks
+    if size > 65536:
+        try:
+            fcntl.fcntl(tasks_w, fcntl.F_SETPIPE_SZ, size)
+        except (OSError, AttributeError):
+            raise UsageError(f"--batch with workers takes at most {65536 // 4 * _CHUNK:,} lines here; use --jobs 1 or split the input") from None
+    os.write(tasks_w, b"".join(i.to_bytes(4, "little") for i in range(n_chunks)))
+    os.close(tasks_w)
+    sys.stdout.flush()
+    gc.freeze()  # the loaded modules and keys are never garbage: workers do not scan or copy them
+    workers: dict[int, int] = {}  # result pipe -> pid
+    try:
+        for _ in range(jobs - 1):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # a worker: never returns
+                os.close(r)
+                for fd in workers:
+                    os.close(fd)
+                _work(lines, tasks_r, w, keystore, acb, secrets)
+            os.close(w)
+            os.set_blocking(r, False)
+            try:  # room for a few chunks' results, so a worker does not wait for this one to read
+                fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, 1 << 20)
+            except (OSError, AttributeError):
+                pass
+            workers[r] = pid
+        return _collect(lines, tasks_r, workers, keystore, acb, secrets, selectors)
+    finally:
+        os.close(tasks_r)
+        for fd, pid in workers.items():
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            os.close(fd)
+        gc.unfreeze()
 
 
-def _decode_chunk(item) -> tuple[bytes, int]:
-    """In a worker: (first line index, None) of the inherited lines, or (first line number, lines).
-    The JSON lines go back as ASCII bytes (json escapes everything else): no text codec on
-    either side of the pipe."""
-    from gbcs.security import SecretCache
+def _next_chunk(tasks_r: int) -> int | None:
+    raw = os.read(tasks_r, 4)
+    return int.from_bytes(raw, "little") if len(raw) == 4 else None
 
-    global _WORKER_SECRETS
-    if _WORKER_SECRETS is None:
-        _WORKER_SECRETS = SecretCache()
-    keystore, acb, inherited = _BATCH_STATE
-    first, lines = item
-    if lines is None:
-        lines = inherited[first : first + _CHUNK]
-        first += 1
-    out, bad = _decode_lines(first, lines, keystore, acb, _WORKER_SECRETS)
+
+def _decode_chunk(i: int, lines, keystore, acb, secrets) -> tuple[bytes, int]:
+    """Chunk `i` as ASCII JSON lines (json escapes everything else) and its count of bad lines."""
+    first = i * _CHUNK
+    out, bad = _decode_lines(first + 1, lines[first : first + _CHUNK], keystore, acb, secrets)
     return out.encode("ascii"), bad
+
+
+def _work(lines, tasks_r: int, out_fd: int, keystore, acb, secrets) -> None:
+    """A forked worker: decode chunks until none is left, send each back, exit."""
+    code = 0
+    try:
+        while (i := _next_chunk(tasks_r)) is not None:
+            body, bad = _decode_chunk(i, lines, keystore, acb, secrets)
+            view = memoryview(_HEAD.pack(i, bad, len(body)) + body)
+            while view:
+                view = view[os.write(out_fd, view):]
+    except BaseException:  # noqa: BLE001 - the parent sees the missing chunk and says so
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _collect(lines, tasks_r: int, workers: dict[int, int], keystore, acb, secrets, selectors) -> int:
+    """This process's share: decode chunks itself while there are any, take in the workers'
+    results as they come, write everything in chunk order. Returns the number of bad lines."""
+    done: dict[int, bytes] = {}
+    bad = 0
+    next_out = 0
+    buffers = {fd: bytearray() for fd in workers}
+    open_fds = set(workers)
+    write = sys.stdout.buffer.write
+    n_chunks = -(-len(lines) // _CHUNK)
+    sel = selectors.DefaultSelector()
+    for fd in workers:
+        sel.register(fd, selectors.EVENT_READ)
+
+    def drain(timeout):
+        nonlocal bad
+        for key, _ in sel.select(timeout):
+            fd = key.fd
+            while True:
+                try:
+                    data = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    break
+                if not data:
+                    sel.unregister(fd)
+                    open_fds.discard(fd)
+                    break
+                buffers[fd] += data
+            buf = buffers[fd]
+            while len(buf) >= _HEAD.size:
+                i, n_bad, length = _HEAD.unpack_from(buf)
+                if len(buf) < _HEAD.size + length:
+                    break
+                done[i] = bytes(buf[_HEAD.size : _HEAD.size + length])
+                bad += n_bad
+                del buf[: _HEAD.size + length]
+
+    def flush():
+        nonlocal next_out
+        while next_out in done:
+            write(done.pop(next_out))
+            next_out += 1
+
+    while (i := _next_chunk(tasks_r)) is not None:
+        body, n_bad = _decode_chunk(i, lines, keystore, acb, secrets)
+        done[i] = body
+        bad += n_bad
+        drain(0)
+        flush()
+    while next_out < n_chunks:
+        if not open_fds and next_out not in done:
+            from .inputs import Failure
+
+            raise Failure(f"a decoding worker stopped before it sent lines {next_out * _CHUNK + 1}..; nothing after them was written")
+        drain(None if open_fds else 0)
+        flush()
+    sys.stdout.flush()
+    return bad
 
 
 def _decode_lines(first: int, lines, keystore, acb, secrets) -> tuple[str, int]:
