@@ -4,8 +4,9 @@ the DCC's own parser doing the same checks when it can be run here.
 Method: every RTDS message (the `*.HEX` files under `VECTORS/rtds`, 679 in RTDS 4.5) ten times
 over (short form: twice), one per line, in one file. Ours: `gbhub decode --batch @FILE --keys
 VECTORS/keys/rtds --keys VECTORS/keys/device-test --compact` in a fresh process (interpreter
-start, imports, forked workers on every core, every MAC, signature and encrypted part checked,
-one JSON line per message), output to /dev/null. Theirs: SmartDCCInnovation/gbcs-parser's
+start, imports, keys, then that process and one forked from it per further core decoding chunks
+of lines, every MAC, signature and encrypted part checked, one JSON line per message), output to
+/dev/null. Theirs: SmartDCCInnovation/gbcs-parser's
 `parseGbcsMessage` (MAC, signature and decryption checks with the same keys, each key file read
 once and kept, as a DCC Boxed key store does) in one Node.js process over the same messages;
 it is not a dependency of gbhub: build it from its repository (`npm install typescript
