@@ -25,11 +25,9 @@ def register(sub) -> None:
     d.add_argument("--batch", action="store_true",
                    help="one message per input line (a frame, or a gbhub trace JSON line), one JSON object per output line")
     d.add_argument("--jobs", type=int, metavar="N",
-                   help="--batch: decode with N worker processes (default: every core), output still in input order")
+                   help="--batch: decode in N processes (default: every core), output still in input order")
     d.add_argument("--compact", action="store_true", help="single-line JSON")
     d.set_defaults(func=cmd_decode)
-
-
 
 
 def render_tree(node: Node, indent: str = "", out: list[str] | None = None) -> list[str]:
