@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
+from . import catalogue
 from .codec import DecodeError, Node, eui_hex, jsonable
 from .frame import CRA, GbtBlock, Message, decode
 from .keystore import Keystore
@@ -45,8 +46,6 @@ class Analysis:
 
     @property
     def use_case(self):
-        from . import catalogue
-
         code = self.message.message_code if self.message else self.block.message_code if self.block else None
         return catalogue.by_message_code(code) if code is not None else None
 

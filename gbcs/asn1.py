@@ -1079,7 +1079,9 @@ def _primitive_text(node: DerNode) -> str:
 
 
 def _walk(buf: bytes, start: int, end: int, depth: int) -> tuple[DerNode, ...]:
-    """Parse the TLVs in buf[start:end]; offsets in errors are relative to buf."""
+    """Parse the TLVs in buf[start:end]; offsets in errors are relative to buf. Hot path (every
+    ASN.1 payload, certificates included): short lengths read inline, nodes built without the
+    frozen-dataclass __init__."""
     if depth > MAX_DEPTH:
         raise DecodeError(f"DER nested deeper than {MAX_DEPTH} levels", start, "asn1")
     nodes = []
@@ -1105,16 +1107,39 @@ def _walk(buf: bytes, start: int, end: int, depth: int) -> tuple[DerNode, ...]:
                 raise DecodeError("tag number too large", at, "asn1")
         if pos >= end:
             raise DecodeError("truncated: no length", pos, "asn1")
-        if buf[pos] == 0x80:
+        length = buf[pos]
+        if length < 0x80:
+            pos += 1
+        elif length == 0x80:
             raise DecodeError("indefinite length is not DER", pos, "asn1")
-        length, pos = read_length(buf, pos, end, "asn1", minimal=False)  # long forms as some RTDS use
-        if length > end - pos:
+        else:
+            length, pos = read_length(buf, pos, end, "asn1", minimal=False)  # long forms as some RTDS use
+        stop = pos + length
+        if stop > end:
             raise DecodeError(f"truncated: value needs {length} bytes, {end - pos} left", at, "asn1")
-        constructed = bool(first & 0x20)
-        children = _walk(buf, pos, pos + length, depth + 1) if constructed else None
-        nodes.append(DerNode(first >> 6, constructed, number, buf[at:pos], buf[pos : pos + length], children))
-        pos += length
+        node = _new_node(DerNode)
+        _set_class(node, first >> 6)
+        _set_number(node, number)
+        _set_header(node, buf[at:pos])
+        _set_contents(node, buf[pos:stop])
+        if first & 0x20:
+            _set_constructed(node, True)
+            _set_children(node, _walk(buf, pos, stop, depth + 1))
+        else:
+            _set_constructed(node, False)
+            _set_children(node, None)
+        nodes.append(node)
+        pos = stop
     return tuple(nodes)
+
+
+_new_node = object.__new__
+_set_class = DerNode.__dict__["tag_class"].__set__  # type: ignore[attr-defined]
+_set_constructed = DerNode.__dict__["constructed"].__set__  # type: ignore[attr-defined]
+_set_number = DerNode.__dict__["number"].__set__  # type: ignore[attr-defined]
+_set_header = DerNode.__dict__["header"].__set__  # type: ignore[attr-defined]
+_set_contents = DerNode.__dict__["contents"].__set__  # type: ignore[attr-defined]
+_set_children = DerNode.__dict__["children"].__set__  # type: ignore[attr-defined]
 
 
 def _canonical(node: DerNode) -> bytes:
@@ -1205,6 +1230,136 @@ def _raw(a) -> bytes:
     return a._header + a.contents + (a._trailer or b"")
 
 
+# The same conversion read straight off the TLV tree `_walk` already built (no asn1crypto parse):
+# tags matched in declaration order, optional fields skipped when their tag is not next. It takes
+# only the plain forms (a DER primitive where one is declared, canonical GeneralizedTime); on
+# anything else it raises _Mismatch and `_try` asks asn1crypto, so what is accepted, and the value
+# it gives, stay those of the declarations (tests/test_asn1_fast.py compares both on every input).
+
+_UTC = _dt.timezone.utc
+
+
+def _from_node(cls: type, node: DerNode, params: dict | None = None) -> Asn1Payload:
+    ident, single, plan = _plan(cls)
+    if single:
+        if plan is None:
+            if node.header[0] != (ident if params is None else _identifier(cls._SPEC, params)[0]):
+                raise _Mismatch("tag")
+            kwargs = {}
+        else:
+            name, kind, arg = plan
+            kwargs = {name: _node_value(kind, arg, cls._SPEC, params, node)}
+    else:
+        if node.header[0] != (ident if params is None else _identifier(cls._SPEC, params)[0]) or node.children is None:
+            raise _Mismatch("tag")
+        children = node.children
+        i, n = 0, len(children)
+        kwargs = {}
+        for fname, fident, optional, km, fspec, fparams in plan:
+            child = children[i] if i < n else None
+            if child is None or child.header[0] != fident:
+                if optional:
+                    if km is not None:
+                        kwargs[fname] = None
+                    continue
+                raise _Mismatch(f"{fname} missing")
+            i += 1
+            if km is not None:  # else a fixed NULL (commandAccepted): the re-encoding checks it
+                kwargs[fname] = _node_value(km[0], km[1], fspec, fparams, child)
+        if i != n:
+            raise _Mismatch("elements left over")
+    obj = cls(**kwargs)
+    if params is None or "implicit" not in params:
+        object.__setattr__(obj, "_der", node.header + node.contents)
+    return obj
+
+
+_PLANS: dict[type, tuple] = {}
+
+
+def _plan(cls: type) -> tuple:
+    """(identifier byte, single, fields) of a payload class, worked out once: for a SEQUENCE each
+    declared field as (name, identifier byte, optional, (kind, arg) or None, spec, params); for a
+    single value its (name, kind, arg), or None for NULL."""
+    hit = _PLANS.get(cls)
+    if hit is not None:
+        return hit
+    meta = _meta(cls)
+    spec = cls._SPEC
+    if cls._SINGLE:
+        fields = meta[0] if meta else None
+    else:
+        kinds = {name: (kind, arg) for name, kind, arg in meta}
+        fields = tuple(
+            (f[0], _identifier(f[1], f[2] if len(f) > 2 else None)[0], bool(len(f) > 2 and f[2].get("optional")),
+             kinds.get(f[0]), f[1], f[2] if len(f) > 2 else None)
+            for f in spec._fields
+        )
+    hit = _PLANS[cls] = (_identifier(spec, None)[0], cls._SINGLE, fields)
+    return hit
+
+
+def _node_value(kind: str, arg, spec: type, params: dict | None, node: DerNode):
+    if kind == "nested":
+        return _from_node(arg, node, params)
+    if node.header[0] != _identifier(spec, params)[0]:
+        raise _Mismatch("tag")
+    c = node.contents
+    if kind == "int" or kind == "enum":
+        if node.children is not None or not c:
+            raise _Mismatch("not a primitive INTEGER")
+        v = int.from_bytes(c, "big", signed=True)
+        return _coerce_enum(arg, v) if kind == "enum" else v
+    if kind == "bytes" or kind == "eui":
+        if node.children is not None:
+            raise _Mismatch("constructed OCTET STRING")
+        return c
+    if kind == "time":
+        return _parse_generalized_time(c)
+    if kind == "key_usage":
+        if node.children is not None or not c or c[0] > 7 or (len(c) == 1 and c[0]):
+            raise _Mismatch("BIT STRING form")
+        nbits = 8 * (len(c) - 1) - c[0]
+        whole = int.from_bytes(c[1:], "big") >> c[0] if len(c) > 1 else 0
+        value = 0
+        for i in range(nbits):  # bit 0 is the first (most significant) bit
+            if whole >> (nbits - 1 - i) & 1:
+                value |= 1 << i
+        return KeyUsage(value)
+    if kind == "blob":
+        if node.children is None:
+            raise _Mismatch("blob is not constructed")
+        return node.header + c
+    if kind == "list":
+        if node.children is None:
+            raise _Mismatch("not a SEQUENCE OF")
+        item_kind, item_arg = arg
+        item_spec = spec._child_spec
+        return tuple(_node_value(item_kind, item_arg, item_spec, None, child) for child in node.children)
+    raise AssertionError(kind)
+
+
+def _parse_generalized_time(c: bytes) -> _dt.datetime:
+    """Only the form `_generalized_time` writes (UTC, 'Z', fraction without trailing zeros)."""
+    try:
+        text = c.decode("ascii")
+        if len(text) < 15 or text[-1] != "Z" or not text[:14].isdigit():
+            raise _Mismatch("GeneralizedTime form")
+        micro = 0
+        if len(text) > 15:
+            frac = text[14:-1]
+            if frac[:1] != "." or not frac[1:].isdigit() or len(frac) > 7 or frac.endswith("0"):
+                raise _Mismatch("GeneralizedTime fraction")
+            micro = int(frac[1:].ljust(6, "0"))
+        t = _dt.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]),
+                         int(text[12:14]), micro, tzinfo=_UTC)
+    except (UnicodeDecodeError, ValueError):
+        raise _Mismatch("GeneralizedTime value") from None
+    if t.year < 1:
+        raise _Mismatch("year")
+    return t
+
+
 def _generalized_time(t: _dt.datetime) -> str:
     """DER GeneralizedTime text (UTC, 'Z', fraction only if needed). Formatted here because
     asn1crypto does not zero-pad years before 1000."""
@@ -1223,10 +1378,20 @@ _CONSTRUCTED = (_core.Sequence, _core.SequenceOf, _core.Set, _core.SetOf)
 
 
 def _identifier(spec: type, params: dict | None) -> bytes:
-    constructed = 0x20 if issubclass(spec, _CONSTRUCTED) else 0
-    if params and "implicit" in params:
-        return bytes((0x80 | constructed | params["implicit"],))
-    return bytes(((spec.class_ << 6) | constructed | spec.tag,))
+    implicit = params.get("implicit") if params else None
+    key = (spec, implicit)
+    hit = _IDENTIFIERS.get(key)
+    if hit is None:
+        constructed = 0x20 if issubclass(spec, _CONSTRUCTED) else 0
+        if implicit is not None:
+            hit = bytes((0x80 | constructed | implicit,))
+        else:
+            hit = bytes(((spec.class_ << 6) | constructed | spec.tag,))
+        _IDENTIFIERS[key] = hit
+    return hit
+
+
+_IDENTIFIERS: dict[tuple[type, int | None], bytes] = {}  # by (spec, implicit tag): declarations only
 
 
 def _tlv(identifier: bytes, contents: bytes) -> bytes:
@@ -1235,7 +1400,7 @@ def _tlv(identifier: bytes, contents: bytes) -> bytes:
 
 def _encode_value(kind: str, arg, value, spec: type, params: dict | None, fresh: bool) -> bytes:
     if kind in ("int", "enum"):
-        return _tlv(_identifier(spec, params), _core.Integer(int(value)).contents)
+        return _tlv(_identifier(spec, params), _integer_contents(int(value)))
     if kind in ("bytes", "eui"):
         return _tlv(_identifier(spec, params), bytes(value))
     if kind == "time":
@@ -1246,7 +1411,7 @@ def _encode_value(kind: str, arg, value, spec: type, params: dict | None, fresh:
         v = int(value)
         if v < 0:
             raise EncodeError("negative key usage")
-        return _tlv(_identifier(spec, params), _core.BitString(tuple((v >> i) & 1 for i in range(v.bit_length()))).contents)
+        return _tlv(_identifier(spec, params), _bit_string_contents(v))
     if kind == "blob":
         raw = bytes(value)
         if raw[:1] != _identifier(spec, None) or _single_tlv_length(raw) != len(raw):
@@ -1260,6 +1425,22 @@ def _encode_value(kind: str, arg, value, spec: type, params: dict | None, fresh:
         body = b"".join(_encode_value(arg[0], arg[1], item, item_spec, None, fresh) for item in value)
         return _tlv(_identifier(spec, params), body)
     raise AssertionError(kind)
+
+
+def _integer_contents(v: int) -> bytes:
+    """DER INTEGER contents: minimal two's complement."""
+    return v.to_bytes(((v if v >= 0 else ~v).bit_length() + 8) // 8, "big", signed=True)
+
+
+def _bit_string_contents(v: int) -> bytes:
+    """DER BIT STRING contents of a bit set (bit n of `v` is the n-th bit), no trailing zero bits."""
+    n = v.bit_length()
+    msb_first = 0
+    for i in range(n):
+        if v >> i & 1:
+            msb_first |= 1 << (n - 1 - i)
+    pad = -n % 8
+    return bytes((pad,)) + (msb_first << pad).to_bytes((n + pad) // 8, "big")
 
 
 def _single_tlv_length(raw: bytes) -> int:
@@ -1446,8 +1627,10 @@ def expected_types(message_code: int, cra: int) -> tuple[type, ...]:
 
 def _try(cls: type, data: bytes, node: DerNode):
     try:
-        a = cls._SPEC.load(data, strict=True)
-        obj = _from_asn1(cls, a)
+        try:
+            obj = _from_node(cls, node)
+        except Exception:  # not the plain form (_Mismatch), or no value of this type: asn1crypto decides
+            obj = _from_asn1(cls, cls._SPEC.load(data, strict=True))
         fresh = _encode_obj(obj, fresh=True)
     except Exception:  # any asn1crypto complaint just means "not this type" (the TLVs are already valid)
         return None

@@ -136,6 +136,7 @@ def jsonable(value):
 
 
 _JSON_BY_TYPE: dict = {}
+_JSON_PLAIN = frozenset((int, str, bool, float, type(None)))  # JSON already: no conversion
 
 
 def _json_identity(value):
@@ -157,20 +158,25 @@ def _json_converter(t: type):
         def conv(value):
             return value.name
     elif dataclasses.is_dataclass(t):
+        from operator import attrgetter
+
         names = tuple(f.name for f in dataclasses.fields(t) if not f.name.startswith("_"))
         tname = t.__name__
+        values = attrgetter(*names) if len(names) > 1 else (lambda v: (getattr(v, names[0]),)) if names else (lambda v: ())
+        by_type = _JSON_BY_TYPE
 
         def conv(value):
             out = {"type": tname}
-            for name in names:
-                out[name] = jsonable(getattr(value, name))
+            for name, v in zip(names, values(value)):
+                tv = type(v)
+                out[name] = v if tv in _JSON_PLAIN else (by_type.get(tv) or _json_converter(tv))(v)
             return out
     elif issubclass(t, dict):
         def conv(value):
-            return {str(k): jsonable(v) for k, v in value.items()}
+            return {str(k): v if type(v) in _JSON_PLAIN else jsonable(v) for k, v in value.items()}
     elif issubclass(t, (list, tuple)):
         def conv(value):
-            return [jsonable(v) for v in value]
+            return [v if type(v) in _JSON_PLAIN else jsonable(v) for v in value]
     else:
         conv = _json_identity
     _JSON_BY_TYPE[t] = conv

@@ -110,9 +110,14 @@ _TYPES: dict[int, DataType] = {t.value: t for t in DataType}
 
 
 def _type_name(t: DataType) -> str:
+    if type(t) is DataType:
+        return _TYPE_NAMES[t]
     if isinstance(t, DataType):
         return t.name.lower().replace("_", "-")
     return f"type {t!r}"
+
+
+_TYPE_NAMES: dict[DataType, str] = {t: t.name.lower().replace("_", "-") for t in DataType}
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -284,6 +289,8 @@ class Data:
         v = self.value
         if t is DataType.ARRAY or t is DataType.STRUCTURE:
             jv = [d.to_json() for d in v]  # type: ignore[union-attr]
+        elif type(v) in _JSON_PLAIN:  # the common leaves first (what the chain below gives them)
+            jv = v
         elif isinstance(v, BitString):
             jv = v.bits
         elif isinstance(v, (bytes, bytearray)):
@@ -292,9 +299,10 @@ class Data:
             jv = repr(v)
         else:
             jv = v
-        return {"type": _type_name(t), "value": jv}
+        return {"type": _TYPE_NAMES[t] if type(t) is DataType else _type_name(t), "value": jv}
 
 
+_JSON_PLAIN = frozenset((int, str, bool, type(None)))
 _new = object.__new__
 _set_type = Data.__dict__["type"].__set__  # type: ignore[attr-defined]
 _set_value = Data.__dict__["value"].__set__  # type: ignore[attr-defined]

@@ -119,3 +119,104 @@ def test_bench_decode_runs_the_batch_over_the_rtds_set_whole_process(monkeypatch
     assert "ratio" not in out and out["dcc"].startswith(("GBHUB_DCC_PARSER", "node"))
     # the per-type JSON conversion the batch relies on keeps its rules
     assert jsonable({1: [b"\x01\xab", (True, None)]}) == {"1": ["01AB", [True, None]]}
+
+
+def _parse_frame_text_reference(text: str) -> bytes:
+    """parse_frame_text as written before its plain-hex fast path."""
+    import binascii
+
+    compact = "".join(text.split())
+    if not compact:
+        raise UsageError("empty input")
+    hexish = compact.replace(":", "").replace("-", "")
+    if hexish and set(hexish) <= set("0123456789abcdefABCDEF"):
+        if len(hexish) % 2:
+            raise UsageError(f"odd number of hex digits ({len(hexish)})")
+        return bytes.fromhex(hexish)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError("input is neither hex nor base64") from None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(alphabet="0123456789abcdefABCDEF \t\n\r\x0b\x0c\u00a0\u2003:-=+/xyZ", max_size=40),
+                 st.binary(max_size=20).map(lambda b: " ".join(f"{x:02x}" for x in b)),
+                 st.binary(max_size=20).map(lambda b: base64.b64encode(b).decode())))
+def test_parse_frame_text_fast_path_as_before(text):
+    try:
+        want = _parse_frame_text_reference(text)
+    except UsageError as exc:
+        with pytest.raises(UsageError) as got:
+            parse_frame_text(text)
+        assert str(got.value) == str(exc)
+    else:
+        assert parse_frame_text(text) == want
+
+
+def test_batch_workers_on_stdin_and_file_give_one_process_output(tmp_path):
+    """Workers decode inherited line ranges (a file) or lines sent to them (stdin): both give what
+    one process gives, across chunk boundaries, with blank, comment and bad lines in place."""
+    vectors_dir()
+    lines = []
+    for i, r in enumerate(ROWS[:300]):
+        lines.append(r["bytes"].hex())
+        if i % 97 == 0:
+            lines += ["", "# comment", "zz", "DF09é"]
+    path = tmp_path / "batch.txt"
+    path.write_text("\n".join(lines) + "\n")
+    one = gbhub("decode", "--batch", f"@{path}", *_keys(), "--jobs", "1")
+    file2 = gbhub("decode", "--batch", f"@{path}", *_keys(), "--jobs", "2")
+    stdin2 = gbhub("decode", "--batch", *_keys(), "--jobs", "2", stdin=path.read_bytes())
+    assert one.returncode == file2.returncode == stdin2.returncode == 2
+    assert one.stdout == file2.stdout == stdin2.stdout
+    assert len(one.stdout.splitlines()) == len([t for t in lines if t and not t.startswith("#")])
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.one_of(st.text(), st.integers()), inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_batch_line_encoder_is_json_dumps(value):
+    from gbhub.tools.decode import _line_encoder
+
+    assert "".join(_line_encoder()(value)) == json.dumps(value)
+
+
+def test_batch_says_so_when_a_worker_dies(tmp_path):
+    """A worker killed mid-batch: one line on stderr, exit 1, output stops before its lines, no hang."""
+    import os
+    import signal
+    import time
+
+    vectors_dir()
+    lines = [r["bytes"].hex() for r in ROWS] * 20
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "gbhub", "decode", "--batch", f"@{path}", *_keys(), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    children = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    deadline = time.monotonic() + 60
+    worker = None
+    while worker is None and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(children) as f:
+                pids = f.read().split()
+        except FileNotFoundError:
+            pids = []
+        worker = int(pids[0]) if pids else None
+        time.sleep(0.01)
+    if worker is None:
+        proc.kill()
+        pytest.skip("no worker process seen (finished first, or no /proc)")
+    os.kill(worker, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert err.decode().count("\n") == 1 and "worker stopped" in err.decode()
+    assert len(out.splitlines()) < len(lines)
+    assert [json.loads(line)["line"] for line in out.splitlines()] == list(range(1, len(out.splitlines()) + 1))

@@ -7,149 +7,11 @@ a rejection) in one line and exit code 1; never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from gbcs.codec import DecodeError, Node
-
-from . import bench, client, control, firmware, fleet, load, pki, run, utrn
-from .inputs import Failure, UsageError, load_keys, parse_frame_line, read_frame, read_input, resolve_acb
-
-# --------------------------------------------------------------------------------------------
-# gbhub decode
-# --------------------------------------------------------------------------------------------
-
-
-def render_tree(node: Node, indent: str = "", out: list[str] | None = None) -> list[str]:
-    out = [] if out is None else out
-    raw = node.raw.hex().upper()
-    if len(raw) > 64:
-        raw = raw[:60] + f"…({len(node.raw)} bytes)"
-    line = f"{indent}{node.name}"
-    if raw:
-        line += f"  [{raw}]"
-    if node.meaning:
-        line += f"  {node.meaning}"
-    out.append(line)
-    for child in node.children:
-        render_tree(child, indent + "  ", out)
-    return out
-
-
-def cmd_decode(args) -> int:
-    from gbcs.analyse import analyse
-    from gbcs.security import SecretCache
-
-    keystore = load_keys(args.keys)
-    acb = resolve_acb(args.acb, keystore)
-    secrets = SecretCache()
-    if args.batch:
-        return _decode_batch(args, keystore, acb, secrets)
-    frame = read_frame(args.input)
-    try:
-        result = analyse(frame, keystore, acb, secrets)
-    except DecodeError as exc:
-        print(f"gbhub decode: parse error at {exc}", file=sys.stderr)
-        return 2
-    if args.tree:
-        print("\n".join(render_tree(result.tree())))
-    else:
-        print(json.dumps(result.to_json(), indent=None if args.compact else 2))
-    if result.payload_error is not None:
-        print(f"gbhub decode: payload parse error at {result.payload_error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _decode_batch(args, keystore, acb, secrets) -> int:
-    """One JSON line per input line, in input order. With `--jobs N` (default: every core this
-    process may use) chunks of lines are decoded by N worker processes (forked: they share the
-    loaded keystore; each keeps its own static ECDH secret cache, nothing else is cached across
-    messages: every MAC and signature is checked)."""
-    stream = sys.stdin if args.input in (None, "-") else None
-    if stream is None:
-        blob = read_input(args.input)
-        lines = (blob.decode("ascii", "replace") if isinstance(blob, bytes) else blob).splitlines()
-    else:
-        lines = stream
-    jobs = args.jobs if args.jobs is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if jobs < 1:
-        raise UsageError("--jobs must be 1 or more")
-    write = sys.stdout.write
-    bad = 0
-    if jobs == 1:
-        out, bad = _decode_lines(1, lines, keystore, acb, secrets)
-        write(out)
-    else:
-        import multiprocessing as mp
-
-        import gbcs.analyse  # noqa: F401 - imported once here, not again in every forked worker
-        import gbcs.asn1  # noqa: F401
-        import gbcs.gbz  # noqa: F401
-        import gbcs.zcl  # noqa: F401
-
-        global _BATCH_STATE
-        _BATCH_STATE = (keystore, acb)
-        with mp.get_context("fork").Pool(jobs) as pool:
-            for out, n_bad in pool.imap(_decode_chunk, _chunks(lines, 256)):
-                write(out)
-                bad += n_bad
-    sys.stdout.flush()
-    return 2 if bad else 0
-
-
-_BATCH_STATE = None  # (keystore, acb) of the parent, inherited by the forked workers
-_WORKER_SECRETS = None
-
-
-def _chunks(lines, size: int):
-    chunk: list[str] = []
-    first = 1
-    for n, line in enumerate(lines, 1):
-        if not chunk:
-            first = n
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield first, chunk
-            chunk = []
-    if chunk:
-        yield first, chunk
-
-
-def _decode_chunk(item) -> tuple[str, int]:
-    from gbcs.security import SecretCache
-
-    global _WORKER_SECRETS
-    if _WORKER_SECRETS is None:
-        _WORKER_SECRETS = SecretCache()
-    keystore, acb = _BATCH_STATE
-    return _decode_lines(item[0], item[1], keystore, acb, _WORKER_SECRETS)
-
-
-def _decode_lines(first: int, lines, keystore, acb, secrets) -> tuple[str, int]:
-    from gbcs.analyse import analyse
-
-    bad = 0
-    out = []
-    dumps = json.dumps
-    for n, line in enumerate(lines, first):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            result = analyse(parse_frame_line(text), keystore, acb, secrets)
-            obj = result.to_json()
-            if result.payload_error is not None:
-                bad += 1
-        except (DecodeError, UsageError) as exc:
-            bad += 1
-            obj = {"line": n, "error": str(exc)}
-        else:
-            obj = {"line": n, **obj}
-        out.append(dumps(obj) + "\n")
-    return "".join(out), bad
-
+from . import decode
+from .inputs import Failure, UsageError
 
 # --------------------------------------------------------------------------------------------
 # parser
@@ -163,7 +25,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand, or with `only="decode"` that one alone: `gbhub decode --batch` is timed as
+    a whole process (`gbhub bench decode`), so it does not import the other subcommands' modules."""
     from gbhub import __version__
 
     p = Parser(prog="gbhub", description="GB smart-metering (SMETS2/GBCS) premises emulator")
@@ -171,17 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     p.commands = sub.choices  # name -> subcommand parser (main parses some of them intermixed)
 
-    d = sub.add_parser("decode", help="decode and verify a GBCS frame")
-    d.add_argument("input", nargs="?", help="hex or base64 frame, @FILE, or - / nothing for stdin")
-    d.add_argument("--keys", action="append", metavar="DIR", help="DCC-style key folder (repeatable)")
-    d.add_argument("--acb", metavar="EUI", help="access control broker EUI (default: keystore's ACB, else 90B3D51F30000002)")
-    d.add_argument("--tree", action="store_true", help="annotated tree: field, bytes, meaning")
-    d.add_argument("--batch", action="store_true",
-                   help="one message per input line (a frame, or a gbhub trace JSON line), one JSON object per output line")
-    d.add_argument("--jobs", type=int, metavar="N",
-                   help="--batch: decode with N worker processes (default: every core), output still in input order")
-    d.add_argument("--compact", action="store_true", help="single-line JSON")
-    d.set_defaults(func=cmd_decode)
+
+    decode.register(sub)
+    if only == "decode":
+        return p
+    from . import bench, client, control, firmware, fleet, load, pki, run, utrn
 
     # every subcommand module registers its own parser; listed here, so a broken one fails loudly
     bench.register(sub)
@@ -202,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only="decode" if argv[:1] == ["decode"] else None)
     command = parser.commands.get(argv[0]) if argv else None
     if command is not None and command.get_default("intermixed"):
         # options anywhere on the line: `gbhub send ECS22b --to esme start=...`

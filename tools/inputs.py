@@ -37,6 +37,12 @@ _HEX_CHARS = set("0123456789abcdefABCDEF")
 
 def parse_frame_text(text: str) -> bytes:
     """Hex (spaces, colons, dashes allowed) or base64 → bytes."""
+    try:  # the usual line: plain hex (bytes.fromhex skips spaces between bytes too)
+        raw = bytes.fromhex(text)
+        if raw:
+            return raw
+    except ValueError:
+        pass
     compact = "".join(text.split())
     if not compact:
         raise UsageError("empty input")
