@@ -1,0 +1,134 @@
+"""Fleet meters derive their half-hourly profile from the seeded model (`profile_storage="derived"`,
+meter/esme.py, meter/model.py) and answer every profile, daily and register read exactly as a meter
+that stores a row per half hour: over days, across a power cut, after commands that stop or move
+consumption."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gbhub.meter.model import ConsumptionModel, Cumulative, rounded_steps
+from gbhub.tools.fleet import FleetWorker, fleet_identity
+
+SEED, INDEX = 7, 43
+HOUR, DAY = 3600.0, 86400.0
+# what a head-end reads of profiles, daily logs and registers (ranges: the last `span`)
+RANGED = ("ECS22a", "ECS22b", "ECS22c", "ECS21a", "ECS21b", "ECS21c")
+PLAIN = ("ECS17a", "ECS17b", "ECS17d", "ECS17e", "ECS23")
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory):
+    return fleet_identity(tmp_path_factory.mktemp("profile-keys") / "keys", SEED)
+
+
+def _utc(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc)
+
+
+async def _pair(identity) -> tuple[FleetWorker, FleetWorker]:
+    ws = []
+    for storage in ("stored", "derived"):
+        w = FleetWorker(SEED, range(INDEX, INDEX + 1), identity, sim=True, options={"esme": {"profile_storage": storage}})
+        await w.start()
+        assert w.errors == 0
+        ws.append(w)
+    t = max(w.clock.now() for w in ws) + HOUR
+    for w in ws:
+        await w.clock.advance(t - w.clock.now())
+    return ws[0], ws[1]
+
+
+async def _advance(ws, seconds: float) -> None:
+    for w in ws:
+        await w.clock.advance(seconds)
+    assert ws[0].clock.now() == ws[1].clock.now()
+
+
+async def _same_answers(stored: FleetWorker, derived: FleetWorker, span: float) -> int:
+    """Every read answered alike (decoded payload bytes and interpretation); returns the profile
+    entries compared."""
+    now = stored.clock.now()
+    a, b = stored.premises[0], derived.premises[0]
+    assert a.esme.profile() == b.esme.profile()
+    assert a.esme.registers() == b.esme.registers()
+    reads = [(uc, {}) for uc in PLAIN] + [(uc, {"start": _utc(now - span), "end": _utc(now)}) for uc in RANGED]
+    for use_case, params in reads:
+        ra = await a.send(use_case, to="esme", **params)
+        rb = await b.send(use_case, to="esme", **params)
+        assert ra.ok and rb.ok, (use_case, ra.summary, rb.summary)
+        assert ra.reply.message.content == rb.reply.message.content, use_case
+        assert ra.summary == rb.summary, use_case
+    return len(a.esme.profile(now - span, now))
+
+
+async def test_a_derived_profile_answers_as_stored_rows_over_days_a_power_cut_and_commands(identity):
+    stored, derived = ws = await _pair(identity)
+    try:
+        assert derived.premises[0].esme.derived_profile and not stored.premises[0].esme.derived_profile
+        await _advance(ws, 2 * DAY + 7 * 60)
+        assert await _same_answers(stored, derived, 2 * DAY) >= 90
+        d = derived.premises[0].esme
+        # nothing stored but the first half hour (the meter started within it)
+        assert d.nvm.log_len("profile") == 1 and len(d.profile()) > 90
+        assert stored.premises[0].esme.nvm.log_len("profile") == len(d.profile())
+
+        # a power cut of both meters: the RAM memo goes, the catch-up closes the half hours missed
+        for w in ws:
+            await w.premises[0].esme.power_off()
+        await _advance(ws, 5 * HOUR)
+        for w in ws:
+            await w.premises[0].esme.start()
+        await _advance(ws, HOUR)
+        await _same_answers(stored, derived, 3 * DAY)
+
+        # supply off for three hours, then on (consumption stops: rows stored, segments end)
+        for uc in ("ECS43", "ECS42"):
+            for w in ws:
+                assert (await w.premises[0].send(uc, to="esme")).ok, uc
+            await _advance(ws, 3 * HOUR + 11 * 60)
+        # the clock set (ECS70) and moved by a HAN time sync, on both
+        for w in ws:
+            r = await w.premises[0].send("ECS70", to="esme")
+            assert r.ok, r.summary
+            esme = w.premises[0].esme
+            assert esme.sync_clock(esme.device_now() + 7.5)
+        await _advance(ws, DAY + 5 * 60)
+        assert await _same_answers(stored, derived, 3 * DAY) > 140
+        assert 1 < d.nvm.log_len("profile") < 20  # only what the model could not give
+        assert d.profile_len() == len(d.profile()) == len(stored.premises[0].esme.profile())
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+async def test_derived_profile_shrinks_nvm(identity):
+    stored, derived = ws = await _pair(identity)
+    try:
+        await _advance(ws, DAY)
+        sizes = [sum(len(text) for lg in w.nvm._store.logs.values() for text in lg.entries) for w in ws]
+        assert sizes[1] < sizes[0] - 40 * 20, sizes
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), start=st.integers(0, 20000), first=st.integers(1, 200),
+       n=st.integers(1, 120), remainder=st.floats(-0.5, 0.4999))
+def test_rounded_steps_are_a_function_of_the_time_alone(seed, start, first, n, remainder):
+    """Whatever was asked before, a half hour's derived value is the same, and the values add up
+    to the rounded running total (what a meter carrying its rounding remainder records)."""
+    model = ConsumptionModel(seed=seed)
+    s = 1_700_000_000 // 1800 * 1800 + start * 1800.0
+    lo, hi = s + first * 1800, s + (first + n - 1) * 1800
+    fresh = rounded_steps(Cumulative(model, s), remainder, lo, hi)
+    warm = Cumulative(model, s)
+    rounded_steps(warm, remainder, s + 1800, hi + 3 * 1800)  # a different history of asks
+    assert rounded_steps(warm, remainder, lo, hi) == fresh
+    total = Cumulative(model, s)
+    assert sum(fresh) == math.floor(remainder + total.at(hi) + 0.5) - math.floor(remainder + total.at(lo - 1800) + 0.5)
