@@ -82,6 +82,7 @@ from gbhub.firmware.cosem import (
 )
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
+from gbhub.firmware.derived import Cumulative, boundaries, rounded_steps
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.future import activation as future_activation
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
@@ -110,7 +111,7 @@ from .esme_state import (
 from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjects, config_defaults
 from .esme_events import EsmeEvents
 from .esme_zcl import EsmeZcl
-from .model import ConsumptionModel, Cumulative, close_half_hours, rounded_steps
+from .model import ConsumptionModel, close_half_hours
 from .prepayment import Prepayment
 
 log = logging.getLogger("gbhub.esme")
@@ -673,12 +674,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         m = self.nvm.peek(NS, "metering")
         out = []
         for seg in self.nvm.peek(NS, PROFILE_SEGMENTS) or ():
-            first = seg[0] + HALF_HOUR
-            last = m["last_period"] if seg[1] is None else seg[1]
-            if start is not None:
-                first = max(first, math.ceil(start / HALF_HOUR - 1e-9) * HALF_HOUR)
-            if end is not None:
-                last = min(last, math.floor(end / HALF_HOUR + 1e-9) * HALF_HOUR)
+            first, last = boundaries(seg[0], m["last_period"] if seg[1] is None else seg[1], start, end)
             if first <= last:
                 out.append((first, last, seg))
         return out
@@ -695,7 +691,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
                 continue
             cum = self._cumulative.get((seg[0], i))
             if cum is None:
-                cum = self._cumulative[(seg[0], i)] = Cumulative(model, seg[0])
+                cum = self._cumulative[(seg[0], i)] = Cumulative(model.half_hour_wh, seg[0])
             cols.append(rounded_steps(cum, seg[2 + i], first, last))
         return cols
 

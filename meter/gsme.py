@@ -96,6 +96,7 @@ from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelClient, TunnelHost
 from gbhub.han.zcl_server import ZclClient, ZclError
 
+from .esme_state import PROFILE_STORAGE
 from .esme_state import SUPPLY_ARMED as ARMED, SUPPLY_DISABLED as DISABLED, SUPPLY_ENABLED as ENABLED
 from .model import ConsumptionModel, close_half_hours
 from .prepayment import Prepayment
@@ -118,6 +119,15 @@ FUTURE_DATED_MODES = ("clock", "wake")  # when held instructions run (module doc
 def _litres_model(seed: int) -> ConsumptionModel:
     """A household's gas use as a power curve in W of gas burnt [I: 0.3 kW base, 8 kW peak]."""
     return ConsumptionModel(seed=seed, base_w=300.0, peak_w=8000.0)
+
+
+def litres_series(model: ConsumptionModel, cv: float, cf: float):
+    """The litres `model` burns in the half hour ending at a boundary, at calorific value `cv` and
+    conversion factor `cf`, computed as `Gsme._litres` does (what a derived profile sums:
+    `GasData.litres`; the GPF's mirror gets the same from the composition, `tools.premises`)."""
+    def half_hour(end: float) -> float:
+        return model.energy_wh(end - HALF_HOUR, end) / 1000.0 * 3.6 / (cv * cf) * 1000.0
+    return half_hour
 
 
 def _component(payload: Any, cluster: int, seq: int = 0, **kw: Any) -> bytes:
@@ -529,7 +539,7 @@ class Gsme(Prepayment, GbcsDevice):
                  uncontrolled_flow_lph: float = 6000.0, tamper_closes_valve: bool = True,
                  utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
                  future_dated: str = "clock", max_flow_lph: float = MAX_FLOW_LPH, wake_phase: float = 0.0,
-                 **kw: Any) -> None:
+                 profile_storage: str = "stored", **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
             raise ValueError("payment_mode is 'credit' or 'prepayment'")
@@ -556,7 +566,10 @@ class Gsme(Prepayment, GbcsDevice):
         self._factory = {"mode": payment_mode, "credit": float(credit_pence), "ec": float(emergency_credit_pence),
                          "price": float(price_pence_per_kwh), "standing": float(standing_charge_pence),
                          "battery": float(battery_percent)}
-        self.data = GasData(self.nvm)
+        if profile_storage not in PROFILE_STORAGE:
+            raise ValueError(f"profile_storage is one of {', '.join(PROFILE_STORAGE)}")
+        self.derived_profile = profile_storage == "derived"
+        self.data = GasData(self.nvm, litres=self.litres_series if self.derived_profile else None)
         self.joined_devices = DeviceLog(self, namespace="device_log", capacity=DEVICE_LOG_CAPACITY)
         self._alerts: list[tuple[int, dict]] = []
         self._pending_alerts: list[tuple[int, dict]] = []  # raised while asleep: sent next wake
@@ -685,9 +698,16 @@ class Gsme(Prepayment, GbcsDevice):
         newest = math.floor(now / HALF_HOUR + 1e-9) * HALF_HOUR
         return close_half_hours(self.nvm, self._close_period, m["last_period"] + HALF_HOUR, newest)
 
+    def litres_series(self, cv: float, cf: float):
+        """This meter's model as `litres_series` (what its derived profile sums)."""
+        return litres_series(self.model, cv, cf)
+
     def _close_period(self, end: float) -> None:
         m = self.nvm.get(NS, "metering")
         reg = self.nvm.get(NS, "registers")
+        gas = self.nvm.peek(NS, "gas")
+        # the model's own half hour (derived profile): nothing else accounted gas in it
+        clean = m["acc_t"] == end - HALF_HOUR and self._supply_state() == ENABLED and gas.get("flow_lph") is None
         m["acc_l"] += self._litres(max(m["acc_t"], end - HALF_HOUR), end)
         litres = int(math.floor(m["acc_l"] + 0.5))
         m["acc_l"] -= litres
@@ -696,7 +716,10 @@ class Gsme(Prepayment, GbcsDevice):
         reg["volume_l"] += litres
         reg["tier_l"][0] += litres
         reg["block_l"][0] += litres
-        self.data.put_interval(int(end), litres)
+        if self.derived_profile:
+            self.data.close_interval(int(end), litres, clean, m["acc_l"], (gas["cv"], gas["cf"]))
+        else:
+            self.data.put_interval(int(end), litres)
         self._charge_energy(int(self._gas_kwh(litres) * 1000), 1, end)
         if int(end) % DAY == 0:
             reg["previous_day_l"] = reg["volume_l"] - reg["day_start_l"]

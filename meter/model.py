@@ -15,12 +15,11 @@ element meter's second element measures).
 from __future__ import annotations
 
 import math
-from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from gbhub.firmware.clock import DAY, HALF_HOUR
+from gbhub.firmware.clock import HALF_HOUR
 
 MINUTE = 60
 _MASK64 = (1 << 64) - 1
@@ -102,70 +101,7 @@ class ConsumptionModel:
 # (models are frozen, so hashable; the value is a pure function of model and minute).
 _minute_power = lru_cache(maxsize=4096)(ConsumptionModel._compute_minute_power)
 
-__all__ = ["ConsumptionModel", "Cumulative", "rounded_steps"]
-
-
-class Cumulative:
-    """A model's energy from `start` (a half-hour boundary) to each later boundary, always the same
-    float for the same boundary: whole days from `start` are memoised (8 bytes a day), a day is
-    summed half-hour by half-hour from its first boundary, and consecutive asks continue where
-    the last one stopped (so a profile read or a half-hour close costs one half-hour of model).
-    What derived profiles (`rounded_steps`) are computed from, instead of stored rows."""
-
-    __slots__ = ("model", "start", "_days", "_at", "_c")
-
-    def __init__(self, model: ConsumptionModel, start: float) -> None:
-        self.model = model
-        self.start = float(start)
-        self._days = array("d", [0.0])
-        self._at = self.start
-        self._c = 0.0
-
-    def _sum(self, b: float, t: float, c: float) -> float:
-        hh = self.model.half_hour_wh
-        while b < t - 1e-6:
-            b += HALF_HOUR
-            c += hh(b)
-        return c
-
-    def at(self, t: float) -> float:
-        """Energy (Wh) in [start, t) for a boundary t >= start."""
-        start, days = self.start, self._days
-        k = int((t - start + 1e-6) // DAY)
-        while len(days) <= k:
-            n = len(days) - 1
-            b0 = start + n * DAY
-            if b0 <= self._at < b0 + DAY:  # the same sum, continued
-                days.append(self._sum(self._at, b0 + DAY, self._c))
-            else:
-                days.append(self._sum(b0, b0 + DAY, days[n]))
-        base = start + k * DAY
-        if base <= self._at <= t + 1e-6 and self._at < base + DAY:
-            c = self._sum(self._at, t, self._c)
-        else:
-            c = self._sum(base, t, days[k])
-        self._at, self._c = t, c
-        return c
-
-
-def _round(x: float) -> int:
-    return int(math.floor(x + 0.5))
-
-
-def rounded_steps(cum: Cumulative, remainder: float, first: float, last: float) -> list[int]:
-    """The whole-unit values of the half hours ending at `first` .. `last` (boundaries after
-    `cum.start`) that a meter accumulating `cum`'s energy with the rounding remainder carried
-    (starting with `remainder` at `cum.start`) records: the rounded running total's steps,
-    round(R + E(t)) - round(R + E(t - 30 min)), so each value is a function of its time alone."""
-    out = []
-    prev = _round(remainder + cum.at(first - HALF_HOUR))
-    t = first
-    while t <= last + 1e-6:
-        cur = _round(remainder + cum.at(t))
-        out.append(cur - prev)
-        prev = cur
-        t += HALF_HOUR
-    return out
+__all__ = ["ConsumptionModel"]
 
 
 CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when a meter catches up after downtime

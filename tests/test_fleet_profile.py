@@ -4,6 +4,7 @@ that stores a row per half hour: over days, across a power cut, after commands t
 consumption."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 
@@ -11,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gbhub.meter.model import ConsumptionModel, Cumulative, rounded_steps
+from gbhub.firmware.derived import Cumulative, rounded_steps
+from gbhub.meter.model import ConsumptionModel
 from gbhub.tools.fleet import FleetWorker, fleet_identity
 
 SEED, INDEX = 7, 43
@@ -33,7 +35,8 @@ def _utc(t: float) -> dt.datetime:
 async def _pair(identity) -> tuple[FleetWorker, FleetWorker]:
     ws = []
     for storage in ("stored", "derived"):
-        w = FleetWorker(SEED, range(INDEX, INDEX + 1), identity, sim=True, options={"esme": {"profile_storage": storage}})
+        w = FleetWorker(SEED, range(INDEX, INDEX + 1), identity, sim=True,
+                        options={"esme": {"profile_storage": storage}, "gsme": {"profile_storage": storage}})
         await w.start()
         assert w.errors == 0
         ws.append(w)
@@ -63,6 +66,27 @@ async def _same_answers(stored: FleetWorker, derived: FleetWorker, span: float) 
         assert ra.ok and rb.ok, (use_case, ra.summary, rb.summary)
         assert ra.reply.message.content == rb.reply.message.content, use_case
         assert ra.summary == rb.summary, use_case
+    # gas: the GSME's profile and the GPF's mirror of it; reads the GPF answers at once
+    day0 = int(now - span) // 1800 * 1800
+    n = int(span // 1800) + 2
+    assert a.gsme.data.intervals(day0, n) == b.gsme.data.intervals(day0, n)
+    assert a.gpf.mirror(a.gsme.eui).intervals(day0, n) == b.gpf.mirror(b.gsme.eui).intervals(day0, n)
+    assert a.gsme.registers() == b.gsme.registers()
+    gas = [("GCS13a", {}), ("GCS16a", {}), ("GCS17", {"start": _utc(day0), "samples": n})]
+    for use_case, params in gas:
+        ra = await a.send(use_case, to="gpf", **params)
+        rb = await b.send(use_case, to="gpf", **params)
+        assert ra.ok and rb.ok, (use_case, ra.summary, rb.summary)
+        assert ra.reply.message.content == rb.reply.message.content, use_case
+        assert ra.summary == rb.summary, use_case
+    # and the GSME itself at its next wake
+    tasks = [asyncio.ensure_future(p.send("GCS17", to="gsme", start=_utc(day0), samples=n)) for p in (a, b)]
+    for _ in range(3):
+        await _advance((stored, derived), 1800)
+        if all(t.done() for t in tasks):
+            break
+    ra, rb = [await t for t in tasks]
+    assert ra.ok and rb.ok and ra.summary == rb.summary and ra.summary["volumes"]
     return len(a.esme.profile(now - span, now))
 
 
@@ -77,14 +101,26 @@ async def test_a_derived_profile_answers_as_stored_rows_over_days_a_power_cut_an
         assert d.nvm.log_len("profile") == 1 and len(d.profile()) > 90
         assert stored.premises[0].esme.nvm.log_len("profile") == len(d.profile())
 
+        g = derived.premises[0].gsme
+        assert g.nvm.get("meter", "derived_profile")["segments"] and len(g.nvm.keys("gas_profile")) == 1
+        assert len(derived.premises[0].gpf.nvm.scope("mirror-" + g.eui_hex).keys("gas_profile")) == 1
+
         # a power cut of both meters: the RAM memo goes, the catch-up closes the half hours missed
         for w in ws:
             await w.premises[0].esme.power_off()
+            w.premises[0].gsme.inject_fault("power", ["off"])
         await _advance(ws, 5 * HOUR)
         for w in ws:
             await w.premises[0].esme.start()
+            w.premises[0].gsme.inject_fault("power", ["on"])
         await _advance(ws, HOUR)
         await _same_answers(stored, derived, 3 * DAY)
+
+        # a steady gas flow (not the model's) for two hours
+        for flow in ("150", "0"):
+            for w in ws:
+                w.premises[0].gsme.inject_fault("flow", [flow])
+            await _advance(ws, 2 * HOUR + 13 * 60)
 
         # supply off for three hours, then on (consumption stops: rows stored, segments end)
         for uc in ("ECS43", "ECS42"):
@@ -126,9 +162,9 @@ def test_rounded_steps_are_a_function_of_the_time_alone(seed, start, first, n, r
     model = ConsumptionModel(seed=seed)
     s = 1_700_000_000 // 1800 * 1800 + start * 1800.0
     lo, hi = s + first * 1800, s + (first + n - 1) * 1800
-    fresh = rounded_steps(Cumulative(model, s), remainder, lo, hi)
-    warm = Cumulative(model, s)
+    fresh = rounded_steps(Cumulative(model.half_hour_wh, s), remainder, lo, hi)
+    warm = Cumulative(model.half_hour_wh, s)
     rounded_steps(warm, remainder, s + 1800, hi + 3 * 1800)  # a different history of asks
     assert rounded_steps(warm, remainder, lo, hi) == fresh
-    total = Cumulative(model, s)
+    total = Cumulative(model.half_hour_wh, s)
     assert sum(fresh) == math.floor(remainder + total.at(hi) + 0.5) - math.floor(remainder + total.at(lo - 1800) + 0.5)

@@ -150,7 +150,7 @@ def commissioning_secret(seed: int) -> bytes:
 
 # A fleet's meters derive their half-hourly profile from the seeded model on demand instead of
 # storing a row per half hour (README "Fleets"; `gbhub fleet --profile stored` stores them).
-PROFILE_DEVICES = ("esme",)
+PROFILE_DEVICES = ("esme", "gsme")
 PROFILES = ("derived", "stored")
 
 # Where in its interval each device's periodic work falls: spread by EUI, so a fleet's IHDs,
