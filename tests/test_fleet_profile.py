@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gbhub.firmware import SimClock
 from gbhub.firmware.derived import Cumulative, rounded_steps
 from gbhub.meter.model import ConsumptionModel
 from gbhub.tools.fleet import FleetWorker, fleet_identity
@@ -32,14 +33,18 @@ def _utc(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.timezone.utc)
 
 
-async def _pair(identity) -> tuple[FleetWorker, FleetWorker]:
+async def _pair(identity, folder=None, at: float | None = None) -> tuple[FleetWorker, FleetWorker]:
+    """Premises INDEX twice, storing and deriving profiles (in `folder`'s NVM files, at `at`)."""
     ws = []
     for storage in ("stored", "derived"):
-        w = FleetWorker(SEED, range(INDEX, INDEX + 1), identity, sim=True,
+        w = FleetWorker(SEED, range(INDEX, INDEX + 1), identity, sim=True, clock=None if at is None else SimClock(at),
+                        nvm_path=None if folder is None else folder / f"{storage}.sqlite",
                         options={"esme": {"profile_storage": storage}, "gsme": {"profile_storage": storage}})
         await w.start()
         assert w.errors == 0
         ws.append(w)
+    if at is not None:
+        return ws[0], ws[1]
     t = max(w.clock.now() for w in ws) + HOUR
     for w in ws:
         await w.clock.advance(t - w.clock.now())
@@ -137,6 +142,26 @@ async def test_a_derived_profile_answers_as_stored_rows_over_days_a_power_cut_an
         assert await _same_answers(stored, derived, 3 * DAY) > 140
         assert 1 < d.nvm.log_len("profile") < 20  # only what the model could not give
         assert d.profile_len() == len(d.profile()) == len(stored.premises[0].esme.profile())
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+async def test_workers_restarted_from_their_nvm_files_answer_alike(identity, tmp_path):
+    stored, derived = ws = await _pair(identity, tmp_path)
+    try:
+        await _advance(ws, DAY + 3 * HOUR)
+        before = derived.premises[0].esme.profile()
+        now = stored.clock.now()
+    finally:
+        for w in ws:
+            await w.stop()
+    stored, derived = ws = await _pair(identity, tmp_path, at=now + 2 * HOUR)  # two hours off
+    try:
+        await _advance(ws, HOUR)
+        assert derived.premises[0].esme.profile()[:len(before)] == before
+        assert await _same_answers(stored, derived, DAY) > 45
+        assert derived.premises[0].esme.nvm.log_len("profile") == 1
     finally:
         for w in ws:
             await w.stop()
