@@ -10,7 +10,9 @@ tier and block registers), supply (valve), prepayment (as `meter.prepayment` kee
 log: snapshots taken at the billing date, on a change of mode or tariff and on a top-up, the last
 `BILLING_KEEP` of each cause [I]; GCS15b/c/e read them by snapshot cause). The half-hourly profile
 and the daily read log are kept one UTC day per key (`PROFILE_NS`, `DAILY_NS`), so a push of the
-same interval twice is idempotent and 13 months cost ~400 keys.
+same interval twice is idempotent and 13 months cost ~400 keys. A GSME with a derived profile
+(`GasData(litres=...)`, `firmware.derived`) stores only the half hours its model cannot give and keeps
+segments under `DERIVED`, which its push carries: the GPF's mirror, given the same model, derives them.
 
 Units [I]: volume registers in litres (ZSE CurrentSummationDelivered with unit m³, divisor 1000,
 as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 £ [O RTDS CS01b].
@@ -206,6 +208,12 @@ class GasData:
         segs = derived["segments"]
         open_ = segs[-1] if segs and segs[-1][1] is None else None
         if clean and open_ is not None and self._values(open_, end, end) == [litres]:
+            if end - open_[0] < MAX_SEGMENT_DAYS * DAY:
+                return
+            segs = [list(x) for x in segs]  # a long one ends here, the next starts: deriving stays bounded
+            segs[-1][1] = end
+            segs.append([end, None, remainder, *settings])
+            self.nvm.put(NS, DERIVED, {"segments": segs})
             return
         self.put_interval(end, litres)
         segs = [list(x) for x in segs]
@@ -438,6 +446,7 @@ class GasData:
 
 
 DERIVED = "derived_profile"  # {"segments": [[S, e, R, cv, cf], ...]}: the derived profile (GasData)
+MAX_SEGMENT_DAYS = PROFILE_DAYS  # a segment no longer: deriving one costs at most this many days of model
 STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing", DERIVED)
 
 
@@ -602,4 +611,4 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
 
 
 __all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
-           "PROFILE_DAYS", "DAILY_DAYS", "DERIVED"]
+           "PROFILE_DAYS", "DAILY_DAYS", "DERIVED", "MAX_SEGMENT_DAYS"]

@@ -76,7 +76,7 @@ from gbcs.zcl import (
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gas_data import (DAILY_DAYS, DERIVED, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY, NEW_OTA_FIRMWARE,
+from gbhub.firmware.gas_data import (DAILY_DAYS, DERIVED, MAX_SEGMENT_DAYS, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY, NEW_OTA_FIRMWARE,
                                       NOTIFICATION_FLAGS_ATTRIBUTE, PROFILE_DAYS, ZCL_EPOCH, GasData, apply_command, default_response, gbz_command)
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
@@ -543,17 +543,21 @@ def _number(v: Any) -> bool:
 
 def _check_segments(derived: dict, today: int) -> None:
     """A derived profile's segments (`GasData`): at most one per half hour of the log, each
-    [S, e, R, cv, cf], closed (S < e half-hour ends, e within the log's days), R within a
-    unit, cv and cf positive. Raises ValueError."""
+    [S, e, R, cv, cf], closed (S < e half-hour ends, e within the log's days, in order, none
+    overlapping or longer than `MAX_SEGMENT_DAYS`: what deriving them costs is bounded), R within
+    a unit, cv and cf positive. Raises ValueError."""
     segs = derived.get("segments")
     if not isinstance(segs, list) or len(segs) > 48 * PROFILE_DAYS or set(derived) != {"segments"}:
         raise ValueError("derived profile: segments, a list")
     lo, hi = (today - PROFILE_DAYS - 1) * 86400, (today + 2) * 86400
+    after = 0
     for seg in segs:
         if not (isinstance(seg, list) and len(seg) == 5 and all(_number(v) for v in seg)
-                and 0 <= seg[0] < seg[1] and lo <= seg[1] <= hi and seg[0] % 1800 == 0 and seg[1] % 1800 == 0
-                and -1 <= seg[2] <= 1 and seg[3] > 0 and seg[4] > 0):
-            raise ValueError("derived profile: segments [start, end, remainder, cv, cf]")
+                and after <= seg[0] < seg[1] and lo <= seg[1] <= hi and seg[0] % 1800 == 0 and seg[1] % 1800 == 0
+                and seg[1] - seg[0] <= MAX_SEGMENT_DAYS * 86400 and -1 <= seg[2] <= 1 and seg[3] > 0 and seg[4] > 0):
+            raise ValueError("derived profile: segments [start, end, remainder, cv, cf] in order, none longer "
+                             f"than {MAX_SEGMENT_DAYS} days")
+        after = seg[1]
 
 
 def _unhex(d: dict) -> Any:

@@ -7,7 +7,10 @@ registers (import / export / reactive, 48 TOU registers), the half-hourly profil
 and the daily read log, the supply switch state (enabled / disabled / armed), the clock offset
 (device clock = shared clock + offset), tariff objects (active and passive), pending future-dated
 tariff activations, prepayment (mode, credit, emergency credit, debt, UTRN counter cache), and
-its own device log of HAN devices (`firmware.device_log`).
+its own device log of HAN devices (`firmware.device_log`). With `profile_storage="derived"` (fleets)
+the profile log keeps only the half hours its consumption model cannot give; the rest are computed
+when read from the segments it keeps (`firmware.derived`, README "Profiles derived from the seeded
+model") [I].
 
 Use cases (`Esme.HANDLERS`; what each may ask for is the use case's definition in `gbcs.usecases`;
 response shapes follow the RTDS response vectors):
@@ -710,6 +713,13 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         open_ = segs[-1] if segs and segs[-1][1] is None else None
         if clean and open_ is not None:
             if [v[0] for v in self._derived_values(open_, end, end)] == [wh, ex, sec or 0]:
+                if end - open_[0] < PROFILE_LOG_CAPACITY * HALF_HOUR:
+                    return
+                # a segment as long as the log ends here and the next starts: deriving stays bounded
+                segs = [list(s) for s in segs]
+                segs[-1][1] = end
+                segs.append([end, None, m["acc_wh"], m["acc_ex"], m.get("acc_sec", 0.0)])
+                self.nvm.put(NS, PROFILE_SEGMENTS, segs)
                 return
         self._append_profile(int(end), wh, ex, sec)
         segs = [list(s) for s in segs]

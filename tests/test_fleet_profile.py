@@ -167,6 +167,29 @@ async def test_workers_restarted_from_their_nvm_files_answer_alike(identity, tmp
             await w.stop()
 
 
+async def test_long_segments_end_and_the_next_starts(identity, monkeypatch):
+    """A segment never grows beyond the log's length (so deriving one costs a bounded amount of
+    model): at that age it ends and the next starts, with nothing stored."""
+    import gbhub.firmware.gas_data as gas_data
+    import gbhub.hub.gpf as gpf
+    import gbhub.meter.esme as esme
+
+    monkeypatch.setattr(esme, "PROFILE_LOG_CAPACITY", 48)
+    monkeypatch.setattr(gas_data, "MAX_SEGMENT_DAYS", 1)
+    monkeypatch.setattr(gpf, "MAX_SEGMENT_DAYS", 1)
+    stored, derived = ws = await _pair(identity)
+    try:
+        await _advance(ws, 3 * DAY + 600)
+        p = derived.premises[0]
+        assert len(p.esme.nvm.peek("meter", "profile_segments")) >= 2
+        assert len(p.gsme.nvm.peek("meter", "derived_profile")["segments"]) >= 3
+        assert p.esme.nvm.log_len("profile") == 1
+        assert await _same_answers(stored, derived, DAY) >= 47
+    finally:
+        for w in ws:
+            await w.stop()
+
+
 async def test_derived_profile_shrinks_nvm(identity):
     stored, derived = ws = await _pair(identity)
     try:
@@ -193,3 +216,39 @@ def test_rounded_steps_are_a_function_of_the_time_alone(seed, start, first, n, r
     assert rounded_steps(warm, remainder, lo, hi) == fresh
     total = Cumulative(model.half_hour_wh, s)
     assert sum(fresh) == math.floor(remainder + total.at(hi) + 0.5) - math.floor(remainder + total.at(lo - 1800) + 0.5)
+
+
+_NUM = st.one_of(st.integers(-2**40, 2**40), st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=3),
+                 st.sampled_from([1767225600, 1767227400, 1767229200, 1767400200, 0.4, 39.5, 1.02264]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.lists(st.lists(_NUM, max_size=6), max_size=6), _NUM, st.dictionaries(st.text(max_size=3), _NUM, max_size=2)),
+       st.booleans())
+def test_a_push_with_malformed_segments_changes_nothing_and_never_raises(segments, wrap):
+    """The GPF checks a derived profile's segments in a push (outside input) like the rest of it."""
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
+    from gbhub.firmware.nvm import Nvm
+    from gbhub.hub.gpf import Gpf
+    from gbhub.meter.gsme import litres_series
+
+    gpf = Gpf("02474248400000A3", clock=SimClock(1767400800.0), credentials=Credentials(ec.generate_private_key(ec.SECP256R1())),
+              trust=TrustAnchors(), nvm=Nvm(None))
+    gsme = bytes.fromhex("02474248400000A1")
+    gpf.mirror_litres[gsme] = lambda cv, cf: litres_series(ConsumptionModel(seed=1), cv, cf)
+    state = {"derived_profile": {"segments": segments} if wrap else segments}
+    try:
+        data = json.dumps({"state": state}).encode()
+    except ValueError:
+        return
+    stored = gpf._apply_push(gsme, data)
+    mirror = gpf.mirror(gsme)
+    if stored:
+        values = mirror.intervals(1767225600, 96)  # whatever was accepted derives without error
+        assert len(values) == 96 and all(v is None or v >= 0 for v in values)
+    else:
+        assert mirror.nvm.peek("meter", "derived_profile") is None and gpf.last_sync(gsme) is None

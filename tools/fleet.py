@@ -35,7 +35,8 @@ Sharing inside a worker: one clock, one NVM store (DATA/worker-<n>.sqlite, every
 its EUI; in memory without a data folder), one keystore, one trust-anchor set, one MQTT session;
 each premises keeps its own virtual HAN and devices. Consumption is seeded per premises
 (ConsumptionModel seed from (seed, premises number)), so it is computed on demand, never stored
-ahead.
+ahead; the ESMEs' and GSMEs' half-hourly profiles are derived from it when read, not stored per half
+hour (`PROFILE_DEVICES`, `profile_storage="derived"`; `gbhub fleet --profile stored` stores them).
 
 The manifest DATA/premises.json has the shape of a single premises' (devices by name, types,
 keys, acb, supplier, wan) plus `hubs` (device EUI -> CHF EUI) and `fleet` (seed, first,
