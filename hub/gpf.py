@@ -76,8 +76,9 @@ from gbcs.zcl import (
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gas_data import (DAILY_DAYS, DERIVED, MAX_SEGMENT_DAYS, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY, NEW_OTA_FIRMWARE,
-                                      NOTIFICATION_FLAGS_ATTRIBUTE, PROFILE_DAYS, ZCL_EPOCH, GasData, apply_command, default_response, gbz_command)
+from gbhub.firmware.gas_data import (DAILY_DAYS, DERIVED, MAX_SEGMENT_DAYS, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY,
+                                      NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE, PROFILE_DAYS, ZCL_EPOCH, GasData,
+                                      apply_command, default_response, gbz_command)
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import HanError
@@ -172,9 +173,12 @@ class Gpf(GbcsDevice):
 
     # ------------------------------------------------------------------ the data store
     def mirror(self, gsme: bytes) -> GasData:
-        data = self._mirrors.get(gsme)
-        if data is None or data.litres is not self.mirror_litres.get(gsme):
-            data = self._mirrors[gsme] = GasData(self.nvm.scope("mirror-" + eui_hex(gsme)), litres=self.mirror_litres.get(gsme))
+        litres = self.mirror_litres.get(gsme)
+        if litres is None:
+            return GasData(self.nvm.scope("mirror-" + eui_hex(gsme)))
+        data = self._mirrors.get(gsme)  # kept: its RAM memo of the derived profile (one per GSME the composition named)
+        if data is None or data.litres is not litres:
+            data = self._mirrors[gsme] = GasData(self.nvm.scope("mirror-" + eui_hex(gsme)), litres=litres)
         return data
 
     def mirrored_gsme(self) -> bytes | None:

@@ -669,7 +669,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
     # -- derived profile (profile_storage="derived"): rows computed from the model, not stored --
     # A segment [S, e, R_import, R_export, R_second] says: every half hour ending in (S, e] (e None:
     # up to the last close) is the model's own, so its value is the rounded running total's step
-    # from the remainders R the close at S left (`meter.model.rounded_steps`). A half hour the model
+    # from the remainders R the close at S left (`firmware.derived.rounded_steps`). A half hour the model
     # cannot give (supply off, clock moved, outage, catch-up skip, or a float tie that rounds the
     # other way) is stored as a row as before and ends the segment; the next close starts another.
     def _segments(self, start: float | None, end: float | None) -> list[tuple[float, float, list]]:
