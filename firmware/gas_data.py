@@ -10,7 +10,9 @@ tier and block registers), supply (valve), prepayment (as `meter.prepayment` kee
 log: snapshots taken at the billing date, on a change of mode or tariff and on a top-up, the last
 `BILLING_KEEP` of each cause [I]; GCS15b/c/e read them by snapshot cause). The half-hourly profile
 and the daily read log are kept one UTC day per key (`PROFILE_NS`, `DAILY_NS`), so a push of the
-same interval twice is idempotent and 13 months cost ~400 keys.
+same interval twice is idempotent and 13 months cost ~400 keys. A GSME with a derived profile
+(`GasData(litres=...)`, `firmware.derived`) stores only the half hours its model cannot give and keeps
+segments under `DERIVED`, which its push carries: the GPF's mirror, given the same model, derives them.
 
 Units [I]: volume registers in litres (ZSE CurrentSummationDelivered with unit m³, divisor 1000,
 as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 £ [O RTDS CS01b].
@@ -34,6 +36,7 @@ from gbcs.zcl import (
 
 from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 
+from .derived import Cumulative, boundaries, rounded_steps
 from .gbcs_device import CommandRejected, FailNext, Outcome
 from .tariff import Calendar, split_blocks
 
@@ -89,10 +92,14 @@ def zcl_seconds(t: float) -> int:
 
 
 class GasData:
-    """One GSME's data in an NVM view (module doc)."""
+    """One GSME's data in an NVM view (module doc). `litres(cv, cf)`, when given, is the model's
+    half-hourly gas use (`half_hour(end) -> litres`) at those settings: the half-hourly profile is
+    then derived where it can be (`close_interval`, `DERIVED`) rather than stored row by row."""
 
-    def __init__(self, nvm) -> None:
+    def __init__(self, nvm, litres: Callable[[float, float], Callable[[float], float]] | None = None) -> None:
         self.nvm = nvm
+        self.litres = litres
+        self._cumulative: dict[tuple, Cumulative] = {}
 
     # -- state -------------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
@@ -102,8 +109,17 @@ class GasData:
         self.nvm.put(NS, key, value)
 
     def state(self) -> dict:
-        """Everything but the logs (what a push carries)."""
-        return {k: v for k, v in self.nvm.items(NS) if k in STATE_KEYS}
+        """Everything but the logs (what a push carries); the derived profile's open segment ends
+        at the last half hour closed (the mirror derives what was pushed, no more)."""
+        out = {k: v for k, v in self.nvm.items(NS) if k in STATE_KEYS}
+        derived = out.get(DERIVED)
+        if derived and derived["segments"] and derived["segments"][-1][1] is None:
+            last = self._last_period()
+            if derived["segments"][-1][0] < last:
+                derived["segments"][-1][1] = last
+            else:  # nothing derived from it yet
+                derived["segments"].pop()
+        return out
 
     def apply_state(self, state: dict) -> None:
         for k, v in state.items():
@@ -150,16 +166,77 @@ class GasData:
     def intervals(self, start: int, count: int) -> list[int | None]:
         """`count` half-hour volumes from the interval starting at `start` (Unix, aligned)."""
         out: list[int | None] = []
-        t = start - start % HALF_HOUR
+        t0 = t = start - start % HALF_HOUR
         cache: dict[int, list | None] = {}
         for _ in range(count):
             day = t // DAY
             if day not in cache:
-                cache[day] = self.nvm.get(PROFILE_NS, str(day))
+                cache[day] = self.nvm.peek(PROFILE_NS, str(day))
             slots = cache[day]
             out.append(None if slots is None else slots[(t % DAY) // HALF_HOUR])
             t += HALF_HOUR
+        if count > 0 and self.nvm.peek(NS, DERIVED):
+            self._derived_into(out, t0)
         return out
+
+    # -- derived profile (firmware.derived): segments [S, e, R, cv, cf] under key DERIVED --
+    def _last_period(self) -> float:
+        m = self.nvm.peek(NS, "metering")  # the GSME's own; a mirror has closed segments only
+        return float(m["last_period"]) if m else 0.0
+
+    def _values(self, seg: list, first: float, last: float) -> list[int]:
+        key = (seg[0], seg[3], seg[4])
+        cum = self._cumulative.get(key)
+        if cum is None:
+            cum = self._cumulative[key] = Cumulative(self.litres(seg[3], seg[4]), seg[0])
+        return rounded_steps(cum, seg[2], first, last)
+
+    def _derived_into(self, out: list, t0: int) -> None:
+        """Fill `out` (half hours starting at t0) from the derived segments, within the days
+        the log keeps."""
+        if self.litres is None:
+            return
+        segs = self.nvm.peek(NS, DERIVED)["segments"]
+        newest = max([self._last_period()] + [s[1] for s in segs if s[1] is not None])
+        lo = max(t0 + HALF_HOUR, (int(newest) // DAY - PROFILE_DAYS) * DAY + HALF_HOUR)
+        hi = t0 + len(out) * HALF_HOUR
+        for seg in segs:
+            first, last = boundaries(seg[0], self._last_period() if seg[1] is None else seg[1], lo, hi)
+            if first <= last:
+                i = int((first - HALF_HOUR - t0) // HALF_HOUR)
+                for j, v in enumerate(self._values(seg, first, last)):
+                    out[i + j] = v
+
+    def close_interval(self, end: int, litres: int, clean: bool, remainder: float, settings: tuple[float, float]) -> None:
+        """Derived mode's `put_interval`: nothing to write when the open segment gives `litres`
+        for this half hour (`clean`: nothing but the model drew gas in it); else store the row,
+        end the segment and start the next (at `settings` = (cv, cf)) when the model may go on."""
+        derived = self.nvm.peek(NS, DERIVED) or {"segments": []}
+        segs = derived["segments"]
+        open_ = segs[-1] if segs and segs[-1][1] is None else None
+        if clean and open_ is not None and self._values(open_, end, end) == [litres]:
+            if end - open_[0] < MAX_SEGMENT_DAYS * DAY:
+                return
+            segs = [list(x) for x in segs]  # a long one ends here, the next starts: deriving stays bounded
+            segs[-1][1] = end
+            segs.append([end, None, remainder, *settings])
+            self.nvm.put(NS, DERIVED, {"segments": segs})
+            return
+        self.put_interval(end, litres)
+        segs = [list(x) for x in segs]
+        if open_ is not None:
+            if open_[0] == end - HALF_HOUR:
+                segs.pop()
+            else:
+                segs[-1][1] = end - HALF_HOUR
+        if clean:
+            segs.append([end, None, remainder, *settings])
+        oldest = (end // DAY - PROFILE_DAYS) * DAY
+        segs = [x for x in segs if x[1] is None or x[1] > oldest]
+        self.nvm.put(NS, DERIVED, {"segments": segs})
+        live = {(x[0], x[3], x[4]) for x in segs}
+        for key in [k for k in self._cumulative if k not in live]:
+            del self._cumulative[key]
 
     def put_daily(self, entry: dict) -> None:
         self.nvm.put(DAILY_NS, str(entry["t"] // DAY), entry)
@@ -375,7 +452,9 @@ class GasData:
         return not_found(c)  # logs this meter keeps empty (debt payments), calendar and price reads [I]
 
 
-STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing")
+DERIVED = "derived_profile"  # {"segments": [[S, e, R, cv, cf], ...]}: the derived profile (GasData)
+MAX_SEGMENT_DAYS = PROFILE_DAYS  # a segment no longer: deriving one costs at most this many days of model
+STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing", DERIVED)
 
 
 def _prepay_snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
@@ -664,5 +743,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "GAS_TIERS", "GAS_BLOCKS", "gas_calendar", "tariff_parts", "unit_price", "DEBTS", "debt_rate_per_day", "DEBT_TIME_BASED", "DEBT_PAYMENT_BASED", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
-           "PROFILE_DAYS", "DAILY_DAYS"]
+__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+           "PROFILE_DAYS", "DAILY_DAYS", "DERIVED", "MAX_SEGMENT_DAYS"]

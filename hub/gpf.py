@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from gbcs.asn1 import DeviceLogEntry, GpfDeviceLogBackupAlert, GpfDeviceLogRestore, GpfDeviceLogRestoreResponse
@@ -75,8 +76,9 @@ from gbcs.zcl import (
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gas_data import (DAILY_DAYS, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY, NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE,
-                                      PROFILE_DAYS, ZCL_EPOCH, GasData, apply_command, default_response, gbz_command)
+from gbhub.firmware.gas_data import (DAILY_DAYS, DERIVED, MAX_SEGMENT_DAYS, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY,
+                                      NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE, PROFILE_DAYS, ZCL_EPOCH, GasData,
+                                      apply_command, default_response, gbz_command)
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import HanError
@@ -165,10 +167,20 @@ class Gpf(GbcsDevice):
         self.syncs = 0
         self.not_retrieved = 0
         self._pruned: dict[bytes, int] = {}
+        # a GSME's model as `litres(cv, cf)`, for the mirror of a GSME that pushes a derived profile
+        # (segments, `firmware.derived`) rather than rows: given by the composition (tools.premises)
+        self.mirror_litres: dict[bytes, Any] = {}
+        self._mirrors: dict[bytes, GasData] = {}
 
     # ------------------------------------------------------------------ the data store
     def mirror(self, gsme: bytes) -> GasData:
-        return GasData(self.nvm.scope("mirror-" + eui_hex(gsme)))
+        litres = self.mirror_litres.get(gsme)
+        if litres is None:
+            return GasData(self.nvm.scope("mirror-" + eui_hex(gsme)))
+        data = self._mirrors.get(gsme)  # kept: its RAM memo of the derived profile (one per GSME the composition named)
+        if data is None or data.litres is not litres:
+            data = self._mirrors[gsme] = GasData(self.nvm.scope("mirror-" + eui_hex(gsme)), litres=litres)
+        return data
 
     def mirrored_gsme(self) -> bytes | None:
         keys = self.nvm.keys(MIRRORS_NS)
@@ -522,10 +534,35 @@ def _checked_push(body: Any, today: int) -> dict:
     state = body.get("state") or {}
     if not isinstance(state, dict) or not all(isinstance(v, dict) for v in state.values()):
         raise ValueError("state: objects by key")
+    if DERIVED in state:
+        _check_segments(state[DERIVED], today)
     events = body.get("events") or []
     if not isinstance(events, list) or len(events) > _MAX_EVENTS:
         raise ValueError("events: at most ten")
     return {"profile": profile, "daily": daily, "state": state, "events": events}
+
+
+def _number(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _check_segments(derived: dict, today: int) -> None:
+    """A derived profile's segments (`GasData`): at most one per half hour of the log, each
+    [S, e, R, cv, cf], closed (S < e half-hour ends, e within the log's days, in order, none
+    overlapping or longer than `MAX_SEGMENT_DAYS`: what deriving them costs is bounded), R within
+    a unit, cv and cf positive. Raises ValueError."""
+    segs = derived.get("segments")
+    if not isinstance(segs, list) or len(segs) > 48 * PROFILE_DAYS or set(derived) != {"segments"}:
+        raise ValueError("derived profile: segments, a list")
+    lo, hi = (today - PROFILE_DAYS - 1) * 86400, (today + 2) * 86400
+    after = 0
+    for seg in segs:
+        if not (isinstance(seg, list) and len(seg) == 5 and all(_number(v) for v in seg)
+                and after <= seg[0] < seg[1] and lo <= seg[1] <= hi and seg[0] % 1800 == 0 and seg[1] % 1800 == 0
+                and seg[1] - seg[0] <= MAX_SEGMENT_DAYS * 86400 and -1 <= seg[2] <= 1 and seg[3] > 0 and seg[4] > 0):
+            raise ValueError("derived profile: segments [start, end, remainder, cv, cf] in order, none longer "
+                             f"than {MAX_SEGMENT_DAYS} days")
+        after = seg[1]
 
 
 def _unhex(d: dict) -> Any:

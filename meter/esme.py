@@ -7,7 +7,10 @@ registers (import / export / reactive, 48 TOU registers), the half-hourly profil
 and the daily read log, the supply switch state (enabled / disabled / armed), the clock offset
 (device clock = shared clock + offset), tariff objects (active and passive), pending future-dated
 tariff activations, prepayment (mode, credit, emergency credit, debt, UTRN counter cache), and
-its own device log of HAN devices (`firmware.device_log`).
+its own device log of HAN devices (`firmware.device_log`). With `profile_storage="derived"` (fleets)
+the profile log keeps only the half hours its consumption model cannot give; the rest are computed
+when read from the segments it keeps (`firmware.derived`, README "Profiles derived from the seeded
+model") [I].
 
 Use cases (`Esme.HANDLERS`; what each may ask for is the use case's definition in `gbcs.usecases`;
 response shapes follow the RTDS response vectors):
@@ -82,6 +85,7 @@ from gbhub.firmware.cosem import (
 )
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
+from gbhub.firmware.derived import Cumulative, boundaries, rounded_steps
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.future import activation as future_activation
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
@@ -99,6 +103,8 @@ from .esme_state import (
     DEVICE_LOG_NS,
     NS,
     PROFILE_LOG,
+    PROFILE_SEGMENTS,
+    PROFILE_STORAGE,
     REACTIVE_RATIO,
     SUPPLY_ARMED,
     SUPPLY_DISABLED,
@@ -354,6 +360,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         utrn_cache_size: int = DEFAULT_CACHE_SIZE,
         emergency_credit_activation: str = "auto",
         variant: str = "single",
+        profile_storage: str = "stored",
         utrn_lockout_attempts: int = UTRN_LOCKOUT_ATTEMPTS,
         utrn_lockout_seconds: float = UTRN_LOCKOUT_SECONDS,
         **kw: Any,
@@ -361,6 +368,10 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
             raise ValueError("payment_mode is 'credit' or 'prepayment'")
+        if profile_storage not in PROFILE_STORAGE:
+            raise ValueError(f"profile_storage is one of {', '.join(PROFILE_STORAGE)}")
+        self.derived_profile = profile_storage == "derived"
+        self._cumulative: dict[tuple[float, int], Cumulative] = {}  # RAM memo of derived segments
         self.prepayment_key = prepayment_key
         self._prepayment_supplier = None if prepayment_supplier is None else parse_eui(prepayment_supplier)
         self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
@@ -425,6 +436,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self._half_hour_timer = None
         self._profile_loaded = False
         self._profile_t, self._profile_wh, self._profile_ex, self._profile_sec = [], [], [], []
+        self._cumulative = {}
         self._alerts.clear()
 
     def _ensure_state(self) -> None:
@@ -470,6 +482,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self._account(old_now)
         m = self.nvm.get(NS, "metering")
         m["acc_t"] = m["acc_t"] + delta
+        if self.derived_profile:
+            m["dirty"] = True  # the open half hour is no longer the model's alone
         self.nvm.put(NS, "metering", m)
         self.nvm.put(NS, "clock_offset", round(self.clock_offset + delta, 3))
         self._catch_up(self.device_now())
@@ -543,6 +557,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
             first = newest - (PROFILE_LOG_CAPACITY - 1) * HALF_HOUR
             with self.nvm.transaction():
                 m.update(last_period=first - HALF_HOUR, acc_t=max(m["acc_t"], first - HALF_HOUR), acc_wh=0.0, acc_ex=0.0)
+                if self.derived_profile:
+                    m["dirty"] = True
                 self.nvm.put(NS, "metering", m)
             log.info("esme %s: downtime longer than the profile log; older half-hours skipped", self.eui_hex)
         return close_half_hours(self.nvm, self._close_period, first, newest)
@@ -550,6 +566,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
     def _close_period(self, end: float) -> None:
         """Close the half hour ending at `end`: registers, profile entry, midnight snapshot,
         prepayment charges — written together (caller holds the transaction)."""
+        # the model's own half hour: nothing but this close accounted energy in it, nothing marked it
+        clean = self.nvm.peek(NS, "metering")["acc_t"] == end - HALF_HOUR and self._supply_state() == SUPPLY_ENABLED
         self._account(end)
         m = self.nvm.get(NS, "metering")
         reg = self.nvm.get(NS, "registers")
@@ -570,7 +588,10 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
             m["acc_sec"] = m.get("acc_sec", 0.0) - sec
             reg["secondary_wh"] = reg.get("secondary_wh", 0) + sec
             self._charge_energy(sec, 1, end, charge=OBIS.UNIT_CHARGE_SECONDARY)
-        self._append_profile(int(end), wh, ex, sec)
+        if self.derived_profile:
+            self._derive_or_store(end, clean and not m.pop("dirty", False), m, wh, ex, sec)
+        else:
+            self._append_profile(int(end), wh, ex, sec)
         if int(end) % int(DAY) == 0:
             reg["previous_day_wh"] = reg["import_wh"] - reg["day_start_wh"]
             reg["day_start_wh"] = reg["import_wh"]
@@ -611,24 +632,116 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
             del self._profile_t[:extra], self._profile_wh[:extra], self._profile_ex[:extra], self._profile_sec[:extra]
         self.nvm.on_rollback(self._load_profile)
 
+    def _rows(self, start: float | None, end: float | None) -> list[tuple[int, int, int, int]]:
+        """(capture time, import Wh, export Wh, second element Wh) of the profile, oldest first:
+        the stored rows, and in derived mode the derived segments' rows merged in."""
+        if not self._profile_loaded:
+            self._load_profile()
+        ts = self._profile_t
+        if self.derived_profile:  # the newest PROFILE_LOG_CAPACITY half hours, stored or derived
+            oldest = self.nvm.peek(NS, "metering")["last_period"] - (PROFILE_LOG_CAPACITY - 1) * HALF_HOUR
+            start = oldest if start is None else max(start, oldest)
+        lo = 0 if start is None else bisect.bisect_left(ts, start)
+        hi = len(ts) if end is None else bisect.bisect_right(ts, end)
+        rows = [(ts[i], self._profile_wh[i], self._profile_ex[i], self._profile_sec[i]) for i in range(lo, hi)]
+        if self.derived_profile:
+            derived = self._derived_rows(start, end)
+            if derived:
+                rows = sorted(rows + derived) if rows else derived
+        return rows
+
     def profile(self, start: float | None = None, end: float | None = None) -> list[tuple[int, int, int]]:
         """Half-hourly profile entries (capture time epoch, import Wh, export Wh), oldest first,
         optionally only those with start <= time <= end."""
-        if not self._profile_loaded:
-            self._load_profile()
-        ts = self._profile_t
-        lo = 0 if start is None else bisect.bisect_left(ts, start)
-        hi = len(ts) if end is None else bisect.bisect_right(ts, end)
-        return [(ts[i], self._profile_wh[i], self._profile_ex[i]) for i in range(lo, hi)]
+        return [r[:3] for r in self._rows(start, end)]
 
     def secondary_profile(self, start: float | None = None, end: float | None = None) -> list[tuple[int, int]]:
         """The second element's half-hourly entries (capture time, Wh), as `profile`."""
+        return [(r[0], r[3]) for r in self._rows(start, end)]
+
+    def profile_len(self) -> int:
+        """How many entries `profile()` holds (without deriving them)."""
+        if not self.derived_profile:
+            if not self._profile_loaded:
+                self._load_profile()
+            return len(self._profile_t)
+        oldest = self.nvm.peek(NS, "metering")["last_period"] - (PROFILE_LOG_CAPACITY - 1) * HALF_HOUR
         if not self._profile_loaded:
             self._load_profile()
-        ts = self._profile_t
-        lo = 0 if start is None else bisect.bisect_left(ts, start)
-        hi = len(ts) if end is None else bisect.bisect_right(ts, end)
-        return [(ts[i], self._profile_sec[i]) for i in range(lo, hi)]
+        n = len(self._profile_t) - bisect.bisect_left(self._profile_t, oldest)
+        for first, last, _r in self._segments(oldest, None):
+            n += int(round((last - first) / HALF_HOUR)) + 1
+        return n
+
+    # -- derived profile (profile_storage="derived"): rows computed from the model, not stored --
+    # A segment [S, e, R_import, R_export, R_second] says: every half hour ending in (S, e] (e None:
+    # up to the last close) is the model's own, so its value is the rounded running total's step
+    # from the remainders R the close at S left (`firmware.derived.rounded_steps`). A half hour the model
+    # cannot give (supply off, clock moved, outage, catch-up skip, or a float tie that rounds the
+    # other way) is stored as a row as before and ends the segment; the next close starts another.
+    def _segments(self, start: float | None, end: float | None) -> list[tuple[float, float, list]]:
+        """(first, last, [S, R...]) of each segment's half hours within [start, end]."""
+        m = self.nvm.peek(NS, "metering")
+        out = []
+        for seg in self.nvm.peek(NS, PROFILE_SEGMENTS) or ():
+            first, last = boundaries(seg[0], m["last_period"] if seg[1] is None else seg[1], start, end)
+            if first <= last:
+                out.append((first, last, seg))
+        return out
+
+    def _streams(self) -> tuple[ConsumptionModel | None, ...]:
+        return (self.model, self.export_model, self.secondary_model)
+
+    def _derived_values(self, seg: list, first: float, last: float) -> list[list[int]]:
+        n = int(round((last - first) / HALF_HOUR)) + 1
+        cols = []
+        for i, model in enumerate(self._streams()):
+            if model is None:
+                cols.append([0] * n)
+                continue
+            cum = self._cumulative.get((seg[0], i))
+            if cum is None:
+                cum = self._cumulative[(seg[0], i)] = Cumulative(model.half_hour_wh, seg[0])
+            cols.append(rounded_steps(cum, seg[2 + i], first, last))
+        return cols
+
+    def _derived_rows(self, start: float | None, end: float | None) -> list[tuple[int, int, int, int]]:
+        rows = []
+        for first, last, seg in self._segments(start, end):
+            wh, ex, sec = self._derived_values(seg, first, last)
+            t0 = int(first)
+            rows.extend((t0 + int(HALF_HOUR) * i, wh[i], ex[i], sec[i]) for i in range(len(wh)))
+        return rows
+
+    def _derive_or_store(self, end: float, clean: bool, m: dict, wh: int, ex: int, sec: int | None) -> None:
+        """At the close of the half hour ending at `end`: nothing to write when the open segment
+        derives exactly these values; else store the row, end the segment, start the next."""
+        segs = self.nvm.peek(NS, PROFILE_SEGMENTS) or []
+        open_ = segs[-1] if segs and segs[-1][1] is None else None
+        if clean and open_ is not None:
+            if [v[0] for v in self._derived_values(open_, end, end)] == [wh, ex, sec or 0]:
+                if end - open_[0] < PROFILE_LOG_CAPACITY * HALF_HOUR:
+                    return
+                # a segment as long as the log ends here and the next starts: deriving stays bounded
+                segs = [list(s) for s in segs]
+                segs[-1][1] = end
+                segs.append([end, None, m["acc_wh"], m["acc_ex"], m.get("acc_sec", 0.0)])
+                self.nvm.put(NS, PROFILE_SEGMENTS, segs)
+                return
+        self._append_profile(int(end), wh, ex, sec)
+        segs = [list(s) for s in segs]
+        if open_ is not None:
+            if open_[0] == end - HALF_HOUR:
+                segs.pop()  # no half hour derived from it
+            else:
+                segs[-1][1] = end - HALF_HOUR
+        if self._supply_state() == SUPPLY_ENABLED:
+            segs.append([end, None, m["acc_wh"], m["acc_ex"], m.get("acc_sec", 0.0)])
+        oldest = end - (PROFILE_LOG_CAPACITY - 1) * HALF_HOUR
+        segs = [s for s in segs if s[1] is None or s[1] >= oldest]
+        self.nvm.put(NS, PROFILE_SEGMENTS, segs)
+        for key in [k for k in self._cumulative if not any(s[0] == k[0] for s in segs)]:
+            del self._cumulative[key]
 
     def daily_log(self) -> list[dict]:
         return self.nvm.log_entries(DAILY_LOG)
@@ -860,7 +973,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         add(cls.firmware_version_object())
         add(CosemObject.of(OBIS.ACTIVE_IMPORT_PROFILE, {
             2: Attribute(get=lambda d: d._profile_buffer(None), select=lambda d, s, p: d._profile_buffer(d._range(s, p))),
-            7: Attribute(get=lambda d: Data.double_long_unsigned(len(d.profile()))),
+            7: Attribute(get=lambda d: Data.double_long_unsigned(d.profile_len())),
             8: Attribute(get=lambda d: Data.double_long_unsigned(PROFILE_LOG_CAPACITY)),
         }))
         add(CosemObject.of(OBIS.DAILY_READ_LOG, {

@@ -6,6 +6,8 @@ NS = "meter"  # registers, metering, supply, prepayment, clock offset, UTRN coun
 COSEM_NS = "cosem"  # tariff objects and other written COSEM attributes
 DEVICE_LOG_NS = "device_log"  # the ESME's own Device Log (firmware.device_log)
 PROFILE_LOG = "profile"
+PROFILE_SEGMENTS = "profile_segments"  # NS key: the derived profile's segments (meter.esme)
+PROFILE_STORAGE = ("stored", "derived")  # option profile_storage: rows stored per half hour, or derived [I]
 DAILY_LOG = "daily"
 TOPUP_LOG = "topup"
 

@@ -5,7 +5,8 @@ pulls the messages the Comms Hub queued for it through its GB-HGRP tunnel (GET /
 executes them and PUTs the responses and alerts [S FACTS §3.3].
 
 What it keeps in NVM (`firmware.gas_data.GasData` schema, shared with the GPF's mirror): volume
-registers (litres; tiers and blocks), the half-hourly profile (13 months) and daily read log
+registers (litres; tiers and blocks), the half-hourly profile (13 months; with
+`profile_storage="derived"`, fleets, only what its model cannot give: `firmware.derived`) and daily read log
 (midnight UTC snapshots), the valve (`supply`), prepayment (`meter.prepayment`, the ESME's
 model: credit, emergency credit, debt, UTRN counter cache), calorific value and conversion
 factor, battery, tamper state, its event / security logs and its own device log.
@@ -99,6 +100,7 @@ from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelClient, TunnelHost
 from gbhub.han.zcl_server import ZclClient, ZclError
 
+from .esme_state import PROFILE_STORAGE
 from .esme_state import SUPPLY_ARMED as ARMED, SUPPLY_DISABLED as DISABLED, SUPPLY_ENABLED as ENABLED
 from .model import ConsumptionModel, close_half_hours
 from .prepayment import UTRN_LOCKOUT_ATTEMPTS, UTRN_LOCKOUT_SECONDS, Prepayment, top_up_result
@@ -122,6 +124,15 @@ FUTURE_DATED_MODES = ("clock", "wake")  # when held instructions run (module doc
 def _litres_model(seed: int) -> ConsumptionModel:
     """A household's gas use as a power curve in W of gas burnt [I: 0.3 kW base, 8 kW peak]."""
     return ConsumptionModel(seed=seed, base_w=300.0, peak_w=8000.0)
+
+
+def litres_series(model: ConsumptionModel, cv: float, cf: float):
+    """The litres `model` burns in the half hour ending at a boundary, at calorific value `cv` and
+    conversion factor `cf`, computed as `Gsme._litres` does (what a derived profile sums:
+    `GasData.litres`; the GPF's mirror gets the same from the composition, `tools.premises`)."""
+    def half_hour(end: float) -> float:
+        return model.energy_wh(end - HALF_HOUR, end) / 1000.0 * 3.6 / (cv * cf) * 1000.0
+    return half_hour
 
 
 def _component(payload: Any, cluster: int, seq: int = 0, **kw: Any) -> bytes:
@@ -529,7 +540,7 @@ class Gsme(Prepayment, GbcsDevice):
                  utrn_cache_size: int = DEFAULT_CACHE_SIZE, ota_blocks_per_wake: int = OTA_BLOCKS_PER_WAKE,
                  future_dated: str = "clock", max_flow_lph: float = MAX_FLOW_LPH, wake_phase: float = 0.0,
                  utrn_lockout_attempts: int = UTRN_LOCKOUT_ATTEMPTS, utrn_lockout_seconds: float = UTRN_LOCKOUT_SECONDS,
-                 **kw: Any) -> None:
+                 profile_storage: str = "stored", **kw: Any) -> None:
         super().__init__(eui, clock=clock, credentials=credentials, trust=trust, nvm=nvm, **kw)
         if payment_mode not in ("credit", "prepayment"):
             raise ValueError("payment_mode is 'credit' or 'prepayment'")
@@ -559,7 +570,10 @@ class Gsme(Prepayment, GbcsDevice):
         self._factory = {"mode": payment_mode, "credit": float(credit_pence), "ec": float(emergency_credit_pence),
                          "price": float(price_pence_per_kwh), "standing": float(standing_charge_pence),
                          "battery": float(battery_percent)}
-        self.data = GasData(self.nvm)
+        if profile_storage not in PROFILE_STORAGE:
+            raise ValueError(f"profile_storage is one of {', '.join(PROFILE_STORAGE)}")
+        self.derived_profile = profile_storage == "derived"
+        self.data = GasData(self.nvm, litres=self.litres_series if self.derived_profile else None)
         self.joined_devices = DeviceLog(self, namespace="device_log", capacity=DEVICE_LOG_CAPACITY)
         self._alerts: list[tuple[int, dict]] = []
         self._pending_alerts: list[tuple[int, dict]] = []  # raised while asleep: sent next wake
@@ -688,9 +702,16 @@ class Gsme(Prepayment, GbcsDevice):
         newest = math.floor(now / HALF_HOUR + 1e-9) * HALF_HOUR
         return close_half_hours(self.nvm, self._close_period, m["last_period"] + HALF_HOUR, newest)
 
+    def litres_series(self, cv: float, cf: float):
+        """This meter's model as `litres_series` (what its derived profile sums)."""
+        return litres_series(self.model, cv, cf)
+
     def _close_period(self, end: float) -> None:
         m = self.nvm.get(NS, "metering")
         reg = self.nvm.get(NS, "registers")
+        gas = self.nvm.peek(NS, "gas")
+        # the model's own half hour (derived profile): nothing else accounted gas in it
+        clean = m["acc_t"] == end - HALF_HOUR and self._supply_state() == ENABLED and gas.get("flow_lph") is None
         m["acc_l"] += self._litres(max(m["acc_t"], end - HALF_HOUR), end)
         litres = int(math.floor(m["acc_l"] + 0.5))
         m["acc_l"] -= litres
@@ -698,7 +719,10 @@ class Gsme(Prepayment, GbcsDevice):
         m["last_period"] = end
         reg["volume_l"] += litres
         self._accrue(reg, litres, end)
-        self.data.put_interval(int(end), litres)
+        if self.derived_profile:
+            self.data.close_interval(int(end), litres, clean, m["acc_l"], (gas["cv"], gas["cf"]))
+        else:
+            self.data.put_interval(int(end), litres)
         if int(end) % DAY == 0:
             reg["previous_day_l"] = reg["volume_l"] - reg["day_start_l"]
             reg["day_start_l"] = reg["volume_l"]

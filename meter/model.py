@@ -83,6 +83,8 @@ class ConsumptionModel:
         """Energy drawn (or generated) in [t0, t1) in Wh; 0 when t1 <= t0."""
         if t1 <= t0:
             return 0.0
+        if t1 - t0 == HALF_HOUR and t0 % MINUTE == 0:  # a whole half hour: one cache entry, not 30
+            return _half_hour(self, t1)
         m0, m1 = int(t0 // MINUTE), int(t1 // MINUTE)
         if m0 == m1:
             return self._minute_power(m0) * (t1 - t0) / 3600.0
@@ -96,10 +98,23 @@ class ConsumptionModel:
         """Energy of the half hour ending at `end` (a profile entry's capture time)."""
         return self.energy_wh(end - 1800.0, end)
 
+    def _compute_half_hour(self, end: float) -> float:
+        """`energy_wh(end - 30 min, end)` for a minute-aligned `end`, summed in the same order
+        (so the same float), without the per-minute cache."""
+        m0 = int((end - HALF_HOUR) // MINUTE)
+        power = self._compute_minute_power
+        total = power(m0) * MINUTE
+        for m in range(m0 + 1, m0 + int(HALF_HOUR // MINUTE)):
+            total += power(m) * MINUTE
+        return total / 3600.0
+
 
 # Every register read asks for the current minute again: remember recent minutes per model
 # (models are frozen, so hashable; the value is a pure function of model and minute).
 _minute_power = lru_cache(maxsize=4096)(ConsumptionModel._compute_minute_power)
+# Half-hour closes and derived profiles ask for whole half hours, often twice in a row (the close,
+# then its check against the derived value): one entry per model and half hour.
+_half_hour = lru_cache(maxsize=8192)(ConsumptionModel._compute_half_hour)
 
 __all__ = ["ConsumptionModel"]
 

@@ -14,7 +14,9 @@ attributed to the device type whose module holds its innermost device frame (`pr
 bridges, composition), kB per premises. Then `day_1k_s`: a second fleet of 1,000 premises (short
 form 100, figure scaled by 1000/N and marked `day_premises`) on a simulated clock moved forward one
 day (half-hourly profile capture, daily snapshots, GSME wakes, every device's timers), wall
-seconds (`day_1k_cpu_s`: process CPU seconds). [I] Its premises have no IHD or PPMID: their polling is the displays' work, not
+seconds (`day_1k_cpu_s`: process CPU seconds; `day_nvm_kb_per_premises`: what the worker's NVM
+holds per premises after the day, keys, values and log entries as stored; `..._growth_...`: what the
+day added). [I] Its premises have no IHD or PPMID: their polling is the displays' work, not
 metering's (the idle figure above includes it, in real time). RSS does not depend on the load:
 the figures are measured on an idle fleet, on a machine shared with whatever else runs.
 
@@ -40,6 +42,14 @@ import time
 from pathlib import Path
 
 from .bench import _rss_mb, benchmark
+
+
+def _nvm_bytes(nvm) -> int:
+    """What a store holds (keys, values and log entries as stored, JSON text or bytes)."""
+    store = nvm._store
+    total = sum(len(ns) + len(k) + (len(v) if isinstance(v, (str, bytes)) else len(repr(v)))
+                for ns, d in store.kv.items() for k, v in d.items())
+    return total + sum(len(name) + len(e) for name, lg in store.logs.items() for e in lg.entries)
 
 
 def _fleet_child(n: int, day_n: int, idle_s: float, queue) -> None:
@@ -122,11 +132,15 @@ async def _fleet_figures(n: int, day_n: int, idle_s: float, queue_put) -> dict:
     await day.start()
     out["day_start_s"] = round(time.perf_counter() - t0, 1)
     t0, cpu0 = time.perf_counter(), time.process_time()
+    nvm0 = _nvm_bytes(day.nvm)
     await day.clock.advance(86400)
     took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    nvm1 = _nvm_bytes(day.nvm)
     await day.stop()
     out["day_1k_s"] = round(took * 1000 / day_n, 1)
     out["day_1k_cpu_s"] = round(cpu * 1000 / day_n, 1)
+    out["day_nvm_kb_per_premises"] = round(nvm1 / 1024 / day_n, 2)
+    out["day_nvm_growth_kb_per_premises"] = round((nvm1 - nvm0) / 1024 / day_n, 2)
     out["day_premises"] = day_n
     out["day_errors"] = day.errors
     return out

@@ -35,7 +35,8 @@ Sharing inside a worker: one clock, one NVM store (DATA/worker-<n>.sqlite, every
 its EUI, locked by the worker while it runs: `Nvm(exclusive=True)`; in memory without a data folder), one keystore, one trust-anchor set, one MQTT session;
 each premises keeps its own virtual HAN and devices. Consumption is seeded per premises
 (ConsumptionModel seed from (seed, premises number)), so it is computed on demand, never stored
-ahead.
+ahead; the ESMEs' and GSMEs' half-hourly profiles are derived from it when read, not stored per half
+hour (`PROFILE_DEVICES`, `profile_storage="derived"`; `gbhub fleet --profile stored` stores them).
 
 The manifest DATA/premises.json has the shape of a single premises' (devices by name, types,
 keys, acb, supplier, wan) plus `hubs` (device EUI -> CHF EUI) and `fleet` (seed, first,
@@ -148,6 +149,11 @@ def commissioning_secret(seed: int) -> bytes:
     return hashlib.sha256(b"gbhub fleet test-only commissioning\0" + seed.to_bytes(8, "big", signed=True)).digest()
 
 
+# A fleet's meters derive their half-hourly profile from the seeded model on demand instead of
+# storing a row per half hour (README "Fleets"; `gbhub fleet --profile stored` stores them).
+PROFILE_DEVICES = ("esme", "gsme")
+PROFILES = ("derived", "stored")
+
 # Where in its interval each device's periodic work falls: spread by EUI, so a fleet's IHDs,
 # PPMIDs and GSMEs do not all poll or wake at the same instant [I] (README "Fleets").
 PHASES = {"ihd": "poll_phase", "ppmid": "poll_phase", "gsme": "wake_phase"}
@@ -156,7 +162,8 @@ PHASES = {"ihd": "poll_phase", "ppmid": "poll_phase", "gsme": "wake_phase"}
 # credit every two minutes; `gbhub fleet --ihd-poll / --ppmid-poll` (or `options`) say otherwise.
 FLEET_OPTIONS: dict[str, dict[str, Any]] = {"ihd": {"poll_interval": 60.0, "detail_interval": 600.0,
                                                     "events_interval": 600.0},
-                                            "ppmid": {"poll_interval": 120.0}}
+                                            "ppmid": {"poll_interval": 120.0},
+                                            **{t: {"profile_storage": "derived"} for t in PROFILE_DEVICES}}
 
 
 def fleet_options(options: dict[str, dict] | None) -> dict[str, dict]:
@@ -412,6 +419,9 @@ def register(sub) -> None:
                    help="how a worker's NVM reaches the disk: group (default: one fsync for many commands, "
                         "each answered only once on disk), full (one fsync per commit), normal (no fsync "
                         "before answering: survives a process kill, not a power cut)")
+    f.add_argument("--profile", choices=PROFILES, default="derived",
+                   help="derived (default: meters compute their half-hourly profile from the seeded model when "
+                        "read; only what the model cannot give is stored) or stored (a row per half hour)")
     f.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds")
     f.add_argument("--summary-every", type=float, default=5.0, metavar="S", help="live summary period (default 5 s)")
     f.set_defaults(func=cmd_fleet)
@@ -496,6 +506,9 @@ def cmd_fleet(args) -> int:
         options["ppmid"] = {"poll_interval": args.ppmid_poll}
     if args.gsme_wake:
         options["gsme"] = {"wake_interval": args.gsme_wake}
+    if args.profile != "derived":
+        for t in PROFILE_DEVICES:
+            options.setdefault(t, {})["profile_storage"] = args.profile
     wan = "tcp://127.0.0.1:0" if args.wan == "tcp" else args.wan
     try:
         address = parse_wan(wan) if wan else None

@@ -373,6 +373,7 @@ class Premises:
         await self._attach()
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
+        self._mirror_models()
         if derived is not None:
             await self.commission_derived(derived)
             commission = False
@@ -615,6 +616,15 @@ class Premises:
         r = await self.headend.send_use_case(use_case, recipient=to.eui, params=params)
         if not r.ok:
             raise RuntimeError(f"{use_case} on {eui_hex(to.eui)} failed: {r.summary}")
+
+    def _mirror_models(self) -> None:
+        """A GSME that derives its profile from its model (`profile_storage = "derived"`) pushes
+        segments, not rows: the GPF's mirror derives them with the same model (`Gsme.litres_series`)."""
+        gpfs = [d for n, d in self.devices_by_name.items() if self.types[n] == "gpf"]
+        for name, device in self.devices_by_name.items():
+            if self.types[name] == "gsme" and getattr(device, "derived_profile", False):
+                for gpf in gpfs:
+                    gpf.mirror_litres[device.eui] = device.litres_series
 
     def _derived_first_push(self) -> None:
         """Derived commissioning: the GPF's mirror as the GSME's first push after its join leaves
