@@ -47,6 +47,7 @@ DAILY_DAYS = 731  # [U] two years of daily reads
 # The endpoint of the CHF's address where the GPF serves its GSME mirror's Metering / Prepayment
 # attributes to IHDs and PPMIDs [I: FACTS §3.3 "Gas ESI endpoint" with a mirrored Metering cluster]
 MIRROR_ENDPOINT = 2
+MIRROR_CLUSTERS = (Cluster.METERING, Cluster.PREPAYMENT, Cluster.PRICE)  # what it serves there (`han_clusters`)
 MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push: one long octet string on the GPF's Metering mirror [I]
 # The mirror's FunctionalNotificationFlags (bitmap32) the GSME reads each wake [S FACTS §3.3: ZSE keeps
 # them as the mirror's client attribute 0x0000; gbhub reads them as this manufacturer attribute, I]
@@ -265,11 +266,28 @@ class GasData:
             values.update({0x0501: 0, 0x0502: 0x00, 0x0503: 826})  # kWh; whole pence; GBP (as the ESME serves) [I]
         return values
 
+    def price_attributes(self) -> dict[int, Any]:
+        """The gas Price attributes an IHD needs to show energy and cost: the unit price and
+        standing charge in milli-pence (trailing digit 3, like the ESME's own server), the
+        conversion factor and the calorific value (MJ/m³) [I: ZSE Price commodity attributes]."""
+        gas = self.get("gas") or {}
+        values: dict[int, Any] = {0x0300: 1, 0x0616: 826, 0x0617: 0x30}  # CommodityType gas metering; GBP
+        if gas.get("standing") is not None:
+            values[0x0301] = max(0, int(round(gas["standing"] * 1000)))
+        if gas.get("price") is not None:
+            values[0x0400] = values[0x0410] = max(0, int(round(gas["price"] * 1000)))  # NoTierBlock1, Tier1Block1
+        if gas.get("cf"):
+            values.update({0x0302: int(round(gas["cf"] * 10**6)), 0x0303: 0x60})
+        if gas.get("cv"):
+            values.update({0x0304: int(round(gas["cv"] * 1000)), 0x0305: 0x01, 0x0306: 0x30})
+        return values
+
     def han_clusters(self) -> dict[int, Callable[[], dict[int, Any]]]:
         """What the GPF's gas mirror serves to IHDs and PPMIDs on the HAN (`MIRROR_ENDPOINT` of the
-        CHF's address): Metering and Prepayment, read live from the copy, money in pence like the
-        ESME's own ZCL server [I]."""
-        return {Cluster.METERING: self.metering_attributes, Cluster.PREPAYMENT: lambda: self.prepayment_attributes(1)}
+        CHF's address): Metering, Prepayment and Price, read live from the copy, money in pence like
+        the ESME's own ZCL server [I]."""
+        return {Cluster.METERING: self.metering_attributes, Cluster.PREPAYMENT: lambda: self.prepayment_attributes(1),
+                Cluster.PRICE: self.price_attributes}
 
     def _network_data(self, c: GbzComponent, p: ClusterCommand, encrypt) -> GbzComponent:
         """GCS18: the network data log GCS31 started (`gas.network_log`: start, interval, samples),
@@ -531,5 +549,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "MIRROR_ENDPOINT", "MIRROR_CLUSTERS", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]

@@ -80,14 +80,22 @@ def _gsme_status(gsme: Gsme) -> dict:
 
 def _create_ihd(ctx: DeviceContext) -> Ihd:
     s = ctx.spec
+    options = {k: v for k, v in s.options.items() if k != "gsme"}
+    if _gsme_of(ctx) is not None:  # gas from the GPF's mirror of the GSME (hub.gpf) [I]
+        options.setdefault("gas_source", (ctx.chf.eui, MIRROR_ENDPOINT))
     return Ihd(s.eui, clock=ctx.clock, han=ctx.han, chf_eui=ctx.chf.eui, esme_eui=ctx.meter.eui,
-               install_code=s.install_code, nvm=ctx.nvm, **s.options)
+               install_code=s.install_code, nvm=ctx.nvm, **options)
 
 
 def _ihd_status(ihd: Ihd) -> dict:
     d = ihd.display
-    return {"status": d.status, "demand_w": d.instantaneous_demand_w, "today_kwh": d.today_import_kwh,
-            "price": d.current_price, "credit": d.credit, "events": [f"{code:04X}" for _t, code in d.events]}
+    out = {"status": d.status, "demand_w": d.instantaneous_demand_w, "today_kwh": d.today_import_kwh,
+           "price": d.current_price, "credit": d.credit, "events": [f"{code:04X}" for _t, code in d.events]}
+    if d.gas is not None:
+        g = d.gas
+        out["gas"] = {"today_m3": g.today_m3, "today_kwh": g.today_kwh, "total_m3": g.total_m3,
+                      "price": g.current_price, "today_cost": g.today_cost, "credit": g.credit}
+    return out
 
 
 register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=DeviceType.ESME,
@@ -106,15 +114,21 @@ register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=
 
 
 # ---------------------------------------------------------------------------------------------- PPMID
-def _ppmid_gsme(ctx: DeviceContext) -> Any:
-    """The GSME a PPMID pairs with: option `gsme` (a device name, default "gsme"), when the rig
-    has it and it serves the Method C join (CS03C) with a device log."""
-    name = ctx.spec.options.get("gsme", "gsme")
+def _gsme_of(ctx: DeviceContext) -> Any:
+    """The GSME of the premises a display shows: option `gsme` (a device name, default "gsme"),
+    when the rig has it."""
     try:
-        device = ctx.device(name)
-    except Exception:  # noqa: BLE001 - no such device: a PPMID for electricity only
+        device = ctx.device(ctx.spec.options.get("gsme", "gsme"))
+    except Exception:  # noqa: BLE001 - no such device: electricity only
         return None
-    if getattr(device, "kind", None) != "gsme" or not hasattr(device, "in_device_log"):
+    return device if getattr(device, "kind", None) == "gsme" else None
+
+
+def _ppmid_gsme(ctx: DeviceContext) -> Any:
+    """The GSME a PPMID pairs with (`_gsme_of`), when it serves the Method C join (CS03C) with a
+    device log."""
+    device = _gsme_of(ctx)
+    if device is None or not hasattr(device, "in_device_log"):
         return None
     return device if device.supports(MessageCode.CS03C) else None
 
