@@ -18,6 +18,7 @@ as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from gbcs.codec import DecodeError
@@ -27,7 +28,9 @@ from gbcs.zcl import (
     Cluster,
     ClusterCommand,
     DefaultResponse,
+    ReadAttributeRecord,
     ReadAttributes,
+    ReadAttributesResponse,
     Status,
     read_attributes_response,
 )
@@ -314,13 +317,36 @@ class GasData:
 
     # -- answering GBZ reads ------------------------------------------------------------------
     def answer(self, components: Iterable[GbzComponent], *, now: float, firmware_version: bytes = b"",
-               encrypt: Callable[[bytes], bytes] | None = None) -> bytes:
+               encrypt: Callable[[bytes], bytes] | None = None, fail: "ZclFailure | None" = None) -> bytes:
         """The response content to GBZ reads: each component answered in order; data components
-        encrypted with `encrypt` when given (the use cases in `gbcs.usecases.gas.ENCRYPTED_RESPONSES`)."""
+        encrypted with `encrypt` when given (the use cases in `gbcs.usecases.gas.ENCRYPTED_RESPONSES`).
+        `fail` (`fail-next`, `read_failure`): the components before its index are answered as
+        usual, that one fails with its status, the rest are not processed [O RTDS read ERROR vectors]."""
+        components = list(components)
         out = []
+        at = None if fail is None else (len(components) - 1 if fail.index is None else min(fail.index, len(components) - 1))
         for i, c in enumerate(components):
-            out.append(self._answer_one(c, now, firmware_version, encrypt, i))
+            if at is None or i < at:
+                out.append(self._answer_one(c, now, firmware_version, encrypt, i))
+            else:
+                out.append(self._fail_one(c, fail, firmware_version, encrypt) if i == at else _not_processed(c))
         return GbzPayload.build(out).encode()
+
+    def _fail_one(self, c: GbzComponent, fail: "ZclFailure", fw: bytes, encrypt) -> GbzComponent:
+        """The failing component: a Read Attributes answers its records with the attribute at
+        `fail.attribute` failing [O RTDS GCS13a / GCS21m / GCS38 ERROR]; any other command a
+        Default Response with the status, in clear [O RTDS GCS16a / GCS15b / GCS17 ERROR]."""
+        p = c.payload
+        if isinstance(p, ReadAttributes):
+            values = (self.metering_attributes(fw) if c.cluster_id == _M else self.prepayment_attributes() if c.cluster_id == _PP
+                      else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
+            records = list(read_attributes_response(c.cluster_id, p.attribute_ids, values).records)
+            k = min(fail.attribute, len(records) - 1)
+            if records:
+                records[k] = ReadAttributeRecord(records[k].attribute_id, fail.status)
+            return _component(c.cluster_id, ReadAttributesResponse(tuple(records)), c.header.sequence, encrypt,
+                              disable_default_response=encrypt is not None)
+        return default_response(c, fail.status)
 
     def _answer_one(self, c: GbzComponent, now: float, fw: bytes, encrypt, index: int) -> GbzComponent:
         p = c.payload
@@ -500,10 +526,21 @@ def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzCompon
                               direction=back)
 
 
-def _parse_zcl_failure(text: str) -> tuple[int, int | None]:
-    """`STATUS[@INDEX]`: a ZCL status (name such as `hardware-failure`, or a number) and the
-    index of the component that fails (default: the last)."""
-    name, _, index = text.strip().partition("@")
+@dataclass(frozen=True, slots=True)
+class ZclFailure:
+    """`fail-next` for a GBZ command: `status` (a ZCL status) of component `index` (None: the
+    last), and for a Read Attributes the record `attribute` (from 0) that carries it."""
+
+    status: int
+    index: int | None = None
+    attribute: int = 0
+
+
+def _parse_zcl_failure(text: str) -> ZclFailure:
+    """`STATUS[@INDEX[.ATTRIBUTE]]`: a ZCL status (name such as `hardware-failure`, or a number),
+    the index of the component that fails (default: the last) and, when it is a Read Attributes,
+    which of its attributes (default: the first)."""
+    name, at, where = text.strip().partition("@")
     key = name.strip().upper().replace("-", "_")
     if key in Status.__members__:
         status = int(Status[key])
@@ -511,31 +548,41 @@ def _parse_zcl_failure(text: str) -> tuple[int, int | None]:
         status = int(key)
     else:
         raise ValueError(f"{name!r} is not a ZCL status (e.g. hardware-failure, failure, or a number 0-255), "
-                         "optionally followed by @COMPONENT_INDEX")
-    if index and not index.isdigit():
-        raise ValueError(f"@{index}: the failing component's index is a number from 0")
-    return status, int(index) if index else None
+                         "optionally followed by @COMPONENT_INDEX[.ATTRIBUTE_INDEX]")
+    index, _, attribute = where.partition(".")
+    if (index and not index.isdigit()) or (attribute and not attribute.isdigit()) or (at and not index):
+        raise ValueError(f"@{where}: the failing component's index (and attribute's) are numbers from 0")
+    return ZclFailure(status, int(index) if index else None, int(attribute) if attribute else 0)
 
 
 def gbz_failure(dated: Callable[[Any], bytes | None] | None = None) -> FailNext:
     """`fail-next USE_CASE STATUS[@INDEX]` for a GBZ command answered with Default Responses: the
-    components before INDEX answer SUCCESS, component INDEX answers STATUS, and one Default Response
-    for command 0xFF with FAILURE stands for the rest, which are not processed [O RTDS GCS01a / GCS05
-    FUTURE_DATED_*ERROR, GCS04 / GCS24a / GCS25a / GCS40a ERROR]; nothing is executed [I].
+    components before INDEX answer SUCCESS, component INDEX answers STATUS, and each one after it,
+    not processed, a Default Response for command 0xFF with FAILURE [O RTDS GCS01a / GCS05
+    FUTURE_DATED_*ERROR, GCS04 / GCS24a / GCS25a / GCS40a / GCS06 / GCS32 / GCS39 ERROR; GCS15b /
+    GCS16b ERROR show one per component]; nothing is executed [I].
     `dated(device)` is the response's date-time when the use case dates it."""
 
-    def respond(device: Any, message: Message, parsed: tuple[int, int | None]) -> Outcome:
-        status, index = parsed
+    def respond(device: Any, message: Message, fail: ZclFailure) -> Outcome:
         comps = gbz_command(message)
-        i = len(comps) - 1 if index is None else min(index, len(comps) - 1)
-        out = [default_response(c) for c in comps[:i]] + [default_response(comps[i], status)]
-        if i < len(comps) - 1:
-            rest = comps[i + 1]
-            out.append(GbzComponent.build(rest.cluster_id, DefaultResponse(0xFF, Status.FAILURE),
-                                          sequence=rest.header.sequence, direction=0 if rest.header.direction else 1))
+        i = len(comps) - 1 if fail.index is None else min(fail.index, len(comps) - 1)
+        out = ([default_response(c) for c in comps[:i]] + [default_response(comps[i], fail.status)]
+               + [_not_processed(c) for c in comps[i + 1:]])
         return Outcome(GbzPayload.build(out).encode(), None if dated is None else dated(device))
 
     return FailNext(_parse_zcl_failure, respond)
+
+
+def read_failure(answer: Callable[[Any, Message, ZclFailure], Any]) -> FailNext:
+    """`fail-next USE_CASE STATUS[@INDEX[.ATTRIBUTE]]` for a GBZ read: `answer(device, command,
+    failure)` answers it as usual up to the failing component (`GasData.answer(fail=...)`)."""
+    return FailNext(_parse_zcl_failure, answer)
+
+
+def _not_processed(c: GbzComponent) -> GbzComponent:
+    """The Default Response (command 0xFF, FAILURE) for a component not processed after a failing one."""
+    return GbzComponent.build(c.cluster_id, DefaultResponse(0xFF, Status.FAILURE), sequence=c.header.sequence,
+                              direction=0 if c.header.direction else 1)
 
 
 def not_found(c: GbzComponent) -> GbzComponent:
@@ -549,5 +596,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ENDPOINT", "MIRROR_CLUSTERS", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "MIRROR_ENDPOINT", "MIRROR_CLUSTERS", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "read_failure", "ZclFailure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS"]
