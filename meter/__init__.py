@@ -91,10 +91,12 @@ def _ihd_status(ihd: Ihd) -> dict:
     d = ihd.display
     out = {"status": d.status, "demand_w": d.instantaneous_demand_w, "today_kwh": d.today_import_kwh,
            "price": d.current_price, "credit": d.credit, "events": [f"{code:04X}" for _t, code in d.events]}
-    if d.gas is not None:
+    if d.gas is not None:  # money in pounds like the status's other credits, price in pence per kWh
         g = d.gas
+        pounds = lambda pence: None if pence is None else round(pence / 100, 5)  # noqa: E731
         out["gas"] = {"today_m3": g.today_m3, "today_kwh": g.today_kwh, "total_m3": g.total_m3,
-                      "price": g.current_price, "today_cost": g.today_cost, "credit": g.credit}
+                      "price": g.current_price, "today_cost": pounds(g.today_cost), "credit": pounds(g.credit),
+                      "error": g.error}
     return out
 
 
