@@ -12,8 +12,8 @@ the events the ESME shows on HAN devices (ECS25a1) and shows the newest in `Disp
 
 Gas (`Display.gas`): given `gas_source` (EUI, endpoint) of a ZCL server mirroring the GSME (the
 GPF's mirror on the CHF's address, endpoint 2 [I]; the rig default when the premises has a GSME),
-it reads the mirror every `gas_interval` seconds (default: with price and credit, so never more
-often than `detail_interval` [I]): Metering (CurrentSummationDelivered and
+it reads the mirror every `gas_interval` seconds (default: with price and credit, every
+`detail_interval` [I]): Metering (CurrentSummationDelivered and
 CurrentDayConsumptionDelivered in m³, UnitOfMeasure 0x01, Multiplier / Divisor), Price
 (ConversionFactor, CalorificValue in MJ/m³, the unit price) and Prepayment (credit, shown only in
 prepayment mode). The mirror changes only when the GSME wakes and pushes (every 30 min by
@@ -186,7 +186,9 @@ class Ihd(Device):
     the interval's boundaries, or, given `poll_phase` (0 .. 1), only at that fraction into each
     interval (fleets spread their IHDs' polls so; its time syncs and price and credit reads then
     start at that phase of their own intervals too) [I]. Price and credit are read with every
-    poll, or, given `detail_interval`, at most that often (seconds) [I].
+    poll, or, given `detail_interval`, at most that often (seconds) [I]. `gas_source` (EUI,
+    endpoint), or rig text "EUI:ENDPOINT", is the GSME mirror it shows gas from, read every
+    `gas_interval` seconds (default: with price and credit, `detail_interval`) [I].
 
     `display` is the current model; `await poll_now()` forces a read. `stale_after` (default
     three poll intervals) is how old the last good read may get before the display says
@@ -233,9 +235,9 @@ class Ihd(Device):
             eui_text, _, ep = gas_source.partition(":")
             gas_source = (parse_eui(eui_text), int(ep or 1))
         self.gas_source = None if gas_source is None else (parse_eui(gas_source[0]), int(gas_source[1]))
-        if gas_interval is not None and not gas_interval > 0:
-            raise ValueError("gas_interval must be positive")
-        self.gas_interval = max(float(poll_interval), self.detail_interval) if gas_interval is None else float(gas_interval)
+        if gas_interval is not None and not gas_interval >= 0:
+            raise ValueError("gas_interval must be >= 0 (0: every poll)")
+        self.gas_interval = self.detail_interval if gas_interval is None else float(gas_interval)
         self.han = han
         self.chf_eui = parse_eui(chf_eui)
         self.esme_eui = parse_eui(esme_eui)

@@ -99,4 +99,4 @@ def test_gas_options_are_checked():
     assert ihd.gas_source == (bytes.fromhex("00DB1234567890A2"), 2) and ihd.gas_interval == 900
     assert ihd.display.gas is not None and ihd.display.gas.total_m3 is None
     with pytest.raises(ValueError):
-        Ihd("00DB1234567890B1", gas_source="00DB1234567890A2:2", gas_interval=0, **make)
+        Ihd("00DB1234567890B1", gas_source="00DB1234567890A2:2", gas_interval=-1, **make)
