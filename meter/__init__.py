@@ -81,7 +81,7 @@ def _gsme_status(gsme: Gsme) -> dict:
 def _create_ihd(ctx: DeviceContext) -> Ihd:
     s = ctx.spec
     options = {k: v for k, v in s.options.items() if k != "gsme"}
-    if _gsme_of(ctx) is not None:  # gas from the GPF's mirror of the GSME (hub.gpf) [I]
+    if ctx.type_of(s.options.get("gsme", "gsme")) == "gsme":  # gas from the GPF's mirror of the GSME (hub.gpf) [I]
         options.setdefault("gas_source", (ctx.chf.eui, MIRROR_ENDPOINT))
     return Ihd(s.eui, clock=ctx.clock, han=ctx.han, chf_eui=ctx.chf.eui, esme_eui=ctx.meter.eui,
                install_code=s.install_code, nvm=ctx.nvm, **options)
@@ -116,21 +116,15 @@ register_device_type(DeviceKind("gsme", _create_gsme, _attach_gsme, device_type=
 
 
 # ---------------------------------------------------------------------------------------------- PPMID
-def _gsme_of(ctx: DeviceContext) -> Any:
-    """The GSME of the premises a display shows: option `gsme` (a device name, default "gsme"),
-    when the rig has it."""
-    try:
-        device = ctx.device(ctx.spec.options.get("gsme", "gsme"))
-    except Exception:  # noqa: BLE001 - no such device: electricity only
-        return None
-    return device if getattr(device, "kind", None) == "gsme" else None
-
-
 def _ppmid_gsme(ctx: DeviceContext) -> Any:
-    """The GSME a PPMID pairs with (`_gsme_of`), when it serves the Method C join (CS03C) with a
-    device log."""
-    device = _gsme_of(ctx)
-    if device is None or not hasattr(device, "in_device_log"):
+    """The GSME a PPMID pairs with: option `gsme` (a device name, default "gsme"), when the rig
+    has it and it serves the Method C join (CS03C) with a device log."""
+    name = ctx.spec.options.get("gsme", "gsme")
+    try:
+        device = ctx.device(name)
+    except Exception:  # noqa: BLE001 - no such device: a PPMID for electricity only
+        return None
+    if getattr(device, "kind", None) != "gsme" or not hasattr(device, "in_device_log"):
         return None
     return device if device.supports(MessageCode.CS03C) else None
 
