@@ -332,15 +332,18 @@ class GasData:
                 out.append(self._fail_one(c, fail, firmware_version, encrypt) if i == at else _not_processed(c))
         return GbzPayload.build(out).encode()
 
+    def _read_values(self, cluster: int, fw: bytes) -> dict[int, Any]:
+        """What a GBZ Read Attributes of `cluster` reads (money in ZSE units)."""
+        return (self.metering_attributes(fw) if cluster == _M else self.prepayment_attributes() if cluster == _PP
+                else BASIC_ATTRIBUTES if cluster == Cluster.BASIC else {})
+
     def _fail_one(self, c: GbzComponent, fail: "ZclFailure", fw: bytes, encrypt) -> GbzComponent:
         """The failing component: a Read Attributes answers its records with the attribute at
         `fail.attribute` failing [O RTDS GCS13a / GCS21m / GCS38 ERROR]; any other command a
         Default Response with the status, in clear [O RTDS GCS16a / GCS15b / GCS17 ERROR]."""
         p = c.payload
         if isinstance(p, ReadAttributes):
-            values = (self.metering_attributes(fw) if c.cluster_id == _M else self.prepayment_attributes() if c.cluster_id == _PP
-                      else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
-            records = list(read_attributes_response(c.cluster_id, p.attribute_ids, values).records)
+            records = list(read_attributes_response(c.cluster_id, p.attribute_ids, self._read_values(c.cluster_id, fw)).records)
             k = min(fail.attribute, len(records) - 1)
             if records:
                 records[k] = ReadAttributeRecord(records[k].attribute_id, fail.status)
@@ -352,9 +355,7 @@ class GasData:
         p = c.payload
         seq = c.header.sequence
         if isinstance(p, ReadAttributes):
-            values = (self.metering_attributes(fw) if c.cluster_id == _M else self.prepayment_attributes() if c.cluster_id == _PP
-                      else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
-            resp = read_attributes_response(c.cluster_id, p.attribute_ids, values)
+            resp = read_attributes_response(c.cluster_id, p.attribute_ids, self._read_values(c.cluster_id, fw))
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=encrypt is not None)
         if isinstance(p, ClusterCommand) and p.name == "GetSampledData" and p["sample_id"] == NETWORK_DATA_SAMPLE_ID:
             return self._network_data(c, p, encrypt)
