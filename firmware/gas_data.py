@@ -20,6 +20,7 @@ as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from gbcs.codec import DecodeError
@@ -29,7 +30,9 @@ from gbcs.zcl import (
     Cluster,
     ClusterCommand,
     DefaultResponse,
+    ReadAttributeRecord,
     ReadAttributes,
+    ReadAttributesResponse,
     Status,
     read_attributes_response,
 )
@@ -55,6 +58,7 @@ DAILY_DAYS = 731  # [U] two years of daily reads
 # The endpoint of the CHF's address where the GPF serves its GSME mirror's Metering / Prepayment
 # attributes to IHDs and PPMIDs [I: FACTS §3.3 "Gas ESI endpoint" with a mirrored Metering cluster]
 MIRROR_ENDPOINT = 2
+MIRROR_CLUSTERS = (Cluster.METERING, Cluster.PREPAYMENT, Cluster.PRICE)  # what it serves there (`han_clusters`)
 MIRROR_ATTRIBUTE = 0xFF00  # the GSME's push: one long octet string on the GPF's Metering mirror [I]
 # The mirror's FunctionalNotificationFlags (bitmap32) the GSME reads each wake [S FACTS §3.3: ZSE keeps
 # them as the mirror's client attribute 0x0000; gbhub reads them as this manufacturer attribute, I]
@@ -349,11 +353,28 @@ class GasData:
             values.update({0x0501: 0, 0x0502: 0x00, 0x0503: 826})  # kWh; whole pence; GBP (as the ESME serves) [I]
         return values
 
+    def price_attributes(self) -> dict[int, Any]:
+        """The gas Price attributes an IHD needs to show energy and cost: the unit price and
+        standing charge in milli-pence (trailing digit 3, like the ESME's own server), the
+        conversion factor and the calorific value (MJ/m³) [I: ZSE Price commodity attributes]."""
+        gas = self.get("gas") or {}
+        values: dict[int, Any] = {0x0300: 1, 0x0616: 826, 0x0617: 0x30}  # CommodityType gas metering; GBP
+        if gas.get("standing") is not None:
+            values[0x0301] = max(0, int(round(gas["standing"] * 1000)))
+        if gas.get("price") is not None:
+            values[0x0400] = values[0x0410] = max(0, int(round(gas["price"] * 1000)))  # NoTierBlock1, Tier1Block1
+        if gas.get("cf"):
+            values.update({0x0302: int(round(gas["cf"] * 10**6)), 0x0303: 0x60})
+        if gas.get("cv"):
+            values.update({0x0304: int(round(gas["cv"] * 1000)), 0x0305: 0x01, 0x0306: 0x30})
+        return values
+
     def han_clusters(self) -> dict[int, Callable[[], dict[int, Any]]]:
         """What the GPF's gas mirror serves to IHDs and PPMIDs on the HAN (`MIRROR_ENDPOINT` of the
-        CHF's address): Metering and Prepayment, read live from the copy, money in pence like the
-        ESME's own ZCL server [I]."""
-        return {Cluster.METERING: self.metering_attributes, Cluster.PREPAYMENT: lambda: self.prepayment_attributes(1)}
+        CHF's address): Metering, Prepayment and Price, read live from the copy, money in pence like
+        the ESME's own ZCL server [I]."""
+        return {Cluster.METERING: self.metering_attributes, Cluster.PREPAYMENT: lambda: self.prepayment_attributes(1),
+                Cluster.PRICE: self.price_attributes}
 
     def _network_data(self, c: GbzComponent, p: ClusterCommand, encrypt) -> GbzComponent:
         """GCS18: the network data log GCS31 started (`gas.network_log`: start, interval, samples),
@@ -380,21 +401,45 @@ class GasData:
 
     # -- answering GBZ reads ------------------------------------------------------------------
     def answer(self, components: Iterable[GbzComponent], *, now: float, firmware_version: bytes = b"",
-               encrypt: Callable[[bytes], bytes] | None = None) -> bytes:
+               encrypt: Callable[[bytes], bytes] | None = None, fail: "ZclFailure | None" = None) -> bytes:
         """The response content to GBZ reads: each component answered in order; data components
-        encrypted with `encrypt` when given (the use cases in `gbcs.usecases.gas.ENCRYPTED_RESPONSES`)."""
+        encrypted with `encrypt` when given (the use cases in `gbcs.usecases.gas.ENCRYPTED_RESPONSES`).
+        `fail` (`fail-next`, `read_failure`): the components before its index are answered as
+        usual, that one fails with its status, the rest are not processed [O RTDS read ERROR vectors]."""
+        components = list(components)
         out = []
+        at = None if fail is None else (len(components) - 1 if fail.index is None else min(fail.index, len(components) - 1))
         for i, c in enumerate(components):
-            out.append(self._answer_one(c, now, firmware_version, encrypt, i))
+            if at is None or i < at:
+                out.append(self._answer_one(c, now, firmware_version, encrypt, i))
+            else:
+                out.append(self._fail_one(c, fail, firmware_version, encrypt) if i == at else _not_processed(c))
         return GbzPayload.build(out).encode()
+
+    def _read_values(self, cluster: int, fw: bytes) -> dict[int, Any]:
+        """What a GBZ Read Attributes of `cluster` reads (money in ZSE units)."""
+        return (self.metering_attributes(fw) if cluster == _M else self.prepayment_attributes() if cluster == _PP
+                else BASIC_ATTRIBUTES if cluster == Cluster.BASIC else {})
+
+    def _fail_one(self, c: GbzComponent, fail: "ZclFailure", fw: bytes, encrypt) -> GbzComponent:
+        """The failing component: a Read Attributes answers its records with the attribute at
+        `fail.attribute` failing [O RTDS GCS13a / GCS21m / GCS38 ERROR]; any other command a
+        Default Response with the status, in clear [O RTDS GCS16a / GCS15b / GCS17 ERROR]."""
+        p = c.payload
+        if isinstance(p, ReadAttributes):
+            records = list(read_attributes_response(c.cluster_id, p.attribute_ids, self._read_values(c.cluster_id, fw)).records)
+            k = min(fail.attribute, len(records) - 1)
+            if records:
+                records[k] = ReadAttributeRecord(records[k].attribute_id, fail.status)
+            return _component(c.cluster_id, ReadAttributesResponse(tuple(records)), c.header.sequence, encrypt,
+                              disable_default_response=encrypt is not None)
+        return default_response(c, fail.status)
 
     def _answer_one(self, c: GbzComponent, now: float, fw: bytes, encrypt, index: int) -> GbzComponent:
         p = c.payload
         seq = c.header.sequence
         if isinstance(p, ReadAttributes):
-            values = (self.metering_attributes(fw) if c.cluster_id == _M else self.prepayment_attributes() if c.cluster_id == _PP
-                      else BASIC_ATTRIBUTES if c.cluster_id == Cluster.BASIC else {})
-            resp = read_attributes_response(c.cluster_id, p.attribute_ids, values)
+            resp = read_attributes_response(c.cluster_id, p.attribute_ids, self._read_values(c.cluster_id, fw))
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=encrypt is not None)
         if isinstance(p, ClusterCommand) and p.name == "GetSampledData" and p["sample_id"] == NETWORK_DATA_SAMPLE_ID:
             return self._network_data(c, p, encrypt)
@@ -694,10 +739,21 @@ def default_response(c: GbzComponent, status: int = Status.SUCCESS) -> GbzCompon
                               direction=back)
 
 
-def _parse_zcl_failure(text: str) -> tuple[int, int | None]:
-    """`STATUS[@INDEX]`: a ZCL status (name such as `hardware-failure`, or a number) and the
-    index of the component that fails (default: the last)."""
-    name, _, index = text.strip().partition("@")
+@dataclass(frozen=True, slots=True)
+class ZclFailure:
+    """`fail-next` for a GBZ command: `status` (a ZCL status) of component `index` (None: the
+    last), and for a Read Attributes the record `attribute` (from 0) that carries it."""
+
+    status: int
+    index: int | None = None
+    attribute: int = 0
+
+
+def _parse_zcl_failure(text: str) -> ZclFailure:
+    """`STATUS[@INDEX[.ATTRIBUTE]]`: a ZCL status (name such as `hardware-failure`, or a number),
+    the index of the component that fails (default: the last) and, when it is a Read Attributes,
+    which of its attributes (default: the first)."""
+    name, at, where = text.strip().partition("@")
     key = name.strip().upper().replace("-", "_")
     if key in Status.__members__:
         status = int(Status[key])
@@ -705,31 +761,41 @@ def _parse_zcl_failure(text: str) -> tuple[int, int | None]:
         status = int(key)
     else:
         raise ValueError(f"{name!r} is not a ZCL status (e.g. hardware-failure, failure, or a number 0-255), "
-                         "optionally followed by @COMPONENT_INDEX")
-    if index and not index.isdigit():
-        raise ValueError(f"@{index}: the failing component's index is a number from 0")
-    return status, int(index) if index else None
+                         "optionally followed by @COMPONENT_INDEX[.ATTRIBUTE_INDEX]")
+    index, _, attribute = where.partition(".")
+    if (index and not index.isdigit()) or (attribute and not attribute.isdigit()) or (at and not index):
+        raise ValueError(f"@{where}: the failing component's index (and attribute's) are numbers from 0")
+    return ZclFailure(status, int(index) if index else None, int(attribute) if attribute else 0)
 
 
 def gbz_failure(dated: Callable[[Any], bytes | None] | None = None) -> FailNext:
     """`fail-next USE_CASE STATUS[@INDEX]` for a GBZ command answered with Default Responses: the
-    components before INDEX answer SUCCESS, component INDEX answers STATUS, and one Default Response
-    for command 0xFF with FAILURE stands for the rest, which are not processed [O RTDS GCS01a / GCS05
-    FUTURE_DATED_*ERROR, GCS04 / GCS24a / GCS25a / GCS40a ERROR]; nothing is executed [I].
+    components before INDEX answer SUCCESS, component INDEX answers STATUS, and each one after it,
+    not processed, a Default Response for command 0xFF with FAILURE [O RTDS GCS01a / GCS05
+    FUTURE_DATED_*ERROR, GCS04 / GCS24a / GCS25a / GCS40a / GCS06 / GCS32 / GCS39 ERROR; GCS15b /
+    GCS16b ERROR show one per component]; nothing is executed [I].
     `dated(device)` is the response's date-time when the use case dates it."""
 
-    def respond(device: Any, message: Message, parsed: tuple[int, int | None]) -> Outcome:
-        status, index = parsed
+    def respond(device: Any, message: Message, fail: ZclFailure) -> Outcome:
         comps = gbz_command(message)
-        i = len(comps) - 1 if index is None else min(index, len(comps) - 1)
-        out = [default_response(c) for c in comps[:i]] + [default_response(comps[i], status)]
-        if i < len(comps) - 1:
-            rest = comps[i + 1]
-            out.append(GbzComponent.build(rest.cluster_id, DefaultResponse(0xFF, Status.FAILURE),
-                                          sequence=rest.header.sequence, direction=0 if rest.header.direction else 1))
+        i = len(comps) - 1 if fail.index is None else min(fail.index, len(comps) - 1)
+        out = ([default_response(c) for c in comps[:i]] + [default_response(comps[i], fail.status)]
+               + [_not_processed(c) for c in comps[i + 1:]])
         return Outcome(GbzPayload.build(out).encode(), None if dated is None else dated(device))
 
     return FailNext(_parse_zcl_failure, respond)
+
+
+def read_failure(answer: Callable[[Any, Message, ZclFailure], Any]) -> FailNext:
+    """`fail-next USE_CASE STATUS[@INDEX[.ATTRIBUTE]]` for a GBZ read: `answer(device, command,
+    failure)` answers it as usual up to the failing component (`GasData.answer(fail=...)`)."""
+    return FailNext(_parse_zcl_failure, answer)
+
+
+def _not_processed(c: GbzComponent) -> GbzComponent:
+    """The Default Response (command 0xFF, FAILURE) for a component not processed after a failing one."""
+    return GbzComponent.build(c.cluster_id, DefaultResponse(0xFF, Status.FAILURE), sequence=c.header.sequence,
+                              direction=0 if c.header.direction else 1)
 
 
 def not_found(c: GbzComponent) -> GbzComponent:
@@ -743,5 +809,5 @@ def _component(cluster: int, payload: Any, sequence: int, encrypt, *, disable_de
     return GbzComponent.build(cluster, payload, sequence=sequence, disable_default_response=disable_default_response)
 
 
-__all__ = ["GasData", "MIRROR_ENDPOINT", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
+__all__ = ["GasData", "MIRROR_ENDPOINT", "MIRROR_CLUSTERS", "apply_command", "GAS_SETTINGS", "PREPAY_SETTINGS", "TARIFF_COMMANDS", "MIRROR_ATTRIBUTE", "NOTIFICATION_FLAGS_ATTRIBUTE", "NEW_OTA_FIRMWARE", "default_response", "gbz_failure", "not_found", "BASIC_ATTRIBUTES", "NS", "PROFILE_NS", "DAILY_NS", "HALF_HOUR", "DAY", "ZCL_EPOCH", "SUPPLY_ZCL", "MONEY", "zcl_seconds",
            "PROFILE_DAYS", "DAILY_DAYS", "DERIVED", "MAX_SEGMENT_DAYS"]

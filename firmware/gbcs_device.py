@@ -413,7 +413,8 @@ class GbcsDevice(FirmwareUpdates, Device):
         "fail-next", lambda device, args, options: device.arm_fail_next(args), "USE_CASE RESULT",
         "the next authentic command of USE_CASE is answered with RESULT: a DLMS result (`hardware-fault`, "
         "or one per request: `success,hardware-fault,other-reason`), the ASN.1 response code (CS02*, CS03*, "
-        "CS04*, CS06, CS07), or for GBZ commands a ZCL status with the failing component: `hardware-failure@6`"))
+        "CS04*, CS06, CS07), or for GBZ commands a ZCL status with the failing component (and, for a read, attribute): "
+        "`hardware-failure@6`, `hardware-failure@0.1`"))
     #: Future-dated actions other than DLMS activations: {name: fn(device, entry) -> FdaOutcome}
     #: (`firmware.future`; ASN.1 CS06 / CS02*, GBZ).
     FUTURE_ACTIONS: ClassVar[Mapping[str, Callable[[Any, dict], Any]]] = MappingProxyType({

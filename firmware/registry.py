@@ -15,7 +15,7 @@ may import the other; it knows nothing of any device type.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from gbcs.catalogue import DeviceType
 from gbcs.keystore import Keystore
@@ -42,6 +42,12 @@ class DeviceContext:
     wan: Any = None
     chf: Any = None  # the premises' CHF (None while the CHF itself is being built)
     lookup: Callable[[str], Any] | None = None
+    specs: Mapping[str, Any] | None = None  # the rig's device specs by name (what exists, unbuilt)
+
+    def type_of(self, name: str) -> str | None:
+        """The device type of the rig's device `name` (None: no such device), without building it."""
+        spec = None if self.specs is None else self.specs.get(name)
+        return None if spec is None else spec.type
 
     def device(self, name: str) -> Any:
         """Another device of the premises, by its rig name (built first if need be)."""

@@ -64,6 +64,7 @@ from .aps import ApsFrame, HanError, NoRoute, PortClosed
 from .transport import Clock, ClusterDispatch, HanPort, LoopClock, Receiver, spawn
 
 __all__ = [
+    "served_clusters",
     "AttributeProvider",
     "CommandHandler",
     "ZclClient",
@@ -227,6 +228,15 @@ class _ZclRouter:
         if server is None:
             return self._fallback(frame)
         return server.handle(frame)
+
+
+def served_clusters(dispatch: ClusterDispatch, endpoint: int) -> set[int]:
+    """The clusters a ZclServer answers on `endpoint` of the device that receives through
+    `dispatch` (a transport advertising that endpoint must not promise more)."""
+    for handler in dispatch.handlers.values():
+        if isinstance(handler, _ZclRouter) and handler.dispatch is dispatch:
+            return {c for c, ep in handler.servers if ep == endpoint}
+    return set()
 
 
 # ---------------------------------------------------------------------------------------------

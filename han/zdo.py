@@ -170,6 +170,15 @@ def active_ep_response(tsn: int, nwk: int, endpoints: tuple[int, ...]) -> bytes:
     return struct.pack("<BBHB", tsn, SUCCESS, nwk, len(endpoints)) + bytes(endpoints)
 
 
+def decode_active_ep_response(data: bytes) -> tuple[int, int, int, tuple[int, ...]]:
+    """(tsn, status, nwk, endpoints)."""
+    r = _Reader(data)
+    tsn, status, nwk, n = r.u8("tsn"), r.u8("status"), r.u16("nwk"), r.u8("count")
+    endpoints = tuple(r.take(n, "endpoints"))
+    r.end("Active_EP_rsp")
+    return tsn, status, nwk, endpoints
+
+
 def node_desc_response(tsn: int, nwk: int, descriptor: bytes) -> bytes:
     return struct.pack("<BBH", tsn, SUCCESS, nwk) + descriptor
 
@@ -182,33 +191,50 @@ def device_annce(tsn: int, nwk: int, ieee: bytes, capability: int = 0x80) -> byt
 # -- gbhub endpoint table (ENDPOINT_TABLE_CLUSTER, endpoint 0, profile 0) -------------------------
 #   request  01 ‖ tsn
 #   response 02 ‖ tsn ‖ count ‖ (endpoint(1) ‖ eui(8)) * count      (eui in GBCS order)
+#   response 03 ‖ tsn ‖ count ‖ (endpoint(1) ‖ eui(8) ‖ device endpoint(1)) * count
+# The second form also names the endpoint each entity uses itself, for an entity served on more
+# than one endpoint of the node (the CHF's address: the CHF, and the GPF's gas mirror on 2 [I]).
 
-_TABLE_REQUEST, _TABLE_RESPONSE = 1, 2
+_TABLE_REQUEST, _TABLE_RESPONSE, _TABLE_RESPONSE_EP = 1, 2, 3
 
 
 def endpoint_table_request(tsn: int) -> bytes:
     return bytes((_TABLE_REQUEST, tsn & 0xFF))
 
 
-def endpoint_table_response(tsn: int, table: dict[int, bytes]) -> bytes:
+def endpoint_table_response(tsn: int, table: dict[int, bytes], device_endpoints: dict[int, int] | None = None) -> bytes:
+    """The table {node endpoint: EUI}; with `device_endpoints` {node endpoint: the entity's own
+    endpoint} (others: 1) the second form."""
     if len(table) > 0xFF:
         raise ValueError("at most 255 endpoints")
-    return bytes((_TABLE_RESPONSE, tsn & 0xFF, len(table))) + b"".join(bytes((ep,)) + eui for ep, eui in sorted(table.items()))
+    if not device_endpoints:
+        return bytes((_TABLE_RESPONSE, tsn & 0xFF, len(table))) + b"".join(bytes((ep,)) + eui for ep, eui in sorted(table.items()))
+    return bytes((_TABLE_RESPONSE_EP, tsn & 0xFF, len(table))) + b"".join(
+        bytes((ep,)) + eui + bytes((device_endpoints.get(ep, 1),)) for ep, eui in sorted(table.items()))
 
 
 def decode_endpoint_table(data: bytes) -> tuple[int, int, dict[int, bytes] | None]:
     """(command, tsn, table): table is None for a request."""
+    return decode_endpoint_table_full(data)[:3]  # type: ignore[return-value]
+
+
+def decode_endpoint_table_full(data: bytes) -> tuple[int, int, dict[int, bytes] | None, dict[int, int]]:
+    """(command, tsn, table, device endpoints): table is None for a request; device endpoints
+    {node endpoint: the entity's own endpoint} are those of the second response form."""
     r = _Reader(data)
     command, tsn = r.u8("command"), r.u8("tsn")
     if command == _TABLE_REQUEST:
         r.end("endpoint table request")
-        return command, tsn, None
-    if command != _TABLE_RESPONSE:
+        return command, tsn, None, {}
+    if command not in (_TABLE_RESPONSE, _TABLE_RESPONSE_EP):
         raise DecodeError(f"unknown endpoint table command 0x{command:02X}", 0, "command")
     n = r.u8("count")
     table: dict[int, bytes] = {}
+    own: dict[int, int] = {}
     for _ in range(n):
         ep = r.u8("endpoint")
         table[ep] = r.take(8, "eui")
+        if command == _TABLE_RESPONSE_EP:
+            own[ep] = r.u8("device endpoint")
     r.end("endpoint table response")
-    return command, tsn, table
+    return command, tsn, table, own

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import zigpy.config as zconf
@@ -74,6 +74,7 @@ from .aps import (
 from .join import JOIN_CLUSTER, JOIN_ENDPOINT, ZDP_PROFILE
 from .transport import AirTaps, Clock, LoopClock, Receiver, deliver, spawn
 from .virtual import CLOSED, DELIVERED, LINK_DOWN, LOST, NO_ROUTE, AirCounters
+from .zcl_server import served_clusters
 
 log = logging.getLogger("gbhub.han.zigbee")
 
@@ -106,6 +107,11 @@ SE_ENDPOINTS: dict[int, zdo.SimpleDescriptor] = {
     ),
 }
 SE_ENDPOINTS[DeviceType.GPF] = SE_ENDPOINTS[DeviceType.ESME]
+#: The GPF's mirror of the GSME, a second endpoint of the CHF's address (`describe(..., also=...)`):
+#: a Metering Device [I: ZSE's mirror is a metering endpoint of the ESI] serving the mirrored
+#: Metering and Prepayment clusters, and Price for the gas conversion (`firmware.gas_data`).
+GAS_MIRROR = zdo.SimpleDescriptor(0, SMART_ENERGY_PROFILE, METERING_DEVICE, 0,
+                                  (METERING_CLUSTER, PRICE_CLUSTER, PREPAYMENT_CLUSTER), ())
 SE_ENDPOINTS[DeviceType.PPMID] = zdo.SimpleDescriptor(
     0, SMART_ENERGY_PROFILE, PREPAYMENT_TERMINAL_DEVICE, 0,
     SE_ENDPOINTS[DeviceType.TYPE_2].in_clusters, SE_ENDPOINTS[DeviceType.TYPE_2].out_clusters,
@@ -223,6 +229,16 @@ class _Local:
     own_endpoint: int = 1  # the endpoint the device itself uses in its frames
     descriptor: zdo.SimpleDescriptor | None = None
     port: "ZigbeePort | None" = None
+    #: further endpoints of the same address: the device's own endpoint -> (radio endpoint, descriptor)
+    also: dict[int, tuple[int, zdo.SimpleDescriptor]] = field(default_factory=dict)
+
+    def own_endpoint_at(self, endpoint: int) -> int:
+        """The device's own endpoint behind radio endpoint `endpoint`."""
+        if endpoint != self.endpoint:
+            for own, (radio, _d) in self.also.items():
+                if radio == endpoint:
+                    return own
+        return self.own_endpoint
 
 
 @dataclass(slots=True)
@@ -316,15 +332,25 @@ class ZigbeeTransport(AirTaps):
             self._by_endpoint[local.endpoint] = local
         return local
 
-    def describe(self, eui: bytes, device_type: int, *, endpoint: int = 1) -> int:
+    def describe(self, eui: bytes, device_type: int, *, endpoint: int = 1,
+                 also: dict[int, zdo.SimpleDescriptor] | None = None) -> int:
         """Serve local device `eui` as a Smart Energy `device_type` (its clusters from
-        SE_ENDPOINTS); `endpoint` is the one the device uses in its own frames. Returns the
+        SE_ENDPOINTS); `endpoint` is the one the device uses in its own frames. `also` {own
+        endpoint: descriptor} serves further endpoints of the same address, each on a radio
+        endpoint of its own (the CHF's: {2: GAS_MIRROR}, the GPF's gas mirror). Returns the
         coordinator endpoint it is served on."""
         local = self._entry(bytes(eui))
         base = SE_ENDPOINTS.get(int(device_type), SE_ENDPOINTS[DeviceType.ESME])
         local.descriptor = zdo.SimpleDescriptor(local.endpoint, base.profile, base.device_id, base.device_version,
                                                 base.in_clusters, base.out_clusters)
         local.own_endpoint = endpoint
+        for own, d in (also or {}).items():
+            radio = local.also[own][0] if own in local.also else self._next_endpoint
+            if own not in local.also:
+                self._next_endpoint += 1
+                self._by_endpoint[radio] = local
+            local.also[own] = (radio, zdo.SimpleDescriptor(radio, d.profile, d.device_id, d.device_version,
+                                                           d.in_clusters, d.out_clusters))
         return local.endpoint
 
     def descriptors(self) -> list[zdo.SimpleDescriptor]:
@@ -341,24 +367,57 @@ class ZigbeeTransport(AirTaps):
                 d = zdo.SimpleDescriptor(d.endpoint, d.profile, d.device_id, d.device_version,
                                          tuple(c for c in d.in_clusters if c in served), d.out_clusters)
             out.append(d)
+            for own, (_radio, d) in local.also.items():  # only the clusters a ZCL server answers there
+                dispatch = self._dispatch_of(local)
+                served_there = set() if dispatch is None else served_clusters(dispatch, own)
+                clusters = tuple(c for c in d.in_clusters if c in served_there)
+                if clusters:
+                    out.append(zdo.SimpleDescriptor(d.endpoint, d.profile, d.device_id, d.device_version,
+                                                    clusters, d.out_clusters))
         return out
 
+    def descriptor_at(self, endpoint: int) -> zdo.SimpleDescriptor | None:
+        """The descriptor served on radio endpoint `endpoint` (None: not active)."""
+        return next((d for d in self.descriptors() if d.endpoint == endpoint), None)
+
+    def device_endpoints(self) -> dict[int, int]:
+        """{radio endpoint: the device's own endpoint} where the two differ from the usual (1)."""
+        out = {}
+        for local in self._local.values():
+            if local.descriptor is not None and local.own_endpoint != 1:
+                out[local.endpoint] = local.own_endpoint
+            for own, (radio, _d) in local.also.items():
+                out[radio] = own
+        return out
+
+    @staticmethod
+    def _dispatch_of(local: _Local) -> Any:
+        """A local device's ClusterDispatch (the receiver itself, or the `han_dispatch` of the
+        object whose method it is); None when that cannot be seen."""
+        if getattr(local.receive, "handlers", None) is not None:
+            return local.receive
+        dispatch = getattr(getattr(local.receive, "__self__", None), "han_dispatch", None)
+        return dispatch if getattr(dispatch, "handlers", None) is not None else None
+
     def _served(self, local: _Local) -> set[int] | None:
-        """Clusters a local device handles: its receiver's ClusterDispatch (the receiver itself,
-        or the `han_dispatch` of the object whose method it is); None when that cannot be seen."""
-        handlers = getattr(local.receive, "handlers", None)
-        if handlers is None:
-            handlers = getattr(getattr(getattr(local.receive, "__self__", None), "han_dispatch", None), "handlers", None)
-        if handlers is None:
+        """Clusters a local device handles (`_dispatch_of`); None when that cannot be seen."""
+        dispatch = self._dispatch_of(local)
+        if dispatch is None:
             return None
-        served = set(handlers)
+        served = set(dispatch.handlers)
         if self.cbke is not None and local.eui == self.coordinator:
             served.add(KEY_ESTABLISHMENT_CLUSTER)  # answered by the transport itself
         return served
 
-    def endpoint_of(self, eui: bytes) -> int | None:
+    def endpoint_of(self, eui: bytes, own: int | None = None) -> int | None:
+        """The radio endpoint `eui` is served on; given `own`, the one of that endpoint of the
+        device's (`describe(also=...)`)."""
         local = self._local.get(eui)
-        return None if local is None else local.endpoint
+        if local is None:
+            return None
+        if own is not None and own in local.also:
+            return local.also[own][0]
+        return local.endpoint
 
     def attach(self, eui: bytes, receive: Receiver) -> ZigbeePort:
         if len(eui) != 8:
@@ -523,7 +582,7 @@ class ZigbeeTransport(AirTaps):
             self._emit(frame, LINK_DOWN)
             which = frame.src if frame.src in self._down else frame.dst
             raise LinkDown(f"link of {which.hex().upper()} is down")
-        if frame.src_endpoint:
+        if frame.src_endpoint and frame.src_endpoint not in src.also:
             src.own_endpoint = frame.src_endpoint
         local = self._local.get(frame.dst)
         if local is not None:
@@ -544,7 +603,10 @@ class ZigbeeTransport(AirTaps):
             counters.failed += 1
             self._emit(frame, NO_ROUTE)
             raise NoRoute(f"{frame.dst.hex().upper()} has not joined the radio's network")
-        src_ep = frame.src_endpoint if frame.src_endpoint == ZDO_ENDPOINT else src.endpoint
+        if frame.src_endpoint == ZDO_ENDPOINT:
+            src_ep = ZDO_ENDPOINT
+        else:  # the radio endpoint of the device's endpoint that sends (`describe(also=...)`)
+            src_ep = src.also[frame.src_endpoint][0] if frame.src_endpoint in src.also else src.endpoint
         try:
             await self.app.request(device, frame.profile, frame.cluster, src_ep, frame.dst_endpoint,
                                    _sequence(frame.payload), frame.payload, expect_reply=False)
@@ -605,7 +667,8 @@ class ZigbeeTransport(AirTaps):
         if cluster == KEY_ESTABLISHMENT_CLUSTER and self.cbke is not None and local.eui == self.coordinator:
             self._key_establishment(source[0], packet.src_ep, local.endpoint, data)
             return True
-        frame = ApsFrame(source[0], local.eui, packet.src_ep, local.own_endpoint, cluster, data, profile=profile)
+        frame = ApsFrame(source[0], local.eui, packet.src_ep, local.own_endpoint_at(packet.dst_ep), cluster, data,
+                         profile=profile)
         self._arrive(local, frame)
         return True
 
@@ -633,7 +696,7 @@ class ZigbeeTransport(AirTaps):
                 table = {d.endpoint: self._by_endpoint[d.endpoint].eui for d in self.descriptors()}
                 if self.coordinator in self._local:
                     table[ZDO_ENDPOINT] = self.coordinator  # the trust centre: join handshake
-                answer = (zdo.ENDPOINT_TABLE_CLUSTER, zdo.endpoint_table_response(tsn, table))
+                answer = (zdo.ENDPOINT_TABLE_CLUSTER, zdo.endpoint_table_response(tsn, table, self.device_endpoints()))
             elif cluster == zdo.MATCH_DESC_REQ:
                 request = zdo.decode_match_desc_request(data)
                 if request.profile != SMART_ENERGY_PROFILE:
@@ -645,7 +708,7 @@ class ZigbeeTransport(AirTaps):
                 local = self._by_endpoint.get(ep)
                 if local is None and not getattr(self.app, "gbhub_answers_zdo", False):
                     return False  # the radio firmware answers for its other endpoints
-                answer = (zdo.SIMPLE_DESC_RSP, zdo.simple_desc_response(tsn, own, None if local is None else local.descriptor))
+                answer = (zdo.SIMPLE_DESC_RSP, zdo.simple_desc_response(tsn, own, None if local is None else self.descriptor_at(ep)))
             else:  # Active_EP_req: radio firmware answers it, except on radios that leave ZDP to us
                 if not getattr(self.app, "gbhub_answers_zdo", False):
                     return False

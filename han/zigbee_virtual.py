@@ -263,6 +263,7 @@ class ZigbeeNode:
         self.eui: bytes | None = None
         self.port: NodePort | None = None
         self._table: dict[int, bytes] = {}  # coordinator endpoint -> EUI
+        self._device_eps: dict[int, int] = {}  # coordinator endpoint -> the entity's own endpoint (else 1)
         self._matches: dict[int, tuple[int, ...]] = {}
         self._waiting: dict[tuple[int, int], asyncio.Future] = {}
         self._tsn = itertools.count(1)
@@ -390,8 +391,21 @@ class ZigbeeNode:
         if refresh or not self._table:
             tsn = next(self._tsn) & 0xFF
             data = await self._ask(zdo.ENDPOINT_TABLE_CLUSTER, zdo.ENDPOINT_TABLE_CLUSTER, zdo.endpoint_table_request(tsn), tsn)
-            self._table = zdo.decode_endpoint_table(data)[2] or {}
+            _command, _tsn, table, self._device_eps = zdo.decode_endpoint_table_full(data)
+            self._table = table or {}
         return self._table
+
+    async def active_endpoints(self) -> tuple[int, ...]:
+        """Active_EP to the coordinator: its active endpoints (as a real IHD discovers them)."""
+        tsn = next(self._tsn) & 0xFF
+        data = await self._ask(zdo.ACTIVE_EP_REQ, zdo.ACTIVE_EP_RSP, bytes((tsn, 0, 0)), tsn)
+        return zdo.decode_active_ep_response(data)[3]
+
+    async def simple_descriptor(self, endpoint: int) -> zdo.SimpleDescriptor | None:
+        """Simple_Desc of one of the coordinator's endpoints (None: not active)."""
+        tsn = next(self._tsn) & 0xFF
+        data = await self._ask(zdo.SIMPLE_DESC_REQ, zdo.SIMPLE_DESC_RSP, bytes((tsn, 0, 0, endpoint)), tsn)
+        return zdo.decode_simple_desc_response(data)[3]
 
     async def match(self, cluster: int) -> tuple[int, ...]:
         """Match_Desc to the coordinator: its Smart Energy endpoints serving `cluster`."""
@@ -417,7 +431,9 @@ class ZigbeeNode:
         chosen = [ep for ep in candidates if ep in hosted]
         if not chosen:
             raise NoRoute(f"{frame.dst.hex().upper()} serves no cluster 0x{frame.cluster:04X} on this network")
-        return 0x0000, chosen[0]
+        # an entity served on several endpoints (the CHF and the GPF's gas mirror): the one it calls dst_endpoint
+        same = [ep for ep in chosen if self._device_eps.get(ep, 1) == frame.dst_endpoint]
+        return 0x0000, (same or chosen)[0]
 
     # -- the air ----------------------------------------------------------------------------
     def _transmit(self, nwk: int, src_ep: int, dst_ep: int, profile: int, cluster: int, data: bytes) -> bool:
@@ -470,7 +486,7 @@ class ZigbeeNode:
 
     def _zdp(self, src_nwk: int, src_ep: int, cluster: int, data: bytes) -> None:
         try:
-            if cluster in (zdo.MATCH_DESC_RSP, zdo.ENDPOINT_TABLE_CLUSTER):
+            if cluster in (zdo.MATCH_DESC_RSP, zdo.ENDPOINT_TABLE_CLUSTER, zdo.ACTIVE_EP_RSP, zdo.SIMPLE_DESC_RSP):
                 tsn = data[1] if cluster == zdo.ENDPOINT_TABLE_CLUSTER else data[0]
                 future = self._waiting.get((cluster, tsn))
                 if future is not None and not future.done():

@@ -8,9 +8,10 @@ by the GSME's push at each wake (`meter.gsme`: a ZCL Write Attributes to the CHF
 the GPF answers only after its NVM write). The GPF's own event log records each sync, tap-off
 and discarded message.
 
-IHDs and PPMIDs read the mirror like a meter (ZSE Read Attributes of Metering 0x0702 and Prepayment
-0x0705 at the CHF's address, endpoint `MIRROR_ENDPOINT` 2 [I]; money in pence like the ESME's own
-server): a PPMID's `gas_source` defaults to it, so its gas credit shows without waiting for a PCS01
+IHDs and PPMIDs read the mirror like a meter (ZSE Read Attributes of Metering 0x0702, Prepayment
+0x0705 and Price 0x0700 (conversion factor, calorific value, unit price) at the CHF's address,
+endpoint `MIRROR_ENDPOINT` 2 [I]; money in pence like the ESME's own server): a PPMID's and an
+IHD's `gas_source` default to it, so gas credit shows without waiting for a PCS01
 answer. Only joined IHDs / PPMIDs of the CHF device log may read it (others: NOT_AUTHORIZED).
 
 The GSME also reads the mirror's FunctionalNotificationFlags each wake (`notification_flags`, a
@@ -76,8 +77,8 @@ from gbcs.zcl import (
 from gbhub.firmware.cosem import datetime_bytes
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
-from gbhub.firmware.gas_data import (DAILY_DAYS, DERIVED, MAX_SEGMENT_DAYS, MIRROR_ATTRIBUTE, MIRROR_ENDPOINT, MONEY,
-                                      NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE, PROFILE_DAYS, ZCL_EPOCH, GasData,
+from gbhub.firmware.gas_data import (DAILY_DAYS, DERIVED, MAX_SEGMENT_DAYS, MIRROR_ATTRIBUTE, MIRROR_CLUSTERS, MIRROR_ENDPOINT,
+                                      MONEY, NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE, PROFILE_DAYS, ZCL_EPOCH, GasData,
                                       apply_command, default_response, gbz_command)
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
@@ -196,13 +197,13 @@ class Gpf(GbcsDevice):
 
     def attach_mirror(self, chf) -> None:
         """Serve the GSME's pushes on the CHF's HAN address (Metering cluster), and the mirror's
-        Metering / Prepayment attributes to IHDs and PPMIDs on `MIRROR_ENDPOINT` (module doc)."""
+        Metering / Prepayment / Price attributes to IHDs and PPMIDs on `MIRROR_ENDPOINT` (module doc)."""
         self._chf = chf
         chf.han_dispatch.add(Cluster.METERING, self._on_mirror_frame)
         self.mirror_server = ZclServer(chf.han_dispatch, endpoint=MIRROR_ENDPOINT, port=chf.han_port,
                                        allow=self._may_read_mirror, clusters={
                                            cluster: self._mirror_provider(cluster)
-                                           for cluster in (Cluster.METERING, Cluster.PREPAYMENT)})
+                                           for cluster in MIRROR_CLUSTERS})
 
     def _mirror_provider(self, cluster: int):
         def values() -> dict:

@@ -80,14 +80,24 @@ def _gsme_status(gsme: Gsme) -> dict:
 
 def _create_ihd(ctx: DeviceContext) -> Ihd:
     s = ctx.spec
+    options = {k: v for k, v in s.options.items() if k != "gsme"}
+    if ctx.type_of(s.options.get("gsme", "gsme")) == "gsme":  # gas from the GPF's mirror of the GSME (hub.gpf) [I]
+        options.setdefault("gas_source", (ctx.chf.eui, MIRROR_ENDPOINT))
     return Ihd(s.eui, clock=ctx.clock, han=ctx.han, chf_eui=ctx.chf.eui, esme_eui=ctx.meter.eui,
-               install_code=s.install_code, nvm=ctx.nvm, **s.options)
+               install_code=s.install_code, nvm=ctx.nvm, **options)
 
 
 def _ihd_status(ihd: Ihd) -> dict:
     d = ihd.display
-    return {"status": d.status, "demand_w": d.instantaneous_demand_w, "today_kwh": d.today_import_kwh,
-            "price": d.current_price, "credit": d.credit, "events": [f"{code:04X}" for _t, code in d.events]}
+    out = {"status": d.status, "demand_w": d.instantaneous_demand_w, "today_kwh": d.today_import_kwh,
+           "price": d.current_price, "credit": d.credit, "events": [f"{code:04X}" for _t, code in d.events]}
+    if d.gas is not None:  # money in pounds like the status's other credits, price in pence per kWh
+        g = d.gas
+        pounds = lambda pence: None if pence is None else round(pence / 100, 5)  # noqa: E731
+        out["gas"] = {"today_m3": g.today_m3, "today_kwh": g.today_kwh, "total_m3": g.total_m3,
+                      "price": g.current_price, "today_cost": pounds(g.today_cost), "credit": pounds(g.credit),
+                      "error": g.error}
+    return out
 
 
 register_device_type(DeviceKind("esme", _create_esme, _attach_esme, device_type=DeviceType.ESME,

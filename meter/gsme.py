@@ -90,11 +90,12 @@ from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds, number
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
 from gbhub.firmware.gas_data import DEBT_PAYMENT_BASED, DEBTS, debt_rate_per_day, tariff_parts, unit_price
-from gbhub.firmware.gas_data import GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, apply_command, gbz_failure
+from gbhub.firmware.gas_data import (GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, ZclFailure, apply_command, gbz_failure,
+                                     read_failure)
 from gbhub.firmware.future import FdaOutcome
 from gbhub.firmware.nvm import NvmError
 from gbhub.firmware.update_handlers import activate_firmware
-from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, handlers
+from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, asn1_failure, call, handlers
 from gbhub.han.aps import TUNNELING_CLUSTER, HanError
 from gbhub.han.transport import ClusterDispatch
 from gbhub.han.tunnel import TunnelClient, TunnelHost
@@ -148,11 +149,13 @@ def _one_command(message: Message, name: str) -> ClusterCommand:
 
 
 # ------------------------------------------------------------------------------- handlers
-def _read(gsme: "Gsme", message: Message) -> Outcome:
+def _read(gsme: "Gsme", message: Message, fail: ZclFailure | None = None) -> Outcome:
+    """GBZ reads, answered from the GSME's data; `fail` (fail-next): as the RTDS ERROR vectors."""
     comps = gbz_command(message)
     encrypt = (encryptor(gsme.encryption_key_for(message), gsme.eui) if message.message_code in ENCRYPTED_RESPONSES
                else None)
-    content = gsme.data.answer(comps, now=gsme.device_now(), firmware_version=gsme.firmware_version, encrypt=encrypt)
+    content = gsme.data.answer(comps, now=gsme.device_now(), firmware_version=gsme.firmware_version, encrypt=encrypt,
+                               fail=fail)
     undated = message.message_code in _UNDATED_READS  # [O RTDS GCS38/GCS16a/GCS17 responses carry no date-time]
     return Outcome(content, None if undated else gsme.dated(GSME_RELIABLE))
 
@@ -464,8 +467,13 @@ def _set_time(gsme: "Gsme", message: Message) -> bytes:
     return SetTimeResponse(device_time=device_time, status=status).encode()
 
 
-# `fail-next` answers of the GBZ commands answered with Default Responses (`gas_data.gbz_failure`)
+# `fail-next` answers of the GBZ commands answered with Default Responses (`gas_data.gbz_failure`),
+# of the reads (`gas_data.read_failure`) and of GCS28 (the SetTimeResponse's status: `unreliable` as
+# RTDS GCS28 ERROR; the clock is not set)
 _FAIL, _FAIL_DATED = gbz_failure(), gbz_failure(lambda gsme: gsme.dated(0xFF))
+_FAIL_READ = read_failure(_read)
+_FAIL_SET_TIME = asn1_failure(DeviceTimeStatus, lambda code, gsme: SetTimeResponse(
+    device_time=datetime.fromtimestamp(int(gsme.device_now()), timezone.utc), status=code).encode())
 
 
 class Gsme(Prepayment, GbcsDevice):
@@ -474,28 +482,28 @@ class Gsme(Prepayment, GbcsDevice):
     kind = "gsme"
 
     HANDLERS = handlers(
-        call(MessageCode.GCS13a, _read),
-        call(MessageCode.GCS14, _read),
-        call(MessageCode.GCS60, _read),
-        call(MessageCode.GCS33, _read),
-        call(MessageCode.GCS38, _read),
-        call(MessageCode.GCS17, _read),
-        call(MessageCode.GCS16a, _read),
-        call(MessageCode.GCS32, _change_supply),
-        call(MessageCode.GCS39, _change_supply),
+        call(MessageCode.GCS13a, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS14, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS60, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS33, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS38, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS17, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS16a, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS32, _change_supply, fail=_FAIL),
+        call(MessageCode.GCS39, _change_supply, fail=_FAIL),
         call(MessageCode.CS01b, _top_up),
-        call(MessageCode.GCS06, _emergency_credit),
+        call(MessageCode.GCS06, _emergency_credit, fail=_FAIL),
         call(MessageCode.PCS01, _ppmid_top_up),  # from the PPMID (device-to-device MAC: see _ppmid_top_up)
         call(MessageCode.PCS02, _emergency_credit),
         *credential_handlers(),  # CS02a-g (firmware.credentials)
         join(MessageCode.CS03C, DeviceType.PPMID),  # Method C: the PPMID and its KA certificate
         call(MessageCode.GCS40a, _credit_adjustment, fail=_FAIL),
         call(MessageCode.GCS40b, _credit_adjustment, fail=_FAIL),
-        call(MessageCode.GCS28, _set_time),
-        call(MessageCode.GCS21m, _read),
-        call(MessageCode.GCS21f, _read),
-        call(MessageCode.GCS16b, _read),
-        call(MessageCode.GCS15d, _read),
+        call(MessageCode.GCS28, _set_time, fail=_FAIL_SET_TIME),
+        call(MessageCode.GCS21m, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS21f, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS16b, _read, fail=_FAIL_READ),
+        call(MessageCode.GCS15d, _read, fail=_FAIL_READ),
         call(MessageCode.GCS07, _settings, fail=_FAIL),
         call(MessageCode.GCS11, _settings, fail=_FAIL),
         call(MessageCode.GCS44, _settings, fail=_FAIL),
@@ -519,7 +527,7 @@ class Gsme(Prepayment, GbcsDevice):
         call(MessageCode.GCS23, _settings),
         call(MessageCode.GCS41, _settings),
         call(MessageCode.GCS36, _settings),
-        *(call(MessageCode[n], _read) for n in ("GCS18", "GCS15b", "GCS15c", "GCS15e", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
+        *(call(MessageCode[n], _read, fail=_FAIL_READ) for n in ("GCS18", "GCS15b", "GCS15c", "GCS15e", "GCS21d", "GCS21k", "GCS13b", "GCS13c", "GCS21a", "GCS21b", "GCS21e", "GCS21j", "GCS46",
                                                 "GCS61")),
         call(MessageCode.CS10a, _event_log),
         read(MessageCode.CS07),

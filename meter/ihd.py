@@ -10,6 +10,17 @@ cluster 0x000A (the HAN time server, FACTS §3.5) when the CHF serves it. Every 
 seconds (default 60 [I]; 0: never) it also asks the ESME's Events cluster 0x0709 (GetEventLog) for
 the events the ESME shows on HAN devices (ECS25a1) and shows the newest in `Display.events`.
 
+Gas (`Display.gas`): given `gas_source` (EUI, endpoint) of a ZCL server mirroring the GSME (the
+GPF's mirror on the CHF's address, endpoint 2 [I]; the rig default when the premises has a GSME),
+it reads the mirror every `gas_interval` seconds (default: with price and credit, every
+`detail_interval` [I]): Metering (CurrentSummationDelivered and
+CurrentDayConsumptionDelivered in m³, UnitOfMeasure 0x01, Multiplier / Divisor), Price
+(ConversionFactor, CalorificValue in MJ/m³, the unit price) and Prepayment (credit, shown only in
+prepayment mode). The mirror changes only when the GSME wakes and pushes (every 30 min by
+default), so reading it more often than that shows nothing new. Energy is volume × conversion
+factor × calorific value / 3.6 (kWh) [S GB gas billing]; today's cost is today's energy at the
+unit price (standing charge not included) [I].
+
 The ESME only answers devices in its HAN device log (and the CHF only lets devices that are in
 its device log onto the HAN, FACTS §3.2), so an IHD not installed properly stays 'joining' or
 shows 'no-data' with the reason in `display.error`.
@@ -32,7 +43,7 @@ from gbhub.han.join import join
 from gbhub.han.transport import ClusterDispatch, HanPort, HanTransport
 from gbhub.han.zcl_server import ZclClient, ZclError, ZclStatusError, ZclTimeout
 
-__all__ = ["Display", "Ihd", "DISPLAY_STATUSES"]
+__all__ = ["Display", "GasDisplay", "Ihd", "DISPLAY_STATUSES"]
 
 log = logging.getLogger("gbhub.ihd")
 
@@ -83,8 +94,36 @@ _UTC_INVALID = 0xFFFFFFFF
 _ZCL_EPOCH_S = ZCL_EPOCH.timestamp()
 
 _KWH_BINARY, _KWH_BCD = 0x00, 0x80  # Metering UnitOfMeasure: kW/kWh, binary or BCD
+_M3_BINARY = 0x01  # Metering UnitOfMeasure: m³ (the gas mirror)
+
+# The gas mirror: Metering, Price (gas conversion) and Prepayment attributes read
+GAS_METERING_READ = (CURRENT_SUMMATION_DELIVERED, UNIT_OF_MEASURE, MULTIPLIER, DIVISOR, CURRENT_DAY_CONSUMPTION_DELIVERED)
+CONVERSION_FACTOR, CONVERSION_FACTOR_TRAILING_DIGIT = 0x0302, 0x0303
+CALORIFIC_VALUE, CALORIFIC_VALUE_UNIT, CALORIFIC_VALUE_TRAILING_DIGIT = 0x0304, 0x0305, 0x0306
+_MJ_PER_M3 = 0x01  # CalorificValueUnit
+GAS_PRICE_READ = (CONVERSION_FACTOR, CONVERSION_FACTOR_TRAILING_DIGIT, CALORIFIC_VALUE, CALORIFIC_VALUE_UNIT,
+                  CALORIFIC_VALUE_TRAILING_DIGIT, PRICE_TRAILING_DIGIT, TIER1_BLOCK1_PRICE, NO_TIER_BLOCK1_PRICE)
+PAYMENT_CONTROL_CONFIGURATION = 0x0000
+_PREPAYMENT_MODE = 0x0001  # PaymentControlConfiguration bit 0
 
 _NVM_NS = "ihd"
+
+
+@dataclass(frozen=True, slots=True)
+class GasDisplay:
+    """The gas side of the display, from the GPF's mirror of the GSME (module doc): volume in m³,
+    energy in kWh, money in pence; `credit` only in prepayment mode. `updated_at` is the IHD's
+    time of the last good mirror read; None values were never read."""
+
+    total_m3: float | None = None
+    today_m3: float | None = None
+    total_kwh: float | None = None
+    today_kwh: float | None = None
+    current_price: float | None = None  # pence per kWh
+    today_cost: float | None = None  # pence: today's energy at the unit price [I]
+    credit: float | None = None
+    updated_at: float | None = None
+    error: str | None = None  # why the last gas read failed, if it did
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +146,20 @@ class Display:
     currency: int | None = None  # ISO 4217 numeric code, when the ESME gives it
     error: str | None = None  # why the last poll failed, if it did
     events: tuple[tuple[float, int], ...] = ()  # (ESME time epoch s, GBCS event code), newest first
+    gas: GasDisplay | None = None  # None: this IHD shows no gas (no `gas_source`)
 
     def to_json(self) -> dict:
         out = {"type": "Display", **asdict(self)}
-        out["updated_at"] = None if self.updated_at is None else to_datetime(self.updated_at).isoformat().replace("+00:00", "Z")
+        out["updated_at"] = _iso(self.updated_at)
+        if self.gas is not None:
+            out["gas"]["updated_at"] = _iso(self.gas.updated_at)
         out["events"] = [{"time": to_datetime(t).isoformat().replace("+00:00", "Z"), "code": f"{code:04X}",
                           "name": alert_name(code)} for t, code in self.events]
         return out
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else to_datetime(t).isoformat().replace("+00:00", "Z")
 
 
 def _bcd(value: int) -> int | None:
@@ -140,7 +186,9 @@ class Ihd(Device):
     the interval's boundaries, or, given `poll_phase` (0 .. 1), only at that fraction into each
     interval (fleets spread their IHDs' polls so; its time syncs and price and credit reads then
     start at that phase of their own intervals too) [I]. Price and credit are read with every
-    poll, or, given `detail_interval`, at most that often (seconds) [I].
+    poll, or, given `detail_interval`, at most that often (seconds) [I]. `gas_source` (EUI,
+    endpoint), or rig text "EUI:ENDPOINT", is the GSME mirror it shows gas from, read every
+    `gas_interval` seconds (default: with price and credit, `detail_interval`) [I].
 
     `display` is the current model; `await poll_now()` forces a read. `stale_after` (default
     three poll intervals) is how old the last good read may get before the display says
@@ -169,6 +217,8 @@ class Ihd(Device):
         events_interval: float = 60.0,
         poll_phase: float | None = None,
         detail_interval: float | None = None,
+        gas_source: tuple[bytes, int] | str | None = None,
+        gas_interval: float | None = None,
         **device_options: Any,
     ) -> None:
         super().__init__(eui, clock=clock, nvm=nvm, **device_options)
@@ -181,6 +231,13 @@ class Ihd(Device):
         self.poll_phase = poll_phase
         # price and credit are read every poll, or no more often than this (fleets: less HAN traffic) [I]
         self.detail_interval = 0.0 if detail_interval is None else float(detail_interval)
+        if isinstance(gas_source, str):  # rig option "EUI" or "EUI:ENDPOINT"
+            eui_text, _, ep = gas_source.partition(":")
+            gas_source = (parse_eui(eui_text), int(ep or 1))
+        self.gas_source = None if gas_source is None else (parse_eui(gas_source[0]), int(gas_source[1]))
+        if gas_interval is not None and not gas_interval >= 0:
+            raise ValueError("gas_interval must be >= 0 (0: every poll)")
+        self.gas_interval = self.detail_interval if gas_interval is None else float(gas_interval)
         self.han = han
         self.chf_eui = parse_eui(chf_eui)
         self.esme_eui = parse_eui(esme_eui)
@@ -213,6 +270,9 @@ class Ihd(Device):
         self._events_command = True  # ask GetEventLog while it is not refused
         self._events_read_at: float | None = None
         self._detail_at: float | None = None  # when price and credit were last read
+        self._gas_at: float | None = None  # when the gas mirror was last read
+        if self.gas_source is not None:
+            self._model = replace(self._model, gas=GasDisplay())
 
     def on_power_off(self) -> None:
         if self.port is not None:
@@ -291,6 +351,7 @@ class Ihd(Device):
             now, phase = self.clock.now(), self.poll_phase
             self._time_attempted_at = now - (1 - phase) * self.time_sync_interval
             self._detail_at = now - (1 - phase) * self.detail_interval
+            self._gas_at = now - (1 - phase) * self.gas_interval
             self.every(self.poll_interval, self._tick, offset=phase * self.poll_interval)
 
     @property
@@ -350,6 +411,14 @@ class Ihd(Device):
         self.polls += 1
         if self._time_attempted_at is None or self.clock.now() - self._time_attempted_at >= self.time_sync_interval:
             await self._sync_time()
+        await self._read_esme()
+        now = self.clock.now()
+        if self.gas_source is not None and (self._gas_at is None or now - self._gas_at >= self.gas_interval - 1e-6):
+            self._gas_at = now
+            self._model = replace(self._model, gas=await self._gas())
+
+    async def _read_esme(self) -> None:
+        assert self.zcl is not None
         try:
             metering = await self.zcl.read_attributes(
                 self.esme_eui, METERING_CLUSTER, METERING_READ, dst_endpoint=self.esme_endpoint
@@ -504,6 +573,80 @@ class Ihd(Device):
             return {}
         events = [dict(e) for e in answer["events"]]
         return {"events": tuple((e["event_time"] + _ZCL_EPOCH_S, e["event_id"]) for e in events)[:EVENTS_SHOWN]}
+
+    # ------------------------------------------------------------------ gas
+    async def _gas(self) -> GasDisplay:
+        """Read the GSME mirror (module doc); on failure the last figures stay, with `error`."""
+        assert self.zcl is not None and self.gas_source is not None
+        shown = self._model.gas or GasDisplay()
+        eui, endpoint = self.gas_source
+        try:
+            metering = await self.zcl.read_attributes(eui, METERING_CLUSTER, GAS_METERING_READ, dst_endpoint=endpoint)
+        except ZclStatusError as exc:
+            return replace(shown, error="not authorised by the gas mirror" if exc.status == Status.NOT_AUTHORIZED else str(exc))
+        except ZclTimeout:
+            return replace(shown, error="gas mirror not answering")
+        except (ZclError, HanError) as exc:
+            return replace(shown, error=str(exc))
+        raw = metering.get(CURRENT_SUMMATION_DELIVERED)
+        if not isinstance(raw, int):
+            return replace(shown, error="gas mirror gives no CurrentSummationDelivered")
+        unit = metering.get(UNIT_OF_MEASURE, _M3_BINARY)
+        if unit != _M3_BINARY:
+            return replace(shown, error=f"gas unit of measure 0x{unit:02X} is not m³")
+        multiplier, divisor = metering.get(MULTIPLIER) or 1, metering.get(DIVISOR) or 1
+        today = metering.get(CURRENT_DAY_CONSUMPTION_DELIVERED)
+        out: dict[str, Any] = {"total_m3": _scale(raw, multiplier, divisor),
+                               "today_m3": _scale(today, multiplier, divisor) if isinstance(today, int) else None}
+        out.update(await self._gas_price(eui, endpoint, out))
+        out["credit"] = await self._gas_credit(eui, endpoint)
+        return replace(shown, **out, updated_at=self.now(), error=None)
+
+    async def _gas_price(self, eui: bytes, endpoint: int, volume: Mapping[str, float | None]) -> dict[str, Any]:
+        """Energy (kWh) from the conversion factor and calorific value, the unit price and today's
+        cost, from the mirror's Price attributes; nothing when it serves none."""
+        assert self.zcl is not None
+        try:
+            values = await self.zcl.read_attributes(eui, PRICE_CLUSTER, GAS_PRICE_READ, dst_endpoint=endpoint)
+        except (ZclError, HanError) as exc:
+            log.debug("IHD %s: no gas price attributes: %s", self.eui_hex, exc)
+            return {}
+
+        def decimal(value_id: int, digits_id: int) -> float | None:
+            value, digits = values.get(value_id), values.get(digits_id)
+            return value / 10 ** ((digits or 0) >> 4) if isinstance(value, int) else None
+
+        out: dict[str, Any] = {}
+        cf = decimal(CONVERSION_FACTOR, CONVERSION_FACTOR_TRAILING_DIGIT)
+        cv = decimal(CALORIFIC_VALUE, CALORIFIC_VALUE_TRAILING_DIGIT)
+        if cf and cv and values.get(CALORIFIC_VALUE_UNIT, _MJ_PER_M3) == _MJ_PER_M3:
+            for m3, kwh in (("total_m3", "total_kwh"), ("today_m3", "today_kwh")):
+                if volume.get(m3) is not None:
+                    out[kwh] = volume[m3] * cf * cv / 3.6
+        price = next((values[a] for a in (TIER1_BLOCK1_PRICE, NO_TIER_BLOCK1_PRICE) if isinstance(values.get(a), int)), None)
+        if price is not None:
+            digits = _digits(values[PRICE_TRAILING_DIGIT]) if isinstance(values.get(PRICE_TRAILING_DIGIT), int) else 0
+            out["current_price"] = price / 10**digits
+            if out.get("today_kwh") is not None:
+                out["today_cost"] = out["today_kwh"] * out["current_price"]
+        return out
+
+    async def _gas_credit(self, eui: bytes, endpoint: int) -> float | None:
+        """Gas credit in pence when the GSME is in prepayment mode, else None (nothing to show)."""
+        assert self.zcl is not None
+        try:
+            values = await self.zcl.read_attributes(
+                eui, PREPAYMENT_CLUSTER, (PAYMENT_CONTROL_CONFIGURATION, CREDIT_REMAINING, CURRENCY_SCALING_FACTOR),
+                dst_endpoint=endpoint)
+        except (ZclError, HanError) as exc:
+            log.debug("IHD %s: no gas prepayment data: %s", self.eui_hex, exc)
+            return None
+        mode, credit = values.get(PAYMENT_CONTROL_CONFIGURATION), values.get(CREDIT_REMAINING)
+        if not isinstance(mode, int) or not mode & _PREPAYMENT_MODE or not isinstance(credit, int):
+            return None
+        scaling = values.get(CURRENCY_SCALING_FACTOR)
+        digits = scaling & 0x0F if isinstance(scaling, int) else 0
+        return credit / 10**digits if digits else float(credit)
 
     # ------------------------------------------------------------------ display
     @property

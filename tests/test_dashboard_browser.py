@@ -92,6 +92,7 @@ def test_dashboard_in_chromium_opens_load_switch(demo, browser):
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#device-log tbody tr")) == 4)  # ESME, GSME, PPMID, IHD
     wait.until(lambda d: d.find_element(By.ID, "feed-state").text == "live")
     wait.until(lambda d: " W" in d.find_element(By.CSS_SELECTOR, "#dev-ihd .screen .big").text)  # the IHD's screen
+    wait.until(lambda d: "gas today" in d.find_element(By.CSS_SELECTOR, "#dev-ihd .screen .gas").text)  # and its gas
 
     browser.find_element(By.ID, "esme-ECS43").click()
     wait.until(lambda d: supply(d) == "disabled")

@@ -112,8 +112,10 @@ async def test_endpoints_are_discovered_by_match_desc(zpremises):
     node = p.ihd.han
     assert isinstance(node, ZigbeeNode)
     esme_ep, chf_ep = transport.endpoint_of(p.esme.eui), transport.endpoint_of(p.chf.eui)
-    assert esme_ep != chf_ep
-    assert set(await node.match(METERING_CLUSTER)) == {esme_ep, chf_ep}  # the ESME, and the GPF's gas mirror
+    mirror_ep = transport.endpoint_of(p.chf.eui, 2)
+    assert len({esme_ep, chf_ep, mirror_ep}) == 3
+    # the ESME; the CHF (the GSME pushes to the GPF there) and the GPF's gas mirror that IHDs read
+    assert set(await node.match(METERING_CLUSTER)) == {esme_ep, chf_ep, mirror_ep}
     assert await node.match(TIME_CLUSTER) == (chf_ep,)
     assert set(await node.match(BASIC_CLUSTER)) == {esme_ep, chf_ep}
     assert await node.match(KEY_ESTABLISHMENT_CLUSTER) == (chf_ep,)  # the trust centre only
@@ -121,6 +123,34 @@ async def test_endpoints_are_discovered_by_match_desc(zpremises):
     assert await node.match(MESSAGING_CLUSTER) == (esme_ep,)
     table = await node.endpoint_table(refresh=True)
     assert table[esme_ep] == p.esme.eui and table[chf_ep] == p.chf.eui and table[0] == p.chf.eui
+    assert table[mirror_ep] == p.chf.eui
+
+
+async def test_the_gas_mirror_endpoint_is_advertised_and_serves_the_ihd_and_ppmid(zpremises):
+    """The GPF's gas mirror (the CHF's address, endpoint 2) is a Smart Energy endpoint of the
+    coordinator of its own: in the radio's endpoint list, Active_EP, Simple_Desc (a Metering
+    Device with Metering, Price and Prepayment servers) and Match_Desc; ZCL to it reaches the mirror."""
+    from gbhub.han.aps import METERING_CLUSTER, PREPAYMENT_CLUSTER, PRICE_CLUSTER, SMART_ENERGY_PROFILE
+    from gbhub.han.zigbee import METERING_DEVICE
+
+    p = await zpremises()
+    transport, node = p.han.transport, p.ihd.han
+    mirror_ep = transport.endpoint_of(p.chf.eui, 2)
+    registered = transport.app.endpoints[mirror_ep]  # what the radio firmware was given at start
+    assert (registered.profile, registered.device_type) == (SMART_ENERGY_PROFILE, METERING_DEVICE)
+    assert set(registered.input_clusters) == {METERING_CLUSTER, PRICE_CLUSTER, PREPAYMENT_CLUSTER}
+    assert mirror_ep in await node.active_endpoints()
+    d = await node.simple_descriptor(mirror_ep)
+    assert d.endpoint == mirror_ep and d.device_id == METERING_DEVICE and d.profile == SMART_ENERGY_PROFILE
+    assert set(d.in_clusters) == {METERING_CLUSTER, PRICE_CLUSTER, PREPAYMENT_CLUSTER}
+    assert await node.match(PREPAYMENT_CLUSTER) == tuple(sorted((transport.endpoint_of(p.esme.eui), mirror_ep)))
+    # the IHD and the PPMID read gas from it over the radio, after the GSME's push
+    await p.clock.advance(1805)
+    shown = (await p.ihd.poll_now()).gas
+    assert shown.error is None and shown.total_m3 == p.gpf.mirror(p.gsme.eui).get("registers")["volume_l"] / 1000
+    assert shown.credit is not None and shown.today_kwh is not None
+    assert (await p.ppmid.poll_now()).gas.credit == shown.credit
+    assert p.gpf.mirror_server.requests >= 4
 
 
 async def test_a_device_not_in_the_device_log_cannot_join(zpremises):
@@ -265,6 +295,7 @@ _clusters = st.lists(st.integers(0, 0xFFFF), max_size=6).map(tuple)
 @given(st.binary(max_size=40))
 def test_zdp_decoders_raise_only_decode_error(data):
     for decode in (zdo.decode_match_desc_request, zdo.decode_match_desc_response, zdo.decode_endpoint_table,
+                   zdo.decode_endpoint_table_full, zdo.decode_active_ep_response,
                    zdo.decode_simple_desc_response, lambda d: zdo.decode_addr_request(d, "Simple_Desc_req"),
                    lambda d: zdo.decode_addr_request(d, "Active_EP_req")):
         try:
@@ -288,6 +319,9 @@ def test_simple_descriptor_round_trips(ep, device_id, ins, outs):
 @given(st.dictionaries(st.integers(0, 255), st.binary(min_size=8, max_size=8), max_size=5))
 def test_endpoint_table_round_trips(table):
     assert zdo.decode_endpoint_table(zdo.endpoint_table_response(9, table)) == (2, 9, table)
+    own = {ep: (ep * 7) % 240 + 1 for ep in list(table)[::2]}
+    assert zdo.decode_endpoint_table_full(zdo.endpoint_table_response(9, table, own)) == (
+        3 if own else 2, 9, table, {ep: own.get(ep, 1) for ep in table} if own else {})
 
 
 def test_rig_keys_for_the_zigbee_transport(tmp_path):

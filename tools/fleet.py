@@ -160,8 +160,9 @@ PHASES = {"ihd": "poll_phase", "ppmid": "poll_phase", "gsme": "wake_phase"}
 # A fleet's displays poll less often than a single premises' [I] (README "Fleets"): the IHD reads
 # demand every minute and price, credit and the ESME's HAN events every ten, the PPMID its meters'
 # credit every two minutes; `gbhub fleet --ihd-poll / --ppmid-poll` (or `options`) say otherwise.
+# The IHD reads the GPF's gas mirror once per GSME wake (30 min): it changes no more often [I].
 FLEET_OPTIONS: dict[str, dict[str, Any]] = {"ihd": {"poll_interval": 60.0, "detail_interval": 600.0,
-                                                    "events_interval": 600.0},
+                                                    "events_interval": 600.0, "gas_interval": 1800.0},
                                             "ppmid": {"poll_interval": 120.0},
                                             **{t: {"profile_storage": "derived"} for t in PROFILE_DEVICES}}
 
@@ -501,7 +502,7 @@ def cmd_fleet(args) -> int:
     options: dict[str, dict] = {}
     if args.ihd_poll:
         options["ihd"] = {"poll_interval": args.ihd_poll, "detail_interval": 10 * args.ihd_poll,
-                          "events_interval": 10 * args.ihd_poll}
+                          "events_interval": 10 * args.ihd_poll, "gas_interval": max(1800.0, 10 * args.ihd_poll)}
     if args.ppmid_poll:
         options["ppmid"] = {"poll_interval": args.ppmid_poll}
     if args.gsme_wake:

@@ -319,7 +319,7 @@ class Premises:
         self._building.add(name)
         ctx = DeviceContext(spec, clock=self.clock, nvm=self.nvm, keystore=self.identity.keystore, trust=self.trust,
                             supplier=self.identity.supplier, han=self.han.transport_for(spec), wan=self.bridge, chf=self.chf,
-                            lookup=self._build)
+                            lookup=self._build, specs=self.specs)
         device = device_kind(spec.type).create(ctx)
         self._building.discard(name)
         self.contexts[name] = ctx

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from gbcs.catalogue import DeviceType
 from gbcs.codec import eui_hex
 
 from .inputs import Failure
@@ -149,7 +150,13 @@ class ZigbeeLink:
             return ZigbeeNode(self.network, install_code=spec.install_code, device_type=kind.device_type,
                               clock=self.clock, cbke=None if self.ca is None else self.ca.issue(spec.eui))
         if kind.device_type is not None:
-            self.transport.describe(spec.eui, kind.device_type)
+            also = None
+            if kind.device_type == DeviceType.CHF:  # the GPF's gas mirror on the CHF's address (hub.gpf)
+                from gbhub.firmware.gas_data import MIRROR_ENDPOINT
+                from gbhub.han.zigbee import GAS_MIRROR
+
+                also = {MIRROR_ENDPOINT: GAS_MIRROR}
+            self.transport.describe(spec.eui, kind.device_type, also=also)
         self.local.add(spec.eui)
         return self.transport
 

@@ -137,6 +137,10 @@ function screen(c, disp) {
     el("div", {class: "big", text: num(disp.instantaneous_demand_w, "W", 0)}),
     el("div", {text: `today ${num(disp.today_import_kwh, "kWh")} · total ${num(disp.total_import_kwh, "kWh")}`}),
     el("div", {text: `price ${num(disp.current_price, "p/kWh", 2)} · credit ${pounds(disp.credit)}`}),
+    ...(disp.gas ? [el("div", {class: "gas", text: `gas today ${num(disp.gas.today_m3, "m³")} · ${num(disp.gas.today_kwh, "kWh", 2)}` +
+                              ` · ${pounds(disp.gas.today_cost)} · total ${num(disp.gas.total_m3, "m³")}` +
+                              (disp.gas.credit === null || disp.gas.credit === undefined ? "" : ` · credit ${pounds(disp.gas.credit)}`) +
+                              (disp.gas.error ? ` (${disp.gas.error})` : "")})] : []),
     el("div", {class: "small", text: `${disp.status}${disp.error ? ": " + disp.error : ""}` +
                                      (disp.updated_at ? ` · read ${disp.updated_at.slice(11, 19)}` : "")}));
 }
