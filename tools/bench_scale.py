@@ -22,7 +22,8 @@ the figures are measured on an idle fleet, on a machine shared with whatever els
 
 Method (mqtt): a local Mosquitto (tools/mosquitto.py, persistence on), `gbhub fleet --processes
 2` of `--premises` (default 200; short form 100) on it, and the load generator (tools/load.py,
-same machine, one process) sending ECS17b reads at 3,000/s for 60 s (short form 10 s): figures
+same machine, one process) sending ECS17b reads at 3,150/s for 60 s (short form 10 s; 5% above
+the 3,000/s goal, since the answered rate can only approach what is offered): figures
 `reads_per_s` (answered and verified per second), `p99_ms`, `lost`, `duplicated` (and the rest of
 the load generator's report), and what the machine's load does not inflate as much: `cpu_s`
 (user + system CPU seconds over the load run of the fleet processes, the broker and the load
@@ -181,7 +182,7 @@ def mqtt(args, short: bool, progress) -> dict:
         return {"skipped": "mosquitto not installed (apt-get install mosquitto)"}
     n = args.premises or 100 if short else args.premises or 200
     seconds = args.seconds or (10.0 if short else 60.0)
-    rate = 3000.0
+    rate = 3150.0  # 5% above the goal (>= 3,000/s): the answered rate only approaches the offered one
     with tempfile.TemporaryDirectory(prefix="gbhub-bench-mqtt-") as tmp, Mosquitto(Path(tmp) / "broker") as broker:
         data = Path(tmp) / "fleet"
         progress(f"mqtt: {n} premises over 2 worker processes on {broker.url}; ECS17b at {rate:.0f}/s for {seconds:.0f} s")
