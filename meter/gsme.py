@@ -462,7 +462,9 @@ def _set_time(gsme: "Gsme", message: Message) -> bytes:
     if t0 <= now <= t1:
         gsme.nvm.put(NS, "clock_offset", 0.0)  # the command's window holds the true time: follow it [I]
     else:
-        status = DeviceTimeStatus.INVALID  # the window does not hold the GSME's time: not adjusted [I]
+        # the window does not hold the GSME's time: not adjusted, and the time is reported
+        # unreliable [O RTDS GCS28 ERROR: device time 00:00 outside 01:00-02:00, status 2]
+        status = DeviceTimeStatus.UNRELIABLE
     device_time = datetime.fromtimestamp(int(gsme.device_now()), timezone.utc)
     return SetTimeResponse(device_time=device_time, status=status).encode()
 
