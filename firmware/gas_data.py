@@ -415,11 +415,12 @@ class GasData:
                                             seasons=[{"season_start_date": _date(y, m, d), "week_id_ref": w}
                                                      for y, m, d, w in cal["seasons"]]))
         elif p.name == "GetSpecialDays" and cal.get("special"):
+            days = cal["special"][:p["number_of_events"] or None]  # 0: all of them [S ZSE]
             out.append(ClusterCommand.build(_CAL, "PublishSpecialDays", **ids, start_time=0, calendar_type=kind,
-                                            total_number_of_special_days=len(cal["special"]), command_index=0,
+                                            total_number_of_special_days=len(days), command_index=0,
                                             total_number_of_commands=1,
                                             special_days=[{"special_day_date": _date(y, m, d), "day_id_ref": r}
-                                                          for y, m, d, r in cal["special"]]))
+                                                          for y, m, d, r in days]))
         elif p.name == "GetCurrentPrice" and gas.get("tariff"):
             t = gas["tariff"]
             tier, block = tier_block
