@@ -34,6 +34,7 @@ from gbcs.zcl import (
     ReadAttributes,
     ReadAttributesResponse,
     Status,
+    ZclDate,
     read_attributes_response,
 )
 
@@ -67,7 +68,7 @@ NEW_OTA_FIRMWARE = 1 << 0  # FunctionalNotificationFlags bit 0 "New OTA firmware
 MONEY = 1000  # ZSE money units (1/100000 £) per penny
 DEBT_MAX = ((1 << 31) - 1) / MONEY / len(DEBTS)  # pence per debt: their sum stays a ZSE int32 [I]
 SUPPLY_ZCL = {"disabled": 0, "armed": 1, "enabled": 2}
-_M, _PP = Cluster.METERING, Cluster.PREPAYMENT
+_M, _PP, _CAL = Cluster.METERING, Cluster.PREPAYMENT, Cluster.CALENDAR
 _NOT_FOUND = Status.NOT_FOUND
 BILLING_KEEP = 12  # billing snapshots kept per cause [I; RTDS GCS15b asks for 12 of each kind]
 
@@ -369,6 +370,68 @@ class GasData:
             values.update({0x0304: int(round(gas["cv"] * 1000)), 0x0305: 0x01, 0x0306: 0x30})
         return values
 
+    def tariff_attributes(self) -> dict[int, Any]:
+        """The Price attributes a GBZ read (GCS21f) answers: the tariff GCS01a/b wrote as it came
+        (ZSE prices, trailing digit 0x50 [O RTDS]; block thresholds raw, with their multiplier and
+        divisor; TariffType), each price of the matrix at 0x0400 + tier << 4 + block [S ZSE], and
+        0 for what no tariff set, so every attribute is answered, as RTDS answers a GSME with no
+        calendar [O RTDS GCS21f NOT_FOUND]."""
+        gas = self.get("gas") or {}
+        t = gas.get("tariff") or {}
+        values = {**self.price_attributes(), 0x0617: t.get("trailing_digit", 0x50), 0x0615: t.get("type", 0),
+                  0x0202: t.get("multiplier", 1), 0x0203: t.get("divisor", 1)}
+        values.update({0x0400 + (tier << 4) + block: 0 for tier in range(GAS_TIERS + 1) for block in range(GAS_BLOCKS)})
+        values.update({0x0400 + (int(k.split(":")[0]) << 4) + int(k.split(":")[1]): max(0, int(round(v * 1000)))
+                       for k, v in (t.get("prices") or {}).items()})
+        thresholds = t.get("thresholds") or {}
+        raw = thresholds.get("0") or next(iter(thresholds.values()), [])
+        values.update({0x0100 + i: raw[i] if i < len(raw) else 0 for i in range(GAS_BLOCKS - 1)})
+        values.setdefault(0x0301, 0)
+        return values
+
+    def _calendar_answers(self, c: GbzComponent, p: ClusterCommand, now: float, tier_block) -> list[GbzComponent]:
+        """GCS21f's calendar and price gets, from the stored import calendar (`gas_calendar`) and
+        tariff: a PublishDayProfile per day, a PublishWeekProfile per week, PublishSeasons,
+        PublishSpecialDays, PublishPrice, each a command of the request's sequence [O RTDS GCS21f];
+        nothing stored: none, so NOT_FOUND (the caller) [O RTDS GCS21f NOT_FOUND]. The price runs
+        "until changed" (0xFFFF minutes) [I]."""
+        gas = self.get("gas") or {}
+        kind = p["calendar_type"] if p.name == "GetSpecialDays" else DELIVERED_CALENDAR
+        cal = (gas.get("calendars") or {}).get(str(kind)) or {}
+        ids = {"provider_id": 0, "issuer_event_id": cal.get("event", 0), "issuer_calendar_id": cal.get("id", 0)}
+        out = []
+        if p.name in ("GetDayProfiles", "GetWeekProfiles"):
+            day = p.name == "GetDayProfiles"
+            first, count = (p["start_day_id"], p["number_of_days"]) if day else (p["start_week_id"], p["number_of_weeks"])
+            rows = sorted((int(k), v) for k, v in (cal.get("days" if day else "weeks") or {}).items() if int(k) >= first)
+            for n, row in rows[:count or None]:
+                out.append(ClusterCommand.build(
+                    _CAL, "PublishDayProfile", **ids, day_id=n, total_number_of_schedule_entries=len(row), command_index=0,
+                    total_number_of_commands=1, calendar_type=kind,
+                    schedule_entries=[{"start_time": s // 60, "value": v} for s, v in row]) if day else ClusterCommand.build(
+                    _CAL, "PublishWeekProfile", **ids, week_id=n, **{f"day_id_ref_{d}": r for d, r in zip(_WEEKDAYS, row)}))
+        elif p.name == "GetSeasons" and cal.get("seasons"):
+            out.append(ClusterCommand.build(_CAL, "PublishSeasons", **ids, command_index=0, total_number_of_commands=1,
+                                            seasons=[{"season_start_date": _date(y, m, d), "week_id_ref": w}
+                                                     for y, m, d, w in cal["seasons"]]))
+        elif p.name == "GetSpecialDays" and cal.get("special"):
+            days = cal["special"][:p["number_of_events"] or None]  # 0: all of them [S ZSE]
+            out.append(ClusterCommand.build(_CAL, "PublishSpecialDays", **ids, start_time=0, calendar_type=kind,
+                                            total_number_of_special_days=len(days), command_index=0,
+                                            total_number_of_commands=1,
+                                            special_days=[{"special_day_date": _date(y, m, d), "day_id_ref": r}
+                                                          for y, m, d, r in days]))
+        elif p.name == "GetCurrentPrice" and gas.get("tariff"):
+            t = gas["tariff"]
+            tier, block = tier_block
+            out.append(ClusterCommand.build(
+                Cluster.PRICE, "PublishPrice", provider_id=0, rate_label=b"", issuer_event_id=t.get("event", 0),
+                current_time=zcl_seconds(now), unit_of_measure=t.get("unit", 0), currency=826,
+                price_trailing_digit_and_price_tier=(t.get("trailing_digit", 0x50) & 0xF0) | tier,
+                number_of_price_tiers_and_register_tier=(min(15, t.get("tiers", GAS_TIERS)) << 4) | tier, start_time=0,
+                duration_in_minutes=0xFFFF, price=max(0, int(round(unit_price(gas, tier, block) * 1000)))))
+        return [_component(c.cluster_id, x, c.header.sequence, None, disable_default_response=True) for x in out]
+
     def han_clusters(self) -> dict[int, Callable[[], dict[int, Any]]]:
         """What the GPF's gas mirror serves to IHDs and PPMIDs on the HAN (`MIRROR_ENDPOINT` of the
         CHF's address): Metering, Prepayment and Price, read live from the copy, money in pence like
@@ -411,7 +474,8 @@ class GasData:
         at = None if fail is None else (len(components) - 1 if fail.index is None else min(fail.index, len(components) - 1))
         for i, c in enumerate(components):
             if at is None or i < at:
-                out.append(self._answer_one(c, now, firmware_version, encrypt, i))
+                answered = self._answer_one(c, now, firmware_version, encrypt, i)
+                out.extend(answered if isinstance(answered, list) else [answered])
             else:
                 out.append(self._fail_one(c, fail, firmware_version, encrypt) if i == at else _not_processed(c))
         return GbzPayload.build(out).encode()
@@ -419,7 +483,8 @@ class GasData:
     def _read_values(self, cluster: int, fw: bytes) -> dict[int, Any]:
         """What a GBZ Read Attributes of `cluster` reads (money in ZSE units)."""
         return (self.metering_attributes(fw) if cluster == _M else self.prepayment_attributes() if cluster == _PP
-                else BASIC_ATTRIBUTES if cluster == Cluster.BASIC else {})
+                else BASIC_ATTRIBUTES if cluster == Cluster.BASIC else self.tariff_attributes() if cluster == Cluster.PRICE
+                else {})
 
     def _fail_one(self, c: GbzComponent, fail: "ZclFailure", fw: bytes, encrypt) -> GbzComponent:
         """The failing component: a Read Attributes answers its records with the attribute at
@@ -494,11 +559,16 @@ class GasData:
                 return not_found(c)
             resp = _prepay_snapshot(days[k], len(days))
             return _component(c.cluster_id, resp, seq, encrypt, disable_default_response=True)
-        return not_found(c)  # logs this meter keeps empty (debt payments), calendar and price reads [I]
+        if isinstance(p, ClusterCommand) and p.name in CALENDAR_READS:
+            reg = self.get("registers") or {}
+            tier, block, _ = tariff_parts(self.get("gas") or {}, now, 1e-9, reg.get("block_kwh", 0.0))[-1]
+            return self._calendar_answers(c, p, now, (tier, block)) or not_found(c)
+        return not_found(c)  # logs this meter keeps empty (debt payments) [I]
 
 
 DERIVED = "derived_profile"  # {"segments": [[S, e, R, cv, cf], ...]}: the derived profile (GasData)
 MAX_SEGMENT_DAYS = PROFILE_DAYS  # a segment no longer: deriving one costs at most this many days of model
+CALENDAR_READS = frozenset(("GetDayProfiles", "GetWeekProfiles", "GetSeasons", "GetSpecialDays", "GetCurrentPrice"))
 STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing", DERIVED)
 
 
@@ -620,6 +690,9 @@ def _apply_price(gas: dict, name: str, cmd: Any) -> None:
         gas["standing"] = cmd["standing_charge"] / 1000
         t["scheme"] = cmd["tariff_type_charging_scheme"] >> 4
         t["threshold_scale"] = cmd["block_threshold_multiplier"] / (cmd["block_threshold_divisor"] or 1)
+        t.update(event=cmd["issuer_event_id"], type=cmd["tariff_type_charging_scheme"], unit=cmd["unit_of_measure"],
+                 trailing_digit=cmd["price_trailing_digit"], tiers=cmd["number_of_price_tiers_in_use"],
+                 multiplier=cmd["block_threshold_multiplier"], divisor=cmd["block_threshold_divisor"])
     elif name == "PublishPriceMatrix" and cmd["prices"]:
         tou = bool(cmd["sub_payload_control"] & 0x01)
         prices = {}
@@ -655,8 +728,14 @@ def _apply_calendar(gas: dict, name: str, cmd: Any) -> None:
     elif name == "PublishSpecialDays":
         cal["special"] = [[d.year, None if d.month == 0xFF else d.month, d.day, ref] for d, ref in
                           ((dict(x)["special_day_date"], dict(x)["day_id_ref"]) for x in cmd["special_days"])]
+    cal.update(event=cmd["issuer_event_id"], id=cmd["issuer_calendar_id"])  # what GCS21f answers with
     calendars[str(kind)] = cal
     gas["calendars"] = calendars
+
+
+def _date(year: int | None, month: int | None, day: int) -> ZclDate:
+    """A stored calendar date back as the ZCL date it came as (None: any year / month)."""
+    return ZclDate(0xFF if year is None else year - 1900, 0xFF if month is None else month, day, 0xFF)
 
 
 def gas_calendar(gas: dict) -> Calendar:

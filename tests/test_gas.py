@@ -725,3 +725,31 @@ async def test_non_tap_off_reads_are_answered_by_the_gpf_as_by_the_gsme(premises
     assert at_gpf.ok == at_gsme.ok
     gsme_shape, gpf_shape = (_shape(r.reply.message.content) for r in (at_gsme, at_gpf))
     assert gpf_shape == gsme_shape
+
+
+# RTDS GCS21f's tariff: 4 day profiles, 2 week profiles, 2 seasons, 3 special days, a block tariff
+_GCS21F_TARIFF = {"day_profiles": "1,2,3,4", "week_profiles": "1,1,1,1,1,2,2;3,3,3,3,3,4,4",
+                  "seasons": "2014-09-23=1,2015-03-20=2", "special_days": "2014-12-25=2,2014-12-26=2,2015-04-03=4"}
+
+
+async def test_gcs21f_answers_the_tariff_as_rtds_from_the_gsme_and_the_gpf(premises):
+    """GCS21f before any tariff: the Price attributes, NOT_FOUND for the calendar and the current
+    price [O RTDS NOT_FOUND]; after GCS01a (and GCS01b, which keeps the calendar): the attributes, a
+    PublishDayProfile per day, a PublishWeekProfile per week, seasons, special days and the current
+    price, from the GSME and from the GPF's mirror [O RTDS SUCCESS]."""
+    _, empty = _rtds_shape("GCS21f_4.11.1_NOT_FOUND_RESPONSE_GBCS.HEX")
+    _, full = _rtds_shape("GCS21f_4.11.1_SUCCESS_RESPONSE_GBCS.HEX")
+    await premises.clock.advance(2 * WAKE)
+    before = await _after_wake(premises, await _queued(premises, "GCS21f"))
+    assert _shape(before.reply.message.content) == empty
+    assert (await _after_wake(premises, await _queued(premises, "GCS01a", **_GCS21F_TARIFF))).ok
+    for step in ("GCS01a", "GCS01b"):
+        if step == "GCS01b":
+            assert (await _after_wake(premises, await _queued(premises, "GCS01b", block_prices="9000,9500,9900,10000"))).ok
+        at_gsme = await _after_wake(premises, await _queued(premises, "GCS21f"))
+        await premises.clock.advance(WAKE)  # the next push brings the GSME's state to the mirror
+        at_gpf = await premises.send("GCS21f", to="gpf")
+        for reply in (at_gsme, at_gpf):
+            assert _shape(reply.reply.message.content) == full
+        prices = {r.attribute_id: r.value for r in decode_gbz(at_gpf.reply.message.content, cra=2).components[0].payload.records}
+        assert prices[0x0400] == (9000 if step == "GCS01b" else 9600) and prices[0x0101] == 2000000
