@@ -2278,6 +2278,7 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
     if end is None:
         end = len(data)
     payload: ZclPayload
+    exact = False  # True: the layout round-trips, so the guard below cannot fail
     if header.frame_type == FrameType.GLOBAL:
         decoder = _GENERAL_DECODERS.get(header.command_id)
         if decoder is None:
@@ -2300,7 +2301,8 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
                 raise
             return RawPayload(bytes(data[pos:end]), f"undecodable: {exc}")
         payload = ClusterCommand(cluster_id, header.command_id, header.server_to_client, tuple(out), bytes(data[stop:end]))
-    if not strict and not (type(payload) is ClusterCommand and _round_trips(spec[1])):
+        exact = _round_trips(spec[1])
+    if not strict and not exact:
         # Guard: whatever we accept must re-encode to the same bytes.
         try:
             same = payload.encode() == data[pos:end]
