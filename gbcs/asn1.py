@@ -35,7 +35,7 @@ from asn1crypto import csr as _csr
 from asn1crypto import x509 as _x509
 
 from .catalogue import DeviceType, RemotePartyRole  # one enum each, shared with the catalogue
-from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, jsonable, parse_eui, read_length
+from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, jsonable, parse_eui, read_length, slot_setters
 
 # --------------------------------------------------------------------------------------------
 # Enumerations (FACTS.md §3.2, §3.5, §4.2, §4.3, §5)
@@ -1134,12 +1134,8 @@ def _walk(buf: bytes, start: int, end: int, depth: int) -> tuple[DerNode, ...]:
 
 
 _new_node = object.__new__
-_set_class = DerNode.__dict__["tag_class"].__set__  # type: ignore[attr-defined]
-_set_constructed = DerNode.__dict__["constructed"].__set__  # type: ignore[attr-defined]
-_set_number = DerNode.__dict__["number"].__set__  # type: ignore[attr-defined]
-_set_header = DerNode.__dict__["header"].__set__  # type: ignore[attr-defined]
-_set_contents = DerNode.__dict__["contents"].__set__  # type: ignore[attr-defined]
-_set_children = DerNode.__dict__["children"].__set__  # type: ignore[attr-defined]
+_set_class, _set_constructed, _set_number, _set_header, _set_contents, _set_children = slot_setters(
+    DerNode, "tag_class", "constructed", "number", "header", "contents", "children")
 
 
 def _canonical(node: DerNode) -> bytes:

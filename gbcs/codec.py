@@ -54,6 +54,12 @@ class Node:
     children: tuple["Node", ...] = field(default=())
 
 
+def slot_setters(cls: type, *names: str) -> tuple:
+    """Setters of frozen slotted dataclass fields, for decoders that build instances with
+    `object.__new__` on hot paths (no `__init__`, no frozen check): one per name, in order."""
+    return tuple(cls.__dict__[n].__set__ for n in names)
+
+
 def read_length(buf: bytes, pos: int, end: int | None = None, what: str = "length", minimal: bool = True) -> tuple[int, int]:
     """The one length codec of `gbcs`: a definite length at `pos` (BER/DER X.690 8.1.3, which the
     DLMS A-XDR variable-length integer and the GBCS frame lengths share), one byte below 0x80,

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 from .catalogue import alert_label, alert_name
-from .codec import DecodeError, EncodeError, Node, SecurityError, encode_length, eui_hex, read_length
+from .codec import DecodeError, EncodeError, Node, SecurityError, encode_length, eui_hex, read_length, slot_setters
 
 ACCESS_REQUEST = 0xD9
 ACCESS_RESPONSE = 0xDA
@@ -304,9 +304,7 @@ class Data:
 
 _JSON_PLAIN = frozenset((int, str, bool, type(None)))
 _new = object.__new__
-_set_type = Data.__dict__["type"].__set__  # type: ignore[attr-defined]
-_set_value = Data.__dict__["value"].__set__  # type: ignore[attr-defined]
-_set_raw = Data.__dict__["_raw"].__set__  # type: ignore[attr-defined]
+_set_type, _set_value, _set_raw = slot_setters(Data, "type", "value", "_raw")
 
 
 def _mk(t: DataType, v: object) -> Data:
@@ -1177,12 +1175,7 @@ def _decode_request_spec(buf: bytes, pos: int, end: int) -> tuple[RequestSpec, i
     return spec, p
 
 
-_rs_kind = RequestSpec.__dict__["kind"].__set__  # type: ignore[attr-defined]
-_rs_class = RequestSpec.__dict__["class_id"].__set__  # type: ignore[attr-defined]
-_rs_obis = RequestSpec.__dict__["obis"].__set__  # type: ignore[attr-defined]
-_rs_id = RequestSpec.__dict__["id"].__set__  # type: ignore[attr-defined]
-_rs_sel = RequestSpec.__dict__["selector"].__set__  # type: ignore[attr-defined]
-_rs_par = RequestSpec.__dict__["parameters"].__set__  # type: ignore[attr-defined]
+_rs_kind, _rs_class, _rs_obis, _rs_id, _rs_sel, _rs_par = slot_setters(RequestSpec, "kind", "class_id", "obis", "id", "selector", "parameters")
 
 
 def _read_octets(buf: bytes, pos: int, end: int, what: str) -> tuple[bytes, int]:
@@ -1963,11 +1956,7 @@ def _expect_end(pos: int, end: int) -> None:
         raise DecodeError(f"{end - pos} unexpected trailing bytes", pos, "trailer")
 
 
-_ar_invoke = AccessRequest.__dict__["invoke_id"].__set__  # type: ignore[attr-defined]
-_ar_specs = AccessRequest.__dict__["specs"].__set__  # type: ignore[attr-defined]
-_ar_data = AccessRequest.__dict__["data"].__set__  # type: ignore[attr-defined]
-_ar_dt = AccessRequest.__dict__["date_time"].__set__  # type: ignore[attr-defined]
-_ar_raw = AccessRequest.__dict__["_raw"].__set__  # type: ignore[attr-defined]
+_ar_invoke, _ar_specs, _ar_data, _ar_dt, _ar_raw = slot_setters(AccessRequest, "invoke_id", "specs", "data", "date_time", "_raw")
 _rr_kind = ResponseSpec.__dict__["kind"].__set__  # type: ignore[attr-defined]
 _resp_setters = tuple(AccessResponse.__dict__[f].__set__ for f in  # type: ignore[attr-defined]
                       ("invoke_id", "data", "results", "date_time", "request_specs", "protected", "_raw"))

@@ -4,7 +4,6 @@ top-ups and UTRNs typed on the PPMID — and on the ESME: each alert reaches the
 over the TCP bridge, changes the state it names, and the state survives a restart."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from gbcs.catalogue import AlertCode
 from gbcs.gbz import GbzAlert, decode_gbz
 from gbcs.utrn import UtrnStatus, generate_utrn
+from test_gas_tariff import _send_at_wake  # (a command the GSME executes at the wake its button starts)
 
 WAKE = 1800
 DAY = 86400
@@ -32,17 +32,6 @@ def _gas_alerts(p, code) -> list[GbzAlert]:
             assert isinstance(body, GbzAlert) and body.alert_code == code
             out.append(body)
     return out
-
-
-async def _send_at_wake(p, use_case, **params):
-    task = asyncio.ensure_future(p.send(use_case, to="gsme", **params))
-    await p.clock.advance(1)
-    p.gsme.press()
-    for _ in range(30):
-        await p.clock.advance(1)
-        if task.done():
-            break
-    return await task
 
 
 async def test_time_debts_are_recovered_daily_until_collected_then_recovery_stops(premises_factory, tmp_path):

@@ -371,18 +371,11 @@ class Premises:
         if self.use_tcp and not private:
             await self.bridge.start()
         await self._attach()
-        if self.esme is not None:
-            self.esme_zcl = self.attachments.get(self.name_of(self.esme))
         self._mirror_models()
         if derived is not None:
             await self.commission_derived(derived)
             commission = False
-        late = []
-        for name, device in self.devices_by_name.items():
-            if device_kind(self.types[name]).starts_after_commissioning:
-                late.append(device)
-            else:
-                await device.start()
+        late = await self._start_early()
         if derived is not None:
             self._derived_first_push()
         self.raise_counter_floors()
@@ -425,20 +418,25 @@ class Premises:
                 self.attachments[name] = kind.attach(device, self.contexts[name])
             if kind.ota and device.ota_client is None:  # firmware images from the CHF (README "Firmware")
                 OtaClient(device, device.han_port, device.han_dispatch, server=self.chf_eui, clock=self.clock)
-        await self.han.start(self)  # after attaching: a radio registers the endpoints of attached devices
-
-    async def _start_meter_side(self) -> None:
-        """The side of a split rig without the CHF: start the devices, join those commissioning
-        joins (retrying until the CHF, across the link, accepts them), then the rest."""
-        await self._attach()
         if self.esme is not None:
             self.esme_zcl = self.attachments.get(self.name_of(self.esme))
+        await self.han.start(self)  # after attaching: a radio registers the endpoints of attached devices
+
+    async def _start_early(self) -> list:
+        """Start every device that does not wait for commissioning; those that do, in order."""
         late = []
         for name, device in self.devices_by_name.items():
             if device_kind(self.types[name]).starts_after_commissioning:
                 late.append(device)
             else:
                 await device.start()
+        return late
+
+    async def _start_meter_side(self) -> None:
+        """The side of a split rig without the CHF: start the devices, join those commissioning
+        joins (retrying until the CHF, across the link, accepts them), then the rest."""
+        await self._attach()
+        late = await self._start_early()
         self.started = True
         if self.rig.commission:
             for name, device in self.devices_by_name.items():
