@@ -85,6 +85,27 @@ def read_length(buf: bytes, pos: int, end: int | None = None, what: str = "lengt
     return value, stop
 
 
+def der_items(buf: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int, int]]:
+    """The DER TLVs side by side in buf[start:end], one level deep, as (identifier octet, contents
+    start, contents end): enough to pick fields out of a certificate or key without building a
+    tree. Low tag numbers only (X.509 and PKCS#8 use no others); DecodeError on anything else."""
+    if end is None:
+        end = len(buf)
+    items = []
+    pos = start
+    while pos < end:
+        ident = buf[pos]
+        if ident & 0x1F == 0x1F:
+            raise DecodeError("high tag number", pos, "der")
+        length, pos = read_length(buf, pos + 1, end, "der", minimal=False)
+        stop = pos + length
+        if stop > end:
+            raise DecodeError("truncated", pos, "der")
+        items.append((ident, pos, stop))
+        pos = stop
+    return items
+
+
 def encode_length(n: int) -> bytes:
     """The minimal definite length `read_length` reads."""
     if n < 0x80:
