@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
 
-from .codec import DecodeError
+
+from .codec import DecodeError, frozen_dataclass
 
 LINKTYPE_IEEE802_15_4_WITHFCS = 195
 PCAP_MAGIC = 0xA1B2C3D4  # microsecond timestamps
@@ -57,7 +57,7 @@ def nwk_address(eui: bytes, coordinator: bytes | None = None) -> int:
     return 1 + value % 0xFFF7
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class CapturedFrame:
     """One APS data frame as the capture shows it (entity ids in GBCS order)."""
 

@@ -10,8 +10,9 @@ Confidence tags as in FACTS.md: [S] stated in a source, [O] observed in RTDS, [I
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import IntEnum
+
+from .codec import frozen_dataclass
 
 # -- vocabulary ------------------------------------------------------------------------------------
 
@@ -700,7 +701,7 @@ _SERVICE_REQUEST_ROWS: tuple[tuple, ...] = (
 # -- data model ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ServiceRequest:
     """One DUIS Service Request variant (DP duis-request-matrix.json) [S]."""
 
@@ -737,7 +738,7 @@ def device_future_dated(message_code: int) -> bool:
     return uc is not None and any("Device" in (SERVICE_REQUESTS[s].future_dated or "") for s in uc.srvs)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class UseCase:
     """One GBCS message code. `critical` and `duis_roles` come from its DUIS SRVs: critical is None
     when it has no SRV or its SRVs disagree (e.g. CS04AC: 8.8.1 critical, 8.8.2 not)."""

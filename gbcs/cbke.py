@@ -30,7 +30,7 @@ from enum import IntEnum
 from secrets import token_bytes
 from typing import Callable, Iterable
 
-from .codec import DecodeError
+from .codec import DecodeError, frozen_dataclass
 
 
 class CbkeError(ValueError):
@@ -358,7 +358,7 @@ def confirmation_macs(mac_key: bytes, id_u: bytes, id_v: bytes, qe_u: bytes, qe_
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Certificate283:
     """type(1) serial(8) curve(1) hash(1) issuer(8) valid_from(5) valid_to(4) subject(8)
     key_usage(1) reconstruction(37)."""
@@ -390,7 +390,7 @@ def decode_certificate283(data: bytes) -> Certificate283:
                           data[28:36], data[36], data[37:74], data[0], data[9], data[10])
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Certificate163:
     """Crypto suite 1 implicit certificate (48 bytes): reconstruction(22) subject(8) issuer(8)
     profile attribute data(10) [S ZigBee SE 1.1 C.4.2.2.4]."""

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 from .catalogue import alert_label, alert_name
-from .codec import DecodeError, EncodeError, Node, SecurityError, encode_length, eui_hex, read_length, slot_setters
+from .codec import DecodeError, EncodeError, Node, SecurityError, encode_length, eui_hex, frozen_dataclass, read_length, slot_setters
 
 ACCESS_REQUEST = 0xD9
 ACCESS_RESPONSE = 0xDA
@@ -120,7 +120,7 @@ def _type_name(t: DataType) -> str:
 _TYPE_NAMES: dict[DataType, str] = {t: t.name.lower().replace("_", "-") for t in DataType}
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@frozen_dataclass(repr=False)
 class Data:
     """One tagged DLMS value.
 
@@ -848,7 +848,7 @@ def _data_tree(d: Data, name: str) -> Node:
 # =============================================================================================
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class DlmsDateTime:
     """The 12-byte DLMS date-time. 0xFF(FF) fields mean "not specified"; `deviation` is minutes
     (local time minus UTC), None for 0x8000 "not specified", which GBCS always uses (its times
@@ -1024,7 +1024,7 @@ ACTION_RESULTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class RequestSpec:
     """One access-request-specification: COSEM attribute (get/set) or method (action) descriptor,
     plus the selective access descriptor of the *-with-selection kinds. `id` is the attribute or
@@ -1114,7 +1114,7 @@ class RequestSpec:
         return Node(name, bytes(raw), f"{self.kind.name.lower().replace('_', '-')} {self.class_id}/{_obis_str(self.obis)}/{self.id}", tuple(children))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ResponseSpec:
     """One access-response-specification: Get/Set → data-access-result, Action → action-result."""
 
@@ -1247,7 +1247,7 @@ def _header_nodes(tag: int, invoke_id: int, date_time: bytes | None) -> list[Nod
 # =============================================================================================
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ProtectionParameters:
     """One element of DLMS data-protection `protection_parameters` as GBCS fills it: protection type
     2 (authentication + encryption); transaction-id `04 ‖ counter(8)` (04 = the KDF mode byte);
@@ -1355,7 +1355,7 @@ def _gbcs_parameters_at(buf: bytes, pos: int, end: int) -> "tuple[Data, int] | N
 _EMPTY_OCTETS = Data.octet_string(b"")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ProtectedData:
     """A view of GBCS protected data: protection parameters + the `31 00000000 ‖ ciphertext ‖ tag`
     block. In a Get Protected Attributes response it is one list-of-data item, structure{array of
@@ -1472,7 +1472,7 @@ def get_protected_attributes_request(spec: RequestSpec, data: Data) -> "tuple[tu
 # =============================================================================================
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class FutureDatedAlert:
     """0x00CC (DLMS form): which future-dated command ran: its message code, originator counter and
     the COSEM attribute it set (octet-string of 19 bytes in RTDS)."""
@@ -1495,21 +1495,21 @@ class FutureDatedAlert:
                 + self.class_id.to_bytes(2, "big") + obis(self.obis) + bytes((self.attribute,)))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class FirmwareDistributionReceipt:
     """0x00CE (ESME/CHF, DLMS form): the calculated manufacturer image hash (32 bytes)."""
 
     hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class BillingDataLogAlert:
     """0x0061 ECS68: billing data log as protected (encrypted) data."""
 
     protected: ProtectedData
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class FailureToDeliverAlert:
     """0x00D5 (alert 0x8F84): the remote party message that could not be delivered to the ESME.
     [unverified: no RTDS vector; layout from the SmartDCC parser: originator(8) ‖ target(8) ‖
@@ -1521,7 +1521,7 @@ class FailureToDeliverAlert:
     originator_counter: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class MeterIntegrityWarning:
     """0x00F0 (alert 0x81A0): the integrity issue code (0 other, 1 NVM, 2 program execution, ...)."""
 
@@ -1589,7 +1589,7 @@ def _details_tree(details) -> Node | None:
 # =============================================================================================
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class AccessRequest:
     """ACCESS.request (D9). `data[i]` goes with `specs[i]` (null-data for a Get)."""
 
@@ -1650,7 +1650,7 @@ def _spec_json(s: RequestSpec) -> dict:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class AccessResponse:
     """ACCESS.response (DA). `results[i]` answers request i; return data (Get values, Action
     return parameters) are in `data`, null-data where there is none. `protected` lists the GBCS
@@ -1766,7 +1766,7 @@ def _protected_json(p: ProtectedData) -> dict:
             "error": p.error}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class DataNotification:
     """DATA-NOTIFICATION (0F), GBCS alerts: `body` is structure{alert code (long-unsigned), date-time
     octet-string(12), use-case specific elements...}. `details` is the message-code specific view

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any
 
-from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, read_length, take
+from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, frozen_dataclass, read_length, take
 from .dlms import DlmsDateTime  # the one DLMS date-time type (the tree shows the header's)
 
 GENERAL_CIPHERING = 0xDD
@@ -40,7 +40,7 @@ class CRA(IntEnum):
 _CRA = {1: CRA.COMMAND, 2: CRA.RESPONSE, 3: CRA.ALERT}
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@frozen_dataclass(init=False)
 class Message:
     """One GBCS message. `mac` is None for the bare General-Signing shapes (3 and 4).
 
@@ -416,7 +416,7 @@ GBT_LAST_BLOCK = 0x80
 GBT_STREAMING = 0x40
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class GbtBlock:
     """One block of a segmented message: routing header fields + GBT header + block data.
 

@@ -14,11 +14,11 @@ build and recognise its frames by their fixed header; `encode_tunnel_command` an
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
 from enum import IntEnum
 from typing import Union
 
-from .codec import DecodeError, EncodeError
+from .codec import DecodeError, EncodeError, frozen_dataclass
 from .zcl import Direction, FrameType, ZclHeader
 
 GB_HGRP_PROTOCOL_ID = 6
@@ -82,7 +82,7 @@ def _bool(value: int, offset: int, what: str) -> bool:
     return bool(value)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class RequestTunnel:
     """Client → server 0x00."""
 
@@ -106,7 +106,7 @@ class RequestTunnel:
         return cls(protocol_id, manufacturer_code, _bool(flow, offset + 3, "flow_control_support"), size)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class RequestTunnelResponse:
     """Server → client 0x00. `tunnel_id` is 0xFFFF when the status is not SUCCESS."""
 
@@ -128,7 +128,7 @@ class RequestTunnelResponse:
         return cls(tunnel_id, _enum_or_int(TunnelStatus, status), size)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class CloseTunnel:
     """Client → server 0x01."""
 
@@ -143,7 +143,7 @@ class CloseTunnel:
         return cls(data[0] | (data[1] << 8))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class TunnelClosureNotification:
     """Server → client 0x06: the server closed the tunnel."""
 
@@ -158,7 +158,7 @@ class TunnelClosureNotification:
         return cls(data[0] | (data[1] << 8))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class TransferData:
     """Both directions (client → server 0x02, server → client 0x01): tunnel id ‖ data to the end."""
 
@@ -175,7 +175,7 @@ class TransferData:
         return cls(data[0] | (data[1] << 8), bytes(data[2:]))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class TransferDataError:
     """Both directions (client → server 0x03, server → client 0x02)."""
 
@@ -191,7 +191,7 @@ class TransferDataError:
         return cls(data[0] | (data[1] << 8), _enum_or_int(TransferDataStatus, data[2]))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class AckTransferData:
     """Both directions (client → server 0x04, server → client 0x03); flow control only."""
 
@@ -207,7 +207,7 @@ class AckTransferData:
         return cls(*struct.unpack("<HH", data))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ReadyData:
     """Both directions (client → server 0x05, server → client 0x04); flow control only."""
 
@@ -223,7 +223,7 @@ class ReadyData:
         return cls(*struct.unpack("<HH", data))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class GetSupportedTunnelProtocols:
     """Client → server 0x06."""
 
@@ -238,7 +238,7 @@ class GetSupportedTunnelProtocols:
         return cls(data[0])
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class SupportedTunnelProtocolsResponse:
     """Server → client 0x05: complete flag ‖ count ‖ count × (manufacturer code LE, protocol id)."""
 
@@ -313,7 +313,7 @@ def command_id(command: TunnelCommand, direction: Direction) -> int:
         raise EncodeError(f"{type(command).__name__} is not sent {Direction(direction).name}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class TunnelFrame:
     """One Tunneling-cluster ZCL frame: header ‖ command payload."""
 
@@ -400,7 +400,7 @@ HGRP_GET_RESPONSE = 0x02
 HGRP_PUT = 0x03
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Get:
     """Sleepy device → CHF: give me the next queued message."""
 
@@ -408,7 +408,7 @@ class Get:
         return b"\x01"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class GetResponse:
     """CHF → sleepy device: `remaining` messages still queued after this one; `message` empty
     (and `remaining` 0) when nothing was queued."""
@@ -424,7 +424,7 @@ class GetResponse:
         return bytes((HGRP_GET_RESPONSE, self.remaining)) + self.message
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Put:
     """Sleepy device → CHF: a GBCS message (response, alert, GBT block)."""
 
@@ -436,7 +436,7 @@ class Put:
         return b"\x03" + self.message
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Raw:
     """A GBCS message sent as-is (non-sleepy devices; first byte 0xDD or 0xDF)."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import binascii
 import re
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .codec import DecodeError, KeystoreError, der_items, eui_hex, parse_eui
@@ -116,7 +117,7 @@ class Keystore:
                     raise KeystoreError(f"{name}: not a PEM certificate")
                 slot = self._slot(eui, usage)
                 try:
-                    _tbs(der)
+                    _certificate_point(der)  # the shape read here, the key made when first used
                     slot.set_certificate(der=der)
                 except (DecodeError, _Unusual):  # cryptography's loader says what is wrong, or reads it
                     from cryptography import x509
@@ -127,7 +128,7 @@ class Keystore:
                 self.add_private_key(eui, usage, _private_key(der, label))
         except KeystoreError:
             raise
-        except ValueError as exc:
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise KeystoreError(f"{name}: {exc}") from None
 
     def add_certificate(self, eui: bytes | str, usage: str, cert) -> None:
@@ -313,6 +314,11 @@ _HW_NAME = b"\x2b\x06\x01\x05\x05\x07\x08\x04"  # id-on-hardwareModuleName 1.3.6
 _EC_PUBLIC_KEY = b"\x2a\x86\x48\xce\x3d\x02\x01"  # id-ecPublicKey 1.2.840.10045.2.1
 _P256 = b"\x2a\x86\x48\xce\x3d\x03\x01\x07"  # prime256v1 1.2.840.10045.3.1.7
 _STRINGS = (0x0C, 0x13, 0x16)  # UTF8String, PrintableString, IA5String
+_EC_P256 = [(_OID, _EC_PUBLIC_KEY), (_OID, _P256)]
+
+
+def _oids(der: bytes, items) -> list[tuple[int, bytes]]:
+    return [(ident, der[a:b]) for ident, a, b in items]
 
 
 _UNREAD = object()
@@ -347,9 +353,9 @@ def _spki_point(der: bytes, start: int, end: int) -> bytes:
     """The P-256 point of a SubjectPublicKeyInfo's contents."""
     alg, bits = der_items(der, start, end)
     oids = der_items(der, alg[1], alg[2])
-    if alg[0] != 0x30 or bits[0] != 0x03 or len(oids) != 2 or [der[a:b] for _, a, b in oids] != [_EC_PUBLIC_KEY, _P256]:
+    if alg[0] != 0x30 or bits[0] != 0x03 or _oids(der, oids) != _EC_P256:
         raise _Unusual
-    if der[bits[1]] != 0:
+    if bits[2] - bits[1] != 66 or der[bits[1]] != 0 or der[bits[1] + 1] != 4:  # uncompressed: others by cryptography
         raise _Unusual
     return der[bits[1] + 1 : bits[2]]
 
@@ -373,21 +379,30 @@ def _private_key(der: bytes, label: str | None) -> ec.EllipticCurvePrivateKey:
     try:
         if label not in (None, "PRIVATE KEY"):
             raise _Unusual
-        version, alg, octets = der_items(der, *_one(der, 0, len(der), 0x30))[:3]
-        oids = der_items(der, alg[1], alg[2])
+        top = der_items(der, *_one(der, 0, len(der), 0x30))
+        if len(top) != 3:
+            raise _Unusual
+        version, alg, octets = top
         if (version[0], alg[0], octets[0]) != (0x02, 0x30, 0x04) or der[version[1] : version[2]] != b"\x00" \
-                or [der[a:b] for _, a, b in oids] != [_EC_PUBLIC_KEY, _P256]:
+                or _oids(der, der_items(der, alg[1], alg[2])) != _EC_P256:
             raise _Unusual
         inner = der_items(der, *_one(der, octets[1], octets[2], 0x30))
-        if len(inner) < 2 or inner[0][0] != 0x02 or der[inner[0][1] : inner[0][2]] != b"\x01" or inner[1][0] != 0x04:
+        # ECPrivateKey: version 1, the 32-byte scalar, [0] the curve and [1] the public key, each optional
+        if len(inner) < 2 or inner[0][0] != 0x02 or der[inner[0][1] : inner[0][2]] != b"\x01" \
+                or inner[1][0] != 0x04 or inner[1][2] - inner[1][1] != 32:
+            raise _Unusual
+        rest = inner[2:]
+        if [ident for ident, _, _ in rest] not in ([], [0xA0], [0xA1], [0xA0, 0xA1]):
             raise _Unusual
         key = ec.derive_private_key(int.from_bytes(der[inner[1][1] : inner[1][2]], "big"), ec.SECP256R1())
-        for ident, a, b in inner[2:]:  # [1] publicKey, when given, must be the key's own
-            if ident == 0xA1:
+        for ident, a, b in rest:
+            if ident == 0xA0 and _oids(der, der_items(der, a, b)) != _EC_P256[1:]:
+                raise _Unusual
+            if ident == 0xA1:  # the public key, when given, must be the key's own
                 bits = _one(der, a, b, 0x03)
                 n = key.public_key().public_numbers()
-                if der[bits[0] + 1 : bits[1]] != b"\x04" + n.x.to_bytes(32, "big") + n.y.to_bytes(32, "big"):
-                    raise KeystoreError("the private key's public key does not match it")
+                if der[bits[0] : bits[1]] != b"\x00\x04" + n.x.to_bytes(32, "big") + n.y.to_bytes(32, "big"):
+                    raise _Unusual
         return key
     except (DecodeError, _Unusual, IndexError, ValueError):
         from cryptography.hazmat.primitives import serialization
@@ -413,11 +428,17 @@ def _tbs(der: bytes) -> list[tuple[int, int, int]]:
     return tbs
 
 
-def _certificate_key(der: bytes) -> ec.EllipticCurvePublicKey:
-    """The P-256 public key of an X.509 certificate; _Unusual for another key type."""
+def _certificate_point(der: bytes) -> bytes:
+    """The P-256 public key point of an X.509 certificate; _Unusual for another key type."""
     tbs = _tbs(der)
     spki = tbs[6 if tbs[0][0] == 0xA0 else 5]
-    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _spki_point(der, spki[1], spki[2]))
+    if spki[0] != 0x30:
+        raise _Unusual
+    return _spki_point(der, spki[1], spki[2])
+
+
+def _certificate_key(der: bytes) -> ec.EllipticCurvePublicKey:
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _certificate_point(der))
 
 
 def _certificate_role(der: bytes) -> int | None:

@@ -7,12 +7,11 @@ writes an OBIS literal. Confidence tags as in FACTS.md: [O] observed in RTDS, [I
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from .codec import frozen_dataclass
 from .dlms import obis as _obis
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class CosemObjectId:
     """One interface object: its name, interface class and logical name."""
 

@@ -23,12 +23,12 @@ anything else) and `encode()`, `build_image(...)` to make and sign one, `verify(
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import construct as cs
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .codec import DecodeError, EncodeError
+from .codec import DecodeError, EncodeError, frozen_dataclass
 from .security import sign, verify
 
 __all__ = [
@@ -82,7 +82,7 @@ def file_version(octets: bytes) -> int:
     return int.from_bytes(octets[-4:], "big")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class OtaHeader:
     """The ZigBee OTA file header as GBCS uses it. `header_length` and `total_image_size` are
     what the file says (`OtaImage.decode` checks them against the file)."""
@@ -171,7 +171,7 @@ class OtaHeader:
         return header
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class OtaImage:
     """A whole upgrade image. `encode(decode(b)) == b` for every valid image."""
 

@@ -1,18 +1,16 @@
 """Which decoder a message's content goes to (FRAMING.md §7): first by message code for the ASN.1
 use cases, then by the first content bytes (01 09 GBZ; D9/DA/0F DLMS), else kept raw."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 from typing import Callable
 
-from .codec import DecodeError, Node
+from .codec import DecodeError, Node, frozen_dataclass
 from .dlms import decode_apdu
 from .frame import Message
 
 Decrypt = Callable[[bytes], bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class RawPayload:
     """Content no decoder claims: kept as bytes, never an error."""
 

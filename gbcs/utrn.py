@@ -28,14 +28,14 @@ for counters older than a full cache, and when "not for this device" applies are
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
 from enum import Enum, IntEnum
 from typing import Iterable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .codec import DecodeError, EncodeError, parse_eui
+from .codec import DecodeError, EncodeError, frozen_dataclass, parse_eui
 from .security import MAC_AAD_PREFIX, KdfMode, SecretCache, default_secrets, iv_for, kdf
 
 UTRN_BASE = 7394156990786306048  # the "K-Class 5 offset" added to the PTUT
@@ -102,7 +102,7 @@ def originator_counter(utrn_counter: int) -> int:
     return utrn_counter << 32
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Utrn:
     """A decoded UTRN. Only 10 bits of the UTRN counter travel in it."""
 
@@ -322,7 +322,7 @@ class UtrnStatus(Enum):
         return _ALERTS.get(self.value)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class UtrnCheck:
     status: UtrnStatus
     utrn: Utrn | None = None

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import catalogue
-from ..codec import DecodeError, EncodeError, jsonable
+from ..codec import DecodeError, EncodeError, frozen_dataclass, jsonable
 from ..dlms import (
     AccessRequest,
     AccessResponse,
@@ -52,7 +52,7 @@ _TIME_VALUE = 2  # the UTC time object's attribute: value
 # =============================================================================================
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class UseCaseDef:
     """One use case the head-end can send (or, with `build` None, an alert it can read).
 

@@ -10,10 +10,10 @@ import datetime as _dt
 import enum
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Iterable, Sequence
 
-from ..codec import DecodeError, parse_eui
+from ..codec import DecodeError, frozen_dataclass, parse_eui
 from ..utrn import decode_utrn
 
 __all__ = ["REQUIRED", "PARAM_TYPES", "Param", "length", "max_len", "rows_check", "utc", "iso"]
@@ -53,7 +53,7 @@ PARAM_TYPES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Param:
     """One named parameter of a use case. `default` is REQUIRED when there is none; None defaults
     are resolved at build time and explained in `help`. `min`/`max` bound an int (or each element
