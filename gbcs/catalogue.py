@@ -1008,7 +1008,19 @@ def _alert_code_names() -> dict[str, int]:
     return names
 
 
-MessageCode = IntEnum("MessageCode", _message_code_names(), module=__name__)
-MessageCode.__doc__ = "GBCS message codes by use case (`MessageCode.ECS17b == 0x0027`), from the use-case table."
-AlertCode = IntEnum("AlertCode", _alert_code_names(), module=__name__)
-AlertCode.__doc__ = "GBCS alert codes by their Appendix B names (`AlertCode.CLOCK_ADJUSTED == 0x8145`)."
+_ENUMS = {
+    "MessageCode": (_message_code_names, "GBCS message codes by use case (`MessageCode.ECS17b == 0x0027`), from the use-case table."),
+    "AlertCode": (_alert_code_names, "GBCS alert codes by their Appendix B names (`AlertCode.CLOCK_ADJUSTED == 0x8145`)."),
+}
+
+
+def __getattr__(name: str):
+    """`MessageCode` and `AlertCode`, made when first imported: their ~450 members cost ~10 ms,
+    which `gbhub decode` (the catalogue's tables only) does not pay."""
+    made = _ENUMS.get(name)
+    if made is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    enum = IntEnum(name, made[0](), module=__name__)
+    enum.__doc__ = made[1]
+    globals()[name] = enum
+    return enum
