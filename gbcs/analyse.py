@@ -26,6 +26,7 @@ from .payload import decode_payload, payload_kind
 from .security import SecretCache, SecurityError, check_mac, check_signature, decrypt_part, encryption_key
 
 _default_secrets = SecretCache()
+_CRA_NAMES = [None] + [CRA(i).name.lower() for i in (1, 2, 3)]  # by flag (an IntEnum indexes as its int)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Analysis:
             uc = self.use_case
             return {
                 "frame": "gbt-block",
-                "cra": b.cra.name.lower(),
+                "cra": _CRA_NAMES[b.cra],
                 "message_code": f"{b.message_code:04X}",
                 "use_case": uc.use_case if uc else None,
                 "originator_counter": b.originator_counter,
@@ -70,7 +71,7 @@ class Analysis:
         uc = self.use_case
         out = {
             "frame": m.frame,
-            "cra": m.cra.name.lower(),
+            "cra": _CRA_NAMES[m.cra],
             "message_code": f"{m.message_code:04X}",
             "use_case": uc.use_case if uc else None,
             "use_case_name": uc.name if uc else None,

@@ -118,6 +118,9 @@ def _type_name(t: DataType) -> str:
 
 
 _TYPE_NAMES: dict[DataType, str] = {t: t.name.lower().replace("_", "-") for t in DataType}
+_JSON_TYPE_NAMES: list[str | None] = [None] * 256  # by tag, for _data_json
+for _t, _n in _TYPE_NAMES.items():
+    _JSON_TYPE_NAMES[_t] = _n
 
 
 @frozen_dataclass(repr=False)
@@ -285,21 +288,30 @@ class Data:
         return _data_tree(self, name)
 
     def to_json(self):
-        t = self.type
-        v = self.value
-        if t is DataType.ARRAY or t is DataType.STRUCTURE:
-            jv = [d.to_json() for d in v]  # type: ignore[union-attr]
-        elif type(v) in _JSON_PLAIN:  # the common leaves first (what the chain below gives them)
-            jv = v
-        elif isinstance(v, BitString):
-            jv = v.bits
-        elif isinstance(v, (bytes, bytearray)):
-            jv = bytes(v).hex().upper()
-        elif isinstance(v, float) and not math.isfinite(v):
-            jv = repr(v)
-        else:
-            jv = v
-        return {"type": _TYPE_NAMES[t] if type(t) is DataType else _type_name(t), "value": jv}
+        return _data_json(self)
+
+
+def _data_json(d: Data) -> dict:
+    """Data as JSON data, `{"type": "long-unsigned", "value": 5}`; arrays and structures hold a list.
+    Hot in `gbhub decode --batch` (every node of every DLMS payload): the type's name is read from a
+    list by tag (an IntEnum member indexes as its int; hashing one calls Enum.__hash__)."""
+    t = d.type
+    v = d.value
+    name = _JSON_TYPE_NAMES[t] if type(t) is DataType else _type_name(t)
+    if t is _STRUCTURE or t is _ARRAY:
+        return {"type": name, "value": [_data_json(x) for x in v]}  # type: ignore[union-attr]
+    tv = type(v)
+    if tv in _JSON_PLAIN:  # the common leaves first (what the chain below gives them)
+        return {"type": name, "value": v}
+    if tv is bytes or tv is bytearray:
+        return {"type": name, "value": v.hex().upper()}
+    if isinstance(v, BitString):
+        return {"type": name, "value": v.bits}
+    if isinstance(v, (bytes, bytearray)):
+        return {"type": name, "value": bytes(v).hex().upper()}
+    if isinstance(v, float) and not math.isfinite(v):
+        return {"type": name, "value": repr(v)}
+    return {"type": name, "value": v}
 
 
 _JSON_PLAIN = frozenset((int, str, bool, type(None)))
@@ -972,7 +984,10 @@ def _parse_obis(text: str) -> bytes:
 
 
 def _obis_str(raw: bytes) -> str:
-    return obis_text(raw) if len(raw) == 6 else raw.hex().upper()
+    if len(raw) == 6:
+        a, b, c, d, e, f = raw
+        return f"{a}-{b}:{c}.{d}.{e}.{f}"
+    return raw.hex().upper()
 
 
 def obis_text(raw: bytes) -> str:
@@ -1642,7 +1657,7 @@ class AccessRequest:
 
 
 def _spec_json(s: RequestSpec) -> dict:
-    out = {"kind": s.kind.name, "class_id": s.class_id, "obis": _obis_str(s.obis), "id": s.id}
+    out = {"kind": s.kind._name_, "class_id": s.class_id, "obis": _obis_str(s.obis), "id": s.id}
     if s.selector is not None:
         out["selector"] = s.selector
     if s.parameters is not None:
@@ -1751,7 +1766,7 @@ class AccessResponse:
         out = {"type": "AccessResponse", "invoke_id": self.invoke_id,
                "date_time": self.date_time.hex().upper() if self.date_time else None,
                "data": [d.to_json() for d in self.data],
-               "results": [{"kind": r.kind.name, "result": r.result, "name": r.result_name} for r in self.results]}
+               "results": [{"kind": r.kind._name_, "result": r.result, "name": r.result_name} for r in self.results]}
         if self.request_specs is not None:
             out["request_specs"] = [_spec_json(s) for s in self.request_specs]
         if self.protected:
