@@ -310,7 +310,7 @@ def _json_converter(t: type):
             return bytes(value).hex().upper()
     elif issubclass(t, enum.Enum):
         def conv(value):
-            return value.name
+            return value._name_  # what .name returns, without the property
     elif dataclasses.is_dataclass(t):
         from operator import attrgetter
 
