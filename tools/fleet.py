@@ -126,9 +126,8 @@ class FleetKeystore(Keystore):
             if self._issuer is None:
                 self._issuer = _load_issuer(self.pki, "device-ca")
             start = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
-            slot.certificate = device_certificate(self._issuer, slot.private_key.public_key(), eui, usage, start)
-            slot._public = None
-            self._meta.pop(eui, None)
+            slot.set_certificate(device_certificate(self._issuer, slot.private_key.public_key(), eui, usage, start))
+            self._forget(eui)
         return super().certificate(eui, usage)
 
     def slot(self, eui: bytes, usage: str):
