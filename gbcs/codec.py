@@ -25,6 +25,9 @@ def frozen_dataclass(cls=None, /, *, init: bool = True, repr: bool = True):
     """
     def wrap(cls):
         own = set(cls.__dict__)  # methods the class writes itself stay (as with dataclasses)
+        if not cls.__dict__.get("__doc__"):  # dataclasses would make one with inspect.signature (~0.3 ms)
+            shown = [n for n, a in cls.__dict__.get("__annotations__", {}).items() if not str(a).startswith(("ClassVar", "typing.ClassVar"))]
+            cls.__doc__ = f"{cls.__name__}({', '.join(shown)})"
         cls = dataclass(cls, init=False, repr=False, eq=False, slots=True)
         fields = dataclasses.fields(cls)
         names = tuple(f.name for f in fields)
