@@ -11,12 +11,19 @@ def load_keystore(*folders: str | os.PathLike) -> Keystore:
     """Load one or more DCC-style key folders into one keystore; later folders win."""
     ks = Keystore()
     for folder in folders:
-        path = Path(folder)
-        if not path.is_dir():
-            raise KeystoreError(f"key folder not found: {path}")
-        for entry in sorted(path.iterdir()):
-            if entry.is_file() and NAME_RE.match(entry.name):
-                ks.add_file(entry.name, entry.read_bytes())
+        path = os.fspath(folder)
+        try:
+            names = sorted(os.listdir(path))  # (no Path per file: `gbhub decode` reads hundreds)
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeystoreError(f"key folder not found: {Path(folder)}") from None
+        for name in names:
+            if NAME_RE.match(name):
+                try:
+                    with open(os.path.join(path, name), "rb") as f:
+                        data = f.read()
+                except IsADirectoryError:
+                    continue
+                ks.add_file(name, data)
     return ks
 
 
