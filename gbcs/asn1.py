@@ -1138,6 +1138,62 @@ _set_class, _set_constructed, _set_number, _set_header, _set_contents, _set_chil
     DerNode, "tag_class", "constructed", "number", "header", "contents", "children")
 
 
+def _scan(buf: bytes, end: int) -> int:
+    """Check the TLV structure of buf[0:end] as `_walk` does, building nothing: the same
+    DecodeErrors (message and offset, found in the same depth-first order). Returns the number of
+    top-level values. Hot path: every ASN.1 payload, certificates included, passes here once and
+    is walked into nodes only when no typed read takes it."""
+    count = 0
+    pos = 0
+    level_end = end
+    depth = 0
+    outer: list[int] = []  # the ends of the enclosing constructed values
+    while True:
+        if pos >= level_end:
+            if not outer:
+                return count
+            level_end = outer.pop()
+            depth -= 1
+            continue
+        if not outer:
+            count += 1
+        at = pos
+        first = buf[pos]
+        pos += 1
+        if first & 0x1F == 0x1F:  # high-tag-number form
+            for i in range(4):
+                if pos >= level_end:
+                    raise DecodeError("truncated tag", at, "asn1")
+                b = buf[pos]
+                pos += 1
+                if i == 0 and b == 0x80:
+                    raise DecodeError("non-minimal tag number", at, "asn1")
+                if not b & 0x80:
+                    break
+            else:
+                raise DecodeError("tag number too large", at, "asn1")
+        if pos >= level_end:
+            raise DecodeError("truncated: no length", pos, "asn1")
+        length = buf[pos]
+        if length < 0x80:
+            pos += 1
+        elif length == 0x80:
+            raise DecodeError("indefinite length is not DER", pos, "asn1")
+        else:
+            length, pos = read_length(buf, pos, level_end, "asn1", minimal=False)
+        stop = pos + length
+        if stop > level_end:
+            raise DecodeError(f"truncated: value needs {length} bytes, {level_end - pos} left", at, "asn1")
+        if first & 0x20:
+            if depth >= MAX_DEPTH:
+                raise DecodeError(f"DER nested deeper than {MAX_DEPTH} levels", pos, "asn1")
+            outer.append(level_end)
+            level_end = stop
+            depth += 1
+        else:
+            pos = stop
+
+
 def _canonical(node: DerNode) -> bytes:
     """The node with minimal length forms: what a fresh DER encoder would emit."""
     ident_len = _identifier_length(node.header)
@@ -1354,6 +1410,202 @@ def _parse_generalized_time(c: bytes) -> _dt.datetime:
     if t.year < 1:
         raise _Mismatch("year")
     return t
+
+
+# The typed read straight off the bytes, for input `_scan` has checked: the plain forms of
+# `_from_node` and no more, narrowed to what `_encode_obj` writes back exactly (minimal INTEGERs,
+# BIT STRINGs without trailing zero bits, empty NULLs, the GeneralizedTime form it writes), so a
+# value it gives re-encodes to the input up to length forms and `decode_asn1` skips the
+# re-encoding proof; anything else raises _Mismatch and `_try` decides as before
+# (tests/test_asn1_fast.py checks both claims on RTDS payloads, mutations and random DER). It
+# descends only into the fields it reads: certificates are kept as bytes without being walked.
+
+
+def _contents_at(buf: bytes, pos: int) -> tuple[int, int]:
+    """(contents start, end) of the checked TLV at `pos` whose identifier is one byte."""
+    n = buf[pos + 1]
+    if n < 0x80:
+        return pos + 2, pos + 2 + n
+    cs = pos + 2 + (n & 0x7F)
+    return cs, cs + int.from_bytes(buf[pos + 2 : cs], "big")
+
+
+def _read_int(buf: bytes, at: int, cs: int, stop: int) -> int:
+    if stop - cs > 1:
+        a, b = buf[cs], buf[cs + 1]
+        if (a == 0 and b < 0x80) or (a == 0xFF and b >= 0x80):
+            raise _Mismatch("INTEGER not minimal")
+    elif stop == cs:
+        raise _Mismatch("empty INTEGER")
+    return int.from_bytes(buf[cs:stop], "big", signed=True)
+
+
+def _enum_reader(enum_cls):
+    members = {int(m): m for m in enum_cls}
+    get = members.get
+
+    def read(buf: bytes, at: int, cs: int, stop: int):
+        v = _read_int(buf, at, cs, stop)
+        m = get(v)
+        return v if m is None else m
+
+    return read
+
+
+def _read_bytes(buf: bytes, at: int, cs: int, stop: int) -> bytes:
+    return buf[cs:stop]
+
+
+def _read_time(buf: bytes, at: int, cs: int, stop: int) -> _dt.datetime:
+    return _parse_generalized_time(buf[cs:stop])
+
+
+def _read_key_usage(buf: bytes, at: int, cs: int, stop: int) -> KeyUsage:
+    c = buf[cs:stop]
+    if not c or c[0] > 7 or (len(c) == 1 and c[0]):
+        raise _Mismatch("BIT STRING form")
+    nbits = 8 * (len(c) - 1) - c[0]
+    whole = int.from_bytes(c[1:], "big") >> c[0] if len(c) > 1 else 0
+    value = 0
+    for i in range(nbits):  # bit 0 is the first (most significant) bit
+        if whole >> (nbits - 1 - i) & 1:
+            value |= 1 << i
+    if _bit_string_contents(value) != c:
+        raise _Mismatch("BIT STRING not minimal")
+    return KeyUsage(value)
+
+
+def _read_blob(buf: bytes, at: int, cs: int, stop: int) -> bytes:
+    return buf[at:stop]
+
+
+def _value_reader(kind: str, arg):
+    if kind == "int":
+        return _read_int
+    if kind == "enum":
+        return _enum_reader(arg)
+    if kind == "bytes" or kind == "eui":
+        return _read_bytes
+    if kind == "time":
+        return _read_time
+    if kind == "key_usage":
+        return _read_key_usage
+    if kind == "blob":
+        return _read_blob
+    raise AssertionError(kind)
+
+
+def _field_reader(kind: str, arg, spec: type, params: dict | None):
+    """(identifier byte, reader) of one declared value."""
+    ident = _identifier(spec, params)[0]
+    if kind == "nested":
+        keep_der = not (params and "implicit" in params)
+
+        def read_nested(buf: bytes, at: int, cs: int, stop: int):
+            return _read(arg, buf, at, cs, stop, keep_der)
+
+        return ident, read_nested
+    if kind == "list":
+        item_ident, item = _field_reader(arg[0], arg[1], spec._child_spec, None)
+
+        def read_list(buf: bytes, at: int, cs: int, stop: int) -> tuple:
+            out = []
+            pos = cs
+            while pos < stop:
+                if buf[pos] != item_ident:
+                    raise _Mismatch("SEQUENCE OF item tag")
+                ics, istop = _contents_at(buf, pos)
+                out.append(item(buf, pos, ics, istop))
+                pos = istop
+            return tuple(out)
+
+        return ident, read_list
+    return ident, _value_reader(kind, arg)
+
+
+_READERS: dict[type, tuple] = {}
+
+
+def _reader(cls: type) -> tuple:
+    """(identifier byte, single, fields, setters) of a payload class for `_read`, worked out once:
+    for a SEQUENCE each declared field as (identifier byte, optional, reader or None for a fixed
+    NULL); for a single value its reader, or None for NULL. `setters` set the dataclass fields in
+    the order the values are read, then `_der`."""
+    hit = _READERS.get(cls)
+    if hit is not None:
+        return hit
+    _plan(cls)  # the asn1 metadata resolved
+    meta = _meta(cls)
+    spec = cls._SPEC
+    if cls._SINGLE:
+        fields = _field_reader(meta[0][1], meta[0][2], spec, None)[1] if meta else None
+        order = [m[0] for m in meta]
+    else:
+        kinds = {name: (kind, arg) for name, kind, arg in meta}
+        fields = []
+        order = []
+        for f in spec._fields:
+            params = f[2] if len(f) > 2 else None
+            km = kinds.get(f[0])
+            if km is None:
+                fields.append((_identifier(f[1], params)[0], bool(params and params.get("optional")), None))
+                continue
+            ident, read = _field_reader(km[0], km[1], f[1], params)
+            fields.append((ident, bool(params and params.get("optional")), read))
+            order.append(f[0])
+        fields = tuple(fields)
+    names = [f.name for f in dataclasses.fields(cls)]
+    assert sorted(order + ["_der"]) == sorted(names), cls  # every field is read
+    setters = tuple(_slot_setter(cls, n) for n in order + ["_der"])
+    hit = _READERS[cls] = (_identifier(spec, None)[0], cls._SINGLE, fields, setters)
+    return hit
+
+
+def _slot_setter(cls: type, name: str):
+    for base in cls.__mro__:
+        slot = base.__dict__.get(name)
+        if slot is not None and hasattr(slot, "__set__"):
+            return slot.__set__
+    raise AssertionError(f"{cls.__name__}.{name}")
+
+
+def _read(cls: type, buf: bytes, at: int, cs: int, stop: int, keep_der: bool = True) -> Asn1Payload:
+    """The value of `cls` in the checked TLV buf[at:stop] (contents from `cs`), its identifier
+    already matched by the caller; raises _Mismatch."""
+    _, single, fields, setters = _READERS.get(cls) or _reader(cls)
+    if single:
+        if fields is None:
+            if cs != stop:
+                raise _Mismatch("NULL with contents")
+            values = []
+        else:
+            values = [fields(buf, at, cs, stop)]
+    else:
+        values = []
+        pos = cs
+        for fident, optional, read in fields:
+            if pos >= stop or buf[pos] != fident:
+                if optional:
+                    if read is not None:
+                        values.append(None)
+                    continue
+                raise _Mismatch("field missing")
+            fcs, fstop = _contents_at(buf, pos)
+            if read is not None:
+                values.append(read(buf, pos, fcs, fstop))
+            elif fcs != fstop:
+                raise _Mismatch("NULL with contents")
+            pos = fstop
+        if pos != stop:
+            raise _Mismatch("elements left over")
+    values.append(buf[at:stop] if keep_der else b"")
+    obj = _new_payload(cls)
+    for setter, value in zip(setters, values):
+        setter(obj, value)
+    return obj
+
+
+_new_payload = object.__new__
 
 
 def _generalized_time(t: _dt.datetime) -> str:
@@ -1648,13 +1900,27 @@ def decode_asn1(data: bytes, *, message_code: int, cra: int) -> Asn1Payload | De
     another shape. Raises `DecodeError` only for malformed DER (offsets relative to `data`).
     """
     data = bytes(data)
-    generic = decode_der(data)
-    if len(generic.values) == 1:
+    end = len(data)
+    if not end:
+        raise DecodeError("empty ASN.1 payload", 0, "asn1")
+    generic = None
+    if _scan(data, end) == 1:
         for cls in _TABLE.get((message_code, int(cra)), ()):
-            obj = _try(cls, data, generic.values[0])
-            if obj is not None:
-                return obj
-    return generic
+            ident = _READERS.get(cls) or _reader(cls)
+            if data[0] != ident[0]:
+                continue  # every encoding of cls starts with its identifier: `_try` would refuse too
+            try:
+                cs, stop = _contents_at(data, 0)
+                obj = _read(cls, data, 0, cs, stop)
+            except Exception:  # not the exact plain form: the declarations decide, as before
+                if generic is None:
+                    generic = DerPayload(_walk(data, 0, end, 0))
+                obj = _try(cls, data, generic.values[0])
+                if obj is not None:
+                    return obj
+            else:
+                return obj  # re-encodes to `data` up to length forms: no proof needed
+    return generic or DerPayload(_walk(data, 0, end, 0))
 
 
 __all__ = [
