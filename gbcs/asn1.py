@@ -544,13 +544,17 @@ class Asn1Payload:
         return _tree_value(self, self.KIND, type(self)._SPEC.load(self.encode()))
 
     def to_json(self) -> dict:
-        out: dict[str, Any] = {"type": type(self).__name__, "kind": self.KIND}
-        for name, kind, _arg in _meta(type(self)):
-            out[name] = _json_value(getattr(self, name))
+        cls = type(self)
+        head, fields = _JSON_PLANS.get(cls) or _json_plan(cls)
+        out = dict(head)
+        for name, conv in fields:
+            out[name] = conv(getattr(self, name))
         return out
 
 
 def _json_value(value):
+    """The JSON of any field value (the per-kind converters of `_json_plan` take their usual
+    types directly and hand anything else here)."""
     if isinstance(value, _dt.datetime):
         return _time_text(value)
     if isinstance(value, KeyUsage):
@@ -558,6 +562,43 @@ def _json_value(value):
     if isinstance(value, tuple):
         return [_json_value(v) for v in value]
     return jsonable(value)
+
+
+_JSON_PLANS: dict[type, tuple] = {}
+
+
+def _json_plan(cls: type) -> tuple:
+    """(the "type"/"kind" items, (name, converter) per field) of a payload class, made once."""
+    hit = _JSON_PLANS[cls] = (
+        (("type", cls.__name__), ("kind", cls.KIND)),
+        tuple((name, _json_converter(kind, arg)) for name, kind, arg in _meta(cls)),
+    )
+    return hit
+
+
+def _json_converter(kind: str, arg):
+    if kind == "int":
+        return lambda v: v if type(v) is int else _json_value(v)
+    if kind == "enum":
+        def enum_json(v):
+            t = type(v)
+            if t is int:
+                return v
+            return v._name_ if t is arg else _json_value(v)
+
+        return enum_json
+    if kind in ("bytes", "eui", "blob"):
+        return lambda v: v.hex().upper() if type(v) is bytes else _json_value(v)
+    if kind == "time":
+        return lambda v: _time_text(v) if type(v) is _dt.datetime else _json_value(v)
+    if kind == "key_usage":
+        return lambda v: _key_usage_names(v) if type(v) is KeyUsage else _json_value(v)
+    if kind == "nested":
+        return lambda v: v.to_json() if isinstance(v, Asn1Payload) else _json_value(v)
+    if kind == "list":
+        item = _json_converter(*arg)
+        return lambda v: [item(x) for x in v] if type(v) is tuple else _json_value(v)
+    raise AssertionError(kind)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1744,11 +1785,16 @@ def _time_text(t: _dt.datetime) -> str:
 
 
 def _key_usage_names(v: int) -> list:
-    names: list = [m.name for m in KeyUsage if v & m]
-    rest = int(v) & ~sum(int(m) for m in KeyUsage)
+    v = int(v)
+    names: list = [name for bit, name in _KEY_USAGE_BITS if v & bit]
+    rest = v & ~_KEY_USAGE_ALL
     if rest:
         names.append(rest)
     return names
+
+
+_KEY_USAGE_BITS = tuple((int(m), m.name) for m in KeyUsage)
+_KEY_USAGE_ALL = sum(int(m) for m in KeyUsage)
 
 
 def _certificate_text(raw: bytes) -> str:

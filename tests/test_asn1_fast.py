@@ -336,3 +336,44 @@ def test_mutated_payload_json_as_the_generic_conversion(data):
         return
     if isinstance(value, asn1.Asn1Payload):
         assert value.to_json() == _json_reference(value)
+
+
+def _other_forms(value):
+    """Copies of a decoded value with one field given in another form a builder may use: a plain
+    int for an enumeration, an enumeration (or a bool) for an int, a bytearray for bytes, a naive
+    datetime, key usage bits no member names, a list for a tuple."""
+    from gbcs.catalogue import DeviceType
+
+    for name, kind, _arg in asn1._meta(type(value)):
+        v = getattr(value, name)
+        if v is None:
+            continue
+        if kind == "enum":
+            yield dataclasses.replace(value, **{name: int(v)})
+            yield dataclasses.replace(value, **{name: DeviceType.ESME})
+        elif kind == "int":
+            yield dataclasses.replace(value, **{name: DeviceType.GSME})
+            yield dataclasses.replace(value, **{name: True})
+        elif kind in ("bytes", "eui", "blob"):
+            yield dataclasses.replace(value, **{name: bytearray(v)})
+        elif kind == "time":
+            yield dataclasses.replace(value, **{name: v.replace(tzinfo=None)})
+        elif kind == "key_usage":
+            yield dataclasses.replace(value, **{name: int(v) | 1 << 12})
+        elif kind == "list":
+            yield dataclasses.replace(value, **{name: list(v)})
+        elif kind == "nested":
+            yield from (dataclasses.replace(value, **{name: other}) for other in _other_forms(v))
+
+
+def test_built_payload_json_as_the_generic_conversion():
+    if not PAYLOADS:
+        pytest.skip("RTDS vectors not found (set GBHUB_VECTORS)")
+    n = 0
+    for data, code, cra in PAYLOADS:
+        value = decode_asn1(data, message_code=code, cra=cra)
+        if isinstance(value, asn1.Asn1Payload):
+            for other in _other_forms(value):
+                assert other.to_json() == _json_reference(other)
+                n += 1
+    assert n > 100
