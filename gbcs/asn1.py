@@ -1186,54 +1186,71 @@ def _scan(buf: bytes, end: int) -> int:
     is walked into nodes only when no typed read takes it."""
     count = 0
     pos = 0
-    level_end = end
-    depth = 0
-    outer: list[int] = []  # the ends of the enclosing constructed values
-    while True:
-        if pos >= level_end:
-            if not outer:
-                return count
-            level_end = outer.pop()
-            depth -= 1
-            continue
-        if not outer:
-            count += 1
-        at = pos
-        first = buf[pos]
-        pos += 1
-        if first & 0x1F == 0x1F:  # high-tag-number form
-            for i in range(4):
-                if pos >= level_end:
-                    raise DecodeError("truncated tag", at, "asn1")
-                b = buf[pos]
-                pos += 1
-                if i == 0 and b == 0x80:
-                    raise DecodeError("non-minimal tag number", at, "asn1")
-                if not b & 0x80:
-                    break
-            else:
-                raise DecodeError("tag number too large", at, "asn1")
-        if pos >= level_end:
-            raise DecodeError("truncated: no length", pos, "asn1")
-        length = buf[pos]
-        if length < 0x80:
-            pos += 1
-        elif length == 0x80:
-            raise DecodeError("indefinite length is not DER", pos, "asn1")
-        else:
-            length, pos = read_length(buf, pos, level_end, "asn1", minimal=False)
-        stop = pos + length
-        if stop > level_end:
-            raise DecodeError(f"truncated: value needs {length} bytes, {level_end - pos} left", at, "asn1")
-        if first & 0x20:
-            if depth >= MAX_DEPTH:
-                raise DecodeError(f"DER nested deeper than {MAX_DEPTH} levels", pos, "asn1")
-            outer.append(level_end)
-            level_end = stop
-            depth += 1
-        else:
-            pos = stop
+    while pos < end:
+        count += 1
+        pos = _scan_value(buf, pos, end)
+    return count
 
+
+def _scan_value(buf: bytes, pos: int, end: int) -> int:
+    """`_scan` of the one value at `pos` (its contents iteratively, depth first); returns its end."""
+    level_end = end  # the end of the constructed value being read
+    depth = 0
+    outer: list[int] = []  # the ends of the enclosing ones
+    push = outer.append
+    pop = outer.pop
+    while True:
+        if pos < level_end:
+            at = pos
+            first = buf[pos]
+            pos += 1
+            if first & 0x1F == 0x1F:
+                pos = _scan_tag(buf, at, level_end)
+            if pos >= level_end:
+                raise DecodeError("truncated: no length", pos, "asn1")
+            length = buf[pos]
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _scan_length(buf, pos, level_end)
+            stop = pos + length
+            if stop > level_end:
+                raise DecodeError(f"truncated: value needs {length} bytes, {level_end - pos} left", at, "asn1")
+            if first & 0x20:
+                if depth == MAX_DEPTH:
+                    raise DecodeError(f"DER nested deeper than {MAX_DEPTH} levels", pos, "asn1")
+                push(level_end)
+                level_end = stop
+                depth += 1
+            else:
+                pos = stop
+        elif depth:
+            level_end = pop()
+            depth -= 1
+        else:
+            return pos
+
+
+def _scan_tag(buf: bytes, at: int, end: int) -> int:
+    """The position after the high-tag-number identifier at `at` (checked as `_walk` does)."""
+    pos = at + 1
+    for i in range(4):
+        if pos >= end:
+            raise DecodeError("truncated tag", at, "asn1")
+        b = buf[pos]
+        pos += 1
+        if i == 0 and b == 0x80:
+            raise DecodeError("non-minimal tag number", at, "asn1")
+        if not b & 0x80:
+            return pos
+    raise DecodeError("tag number too large", at, "asn1")
+
+
+def _scan_length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A long-form length at `pos` as `_walk` reads it: (length, position after it)."""
+    if buf[pos] == 0x80:
+        raise DecodeError("indefinite length is not DER", pos, "asn1")
+    return read_length(buf, pos, end, "asn1", minimal=False)
 
 def _canonical(node: DerNode) -> bytes:
     """The node with minimal length forms: what a fresh DER encoder would emit."""
