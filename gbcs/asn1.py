@@ -1222,9 +1222,11 @@ def _scan_value(buf: bytes, pos: int, end: int) -> int:
                 push(level_end)
                 level_end = stop
                 depth += 1
-            else:
+            elif depth:
                 pos = stop
-        elif depth:
+            else:
+                return stop
+        elif depth > 1:
             level_end = pop()
             depth -= 1
         else:

@@ -235,6 +235,13 @@ def test_scan_refuses_what_walk_refuses_on_mutated_rtds(data):
     assert _scan_verdict(buf) == _walk_verdict(buf)
 
 
+@pytest.mark.parametrize("hexdata", ["020100", "0201000500", "3000020101", "30030201000400", "3003020100300030",
+                                     "3f8100003000", "300230003000", "02810100", "3003020100ff"])
+def test_scan_counts_top_level_values_as_walk(hexdata):
+    data = bytes.fromhex(hexdata)
+    assert _scan_verdict(data) == _walk_verdict(data)
+
+
 def test_scan_takes_the_rtds_payloads():
     for data, _code, _cra in PAYLOADS:
         assert asn1._scan(data, len(data)) == 1
