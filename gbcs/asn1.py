@@ -513,9 +513,11 @@ def _normalise(kind: str, arg: Any, value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Asn1Payload:
-    """Base of every typed ASN.1 value. `KIND` names the payload as the DCC parser does."""
+    """Base of every typed ASN.1 value. `KIND` names the payload as the DCC parser does.
+    `__eq__`, `__hash__` and `__repr__` are those `dataclass` would write, once here for all
+    subclasses (see `_payload_class`)."""
 
     KIND: ClassVar[str] = ""
     _SPEC: ClassVar[type] = _core.Asn1Value
@@ -529,6 +531,20 @@ class Asn1Payload:
             new = _normalise(kind, arg, value)
             if new is not value:
                 object.__setattr__(self, name, new)
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            fields = _COMPARED.get(self.__class__) or _compared(self.__class__)
+            return fields(self) == fields(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((_COMPARED.get(self.__class__) or _compared(self.__class__))(self))
+
+    def __repr__(self) -> str:
+        cls = self.__class__
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(cls) if f.repr)
+        return f"{cls.__qualname__}({shown})"
 
     def encode(self) -> bytes:
         if self._der:
@@ -550,6 +566,23 @@ class Asn1Payload:
         for name, conv in fields:
             out[name] = conv(getattr(self, name))
         return out
+
+
+def _payload_class(cls: type) -> type:
+    """`@dataclass(frozen=True, slots=True)` for a payload class, inheriting `__eq__`, `__hash__`
+    and `__repr__` from Asn1Payload: `dataclass` compiles each method it writes, and three fewer
+    per class shortens the import (48 classes) by about a third."""
+    return dataclass(frozen=True, slots=True, eq=False, repr=False)(cls)
+
+
+_COMPARED: dict[type, Any] = {}
+
+
+def _compared(cls: type):
+    """The tuple of a class's compared fields, as the `__eq__`/`__hash__` of `dataclass` use."""
+    names = tuple(f.name for f in dataclasses.fields(cls) if f.compare)
+    hit = _COMPARED[cls] = lambda obj: tuple(getattr(obj, n) for n in names)
+    return hit
 
 
 def _json_value(value):
@@ -606,7 +639,7 @@ def _json_converter(kind: str, arg):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class TrustAnchorCellIdentifier(Asn1Payload):
     """A device trust anchor cell: {remotePartyRole, keyUsage, cellUsage DEFAULT management}.
     `cell_usage` None = absent on the wire (implicit management), kept so re-encoding is exact."""
@@ -622,7 +655,7 @@ class TrustAnchorCellIdentifier(Asn1Payload):
         return CellUsage.MANAGEMENT if self.cell_usage is None else self.cell_usage
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class DeviceLogEntry(Asn1Payload):
     KIND: ClassVar[str] = "Device Log Entry"
     _SPEC: ClassVar[type] = _A_DeviceLogEntry
@@ -635,7 +668,7 @@ class DeviceLogEntry(Asn1Payload):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ProvideSecurityCredentialDetailsCommand(Asn1Payload):
     KIND: ClassVar[str] = "Provide Security Credential Details Command"
     _SPEC: ClassVar[type] = _A_ProvideSecurityCredentialDetailsCommand
@@ -643,7 +676,7 @@ class ProvideSecurityCredentialDetailsCommand(Asn1Payload):
     remote_party_roles: tuple[RemotePartyRole | int, ...] = _list(("enum", RemotePartyRole))
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class TrustAnchorCellContents(Asn1Payload):
     KIND: ClassVar[str] = "Trust Anchor Cell Contents"
     _SPEC: ClassVar[type] = _A_TrustAnchorCellContents
@@ -653,7 +686,7 @@ class TrustAnchorCellContents(Asn1Payload):
     subject_key_identifier: bytes = _bytes(b"")
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class RemotePartyDetails(Asn1Payload):
     """One role's answer; `seq_number`/`cells` are absent (None) when the status is an error."""
 
@@ -665,7 +698,7 @@ class RemotePartyDetails(Asn1Payload):
     cells: tuple[TrustAnchorCellContents, ...] | None = _list(("nested", "TrustAnchorCellContents"), None)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ProvideSecurityCredentialDetailsResponse(Asn1Payload):
     KIND: ClassVar[str] = "Provide Security Credential Details Response"
     _SPEC: ClassVar[type] = _seq_of(_A_RemotePartyDetails)
@@ -678,7 +711,7 @@ class ProvideSecurityCredentialDetailsResponse(Asn1Payload):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class SpecialistSeqNumber(Asn1Payload):
     KIND: ClassVar[str] = "Specialist Seq Number"
     _SPEC: ClassVar[type] = _A_SpecialistSeqNumber
@@ -686,7 +719,7 @@ class SpecialistSeqNumber(Asn1Payload):
     seq_number: int = _int()
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class RemotePartySeqNumberChange(Asn1Payload):
     KIND: ClassVar[str] = "Remote Party Seq Number Change"
     _SPEC: ClassVar[type] = _A_RemotePartySeqNumberChange
@@ -695,7 +728,7 @@ class RemotePartySeqNumberChange(Asn1Payload):
     specialist_floor_seq_numbers: tuple[SpecialistSeqNumber, ...] | None = _list(("nested", "SpecialistSeqNumber"), None)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class AuthorisingRemotePartyControl(Asn1Payload):
     KIND: ClassVar[str] = "Authorising Remote Party Control"
     _SPEC: ClassVar[type] = _A_AuthorisingRemotePartyControl
@@ -709,7 +742,7 @@ class AuthorisingRemotePartyControl(Asn1Payload):
     other_seq_number_changes: tuple[RemotePartySeqNumberChange, ...] | None = _list(("nested", "RemotePartySeqNumberChange"), None)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class TrustAnchorReplacement(Asn1Payload):
     KIND: ClassVar[str] = "Trust Anchor Replacement"
     _SPEC: ClassVar[type] = _A_TrustAnchorReplacement
@@ -717,7 +750,7 @@ class TrustAnchorReplacement(Asn1Payload):
     target_cell: TrustAnchorCellIdentifier = _nested("TrustAnchorCellIdentifier")
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class UpdateSecurityCredentialsCommand(Asn1Payload):
     KIND: ClassVar[str] = "Update Security Credentials Command"
     _SPEC: ClassVar[type] = _A_UpdateSecurityCredentialsCommand
@@ -727,7 +760,7 @@ class UpdateSecurityCredentialsCommand(Asn1Payload):
     execution_date_time: _dt.datetime | None = _time(None)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ReplacementOutcome(Asn1Payload):
     KIND: ClassVar[str] = "Replacement Outcome"
     _SPEC: ClassVar[type] = _A_ReplacementOutcome
@@ -739,7 +772,7 @@ class ReplacementOutcome(Asn1Payload):
     replacing_subject_key_id: bytes = _bytes()
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class UpdateSecurityCredentialsOutcome(Asn1Payload):
     KIND: ClassVar[str] = "Execution Outcome"
     _SPEC: ClassVar[type] = _A_UpdateSecurityCredentialsOutcome
@@ -749,7 +782,7 @@ class UpdateSecurityCredentialsOutcome(Asn1Payload):
     replacement_outcomes: tuple[ReplacementOutcome, ...] = _list(("nested", "ReplacementOutcome"), ())
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class UpdateSecurityCredentialsResponse(Asn1Payload):
     """`SEQUENCE { commandAccepted NULL, executionOutcome OPTIONAL }`; outcome absent when future-dated."""
 
@@ -758,7 +791,7 @@ class UpdateSecurityCredentialsResponse(Asn1Payload):
     outcome: UpdateSecurityCredentialsOutcome | None = _nested("UpdateSecurityCredentialsOutcome", None)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class UpdateSecurityCredentialsAlert(Asn1Payload):
     """Future-dated outcome (message code 0x00CB, CS02g 0x0124; alert 0x8F66/0x8F67)."""
 
@@ -774,7 +807,7 @@ class UpdateSecurityCredentialsAlert(Asn1Payload):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class _CodeResponse(Asn1Payload):
     """A bare `INTEGER` response code; subclasses pick the enumeration."""
 
@@ -784,14 +817,14 @@ class _CodeResponse(Asn1Payload):
     code: int = _int()
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class IssueSecurityCredentialsCommand(Asn1Payload):
     KIND: ClassVar[str] = "Issue Security Credentials Command"
     _SPEC: ClassVar[type] = _A_KeyUsageCommand
     key_usage: KeyUsage = _key_usage()
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class CertificationRequest(Asn1Payload):
     """CS02c success: the device's PKCS#10 request for the new key pair, kept as DER."""
 
@@ -801,12 +834,12 @@ class CertificationRequest(Asn1Payload):
     certification_request: bytes = _blob(_csr.CertificationRequest)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class IssueSecurityCredentialsResponse(_CodeResponse):
     code: IssueSecurityCredentialsCode | int = _enum(IssueSecurityCredentialsCode)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class UpdateDeviceCertificateCommand(Asn1Payload):
     KIND: ClassVar[str] = "Certificate"
     _SPEC: ClassVar[type] = _x509.Certificate
@@ -814,19 +847,19 @@ class UpdateDeviceCertificateCommand(Asn1Payload):
     certificate: bytes = _blob(_x509.Certificate)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class UpdateDeviceCertificateResponse(_CodeResponse):
     code: UpdateDeviceCertificateCode | int = _enum(UpdateDeviceCertificateCode)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ProvideDeviceCertificateCommand(Asn1Payload):
     KIND: ClassVar[str] = "Provide Device Certificate Command"
     _SPEC: ClassVar[type] = _A_KeyUsageCommand
     key_usage: KeyUsage = _key_usage()
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class DeviceCertificate(Asn1Payload):
     """CS02e success: the device certificate for the requested key usage."""
 
@@ -836,7 +869,7 @@ class DeviceCertificate(Asn1Payload):
     certificate: bytes = _blob(_x509.Certificate)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ProvideDeviceCertificateResponse(_CodeResponse):
     code: ProvideDeviceCertificateCode | int = _enum(ProvideDeviceCertificateCode)
 
@@ -846,7 +879,7 @@ class ProvideDeviceCertificateResponse(_CodeResponse):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class JoinDevice(Asn1Payload):
     """Tell a device to add another to its own Device Log; `ka_certificate` only for Method C."""
 
@@ -858,12 +891,12 @@ class JoinDevice(Asn1Payload):
     ka_certificate: bytes | None = _blob(_x509.Certificate, None)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class JoinResponse(_CodeResponse):
     code: JoinResponseCode | int = _enum(JoinResponseCode)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class UnjoinDevice(Asn1Payload):
     KIND: ClassVar[str] = "Entity Id"
     _SPEC: ClassVar[type] = _core.OctetString
@@ -871,23 +904,23 @@ class UnjoinDevice(Asn1Payload):
     entity_id: bytes = _eui()
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class UnjoinResponse(_CodeResponse):
     code: UnjoinResponseCode | int = _enum(UnjoinResponseCode)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class _NullPayload(Asn1Payload):
     _SPEC: ClassVar[type] = _core.Null
     _SINGLE: ClassVar[bool] = True
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ReadDeviceJoinDetails(_NullPayload):
     KIND: ClassVar[str] = "Read Device Join Details Command"
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class DeviceJoinDetails(Asn1Payload):
     """CS07 response `{responseCode, entries OPTIONAL}`; `entries` None = absent (read failure)."""
 
@@ -905,7 +938,7 @@ class DeviceJoinDetails(Asn1Payload):
 CANCELLATION_DATE_TIME = _dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=_dt.timezone.utc)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ActivateFirmware(Asn1Payload):
     """`execution_date_time` = CANCELLATION_DATE_TIME cancels a pending activation [O RTDS]."""
 
@@ -920,14 +953,14 @@ class ActivateFirmware(Asn1Payload):
         return self.execution_date_time == CANCELLATION_DATE_TIME
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class CommandAccepted(_NullPayload):
     """NULL: a future-dated command was accepted (CS06); the outcome follows as an alert."""
 
     KIND: ClassVar[str] = "Command Accepted"
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ActivateFirmwareOutcome(Asn1Payload):
     KIND: ClassVar[str] = "Execution Outcome"
     _SPEC: ClassVar[type] = _A_ActivateFirmwareOutcome
@@ -935,7 +968,7 @@ class ActivateFirmwareOutcome(Asn1Payload):
     firmware_version: bytes = _bytes()
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ActivateFirmwareAlert(Asn1Payload):
     """Future-dated activation outcome, message code 0x00CA (alert 0x8F66/0x8F67)."""
 
@@ -947,7 +980,7 @@ class ActivateFirmwareAlert(Asn1Payload):
     outcome: ActivateFirmwareOutcome = _nested("ActivateFirmwareOutcome")
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class FirmwareTransferAlert(Asn1Payload):
     """CCS08 (0x0128): CHF reports the OTA transfer to a HAN device (0x8F8A success / 0x8F89 fail)."""
 
@@ -960,12 +993,12 @@ class FirmwareTransferAlert(Asn1Payload):
     code: FirmwareTransferCode | int = _enum(FirmwareTransferCode)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class ReadFirmwareVersion(_NullPayload):
     KIND: ClassVar[str] = "Read Firmware Version Command"
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class FirmwareVersionResponse(Asn1Payload):
     KIND: ClassVar[str] = "Read Firmware Version Response"
     _SPEC: ClassVar[type] = _A_FirmwareVersionResponse
@@ -973,7 +1006,7 @@ class FirmwareVersionResponse(Asn1Payload):
     code: ReadResponseCode | int = _enum(ReadResponseCode, ReadResponseCode.SUCCESS)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class FirmwareVersionAlert(Asn1Payload):
     """CS08 alert shape (PPMID/HCALCS activation result), per the DCC parser; no RTDS sample. The
     PPMID sends it as CS09 (0x012B, alert 0x8F8B) after an activation [I]."""
@@ -991,7 +1024,7 @@ class FirmwareVersionAlert(Asn1Payload):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class SetTime(Asn1Payload):
     KIND: ClassVar[str] = "Set Time Command"
     _SPEC: ClassVar[type] = _A_SetTime
@@ -999,7 +1032,7 @@ class SetTime(Asn1Payload):
     validity_interval_end: _dt.datetime = _time()
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class SetTimeResponse(Asn1Payload):
     KIND: ClassVar[str] = "Set Time Response"
     _SPEC: ClassVar[type] = _A_SetTimeResponse
@@ -1007,14 +1040,14 @@ class SetTimeResponse(Asn1Payload):
     status: DeviceTimeStatus | int = _enum(DeviceTimeStatus, DeviceTimeStatus.RELIABLE)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class GpfDeviceLogRestore(Asn1Payload):
     KIND: ClassVar[str] = "GPF Device Log Restore Command"
     _SPEC: ClassVar[type] = _A_GpfDeviceLogRestore
     entries: tuple[DeviceLogEntry, ...] = _list(("nested", "DeviceLogEntry"))
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class RestoreOutcome(Asn1Payload):
     KIND: ClassVar[str] = "Restore Outcome"
     _SPEC: ClassVar[type] = _A_RestoreOutcome
@@ -1022,14 +1055,14 @@ class RestoreOutcome(Asn1Payload):
     code: JoinResponseCode | int = _enum(JoinResponseCode)
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class GpfDeviceLogRestoreResponse(Asn1Payload):
     KIND: ClassVar[str] = "GPF Device Log Restore Response"
     _SPEC: ClassVar[type] = _A_GpfDeviceLogRestoreResponse
     outcomes: tuple[RestoreOutcome, ...] = _list(("nested", "RestoreOutcome"))
 
 
-@dataclass(frozen=True, slots=True)
+@_payload_class
 class GpfDeviceLogBackupAlert(Asn1Payload):
     """GCS62 (0x00B2, alert 0x8071): the whole GPF device log after a change."""
 

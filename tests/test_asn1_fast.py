@@ -7,6 +7,7 @@ to length forms (so `decode_asn1` may skip that proof)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from asn1crypto import core
@@ -384,3 +385,37 @@ def test_built_payload_json_as_the_generic_conversion():
                 assert other.to_json() == _json_reference(other)
                 n += 1
     assert n > 100
+
+
+# ---- __eq__/__hash__/__repr__ written once in Asn1Payload: as dataclass writes them per class ----
+
+_TWINS: dict = {}
+
+
+def _twin(value):
+    """The same field values in a class `dataclass` writes every method of (one per payload class)."""
+    cls = type(value)
+    twin_cls = _TWINS.get(cls)
+    if twin_cls is None:
+        fields = [(f.name, Any, dataclasses.field(compare=f.compare, repr=f.repr)) for f in dataclasses.fields(cls)]
+        twin_cls = _TWINS[cls] = dataclasses.make_dataclass(cls.__name__, fields, frozen=True)
+    return twin_cls(**{f.name: getattr(value, f.name) for f in dataclasses.fields(cls)})
+
+
+def test_payload_eq_hash_repr_as_dataclass_writes_them():
+    if not PAYLOADS:
+        pytest.skip("RTDS vectors not found (set GBHUB_VECTORS)")
+    values = [v for data, code, cra in PAYLOADS
+              if isinstance(v := decode_asn1(data, message_code=code, cra=cra), asn1.Asn1Payload)]
+    values += [other for v in values[:40] for other in _other_forms(v)]
+    twins = [_twin(v) for v in values]
+    for v, t in zip(values, twins):
+        assert repr(v) == repr(t)
+        assert hash(v) == hash(t)
+        assert v == dataclasses.replace(v) and v != t  # another class is never equal
+    equal = 0
+    for i in range(len(values)):
+        for j in range(len(values)):
+            assert (values[i] == values[j]) == (twins[i] == twins[j])
+            equal += i != j and values[i] == values[j]
+    assert equal  # the RTDS set repeats some payloads
