@@ -1620,10 +1620,10 @@ _READERS: dict[type, tuple] = {}
 
 
 def _reader(cls: type) -> tuple:
-    """(identifier byte, single, fields, setters) of a payload class for `_read`, worked out once:
-    for a SEQUENCE each declared field as (identifier byte, optional, reader or None for a fixed
-    NULL); for a single value its reader, or None for NULL. `setters` set the dataclass fields in
-    the order the values are read, then `_der`."""
+    """(identifier byte, single, fields, `_der` setter) of a payload class for `_read`, worked out
+    once: for a SEQUENCE each declared field as (identifier byte, optional, reader and setter of
+    the dataclass field, both None for a fixed NULL); for a single value its (reader, setter), or
+    None for NULL."""
     hit = _READERS.get(cls)
     if hit is not None:
         return hit
@@ -1631,7 +1631,7 @@ def _reader(cls: type) -> tuple:
     meta = _meta(cls)
     spec = cls._SPEC
     if cls._SINGLE:
-        fields = _field_reader(meta[0][1], meta[0][2], spec, None)[1] if meta else None
+        fields = (_field_reader(meta[0][1], meta[0][2], spec, None)[1], _slot_setter(cls, meta[0][0])) if meta else None
         order = [m[0] for m in meta]
     else:
         kinds = {name: (kind, arg) for name, kind, arg in meta}
@@ -1639,18 +1639,18 @@ def _reader(cls: type) -> tuple:
         order = []
         for f in spec._fields:
             params = f[2] if len(f) > 2 else None
+            optional = bool(params and params.get("optional"))
             km = kinds.get(f[0])
             if km is None:
-                fields.append((_identifier(f[1], params)[0], bool(params and params.get("optional")), None))
+                fields.append((_identifier(f[1], params)[0], optional, None, None))
                 continue
             ident, read = _field_reader(km[0], km[1], f[1], params)
-            fields.append((ident, bool(params and params.get("optional")), read))
+            fields.append((ident, optional, read, _slot_setter(cls, f[0])))
             order.append(f[0])
         fields = tuple(fields)
     names = [f.name for f in dataclasses.fields(cls)]
     assert sorted(order + ["_der"]) == sorted(names), cls  # every field is read
-    setters = tuple(_slot_setter(cls, n) for n in order + ["_der"])
-    hit = _READERS[cls] = (_identifier(spec, None)[0], cls._SINGLE, fields, setters)
+    hit = _READERS[cls] = (_identifier(spec, None)[0], cls._SINGLE, fields, _slot_setter(cls, "_der"))
     return hit
 
 
@@ -1664,37 +1664,35 @@ def _slot_setter(cls: type, name: str):
 
 def _read(cls: type, buf: bytes, at: int, cs: int, stop: int, keep_der: bool = True) -> Asn1Payload:
     """The value of `cls` in the checked TLV buf[at:stop] (contents from `cs`), its identifier
-    already matched by the caller; raises _Mismatch."""
-    _, single, fields, setters = _READERS.get(cls) or _reader(cls)
+    already matched by the caller; raises _Mismatch. Fields are set on a bare instance as they are
+    read (no __init__, no normalising: the values read are in their normal form)."""
+    _, single, fields, set_der = _READERS.get(cls) or _reader(cls)
+    obj = _new_payload(cls)
     if single:
         if fields is None:
             if cs != stop:
                 raise _Mismatch("NULL with contents")
-            values = []
         else:
-            values = [fields(buf, at, cs, stop)]
+            read, setter = fields
+            setter(obj, read(buf, at, cs, stop))
     else:
-        values = []
         pos = cs
-        for fident, optional, read in fields:
+        for fident, optional, read, setter in fields:
             if pos >= stop or buf[pos] != fident:
                 if optional:
-                    if read is not None:
-                        values.append(None)
+                    if setter is not None:
+                        setter(obj, None)
                     continue
                 raise _Mismatch("field missing")
             fcs, fstop = _contents_at(buf, pos)
             if read is not None:
-                values.append(read(buf, pos, fcs, fstop))
+                setter(obj, read(buf, pos, fcs, fstop))
             elif fcs != fstop:
                 raise _Mismatch("NULL with contents")
             pos = fstop
         if pos != stop:
             raise _Mismatch("elements left over")
-    values.append(buf[at:stop] if keep_der else b"")
-    obj = _new_payload(cls)
-    for setter, value in zip(setters, values):
-        setter(obj, value)
+    set_der(obj, buf[at:stop] if keep_der else b"")
     return obj
 
 
