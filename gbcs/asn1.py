@@ -9,13 +9,14 @@ fields, so the same declarations drive decoding (asn1crypto parses), encoding (T
 here from the declared tags), the annotated tree and JSON.
 
 Robustness rules:
-* Every input is first walked by a small TLV parser that bounds nesting and reports byte offsets,
-  so malformed input raises `DecodeError` only (never an asn1crypto or recursion error).
+* Every input is first checked by a small TLV scanner that bounds nesting and reports byte
+  offsets, so malformed input raises `DecodeError` only (never an asn1crypto or recursion error).
 * Well-formed DER that does not fit the type expected for the message code (or an unknown code)
   decodes generically as `DerPayload`, never an error.
 * A typed decode is only accepted if re-encoding its fields reproduces the input (up to length
   forms), so no element is silently dropped; `encode()` then returns the original bytes, which
-  keeps the non-minimal length forms seen in RTDS (`30 82 00 9F`) byte-exact.
+  keeps the non-minimal length forms seen in RTDS (`30 82 00 9F`) byte-exact. The exact read
+  (`_read`) takes only forms that provably re-encode so, and skips the re-encoding.
 * Certificates and certification requests are carried as opaque DER bytes.
 
 Facts: FACTS.md §3.2, §3.5, §4.2-4.3, §5 and the RTDS vectors. CredentialsReplacementMode 10/11
