@@ -3,7 +3,8 @@
 CS02a-g (security credentials), CS03/CS04 (join/unjoin), CS06 (activate firmware), CS07 (read
 device log), GCS28 (set time), GCS59/GCS62 (GPF device log restore/backup), CCS08 (firmware
 transfer alert) and CS08 (read PPMID/HCALCS firmware version) carry DER instead of DLMS or GBZ
-(FRAMING.md §7). The types are declared once, as `asn1crypto` classes; the decoded values are
+(FRAMING.md §7). The types are declared once, in `asn1crypto`'s shape (its classes are made from
+the declarations on demand, for the fallback decode and the tree); the decoded values are
 frozen dataclasses in the project's own names whose fields carry the same names as the ASN.1
 fields, so the same declarations drive decoding (asn1crypto parses), encoding (TLVs assembled
 here from the declared tags), the annotated tree and JSON.
@@ -30,10 +31,6 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import Any, ClassVar
-
-from asn1crypto import core as _core
-from asn1crypto import csr as _csr
-from asn1crypto import x509 as _x509
 
 from .catalogue import DeviceType, RemotePartyRole  # one enum each, shared with the catalogue
 from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, jsonable, parse_eui, read_length, slot_setters
@@ -186,216 +183,295 @@ class ActivateImageResult(IntEnum):
 
 
 # --------------------------------------------------------------------------------------------
-# ASN.1 declarations (asn1crypto). Field names equal the dataclass field names below.
+# ASN.1 declarations, in asn1crypto's shape (`_fields`, `_child_spec`, `class_`, `tag`) on small
+# stand-ins, so that importing this module does not import asn1crypto (~10 ms of every start-up):
+# the typed read, the encoding and JSON need only tags and field lists; `_asn1crypto(spec)` makes
+# the asn1crypto class of a declaration when the fallback decode or tree() needs it. Field names
+# equal the dataclass field names below.
 # --------------------------------------------------------------------------------------------
 
 
-class _Enumerated(_core.Integer):
+class _Decl:
+    """An ASN.1 type (stand-in for an asn1crypto class; `_asn1crypto` maps it)."""
+
+    class_ = 0
+    tag = 0
+    constructed = False
+
+
+class _Integer(_Decl):
+    tag = 2
+
+
+class _BitString(_Decl):
+    tag = 3
+
+
+class _OctetString(_Decl):
+    tag = 4
+
+
+class _Null(_Decl):
+    tag = 5
+
+
+class _Enumerated(_Decl):
     """ENUMERATED read as a plain integer (asn1crypto's Enumerated insists on a name map)."""
 
     tag = 10
+
+
+class _GeneralizedTime(_Decl):
+    tag = 24
+
+
+class _Sequence(_Decl):
+    tag = 16
+    constructed = True
+    _fields: list = []
+
+
+class _SequenceOf(_Decl):
+    tag = 16
+    constructed = True
+    _child_spec: type = _Decl
+
+
+class _Certificate(_Sequence):
+    """X.509 Certificate (asn1crypto.x509.Certificate), only ever kept as DER here."""
+
+
+class _CertificationRequest(_Sequence):
+    """PKCS#10 CertificationRequest (asn1crypto.csr.CertificationRequest), kept as DER."""
+
+
+_ASN1CRYPTO: dict[type, type] = {}
+
+
+def _asn1crypto(spec: type) -> type:
+    """The asn1crypto class of a declaration (made once, importing asn1crypto on first use)."""
+    hit = _ASN1CRYPTO.get(spec)
+    if hit is not None:
+        return hit
+    from asn1crypto import core, csr, x509
+
+    if spec is _Certificate:
+        hit = x509.Certificate
+    elif spec is _CertificationRequest:
+        hit = csr.CertificationRequest
+    elif issubclass(spec, _SequenceOf):
+        hit = type(spec.__name__, (core.SequenceOf,), {"_child_spec": _asn1crypto(spec._child_spec)})
+    elif issubclass(spec, _Sequence):
+        hit = type(spec.__name__, (core.Sequence,), {"_fields": [(f[0], _asn1crypto(f[1]), *f[2:]) for f in spec._fields]})
+    elif spec is _Enumerated:
+        hit = type("_Enumerated", (core.Integer,), {"tag": 10})
+    else:
+        hit = {_Integer: core.Integer, _BitString: core.BitString, _OctetString: core.OctetString, _Null: core.Null,
+               _GeneralizedTime: core.GeneralizedTime, _Decl: core.Asn1Value}[spec]
+    _ASN1CRYPTO[spec] = hit
+    return hit
 
 
 _OPT = {"optional": True}
 
 
 def _seq_of(child) -> type:
-    return type(f"_SeqOf{child.__name__}", (_core.SequenceOf,), {"_child_spec": child})
+    return type(f"_SeqOf{child.__name__}", (_SequenceOf,), {"_child_spec": child})
 
 
-class _A_TrustAnchorCellIdentifier(_core.Sequence):
+class _A_TrustAnchorCellIdentifier(_Sequence):
     _fields = [
-        ("remote_party_role", _core.Integer),
-        ("key_usage", _core.BitString),
-        ("cell_usage", _core.Integer, _OPT),  # DEFAULT management; kept absent/present as received
+        ("remote_party_role", _Integer),
+        ("key_usage", _BitString),
+        ("cell_usage", _Integer, _OPT),  # DEFAULT management; kept absent/present as received
     ]
 
 
-class _A_TrustAnchorCellContents(_core.Sequence):
+class _A_TrustAnchorCellContents(_Sequence):
     _fields = [
-        ("key_usage", _core.BitString),
-        ("cell_usage", _core.Integer, _OPT),
-        ("subject_unique_id", _core.OctetString),
-        ("subject_key_identifier", _core.OctetString),
+        ("key_usage", _BitString),
+        ("cell_usage", _Integer, _OPT),
+        ("subject_unique_id", _OctetString),
+        ("subject_key_identifier", _OctetString),
     ]
 
 
-class _A_RemotePartyDetails(_core.Sequence):
+class _A_RemotePartyDetails(_Sequence):
     _fields = [
-        ("remote_party_role", _core.Integer),
+        ("remote_party_role", _Integer),
         ("status", _Enumerated),
-        ("seq_number", _core.Integer, _OPT),
+        ("seq_number", _Integer, _OPT),
         ("cells", _seq_of(_A_TrustAnchorCellContents), _OPT),
     ]
 
 
-class _A_ProvideSecurityCredentialDetailsCommand(_core.Sequence):
+class _A_ProvideSecurityCredentialDetailsCommand(_Sequence):
     _fields = [
         ("authorising_cell", _A_TrustAnchorCellIdentifier),
-        ("remote_party_roles", _seq_of(_core.Integer)),
+        ("remote_party_roles", _seq_of(_Integer)),
     ]
 
 
-class _A_SpecialistSeqNumber(_core.Sequence):
-    _fields = [("usage", _core.Integer), ("seq_number", _core.Integer)]
+class _A_SpecialistSeqNumber(_Sequence):
+    _fields = [("usage", _Integer), ("seq_number", _Integer)]
 
 
-class _A_RemotePartySeqNumberChange(_core.Sequence):
+class _A_RemotePartySeqNumberChange(_Sequence):
     _fields = [
-        ("remote_party_role", _core.Integer),
-        ("floor_seq_number", _core.Integer),
+        ("remote_party_role", _Integer),
+        ("floor_seq_number", _Integer),
         ("specialist_floor_seq_numbers", _seq_of(_A_SpecialistSeqNumber), _OPT),
     ]
 
 
-class _A_AuthorisingRemotePartyControl(_core.Sequence):
+class _A_AuthorisingRemotePartyControl(_Sequence):
     _fields = [
-        ("credentials_replacement_mode", _core.Integer),
-        ("plaintext_symmetric_key", _core.OctetString, {"implicit": 0, "optional": True}),
-        ("apply_time_based_cpv_checks", _core.Integer, {"implicit": 1, "optional": True}),
+        ("credentials_replacement_mode", _Integer),
+        ("plaintext_symmetric_key", _OctetString, {"implicit": 0, "optional": True}),
+        ("apply_time_based_cpv_checks", _Integer, {"implicit": 1, "optional": True}),
         ("authorising_cell", _A_TrustAnchorCellIdentifier, {"implicit": 2, "optional": True}),
-        ("authorising_seq_number", _core.Integer, {"implicit": 3}),
-        ("new_floor_seq_number", _core.Integer, {"implicit": 4, "optional": True}),
+        ("authorising_seq_number", _Integer, {"implicit": 3}),
+        ("new_floor_seq_number", _Integer, {"implicit": 4, "optional": True}),
         ("new_specialist_floor_seq_numbers", _seq_of(_A_SpecialistSeqNumber), {"implicit": 5, "optional": True}),
         ("other_seq_number_changes", _seq_of(_A_RemotePartySeqNumberChange), {"implicit": 6, "optional": True}),
     ]
 
 
-class _A_TrustAnchorReplacement(_core.Sequence):
-    _fields = [("certificate", _x509.Certificate), ("target_cell", _A_TrustAnchorCellIdentifier)]
+class _A_TrustAnchorReplacement(_Sequence):
+    _fields = [("certificate", _Certificate), ("target_cell", _A_TrustAnchorCellIdentifier)]
 
 
-class _A_UpdateSecurityCredentialsCommand(_core.Sequence):
+class _A_UpdateSecurityCredentialsCommand(_Sequence):
     _fields = [
         ("control", _A_AuthorisingRemotePartyControl),
         ("replacements", _seq_of(_A_TrustAnchorReplacement)),
-        ("certification_path_certificates", _seq_of(_x509.Certificate)),
-        ("execution_date_time", _core.GeneralizedTime, _OPT),
+        ("certification_path_certificates", _seq_of(_Certificate)),
+        ("execution_date_time", _GeneralizedTime, _OPT),
     ]
 
 
-class _A_ReplacementOutcome(_core.Sequence):
+class _A_ReplacementOutcome(_Sequence):
     _fields = [
         ("affected_cell", _A_TrustAnchorCellIdentifier),
         ("status", _Enumerated),
-        ("existing_subject_unique_id", _core.OctetString),
-        ("existing_subject_key_id", _core.OctetString),
-        ("replacing_subject_unique_id", _core.OctetString),
-        ("replacing_subject_key_id", _core.OctetString),
+        ("existing_subject_unique_id", _OctetString),
+        ("existing_subject_key_id", _OctetString),
+        ("replacing_subject_unique_id", _OctetString),
+        ("replacing_subject_key_id", _OctetString),
     ]
 
 
-class _A_UpdateSecurityCredentialsOutcome(_core.Sequence):
+class _A_UpdateSecurityCredentialsOutcome(_Sequence):
     _fields = [
-        ("authorising_seq_number", _core.Integer),
-        ("credentials_replacement_mode", _core.Integer),
+        ("authorising_seq_number", _Integer),
+        ("credentials_replacement_mode", _Integer),
         ("seq_number_changes", _seq_of(_A_RemotePartySeqNumberChange)),
         ("replacement_outcomes", _seq_of(_A_ReplacementOutcome)),
     ]
 
 
-class _A_UpdateSecurityCredentialsResponse(_core.Sequence):
-    _fields = [("command_accepted", _core.Null), ("outcome", _A_UpdateSecurityCredentialsOutcome, _OPT)]
+class _A_UpdateSecurityCredentialsResponse(_Sequence):
+    _fields = [("command_accepted", _Null), ("outcome", _A_UpdateSecurityCredentialsOutcome, _OPT)]
 
 
-class _A_UpdateSecurityCredentialsAlert(_core.Sequence):
+class _A_UpdateSecurityCredentialsAlert(_Sequence):
     _fields = [
-        ("alert_code", _core.Integer),
-        ("execution_date_time", _core.GeneralizedTime),
+        ("alert_code", _Integer),
+        ("execution_date_time", _GeneralizedTime),
         ("outcome", _A_UpdateSecurityCredentialsOutcome),
     ]
 
 
-class _A_KeyUsageCommand(_core.Sequence):
-    _fields = [("key_usage", _core.BitString)]
+class _A_KeyUsageCommand(_Sequence):
+    _fields = [("key_usage", _BitString)]
 
 
-class _A_JoinDevice(_core.Sequence):
+class _A_JoinDevice(_Sequence):
     _fields = [
-        ("join_method_and_role", _core.Integer),
-        ("other_entity_id", _core.OctetString),
-        ("other_device_type", _core.Integer),
-        ("ka_certificate", _x509.Certificate, _OPT),
+        ("join_method_and_role", _Integer),
+        ("other_entity_id", _OctetString),
+        ("other_device_type", _Integer),
+        ("ka_certificate", _Certificate, _OPT),
     ]
 
 
-class _A_ActivateFirmware(_core.Sequence):
+class _A_ActivateFirmware(_Sequence):
     _fields = [
-        ("manufacturer_image_hash", _core.OctetString),
-        ("originator_counter", _core.Integer),
-        ("execution_date_time", _core.GeneralizedTime, _OPT),
+        ("manufacturer_image_hash", _OctetString),
+        ("originator_counter", _Integer),
+        ("execution_date_time", _GeneralizedTime, _OPT),
     ]
 
 
-class _A_ActivateFirmwareOutcome(_core.Sequence):
-    _fields = [("code", _core.Integer), ("firmware_version", _core.OctetString)]
+class _A_ActivateFirmwareOutcome(_Sequence):
+    _fields = [("code", _Integer), ("firmware_version", _OctetString)]
 
 
-class _A_ActivateFirmwareAlert(_core.Sequence):
+class _A_ActivateFirmwareAlert(_Sequence):
     _fields = [
-        ("alert_code", _core.Integer),
-        ("execution_date_time", _core.GeneralizedTime),
-        ("originator_counter", _core.Integer),
+        ("alert_code", _Integer),
+        ("execution_date_time", _GeneralizedTime),
+        ("originator_counter", _Integer),
         ("outcome", _A_ActivateFirmwareOutcome),
     ]
 
 
-class _A_DeviceLogEntry(_core.Sequence):
-    _fields = [("entity_id", _core.OctetString), ("device_type", _core.Integer)]
+class _A_DeviceLogEntry(_Sequence):
+    _fields = [("entity_id", _OctetString), ("device_type", _Integer)]
 
 
-class _A_DeviceJoinDetails(_core.Sequence):
-    _fields = [("code", _core.Integer), ("entries", _seq_of(_A_DeviceLogEntry), _OPT)]
+class _A_DeviceJoinDetails(_Sequence):
+    _fields = [("code", _Integer), ("entries", _seq_of(_A_DeviceLogEntry), _OPT)]
 
 
-class _A_SetTime(_core.Sequence):
-    _fields = [("validity_interval_start", _core.GeneralizedTime), ("validity_interval_end", _core.GeneralizedTime)]
+class _A_SetTime(_Sequence):
+    _fields = [("validity_interval_start", _GeneralizedTime), ("validity_interval_end", _GeneralizedTime)]
 
 
-class _A_SetTimeResponse(_core.Sequence):
-    _fields = [("device_time", _core.GeneralizedTime), ("status", _core.Integer)]
+class _A_SetTimeResponse(_Sequence):
+    _fields = [("device_time", _GeneralizedTime), ("status", _Integer)]
 
 
-class _A_GpfDeviceLogRestore(_core.Sequence):
+class _A_GpfDeviceLogRestore(_Sequence):
     _fields = [("entries", _seq_of(_A_DeviceLogEntry))]
 
 
-class _A_RestoreOutcome(_core.Sequence):
-    _fields = [("entry", _A_DeviceLogEntry), ("code", _core.Integer)]
+class _A_RestoreOutcome(_Sequence):
+    _fields = [("entry", _A_DeviceLogEntry), ("code", _Integer)]
 
 
-class _A_GpfDeviceLogRestoreResponse(_core.Sequence):
+class _A_GpfDeviceLogRestoreResponse(_Sequence):
     _fields = [("outcomes", _seq_of(_A_RestoreOutcome))]
 
 
-class _A_GpfDeviceLogBackupAlert(_core.Sequence):
+class _A_GpfDeviceLogBackupAlert(_Sequence):
     _fields = [
-        ("alert_code", _core.Integer),
-        ("backup_date_time", _core.GeneralizedTime),
+        ("alert_code", _Integer),
+        ("backup_date_time", _GeneralizedTime),
         ("entries", _seq_of(_A_DeviceLogEntry)),
     ]
 
 
-class _A_FirmwareTransferAlert(_core.Sequence):
+class _A_FirmwareTransferAlert(_Sequence):
     _fields = [
-        ("alert_code", _core.Integer),
-        ("execution_date_time", _core.GeneralizedTime),
-        ("entity_id", _core.OctetString),
-        ("firmware_version", _core.OctetString),
-        ("code", _core.Integer),
+        ("alert_code", _Integer),
+        ("execution_date_time", _GeneralizedTime),
+        ("entity_id", _OctetString),
+        ("firmware_version", _OctetString),
+        ("code", _Integer),
     ]
 
 
-class _A_FirmwareVersionResponse(_core.Sequence):
-    _fields = [("firmware_version", _core.OctetString), ("code", _core.Integer)]
+class _A_FirmwareVersionResponse(_Sequence):
+    _fields = [("firmware_version", _OctetString), ("code", _Integer)]
 
 
-class _A_FirmwareVersionAlert(_core.Sequence):
+class _A_FirmwareVersionAlert(_Sequence):
     _fields = [
-        ("alert_code", _core.Integer),
-        ("execution_date_time", _core.GeneralizedTime),
-        ("firmware_version", _core.OctetString),
-        ("activate_image", _core.Integer),
+        ("alert_code", _Integer),
+        ("execution_date_time", _GeneralizedTime),
+        ("firmware_version", _OctetString),
+        ("activate_image", _Integer),
     ]
 
 
@@ -521,7 +597,7 @@ class Asn1Payload:
     subclasses (see `_payload_class`)."""
 
     KIND: ClassVar[str] = ""
-    _SPEC: ClassVar[type] = _core.Asn1Value
+    _SPEC: ClassVar[type] = _Decl
     _SINGLE: ClassVar[bool] = False  # the whole DER value is the one field (not a SEQUENCE of fields)
     # The DER this value was decoded from; encode() returns it untouched (byte-exact).
     _der: bytes = field(default=b"", init=False, repr=False, compare=False)
@@ -558,7 +634,7 @@ class Asn1Payload:
             raise EncodeError(f"{type(self).__name__}: {exc}") from None
 
     def tree(self) -> Node:
-        return _tree_value(self, self.KIND, type(self)._SPEC.load(self.encode()))
+        return _tree_value(self, self.KIND, _asn1crypto(type(self)._SPEC).load(self.encode()))
 
     def to_json(self) -> dict:
         cls = type(self)
@@ -747,7 +823,7 @@ class AuthorisingRemotePartyControl(Asn1Payload):
 class TrustAnchorReplacement(Asn1Payload):
     KIND: ClassVar[str] = "Trust Anchor Replacement"
     _SPEC: ClassVar[type] = _A_TrustAnchorReplacement
-    certificate: bytes = _blob(_x509.Certificate)
+    certificate: bytes = _blob(_Certificate)
     target_cell: TrustAnchorCellIdentifier = _nested("TrustAnchorCellIdentifier")
 
 
@@ -757,7 +833,7 @@ class UpdateSecurityCredentialsCommand(Asn1Payload):
     _SPEC: ClassVar[type] = _A_UpdateSecurityCredentialsCommand
     control: AuthorisingRemotePartyControl = _nested("AuthorisingRemotePartyControl")
     replacements: tuple[TrustAnchorReplacement, ...] = _list(("nested", "TrustAnchorReplacement"))
-    certification_path_certificates: tuple[bytes, ...] = _list(("blob", _x509.Certificate), ())
+    certification_path_certificates: tuple[bytes, ...] = _list(("blob", _Certificate), ())
     execution_date_time: _dt.datetime | None = _time(None)
 
 
@@ -813,7 +889,7 @@ class _CodeResponse(Asn1Payload):
     """A bare `INTEGER` response code; subclasses pick the enumeration."""
 
     KIND: ClassVar[str] = "Response Code"
-    _SPEC: ClassVar[type] = _core.Integer
+    _SPEC: ClassVar[type] = _Integer
     _SINGLE: ClassVar[bool] = True
     code: int = _int()
 
@@ -830,9 +906,9 @@ class CertificationRequest(Asn1Payload):
     """CS02c success: the device's PKCS#10 request for the new key pair, kept as DER."""
 
     KIND: ClassVar[str] = "Certification Request"
-    _SPEC: ClassVar[type] = _csr.CertificationRequest
+    _SPEC: ClassVar[type] = _CertificationRequest
     _SINGLE: ClassVar[bool] = True
-    certification_request: bytes = _blob(_csr.CertificationRequest)
+    certification_request: bytes = _blob(_CertificationRequest)
 
 
 @_payload_class
@@ -843,9 +919,9 @@ class IssueSecurityCredentialsResponse(_CodeResponse):
 @_payload_class
 class UpdateDeviceCertificateCommand(Asn1Payload):
     KIND: ClassVar[str] = "Certificate"
-    _SPEC: ClassVar[type] = _x509.Certificate
+    _SPEC: ClassVar[type] = _Certificate
     _SINGLE: ClassVar[bool] = True
-    certificate: bytes = _blob(_x509.Certificate)
+    certificate: bytes = _blob(_Certificate)
 
 
 @_payload_class
@@ -865,9 +941,9 @@ class DeviceCertificate(Asn1Payload):
     """CS02e success: the device certificate for the requested key usage."""
 
     KIND: ClassVar[str] = "Certificate"
-    _SPEC: ClassVar[type] = _x509.Certificate
+    _SPEC: ClassVar[type] = _Certificate
     _SINGLE: ClassVar[bool] = True
-    certificate: bytes = _blob(_x509.Certificate)
+    certificate: bytes = _blob(_Certificate)
 
 
 @_payload_class
@@ -889,7 +965,7 @@ class JoinDevice(Asn1Payload):
     join_method_and_role: JoinMethodAndRole | int = _enum(JoinMethodAndRole)
     other_entity_id: bytes = _eui()
     other_device_type: DeviceType | int = _enum(DeviceType)
-    ka_certificate: bytes | None = _blob(_x509.Certificate, None)
+    ka_certificate: bytes | None = _blob(_Certificate, None)
 
 
 @_payload_class
@@ -900,7 +976,7 @@ class JoinResponse(_CodeResponse):
 @_payload_class
 class UnjoinDevice(Asn1Payload):
     KIND: ClassVar[str] = "Entity Id"
-    _SPEC: ClassVar[type] = _core.OctetString
+    _SPEC: ClassVar[type] = _OctetString
     _SINGLE: ClassVar[bool] = True
     entity_id: bytes = _eui()
 
@@ -912,7 +988,7 @@ class UnjoinResponse(_CodeResponse):
 
 @_payload_class
 class _NullPayload(Asn1Payload):
-    _SPEC: ClassVar[type] = _core.Null
+    _SPEC: ClassVar[type] = _Null
     _SINGLE: ClassVar[bool] = True
 
 
@@ -1321,7 +1397,9 @@ def decode_der(data: bytes) -> DerPayload:
 
 
 def _present(a) -> bool:
-    return a is not None and not isinstance(a, _core.Void)
+    from asn1crypto.core import Void
+
+    return a is not None and not isinstance(a, Void)
 
 
 def _from_value(kind: str, arg, a):
@@ -1714,15 +1792,13 @@ def _generalized_time(t: _dt.datetime) -> str:
 # order) rather than by asn1crypto's dump(): dump() re-encodes any value whose length octets end
 # in 0x80 (it mistakes them for an indefinite length), which would rewrite received certificates.
 
-_CONSTRUCTED = (_core.Sequence, _core.SequenceOf, _core.Set, _core.SetOf)
-
 
 def _identifier(spec: type, params: dict | None) -> bytes:
     implicit = params.get("implicit") if params else None
     key = (spec, implicit)
     hit = _IDENTIFIERS.get(key)
     if hit is None:
-        constructed = 0x20 if issubclass(spec, _CONSTRUCTED) else 0
+        constructed = 0x20 if spec.constructed else 0
         if implicit is not None:
             hit = bytes((0x80 | constructed | implicit,))
         else:
@@ -1755,7 +1831,7 @@ def _encode_value(kind: str, arg, value, spec: type, params: dict | None, fresh:
     if kind == "blob":
         raw = bytes(value)
         if raw[:1] != _identifier(spec, None) or _single_tlv_length(raw) != len(raw):
-            raise EncodeError(f"embedded {spec.__name__} must be exactly one DER SEQUENCE")
+            raise EncodeError(f"embedded {spec.__name__.lstrip('_')} must be exactly one DER SEQUENCE")
         return raw
     if kind == "nested":
         inner = _encode_obj(value, fresh)
@@ -1850,7 +1926,7 @@ _KEY_USAGE_ALL = sum(int(m) for m in KeyUsage)
 
 def _certificate_text(raw: bytes) -> str:
     try:
-        cert = _x509.Certificate.load(raw)
+        cert = _asn1crypto(_Certificate).load(raw)
         tbs = cert["tbs_certificate"]
         serial = tbs["serial_number"].native
         issuer = tbs["issuer"].human_friendly
@@ -1975,7 +2051,7 @@ def _try(cls: type, data: bytes, node: DerNode):
         try:
             obj = _from_node(cls, node)
         except Exception:  # not the plain form (_Mismatch), or no value of this type: asn1crypto decides
-            obj = _from_asn1(cls, cls._SPEC.load(data, strict=True))
+            obj = _from_asn1(cls, _asn1crypto(cls._SPEC).load(data, strict=True))
         fresh = _encode_obj(obj, fresh=True)
     except Exception:  # any asn1crypto complaint just means "not this type" (the TLVs are already valid)
         return None

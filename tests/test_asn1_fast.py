@@ -45,7 +45,7 @@ def _deep(value):
 
 def _declared(cls, data: bytes):
     """The typed value as asn1crypto reads the declarations (the path the fast one stands in for)."""
-    return asn1._from_asn1(cls, cls._SPEC.load(data, strict=True))
+    return asn1._from_asn1(cls, asn1._asn1crypto(cls._SPEC).load(data, strict=True))
 
 
 def _reference_decode(data: bytes, code: int, cra: int):
