@@ -1312,10 +1312,11 @@ def _scan_value(buf: bytes, pos: int, end: int) -> int:
     while True:
         if pos < level_end:
             at = pos
-            first = buf[pos]
+            form = _FORMS[buf[pos]]
             pos += 1
-            if first & 0x1F == 0x1F:
+            if form > 1:
                 pos = _scan_tag(buf, at, level_end)
+                form -= 2
             if pos >= level_end:
                 raise DecodeError("truncated: no length", pos, "asn1")
             length = buf[pos]
@@ -1326,7 +1327,7 @@ def _scan_value(buf: bytes, pos: int, end: int) -> int:
             stop = pos + length
             if stop > level_end:
                 raise DecodeError(f"truncated: value needs {length} bytes, {level_end - pos} left", at, "asn1")
-            if first & 0x20:
+            if form:
                 if depth == MAX_DEPTH:
                     raise DecodeError(f"DER nested deeper than {MAX_DEPTH} levels", pos, "asn1")
                 push(level_end)
@@ -1341,6 +1342,10 @@ def _scan_value(buf: bytes, pos: int, end: int) -> int:
             depth -= 1
         else:
             return pos
+
+
+# By identifier octet: 1 if constructed, plus 2 if in the high-tag-number form.
+_FORMS = tuple((first & 0x20 != 0) + 2 * (first & 0x1F == 0x1F) for first in range(256))
 
 
 def _scan_tag(buf: bytes, at: int, end: int) -> int:
