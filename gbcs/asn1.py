@@ -1768,7 +1768,13 @@ def _read(cls: type, buf: bytes, at: int, cs: int, stop: int, keep_der: bool = T
                         setter(obj, None)
                     continue
                 raise _Mismatch("field missing")
-            fcs, fstop = _contents_at(buf, pos)
+            n = buf[pos + 1]  # _contents_at, inline: the one hot call per field
+            if n < 0x80:
+                fcs = pos + 2
+                fstop = fcs + n
+            else:
+                fcs = pos + 2 + (n & 0x7F)
+                fstop = fcs + int.from_bytes(buf[pos + 2 : fcs], "big")
             if read is not None:
                 setter(obj, read(buf, pos, fcs, fstop))
             elif fcs != fstop:
