@@ -943,6 +943,23 @@ class ZclHeader:
         )
         return Node("zcl_header", self.encode(), "", tuple(children))
 
+    def to_json(self) -> dict:
+        # What codec.jsonable's dataclass rule gives, written out: one header per GBZ component.
+        return {
+            "type": "ZclHeader",
+            "frame_type": _FRAME_TYPE_NAMES[self.frame_type],
+            "command_id": self.command_id,
+            "sequence": self.sequence,
+            "direction": _DIRECTION_NAMES[self.direction],
+            "disable_default_response": self.disable_default_response,
+            "manufacturer_code": self.manufacturer_code,
+            "reserved": self.reserved,
+        }
+
+
+_FRAME_TYPE_NAMES = {m: m.name for m in FrameType}  # enum .name is a slow property lookup
+_DIRECTION_NAMES = {m: m.name for m in Direction}
+
 
 # --------------------------------------------------------------------------------------------
 # General (profile-wide) commands
@@ -2128,21 +2145,40 @@ class ClusterCommand:
         return Node(self.name, self.encode(), "", tuple(children))
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "type": "ClusterCommand",
             "cluster_id": self.cluster_id,
             "command_id": self.command_id,
-            "direction": self.direction.name,
+            "direction": "SERVER_TO_CLIENT" if self.server_to_client else "CLIENT_TO_SERVER",
             "name": self.name,
-            "fields": jsonable(self.as_dict()),
-            **({"extra": self.extra.hex().upper()} if self.extra else {}),
+            "fields": _fields_json(self.fields),
         }
+        if self.extra:
+            out["extra"] = self.extra.hex().upper()
+        return out
 
 
 def _pairs_to_dict(pairs: Fields) -> dict[str, Any]:
     # Only repeated groups are tuples among field values (scalars are ints, strings, bytes,
     # None or small dataclasses), so a tuple value is always a tuple of groups.
     return {k: [_pairs_to_dict(g) for g in v] if isinstance(v, tuple) else v for k, v in pairs}
+
+
+_JSON_PLAIN = frozenset((int, str, bool, float, type(None)))  # as in codec.jsonable: JSON already
+
+
+def _fields_json(pairs: Fields) -> dict[str, Any]:
+    """`jsonable(_pairs_to_dict(pairs))` in one pass (tuples are repeated groups, as there)."""
+    out = {}
+    for k, v in pairs:
+        t = type(v)
+        if t in _JSON_PLAIN:
+            out[k] = v
+        elif t is tuple or isinstance(v, tuple):
+            out[k] = [_fields_json(g) for g in v]
+        else:
+            out[k] = jsonable(v)
+    return out
 
 
 def _tree_fields(spec: tuple, values: Mapping[str, Any]) -> list[Node]:
