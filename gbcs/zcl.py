@@ -917,6 +917,12 @@ class ZclHeader:
             _need(data, p, 4, end, "zcl_header.manufacturer_code")
             manufacturer = data[p] | (data[p + 1] << 8)
             p += 2
+        cache = _HEADERS if cls is ZclHeader and type(data) is bytes else None
+        if cache is not None:
+            key = data[pos : p + 2]
+            header = cache.get(key)
+            if header is not None:
+                return header, p + 2
         header = cls(
             frame_type=FrameType.CLUSTER if frame_type else FrameType.GLOBAL,
             command_id=data[p + 1],
@@ -926,6 +932,8 @@ class ZclHeader:
             manufacturer_code=manufacturer,
             reserved=fc >> 5,
         )
+        if cache is not None and len(cache) < _HEADERS_MAX:
+            cache[key] = header
         return header, p + 2
 
     def tree(self, cluster_id: int | None = None) -> Node:
@@ -956,6 +964,11 @@ class ZclHeader:
             "reserved": self.reserved,
         }
 
+
+# Decoded headers by their bytes: headers are immutable and a GBZ message carries several alike.
+# Bounded (outside input): once full, headers are built as before.
+_HEADERS: dict[bytes, ZclHeader] = {}
+_HEADERS_MAX = 4096
 
 _FRAME_TYPE_NAMES = {m: m.name for m in FrameType}  # enum .name is a slow property lookup
 _DIRECTION_NAMES = {m: m.name for m in Direction}
@@ -1324,7 +1337,8 @@ class DefaultResponse:
     command_id: ClassVar[int] = GeneralCommand.DEFAULT_RESPONSE
 
     def __post_init__(self) -> None:
-        _set_plain_ints(self, "command_id_answered", "status")
+        if type(self.command_id_answered) is not int or type(self.status) is not int:
+            _set_plain_ints(self, "command_id_answered", "status")
 
     def encode(self) -> bytes:
         return _u8(self.command_id_answered, "command id") + _u8(self.status, "status")
@@ -2235,7 +2249,8 @@ class ClusterCommand:
     extra: bytes = b""
 
     def __post_init__(self) -> None:
-        _set_plain_ints(self, "cluster_id", "command_id")
+        if type(self.cluster_id) is not int or type(self.command_id) is not int:
+            _set_plain_ints(self, "cluster_id", "command_id")
 
     @property
     def name(self) -> str:
@@ -2465,6 +2480,13 @@ _GENERAL_DECODERS = {
 }
 
 
+# General commands whose decoder gives back every byte on re-encoding, so the guard in
+# `decode_payload` is skipped (tests/test_zcl_fast.py re-encodes what each decodes): fixed
+# records of ids, statuses and counts, and attribute values, which `decode_attribute_value`
+# reads losslessly (integers in full range, bool 0/1 or the byte, floats bit-exact or kept as
+# bytes, strict UTF-8 text or bytes, arrays and structures element by element).
+_EXACT_GENERAL = frozenset(_GENERAL_DECODERS)
+
 _COMPILED: dict[tuple, tuple] = {}  # COMMANDS key -> (layout, compiled steps, round-trips); only known keys
 
 
@@ -2486,6 +2508,7 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
             if strict:
                 raise
             return RawPayload(bytes(data[pos:end]), f"undecodable: {exc}")
+        exact = header.command_id in _EXACT_GENERAL
     else:
         key = (cluster_id, header.server_to_client, header.command_id)
         spec = None if header.manufacturer_code is not None else COMMANDS.get(key)
