@@ -2538,27 +2538,40 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
 
 
 # Kinds whose decode -> encode gives back every input byte for byte: fixed-width integers in
-# their full range, booleans (0/1 as bool, any other byte kept as int), raw bytes, and counted
-# strings (0xFF/0xFFFF = None; text is strict UTF-8, which re-encodes to the same bytes).
-_ROUND_TRIP_KINDS = frozenset(("uint", "int", "bool", "none", "ieee", "key", "octets", "string", "long_octets", "long_string"))
+# their full range, booleans (0/1 as bool, any other byte kept as int), raw bytes, counted
+# strings (0xFF/0xFFFF = None; text is strict UTF-8, which re-encodes to the same bytes), time
+# of day and date (four raw bytes), floats (bit-exact, or kept as bytes when not).
+_ROUND_TRIP_KINDS = frozenset(
+    ("uint", "int", "bool", "none", "ieee", "key", "octets", "string", "long_octets", "long_string", "tod", "date", "float")
+)
 _ROUND_TRIPS: dict[int, bool] = {}  # by id() of a COMMANDS layout (the layouts live as long as the module)
 
 
 def _round_trips(spec: tuple) -> bool:
     """True when any payload this layout decodes re-encodes to exactly its bytes, so the
-    re-encoding guard in `decode_payload` cannot fail and is skipped (tests/test_fast_paths.py
-    re-encodes what every such layout decodes): every field of a round-trip kind or REST, no Switch, and
-    names unique within each level (the encoder looks fields up by name)."""
+    re-encoding guard in `decode_payload` is skipped (tests/test_fast_paths.py re-encodes what
+    every such layout decodes): every field of a round-trip kind or REST, names unique within
+    each level (the encoder looks fields up by name), and a Switch only where the encoder picks
+    the case the decoder took (see `_layout_round_trips`)."""
     hit = _ROUND_TRIPS.get(id(spec))
     if hit is None:
         hit = _ROUND_TRIPS[id(spec)] = _layout_round_trips(spec)
     return hit
 
 
-def _layout_round_trips(spec: tuple) -> bool:
-    names = set()
+def _layout_round_trips(spec: tuple, outer: frozenset = frozenset(), read: frozenset = frozenset()) -> bool:
+    """A Switch round-trips when it is not optional (the encoder writes a case whether or not the
+    payload ended before it), its selector is read before it (the encoder looks the selector up
+    among all the fields), it is the only Switch of its level, and each case, read in the same
+    scope, round-trips with names unique across the level and the case.  `outer`: the names of the enclosing levels a case shares its
+    scope with; `read`: those of them read before the Switch."""
+    names = set(outer)
+    before = set(read)
+    switches = []
+    optional = False
     for item in spec:
         if item is OPTIONAL:
+            optional = True
             continue
         if type(item) is tuple:
             name, type_id = item
@@ -2568,12 +2581,23 @@ def _layout_round_trips(spec: tuple) -> bool:
             name = item.name
             if not _layout_round_trips(item.fields):
                 return False
-        else:  # Switch: the encoder picks the case from the looked-up selector
-            return False
+        else:
+            if optional or item.selector not in before:
+                return False
+            switches.append((item, frozenset(before)))
+            continue
         if name in names:
             return False
         names.add(name)
-    return True
+        before.add(name)
+    if len(switches) > 1:  # the cases of two Switches could share a name unseen here
+        return False
+    level = frozenset(names)
+    return all(
+        _layout_round_trips(case, level, read_before)
+        for sw, read_before in switches
+        for case in (*sw.cases.values(), sw.default)
+    )
 
 
 def decode_zcl(data: bytes, cluster_id: int, *, strict: bool = False) -> ZclFrame:
