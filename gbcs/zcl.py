@@ -340,26 +340,32 @@ def decode_attribute_value(type_id: int, data: bytes, pos: int = 0, end: int | N
                 return bytes(raw), npos
             return value, npos
         raise AssertionError(kind)  # pragma: no cover
+    # (the field names of errors are built only when raising: type_name is slow)
     if kind in ("octets", "string"):
-        _need(data, pos, 1, end, type_name(type_id) + ".length")
+        if pos + 1 > end:
+            _need(data, pos, 1, end, type_name(type_id) + ".length")
         n = data[pos]
         if n == 0xFF:
             return None, pos + 1
-        _need(data, pos + 1, n, end, type_name(type_id))
+        if pos + 1 + n > end:
+            _need(data, pos + 1, n, end, type_name(type_id))
         raw = bytes(data[pos + 1 : pos + 1 + n])
         return (_text(raw) if kind == "string" else raw), pos + 1 + n
     if kind in ("long_octets", "long_string"):
-        _need(data, pos, 2, end, type_name(type_id) + ".length")
+        if pos + 2 > end:
+            _need(data, pos, 2, end, type_name(type_id) + ".length")
         n = data[pos] | (data[pos + 1] << 8)
         if n == 0xFFFF:
             return None, pos + 2
-        _need(data, pos + 2, n, end, type_name(type_id))
+        if pos + 2 + n > end:
+            _need(data, pos + 2, n, end, type_name(type_id))
         raw = bytes(data[pos + 2 : pos + 2 + n])
         return (_text(raw) if kind == "long_string" else raw), pos + 2 + n
     if _depth >= MAX_NESTING:
         raise DecodeError("arrays/structures nested too deeply", pos, type_name(type_id))
     if kind == "array":
-        _need(data, pos, 3, end, type_name(type_id))
+        if pos + 3 > end:
+            _need(data, pos, 3, end, type_name(type_id))
         element_type = data[pos]
         count = data[pos + 1] | (data[pos + 2] << 8)
         pos += 3
@@ -2002,7 +2008,7 @@ def _decode_fields_into(spec: tuple, data: bytes, pos: int, end: int, out: list,
 # `_decode_fields_into` itself, so errors and the optional tail read exactly as there.  Only the
 # names a Rep count or a Switch selector reads are kept in the scope dict.
 
-_RUN, _REST, _ITEMS, _REP, _SWITCH = range(5)
+_RUN, _REST, _STR, _ITEMS, _REP, _SWITCH = range(6)
 _UINT_LETTERS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _INT_LETTERS = {1: "b", 2: "h", 4: "i", 8: "q"}
 
@@ -2076,8 +2082,13 @@ def _compile(spec: tuple, scoped: frozenset) -> tuple:
                 continue
         close_run()
         if type(item) is tuple:
-            if item[1] == REST and item[0] not in scoped:
+            kind = DATA_TYPES.get(item[1], ("",))[0]
+            if item[0] in scoped:
+                steps.append((_ITEMS, ((OPTIONAL,) if optional else ()) + (item,)))
+            elif item[1] == REST:
                 steps.append((_REST, item[0], optional))
+            elif kind in ("octets", "string"):
+                steps.append((_STR, item[0], kind == "string", optional, ((OPTIONAL,) if optional else ()) + (item,)))
             else:
                 steps.append((_ITEMS, ((OPTIONAL,) if optional else ()) + (item,)))
         elif type(item) is Rep:
@@ -2115,6 +2126,21 @@ def _read_fields(steps: tuple, data: bytes, pos: int, end: int, out: list, scope
                 return pos
             out.append((step[1], bytes(data[pos:end])))
             pos = end
+        elif op is _STR:  # octet or character string with a one-byte length
+            _, name, text, optional, items = step
+            if optional and pos >= end:
+                return pos
+            n = data[pos] if pos < end else 0
+            stop = pos + 1 + n
+            if n == 0xFF:
+                out.append((name, None))
+                pos += 1
+            elif stop <= end:
+                raw = bytes(data[pos + 1 : stop])
+                out.append((name, _text(raw) if text else raw))
+                pos = stop
+            else:  # short: the general reader raises as it should
+                pos = _decode_fields_into(items, data, pos, end, out, scope)
         elif op is _ITEMS:
             pos = _decode_fields_into(step[1], data, pos, end, out, scope)
         elif op is _REP:
