@@ -39,6 +39,7 @@ CONTROL_LAST = 0x01
 CONTROL_ENCRYPTED = 0x02
 CONTROL_FROM_DATE_TIME = 0x10
 _CONTROL_KNOWN = CONTROL_LAST | CONTROL_ENCRYPTED | CONTROL_FROM_DATE_TIME
+_CONTROL_RESERVED = ~_CONTROL_KNOWN & 0xFF
 ENCRYPTED_OVERHEAD = 5 + 12  # 31 00000000 security header + 12-byte tag
 MAX_COMPONENTS = 255
 
@@ -342,16 +343,7 @@ def _decode_component(data: bytes, pos: int, end: int, decrypt: Decrypt | None, 
     else:
         payload = decode_payload(header, cluster_id, data, p, stop, strict=strict)
     comp = GbzComponent(
-        cluster_id,
-        header,
-        payload,
-        ciphered,
-        from_date_time,
-        bool(control & CONTROL_LAST),
-        ahc,
-        afc,
-        control & ~_CONTROL_KNOWN & 0xFF,
-        plaintext=plaintext,
+        cluster_id, header, payload, ciphered, from_date_time, bool(control & CONTROL_LAST), ahc, afc, control & _CONTROL_RESERVED, plaintext
     )
     return comp, stop
 

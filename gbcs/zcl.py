@@ -912,7 +912,8 @@ class ZclHeader:
         """Decode the header at `pos`; returns (header, position of the payload)."""
         if end is None:
             end = len(data)
-        _need(data, pos, 3, end, "zcl_header")
+        if pos + 3 > end:
+            _need(data, pos, 3, end, "zcl_header")
         fc = data[pos]
         frame_type = fc & FC_FRAME_TYPE
         if frame_type > 1:
@@ -1348,6 +1349,9 @@ class DefaultResponse:
 
     def encode(self) -> bytes:
         return _u8(self.command_id_answered, "command id") + _u8(self.status, "status")
+
+    def to_json(self) -> dict:  # codec.jsonable's dataclass rule, written out (most GBZ responses)
+        return {"type": "DefaultResponse", "command_id_answered": self.command_id_answered, "status": self.status}
 
     @classmethod
     def decode(cls, data: bytes, pos: int, end: int) -> "DefaultResponse":
@@ -2513,6 +2517,7 @@ _GENERAL_DECODERS = {
 # bytes, strict UTF-8 text or bytes, arrays and structures element by element).
 _EXACT_GENERAL = frozenset(_GENERAL_DECODERS)
 
+_GLOBAL, _SERVER_TO_CLIENT = FrameType.GLOBAL, Direction.SERVER_TO_CLIENT  # ZclHeader holds members
 _COMPILED: dict[tuple, tuple] = {}  # COMMANDS key -> (layout, compiled steps, round-trips); only known keys
 
 
@@ -2523,9 +2528,9 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
     if end is None:
         end = len(data)
     payload: ZclPayload
-    exact = False  # True: the layout round-trips, so the guard below cannot fail
-    if header.frame_type == FrameType.GLOBAL:
-        decoder = _GENERAL_DECODERS.get(header.command_id)
+    command_id = header.command_id
+    if header.frame_type is _GLOBAL:
+        decoder = _GENERAL_DECODERS.get(command_id)
         if decoder is None:
             return RawPayload(bytes(data[pos:end]))
         try:
@@ -2534,9 +2539,10 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
             if strict:
                 raise
             return RawPayload(bytes(data[pos:end]), f"undecodable: {exc}")
-        exact = header.command_id in _EXACT_GENERAL
+        exact = command_id in _EXACT_GENERAL  # True: the guard below cannot fail
     else:
-        key = (cluster_id, header.server_to_client, header.command_id)
+        s2c = header.direction is _SERVER_TO_CLIENT
+        key = (cluster_id, s2c, command_id)
         spec = None if header.manufacturer_code is not None else COMMANDS.get(key)
         if spec is None:
             return RawPayload(bytes(data[pos:end]))
@@ -2550,7 +2556,7 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
             if strict:
                 raise
             return RawPayload(bytes(data[pos:end]), f"undecodable: {exc}")
-        payload = ClusterCommand(cluster_id, header.command_id, header.server_to_client, tuple(out), bytes(data[stop:end]))
+        payload = ClusterCommand(cluster_id, command_id, s2c, tuple(out), bytes(data[stop:end]))
         exact = compiled[2]
     if not strict and not exact:
         # Guard: whatever we accept must re-encode to the same bytes.
