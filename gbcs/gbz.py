@@ -13,11 +13,11 @@ decrypted; decryption and encryption are callbacks so this module never sees key
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Union
 
 from .catalogue import alert_label, alert_name
-from .codec import DecodeError, EncodeError, Node, encode_length, jsonable, read_length
+from .codec import DecodeError, EncodeError, Node, encode_length, jsonable, read_length, slot_setters
 from .frame import CRA
 from .security import SecurityError, decrypt_part, encrypt_part
 from .zcl import (
@@ -342,10 +342,24 @@ def _decode_component(data: bytes, pos: int, end: int, decrypt: Decrypt | None, 
                     raise DecodeError(f"decrypted payload: {exc.args[0]}", p + 2, "component.decrypted." + exc.field) from None
     else:
         payload = decode_payload(header, cluster_id, data, p, stop, strict=strict)
-    comp = GbzComponent(
-        cluster_id, header, payload, ciphered, from_date_time, bool(control & CONTROL_LAST), ahc, afc, control & _CONTROL_RESERVED, plaintext
-    )
+    comp = _new(GbzComponent)  # without the frozen-dataclass __init__: decode hot path
+    _set_cluster_id(comp, cluster_id)
+    _set_header(comp, header)
+    _set_payload(comp, payload)
+    _set_ciphered(comp, ciphered)
+    _set_from_date_time(comp, from_date_time)
+    _set_last(comp, bool(control & CONTROL_LAST))
+    _set_ahc(comp, ahc)
+    _set_afc(comp, afc)
+    _set_control_reserved(comp, control & _CONTROL_RESERVED)
+    _set_plaintext(comp, plaintext)
     return comp, stop
+
+
+_new = object.__new__
+# Setters in field order; adding a GbzComponent field breaks this unpacking at import.
+(_set_cluster_id, _set_header, _set_payload, _set_ciphered, _set_from_date_time, _set_last, _set_ahc, _set_afc,
+ _set_control_reserved, _set_plaintext) = slot_setters(GbzComponent, *(f.name for f in fields(GbzComponent)))
 
 
 def _decode_components(data: bytes, pos: int, end: int, count: int, decrypt: Decrypt | None, strict: bool) -> tuple[tuple[GbzComponent, ...], int]:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 from typing import Any, ClassVar, Iterable, Mapping, Union
 
-from .codec import DecodeError, EncodeError, Node, jsonable
+from .codec import DecodeError, EncodeError, Node, jsonable, slot_setters
 
 # --------------------------------------------------------------------------------------------
 # Clusters, statuses
@@ -2361,12 +2362,34 @@ class ClusterCommand:
         return out
 
 
+# Decoded ClusterCommands are built without the frozen-dataclass __init__ (decode hot path).
+# Setters in field order; adding a field breaks this unpacking at import, so none is missed.
+_set_cluster_id, _set_command_id, _set_server_to_client, _set_fields, _set_extra = slot_setters(
+    ClusterCommand, *(f.name for f in dataclass_fields(ClusterCommand))
+)
+
+
+def _cluster_command(cluster_id: int, command_id: int, server_to_client: bool, fields: Fields, extra: bytes) -> ClusterCommand:
+    if type(cluster_id) is not int and isinstance(cluster_id, int):  # as __post_init__ does
+        cluster_id = int(cluster_id)
+    if type(command_id) is not int and isinstance(command_id, int):
+        command_id = int(command_id)
+    cmd = _new(ClusterCommand)
+    _set_cluster_id(cmd, cluster_id)
+    _set_command_id(cmd, command_id)
+    _set_server_to_client(cmd, server_to_client)
+    _set_fields(cmd, fields)
+    _set_extra(cmd, extra)
+    return cmd
+
+
 def _pairs_to_dict(pairs: Fields) -> dict[str, Any]:
     # Only repeated groups are tuples among field values (scalars are ints, strings, bytes,
     # None or small dataclasses), so a tuple value is always a tuple of groups.
     return {k: [_pairs_to_dict(g) for g in v] if isinstance(v, tuple) else v for k, v in pairs}
 
 
+_new = object.__new__
 _JSON_PLAIN = frozenset((int, str, bool, float, type(None)))  # as in codec.jsonable: JSON already
 
 
@@ -2556,7 +2579,7 @@ def decode_payload(header: ZclHeader, cluster_id: int, data: bytes, pos: int = 0
             if strict:
                 raise
             return RawPayload(bytes(data[pos:end]), f"undecodable: {exc}")
-        payload = ClusterCommand(cluster_id, command_id, s2c, tuple(out), bytes(data[stop:end]))
+        payload = _cluster_command(cluster_id, command_id, s2c, tuple(out), bytes(data[stop:end]))
         exact = compiled[2]
     if not strict and not exact:
         # Guard: whatever we accept must re-encode to the same bytes.

@@ -282,3 +282,22 @@ def test_gbz_json_as_the_general_rules(components, alert):
         return
     assert json.dumps(jsonable(decoded)) == json.dumps(_json_reference(decoded))
     assert decoded.encode() == raw
+    for c in decoded.components:  # built by slot setters: as the dataclass __init__ builds them
+        _same_as_built(c)
+        if type(c.payload) is zcl.ClusterCommand:
+            _same_as_built(c.payload)
+
+
+def _same_as_built(obj) -> None:
+    values = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+    built = type(obj)(*values)
+    assert built == obj and repr(built) == repr(obj)
+    assert [type(getattr(built, f.name)) for f in dataclasses.fields(obj)] == [type(v) for v in values]
+
+
+def test_decoded_commands_hold_plain_ints_for_enum_arguments():
+    header = zcl.ZclHeader(zcl.FrameType.CLUSTER, zcl.GeneralCommand.READ_ATTRIBUTES_RESPONSE, 0, zcl.Direction.SERVER_TO_CLIENT)
+    cmd = zcl.decode_payload(header, zcl.Cluster.PREPAYMENT, bytes(64))  # PublishPrepaySnapshot
+    assert type(cmd) is zcl.ClusterCommand and cmd.name == "PublishPrepaySnapshot"
+    assert type(cmd.cluster_id) is int and type(cmd.command_id) is int and cmd.server_to_client is True
+    _same_as_built(cmd)
