@@ -1358,7 +1358,12 @@ class DefaultResponse:
     def decode(cls, data: bytes, pos: int, end: int) -> "DefaultResponse":
         if end - pos != 2:
             raise DecodeError(f"default response must be 2 bytes, got {end - pos}", pos, "default_response")
-        return cls(data[pos], data[pos + 1])
+        if cls is not DefaultResponse:
+            return cls(data[pos], data[pos + 1])
+        out = _new(cls)  # without the frozen-dataclass __init__: most GBZ responses are these
+        _set_answered(out, data[pos])
+        _set_status(out, data[pos + 1])
+        return out
 
     def tree(self, cluster_id: int | None = None) -> Node:
         return Node(
@@ -1370,6 +1375,10 @@ class DefaultResponse:
                 Node("status", bytes((self.status,)), status_name(self.status)),
             ),
         )
+
+
+_new = object.__new__
+_set_answered, _set_status = slot_setters(DefaultResponse, *(f.name for f in dataclass_fields(DefaultResponse)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -2389,7 +2398,6 @@ def _pairs_to_dict(pairs: Fields) -> dict[str, Any]:
     return {k: [_pairs_to_dict(g) for g in v] if isinstance(v, tuple) else v for k, v in pairs}
 
 
-_new = object.__new__
 _JSON_PLAIN = frozenset((int, str, bool, float, type(None)))  # as in codec.jsonable: JSON already
 
 

@@ -284,7 +284,7 @@ def test_gbz_json_as_the_general_rules(components, alert):
     assert decoded.encode() == raw
     for c in decoded.components:  # built by slot setters: as the dataclass __init__ builds them
         _same_as_built(c)
-        if type(c.payload) is zcl.ClusterCommand:
+        if type(c.payload) in (zcl.ClusterCommand, zcl.DefaultResponse):
             _same_as_built(c.payload)
 
 
