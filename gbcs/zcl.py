@@ -5,7 +5,9 @@ Used twice: by `gbcs.gbz` (GBCS "GBZ" components on the WAN side) and by the HAN
 serves attributes to IHDs/PPMIDs with Read Attributes over the air.  Sans-IO, bytes in and out.
 
 ZCL is little-endian throughout.  Cluster-specific payloads are described as data (`COMMANDS`)
-and decoded by one interpreter, so a layout is written once and both decoded and built from it.
+and decoded by one interpreter, so a layout is written once and both decoded and built from it;
+for speed each layout is also compiled once into steps that read runs of fixed-width fields with
+one struct call and leave everything else to the interpreter.
 A payload we cannot decode (unknown command, layout we got wrong, vendor quirk) is kept as
 `RawPayload` unless `strict=True`, so a well-formed frame always decodes and re-encodes exactly.
 """
