@@ -13,11 +13,11 @@ decrypted; decryption and encryption are callbacks so this module never sees key
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Union
 
 from .catalogue import alert_label, alert_name
-from .codec import DecodeError, EncodeError, Node, read_length, encode_length
+from .codec import DecodeError, EncodeError, Node, encode_length, jsonable, read_length, slot_setters
 from .frame import CRA
 from .security import SecurityError, decrypt_part, encrypt_part
 from .zcl import (
@@ -39,6 +39,7 @@ CONTROL_LAST = 0x01
 CONTROL_ENCRYPTED = 0x02
 CONTROL_FROM_DATE_TIME = 0x10
 _CONTROL_KNOWN = CONTROL_LAST | CONTROL_ENCRYPTED | CONTROL_FROM_DATE_TIME
+_CONTROL_RESERVED = ~_CONTROL_KNOWN & 0xFF
 ENCRYPTED_OVERHEAD = 5 + 12  # 31 00000000 security header + 12-byte tag
 MAX_COMPONENTS = 255
 
@@ -147,6 +148,23 @@ class GbzComponent:
             raise EncodeError("control_reserved must not overlap the last/encrypted/from-date-time bits")
         body = self._body()
         return bytes((self.control,)) + _u16be(self.cluster_id, "cluster_id") + _u16be(len(body), "component length") + body
+
+    def to_json(self) -> dict:
+        # What codec.jsonable's dataclass rule gives, written out (`gbhub decode --batch` speed).
+        payload, ciphered, plaintext = self.payload, self.ciphered, self.plaintext
+        return {
+            "type": "GbzComponent",
+            "cluster_id": self.cluster_id,
+            "header": self.header.to_json(),
+            "payload": None if payload is None else jsonable(payload),
+            "ciphered": None if ciphered is None else ciphered.hex().upper(),
+            "from_date_time": self.from_date_time,
+            "last": self.last,
+            "additional_header_control": self.additional_header_control,
+            "additional_header_frame_counter": self.additional_header_frame_counter,
+            "control_reserved": self.control_reserved,
+            "plaintext": None if plaintext is None else plaintext.hex().upper(),
+        }
 
     # -- builders ------------------------------------------------------------------------------
     @classmethod
@@ -324,19 +342,24 @@ def _decode_component(data: bytes, pos: int, end: int, decrypt: Decrypt | None, 
                     raise DecodeError(f"decrypted payload: {exc.args[0]}", p + 2, "component.decrypted." + exc.field) from None
     else:
         payload = decode_payload(header, cluster_id, data, p, stop, strict=strict)
-    comp = GbzComponent(
-        cluster_id,
-        header,
-        payload,
-        ciphered,
-        from_date_time,
-        bool(control & CONTROL_LAST),
-        ahc,
-        afc,
-        control & ~_CONTROL_KNOWN & 0xFF,
-        plaintext=plaintext,
-    )
+    comp = _new(GbzComponent)  # without the frozen-dataclass __init__: decode hot path
+    _set_cluster_id(comp, cluster_id)
+    _set_header(comp, header)
+    _set_payload(comp, payload)
+    _set_ciphered(comp, ciphered)
+    _set_from_date_time(comp, from_date_time)
+    _set_last(comp, bool(control & CONTROL_LAST))
+    _set_ahc(comp, ahc)
+    _set_afc(comp, afc)
+    _set_control_reserved(comp, control & _CONTROL_RESERVED)
+    _set_plaintext(comp, plaintext)
     return comp, stop
+
+
+_new = object.__new__
+# Setters in field order; adding a GbzComponent field breaks this unpacking at import.
+(_set_cluster_id, _set_header, _set_payload, _set_ciphered, _set_from_date_time, _set_last, _set_ahc, _set_afc,
+ _set_control_reserved, _set_plaintext) = slot_setters(GbzComponent, *(f.name for f in fields(GbzComponent)))
 
 
 def _decode_components(data: bytes, pos: int, end: int, count: int, decrypt: Decrypt | None, strict: bool) -> tuple[tuple[GbzComponent, ...], int]:
@@ -389,6 +412,9 @@ class GbzPayload:
     def encryption_status(self) -> str:
         """none / decrypted / not_decrypted (the `encrypted` verdict of gbcs.analyse)."""
         return _encryption_status(self.components)
+
+    def to_json(self) -> dict:
+        return {"type": "GbzPayload", "components": [c.to_json() if type(c) is GbzComponent else jsonable(c) for c in self.components]}
 
     def tree(self) -> Node:
         return Node(
@@ -560,8 +586,6 @@ class GbzAlert:
         return Node("GBZ alert", b"", f"alert {alert_label(self.alert_code)}", tuple(children))
 
     def to_json(self) -> dict:
-        from .codec import jsonable
-
         return {"type": "GbzAlert", "alert_code": f"0x{self.alert_code:04X}", "alert_name": alert_name(self.alert_code),
                 "timestamp": self.timestamp, "component_count": self.component_count, "body": jsonable(self.body)}
 
