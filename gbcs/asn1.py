@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import IntEnum, IntFlag
 from typing import Any, ClassVar
 
 from .catalogue import DeviceType, RemotePartyRole  # one enum each, shared with the catalogue
-from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, jsonable, parse_eui, read_length, slot_setters
+from .codec import DecodeError, EncodeError, Node, encode_length, eui_hex, frozen_dataclass, jsonable, parse_eui, read_length, slot_setters
 
 # --------------------------------------------------------------------------------------------
 # Enumerations (FACTS.md §3.2, §3.5, §4.2, §4.3, §5)
@@ -590,11 +590,10 @@ def _normalise(kind: str, arg: Any, value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+@frozen_dataclass
 class Asn1Payload:
-    """Base of every typed ASN.1 value. `KIND` names the payload as the DCC parser does.
-    `__eq__`, `__hash__` and `__repr__` are those `dataclass` would write, once here for all
-    subclasses (see `_payload_class`)."""
+    """Base of every typed ASN.1 value (each a `frozen_dataclass`). `KIND` names the payload as
+    the DCC parser does."""
 
     KIND: ClassVar[str] = ""
     _SPEC: ClassVar[type] = _Decl
@@ -608,20 +607,6 @@ class Asn1Payload:
             new = _normalise(kind, arg, value)
             if new is not value:
                 object.__setattr__(self, name, new)
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            fields = _COMPARED.get(self.__class__) or _compared(self.__class__)
-            return fields(self) == fields(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((_COMPARED.get(self.__class__) or _compared(self.__class__))(self))
-
-    def __repr__(self) -> str:
-        cls = self.__class__
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(cls) if f.repr)
-        return f"{cls.__qualname__}({shown})"
 
     def encode(self) -> bytes:
         if self._der:
@@ -643,23 +628,6 @@ class Asn1Payload:
         for name, conv in fields:
             out[name] = conv(getattr(self, name))
         return out
-
-
-def _payload_class(cls: type) -> type:
-    """`@dataclass(frozen=True, slots=True)` for a payload class, inheriting `__eq__`, `__hash__`
-    and `__repr__` from Asn1Payload: `dataclass` compiles each method it writes, and three fewer
-    per class shortens the import (45 classes) by about a third."""
-    return dataclass(frozen=True, slots=True, eq=False, repr=False)(cls)
-
-
-_COMPARED: dict[type, Any] = {}
-
-
-def _compared(cls: type):
-    """The tuple of a class's compared fields, as the `__eq__`/`__hash__` of `dataclass` use."""
-    names = tuple(f.name for f in dataclasses.fields(cls) if f.compare)
-    hit = _COMPARED[cls] = lambda obj: tuple(getattr(obj, n) for n in names)
-    return hit
 
 
 def _json_value(value):
@@ -716,7 +684,7 @@ def _json_converter(kind: str, arg):
 # --------------------------------------------------------------------------------------------
 
 
-@_payload_class
+@frozen_dataclass
 class TrustAnchorCellIdentifier(Asn1Payload):
     """A device trust anchor cell: {remotePartyRole, keyUsage, cellUsage DEFAULT management}.
     `cell_usage` None = absent on the wire (implicit management), kept so re-encoding is exact."""
@@ -732,7 +700,7 @@ class TrustAnchorCellIdentifier(Asn1Payload):
         return CellUsage.MANAGEMENT if self.cell_usage is None else self.cell_usage
 
 
-@_payload_class
+@frozen_dataclass
 class DeviceLogEntry(Asn1Payload):
     KIND: ClassVar[str] = "Device Log Entry"
     _SPEC: ClassVar[type] = _A_DeviceLogEntry
@@ -745,7 +713,7 @@ class DeviceLogEntry(Asn1Payload):
 # --------------------------------------------------------------------------------------------
 
 
-@_payload_class
+@frozen_dataclass
 class ProvideSecurityCredentialDetailsCommand(Asn1Payload):
     KIND: ClassVar[str] = "Provide Security Credential Details Command"
     _SPEC: ClassVar[type] = _A_ProvideSecurityCredentialDetailsCommand
@@ -753,7 +721,7 @@ class ProvideSecurityCredentialDetailsCommand(Asn1Payload):
     remote_party_roles: tuple[RemotePartyRole | int, ...] = _list(("enum", RemotePartyRole))
 
 
-@_payload_class
+@frozen_dataclass
 class TrustAnchorCellContents(Asn1Payload):
     KIND: ClassVar[str] = "Trust Anchor Cell Contents"
     _SPEC: ClassVar[type] = _A_TrustAnchorCellContents
@@ -763,7 +731,7 @@ class TrustAnchorCellContents(Asn1Payload):
     subject_key_identifier: bytes = _bytes(b"")
 
 
-@_payload_class
+@frozen_dataclass
 class RemotePartyDetails(Asn1Payload):
     """One role's answer; `seq_number`/`cells` are absent (None) when the status is an error."""
 
@@ -775,7 +743,7 @@ class RemotePartyDetails(Asn1Payload):
     cells: tuple[TrustAnchorCellContents, ...] | None = _list(("nested", "TrustAnchorCellContents"), None)
 
 
-@_payload_class
+@frozen_dataclass
 class ProvideSecurityCredentialDetailsResponse(Asn1Payload):
     KIND: ClassVar[str] = "Provide Security Credential Details Response"
     _SPEC: ClassVar[type] = _seq_of(_A_RemotePartyDetails)
@@ -788,7 +756,7 @@ class ProvideSecurityCredentialDetailsResponse(Asn1Payload):
 # --------------------------------------------------------------------------------------------
 
 
-@_payload_class
+@frozen_dataclass
 class SpecialistSeqNumber(Asn1Payload):
     KIND: ClassVar[str] = "Specialist Seq Number"
     _SPEC: ClassVar[type] = _A_SpecialistSeqNumber
@@ -796,7 +764,7 @@ class SpecialistSeqNumber(Asn1Payload):
     seq_number: int = _int()
 
 
-@_payload_class
+@frozen_dataclass
 class RemotePartySeqNumberChange(Asn1Payload):
     KIND: ClassVar[str] = "Remote Party Seq Number Change"
     _SPEC: ClassVar[type] = _A_RemotePartySeqNumberChange
@@ -805,7 +773,7 @@ class RemotePartySeqNumberChange(Asn1Payload):
     specialist_floor_seq_numbers: tuple[SpecialistSeqNumber, ...] | None = _list(("nested", "SpecialistSeqNumber"), None)
 
 
-@_payload_class
+@frozen_dataclass
 class AuthorisingRemotePartyControl(Asn1Payload):
     KIND: ClassVar[str] = "Authorising Remote Party Control"
     _SPEC: ClassVar[type] = _A_AuthorisingRemotePartyControl
@@ -819,7 +787,7 @@ class AuthorisingRemotePartyControl(Asn1Payload):
     other_seq_number_changes: tuple[RemotePartySeqNumberChange, ...] | None = _list(("nested", "RemotePartySeqNumberChange"), None)
 
 
-@_payload_class
+@frozen_dataclass
 class TrustAnchorReplacement(Asn1Payload):
     KIND: ClassVar[str] = "Trust Anchor Replacement"
     _SPEC: ClassVar[type] = _A_TrustAnchorReplacement
@@ -827,7 +795,7 @@ class TrustAnchorReplacement(Asn1Payload):
     target_cell: TrustAnchorCellIdentifier = _nested("TrustAnchorCellIdentifier")
 
 
-@_payload_class
+@frozen_dataclass
 class UpdateSecurityCredentialsCommand(Asn1Payload):
     KIND: ClassVar[str] = "Update Security Credentials Command"
     _SPEC: ClassVar[type] = _A_UpdateSecurityCredentialsCommand
@@ -837,7 +805,7 @@ class UpdateSecurityCredentialsCommand(Asn1Payload):
     execution_date_time: _dt.datetime | None = _time(None)
 
 
-@_payload_class
+@frozen_dataclass
 class ReplacementOutcome(Asn1Payload):
     KIND: ClassVar[str] = "Replacement Outcome"
     _SPEC: ClassVar[type] = _A_ReplacementOutcome
@@ -849,7 +817,7 @@ class ReplacementOutcome(Asn1Payload):
     replacing_subject_key_id: bytes = _bytes()
 
 
-@_payload_class
+@frozen_dataclass
 class UpdateSecurityCredentialsOutcome(Asn1Payload):
     KIND: ClassVar[str] = "Execution Outcome"
     _SPEC: ClassVar[type] = _A_UpdateSecurityCredentialsOutcome
@@ -859,7 +827,7 @@ class UpdateSecurityCredentialsOutcome(Asn1Payload):
     replacement_outcomes: tuple[ReplacementOutcome, ...] = _list(("nested", "ReplacementOutcome"), ())
 
 
-@_payload_class
+@frozen_dataclass
 class UpdateSecurityCredentialsResponse(Asn1Payload):
     """`SEQUENCE { commandAccepted NULL, executionOutcome OPTIONAL }`; outcome absent when future-dated."""
 
@@ -868,7 +836,7 @@ class UpdateSecurityCredentialsResponse(Asn1Payload):
     outcome: UpdateSecurityCredentialsOutcome | None = _nested("UpdateSecurityCredentialsOutcome", None)
 
 
-@_payload_class
+@frozen_dataclass
 class UpdateSecurityCredentialsAlert(Asn1Payload):
     """Future-dated outcome (message code 0x00CB, CS02g 0x0124; alert 0x8F66/0x8F67)."""
 
@@ -884,7 +852,7 @@ class UpdateSecurityCredentialsAlert(Asn1Payload):
 # --------------------------------------------------------------------------------------------
 
 
-@_payload_class
+@frozen_dataclass
 class _CodeResponse(Asn1Payload):
     """A bare `INTEGER` response code; subclasses pick the enumeration."""
 
@@ -894,14 +862,14 @@ class _CodeResponse(Asn1Payload):
     code: int = _int()
 
 
-@_payload_class
+@frozen_dataclass
 class IssueSecurityCredentialsCommand(Asn1Payload):
     KIND: ClassVar[str] = "Issue Security Credentials Command"
     _SPEC: ClassVar[type] = _A_KeyUsageCommand
     key_usage: KeyUsage = _key_usage()
 
 
-@_payload_class
+@frozen_dataclass
 class CertificationRequest(Asn1Payload):
     """CS02c success: the device's PKCS#10 request for the new key pair, kept as DER."""
 
@@ -911,12 +879,12 @@ class CertificationRequest(Asn1Payload):
     certification_request: bytes = _blob(_CertificationRequest)
 
 
-@_payload_class
+@frozen_dataclass
 class IssueSecurityCredentialsResponse(_CodeResponse):
     code: IssueSecurityCredentialsCode | int = _enum(IssueSecurityCredentialsCode)
 
 
-@_payload_class
+@frozen_dataclass
 class UpdateDeviceCertificateCommand(Asn1Payload):
     KIND: ClassVar[str] = "Certificate"
     _SPEC: ClassVar[type] = _Certificate
@@ -924,19 +892,19 @@ class UpdateDeviceCertificateCommand(Asn1Payload):
     certificate: bytes = _blob(_Certificate)
 
 
-@_payload_class
+@frozen_dataclass
 class UpdateDeviceCertificateResponse(_CodeResponse):
     code: UpdateDeviceCertificateCode | int = _enum(UpdateDeviceCertificateCode)
 
 
-@_payload_class
+@frozen_dataclass
 class ProvideDeviceCertificateCommand(Asn1Payload):
     KIND: ClassVar[str] = "Provide Device Certificate Command"
     _SPEC: ClassVar[type] = _A_KeyUsageCommand
     key_usage: KeyUsage = _key_usage()
 
 
-@_payload_class
+@frozen_dataclass
 class DeviceCertificate(Asn1Payload):
     """CS02e success: the device certificate for the requested key usage."""
 
@@ -946,7 +914,7 @@ class DeviceCertificate(Asn1Payload):
     certificate: bytes = _blob(_Certificate)
 
 
-@_payload_class
+@frozen_dataclass
 class ProvideDeviceCertificateResponse(_CodeResponse):
     code: ProvideDeviceCertificateCode | int = _enum(ProvideDeviceCertificateCode)
 
@@ -956,7 +924,7 @@ class ProvideDeviceCertificateResponse(_CodeResponse):
 # --------------------------------------------------------------------------------------------
 
 
-@_payload_class
+@frozen_dataclass
 class JoinDevice(Asn1Payload):
     """Tell a device to add another to its own Device Log; `ka_certificate` only for Method C."""
 
@@ -968,12 +936,12 @@ class JoinDevice(Asn1Payload):
     ka_certificate: bytes | None = _blob(_Certificate, None)
 
 
-@_payload_class
+@frozen_dataclass
 class JoinResponse(_CodeResponse):
     code: JoinResponseCode | int = _enum(JoinResponseCode)
 
 
-@_payload_class
+@frozen_dataclass
 class UnjoinDevice(Asn1Payload):
     KIND: ClassVar[str] = "Entity Id"
     _SPEC: ClassVar[type] = _OctetString
@@ -981,23 +949,23 @@ class UnjoinDevice(Asn1Payload):
     entity_id: bytes = _eui()
 
 
-@_payload_class
+@frozen_dataclass
 class UnjoinResponse(_CodeResponse):
     code: UnjoinResponseCode | int = _enum(UnjoinResponseCode)
 
 
-@_payload_class
+@frozen_dataclass
 class _NullPayload(Asn1Payload):
     _SPEC: ClassVar[type] = _Null
     _SINGLE: ClassVar[bool] = True
 
 
-@_payload_class
+@frozen_dataclass
 class ReadDeviceJoinDetails(_NullPayload):
     KIND: ClassVar[str] = "Read Device Join Details Command"
 
 
-@_payload_class
+@frozen_dataclass
 class DeviceJoinDetails(Asn1Payload):
     """CS07 response `{responseCode, entries OPTIONAL}`; `entries` None = absent (read failure)."""
 
@@ -1015,7 +983,7 @@ class DeviceJoinDetails(Asn1Payload):
 CANCELLATION_DATE_TIME = _dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=_dt.timezone.utc)
 
 
-@_payload_class
+@frozen_dataclass
 class ActivateFirmware(Asn1Payload):
     """`execution_date_time` = CANCELLATION_DATE_TIME cancels a pending activation [O RTDS]."""
 
@@ -1030,14 +998,14 @@ class ActivateFirmware(Asn1Payload):
         return self.execution_date_time == CANCELLATION_DATE_TIME
 
 
-@_payload_class
+@frozen_dataclass
 class CommandAccepted(_NullPayload):
     """NULL: a future-dated command was accepted (CS06); the outcome follows as an alert."""
 
     KIND: ClassVar[str] = "Command Accepted"
 
 
-@_payload_class
+@frozen_dataclass
 class ActivateFirmwareOutcome(Asn1Payload):
     KIND: ClassVar[str] = "Execution Outcome"
     _SPEC: ClassVar[type] = _A_ActivateFirmwareOutcome
@@ -1045,7 +1013,7 @@ class ActivateFirmwareOutcome(Asn1Payload):
     firmware_version: bytes = _bytes()
 
 
-@_payload_class
+@frozen_dataclass
 class ActivateFirmwareAlert(Asn1Payload):
     """Future-dated activation outcome, message code 0x00CA (alert 0x8F66/0x8F67)."""
 
@@ -1057,7 +1025,7 @@ class ActivateFirmwareAlert(Asn1Payload):
     outcome: ActivateFirmwareOutcome = _nested("ActivateFirmwareOutcome")
 
 
-@_payload_class
+@frozen_dataclass
 class FirmwareTransferAlert(Asn1Payload):
     """CCS08 (0x0128): CHF reports the OTA transfer to a HAN device (0x8F8A success / 0x8F89 fail)."""
 
@@ -1070,12 +1038,12 @@ class FirmwareTransferAlert(Asn1Payload):
     code: FirmwareTransferCode | int = _enum(FirmwareTransferCode)
 
 
-@_payload_class
+@frozen_dataclass
 class ReadFirmwareVersion(_NullPayload):
     KIND: ClassVar[str] = "Read Firmware Version Command"
 
 
-@_payload_class
+@frozen_dataclass
 class FirmwareVersionResponse(Asn1Payload):
     KIND: ClassVar[str] = "Read Firmware Version Response"
     _SPEC: ClassVar[type] = _A_FirmwareVersionResponse
@@ -1083,7 +1051,7 @@ class FirmwareVersionResponse(Asn1Payload):
     code: ReadResponseCode | int = _enum(ReadResponseCode, ReadResponseCode.SUCCESS)
 
 
-@_payload_class
+@frozen_dataclass
 class FirmwareVersionAlert(Asn1Payload):
     """CS08 alert shape (PPMID/HCALCS activation result), per the DCC parser; no RTDS sample. The
     PPMID sends it as CS09 (0x012B, alert 0x8F8B) after an activation [I]."""
@@ -1101,7 +1069,7 @@ class FirmwareVersionAlert(Asn1Payload):
 # --------------------------------------------------------------------------------------------
 
 
-@_payload_class
+@frozen_dataclass
 class SetTime(Asn1Payload):
     KIND: ClassVar[str] = "Set Time Command"
     _SPEC: ClassVar[type] = _A_SetTime
@@ -1109,7 +1077,7 @@ class SetTime(Asn1Payload):
     validity_interval_end: _dt.datetime = _time()
 
 
-@_payload_class
+@frozen_dataclass
 class SetTimeResponse(Asn1Payload):
     KIND: ClassVar[str] = "Set Time Response"
     _SPEC: ClassVar[type] = _A_SetTimeResponse
@@ -1117,14 +1085,14 @@ class SetTimeResponse(Asn1Payload):
     status: DeviceTimeStatus | int = _enum(DeviceTimeStatus, DeviceTimeStatus.RELIABLE)
 
 
-@_payload_class
+@frozen_dataclass
 class GpfDeviceLogRestore(Asn1Payload):
     KIND: ClassVar[str] = "GPF Device Log Restore Command"
     _SPEC: ClassVar[type] = _A_GpfDeviceLogRestore
     entries: tuple[DeviceLogEntry, ...] = _list(("nested", "DeviceLogEntry"))
 
 
-@_payload_class
+@frozen_dataclass
 class RestoreOutcome(Asn1Payload):
     KIND: ClassVar[str] = "Restore Outcome"
     _SPEC: ClassVar[type] = _A_RestoreOutcome
@@ -1132,14 +1100,14 @@ class RestoreOutcome(Asn1Payload):
     code: JoinResponseCode | int = _enum(JoinResponseCode)
 
 
-@_payload_class
+@frozen_dataclass
 class GpfDeviceLogRestoreResponse(Asn1Payload):
     KIND: ClassVar[str] = "GPF Device Log Restore Response"
     _SPEC: ClassVar[type] = _A_GpfDeviceLogRestoreResponse
     outcomes: tuple[RestoreOutcome, ...] = _list(("nested", "RestoreOutcome"))
 
 
-@_payload_class
+@frozen_dataclass
 class GpfDeviceLogBackupAlert(Asn1Payload):
     """GCS62 (0x00B2, alert 0x8071): the whole GPF device log after a change."""
 
@@ -1163,7 +1131,7 @@ _UNIVERSAL_NAMES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class DerNode:
     """One TLV as received. `children` is None for primitive encodings."""
 
@@ -1198,7 +1166,7 @@ class DerNode:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class DerPayload:
     """Well-formed DER that is not the type expected for its message code (or an unknown code)."""
 

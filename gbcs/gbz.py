@@ -13,11 +13,11 @@ decrypted; decryption and encryption are callbacks so this module never sees key
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from typing import Callable, Union
 
 from .catalogue import alert_label, alert_name
-from .codec import DecodeError, EncodeError, Node, encode_length, jsonable, read_length, slot_setters
+from .codec import DecodeError, EncodeError, Node, encode_length, frozen_dataclass, jsonable, read_length, slot_setters
 from .frame import CRA
 from .security import SecurityError, decrypt_part, encrypt_part
 from .zcl import (
@@ -74,7 +74,7 @@ def is_gbz(content: bytes) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class GbzComponent:
     """One GBZ component.
 
@@ -382,7 +382,7 @@ def _encryption_status(components: tuple[GbzComponent, ...]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class GbzPayload:
     """A GBZ command or response: the profile id, a count and the components."""
 
@@ -434,7 +434,7 @@ class GbzPayload:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class FutureDatedAlertData:
     """Body of the future-dated execution alert (message code 0x00CD; alert 0x8F66/0x8F67):
     which command ran: `0E ‖ message code ‖ originator counter ‖ cluster id ‖ frame control ‖
@@ -477,7 +477,7 @@ class FutureDatedAlertData:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class FirmwareDistributionReceipt:
     """Body of the GSME firmware distribution receipt alert (0x00CF, alert 0x8F72): the hash
     the device calculated over the image, as a DLMS octet-string `09 len hash` [S GP; O RTDS]."""
@@ -505,7 +505,7 @@ METER_INTEGRITY_ISSUES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class MeterIntegrityIssue:
     """Body of the GSME meter integrity issue warning (0x00F2, alert 0x81A0): a 2-byte
     big-endian reason code [S GP common.ts; no RTDS vector]."""
@@ -522,7 +522,7 @@ class MeterIntegrityIssue:
 AlertBody = Union[tuple, FutureDatedAlertData, FirmwareDistributionReceipt, MeterIntegrityIssue, bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class GbzAlert:
     """A GBZ alert.  `body` is a tuple of GbzComponents, one of the special bodies above, or the
     raw bytes that follow the time stamp (empty for most alerts).  `component_count` is kept as

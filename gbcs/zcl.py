@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
 from typing import Any, ClassVar, Iterable, Mapping, Union
 
-from .codec import DecodeError, EncodeError, Node, jsonable, slot_setters
+from .codec import DecodeError, EncodeError, Node, frozen_dataclass, jsonable, slot_setters
 
 # --------------------------------------------------------------------------------------------
 # Clusters, statuses
@@ -247,7 +246,7 @@ def utc_text(value: int) -> str:
     return (ZCL_EPOCH + timedelta(seconds=value)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class TimeOfDay:
     """ZCL Time of Day; 0xFF in a field means "don't care"."""
 
@@ -262,7 +261,7 @@ class TimeOfDay:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ZclDate:
     """ZCL Date: year as an offset from 1900; 0xFF in a field means "any" (recurring dates).
     ZSE calendars also use 0xFD/0xFE in day/month for "second last"/"last" and DST months."""
@@ -284,7 +283,7 @@ class ZclDate:
         return f"{y}-{m}-{d}{dow}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ZclArray:
     """ZCL array/set/bag: element type + elements (None = invalid, count 0xFFFF)."""
 
@@ -293,7 +292,7 @@ class ZclArray:
     type_id: int = ZclType.ARRAY
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ZclStruct:
     """ZCL structure: (type id, value) members (None = invalid, count 0xFFFF)."""
 
@@ -861,7 +860,7 @@ FC_DIRECTION = 0x08
 FC_DISABLE_DEFAULT_RESPONSE = 0x10
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ZclHeader:
     """ZCL frame header: frame control, optional manufacturer code, sequence number, command id."""
 
@@ -1039,7 +1038,7 @@ def _value_node(type_id: int, value: Any) -> list[Node]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ReadAttributes:
     attribute_ids: tuple[int, ...]
 
@@ -1058,7 +1057,7 @@ class ReadAttributes:
         return Node("read_attributes", self.encode(), f"{len(self.attribute_ids)} attributes", tuple(_attr_node(cluster_id, a) for a in self.attribute_ids))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ReadAttributeRecord:
     """One Read Attributes Response record: value and type only when status is SUCCESS."""
 
@@ -1095,7 +1094,7 @@ class ReadAttributeRecord:
         return Node("record", self.encode(), f"{name} = {meaning}", tuple(children))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ReadAttributesResponse:
     records: tuple[ReadAttributeRecord, ...]
 
@@ -1132,7 +1131,7 @@ class ReadAttributesResponse:
         return Node("read_attributes_response", self.encode(), f"{len(self.records)} records", tuple(r.tree(cluster_id) for r in self.records))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class AttributeValue:
     """(attribute id, type, value): the record of Write Attributes and Report Attributes."""
 
@@ -1162,7 +1161,7 @@ def _decode_attribute_values(data: bytes, pos: int, end: int) -> tuple[Attribute
     return tuple(records)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class WriteAttributes:
     """Write Attributes; `command_id` 0x02, 0x03 (undivided) or 0x05 (no response)."""
 
@@ -1179,7 +1178,7 @@ class WriteAttributes:
         return Node("write_attributes", self.encode(), f"{len(self.records)} records", tuple(r.tree(cluster_id) for r in self.records))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ReportAttributes:
     records: tuple[AttributeValue, ...]
 
@@ -1192,7 +1191,7 @@ class ReportAttributes:
         return Node("report_attributes", self.encode(), f"{len(self.records)} records", tuple(r.tree(cluster_id) for r in self.records))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class AttributeStatus:
     """A failure record of Write Attributes Response."""
 
@@ -1203,7 +1202,7 @@ class AttributeStatus:
         return _u8(self.status, "status") + _u16(self.attribute_id, "attribute id")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class WriteAttributesResponse:
     """Empty `records` is the all-success form (a single 00 status byte)."""
 
@@ -1233,7 +1232,7 @@ class WriteAttributesResponse:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ReportingConfiguration:
     """A Configure Reporting record. direction 0: the sender's attribute will be reported (type,
     intervals, reportable change for analog types); direction 1: expect reports (timeout)."""
@@ -1260,7 +1259,7 @@ class ReportingConfiguration:
         return out + _u16(self.timeout, "timeout")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ConfigureReporting:
     records: tuple[ReportingConfiguration, ...]
 
@@ -1306,7 +1305,7 @@ class ConfigureReporting:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ReportingStatus:
     status: int
     direction: int
@@ -1316,7 +1315,7 @@ class ReportingStatus:
         return _u8(self.status, "status") + _u8(self.direction, "direction") + _u16(self.attribute_id, "attribute id")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ConfigureReportingResponse:
     """Empty `records` is the all-success form (a single 00 status byte)."""
 
@@ -1339,7 +1338,7 @@ class ConfigureReportingResponse:
         return Node("configure_reporting_response", self.encode(), "all configured" if not self.records else f"{len(self.records)} records")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class DefaultResponse:
     command_id_answered: int
     status: int
@@ -1383,7 +1382,7 @@ _new = object.__new__
 _set_answered, _set_status = slot_setters(DefaultResponse, *(f.name for f in dataclass_fields(DefaultResponse)))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class DiscoverAttributes:
     start_attribute_id: int
     maximum_attribute_ids: int
@@ -1403,13 +1402,13 @@ class DiscoverAttributes:
         return Node("discover_attributes", self.encode(), f"from 0x{self.start_attribute_id:04X}, at most {self.maximum_attribute_ids}")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class AttributeInfo:
     attribute_id: int
     type_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class DiscoverAttributesResponse:
     discovery_complete: int
     records: tuple[AttributeInfo, ...]
@@ -1462,7 +1461,7 @@ REST = -1  # pseudo-type: all remaining bytes, raw
 OPTIONAL = "?"  # marker: every later field may be absent (the payload may end here)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Rep:
     """A repeated group: `count` names an earlier field of the same scope (masked with `mask`);
     without it the group repeats until the payload ends."""
@@ -1473,7 +1472,7 @@ class Rep:
     mask: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class Switch:
     """Fields chosen by the value of an earlier field; `default` when the value is not listed."""
 
@@ -2276,7 +2275,7 @@ def _normalise_into(spec: tuple, values: dict, out: list, used: set) -> None:
         out.append((name, value))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ClusterCommand:
     """A cluster-specific command decoded by its layout in `COMMANDS`.
 
@@ -2447,7 +2446,7 @@ def _tree_fields(spec: tuple, values: Mapping[str, Any]) -> list[Node]:
     return nodes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class RawPayload:
     """A payload kept as bytes: unknown command, or one that did not match its layout
     (`problem` says why)."""
@@ -2474,7 +2473,7 @@ ZclPayload = Union[
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass
 class ZclFrame:
     header: ZclHeader
     payload: ZclPayload
