@@ -253,8 +253,9 @@ def _key(class_id: int, ln: bytes, attribute: int) -> str:
 
 
 # what `Esme._calendar` reads: the active activity calendar and special days table
-_CALENDAR_KEYS = tuple(_key(oid.class_id, oid.obis, a) for oid, a in (
+_CALENDAR_KEYS = frozenset(_key(oid.class_id, oid.obis, a) for oid, a in (
     (OBIS.ACTIVITY_CALENDAR, 3), (OBIS.ACTIVITY_CALENDAR, 4), (OBIS.ACTIVITY_CALENDAR, 5), (OBIS.SPECIAL_DAYS_TABLE, 2)))
+_CALENDAR_ORDER = tuple(sorted(_CALENDAR_KEYS))
 
 
 def _octets(value: Data) -> bytes:
@@ -972,7 +973,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
 
     # ============================================================================ tariff
     def _tariff_value(self, class_id: int, ln: bytes, attribute: int) -> Data:
-        raw = self.nvm.get(COSEM_NS, _key(class_id, ln, attribute))
+        raw = self.nvm.peek(COSEM_NS, _key(class_id, ln, attribute))  # bytes: shared safely
         if raw is None:
             return self._defaults[(class_id, ln, attribute)]
         return decode_data(raw)
@@ -1000,7 +1001,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
     def _calendar(self) -> Calendar:
         """`_build_calendar`, kept while the stored calendar objects are the same (a close and a
         daily read replay ask for it every half hour)."""
-        raws = tuple(self.nvm.peek(COSEM_NS, k) for k in _CALENDAR_KEYS)
+        raws = tuple(self.nvm.peek(COSEM_NS, k) for k in _CALENDAR_ORDER)
         memo = self._calendar_memo
         if memo is not None and memo[0] == raws:
             return memo[1]
