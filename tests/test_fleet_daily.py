@@ -1,14 +1,16 @@
-"""Fleet ESMEs (`profile_storage="derived"`) replay their daily read log from the profile instead
-of storing a read each midnight (meter/esme.py "daily read log") and answer every daily-log read
-exactly as a meter that stores them: over days, across a power cut, a restart from NVM, supply
-off/on, clock changes, a tariff change, top-ups in prepayment mode."""
+"""Fleet ESMEs and GSMEs (`profile_storage="derived"`) replay their daily read log from the profile
+instead of storing a read each midnight (meter/esme.py "daily read log", firmware/gas_data.py
+`GasData.close_daily`) and answer every daily-log read exactly as a meter that stores them: over
+days, across a power cut, a restart from NVM, supply off/on, clock changes, a tariff change, top-ups
+in prepayment mode."""
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
 
 import pytest
 
 from gbcs.utrn import generate_utrn
+from gbhub.firmware import gas_data
 from gbhub.meter.esme_state import DAILY_LOG, DAILY_STORED, DAILY_STRETCHES, NS
 
 from test_fleet_profile import DAY, HOUR, SEED, _advance, _pair, _utc
@@ -170,6 +172,67 @@ async def test_stretches_end_age_out_and_trim(identity, monkeypatch):
         await _advance(ws, 6 * DAY)
         assert await _same_daily(stored, derived, 10 * DAY) == 6
         assert _stored_reads(d) <= 6
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+async def _same_gas_daily(stored, derived) -> int:
+    """The GSME's daily reads and the GPF's mirror of them alike, and the reads of them."""
+    a, b = stored.premises[0], derived.premises[0]
+    log = a.gsme.data.daily()
+    assert b.gsme.data.daily() == log
+    now = stored.clock.now()
+    assert b.gsme.data.daily_between(int(now - 3 * DAY), int(now)) == a.gsme.data.daily_between(int(now - 3 * DAY), int(now))
+    assert b.gpf.mirror(b.gsme.eui).daily() == a.gpf.mirror(a.gsme.eui).daily()
+    for use_case in ("GCS16a", "GCS16b"):
+        ra = await a.send(use_case, to="gpf")
+        rb = await b.send(use_case, to="gpf")
+        assert ra.reply.message.content == rb.reply.message.content and ra.summary == rb.summary, use_case
+        assert ra.ok or use_case == "GCS16b"  # credit mode: no prepayment snapshots (NOT_FOUND)
+    # the GSME itself at its next wake
+    ra, rb = await _at_wake((stored, derived), "GCS16a")
+    assert ra.ok and rb.ok and ra.summary == rb.summary and ra.summary["snapshots"]
+    return len(log)
+
+
+async def _at_wake(ws, use_case, **params):
+    tasks = [asyncio.ensure_future(w.premises[0].send(use_case, to="gsme", **params)) for w in ws]
+    await _advance(ws, 1)
+    for w in ws:
+        w.premises[0].gsme.press()
+    for _ in range(30):
+        await _advance(ws, 1)
+        if all(t.done() for t in tasks):
+            break
+    return [await t for t in tasks]
+
+
+async def test_gas_daily_reads_derived_over_days_a_tariff_change_and_a_power_cut(identity):
+    stored, derived = ws = await _pair(identity, gsme={"payment_mode": "credit"})
+    try:
+        await _advance(ws, 3 * DAY + 7 * 60)
+        assert await _same_gas_daily(stored, derived) >= 3
+        g = derived.premises[0].gsme
+        assert len(g.nvm.keys(gas_data.DAILY_NS)) == 1 and len(g.data.daily()) >= 3
+        # a TOU tariff: the tier columns move; the reads replayed so far keep the settings they had
+        for r in await _at_wake(ws, "GCS01a", tou_prices=(10000, 20000), day_schedules="00:00=1,07:00=2,19:00=1"):
+            assert r.ok, r.summary
+        await _advance(ws, 2 * DAY)
+        assert await _same_gas_daily(stored, derived) >= 5
+        assert g.data.daily()[-1]["tier_l"][1] > 0
+        # a power cut of the GSME: the RAM memo goes
+        for w in ws:
+            w.premises[0].gsme.inject_fault("power", ["off"])
+        await _advance(ws, 5 * HOUR)
+        for w in ws:
+            w.premises[0].gsme.inject_fault("power", ["on"])
+        await _advance(ws, DAY)
+        n = await _same_gas_daily(stored, derived)
+        assert len(g.nvm.keys(gas_data.DAILY_NS)) < n - 2
+        # the stretches before and after the tariff replay with their own settings; none kept unused
+        used = {x[3] for x in g.nvm.peek(gas_data.NS, gas_data.DAILY_STRETCHES)}
+        assert len(used) == 2 and set(g.nvm.keys(gas_data.SETTINGS_NS)) == used
     finally:
         for w in ws:
             await w.stop()
