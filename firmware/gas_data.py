@@ -13,6 +13,9 @@ and the daily read log are kept one UTC day per key (`PROFILE_NS`, `DAILY_NS`), 
 same interval twice is idempotent and 13 months cost ~400 keys. A GSME with a derived profile
 (`GasData(litres=...)`, `firmware.derived`) stores only the half hours its model cannot give and keeps
 segments under `DERIVED`, which its push carries: the GPF's mirror, given the same model, derives them.
+Such a GSME also stores only the daily reads that replaying its close (`accrue`, `daily_read`,
+`billing_date`) over the profile does not give (`close_daily`, `DAILY_STRETCHES`); its push carries
+the reads themselves, which the mirror stores [I].
 
 Units [I]: volume registers in litres (ZSE CurrentSummationDelivered with unit m³, divisor 1000,
 as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 £ [O RTDS CS01b].

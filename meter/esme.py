@@ -10,7 +10,8 @@ tariff activations, prepayment (mode, credit, emergency credit, debt, UTRN count
 its own device log of HAN devices (`firmware.device_log`). With `profile_storage="derived"` (fleets)
 the profile log keeps only the half hours its consumption model cannot give; the rest are computed
 when read from the segments it keeps (`firmware.derived`, README "Profiles derived from the seeded
-model") [I].
+model") [I], and the daily read log only the reads that replaying its close over the profile does not
+give (`daily_log`, "daily read log" below) [I].
 
 Use cases (`Esme.HANDLERS`; what each may ask for is the use case's definition in `gbcs.usecases`;
 response shapes follow the RTDS response vectors):
