@@ -336,9 +336,8 @@ class GasData:
     def close_daily(self, entry: dict, block_kwh: float, gas: dict, may_start: bool) -> None:
         """At a midnight close (derived mode): nothing to write when the open stretch's replay
         gives `entry` and leaves `block_kwh` (the block period's kWh after this midnight); else
-        store the read, end the stretch, and start the next from it at settings `gas` (`may_start`:
-        credit mode, nothing but the close moves what a read holds; else not after a stretch that
-        failed at its first read, as prepayment charges make it)."""
+        store the read, end the stretch, and (`may_start`: credit mode, where nothing but the close
+        moves what a read holds) start the next from it at settings `gas`."""
         end = entry["t"]
         stretches = [list(x) for x in self._stretches()]
         changed = self._age_daily(stretches, end)
@@ -353,21 +352,20 @@ class GasData:
                 if changed:
                     self._put_stretches(stretches)
                 return
-        at_once = False
         if open_ is not None:
             if open_[0] >= end - DAY:
                 stretches.pop()  # no read replayed from it
-                at_once = True
             else:
                 open_[1] = end - DAY
         self.put_daily(entry)
-        if may_start or not at_once:  # prepayment: tried again a day after one failed at once [I]
+        if may_start:
             settings = {k: gas.get(k) for k in REPLAY_SETTINGS}
             key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
             if self.nvm.peek(SETTINGS_NS, key) is None:
                 self.nvm.put(SETTINGS_NS, key, settings)
             stretches.append([end, None, block_kwh, key])
-        self._put_stretches(stretches)
+        if stretches != self._stretches():
+            self._put_stretches(stretches)
 
     def _put_stretches(self, stretches: list) -> None:
         self.nvm.put(NS, DAILY_STRETCHES, stretches)

@@ -874,7 +874,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         if self._prepay()["mode"] == "credit":
             stretches.append([end, None])
         self._trim_daily(stretches, end)
-        self.nvm.put(NS, DAILY_STRETCHES, stretches)
+        if stretches != (self.nvm.peek(NS, DAILY_STRETCHES) or []):
+            self.nvm.put(NS, DAILY_STRETCHES, stretches)
 
     def _forget_daily(self) -> None:
         self._daily_memo = None
