@@ -13,6 +13,9 @@ and the daily read log are kept one UTC day per key (`PROFILE_NS`, `DAILY_NS`), 
 same interval twice is idempotent and 13 months cost ~400 keys. A GSME with a derived profile
 (`GasData(litres=...)`, `firmware.derived`) stores only the half hours its model cannot give and keeps
 segments under `DERIVED`, which its push carries: the GPF's mirror, given the same model, derives them.
+Such a GSME also stores only the daily reads that replaying its close (`accrue`, `daily_read`,
+`billing_date`) over the profile does not give (`close_daily`, `DAILY_STRETCHES`); its push carries
+the reads themselves, which the mirror stores [I].
 
 Units [I]: volume registers in litres (ZSE CurrentSummationDelivered with unit m³, divisor 1000,
 as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 £ [O RTDS CS01b].
@@ -20,6 +23,8 @@ as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -105,6 +110,13 @@ class GasData:
         self.nvm = nvm
         self.litres = litres
         self._cumulative: dict[tuple, Cumulative] = {}
+        self._daily_memo: tuple[float, int, dict] | None = None  # (stretch, midnight, registers) last checked
+        self._last_reg: tuple[float, int, dict] | None = None  # the same, of the last replay
+
+    def forget(self) -> None:
+        """Drop the RAM memos (a power cut)."""
+        self._cumulative = {}
+        self._daily_memo = None
 
     # -- state -------------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
@@ -258,10 +270,123 @@ class GasData:
             entry = self.nvm.get(DAILY_NS, str(day))
             if entry is not None and after < entry["t"] <= upto:
                 out.append(entry)
-        return out
+        return self._with_replayed(out, after, upto)
 
     def daily(self) -> list[dict]:
-        return sorted((v for _k, v in self.nvm.items(DAILY_NS)), key=lambda e: e["t"])
+        return self._with_replayed(sorted((v for _k, v in self.nvm.items(DAILY_NS)), key=lambda e: e["t"]), None, None)
+
+    # -- derived daily read log (the GSME's, in derived mode; `meter.gsme`, README "Fleets") --
+    # A stretch [S, e, block_kwh, settings] says: the reads of the midnights in (S, e] (e None: up
+    # to the last midnight closed) are what replaying the close (`accrue`, `daily_read`,
+    # `billing_date`) over the profile's half hours from the read stored at S gives, with the
+    # block period's kWh at S and the gas settings the replay reads (`REPLAY_SETTINGS`, stored once
+    # per version under `SETTINGS_NS`). Each midnight close checks it (`close_daily`).
+    def _stretches(self) -> list:
+        return self.nvm.peek(NS, DAILY_STRETCHES) or []
+
+    def _last_midnight(self) -> int:
+        return int(self._last_period()) // DAY * DAY
+
+    def _replay(self, stretch: list, after: float, upto: float) -> list[dict]:
+        """The reads of `stretch` taken after `after` up to `upto`; from the RAM memo when it is
+        a later starting point than the stored read."""
+        s, _e, block_kwh, key = stretch
+        base = self.nvm.peek(DAILY_NS, str(int(s) // DAY))
+        gas = self.nvm.peek(SETTINGS_NS, key)
+        if base is None or gas is None:
+            return []
+        t0, reg = s, {"volume_l": base["volume_l"], "tier_l": list(base["tier_l"]), "block_l": list(base["block_l"]),
+                      "block_kwh": block_kwh}
+        memo = self._daily_memo
+        if memo is not None and memo[0] == s and s < memo[1] <= max(after, s) and memo[1] < upto:
+            t0, reg = memo[1], {k: (list(v) if isinstance(v, list) else v) for k, v in memo[2].items()}
+        out: list[dict] = []
+        n = int((upto - t0) // HALF_HOUR)
+        for i, litres in enumerate(self.intervals(int(t0), n) if n > 0 else ()):
+            t = int(t0) + (i + 1) * HALF_HOUR
+            if litres is None:  # not in the profile (cannot happen within a checked stretch)
+                return out
+            reg["volume_l"] += litres
+            accrue(gas, reg, litres, t)
+            if t % DAY == 0:
+                if t > after:
+                    out.append(daily_read(reg, t, base["credit"]))
+                if billing_date(gas, t):
+                    reg["block_kwh"] = 0.0
+                self._last_reg = (s, t, {"volume_l": reg["volume_l"], "tier_l": list(reg["tier_l"]),
+                                         "block_l": list(reg["block_l"]), "block_kwh": reg["block_kwh"]})
+        return out
+
+    def _with_replayed(self, stored: list[dict], after: float | None, upto: float | None) -> list[dict]:
+        stretches = self._stretches()
+        if not stretches:
+            return stored
+        top = self._last_midnight()
+        hi = top if upto is None else min(upto, top)
+        lo = -1 if after is None else after
+        out = {e["t"]: e for e in stored}
+        for st in stretches:
+            last = top if st[1] is None else st[1]
+            if last <= lo or st[0] >= hi:
+                continue
+            for e in self._replay(st, max(lo, st[0]), min(last, hi)):
+                out.setdefault(e["t"], e)
+        return [out[t] for t in sorted(out)]
+
+    def close_daily(self, entry: dict, block_kwh: float, gas: dict, may_start: bool) -> None:
+        """At a midnight close (derived mode): nothing to write when the open stretch's replay
+        gives `entry` and leaves `block_kwh` (the block period's kWh after this midnight); else
+        store the read, end the stretch, and (`may_start`: credit mode, where nothing but the close
+        moves what a read holds) start the next from it at settings `gas`."""
+        end = entry["t"]
+        stretches = [list(x) for x in self._stretches()]
+        changed = self._age_daily(stretches, end)
+        open_ = stretches[-1] if stretches and stretches[-1][1] is None else None
+        if open_ is not None and end - open_[0] <= MAX_STRETCH_DAYS * DAY:
+            self._last_reg = None
+            got = self._replay(open_, end - DAY, end)
+            last = self._last_reg
+            if got and got[-1] == entry and last is not None and last[1] == end and last[2]["block_kwh"] == block_kwh:
+                self._daily_memo = last
+                self.nvm.on_rollback(self.forget)
+                if changed:
+                    self._put_stretches(stretches)
+                return
+        if open_ is not None:
+            if open_[0] >= end - DAY:
+                stretches.pop()  # no read replayed from it
+            else:
+                open_[1] = end - DAY
+        self.put_daily(entry)
+        if may_start:
+            settings = {k: gas.get(k) for k in REPLAY_SETTINGS}
+            key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            if self.nvm.peek(SETTINGS_NS, key) is None:
+                self.nvm.put(SETTINGS_NS, key, settings)
+            stretches.append([end, None, block_kwh, key])
+        if stretches != self._stretches():
+            self._put_stretches(stretches)
+
+    def _put_stretches(self, stretches: list) -> None:
+        self.nvm.put(NS, DAILY_STRETCHES, stretches)
+        used = {x[3] for x in stretches}
+        for key in self.nvm.keys(SETTINGS_NS):
+            if key not in used:
+                self.nvm.delete(SETTINGS_NS, key)
+
+    def _age_daily(self, stretches: list, end: int) -> bool:
+        """Store the reads of the stretches whose first half hours leave the profile (the days
+        kept) before the next midnight; True when any did."""
+        horizon = (end // DAY + 1 - PROFILE_DAYS) * DAY
+        old = [x for x in stretches if x[0] < horizon]
+        if not old:
+            return False
+        for x in old:
+            for e in self._replay(x, x[0], end - DAY if x[1] is None else x[1]):
+                self.put_daily(e)
+        stretches[:] = [x for x in stretches if x not in old]
+        self._daily_memo = None
+        return True
 
     def prune(self, today: int) -> None:
         for ns, keep in ((PROFILE_NS, PROFILE_DAYS), (DAILY_NS, DAILY_DAYS)):
@@ -570,6 +695,10 @@ DERIVED = "derived_profile"  # {"segments": [[S, e, R, cv, cf], ...]}: the deriv
 MAX_SEGMENT_DAYS = PROFILE_DAYS  # a segment no longer: deriving one costs at most this many days of model
 CALENDAR_READS = frozenset(("GetDayProfiles", "GetWeekProfiles", "GetSeasons", "GetSpecialDays", "GetCurrentPrice"))
 STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing", DERIVED)
+DAILY_STRETCHES = "daily_stretches"  # the GSME's own (not pushed): its derived daily reads (GasData.close_daily)
+SETTINGS_NS = "gas_daily_settings"  # the gas settings a stretch replays with, one key per version
+REPLAY_SETTINGS = ("cv", "cf", "tariff", "calendars", "billing_start", "billing_duration", "price")  # what accrue reads
+MAX_STRETCH_DAYS = 31  # [I] reads replayed from one stored read at most (bounds a replay)
 
 
 def _prepay_snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:
@@ -753,6 +882,45 @@ def gas_calendar(gas: dict) -> Calendar:
     return Calendar(tuple(seasons), {int(k): v for k, v in (cal.get("weeks") or {}).items()},
                     {int(k): [tuple(e) for e in v] for k, v in (cal.get("days") or {}).items()},
                     tuple(tuple(x) for x in cal.get("special") or ()))
+
+
+def gas_kwh(gas: dict, litres: float) -> float:
+    """kWh of `litres` at the calorific value and conversion factor in `gas`."""
+    return litres / 1000.0 * gas["cv"] * gas["cf"] / 3.6
+
+
+def accrue(gas: dict, reg: dict, litres: int, end: float) -> list[tuple[int, int, float]]:
+    """The half hour ending at `end`'s litres into `reg`'s tier and block registers by the tariff
+    in `gas` (`tariff_parts`: the calendar's tier, split where it crosses a block threshold);
+    returns the (tier, block, kWh) parts to charge. The GSME's close and its daily read replay."""
+    kwh = gas_kwh(gas, litres)
+    parts = tariff_parts(gas, end - HALF_HOUR, kwh, reg.get("block_kwh", 0.0))
+    reg["block_kwh"] = reg.get("block_kwh", 0.0) + kwh
+    left = litres
+    for i, (tier, block, part) in enumerate(parts):
+        share = left if i == len(parts) - 1 else int(round(litres * part / kwh))
+        left -= share
+        reg["tier_l"][tier - 1] += share
+        reg["block_l"][block] += share
+    return parts
+
+
+def daily_read(reg: dict, t: int, credit: float) -> dict:
+    """The daily read log entry of midnight `t` (the close, and the replay)."""
+    return {"t": int(t), "volume_l": reg["volume_l"], "tier_l": list(reg["tier_l"]), "block_l": list(reg["block_l"]),
+            "credit": credit}
+
+
+def billing_date(gas: dict, midnight: int) -> bool:
+    """Whether `midnight` starts a billing period of the billing calendar (GCS25/GCS25a: start,
+    duration in months [I]); without a calendar, the first of each month [I]."""
+    day = _dt.datetime.fromtimestamp(midnight, _dt.timezone.utc).date()
+    if not gas.get("billing_start"):
+        return day.day == 1
+    start = _dt.datetime.fromtimestamp(gas["billing_start"] + ZCL_EPOCH, _dt.timezone.utc).date()
+    months = (day.year - start.year) * 12 + day.month - start.month
+    last = (day.replace(day=28) + _dt.timedelta(days=4)).replace(day=1) - _dt.timedelta(days=1)
+    return months >= 0 and months % max(1, int(gas.get("billing_duration") or 1)) == 0 and day.day == min(start.day, last.day)
 
 
 def tariff_parts(gas: dict, t: float, kwh: float, consumed_kwh: float) -> list[tuple[int, int, float]]:

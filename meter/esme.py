@@ -10,7 +10,8 @@ tariff activations, prepayment (mode, credit, emergency credit, debt, UTRN count
 its own device log of HAN devices (`firmware.device_log`). With `profile_storage="derived"` (fleets)
 the profile log keeps only the half hours its consumption model cannot give; the rest are computed
 when read from the segments it keeps (`firmware.derived`, README "Profiles derived from the seeded
-model") [I].
+model") [I], and the daily read log only the reads that replaying its close over the profile does not
+give (`daily_log`, "daily read log" below) [I].
 
 Use cases (`Esme.HANDLERS`; what each may ask for is the use case's definition in `gbcs.usecases`;
 response shapes follow the RTDS response vectors):
@@ -100,6 +101,8 @@ from .esme_state import (
     BLOCKS,
     COSEM_NS,
     DAILY_LOG,
+    DAILY_STORED,
+    DAILY_STRETCHES,
     DEVICE_LOG_NS,
     NS,
     PROFILE_LOG,
@@ -129,6 +132,7 @@ _SCALER_UNIT_W = frozen(Data.structure(Data.integer(0), Data.enum(27)))
 
 PROFILE_LOG_CAPACITY = 13 * 31 * 48  # 13 months of half-hours [S FACTS 3.4, L+G E470]
 DAILY_LOG_CAPACITY = 731  # [U] two years of midnight snapshots
+MAX_STRETCH_DAYS = 31  # [I] derived mode: daily reads replayed from one stored read at most (bounds a replay)
 DEVICE_LOG_CAPACITY = 16  # [U] HAN devices the ESME keeps in its own Device Log
 
 CONTROL_STATE = {SUPPLY_DISABLED: 0, SUPPLY_ENABLED: 1, SUPPLY_ARMED: 2}  # DLMS disconnect control
@@ -247,6 +251,12 @@ def default_tariff() -> dict[tuple[int, bytes, int], Data]:
 
 def _key(class_id: int, ln: bytes, attribute: int) -> str:
     return f"{class_id}/{ln.hex()}/{attribute}"
+
+
+# what `Esme._calendar` reads: the active activity calendar and special days table
+_CALENDAR_KEYS = frozenset(_key(oid.class_id, oid.obis, a) for oid, a in (
+    (OBIS.ACTIVITY_CALENDAR, 3), (OBIS.ACTIVITY_CALENDAR, 4), (OBIS.ACTIVITY_CALENDAR, 5), (OBIS.SPECIAL_DAYS_TABLE, 2)))
+_CALENDAR_ORDER = tuple(sorted(_CALENDAR_KEYS))
 
 
 def _octets(value: Data) -> bytes:
@@ -372,6 +382,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
             raise ValueError(f"profile_storage is one of {', '.join(PROFILE_STORAGE)}")
         self.derived_profile = profile_storage == "derived"
         self._cumulative: dict[tuple[float, int], Cumulative] = {}  # RAM memo of derived segments
+        self._daily_memo: tuple[float, float, dict] | None = None  # (stretch, midnight, read) last derived
+        self._calendar_memo: tuple[tuple, Calendar] | None = None
         self.prepayment_key = prepayment_key
         self._prepayment_supplier = None if prepayment_supplier is None else parse_eui(prepayment_supplier)
         self.chf_eui = None if chf_eui is None else parse_eui(chf_eui)
@@ -437,6 +449,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self._profile_loaded = False
         self._profile_t, self._profile_wh, self._profile_ex, self._profile_sec = [], [], [], []
         self._cumulative = {}
+        self._daily_memo = self._calendar_memo = None
         self._alerts.clear()
 
     def _ensure_state(self) -> None:
@@ -556,6 +569,8 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         if (newest - last) / HALF_HOUR > PROFILE_LOG_CAPACITY:
             first = newest - (PROFILE_LOG_CAPACITY - 1) * HALF_HOUR
             with self.nvm.transaction():
+                if self.derived_profile:
+                    self._store_derived_daily()  # before the profile they replay leaves
                 m.update(last_period=first - HALF_HOUR, acc_t=max(m["acc_t"], first - HALF_HOUR), acc_wh=0.0, acc_ex=0.0)
                 if self.derived_profile:
                     m["dirty"] = True
@@ -576,35 +591,51 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         m["acc_wh"] -= wh  # the rounding remainder stays in the next interval
         m["acc_ex"] -= ex
         m["last_period"] = end
-        tier = self._tier_at(end - HALF_HOUR)
-        reg["import_wh"] += wh
-        reg["export_wh"] += ex
-        reg["reactive_varh"] += int(math.floor(wh * REACTIVE_RATIO + 0.5))
-        reg["tou_wh"][tier - 1] += wh
-        self._charge_energy(wh, tier, end)
         sec = None
         if self.secondary_model is not None:  # the second element: its own register and tariff [I: first rate]
             sec = int(math.floor(m.get("acc_sec", 0.0) + 0.5))
             m["acc_sec"] = m.get("acc_sec", 0.0) - sec
-            reg["secondary_wh"] = reg.get("secondary_wh", 0) + sec
+        tier = self._register_half_hour(reg, end, wh, ex, sec)
+        self._charge_energy(wh, tier, end)
+        if sec is not None:
             self._charge_energy(sec, 1, end, charge=OBIS.UNIT_CHARGE_SECONDARY)
         if self.derived_profile:
             self._derive_or_store(end, clean and not m.pop("dirty", False), m, wh, ex, sec)
         else:
             self._append_profile(int(end), wh, ex, sec)
-        if int(end) % int(DAY) == 0:
+        midnight = int(end) % int(DAY) == 0
+        if midnight:
             reg["previous_day_wh"] = reg["import_wh"] - reg["day_start_wh"]
             reg["day_start_wh"] = reg["import_wh"]
-            entry = {
-                "t": int(end), "import_wh": reg["import_wh"], "tou_wh": list(reg["tou_wh"]),
-                "block_wh": [list(b) for b in reg["block_wh"]], "prepayment": self._prepayment_values(),
-            }
-            if sec is not None:
-                entry["secondary_wh"] = reg["secondary_wh"]
-            self.nvm.log_append(DAILY_LOG, entry, DAILY_LOG_CAPACITY)
-            self._charge_standing(end)
         self.nvm.put(NS, "registers", reg)
         self.nvm.put(NS, "metering", m)
+        if midnight:
+            entry = self._daily_entry(reg, end, self._prepayment_values())
+            if self.derived_profile:
+                self._derive_or_store_daily(entry)
+            else:
+                self.nvm.log_append(DAILY_LOG, entry, DAILY_LOG_CAPACITY)
+            self._charge_standing(end)
+
+    def _register_half_hour(self, reg: dict, end: float, wh: int, ex: int, sec: int | None) -> int:
+        """Add a closed half hour's Wh to the registers in `reg` (the close, and the replay that
+        derives daily reads); returns its TOU tier."""
+        tier = self._tier_at(end - HALF_HOUR)
+        reg["import_wh"] += wh
+        reg["export_wh"] += ex
+        reg["reactive_varh"] += int(math.floor(wh * REACTIVE_RATIO + 0.5))
+        reg["tou_wh"][tier - 1] += wh
+        if sec is not None:
+            reg["secondary_wh"] = reg.get("secondary_wh", 0) + sec
+        return tier
+
+    def _daily_entry(self, reg: dict, end: float, prepayment: list[int]) -> dict:
+        """The daily read log entry of the midnight `end` (the close, and the replay)."""
+        entry = {"t": int(end), "import_wh": reg["import_wh"], "tou_wh": list(reg["tou_wh"]),
+                 "block_wh": [list(b) for b in reg["block_wh"]], "prepayment": list(prepayment)}
+        if self.secondary_model is not None:
+            entry["secondary_wh"] = reg.get("secondary_wh", 0)
+        return entry
 
     # -- profile cache (RAM copy of the NVM profile log, for range reads) --
     def _load_profile(self) -> None:
@@ -743,8 +774,152 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         for key in [k for k in self._cumulative if not any(s[0] == k[0] for s in segs)]:
             del self._cumulative[key]
 
-    def daily_log(self) -> list[dict]:
-        return self.nvm.log_entries(DAILY_LOG)
+    # -- daily read log: stored, or in derived mode replayed from the profile (README "Fleets") --
+    # A stretch [S, e] says: the daily reads of the midnights in (S, e] (e None: up to the last
+    # midnight closed) are what replaying the meter's own close (`_register_half_hour`,
+    # `_daily_entry`) over the profile's half hours from the read stored at S gives. Each midnight
+    # close checks it (a read the replay does not give is stored and ends the stretch), so a
+    # derived read is always the read the meter would have stored. The replay's one input a
+    # command can change afterwards is the active calendar (the TOU tier of each half hour): a
+    # change stores every derived read first (`_store_derived_daily`), as does a stretch whose
+    # first half hours would leave the profile's window.
+    def daily_log(self, start: float | None = None, end: float | None = None) -> list[dict]:
+        """The daily read log (the newest DAILY_LOG_CAPACITY midnights), oldest first, optionally
+        only the entries with start <= t <= end."""
+        if not self.derived_profile:
+            entries = self.nvm.log_entries(DAILY_LOG)
+            if start is None and end is None:
+                return entries
+            return [e for e in entries if (start is None or start <= e["t"]) and (end is None or e["t"] <= end)]
+        stored = self._stored_daily()
+        spans = self._daily_spans(self.nvm.peek(NS, DAILY_STRETCHES) or (), self._last_midnight())
+        times = sorted({e["t"] for e in stored}.union(*(range(int(s) + int(DAY), int(last) + 1, int(DAY)) for s, last in spans)))
+        if len(times) > DAILY_LOG_CAPACITY:
+            start = max(start if start is not None else -math.inf, times[-DAILY_LOG_CAPACITY])
+        out = {e["t"]: e for e in stored if (start is None or start <= e["t"]) and (end is None or e["t"] <= end)}
+        for s, last in spans:
+            if (start is not None and last < start) or (end is not None and s + DAY > end):
+                continue
+            for e in self._replay_daily(self.nvm.peek(DAILY_STORED, str(int(s))), last if end is None else min(last, end)):
+                if (start is None or start <= e["t"]) and e["t"] not in out:
+                    out[e["t"]] = e
+        return [out[t] for t in sorted(out)]
+
+    def daily_log_len(self) -> int:
+        """How many entries `daily_log()` holds (without replaying them)."""
+        if not self.derived_profile:
+            return self.nvm.log_len(DAILY_LOG)
+        spans = self._daily_spans(self.nvm.peek(NS, DAILY_STRETCHES) or (), self._last_midnight())
+        times = {e["t"] for e in self._stored_daily()}.union(*(range(int(s) + int(DAY), int(last) + 1, int(DAY)) for s, last in spans))
+        return min(len(times), DAILY_LOG_CAPACITY)
+
+    def _last_midnight(self) -> float:
+        return math.floor(self.nvm.peek(NS, "metering")["last_period"] / DAY + 1e-9) * DAY
+
+    def _stored_daily(self) -> list[dict]:
+        """Derived mode's stored reads (and any a stored-mode build logged), oldest first."""
+        stored = [v for _k, v in self.nvm.items(DAILY_STORED)]
+        if self.nvm.log_len(DAILY_LOG):
+            stored += self.nvm.log_entries(DAILY_LOG)
+        return sorted(stored, key=lambda e: e["t"])
+
+    def _daily_spans(self, stretches: Iterable, top: float) -> list[tuple[float, float]]:
+        """(S, last derived midnight) of each stretch deriving at least one read; `top`: the open
+        stretch's last midnight."""
+        out = []
+        for s, e in stretches:
+            last = top if e is None else e
+            if last >= s + DAY and self.nvm.peek(DAILY_STORED, str(int(s))) is not None:
+                out.append((s, last))
+        return out
+
+    def _replay_daily(self, base: dict, upto: float) -> list[dict]:
+        """The daily reads after the read `base` up to `upto`: the close's register arithmetic over
+        the profile's half hours (stored or derived), prepayment values as in `base`."""
+        reg = {"import_wh": base["import_wh"], "export_wh": 0, "reactive_varh": 0, "tou_wh": list(base["tou_wh"]),
+               "block_wh": base["block_wh"], "secondary_wh": base.get("secondary_wh", 0)}
+        twin = self.secondary_model is not None
+        out = []
+        for t, wh, ex, sec in self._rows(base["t"] + 1, upto):
+            self._register_half_hour(reg, t, wh, ex, sec if twin else None)
+            if t % DAY == 0:
+                out.append(self._daily_entry(reg, t, base["prepayment"]))
+        return out
+
+    def _derive_or_store_daily(self, entry: dict) -> None:
+        """At a midnight close: nothing to write when the open stretch's replay gives `entry`; else
+        store it, end the stretch, and (credit mode: nothing but the close moves the registers)
+        start the next from it."""
+        end = entry["t"]
+        stretches = [list(s) for s in self.nvm.peek(NS, DAILY_STRETCHES) or ()]
+        changed = self._age_daily(stretches, end)
+        open_ = stretches[-1] if stretches and stretches[-1][1] is None else None
+        if open_ is not None and end - open_[0] <= MAX_STRETCH_DAYS * DAY:
+            memo = self._daily_memo
+            base = memo[2] if memo is not None and memo[:2] == (open_[0], end - DAY) else \
+                self.nvm.peek(DAILY_STORED, str(int(open_[0])))
+            derived = self._replay_daily(base, end) if base is not None else []
+            if derived and derived[-1] == entry:
+                self._daily_memo = (open_[0], end, derived[-1])
+                self.nvm.on_rollback(self._forget_daily)
+                if changed:
+                    self.nvm.put(NS, DAILY_STRETCHES, stretches)
+                return
+        if open_ is not None:
+            if open_[0] >= end - DAY:
+                stretches.pop()  # no read derived from it
+            else:
+                open_[1] = end - DAY
+        self.nvm.put(DAILY_STORED, str(int(end)), entry)
+        if self._prepay()["mode"] == "credit":
+            stretches.append([end, None])
+        self._trim_daily(stretches, end)
+        if stretches != (self.nvm.peek(NS, DAILY_STRETCHES) or []):
+            self.nvm.put(NS, DAILY_STRETCHES, stretches)
+
+    def _forget_daily(self) -> None:
+        self._daily_memo = None
+
+    def _age_daily(self, stretches: list, end: float) -> bool:
+        """Store the reads of the stretches whose first half hours leave the profile's window
+        before the next midnight (their replay would lack them); True when any did."""
+        oldest_next = end + DAY - (PROFILE_LOG_CAPACITY - 1) * HALF_HOUR
+        old = [s for s in stretches if s[0] + HALF_HOUR < oldest_next]
+        if not old:
+            return False
+        for s, last in self._daily_spans(old, end - DAY):
+            for e in self._replay_daily(self.nvm.peek(DAILY_STORED, str(int(s))), last):
+                self.nvm.put(DAILY_STORED, str(e["t"]), e)
+        stretches[:] = [s for s in stretches if s not in old]
+        self._forget_daily()
+        return True
+
+    def _store_derived_daily(self) -> None:
+        """Store every derived read (before a change of what the replay reads: the calendar)."""
+        stretches = self.nvm.peek(NS, DAILY_STRETCHES)
+        if not stretches:
+            return
+        with self.nvm.transaction():
+            for s, last in self._daily_spans(stretches, self._last_midnight()):
+                for e in self._replay_daily(self.nvm.peek(DAILY_STORED, str(int(s))), last):
+                    self.nvm.put(DAILY_STORED, str(e["t"]), e)
+            self.nvm.put(NS, DAILY_STRETCHES, [])
+            self._forget_daily()
+
+    def _trim_daily(self, stretches: list, end: float) -> None:
+        """Drop what fell out of the log's capacity: stored reads no stretch replays from, and
+        stretches wholly older."""
+        keys = self.nvm.keys(DAILY_STORED)
+        spans = self._daily_spans(stretches, end)
+        times = sorted({int(k) for k in keys}.union(*(range(int(s) + int(DAY), int(last) + 1, int(DAY)) for s, last in spans)))
+        if len(times) <= DAILY_LOG_CAPACITY:
+            return
+        cutoff = times[-DAILY_LOG_CAPACITY]
+        stretches[:] = [s for s in stretches if s[1] is None or s[1] >= cutoff]
+        bases = {int(s[0]) for s in stretches}
+        for k in keys:
+            if int(k) < cutoff and int(k) not in bases:
+                self.nvm.delete(DAILY_STORED, k)
 
     def _live(self) -> tuple[dict, dict, float, int, float]:
         """(stored registers, metering state, device time, Wh of the open interval, export Wh of it): what
@@ -800,7 +975,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
 
     # ============================================================================ tariff
     def _tariff_value(self, class_id: int, ln: bytes, attribute: int) -> Data:
-        raw = self.nvm.get(COSEM_NS, _key(class_id, ln, attribute))
+        raw = self.nvm.peek(COSEM_NS, _key(class_id, ln, attribute))  # bytes: shared safely
         if raw is None:
             return self._defaults[(class_id, ln, attribute)]
         return decode_data(raw)
@@ -809,7 +984,10 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         return self._tariff_value(oid.class_id, oid.obis, attribute)
 
     def _store_tariff_value(self, class_id: int, ln: bytes, attribute: int, value: Data) -> None:
-        self.nvm.put(COSEM_NS, _key(class_id, ln, attribute), value.encode())
+        key, raw = _key(class_id, ln, attribute), value.encode()
+        if self.derived_profile and key in _CALENDAR_KEYS and raw != self.nvm.peek(COSEM_NS, key):
+            self._store_derived_daily()  # their replay reads the calendar (daily read log, above)
+        self.nvm.put(COSEM_NS, key, raw)
 
     def _tier_at(self, t: float) -> int:
         """The TOU tier in force at device time `t` from the active calendar (`firmware.tariff`,
@@ -823,6 +1001,17 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         return tier if 1 <= tier <= TOU_TIERS else 1
 
     def _calendar(self) -> Calendar:
+        """`_build_calendar`, kept while the stored calendar objects are the same (a close and a
+        daily read replay ask for it every half hour)."""
+        raws = tuple(self.nvm.peek(COSEM_NS, k) for k in _CALENDAR_ORDER)
+        memo = self._calendar_memo
+        if memo is not None and memo[0] == raws:
+            return memo[1]
+        calendar = self._build_calendar()
+        self._calendar_memo = (raws, calendar)
+        return calendar
+
+    def _build_calendar(self) -> Calendar:
         """The active activity calendar and special days table as a `firmware.tariff.Calendar`:
         seasons {name, start, week name}, weeks {name, 7 day ids}, days {id, [{start time,
         script, selector}]}, special days {index, date (5), day id} [O RTDS ECS24]."""
@@ -978,7 +1167,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         }))
         add(CosemObject.of(OBIS.DAILY_READ_LOG, {
             2: Attribute(get=lambda d: d._daily_buffer(None), select=lambda d, s, p: d._daily_buffer(d._range(s, p))),
-            7: Attribute(get=lambda d: Data.double_long_unsigned(len(d.daily_log()))),
+            7: Attribute(get=lambda d: Data.double_long_unsigned(d.daily_log_len())),
             8: Attribute(get=lambda d: Data.double_long_unsigned(DAILY_LOG_CAPACITY)),
         }))
         add(CosemObject.of(OBIS.EVENT_LOG, {
@@ -1078,8 +1267,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
                              [(cosem.t2000(t), wh & 0xFFFFFFFF) for t, wh, _ex in rows])
 
     def _daily_buffer(self, bounds: tuple[float, float] | None) -> Data:
-        rows = [self._billing_row(e, None) for e in self.daily_log()
-                if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
+        rows = [self._billing_row(e, None) for e in (self.daily_log(*bounds) if bounds else self.daily_log())]
         return compact_array(self._billing_desc(prepayment=False), rows)  # twin: [O RTDS ECS21a TWIN]
 
     def _log_code(self, entry: dict) -> int | None:

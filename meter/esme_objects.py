@@ -445,7 +445,7 @@ class EsmeObjects:
 
     # -- logs ------------------------------------------------------------------------------------
     def _daily(self, bounds: tuple[float, float] | None) -> list[dict]:
-        return [e for e in self.daily_log() if bounds is None or bounds[0] <= e["t"] <= bounds[1]]
+        return self.daily_log(*bounds) if bounds else self.daily_log()
 
     def _daily_consumption_rows(self, bounds):
         out, previous = [], None

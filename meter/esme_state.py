@@ -9,6 +9,8 @@ PROFILE_LOG = "profile"
 PROFILE_SEGMENTS = "profile_segments"  # NS key: the derived profile's segments (meter.esme)
 PROFILE_STORAGE = ("stored", "derived")  # option profile_storage: rows stored per half hour, or derived [I]
 DAILY_LOG = "daily"
+DAILY_STORED = "daily_stored"  # derived mode: the daily reads stored, one key per midnight (meter.esme)
+DAILY_STRETCHES = "daily_stretches"  # NS key: derived mode's stretches of daily reads replayed, not stored
 TOPUP_LOG = "topup"
 
 REACTIVE_RATIO = 0.2  # [I] varh per Wh the model draws (the model is active power only)

@@ -7,7 +7,8 @@ executes them and PUTs the responses and alerts [S FACTS §3.3].
 What it keeps in NVM (`firmware.gas_data.GasData` schema, shared with the GPF's mirror): volume
 registers (litres; tiers and blocks), the half-hourly profile (13 months; with
 `profile_storage="derived"`, fleets, only what its model cannot give: `firmware.derived`) and daily read log
-(midnight UTC snapshots), the valve (`supply`), prepayment (`meter.prepayment`, the ESME's
+(midnight UTC snapshots; derived mode: only the reads a replay of its close over the profile does
+not give, `GasData.close_daily`), the valve (`supply`), prepayment (`meter.prepayment`, the ESME's
 model: credit, emergency credit, debt, UTRN counter cache), calorific value and conversion
 factor, battery, tamper state, its event / security logs and its own device log.
 
@@ -89,7 +90,7 @@ from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.faults import FaultError, arity, fault, fault_kinds, number
 from gbhub.firmware.gas_data import DAY, HALF_HOUR, MIRROR_ATTRIBUTE, MONEY, NS, SUPPLY_ZCL, GasData, default_response, gbz_command
 from gbhub.firmware.gas_data import NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE
-from gbhub.firmware.gas_data import DEBT_PAYMENT_BASED, DEBTS, debt_rate_per_day, tariff_parts, unit_price
+from gbhub.firmware.gas_data import DEBT_PAYMENT_BASED, DEBTS, accrue, billing_date, daily_read, debt_rate_per_day, gas_kwh, unit_price
 from gbhub.firmware.gas_data import (GAS_SETTINGS, PREPAY_SETTINGS, TARIFF_COMMANDS, ZclFailure, apply_command, gbz_failure,
                                      read_failure)
 from gbhub.firmware.future import FdaOutcome
@@ -652,6 +653,7 @@ class Gsme(Prepayment, GbcsDevice):
         self.every(self.wake_interval, self._on_wake_timer, align=True, offset=self.wake_phase * self.wake_interval)
 
     def on_power_off(self) -> None:
+        self.data.forget()
         self._alerts.clear()
         self._wake_lock = None
         self.awake = False
@@ -695,8 +697,7 @@ class Gsme(Prepayment, GbcsDevice):
 
     # ======================================================================= metering
     def _gas_kwh(self, litres: float) -> float:
-        gas = self.data.get("gas")
-        return litres / 1000.0 * gas["cv"] * gas["cf"] / 3.6
+        return gas_kwh(self.data.get("gas"), litres)
 
     def _litres(self, t0: float, t1: float) -> float:
         gas = self.nvm.peek(NS, "gas")
@@ -736,42 +737,28 @@ class Gsme(Prepayment, GbcsDevice):
         if int(end) % DAY == 0:
             reg["previous_day_l"] = reg["volume_l"] - reg["day_start_l"]
             reg["day_start_l"] = reg["volume_l"]
-            self.data.put_daily({"t": int(end), "volume_l": reg["volume_l"], "tier_l": list(reg["tier_l"]),
-                                 "block_l": list(reg["block_l"]), "credit": self._prepay()["credit"]})
+            entry = daily_read(reg, int(end), self._prepay()["credit"])
+            if not self.derived_profile:
+                self.data.put_daily(entry)
             self._charge_standing(end)
             self.data.prune(int(end) // DAY)
             if self._billing_date(int(end)):
                 self.data.take_billing_snapshot(int(end), BILLING_CALENDAR_CAUSE)
                 reg["block_kwh"] = 0.0  # a new block period [I: the billing period]
+            if self.derived_profile:  # replayed from the profile where it can be (GasData.close_daily)
+                self.nvm.put(NS, "metering", m)  # the replay reads the profile up to this close
+                self.data.close_daily(entry, reg.get("block_kwh", 0.0), gas, self._prepay()["mode"] == "credit")
         self.nvm.put(NS, "registers", reg)
         self.nvm.put(NS, "metering", m)
 
     def _accrue(self, reg: dict, litres: int, end: float) -> None:
-        """The half-hour's litres into the tier and block registers, and charged, by the tariff
-        (`gas_data.tariff_parts`: the calendar's tier, split where it crosses a block threshold)."""
-        gas = self.data.get("gas")
-        kwh = self._gas_kwh(litres)
-        parts = tariff_parts(gas, end - HALF_HOUR, kwh, reg.get("block_kwh", 0.0))
-        reg["block_kwh"] = reg.get("block_kwh", 0.0) + kwh
-        left = litres
-        for i, (tier, block, part) in enumerate(parts):
-            share = left if i == len(parts) - 1 else int(round(litres * part / kwh))
-            left -= share
-            reg["tier_l"][tier - 1] += share
-            reg["block_l"][block] += share
+        """The half-hour's litres into the tier and block registers (`gas_data.accrue`, which the
+        daily read replay runs too), and charged, by the tariff."""
+        for tier, block, part in accrue(self.data.get("gas"), reg, litres, end):
             self._charge_energy(int(part * 1000), tier, end, block=block)
 
     def _billing_date(self, midnight: int) -> bool:
-        """Whether `midnight` starts a billing period of the billing calendar (GCS25/GCS25a: start,
-        duration in months [I]); without a calendar, the first of each month [I]."""
-        gas = self.nvm.get(NS, "gas") or {}
-        day = _dt.datetime.fromtimestamp(midnight, _dt.timezone.utc).date()
-        if not gas.get("billing_start"):
-            return day.day == 1
-        start = _dt.datetime.fromtimestamp(gas["billing_start"] + ZCL_EPOCH, _dt.timezone.utc).date()
-        months = (day.year - start.year) * 12 + day.month - start.month
-        last = (day.replace(day=28) + _dt.timedelta(days=4)).replace(day=1) - _dt.timedelta(days=1)
-        return months >= 0 and months % max(1, int(gas.get("billing_duration") or 1)) == 0 and day.day == min(start.day, last.day)
+        return billing_date(self.nvm.get(NS, "gas") or {}, midnight)
 
     def _add_credit(self, pence: int, origin: str) -> None:
         super()._add_credit(pence, origin)

@@ -33,13 +33,16 @@ def _utc(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.timezone.utc)
 
 
-async def _pair(identity, folder=None, at: float | None = None) -> tuple[FleetWorker, FleetWorker]:
-    """Premises INDEX twice, storing and deriving profiles (in `folder`'s NVM files, at `at`)."""
+async def _pair(identity, folder=None, at: float | None = None, esme: dict | None = None,
+                gsme: dict | None = None) -> tuple[FleetWorker, FleetWorker]:
+    """Premises INDEX twice, storing and deriving profiles (in `folder`'s NVM files, at `at`;
+    `esme`, `gsme`: further options)."""
     ws = []
     for storage in ("stored", "derived"):
         w = FleetWorker(SEED, range(INDEX, INDEX + 1), identity, sim=True, clock=None if at is None else SimClock(at),
                         nvm_path=None if folder is None else folder / f"{storage}.sqlite",
-                        options={"esme": {"profile_storage": storage}, "gsme": {"profile_storage": storage}})
+                        options={"esme": {**(esme or {}), "profile_storage": storage},
+                                 "gsme": {**(gsme or {}), "profile_storage": storage}})
         await w.start()
         assert w.errors == 0
         ws.append(w)

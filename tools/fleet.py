@@ -36,7 +36,8 @@ its EUI, locked by the worker while it runs: `Nvm(exclusive=True)`; in memory wi
 each premises keeps its own virtual HAN and devices. Consumption is seeded per premises
 (ConsumptionModel seed from (seed, premises number)), so it is computed on demand, never stored
 ahead; the ESMEs' and GSMEs' half-hourly profiles are derived from it when read, not stored per half
-hour (`PROFILE_DEVICES`, `profile_storage="derived"`; `gbhub fleet --profile stored` stores them).
+hour, and their daily read logs replayed from the profile where they can be (`PROFILE_DEVICES`,
+`profile_storage="derived"`; `gbhub fleet --profile stored` stores them).
 
 The manifest DATA/premises.json has the shape of a single premises' (devices by name, types,
 keys, acb, supplier, wan) plus `hubs` (device EUI -> CHF EUI) and `fleet` (seed, first,
@@ -421,7 +422,8 @@ def register(sub) -> None:
                         "before answering: survives a process kill, not a power cut)")
     f.add_argument("--profile", choices=PROFILES, default="derived",
                    help="derived (default: meters compute their half-hourly profile from the seeded model when "
-                        "read; only what the model cannot give is stored) or stored (a row per half hour)")
+                        "read, and replay their daily reads from it; only what cannot be given so is stored) or "
+                        "stored (a row per half hour, a read per midnight)")
     f.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds")
     f.add_argument("--summary-every", type=float, default=5.0, metavar="S", help="live summary period (default 5 s)")
     f.set_defaults(func=cmd_fleet)

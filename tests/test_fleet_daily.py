@@ -1,0 +1,239 @@
+"""Fleet ESMEs and GSMEs (`profile_storage="derived"`) replay their daily read log from the profile
+instead of storing a read each midnight (meter/esme.py "daily read log", firmware/gas_data.py
+`GasData.close_daily`) and answer every daily-log read exactly as a meter that stores them: over
+days, across a power cut, a restart from NVM, supply off/on, clock changes, a tariff change, top-ups
+in prepayment mode."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gbcs.utrn import generate_utrn
+from gbhub.firmware import gas_data
+from gbhub.meter.esme_state import DAILY_LOG, DAILY_STORED, DAILY_STRETCHES, NS
+
+from test_fleet_profile import DAY, HOUR, SEED, _advance, _pair, _utc
+
+# the reads of the daily read log: by range, and whole (ECS20c: billing calendar = first-of-month reads)
+RANGED = ("ECS21a", "ECS21b", "ECS66", "ECS20c")
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory):
+    from gbhub.tools.fleet import fleet_identity
+    return fleet_identity(tmp_path_factory.mktemp("daily-keys") / "keys", SEED)
+
+
+def _stored_reads(esme) -> int:
+    return len(esme.nvm.keys(DAILY_STORED)) + esme.nvm.log_len(DAILY_LOG)
+
+
+async def _same_daily(stored, derived, span: float) -> int:
+    """Every daily-log read answered alike (payload bytes and interpretation, the entries count
+    and each range); returns how many reads the log holds."""
+    a, b = stored.premises[0].esme, derived.premises[0].esme
+    assert not a.derived_profile and b.derived_profile
+    log = a.daily_log()
+    assert b.daily_log() == log
+    assert b.daily_log_len() == a.daily_log_len() == len(log)
+    now = stored.clock.now()
+    for lo, hi in ((now - span, now), (now - span / 2, now - span / 4), (now - 3 * DAY, now - DAY + 1)):
+        assert b.daily_log(lo, hi) == a.daily_log(lo, hi) == [e for e in log if lo <= e["t"] <= hi]
+    for use_case in RANGED:
+        for lo in (now - span, now - DAY - HOUR):
+            ra = await stored.premises[0].send(use_case, to="esme", start=_utc(lo), end=_utc(now))
+            rb = await derived.premises[0].send(use_case, to="esme", start=_utc(lo), end=_utc(now))
+            assert ra.ok and rb.ok, (use_case, ra.summary, rb.summary)
+            assert ra.reply.message.content == rb.reply.message.content, use_case
+            assert ra.summary == rb.summary, use_case
+    # the whole buffer and its entries count (attribute 7), as the object model answers them
+    for esme_ in (a, b):
+        esme_._whole = (esme_._daily_buffer(None).encode(), esme_.objects.get(*_attr7()).encode())
+    assert a._whole == b._whole
+    return len(log)
+
+
+def _attr7():
+    from gbcs.obis import OBIS
+    return (OBIS.DAILY_READ_LOG.class_id, OBIS.DAILY_READ_LOG.obis, 7)
+
+
+async def test_daily_reads_derived_over_days_power_cut_supply_clock_and_tariff(identity):
+    stored, derived = ws = await _pair(identity)
+    try:
+        await _advance(ws, 3 * DAY + 7 * 60)
+        assert await _same_daily(stored, derived, 3 * DAY) >= 3
+        d = derived.premises[0].esme
+        assert _stored_reads(d) == 1 and d.daily_log_len() >= 3  # the first read only: the rest replayed
+
+        # a power cut: the RAM memo goes; the catch-up closes a midnight
+        now = stored.clock.now()
+        cut = (now // DAY + 1) * DAY - 2 * HOUR - now
+        await _advance(ws, cut)
+        for w in ws:
+            await w.premises[0].esme.power_off()
+        await _advance(ws, 5 * HOUR)
+        for w in ws:
+            await w.premises[0].esme.start()
+        await _advance(ws, HOUR)
+        await _same_daily(stored, derived, 4 * DAY)
+        assert _stored_reads(d) == 1
+
+        # supply off across a midnight, then on: zero half hours, the same registers
+        for uc in ("ECS43", "ECS42"):
+            for w in ws:
+                assert (await w.premises[0].send(uc, to="esme")).ok, uc
+            await _advance(ws, 13 * HOUR + 11 * 60)
+        # the clock set (ECS70) and moved by a HAN time sync
+        for w in ws:
+            assert (await w.premises[0].send("ECS70", to="esme")).ok
+            esme = w.premises[0].esme
+            assert esme.sync_clock(esme.device_now() + 7.5)
+        await _advance(ws, DAY)
+        await _same_daily(stored, derived, 6 * DAY)
+        assert _stored_reads(d) == 1
+
+        # a tariff change: the replay's calendar changes, so the reads derived so far are stored first
+        before = d.daily_log()
+        for w in ws:
+            r = await w.premises[0].send("ECS01a", to="esme")
+            assert r.ok, r.summary
+        assert d.daily_log() == before and _stored_reads(d) == len(before)
+        assert d.nvm.peek(NS, DAILY_STRETCHES) == []
+        await _advance(ws, 3 * DAY)
+        n = await _same_daily(stored, derived, 9 * DAY)
+        assert _stored_reads(d) == len(before) + 1 < n  # derived again after one stored read
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+async def test_prepayment_top_ups_answer_alike(identity):
+    """In prepayment mode charges move the balance every half hour: the reads are stored, not
+    replayed, and answer alike."""
+    options = {"payment_mode": "prepayment", "credit_pence": 900.0, "emergency_credit_pence": 500.0}
+    stored, derived = ws = await _pair(identity, esme=options)
+    try:
+        await _advance(ws, DAY + 7 * 60)
+        ks = identity.keystore
+        for counter in (3, 4):
+            for w in ws:
+                esme = w.premises[0].esme
+                utrn = generate_utrn(value=700, utrn_counter=counter, supplier=identity.supplier, device=esme.eui,
+                                     private_key=ks.private_key(identity.supplier, "pp-ka"),
+                                     public_key=ks.public_key(esme.eui, "ka"))
+                assert esme.enter_utrn(str(utrn)).accepted
+            await _advance(ws, DAY + HOUR)
+        a, b = stored.premises[0].esme, derived.premises[0].esme
+        assert a.credit_pence == b.credit_pence and a.daily_log()[-1]["prepayment"] != a.daily_log()[0]["prepayment"]
+        n = await _same_daily(stored, derived, 3 * DAY)
+        assert _stored_reads(b) == n and not b.nvm.peek(NS, DAILY_STRETCHES)
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+async def test_workers_restarted_from_their_nvm_files_answer_alike(identity, tmp_path):
+    stored, derived = ws = await _pair(identity, tmp_path)
+    try:
+        await _advance(ws, 2 * DAY + 3 * HOUR)
+        before = derived.premises[0].esme.daily_log()
+        now = stored.clock.now()
+    finally:
+        for w in ws:
+            await w.stop()
+    stored, derived = ws = await _pair(identity, tmp_path, at=now + 26 * HOUR)  # a midnight missed
+    try:
+        await _advance(ws, HOUR)
+        d = derived.premises[0].esme
+        assert d.daily_log()[:len(before)] == before and len(d.daily_log()) == len(before) + 1
+        assert await _same_daily(stored, derived, 3 * DAY) >= 3
+        assert _stored_reads(d) == 1
+        assert await _same_gas_daily(stored, derived) >= 3
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+async def test_stretches_end_age_out_and_trim(identity, monkeypatch):
+    """A stretch replays at most MAX_STRETCH_DAYS reads (then one is stored), stretches about to
+    leave the profile's window are stored, and the log keeps its capacity."""
+    import gbhub.meter.esme as esme
+
+    monkeypatch.setattr(esme, "MAX_STRETCH_DAYS", 2)
+    monkeypatch.setattr(esme, "DAILY_LOG_CAPACITY", 6)
+    monkeypatch.setattr(esme, "PROFILE_LOG_CAPACITY", 6 * 48)
+    stored, derived = ws = await _pair(identity)
+    try:
+        await _advance(ws, 4 * DAY + 600)
+        d = derived.premises[0].esme
+        assert len(d.nvm.peek(NS, DAILY_STRETCHES)) == 2 and _stored_reads(d) == 2
+        await _same_daily(stored, derived, 4 * DAY)
+        await _advance(ws, 6 * DAY)
+        assert await _same_daily(stored, derived, 10 * DAY) == 6
+        assert _stored_reads(d) <= 6
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+async def _same_gas_daily(stored, derived) -> int:
+    """The GSME's daily reads and the GPF's mirror of them alike, and the reads of them."""
+    a, b = stored.premises[0], derived.premises[0]
+    log = a.gsme.data.daily()
+    assert b.gsme.data.daily() == log
+    now = stored.clock.now()
+    assert b.gsme.data.daily_between(int(now - 3 * DAY), int(now)) == a.gsme.data.daily_between(int(now - 3 * DAY), int(now))
+    assert b.gpf.mirror(b.gsme.eui).daily() == a.gpf.mirror(a.gsme.eui).daily()
+    for use_case in ("GCS16a", "GCS16b"):
+        ra = await a.send(use_case, to="gpf")
+        rb = await b.send(use_case, to="gpf")
+        assert ra.reply.message.content == rb.reply.message.content and ra.summary == rb.summary, use_case
+        assert ra.ok or use_case == "GCS16b"  # credit mode: no prepayment snapshots (NOT_FOUND)
+    # the GSME itself at its next wake
+    ra, rb = await _at_wake((stored, derived), "GCS16a")
+    assert ra.ok and rb.ok and ra.summary == rb.summary and ra.summary["snapshots"]
+    return len(log)
+
+
+async def _at_wake(ws, use_case, **params):
+    tasks = [asyncio.ensure_future(w.premises[0].send(use_case, to="gsme", **params)) for w in ws]
+    await _advance(ws, 1)
+    for w in ws:
+        w.premises[0].gsme.press()
+    for _ in range(30):
+        await _advance(ws, 1)
+        if all(t.done() for t in tasks):
+            break
+    return [await t for t in tasks]
+
+
+async def test_gas_daily_reads_derived_over_days_a_tariff_change_and_a_power_cut(identity):
+    stored, derived = ws = await _pair(identity, gsme={"payment_mode": "credit"})
+    try:
+        await _advance(ws, 3 * DAY + 7 * 60)
+        assert await _same_gas_daily(stored, derived) >= 3
+        g = derived.premises[0].gsme
+        assert len(g.nvm.keys(gas_data.DAILY_NS)) == 1 and len(g.data.daily()) >= 3
+        # a TOU tariff: the tier columns move; the reads replayed so far keep the settings they had
+        for r in await _at_wake(ws, "GCS01a", tou_prices=(10000, 20000), day_schedules="00:00=1,07:00=2,19:00=1"):
+            assert r.ok, r.summary
+        await _advance(ws, 2 * DAY)
+        assert await _same_gas_daily(stored, derived) >= 5
+        assert g.data.daily()[-1]["tier_l"][1] > 0
+        # a power cut of the GSME: the RAM memo goes
+        for w in ws:
+            w.premises[0].gsme.inject_fault("power", ["off"])
+        await _advance(ws, 5 * HOUR)
+        for w in ws:
+            w.premises[0].gsme.inject_fault("power", ["on"])
+        await _advance(ws, DAY)
+        n = await _same_gas_daily(stored, derived)
+        assert len(g.nvm.keys(gas_data.DAILY_NS)) < n - 2
+        # the stretches before and after the tariff replay with their own settings; none kept unused
+        used = {x[3] for x in g.nvm.peek(gas_data.NS, gas_data.DAILY_STRETCHES)}
+        assert len(used) == 2 and set(g.nvm.keys(gas_data.SETTINGS_NS)) == used
+    finally:
+        for w in ws:
+            await w.stop()
