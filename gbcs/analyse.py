@@ -175,7 +175,7 @@ def analyse(
 ) -> Analysis:
     """Decode and check one frame. Raises DecodeError only when the frame itself is malformed."""
     data = bytes(data)
-    secrets = secrets or _default_secrets
+    secrets = secrets if secrets is not None else _default_secrets  # (an empty cache is falsy)
     frame = decode(data)
     if isinstance(frame, GbtBlock):
         return Analysis(raw=data, block=frame, mac="absent", signature="absent")

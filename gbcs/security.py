@@ -138,9 +138,10 @@ def _public_bytes(public_key: ec.EllipticCurvePublicKey) -> bytes:
     hit = _PUB_CACHE.get(id(public_key))
     if hit is not None and hit[0] is public_key:
         return hit[1]
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    raw = public_key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+    # the point's coordinates identify the key; public_bytes would import cryptography's whole
+    # serialization package (~13 ms, in every `gbhub decode --batch` worker)
+    n = public_key.public_numbers()
+    raw = public_key.curve.name.encode() + n.x.to_bytes(66, "big") + n.y.to_bytes(66, "big")
     if len(_PUB_CACHE) > 65536:
         _PUB_CACHE.clear()
     _PUB_CACHE[id(public_key)] = (public_key, raw)

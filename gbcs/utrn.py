@@ -210,7 +210,7 @@ def generate_utrn(
     if not 0 <= utrn_counter <= MAX_UTRN_COUNTER:
         raise EncodeError(f"UTRN counter out of range: {utrn_counter}")
     draft = Utrn(utrn_counter & 0x3FF, value_class, value, bytes(4))
-    secret = (secrets or default_secrets).secret(private_key, public_key)
+    secret = (secrets if secrets is not None else default_secrets).secret(private_key, public_key)
     return Utrn(draft.truncated_counter, draft.value_class, value,
                 utrn_mac(secret, supplier, device, utrn_counter, draft.high_word))
 
@@ -230,7 +230,7 @@ def verify_utrn(
     supplier, device = parse_eui(supplier), parse_eui(device)
     if not 0 <= utrn_counter <= MAX_UTRN_COUNTER or utrn_counter & 0x3FF != utrn.truncated_counter:
         return False
-    secret = (secrets or default_secrets).secret(private_key, public_key)
+    secret = (secrets if secrets is not None else default_secrets).secret(private_key, public_key)
     return utrn_mac(secret, supplier, device, utrn_counter, utrn.high_word) == utrn.mac
 
 
