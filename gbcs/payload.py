@@ -26,7 +26,7 @@ class RawPayload:
         return {"type": "RawPayload", "hex": self.data.hex().upper()}
 
 
-_asn1_codes: frozenset | None = None  # loaded on first use (asn1crypto is a slow import)
+_asn1_codes: frozenset | None = None  # loaded on first use (gbcs.asn1 need not be imported for DLMS or GBZ)
 
 
 def payload_kind(message: Message) -> str:
