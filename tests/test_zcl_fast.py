@@ -16,56 +16,13 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from test_fast_paths import _layout_bytes  # bytes shaped like a ZCL layout (one generator for both files)
 from gbcs import zcl
 from gbcs.codec import DecodeError, jsonable
 from gbcs.gbz import GbzComponent, GbzPayload, decode_gbz, decryptor, encryptor
 from gbcs.frame import CRA
 
 _LAYOUTS = sorted(zcl.COMMANDS)
-
-
-def _layout_bytes(draw, spec: tuple, chosen: dict | None = None) -> bytes:
-    """Bytes shaped like `spec` (so most of them decode), with any value in each field; a Switch
-    selector often takes one of its case values."""
-    chosen = {} if chosen is None else chosen
-    selectors = {}
-    for item in spec:
-        if type(item) is zcl.Switch:
-            selectors[item.selector] = list(item.cases)
-    out = b""
-    for item in spec:
-        if item is zcl.OPTIONAL:
-            if draw(st.booleans()):
-                return out
-            continue
-        if type(item) is zcl.Rep:
-            groups = draw(st.integers(0, 3))
-            out += b"".join(_layout_bytes(draw, item.fields) for _ in range(groups))
-            continue
-        if type(item) is zcl.Switch:
-            case = item.cases.get(chosen.get(item.selector), item.default)
-            out += _layout_bytes(draw, case, chosen)
-            continue
-        name, type_id = item
-        kind, size = zcl.DATA_TYPES.get(type_id, ("rest", None))
-        if type_id == zcl.REST:
-            out += draw(st.binary(max_size=8))
-        elif size is not None:
-            if name in selectors and kind == "uint" and draw(st.booleans()):
-                value = draw(st.sampled_from(selectors[name]))
-                chosen[name] = value
-                out += value.to_bytes(size, "little")
-            else:
-                raw = draw(st.binary(min_size=size, max_size=size))
-                chosen[name] = int.from_bytes(raw, "little")
-                out += raw
-        elif kind in ("octets", "string"):
-            body = draw(st.one_of(st.binary(max_size=6), st.text(max_size=4).map(lambda t: t.encode()), st.just(None)))
-            out += b"\xff" if body is None else bytes((len(body),)) + body
-        else:
-            body = draw(st.one_of(st.binary(max_size=6), st.just(None)))
-            out += b"\xff\xff" if body is None else len(body).to_bytes(2, "little") + body
-    return out
 
 
 def _raw_for(key, data) -> bytes:
