@@ -118,7 +118,7 @@ class SecretCache:
         return secret
 
     def _secret(self, private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCurvePublicKey) -> bytes:
-        key = (id(private_key), _public_bytes(public_key))
+        key = (id(private_key), _public_key_id(public_key))
         hit = self._secrets.get(key)
         if hit is None:
             hit = (private_key, private_key.exchange(ec.ECDH(), public_key))
@@ -131,20 +131,20 @@ class SecretCache:
         return len(self._secrets)
 
 
-_PUB_CACHE: dict[int, tuple[object, bytes]] = {}
+_KEY_IDS: dict[int, tuple[object, bytes]] = {}
 
 
-def _public_bytes(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    hit = _PUB_CACHE.get(id(public_key))
+def _public_key_id(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    hit = _KEY_IDS.get(id(public_key))
     if hit is not None and hit[0] is public_key:
         return hit[1]
     # the point's coordinates identify the key; public_bytes would import cryptography's whole
     # serialization package (~13 ms, in every `gbhub decode --batch` worker)
     n = public_key.public_numbers()
     raw = public_key.curve.name.encode() + n.x.to_bytes(66, "big") + n.y.to_bytes(66, "big")
-    if len(_PUB_CACHE) > 65536:
-        _PUB_CACHE.clear()
-    _PUB_CACHE[id(public_key)] = (public_key, raw)
+    if len(_KEY_IDS) > 65536:
+        _KEY_IDS.clear()
+    _KEY_IDS[id(public_key)] = (public_key, raw)
     return raw
 
 

@@ -27,7 +27,7 @@ def register(sub) -> None:
     d.add_argument("--jobs", type=int, metavar="N",
                    help="--batch: decode in N processes (default: every core), output still in input order")
     d.add_argument("--compact", action="store_true", help="single-line JSON")
-    d.set_defaults(func=cmd_decode)
+    d.set_defaults(func=cmd_decode, exit_without_teardown=True)  # (tools/cli.py main)
 
 
 def render_tree(node: Node, indent: str = "", out: list[str] | None = None) -> list[str]:
