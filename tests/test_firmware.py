@@ -446,6 +446,93 @@ async def test_nvm_group_commit_one_fsync_serves_many_commits(tmp_path):
     assert Nvm(None).unsynced is False  # memory and FULL stores never wait
 
 
+async def test_nvm_group_commit_batches_the_writes_of_a_flush_into_one_transaction(tmp_path):
+    """A fleet worker's reads each write a counter: committed one by one they wrote a WAL page
+    each; batched, many writes between two flushes cost one commit. Transactions inside the batch
+    are savepoints: one rolled back takes back its own writes only."""
+    path = tmp_path / "b.db"
+    store = Nvm(path, synchronous="GROUP", exclusive=True)
+    nvm = store.scope("a")
+
+    async def command(i: int) -> None:
+        nvm.put("counters", str(i % 7), i)
+        await nvm.durable()
+
+    for i in range(0, 2000, 100):
+        await asyncio.gather(*(command(i + k) for k in range(100)))
+    assert os.path.getsize(f"{path}-wal") < 200 * 4096  # 2,000 writes one by one: over 2,000 pages
+    nvm.put("kept", "x", 1)
+    with pytest.raises(ZeroDivisionError):
+        with nvm.transaction():
+            nvm.put("gone", "x", 1)
+            nvm.log_append("events", {"i": 1})
+            1 / 0
+    with nvm.transaction():
+        nvm.put("kept", "y", 2)
+        with pytest.raises(ZeroDivisionError):
+            with nvm.transaction():
+                nvm.delete("kept", "x")
+                1 / 0
+        nvm.log_append("events", {"i": 2})
+    nvm.clear("counters")
+    await nvm.durable()
+    store.close()
+    with Nvm(path) as again:
+        a = again.scope("a")
+        assert a.items("kept") == [("x", 1), ("y", 2)]
+        assert a.get("gone", "x") is None and a.keys("counters") == []
+        assert a.log_entries("events") == [{"i": 2}]
+
+
+DISK_FULL_CHILD = textwrap.dedent(
+    """
+    import asyncio, os, resource, signal, sys
+    sys.path.insert(0, {root!r})
+    from gbhub.firmware import Nvm, NvmError
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    store = Nvm({path!r}, synchronous="GROUP", exclusive=True)
+    nvm = store.scope("a")
+
+    async def main():
+        nvm.put("kv", "before", 1)
+        await nvm.durable()
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize({path!r} + "-wal") + 1, hard))  # the disk is full
+        for i in range(50):
+            nvm.put("kv", str(i), "x" * 500)
+            nvm.log_append("log", {{"i": i}}, capacity=10)
+        nvm.delete("kv", "before")
+        try:
+            await nvm.durable()
+            print("durable despite a full disk")
+        except NvmError as exc:
+            print("refused", exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space again
+        nvm.put("kv", "after", 2)
+        await nvm.durable()  # the failed batch's writes, rewritten from RAM, and this one
+        print("durable")
+    asyncio.run(main())
+    store.close()
+    """
+)
+
+
+def test_nvm_group_commit_that_fails_is_written_again_from_ram(tmp_path):
+    """Disk full at a group commit: the waiters get NvmError (nothing is acknowledged), the
+    batch is rolled back, and the next flush writes what it had touched from the RAM image."""
+    path = tmp_path / "full.db"
+    r = subprocess.run([sys.executable, "-c", DISK_FULL_CHILD.format(root=str(ROOT), path=str(path))],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("refused NVM") and lines[-1] == "durable", r.stdout
+    with Nvm(path) as again:
+        a = again.scope("a")
+        assert a.get("kv", "before") is None and a.get("kv", "after") == 2
+        assert [a.get("kv", str(i)) for i in range(50)] == ["x" * 500] * 50
+        assert a.log_entries("log") == [{"i": i} for i in range(40, 50)]
+
+
 # ---------------------------------------------------------------------------------- devices
 class Meter(Device):
     """A test device: counts half-hour ticks in NVM, keeps a RAM cache, answers commands."""
