@@ -159,6 +159,7 @@ class _Store:
         self.fsyncs = 0
         self._flush: asyncio.Future | None = None
         self._fsyncer: queue.SimpleQueue | None = None  # the group's fsync thread's requests
+        self._fsyncer_pid = 0  # the process that thread runs in (a fork has no threads)
         # group commit batches the SQL too: the writes between two flushes are one SQLite
         # transaction (`batch`), committed by the flush just before its fsync; what the batch
         # touched is remembered until a commit succeeds, so a failed one is rewritten from RAM
@@ -261,8 +262,8 @@ class _Store:
         except NvmError as exc:
             fut.set_exception(exc)
             return
-        if self._fsyncer is None:
-            self._fsyncer = queue.SimpleQueue()
+        if self._fsyncer is None or self._fsyncer_pid != os.getpid():
+            self._fsyncer, self._fsyncer_pid = queue.SimpleQueue(), os.getpid()
             threading.Thread(target=self._fsync_thread, args=(self._fsyncer,), name=f"gbhub-nvm-fsync {self.path.name}",
                              daemon=True).start()
         self._fsyncer.put((fut, loop, self.synced == 0))
