@@ -269,17 +269,33 @@ class _Store:
         self._fsyncer.put((fut, loop, self.synced == 0))
 
     def _fsync_thread(self, requests: queue.SimpleQueue) -> None:
-        while (item := requests.get()) is not None:
-            fut, loop, first = item
-            try:
-                self._fsync_wal(first)
+        """Serve flushes until the store closes. The WAL stays open here between them (the store
+        is open, so the WAL file stays): each system call drops and takes back the GIL, which
+        the event loop's thread holds most of the time."""
+        fd = -1
+        try:
+            while (item := requests.get()) is not None:
+                fut, loop, first = item
                 error = None
-            except OSError as exc:
-                error = exc
-            try:
-                loop.call_soon_threadsafe(self._fsynced, fut, error)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
+                try:
+                    if fd < 0 or first:
+                        self._fsync_wal(first)  # the folder too, the first time
+                        if fd < 0:
+                            try:
+                                fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+                            except FileNotFoundError:  # nothing in a WAL yet: next time
+                                pass
+                    else:
+                        os.fsync(fd)
+                except OSError as exc:
+                    error = exc
+                try:
+                    loop.call_soon_threadsafe(self._fsynced, fut, error)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    pass
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def _fsynced(self, fut: asyncio.Future, error: OSError | None) -> None:
         if fut.done():
