@@ -40,7 +40,7 @@ __all__ = [
     "AccessRequest", "AccessResponse", "DataNotification", "ProtectionParameters", "ProtectedData",
     "FutureDatedAlert", "FirmwareDistributionReceipt", "BillingDataLogAlert", "FailureToDeliverAlert",
     "MeterIntegrityWarning", "Apdu", "decode_apdu", "decode_data", "decode_compact_array", "get_protected_attributes_request",
-    "frozen",
+    "frozen", "json_fragments",
 ]
 
 
@@ -299,6 +299,8 @@ def _data_json(d: Data) -> dict:
     v = d.value
     name = _JSON_TYPE_NAMES[t] if type(t) is DataType else _type_name(t)
     if t is _STRUCTURE or t is _ARRAY:
+        if _fragment is not None and d._raw is not None:
+            return _shared_json(d, name)
         return {"type": name, "value": [_data_json(x) for x in v]}  # type: ignore[union-attr]
     tv = type(v)
     if tv in _JSON_PLAIN:  # the common leaves first (what the chain below gives them)
@@ -315,6 +317,44 @@ def _data_json(d: Data) -> dict:
 
 
 _JSON_PLAIN = frozenset((int, str, bool, type(None)))
+
+# JSON fragments (`json_fragments`): the serialised JSON of immutable subtrees seen more than once
+# (the structures the decoder shares through _SUBTREES, and `frozen` constants), by object.
+_fragment = None
+_dumps = None
+_FRAGMENTS: dict[int, tuple[Data, object]] = {}
+
+
+def json_fragments(fragment: "Callable[[bytes], object] | None", dumps: "Callable[[object], bytes] | None" = None) -> tuple:
+    """Make `Data.to_json` return a recurring immutable subtree as `fragment(dumps(its JSON))`
+    (orjson.Fragment, orjson.dumps: `gbhub decode --batch`, which writes each result with orjson
+    at once) instead of a fresh dict; `json_fragments(None)` turns it off. The serialiser writes
+    a fragment as its bytes, so the output is the same; a subtree that `dumps` refuses (an
+    integer beyond 64 bits) stays a dict. Returns the setting it replaces."""
+    global _fragment, _dumps
+    before = (_fragment, _dumps)
+    _fragment, _dumps = fragment, dumps
+    _FRAGMENTS.clear()
+    return before
+
+
+def _shared_json(d: Data, name: str):
+    """A subtree with a known encoding: a fragment the second time it is converted."""
+    hit = _FRAGMENTS.get(id(d))
+    if hit is not None and hit[0] is d:
+        if hit[1] is not None:
+            return hit[1]
+        out = {"type": name, "value": [_data_json(x) for x in d.value]}  # type: ignore[union-attr]
+        try:
+            frag = _fragment(_dumps(out))  # type: ignore[misc]
+        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            return out
+        _FRAGMENTS[id(d)] = (d, frag)
+        return frag
+    if len(_FRAGMENTS) >= _LEAVES_MAX:
+        _FRAGMENTS.clear()
+    _FRAGMENTS[id(d)] = (d, None)  # (holds d: its id stays its own while listed)
+    return {"type": name, "value": [_data_json(x) for x in d.value]}  # type: ignore[union-attr]
 _new = object.__new__
 _set_type, _set_value, _set_raw = slot_setters(Data, "type", "value", "_raw")
 
