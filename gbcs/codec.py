@@ -32,7 +32,7 @@ def frozen_dataclass(cls=None, /, *, init: bool = True, repr: bool = True):
         fields = dataclasses.fields(cls)
         names = tuple(f.name for f in fields)
         if init and "__init__" not in own:
-            cls.__init__ = _frozen_init(cls, fields)
+            cls.__init__ = _lazy_init(cls, fields)
         compared = _getter(tuple(f.name for f in fields if f.compare))
         hashed = _getter(tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)))
         shown = tuple(f.name for f in fields if f.repr)
@@ -94,6 +94,19 @@ def _frozen_repr(shown: tuple[str, ...]):
         return f"{self.__class__.__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in shown) + ")"
 
     return __repr__
+
+
+def _lazy_init(cls: type, fields) -> object:
+    """An __init__ that compiles the real one (`_frozen_init`) on the class's first construction
+    and hands over to it: compiling is most of a class's cost, and a process uses few of gbcs's
+    classes (`gbhub decode` builds most decoded values without __init__)."""
+    def __init__(self, *args, **kwargs):
+        if cls.__dict__.get("__init__") is __init__:
+            cls.__init__ = _frozen_init(cls, fields)
+        cls.__dict__["__init__"](self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
 
 
 def _frozen_init(cls: type, fields) -> object:

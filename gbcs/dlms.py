@@ -403,6 +403,10 @@ _LEAVES_MAX = 8192
 _SUBTREES: dict[bytes, tuple[bytes, Data]] = {}
 _PROBE = 6
 _SUBTREE_MAX = 32
+# Whole encoded size of the fixed-size leaves _LEAVES holds, by tag (0: not one of them).
+_LEAF_SIZES = [0] * 256
+for _tag, (_size, _signed) in _INT_SIZES.items():
+    _LEAF_SIZES[_tag] = 1 + _size
 
 
 # -- Data decoding ------------------------------------------------------------------------------
@@ -444,7 +448,39 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
         items = []
         append = items.append
         d1 = depth + 1
+        leaf = _LEAVES.get
         for _ in range(n):
+            # Elements already in _LEAVES/_SUBTREES (keyed by their whole encoding, so a hit is
+            # what decoding would give) are taken here without a call: most elements are.
+            if p < end:
+                t = buf[p]
+                size = _LEAF_SIZES[t]
+                if size:
+                    q = p + size
+                elif t == 0x09 and p + 1 < end:
+                    q = p + 2 + buf[p + 1]  # a long-form length makes a key longer than any cached
+                else:
+                    q = 0
+                if q:
+                    if q <= end:
+                        hit = leaf(buf[p:q])
+                        if hit is not None:
+                            append(hit)
+                            p = q
+                            continue
+                elif t == 0x02 or t == 0x01:
+                    sub = _SUBTREES.get(buf[p : p + _PROBE])
+                    if sub is not None:
+                        raw = sub[0]
+                        q = p + len(raw)
+                        if q <= end and buf.startswith(raw, p):
+                            append(sub[1])
+                            p = q
+                            continue
+                elif t == 0x00:
+                    append(_NULL)
+                    p += 1
+                    continue
             item, p = _decode_data(buf, p, end, d1)
             append(item)
         d = _new(Data)
