@@ -111,3 +111,66 @@ _values = st.recursive(
 @given(_values)
 def test_jsonable_as_the_plain_rules(value):
     assert json.dumps(jsonable(value)) == json.dumps(_jsonable_reference(value))  # True is not 1 here
+
+
+# -- JSON fragments of recurring subtrees (gbcs.dlms.json_fragments, `gbhub decode --batch`) ------
+
+import orjson  # noqa: E402
+
+from gbcs.dlms import frozen, json_fragments  # noqa: E402
+
+
+def _with_fragments(fn):
+    before = json_fragments(orjson.Fragment, orjson.dumps)
+    try:
+        return fn()
+    finally:
+        json_fragments(*before)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data_values)
+def test_fragments_write_the_same_json(d):
+    """Decoded twice (the second decode shares its small subtrees with the first), frozen, and
+    converted three times (a fragment from the second time on): orjson writes the plain bytes."""
+    plain = orjson.dumps(_data_json_reference(d))
+    raw = d.encode()
+    trees = [decode_data(raw), decode_data(raw), frozen(d), Data.structure(frozen(d), frozen(d))]
+
+    def written():
+        return [orjson.dumps(t.to_json()) for t in trees for _ in range(3)]
+
+    out = _with_fragments(written)
+    if d.type in (DataType.ARRAY, DataType.STRUCTURE):
+        assert isinstance(_with_fragments(lambda: [trees[2].to_json() for _ in range(2)])[1], orjson.Fragment)
+    assert out[:9] == [plain] * 9
+    assert out[9:] == [orjson.dumps({"type": "structure", "value": [_data_json_reference(d)] * 2})] * 3
+    assert written() == out  # and fragments off again: plain dicts
+    assert json.dumps(trees[0].to_json()) == json.dumps(_data_json_reference(d))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60))
+def test_fragments_of_random_bytes_write_the_same_json(raw):
+    try:
+        d = decode_data(raw)
+    except DecodeError:
+        return
+    plain = orjson.dumps(_data_json_reference(d))
+    assert _with_fragments(lambda: [orjson.dumps(decode_data(raw).to_json()) for _ in range(3)]) == [plain] * 3
+
+
+def test_batch_encoder_makes_lines_with_fragments_again_for_json():
+    """A line orjson refuses (an integer beyond 64 bits) is made again without fragments and
+    written by `json`, compact the same way."""
+    from gbhub.tools.decode import _line_encoder
+
+    shared = frozen(Data.structure(Data.long_unsigned(5), Data.octet_string(b"\x01\x02\x03\x04")))
+
+    def make():
+        return {"line": 1, "big": 2**70, "data": [shared.to_json(), shared.to_json()]}
+
+    encode = _line_encoder()
+    line = _with_fragments(lambda: encode(make(), make))
+    assert line == (json.dumps(make(), separators=(",", ":")) + "\n").encode()
+    assert json.loads(line)["data"][1] == _data_json_reference(shared)
