@@ -458,7 +458,9 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
                 if size:
                     q = p + size
                 elif t == 0x09 and p + 1 < end:
-                    q = p + 2 + buf[p + 1]  # a long-form length makes a key longer than any cached
+                    q = p + 2 + buf[p + 1]  # (a long-form length is in no key: no hit)
+                elif t == 0x04 and p + 1 < end:
+                    q = p + 2 + ((buf[p + 1] + 7) >> 3)
                 else:
                     q = 0
                 if q:
@@ -480,6 +482,10 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
                 elif t == 0x00:
                     append(_NULL)
                     p += 1
+                    continue
+                elif t == 0x03 and p + 1 < end and (buf[p + 1] == 0xFF or buf[p + 1] == 0):
+                    append(_TRUE if buf[p + 1] else _FALSE)
+                    p += 2
                     continue
             item, p = _decode_data(buf, p, end, d1)
             append(item)
@@ -566,6 +572,17 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
         if b == 0:
             return _FALSE, p + 1
         return _mk(_T.BOOLEAN, b), p + 1
+    if tag == 0x04 and p < end and buf[p] < 0x80:  # bit-string, short form
+        q = p + 1 + ((buf[p] + 7) >> 3)
+        if q <= end and q - pos <= 18:
+            key = buf[pos:q]
+            d = _LEAVES.get(key)
+            if d is None:
+                d = _mk(_T.BIT_STRING, BitString(buf[p], buf[p + 1 : q]))
+                if len(_LEAVES) >= _LEAVES_MAX:
+                    _LEAVES.clear()
+                _LEAVES[key] = d
+            return d, q
     if tag == 0x04 or tag == 0x17 or tag == 0x18 or tag in _RAW_SIZES:
         return _decode_scalar(buf, p, end, tag, pos)
     if tag == 0x13:
@@ -678,16 +695,16 @@ def _decode_untagged(buf: bytes, pos: int, end: int, desc, budget: int) -> tuple
         for _ in range(desc[1]):
             d, p, budget = _decode_untagged(buf, p, end, desc[2], budget)
             items.append(d)
-        return Data(DataType.ARRAY, tuple(items)), p, budget
+        return _mk(DataType.ARRAY, tuple(items)), p, budget
     if tag == 2:
         items = []
         p = pos
         for sub in desc[1]:
             d, p, budget = _decode_untagged(buf, p, end, sub, budget)
             items.append(d)
-        return Data(DataType.STRUCTURE, tuple(items)), p, budget
+        return _mk(DataType.STRUCTURE, tuple(items)), p, budget
     if tag in (0, 0xFF):
-        return Data(_TYPES[tag], None), pos, budget
+        return _mk(_TYPES[tag], None), pos, budget
     d, p = _decode_scalar(buf, pos, end, tag, pos)
     return d, p, budget
 
@@ -700,7 +717,7 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
         q = p + size
         if q > end:
             raise DecodeError("truncated integer", pos, "data")
-        return Data(_TYPES[tag], int.from_bytes(buf[p:q], "big", signed=signed)), q
+        return _mk(_TYPES[tag], int.from_bytes(buf[p:q], "big", signed=signed)), q
     if tag in (0x09, 0x0A, 0x0C):
         n, p = read_length(buf, p, end, "data.length")
         q = p + n
@@ -708,24 +725,24 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
             raise DecodeError("truncated string", pos, "data")
         raw = buf[p:q]
         value = raw if tag == 0x09 else raw.decode("latin-1") if tag == 0x0A else raw.decode("utf-8", "surrogateescape")
-        return Data(_TYPES[tag], value), q
+        return _mk(_TYPES[tag], value), q
     if tag == 0x03:
         if p >= end:
             raise DecodeError("truncated boolean", pos, "data")
         b = buf[p]
-        return Data(_T.BOOLEAN, False if b == 0 else True if b == 0xFF else b), p + 1
+        return _mk(_T.BOOLEAN, False if b == 0 else True if b == 0xFF else b), p + 1
     if tag == 0x04:
         nbits, p = read_length(buf, p, end, "data.length")
         q = p + (nbits + 7) // 8
         if q > end:
             raise DecodeError("truncated bit-string", pos, "data")
-        return Data(_T.BIT_STRING, BitString(nbits, buf[p:q])), q
+        return _mk(_T.BIT_STRING, BitString(nbits, buf[p:q])), q
     size = _RAW_SIZES.get(tag)
     if size is not None:
         q = p + size
         if q > end:
             raise DecodeError("truncated date/time", pos, "data")
-        return Data(_TYPES[tag], buf[p:q]), q
+        return _mk(_TYPES[tag], buf[p:q]), q
     if tag == 0x17 or tag == 0x18:
         q = p + (4 if tag == 0x17 else 8)
         if q > end:
@@ -734,8 +751,8 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
             x = _unpack_f32(buf, p)[0]
             if _pack_f32(x) != buf[p:q]:
                 raise DecodeError("float32 NaN payload cannot be kept", pos, "data")
-            return Data(_T.FLOAT32, x), q
-        return Data(_T.FLOAT64, _unpack_f64(buf, p)[0]), q
+            return _mk(_T.FLOAT32, x), q
+        return _mk(_T.FLOAT64, _unpack_f64(buf, p)[0]), q
     raise DecodeError(f"type 0x{tag:02X} not allowed here", pos, "data")
 
 
