@@ -288,7 +288,7 @@ class Data:
         return _data_tree(self, name)
 
     def to_json(self):
-        return _data_json(self)
+        return _child_json(self)
 
 
 def _data_json(d: Data) -> dict:
@@ -299,9 +299,7 @@ def _data_json(d: Data) -> dict:
     v = d.value
     name = _JSON_TYPE_NAMES[t] if type(t) is DataType else _type_name(t)
     if t is _STRUCTURE or t is _ARRAY:
-        if _fragment is not None and d._raw is not None:
-            return _shared_json(d, name)
-        return {"type": name, "value": [_data_json(x) for x in v]}  # type: ignore[union-attr]
+        return {"type": name, "value": [_child_json(x) for x in v]}  # type: ignore[union-attr]
     tv = type(v)
     if tv in _JSON_PLAIN:  # the common leaves first (what the chain below gives them)
         return {"type": name, "value": v}
@@ -318,43 +316,61 @@ def _data_json(d: Data) -> dict:
 
 _JSON_PLAIN = frozenset((int, str, bool, type(None)))
 
-# JSON fragments (`json_fragments`): the serialised JSON of immutable subtrees seen more than once
-# (the structures the decoder shares through _SUBTREES, and `frozen` constants), by object.
+# JSON fragments (`json_fragments`): the serialised JSON of Data objects converted more than once
+# (the leaves and small subtrees the decoder shares through _LEAVES and _SUBTREES, and `frozen`
+# constants), by object: (the object, its fragment, or None when seen once so far).
 _fragment = None
 _dumps = None
-_FRAGMENTS: dict[int, tuple[Data, object]] = {}
+_FRAGMENTS: dict[int, tuple[object, object]] = {}
+_child_json = _data_json  # how `_data_json` converts elements (`_fragment_json` with fragments on)
 
 
 def json_fragments(fragment: "Callable[[bytes], object] | None", dumps: "Callable[[object], bytes] | None" = None) -> tuple:
-    """Make `Data.to_json` return a recurring immutable subtree as `fragment(dumps(its JSON))`
-    (orjson.Fragment, orjson.dumps: `gbhub decode --batch`, which writes each result with orjson
-    at once) instead of a fresh dict; `json_fragments(None)` turns it off. The serialiser writes
-    a fragment as its bytes, so the output is the same; a subtree that `dumps` refuses (an
-    integer beyond 64 bits) stays a dict. Returns the setting it replaces."""
-    global _fragment, _dumps
+    """Make `Data.to_json` return a Data object it has converted before as
+    `fragment(dumps(its JSON))` (orjson.Fragment, orjson.dumps: `gbhub decode --batch`, which
+    writes each result with orjson at once) instead of a fresh dict; `json_fragments(None)`
+    turns it off. Data is immutable and the serialiser writes a fragment as its bytes, so the
+    output is the same; a value that `dumps` refuses (an integer beyond 64 bits) stays a dict.
+    Returns the setting it replaces."""
+    global _fragment, _dumps, _child_json
     before = (_fragment, _dumps)
     _fragment, _dumps = fragment, dumps
+    _child_json = _data_json if fragment is None else _fragment_json
     _FRAGMENTS.clear()
     return before
 
 
-def _shared_json(d: Data, name: str):
-    """A subtree with a known encoding: a fragment the second time it is converted."""
-    hit = _FRAGMENTS.get(id(d))
-    if hit is not None and hit[0] is d:
-        if hit[1] is not None:
-            return hit[1]
-        out = {"type": name, "value": [_data_json(x) for x in d.value]}  # type: ignore[union-attr]
+def _fragment_json(d: Data):
+    """`_data_json` with fragments on. Structures without a known encoding are made afresh by
+    every decode: never listed."""
+    if (d.type is _STRUCTURE or d.type is _ARRAY) and d._raw is None:
+        return _data_json(d)
+    return _shared_json(d, _data_json)
+
+
+def _shared_json(obj, make):
+    """`make(obj)` for an immutable value (Data, a request or response specification) that
+    decoders share: with fragments on, its fragment if it has one; else `make(obj)`, `obj`
+    listed the first time and its fragment made the second."""
+    hit = _FRAGMENTS.get(id(obj))
+    if hit is not None and hit[0] is obj and hit[1] is not None:
+        return hit[1]
+    out = make(obj)
+    if _fragment is None:
+        return out
+    if hit is not None and hit[0] is obj:
         try:
             frag = _fragment(_dumps(out))  # type: ignore[misc]
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
             return out
-        _FRAGMENTS[id(d)] = (d, frag)
+        _FRAGMENTS[id(obj)] = (obj, frag)
         return frag
     if len(_FRAGMENTS) >= _LEAVES_MAX:
         _FRAGMENTS.clear()
-    _FRAGMENTS[id(d)] = (d, None)  # (holds d: its id stays its own while listed)
-    return {"type": name, "value": [_data_json(x) for x in d.value]}  # type: ignore[union-attr]
+    _FRAGMENTS[id(obj)] = (obj, None)  # (holds obj: its id stays its own while listed)
+    return out
+
+
 _new = object.__new__
 _set_type, _set_value, _set_raw = slot_setters(Data, "type", "value", "_raw")
 
@@ -1273,14 +1289,26 @@ def _decode_request_spec(buf: bytes, pos: int, end: int) -> tuple[RequestSpec, i
         selector = buf[p]
         params, p = _decode_data(buf, p + 1, end, 1)
         return RequestSpec(kind, class_id, spec_obis, ident, selector, params), p
-    spec = _new(RequestSpec)
-    _rs_kind(spec, kind)
-    _rs_class(spec, class_id)
-    _rs_obis(spec, spec_obis)
-    _rs_id(spec, ident)
-    _rs_sel(spec, None)
-    _rs_par(spec, None)
+    key = buf[pos:p]
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = _new(RequestSpec)
+        _rs_kind(spec, kind)
+        _rs_class(spec, class_id)
+        _rs_obis(spec, spec_obis)
+        _rs_id(spec, ident)
+        _rs_sel(spec, None)
+        _rs_par(spec, None)
+        if len(_SPECS) >= _LEAVES_MAX:
+            _SPECS.clear()
+        _SPECS[key] = spec
     return spec, p
+
+
+# Decoded request specifications without selective access by their 10 bytes, and response
+# specifications by their 2: immutable, and GBCS traffic repeats the same few (as _LEAVES).
+_SPECS: dict[bytes, "RequestSpec"] = {}
+_RESULTS: dict[int, "ResponseSpec"] = {}
 
 
 _rs_kind, _rs_class, _rs_obis, _rs_id, _rs_sel, _rs_par = slot_setters(RequestSpec, "kind", "class_id", "obis", "id", "selector", "parameters")
@@ -1746,7 +1774,11 @@ class AccessRequest:
     def to_json(self):
         return {"type": "AccessRequest", "invoke_id": self.invoke_id,
                 "date_time": self.date_time.hex().upper() if self.date_time else None,
-                "specs": [_spec_json(s) for s in self.specs], "data": [d.to_json() for d in self.data]}
+                "specs": [_shared_json(s, _spec_json) for s in self.specs], "data": [d.to_json() for d in self.data]}
+
+
+def _result_json(r: ResponseSpec) -> dict:
+    return {"kind": r.kind._name_, "result": r.result, "name": r.result_name}
 
 
 def _spec_json(s: RequestSpec) -> dict:
@@ -1859,9 +1891,9 @@ class AccessResponse:
         out = {"type": "AccessResponse", "invoke_id": self.invoke_id,
                "date_time": self.date_time.hex().upper() if self.date_time else None,
                "data": [d.to_json() for d in self.data],
-               "results": [{"kind": r.kind._name_, "result": r.result, "name": r.result_name} for r in self.results]}
+               "results": [_shared_json(r, _result_json) for r in self.results]}
         if self.request_specs is not None:
-            out["request_specs"] = [_spec_json(s) for s in self.request_specs]
+            out["request_specs"] = [_shared_json(s, _spec_json) for s in self.request_specs]
         if self.protected:
             out["protected"] = [_protected_json(p) for p in self.protected]
         return out
@@ -2024,9 +2056,11 @@ def _decode_apdu(data: bytes, end: int, tag: int, message_code, decrypt):
             kind = _RESP_KINDS.get(data[pos])
             if kind is None:
                 raise DecodeError(f"unknown access-response-specification 0x{data[pos]:02X}", pos, "results.kind")
-            r = _new(ResponseSpec)
-            _rr_kind(r, kind)
-            _rr_result(r, data[pos + 1])
+            r = _RESULTS.get((data[pos] << 8) | data[pos + 1])
+            if r is None:
+                r = _RESULTS[(data[pos] << 8) | data[pos + 1]] = _new(ResponseSpec)  # (at most 3 × 256)
+                _rr_kind(r, kind)
+                _rr_result(r, data[pos + 1])
             results.append(r)
             pos += 2
         _expect_end(pos, end)

@@ -117,7 +117,7 @@ def test_jsonable_as_the_plain_rules(value):
 
 import orjson  # noqa: E402
 
-from gbcs.dlms import frozen, json_fragments  # noqa: E402
+from gbcs.dlms import AccessRequest, AccessResponse, RequestSpec, ResponseSpec, decode_apdu, frozen, json_fragments  # noqa: E402
 
 
 def _with_fragments(fn):
@@ -174,3 +174,28 @@ def test_batch_encoder_makes_lines_with_fragments_again_for_json():
     line = _with_fragments(lambda: encode(make(), make))
     assert line == (json.dumps(make(), separators=(",", ":")) + "\n").encode()
     assert json.loads(line)["data"][1] == _data_json_reference(shared)
+
+
+_specs = st.one_of(
+    st.builds(lambda c, o, a: RequestSpec.get(c, o, a), st.integers(0, 2), st.binary(min_size=6, max_size=6), st.integers(0, 2)),
+    st.builds(lambda c, o, a: RequestSpec.set(c, o, a), st.integers(0, 2), st.binary(min_size=6, max_size=6), st.integers(0, 2)),
+    st.builds(lambda c, o, a: RequestSpec.action(c, o, a), st.integers(0, 2), st.binary(min_size=6, max_size=6), st.integers(0, 2)),
+    st.builds(lambda o, s, p: RequestSpec.get_with_selection(7, o, 2, s, p), st.binary(min_size=6, max_size=6),
+              st.integers(0, 2), data_values),
+)
+_results = st.builds(lambda k, r: k(r), st.sampled_from([ResponseSpec.get, ResponseSpec.set, ResponseSpec.action]),
+                     st.sampled_from([0, 1, 3, 250, 255]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.lists(st.tuples(_specs, data_values, _results), min_size=1, max_size=3))
+def test_fragments_of_apdus_write_the_same_json(counter, rows):
+    """Whole ACCESS.request and .response APDUs (specifications and results memoised by the
+    decoder), decoded and converted three times with fragments on: the bytes of the plain JSON."""
+    request = AccessRequest.build(counter, [r[0] for r in rows], [r[1] for r in rows])
+    response = AccessResponse.build(counter, [r[1] for r in rows], [r[2] for r in rows],
+                                    request_specs=[r[0] for r in rows])
+    for apdu in (request, response):
+        raw = apdu.encode()
+        plain = orjson.dumps(decode_apdu(raw).to_json())
+        assert _with_fragments(lambda: [orjson.dumps(decode_apdu(raw).to_json()) for _ in range(3)]) == [plain] * 3
