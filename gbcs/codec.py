@@ -16,8 +16,9 @@ def frozen_dataclass(cls=None, /, *, init: bool = True, repr: bool = True):
 
     `dataclasses` compiles six functions per frozen class (__init__, __repr__, __eq__, __hash__,
     __setattr__, __delattr__): ~4 M instructions a class on CPython 3.11, about half of `gbhub
-    decode`'s start-up. Here only __init__ is compiled, when the class is first constructed; equality, hash, repr and immutability are
-    closures over the class's field names, with the same behaviour: __eq__ compares the
+    decode`'s start-up. Here only __init__ is compiled, when the class is first constructed;
+    equality, hash, repr and immutability are closures over the class's field names, with the
+    same behaviour: __eq__ compares the
     `compare` fields when the classes are identical (else NotImplemented), __hash__ hashes them,
     __repr__ shows the `repr` fields as `QualName(a=1, b=2)`, assigning or deleting a field
     raises FrozenInstanceError, copy and pickle go through __getstate__/__setstate__, and
