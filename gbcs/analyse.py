@@ -27,6 +27,7 @@ from .security import SecretCache, SecurityError, check_mac, check_signature, de
 
 _default_secrets = SecretCache()
 _CRA_NAMES = [None] + [CRA(i).name.lower() for i in (1, 2, 3)]  # by flag (an IntEnum indexes as its int)
+_CODE_NAMES: dict[int, tuple[str, str | None, str | None]] = {}  # message code -> JSON code, use case, its name
 
 
 @dataclass
@@ -68,13 +69,19 @@ class Analysis:
             }
         m = self.message
         assert m is not None
-        uc = self.use_case
+        code = m.message_code
+        names = _CODE_NAMES.get(code)
+        if names is None:
+            uc = catalogue.by_message_code(code)
+            names = (f"{code:04X}", uc.use_case if uc else None, uc.name if uc else None)
+            if len(_CODE_NAMES) < 0x10000:  # (a message code is 2 bytes)
+                _CODE_NAMES[code] = names
         out = {
             "frame": m.frame,
             "cra": _CRA_NAMES[m.cra],
-            "message_code": f"{m.message_code:04X}",
-            "use_case": uc.use_case if uc else None,
-            "use_case_name": uc.name if uc else None,
+            "message_code": names[0],
+            "use_case": names[1],
+            "use_case_name": names[2],
             "originator_counter": m.originator_counter,
             "originator": eui_hex(m.originator),
             "recipient": eui_hex(m.recipient),

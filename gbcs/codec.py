@@ -16,8 +16,9 @@ def frozen_dataclass(cls=None, /, *, init: bool = True, repr: bool = True):
 
     `dataclasses` compiles six functions per frozen class (__init__, __repr__, __eq__, __hash__,
     __setattr__, __delattr__): ~4 M instructions a class on CPython 3.11, about half of `gbhub
-    decode`'s start-up. Here only __init__ is compiled; equality, hash, repr and immutability are
-    closures over the class's field names, with the same behaviour: __eq__ compares the
+    decode`'s start-up. Here only __init__ is compiled, when the class is first constructed;
+    equality, hash, repr and immutability are closures over the class's field names, with the
+    same behaviour: __eq__ compares the
     `compare` fields when the classes are identical (else NotImplemented), __hash__ hashes them,
     __repr__ shows the `repr` fields as `QualName(a=1, b=2)`, assigning or deleting a field
     raises FrozenInstanceError, copy and pickle go through __getstate__/__setstate__, and
@@ -32,7 +33,7 @@ def frozen_dataclass(cls=None, /, *, init: bool = True, repr: bool = True):
         fields = dataclasses.fields(cls)
         names = tuple(f.name for f in fields)
         if init and "__init__" not in own:
-            cls.__init__ = _frozen_init(cls, fields)
+            cls.__init__ = _lazy_init(cls, fields)
         compared = _getter(tuple(f.name for f in fields if f.compare))
         hashed = _getter(tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)))
         shown = tuple(f.name for f in fields if f.repr)
@@ -94,6 +95,19 @@ def _frozen_repr(shown: tuple[str, ...]):
         return f"{self.__class__.__qualname__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in shown) + ")"
 
     return __repr__
+
+
+def _lazy_init(cls: type, fields) -> object:
+    """An __init__ that compiles the real one (`_frozen_init`) on the class's first construction
+    and hands over to it: compiling is most of a class's cost, and a process uses few of gbcs's
+    classes (`gbhub decode` builds most decoded values without __init__)."""
+    def __init__(self, *args, **kwargs):
+        if cls.__dict__.get("__init__") is __init__:
+            cls.__init__ = _frozen_init(cls, fields)
+        cls.__dict__["__init__"](self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
 
 
 def _frozen_init(cls: type, fields) -> object:

@@ -40,7 +40,7 @@ __all__ = [
     "AccessRequest", "AccessResponse", "DataNotification", "ProtectionParameters", "ProtectedData",
     "FutureDatedAlert", "FirmwareDistributionReceipt", "BillingDataLogAlert", "FailureToDeliverAlert",
     "MeterIntegrityWarning", "Apdu", "decode_apdu", "decode_data", "decode_compact_array", "get_protected_attributes_request",
-    "frozen",
+    "frozen", "json_fragments",
 ]
 
 
@@ -288,7 +288,7 @@ class Data:
         return _data_tree(self, name)
 
     def to_json(self):
-        return _data_json(self)
+        return _child_json(self)
 
 
 def _data_json(d: Data) -> dict:
@@ -299,7 +299,7 @@ def _data_json(d: Data) -> dict:
     v = d.value
     name = _JSON_TYPE_NAMES[t] if type(t) is DataType else _type_name(t)
     if t is _STRUCTURE or t is _ARRAY:
-        return {"type": name, "value": [_data_json(x) for x in v]}  # type: ignore[union-attr]
+        return {"type": name, "value": [_child_json(x) for x in v]}  # type: ignore[union-attr]
     tv = type(v)
     if tv in _JSON_PLAIN:  # the common leaves first (what the chain below gives them)
         return {"type": name, "value": v}
@@ -315,6 +315,62 @@ def _data_json(d: Data) -> dict:
 
 
 _JSON_PLAIN = frozenset((int, str, bool, type(None)))
+
+# JSON fragments (`json_fragments`): the serialised JSON of Data objects converted more than once
+# (the leaves and small subtrees the decoder shares through _LEAVES and _SUBTREES, and `frozen`
+# constants), by object: (the object, its fragment, or None when seen once so far).
+_fragment = None
+_dumps = None
+_FRAGMENTS: dict[int, tuple[object, object]] = {}
+_child_json = _data_json  # how `_data_json` converts elements (`_fragment_json` with fragments on)
+
+
+def json_fragments(fragment: "Callable[[bytes], object] | None", dumps: "Callable[[object], bytes] | None" = None) -> tuple:
+    """Make `Data.to_json` return a Data object it has converted before as
+    `fragment(dumps(its JSON))` (orjson.Fragment, orjson.dumps: `gbhub decode --batch`, which
+    writes each result with orjson at once) instead of a fresh dict; `json_fragments(None)`
+    turns it off. Data is immutable and the serialiser writes a fragment as its bytes, so the
+    output is the same; a value that `dumps` refuses (an integer beyond 64 bits) stays a dict.
+    Returns the setting it replaces."""
+    global _fragment, _dumps, _child_json
+    before = (_fragment, _dumps)
+    _fragment, _dumps = fragment, dumps
+    _child_json = _data_json if fragment is None else _fragment_json
+    _FRAGMENTS.clear()
+    return before
+
+
+def _fragment_json(d: Data):
+    """`_data_json` with fragments on. Structures without a known encoding are made afresh by
+    every decode: never listed."""
+    if (d.type is _STRUCTURE or d.type is _ARRAY) and d._raw is None:
+        return _data_json(d)
+    return _shared_json(d, _data_json)
+
+
+def _shared_json(obj, make):
+    """`make(obj)` for an immutable value (Data, a request or response specification) that
+    decoders share: with fragments on, its fragment if it has one; else `make(obj)`, `obj`
+    listed the first time and its fragment made the second."""
+    hit = _FRAGMENTS.get(id(obj))
+    if hit is not None and hit[0] is obj and hit[1] is not None:
+        return hit[1]
+    out = make(obj)
+    if _fragment is None:
+        return out
+    if hit is not None and hit[0] is obj:
+        try:
+            frag = _fragment(_dumps(out))  # type: ignore[misc]
+        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            return out
+        _FRAGMENTS[id(obj)] = (obj, frag)
+        return frag
+    if len(_FRAGMENTS) >= _LEAVES_MAX:
+        _FRAGMENTS.clear()
+    _FRAGMENTS[id(obj)] = (obj, None)  # (holds obj: its id stays its own while listed)
+    return out
+
+
 _new = object.__new__
 _set_type, _set_value, _set_raw = slot_setters(Data, "type", "value", "_raw")
 
@@ -363,6 +419,10 @@ _LEAVES_MAX = 8192
 _SUBTREES: dict[bytes, tuple[bytes, Data]] = {}
 _PROBE = 6
 _SUBTREE_MAX = 32
+# Whole encoded size of the fixed-size leaves _LEAVES holds, by tag (0: not one of them).
+_LEAF_SIZES = [0] * 256
+for _tag, (_size, _signed) in _INT_SIZES.items():
+    _LEAF_SIZES[_tag] = 1 + _size
 
 
 # -- Data decoding ------------------------------------------------------------------------------
@@ -404,7 +464,45 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
         items = []
         append = items.append
         d1 = depth + 1
+        leaf = _LEAVES.get
         for _ in range(n):
+            # Elements already in _LEAVES/_SUBTREES (keyed by their whole encoding, so a hit is
+            # what decoding would give) are taken here without a call: most elements are.
+            if p < end:
+                t = buf[p]
+                size = _LEAF_SIZES[t]
+                if size:
+                    q = p + size
+                elif t == 0x09 and p + 1 < end:
+                    q = p + 2 + buf[p + 1]  # (a long-form length is in no key: no hit)
+                elif t == 0x04 and p + 1 < end:
+                    q = p + 2 + ((buf[p + 1] + 7) >> 3)
+                else:
+                    q = 0
+                if q:
+                    if q <= end:
+                        hit = leaf(buf[p:q])
+                        if hit is not None:
+                            append(hit)
+                            p = q
+                            continue
+                elif t == 0x02 or t == 0x01:
+                    sub = _SUBTREES.get(buf[p : p + _PROBE])
+                    if sub is not None:
+                        raw = sub[0]
+                        q = p + len(raw)
+                        if q <= end and buf.startswith(raw, p):
+                            append(sub[1])
+                            p = q
+                            continue
+                elif t == 0x00:
+                    append(_NULL)
+                    p += 1
+                    continue
+                elif t == 0x03 and p + 1 < end and (buf[p + 1] == 0xFF or buf[p + 1] == 0):
+                    append(_TRUE if buf[p + 1] else _FALSE)
+                    p += 2
+                    continue
             item, p = _decode_data(buf, p, end, d1)
             append(item)
         d = _new(Data)
@@ -490,6 +588,17 @@ def _decode_data(buf: bytes, pos: int, end: int, depth: int, der: bool = False) 
         if b == 0:
             return _FALSE, p + 1
         return _mk(_T.BOOLEAN, b), p + 1
+    if tag == 0x04 and p < end and buf[p] < 0x80:  # bit-string, short form
+        q = p + 1 + ((buf[p] + 7) >> 3)
+        if q <= end and q - pos <= 18:
+            key = buf[pos:q]
+            d = _LEAVES.get(key)
+            if d is None:
+                d = _mk(_T.BIT_STRING, BitString(buf[p], buf[p + 1 : q]))
+                if len(_LEAVES) >= _LEAVES_MAX:
+                    _LEAVES.clear()
+                _LEAVES[key] = d
+            return d, q
     if tag == 0x04 or tag == 0x17 or tag == 0x18 or tag in _RAW_SIZES:
         return _decode_scalar(buf, p, end, tag, pos)
     if tag == 0x13:
@@ -602,16 +711,16 @@ def _decode_untagged(buf: bytes, pos: int, end: int, desc, budget: int) -> tuple
         for _ in range(desc[1]):
             d, p, budget = _decode_untagged(buf, p, end, desc[2], budget)
             items.append(d)
-        return Data(DataType.ARRAY, tuple(items)), p, budget
+        return _mk(DataType.ARRAY, tuple(items)), p, budget
     if tag == 2:
         items = []
         p = pos
         for sub in desc[1]:
             d, p, budget = _decode_untagged(buf, p, end, sub, budget)
             items.append(d)
-        return Data(DataType.STRUCTURE, tuple(items)), p, budget
+        return _mk(DataType.STRUCTURE, tuple(items)), p, budget
     if tag in (0, 0xFF):
-        return Data(_TYPES[tag], None), pos, budget
+        return _mk(_TYPES[tag], None), pos, budget
     d, p = _decode_scalar(buf, pos, end, tag, pos)
     return d, p, budget
 
@@ -624,7 +733,7 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
         q = p + size
         if q > end:
             raise DecodeError("truncated integer", pos, "data")
-        return Data(_TYPES[tag], int.from_bytes(buf[p:q], "big", signed=signed)), q
+        return _mk(_TYPES[tag], int.from_bytes(buf[p:q], "big", signed=signed)), q
     if tag in (0x09, 0x0A, 0x0C):
         n, p = read_length(buf, p, end, "data.length")
         q = p + n
@@ -632,24 +741,24 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
             raise DecodeError("truncated string", pos, "data")
         raw = buf[p:q]
         value = raw if tag == 0x09 else raw.decode("latin-1") if tag == 0x0A else raw.decode("utf-8", "surrogateescape")
-        return Data(_TYPES[tag], value), q
+        return _mk(_TYPES[tag], value), q
     if tag == 0x03:
         if p >= end:
             raise DecodeError("truncated boolean", pos, "data")
         b = buf[p]
-        return Data(_T.BOOLEAN, False if b == 0 else True if b == 0xFF else b), p + 1
+        return _mk(_T.BOOLEAN, False if b == 0 else True if b == 0xFF else b), p + 1
     if tag == 0x04:
         nbits, p = read_length(buf, p, end, "data.length")
         q = p + (nbits + 7) // 8
         if q > end:
             raise DecodeError("truncated bit-string", pos, "data")
-        return Data(_T.BIT_STRING, BitString(nbits, buf[p:q])), q
+        return _mk(_T.BIT_STRING, BitString(nbits, buf[p:q])), q
     size = _RAW_SIZES.get(tag)
     if size is not None:
         q = p + size
         if q > end:
             raise DecodeError("truncated date/time", pos, "data")
-        return Data(_TYPES[tag], buf[p:q]), q
+        return _mk(_TYPES[tag], buf[p:q]), q
     if tag == 0x17 or tag == 0x18:
         q = p + (4 if tag == 0x17 else 8)
         if q > end:
@@ -658,8 +767,8 @@ def _decode_scalar(buf: bytes, p: int, end: int, tag: int, pos: int) -> tuple[Da
             x = _unpack_f32(buf, p)[0]
             if _pack_f32(x) != buf[p:q]:
                 raise DecodeError("float32 NaN payload cannot be kept", pos, "data")
-            return Data(_T.FLOAT32, x), q
-        return Data(_T.FLOAT64, _unpack_f64(buf, p)[0]), q
+            return _mk(_T.FLOAT32, x), q
+        return _mk(_T.FLOAT64, _unpack_f64(buf, p)[0]), q
     raise DecodeError(f"type 0x{tag:02X} not allowed here", pos, "data")
 
 
@@ -1180,14 +1289,26 @@ def _decode_request_spec(buf: bytes, pos: int, end: int) -> tuple[RequestSpec, i
         selector = buf[p]
         params, p = _decode_data(buf, p + 1, end, 1)
         return RequestSpec(kind, class_id, spec_obis, ident, selector, params), p
-    spec = _new(RequestSpec)
-    _rs_kind(spec, kind)
-    _rs_class(spec, class_id)
-    _rs_obis(spec, spec_obis)
-    _rs_id(spec, ident)
-    _rs_sel(spec, None)
-    _rs_par(spec, None)
+    key = buf[pos:p]
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = _new(RequestSpec)
+        _rs_kind(spec, kind)
+        _rs_class(spec, class_id)
+        _rs_obis(spec, spec_obis)
+        _rs_id(spec, ident)
+        _rs_sel(spec, None)
+        _rs_par(spec, None)
+        if len(_SPECS) >= _LEAVES_MAX:
+            _SPECS.clear()
+        _SPECS[key] = spec
     return spec, p
+
+
+# Decoded request specifications without selective access by their 10 bytes, and response
+# specifications by their 2: immutable, and GBCS traffic repeats the same few (as _LEAVES).
+_SPECS: dict[bytes, "RequestSpec"] = {}
+_RESULTS: dict[int, "ResponseSpec"] = {}
 
 
 _rs_kind, _rs_class, _rs_obis, _rs_id, _rs_sel, _rs_par = slot_setters(RequestSpec, "kind", "class_id", "obis", "id", "selector", "parameters")
@@ -1653,7 +1774,11 @@ class AccessRequest:
     def to_json(self):
         return {"type": "AccessRequest", "invoke_id": self.invoke_id,
                 "date_time": self.date_time.hex().upper() if self.date_time else None,
-                "specs": [_spec_json(s) for s in self.specs], "data": [d.to_json() for d in self.data]}
+                "specs": [_shared_json(s, _spec_json) for s in self.specs], "data": [d.to_json() for d in self.data]}
+
+
+def _result_json(r: ResponseSpec) -> dict:
+    return {"kind": r.kind._name_, "result": r.result, "name": r.result_name}
 
 
 def _spec_json(s: RequestSpec) -> dict:
@@ -1766,9 +1891,9 @@ class AccessResponse:
         out = {"type": "AccessResponse", "invoke_id": self.invoke_id,
                "date_time": self.date_time.hex().upper() if self.date_time else None,
                "data": [d.to_json() for d in self.data],
-               "results": [{"kind": r.kind._name_, "result": r.result, "name": r.result_name} for r in self.results]}
+               "results": [_shared_json(r, _result_json) for r in self.results]}
         if self.request_specs is not None:
-            out["request_specs"] = [_spec_json(s) for s in self.request_specs]
+            out["request_specs"] = [_shared_json(s, _spec_json) for s in self.request_specs]
         if self.protected:
             out["protected"] = [_protected_json(p) for p in self.protected]
         return out
@@ -1931,9 +2056,11 @@ def _decode_apdu(data: bytes, end: int, tag: int, message_code, decrypt):
             kind = _RESP_KINDS.get(data[pos])
             if kind is None:
                 raise DecodeError(f"unknown access-response-specification 0x{data[pos]:02X}", pos, "results.kind")
-            r = _new(ResponseSpec)
-            _rr_kind(r, kind)
-            _rr_result(r, data[pos + 1])
+            r = _RESULTS.get((data[pos] << 8) | data[pos + 1])
+            if r is None:
+                r = _RESULTS[(data[pos] << 8) | data[pos + 1]] = _new(ResponseSpec)  # (at most 3 × 256)
+                _rr_kind(r, kind)
+                _rr_result(r, data[pos + 1])
             results.append(r)
             pos += 2
         _expect_end(pos, end)

@@ -7,7 +7,7 @@ wherever the general path accepts the input, and step aside (or fail the same wa
 | fast path | reference |
 |---|---|
 | `gbcs.frame.peek_header` (routing by header) | `gbcs.frame.decode` |
-| DLMS leaf and recurring-subtree memos, protection-parameters template (`gbcs.dlms`) | the decoder with memos and template off |
+| DLMS leaf and recurring-subtree memos (also taken inline by structures), protection-parameters template (`gbcs.dlms`) | the decoder with memos and template off |
 | `gbcs.dlms.frozen` encodings, the protection-parameters template writer | fresh trees' general encoding |
 | `gbcs.hgrp.transfer_data_frame` / `recognise_transfer_data` | `encode_tunnel_command` / `decode_tunnel_frame`, and `gbcs.zcl.decode_zcl` |
 | `gbcs.hgrp`'s typed tunnel commands | `gbcs.zcl`'s command layout table |
@@ -21,7 +21,9 @@ wherever the general path accepts the input, and step aside (or fail the same wa
 
 Other reference checks live beside their codecs: tests/test_dlms.py (protection parameters read by
 template, also mutated), tests/test_han.py (TransferData on valid frames), tests/test_frame.py
-(AESGCM part decryption, any flipped byte refused).
+(AESGCM part decryption, any flipped byte refused), tests/test_json_fast.py (JSON shortcuts and
+`gbcs.dlms.json_fragments`), tests/test_frozen_dataclass.py (`frozen_dataclass`, its __init__
+compiled on first construction).
 """
 from __future__ import annotations
 
@@ -198,6 +200,8 @@ _small_leaf = st.one_of(
     st.binary(max_size=3).map(Data.octet_string),
     st.binary(min_size=8, max_size=8).map(Data.octet_string),
     st.just(Data.null()),
+    st.booleans().map(Data.boolean),
+    st.text(alphabet="01", max_size=10).map(Data.bit_string),
 )
 _small_trees = st.recursive(
     _small_leaf,

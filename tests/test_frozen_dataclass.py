@@ -97,3 +97,31 @@ def test_default_factories_run_per_instance():
 
     one, two = Listed(), Listed()
     assert one.items == [] and one.items is not two.items and Listed([1]).items == [1]
+
+
+def test_init_is_compiled_on_first_construction():
+    """__init__ is compiled when the class is first constructed (directly or through a plain
+    subclass); from then on it is the compiled one, with dataclass's parameters."""
+    import inspect
+
+    @frozen_dataclass
+    class Late:
+        a: int
+        b: bytes = b""
+
+    @dataclass(frozen=True, slots=True)
+    class Plain:
+        a: int
+        b: bytes = b""
+
+    class Sub(Late):
+        __slots__ = ()
+
+    lazy = Late.__dict__["__init__"]
+    assert Sub(3).a == 3 and Sub(3, b"x").b == b"x"
+    assert Late.__dict__["__init__"] is not lazy
+    assert Late(1) == Late(1, b"") and Late(a=1, b=b"z").b == b"z"
+    ours, theirs = inspect.signature(Late).parameters, inspect.signature(Plain).parameters
+    assert [(p.name, p.kind, p.default) for p in ours.values()] == [(p.name, p.kind, p.default) for p in theirs.values()]
+    with pytest.raises(TypeError):
+        Late()

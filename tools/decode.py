@@ -60,7 +60,11 @@ def cmd_decode(args) -> int:
             import gbcs.asn1  # noqa: F401 - every decoder loaded once, before any worker is forked
             import gbcs.gbz  # noqa: F401
             import gbcs.zcl  # noqa: F401
-            import orjson  # noqa: F401
+            import orjson
+            from gbcs.dlms import json_fragments
+
+            # each result is written by orjson at once: recurring DLMS subtrees as fragments
+            json_fragments(orjson.Fragment, orjson.dumps)
         keystore = load_keys(args.keys)
         acb = resolve_acb(args.acb, keystore)
         secrets = SecretCache()
@@ -273,10 +277,9 @@ def _decode_lines(first: int, lines, keystore, acb, secrets) -> tuple[bytes, int
                 bad += 1
         except (DecodeError, UsageError) as exc:
             bad += 1
-            obj = {"line": n, "error": str(exc)}
+            append(encode({"line": n, "error": str(exc)}))
         else:
-            obj = {"line": n, **obj}
-        append(encode(obj))
+            append(encode({"line": n, **obj}, lambda: {"line": n, **result.to_json()}))
     return b"".join(out), bad
 
 
@@ -284,15 +287,25 @@ def _line_encoder():
     """obj -> one compact JSON line as UTF-8 bytes, newline included. orjson writes it (a tenth of
     the C `json` encoder's time on decoded messages); what it refuses (an integer beyond 64 bits,
     from an outside frame's ASN.1 or DLMS) goes through `json`, compact the same way. Decoded
-    values hold no NaN or infinity (DLMS writes those as text), which orjson would write as null."""
+    values hold no NaN or infinity (DLMS writes those as text), which orjson would write as null.
+    `remake` makes `obj` again: `json` cannot write orjson's fragments (gbcs.dlms.json_fragments),
+    so for `json` the object is made again without them."""
     import orjson
+
+    from gbcs.dlms import json_fragments
 
     dumps, fallback, flags = orjson.dumps, orjson.JSONEncodeError, orjson.OPT_APPEND_NEWLINE
 
-    def encode(obj) -> bytes:
+    def encode(obj, remake=None) -> bytes:
         try:
             return dumps(obj, option=flags)
         except fallback:
+            if remake is not None:
+                before = json_fragments(None)
+                try:
+                    obj = remake()
+                finally:
+                    json_fragments(*before)
             return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
     return encode
