@@ -45,7 +45,7 @@ from gbcs.zcl import (
 
 from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 
-from .derived import Cumulative, boundaries, rounded_steps
+from .derived import Cumulative, boundaries, close_daily, rounded_steps
 from .gbcs_device import CommandRejected, FailNext, Outcome
 from .tariff import Calendar, split_blocks
 
@@ -106,12 +106,14 @@ class GasData:
     half-hourly gas use (`half_hour(end) -> litres`) at those settings: the half-hourly profile is
     then derived where it can be (`close_interval`, `DERIVED`) rather than stored row by row."""
 
-    def __init__(self, nvm, litres: Callable[[float, float], Callable[[float], float]] | None = None) -> None:
+    def __init__(self, nvm, litres: Callable[[float, float], Callable[[float], float]] | None = None,
+                 ledger: Any = None) -> None:
         self.nvm = nvm
         self.litres = litres
+        self.ledger = ledger  # the GSME's prepayment charges on a scratch state (`close_daily`); None: credit mode only
         self._cumulative: dict[tuple, Cumulative] = {}
-        self._daily_memo: tuple[float, int, dict] | None = None  # (stretch, midnight, registers) last checked
-        self._last_reg: tuple[float, int, dict] | None = None  # the same, of the last replay
+        self._daily_memo: tuple | None = None  # (stretch, midnight, registers, prepayment) last checked
+        self._last_reg: tuple | None = None  # the same, of the last replay
 
     def forget(self) -> None:
         """Drop the RAM memos (a power cut)."""
@@ -276,11 +278,13 @@ class GasData:
         return self._with_replayed(sorted((v for _k, v in self.nvm.items(DAILY_NS)), key=lambda e: e["t"]), None, None)
 
     # -- derived daily read log (the GSME's, in derived mode; `meter.gsme`, README "Fleets") --
-    # A stretch [S, e, block_kwh, settings] says: the reads of the midnights in (S, e] (e None: up
-    # to the last midnight closed) are what replaying the close (`accrue`, `daily_read`,
-    # `billing_date`) over the profile's half hours from the read stored at S gives, with the
-    # block period's kWh at S and the gas settings the replay reads (`REPLAY_SETTINGS`, stored once
-    # per version under `SETTINGS_NS`). Each midnight close checks it (`close_daily`).
+    # A stretch [S, e, block_kwh, settings(, prepayment)] says: the reads of the midnights in (S, e]
+    # (e None: up to the last midnight closed) are what replaying the close (`accrue`, `daily_read`,
+    # `billing_date`; in prepayment mode the meter's own charges, `ledger`) over the profile's half
+    # hours from the read stored at S gives, with the block period's kWh at S, the gas settings the
+    # replay reads (`REPLAY_SETTINGS`, stored once per version under `SETTINGS_NS`) and, in
+    # prepayment mode, the prepayment state the close at S left. Each midnight close checks it
+    # (`close_daily`, `firmware.derived.close_daily`).
     def _stretches(self) -> list:
         return self.nvm.peek(NS, DAILY_STRETCHES) or []
 
@@ -290,16 +294,20 @@ class GasData:
     def _replay(self, stretch: list, after: float, upto: float) -> list[dict]:
         """The reads of `stretch` taken after `after` up to `upto`; from the RAM memo when it is
         a later starting point than the stored read."""
-        s, _e, block_kwh, key = stretch
+        s, _e, block_kwh, key = stretch[:4]
+        prepay = stretch[4] if len(stretch) > 4 else None
         base = self.nvm.peek(DAILY_NS, str(int(s) // DAY))
         gas = self.nvm.peek(SETTINGS_NS, key)
-        if base is None or gas is None:
+        ledger = self.ledger
+        if base is None or gas is None or (prepay is not None and ledger is None):
             return []
         t0, reg = s, {"volume_l": base["volume_l"], "tier_l": list(base["tier_l"]), "block_l": list(base["block_l"]),
                       "block_kwh": block_kwh}
+        p = None if prepay is None else dict(prepay)
         memo = self._daily_memo
         if memo is not None and memo[0] == s and s < memo[1] <= max(after, s) and memo[1] < upto:
             t0, reg = memo[1], {k: (list(v) if isinstance(v, list) else v) for k, v in memo[2].items()}
+            p = None if memo[3] is None else dict(memo[3])
         out: list[dict] = []
         n = int((upto - t0) // HALF_HOUR)
         for i, litres in enumerate(self.intervals(int(t0), n) if n > 0 else ()):
@@ -307,14 +315,19 @@ class GasData:
             if litres is None:  # not in the profile (cannot happen within a checked stretch)
                 return out
             reg["volume_l"] += litres
-            accrue(gas, reg, litres, t)
+            parts = accrue(gas, reg, litres, t)
+            if p is not None:
+                ledger.energy(p, gas, parts, t)
             if t % DAY == 0:
                 if t > after:
-                    out.append(daily_read(reg, t, base["credit"]))
+                    out.append(daily_read(reg, t, base["credit"] if p is None else p["credit"]))
+                if p is not None:
+                    ledger.midnight(p, gas, t)
                 if billing_date(gas, t):
                     reg["block_kwh"] = 0.0
                 self._last_reg = (s, t, {"volume_l": reg["volume_l"], "tier_l": list(reg["tier_l"]),
-                                         "block_l": list(reg["block_l"]), "block_kwh": reg["block_kwh"]})
+                                         "block_l": list(reg["block_l"]), "block_kwh": reg["block_kwh"]},
+                                  None if p is None else dict(p))
         return out
 
     def _with_replayed(self, stored: list[dict], after: float | None, upto: float | None) -> list[dict]:
@@ -333,39 +346,36 @@ class GasData:
                 out.setdefault(e["t"], e)
         return [out[t] for t in sorted(out)]
 
-    def close_daily(self, entry: dict, block_kwh: float, gas: dict, may_start: bool) -> None:
+    def close_daily(self, entry: dict, block_kwh: float, gas: dict, prepay: dict | None) -> None:
         """At a midnight close (derived mode): nothing to write when the open stretch's replay
-        gives `entry` and leaves `block_kwh` (the block period's kWh after this midnight); else
-        store the read, end the stretch, and (`may_start`: credit mode, where nothing but the close
-        moves what a read holds) start the next from it at settings `gas`."""
+        gives `entry` and leaves `block_kwh` (the block period's kWh after this midnight) and
+        `prepay` (prepayment mode: the prepayment state after this midnight's charges; None in
+        credit mode); else store the read, end the stretch and start the next from it at settings
+        `gas` (prepayment mode: when the meter gave a `ledger` to replay its charges with)."""
         end = entry["t"]
-        stretches = [list(x) for x in self._stretches()]
-        changed = self._age_daily(stretches, end)
-        open_ = stretches[-1] if stretches and stretches[-1][1] is None else None
-        if open_ is not None and end - open_[0] <= MAX_STRETCH_DAYS * DAY:
+
+        def check(open_: list) -> bool:
             self._last_reg = None
             got = self._replay(open_, end - DAY, end)
             last = self._last_reg
-            if got and got[-1] == entry and last is not None and last[1] == end and last[2]["block_kwh"] == block_kwh:
-                self._daily_memo = last
-                self.nvm.on_rollback(self.forget)
-                if changed:
-                    self._put_stretches(stretches)
-                return
-        if open_ is not None:
-            if open_[0] >= end - DAY:
-                stretches.pop()  # no read replayed from it
-            else:
-                open_[1] = end - DAY
-        self.put_daily(entry)
-        if may_start:
+            if not got or got[-1] != entry or last is None or last[1] != end or last[2]["block_kwh"] != block_kwh \
+                    or last[3] != prepay:
+                return False
+            self._daily_memo = last
+            self.nvm.on_rollback(self.forget)
+            return True
+
+        def start() -> list | None:
+            if prepay is not None and self.ledger is None:
+                return None
             settings = {k: gas.get(k) for k in REPLAY_SETTINGS}
             key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
             if self.nvm.peek(SETTINGS_NS, key) is None:
                 self.nvm.put(SETTINGS_NS, key, settings)
-            stretches.append([end, None, block_kwh, key])
-        if stretches != self._stretches():
-            self._put_stretches(stretches)
+            return [end, None, block_kwh, key] + ([] if prepay is None else [dict(prepay)])
+
+        close_daily(self._stretches(), end, check=check, store=lambda: self.put_daily(entry), start=start,
+                    put=self._put_stretches, max_days=MAX_STRETCH_DAYS, age=self._age_daily)
 
     def _put_stretches(self, stretches: list) -> None:
         self.nvm.put(NS, DAILY_STRETCHES, stretches)
@@ -697,7 +707,7 @@ CALENDAR_READS = frozenset(("GetDayProfiles", "GetWeekProfiles", "GetSeasons", "
 STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing", DERIVED)
 DAILY_STRETCHES = "daily_stretches"  # the GSME's own (not pushed): its derived daily reads (GasData.close_daily)
 SETTINGS_NS = "gas_daily_settings"  # the gas settings a stretch replays with, one key per version
-REPLAY_SETTINGS = ("cv", "cf", "tariff", "calendars", "billing_start", "billing_duration", "price")  # what accrue reads
+REPLAY_SETTINGS = ("cv", "cf", "tariff", "calendars", "billing_start", "billing_duration", "price", "standing")  # what the replay reads
 MAX_STRETCH_DAYS = 31  # [I] reads replayed from one stored read at most (bounds a replay)
 
 

@@ -86,7 +86,7 @@ from gbhub.firmware.cosem import (
 )
 from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device import EVENT_LOG, SECURITY_LOG
-from gbhub.firmware.derived import Cumulative, boundaries, rounded_steps
+from gbhub.firmware.derived import Cumulative, boundaries, close_daily, rounded_steps
 from gbhub.firmware.device_log import DeviceLog, join, read, unjoin
 from gbhub.firmware.future import activation as future_activation
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, call, dlms, handlers
@@ -849,33 +849,25 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
     def _derive_or_store_daily(self, entry: dict) -> None:
         """At a midnight close: nothing to write when the open stretch's replay gives `entry`; else
         store it, end the stretch, and (credit mode: nothing but the close moves the registers)
-        start the next from it."""
+        start the next from it (`firmware.derived.close_daily`)."""
         end = entry["t"]
-        stretches = [list(s) for s in self.nvm.peek(NS, DAILY_STRETCHES) or ()]
-        changed = self._age_daily(stretches, end)
-        open_ = stretches[-1] if stretches and stretches[-1][1] is None else None
-        if open_ is not None and end - open_[0] <= MAX_STRETCH_DAYS * DAY:
+
+        def check(open_: list) -> bool:
             memo = self._daily_memo
             base = memo[2] if memo is not None and memo[:2] == (open_[0], end - DAY) else \
                 self.nvm.peek(DAILY_STORED, str(int(open_[0])))
             derived = self._replay_daily(base, end) if base is not None else []
-            if derived and derived[-1] == entry:
-                self._daily_memo = (open_[0], end, derived[-1])
-                self.nvm.on_rollback(self._forget_daily)
-                if changed:
-                    self.nvm.put(NS, DAILY_STRETCHES, stretches)
-                return
-        if open_ is not None:
-            if open_[0] >= end - DAY:
-                stretches.pop()  # no read derived from it
-            else:
-                open_[1] = end - DAY
-        self.nvm.put(DAILY_STORED, str(int(end)), entry)
-        if self._prepay()["mode"] == "credit":
-            stretches.append([end, None])
-        self._trim_daily(stretches, end)
-        if stretches != (self.nvm.peek(NS, DAILY_STRETCHES) or []):
-            self.nvm.put(NS, DAILY_STRETCHES, stretches)
+            if not derived or derived[-1] != entry:
+                return False
+            self._daily_memo = (open_[0], end, derived[-1])
+            self.nvm.on_rollback(self._forget_daily)
+            return True
+
+        close_daily(self.nvm.peek(NS, DAILY_STRETCHES) or (), end, check=check,
+                    store=lambda: self.nvm.put(DAILY_STORED, str(int(end)), entry),
+                    start=lambda: [end, None] if self._prepay()["mode"] == "credit" else None,
+                    put=lambda stretches: self.nvm.put(NS, DAILY_STRETCHES, stretches),
+                    max_days=MAX_STRETCH_DAYS, age=self._age_daily, trim=self._trim_daily)
 
     def _forget_daily(self) -> None:
         self._daily_memo = None
