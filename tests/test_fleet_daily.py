@@ -151,6 +151,7 @@ async def test_workers_restarted_from_their_nvm_files_answer_alike(identity, tmp
         assert await _same_daily(stored, derived, 3 * DAY) >= 3
         assert _stored_reads(d) == 1
         assert await _same_gas_daily(stored, derived) >= 3
+        assert _gas_stored(derived.premises[0].gsme) == 1  # prepayment (the default): the charges replayed
     finally:
         for w in ws:
             await w.stop()
@@ -234,6 +235,128 @@ async def test_gas_daily_reads_derived_over_days_a_tariff_change_and_a_power_cut
         # the stretches before and after the tariff replay with their own settings; none kept unused
         used = {x[3] for x in g.nvm.peek(gas_data.NS, gas_data.DAILY_STRETCHES)}
         assert len(used) == 2 and set(g.nvm.keys(gas_data.SETTINGS_NS)) == used
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+def _gas_stored(gsme) -> int:
+    return len(gsme.nvm.keys(gas_data.DAILY_NS))
+
+
+async def test_prepayment_gas_daily_reads_replay_the_charges(identity):
+    """A prepayment GSME (the fleets' default) replays its own charges (standing charge, energy,
+    emergency credit, debt recovery) in the daily read replay: its reads, the mirror's and
+    GCS16a/b answer alike over days of running out of credit, emergency credit, a top-up, a debt,
+    a credit adjustment, supply off/on, a clock change and a power cut; the stretches end where a
+    command moved what the replay reads."""
+    options = {"credit_pence": 700.0, "emergency_credit_pence": 300.0}
+    stored, derived = ws = await _pair(identity, gsme=options)
+    a, b = stored.premises[0], derived.premises[0]
+    g = b.gsme
+    try:
+        await _advance(ws, 2 * DAY + 7 * 60)
+        assert g.payment_mode == "prepayment"
+        assert await _same_gas_daily(stored, derived) >= 2 and _gas_stored(g) == 1  # the charges replayed
+        reads = g.data.daily()
+        assert reads[-1]["credit"] < reads[0]["credit"]
+        # days until credit and emergency credit are gone: the valve closes, the charges go on
+        for _ in range(6):
+            await _advance(ws, DAY)
+            if g.supply_state != "enabled":
+                break
+        assert a.gsme.supply_state == g.supply_state == "disabled" and a.gsme.credit_pence == g.credit_pence < 0
+        await _advance(ws, DAY)
+        await _same_gas_daily(stored, derived)
+        n_before = _gas_stored(g)
+        # a top-up typed on the meter: the balance jumps, the stretch ends, the valve is armed then opened
+        ks = identity.keystore
+        for w in ws:
+            gsme = w.premises[0].gsme
+            utrn = generate_utrn(value=3000, utrn_counter=5, supplier=identity.supplier, device=gsme.eui,
+                                 private_key=ks.private_key(identity.supplier, "pp-ka"),
+                                 public_key=ks.public_key(gsme.eui, "ka"))
+            assert gsme.enter_utrn(str(utrn)).accepted
+            gsme.press()
+        await _advance(ws, DAY)
+        assert g.supply_state == "enabled"
+        await _same_gas_daily(stored, derived)
+        assert _gas_stored(g) == n_before + 1
+        # a debt (time- and payment-based recovery), a credit adjustment, supply off and on (armed, opened)
+        for uc, params in (("GCS04", {"debt1": 50000, "debt2": 20000, "debt3": 10000}), ("GCS40a", {"value": 1000}),
+                           ("GCS32", {}), ("GCS39", {})):
+            for r in await _at_wake(ws, uc, **params):
+                assert r.ok, (uc, r.summary)
+            await _advance(ws, 9 * HOUR)
+        for w in ws:
+            w.premises[0].gsme.press()
+        await _advance(ws, 2 * DAY)
+        assert a.gsme.nvm.get(gas_data.NS, "prepayment") == g.nvm.get(gas_data.NS, "prepayment")
+        assert g.nvm.get(gas_data.NS, "prepayment")["time_debt_1"] < 500
+        await _same_gas_daily(stored, derived)
+        # the clock set (GCS28) and a power cut: the RAM memo goes
+        for r in await _at_wake(ws, "GCS28"):
+            assert r.ok, r.summary
+        for w in ws:
+            w.premises[0].gsme.inject_fault("power", ["off"])
+        await _advance(ws, 5 * HOUR)
+        for w in ws:
+            w.premises[0].gsme.inject_fault("power", ["on"])
+        await _advance(ws, 2 * DAY)
+        n = await _same_gas_daily(stored, derived)
+        assert _gas_stored(g) < n - 4
+        stretches = g.nvm.peek(gas_data.NS, gas_data.DAILY_STRETCHES)
+        assert stretches and all(len(x) == 5 for x in stretches)  # each with its prepayment state
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+class _Crash(Exception):
+    pass
+
+
+async def test_prepayment_gas_close_crashing_after_the_decision_loses_nothing(identity):
+    """The midnight close of a prepayment GSME dying right after its daily read was decided
+    (derived: nothing written; the RAM memo moved) leaves the NVM as before the close; after the
+    restart the reads and the charges are those of a meter that never crashed."""
+    stored, derived = ws = await _pair(identity)
+    g = derived.premises[0].gsme
+    try:
+        await _advance(ws, 2 * DAY + 7 * 60)
+        now = stored.clock.now()
+        midnight = (now // DAY + 1) * DAY
+        await _advance(ws, midnight - 60 - now)
+        assert g.nvm.get(gas_data.NS, "metering")["last_period"] < midnight
+
+        def snapshot():
+            return ({k: v for k, v in g.nvm.items(gas_data.NS)}, dict(g.nvm.items(gas_data.DAILY_NS)),
+                    dict(g.nvm.items(gas_data.SETTINGS_NS)))
+
+        before = snapshot()
+        close = g.data.close_daily
+        decided = []
+
+        def crashing(*args):
+            close(*args)
+            decided.append(g.data._daily_memo)
+            raise _Crash
+
+        g.data.close_daily = crashing
+        with pytest.raises(_Crash):
+            g._catch_up(midnight + 1)
+        del g.data.close_daily
+        assert decided and decided[0] is not None and decided[0][1] == midnight  # derived, memo moved
+        assert snapshot() == before and g.data._daily_memo is None
+        for w in ws:
+            w.premises[0].gsme.inject_fault("power", ["off"])
+        await _advance(ws, 3 * HOUR)
+        for w in ws:
+            w.premises[0].gsme.inject_fault("power", ["on"])
+        await _advance(ws, 2 * DAY)
+        n = await _same_gas_daily(stored, derived)
+        assert n >= 5 and _gas_stored(g) == 1
+        assert stored.premises[0].gsme.nvm.get(gas_data.NS, "prepayment") == g.nvm.get(gas_data.NS, "prepayment")
     finally:
         for w in ws:
             await w.stop()
