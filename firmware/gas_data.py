@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -263,6 +264,9 @@ class GasData:
     def daily_between(self, after: int, upto: int) -> list[dict]:
         """Daily reads taken after `after` up to `upto` (Unix seconds), oldest first: one key
         lookup per day, so a push costs the same in month 13 as on day 1."""
+        return self._with_replayed(self._stored_between(after, upto), after, upto)
+
+    def _stored_between(self, after: int, upto: int) -> list[dict]:
         out = []
         first, last = after // DAY + 1, upto // DAY
         days: Any = range(first, last + 1)
@@ -272,7 +276,44 @@ class GasData:
             entry = self.nvm.get(DAILY_NS, str(day))
             if entry is not None and after < entry["t"] <= upto:
                 out.append(entry)
-        return self._with_replayed(out, after, upto)
+        return out
+
+    def pushed_daily(self, after: int, upto: int) -> tuple[list[dict], dict | None]:
+        """What a push carries of the daily reads taken after `after` up to `upto`: the reads, or
+        in derived mode the stored ones and `{"stretches": ..., "settings": ...}`: the stretches
+        with reads in that span closed at the last midnight and the settings they replay with,
+        which the GPF's mirror replays as the GSME does (`apply_stretches`) [I]."""
+        stretches = self._stretches()
+        if not stretches:
+            return self.daily_between(after, upto), None
+        top = min(self._last_midnight(), upto // DAY * DAY)
+        out = []
+        for x in stretches:
+            e = top if x[1] is None else min(x[1], top)
+            if e > max(x[0], after):
+                out.append([x[0], e, *x[2:]])
+        if not out:
+            return self._stored_between(after, upto), None
+        settings = {x[3]: self.nvm.peek(SETTINGS_NS, x[3]) for x in out}
+        return self._stored_between(after, upto), {"stretches": out, "settings": settings}
+
+    def apply_stretches(self, pushed: dict) -> None:
+        """A push's stretches (`pushed_daily`, checked: `check_stretches`) into the mirror's: each
+        replaces the one with the same start (a stretch the GSME still extends comes again)."""
+        for key, settings in pushed["settings"].items():
+            if self.nvm.peek(SETTINGS_NS, key) is None:
+                self.nvm.put(SETTINGS_NS, key, settings)
+        mine = {x[0]: list(x) for x in self._stretches()}
+        for x in pushed["stretches"]:
+            mine[x[0]] = list(x)
+        self._put_stretches([mine[s] for s in sorted(mine)])
+
+    def age_daily(self, today: int) -> None:
+        """The mirror's ageing (the GSME ages at its close): the reads of stretches whose first
+        half hours leave the profile are stored, before `prune`."""
+        stretches = [list(x) for x in self._stretches()]
+        if stretches and self._age_daily(stretches, today * DAY):
+            self._put_stretches(stretches)
 
     def daily(self) -> list[dict]:
         return self._with_replayed(sorted((v for _k, v in self.nvm.items(DAILY_NS)), key=lambda e: e["t"]), None, None)
@@ -334,7 +375,7 @@ class GasData:
         stretches = self._stretches()
         if not stretches:
             return stored
-        top = self._last_midnight()
+        top = max(self._last_midnight(), max(x[1] or 0 for x in stretches))  # a mirror's are closed
         hi = top if upto is None else min(upto, top)
         lo = -1 if after is None else after
         out = {e["t"]: e for e in stored}
@@ -369,7 +410,7 @@ class GasData:
             if prepay is not None and self.ledger is None:
                 return None
             settings = {k: gas.get(k) for k in REPLAY_SETTINGS}
-            key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            key = settings_key(settings)
             if self.nvm.peek(SETTINGS_NS, key) is None:
                 self.nvm.put(SETTINGS_NS, key, settings)
             return [end, None, block_kwh, key] + ([] if prepay is None else [dict(prepay)])
@@ -709,6 +750,53 @@ DAILY_STRETCHES = "daily_stretches"  # the GSME's own (not pushed): its derived 
 SETTINGS_NS = "gas_daily_settings"  # the gas settings a stretch replays with, one key per version
 REPLAY_SETTINGS = ("cv", "cf", "tariff", "calendars", "billing_start", "billing_duration", "price", "standing")  # what the replay reads
 MAX_STRETCH_DAYS = 31  # [I] reads replayed from one stored read at most (bounds a replay)
+
+
+def settings_key(settings: dict) -> str:
+    """The name of a version of the replay's gas settings (`SETTINGS_NS`)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _finite(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def check_stretches(pushed: Any, lo: int, hi: int) -> dict:
+    """A push's stretches (outside input, `GasData.pushed_daily`), checked: at most one per day of
+    the log, each [S, e, block kWh, settings(, prepayment)] with S < e midnights within [lo, hi], in
+    order, none longer than `MAX_STRETCH_DAYS` (what a replay costs stays bounded), settings sent
+    along under their own name, prepayment states of numbers. Raises ValueError."""
+    if not isinstance(pushed, dict) or set(pushed) != {"stretches", "settings"}:
+        raise ValueError("stretches: {stretches, settings}")
+    stretches, settings = pushed["stretches"], pushed["settings"]
+    if not isinstance(stretches, list) or not isinstance(settings, dict) or len(stretches) > DAILY_DAYS:
+        raise ValueError("stretches: a list, settings: an object")
+    for key, value in settings.items():
+        if not (isinstance(value, dict) and set(value) == set(REPLAY_SETTINGS) and settings_key(value) == key
+                and all(_finite(value[k]) and value[k] > 0 for k in ("cv", "cf"))
+                and all(value[k] is None or _finite(value[k]) for k in ("price", "standing", "billing_start", "billing_duration"))
+                and all(value[k] is None or isinstance(value[k], dict) for k in ("tariff", "calendars"))):
+            raise ValueError("stretch settings: the replay's, under their name")
+    after = lo
+    for x in stretches:
+        if not (isinstance(x, list) and len(x) in (4, 5) and type(x[0]) is int and type(x[1]) is int
+                and after <= x[0] < x[1] <= hi and x[0] % DAY == 0 and x[1] % DAY == 0
+                and x[1] - x[0] <= MAX_STRETCH_DAYS * DAY and _finite(x[2]) and x[3] in settings
+                and (len(x) == 4 or _prepayment_state(x[4]))):
+            raise ValueError(f"stretches [start, end, block kWh, settings(, prepayment)] in order, none longer "
+                             f"than {MAX_STRETCH_DAYS} days")
+        after = x[1]
+    return pushed
+
+
+def _prepayment_state(p: Any) -> bool:
+    if not (isinstance(p, dict) and p.get("mode") in ("credit", "prepayment") and _finite(p.get("credit"))
+            and _finite(p.get("ec_remaining")) and all(_finite(p.get(k, 0.0)) for k in DEBTS)):
+        return False
+    recovery = p.get("debt_recovery") or {}
+    return isinstance(recovery, dict) and all(
+        isinstance(r, dict) and all(_finite(r.get(f, 0)) for f in ("method", "frequency", "amount", "share"))
+        for r in recovery.values())
 
 
 def _prepay_snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:

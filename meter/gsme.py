@@ -984,8 +984,9 @@ class Gsme(Prepayment, GbcsDevice):
         day0, day1 = (start // DAY), (max(end - 1, start) // DAY)
         days = list(range(day0, day1 + 1)) if end > start else []
         daily_from = int(sync.get("daily_pushed_to", 0)) or (int(m["last_period"]) // DAY - 800) * DAY
-        daily = self.data.daily_between(daily_from, int(m["last_period"]))
-        events = self.accepted != self._accepted_at_push or bool(daily)
+        daily, stretches = self.data.pushed_daily(daily_from, int(m["last_period"]))
+        newest = max([e["t"] for e in daily] + [x[1] for x in (stretches or {}).get("stretches", ())], default=None)
+        events = self.accepted != self._accepted_at_push or newest is not None
         chunks = [days[i:i + PUSH_CHUNK_DAYS] for i in range(0, len(days), PUSH_CHUNK_DAYS)] or [[]]
         for i, chunk in enumerate(chunks):
             body: dict[str, Any] = {"profile": {str(d): self.data.profile_day(d) for d in chunk}}
@@ -995,12 +996,14 @@ class Gsme(Prepayment, GbcsDevice):
                 state["gas"] = dict(state.get("gas") or {}, firmware=self.firmware_version.hex())
                 body["state"] = state
                 body["daily"] = daily
+                if stretches:  # derived daily reads: the mirror replays them (`GasData.pushed_daily`)
+                    body["stretches"] = stretches
                 if events:  # what it executed, or once a day: the GPF's copy of its recent events
                     body["events"] = self.event_log()[-10:]
             body["t"] = self.device_now()
             mark = {"pushed_to": min(end, (chunk[-1] + 1) * DAY) if chunk else end}
             if last:
-                mark["daily_pushed_to"] = daily[-1]["t"] if daily else sync.get("daily_pushed_to", 0)
+                mark["daily_pushed_to"] = newest if newest is not None else sync.get("daily_pushed_to", 0)
             frames.append((json.dumps(body, separators=(",", ":"), default=_bytes_hex).encode(), mark))
         return frames
 

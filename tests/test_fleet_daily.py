@@ -186,7 +186,9 @@ async def _same_gas_daily(stored, derived) -> int:
     assert b.gsme.data.daily() == log
     now = stored.clock.now()
     assert b.gsme.data.daily_between(int(now - 3 * DAY), int(now)) == a.gsme.data.daily_between(int(now - 3 * DAY), int(now))
-    assert b.gpf.mirror(b.gsme.eui).daily() == a.gpf.mirror(a.gsme.eui).daily()
+    mirror = b.gpf.mirror(b.gsme.eui)
+    assert mirror.daily() == a.gpf.mirror(a.gsme.eui).daily()
+    assert len(mirror.nvm.keys(gas_data.DAILY_NS)) == len(b.gsme.nvm.keys(gas_data.DAILY_NS))  # the mirror replays too
     for use_case in ("GCS16a", "GCS16b"):
         ra = await a.send(use_case, to="gpf")
         rb = await b.send(use_case, to="gpf")
