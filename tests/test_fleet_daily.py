@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gbcs.utrn import generate_utrn
 from gbhub.firmware import gas_data
@@ -362,3 +364,51 @@ async def test_prepayment_gas_close_crashing_after_the_decision_loses_nothing(id
     finally:
         for w in ws:
             await w.stop()
+
+
+# ------------------------------------------------------------------ pushed stretches (outside input)
+_MID = 1767225600  # 2026-01-01T00:00Z
+_SETTINGS = {"cv": 39.5, "cf": 1.02264, "tariff": None, "calendars": None, "billing_start": None,
+             "billing_duration": None, "price": 6.0, "standing": 30.0}
+_KEY = gas_data.settings_key(_SETTINGS)
+_P = {"mode": "prepayment", "credit": 500.0, "ec_remaining": 300.0, "ec_limit": 300.0, "time_debt_1": 90.0,
+      "debt_recovery": {"time_debt_1": {"method": 0, "frequency": 1, "amount": 50.0, "share": 0.0}}}
+_PART = st.sampled_from([_MID, _MID + int(DAY), _MID + 2 * int(DAY), _MID + 40 * int(DAY), _MID + 1800, 0, -1, 1.5,
+                         "x", None, _KEY, _P, {"mode": "prepayment"}, {**_P, "credit": "1"},
+                         {**_P, "debt_recovery": {"time_debt_1": {"amount": "x"}}}, 0.0, [], {}])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(_PART, min_size=3, max_size=6), max_size=4),
+       st.sampled_from([{_KEY: _SETTINGS}, {}, {_KEY: {**_SETTINGS, "cv": 0}}, {"k": _SETTINGS},
+                        {_KEY: {**_SETTINGS, "tariff": 3}}, [], None]),
+       st.booleans())
+def test_a_push_with_malformed_stretches_changes_nothing_and_never_raises(stretches, kept, wrap):
+    """The GPF checks a push's stretches (`gas_data.check_stretches`) like the rest of it: what it
+    accepts replays without error, what it refuses changes nothing."""
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from gbhub.firmware.clock import SimClock
+    from gbhub.firmware.gbcs_device import Credentials, TrustAnchors
+    from gbhub.firmware.nvm import Nvm
+    from gbhub.hub.gpf import Gpf
+    from gbhub.meter.gsme import ReplayLedger, litres_series
+    from gbhub.meter.model import ConsumptionModel
+
+    gpf = Gpf("02474248400000A3", clock=SimClock(_MID + 3 * DAY - 600), credentials=Credentials(ec.generate_private_key(ec.SECP256R1())),
+              trust=TrustAnchors(), nvm=Nvm(None))
+    gsme = bytes.fromhex("02474248400000A1")
+    gpf.mirror_litres[gsme] = lambda cv, cf: litres_series(ConsumptionModel(seed=1), cv, cf)
+    gpf.mirror_ledgers[gsme] = ReplayLedger()
+    base = {"t": _MID, "volume_l": 0, "tier_l": [0] * 4, "block_l": [0] * 4, "credit": 500.0}
+    body = {"profile": {str(_MID // int(DAY) + d): [10] * 48 for d in range(3)}, "daily": [base],
+            "stretches": {"stretches": stretches, "settings": kept} if wrap else stretches}
+    stored = gpf._apply_push(gsme, json.dumps(body).encode())
+    mirror = gpf.mirror(gsme)
+    if stored:
+        reads = mirror.daily()  # whatever was accepted replays without error
+        assert all(type(e["t"]) is int for e in reads) and reads[0] == base
+    else:
+        assert not mirror.nvm.peek(gas_data.NS, gas_data.DAILY_STRETCHES) and gpf.last_sync(gsme) is None
