@@ -14,8 +14,9 @@ same interval twice is idempotent and 13 months cost ~400 keys. A GSME with a de
 (`GasData(litres=...)`, `firmware.derived`) stores only the half hours its model cannot give and keeps
 segments under `DERIVED`, which its push carries: the GPF's mirror, given the same model, derives them.
 Such a GSME also stores only the daily reads that replaying its close (`accrue`, `daily_read`,
-`billing_date`) over the profile does not give (`close_daily`, `DAILY_STRETCHES`); its push carries
-the reads themselves, which the mirror stores [I].
+`billing_date`, and in prepayment mode its own charges: `ledger`) over the profile does not give
+(`close_daily`, `DAILY_STRETCHES`); its push carries the stored reads and the stretches
+(`pushed_daily`), which the mirror, given the same model and ledger, replays too [I].
 
 Units [I]: volume registers in litres (ZSE CurrentSummationDelivered with unit m³, divisor 1000,
 as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 £ [O RTDS CS01b].

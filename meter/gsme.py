@@ -7,8 +7,8 @@ executes them and PUTs the responses and alerts [S FACTS §3.3].
 What it keeps in NVM (`firmware.gas_data.GasData` schema, shared with the GPF's mirror): volume
 registers (litres; tiers and blocks), the half-hourly profile (13 months; with
 `profile_storage="derived"`, fleets, only what its model cannot give: `firmware.derived`) and daily read log
-(midnight UTC snapshots; derived mode: only the reads a replay of its close over the profile does
-not give, `GasData.close_daily`), the valve (`supply`), prepayment (`meter.prepayment`, the ESME's
+(midnight UTC snapshots; derived mode: only the reads a replay of its close over the profile, its
+prepayment charges included (`ReplayLedger`), does not give, `GasData.close_daily`), the valve (`supply`), prepayment (`meter.prepayment`, the ESME's
 model: credit, emergency credit, debt, UTRN counter cache), calorific value and conversion
 factor, battery, tamper state, its event / security logs and its own device log.
 
