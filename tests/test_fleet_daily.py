@@ -163,9 +163,10 @@ async def test_stretches_end_age_out_and_trim(identity, monkeypatch):
     """A stretch replays at most MAX_STRETCH_DAYS reads (then one is stored), stretches about to
     leave the profile's window are stored, and the log keeps its capacity."""
     import gbhub.meter.esme as esme
+    import gbhub.meter.esme_daily as esme_daily
 
-    monkeypatch.setattr(esme, "MAX_STRETCH_DAYS", 2)
-    monkeypatch.setattr(esme, "DAILY_LOG_CAPACITY", 6)
+    monkeypatch.setattr(esme_daily, "MAX_STRETCH_DAYS", 2)
+    monkeypatch.setattr(esme_daily, "DAILY_LOG_CAPACITY", 6)
     monkeypatch.setattr(esme, "PROFILE_LOG_CAPACITY", 6 * 48)
     stored, derived = ws = await _pair(identity)
     try:
