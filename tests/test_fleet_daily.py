@@ -1,8 +1,9 @@
 """Fleet ESMEs and GSMEs (`profile_storage="derived"`) replay their daily read log from the profile
-instead of storing a read each midnight (meter/esme.py "daily read log", firmware/gas_data.py
-`GasData.close_daily`) and answer every daily-log read exactly as a meter that stores them: over
-days, across a power cut, a restart from NVM, supply off/on, clock changes, a tariff change, top-ups
-in prepayment mode."""
+instead of storing a read each midnight (meter/esme_daily.py, firmware/gas_data.py
+`GasData.close_daily`; a prepayment GSME's replay runs its own charges, and the GPF's mirror
+replays the stretches the GSME pushes) and answer every daily-log read exactly as a meter that
+stores them: over days, across a power cut, a restart from NVM, a crash of the midnight close,
+supply off/on, clock changes, a tariff change, top-ups, emergency credit and a debt."""
 from __future__ import annotations
 
 import asyncio
@@ -249,6 +250,15 @@ def _gas_stored(gsme) -> int:
     return len(gsme.nvm.keys(gas_data.DAILY_NS))
 
 
+async def _gsme_power_cut(ws, seconds: float) -> None:
+    """Both GSMEs off for `seconds`, then on (the RAM memo goes; the catch-up closes what passed)."""
+    for w in ws:
+        w.premises[0].gsme.inject_fault("power", ["off"])
+    await _advance(ws, seconds)
+    for w in ws:
+        w.premises[0].gsme.inject_fault("power", ["on"])
+
+
 async def test_prepayment_gas_daily_reads_replay_the_charges(identity):
     """A prepayment GSME (the fleets' default) replays its own charges (standing charge, energy,
     emergency credit, debt recovery) in the daily read replay: its reads, the mirror's and
@@ -302,11 +312,7 @@ async def test_prepayment_gas_daily_reads_replay_the_charges(identity):
         # the clock set (GCS28) and a power cut: the RAM memo goes
         for r in await _at_wake(ws, "GCS28"):
             assert r.ok, r.summary
-        for w in ws:
-            w.premises[0].gsme.inject_fault("power", ["off"])
-        await _advance(ws, 5 * HOUR)
-        for w in ws:
-            w.premises[0].gsme.inject_fault("power", ["on"])
+        await _gsme_power_cut(ws, 5 * HOUR)
         await _advance(ws, 2 * DAY)
         n = await _same_gas_daily(stored, derived)
         assert _gas_stored(g) < n - 4
@@ -353,11 +359,7 @@ async def test_prepayment_gas_close_crashing_after_the_decision_loses_nothing(id
         del g.data.close_daily
         assert decided and decided[0] is not None and decided[0][1] == midnight  # derived, memo moved
         assert snapshot() == before and g.data._daily_memo is None
-        for w in ws:
-            w.premises[0].gsme.inject_fault("power", ["off"])
-        await _advance(ws, 3 * HOUR)
-        for w in ws:
-            w.premises[0].gsme.inject_fault("power", ["on"])
+        await _gsme_power_cut(ws, 3 * HOUR)
         await _advance(ws, 2 * DAY)
         n = await _same_gas_daily(stored, derived)
         assert n >= 5 and _gas_stored(g) == 1
