@@ -263,7 +263,7 @@ async def test_prepayment_gas_daily_reads_replay_the_charges(identity):
     """A prepayment GSME (the fleets' default) replays its own charges (standing charge, energy,
     emergency credit, debt recovery) in the daily read replay: its reads, the mirror's and
     GCS16a/b answer alike over days of running out of credit, emergency credit, a top-up, a debt,
-    a credit adjustment, supply off/on, a clock change and a power cut; the stretches end where a
+    a credit adjustment, supply off/on, a TOU tariff (GCS01a), a clock change and a power cut; the stretches end where a
     command moved what the replay reads."""
     options = {"credit_pence": 700.0, "emergency_credit_pence": 300.0}
     stored, derived = ws = await _pair(identity, gsme=options)
@@ -297,9 +297,10 @@ async def test_prepayment_gas_daily_reads_replay_the_charges(identity):
         assert g.supply_state == "enabled"
         await _same_gas_daily(stored, derived)
         assert _gas_stored(g) == n_before + 1
-        # a debt (time- and payment-based recovery), a credit adjustment, supply off and on (armed, opened)
+        # a debt (time- and payment-based recovery), a credit adjustment, supply off and on (armed, opened), a TOU tariff
         for uc, params in (("GCS04", {"debt1": 50000, "debt2": 20000, "debt3": 10000}), ("GCS40a", {"value": 1000}),
-                           ("GCS32", {}), ("GCS39", {})):
+                           ("GCS32", {}), ("GCS39", {}),
+                           ("GCS01a", {"tou_prices": (10000, 20000), "day_schedules": "00:00=1,07:00=2,19:00=1"})):
             for r in await _at_wake(ws, uc, **params):
                 assert r.ok, (uc, r.summary)
             await _advance(ws, 9 * HOUR)
