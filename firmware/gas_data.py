@@ -772,18 +772,18 @@ def check_stretches(pushed: Any, lo: int, hi: int) -> dict:
     stretches, settings = pushed["stretches"], pushed["settings"]
     if not isinstance(stretches, list) or not isinstance(settings, dict) or len(stretches) > DAILY_DAYS:
         raise ValueError("stretches: a list, settings: an object")
-    for key, value in settings.items():
-        if not (isinstance(value, dict) and set(value) == set(REPLAY_SETTINGS) and settings_key(value) == key
+    for key, value in settings.items():  # (an older build's versions lack the standing charge)
+        if not (isinstance(value, dict) and {"cv", "cf"} <= set(value) <= set(REPLAY_SETTINGS) and settings_key(value) == key
                 and all(_finite(value[k]) and value[k] > 0 for k in ("cv", "cf"))
-                and all(value[k] is None or _finite(value[k]) for k in ("price", "standing", "billing_start", "billing_duration"))
-                and all(value[k] is None or isinstance(value[k], dict) for k in ("tariff", "calendars"))):
+                and all(value.get(k) is None or _finite(value[k]) for k in ("price", "standing", "billing_start", "billing_duration"))
+                and all(value.get(k) is None or isinstance(value[k], dict) for k in ("tariff", "calendars"))):
             raise ValueError("stretch settings: the replay's, under their name")
     after = lo
     for x in stretches:
         if not (isinstance(x, list) and len(x) in (4, 5) and type(x[0]) is int and type(x[1]) is int
                 and after <= x[0] < x[1] <= hi and x[0] % DAY == 0 and x[1] % DAY == 0
                 and x[1] - x[0] <= MAX_STRETCH_DAYS * DAY and _finite(x[2]) and x[3] in settings
-                and (len(x) == 4 or _prepayment_state(x[4]))):
+                and (len(x) == 4 or (_prepayment_state(x[4]) and _finite(settings[x[3]].get("standing"))))):
             raise ValueError(f"stretches [start, end, block kWh, settings(, prepayment)] in order, none longer "
                              f"than {MAX_STRETCH_DAYS} days")
         after = x[1]

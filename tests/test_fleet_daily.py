@@ -375,17 +375,19 @@ _MID = 1767225600  # 2026-01-01T00:00Z
 _SETTINGS = {"cv": 39.5, "cf": 1.02264, "tariff": None, "calendars": None, "billing_start": None,
              "billing_duration": None, "price": 6.0, "standing": 30.0}
 _KEY = gas_data.settings_key(_SETTINGS)
+_OLD = {k: v for k, v in _SETTINGS.items() if k != "standing"}  # an older build's version: no standing charge
+_OLD_KEY = gas_data.settings_key(_OLD)
 _P = {"mode": "prepayment", "credit": 500.0, "ec_remaining": 300.0, "ec_limit": 300.0, "time_debt_1": 90.0,
       "debt_recovery": {"time_debt_1": {"method": 0, "frequency": 1, "amount": 50.0, "share": 0.0}}}
 _PART = st.sampled_from([_MID, _MID + int(DAY), _MID + 2 * int(DAY), _MID + 40 * int(DAY), _MID + 1800, 0, -1, 1.5,
-                         "x", None, _KEY, _P, {"mode": "prepayment"}, {**_P, "credit": "1"},
+                         "x", None, _KEY, _OLD_KEY, _P, {"mode": "prepayment"}, {**_P, "credit": "1"},
                          {**_P, "debt_recovery": {"time_debt_1": {"amount": "x"}}}, 0.0, [], {}])
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.lists(_PART, min_size=3, max_size=6), max_size=4),
        st.sampled_from([{_KEY: _SETTINGS}, {}, {_KEY: {**_SETTINGS, "cv": 0}}, {"k": _SETTINGS},
-                        {_KEY: {**_SETTINGS, "tariff": 3}}, [], None]),
+                        {_KEY: {**_SETTINGS, "tariff": 3}}, [], None, {_OLD_KEY: _OLD}, {_KEY: _SETTINGS, _OLD_KEY: _OLD}]),
        st.booleans())
 def test_a_push_with_malformed_stretches_changes_nothing_and_never_raises(stretches, kept, wrap):
     """The GPF checks a push's stretches (`gas_data.check_stretches`) like the rest of it: what it
