@@ -11,6 +11,12 @@ costs one half hour of model each. A meter keeps *segments* `[S, e, R, ...]` in 
 boundary derived, None while open) and stores a row only for a half hour whose recorded value
 the segment does not give (the supply was off, the clock moved, a fault set the flow ...): it
 checks every close, so a derived value is always the value the meter would have stored.
+
+Daily read logs are derived the same way one level up (`close_daily`, the ESME's and the GSME's
+bookkeeping): a *stretch* `[S, e, ...]` says the reads of the midnights in (S, e] (e None: up to
+the last midnight closed) are what replaying the meter's own close from the read stored at S
+gives; each midnight close checks the replay against the read it took, so a derived read is
+always the read the meter would have stored.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from typing import Callable
 DAY = 86400.0
 HALF_HOUR = 1800.0
 
-__all__ = ["Cumulative", "rounded_steps", "boundaries"]
+__all__ = ["Cumulative", "rounded_steps", "boundaries", "close_daily"]
 
 
 class Cumulative:
@@ -90,3 +96,37 @@ def boundaries(seg_start: float, seg_end: float, start: float | None, end: float
     if end is not None:
         last = min(last, math.floor(end / HALF_HOUR + 1e-9) * HALF_HOUR)
     return first, last
+
+
+def close_daily(stretches: list, end: float, *, check: Callable[[list], bool], store: Callable[[], None],
+                start: Callable[[], list | None], put: Callable[[list], None], max_days: int,
+                age: Callable[[list, float], bool] | None = None, trim: Callable[[list, float], None] | None = None) -> bool:
+    """The midnight close `end` of a derived daily read log (module doc), given its stretches as
+    stored. `check(open stretch)`: whether its replay gives the read just taken (the caller keeps
+    its RAM memo); else `store()` the read, end the open stretch and append `start()` (None: the
+    read cannot start one). `age` stores the reads of stretches the replay is about to lose (True
+    when it changed any), `trim` drops what left the log; `put` writes the stretches when they
+    changed. The caller holds the close's transaction: a derived read writes nothing. True when
+    the read was derived."""
+    now = [list(x) for x in stretches]
+    todo = [list(x) for x in stretches]
+    changed = age(todo, end) if age is not None else False
+    open_ = todo[-1] if todo and todo[-1][1] is None else None
+    if open_ is not None and end - open_[0] <= max_days * DAY and check(open_):
+        if changed:
+            put(todo)
+        return True
+    if open_ is not None:
+        if open_[0] >= end - DAY:
+            todo.pop()  # no read derived from it
+        else:
+            open_[1] = end - DAY
+    store()
+    new = start()
+    if new is not None:
+        todo.append(new)
+    if trim is not None:
+        trim(todo, end)
+    if todo != now:
+        put(todo)
+    return False

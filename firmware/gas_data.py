@@ -14,8 +14,9 @@ same interval twice is idempotent and 13 months cost ~400 keys. A GSME with a de
 (`GasData(litres=...)`, `firmware.derived`) stores only the half hours its model cannot give and keeps
 segments under `DERIVED`, which its push carries: the GPF's mirror, given the same model, derives them.
 Such a GSME also stores only the daily reads that replaying its close (`accrue`, `daily_read`,
-`billing_date`) over the profile does not give (`close_daily`, `DAILY_STRETCHES`); its push carries
-the reads themselves, which the mirror stores [I].
+`billing_date`, and in prepayment mode its own charges: `ledger`) over the profile does not give
+(`close_daily`, `DAILY_STRETCHES`); its push carries the stored reads and the stretches
+(`pushed_daily`), which the mirror, given the same model and ledger, replays too [I].
 
 Units [I]: volume registers in litres (ZSE CurrentSummationDelivered with unit m³, divisor 1000,
 as RTDS GCS13a shows [O]); money in pence, shown in ZSE money units of 1/100000 £ [O RTDS CS01b].
@@ -25,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -45,7 +47,7 @@ from gbcs.zcl import (
 
 from gbcs.usecases.gas import NETWORK_DATA_SAMPLE_ID
 
-from .derived import Cumulative, boundaries, rounded_steps
+from .derived import Cumulative, boundaries, close_daily, rounded_steps
 from .gbcs_device import CommandRejected, FailNext, Outcome
 from .tariff import Calendar, split_blocks
 
@@ -106,12 +108,14 @@ class GasData:
     half-hourly gas use (`half_hour(end) -> litres`) at those settings: the half-hourly profile is
     then derived where it can be (`close_interval`, `DERIVED`) rather than stored row by row."""
 
-    def __init__(self, nvm, litres: Callable[[float, float], Callable[[float], float]] | None = None) -> None:
+    def __init__(self, nvm, litres: Callable[[float, float], Callable[[float], float]] | None = None,
+                 ledger: Any = None) -> None:
         self.nvm = nvm
         self.litres = litres
+        self.ledger = ledger  # the GSME's prepayment charges on a scratch state (`close_daily`); None: credit mode only
         self._cumulative: dict[tuple, Cumulative] = {}
-        self._daily_memo: tuple[float, int, dict] | None = None  # (stretch, midnight, registers) last checked
-        self._last_reg: tuple[float, int, dict] | None = None  # the same, of the last replay
+        self._daily_memo: tuple | None = None  # (stretch, midnight, registers, prepayment) last checked
+        self._last_reg: tuple | None = None  # the same, of the last replay
 
     def forget(self) -> None:
         """Drop the RAM memos (a power cut)."""
@@ -261,6 +265,9 @@ class GasData:
     def daily_between(self, after: int, upto: int) -> list[dict]:
         """Daily reads taken after `after` up to `upto` (Unix seconds), oldest first: one key
         lookup per day, so a push costs the same in month 13 as on day 1."""
+        return self._with_replayed(self._stored_between(after, upto), after, upto)
+
+    def _stored_between(self, after: int, upto: int) -> list[dict]:
         out = []
         first, last = after // DAY + 1, upto // DAY
         days: Any = range(first, last + 1)
@@ -270,17 +277,56 @@ class GasData:
             entry = self.nvm.get(DAILY_NS, str(day))
             if entry is not None and after < entry["t"] <= upto:
                 out.append(entry)
-        return self._with_replayed(out, after, upto)
+        return out
+
+    def pushed_daily(self, after: int, upto: int) -> tuple[list[dict], dict | None]:
+        """What a push carries of the daily reads taken after `after` up to `upto`: the reads, or
+        in derived mode the stored ones and `{"stretches": ..., "settings": ...}`: the stretches
+        with reads in that span closed at the last midnight and the settings they replay with,
+        which the GPF's mirror replays as the GSME does (`apply_stretches`) [I]."""
+        stretches = self._stretches()
+        if not stretches:
+            return self.daily_between(after, upto), None
+        top = min(self._last_midnight(), upto // DAY * DAY)
+        out = []
+        for x in stretches:
+            e = top if x[1] is None else min(x[1], top)
+            if e > max(x[0], after):
+                out.append([x[0], e, *x[2:]])
+        if not out:
+            return self._stored_between(after, upto), None
+        settings = {x[3]: self.nvm.peek(SETTINGS_NS, x[3]) for x in out}
+        return self._stored_between(after, upto), {"stretches": out, "settings": settings}
+
+    def apply_stretches(self, pushed: dict) -> None:
+        """A push's stretches (`pushed_daily`, checked: `check_stretches`) into the mirror's: each
+        replaces the one with the same start (a stretch the GSME still extends comes again)."""
+        for key, settings in pushed["settings"].items():
+            if self.nvm.peek(SETTINGS_NS, key) is None:
+                self.nvm.put(SETTINGS_NS, key, settings)
+        mine = {x[0]: list(x) for x in self._stretches()}
+        for x in pushed["stretches"]:
+            mine[x[0]] = list(x)
+        self._put_stretches([mine[s] for s in sorted(mine)])
+
+    def age_daily(self, today: int) -> None:
+        """The mirror's ageing (the GSME ages at its close): the reads of stretches whose first
+        half hours leave the profile are stored, before `prune`."""
+        stretches = [list(x) for x in self._stretches()]
+        if stretches and self._age_daily(stretches, today * DAY):
+            self._put_stretches(stretches)
 
     def daily(self) -> list[dict]:
         return self._with_replayed(sorted((v for _k, v in self.nvm.items(DAILY_NS)), key=lambda e: e["t"]), None, None)
 
     # -- derived daily read log (the GSME's, in derived mode; `meter.gsme`, README "Fleets") --
-    # A stretch [S, e, block_kwh, settings] says: the reads of the midnights in (S, e] (e None: up
-    # to the last midnight closed) are what replaying the close (`accrue`, `daily_read`,
-    # `billing_date`) over the profile's half hours from the read stored at S gives, with the
-    # block period's kWh at S and the gas settings the replay reads (`REPLAY_SETTINGS`, stored once
-    # per version under `SETTINGS_NS`). Each midnight close checks it (`close_daily`).
+    # A stretch [S, e, block_kwh, settings(, prepayment)] says: the reads of the midnights in (S, e]
+    # (e None: up to the last midnight closed) are what replaying the close (`accrue`, `daily_read`,
+    # `billing_date`; in prepayment mode the meter's own charges, `ledger`) over the profile's half
+    # hours from the read stored at S gives, with the block period's kWh at S, the gas settings the
+    # replay reads (`REPLAY_SETTINGS`, stored once per version under `SETTINGS_NS`) and, in
+    # prepayment mode, the prepayment state the close at S left. Each midnight close checks it
+    # (`close_daily`, `firmware.derived.close_daily`).
     def _stretches(self) -> list:
         return self.nvm.peek(NS, DAILY_STRETCHES) or []
 
@@ -290,16 +336,20 @@ class GasData:
     def _replay(self, stretch: list, after: float, upto: float) -> list[dict]:
         """The reads of `stretch` taken after `after` up to `upto`; from the RAM memo when it is
         a later starting point than the stored read."""
-        s, _e, block_kwh, key = stretch
+        s, _e, block_kwh, key = stretch[:4]
+        prepay = stretch[4] if len(stretch) > 4 else None
         base = self.nvm.peek(DAILY_NS, str(int(s) // DAY))
         gas = self.nvm.peek(SETTINGS_NS, key)
-        if base is None or gas is None:
+        ledger = self.ledger
+        if base is None or gas is None or (prepay is not None and ledger is None):
             return []
         t0, reg = s, {"volume_l": base["volume_l"], "tier_l": list(base["tier_l"]), "block_l": list(base["block_l"]),
                       "block_kwh": block_kwh}
+        p = None if prepay is None else dict(prepay)
         memo = self._daily_memo
         if memo is not None and memo[0] == s and s < memo[1] <= max(after, s) and memo[1] < upto:
             t0, reg = memo[1], {k: (list(v) if isinstance(v, list) else v) for k, v in memo[2].items()}
+            p = None if memo[3] is None else dict(memo[3])
         out: list[dict] = []
         n = int((upto - t0) // HALF_HOUR)
         for i, litres in enumerate(self.intervals(int(t0), n) if n > 0 else ()):
@@ -307,21 +357,26 @@ class GasData:
             if litres is None:  # not in the profile (cannot happen within a checked stretch)
                 return out
             reg["volume_l"] += litres
-            accrue(gas, reg, litres, t)
+            parts = accrue(gas, reg, litres, t)
+            if p is not None:
+                ledger.energy(p, gas, parts, t)
             if t % DAY == 0:
                 if t > after:
-                    out.append(daily_read(reg, t, base["credit"]))
+                    out.append(daily_read(reg, t, base["credit"] if p is None else p["credit"]))
+                if p is not None:
+                    ledger.midnight(p, gas, t)
                 if billing_date(gas, t):
                     reg["block_kwh"] = 0.0
                 self._last_reg = (s, t, {"volume_l": reg["volume_l"], "tier_l": list(reg["tier_l"]),
-                                         "block_l": list(reg["block_l"]), "block_kwh": reg["block_kwh"]})
+                                         "block_l": list(reg["block_l"]), "block_kwh": reg["block_kwh"]},
+                                  None if p is None else dict(p))
         return out
 
     def _with_replayed(self, stored: list[dict], after: float | None, upto: float | None) -> list[dict]:
         stretches = self._stretches()
         if not stretches:
             return stored
-        top = self._last_midnight()
+        top = max(self._last_midnight(), max(x[1] or 0 for x in stretches))  # a mirror's are closed
         hi = top if upto is None else min(upto, top)
         lo = -1 if after is None else after
         out = {e["t"]: e for e in stored}
@@ -333,39 +388,36 @@ class GasData:
                 out.setdefault(e["t"], e)
         return [out[t] for t in sorted(out)]
 
-    def close_daily(self, entry: dict, block_kwh: float, gas: dict, may_start: bool) -> None:
+    def close_daily(self, entry: dict, block_kwh: float, gas: dict, prepay: dict | None) -> None:
         """At a midnight close (derived mode): nothing to write when the open stretch's replay
-        gives `entry` and leaves `block_kwh` (the block period's kWh after this midnight); else
-        store the read, end the stretch, and (`may_start`: credit mode, where nothing but the close
-        moves what a read holds) start the next from it at settings `gas`."""
+        gives `entry` and leaves `block_kwh` (the block period's kWh after this midnight) and
+        `prepay` (prepayment mode: the prepayment state after this midnight's charges; None in
+        credit mode); else store the read, end the stretch and start the next from it at settings
+        `gas` (prepayment mode: when the meter gave a `ledger` to replay its charges with)."""
         end = entry["t"]
-        stretches = [list(x) for x in self._stretches()]
-        changed = self._age_daily(stretches, end)
-        open_ = stretches[-1] if stretches and stretches[-1][1] is None else None
-        if open_ is not None and end - open_[0] <= MAX_STRETCH_DAYS * DAY:
+
+        def check(open_: list) -> bool:
             self._last_reg = None
             got = self._replay(open_, end - DAY, end)
             last = self._last_reg
-            if got and got[-1] == entry and last is not None and last[1] == end and last[2]["block_kwh"] == block_kwh:
-                self._daily_memo = last
-                self.nvm.on_rollback(self.forget)
-                if changed:
-                    self._put_stretches(stretches)
-                return
-        if open_ is not None:
-            if open_[0] >= end - DAY:
-                stretches.pop()  # no read replayed from it
-            else:
-                open_[1] = end - DAY
-        self.put_daily(entry)
-        if may_start:
+            if not got or got[-1] != entry or last is None or last[1] != end or last[2]["block_kwh"] != block_kwh \
+                    or last[3] != prepay:
+                return False
+            self._daily_memo = last
+            self.nvm.on_rollback(self.forget)
+            return True
+
+        def start() -> list | None:
+            if prepay is not None and self.ledger is None:
+                return None
             settings = {k: gas.get(k) for k in REPLAY_SETTINGS}
-            key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            key = settings_key(settings)
             if self.nvm.peek(SETTINGS_NS, key) is None:
                 self.nvm.put(SETTINGS_NS, key, settings)
-            stretches.append([end, None, block_kwh, key])
-        if stretches != self._stretches():
-            self._put_stretches(stretches)
+            return [end, None, block_kwh, key] + ([] if prepay is None else [dict(prepay)])
+
+        close_daily(self._stretches(), end, check=check, store=lambda: self.put_daily(entry), start=start,
+                    put=self._put_stretches, max_days=MAX_STRETCH_DAYS, age=self._age_daily)
 
     def _put_stretches(self, stretches: list) -> None:
         self.nvm.put(NS, DAILY_STRETCHES, stretches)
@@ -697,8 +749,55 @@ CALENDAR_READS = frozenset(("GetDayProfiles", "GetWeekProfiles", "GetSeasons", "
 STATE_KEYS = ("registers", "supply", "prepayment", "gas", "sync", "billing", DERIVED)
 DAILY_STRETCHES = "daily_stretches"  # the GSME's own (not pushed): its derived daily reads (GasData.close_daily)
 SETTINGS_NS = "gas_daily_settings"  # the gas settings a stretch replays with, one key per version
-REPLAY_SETTINGS = ("cv", "cf", "tariff", "calendars", "billing_start", "billing_duration", "price")  # what accrue reads
+REPLAY_SETTINGS = ("cv", "cf", "tariff", "calendars", "billing_start", "billing_duration", "price", "standing")  # what the replay reads
 MAX_STRETCH_DAYS = 31  # [I] reads replayed from one stored read at most (bounds a replay)
+
+
+def settings_key(settings: dict) -> str:
+    """The name of a version of the replay's gas settings (`SETTINGS_NS`)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _finite(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def check_stretches(pushed: Any, lo: int, hi: int) -> dict:
+    """A push's stretches (outside input, `GasData.pushed_daily`), checked: at most one per day of
+    the log, each [S, e, block kWh, settings(, prepayment)] with S < e midnights within [lo, hi], in
+    order, none longer than `MAX_STRETCH_DAYS` (what a replay costs stays bounded), settings sent
+    along under their own name, prepayment states of numbers. Raises ValueError."""
+    if not isinstance(pushed, dict) or set(pushed) != {"stretches", "settings"}:
+        raise ValueError("stretches: {stretches, settings}")
+    stretches, settings = pushed["stretches"], pushed["settings"]
+    if not isinstance(stretches, list) or not isinstance(settings, dict) or len(stretches) > DAILY_DAYS:
+        raise ValueError("stretches: a list, settings: an object")
+    for key, value in settings.items():  # (an older build's versions lack the standing charge)
+        if not (isinstance(value, dict) and {"cv", "cf"} <= set(value) <= set(REPLAY_SETTINGS) and settings_key(value) == key
+                and all(_finite(value[k]) and value[k] > 0 for k in ("cv", "cf"))
+                and all(value.get(k) is None or _finite(value[k]) for k in ("price", "standing", "billing_start", "billing_duration"))
+                and all(value.get(k) is None or isinstance(value[k], dict) for k in ("tariff", "calendars"))):
+            raise ValueError("stretch settings: the replay's, under their name")
+    after = lo
+    for x in stretches:
+        if not (isinstance(x, list) and len(x) in (4, 5) and type(x[0]) is int and type(x[1]) is int
+                and after <= x[0] < x[1] <= hi and x[0] % DAY == 0 and x[1] % DAY == 0
+                and x[1] - x[0] <= MAX_STRETCH_DAYS * DAY and _finite(x[2]) and x[3] in settings
+                and (len(x) == 4 or (_prepayment_state(x[4]) and _finite(settings[x[3]].get("standing"))))):
+            raise ValueError(f"stretches [start, end, block kWh, settings(, prepayment)] in order, none longer "
+                             f"than {MAX_STRETCH_DAYS} days")
+        after = x[1]
+    return pushed
+
+
+def _prepayment_state(p: Any) -> bool:
+    if not (isinstance(p, dict) and p.get("mode") in ("credit", "prepayment") and _finite(p.get("credit"))
+            and _finite(p.get("ec_remaining")) and all(_finite(p.get(k, 0.0)) for k in DEBTS)):
+        return False
+    recovery = p.get("debt_recovery") or {}
+    return isinstance(recovery, dict) and all(
+        isinstance(r, dict) and all(_finite(r.get(f, 0)) for f in ("method", "frequency", "amount", "share"))
+        for r in recovery.values())
 
 
 def _prepay_snapshot(e: dict, total: int, cause: int = 1) -> ClusterCommand:

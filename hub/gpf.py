@@ -79,7 +79,7 @@ from gbhub.firmware.credentials import credential_handlers
 from gbhub.firmware.device_log import DeviceLog, command_payload, join, read, unjoin
 from gbhub.firmware.gas_data import (DAILY_DAYS, DERIVED, MAX_SEGMENT_DAYS, MIRROR_ATTRIBUTE, MIRROR_CLUSTERS, MIRROR_ENDPOINT,
                                       MONEY, NEW_OTA_FIRMWARE, NOTIFICATION_FLAGS_ATTRIBUTE, PROFILE_DAYS, ZCL_EPOCH, GasData,
-                                      apply_command, default_response, gbz_command)
+                                      apply_command, check_stretches, default_response, gbz_command)
 from gbhub.firmware.gbcs_device import CommandRejected, GbcsDevice, Outcome, RemoteParty, call, handlers
 from gbhub.firmware.update_handlers import ACTIVATE_FIRMWARE_FAILURE, activate_firmware
 from gbhub.han.aps import HanError
@@ -171,6 +171,9 @@ class Gpf(GbcsDevice):
         # a GSME's model as `litres(cv, cf)`, for the mirror of a GSME that pushes a derived profile
         # (segments, `firmware.derived`) rather than rows: given by the composition (tools.premises)
         self.mirror_litres: dict[bytes, Any] = {}
+        # and its prepayment charges (`GasData.ledger`), for the mirror of a GSME that pushes its
+        # derived daily reads as stretches to replay (`GasData.pushed_daily`): the composition's too
+        self.mirror_ledgers: dict[bytes, Any] = {}
         self._mirrors: dict[bytes, GasData] = {}
 
     # ------------------------------------------------------------------ the data store
@@ -179,8 +182,9 @@ class Gpf(GbcsDevice):
         if litres is None:
             return GasData(self.nvm.scope("mirror-" + eui_hex(gsme)))
         data = self._mirrors.get(gsme)  # kept: its RAM memo of the derived profile (one per GSME the composition named)
-        if data is None or data.litres is not litres:
-            data = self._mirrors[gsme] = GasData(self.nvm.scope("mirror-" + eui_hex(gsme)), litres=litres)
+        ledger = self.mirror_ledgers.get(gsme)
+        if data is None or data.litres is not litres or data.ledger is not ledger:
+            data = self._mirrors[gsme] = GasData(self.nvm.scope("mirror-" + eui_hex(gsme)), litres=litres, ledger=ledger)
         return data
 
     def mirrored_gsme(self) -> bytes | None:
@@ -294,12 +298,15 @@ class Gpf(GbcsDevice):
                 store.put_profile_day(day, slots)
             for entry in body["daily"]:
                 store.put_daily(entry)
+            if body["stretches"]:
+                store.apply_stretches(body["stretches"])
             if body["state"]:
                 store.apply_state(body["state"])
                 if body["events"]:
                     store.put("events", body["events"])
             today = int(self.clock.now()) // 86400
             if self._pruned.get(gsme) != today:  # once a day: the logs keep 13 months
+                store.age_daily(today)
                 store.prune(today)
                 self._pruned[gsme] = today
             self.nvm.put(MIRRORS_NS, eui_hex(gsme), {"last_sync": self.clock.now()})
@@ -540,7 +547,10 @@ def _checked_push(body: Any, today: int) -> dict:
     events = body.get("events") or []
     if not isinstance(events, list) or len(events) > _MAX_EVENTS:
         raise ValueError("events: at most ten")
-    return {"profile": profile, "daily": daily, "state": state, "events": events}
+    stretches = body.get("stretches")
+    if stretches is not None:
+        check_stretches(stretches, (today - DAILY_DAYS) * 86400, (today + 1) * 86400)
+    return {"profile": profile, "daily": daily, "state": state, "events": events, "stretches": stretches}
 
 
 def _number(v: Any) -> bool:

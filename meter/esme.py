@@ -11,7 +11,7 @@ its own device log of HAN devices (`firmware.device_log`). With `profile_storage
 the profile log keeps only the half hours its consumption model cannot give; the rest are computed
 when read from the segments it keeps (`firmware.derived`, README "Profiles derived from the seeded
 model") [I], and the daily read log only the reads that replaying its close over the profile does not
-give (`daily_log`, "daily read log" below) [I].
+give (`meter.esme_daily`) [I].
 
 Use cases (`Esme.HANDLERS`; what each may ask for is the use case's definition in `gbcs.usecases`;
 response shapes follow the RTDS response vectors):
@@ -100,9 +100,6 @@ from .esme_state import (
     BLOCK_TIERS,
     BLOCKS,
     COSEM_NS,
-    DAILY_LOG,
-    DAILY_STORED,
-    DAILY_STRETCHES,
     DEVICE_LOG_NS,
     NS,
     PROFILE_LOG,
@@ -116,6 +113,7 @@ from .esme_state import (
     TOU_TIERS,
 )
 from .esme_objects import CONFIG_ACTIVATIONS, PAYMENT_MODE_ACTIVATION, EsmeObjects, config_defaults
+from .esme_daily import DAILY_LOG_CAPACITY, EsmeDaily
 from .esme_events import EsmeEvents
 from .esme_zcl import EsmeZcl
 from .model import ConsumptionModel, close_half_hours
@@ -131,8 +129,6 @@ _SCALER_UNIT_VARH = frozen(Data.structure(Data.integer(0), Data.enum(32)))
 _SCALER_UNIT_W = frozen(Data.structure(Data.integer(0), Data.enum(27)))
 
 PROFILE_LOG_CAPACITY = 13 * 31 * 48  # 13 months of half-hours [S FACTS 3.4, L+G E470]
-DAILY_LOG_CAPACITY = 731  # [U] two years of midnight snapshots
-MAX_STRETCH_DAYS = 31  # [I] derived mode: daily reads replayed from one stored read at most (bounds a replay)
 DEVICE_LOG_CAPACITY = 16  # [U] HAN devices the ESME keeps in its own Device Log
 
 CONTROL_STATE = {SUPPLY_DISABLED: 0, SUPPLY_ENABLED: 1, SUPPLY_ARMED: 2}  # DLMS disconnect control
@@ -276,7 +272,7 @@ def _imports(reg: dict, partial: int) -> tuple[int, int]:
     """Live (import Wh, reactive import varh) from the stored registers and the open interval's Wh."""
     return reg["import_wh"] + partial, reg["reactive_varh"] + int(math.floor(partial * REACTIVE_RATIO + 0.5))
 
-class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
+class Esme(EsmeDaily, EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevice):
     """An SMETS2 electricity meter. See the module docstring for the use cases and NVM state.
 
     `prepayment_key` is the supplier's prepayment KA public key (its prePaymentTopUp trust anchor,
@@ -611,11 +607,12 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self.nvm.put(NS, "metering", m)
         if midnight:
             entry = self._daily_entry(reg, end, self._prepayment_values())
-            if self.derived_profile:
-                self._derive_or_store_daily(entry)
-            else:
-                self.nvm.log_append(DAILY_LOG, entry, DAILY_LOG_CAPACITY)
+            self._log_daily(entry)
             self._charge_standing(end)
+
+    def _profile_span(self) -> float:
+        """Seconds of half hours the profile keeps (what a daily read replay can read)."""
+        return PROFILE_LOG_CAPACITY * HALF_HOUR
 
     def _register_half_hour(self, reg: dict, end: float, wh: int, ex: int, sec: int | None) -> int:
         """Add a closed half hour's Wh to the registers in `reg` (the close, and the replay that
@@ -773,153 +770,6 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         self.nvm.put(NS, PROFILE_SEGMENTS, segs)
         for key in [k for k in self._cumulative if not any(s[0] == k[0] for s in segs)]:
             del self._cumulative[key]
-
-    # -- daily read log: stored, or in derived mode replayed from the profile (README "Fleets") --
-    # A stretch [S, e] says: the daily reads of the midnights in (S, e] (e None: up to the last
-    # midnight closed) are what replaying the meter's own close (`_register_half_hour`,
-    # `_daily_entry`) over the profile's half hours from the read stored at S gives. Each midnight
-    # close checks it (a read the replay does not give is stored and ends the stretch), so a
-    # derived read is always the read the meter would have stored. The replay's one input a
-    # command can change afterwards is the active calendar (the TOU tier of each half hour): a
-    # change stores every derived read first (`_store_derived_daily`), as does a stretch whose
-    # first half hours would leave the profile's window.
-    def daily_log(self, start: float | None = None, end: float | None = None) -> list[dict]:
-        """The daily read log (the newest DAILY_LOG_CAPACITY midnights), oldest first, optionally
-        only the entries with start <= t <= end."""
-        if not self.derived_profile:
-            entries = self.nvm.log_entries(DAILY_LOG)
-            if start is None and end is None:
-                return entries
-            return [e for e in entries if (start is None or start <= e["t"]) and (end is None or e["t"] <= end)]
-        stored = self._stored_daily()
-        spans = self._daily_spans(self.nvm.peek(NS, DAILY_STRETCHES) or (), self._last_midnight())
-        times = sorted({e["t"] for e in stored}.union(*(range(int(s) + int(DAY), int(last) + 1, int(DAY)) for s, last in spans)))
-        if len(times) > DAILY_LOG_CAPACITY:
-            start = max(start if start is not None else -math.inf, times[-DAILY_LOG_CAPACITY])
-        out = {e["t"]: e for e in stored if (start is None or start <= e["t"]) and (end is None or e["t"] <= end)}
-        for s, last in spans:
-            if (start is not None and last < start) or (end is not None and s + DAY > end):
-                continue
-            for e in self._replay_daily(self.nvm.peek(DAILY_STORED, str(int(s))), last if end is None else min(last, end)):
-                if (start is None or start <= e["t"]) and e["t"] not in out:
-                    out[e["t"]] = e
-        return [out[t] for t in sorted(out)]
-
-    def daily_log_len(self) -> int:
-        """How many entries `daily_log()` holds (without replaying them)."""
-        if not self.derived_profile:
-            return self.nvm.log_len(DAILY_LOG)
-        spans = self._daily_spans(self.nvm.peek(NS, DAILY_STRETCHES) or (), self._last_midnight())
-        times = {e["t"] for e in self._stored_daily()}.union(*(range(int(s) + int(DAY), int(last) + 1, int(DAY)) for s, last in spans))
-        return min(len(times), DAILY_LOG_CAPACITY)
-
-    def _last_midnight(self) -> float:
-        return math.floor(self.nvm.peek(NS, "metering")["last_period"] / DAY + 1e-9) * DAY
-
-    def _stored_daily(self) -> list[dict]:
-        """Derived mode's stored reads (and any a stored-mode build logged), oldest first."""
-        stored = [v for _k, v in self.nvm.items(DAILY_STORED)]
-        if self.nvm.log_len(DAILY_LOG):
-            stored += self.nvm.log_entries(DAILY_LOG)
-        return sorted(stored, key=lambda e: e["t"])
-
-    def _daily_spans(self, stretches: Iterable, top: float) -> list[tuple[float, float]]:
-        """(S, last derived midnight) of each stretch deriving at least one read; `top`: the open
-        stretch's last midnight."""
-        out = []
-        for s, e in stretches:
-            last = top if e is None else e
-            if last >= s + DAY and self.nvm.peek(DAILY_STORED, str(int(s))) is not None:
-                out.append((s, last))
-        return out
-
-    def _replay_daily(self, base: dict, upto: float) -> list[dict]:
-        """The daily reads after the read `base` up to `upto`: the close's register arithmetic over
-        the profile's half hours (stored or derived), prepayment values as in `base`."""
-        reg = {"import_wh": base["import_wh"], "export_wh": 0, "reactive_varh": 0, "tou_wh": list(base["tou_wh"]),
-               "block_wh": base["block_wh"], "secondary_wh": base.get("secondary_wh", 0)}
-        twin = self.secondary_model is not None
-        out = []
-        for t, wh, ex, sec in self._rows(base["t"] + 1, upto):
-            self._register_half_hour(reg, t, wh, ex, sec if twin else None)
-            if t % DAY == 0:
-                out.append(self._daily_entry(reg, t, base["prepayment"]))
-        return out
-
-    def _derive_or_store_daily(self, entry: dict) -> None:
-        """At a midnight close: nothing to write when the open stretch's replay gives `entry`; else
-        store it, end the stretch, and (credit mode: nothing but the close moves the registers)
-        start the next from it."""
-        end = entry["t"]
-        stretches = [list(s) for s in self.nvm.peek(NS, DAILY_STRETCHES) or ()]
-        changed = self._age_daily(stretches, end)
-        open_ = stretches[-1] if stretches and stretches[-1][1] is None else None
-        if open_ is not None and end - open_[0] <= MAX_STRETCH_DAYS * DAY:
-            memo = self._daily_memo
-            base = memo[2] if memo is not None and memo[:2] == (open_[0], end - DAY) else \
-                self.nvm.peek(DAILY_STORED, str(int(open_[0])))
-            derived = self._replay_daily(base, end) if base is not None else []
-            if derived and derived[-1] == entry:
-                self._daily_memo = (open_[0], end, derived[-1])
-                self.nvm.on_rollback(self._forget_daily)
-                if changed:
-                    self.nvm.put(NS, DAILY_STRETCHES, stretches)
-                return
-        if open_ is not None:
-            if open_[0] >= end - DAY:
-                stretches.pop()  # no read derived from it
-            else:
-                open_[1] = end - DAY
-        self.nvm.put(DAILY_STORED, str(int(end)), entry)
-        if self._prepay()["mode"] == "credit":
-            stretches.append([end, None])
-        self._trim_daily(stretches, end)
-        if stretches != (self.nvm.peek(NS, DAILY_STRETCHES) or []):
-            self.nvm.put(NS, DAILY_STRETCHES, stretches)
-
-    def _forget_daily(self) -> None:
-        self._daily_memo = None
-
-    def _age_daily(self, stretches: list, end: float) -> bool:
-        """Store the reads of the stretches whose first half hours leave the profile's window
-        before the next midnight (their replay would lack them); True when any did."""
-        oldest_next = end + DAY - (PROFILE_LOG_CAPACITY - 1) * HALF_HOUR
-        old = [s for s in stretches if s[0] + HALF_HOUR < oldest_next]
-        if not old:
-            return False
-        for s, last in self._daily_spans(old, end - DAY):
-            for e in self._replay_daily(self.nvm.peek(DAILY_STORED, str(int(s))), last):
-                self.nvm.put(DAILY_STORED, str(e["t"]), e)
-        stretches[:] = [s for s in stretches if s not in old]
-        self._forget_daily()
-        return True
-
-    def _store_derived_daily(self) -> None:
-        """Store every derived read (before a change of what the replay reads: the calendar)."""
-        stretches = self.nvm.peek(NS, DAILY_STRETCHES)
-        if not stretches:
-            return
-        with self.nvm.transaction():
-            for s, last in self._daily_spans(stretches, self._last_midnight()):
-                for e in self._replay_daily(self.nvm.peek(DAILY_STORED, str(int(s))), last):
-                    self.nvm.put(DAILY_STORED, str(e["t"]), e)
-            self.nvm.put(NS, DAILY_STRETCHES, [])
-            self._forget_daily()
-
-    def _trim_daily(self, stretches: list, end: float) -> None:
-        """Drop what fell out of the log's capacity: stored reads no stretch replays from, and
-        stretches wholly older."""
-        keys = self.nvm.keys(DAILY_STORED)
-        spans = self._daily_spans(stretches, end)
-        times = sorted({int(k) for k in keys}.union(*(range(int(s) + int(DAY), int(last) + 1, int(DAY)) for s, last in spans)))
-        if len(times) <= DAILY_LOG_CAPACITY:
-            return
-        cutoff = times[-DAILY_LOG_CAPACITY]
-        stretches[:] = [s for s in stretches if s[1] is None or s[1] >= cutoff]
-        bases = {int(s[0]) for s in stretches}
-        for k in keys:
-            if int(k) < cutoff and int(k) not in bases:
-                self.nvm.delete(DAILY_STORED, k)
 
     def _live(self) -> tuple[dict, dict, float, int, float]:
         """(stored registers, metering state, device time, Wh of the open interval, export Wh of it): what
@@ -1168,7 +1018,7 @@ class Esme(EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed, GbcsDevic
         add(CosemObject.of(OBIS.DAILY_READ_LOG, {
             2: Attribute(get=lambda d: d._daily_buffer(None), select=lambda d, s, p: d._daily_buffer(d._range(s, p))),
             7: Attribute(get=lambda d: Data.double_long_unsigned(d.daily_log_len())),
-            8: Attribute(get=lambda d: Data.double_long_unsigned(DAILY_LOG_CAPACITY)),
+            8: Attribute(get=lambda d: Data.double_long_unsigned(d.daily_log_capacity())),
         }))
         add(CosemObject.of(OBIS.EVENT_LOG, {
             2: Attribute(get=lambda d: d._log_buffer(EVENT_LOG, None),

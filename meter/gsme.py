@@ -7,8 +7,8 @@ executes them and PUTs the responses and alerts [S FACTS §3.3].
 What it keeps in NVM (`firmware.gas_data.GasData` schema, shared with the GPF's mirror): volume
 registers (litres; tiers and blocks), the half-hourly profile (13 months; with
 `profile_storage="derived"`, fleets, only what its model cannot give: `firmware.derived`) and daily read log
-(midnight UTC snapshots; derived mode: only the reads a replay of its close over the profile does
-not give, `GasData.close_daily`), the valve (`supply`), prepayment (`meter.prepayment`, the ESME's
+(midnight UTC snapshots; derived mode: only the reads a replay of its close over the profile, its
+prepayment charges included (`ReplayLedger`), does not give, `GasData.close_daily`), the valve (`supply`), prepayment (`meter.prepayment`, the ESME's
 model: credit, emergency credit, debt, UTRN counter cache), calorific value and conversion
 factor, battery, tamper state, its event / security logs and its own device log.
 
@@ -584,7 +584,8 @@ class Gsme(Prepayment, GbcsDevice):
         if profile_storage not in PROFILE_STORAGE:
             raise ValueError(f"profile_storage is one of {', '.join(PROFILE_STORAGE)}")
         self.derived_profile = profile_storage == "derived"
-        self.data = GasData(self.nvm, litres=self.litres_series if self.derived_profile else None)
+        self.data = GasData(self.nvm, litres=self.litres_series if self.derived_profile else None,
+                            ledger=ReplayLedger() if self.derived_profile else None)
         self.joined_devices = DeviceLog(self, namespace="device_log", capacity=DEVICE_LOG_CAPACITY)
         self._alerts: list[tuple[int, dict]] = []
         self._pending_alerts: list[tuple[int, dict]] = []  # raised while asleep: sent next wake
@@ -747,15 +748,15 @@ class Gsme(Prepayment, GbcsDevice):
                 reg["block_kwh"] = 0.0  # a new block period [I: the billing period]
             if self.derived_profile:  # replayed from the profile where it can be (GasData.close_daily)
                 self.nvm.put(NS, "metering", m)  # the replay reads the profile up to this close
-                self.data.close_daily(entry, reg.get("block_kwh", 0.0), gas, self._prepay()["mode"] == "credit")
+                p = self._prepay()
+                self.data.close_daily(entry, reg.get("block_kwh", 0.0), gas, None if p["mode"] == "credit" else p)
         self.nvm.put(NS, "registers", reg)
         self.nvm.put(NS, "metering", m)
 
     def _accrue(self, reg: dict, litres: int, end: float) -> None:
         """The half-hour's litres into the tier and block registers (`gas_data.accrue`, which the
         daily read replay runs too), and charged, by the tariff."""
-        for tier, block, part in accrue(self.data.get("gas"), reg, litres, end):
-            self._charge_energy(int(part * 1000), tier, end, block=block)
+        _charge_parts(self, accrue(self.data.get("gas"), reg, litres, end), end)
 
     def _billing_date(self, midnight: int) -> bool:
         return billing_date(self.nvm.get(NS, "gas") or {}, midnight)
@@ -983,8 +984,9 @@ class Gsme(Prepayment, GbcsDevice):
         day0, day1 = (start // DAY), (max(end - 1, start) // DAY)
         days = list(range(day0, day1 + 1)) if end > start else []
         daily_from = int(sync.get("daily_pushed_to", 0)) or (int(m["last_period"]) // DAY - 800) * DAY
-        daily = self.data.daily_between(daily_from, int(m["last_period"]))
-        events = self.accepted != self._accepted_at_push or bool(daily)
+        daily, stretches = self.data.pushed_daily(daily_from, int(m["last_period"]))
+        newest = max([e["t"] for e in daily] + [x[1] for x in (stretches or {}).get("stretches", ())], default=None)
+        events = self.accepted != self._accepted_at_push or newest is not None
         chunks = [days[i:i + PUSH_CHUNK_DAYS] for i in range(0, len(days), PUSH_CHUNK_DAYS)] or [[]]
         for i, chunk in enumerate(chunks):
             body: dict[str, Any] = {"profile": {str(d): self.data.profile_day(d) for d in chunk}}
@@ -994,12 +996,14 @@ class Gsme(Prepayment, GbcsDevice):
                 state["gas"] = dict(state.get("gas") or {}, firmware=self.firmware_version.hex())
                 body["state"] = state
                 body["daily"] = daily
+                if stretches:  # derived daily reads: the mirror replays them (`GasData.pushed_daily`)
+                    body["stretches"] = stretches
                 if events:  # what it executed, or once a day: the GPF's copy of its recent events
                     body["events"] = self.event_log()[-10:]
             body["t"] = self.device_now()
             mark = {"pushed_to": min(end, (chunk[-1] + 1) * DAY) if chunk else end}
             if last:
-                mark["daily_pushed_to"] = daily[-1]["t"] if daily else sync.get("daily_pushed_to", 0)
+                mark["daily_pushed_to"] = newest if newest is not None else sync.get("daily_pushed_to", 0)
             frames.append((json.dumps(body, separators=(",", ":"), default=_bytes_hex).encode(), mark))
         return frames
 
@@ -1238,6 +1242,76 @@ INTEGRITY_REASONS = {"other": 0, "nvm": 1, "program-execution": 2, "program-stor
                      "hardware-reset": 5, "watchdog": 6, "firmware": 7, "measurement": 8, "unspecified": 9}
 
 _BACKGROUND: set = set()
+
+
+def _charge_parts(meter: Any, parts: list[tuple[int, int, float]], end: float) -> None:
+    """Charge a half hour's (tier, block, kWh) parts (`gas_data.accrue`): the close's and the
+    replay's (`ReplayLedger`)."""
+    for tier, block, part in parts:
+        meter._charge_energy(int(part * 1000), tier, end, block=block)
+
+
+class _Scratch:
+    """The one NVM value a `ReplayLedger` charges: the prepayment state it was handed."""
+
+    __slots__ = ("value",)
+
+    def get(self, _ns: str, _key: str, default: Any = None) -> Any:
+        return self.value
+
+    peek = get
+
+    def put(self, _ns: str, _key: str, value: Any) -> None:
+        self.value = value
+
+
+class ReplayLedger:
+    """The GSME's own prepayment charges run on a scratch prepayment state: what the derived daily
+    read replay charges (`GasData(ledger=...)`, `GasData.close_daily`). The functions are the
+    meter's (`Prepayment._charge_energy`, `_charge_standing`, `_recover_time_debts`, `_debit` with
+    its emergency credit, `_collect_debt`), not copies. What they do beside the balance is the
+    meter's alone and not replayed: alerts, events, the valve (its effect on the gas is in the
+    profile the replay reads)."""
+
+    DEBT_TOTAL = Gsme.DEBT_TOTAL
+    emergency_credit_activation = Gsme.emergency_credit_activation
+    _prepay = Prepayment._prepay
+    _ec_usable = Prepayment._ec_usable
+    _charge_energy = Prepayment._charge_energy
+    _charge_standing = Prepayment._charge_standing
+    _recover_time_debts = Prepayment._recover_time_debts
+    _collect_debt = Prepayment._collect_debt
+    _debit = Prepayment._debit
+    time_debt_rates_pence = Gsme.time_debt_rates_pence
+
+    def __init__(self) -> None:
+        self.nvm = _Scratch()
+        self.gas: dict = {}
+
+    def energy(self, p: dict, gas: dict, parts: list[tuple[int, int, float]], end: float) -> None:
+        """The half hour ending at `end`'s charges, into `p`."""
+        self.nvm.value, self.gas = p, gas
+        _charge_parts(self, parts, end)
+
+    def midnight(self, p: dict, gas: dict, end: float) -> None:
+        """The midnight `end`'s charges (standing charge, time-based debt recovery), into `p`."""
+        self.nvm.value, self.gas = p, gas
+        self._charge_standing(end)
+
+    def unit_price_pence(self, tier: int, block: int = 0) -> float:
+        return unit_price(self.gas, tier, block)
+
+    def standing_charge_pence(self) -> float:
+        return float(self.gas["standing"])
+
+    def _supply_state(self) -> None:
+        return None  # not the valve's: `_debit` never moves it here
+
+    def log_event(self, *_a: Any, **_kw: Any) -> None:
+        pass
+
+    def _queue_alert(self, *_a: Any, **_kw: Any) -> None:
+        pass
 
 
 def _number(args: list[str], usage: str, lo: float, hi: float) -> float:

@@ -623,6 +623,7 @@ class Premises:
             if self.types[name] == "gsme" and getattr(device, "derived_profile", False):
                 for gpf in gpfs:
                     gpf.mirror_litres[device.eui] = device.litres_series
+                    gpf.mirror_ledgers[device.eui] = device.data.ledger  # its derived daily reads' charges
 
     def _derived_first_push(self) -> None:
         """Derived commissioning: the GPF's mirror as the GSME's first push after its join leaves
