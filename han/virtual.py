@@ -59,6 +59,12 @@ class VirtualPort:
             raise ValueError("frame.src must be the sending port's EUI (use VirtualAir.inject to spoof)")
         return self._air._send(frame, self)
 
+    def send_now(self, frame: ApsFrame) -> bool:
+        """`send` without a coroutine (the air never waits): what a ZCL server answers with."""
+        if frame.src != self.eui:
+            raise ValueError("frame.src must be the sending port's EUI (use VirtualAir.inject to spoof)")
+        return self._air._send(frame, self)
+
     def detach(self) -> None:
         self._air._detach(self)
 

@@ -483,8 +483,19 @@ class ZclServer:
             answer = default_response(header, int(result))
         await self._send(frame.reply(answer))
 
-    def _reply(self, request: ApsFrame, payload: bytes) -> Awaitable[None]:
-        return self._send(request.reply(payload))
+    def _reply(self, request: ApsFrame, payload: bytes) -> "Awaitable[bool] | None":
+        """Send the answer: at once on a port that sends without waiting (`send_now`: the virtual
+        air; no task, and the client gets it inside its own send), else as work for a task."""
+        frame = request.reply(payload)
+        send_now = getattr(self.port, "send_now", None)
+        if send_now is None:
+            return self._send(frame)
+        try:
+            send_now(frame)
+        except HanError as exc:
+            self.errors += 1
+            log.info("ZCL reply to %s not sent: %s", frame.dst.hex().upper(), exc)
+        return None
 
     async def _send(self, frame: ApsFrame) -> bool:
         port = self.port
@@ -764,6 +775,9 @@ class ZclClient:
         )
 
     async def _await(self, future: asyncio.Future, timeout: float) -> Any:
+        if future.done():  # answered inside the send (the virtual air): no timer needed
+            return future.result()
+
         def expire() -> None:
             if not future.done():
                 future.set_result(None)
