@@ -658,6 +658,10 @@ class ZclClient:
         self._closed = False
 
     def _listen(self, cluster: int) -> None:
+        router = self.dispatch.handlers.get(cluster)
+        if router.__class__ is _ZclRouter and router.dispatch is self.dispatch and cluster in router.client_clusters \
+                and self in router.clients:
+            return  # listening already (every request asks)
         router = _ZclRouter.of(self.dispatch)
         if self not in router.clients:
             router.clients.append(self)
