@@ -1067,7 +1067,10 @@ class ReadAttributeRecord:
     value: Any = None
 
     def __post_init__(self) -> None:
-        _set_plain_ints(self, "attribute_id", "status", "type_id")
+        # every record of every poll's answer passes here, nearly always with plain ints already
+        if self.attribute_id.__class__ is not int or self.status.__class__ is not int \
+                or (self.type_id is not None and self.type_id.__class__ is not int):
+            _set_plain_ints(self, "attribute_id", "status", "type_id")
 
     @classmethod
     def success(cls, attribute_id: int, type_id: int, value: Any) -> "ReadAttributeRecord":

@@ -2,7 +2,8 @@
 
 Zero latency is the fast path: a frame is handed to the recipient's receive callback inside
 `send` (no timer, no task for plain-function receivers), so one process can make many thousand
-HAN hops per second. With latency, frames are scheduled on the injected clock and each
+HAN hops per second; a ZCL server answers through `send_now` (no coroutine), so a read's answer
+reaches the client inside the client's own send (no task, no timeout timer: a fleet's idle CPU). With latency, frames are scheduled on the injected clock and each
 sender→recipient link stays first-in first-out, like a real APS link.
 
 Loss is decided at send time from one seeded `random.Random`, so a run with the same seed and the
@@ -55,6 +56,12 @@ class VirtualPort:
         self.attached = True
 
     async def send(self, frame: ApsFrame) -> bool:
+        if frame.src != self.eui:
+            raise ValueError("frame.src must be the sending port's EUI (use VirtualAir.inject to spoof)")
+        return self._air._send(frame, self)
+
+    def send_now(self, frame: ApsFrame) -> bool:
+        """`send` without a coroutine (the air never waits): what a ZCL server answers with."""
         if frame.src != self.eui:
             raise ValueError("frame.src must be the sending port's EUI (use VirtualAir.inject to spoof)")
         return self._air._send(frame, self)

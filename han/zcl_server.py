@@ -55,6 +55,7 @@ from gbcs.zcl import (
     ZclPayload,
     attribute_type,
     decode_payload,
+    encode_attribute_value,
     is_analog,
     status_name,
     type_size,
@@ -435,8 +436,9 @@ class ZclServer:
             if typed is None:
                 out.append(ReadAttributeRecord.failure(attr).encode())
                 continue
-            try:
-                out.append(ReadAttributeRecord.success(attr, typed[0], typed[1]).encode())
+            try:  # the bytes of ReadAttributeRecord.success(attr, *typed).encode(), without the object
+                out.append(attr.to_bytes(2, "little") + bytes((Status.SUCCESS, typed[0]))
+                           + encode_attribute_value(typed[0], typed[1]))
             except EncodeError as exc:  # a provider value that does not fit its type
                 log.warning("cluster 0x%04X attribute 0x%04X: %s", cluster, attr, exc)
                 out.append(ReadAttributeRecord.failure(attr, Status.INVALID_VALUE).encode())
@@ -483,8 +485,19 @@ class ZclServer:
             answer = default_response(header, int(result))
         await self._send(frame.reply(answer))
 
-    def _reply(self, request: ApsFrame, payload: bytes) -> Awaitable[None]:
-        return self._send(request.reply(payload))
+    def _reply(self, request: ApsFrame, payload: bytes) -> "Awaitable[bool] | None":
+        """Send the answer: at once on a port that sends without waiting (`send_now`: the virtual
+        air; no task, and the client gets it inside its own send), else as work for a task."""
+        frame = request.reply(payload)
+        send_now = getattr(self.port, "send_now", None)
+        if send_now is None:
+            return self._send(frame)
+        try:
+            send_now(frame)
+        except HanError as exc:
+            self.errors += 1
+            log.info("ZCL reply to %s not sent: %s", frame.dst.hex().upper(), exc)
+        return None
 
     async def _send(self, frame: ApsFrame) -> bool:
         port = self.port
@@ -645,6 +658,10 @@ class ZclClient:
         self._closed = False
 
     def _listen(self, cluster: int) -> None:
+        router = self.dispatch.handlers.get(cluster)
+        if router.__class__ is _ZclRouter and router.dispatch is self.dispatch and cluster in router.client_clusters \
+                and self in router.clients:
+            return  # listening already (every request asks)
         router = _ZclRouter.of(self.dispatch)
         if self not in router.clients:
             router.clients.append(self)
@@ -764,6 +781,9 @@ class ZclClient:
         )
 
     async def _await(self, future: asyncio.Future, timeout: float) -> Any:
+        if future.done():  # answered inside the send (the virtual air): no timer needed
+            return future.result()
+
         def expire() -> None:
             if not future.done():
                 future.set_result(None)

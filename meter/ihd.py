@@ -9,6 +9,8 @@ and keeps a `Display` model the tests and the CLI read. Its clock follows the CH
 cluster 0x000A (the HAN time server, FACTS §3.5) when the CHF serves it. Every `events_interval`
 seconds (default 60 [I]; 0: never) it also asks the ESME's Events cluster 0x0709 (GetEventLog) for
 the events the ESME shows on HAN devices (ECS25a1) and shows the newest in `Display.events`.
+With a `poll_phase` (fleets) [I], time syncs, price / credit reads and event reads fall at that
+phase of their own intervals too, the first one included (not all at the first poll).
 
 Gas (`Display.gas`): given `gas_source` (EUI, endpoint) of a ZCL server mirroring the GSME (the
 GPF's mirror on the CHF's address, endpoint 2 [I]; the rig default when the premises has a GSME),
@@ -347,10 +349,11 @@ class Ihd(Device):
             self.post("poll")
             self.every(self.poll_interval, self._tick)
         else:  # only at its own phase of the interval (fleets: polls spread, not all at once); its
-            # time syncs and price / credit reads likewise at that phase of their own intervals
+            # time syncs, price / credit and event reads likewise at that phase of their own intervals
             now, phase = self.clock.now(), self.poll_phase
             self._time_attempted_at = now - (1 - phase) * self.time_sync_interval
             self._detail_at = now - (1 - phase) * self.detail_interval
+            self._events_read_at = now - (1 - phase) * self.events_interval
             self._gas_at = now - (1 - phase) * self.gas_interval
             self.every(self.poll_interval, self._tick, offset=phase * self.poll_interval)
 

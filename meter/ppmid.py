@@ -275,7 +275,8 @@ class Ppmid(TunnelServed, GbcsDevice):
         except (ZclError, HanError) as exc:
             self._show(error=str(exc))
             return None
-        self._show(error=None)
+        if self._display.error is not None:
+            self._show(error=None)
         out: dict[str, Any] = {}
         for attr, key in ((CREDIT_REMAINING, "credit"), (EMERGENCY_CREDIT_REMAINING, "emergency_credit"),
                           (ACCUMULATED_DEBT, "debt")):

@@ -188,6 +188,62 @@ async def test_realclock_runs_at_speed_from_start():
     assert RealClock().now() == pytest.approx(time.time(), abs=1)
 
 
+async def test_realclock_timers_in_its_own_heap_fire_in_order_and_cancel():
+    """RealClock keeps its timers in its own heap with one loop timer for the earliest: order by
+    time then by setting, cancelled ones never fire, and a timer set by a firing callback for
+    `now` fires on a later loop turn (never inside the same batch)."""
+    clock = RealClock()
+    loop = asyncio.get_running_loop()
+    fired: list = []
+    base = clock.now() + 0.05
+    clock.call_at(base + 0.02, fired.append, "c")
+    clock.call_at(base, fired.append, "a1")
+    clock.call_at(base, fired.append, "a2")
+    gone = clock.call_at(base + 0.01, fired.append, "cancelled")
+    gone.cancel()
+    clock.call_at(base + 0.01, fired.append, "b")
+    turns = []
+
+    def chain(_):
+        fired.append("chain")
+        clock.call_later(0, fired.append, "later")
+        loop.call_soon(turns.append, "soon")
+
+    clock.call_at(base + 0.03, chain, None)
+    assert clock.pending() == 5
+    done = loop.create_future()
+    clock.call_at(base + 0.1, done.set_result, None)
+    await asyncio.wait_for(done, 5)
+    assert fired == ["a1", "a2", "b", "c", "chain", "later"]
+    assert turns == ["soon"] and clock.pending() == 0
+    # Many cancelled timers: the heap is rebuilt, the live ones still fire.
+    handles = [clock.call_later(3600 + i, fired.append, i) for i in range(2000)]
+    for h in handles[1:]:
+        h.cancel()
+    assert len(clock._heap) < 1000 and clock.pending() == 1
+    handles[0].cancel()
+    rep = clock.every(0.01, lambda t: fired.append("tick"), align=False)
+    await asyncio.sleep(0.1)
+    rep.cancel()
+    assert fired.count("tick") >= 2
+
+
+async def test_realclock_on_a_new_loop_starts_afresh():
+    clock = RealClock()
+    clock.call_later(0.01, lambda: None)
+    fired = []
+
+    def other_loop():
+        async def main():
+            clock.call_later(0.01, fired.append, "new")
+            await asyncio.sleep(0.1)
+
+        asyncio.run(main())
+
+    await asyncio.get_running_loop().run_in_executor(None, other_loop)
+    assert fired == ["new"]
+
+
 # ---------------------------------------------------------------------------------- NVM
 def test_nvm_values_round_trip(nvm):
     v = nvm.scope("A")

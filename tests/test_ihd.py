@@ -181,6 +181,52 @@ async def test_timeout_when_server_detached():
         await rig.client.read_attributes(ESME, METERING, [0])
 
 
+async def test_virtual_air_answer_comes_inside_the_send():
+    """On the virtual air a ZCL server answers at once (`VirtualPort.send_now`): no task for the
+    answer and no timeout timer for the client; a timer is still set when the answer waits
+    (latency), and the exchange on the air is the same."""
+    from gbhub.han import transport
+
+    clock = SimClock(START)
+    rig = Rig(clock=clock)
+    seen = []
+    rig.air.observe(lambda e: seen.append((e.frame.src, e.frame.dst, e.outcome)))
+    background = len(transport._background)
+    assert await rig.client.read_attributes(ESME, METERING, [0x0000]) == {0x0000: 1_234_567}
+    assert len(transport._background) == background and clock.pending() == 0
+    assert seen == [(IHD, ESME, "delivered"), (ESME, IHD, "delivered")]
+    slow = Rig(clock=clock, latency=0.05)
+    task = asyncio.ensure_future(slow.client.read_attributes(ESME, METERING, [0x0000]))
+    await clock.advance(0)
+    assert clock.pending() >= 1  # the frame in flight and the client's timeout
+    await clock.advance(0.2)
+    assert await task == {0x0000: 1_234_567}
+
+
+def test_server_read_bytes_are_the_records_encoding():
+    """The server writes Read Attributes Response records straight to bytes: the same bytes as
+    ReadAttributeRecord.encode, failures and values that do not fit their type included."""
+    from gbcs.zcl import ReadAttributeRecord, ReadAttributesResponse
+    from gbhub.han.zcl_server import _typed
+
+    values = {**Meter().metering(), 0x0001: (ZclType.UINT16, 7), 0x0002: 1 << 60, 0x0014: 2, 0x0020: 3}
+    ids = (*values, 0x0003, 0xFFFF)
+    got = ZclServer._read(METERING, ids, values)
+    expected = []
+    for attr in ids:
+        typed = _typed(METERING, attr, values.get(attr))
+        if typed is None:
+            expected.append(ReadAttributeRecord.failure(attr))
+            continue
+        try:
+            ReadAttributeRecord.success(attr, *typed).encode()
+            expected.append(ReadAttributeRecord.success(attr, *typed))
+        except Exception:
+            expected.append(ReadAttributeRecord.failure(attr, Status.INVALID_VALUE))
+    assert got == b"".join(r.encode() for r in expected)
+    assert Status.INVALID_VALUE in [r.status for r in expected] and ReadAttributesResponse.decode(got, 0, len(got)).records == tuple(expected)
+
+
 async def test_lost_frames_are_retried_then_time_out():
     rig = Rig()
     rig.air.configure_link(IHD, ESME, loss=1.0, symmetric=False)

@@ -100,3 +100,22 @@ def test_gas_options_are_checked():
     assert ihd.display.gas is not None and ihd.display.gas.total_m3 is None
     with pytest.raises(ValueError):
         Ihd("00DB1234567890B1", gas_source="00DB1234567890A2:2", gas_interval=-1, **make)
+
+
+@pytest.mark.premises(ihd=False, ppmid=False,
+                      devices=[{"type": "ihd", "options": {"poll_interval": 60.0, "detail_interval": 600.0,
+                                                           "events_interval": 600.0, "poll_phase": 0.5}}])
+async def test_a_phased_ihd_reads_events_at_its_phase_like_price_and_credit(premises):
+    """A fleet's IHD (a `poll_phase`) reads the ESME's HAN events at that phase of their interval,
+    with price and credit, the first time too: not every IHD of a fleet at its first poll [I]."""
+    ihd = premises.ihd
+    events, detail, polls = ihd._events_read_at, ihd._detail_at, ihd.polls
+    assert events is not None and detail is not None
+    await premises.clock.advance(60)
+    assert ihd.polls == polls + 1 and ihd._events_read_at == events and ihd._detail_at == detail
+    for _ in range(10):
+        await premises.clock.advance(60)
+        if ihd._detail_at != detail:
+            break
+    assert ihd._detail_at != detail and ihd._events_read_at == ihd._detail_at
+    assert ihd.display.current_price is not None

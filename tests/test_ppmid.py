@@ -110,6 +110,17 @@ async def test_ppmid_pcs01_and_pcs02_for_a_gsme(premises):
     r = await premises.send("CS03C", "ppmid", other_entity_id=gsme, other_device_type=DeviceType.GSME,
                             join_method_and_role=JoinMethodAndRole.METHOD_C, ka_certificate=cert)
     assert r.ok and ppmid.paired_with(gsme)
+    log = ppmid.joined_devices
+    key = log.ka_key(gsme)
+    assert key.public_numbers() == ks.public_key(gsme, "ka").public_numbers()
+    assert log.ka_key(gsme) is key  # parsed once and kept: every poll asks
+    from gbcs.codec import eui_hex
+
+    other = ks.certificate(ppmid.eui, "ka").public_bytes(Encoding.DER)
+    ppmid.nvm.put(log.certificates, eui_hex(gsme), other.hex())  # another certificate: its own key
+    assert log.ka_key(gsme).public_numbers() == ks.public_key(ppmid.eui, "ka").public_numbers()
+    ppmid.nvm.put(log.certificates, eui_hex(gsme), cert.hex())
+    assert log.ka_key(gsme).public_numbers() == key.public_numbers()
     secret = ks.private_key(gsme, "ka").exchange(__import__("cryptography.hazmat.primitives.asymmetric.ec",
                                                             fromlist=["ECDH"]).ECDH(), ks.public_key(ppmid.eui, "ka"))
     utrn = vend(premises, 4, 700, device=gsme)
