@@ -26,6 +26,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,7 @@ __all__ = ["Nvm", "NvmView", "NvmError"]
 log = logging.getLogger(__name__)
 
 _SCALARS = (type(None), bool, int, float, str)
+_INLINE_FSYNC_S = 0.0004  # group commit: an fsync up to this long (recent average) runs on the loop
 _BYTES_TAG = "$bytes"
 _MISSING = object()
 
@@ -160,6 +162,7 @@ class _Store:
         self._flush: asyncio.Future | None = None
         self._fsyncer: queue.SimpleQueue | None = None  # the group's fsync thread's requests
         self._fsyncer_pid = 0  # the process that thread runs in (a fork has no threads)
+        self.fsync_s = 0.0  # recent fsync time (moving average): on the loop while it is short
         # group commit batches the SQL too: the writes between two flushes are one SQLite
         # transaction (`batch`), committed by the flush just before its fsync; what the batch
         # touched is remembered until a commit succeeds, so a failed one is rewritten from RAM
@@ -243,10 +246,12 @@ class _Store:
 
     def _flush_now(self, fut: asyncio.Future) -> None:
         """Commit the group's batch, on the event loop after the callbacks that were ready when
-        the flush was asked for (their writes ride on it too), and hand its fsync to the fsync
-        thread: the loop goes on while the disk works, and what is written meanwhile is the next
-        group. (On the loop, each fsync stopped a fleet worker for 0.1 ms on an idle disk and for
-        over 1 ms on a busy one: at 1,500 commands a second it waited for the disk most of the time.)"""
+        the flush was asked for (their writes ride on it too), and fsync it: on the loop while
+        recent fsyncs took at most `_INLINE_FSYNC_S`, else in the fsync thread, where the loop goes
+        on while the disk works and what is written meanwhile is the next group. (On the loop
+        only, a busy disk's fsyncs, over 1 ms each, kept a fleet worker at 1,500 commands a second
+        waiting for the disk most of the time; in the thread only, each flush's GIL hand-offs cost
+        a fleet worker ~20-35 us of CPU a command on an idle disk, whose fsync takes ~0.1 ms.)"""
         if fut.done():
             return
         loop = asyncio.get_running_loop()
@@ -261,6 +266,15 @@ class _Store:
             self.commit_batch()
         except NvmError as exc:
             fut.set_exception(exc)
+            return
+        if self.fsync_s <= _INLINE_FSYNC_S:
+            t = time.perf_counter()
+            try:
+                self._fsync_wal()
+            except OSError as exc:
+                fut.set_exception(exc)
+                return
+            self._fsynced(fut, None, time.perf_counter() - t)
             return
         if self._fsyncer is None or self._fsyncer_pid != os.getpid():
             self._fsyncer, self._fsyncer_pid = queue.SimpleQueue(), os.getpid()
@@ -277,6 +291,7 @@ class _Store:
             while (item := requests.get()) is not None:
                 fut, loop, first = item
                 error = None
+                t = time.perf_counter()
                 try:
                     if fd < 0 or first:
                         self._fsync_wal(first)  # the folder too, the first time
@@ -290,14 +305,15 @@ class _Store:
                 except OSError as exc:
                     error = exc
                 try:
-                    loop.call_soon_threadsafe(self._fsynced, fut, error)
+                    loop.call_soon_threadsafe(self._fsynced, fut, error, time.perf_counter() - t)
                 except RuntimeError:  # the loop is closed: nobody waits any more
                     pass
         finally:
             if fd >= 0:
                 os.close(fd)
 
-    def _fsynced(self, fut: asyncio.Future, error: OSError | None) -> None:
+    def _fsynced(self, fut: asyncio.Future, error: OSError | None, seconds: float) -> None:
+        self.fsync_s += 0.2 * (seconds - self.fsync_s)
         if fut.done():
             return
         if error is not None:

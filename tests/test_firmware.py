@@ -502,13 +502,17 @@ async def test_nvm_group_commit_one_fsync_serves_many_commits(tmp_path):
     assert Nvm(None).unsynced is False  # memory and FULL stores never wait
 
 
-async def test_nvm_group_commit_batches_the_writes_of_a_flush_into_one_transaction(tmp_path):
+@pytest.mark.parametrize("slow_disk", [False, True])
+async def test_nvm_group_commit_batches_the_writes_of_a_flush_into_one_transaction(tmp_path, slow_disk):
     """A fleet worker's reads each write a counter: committed one by one they wrote a WAL page
     each; batched, many writes between two flushes cost one commit. Transactions inside the batch
-    are savepoints: one rolled back takes back its own writes only."""
+    are savepoints: one rolled back takes back its own writes only. `slow_disk`: recent fsyncs
+    were slow, so they run in the fsync thread (until fast ones bring the average down)."""
     path = tmp_path / "b.db"
     store = Nvm(path, synchronous="GROUP", exclusive=True)
     nvm = store.scope("a")
+    if slow_disk:
+        store._store.fsync_s = 1.0
 
     async def command(i: int) -> None:
         nvm.put("counters", str(i % 7), i)
@@ -532,6 +536,8 @@ async def test_nvm_group_commit_batches_the_writes_of_a_flush_into_one_transacti
         nvm.log_append("events", {"i": 2})
     nvm.clear("counters")
     await nvm.durable()
+    if slow_disk:
+        assert store._store._fsyncer is not None  # (a fast disk may see a slow fsync too)
     store.close()
     with Nvm(path) as again:
         a = again.scope("a")
