@@ -442,6 +442,10 @@ class _Store:
             asyncio.get_running_loop()
         except RuntimeError:
             return False
+        self._begin()
+        return True
+
+    def _begin(self) -> None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         self.batch = True
@@ -453,7 +457,6 @@ class _Store:
                 self.batch = False
                 raise
             self.lost = False
-        return True
 
     def _rewrite(self, db: sqlite3.Connection) -> None:
         """Write again, from the RAM image, what a batch that failed to commit had touched."""
@@ -476,9 +479,14 @@ class _Store:
     def commit_batch(self) -> None:
         """Commit the group's batch (before its fsync). On failure the batch is rolled back and
         rewritten from RAM by the next one; raises NvmError."""
-        if not self.batch:
-            return
         db = self.db
+        try:
+            if not self.batch:
+                if not self.lost:
+                    return
+                self._begin()  # nothing written since the batch that failed: write it again now
+        except sqlite3.Error as exc:
+            raise _failed(self.path, exc) from None
         self.batch = False
         try:
             db.execute("COMMIT")
