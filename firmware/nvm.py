@@ -780,12 +780,13 @@ class Nvm(NvmView):
     acknowledges something awaits `durable()` first (a device before sending a response or an
     alert, `GbcsDevice._send_one`), other writes are flushed soon anyway. So a power cut or a
     process kill takes back only writes nobody acknowledged. A flush commits on the event loop
-    once the callbacks ready at the first write have run (their writes ride on it) and fsyncs in
-    a thread of its own, one fsync at a time: the loop goes on meanwhile, and what it writes in
-    the mean time is the next group, so a store shared by many devices (a fleet worker's) pays
-    one commit and one fsync for many commands, more of them the slower the disk. (Committed one
-    by one, a fleet worker's reads wrote a 4 KiB WAL page each, 7 MB/s a worker at 1,500
-    reads/s; fsynced on the loop, a busy disk's 1 ms fsyncs stopped it.) A batch whose commit
+    once the callbacks ready at the first write have run (their writes ride on it) and fsyncs,
+    one fsync at a time: on the loop while recent fsyncs were short, else in a thread of its own
+    while the loop goes on and what it writes meanwhile is the next group (`_Store._flush_now`).
+    So a store shared by many devices (a fleet worker's) pays one commit and one fsync for many
+    commands, more of them the slower the disk. (Committed one by one, a fleet worker's reads
+    wrote a 4 KiB WAL page each, 7 MB/s a worker at 1,500 reads/s; fsynced on the loop whatever
+    the disk, a busy disk's 1 ms fsyncs stopped it most of the time.) A batch whose commit
     fails (disk full) is rolled back and written again from RAM by the next one; its waiters
     get NvmError. Without an event loop (start-up, tools) each write commits and is synced at once.
 
