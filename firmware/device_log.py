@@ -78,7 +78,7 @@ class DeviceLog:
         self.on_change = on_change
         # join use case -> device types it may add (empty: any), from the device's `join` entries
         self.types, self.roles = _join_table(type(device))
-        self._ka_parsed: tuple[str, Any] | None = None  # (certificate as stored, its key): see ka_key
+        self._ka_parsed: tuple[bytes, Any] | None = None  # (certificate, its key): see ka_key
 
     # ------------------------------------------------------------------ the log
     def entries(self) -> list[DeviceLogEntry]:
@@ -127,21 +127,19 @@ class DeviceLog:
         """The KA public key from that certificate (None without one, or when it does not parse).
         The last certificate parsed is kept with its key: a PPMID asks at every poll (parsing was
         a sixth of the poll's CPU)."""
-        if eui not in self:
-            return None
-        stored = self.device.nvm.get(self.certificates, eui_hex(eui))
-        if stored is None:
+        der = self.ka_certificate(eui)
+        if der is None:
             return None
         parsed = self._ka_parsed
-        if parsed is not None and parsed[0] == stored:
+        if parsed is not None and parsed[0] == der:
             return parsed[1]
         from cryptography import x509
 
         try:
-            key = x509.load_der_x509_certificate(bytes.fromhex(stored)).public_key()
+            key = x509.load_der_x509_certificate(der).public_key()
         except ValueError:
             key = None
-        self._ka_parsed = (stored, key)
+        self._ka_parsed = (der, key)
         return key
 
     def restore(self, entries: Iterable[DeviceLogEntry]) -> tuple[tuple[RestoreOutcome, ...], bool]:

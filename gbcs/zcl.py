@@ -1080,13 +1080,18 @@ class ReadAttributeRecord:
     def failure(cls, attribute_id: int, status: int = Status.UNSUPPORTED_ATTRIBUTE) -> "ReadAttributeRecord":
         return cls(attribute_id, status)
 
+    @staticmethod
+    def success_bytes(attribute_id: int, type_id: int, value: Any) -> bytes:
+        """The bytes of `success(attribute_id, type_id, value).encode()` without making the
+        record: what a server writes for each attribute of every poll's answer."""
+        return _u16(attribute_id, "attribute id") + bytes((Status.SUCCESS, type_id)) + encode_attribute_value(type_id, value)
+
     def encode(self) -> bytes:
-        out = _u16(self.attribute_id, "attribute id") + _u8(self.status, "status")
         if self.status == Status.SUCCESS:
             if self.type_id is None:
                 raise EncodeError("a successful record needs a data type")
-            out += bytes((self.type_id,)) + encode_attribute_value(self.type_id, self.value)
-        return out
+            return self.success_bytes(self.attribute_id, self.type_id, self.value)
+        return _u16(self.attribute_id, "attribute id") + _u8(self.status, "status")
 
     def tree(self, cluster_id: int | None = None) -> Node:
         children = [_attr_node(cluster_id, self.attribute_id), Node("status", bytes((self.status,)), status_name(self.status))]

@@ -56,9 +56,7 @@ class VirtualPort:
         self.attached = True
 
     async def send(self, frame: ApsFrame) -> bool:
-        if frame.src != self.eui:
-            raise ValueError("frame.src must be the sending port's EUI (use VirtualAir.inject to spoof)")
-        return self._air._send(frame, self)
+        return self.send_now(frame)
 
     def send_now(self, frame: ApsFrame) -> bool:
         """`send` without a coroutine (the air never waits): what a ZCL server answers with."""

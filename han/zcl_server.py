@@ -55,7 +55,6 @@ from gbcs.zcl import (
     ZclPayload,
     attribute_type,
     decode_payload,
-    encode_attribute_value,
     is_analog,
     status_name,
     type_size,
@@ -436,9 +435,8 @@ class ZclServer:
             if typed is None:
                 out.append(ReadAttributeRecord.failure(attr).encode())
                 continue
-            try:  # the bytes of ReadAttributeRecord.success(attr, *typed).encode(), without the object
-                out.append(attr.to_bytes(2, "little") + bytes((Status.SUCCESS, typed[0]))
-                           + encode_attribute_value(typed[0], typed[1]))
+            try:
+                out.append(ReadAttributeRecord.success_bytes(attr, typed[0], typed[1]))
             except EncodeError as exc:  # a provider value that does not fit its type
                 log.warning("cluster 0x%04X attribute 0x%04X: %s", cluster, attr, exc)
                 out.append(ReadAttributeRecord.failure(attr, Status.INVALID_VALUE).encode())
