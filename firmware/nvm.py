@@ -16,6 +16,15 @@ thread at a time (the event loop's).
 
 Transactions are synchronous: never `await` inside `with nvm.transaction():` (another task
 would write into it; that write raises RuntimeError).
+
+Deferred writes (`with nvm.transaction(), nvm.deferring():`): the key/value writes inside go to the
+RAM image only, for state its owner recomputes after a restart by replaying from what is on disk
+(a meter's half-hour close: registers, remainders, prepayment charges; `meter.model.close_half_hours`).
+They reach the disk together with the next durable write under the deferring view's scope (its
+own or a sub-scope's; at that transaction's commit), at `durable()` of that scope (which a device
+awaits before it acknowledges anything), or at `close()`. So the disk always holds a consistent
+state of that scope from which the replay gives what RAM held, and a quiet device writes nothing
+while its closes are pure model. A write that leaves a value as it is writes nothing.
 """
 from __future__ import annotations
 
@@ -28,8 +37,9 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 __all__ = ["Nvm", "NvmView", "NvmError"]
 
@@ -126,6 +136,16 @@ def _from_db(raw: Any) -> Any:
     return value if type(value) in _SCALARS else _Json(raw)
 
 
+def _scopes(prefix: str) -> list[str]:
+    """A view prefix and the prefixes of the scopes around it: "a/b/" -> "", "a/", "a/b/"."""
+    out = [""]
+    i = prefix.find("/")
+    while i >= 0:
+        out.append(prefix[:i + 1])
+        i = prefix.find("/", i + 1)
+    return out
+
+
 def _current_task() -> asyncio.Task | None:
     try:
         return asyncio.current_task()
@@ -170,6 +190,10 @@ class _Store:
         self.lost = False
         self.dirty_kv: set[tuple[str, str | None]] = set()
         self.dirty_logs: set[str] = set()
+        # deferred writes (module doc): deferring view prefix -> kv (namespace, key) in RAM only
+        self.deferred: dict[str, dict[tuple[str, str], None]] = {}
+        self.defer_prefix: str | None = None  # inside `deferring()`: whose writes are deferred
+        self.settle_due: set[str] = set()  # writers' prefixes the open transaction settles at its commit
         if self.group:
             synchronous = "NORMAL"
         if self.path is not None:
@@ -388,14 +412,80 @@ class _Store:
         if self.depth and self.owner is not _current_task():
             raise NvmError("an NVM transaction is open in another task (await inside transaction()?)")
 
-    def run(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str) -> None:
+    # -- deferred writes (module doc) --
+    def has_deferred(self, prefix: str) -> bool:
+        deferred = self.deferred
+        return bool(deferred) and any(p in deferred for p in _scopes(prefix))
+
+    def _take_deferred(self, prefixes: list[str]) -> dict[str, dict[tuple[str, str], None]]:
+        deferred = self.deferred
+        return {p: deferred.pop(p) for p in prefixes if p in deferred}
+
+    def _give_back(self, taken: dict[str, dict[tuple[str, str], None]]) -> None:
+        """Writing `taken` failed or was rolled back: deferred again."""
+        for p, keys in taken.items():
+            self.deferred.setdefault(p, {}).update(keys)
+
+    def _settle_sql(self, taken: dict[str, dict[tuple[str, str], None]],
+                    skip: tuple[str, str | None] | str | None = None) -> list[tuple[str, tuple]]:
+        """The statements writing the RAM values of `taken` (`skip`: what the write they join
+        writes itself)."""
+        out = []
+        for keys in taken.values():
+            for full, key in keys:
+                if type(skip) is tuple and skip[0] == full and (skip[1] is None or skip[1] == key):
+                    continue
+                d = self.kv.get(full, {})
+                if key in d:
+                    out.append(("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(d[key]))))
+                else:
+                    out.append(("DELETE FROM kv WHERE ns=? AND key=?", (full, key)))
+                if self.group:
+                    self.dirty_kv.add((full, key))
+        return out
+
+    def settle_due_now(self) -> None:
+        """At the outermost commit: write what the transaction's durable writes settle (their
+        scopes' deferred values, as RAM holds them now); given back if the commit fails."""
+        due, self.settle_due = self.settle_due, set()
+        taken = self._take_deferred(sorted({p for w in due for p in _scopes(w)}))
+        if not taken:
+            return
+        self.undo.append(lambda: self._give_back(taken))
+        for sql, params in self._settle_sql(taken):
+            self.db.execute(sql, params)
+
+    def settle(self, prefixes: list[str]) -> None:
+        """Write the deferred values of `prefixes` now (outside a transaction: one durable unit)."""
+        taken = self._take_deferred(prefixes)
+        if taken:
+            self.run(self._settle_sql(taken), None, None, taken)
+
+    def run(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str | None,
+            prefix: str | None = None, taken: dict | None = None) -> None:
         """Execute statements durably: inside the open transaction, in the group's batch, or as
-        one committed unit. `touched`: the kv (namespace, key; key None for all of it) or the log
-        name they write. A failing write (disk full, read-only) raises NvmError."""
+        one committed unit, with the deferred values of `prefix`'s scopes (module doc).
+        `touched`: the kv (namespace, key; key None for all of it) or the log name they write
+        (None: only deferred values, marked by `_settle_sql`). A failing write (disk full, read-only) raises NvmError."""
+        if prefix is not None and self.deferred:
+            if self.depth:
+                self.settle_due.add(prefix)
+            else:
+                taken = self._take_deferred(_scopes(prefix))
+                if taken:
+                    statements = statements + self._settle_sql(taken, touched)
+        try:
+            self._run(statements, touched)
+        except BaseException:
+            if taken:
+                self._give_back(taken)
+            raise
+
+    def _run(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str | None) -> None:
         db = self.db
         try:
             if self.depth or (self.group and self._open_batch()):
-                if self.batch:
+                if self.batch and touched is not None:
                     (self.dirty_logs.add if type(touched) is str else self.dirty_kv.add)(touched)
                 if self.depth or len(statements) == 1:
                     for sql, params in statements:
@@ -470,6 +560,13 @@ class _Store:
                 db.execute(put, (ns, key, _to_db(d[key])))
             else:
                 db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
+        taken = self._take_deferred(list(self.deferred))  # whole scopes, consistent with the above
+        try:
+            for sql, params in self._settle_sql(taken):
+                db.execute(sql, params)
+        except BaseException:
+            self._give_back(taken)
+            raise
         for name in self.dirty_logs:
             lg = self.logs[name]
             db.execute("DELETE FROM log WHERE name=?", (name,))
@@ -555,6 +652,8 @@ class _Transaction:
             if exc_type is None:
                 if db is not None:
                     try:
+                        if depth == 0 and store.settle_due:
+                            store.settle_due_now()
                         db.execute(f"RELEASE s{depth}" if savepoint else "COMMIT")
                     except BaseException as exc:
                         self._rollback_db(db, depth, savepoint)
@@ -571,6 +670,7 @@ class _Transaction:
         finally:
             if depth == 0:
                 store.undo.clear()
+                store.settle_due.clear()
                 store.owner = None
 
     @staticmethod
@@ -603,16 +703,47 @@ class NvmView:
 
     @property
     def unsynced(self) -> bool:
-        """Commits are waiting for their fsync (only ever with synchronous="GROUP")."""
+        """Commits are waiting for their fsync (only ever with synchronous="GROUP"), or this
+        scope has deferred writes (module doc)."""
         store = self._store
-        return store.synced < store.committed
+        return store.synced < store.committed or store.has_deferred(self.prefix)
 
     async def durable(self) -> None:
-        """Wait until every commit so far is on disk: at once unless synchronous="GROUP"
-        (then one fsync of the WAL serves every commit made before it started)."""
+        """Wait until every commit so far, and this scope's deferred writes, are on disk: at
+        once unless synchronous="GROUP" (then one fsync of the WAL serves every commit made
+        before it started)."""
         store = self._store
+        if store.deferred:
+            self.settle()
         if store.synced < store.committed:
             await store.durable()
+
+    def settle(self) -> None:
+        """Write this scope's deferred values (module doc) now, or at the commit of the open
+        transaction."""
+        store = self._store
+        if not store.has_deferred(self.prefix):
+            return
+        store.check_writer()
+        if store.depth:
+            store.settle_due.add(self.prefix)
+        else:
+            store.settle(_scopes(self.prefix))
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """Inside a transaction: defer its key/value writes (module doc) to this scope's next
+        durable write, `durable()` or `close()`. Only for state replayed after a restart."""
+        store = self._store
+        if not store.depth:
+            raise NvmError("deferring() belongs inside a transaction")
+        outer = store.defer_prefix
+        if outer is None:
+            store.defer_prefix = self.prefix
+        try:
+            yield
+        finally:
+            store.defer_prefix = outer
 
     @property
     def persistent(self) -> bool:
@@ -649,21 +780,30 @@ class NvmView:
         return value
 
     def put(self, ns: str, key: str, value: Any) -> None:
-        """Store `value`; durable when this returns (or when the enclosing transaction commits)."""
+        """Store `value`; durable when this returns (or when the enclosing transaction commits;
+        inside `deferring()`, later: module doc). Storing the value a key holds writes nothing."""
         if type(key) is not str:
             raise TypeError("NVM keys are str")
         store = self._store
         cached = _to_cache(value)
         full = self.prefix + ns
         d = store.ns(full)
+        old = d.get(key, _MISSING)
         if store.depth:
             store.check_writer()
+        if type(old) is type(cached) and old == cached:
+            return
+        if store.depth:
             if store.db is not None:
-                store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))], (full, key))
-            store.undo.append((d, key, d.get(key, _MISSING)))
+                if store.defer_prefix is not None:
+                    store.deferred.setdefault(store.defer_prefix, {})[(full, key)] = None
+                else:
+                    store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))], (full, key),
+                              self.prefix)
+            store.undo.append((d, key, old))
         elif store.db is not None:
             store.check_writer()
-            store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))], (full, key))
+            store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))], (full, key), self.prefix)
         d[key] = cached
 
     def delete(self, ns: str, key: str) -> bool:
@@ -675,7 +815,7 @@ class NvmView:
             return False
         store.check_writer()
         if store.db is not None:
-            store.run([("DELETE FROM kv WHERE ns=? AND key=?", (full, key))], (full, key))
+            store.run([("DELETE FROM kv WHERE ns=? AND key=?", (full, key))], (full, key), self.prefix)
         if store.depth:
             store.undo.append((d, key, d[key]))
         del d[key]
@@ -695,7 +835,7 @@ class NvmView:
         d = store.ns(full)
         store.check_writer()
         if store.db is not None:
-            store.run([("DELETE FROM kv WHERE ns=?", (full,))], (full, None))
+            store.run([("DELETE FROM kv WHERE ns=?", (full,))], (full, None), self.prefix)
         if store.depth:
             snapshot = dict(d)
             store.undo.append(lambda: (d.clear(), d.update(snapshot)))
@@ -735,6 +875,7 @@ class NvmView:
                     ("DELETE FROM log WHERE name=? AND seq<=?", (full, seq - capacity)),
                 ],
                 full,
+                self.prefix,
             )
         entries = lg.entries
         if store.depth:
@@ -758,7 +899,7 @@ class NvmView:
         lg = store.log(full)
         store.check_writer()
         if store.db is not None:
-            store.run([("DELETE FROM log WHERE name=?", (full,))], full)
+            store.run([("DELETE FROM log WHERE name=?", (full,))], full, self.prefix)
         entries = lg.entries
         if store.depth:
             snapshot = list(entries)
@@ -817,6 +958,11 @@ class Nvm(NvmView):
             return
         if store.depth:
             raise NvmError("cannot close NVM inside a transaction")
+        if store.deferred and store.db is not None:
+            try:
+                store.settle(list(store.deferred))
+            except NvmError as exc:
+                log.error("NVM %s: writing deferred values at close failed: %s", store.path, exc)
         if store.group and store.db is not None:
             try:
                 store.fsync()

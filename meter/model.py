@@ -125,11 +125,15 @@ CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when a meter catche
 def close_half_hours(nvm, close: Callable[[float], None], first: float, newest: float) -> int:
     """Close each half hour ending at `first`, `first` + 30 min, ... up to `newest` with `close(end)`,
     `CATCH_UP_CHUNK` per NVM transaction (a long downtime neither holds one huge transaction nor
-    loses what was closed before a crash). Returns how many were closed."""
+    loses what was closed before a crash). The closes' key/value writes are deferred
+    (`Nvm.deferring`): a close is the meter's own arithmetic over its model and what is on disk,
+    so after a restart the catch-up from the last state on disk closes them again to the same
+    values; they reach the disk with the meter's next durable write (a command's, a stored profile
+    row's) or before it acknowledges anything. Returns how many were closed."""
     done = 0
     b = first
     while b <= newest + 1e-6:
-        with nvm.transaction():
+        with nvm.transaction(), nvm.deferring():
             for _ in range(CATCH_UP_CHUNK):
                 if b > newest + 1e-6:
                     break

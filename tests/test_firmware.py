@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -406,6 +408,84 @@ CHILD = textwrap.dedent(
         print(i, flush=True)
     """
 )
+
+
+def _on_disk(path, ns: str, key: str):
+    """What a process starting now would read (another connection: committed data only)."""
+    db = sqlite3.connect(str(path))
+    try:
+        row = db.execute("SELECT value FROM kv WHERE ns=? AND key=?", (ns, key)).fetchone()
+    finally:
+        db.close()
+    return None if row is None else json.loads(row[0])
+
+
+@pytest.mark.parametrize("sync", ["FULL", "GROUP"])
+async def test_nvm_deferred_writes_land_with_their_scopes_next_durable_write(tmp_path, sync):
+    path = tmp_path / "deferred.db"
+    store = Nvm(path, synchronous=sync)
+    meter, other = store.scope("p1").scope("m"), store.scope("p1").scope("o")
+    with meter.transaction():
+        meter.put("meter", "registers", {"wh": 1})
+        meter.put("meter", "metering", {"t": 0})
+    await store.durable()
+    with meter.transaction(), meter.deferring():  # a close: RAM only
+        meter.put("meter", "registers", {"wh": 2})
+        meter.put("meter", "metering", {"t": 1800})
+    await store.durable()
+    assert meter.get("meter", "registers") == {"wh": 2} and meter.unsynced and not other.unsynced
+    assert _on_disk(path, "p1/m/meter", "registers") == {"wh": 1}
+    other.put("x", "k", 1)  # another device's write: not this scope's
+    await store.durable()
+    assert _on_disk(path, "p1/m/meter", "registers") == {"wh": 1}
+    with meter.transaction():  # a rolled-back durable write settles nothing
+        meter.scope("log").log_append("event", {"i": 1})
+        with pytest.raises(ZeroDivisionError):
+            with meter.transaction():
+                meter.put("meter", "supply", "off")
+                1 / 0
+    await store.durable()
+    assert _on_disk(path, "p1/m/meter", "metering") == {"t": 1800}  # a sub-scope's write settled both
+    assert _on_disk(path, "p1/m/meter", "registers") == {"wh": 2} and not meter.unsynced
+    # a failing commit gives the deferred values back; the next durable write writes them
+    with meter.transaction(), meter.deferring():
+        meter.put("meter", "registers", {"wh": 3})
+    with pytest.raises(RuntimeError):
+        with meter.transaction():
+            meter.put("meter", "supply", "armed")
+            raise RuntimeError("dies before its commit")
+    await store.durable()
+    assert _on_disk(path, "p1/m/meter", "registers") == {"wh": 2} and meter.unsynced
+    await meter.durable()  # what a device awaits before it acknowledges anything
+    assert _on_disk(path, "p1/m/meter", "registers") == {"wh": 3} and not meter.unsynced
+    # a hard write of the deferred key itself writes its newest value, once
+    with meter.transaction(), meter.deferring():
+        meter.put("meter", "registers", {"wh": 4})
+        meter.delete("meter", "metering")  # deletes are never deferred
+    meter.put("meter", "registers", {"wh": 5})
+    await store.durable()
+    assert _on_disk(path, "p1/m/meter", "registers") == {"wh": 5} and _on_disk(path, "p1/m/meter", "metering") is None
+    with meter.transaction(), meter.deferring():
+        meter.put("meter", "registers", {"wh": 6})
+    with pytest.raises(NvmError):
+        meter.deferring().__enter__()  # outside a transaction
+    store.close()  # writes what is deferred
+    with Nvm(path) as again:
+        assert again.scope("p1").scope("m").get("meter", "registers") == {"wh": 6}
+
+
+def test_nvm_writing_the_value_a_key_holds_writes_nothing(tmp_path):
+    with Nvm(tmp_path / "same.db") as store:
+        nvm = store.scope("d")
+        nvm.put("s", "k", {"a": [1, 2]})
+        nvm.put("s", "n", 1)
+        changes = store._store.db.total_changes
+        nvm.put("s", "k", {"a": [1, 2]})
+        nvm.put("s", "n", 1)
+        assert store._store.db.total_changes == changes
+        nvm.put("s", "n", 1.0)  # a different value (JSON says 1.0)
+        nvm.put("s", "n", True)
+        assert store._store.db.total_changes == changes + 2 and nvm.get("s", "n") is True
 
 
 def test_nvm_survives_sigkill(tmp_path):
@@ -865,8 +945,6 @@ async def test_device_failed_boot_leaves_it_off():
 def test_nvm_exclusive_keeps_the_file_to_itself_while_open(tmp_path):
     """`exclusive=True` (a fleet worker's store): no other connection reads it while it is open;
     once closed, everything is there for the next opener."""
-    import sqlite3
-
     path = tmp_path / "x.db"
     store = Nvm(path, synchronous="GROUP", exclusive=True)
     store.scope("a").put("counters", "x", 7)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import math
+import shutil
+import sqlite3
 
 import pytest
 from hypothesis import given, settings
@@ -165,6 +168,56 @@ async def test_workers_restarted_from_their_nvm_files_answer_alike(identity, tmp
         assert derived.premises[0].esme.profile()[:len(before)] == before
         assert await _same_answers(stored, derived, DAY) > 45
         assert derived.premises[0].esme.nvm.log_len("profile") == 1
+    finally:
+        for w in ws:
+            await w.stop()
+
+
+def _crash_image(live, crash) -> None:
+    """The NVM files as a crash now would leave them (SQLite replays the WAL's committed part)."""
+    crash.mkdir(exist_ok=True)
+    for src in live.iterdir():
+        shutil.copyfile(src, crash / src.name)
+
+
+def _metering_on_disk(path, nvm) -> dict:
+    db = sqlite3.connect(str(path))
+    try:
+        row = db.execute("SELECT value FROM kv WHERE ns=? AND key='metering'", (nvm.prefix + "meter",)).fetchone()
+    finally:
+        db.close()
+    return json.loads(row[0])
+
+
+async def test_a_crash_between_closes_loses_nothing_the_restart_closes_them_again(identity, tmp_path):
+    """A fleet meter's half-hour closes write nothing (`meter.model.close_half_hours` defers their
+    writes): a crash between them leaves the state of the meter's last durable write on disk,
+    and the restart's catch-up closes the rest again to the same registers, profile and reads."""
+    live, crash = tmp_path / "live", tmp_path / "crash"
+    stored, derived = ws = await _pair(identity, live)
+    try:
+        await _advance(ws, DAY + 3 * HOUR)
+        for w in ws:
+            assert (await w.premises[0].send("ECS42", to="esme")).ok  # a command: on disk before its answer
+        await _advance(ws, 5 * HOUR + 7 * 60)
+        e = derived.premises[0].esme
+        assert e.nvm.unsynced  # ten closes since, in RAM only
+        _crash_image(live, crash)
+        last = e.nvm.peek("meter", "metering")["last_period"]
+        assert _metering_on_disk(crash / "derived.sqlite", e.nvm)["last_period"] <= last - 10 * 1800
+        registers = [w.premises[0].esme.registers() for w in ws]
+        assert registers[0] == registers[1]
+        now = stored.clock.now()
+    finally:
+        for w in ws:
+            await w.stop()
+    stored, derived = ws = await _pair(identity, crash, at=now)
+    try:
+        assert derived.premises[0].esme.registers() == registers[1]
+        assert derived.premises[0].esme.nvm.peek("meter", "metering")["last_period"] == last
+        assert await _same_answers(stored, derived, DAY) > 45
+        await _advance(ws, DAY)
+        assert await _same_answers(stored, derived, 2 * DAY) > 90
     finally:
         for w in ws:
             await w.stop()
