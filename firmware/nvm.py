@@ -194,6 +194,7 @@ class _Store:
         self.deferred: dict[str, dict[tuple[str, str], None]] = {}
         self.defer_prefix: str | None = None  # inside `deferring()`: whose writes are deferred
         self.settle_due: set[str] = set()  # writers' prefixes the open transaction settles at its commit
+        self.statements = 0  # SQL writes executed (`gbhub bench fleet` counts a day's)
         if self.group:
             synchronous = "NORMAL"
         if self.path is not None:
@@ -454,6 +455,7 @@ class _Store:
         self.undo.append(lambda: self._give_back(taken))
         for sql, params in self._settle_sql(taken):
             self.db.execute(sql, params)
+            self.statements += 1
 
     def settle(self, prefixes: list[str]) -> None:
         """Write the deferred values of `prefixes` now (outside a transaction: one durable unit)."""
@@ -483,6 +485,7 @@ class _Store:
 
     def _run(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str | None) -> None:
         db = self.db
+        self.statements += len(statements)
         try:
             if self.depth or (self.group and self._open_batch()):
                 if self.batch and touched is not None:

@@ -11,7 +11,8 @@ its own device log of HAN devices (`firmware.device_log`). With `profile_storage
 the profile log keeps only the half hours its consumption model cannot give; the rest are computed
 when read from the segments it keeps (`firmware.derived`, README "Profiles derived from the seeded
 model") [I], and the daily read log only the reads that replaying its close over the profile does not
-give (`meter.esme_daily`) [I].
+give (`meter.esme_daily`) [I]. A half-hour close's writes are deferred to the meter's next durable
+write (`meter.model.close_half_hours`): after a crash the catch-up closes them again.
 
 Use cases (`Esme.HANDLERS`; what each may ask for is the use case's definition in `gbcs.usecases`;
 response shapes follow the RTDS response vectors):

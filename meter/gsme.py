@@ -1020,6 +1020,7 @@ class Gsme(Prepayment, GbcsDevice):
 
     async def _push(self) -> None:
         assert self.zcl is not None and self.chf_eui is not None
+        await self.nvm.durable()  # what the GPF is told is on disk first (its closes are deferred writes)
         for data, mark in self._push_frames():
             await self.zcl.request(self.chf_eui, Cluster.METERING,
                                    WriteAttributes((AttributeValue(MIRROR_ATTRIBUTE, ZclType.LONG_OCTET_STRING, data),)))
