@@ -195,6 +195,8 @@ class _Store:
         self.defer_prefix: str | None = None  # inside `deferring()`: whose writes are deferred
         self.settle_due: set[str] = set()  # writers' prefixes the open transaction settles at its commit
         self.statements = 0  # SQL writes executed (`gbhub bench fleet` counts a day's)
+        self.opened = 0  # transaction levels whose BEGIN / SAVEPOINT ran (`_Transaction` doc)
+        self.level0_batched = False  # the outermost one is a savepoint of the group's batch
         if self.group:
             synchronous = "NORMAL"
         if self.path is not None:
@@ -413,6 +415,18 @@ class _Store:
         if self.depth and self.owner is not _current_task():
             raise NvmError("an NVM transaction is open in another task (await inside transaction()?)")
 
+    def open_levels(self) -> None:
+        """Open the SQL transaction and savepoints of the `transaction()` levels not opened yet
+        (before their first write); in the group's batch the outermost is a savepoint of it."""
+        db = self.db
+        for d in range(self.opened, self.depth):
+            if d == 0:
+                self.level0_batched = self.group and self._open_batch()
+                db.execute("SAVEPOINT s0" if self.level0_batched else "BEGIN IMMEDIATE")
+            else:
+                db.execute(f"SAVEPOINT s{d}")
+            self.opened = d + 1
+
     # -- deferred writes (module doc) --
     def has_deferred(self, prefix: str) -> bool:
         deferred = self.deferred
@@ -453,6 +467,7 @@ class _Store:
         if not taken:
             return
         self.undo.append(lambda: self._give_back(taken))
+        self.open_levels()
         for sql, params in self._settle_sql(taken):
             self.db.execute(sql, params)
             self.statements += 1
@@ -487,6 +502,8 @@ class _Store:
         db = self.db
         self.statements += len(statements)
         try:
+            if self.depth and self.opened < self.depth:
+                self.open_levels()
             if self.depth or (self.group and self._open_batch()):
                 if self.batch and touched is not None:
                     (self.dirty_logs.add if type(touched) is str else self.dirty_kv.add)(touched)
@@ -619,7 +636,11 @@ class _Store:
 
 
 class _Transaction:
-    __slots__ = ("_store", "_depth", "_mark", "_batched")
+    """`Nvm.transaction()`. Its SQL transaction (or savepoint) opens only with its first SQL write
+    (`_Store.open_levels`): one that writes nothing (a meter's pure half-hour close, all of it
+    deferred) costs no statement and no commit."""
+
+    __slots__ = ("_store", "_depth", "_mark")
 
     def __init__(self, store: _Store) -> None:
         self._store = store
@@ -633,14 +654,6 @@ class _Transaction:
             raise NvmError("an NVM transaction is open in another task (await inside transaction()?)")
         self._depth = depth = store.depth
         self._mark = len(store.undo)
-        self._batched = False
-        if store.db is not None:
-            try:
-                # in the group's batch a transaction is a savepoint of it
-                self._batched = depth == 0 and store.group and store._open_batch()
-                store.db.execute("BEGIN IMMEDIATE" if depth == 0 and not self._batched else f"SAVEPOINT s{depth}")
-            except sqlite3.Error as exc:
-                raise _failed(store.path, exc) from None
         if depth == 0:
             store.owner = task
         store.depth = depth + 1
@@ -648,29 +661,36 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         store, depth = self._store, self._depth
-        store.depth = depth
         db = store.db
-        savepoint = depth > 0 or self._batched
         try:
             if exc_type is None:
                 if db is not None:
                     try:
                         if depth == 0 and store.settle_due:
                             store.settle_due_now()
-                        db.execute(f"RELEASE s{depth}" if savepoint else "COMMIT")
+                        opened = store.opened > depth
+                        savepoint = depth > 0 or store.level0_batched
+                        if opened:
+                            db.execute(f"RELEASE s{depth}" if savepoint else "COMMIT")
                     except BaseException as exc:
-                        self._rollback_db(db, depth, savepoint)
+                        if store.opened > depth:
+                            self._rollback_db(db, depth, depth > 0 or store.level0_batched)
                         store.rollback_to(self._mark)
                         if isinstance(exc, sqlite3.Error):
                             raise _failed(store.path, exc) from None
                         raise
-                    if depth == 0 and store.group:
+                    finally:
+                        store.depth = depth
+                        store.opened = min(store.opened, depth)
+                    if depth == 0 and store.group and opened:
                         store.note_commit()
             else:
-                if db is not None:
-                    self._rollback_db(db, depth, savepoint)
+                if db is not None and store.opened > depth:
+                    self._rollback_db(db, depth, depth > 0 or store.level0_batched)
                 store.rollback_to(self._mark)
         finally:
+            store.depth = depth
+            store.opened = min(store.opened, depth)
             if depth == 0:
                 store.undo.clear()
                 store.settle_due.clear()

@@ -1020,7 +1020,10 @@ class Gsme(Prepayment, GbcsDevice):
 
     async def _push(self) -> None:
         assert self.zcl is not None and self.chf_eui is not None
-        await self.nvm.durable()  # what the GPF is told is on disk first (its closes are deferred writes)
+        # what the GPF is told reaches the disk with or before what the GPF stores of it (its closes
+        # are deferred writes; one store per rig or fleet worker writes in order): no wait for the
+        # fsync, which under a simulated clock would hold the wake across the next one
+        self.nvm.settle()
         for data, mark in self._push_frames():
             await self.zcl.request(self.chf_eui, Cluster.METERING,
                                    WriteAttributes((AttributeValue(MIRROR_ATTRIBUTE, ZclType.LONG_OCTET_STRING, data),)))
