@@ -254,6 +254,8 @@ def _key(class_id: int, ln: bytes, attribute: int) -> str:
 _CALENDAR_KEYS = frozenset(_key(oid.class_id, oid.obis, a) for oid, a in (
     (OBIS.ACTIVITY_CALENDAR, 3), (OBIS.ACTIVITY_CALENDAR, 4), (OBIS.ACTIVITY_CALENDAR, 5), (OBIS.SPECIAL_DAYS_TABLE, 2)))
 _CALENDAR_ORDER = tuple(sorted(_CALENDAR_KEYS))
+_CALENDARS: dict[tuple, Calendar] = {}  # `Esme._calendar`'s shared memo
+_CALENDARS_KEPT = 64
 
 
 def _octets(value: Data) -> bytes:
@@ -853,12 +855,19 @@ class Esme(EsmeDaily, EsmeEvents, EsmeObjects, Prepayment, EsmeZcl, TunnelServed
 
     def _calendar(self) -> Calendar:
         """`_build_calendar`, kept while the stored calendar objects are the same (a close and a
-        daily read replay ask for it every half hour)."""
+        daily read replay ask for it every half hour), and shared by the meters whose calendar
+        objects are the same bytes (a fleet's: its first reads built one per meter)."""
         raws = tuple(self.nvm.peek(COSEM_NS, k) for k in _CALENDAR_ORDER)
         memo = self._calendar_memo
         if memo is not None and memo[0] == raws:
             return memo[1]
-        calendar = self._build_calendar()
+        key = (id(self._defaults), raws)  # the defaults: one dict per variant, for the class's life
+        calendar = _CALENDARS.get(key)
+        if calendar is None:
+            calendar = self._build_calendar()
+            if len(_CALENDARS) >= _CALENDARS_KEPT:  # written tariffs are outside input: bounded
+                _CALENDARS.clear()
+            _CALENDARS[key] = calendar
         self._calendar_memo = (raws, calendar)
         return calendar
 
