@@ -124,8 +124,8 @@ CATCH_UP_CHUNK = 48  # half-hours closed per NVM transaction when a meter catche
 
 def close_half_hours(nvm, close: Callable[[float], None], first: float, newest: float) -> int:
     """Close each half hour ending at `first`, `first` + 30 min, ... up to `newest` with `close(end)`,
-    `CATCH_UP_CHUNK` per NVM transaction (a long downtime neither holds one huge transaction nor
-    loses what was closed before a crash). The closes' key/value writes are deferred
+    `CATCH_UP_CHUNK` per NVM transaction (a long downtime does not hold one huge transaction, and
+    the rows a chunk stored stay stored). The closes' key/value writes are deferred
     (`Nvm.deferring`): a close is the meter's own arithmetic over its model and what is on disk,
     so after a restart the catch-up from the last state on disk closes them again to the same
     values; they reach the disk with the meter's next durable write (a command's, a stored profile
