@@ -467,38 +467,41 @@ class _Store:
         if not taken:
             return
         self.undo.append(lambda: self._give_back(taken))
-        self.open_levels()
-        for sql, params in self._settle_sql(taken):
-            self.db.execute(sql, params)
-            self.statements += 1
+        self._execute(self._settle_sql(taken), None)
 
     def settle(self, prefixes: list[str]) -> None:
         """Write the deferred values of `prefixes` now (outside a transaction: one durable unit)."""
         taken = self._take_deferred(prefixes)
         if taken:
-            self.run(self._settle_sql(taken), None, None, taken)
+            self._run(self._settle_sql(taken), None, taken)
 
-    def run(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str | None,
-            prefix: str | None = None, taken: dict | None = None) -> None:
+    def run(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str,
+            prefix: str) -> None:
         """Execute statements durably: inside the open transaction, in the group's batch, or as
-        one committed unit, with the deferred values of `prefix`'s scopes (module doc).
-        `touched`: the kv (namespace, key; key None for all of it) or the log name they write
-        (None: only deferred values, marked by `_settle_sql`). A failing write (disk full, read-only) raises NvmError."""
-        if prefix is not None and self.deferred:
+        one committed unit, with the deferred values of the writer's (`prefix`) scopes (module
+        doc). `touched`: the kv (namespace, key; key None for all of it) or the log name they
+        write. A failing write (disk full, read-only) raises NvmError."""
+        taken = None
+        if self.deferred:
             if self.depth:
                 self.settle_due.add(prefix)
             else:
                 taken = self._take_deferred(_scopes(prefix))
-                if taken:
-                    statements = statements + self._settle_sql(taken, touched)
+                statements = statements + self._settle_sql(taken, touched)
+        self._run(statements, touched, taken)
+
+    def _run(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str | None,
+             taken: dict[str, dict[tuple[str, str], None]] | None = None) -> None:
+        """`run`'s work; `touched` None: only deferred values (`_settle_sql` marks them), `taken`
+        given back should the write fail."""
         try:
-            self._run(statements, touched)
+            self._execute(statements, touched)
         except BaseException:
             if taken:
                 self._give_back(taken)
             raise
 
-    def _run(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str | None) -> None:
+    def _execute(self, statements: list[tuple[str, tuple]], touched: tuple[str, str | None] | str | None) -> None:
         db = self.db
         self.statements += len(statements)
         try:
@@ -662,32 +665,24 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb) -> None:
         store, depth = self._store, self._depth
         db = store.db
+        committed = False
         try:
-            if exc_type is None:
-                if db is not None:
-                    try:
-                        if depth == 0 and store.settle_due:
-                            store.settle_due_now()
-                        opened = store.opened > depth
-                        savepoint = depth > 0 or store.level0_batched
-                        if opened:
-                            db.execute(f"RELEASE s{depth}" if savepoint else "COMMIT")
-                    except BaseException as exc:
-                        if store.opened > depth:
-                            self._rollback_db(db, depth, depth > 0 or store.level0_batched)
-                        store.rollback_to(self._mark)
-                        if isinstance(exc, sqlite3.Error):
-                            raise _failed(store.path, exc) from None
-                        raise
-                    finally:
-                        store.depth = depth
-                        store.opened = min(store.opened, depth)
-                    if depth == 0 and store.group and opened:
-                        store.note_commit()
-            else:
-                if db is not None and store.opened > depth:
-                    self._rollback_db(db, depth, depth > 0 or store.level0_batched)
-                store.rollback_to(self._mark)
+            if exc_type is not None:
+                self._undo()
+                return
+            if db is None:
+                return
+            try:
+                if depth == 0 and store.settle_due:
+                    store.settle_due_now()
+                if store.opened > depth:
+                    db.execute(f"RELEASE s{depth}" if self._savepoint() else "COMMIT")
+                    committed = True
+            except BaseException as exc:
+                self._undo()
+                if isinstance(exc, sqlite3.Error):
+                    raise _failed(store.path, exc) from None
+                raise
         finally:
             store.depth = depth
             store.opened = min(store.opened, depth)
@@ -695,6 +690,18 @@ class _Transaction:
                 store.undo.clear()
                 store.settle_due.clear()
                 store.owner = None
+        if committed and depth == 0 and store.group:
+            store.note_commit()
+
+    def _savepoint(self) -> bool:
+        return self._depth > 0 or self._store.level0_batched
+
+    def _undo(self) -> None:
+        """Take back this level: its SQL (if it opened any) and its RAM writes."""
+        store = self._store
+        if store.db is not None and store.opened > self._depth:
+            self._rollback_db(store.db, self._depth, self._savepoint())
+        store.rollback_to(self._mark)
 
     @staticmethod
     def _rollback_db(db: sqlite3.Connection, depth: int, savepoint: bool) -> None:
@@ -812,21 +819,18 @@ class NvmView:
         full = self.prefix + ns
         d = store.ns(full)
         old = d.get(key, _MISSING)
-        if store.depth:
+        if store.depth or store.db is not None:
             store.check_writer()
         if type(old) is type(cached) and old == cached:
             return
+        if store.db is not None:
+            if store.depth and store.defer_prefix is not None:
+                store.deferred.setdefault(store.defer_prefix, {})[(full, key)] = None
+            else:
+                store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))], (full, key),
+                          self.prefix)
         if store.depth:
-            if store.db is not None:
-                if store.defer_prefix is not None:
-                    store.deferred.setdefault(store.defer_prefix, {})[(full, key)] = None
-                else:
-                    store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))], (full, key),
-                              self.prefix)
             store.undo.append((d, key, old))
-        elif store.db is not None:
-            store.check_writer()
-            store.run([("INSERT OR REPLACE INTO kv VALUES (?,?,?)", (full, key, _to_db(cached)))], (full, key), self.prefix)
         d[key] = cached
 
     def delete(self, ns: str, key: str) -> bool:
@@ -969,6 +973,11 @@ class Nvm(NvmView):
     @property
     def path(self) -> Path | None:
         return self._store.path
+
+    @property
+    def statements(self) -> int:
+        """SQL writes executed so far (`gbhub bench fleet` counts a simulated day's)."""
+        return self._store.statements
 
     @property
     def exclusive(self) -> bool:

@@ -19,9 +19,10 @@ holds per premises after the day, keys, values and log entries as stored; `..._g
 day added). That fleet keeps its NVM in memory (the model's cost); `day_file_1k_s` (and
 `_cpu_s`): 100 more premises (short form: as many as the day's) through the same day on a
 worker NVM file as `gbhub fleet` keeps one (group commit), scaled to 1,000, and
-`day_nvm_writes_per_premises` the SQL statements that day wrote per premises. [I] Its premises have no IHD or PPMID: their polling is the displays' work, not
-metering's (the idle figure above includes it, in real time). RSS does not depend on the load:
-the figures are measured on an idle fleet, on a machine shared with whatever else runs.
+`day_nvm_writes_per_premises` the SQL statements that day wrote per premises. [I] Its premises
+have no IHD or PPMID: their polling is the displays' work, not metering's (the idle figure above
+includes it, in real time). RSS does not depend on the load: the figures are measured on an idle
+fleet, on a machine shared with whatever else runs.
 
 Method (mqtt): a local Mosquitto (tools/mosquitto.py, persistence on), `gbhub fleet --processes
 2` of `--premises` (default 200; short form 100) on it, and the load generator (tools/load.py,
@@ -132,42 +133,41 @@ async def _fleet_figures(n: int, day_n: int, idle_s: float, queue_put) -> dict:
     gc.unfreeze()
     queue_put(dict(out))
     first = n + 100
-    day_start, took, cpu, nvm0, nvm1, _writes, errors = await _day(identity, range(first, first + day_n), None)
-    out["day_start_s"] = round(day_start, 1)
-    out["day_1k_s"] = round(took * 1000 / day_n, 1)
-    out["day_1k_cpu_s"] = round(cpu * 1000 / day_n, 1)
-    out["day_nvm_kb_per_premises"] = round(nvm1 / 1024 / day_n, 2)
-    out["day_nvm_growth_kb_per_premises"] = round((nvm1 - nvm0) / 1024 / day_n, 2)
+    day = await _day(identity, range(first, first + day_n), None)
+    out["day_start_s"] = round(day["start_s"], 1)
+    out["day_1k_s"] = round(day["day_s"] * 1000 / day_n, 1)
+    out["day_1k_cpu_s"] = round(day["cpu_s"] * 1000 / day_n, 1)
+    out["day_nvm_kb_per_premises"] = round(day["nvm_after"] / 1024 / day_n, 2)
+    out["day_nvm_growth_kb_per_premises"] = round((day["nvm_after"] - day["nvm_before"]) / 1024 / day_n, 2)
     file_n = min(day_n, 100)
     with tempfile.TemporaryDirectory(prefix="gbhub-bench-day-") as folder:
         first += day_n
-        _s, took, cpu, _n0, _n1, writes, file_errors = await _day(identity, range(first, first + file_n),
-                                                                  Path(folder) / "worker-1.sqlite")
-    out["day_file_1k_s"] = round(took * 1000 / file_n, 1)
-    out["day_file_1k_cpu_s"] = round(cpu * 1000 / file_n, 1)
-    out["day_nvm_writes_per_premises"] = round(writes / file_n, 1)
+        on_file = await _day(identity, range(first, first + file_n), Path(folder) / "worker-1.sqlite")
+    out["day_file_1k_s"] = round(on_file["day_s"] * 1000 / file_n, 1)
+    out["day_file_1k_cpu_s"] = round(on_file["cpu_s"] * 1000 / file_n, 1)
+    out["day_nvm_writes_per_premises"] = round(on_file["writes"] / file_n, 1)
     out["day_premises"] = day_n
-    out["day_errors"] = errors + file_errors
+    out["day_errors"] = day["errors"] + on_file["errors"]
     return out
 
 
-async def _day(identity, indices: range, nvm_path: Path | None) -> tuple:
-    """A fleet of `indices` on a simulated clock moved forward one day (module doc): (start s,
-    day s, day CPU s, NVM bytes before, after, SQL statements written, errors)."""
+async def _day(identity, indices: range, nvm_path: Path | None) -> dict:
+    """A fleet of `indices` on a simulated clock moved forward one day (module doc): its start
+    and day in wall seconds, the day's CPU seconds, NVM bytes before and after it, the SQL
+    statements it wrote, errors."""
     from .fleet import FleetWorker
 
     day = FleetWorker(1, indices, identity, sim=True, without=("ihd", "ppmid"), nvm_path=nvm_path)
     t0 = time.perf_counter()
     await day.start()
-    start = time.perf_counter() - t0
-    store = day.nvm._store
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    nvm0, writes0 = _nvm_bytes(day.nvm), store.statements
+    out = {"start_s": time.perf_counter() - t0, "nvm_before": _nvm_bytes(day.nvm)}
+    t0, cpu0, writes0 = time.perf_counter(), time.process_time(), day.nvm.statements
     await day.clock.advance(86400)
-    took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    nvm1, writes = _nvm_bytes(day.nvm), store.statements - writes0
+    out.update(day_s=time.perf_counter() - t0, cpu_s=time.process_time() - cpu0,
+               writes=day.nvm.statements - writes0, nvm_after=_nvm_bytes(day.nvm))
     await day.stop()
-    return start, took, cpu, nvm0, nvm1, writes, day.errors
+    out["errors"] = day.errors
+    return out
 
 
 @benchmark("fleet", "premises in one process: start, RSS, idle CPU, one simulated day")
